@@ -1,0 +1,219 @@
+"""The ``cumulo`` command: start the cloud and look after it.
+
+    cumulo up                     start every service in the foreground (Ctrl-C stops it)
+    cumulo status                 what runs, where, and whether it answers
+    cumulo config show            the effective configuration (file + environment)
+    cumulo db sync | version      apply migrations / show the schema revision
+    cumulo identity rotate-keys   rotate the Fernet token keys
+    cumulo policy show            the effective policy rules, in oslo.policy YAML
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import click
+
+from cumulo.core import config as configmod
+from cumulo.core import logging as logmod
+
+
+def load(ctx: click.Context) -> configmod.Config:
+    try:
+        return configmod.load(ctx.obj["config"], state_dir=ctx.obj["state_dir"])
+    except configmod.ConfigError as exc:
+        raise click.ClickException(f"configuration: {exc}") from None
+
+
+@click.group(help=__doc__)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="TOML configuration file (default: $CUMULO_CONFIG, <state-dir>/cumulo.toml, "
+                   "/etc/cumulo/cumulo.toml).")
+@click.option("--state-dir", type=click.Path(file_okay=False),
+              help="Where the database, keys and clouds.yaml live (default /var/lib/cumulo).")
+@click.pass_context
+def main(ctx: click.Context, config_file: str | None, state_dir: str | None) -> None:
+    ctx.obj = {"config": config_file, "state_dir": state_dir}
+
+
+@main.command()
+@click.pass_context
+def up(ctx: click.Context) -> None:
+    """Start the cloud in the foreground: migrate, bootstrap, write clouds.yaml, serve.
+
+    Restarting keeps every record.  Stop it with Ctrl-C (or SIGTERM): requests in flight finish,
+    then connections close.
+    """
+    cfg = load(ctx)
+    logmod.setup(cfg.logging.level, cfg.logging.file)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    click.echo(f"cumulo: state in {cfg.state_dir}, database {cfg.database_url.split('@')[-1]}, "
+               f"bus {cfg.bus.url.split('@')[-1]}", err=True)
+    ready = asyncio.Event()
+
+    async def main_task() -> None:
+        from cumulo.server import run
+
+        watcher = asyncio.get_running_loop().create_task(announce(ready, cfg))
+        try:
+            await run(cfg, ready)
+        finally:
+            watcher.cancel()
+
+    try:
+        asyncio.run(main_task())
+    except KeyboardInterrupt:
+        pass
+
+
+async def announce(ready: asyncio.Event, cfg: configmod.Config) -> None:
+    await ready.wait()
+    click.echo(f"cumulo is up. Identity: {cfg.endpoint(cfg.identity.port, '/v3')}\n"
+               f"  clouds.yaml: {cfg.state_path / 'clouds.yaml'} (clouds: cumulo = admin, cumulo-demo)\n"
+               f"  try: openstack --os-cloud cumulo token issue\n"
+               f"  Ctrl-C stops it.", err=True)
+
+
+@main.command()
+@click.pass_context
+def status(ctx: click.Context) -> None:
+    """Tell what runs and where, and whether each API answers."""
+    cfg = load(ctx)
+    path = cfg.state_path / "status.json"
+    if not path.exists():
+        click.echo(f"cumulo is not running (no {path}). Start it with `cumulo up`.")
+        sys.exit(3)
+    info = json.loads(path.read_text())
+    uptime = time.time() - info["started"]
+    click.echo(f"cumulo controller pid {info['pid']} on {info['host']}, up {uptime:.0f}s")
+    click.echo(f"  database: {info['database']}\n  bus: {info['bus']}")
+    failing = 0
+    for name, url in info["listeners"].items():
+        probe = url + ("/healthcheck" if name == "operator" else "/")
+        try:
+            with urllib.request.urlopen(probe, timeout=3) as resp:
+                state = f"ok ({resp.status})"
+        except urllib.error.HTTPError as exc:
+            state = f"ok ({exc.code})" if exc.code < 500 else f"failing ({exc.code})"
+            failing += exc.code >= 500
+        except OSError as exc:
+            state, failing = f"not answering ({exc})", failing + 1
+        click.echo(f"  {name:10s} {url:32s} {state}")
+    sys.exit(1 if failing else 0)
+
+
+@main.group()
+def config() -> None:
+    """Inspect the configuration."""
+
+
+@config.command("show")
+@click.pass_context
+def config_show(ctx: click.Context) -> None:
+    """Print the effective configuration as TOML (passwords masked)."""
+    cfg = load(ctx.parent.parent if ctx.parent and ctx.parent.parent else ctx)
+    data = configmod.as_dict(cfg)
+    for key in ("admin_password", "demo_password"):
+        if data["bootstrap"].get(key):
+            data["bootstrap"][key] = "***"
+    if "@" in data["database"]["url"]:
+        data["database"]["url"] = "***@" + data["database"]["url"].split("@", 1)[1]
+    click.echo(f"# from {cfg.source or 'defaults'} and CUMULO_* environment variables")
+    click.echo(configmod.to_toml(data))
+
+
+@main.group()
+def db() -> None:
+    """Database schema management."""
+
+
+@db.command("sync")
+@click.pass_context
+def db_sync(ctx: click.Context) -> None:
+    """Apply every pending migration (safe to repeat)."""
+    from cumulo.core.db import Database
+
+    cfg = load(ctx.find_root())
+
+    async def go() -> str | None:
+        database = Database(cfg.database_url)
+        try:
+            await database.migrate()
+            return await database.revision()
+        finally:
+            await database.close()
+
+    click.echo(f"schema at revision {asyncio.run(go())}")
+
+
+@db.command("version")
+@click.pass_context
+def db_version(ctx: click.Context) -> None:
+    """Show the schema revision of the database."""
+    from cumulo.core.db import Database
+
+    cfg = load(ctx.find_root())
+
+    async def go() -> str | None:
+        database = Database(cfg.database_url)
+        try:
+            return await database.revision()
+        finally:
+            await database.close()
+
+    click.echo(asyncio.run(go()) or "empty (run `cumulo db sync`)")
+
+
+@main.group()
+def identity() -> None:
+    """Identity maintenance."""
+
+
+@identity.command("rotate-keys")
+@click.pass_context
+def rotate_keys(ctx: click.Context) -> None:
+    """Rotate the Fernet keys: the staged key becomes primary, a new key is staged, and the
+    oldest keys beyond [identity] max_active_keys are removed.  Tokens made with a removed key
+    stop working; running controllers pick the new keys up within seconds."""
+    from cumulo.identity.tokens import KeyRepository
+
+    cfg = load(ctx.find_root())
+    repo = KeyRepository(cfg.key_repository, cfg.identity.max_active_keys)
+    repo.setup()
+    indexes = repo.rotate()
+    click.echo(f"keys in {cfg.key_repository}: primary {max(indexes)}, staged 0, "
+               f"secondary {', '.join(str(i) for i in indexes if i not in (0, max(indexes))) or 'none'}")
+
+
+@main.group()
+def policy() -> None:
+    """Policy rules."""
+
+
+@policy.command("show")
+@click.pass_context
+def policy_show(ctx: click.Context) -> None:
+    """Print the effective identity policy (defaults plus [policy] file) as YAML."""
+    from cumulo.core.policy import Enforcer
+    from cumulo.identity.policies import RULES
+
+    cfg = load(ctx.find_root())
+    click.echo(Enforcer(RULES, cfg.policy.file or None).rules_as_yaml())
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["main", "Path"]

@@ -1,0 +1,121 @@
+"""The RabbitMQ bus (aio-pika): a topic exchange for events, durable queues for RPC targets.
+
+Events go to the ``cumulo.events`` topic exchange; each subscriber has its own exclusive queue,
+so every controller process sees every event.  RPC requests go to the queue ``cumulo.rpc.<target>``
+(shared by the servers of that target, so work is spread); replies come back on RabbitMQ's
+direct reply-to pseudo-queue, matched by correlation id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+import aio_pika
+import orjson
+from aio_pika.abc import AbstractIncomingMessage
+
+from cumulo.core.bus import EventHandler, RPCError, RPCHandler, RPCTimeout
+
+LOG = logging.getLogger(__name__)
+EVENTS = "cumulo.events"
+REPLY_TO = "amq.rabbitmq.reply-to"
+
+
+class RabbitBus:
+    def __init__(self, url: str, rpc_timeout: float = 30.0) -> None:
+        self.url, self.rpc_timeout = url, rpc_timeout
+        self._conn: aio_pika.abc.AbstractRobustConnection | None = None
+        self._channel: aio_pika.abc.AbstractChannel | None = None
+        self._exchange: aio_pika.abc.AbstractExchange | None = None
+        self._pending: dict[str, asyncio.Future[Any]] = {}
+        self._reply_channel: aio_pika.abc.AbstractChannel | None = None
+
+    async def start(self) -> None:
+        self._conn = await aio_pika.connect_robust(self.url)
+        self._channel = await self._conn.channel()
+        await self._channel.set_qos(prefetch_count=32)
+        self._exchange = await self._channel.declare_exchange(EVENTS, aio_pika.ExchangeType.TOPIC,
+                                                              durable=True)
+        # direct reply-to must be consumed (no-ack) on the channel that publishes the requests
+        self._reply_channel = await self._conn.channel()
+        reply_queue = await self._reply_channel.get_queue(REPLY_TO, ensure=False)
+        await reply_queue.consume(self._on_reply, no_ack=True)
+
+    async def stop(self) -> None:
+        for fut in self._pending.values():
+            fut.cancel()
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def publish(self, topic: str, event: dict[str, Any]) -> None:
+        assert self._exchange is not None, "bus not started"
+        await self._exchange.publish(aio_pika.Message(orjson.dumps(event), content_type="application/json"),
+                                     routing_key=topic)
+
+    async def subscribe(self, pattern: str, handler: EventHandler) -> None:
+        assert self._channel is not None and self._exchange is not None, "bus not started"
+        queue = await self._channel.declare_queue("", exclusive=True, auto_delete=True)
+        await queue.bind(self._exchange, routing_key=pattern)
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            async with message.process(ignore_processed=True):
+                try:
+                    await handler(message.routing_key or "", orjson.loads(message.body))
+                except Exception:
+                    LOG.exception("event handler for %s failed", message.routing_key)
+
+        await queue.consume(on_message)
+
+    async def serve(self, target: str, handler: RPCHandler) -> None:
+        assert self._channel is not None, "bus not started"
+        queue = await self._channel.declare_queue(f"cumulo.rpc.{target}", durable=False, auto_delete=True)
+        channel = self._channel
+
+        async def on_request(message: AbstractIncomingMessage) -> None:
+            async with message.process(ignore_processed=True):
+                request = orjson.loads(message.body)
+                try:
+                    reply = {"ok": await handler(request["method"], request["args"])}
+                except Exception as exc:
+                    reply = {"error": [type(exc).__name__, str(exc)]}
+                if message.reply_to:
+                    await channel.default_exchange.publish(
+                        aio_pika.Message(orjson.dumps(reply), correlation_id=message.correlation_id),
+                        routing_key=message.reply_to)
+
+        await queue.consume(on_request)
+
+    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
+        fut = self._pending.pop(message.correlation_id or "", None)
+        if fut is not None and not fut.done():
+            fut.set_result(orjson.loads(message.body))
+
+    async def call(self, target: str, method: str, args: dict[str, Any],
+                   timeout: float | None = None) -> Any:
+        assert self._reply_channel is not None, "bus not started"
+        corr = uuid.uuid4().hex
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[corr] = fut
+        await self._reply_channel.default_exchange.publish(
+            aio_pika.Message(orjson.dumps({"method": method, "args": args}), correlation_id=corr,
+                             reply_to=REPLY_TO, expiration=timeout or self.rpc_timeout),
+            routing_key=f"cumulo.rpc.{target}")
+        try:
+            reply = await asyncio.wait_for(fut, timeout or self.rpc_timeout)
+        except TimeoutError:
+            raise RPCTimeout(f"no reply from {target} to {method}") from None
+        finally:
+            self._pending.pop(corr, None)
+        if "error" in reply:
+            raise RPCError(*reply["error"])
+        return reply["ok"]
+
+    async def cast(self, target: str, method: str, args: dict[str, Any]) -> None:
+        assert self._channel is not None, "bus not started"
+        await self._channel.default_exchange.publish(
+            aio_pika.Message(orjson.dumps({"method": method, "args": args})),
+            routing_key=f"cumulo.rpc.{target}")

@@ -1,0 +1,258 @@
+"""Cumulo's configuration: one TOML file plus environment overrides.
+
+Every setting has a default, so an empty file (or none) gives a working single-node cloud.
+The file is found at ``--config``, else ``$CUMULO_CONFIG``, else ``<state_dir>/cumulo.toml``,
+else ``/etc/cumulo/cumulo.toml``.  Any key can be overridden from the environment as
+``CUMULO_<SECTION>__<KEY>`` (``CUMULO_DATABASE__URL=postgresql://...``); top-level keys are
+``CUMULO_<KEY>`` (``CUMULO_STATE_DIR=/srv/cumulo``).  ``cumulo config show`` prints the result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting has the wrong type or an unknown name."""
+
+
+@dataclass
+class DatabaseConfig:
+    # Empty means SQLite in the state directory.  postgresql://, mysql:// and sqlite:// URLs
+    # are accepted; the async driver is chosen for you.
+    url: str = ""
+    pool_size: int = 10
+    echo: bool = False
+
+
+@dataclass
+class BusConfig:
+    # memory:// is the in-process bus of a single controller; amqp://user:pw@host:5672/ is RabbitMQ.
+    url: str = "memory://"
+    rpc_timeout: float = 30.0
+
+
+@dataclass
+class APIConfig:
+    bind_host: str = "127.0.0.1"
+    # The host name put in catalog URLs; defaults to bind_host.
+    public_host: str = ""
+    region: str = "RegionOne"
+    # Upper bound of a request body in bytes (Keystone's default is 114688).
+    max_request_body_size: int = 114688
+    access_log: bool = False
+
+
+@dataclass
+class MetricsConfig:
+    # /metrics and /healthcheck for every service, on an operator-only port.
+    enabled: bool = True
+    port: int = 9180
+
+
+@dataclass
+class SecurityComplianceConfig:
+    # 0 disables the lockout.
+    lockout_failure_attempts: int = 0
+    lockout_duration: int = 1800
+    unique_last_password_count: int = 0
+    minimum_password_age: int = 0
+    password_expires_days: int = 0
+    password_regex: str = ""
+    password_regex_description: str = ""
+    change_password_upon_first_use: bool = False
+
+
+@dataclass
+class IdentityConfig:
+    port: int = 5000
+    token_expiration: int = 3600
+    # How long after expiry a token may still be validated with allow_expired=true.
+    allow_expired_window: int = 172800
+    password_hash_algorithm: str = "bcrypt"
+    password_hash_rounds: int = 12
+    # Directory of Fernet keys; empty means <state_dir>/fernet-keys.
+    key_repository: str = ""
+    max_active_keys: int = 3
+    default_domain_id: str = "default"
+    list_limit: int = 0
+    security_compliance: SecurityComplianceConfig = field(default_factory=SecurityComplianceConfig)
+
+
+@dataclass
+class BootstrapConfig:
+    admin_user: str = "admin"
+    admin_password: str = ""  # empty: generated once and kept in <state_dir>/admin-password
+    admin_project: str = "admin"
+    demo_user: str = "demo"
+    demo_password: str = ""
+    demo_project: str = "demo"
+    # Merge the cumulo clouds into ~/.config/openstack/clouds.yaml (tests turn this off).
+    write_user_clouds: bool = True
+
+
+@dataclass
+class PolicyConfig:
+    # A YAML or JSON file in oslo.policy syntax whose rules override the defaults.
+    file: str = ""
+
+
+@dataclass
+class LoggingConfig:
+    level: str = "INFO"
+    file: str = ""
+
+
+@dataclass
+class Config:
+    state_dir: str = "/var/lib/cumulo"
+    services: list[str] = field(default_factory=lambda: ["identity"])
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    bus: BusConfig = field(default_factory=BusConfig)
+    api: APIConfig = field(default_factory=APIConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    # Where the file came from, for `cumulo config show`.
+    source: str = ""
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir)
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.state_path / 'cumulo.db'}"
+
+    @property
+    def key_repository(self) -> Path:
+        return Path(self.identity.key_repository or self.state_path / "fernet-keys")
+
+    @property
+    def public_host(self) -> str:
+        return self.api.public_host or self.api.bind_host
+
+    def endpoint(self, port: int, path: str = "") -> str:
+        return f"http://{self.public_host}:{port}{path}"
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    origin = typing.get_origin(typ)
+    if origin is list or typ is list:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, list):
+            return value
+        raise ConfigError(f"{where}: expected a list, got {value!r}")
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if typ in (int, float):
+        try:
+            return typ(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if typ is str:
+        return str(value)
+    return value
+
+
+def _apply(obj: Any, data: dict[str, Any], where: str) -> None:
+    hints = typing.get_type_hints(type(obj))
+    for key, value in data.items():
+        if key not in hints or key == "source":
+            raise ConfigError(f"unknown setting {where}{key}")
+        typ = hints[key]
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}{key} is a section: use [{where}{key}]")
+            _apply(current, value, f"{where}{key}.")
+        else:
+            if isinstance(typ, types.UnionType):
+                typ = typing.get_args(typ)[0]
+            setattr(obj, key, _coerce(value, typ, f"{where}{key}"))
+
+
+def _env_overrides(env: typing.Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in env.items():
+        if not name.startswith("CUMULO_") or name == "CUMULO_CONFIG":
+            continue
+        parts = name[len("CUMULO_"):].lower().split("__")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def load(path: str | os.PathLike[str] | None = None,
+         env: typing.Mapping[str, str] | None = None, **overrides: Any) -> Config:
+    """Build the configuration from defaults, the TOML file, the environment and overrides."""
+    env = os.environ if env is None else env
+    cfg = Config()
+    env_data = _env_overrides(env)
+    state_dir = overrides.get("state_dir") or env_data.get("state_dir") or cfg.state_dir
+    candidates = [path, env.get("CUMULO_CONFIG"), Path(state_dir) / "cumulo.toml", "/etc/cumulo/cumulo.toml"]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            with open(candidate, "rb") as fh:
+                try:
+                    data = tomllib.load(fh)
+                except tomllib.TOMLDecodeError as exc:
+                    raise ConfigError(f"{candidate}: {exc}") from None
+            _apply(cfg, data, "")
+            cfg.source = str(candidate)
+            break
+        if candidate == path and path:
+            raise ConfigError(f"config file {path} does not exist")
+    _apply(cfg, env_data, "")
+    _apply(cfg, {k: v for k, v in overrides.items() if v is not None}, "")
+    return cfg
+
+
+def as_dict(cfg: Config) -> dict[str, Any]:
+    data = dataclasses.asdict(cfg)
+    data.pop("source", None)
+    return data
+
+
+def to_toml(data: dict[str, Any], prefix: str = "") -> str:
+    """Render a config dict as TOML (scalars first, then sections), for `cumulo config show`."""
+    lines: list[str] = []
+    sections: list[tuple[str, dict[str, Any]]] = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            sections.append((f"{prefix}{key}", value))
+        elif isinstance(value, bool):
+            lines.append(f"{key} = {'true' if value else 'false'}")
+        elif isinstance(value, (int, float)):
+            lines.append(f"{key} = {value}")
+        elif isinstance(value, list):
+            lines.append(f"{key} = [{', '.join(_quote(v) for v in value)}]")
+        else:
+            lines.append(f"{key} = {_quote(value)}")
+    out = "\n".join(lines)
+    for name, section in sections:
+        out += f"\n\n[{name}]\n" + to_toml(section, f"{name}.")
+    return out.strip() + "\n" if not prefix else out.strip()
+
+
+def _quote(value: Any) -> str:
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'

@@ -1,0 +1,200 @@
+"""The ASGI app factory every Cumulo API is built with.
+
+A service declares its endpoints on a ``Router``; ``create_app`` wraps each one so that it
+authenticates the caller (``X-Auth-Token``, validated in-process by identity), sets the request
+context that log lines and policy checks read, turns any ``Fault`` into the service's own error
+format, and records metrics.  Handlers stay small: parse, call the service, shape the answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cumulo.core import context
+from cumulo.core.context import AuthContext, RequestContext
+from cumulo.core.http import faults, metrics
+from cumulo.core.http.requestid import RequestIdMiddleware
+
+LOG = logging.getLogger(__name__)
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class TokenValidator(Protocol):
+    async def validate(self, token: str) -> AuthContext: ...
+
+
+class JSON(Response):
+    """A JSON response rendered with orjson (the hot paths answer many of these)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def no_content(headers: dict[str, str] | None = None) -> Response:
+    return Response(status_code=204, headers=headers)
+
+
+@dataclass
+class Endpoint:
+    path: str
+    methods: list[str]
+    handler: Handler
+    auth: bool = True
+    name: str = ""
+
+
+@dataclass
+class Router:
+    """Collects a service's endpoints: ``@router.get("/v3/users/{user_id}")``."""
+
+    prefix: str = ""
+    endpoints: list[Endpoint] = field(default_factory=list)
+
+    def route(self, path: str, methods: Sequence[str], auth: bool = True) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            self.endpoints.append(Endpoint(self.prefix + path, list(methods), handler, auth,
+                                           handler.__name__))
+            return handler
+        return register
+
+    def get(self, path: str, auth: bool = True) -> Callable[[Handler], Handler]:
+        return self.route(path, ["GET", "HEAD"], auth)
+
+    def post(self, path: str, auth: bool = True) -> Callable[[Handler], Handler]:
+        return self.route(path, ["POST"], auth)
+
+    def put(self, path: str, auth: bool = True) -> Callable[[Handler], Handler]:
+        return self.route(path, ["PUT"], auth)
+
+    def patch(self, path: str, auth: bool = True) -> Callable[[Handler], Handler]:
+        return self.route(path, ["PATCH"], auth)
+
+    def delete(self, path: str, auth: bool = True) -> Callable[[Handler], Handler]:
+        return self.route(path, ["DELETE"], auth)
+
+    def include(self, other: Router) -> None:
+        self.endpoints.extend(other.endpoints)
+
+
+def auth_of(request: Request) -> AuthContext:
+    """The caller's validated identity (only on endpoints declared with auth=True)."""
+    return request.state.auth  # type: ignore[no-any-return]
+
+
+async def json_body(request: Request, required: bool = True) -> Any:
+    """The request body as JSON, or a 400 that says what is wrong with it."""
+    body = await request.body()
+    if not body:
+        if required:
+            raise faults.ValidationError("The request body is empty: a JSON document is required.")
+        return None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise faults.ValidationError(f"The request body is not valid JSON: {exc}") from None
+
+
+def _wrap(service: str, ep: Endpoint, validator: TokenValidator | None,
+          render: faults.Renderer) -> Handler:
+    async def endpoint(request: Request) -> Response:
+        ctx = context.current.get()
+        try:
+            if ep.auth:
+                token = request.headers.get("x-auth-token")
+                if not token:
+                    raise faults.Unauthorized()
+                if validator is None:
+                    raise faults.Unauthorized("This service has no token validator configured.")
+                auth = await validator.validate(token)
+                request.state.auth = auth
+                if ctx is not None:
+                    ctx.auth = auth
+            response = await ep.handler(request)
+        except faults.Fault as fault:
+            if fault.code >= 500:
+                LOG.error("%s %s failed: %s", request.method, request.url.path, fault.message)
+            else:
+                LOG.info("%s %s -> %d %s", request.method, request.url.path, fault.code, fault.message)
+            response = JSON(render(fault), status_code=fault.code, headers=fault.headers)
+            if fault.code == 401 and service == "identity":
+                response.headers["WWW-Authenticate"] = 'Keystone uri="%s"' % str(
+                    request.base_url).rstrip("/")
+        request.scope["cumulo.route"] = ep.path
+        return response
+
+    endpoint.__name__ = ep.name
+    return endpoint
+
+
+class FaultCatcher:
+    """Outermost guard: an unexpected exception becomes a logged 500 in the service's format."""
+
+    def __init__(self, app: ASGIApp, render: faults.Renderer) -> None:
+        self.app, self.render = app, render
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except faults.Fault as fault:  # raised while reading the body (size limit)
+            if started:
+                raise
+            await JSON(self.render(fault), status_code=fault.code)(scope, receive, send)
+        except Exception:
+            LOG.exception("unexpected error in %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            fault = faults.Fault("An unexpected error prevented the server from fulfilling your "
+                                 "request; the operator can find it in the log by its request id.")
+            await JSON(self.render(fault), status_code=500)(scope, receive, send)
+
+
+def create_app(service: str, router: Router, validator: TokenValidator | None,
+               max_body: int = 114688, not_found: Handler | None = None,
+               on_startup: Sequence[Callable[[], Any]] = (),
+               on_shutdown: Sequence[Callable[[], Any]] = ()) -> ASGIApp:
+    render = faults.RENDERERS.get(service, faults.identity_body)
+    routes = [Route(ep.path, _wrap(service, ep, validator, render), methods=ep.methods)
+              for ep in router.endpoints]
+
+    async def fault_handler(request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 500)
+        cls = {404: faults.NotFound, 405: faults.MethodNotAllowed}.get(status, faults.Fault)
+        message = {404: f"The resource could not be found: {request.url.path}",
+                   405: f"The method {request.method} is not allowed for {request.url.path}."}
+        return JSON(render(cls(message.get(status, ""), code=status)), status_code=status)
+
+    app = Starlette(routes=routes, exception_handlers={404: fault_handler, 405: fault_handler},
+                    on_startup=list(on_startup), on_shutdown=list(on_shutdown))
+    wrapped: ASGIApp = FaultCatcher(app, render)
+    wrapped = RequestIdMiddleware(wrapped, service=service, max_body=max_body)
+    wrapped = metrics.MetricsMiddleware(wrapped, service=service)
+    return wrapped
+
+
+def elapsed_ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0

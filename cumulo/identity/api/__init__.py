@@ -1,0 +1,22 @@
+"""The Identity v3 API (Keystone's twin): one router per resource area, assembled here."""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp
+
+from cumulo.core.http.app import Router, create_app
+from cumulo.core.policy import Enforcer
+from cumulo.identity.api import appcreds, auth, catalog, projects, roles, users, versions
+from cumulo.identity.api.common import IdentityAPI
+from cumulo.identity.service import IdentityService
+
+MODULES = [auth, projects, users, roles, catalog, appcreds]
+
+
+def build_app(svc: IdentityService, policy: Enforcer, max_body: int) -> ASGIApp:
+    api = IdentityAPI(svc, policy)
+    router = Router()
+    router.include(versions.router())
+    for module in MODULES:
+        router.include(module.router(api))
+    return create_app("identity", router, svc, max_body=max_body)

@@ -1,0 +1,176 @@
+"""Shared machinery of the identity service: the database, the change generation and caches.
+
+Every write that can change what a token means (a user disabled, a role removed, ...) calls
+``changed()``: the local generation moves on, cached validations and role maps are dropped, and
+an ``identity.changed`` event tells the other controllers to do the same.  A poll of the stored
+generation catches any event the bus lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cumulo.core.bus import Bus
+from cumulo.core.config import Config
+from cumulo.core.db import Base, Database
+from cumulo.core.http.faults import Conflict, NotFound
+from cumulo.identity import models as m
+
+LOG = logging.getLogger(__name__)
+T = TypeVar("T", bound=Base)
+
+KIND = {
+    m.Domain: "domain", m.Project: "project", m.User: "user", m.Group: "group", m.Role: "role",
+    m.Region: "region", m.Service: "service", m.Endpoint: "endpoint", m.Credential: "credential",
+    m.Policy: "policy", m.ApplicationCredential: "application credential", m.AccessRule: "access rule",
+    m.RegisteredLimit: "registered limit", m.Limit: "limit", m.Trust: "trust",
+    m.EndpointGroup: "endpoint group", m.Consumer: "consumer",
+}
+NULL_DOMAIN = "<<null>>"
+
+
+class ServiceBase:
+    def __init__(self, cfg: Config, db: Database, bus: Bus) -> None:
+        self.cfg, self.db, self.bus = cfg, db, bus
+        self.generation = 0
+        self._roles: dict[str, m.Role] | None = None
+        self._implies: dict[str, list[str]] | None = None
+        self._poll_task: asyncio.Task[None] | None = None
+        self._stored_generation = 0
+
+    # -- change tracking -------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.bus.subscribe("identity.changed", self._on_remote_change)
+        async with self.db.session() as s:
+            row = await s.get(m.IdentityState, 1)
+            if row is None:
+                s.add(m.IdentityState(id=1, generation=0))
+            else:
+                self._stored_generation = row.generation
+        self._poll_task = asyncio.get_running_loop().create_task(self._poll())
+
+    async def stop(self) -> None:
+        if self._poll_task:
+            self._poll_task.cancel()
+
+    def invalidate(self) -> None:
+        self.generation += 1
+        self._roles = None
+        self._implies = None
+        self._on_invalidate()
+
+    def _on_invalidate(self) -> None:
+        """Hook for subclasses holding more caches."""
+
+    async def changed(self, what: str = "") -> None:
+        self.invalidate()
+        try:
+            async with self.db.session() as s:
+                await s.execute(update(m.IdentityState).where(m.IdentityState.id == 1)
+                                .values(generation=m.IdentityState.generation + 1))
+            await self.bus.publish("identity.changed", {"what": what})
+        except Exception:  # the poll below catches up; a lost event must not fail the write
+            LOG.warning("could not announce an identity change (%s)", what, exc_info=True)
+
+    async def _on_remote_change(self, _topic: str, _event: dict[str, Any]) -> None:
+        self.invalidate()
+
+    async def _poll(self, interval: float = 5.0) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with self.db.session() as s:
+                    gen = (await s.execute(select(m.IdentityState.generation))).scalar()
+                if gen is not None and gen != self._stored_generation:
+                    self._stored_generation = gen
+                    self.invalidate()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                LOG.warning("identity generation poll failed", exc_info=True)
+
+    # -- generic record access -------------------------------------------------------------
+    async def get(self, model: type[T], id_: str, session: AsyncSession | None = None) -> T:
+        if session is None:
+            async with self.db.session() as s:
+                return await self.get(model, id_, s)
+        row = await session.get(model, id_) if id_ else None
+        if row is None:
+            raise NotFound(f"Could not find {KIND.get(model, model.__tablename__)}: {id_}.")
+        return row
+
+    async def find(self, model: type[T], id_: str) -> T | None:
+        async with self.db.session() as s:
+            return await s.get(model, id_)
+
+    async def list(self, model: type[T], *where: Any, order: Any = None) -> Sequence[T]:
+        stmt = select(model).where(*where)
+        if order is not None:
+            stmt = stmt.order_by(order)
+        async with self.db.session() as s:
+            return (await s.execute(stmt)).scalars().all()
+
+    async def insert(self, row: T, conflict: str) -> T:
+        try:
+            async with self.db.session() as s:
+                s.add(row)
+        except IntegrityError:
+            raise Conflict(conflict) from None
+        return row
+
+    async def save(self, model: type[T], id_: str, values: dict[str, Any], conflict: str = "") -> T:
+        try:
+            async with self.db.session() as s:
+                row = await self.get(model, id_, s)
+                for key, value in values.items():
+                    setattr(row, key, value)
+        except IntegrityError:
+            raise Conflict(conflict or f"Conflict updating {KIND.get(model)} {id_}.") from None
+        return row
+
+    async def remove(self, model: type[T], id_: str) -> None:
+        async with self.db.session() as s:
+            row = await self.get(model, id_, s)
+            await s.delete(row)
+
+    # -- roles, shared by assignments and tokens -------------------------------------------
+    async def roles_by_id(self) -> dict[str, m.Role]:
+        if self._roles is None:
+            gen = self.generation
+            async with self.db.session() as s:
+                roles = {r.id: r for r in (await s.execute(select(m.Role))).scalars()}
+                edges = (await s.execute(select(m.ImpliedRole))).scalars().all()
+            implies: dict[str, list[str]] = {}
+            for e in edges:
+                implies.setdefault(e.prior_role_id, []).append(e.implied_role_id)
+            if gen == self.generation:
+                self._roles, self._implies = roles, implies
+            return roles
+        return self._roles
+
+    async def expand_implied(self, role_ids: set[str]) -> list[str]:
+        """The roles plus everything they imply, transitively, in a stable order."""
+        await self.roles_by_id()
+        implies = self._implies or {}
+        out: list[str] = []
+        seen: set[str] = set()
+        stack = sorted(role_ids)
+        while stack:
+            rid = stack.pop(0)
+            if rid in seen:
+                continue
+            seen.add(rid)
+            out.append(rid)
+            stack.extend(implies.get(rid, []))
+        return out
+
+    async def delete_where(self, model: type[Base], *where: Any) -> None:
+        async with self.db.session() as s:
+            await s.execute(delete(model).where(*where))

@@ -1,0 +1,3 @@
+"""Every service's tables, imported in one place for migrations."""
+
+from cumulo.identity import models as identity  # noqa: F401
