@@ -58,7 +58,9 @@ class AuthContext:
                 "domain_id": self.domain_id, "system_scope": self.system_scope,
                 "roles": self.roles, "is_admin_project": self.is_admin_project,
                 "trust_id": self.trust_id, "application_credential_id": self.application_credential_id,
-                "token": {"user": {"domain": {"id": self.user_domain_id}}},
+                "token": {"user": {"domain": {"id": self.user_domain_id}},
+                          "domain": {"id": self.domain_id},
+                          "project": {"domain": {"id": self.project_domain_id}}},
             }
         return self._creds
 

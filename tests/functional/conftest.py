@@ -57,6 +57,8 @@ class Cloud:
             "password": password if password is not None else self.admin_password}}}}}
         if project:
             body["auth"]["scope"] = {"project": {"name": project, "domain": {"name": domain}}}
+        else:
+            body["auth"]["scope"] = "unscoped"
         r = httpx.post(f"{self.url}/auth/tokens", json=body)
         assert r.status_code == 201, r.text
         return r.headers["X-Subject-Token"], r.json()["token"]

@@ -27,7 +27,7 @@ def test_cli_project_user_group_role_lifecycle(cloud: Cloud) -> None:
     assert usr["default_project_id"] == proj["id"]
     cloud.cli("group", "create", group)
     cloud.cli("group", "add", "user", group, user)
-    assert "is in group" in cloud.cli("group", "contains", "user", group, user).stdout
+    assert f"{user} in group {group}" in cloud.cli("group", "contains", "user", group, user).stdout
     cloud.cli("role", "create", role)
     cloud.cli("role", "add", "--user", user, "--project", project, role)
     cloud.cli("role", "add", "--user", user, "--project", project, "member")
@@ -78,10 +78,10 @@ def test_sdk_application_credential_authenticates(cloud: Cloud) -> None:
 def test_cli_application_credential_create_and_use(cloud: Cloud, tmp_path) -> None:  # type: ignore[no-untyped-def]
     name = unique("cli-appcred")
     out = json.loads(cloud.cli("application", "credential", "create", name, "-f", "json").stdout)
-    assert out["secret"]
+    assert out["Secret"]
     clouds = {"clouds": {"ac": {"auth_type": "v3applicationcredential", "auth": {
-        "auth_url": cloud.url, "application_credential_id": out["id"],
-        "application_credential_secret": out["secret"]}, "identity_api_version": 3}}}
+        "auth_url": cloud.url, "application_credential_id": out["ID"],
+        "application_credential_secret": out["Secret"]}, "identity_api_version": 3}}}
     path = tmp_path / "clouds.yaml"
     import yaml
 
