@@ -333,8 +333,8 @@ class AuthMixin(AssignmentMixin):
             raise ValidationError("Expecting to find id in token.")
         try:
             ctx = await self.validate(token)
-        except TokenInvalid:
-            raise Unauthorized(AUTH_FAILED) from None
+        except TokenInvalid as exc:  # Keystone answers 404 for a token it cannot find
+            raise NotFound(f"Could not find token: {exc.message}") from None
         payload = self.decode(token)
         if payload.trust_id:
             raise Forbidden("A token created from a trust cannot be rescoped.")
