@@ -201,3 +201,36 @@ def test_missing_or_bad_token_gets_401(cloud: Cloud) -> None:
 def test_every_response_carries_a_request_id(cloud: Cloud) -> None:
     for r in (httpx.get(f"{cloud.url}"), httpx.get(f"{cloud.url}/projects")):
         assert r.headers["x-openstack-request-id"].startswith("req-")
+
+
+def test_system_and_domain_scoped_tokens(cloud: Cloud, admin) -> None:  # type: ignore[no-untyped-def]
+    admin_token, admin_body = admin
+    r = httpx.get(f"{cloud.url}/auth/system", headers=h(admin_token))
+    assert r.json()["system"] == [{"all": True}]
+    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": "admin", "domain": {"name": "Default"}, "password": cloud.admin_password}}},
+        "scope": {"system": {"all": True}}}}
+    r = httpx.post(f"{cloud.url}/auth/tokens", json=body)
+    assert r.status_code == 201, r.text
+    assert r.json()["token"]["system"] == {"all": True} and "admin" in {x["name"] for x in r.json()["token"]["roles"]}
+    # a user without a domain role cannot scope to the domain; with one it can
+    user_id, project_id, _ = make_user(cloud, admin_token)
+    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "id": user_id, "password": "pw-initial-1"}}}, "scope": {"domain": {"id": "default"}}}}
+    assert httpx.post(f"{cloud.url}/auth/tokens", json=body).status_code == 401
+    reader = httpx.get(f"{cloud.url}/roles?name=reader", headers=h(admin_token)).json()["roles"][0]["id"]
+    assert httpx.put(f"{cloud.url}/domains/default/users/{user_id}/roles/{reader}",
+                     headers=h(admin_token)).status_code == 204
+    r = httpx.post(f"{cloud.url}/auth/tokens", json=body)
+    assert r.status_code == 201 and r.json()["token"]["domain"]["id"] == "default"
+    # a domain reader may list the domain's users but not create any
+    token = r.headers["X-Subject-Token"]
+    assert httpx.get(f"{cloud.url}/users?domain_id=default", headers=h(token)).status_code == 200
+    assert httpx.post(f"{cloud.url}/users", headers=h(token),
+                      json={"user": {"name": unique("nope")}}).status_code == 403
+
+
+def test_member_cannot_list_all_projects(cloud: Cloud, admin) -> None:  # type: ignore[no-untyped-def]
+    user_id, project_id, _ = make_user(cloud, admin[0])
+    token = login(cloud, user_id, "pw-initial-1", project_id).headers["X-Subject-Token"]
+    assert httpx.get(f"{cloud.url}/projects", headers=h(token)).status_code == 403

@@ -22,7 +22,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cumulo.core import context
-from cumulo.core.context import AuthContext, RequestContext
+from cumulo.core.context import AuthContext
 from cumulo.core.http import faults, metrics
 from cumulo.core.http.requestid import RequestIdMiddleware
 
@@ -131,8 +131,8 @@ def _wrap(service: str, ep: Endpoint, validator: TokenValidator | None,
                 LOG.info("%s %s -> %d %s", request.method, request.url.path, fault.code, fault.message)
             response = JSON(render(fault), status_code=fault.code, headers=fault.headers)
             if fault.code == 401 and service == "identity":
-                response.headers["WWW-Authenticate"] = 'Keystone uri="%s"' % str(
-                    request.base_url).rstrip("/")
+                uri = str(request.base_url).rstrip("/")
+                response.headers["WWW-Authenticate"] = f'Keystone uri="{uri}"'
         request.scope["cumulo.route"] = ep.path
         return response
 

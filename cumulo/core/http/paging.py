@@ -87,5 +87,5 @@ def next_link(url: str, params: Any, q: ListQuery, rows: list[Any], rel_key: str
     if q.limit is None or len(rows) < q.limit or not rows or q.limit == 0:
         return []
     query = [(k, v) for k, v in params.multi_items() if k != "marker"]
-    query.append(("marker", getattr(rows[-1], "id")))
+    query.append(("marker", rows[-1].id))
     return [{"rel": "next", "href": f"{url}?{urlencode(query)}"}]

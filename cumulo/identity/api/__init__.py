@@ -6,14 +6,28 @@ from starlette.types import ASGIApp
 
 from cumulo.core.http.app import Router, create_app
 from cumulo.core.policy import Enforcer
-from cumulo.identity.api import (appcreds, auth, catalog, consumers, credentials, domain_config,
-                                 endpoint_filter, limits, policies, projects, roles, trusts, users,
-                                 versions)
+from cumulo.identity.api import (
+    appcreds,
+    auth,
+    catalog,
+    consumers,
+    credentials,
+    domain_config,
+    ec2,
+    endpoint_filter,
+    limits,
+    policies,
+    projects,
+    roles,
+    trusts,
+    users,
+    versions,
+)
 from cumulo.identity.api.common import IdentityAPI
 from cumulo.identity.service import IdentityService
 
 MODULES = [auth, projects, users, roles, catalog, appcreds, credentials, policies, endpoint_filter,
-           domain_config, consumers, trusts, limits]
+           domain_config, consumers, trusts, limits, ec2]
 
 
 def build_app(svc: IdentityService, policy: Enforcer, max_body: int) -> ASGIApp:

@@ -28,7 +28,8 @@ async def app_cred_view(request: Request, api: IdentityAPI, c: m.ApplicationCred
     }
     if c.access_rule_ids:
         rules = await api.svc.list(m.AccessRule, m.AccessRule.id.in_(c.access_rule_ids))
-        out["access_rules"] = [access_rule_view(request, r) for r in rules]
+        out["access_rules"] = [{"id": r.id, "service": r.service, "path": r.path, "method": r.method}
+                               for r in rules]
     else:
         out["access_rules"] = []
     if secret is not None:

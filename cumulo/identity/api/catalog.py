@@ -191,8 +191,8 @@ def router(api: IdentityAPI) -> Router:
         if region is not None:
             if not isinstance(region, str):
                 raise ValidationError("region_id must be a string.")
-            if await svc.find(m.Region, region) is None:
-                raise BadRequest(f"Could not find region: {region}.")
+            if await svc.find(m.Region, region) is None:  # Keystone creates it on the fly
+                await svc.insert(m.Region(id=region, description="", extra={}), f"Duplicate ID, {region}.")
             values["region_id"] = region
         elif "region_id" in data or "region" in data:
             values["region_id"] = None

@@ -43,7 +43,7 @@ def router(api: IdentityAPI) -> Router:
     async def create_domain(request: Request) -> Response:
         api.authorize(request, "identity:create_domain")
         data = v.entity(await json_body(request), "domain")
-        values = v.pick(data, name=v.name(data), description=v.string(data, "description", nullable=True,
+        values = v.pick(data, name=v.name(data, max_len=64), description=v.string(data, "description", nullable=True,
                                                                       max_len=65535),
                         enabled=v.boolean(data, "enabled"), options=v.obj(data, "options"),
                         id=v.string(data, "explicit_domain_id", max_len=64))
@@ -76,7 +76,7 @@ def router(api: IdentityAPI) -> Router:
     async def update_domain(request: Request) -> Response:
         api.authorize(request, "identity:update_domain")
         data = v.entity(await json_body(request), "domain")
-        values = v.pick(data, name=v.name(data, required=False),
+        values = v.pick(data, name=v.name(data, required=False, max_len=64),
                         description=v.string(data, "description", nullable=True, max_len=65535),
                         enabled=v.boolean(data, "enabled"), options=v.obj(data, "options"))
         extra = v.extras(data, DOMAIN_FIELDS)
@@ -110,9 +110,15 @@ def router(api: IdentityAPI) -> Router:
                 domain_id = auth.project_domain_id or auth.domain_id or api.svc.cfg.identity.default_domain_id
         api.authorize(request, "identity:create_project", {"project": {"domain_id": domain_id},
                                                            "domain_id": domain_id})
-        if v.boolean(data, "is_domain") is True:
-            raise ValidationError("Projects acting as domains are not supported: create a domain.")
-        values = v.pick(data, name=v.name(data), description=v.string(data, "description", nullable=True,
+        if v.boolean(data, "is_domain") is True:  # a project acting as a domain is a domain
+            if parent_id:
+                raise ValidationError("A project acting as a domain cannot have a parent.")
+            row = await svc.create_domain(v.pick(
+                data, name=v.name(data, max_len=64), enabled=v.boolean(data, "enabled"),
+                description=v.string(data, "description", nullable=True, max_len=65535)) | {
+                "extra": {}, "options": {}})
+            return JSON({"project": domain_as_project(request, row)}, status_code=201)
+        values = v.pick(data, name=v.name(data, max_len=64), description=v.string(data, "description", nullable=True,
                                                                       max_len=65535),
                         enabled=v.boolean(data, "enabled"), options=v.obj(data, "options"),
                         parent_id=parent_id)
@@ -126,9 +132,8 @@ def router(api: IdentityAPI) -> Router:
     @r.get("/v3/projects")
     async def list_projects(request: Request) -> Response:
         q = request.query_params
-        auth = auth_of(request)
         domain_id = q.get("domain_id")
-        allowed = api.allowed(request, "identity:list_projects", {"domain_id": domain_id})
+        api.authorize(request, "identity:list_projects", {"domain_id": domain_id})
         stmt = select(m.Project)
         if "name" in q:
             stmt = stmt.where(m.Project.name == q["name"])
@@ -139,17 +144,26 @@ def router(api: IdentityAPI) -> Router:
         if "parent_id" in q:
             stmt = stmt.where(m.Project.parent_id == (q["parent_id"] or None))
         if "is_domain" in q and parse_bool("is_domain", q["is_domain"]):
-            return JSON(collection(request, "projects", []))
+            domains = await svc.list(m.Domain, *([m.Domain.name == q["name"]] if "name" in q else []),
+                                     order=m.Domain.name)
+            return JSON(collection(request, "projects", [domain_as_project(request, d) for d in domains]))
         async with svc.db.session() as s:
             rows = list((await s.execute(stmt.order_by(m.Project.name))).scalars())
-        if not allowed:
-            mine = await svc.project_ids_with_role_for(auth.user_id)
-            rows = [p for p in rows if p.id in mine]
         rows = filter_tags(rows, q)
         return JSON(collection(request, "projects", [project_view(request, p) for p in rows]))
 
+    async def as_domain(request: Request) -> m.Domain | None:
+        """The domain whose id is in a /v3/projects/{id} URL (projects acting as domains)."""
+        if await svc.find(m.Project, request.path_params["project_id"]) is not None:
+            return None
+        return await svc.find(m.Domain, request.path_params["project_id"])
+
     @r.get("/v3/projects/{project_id}")
     async def get_project(request: Request) -> Response:
+        domain = await as_domain(request)
+        if domain is not None:
+            api.authorize(request, "identity:get_domain", {"domain": {"id": domain.id}, "domain_id": domain.id})
+            return JSON({"project": domain_as_project(request, domain)})
         project = await svc.get(m.Project, request.path_params["project_id"])
         api.authorize(request, "identity:get_project", project_target(project))
         body = project_view(request, project)
@@ -170,10 +184,18 @@ def router(api: IdentityAPI) -> Router:
 
     @r.patch("/v3/projects/{project_id}")
     async def update_project(request: Request) -> Response:
+        domain = await as_domain(request)
+        if domain is not None:
+            api.authorize(request, "identity:update_domain")
+            data = v.entity(await json_body(request), "project")
+            row = await svc.update_domain(domain.id, v.pick(
+                data, name=v.name(data, required=False, max_len=64), enabled=v.boolean(data, "enabled"),
+                description=v.string(data, "description", nullable=True, max_len=65535)))
+            return JSON({"project": domain_as_project(request, row)})
         project = await svc.get(m.Project, request.path_params["project_id"])
         api.authorize(request, "identity:update_project", project_target(project))
         data = v.entity(await json_body(request), "project")
-        values = v.pick(data, name=v.name(data, required=False),
+        values = v.pick(data, name=v.name(data, required=False, max_len=64),
                         description=v.string(data, "description", nullable=True, max_len=65535),
                         enabled=v.boolean(data, "enabled"), options=v.obj(data, "options"),
                         domain_id=v.string(data, "domain_id", max_len=64),
@@ -190,6 +212,11 @@ def router(api: IdentityAPI) -> Router:
 
     @r.delete("/v3/projects/{project_id}")
     async def delete_project(request: Request) -> Response:
+        domain = await as_domain(request)
+        if domain is not None:
+            api.authorize(request, "identity:delete_domain")
+            await svc.delete_domain(domain.id)
+            return no_content()
         project = await svc.get(m.Project, request.path_params["project_id"])
         api.authorize(request, "identity:delete_project", project_target(project))
         await svc.delete_project(project.id)
@@ -236,8 +263,7 @@ def router(api: IdentityAPI) -> Router:
         api.authorize(request, "identity:project_tags_write", project_target(project))
         tags = check_tags([*(project.tags or []), request.path_params["tag"]])
         await svc.save(m.Project, project.id, {"tags": tags})
-        return JSON({"tags": tags, "links": {"self": str(request.url)}}, status_code=201,
-                    headers={"Location": str(request.url)})
+        return Response(status_code=201, headers={"Location": str(request.url)})
 
     @r.delete("/v3/projects/{project_id}/tags/{tag}")
     async def delete_tag(request: Request) -> Response:
@@ -252,6 +278,13 @@ def router(api: IdentityAPI) -> Router:
         return no_content()
 
     return r
+
+
+def domain_as_project(request: Request, d: m.Domain) -> dict[str, Any]:
+    view = domain_view(request, d)
+    view.update(is_domain=True, domain_id=None, parent_id=None,
+                links={"self": f"{request.url.scheme}://{request.url.netloc}/v3/projects/{d.id}"})
+    return view
 
 
 def filter_tags(rows: list[m.Project], q: Any) -> list[m.Project]:

@@ -41,8 +41,8 @@ def string(data: dict[str, Any], name: str, *, required: bool = False, nullable:
     return value
 
 
-def name(data: dict[str, Any], required: bool = True) -> Any:
-    value = string(data, "name", required=required, max_len=255, min_len=1)
+def name(data: dict[str, Any], required: bool = True, max_len: int = 255) -> Any:
+    value = string(data, "name", required=required, max_len=max_len, min_len=1)
     if isinstance(value, str) and not value.strip():
         raise ValidationError("Invalid input for field 'name': the name cannot be empty or blank.")
     return value

@@ -14,7 +14,7 @@ from sqlalchemy import or_, select
 
 from cumulo.core.http.faults import NotFound
 from cumulo.identity import models as m
-from cumulo.identity.service.base import ServiceBase
+from cumulo.identity.service.base import NULL_DOMAIN, ServiceBase
 
 SYSTEM = "system"
 
@@ -112,7 +112,9 @@ class AssignmentMixin(ServiceBase):
     async def effective_roles(self, user_id: str, scope_type: str, scope_id: str) -> list[m.Role]:
         direct = await self.grants_for_user(user_id, scope_type, scope_id)
         roles = await self.roles_by_id()
-        return [roles[r] for r in await self.expand_implied(direct) if r in roles]
+        # domain-specific roles never reach a token: only the global roles they imply do
+        return [roles[r] for r in await self.expand_implied(direct)
+                if r in roles and roles[r].domain_id == NULL_DOMAIN]
 
     async def user_projects(self, user_id: str) -> list[m.Project]:
         """Projects on which the user holds at least one role (directly, by group or inherited)."""
@@ -196,6 +198,7 @@ class AssignmentMixin(ServiceBase):
     async def _effective(self, grants: list[Grant]) -> list[Grant]:
         """Expand groups into their members, inheritance into projects, and implied roles."""
         out: list[Grant] = []
+        roles = await self.roles_by_id()
         group_ids = {g.actor_id for g in grants if g.actor_type == "group"}
         members: dict[str, list[str]] = {}
         async with self.db.session() as s:
@@ -222,12 +225,15 @@ class AssignmentMixin(ServiceBase):
                 scope_type = "project"
             else:
                 scopes, scope_type = [g.scope_id], g.scope_type
+            expanded = await self.expand_implied({g.role_id})
             for user_id, via in actors:
                 for scope_id in scopes:
-                    out.append(Grant("user", user_id, scope_type, scope_id, g.role_id, False, via))
-                    for implied in (await self.expand_implied({g.role_id}))[1:]:
-                        out.append(Grant("user", user_id, scope_type, scope_id, implied, False, via,
-                                         g.role_id))
+                    if g.role_id in roles and roles[g.role_id].domain_id == NULL_DOMAIN:
+                        out.append(Grant("user", user_id, scope_type, scope_id, g.role_id, False, via))
+                    for implied in expanded[1:]:
+                        if implied in roles and roles[implied].domain_id == NULL_DOMAIN:
+                            out.append(Grant("user", user_id, scope_type, scope_id, implied, False, via,
+                                             g.role_id))
         seen: set[tuple[str, str, str, str]] = set()
         unique = []
         for g in out:

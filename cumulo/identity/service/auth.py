@@ -166,6 +166,8 @@ class AuthMixin(AssignmentMixin):
                 if app_cred is None or (app_cred.expires_at and app_cred.expires_at <= utcnow()):
                     raise TokenInvalid()
         scope_type, scope_id = p.scope_key
+        if scope_type == "system":  # assignments name the system target, tokens say "all"
+            scope_id = SYSTEM
         if scope_type != "unscoped":
             roles = await self._scoped_roles(user.id, scope_type, scope_id or "", trust, app_cred)
             if not roles:

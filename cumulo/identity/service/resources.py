@@ -227,7 +227,7 @@ class ResourceMixin(ServiceBase):
             if not re.match(sc.password_regex, password):
                 raise BadRequest("The password does not match the requirements: "
                                  f"{sc.password_regex_description or sc.password_regex}.")
-        if sc.unique_last_password_count > 1:
+        if sc.unique_last_password_count > 1 and self_service:  # an admin reset is not checked
             async with self.db.session() as s:
                 recent = (await s.execute(select(m.Password.hash).where(m.Password.user_id == user.id)
                                           .order_by(m.Password.id.desc())
@@ -353,8 +353,8 @@ class ResourceMixin(ServiceBase):
     async def add_implied_role(self, prior_id: str, implied_id: str) -> tuple[m.Role, m.Role]:
         prior = await self.get(m.Role, prior_id)
         implied = await self.get(m.Role, implied_id)
-        if implied.domain_id != NULL_DOMAIN and prior.domain_id != implied.domain_id:
-            raise Forbidden("A domain-specific role can only be implied by a role of the same domain.")
+        if prior.domain_id == NULL_DOMAIN and implied.domain_id != NULL_DOMAIN:
+            raise Forbidden("A global role cannot imply a domain-specific role.")
         if prior_id in await self.expand_implied({implied_id}):
             raise Forbidden(f"Implying {implied.name} from {prior.name} would create a cycle.")
         async with self.db.session() as s:

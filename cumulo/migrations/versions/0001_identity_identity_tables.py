@@ -4,10 +4,10 @@ Revision ID: 0001_identity
 Revises: 
 Create Date: 2026-11-24 02:48:30.429721
 """
-from alembic import op
 import sqlalchemy as sa
-import cumulo.core.db
+from alembic import op
 
+import cumulo.core.db
 
 revision = '0001_identity'
 down_revision = None
