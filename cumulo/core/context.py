@@ -34,6 +34,7 @@ class AuthContext:
     access_rules: list[dict[str, Any]] | None = None
     trust_id: str | None = None
     is_admin_project: bool = False
+    password_expires_at: dt.datetime | None = None
     _creds: dict[str, Any] | None = None
 
     @property

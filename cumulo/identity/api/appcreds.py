@@ -21,7 +21,9 @@ async def app_cred_view(request: Request, api: IdentityAPI, c: m.ApplicationCred
     roles = await api.svc.roles_by_id()
     out: dict[str, Any] = {
         "id": c.id, "name": c.name, "description": c.description, "user_id": c.user_id,
-        "project_id": c.project_id, "system": c.system, "expires_at": c.expires_at.isoformat() if c.expires_at else None,
+        "project_id": c.project_id, "system": c.system,
+        # Keystone renders this one without the trailing Z
+        "expires_at": c.expires_at.isoformat() if c.expires_at else None,
         "unrestricted": c.unrestricted,
         "roles": [{"id": r, "name": roles[r].name, "domain_id": None} for r in c.role_ids if r in roles],
         "links": {"self": f"{base(request)}/users/{c.user_id}/application_credentials/{c.id}"},

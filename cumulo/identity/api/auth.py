@@ -21,14 +21,11 @@ async def token_body(api: IdentityAPI, ctx: AuthContext, catalog: bool) -> dict[
         "methods": ctx.methods,
         "user": {"id": ctx.user_id, "name": ctx.user_name,
                  "domain": {"id": ctx.user_domain_id, "name": ctx.user_domain_name},
-                 "password_expires_at": None},
+                 "password_expires_at": v.time_out(ctx.password_expires_at)},
         "audit_ids": ctx.audit_ids,
         "expires_at": v.time_out(ctx.expires_at),
         "issued_at": v.time_out(ctx.issued_at),
     }
-    pw = await api.svc.current_password(ctx.user_id) if "password" in ctx.methods else None
-    if pw is not None:
-        token["user"]["password_expires_at"] = v.time_out(pw.expires_at)
     if ctx.project_id:
         token["project"] = {"id": ctx.project_id, "name": ctx.project_name,
                             "domain": {"id": ctx.project_domain_id, "name": ctx.project_domain_name}}

@@ -111,7 +111,7 @@ def router(api: IdentityAPI) -> Router:
         api.authorize(request, "identity:create_project", {"project": {"domain_id": domain_id},
                                                            "domain_id": domain_id})
         if v.boolean(data, "is_domain") is True:  # a project acting as a domain is a domain
-            if parent_id:
+            if v.present(parent_id) and parent_id:
                 raise ValidationError("A project acting as a domain cannot have a parent.")
             row = await svc.create_domain(v.pick(
                 data, name=v.name(data, max_len=64), enabled=v.boolean(data, "enabled"),

@@ -136,6 +136,10 @@ class AuthMixin(AssignmentMixin):
                               expires_at=p.expires_at, issued_at=p.issued_at, audit_ids=p.audit_ids,
                               application_credential_id=p.application_credential_id,
                               trust_id=p.trust_id)
+            if "password" in p.methods:
+                ctx.password_expires_at = (await s.execute(
+                    select(m.Password.expires_at).where(m.Password.user_id == user.id)
+                    .order_by(m.Password.id.desc()).limit(1))).scalar()
             if p.project_id:
                 project = await s.get(m.Project, p.project_id)
                 if project is None or not project.enabled:

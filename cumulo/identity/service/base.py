@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cumulo.core.bus import Bus
 from cumulo.core.config import Config
-from cumulo.core.db import Base, Database
+from cumulo.core.db import Base, Database, new_id
 from cumulo.core.http.faults import Conflict, NotFound
 from cumulo.identity import models as m
 
@@ -40,6 +40,7 @@ class ServiceBase:
     def __init__(self, cfg: Config, db: Database, bus: Bus) -> None:
         self.cfg, self.db, self.bus = cfg, db, bus
         self.generation = 0
+        self.instance = new_id()  # tells our own change events from other controllers'
         self._roles: dict[str, m.Role] | None = None
         self._implies: dict[str, list[str]] | None = None
         self._poll_task: asyncio.Task[None] | None = None
@@ -75,12 +76,13 @@ class ServiceBase:
             async with self.db.session() as s:
                 await s.execute(update(m.IdentityState).where(m.IdentityState.id == 1)
                                 .values(generation=m.IdentityState.generation + 1))
-            await self.bus.publish("identity.changed", {"what": what})
+            await self.bus.publish("identity.changed", {"what": what, "origin": self.instance})
         except Exception:  # the poll below catches up; a lost event must not fail the write
             LOG.warning("could not announce an identity change (%s)", what, exc_info=True)
 
-    async def _on_remote_change(self, _topic: str, _event: dict[str, Any]) -> None:
-        self.invalidate()
+    async def _on_remote_change(self, _topic: str, event: dict[str, Any]) -> None:
+        if event.get("origin") != self.instance:
+            self.invalidate()
 
     async def _poll(self, interval: float = 5.0) -> None:
         while True:
@@ -141,8 +143,9 @@ class ServiceBase:
             await s.delete(row)
 
     # -- roles, shared by assignments and tokens -------------------------------------------
-    async def roles_by_id(self) -> dict[str, m.Role]:
-        if self._roles is None:
+    async def role_graph(self) -> tuple[dict[str, m.Role], dict[str, list[str]]]:
+        """Every role by id, and the direct implications (prior id -> implied ids); cached."""
+        if self._roles is None or self._implies is None:
             gen = self.generation
             async with self.db.session() as s:
                 roles = {r.id: r for r in (await s.execute(select(m.Role))).scalars()}
@@ -152,13 +155,15 @@ class ServiceBase:
                 implies.setdefault(e.prior_role_id, []).append(e.implied_role_id)
             if gen == self.generation:
                 self._roles, self._implies = roles, implies
-            return roles
-        return self._roles
+            return roles, implies
+        return self._roles, self._implies
+
+    async def roles_by_id(self) -> dict[str, m.Role]:
+        return (await self.role_graph())[0]
 
     async def expand_implied(self, role_ids: set[str]) -> list[str]:
         """The roles plus everything they imply, transitively, in a stable order."""
-        await self.roles_by_id()
-        implies = self._implies or {}
+        _, implies = await self.role_graph()
         out: list[str] = []
         seen: set[str] = set()
         stack = sorted(role_ids)

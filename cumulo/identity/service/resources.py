@@ -380,8 +380,7 @@ class ResourceMixin(ServiceBase):
     async def implied_roles(self, prior_id: str | None = None) -> dict[str, list[str]]:
         if prior_id:
             await self.get(m.Role, prior_id)
-        await self.roles_by_id()
-        implies = self._implies or {}
+        _, implies = await self.role_graph()
         if prior_id:
             return {prior_id: implies.get(prior_id, [])}
         return dict(implies)
