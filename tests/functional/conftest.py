@@ -3,7 +3,8 @@
 ``cloud`` starts ``cumulo up`` as a subprocess on free ports, once per backend:
 
 * ``sqlite``   — SQLite in a temporary state directory and the in-process bus;
-* ``postgres`` — a fresh PostgreSQL database on 127.0.0.1:5432 and RabbitMQ on 127.0.0.1:5672.
+* ``postgres`` — a fresh PostgreSQL database on 127.0.0.1:5432 and RabbitMQ on 127.0.0.1:5672;
+* ``mariadb``  — a fresh MariaDB database on 127.0.0.1:3306 and the in-process bus.
 
 Every functional test runs against both.  The tests drive the cloud with openstacksdk, the
 ``openstack`` CLI and plain HTTP, exactly as a user would.
@@ -88,6 +89,18 @@ def _create_pg_database() -> str:
     return name
 
 
+def _create_mariadb_database() -> str:
+    name = f"cumulo_test_{uuid.uuid4().hex[:10]}"
+    subprocess.run(["mariadb", "-h", "127.0.0.1", "-u", "root", "-e", f"CREATE DATABASE {name}"], check=True,
+                   capture_output=True)
+    return name
+
+
+def _drop_mariadb_database(name: str) -> None:
+    subprocess.run(["mariadb", "-h", "127.0.0.1", "-u", "root", "-e", f"DROP DATABASE IF EXISTS {name}"],
+                   check=False, capture_output=True)
+
+
 def _drop_pg_database(name: str) -> None:
     subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc",
                     f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=False, capture_output=True)
@@ -110,6 +123,8 @@ def start_cloud(tmp: Path, backend: str, extra_env: dict[str, str] | None = None
     if backend == "postgres":
         env["CUMULO_DATABASE__URL"] = f"postgresql://postgres@127.0.0.1:5432/{_create_pg_database()}"
         env["CUMULO_BUS__URL"] = RABBIT
+    elif backend == "mariadb":
+        env["CUMULO_DATABASE__URL"] = f"mysql://root@127.0.0.1:3306/{_create_mariadb_database()}"
     env.update(extra_env or {})
     proc = subprocess.Popen([str(BIN / "cumulo"), "up"], env=env, stdout=subprocess.DEVNULL,
                             stderr=open(tmp / "stderr.log", "wb"), start_new_session=True)
@@ -144,7 +159,7 @@ def stop_cloud(cloud: Cloud, timeout: float = 15) -> int:
     return cloud.proc.returncode
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+@pytest.fixture(scope="session", params=["sqlite", "postgres", "mariadb"])
 def cloud(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     tmp = tmp_path_factory.mktemp(f"cloud-{request.param}")
     c = start_cloud(tmp, request.param)
@@ -152,6 +167,8 @@ def cloud(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     stop_cloud(c)
     if request.param == "postgres":
         _drop_pg_database(c.env["CUMULO_DATABASE__URL"].rsplit("/", 1)[1])
+    elif request.param == "mariadb":
+        _drop_mariadb_database(c.env["CUMULO_DATABASE__URL"].rsplit("/", 1)[1])
 
 
 @pytest.fixture
