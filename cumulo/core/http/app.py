@@ -29,6 +29,8 @@ from cumulo.core.http.requestid import RequestIdMiddleware
 LOG = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Awaitable[Response]]
+UNEXPECTED = ("An unexpected error prevented the server from fulfilling your request; the operator "
+              "can find it in the log by its request id.")
 
 
 class TokenValidator(Protocol):
@@ -133,6 +135,9 @@ def _wrap(service: str, ep: Endpoint, validator: TokenValidator | None,
             if fault.code == 401 and service == "identity":
                 uri = str(request.base_url).rstrip("/")
                 response.headers["WWW-Authenticate"] = f'Keystone uri="{uri}"'
+        except Exception:
+            LOG.exception("unexpected error in %s %s", request.method, request.url.path)
+            response = JSON(render(faults.Fault(UNEXPECTED)), status_code=500)
         request.scope["cumulo.route"] = ep.path
         return response
 
@@ -168,8 +173,7 @@ class FaultCatcher:
             LOG.exception("unexpected error in %s %s", scope.get("method"), scope.get("path"))
             if started:
                 raise
-            fault = faults.Fault("An unexpected error prevented the server from fulfilling your "
-                                 "request; the operator can find it in the log by its request id.")
+            fault = faults.Fault(UNEXPECTED)
             await JSON(self.render(fault), status_code=500)(scope, receive, send)
 
 
