@@ -12,6 +12,9 @@ from cumulo.core.http.faults import ValidationError
 from cumulo.identity import models as m
 from cumulo.identity.api import validate as v
 from cumulo.identity.api.common import IdentityAPI, base, collection
+from cumulo.identity.service.appcreds import new_secret
+
+__all__ = ["router", "new_secret"]
 
 METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"}
 

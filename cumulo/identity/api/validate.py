@@ -7,6 +7,8 @@ from typing import Any
 
 from cumulo.core.http.faults import ValidationError
 
+__all__ = ["ValidationError"]
+
 _MISSING = object()
 
 
