@@ -78,6 +78,10 @@ class AssignmentMixin(ServiceBase):
 
     async def grants_for_user(self, user_id: str, scope_type: str, scope_id: str) -> set[str]:
         """Role ids given directly (user, groups, inheritance), before implied roles."""
+        return await self.memo(("grants", user_id, scope_type, scope_id),  # type: ignore[no-any-return]
+                               lambda: self._load_grants(user_id, scope_type, scope_id))
+
+    async def _load_grants(self, user_id: str, scope_type: str, scope_id: str) -> set[str]:
         async with self.db.session() as s:
             group_ids = (await s.execute(select(m.Membership.group_id)
                                          .where(m.Membership.user_id == user_id))).scalars().all()

@@ -124,51 +124,50 @@ class AuthMixin(AssignmentMixin):
         return ctx
 
     async def _context(self, p: TokenPayload) -> AuthContext:
-        async with self.db.session() as s:
-            user = await s.get(m.User, p.user_id)
-            if user is None or not user.enabled:
+        """What the token stands for now: every read goes through the per-generation memo."""
+        user = await self.cached(m.User, p.user_id)
+        if user is None or not user.enabled:
+            raise TokenInvalid()
+        user_domain = await self.cached(m.Domain, user.domain_id)
+        if user_domain is None or not user_domain.enabled:
+            raise TokenInvalid()
+        ctx = AuthContext(user_id=user.id, user_name=user.name, user_domain_id=user.domain_id,
+                          user_domain_name=user_domain.name, methods=p.methods,
+                          expires_at=p.expires_at, issued_at=p.issued_at, audit_ids=p.audit_ids,
+                          application_credential_id=p.application_credential_id,
+                          trust_id=p.trust_id)
+        if "password" in p.methods:
+            current = await self.current_password(user.id)
+            ctx.password_expires_at = current.expires_at if current else None
+        if p.project_id:
+            project = await self.cached(m.Project, p.project_id)
+            if project is None or not project.enabled:
                 raise TokenInvalid()
-            user_domain = await s.get(m.Domain, user.domain_id)
-            if user_domain is None or not user_domain.enabled:
+            pdomain = await self.cached(m.Domain, project.domain_id)
+            if pdomain is None or not pdomain.enabled:
                 raise TokenInvalid()
-            ctx = AuthContext(user_id=user.id, user_name=user.name, user_domain_id=user.domain_id,
-                              user_domain_name=user_domain.name, methods=p.methods,
-                              expires_at=p.expires_at, issued_at=p.issued_at, audit_ids=p.audit_ids,
-                              application_credential_id=p.application_credential_id,
-                              trust_id=p.trust_id)
-            if "password" in p.methods:
-                ctx.password_expires_at = (await s.execute(
-                    select(m.Password.expires_at).where(m.Password.user_id == user.id)
-                    .order_by(m.Password.id.desc()).limit(1))).scalar()
-            if p.project_id:
-                project = await s.get(m.Project, p.project_id)
-                if project is None or not project.enabled:
-                    raise TokenInvalid()
-                pdomain = await s.get(m.Domain, project.domain_id)
-                if pdomain is None or not pdomain.enabled:
-                    raise TokenInvalid()
-                ctx.project_id, ctx.project_name = project.id, project.name
-                ctx.project_domain_id, ctx.project_domain_name = pdomain.id, pdomain.name
-                ctx.is_admin_project = (project.name == self.cfg.bootstrap.admin_project and
-                                        pdomain.id == self.cfg.identity.default_domain_id)
-            elif p.domain_id:
-                domain = await s.get(m.Domain, p.domain_id)
-                if domain is None or not domain.enabled:
-                    raise TokenInvalid()
-                ctx.domain_id, ctx.domain_name = domain.id, domain.name
-            elif p.system:
-                ctx.system_scope = p.system
-            trust = None
-            if p.trust_id:
-                trust = await s.get(m.Trust, p.trust_id)
-                if trust is None or trust.deleted_at is not None or (
-                        trust.expires_at and trust.expires_at <= utcnow()):
-                    raise TokenInvalid()
-            app_cred = None
-            if p.application_credential_id:
-                app_cred = await s.get(m.ApplicationCredential, p.application_credential_id)
-                if app_cred is None or (app_cred.expires_at and app_cred.expires_at <= utcnow()):
-                    raise TokenInvalid()
+            ctx.project_id, ctx.project_name = project.id, project.name
+            ctx.project_domain_id, ctx.project_domain_name = pdomain.id, pdomain.name
+            ctx.is_admin_project = (project.name == self.cfg.bootstrap.admin_project and
+                                    pdomain.id == self.cfg.identity.default_domain_id)
+        elif p.domain_id:
+            domain = await self.cached(m.Domain, p.domain_id)
+            if domain is None or not domain.enabled:
+                raise TokenInvalid()
+            ctx.domain_id, ctx.domain_name = domain.id, domain.name
+        elif p.system:
+            ctx.system_scope = p.system
+        trust = None
+        if p.trust_id:
+            trust = await self.cached(m.Trust, p.trust_id)
+            if trust is None or trust.deleted_at is not None or (
+                    trust.expires_at and trust.expires_at <= utcnow()):
+                raise TokenInvalid()
+        app_cred = None
+        if p.application_credential_id:
+            app_cred = await self.cached(m.ApplicationCredential, p.application_credential_id)
+            if app_cred is None or (app_cred.expires_at and app_cred.expires_at <= utcnow()):
+                raise TokenInvalid()
         scope_type, scope_id = p.scope_key
         if scope_type == "system":  # assignments name the system target, tokens say "all"
             scope_id = SYSTEM
@@ -275,29 +274,33 @@ class AuthMixin(AssignmentMixin):
         return token, ctx
 
     async def _lookup_user(self, data: dict[str, Any]) -> m.User:
+        if data.get("id"):
+            user = await self.cached(m.User, str(data["id"]))
+        elif data.get("name"):
+            domain = data.get("domain")
+            if not isinstance(domain, dict) or not (domain.get("id") or domain.get("name")):
+                raise ValidationError("Expecting to find domain in user - a user name must be "
+                                      "qualified by its domain id or name.")
+            key = ("user-by-name", str(data["name"]), str(domain.get("id") or ""), str(domain.get("name") or ""))
+            user = await self.memo(key, lambda: self._load_user_by_name(str(data["name"]), domain))
+        else:
+            raise ValidationError("Expecting to find id or name in user.")
+        if user is None:
+            raise Unauthorized(AUTH_FAILED)
+        domain_row = await self.cached(m.Domain, user.domain_id)
+        if not user.enabled or domain_row is None or not domain_row.enabled:
+            raise Unauthorized(AUTH_FAILED)
+        return user
+
+    async def _load_user_by_name(self, name: str, domain: dict[str, Any]) -> m.User | None:
         async with self.db.session() as s:
-            if data.get("id"):
-                user = await s.get(m.User, str(data["id"]))
-            elif data.get("name"):
-                domain = data.get("domain")
-                if not isinstance(domain, dict) or not (domain.get("id") or domain.get("name")):
-                    raise ValidationError("Expecting to find domain in user - a user name must be "
-                                          "qualified by its domain id or name.")
-                if domain.get("id"):
-                    domain_id = str(domain["id"])
-                else:
-                    domain_id = (await s.execute(select(m.Domain.id).where(
-                        m.Domain.name == str(domain["name"])))).scalar() or ""
-                user = (await s.execute(select(m.User).where(m.User.domain_id == domain_id,
-                                                             m.User.name == str(data["name"])))).scalar()
+            if domain.get("id"):
+                domain_id = str(domain["id"])
             else:
-                raise ValidationError("Expecting to find id or name in user.")
-            if user is None:
-                raise Unauthorized(AUTH_FAILED)
-            domain_row = await s.get(m.Domain, user.domain_id)
-            if not user.enabled or domain_row is None or not domain_row.enabled:
-                raise Unauthorized(AUTH_FAILED)
-            return user
+                domain_id = (await s.execute(select(m.Domain.id).where(
+                    m.Domain.name == str(domain["name"])))).scalar() or ""
+            return (await s.execute(select(m.User).where(m.User.domain_id == domain_id,
+                                                         m.User.name == name))).scalar()
 
     async def _auth_password(self, data: dict[str, Any]) -> str:
         user_data = data.get("user")
@@ -311,21 +314,24 @@ class AuthMixin(AssignmentMixin):
         options = user.options or {}
         lockout = sc.lockout_failure_attempts > 0 and not options.get("ignore_lockout_failure_attempts")
         now = utcnow()
-        if lockout and user.failed_auth_count >= sc.lockout_failure_attempts:
-            until = (user.last_failed_auth_at or now) + dt.timedelta(seconds=sc.lockout_duration)
-            if until > now:
-                raise Unauthorized(f"The account is locked for user: {user.id}.")
+        failures, last_failure = 0, None
+        if lockout:  # the failure counters change without an identity change: read them fresh
+            async with self.db.session() as s:
+                failures, last_failure = (await s.execute(
+                    select(m.User.failed_auth_count, m.User.last_failed_auth_at).where(m.User.id == user.id))).one()
+            if failures >= sc.lockout_failure_attempts:
+                until = (last_failure or now) + dt.timedelta(seconds=sc.lockout_duration)
+                if until > now:
+                    raise Unauthorized(f"The account is locked for user: {user.id}.")
         current = await self.current_password(user.id)
         if current is None or not await check_async(password, current.hash):
             if lockout:
-                count = user.failed_auth_count
-                if user.last_failed_auth_at and count >= sc.lockout_failure_attempts:
-                    count = 0  # the lockout has passed: start counting again
+                count = 0 if failures >= sc.lockout_failure_attempts else failures  # a past lockout restarts
                 async with self.db.session() as s:
                     await s.execute(m.User.__table__.update().where(m.User.id == user.id).values(
                         failed_auth_count=count + 1, last_failed_auth_at=now))
             raise Unauthorized(AUTH_FAILED)
-        if user.failed_auth_count:
+        if failures:
             async with self.db.session() as s:
                 await s.execute(m.User.__table__.update().where(m.User.id == user.id).values(
                     failed_auth_count=0))
@@ -385,9 +391,9 @@ class AuthMixin(AssignmentMixin):
             if parent is not None:
                 kind, value = parent.scope_key
                 return kind, value, None
-            user = await self.get(m.User, user_id)
-            if user.default_project_id:
-                project = await self.find(m.Project, user.default_project_id)
+            user = await self.cached(m.User, user_id)
+            if user is not None and user.default_project_id:
+                project = await self.cached(m.Project, user.default_project_id)
                 if project is not None and project.enabled and await self.grants_for_user(
                         user_id, "project", project.id):
                     return "project", project.id, None
@@ -409,37 +415,46 @@ class AuthMixin(AssignmentMixin):
         if kind == "OS-TRUST:trust":
             trust = await self._trust_for_auth(user_id, str(target.get("id", "")))
             return "project", trust.project_id, trust
-        async with self.db.session() as s:
-            if kind == "project":
-                if target.get("id"):
-                    row: Any = await s.get(m.Project, str(target["id"]))
-                elif target.get("name"):
-                    domain = target.get("domain") or {}
-                    if not isinstance(domain, dict) or not (domain.get("id") or domain.get("name")):
-                        raise ValidationError("A project name in scope must be qualified by its domain.")
-                    domain_id = domain.get("id") or (await s.execute(select(m.Domain.id).where(
-                        m.Domain.name == str(domain["name"])))).scalar()
-                    row = (await s.execute(select(m.Project).where(
-                        m.Project.domain_id == domain_id, m.Project.name == str(target["name"])))).scalar()
-                else:
-                    raise ValidationError("scope.project needs an id or a name.")
+        row: Any
+        if kind == "project":
+            if target.get("id"):
+                row = await self.cached(m.Project, str(target["id"]))
+            elif target.get("name"):
+                domain = target.get("domain") or {}
+                if not isinstance(domain, dict) or not (domain.get("id") or domain.get("name")):
+                    raise ValidationError("A project name in scope must be qualified by its domain.")
+                key = ("project-by-name", str(target["name"]), str(domain.get("id") or ""),
+                       str(domain.get("name") or ""))
+                row = await self.memo(key, lambda: self._load_project_by_name(str(target["name"]), domain))
             else:
-                if target.get("id"):
-                    row = await s.get(m.Domain, str(target["id"]))
-                elif target.get("name"):
-                    row = (await s.execute(select(m.Domain).where(
-                        m.Domain.name == str(target["name"])))).scalar()
-                else:
-                    raise ValidationError("scope.domain needs an id or a name.")
-            if row is None or not row.enabled:
-                raise Unauthorized(f"Could not find the {kind} to scope to, or it is disabled.")
-            if kind == "project":
-                pdomain = await s.get(m.Domain, row.domain_id)
-                if pdomain is None or not pdomain.enabled:
-                    raise Unauthorized("The project's domain is disabled.")
+                raise ValidationError("scope.project needs an id or a name.")
+        elif target.get("id"):
+            row = await self.cached(m.Domain, str(target["id"]))
+        elif target.get("name"):
+            row = await self.memo(("domain-by-name", str(target["name"])),
+                                  lambda: self._load_domain_by_name(str(target["name"])))
+        else:
+            raise ValidationError("scope.domain needs an id or a name.")
+        if row is None or not row.enabled:
+            raise Unauthorized(f"Could not find the {kind} to scope to, or it is disabled.")
+        if kind == "project":
+            pdomain = await self.cached(m.Domain, row.domain_id)
+            if pdomain is None or not pdomain.enabled:
+                raise Unauthorized("The project's domain is disabled.")
         if not await self.grants_for_user(user_id, kind, row.id):
             raise Unauthorized(f"User {user_id} has no access to {kind} {row.id}.")
         return kind, row.id, None
+
+    async def _load_project_by_name(self, name: str, domain: dict[str, Any]) -> m.Project | None:
+        async with self.db.session() as s:
+            domain_id = domain.get("id") or (await s.execute(select(m.Domain.id).where(
+                m.Domain.name == str(domain["name"])))).scalar()
+            return (await s.execute(select(m.Project).where(
+                m.Project.domain_id == domain_id, m.Project.name == name))).scalar()
+
+    async def _load_domain_by_name(self, name: str) -> m.Domain | None:
+        async with self.db.session() as s:
+            return (await s.execute(select(m.Domain).where(m.Domain.name == name))).scalar()
 
     async def _trust_for_auth(self, user_id: str, trust_id: str) -> m.Trust:
         trust = await self.find(m.Trust, trust_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import delete, select, update
@@ -34,6 +34,7 @@ KIND = {
     m.EndpointGroup: "endpoint group", m.Consumer: "consumer",
 }
 NULL_DOMAIN = "<<null>>"
+MEMO_SIZE = 50000
 
 
 class ServiceBase:
@@ -44,6 +45,7 @@ class ServiceBase:
         self._roles: dict[str, m.Role] | None = None
         self._implies: dict[str, list[str]] | None = None
         self._poll_task: asyncio.Task[None] | None = None
+        self._memo: dict[tuple[Any, ...], Any] = {}
         self._stored_generation = 0
 
     # -- change tracking -------------------------------------------------------------------
@@ -65,7 +67,36 @@ class ServiceBase:
         self.generation += 1
         self._roles = None
         self._implies = None
+        self._memo.clear()
         self._on_invalidate()
+
+    async def memo(self, key: tuple[Any, ...], load: Callable[[], Awaitable[Any]]) -> Any:
+        """A read that stays valid until the next identity change (the hot paths' cache).
+
+        Values are shared between requests: callers must not modify them.
+        """
+        try:
+            return self._memo[key]
+        except KeyError:
+            pass
+        gen = self.generation
+        value = await load()
+        if gen == self.generation:
+            if len(self._memo) >= MEMO_SIZE:
+                self._memo.clear()
+            self._memo[key] = value
+        return value
+
+    async def cached(self, model: type[T], id_: str | None) -> T | None:
+        """A row by primary key through the memo (None when absent)."""
+        if not id_:
+            return None
+
+        async def load() -> T | None:
+            async with self.db.session() as s:
+                return await s.get(model, id_)
+
+        return await self.memo((model.__tablename__, id_), load)  # type: ignore[no-any-return]
 
     def _on_invalidate(self) -> None:
         """Hook for subclasses holding more caches."""

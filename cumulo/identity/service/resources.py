@@ -173,9 +173,12 @@ class ResourceMixin(ServiceBase):
         return row
 
     async def current_password(self, user_id: str) -> m.Password | None:
-        async with self.db.session() as s:
-            return (await s.execute(select(m.Password).where(m.Password.user_id == user_id)
-                                    .order_by(m.Password.id.desc()).limit(1))).scalar()
+        async def load() -> m.Password | None:
+            async with self.db.session() as s:
+                return (await s.execute(select(m.Password).where(m.Password.user_id == user_id)
+                                        .order_by(m.Password.id.desc()).limit(1))).scalar()
+
+        return await self.memo(("password", user_id), load)  # type: ignore[no-any-return]
 
     async def password_expires_at(self, user_ids: Sequence[str]) -> dict[str, dt.datetime | None]:
         """The current password's expiry of each user, in one query (for user lists)."""
