@@ -29,6 +29,12 @@ AUTH_FAILED = "The request you have made requires authentication."
 CACHE_SIZE = 20000
 
 
+def denied(reason: str) -> Unauthorized:
+    """The generic 401 a client sees; the reason goes to the log for the operator."""
+    LOG.info("authentication failed: %s", reason)
+    return Unauthorized(AUTH_FAILED)
+
+
 class TokenInvalid(Unauthorized):
     def __init__(self, message: str = "The token is invalid, expired or revoked.") -> None:
         super().__init__(message)
@@ -266,7 +272,7 @@ class AuthMixin(AssignmentMixin):
         try:
             ctx = await self._context(payload)
         except TokenInvalid:
-            raise Unauthorized(AUTH_FAILED) from None
+            raise denied(f"the {payload.scope_key[0]} scope of user {user_id} holds no usable roles") from None
         if trust is not None and trust.remaining_uses is not None:
             await self._consume_trust_use(trust.id)
         token = self.codec.encode(payload)
@@ -286,10 +292,12 @@ class AuthMixin(AssignmentMixin):
         else:
             raise ValidationError("Expecting to find id or name in user.")
         if user is None:
-            raise Unauthorized(AUTH_FAILED)
+            raise denied(f"no such user {data.get('id') or data.get('name')!r}")
         domain_row = await self.cached(m.Domain, user.domain_id)
-        if not user.enabled or domain_row is None or not domain_row.enabled:
-            raise Unauthorized(AUTH_FAILED)
+        if not user.enabled:
+            raise denied(f"user {user.id} is disabled")
+        if domain_row is None or not domain_row.enabled:
+            raise denied(f"the domain of user {user.id} is disabled")
         return user
 
     async def _load_user_by_name(self, name: str, domain: dict[str, Any]) -> m.User | None:
@@ -330,7 +338,7 @@ class AuthMixin(AssignmentMixin):
                 async with self.db.session() as s:
                     await s.execute(m.User.__table__.update().where(m.User.id == user.id).values(
                         failed_auth_count=count + 1, last_failed_auth_at=now))
-            raise Unauthorized(AUTH_FAILED)
+            raise denied(f"wrong password for user {user.id}")
         if failures:
             async with self.db.session() as s:
                 await s.execute(m.User.__table__.update().where(m.User.id == user.id).values(
@@ -369,12 +377,12 @@ class AuthMixin(AssignmentMixin):
             else:
                 raise ValidationError("Expecting to find id, or name and user, in application_credential.")
         if cred is None or not await check_async(secret, cred.secret_hash):
-            raise Unauthorized(AUTH_FAILED)
+            raise denied("unknown application credential or wrong secret")
         if cred.expires_at and cred.expires_at <= utcnow():
             raise Unauthorized("The application credential has expired.")
         user = await self.find(m.User, cred.user_id)
         if user is None or not user.enabled:
-            raise Unauthorized(AUTH_FAILED)
+            raise denied(f"the owner of application credential {cred.id} is disabled or gone")
         return cred
 
     async def _resolve_scope(self, user_id: str, scope: Any, app_cred: m.ApplicationCredential | None,
