@@ -104,3 +104,33 @@ def test_microversion_negotiation() -> None:
     with pytest.raises(faults.BadRequest):
         mv.negotiate({"openstack-api-version": "compute two"})
     assert mv.response_headers(Version(2, 5))["OpenStack-API-Version"] == "compute 2.5"
+
+
+def test_access_rules_match_service_method_and_path() -> None:
+    from cumulo.core.http.app import access_allowed
+
+    rules = [{"service": "compute", "method": "GET", "path": "/v2.1/servers/*/ips"},
+             {"service": "image", "method": "GET", "path": "/v2/images/**"}]
+    assert access_allowed(rules, "compute", "GET", "/v2.1/servers/abc/ips")
+    assert not access_allowed(rules, "compute", "GET", "/v2.1/servers/abc")
+    assert not access_allowed(rules, "compute", "POST", "/v2.1/servers/abc/ips")
+    assert access_allowed(rules, "image", "GET", "/v2/images/x/file")
+    assert not access_allowed(rules, "network", "GET", "/v2/images/x")
+
+
+async def test_access_rules_are_enforced_outside_identity() -> None:
+    class RuledValidator:
+        async def validate(self, token: str) -> AuthContext:
+            return AuthContext(user_id="u1", project_id="p1", roles=["member"],
+                               access_rules=[{"service": "compute", "method": "POST", "path": "/other"}])
+
+    r = Router()
+
+    @r.post("/echo")
+    async def echo(request: Request) -> Response:
+        return JSON({})
+
+    for service, status in (("compute", 401), ("identity", 200)):
+        app = create_app(service, r, RuledValidator())
+        async with client(app) as c:
+            assert (await c.post("/echo", json={}, headers={"X-Auth-Token": "t"})).status_code == status

@@ -122,6 +122,10 @@ def _wrap(service: str, ep: Endpoint, validator: TokenValidator | None,
                 if validator is None:
                     raise faults.Unauthorized("This service has no token validator configured.")
                 auth = await validator.validate(token)
+                if auth.access_rules and service != "identity" and not access_allowed(
+                        auth.access_rules, service, request.method, request.url.path):
+                    raise faults.Unauthorized("The application credential's access rules do not permit "
+                                              f"{request.method} {request.url.path} on {service}.")
                 request.state.auth = auth
                 if ctx is not None:
                     ctx.auth = auth
@@ -143,6 +147,29 @@ def _wrap(service: str, ep: Endpoint, validator: TokenValidator | None,
 
     endpoint.__name__ = ep.name
     return endpoint
+
+
+def access_allowed(rules: Sequence[dict[str, Any]], service: str, method: str, path: str) -> bool:
+    """Application-credential access rules, as keystonemiddleware applies them to other services:
+    the service type and method must match, and the path pattern (``*`` one segment, ``**`` the
+    rest) must match the request path.  Identity itself is not restricted by them."""
+    parts = path.rstrip("/").split("/")
+    for rule in rules:
+        if rule.get("service") != service or rule.get("method") != method:
+            continue
+        pattern = str(rule.get("path", "")).rstrip("/").split("/")
+        if _path_match(pattern, parts):
+            return True
+    return False
+
+
+def _path_match(pattern: list[str], parts: list[str]) -> bool:
+    for i, piece in enumerate(pattern):
+        if piece == "**":
+            return True
+        if i >= len(parts) or (piece != "*" and piece != parts[i]):
+            return False
+    return len(pattern) == len(parts)
 
 
 class FaultCatcher:
