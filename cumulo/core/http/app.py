@@ -9,7 +9,6 @@ format, and records metrics.  Handlers stay small: parse, call the service, shap
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -226,6 +225,3 @@ def create_app(service: str, router: Router, validator: TokenValidator | None,
     wrapped = metrics.MetricsMiddleware(wrapped, service=service)
     return wrapped
 
-
-def elapsed_ms(start: float) -> float:
-    return (time.perf_counter() - start) * 1000.0

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from cumulo.core.db import new_id
 from cumulo.core.http.app import JSON, Router, json_body, no_content
-from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, ValidationError
+from cumulo.core.http.faults import BadRequest, Forbidden, ValidationError
 from cumulo.core.http.paging import parse_bool
 from cumulo.identity import models as m
 from cumulo.identity.api import validate as v
@@ -260,5 +260,3 @@ def router(api: IdentityAPI) -> Router:
 
     return r
 
-
-__all__ = ["router", "Conflict"]

@@ -23,8 +23,8 @@ MAX_LIMIT = 2**31 - 1
 
 
 def integer(data: dict[str, Any], name: str, required: bool) -> Any:
-    value = data.get(name, v._MISSING)
-    if value is v._MISSING:
+    value = data.get(name, v.MISSING)
+    if value is v.MISSING:
         if required:
             raise ValidationError(f"'{name}' is a required property.")
         return value

@@ -23,7 +23,7 @@ USER_OPTIONS = {"ignore_change_password_upon_first_use", "ignore_password_expiry
 
 
 def check_options(options: Any) -> Any:
-    if options is v._MISSING or options is None:
+    if options is v.MISSING or options is None:
         return options
     for key in options:
         if key not in USER_OPTIONS:

@@ -9,7 +9,7 @@ from cumulo.core.http.faults import ValidationError
 
 __all__ = ["ValidationError"]
 
-_MISSING = object()
+MISSING = object()  # "not given", as distinct from null
 
 
 def entity(body: Any, key: str) -> dict[str, Any]:
@@ -25,11 +25,11 @@ def entity(body: Any, key: str) -> dict[str, Any]:
 
 def string(data: dict[str, Any], name: str, *, required: bool = False, nullable: bool = False,
            max_len: int = 255, min_len: int = 0) -> Any:
-    value = data.get(name, _MISSING)
-    if value is _MISSING:
+    value = data.get(name, MISSING)
+    if value is MISSING:
         if required:
             raise ValidationError(f"'{name}' is a required property.")
-        return _MISSING
+        return MISSING
     if value is None:
         if nullable:
             return None
@@ -51,17 +51,17 @@ def name(data: dict[str, Any], required: bool = True, max_len: int = 255) -> Any
 
 
 def boolean(data: dict[str, Any], name_: str) -> Any:
-    value = data.get(name_, _MISSING)
-    if value is _MISSING:
-        return _MISSING
+    value = data.get(name_, MISSING)
+    if value is MISSING:
+        return MISSING
     if not isinstance(value, bool):
         raise ValidationError(f"Invalid input for field '{name_}': {value!r} is not of type 'boolean'.")
     return value
 
 
 def obj(data: dict[str, Any], name_: str, nullable: bool = False) -> Any:
-    value = data.get(name_, _MISSING)
-    if value is _MISSING or (value is None and nullable):
+    value = data.get(name_, MISSING)
+    if value is MISSING or (value is None and nullable):
         return value
     if not isinstance(value, dict):
         raise ValidationError(f"Invalid input for field '{name_}': {value!r} is not of type 'object'.")
@@ -69,8 +69,8 @@ def obj(data: dict[str, Any], name_: str, nullable: bool = False) -> Any:
 
 
 def timestamp(data: dict[str, Any], name_: str) -> Any:
-    value = data.get(name_, _MISSING)
-    if value is _MISSING or value is None:
+    value = data.get(name_, MISSING)
+    if value is MISSING or value is None:
         return value
     if not isinstance(value, str):
         raise ValidationError(f"Invalid input for field '{name_}': expected an ISO 8601 time.")
@@ -84,12 +84,12 @@ def timestamp(data: dict[str, Any], name_: str) -> Any:
 
 
 def present(value: Any) -> bool:
-    return value is not _MISSING
+    return value is not MISSING
 
 
 def pick(data: dict[str, Any], **fields: Any) -> dict[str, Any]:
     """Keep the checked values that were given: pick(d, name=name(d), enabled=boolean(d, 'enabled'))."""
-    return {k: v for k, v in fields.items() if v is not _MISSING}
+    return {k: v for k, v in fields.items() if v is not MISSING}
 
 
 def extras(data: dict[str, Any], known: set[str]) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import os
 from typing import Any
 
@@ -11,7 +10,7 @@ from sqlalchemy import select
 
 from cumulo.core.context import AuthContext
 from cumulo.core.db import new_id, utcnow
-from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound
+from cumulo.core.http.faults import BadRequest, Forbidden, NotFound
 from cumulo.identity import models as m
 from cumulo.identity.service.auth import AuthMixin
 from cumulo.identity.service.passwords import hash_async
@@ -102,9 +101,3 @@ class AppCredMixin(AuthMixin):
                 raise Forbidden(f"Access rule {rule_id} is in use by application credential {cred.id}.")
         await self.remove(m.AccessRule, rule_id)
 
-    @staticmethod
-    def is_expired(expires: dt.datetime | None) -> bool:
-        return expires is not None and expires <= utcnow()
-
-
-__all__ = ["AppCredMixin", "Conflict"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
 from cumulo.core.http.faults import NotFound
 from cumulo.identity import models as m
@@ -246,13 +246,3 @@ class AssignmentMixin(ServiceBase):
                 seen.add(key)
                 unique.append(g)
         return unique
-
-    async def project_ids_with_role_for(self, user_id: str) -> set[str]:
-        return {p.id for p in await self.user_projects(user_id)}
-
-    async def users_with_assignment_on(self, scope_ids: list[str]) -> set[str]:
-        async with self.db.session() as s:
-            rows = (await s.execute(select(m.Assignment.actor_id).where(
-                m.Assignment.target_id.in_(scope_ids), or_(m.Assignment.type == "UserProject",
-                                                           m.Assignment.type == "UserDomain")))).scalars()
-            return set(rows)
