@@ -31,5 +31,5 @@ def setup(level: str = "INFO", path: str = "") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for noisy in ("aiormq", "aio_pika", "alembic.runtime.migration", "uvicorn.access"):
+    for noisy in ("aiormq", "aio_pika", "alembic.runtime.migration", "uvicorn.access", "uvicorn.error"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
