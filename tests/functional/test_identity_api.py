@@ -234,3 +234,20 @@ def test_member_cannot_list_all_projects(cloud: Cloud, admin) -> None:  # type: 
     user_id, project_id, _ = make_user(cloud, admin[0])
     token = login(cloud, user_id, "pw-initial-1", project_id).headers["X-Subject-Token"]
     assert httpx.get(f"{cloud.url}/projects", headers=h(token)).status_code == 403
+
+
+def test_cached_lookups_follow_creates_and_renames(cloud: Cloud, admin) -> None:  # type: ignore[no-untyped-def]
+    token = admin[0]
+    name = unique("later")
+    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": name, "domain": {"id": "default"}, "password": "pw-x-1"}}}, "scope": "unscoped"}}
+    assert httpx.post(f"{cloud.url}/auth/tokens", json=body).status_code == 401  # not there yet
+    r = httpx.post(f"{cloud.url}/users", headers=h(token), json={"user": {"name": name, "password": "pw-x-1"}})
+    user_id = r.json()["user"]["id"]
+    assert httpx.post(f"{cloud.url}/auth/tokens", json=body).status_code == 201
+    renamed = unique("renamed")
+    httpx.patch(f"{cloud.url}/users/{user_id}", headers=h(token), json={"user": {"name": renamed}})
+    assert httpx.post(f"{cloud.url}/auth/tokens", json=body).status_code == 401
+    body["auth"]["identity"]["password"]["user"]["name"] = renamed
+    r = httpx.post(f"{cloud.url}/auth/tokens", json=body)
+    assert r.status_code == 201 and r.json()["token"]["user"]["name"] == renamed

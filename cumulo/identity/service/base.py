@@ -81,7 +81,8 @@ class ServiceBase:
             pass
         gen = self.generation
         value = await load()
-        if gen == self.generation:
+        # "not found" is never remembered: the thing may be created a moment later
+        if value is not None and gen == self.generation:
             if len(self._memo) >= MEMO_SIZE:
                 self._memo.clear()
             self._memo[key] = value
@@ -166,12 +167,14 @@ class ServiceBase:
                     setattr(row, key, value)
         except IntegrityError:
             raise Conflict(conflict or f"Conflict updating {KIND.get(model)} {id_}.") from None
+        await self.changed(f"{model.__tablename__} updated")  # names, flags and options feed tokens
         return row
 
     async def remove(self, model: type[T], id_: str) -> None:
         async with self.db.session() as s:
             row = await self.get(model, id_, s)
             await s.delete(row)
+        await self.changed(f"{model.__tablename__} removed")
 
     # -- roles, shared by assignments and tokens -------------------------------------------
     async def role_graph(self) -> tuple[dict[str, m.Role], dict[str, list[str]]]:
