@@ -1,3 +1,4 @@
 """Every service's tables, imported in one place for migrations."""
 
 from cumulo.identity import models as identity  # noqa: F401
+from cumulo.image import models as image  # noqa: F401

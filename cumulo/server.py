@@ -61,6 +61,7 @@ class Controller:
     db: Database | None = None
     bus: Any = None
     identity: IdentityService | None = None
+    image: Any = None
     listeners: list[Listener] = field(default_factory=list)
     _servers: list[_Server] = field(default_factory=list)
 
@@ -93,12 +94,23 @@ class Controller:
         policy = Enforcer(identity_policies.RULES, cfg.policy.file or None)
         self.listeners = [Listener("identity", cfg.identity.port,
                                    identity_app(self.identity, policy, cfg.api.max_request_body_size))]
+        if "image" in cfg.services:
+            from cumulo.image.api import build_app as image_app
+            from cumulo.image.service import ImageService
+
+            self.image = ImageService(cfg, self.db, self.identity)
+            self.image.member_quota = cfg.image.image_member_quota
+            await self.image.start()
+            self.listeners.append(Listener("image", cfg.image.port,
+                                           image_app(self.image, self.identity, cfg.api.max_request_body_size)))
         write_clouds(cfg, admin_pw, demo_pw)
 
     def catalog(self) -> list[CatalogEntry]:
         entries = []
         if "identity" in self.cfg.services:
             entries.append(CatalogEntry("identity", "keystone", self.cfg.endpoint(self.cfg.identity.port, "/v3")))
+        if "image" in self.cfg.services:
+            entries.append(CatalogEntry("image", "glance", self.cfg.endpoint(self.cfg.image.port)))
         return entries
 
     async def health(self) -> dict[str, str]:
@@ -154,6 +166,8 @@ class Controller:
         await self.close()
 
     async def close(self) -> None:
+        if self.image is not None:
+            await self.image.stop()
         if self.identity is not None:
             await self.identity.stop()
         if self.bus is not None:

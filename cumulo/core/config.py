@@ -87,6 +87,15 @@ class IdentityConfig:
 
 
 @dataclass
+class ImageConfig:
+    port: int = 9292
+    # Members an image may have (the Ops Guide's image member quota).
+    image_member_quota: int = 128
+    # Upload the cumulo-tiny guest images at start-up when the guest build is present.
+    upload_guest_images: bool = True
+
+
+@dataclass
 class BootstrapConfig:
     admin_user: str = "admin"
     admin_password: str = ""  # empty: generated once and kept in <state_dir>/admin-password
@@ -113,12 +122,13 @@ class LoggingConfig:
 @dataclass
 class Config:
     state_dir: str = "/var/lib/cumulo"
-    services: list[str] = field(default_factory=lambda: ["identity"])
+    services: list[str] = field(default_factory=lambda: ["identity", "image"])
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     bus: BusConfig = field(default_factory=BusConfig)
     api: APIConfig = field(default_factory=APIConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     identity: IdentityConfig = field(default_factory=IdentityConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)

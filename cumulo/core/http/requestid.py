@@ -12,6 +12,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -23,8 +24,10 @@ GLOBAL_ID = re.compile(r"^req-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0
 
 
 class RequestIdMiddleware:
-    def __init__(self, app: ASGIApp, service: str, max_body: int) -> None:
+    def __init__(self, app: ASGIApp, service: str, max_body: int,
+                 unlimited: Callable[[str], bool] | None = None) -> None:
         self.app, self.service, self.max_body = app, service, max_body
+        self.unlimited = unlimited  # paths that stream data (image uploads) have no body limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -32,13 +35,14 @@ class RequestIdMiddleware:
             return
         request_id = f"req-{uuid.uuid4()}"
         inbound = None
+        limit = 0 if self.unlimited and self.unlimited(scope["path"]) else self.max_body
         for name, value in scope["headers"]:
             if name == b"x-openstack-request-id":
                 candidate = value.decode("latin-1")
                 inbound = candidate if GLOBAL_ID.match(candidate) else None
-            elif name == b"content-length" and self.max_body:
+            elif name == b"content-length" and limit:
                 try:
-                    too_big = int(value) > self.max_body
+                    too_big = int(value) > limit
                 except ValueError:
                     too_big = False
                 if too_big:
@@ -56,7 +60,7 @@ class RequestIdMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if self.max_body and seen > self.max_body:
+                if limit and seen > limit:
                     raise faults.PayloadTooLarge(
                         f"The request body is larger than the limit of {self.max_body} bytes.")
             return message

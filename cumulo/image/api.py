@@ -1,0 +1,476 @@
+"""The Image v2 API (Glance's twin): versions, images, data, import, tags, members, schemas, info.
+
+Handlers parse and check the request, call ``ImageService``, and shape Glance's answers
+(``self``/``file``/``schema`` links, properties at the top level, ``next`` paging links).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response, StreamingResponse
+from starlette.types import ASGIApp
+
+from cumulo.core import context
+from cumulo.core.http.app import JSON, Router, auth_of, create_app, json_body, no_content
+from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound, UnsupportedMediaType, ValidationError
+from cumulo.core.http.paging import parse_bool
+from cumulo.identity.service import IdentityService
+from cumulo.image.models import Image, ImageMember, ImageTask
+from cumulo.image.schemas import SCHEMAS
+from cumulo.image.service import CONTAINER_FORMATS, DISK_FORMATS, IMPORT_METHODS, VISIBILITIES, Caller, ImageService
+
+READ_ONLY = {"id", "status", "size", "virtual_size", "checksum", "os_hash_algo", "os_hash_value", "created_at",
+             "updated_at", "self", "file", "schema", "direct_url", "locations", "stores"}
+CORE = {"name", "visibility", "protected", "os_hidden", "disk_format", "container_format", "min_disk", "min_ram",
+        "tags", "owner"}
+PATCH_TYPES = ("application/openstack-images-v2.1-json-patch", "application/openstack-images-v2.0-json-patch")
+VERSIONS = [("v2.16", "CURRENT")] + [(f"v2.{n}", "SUPPORTED") for n in range(15, -1, -1)]
+
+
+def when(value: dt.datetime | None) -> str | None:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+
+
+def image_view(i: Image) -> dict[str, Any]:
+    return {**(i.properties or {}), "id": i.id, "name": i.name, "status": i.status, "visibility": i.visibility,
+            "protected": i.protected, "os_hidden": i.os_hidden, "checksum": i.checksum,
+            "os_hash_algo": i.os_hash_algo, "os_hash_value": i.os_hash_value, "owner": i.owner, "size": i.size,
+            "virtual_size": i.virtual_size, "min_ram": i.min_ram, "min_disk": i.min_disk,
+            "disk_format": i.disk_format, "container_format": i.container_format, "created_at": when(i.created_at),
+            "updated_at": when(i.updated_at), "tags": i.tags or [], "self": f"/v2/images/{i.id}",
+            "file": f"/v2/images/{i.id}/file", "schema": "/v2/schemas/image"}
+
+
+def member_view(m: ImageMember) -> dict[str, Any]:
+    return {"image_id": m.image_id, "member_id": m.member_id, "status": m.status,
+            "created_at": when(m.created_at), "updated_at": when(m.updated_at), "schema": "/v2/schemas/member"}
+
+
+def task_view(t: ImageTask) -> dict[str, Any]:
+    return {"id": t.id, "type": t.type, "status": t.status, "owner": t.owner, "input": t.input,
+            "message": t.message, "image_id": t.image_id, "request_id": t.request_id, "user_id": t.user_id,
+            "created_at": when(t.created_at), "updated_at": when(t.updated_at), "result": None,
+            "expires_at": None, "self": f"/v2/tasks/{t.id}", "schema": "/v2/schemas/task"}
+
+
+# -- checks of image attributes ----------------------------------------------------------
+def check_attribute(key: str, value: Any) -> Any:
+    if key in READ_ONLY:
+        raise Forbidden(f"Attribute '{key}' is read-only.")
+    if key == "name":
+        if value is not None and (not isinstance(value, str) or len(value) > 255):
+            raise BadRequest("Invalid value for 'name': a string of at most 255 characters or null.")
+    elif key == "visibility":
+        if value not in VISIBILITIES:
+            raise BadRequest(f"Invalid visibility value: {value}")
+    elif key in ("protected", "os_hidden"):
+        if not isinstance(value, bool):
+            raise BadRequest(f"Invalid value for '{key}': true or false.")
+    elif key == "disk_format":
+        if value is not None and value not in DISK_FORMATS:
+            raise BadRequest(f"Invalid disk format '{value}' for image: one of {', '.join(DISK_FORMATS)}.")
+    elif key == "container_format":
+        if value is not None and value not in CONTAINER_FORMATS:
+            raise BadRequest(f"Invalid container format '{value}' for image: one of {', '.join(CONTAINER_FORMATS)}.")
+    elif key in ("min_disk", "min_ram"):
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**31:
+            raise BadRequest(f"Invalid value for '{key}': a non-negative integer.")
+    elif key == "tags":
+        if not isinstance(value, list) or not all(isinstance(t, str) and 0 < len(t) <= 255 for t in value):
+            raise BadRequest("Invalid value for 'tags': a list of strings of 1 to 255 characters.")
+        if len(value) > 128:
+            raise BadRequest("An image may have at most 128 tags.")
+        return list(dict.fromkeys(value))
+    elif key == "owner":
+        if value is not None and (not isinstance(value, str) or len(value) > 255):
+            raise BadRequest("Invalid value for 'owner'.")
+    else:  # an additional property: Glance keeps them as strings
+        if not isinstance(value, str):
+            raise BadRequest(f"Invalid value for property '{key}': additional properties must be strings.")
+        if len(key) > 255 or len(value) > 65535:
+            raise BadRequest(f"Property '{key}' is too long.")
+    return value
+
+
+def split(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    core = {k: check_attribute(k, v) for k, v in values.items() if k in CORE}
+    props = {k: check_attribute(k, v) for k, v in values.items() if k not in CORE}
+    return core, props
+
+
+def apply_patch(image: Image, ops: Any) -> tuple[dict[str, Any], dict[str, Any], set[str]]:
+    """Glance's JSON patch: add/replace/remove on /name, /tags, /<property>."""
+    if not isinstance(ops, list):
+        raise BadRequest("A JSON patch must be a list of operations.")
+    changes: dict[str, Any] = {}
+    props: dict[str, Any] = {}
+    removed: set[str] = set()
+    current = dict(image.properties or {})
+    for op in ops:
+        if not isinstance(op, dict) or op.get("op") not in ("add", "replace", "remove") or "path" not in op:
+            raise BadRequest(f"Invalid JSON patch operation {op!r}: needs 'op' (add, replace or remove) and 'path'.")
+        path = op["path"]
+        if not isinstance(path, str) or not path.startswith("/") or path.count("/") != 1 or len(path) < 2:
+            raise BadRequest(f"Invalid JSON pointer {path!r}: use /attribute.")
+        key = path[1:].replace("~1", "/").replace("~0", "~")
+        if op["op"] == "remove":
+            if key in CORE or key in READ_ONLY:
+                raise Forbidden(f"Attribute '{key}' cannot be removed.")
+            if key not in current and key not in props:
+                raise Conflict(f"Property {key} does not exist.")
+            current.pop(key, None)
+            props.pop(key, None)
+            removed.add(key)
+            continue
+        if "value" not in op:
+            raise BadRequest(f"The '{op['op']}' operation on {path} needs a 'value'.")
+        value = check_attribute(key, op["value"])
+        if key in CORE:
+            changes[key] = value
+        else:
+            if op["op"] == "replace" and key not in current and key not in props:
+                raise Conflict(f"Property {key} does not exist.")
+            props[key] = value
+            current[key] = value
+            removed.discard(key)
+    return changes, props, removed
+
+
+def list_filters(q: Any) -> dict[str, Any]:
+    f: dict[str, Any] = {"properties": {}}
+    known = {"limit", "marker", "sort_key", "sort_dir", "sort", "member_status", "visibility", "tag", "size_min",
+             "size_max", "os_hidden", "protected", "name", "status", "disk_format", "container_format", "owner",
+             "size", "id", "created_at", "updated_at"}
+    for key in ("name", "status", "disk_format", "container_format", "owner"):
+        if key in q:
+            f[key] = q[key]
+    if "visibility" in q:
+        if q["visibility"] not in (*VISIBILITIES, "all"):
+            raise BadRequest(f"Invalid visibility value: {q['visibility']}")
+        f["visibility"] = q["visibility"]
+    if "member_status" in q:
+        if q["member_status"] not in ("pending", "accepted", "rejected", "all"):
+            raise BadRequest(f"Invalid member_status value: {q['member_status']}")
+        f["member_status"] = q["member_status"]
+    for key in ("size_min", "size_max", "size"):
+        if key in q:
+            try:
+                f[key] = int(q[key])
+            except ValueError:
+                raise BadRequest(f"Invalid {key} value {q[key]!r}: an integer.") from None
+    if "size" in f:
+        f["size_min"] = f["size_max"] = f.pop("size")
+    for key in ("os_hidden", "protected"):
+        if key in q:
+            f[key] = parse_bool(key, q[key])
+    f["tags"] = q.getlist("tag")
+    for key, value in q.items():
+        if key not in known:
+            f["properties"][key] = value
+    return f
+
+
+def sort_and_page(images: list[Image], q: Any) -> tuple[list[Image], str | None]:
+    keys: list[tuple[str, str]] = []
+    if "sort" in q:
+        for part in q["sort"].split(","):
+            key, _, direction = part.strip().partition(":")
+            keys.append((key, direction or "desc"))
+    else:
+        names, dirs = q.getlist("sort_key") or ["created_at"], q.getlist("sort_dir") or ["desc"]
+        keys = [(k, dirs[i] if i < len(dirs) else dirs[-1]) for i, k in enumerate(names)]
+    sortable = {"name", "status", "container_format", "disk_format", "size", "id", "created_at", "updated_at",
+                "min_disk", "min_ram", "visibility", "owner"}
+    for key, direction in keys:
+        if key not in sortable:
+            raise BadRequest(f"Invalid sort key: {key}. It should be one of {', '.join(sorted(sortable))}.")
+        if direction not in ("asc", "desc"):
+            raise BadRequest(f"Invalid sort direction: {direction}")
+    numeric = {"size", "min_disk", "min_ram"}
+    for key, direction in reversed([*keys, ("id", keys[-1][1])]):  # stable sorts, last key first
+        def sort_key(i: Image, k: str = key) -> tuple[bool, Any]:
+            value = getattr(i, k)
+            return (value is None, (value or 0) if k in numeric else str(value or ""))
+
+        images.sort(key=sort_key, reverse=direction == "desc")
+    if "marker" in q:
+        ids = [i.id for i in images]
+        if q["marker"] not in ids:
+            raise BadRequest(f"Invalid marker {q['marker']}: no such image in this listing.")
+        images = images[ids.index(q["marker"]) + 1:]
+    try:
+        limit = min(int(q.get("limit", 25)), 1000)
+    except ValueError:
+        raise BadRequest(f"Invalid limit {q['limit']!r}: an integer.") from None
+    if limit < 0:
+        raise BadRequest("limit must be zero or positive.")
+    page = images[:limit]
+    next_link = None
+    if len(images) > limit and page:
+        params = [(k, v) for k, v in q.multi_items() if k != "marker"]
+        next_link = f"/v2/images?{urlencode([*params, ('marker', page[-1].id)])}"
+    return page, next_link
+
+
+def parse_range(header: str, size: int) -> tuple[int, int]:
+    m = re.fullmatch(r"bytes=(\d*)-(\d*)", header.strip())
+    if not m or (not m.group(1) and not m.group(2)):
+        raise BadRequest(f"Invalid Range header {header!r}")
+    if m.group(1):
+        start = int(m.group(1))
+        end = int(m.group(2)) if m.group(2) else size - 1
+    else:
+        start, end = max(0, size - int(m.group(2))), size - 1
+    if start >= size or start > end:
+        from cumulo.core.http.faults import Fault
+
+        raise Fault(f"Requested range {header} is not satisfiable for {size} bytes.", code=416,
+                    headers={"Content-Range": f"bytes */{size}"})
+    return start, min(end, size - 1)
+
+
+def router(svc: ImageService) -> Router:
+    r = Router()
+
+    def who(request: Request) -> Caller:
+        return Caller.of(auth_of(request))
+
+    def writer(request: Request) -> Caller:
+        caller = who(request)
+        roles = set(auth_of(request).roles)
+        if not caller.admin and not roles & {"member", "manager"}:
+            raise Forbidden("You are not authorized to modify images: the member role is required.")
+        return caller
+
+    # -- versions ---------------------------------------------------------------------------
+    def versions(request: Request) -> list[dict[str, Any]]:
+        base = f"{request.url.scheme}://{request.url.netloc}/v2/"
+        return [{"id": vid, "status": status, "links": [{"rel": "self", "href": base}]} for vid, status in VERSIONS]
+
+    @r.get("/", auth=False)
+    async def root(request: Request) -> Response:
+        return JSON({"versions": versions(request)}, status_code=300)
+
+    @r.get("/versions", auth=False)
+    async def list_versions(request: Request) -> Response:
+        return JSON({"versions": versions(request)})
+
+    # -- images -----------------------------------------------------------------------------
+    @r.post("/v2/images")
+    async def create(request: Request) -> Response:
+        caller = writer(request)
+        body = await json_body(request)
+        if not isinstance(body, dict):
+            raise BadRequest("The request body must be a JSON object of image attributes.")
+        values = dict(body)
+        image_id = values.pop("id", None)
+        if image_id is not None:
+            if not isinstance(image_id, str) or not re.fullmatch(
+                    r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}", image_id):
+                raise BadRequest(f"Invalid image id {image_id!r}: a UUID.")
+        for key in ("locations", "location"):
+            if key in values:
+                raise Forbidden(f"Attribute '{key}' is reserved.")
+        core, props = split(values)
+        if image_id:
+            core["id"] = image_id
+        core["properties"] = props
+        image = await svc.create(caller, core)
+        return JSON(image_view(image), status_code=201, headers={"Location": f"/v2/images/{image.id}"})
+
+    @r.get("/v2/images")
+    async def list_images(request: Request) -> Response:
+        q = request.query_params
+        images = await svc.list(who(request), list_filters(q))
+        page, next_link = sort_and_page(images, q)
+        body: dict[str, Any] = {"images": [image_view(i) for i in page], "first": "/v2/images",
+                                "schema": "/v2/schemas/images"}
+        if next_link:
+            body["next"] = next_link
+        return JSON(body)
+
+    @r.get("/v2/images/{image_id}")
+    async def show(request: Request) -> Response:
+        return JSON(image_view(await svc.get(request.path_params["image_id"], who(request))))
+
+    @r.patch("/v2/images/{image_id}")
+    async def update(request: Request) -> Response:
+        caller = writer(request)
+        ctype = request.headers.get("content-type", "").split(";")[0].strip()
+        if ctype not in PATCH_TYPES:
+            raise UnsupportedMediaType(f"Content type {ctype or 'none'} is not supported: use {PATCH_TYPES[0]}.")
+        image = await svc.get(request.path_params["image_id"], caller)
+        changes, props, removed = apply_patch(image, await json_body(request))
+        image = await svc.update(image, caller, changes, props, removed)
+        return JSON(image_view(image))
+
+    @r.delete("/v2/images/{image_id}")
+    async def delete(request: Request) -> Response:
+        caller = writer(request)
+        await svc.delete(await svc.get(request.path_params["image_id"], caller), caller)
+        return no_content()
+
+    @r.post("/v2/images/{image_id}/actions/{action}")
+    async def action(request: Request) -> Response:
+        action = request.path_params["action"]
+        if action not in ("deactivate", "reactivate"):
+            raise NotFound(f"Unknown image action {action}.")
+        caller = who(request)
+        await svc.set_status(await svc.get(request.path_params["image_id"], caller), caller, action)
+        return no_content()
+
+    @r.route("/v2/images/{image_id}/tags/{tag}", ["PUT", "DELETE"])
+    async def tag(request: Request) -> Response:
+        caller = writer(request)
+        image = await svc.get(request.path_params["image_id"], caller)
+        tag = request.path_params["tag"]
+        if request.method == "PUT":
+            await svc.set_tags(image, caller, add=tag)
+        else:
+            await svc.set_tags(image, caller, remove=tag)
+        return no_content()
+
+    # -- data -------------------------------------------------------------------------------
+    async def body_chunks(request: Request) -> AsyncIterator[bytes]:
+        async for chunk in request.stream():
+            yield chunk
+
+    async def receive_data(request: Request, staging: bool) -> Response:
+        caller = writer(request)
+        ctype = request.headers.get("content-type", "").split(";")[0].strip()
+        if ctype != "application/octet-stream":
+            raise UnsupportedMediaType(f"Content type {ctype or 'none'} is not supported for image data: "
+                                       "use application/octet-stream.")
+        image = await svc.get(request.path_params["image_id"], caller)
+        if not staging and (not image.disk_format or not image.container_format):
+            raise BadRequest("Set disk_format and container_format before uploading data.")
+        try:
+            await svc.upload(image, caller, body_chunks(request), staging=staging)
+        except ClientDisconnect:
+            raise BadRequest("The client disconnected before all image data arrived; the image is queued "
+                             "again.") from None
+        return no_content()
+
+    @r.put("/v2/images/{image_id}/file")
+    async def upload(request: Request) -> Response:
+        return await receive_data(request, staging=False)
+
+    @r.put("/v2/images/{image_id}/stage")
+    async def stage(request: Request) -> Response:
+        return await receive_data(request, staging=True)
+
+    @r.get("/v2/images/{image_id}/file")
+    async def download(request: Request) -> Response:
+        caller = who(request)
+        image = await svc.get(request.path_params["image_id"], caller)
+        svc.check_readable(image, caller)
+        size = svc.store.size(image.id)
+        if image.status not in ("active", "deactivated") or size is None:
+            return Response(status_code=204)
+        headers = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes"}
+        if image.checksum:
+            headers["Content-MD5"] = image.checksum
+        rng = request.headers.get("range")
+        if rng:
+            start, end = parse_range(rng, size)
+            headers.update({"Content-Range": f"bytes {start}-{end}/{size}", "Content-Length": str(end - start + 1)})
+            return StreamingResponse(svc.store.open(image.id, start, end), status_code=206, headers=headers)
+        headers["Content-Length"] = str(size)
+        return StreamingResponse(svc.store.open(image.id), headers=headers)
+
+    @r.post("/v2/images/{image_id}/import")
+    async def import_image(request: Request) -> Response:
+        caller = writer(request)
+        body = await json_body(request)
+        method = body.get("method") if isinstance(body, dict) else None
+        if not isinstance(method, dict) or not isinstance(method.get("name"), str):
+            raise BadRequest("The import request needs {\"method\": {\"name\": ...}}.")
+        image = await svc.get(request.path_params["image_id"], caller)
+        ctx = context.current.get()
+        await svc.import_image(image, caller, method["name"], ctx.request_id if ctx else None)
+        return Response(status_code=202)
+
+    @r.get("/v2/images/{image_id}/tasks")
+    async def tasks(request: Request) -> Response:
+        image = await svc.get(request.path_params["image_id"], who(request))
+        return JSON({"tasks": [task_view(t) for t in await svc.tasks(image)]})
+
+    # -- members ----------------------------------------------------------------------------
+    @r.post("/v2/images/{image_id}/members")
+    async def add_member(request: Request) -> Response:
+        caller = writer(request)
+        body = await json_body(request)
+        member = body.get("member") if isinstance(body, dict) else None
+        if not isinstance(member, str) or not member or len(member) > 255:
+            raise BadRequest("The request needs {\"member\": PROJECT_ID}.")
+        image = await svc.get(request.path_params["image_id"], caller)
+        return JSON(member_view(await svc.add_member(image, caller, member)))
+
+    @r.get("/v2/images/{image_id}/members")
+    async def list_members(request: Request) -> Response:
+        caller = who(request)
+        image = await svc.get(request.path_params["image_id"], caller)
+        rows = await svc.members(image, caller)
+        return JSON({"members": [member_view(m) for m in rows], "schema": "/v2/schemas/members"})
+
+    @r.route("/v2/images/{image_id}/members/{member_id}", ["GET", "PUT", "DELETE"])
+    async def member(request: Request) -> Response:
+        caller = who(request)
+        image = await svc.get(request.path_params["image_id"], caller)
+        member_id = request.path_params["member_id"]
+        if request.method == "GET":
+            return JSON(member_view(await svc.member(image, caller, member_id)))
+        if request.method == "PUT":
+            body = await json_body(request)
+            status = body.get("status") if isinstance(body, dict) else None
+            if not isinstance(status, str):
+                raise BadRequest("The request needs {\"status\": \"accepted\" | \"rejected\" | \"pending\"}.")
+            return JSON(member_view(await svc.set_member_status(image, caller, member_id, status)))
+        writer(request)
+        await svc.remove_member(image, caller, member_id)
+        return no_content()
+
+    # -- schemas and info -------------------------------------------------------------------
+    @r.get("/v2/schemas/{name}")
+    async def schema(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in SCHEMAS:
+            raise NotFound(f"No schema named {name}.")
+        return Response(orjson.dumps(SCHEMAS[name]), media_type="application/json")
+
+    @r.get("/v2/info/import")
+    async def info_import(request: Request) -> Response:
+        return JSON({"import-methods": {"description": "Import methods available.", "type": "array",
+                                        "value": list(IMPORT_METHODS)}})
+
+    @r.get("/v2/info/stores")
+    async def info_stores(request: Request) -> Response:
+        return JSON({"stores": [{"id": svc.store.name, "default": True,
+                                 "description": "Local filesystem store"}]})
+
+    @r.get("/v2/info/usage")
+    async def info_usage(request: Request) -> Response:
+        caller = who(request)
+        usage = {}
+        for name in ("image_size_total", "image_stage_total", "image_count_total", "image_count_uploading"):
+            usage[name] = {"limit": await svc.limit(caller.project_id, name)}
+        return JSON({"usage": usage})
+
+    return r
+
+
+def build_app(svc: ImageService, identity: IdentityService, max_body: int) -> ASGIApp:
+    def unlimited(path: str) -> bool:  # image data is streamed, not held: no body limit there
+        return path.endswith(("/file", "/stage"))
+
+    return create_app("image", router(svc), identity, max_body=max_body, unlimited=unlimited)
+
+
+__all__ = ["build_app", "ValidationError"]

@@ -1,0 +1,71 @@
+"""The image tables: images (with their properties and tags) and image members."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from cumulo.core.db import Base, JSONText, UTCDateTime, utcnow
+
+ID = String(64)
+
+
+class Image(Base):
+    __tablename__ = "image_image"
+    __table_args__ = (Index("ix_image_image_owner_status", "owner", "status"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # queued, saving, uploading, importing, active, deactivated, killed, deleted
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    visibility: Mapped[str] = mapped_column(String(16), default="shared")
+    protected: Mapped[bool] = mapped_column(Boolean, default=False)
+    os_hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+    owner: Mapped[str | None] = mapped_column(ID, nullable=True)
+    disk_format: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    container_format: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    min_disk: Mapped[int] = mapped_column(Integer, default=0)
+    min_ram: Mapped[int] = mapped_column(Integer, default=0)
+    size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    virtual_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    checksum: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    os_hash_algo: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    os_hash_value: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    properties: Mapped[dict[str, Any]] = mapped_column(JSONText, default=dict)
+    tags: Mapped[list[str]] = mapped_column(JSONText, default=list)
+    # bytes waiting in the staging area (glance-direct import)
+    staged_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # who is writing data now, and until when that claim holds (renewed while it works)
+    lease_owner: Mapped[str | None] = mapped_column(ID, nullable=True)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ImageMember(Base):
+    __tablename__ = "image_member"
+    image_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    member_id: Mapped[str] = mapped_column(ID, primary_key=True, index=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ImageTask(Base):
+    """Import tasks, listed by /v2/images/{id}/tasks."""
+
+    __tablename__ = "image_task"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    image_id: Mapped[str] = mapped_column(String(36), index=True)
+    type: Mapped[str] = mapped_column(String(32), default="api_image_import")
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    owner: Mapped[str | None] = mapped_column(ID, nullable=True)
+    input: Mapped[dict[str, Any]] = mapped_column(JSONText, default=dict)
+    message: Mapped[str] = mapped_column(String(1024), default="")
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    user_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -1,0 +1,68 @@
+"""JSON schemas served at /v2/schemas/*, describing Cumulo's image and member documents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cumulo.image.service import CONTAINER_FORMATS, DISK_FORMATS, VISIBILITIES
+
+_NULLABLE_STRING = {"type": ["null", "string"]}
+IMAGE_PROPERTIES: dict[str, Any] = {
+    "id": {"type": "string", "description": "An identifier for the image",
+           "pattern": "^([0-9a-fA-F]){8}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){12}$"},
+    "name": {"type": ["null", "string"], "maxLength": 255, "description": "Descriptive name for the image"},
+    "status": {"type": "string", "readOnly": True, "description": "Status of the image",
+               "enum": ["queued", "saving", "active", "killed", "deleted", "uploading", "importing",
+                        "pending_delete", "deactivated"]},
+    "visibility": {"type": "string", "enum": list(VISIBILITIES), "description": "Scope of image accessibility"},
+    "protected": {"type": "boolean", "description": "If true, image will not be deletable."},
+    "os_hidden": {"type": "boolean", "description": "If true, image will not appear in default image list."},
+    "checksum": {**_NULLABLE_STRING, "readOnly": True, "maxLength": 32, "description": "md5 hash of image data"},
+    "os_hash_algo": {**_NULLABLE_STRING, "readOnly": True, "maxLength": 64,
+                     "description": "Algorithm of os_hash_value"},
+    "os_hash_value": {**_NULLABLE_STRING, "readOnly": True, "maxLength": 128,
+                      "description": "Secure hash of image data"},
+    "owner": {**_NULLABLE_STRING, "maxLength": 255, "description": "Owner of the image"},
+    "size": {"type": ["null", "integer"], "readOnly": True, "description": "Size of image file in bytes"},
+    "virtual_size": {"type": ["null", "integer"], "readOnly": True, "description": "Virtual size of image in bytes"},
+    "container_format": {"type": ["null", "string"], "enum": [None, *CONTAINER_FORMATS],
+                         "description": "Format of the container"},
+    "disk_format": {"type": ["null", "string"], "enum": [None, *DISK_FORMATS],
+                    "description": "Format of the disk"},
+    "created_at": {"type": "string", "readOnly": True, "description": "Date and time of image registration"},
+    "updated_at": {"type": "string", "readOnly": True, "description": "Date and time of the last modification"},
+    "tags": {"type": "array", "items": {"type": "string", "maxLength": 255}, "description": "List of strings"},
+    "direct_url": {"type": "string", "readOnly": True, "description": "URL to access the image file"},
+    "min_ram": {"type": "integer", "description": "Amount of ram (in MB) required to boot image."},
+    "min_disk": {"type": "integer", "description": "Amount of disk space (in GB) required to boot image."},
+    "self": {"type": "string", "readOnly": True, "description": "An image self url"},
+    "file": {"type": "string", "readOnly": True, "description": "An image file url"},
+    "schema": {"type": "string", "readOnly": True, "description": "An image schema url"},
+    "kernel_id": {**_NULLABLE_STRING, "description": "ID of image stored in Glance that should be used as the "
+                                                     "kernel when booting an AMI-style image."},
+    "ramdisk_id": {**_NULLABLE_STRING, "description": "ID of image stored in Glance that should be used as the "
+                                                      "ramdisk when booting an AMI-style image."},
+}
+IMAGE = {"name": "image", "properties": IMAGE_PROPERTIES, "additionalProperties": {"type": "string"},
+         "links": [{"href": "{self}", "rel": "self"}, {"href": "{file}", "rel": "enclosure"},
+                   {"href": "{schema}", "rel": "describedby"}]}
+MEMBER = {"name": "member", "properties": {
+    "image_id": {"type": "string", "description": "An identifier for the image"},
+    "member_id": {"type": "string", "description": "An identifier for the image member (tenantId)"},
+    "status": {"type": "string", "enum": ["pending", "accepted", "rejected"],
+               "description": "The status of this image member"},
+    "created_at": {"type": "string", "description": "Date and time of image member creation"},
+    "updated_at": {"type": "string", "description": "Date and time of last modification of image member"},
+    "schema": {"type": "string", "readOnly": True}}}
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "image": IMAGE,
+    "images": {"name": "images", "properties": {"images": {"type": "array", "items": IMAGE},
+                                                "schema": {"type": "string"}, "first": {"type": "string"},
+                                                "next": {"type": "string"}},
+               "links": [{"href": "{first}", "rel": "first"}, {"href": "{next}", "rel": "next"},
+                         {"href": "{schema}", "rel": "describedby"}]},
+    "member": MEMBER,
+    "members": {"name": "members", "properties": {"members": {"type": "array", "items": MEMBER},
+                                                  "schema": {"type": "string"}},
+                "links": [{"href": "{schema}", "rel": "describedby"}]},
+}

@@ -1,0 +1,496 @@
+"""The image service: Glance's rules for who sees an image, its states, data and members.
+
+States: ``queued`` (no data) -> ``saving`` (data arriving) -> ``active``; with import,
+``queued`` -> ``uploading`` (staged) -> ``importing`` -> ``active``.  ``deactivated`` hides the data
+from non-admins; ``deleted`` is final.  A writer holds a lease on the image while data arrives; if
+it dies, the reconciler finds the expired lease, discards the partial data and puts the image back
+to ``queued``, so nothing stays in ``saving``.
+
+Visibility: ``public`` (everyone, listed), ``community`` (everyone, listed only on request),
+``shared`` (the owner, and projects it was shared with; listed for them once they accept),
+``private`` (the owner).  Admins see everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from cumulo.core.config import Config
+from cumulo.core.context import AuthContext
+from cumulo.core.db import Database, new_id, utcnow
+from cumulo.core.http.faults import BadRequest, Conflict, Fault, Forbidden, NotFound, PayloadTooLarge
+from cumulo.identity.service import IdentityService
+from cumulo.identity.service.limits import effective_limit
+from cumulo.image.models import Image, ImageMember, ImageTask
+from cumulo.image.stores import StoreFull, Written
+from cumulo.image.stores.filesystem import FilesystemStore
+
+LOG = logging.getLogger(__name__)
+DISK_FORMATS = ("ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop")
+CONTAINER_FORMATS = ("ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed")
+VISIBILITIES = ("public", "private", "shared", "community")
+MEMBER_STATUSES = ("pending", "accepted", "rejected")
+IMPORT_METHODS = ("glance-direct",)
+LEASE = dt.timedelta(seconds=30)
+MIB = 1 << 20
+# defaults registered in unified limits when the image service first starts (MiB / counts)
+DEFAULT_LIMITS = {"image_size_total": 1 << 20, "image_stage_total": 1 << 20, "image_count_total": 1000,
+                  "image_count_uploading": 100}
+
+
+class Conflicting(Conflict):
+    pass
+
+
+@dataclass
+class Caller:
+    """Who asks, in the terms Glance's rules use."""
+
+    project_id: str | None
+    admin: bool
+    user_id: str
+
+    @classmethod
+    def of(cls, auth: AuthContext) -> Caller:
+        return cls(auth.project_id, auth.is_admin(), auth.user_id)
+
+
+class ImageService:
+    def __init__(self, cfg: Config, db: Database, identity: IdentityService) -> None:
+        self.cfg, self.db, self.identity = cfg, db, identity
+        self.store = FilesystemStore(cfg.state_path / "images")
+        self.instance = new_id()
+        self._reconciler: asyncio.Task[None] | None = None
+        self.member_quota = 128
+
+    async def start(self) -> None:
+        await self.register_default_limits()
+        await self.reconcile()
+        self._reconciler = asyncio.get_running_loop().create_task(self._reconcile_forever())
+
+    async def stop(self) -> None:
+        if self._reconciler:
+            self._reconciler.cancel()
+
+    # -- access ---------------------------------------------------------------------------
+    async def membership(self, image_id: str, project_id: str | None) -> ImageMember | None:
+        if not project_id:
+            return None
+        async with self.db.session() as s:
+            return await s.get(ImageMember, (image_id, project_id))
+
+    async def can_see(self, image: Image, who: Caller) -> bool:
+        if who.admin or image.visibility in ("public", "community") or image.owner == who.project_id:
+            return True
+        if image.visibility == "shared":
+            return await self.membership(image.id, who.project_id) is not None
+        return False
+
+    async def get(self, image_id: str, who: Caller, include_deleted: bool = False) -> Image:
+        async with self.db.session() as s:
+            image = await s.get(Image, image_id)
+        if image is None or (image.status == "deleted" and not include_deleted) or not await self.can_see(image, who):
+            raise NotFound(f"No image found with ID {image_id}")
+        return image
+
+    def must_own(self, image: Image, who: Caller) -> None:
+        if not who.admin and image.owner != who.project_id:
+            raise Forbidden(f"You are not permitted to modify image {image.id}: it belongs to another project.")
+
+    # -- create, list, update, delete ------------------------------------------------------
+    async def create(self, who: Caller, values: dict[str, Any]) -> Image:
+        if values.get("visibility") == "public" and not who.admin:
+            raise Forbidden("Only an admin may create public images (policy publicize_image).")
+        if "owner" in values and values["owner"] != who.project_id and not who.admin:
+            raise Forbidden("You may not create an image owned by another project.")
+        values.setdefault("owner", who.project_id)
+        values.setdefault("visibility", "shared")
+        await self.check_count_quota(values["owner"])
+        image = Image(id=values.pop("id", None) or str(uuid.uuid4()), status="queued", **values)
+        try:
+            async with self.db.session() as s:
+                s.add(image)
+        except Exception as exc:
+            if "IntegrityError" in type(exc).__name__:
+                raise Conflict(f"An image with identifier {image.id} already exists") from None
+            raise
+        return image
+
+    async def list(self, who: Caller, filters: dict[str, Any]) -> list[Image]:
+        stmt = select(Image).where(Image.status != "deleted")
+        for column in ("name", "status", "disk_format", "container_format", "owner"):
+            if filters.get(column) is not None:
+                stmt = stmt.where(getattr(Image, column) == filters[column])
+        if filters.get("protected") is not None:
+            stmt = stmt.where(Image.protected.is_(filters["protected"]))
+        stmt = stmt.where(Image.os_hidden.is_(bool(filters.get("os_hidden", False))))
+        if filters.get("size_min") is not None:
+            stmt = stmt.where(Image.size >= filters["size_min"])
+        if filters.get("size_max") is not None:
+            stmt = stmt.where(Image.size <= filters["size_max"])
+        visibility = filters.get("visibility")
+        if visibility and visibility != "all":
+            stmt = stmt.where(Image.visibility == visibility)
+        async with self.db.session() as s:
+            rows = list((await s.execute(stmt)).scalars())
+            members: dict[str, str] = {}
+            if who.project_id:
+                members = {m.image_id: m.status for m in (await s.execute(select(ImageMember).where(
+                    ImageMember.member_id == who.project_id))).scalars()}
+        member_status = filters.get("member_status", "accepted")
+        out = []
+        for image in rows:
+            mine = image.owner == who.project_id
+            if image.visibility == "community" and not (visibility in ("community", "all") or mine or who.admin):
+                continue
+            if image.visibility == "private" and not (mine or who.admin):
+                continue
+            if image.visibility == "shared" and not (mine or who.admin):
+                status = members.get(image.id)
+                if status is None or (member_status != "all" and status != member_status):
+                    continue
+            out.append(image)
+        tags = filters.get("tags") or []
+        props = filters.get("properties") or {}
+        return [i for i in out if all(t in (i.tags or []) for t in tags)
+                and all(str((i.properties or {}).get(k)) == v for k, v in props.items())]
+
+    async def update(self, image: Image, who: Caller, changes: dict[str, Any], props: dict[str, Any],
+                     removed: set[str]) -> Image:
+        self.must_own(image, who)
+        if changes.get("visibility") == "public" and image.visibility != "public" and not who.admin:
+            raise Forbidden("Only an admin may make an image public (policy publicize_image).")
+        if "owner" in changes and not who.admin:
+            raise Forbidden("Attribute 'owner' is reserved and can only be changed by an admin.")
+        if image.status not in ("queued",) and ({"disk_format", "container_format"} & set(changes)):
+            if any(getattr(image, k) != changes[k] for k in ("disk_format", "container_format") if k in changes):
+                raise Forbidden("disk_format and container_format cannot change once the image has data.")
+        properties = {k: v for k, v in (image.properties or {}).items() if k not in removed}
+        properties.update(props)
+        async with self.db.session() as s:
+            row = await s.get(Image, image.id)
+            assert row is not None
+            for key, value in changes.items():
+                setattr(row, key, value)
+            row.properties = properties
+            row.updated_at = utcnow()
+        if changes.get("visibility") and changes["visibility"] != "shared":
+            pass  # members are kept (Glance keeps them) but only matter while the image is shared
+        return row
+
+    async def delete(self, image: Image, who: Caller) -> None:
+        self.must_own(image, who)
+        if image.protected:
+            raise Forbidden(f"Image {image.id} is protected and cannot be deleted.")
+        async with self.db.session() as s:
+            await s.execute(update(Image).where(Image.id == image.id).values(
+                status="deleted", deleted_at=utcnow(), lease_owner=None, lease_until=None))
+            await s.execute(ImageMember.__table__.delete().where(ImageMember.image_id == image.id))
+        await self.store.delete(image.id)
+        await self.store.delete(image.id, staging=True)
+
+    async def set_status(self, image: Image, who: Caller, action: str) -> None:
+        if not who.admin:
+            raise Forbidden(f"Only an admin may {action} an image.")
+        allowed = {"deactivate": ("active", "deactivated"), "reactivate": ("deactivated", "active")}
+        source, target = allowed[action]
+        if image.status not in (source, target):
+            raise Forbidden(f"Image {image.id} is {image.status}: only {source} images can be {action}d.")
+        async with self.db.session() as s:
+            await s.execute(update(Image).where(Image.id == image.id, Image.status.in_((source, target)))
+                            .values(status=target, updated_at=utcnow()))
+
+    async def set_tags(self, image: Image, who: Caller, add: str | None = None, remove: str | None = None) -> None:
+        self.must_own(image, who)
+        tags = list(image.tags or [])
+        if add is not None:
+            if len(add) > 255:
+                raise BadRequest("A tag may be at most 255 characters long.")
+            if add not in tags:
+                if len(tags) >= 128:
+                    raise PayloadTooLarge("An image may have at most 128 tags.")
+                tags.append(add)
+        if remove is not None:
+            if remove not in tags:
+                raise NotFound(f"Tag {remove} not found on image {image.id}")
+            tags.remove(remove)
+        async with self.db.session() as s:
+            await s.execute(update(Image).where(Image.id == image.id).values(tags=tags, updated_at=utcnow()))
+
+    # -- quotas (unified limits of the image service) ---------------------------------------
+    async def register_default_limits(self) -> None:
+        from cumulo.identity import models as im
+
+        async with self.db.session() as s:
+            service = (await s.execute(select(im.Service).where(im.Service.type == "image"))).scalar()
+            if service is None:
+                return
+            for name, value in DEFAULT_LIMITS.items():
+                exists = (await s.execute(select(im.RegisteredLimit.id).where(
+                    im.RegisteredLimit.service_id == service.id, im.RegisteredLimit.resource_name == name))).first()
+                if exists is None:
+                    s.add(im.RegisteredLimit(id=new_id(), service_id=service.id, region_id=self.cfg.api.region,
+                                             resource_name=name, default_limit=value,
+                                             description="Cumulo's default for the image service"))
+
+    async def limit(self, project: str | None, name: str) -> int | None:
+        if not project:
+            return None
+        value = await effective_limit(self.identity, project, "image", name)
+        return None if value is None or value < 0 else value
+
+    async def check_count_quota(self, project: str | None) -> None:
+        limit = await self.limit(project, "image_count_total")
+        if limit is None:
+            return
+        async with self.db.session() as s:
+            count = (await s.execute(select(func.count()).select_from(Image).where(
+                Image.owner == project, Image.status != "deleted"))).scalar() or 0
+        if count >= limit:
+            raise PayloadTooLarge(f"Project {project} is at its image_count_total quota of {limit} images.")
+
+    async def bytes_allowed(self, project: str | None, name: str, column: Any, exclude: str) -> int | None:
+        """How many more bytes the project may store under the limit ``name`` (MiB in limits)."""
+        limit = await self.limit(project, name)
+        if limit is None:
+            return None
+        async with self.db.session() as s:
+            used = (await s.execute(select(func.coalesce(func.sum(column), 0)).where(
+                Image.owner == project, Image.status != "deleted", Image.id != exclude))).scalar() or 0
+        return max(0, limit * MIB - int(used))
+
+    async def check_uploading_quota(self, project: str | None) -> None:
+        limit = await self.limit(project, "image_count_uploading")
+        if limit is None:
+            return
+        async with self.db.session() as s:
+            count = (await s.execute(select(func.count()).select_from(Image).where(
+                Image.owner == project, Image.status.in_(("saving", "uploading", "importing"))))).scalar() or 0
+        if count >= limit:
+            raise PayloadTooLarge(f"Project {project} is at its image_count_uploading quota of {limit}.")
+
+    # -- data -------------------------------------------------------------------------------
+    async def _claim(self, image: Image, source: tuple[str, ...], target: str) -> None:
+        """Move the image to a transitional state with a lease, or 409 if it is not in ``source``."""
+        now = utcnow()
+        async with self.db.session() as s:
+            result = await s.execute(update(Image).where(Image.id == image.id, Image.status.in_(source)).values(
+                status=target, lease_owner=self.instance, lease_until=now + LEASE, updated_at=now))
+        if result.rowcount != 1:
+            fresh = await self.get(image.id, Caller(None, True, ""))
+            raise Conflicting(f"Image status transition from {fresh.status} to {target} is not allowed.")
+
+    async def _renew(self, image_id: str, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), LEASE.total_seconds() / 3)
+            except TimeoutError:
+                async with self.db.session() as s:
+                    await s.execute(update(Image).where(Image.id == image_id, Image.lease_owner == self.instance)
+                                    .values(lease_until=utcnow() + LEASE))
+
+    async def upload(self, image: Image, who: Caller, chunks: AsyncIterator[bytes], staging: bool = False) -> Image:
+        self.must_own(image, who)
+        if staging:
+            await self.check_uploading_quota(image.owner)
+            room = await self.bytes_allowed(image.owner, "image_stage_total", Image.staged_size, image.id)
+            await self._claim(image, ("queued",), "uploading")
+        else:
+            await self.check_uploading_quota(image.owner)
+            room = await self.bytes_allowed(image.owner, "image_size_total", Image.size, image.id)
+            await self._claim(image, ("queued",), "saving")
+        stop = asyncio.Event()
+        renew = asyncio.get_running_loop().create_task(self._renew(image.id, stop))
+        try:
+            written = await self.store.write(image.id, chunks, room, staging=staging)
+        except BaseException as exc:
+            await self._release(image.id, "queued")
+            if isinstance(exc, StoreFull):
+                limit = "image_stage_total" if staging else "image_size_total"
+                raise PayloadTooLarge(f"The image data exceeds the {limit} quota of project {image.owner}.") from None
+            raise
+        finally:
+            stop.set()
+            await renew
+        if staging:
+            async with self.db.session() as s:
+                await s.execute(update(Image).where(Image.id == image.id).values(
+                    staged_size=written.size, lease_owner=None, lease_until=None, updated_at=utcnow()))
+        else:
+            await self._activate(image, written)
+        return await self.get(image.id, Caller(None, True, ""))
+
+    async def _release(self, image_id: str, status: str) -> None:
+        async with self.db.session() as s:
+            await s.execute(update(Image).where(Image.id == image_id, Image.status != "deleted").values(
+                status=status, lease_owner=None, lease_until=None, staged_size=None, updated_at=utcnow()))
+
+    async def _activate(self, image: Image, written: Written) -> None:
+        virtual = await self.virtual_size(written.path, image.disk_format)
+        async with self.db.session() as s:
+            result = await s.execute(update(Image).where(Image.id == image.id, Image.status != "deleted").values(
+                status="active", size=written.size, virtual_size=virtual, checksum=written.md5,
+                os_hash_algo="sha512", os_hash_value=written.sha512, lease_owner=None, lease_until=None,
+                staged_size=None, updated_at=utcnow()))
+        if result.rowcount != 1:  # deleted while the data arrived: delete wins
+            await self.store.delete(image.id)
+
+    @staticmethod
+    async def virtual_size(path: str, disk_format: str | None) -> int | None:
+        if disk_format not in ("qcow2", "raw", "vmdk", "vdi", "vhd", "vhdx", "iso") or not shutil.which("qemu-img"):
+            return None
+        fmt = {"vhd": "vpc", "iso": "raw"}.get(disk_format, disk_format)
+        proc = await asyncio.create_subprocess_exec(
+            "qemu-img", "info", "--output=json", "-f", fmt, path,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+        out, _ = await proc.communicate()
+        if proc.returncode != 0:
+            return None
+        try:
+            return int(json.loads(out)["virtual-size"])
+        except (ValueError, KeyError):
+            return None
+
+    async def import_image(self, image: Image, who: Caller, method: str, request_id: str | None) -> ImageTask:
+        self.must_own(image, who)
+        if method not in IMPORT_METHODS:
+            raise BadRequest(f"Import method {method!r} is not supported here: use {', '.join(IMPORT_METHODS)}.")
+        if image.status != "uploading" or self.store.size(image.id, staging=True) is None:
+            raise Conflicting(f"Image {image.id} has no staged data (status {image.status}): stage it first.")
+        if not image.disk_format or not image.container_format:
+            raise BadRequest("Set disk_format and container_format before importing.")
+        room = await self.bytes_allowed(image.owner, "image_size_total", Image.size, image.id)
+        staged = self.store.size(image.id, staging=True) or 0
+        if room is not None and staged > room:
+            raise PayloadTooLarge(f"The image data exceeds the image_size_total quota of project {image.owner}.")
+        await self._claim(image, ("uploading",), "importing")
+        task = ImageTask(id=str(uuid.uuid4()), image_id=image.id, owner=image.owner, status="processing",
+                         input={"import_req": {"method": {"name": method}}}, request_id=request_id,
+                         user_id=who.user_id)
+        async with self.db.session() as s:
+            s.add(task)
+        asyncio.get_running_loop().create_task(self._run_import(image, task.id))
+        return task
+
+    async def _run_import(self, image: Image, task_id: str) -> None:
+        try:
+            written = await self.store.promote(image.id)
+            await self._activate(image, written)
+            status, message = "success", ""
+        except Exception as exc:  # the data stays staged? no: a failed import returns to queued
+            LOG.exception("import of image %s failed", image.id)
+            await self.store.delete(image.id, staging=True)
+            await self._release(image.id, "queued")
+            status, message = "failure", str(exc)
+        async with self.db.session() as s:
+            await s.execute(update(ImageTask).where(ImageTask.id == task_id).values(
+                status=status, message=message, updated_at=utcnow()))
+
+    async def tasks(self, image: Image) -> list[ImageTask]:
+        async with self.db.session() as s:
+            return list((await s.execute(select(ImageTask).where(ImageTask.image_id == image.id))).scalars())
+
+    def check_readable(self, image: Image, who: Caller) -> None:
+        if image.status == "deactivated" and not who.admin:
+            raise Forbidden("The requested image has been deactivated. Image data download is forbidden.")
+
+    # -- members ----------------------------------------------------------------------------
+    async def add_member(self, image: Image, who: Caller, member_id: str) -> ImageMember:
+        self.must_own(image, who)
+        if image.visibility != "shared":
+            raise Forbidden(f"Only shared images have members; image {image.id} is {image.visibility}.")
+        async with self.db.session() as s:
+            count = (await s.execute(select(func.count()).select_from(ImageMember).where(
+                ImageMember.image_id == image.id))).scalar() or 0
+            if await s.get(ImageMember, (image.id, member_id)) is not None:
+                raise Conflict(f"Member {member_id} already exists for image {image.id}.")
+            if count >= self.member_quota:
+                raise PayloadTooLarge(f"An image may have at most {self.member_quota} members.")
+            member = ImageMember(image_id=image.id, member_id=member_id, status="pending")
+            s.add(member)
+        return member
+
+    async def members(self, image: Image, who: Caller) -> list[ImageMember]:
+        if image.visibility != "shared":
+            raise Forbidden(f"Only shared images have members; image {image.id} is {image.visibility}.")
+        async with self.db.session() as s:
+            rows = list((await s.execute(select(ImageMember).where(ImageMember.image_id == image.id))).scalars())
+        if who.admin or image.owner == who.project_id:
+            return rows
+        return [m for m in rows if m.member_id == who.project_id]
+
+    async def member(self, image: Image, who: Caller, member_id: str) -> ImageMember:
+        if not (who.admin or image.owner == who.project_id or member_id == who.project_id):
+            raise NotFound(f"Member {member_id} not found for image {image.id}.")
+        member = await self.membership(image.id, member_id)
+        if member is None:
+            raise NotFound(f"Member {member_id} not found for image {image.id}.")
+        return member
+
+    async def set_member_status(self, image: Image, who: Caller, member_id: str, status: str) -> ImageMember:
+        member = await self.member(image, who, member_id)
+        if member_id != who.project_id and not who.admin:
+            raise Forbidden("Only the member itself may accept or reject an image.")
+        if status not in MEMBER_STATUSES:
+            raise BadRequest(f"Invalid member status {status!r}: one of {', '.join(MEMBER_STATUSES)}.")
+        async with self.db.session() as s:
+            row = await s.get(ImageMember, (image.id, member_id))
+            assert row is not None
+            row.status, row.updated_at = status, utcnow()
+        member.status = status
+        return member
+
+    async def remove_member(self, image: Image, who: Caller, member_id: str) -> None:
+        self.must_own(image, who)
+        await self.member(image, who, member_id)
+        async with self.db.session() as s:
+            await s.execute(ImageMember.__table__.delete().where(ImageMember.image_id == image.id,
+                                                                 ImageMember.member_id == member_id))
+
+    # -- reconcile --------------------------------------------------------------------------
+    async def reconcile(self) -> dict[str, int]:
+        """Level-triggered clean-up: expired uploads back to queued, data of deleted images and
+        files no image owns removed.  Safe to run at any time, on any controller."""
+        now = utcnow()
+        fixed = {"stale_uploads": 0, "orphan_files": 0}
+        async with self.db.session() as s:
+            stale = list((await s.execute(select(Image).where(
+                Image.status.in_(("saving", "importing", "uploading")), Image.lease_until.is_not(None),
+                Image.lease_until < now))).scalars())
+            live = set((await s.execute(select(Image.id).where(Image.status != "deleted"))).scalars())
+        for image in stale:
+            LOG.warning("image %s was left %s by a writer that stopped; returning it to queued",
+                        image.id, image.status)
+            await self.store.delete(image.id, staging=True)
+            if image.status == "saving":
+                await self.store.delete(image.id)
+            await self._release(image.id, "queued")
+            fixed["stale_uploads"] += 1
+        for staging in (False, True):
+            for key in self.store.keys(staging) - live:
+                await self.store.delete(key, staging)
+                fixed["orphan_files"] += 1
+        return fixed
+
+    async def _reconcile_forever(self, interval: float = 10.0) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.reconcile()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                LOG.warning("image reconcile failed", exc_info=True)
+
+
+__all__ = ["ImageService", "Caller", "Fault", "DISK_FORMATS", "CONTAINER_FORMATS", "VISIBILITIES"]
