@@ -92,6 +92,8 @@ def check_attribute(key: str, value: Any) -> Any:
         if value is not None and (not isinstance(value, str) or len(value) > 255):
             raise BadRequest("Invalid value for 'owner'.")
     else:  # an additional property: Glance keeps them as strings
+        if key.startswith("os_glance"):
+            raise Forbidden(f"Attribute '{key}' is reserved.")
         if not isinstance(value, str):
             raise BadRequest(f"Invalid value for property '{key}': additional properties must be strings.")
         if len(key) > 255 or len(value) > 65535:
@@ -114,6 +116,10 @@ def apply_patch(image: Image, ops: Any) -> tuple[dict[str, Any], dict[str, Any],
     removed: set[str] = set()
     current = dict(image.properties or {})
     for op in ops:
+        if isinstance(op, dict) and "op" not in op:  # Glance's compact form: {"replace": "/name", ...}
+            verbs = [v for v in ("add", "replace", "remove") if v in op]
+            if len(verbs) == 1:
+                op = {**op, "op": verbs[0], "path": op[verbs[0]]}
         if not isinstance(op, dict) or op.get("op") not in ("add", "replace", "remove") or "path" not in op:
             raise BadRequest(f"Invalid JSON patch operation {op!r}: needs 'op' (add, replace or remove) and 'path'.")
         path = op["path"]
@@ -121,6 +127,8 @@ def apply_patch(image: Image, ops: Any) -> tuple[dict[str, Any], dict[str, Any],
             raise BadRequest(f"Invalid JSON pointer {path!r}: use /attribute.")
         key = path[1:].replace("~1", "/").replace("~0", "~")
         if op["op"] == "remove":
+            if key.startswith("os_glance"):
+                raise Forbidden(f"Attribute '{key}' is reserved.")
             if key in CORE or key in READ_ONLY:
                 raise Forbidden(f"Attribute '{key}' cannot be removed.")
             if key not in current and key not in props:
@@ -470,7 +478,9 @@ def build_app(svc: ImageService, identity: IdentityService, max_body: int) -> AS
     def unlimited(path: str) -> bool:  # image data is streamed, not held: no body limit there
         return path.endswith(("/file", "/stage"))
 
-    return create_app("image", router(svc), identity, max_body=max_body, unlimited=unlimited)
+    # Glance answers 404 for /v2/images/ (an empty id), so no slash redirects here
+    return create_app("image", router(svc), identity, max_body=max_body, unlimited=unlimited,
+                      redirect_slashes=False)
 
 
 __all__ = ["build_app", "ValidationError"]

@@ -200,8 +200,7 @@ class ImageService:
         await self.store.delete(image.id, staging=True)
 
     async def set_status(self, image: Image, who: Caller, action: str) -> None:
-        if not who.admin:
-            raise Forbidden(f"Only an admin may {action} an image.")
+        self.must_own(image, who)  # the owner or an admin (Glance's default policy)
         allowed = {"deactivate": ("active", "deactivated"), "reactivate": ("deactivated", "active")}
         source, target = allowed[action]
         if image.status not in (source, target):

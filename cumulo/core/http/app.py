@@ -205,6 +205,7 @@ class FaultCatcher:
 
 def create_app(service: str, router: Router, validator: TokenValidator | None,
                max_body: int = 114688, unlimited: Callable[[str], bool] | None = None,
+               redirect_slashes: bool = True,
                on_startup: Sequence[Callable[[], Any]] = (),
                on_shutdown: Sequence[Callable[[], Any]] = ()) -> ASGIApp:
     render = faults.RENDERERS.get(service, faults.identity_body)
@@ -220,6 +221,7 @@ def create_app(service: str, router: Router, validator: TokenValidator | None,
 
     app = Starlette(routes=routes, exception_handlers={404: fault_handler, 405: fault_handler},
                     on_startup=list(on_startup), on_shutdown=list(on_shutdown))
+    app.router.redirect_slashes = redirect_slashes
     wrapped: ASGIApp = FaultCatcher(app, render)
     wrapped = RequestIdMiddleware(wrapped, service=service, max_body=max_body, unlimited=unlimited)
     wrapped = metrics.MetricsMiddleware(wrapped, service=service)
