@@ -99,7 +99,6 @@ class Controller:
             from cumulo.image.service import ImageService
 
             self.image = ImageService(cfg, self.db, self.identity)
-            self.image.member_quota = cfg.image.image_member_quota
             await self.image.start()
             self.listeners.append(Listener("image", cfg.image.port,
                                            image_app(self.image, self.identity, cfg.api.max_request_body_size)))

@@ -93,6 +93,9 @@ class ImageConfig:
     image_member_quota: int = 128
     # Upload the cumulo-tiny guest images at start-up when the guest build is present.
     upload_guest_images: bool = True
+    # Seconds an upload's claim on an image lasts without renewal; a writer that dies leaves the
+    # image in saving at most this long (plus one reconcile pass) before it is queued again.
+    upload_lease: float = 30.0
 
 
 @dataclass

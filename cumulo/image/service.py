@@ -41,7 +41,6 @@ CONTAINER_FORMATS = ("ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compr
 VISIBILITIES = ("public", "private", "shared", "community")
 MEMBER_STATUSES = ("pending", "accepted", "rejected")
 IMPORT_METHODS = ("glance-direct",)
-LEASE = dt.timedelta(seconds=30)
 MIB = 1 << 20
 # defaults registered in unified limits when the image service first starts (MiB / counts)
 DEFAULT_LIMITS = {"image_size_total": 1 << 20, "image_stage_total": 1 << 20, "image_count_total": 1000,
@@ -71,7 +70,8 @@ class ImageService:
         self.store = FilesystemStore(cfg.state_path / "images")
         self.instance = new_id()
         self._reconciler: asyncio.Task[None] | None = None
-        self.member_quota = 128
+        self.member_quota = cfg.image.image_member_quota
+        self.lease = dt.timedelta(seconds=cfg.image.upload_lease)
 
     async def start(self) -> None:
         await self.register_default_limits()
@@ -284,7 +284,7 @@ class ImageService:
         now = utcnow()
         async with self.db.session() as s:
             result = await s.execute(update(Image).where(Image.id == image.id, Image.status.in_(source)).values(
-                status=target, lease_owner=self.instance, lease_until=now + LEASE, updated_at=now))
+                status=target, lease_owner=self.instance, lease_until=now + self.lease, updated_at=now))
         if result.rowcount != 1:
             fresh = await self.get(image.id, Caller(None, True, ""))
             raise Conflicting(f"Image status transition from {fresh.status} to {target} is not allowed.")
@@ -292,11 +292,11 @@ class ImageService:
     async def _renew(self, image_id: str, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                await asyncio.wait_for(stop.wait(), LEASE.total_seconds() / 3)
+                await asyncio.wait_for(stop.wait(), self.lease.total_seconds() / 3)
             except TimeoutError:
                 async with self.db.session() as s:
                     await s.execute(update(Image).where(Image.id == image_id, Image.lease_owner == self.instance)
-                                    .values(lease_until=utcnow() + LEASE))
+                                    .values(lease_until=utcnow() + self.lease))
 
     async def upload(self, image: Image, who: Caller, chunks: AsyncIterator[bytes], staging: bool = False) -> Image:
         self.must_own(image, who)
@@ -481,9 +481,9 @@ class ImageService:
                 fixed["orphan_files"] += 1
         return fixed
 
-    async def _reconcile_forever(self, interval: float = 10.0) -> None:
+    async def _reconcile_forever(self) -> None:
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(min(10.0, self.lease.total_seconds()))
             try:
                 await self.reconcile()
             except asyncio.CancelledError:
