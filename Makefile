@@ -6,13 +6,17 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stamp-$(shell cat pyproject.toml scripts/setup.sh 2>/dev/null | sha1sum | cut -c1-12)
 
-.PHONY: up test unit functional conformance bench lint deps test-deps clean
+.PHONY: up test unit functional conformance bench lint deps test-deps guest clean
 
-up: deps
+up: deps guest
 	$(VENV)/bin/cumulo up
 
-test: test-deps
+test: test-deps guest
 	scripts/run-tests
+
+# the cumulo-tiny guest images (cached: rebuilt only when guest/ or the Debian packages change)
+guest:
+	guest/build.sh
 
 unit: test-deps
 	$(PY) -m pytest -q tests/unit
