@@ -246,6 +246,7 @@ def test_killed_writer_is_reconciled_after_restart(tmp_path: Path) -> None:
                 break
             time.sleep(0.3)
         assert status == "queued"
-        assert not any(p.is_file() for p in (cloud.state_dir / "images").rglob("*"))
+        left = {p.name for p in (cloud.state_dir / "images").rglob("*") if p.is_file()}
+        assert img["id"] not in left and not any(n.startswith(".tmp") for n in left)
     finally:
         stop_cloud(cloud)
