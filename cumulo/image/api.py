@@ -446,7 +446,7 @@ def router(svc: ImageService) -> Router:
         return no_content()
 
     # -- schemas and info -------------------------------------------------------------------
-    @r.get("/v2/schemas/{name}")
+    @r.get("/v2/schemas/{name:path}")
     async def schema(request: Request) -> Response:
         name = request.path_params["name"]
         if name not in SCHEMAS:
@@ -479,7 +479,11 @@ def build_app(svc: ImageService, identity: IdentityService, max_body: int) -> AS
         return path.endswith(("/file", "/stage"))
 
     # Glance answers 404 for /v2/images/ (an empty id), so no slash redirects here
-    return create_app("image", router(svc), identity, max_body=max_body, unlimited=unlimited,
+    from cumulo.image import metadefs
+
+    routes = router(svc)
+    routes.include(metadefs.router(svc.db))
+    return create_app("image", routes, identity, max_body=max_body, unlimited=unlimited,
                       redirect_slashes=False)
 
 

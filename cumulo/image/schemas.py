@@ -66,3 +66,39 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                                                   "schema": {"type": "string"}},
                 "links": [{"href": "{schema}", "rel": "describedby"}]},
 }
+
+
+def _metadef(name: str, properties: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "properties": properties, "additionalProperties": False}
+
+
+_TIME = {"type": "string", "readOnly": True, "format": "date-time"}
+_NS = {"namespace": {"type": "string", "maxLength": 80}, "display_name": {"type": "string", "maxLength": 80},
+       "description": {"type": "string", "maxLength": 500}, "visibility": {"type": "string",
+                                                                           "enum": ["public", "private"]},
+       "protected": {"type": "boolean"}, "owner": {"type": "string", "maxLength": 255},
+       "created_at": _TIME, "updated_at": _TIME, "schema": {"type": "string", "readOnly": True},
+       "self": {"type": "string", "readOnly": True}}
+_ASSOC = {"name": {"type": "string", "maxLength": 80}, "prefix": {"type": "string", "maxLength": 80},
+          "properties_target": {"type": "string", "maxLength": 80}, "created_at": _TIME, "updated_at": _TIME}
+_OBJ = {"name": {"type": "string", "maxLength": 80}, "description": {"type": "string"},
+        "required": {"type": "array", "items": {"type": "string"}}, "properties": {"type": "object"},
+        "created_at": _TIME, "updated_at": _TIME, "schema": {"type": "string"}, "self": {"type": "string"}}
+_PROP = {"name": {"type": "string", "maxLength": 80}, "title": {"type": "string"},
+         "type": {"type": "string", "enum": ["array", "boolean", "integer", "number", "object", "string", None]},
+         "description": {"type": "string"}, "enum": {"type": "array"}, "default": {}}
+_TAG = {"name": {"type": "string", "maxLength": 255}, "created_at": _TIME, "updated_at": _TIME}
+SCHEMAS.update({
+    "metadefs/namespace": _metadef("namespace", _NS),
+    "metadefs/namespaces": _metadef("namespaces", {"namespaces": {"type": "array", "items": _NS},
+                                                   "first": {"type": "string"}, "schema": {"type": "string"}}),
+    "metadefs/resource_type": _metadef("resource_type_association", _ASSOC),
+    "metadefs/resource_types": _metadef("resource_type_associations",
+                                        {"resource_type_associations": {"type": "array", "items": _ASSOC}}),
+    "metadefs/object": _metadef("object", _OBJ),
+    "metadefs/objects": _metadef("objects", {"objects": {"type": "array", "items": _OBJ}}),
+    "metadefs/property": _metadef("property", _PROP),
+    "metadefs/properties": _metadef("properties", {"properties": {"type": "object"}}),
+    "metadefs/tag": _metadef("tag", _TAG),
+    "metadefs/tags": _metadef("tags", {"tags": {"type": "array", "items": _TAG}}),
+})

@@ -1,0 +1,319 @@
+"""/v2/metadefs: Glance's catalog of metadata definitions (namespaces holding objects, properties,
+tags, and the resource types they apply to), for dashboards and tools that describe properties.
+
+Everything inside a namespace is one ``MetadefItem`` row (kind + name + JSON body).  Admins write;
+everyone reads public namespaces and their own project's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import delete, select
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cumulo.core.db import Database, utcnow
+from cumulo.core.http.app import JSON, Router, auth_of, json_body, no_content
+from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound
+from cumulo.image.models import MetadefItem, MetadefNamespace
+
+RESOURCE_TYPES = ("OS::Glance::Image", "OS::Cinder::Volume", "OS::Nova::Flavor", "OS::Nova::Aggregate",
+                  "OS::Nova::Server", "OS::Glance::Snapshot", "OS::Trove::Instance")
+KINDS = {"objects": "object", "properties": "property", "tags": "tag", "resource_types": "resource_type"}
+
+
+def when(value: dt.datetime | None) -> str | None:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+
+
+def name_of(body: Any, key: str = "name") -> str:
+    if not isinstance(body, dict) or not isinstance(body.get(key), str) or not body[key] or len(body[key]) > 255:
+        raise BadRequest(f"The request body needs a '{key}' string of 1 to 255 characters.")
+    return str(body[key])
+
+
+def router(db: Database) -> Router:
+    r = Router()
+    base = "/v2/metadefs/namespaces"
+
+    def admin(request: Request) -> None:
+        if not auth_of(request).is_admin():
+            raise Forbidden("Only an admin may change metadata definitions.")
+
+    async def namespace(request: Request, name: str | None = None) -> MetadefNamespace:
+        name = name or request.path_params["namespace"]
+        async with db.session() as s:
+            ns = await s.get(MetadefNamespace, name)
+        auth = auth_of(request)
+        if ns is None or not (ns.visibility == "public" or ns.owner == auth.project_id or auth.is_admin()):
+            raise NotFound(f"Metadata definition namespace={name} was not found.")
+        return ns
+
+    async def items(ns: str, kind: str) -> list[MetadefItem]:
+        async with db.session() as s:
+            return list((await s.execute(select(MetadefItem).where(
+                MetadefItem.namespace == ns, MetadefItem.kind == kind).order_by(MetadefItem.name))).scalars())
+
+    async def item(ns: str, kind: str, name: str) -> MetadefItem:
+        async with db.session() as s:
+            row = await s.get(MetadefItem, (ns, kind, name))
+        if row is None:
+            raise NotFound(f"Metadata definition {kind}={name} was not found in namespace={ns}.")
+        return row
+
+    async def put_item(ns: str, kind: str, name: str, body: dict[str, Any], replace: str | None = None) -> MetadefItem:
+        async with db.session() as s:
+            if replace is not None:
+                old = await s.get(MetadefItem, (ns, kind, replace))
+                if old is None:
+                    raise NotFound(f"Metadata definition {kind}={replace} was not found in namespace={ns}.")
+                created = old.created_at
+                await s.delete(old)
+                await s.flush()
+            else:
+                created = utcnow()
+            if await s.get(MetadefItem, (ns, kind, name)) is not None:
+                raise Conflict(f"A metadata definition {kind} with name={name} already exists in namespace={ns}.")
+            row = MetadefItem(namespace=ns, kind=kind, name=name, body=body, created_at=created, updated_at=utcnow())
+            s.add(row)
+        return row
+
+    def ns_view(ns: MetadefNamespace) -> dict[str, Any]:
+        return {"namespace": ns.namespace, "display_name": ns.display_name, "description": ns.description,
+                "visibility": ns.visibility, "protected": ns.protected, "owner": ns.owner,
+                "created_at": when(ns.created_at), "updated_at": when(ns.updated_at),
+                "schema": "/v2/schemas/metadefs/namespace", "self": f"{base}/{ns.namespace}"}
+
+    def object_view(ns: str, row: MetadefItem) -> dict[str, Any]:
+        return {**row.body, "name": row.name, "created_at": when(row.created_at), "updated_at": when(row.updated_at),
+                "schema": "/v2/schemas/metadefs/object", "self": f"{base}/{ns}/objects/{row.name}"}
+
+    def tag_view(row: MetadefItem) -> dict[str, Any]:
+        return {"name": row.name, "created_at": when(row.created_at), "updated_at": when(row.updated_at)}
+
+    def assoc_view(row: MetadefItem) -> dict[str, Any]:
+        return {**row.body, "name": row.name, "created_at": when(row.created_at), "updated_at": when(row.updated_at)}
+
+    def ns_values(body: Any) -> dict[str, Any]:
+        name = name_of(body, "namespace")
+        visibility = body.get("visibility", "private")
+        if visibility not in ("public", "private"):
+            raise BadRequest(f"Invalid visibility {visibility!r}: public or private.")
+        if not isinstance(body.get("protected", False), bool):
+            raise BadRequest("protected must be true or false.")
+        return {"namespace": name, "display_name": body.get("display_name"), "description": body.get("description"),
+                "visibility": visibility, "protected": body.get("protected", False)}
+
+    # -- namespaces -------------------------------------------------------------------------
+    @r.post(base)
+    async def create_namespace(request: Request) -> Response:
+        admin(request)
+        body = await json_body(request)
+        values = ns_values(body)
+        async with db.session() as s:
+            if await s.get(MetadefNamespace, values["namespace"]) is not None:
+                raise Conflict(f"Metadata definition namespace={values['namespace']} already exists.")
+            ns = MetadefNamespace(owner=body.get("owner") or auth_of(request).project_id, **values)
+            s.add(ns)
+            for assoc in body.get("resource_type_associations") or []:
+                s.add(MetadefItem(namespace=ns.namespace, kind="resource_type", name=name_of(assoc),
+                                  body={k: v for k, v in assoc.items() if k in ("prefix", "properties_target")}))
+            for pname, prop in (body.get("properties") or {}).items():
+                s.add(MetadefItem(namespace=ns.namespace, kind="property", name=pname, body=prop))
+            for obj in body.get("objects") or []:
+                s.add(MetadefItem(namespace=ns.namespace, kind="object", name=name_of(obj),
+                                  body={k: v for k, v in obj.items() if k != "name"}))
+            for tag in body.get("tags") or []:
+                s.add(MetadefItem(namespace=ns.namespace, kind="tag", name=name_of(tag), body={}))
+        return JSON(ns_view(ns), status_code=201)
+
+    @r.get(base)
+    async def list_namespaces(request: Request) -> Response:
+        auth = auth_of(request)
+        async with db.session() as s:
+            rows = list((await s.execute(select(MetadefNamespace).order_by(MetadefNamespace.namespace))).scalars())
+        rows = [ns for ns in rows if ns.visibility == "public" or ns.owner == auth.project_id or auth.is_admin()]
+        return JSON({"namespaces": [ns_view(ns) for ns in rows], "first": base,
+                     "schema": "/v2/schemas/metadefs/namespaces"})
+
+    @r.get(base + "/{namespace}")
+    async def show_namespace(request: Request) -> Response:
+        ns = await namespace(request)
+        view = ns_view(ns)
+        assocs = await items(ns.namespace, "resource_type")
+        if assocs:
+            view["resource_type_associations"] = [assoc_view(a) for a in assocs]
+        props = await items(ns.namespace, "property")
+        if props:
+            view["properties"] = {p.name: p.body for p in props}
+        objects = await items(ns.namespace, "object")
+        if objects:
+            view["objects"] = [object_view(ns.namespace, o) for o in objects]
+        tags = await items(ns.namespace, "tag")
+        if tags:
+            view["tags"] = [{"name": t.name} for t in tags]
+        return JSON(view)
+
+    @r.put(base + "/{namespace}")
+    async def update_namespace(request: Request) -> Response:
+        admin(request)
+        ns = await namespace(request)
+        values = ns_values(await json_body(request))
+        if values["namespace"] != ns.namespace:
+            raise BadRequest("Renaming a namespace is not supported.")
+        async with db.session() as s:
+            row = await s.get(MetadefNamespace, ns.namespace)
+            assert row is not None
+            for key, value in values.items():
+                setattr(row, key, value)
+            row.updated_at = utcnow()
+        return JSON(ns_view(row))
+
+    @r.delete(base + "/{namespace}")
+    async def delete_namespace(request: Request) -> Response:
+        admin(request)
+        ns = await namespace(request)
+        if ns.protected:
+            raise Forbidden(f"Metadata definition namespace {ns.namespace} is protected and cannot be deleted.")
+        async with db.session() as s:
+            await s.execute(delete(MetadefItem).where(MetadefItem.namespace == ns.namespace))
+            await s.execute(delete(MetadefNamespace).where(MetadefNamespace.namespace == ns.namespace))
+        return no_content()
+
+    # -- objects and properties -------------------------------------------------------------
+    @r.route(base + "/{namespace}/objects", ["GET", "POST"])
+    async def objects(request: Request) -> Response:
+        ns = await namespace(request)
+        if request.method == "POST":
+            admin(request)
+            body = await json_body(request)
+            row = await put_item(ns.namespace, "object", name_of(body), {k: v for k, v in body.items() if k != "name"})
+            return JSON(object_view(ns.namespace, row), status_code=201)
+        return JSON({"objects": [object_view(ns.namespace, o) for o in await items(ns.namespace, "object")],
+                     "schema": "v2/schemas/metadefs/objects"})
+
+    @r.route(base + "/{namespace}/objects/{name}", ["GET", "PUT", "DELETE"])
+    async def one_object(request: Request) -> Response:
+        ns = await namespace(request)
+        name = request.path_params["name"]
+        if request.method == "GET":
+            return JSON(object_view(ns.namespace, await item(ns.namespace, "object", name)))
+        admin(request)
+        if request.method == "DELETE":
+            await item(ns.namespace, "object", name)
+            async with db.session() as s:
+                await s.execute(delete(MetadefItem).where(MetadefItem.namespace == ns.namespace,
+                                                          MetadefItem.kind == "object", MetadefItem.name == name))
+            return no_content()
+        body = await json_body(request)
+        row = await put_item(ns.namespace, "object", name_of(body), {k: v for k, v in body.items() if k != "name"},
+                             replace=name)
+        return JSON(object_view(ns.namespace, row))
+
+    @r.route(base + "/{namespace}/properties", ["GET", "POST"])
+    async def properties(request: Request) -> Response:
+        ns = await namespace(request)
+        if request.method == "POST":
+            admin(request)
+            body = await json_body(request)
+            name = name_of(body)
+            if not isinstance(body.get("type"), str) or not isinstance(body.get("title"), str):
+                raise BadRequest("A property needs 'type' and 'title' strings.")
+            row = await put_item(ns.namespace, "property", name, {k: v for k, v in body.items() if k != "name"})
+            return JSON({**row.body, "name": row.name}, status_code=201)
+        return JSON({"properties": {p.name: p.body for p in await items(ns.namespace, "property")}})
+
+    @r.route(base + "/{namespace}/properties/{name}", ["GET", "PUT", "DELETE"])
+    async def one_property(request: Request) -> Response:
+        ns = await namespace(request)
+        name = request.path_params["name"]
+        if request.method == "GET":
+            row = await item(ns.namespace, "property", name)
+            return JSON({**row.body, "name": row.name})
+        admin(request)
+        if request.method == "DELETE":
+            await item(ns.namespace, "property", name)
+            async with db.session() as s:
+                await s.execute(delete(MetadefItem).where(MetadefItem.namespace == ns.namespace,
+                                                          MetadefItem.kind == "property", MetadefItem.name == name))
+            return no_content()
+        body = await json_body(request)
+        row = await put_item(ns.namespace, "property", name_of(body), {k: v for k, v in body.items() if k != "name"},
+                             replace=name)
+        return JSON({**row.body, "name": row.name})
+
+    # -- tags -------------------------------------------------------------------------------
+    @r.route(base + "/{namespace}/tags", ["GET", "POST", "DELETE"])
+    async def tags(request: Request) -> Response:
+        ns = await namespace(request)
+        if request.method == "GET":
+            return JSON({"tags": [tag_view(t) for t in await items(ns.namespace, "tag")]})
+        admin(request)
+        async with db.session() as s:
+            await s.execute(delete(MetadefItem).where(MetadefItem.namespace == ns.namespace,
+                                                      MetadefItem.kind == "tag"))
+        if request.method == "DELETE":
+            return no_content()
+        body = await json_body(request)
+        tag_list = body.get("tags") if isinstance(body, dict) else None
+        if not isinstance(tag_list, list):
+            raise BadRequest("The request body needs {\"tags\": [{\"name\": ...}, ...]}.")
+        names = [name_of(t) for t in tag_list]
+        if len(set(names)) != len(names):
+            raise Conflict("Duplicate tag names in the request.")
+        rows = [await put_item(ns.namespace, "tag", n, {}) for n in names]
+        return JSON({"tags": [tag_view(t) for t in rows]}, status_code=201)
+
+    @r.route(base + "/{namespace}/tags/{name}", ["GET", "POST", "PUT", "DELETE"])
+    async def one_tag(request: Request) -> Response:
+        ns = await namespace(request)
+        name = request.path_params["name"]
+        if request.method == "GET":
+            return JSON(tag_view(await item(ns.namespace, "tag", name)))
+        admin(request)
+        if request.method == "POST":
+            return JSON(tag_view(await put_item(ns.namespace, "tag", name, {})), status_code=201)
+        if request.method == "DELETE":
+            await item(ns.namespace, "tag", name)
+            async with db.session() as s:
+                await s.execute(delete(MetadefItem).where(MetadefItem.namespace == ns.namespace,
+                                                          MetadefItem.kind == "tag", MetadefItem.name == name))
+            return no_content()
+        body = await json_body(request)
+        return JSON(tag_view(await put_item(ns.namespace, "tag", name_of(body), {}, replace=name)))
+
+    # -- resource types ---------------------------------------------------------------------
+    @r.get("/v2/metadefs/resource_types")
+    async def resource_types(request: Request) -> Response:
+        async with db.session() as s:
+            used = set((await s.execute(select(MetadefItem.name).where(MetadefItem.kind == "resource_type"))).scalars())
+        names = sorted(set(RESOURCE_TYPES) | used)
+        return JSON({"resource_types": [{"name": n, "created_at": "2014-08-28T17:13:04Z",
+                                         "updated_at": "2014-08-28T17:13:04Z"} for n in names]})
+
+    @r.route(base + "/{namespace}/resource_types", ["GET", "POST"])
+    async def associations(request: Request) -> Response:
+        ns = await namespace(request)
+        if request.method == "GET":
+            return JSON({"resource_type_associations": [assoc_view(a) for a in
+                                                        await items(ns.namespace, "resource_type")]})
+        admin(request)
+        body = await json_body(request)
+        row = await put_item(ns.namespace, "resource_type", name_of(body),
+                             {k: v for k, v in body.items() if k in ("prefix", "properties_target")})
+        return JSON(assoc_view(row), status_code=201)
+
+    @r.delete(base + "/{namespace}/resource_types/{name}")
+    async def dissociate(request: Request) -> Response:
+        admin(request)
+        ns = await namespace(request)
+        name = request.path_params["name"]
+        await item(ns.namespace, "resource_type", name)
+        async with db.session() as s:
+            await s.execute(delete(MetadefItem).where(MetadefItem.namespace == ns.namespace,
+                                                      MetadefItem.kind == "resource_type", MetadefItem.name == name))
+        return no_content()
+
+    return r
