@@ -410,6 +410,27 @@ def router(svc: ImageService) -> Router:
         image = await svc.get(request.path_params["image_id"], who(request))
         return JSON({"tasks": [task_view(t) for t in await svc.tasks(image)]})
 
+    @r.post("/v2/tasks")
+    async def create_task(request: Request) -> Response:
+        """The legacy tasks API: only its import-from-URL form exists, and this cloud does not fetch
+        from URLs (it has no way out), so a task is refused up front rather than failing later."""
+        body = await json_body(request)
+        task_input = body.get("input") if isinstance(body, dict) else None
+        if not isinstance(body, dict) or body.get("type") != "import" or not isinstance(task_input, dict):
+            raise BadRequest("A task needs {\"type\": \"import\", \"input\": {...}}.")
+        source = task_input.get("import_from")
+        raise BadRequest(f"Import from {source!r} is not available: this cloud does not download images from "
+                         "URLs. Upload the data (PUT /v2/images/ID/file) or stage it and use glance-direct.")
+
+    @r.get("/v2/tasks/{task_id}")
+    async def show_task(request: Request) -> Response:
+        caller = who(request)
+        async with svc.db.session() as s:
+            task = await s.get(ImageTask, request.path_params["task_id"])
+        if task is None or not (caller.admin or task.owner == caller.project_id):
+            raise NotFound(f"Task {request.path_params['task_id']} not found.")
+        return JSON(task_view(task))
+
     # -- members ----------------------------------------------------------------------------
     @r.post("/v2/images/{image_id}/members")
     async def add_member(request: Request) -> Response:
