@@ -250,3 +250,51 @@ def test_killed_writer_is_reconciled_after_restart(tmp_path: Path) -> None:
         assert img["id"] not in left and not any(n.startswith(".tmp") for n in left)
     finally:
         stop_cloud(cloud)
+
+
+def test_metadefs_namespace_lifecycle_and_protection(cloud: Cloud, admin) -> None:  # type: ignore[no-untyped-def]
+    token = admin[0]
+    base = f"{cloud.image_url}/v2/metadefs/namespaces"
+    name = unique("ns")
+    r = httpx.post(base, headers=h(token), json={"namespace": name, "visibility": "public", "protected": True,
+                                                 "resource_type_associations": [{"name": "OS::Glance::Image"}]})
+    assert r.status_code == 201, r.text
+    assert httpx.post(f"{base}/{name}/properties", headers=h(token), json={
+        "name": "hw_disk_bus", "title": "Disk bus", "type": "string", "enum": ["virtio", "scsi"]}).status_code == 201
+    assert httpx.post(f"{base}/{name}/tags", headers=h(token),
+                      json={"tags": [{"name": "a"}, {"name": "b"}]}).status_code == 201
+    shown = httpx.get(f"{base}/{name}", headers=h(token)).json()
+    assert shown["properties"]["hw_disk_bus"]["title"] == "Disk bus" and len(shown["tags"]) == 2
+    demo, _ = demo_token(cloud)
+    assert httpx.get(f"{base}/{name}", headers=h(demo)).status_code == 200  # public: readable by members
+    assert httpx.post(base, headers=h(demo), json={"namespace": unique("x")}).status_code == 403
+    assert httpx.delete(f"{base}/{name}", headers=h(token)).status_code == 403  # protected
+    r = httpx.put(f"{base}/{name}", headers=h(token), json={"namespace": name, "protected": False})
+    assert r.status_code == 200 and r.json()["visibility"] == "private"
+    assert httpx.delete(f"{base}/{name}", headers=h(token)).status_code == 204
+    assert httpx.get(f"{base}/{name}", headers=h(token)).status_code == 404
+
+
+def test_glance_direct_import_and_url_tasks_refused(cloud: Cloud, admin) -> None:  # type: ignore[no-untyped-def]
+    token = admin[0]
+    img = create(cloud, token)
+    r = httpx.put(f"{cloud.image_url}/v2/images/{img['id']}/stage", content=b"staged" * 1000,
+                  headers=h(token, **{"Content-Type": "application/octet-stream"}))
+    assert r.status_code == 204
+    assert httpx.get(f"{cloud.image_url}/v2/images/{img['id']}", headers=h(token)).json()["status"] == "uploading"
+    r = httpx.post(f"{cloud.image_url}/v2/images/{img['id']}/import", headers=h(token),
+                   json={"method": {"name": "web-download", "uri": "http://example.invalid/x"}})
+    assert r.status_code == 400
+    r = httpx.post(f"{cloud.image_url}/v2/images/{img['id']}/import", headers=h(token),
+                   json={"method": {"name": "glance-direct"}})
+    assert r.status_code == 202
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{cloud.image_url}/v2/images/{img['id']}", headers=h(token)).json()["status"] != "active":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert httpx.get(f"{cloud.image_url}/v2/images/{img['id']}/file", headers=h(token)).content == b"staged" * 1000
+    tasks = httpx.get(f"{cloud.image_url}/v2/images/{img['id']}/tasks", headers=h(token)).json()["tasks"]
+    assert [t["status"] for t in tasks] == ["success"]
+    r = httpx.post(f"{cloud.image_url}/v2/tasks", headers=h(token), json={
+        "type": "import", "input": {"import_from": "http://example.invalid/x.qcow2"}})
+    assert r.status_code == 400
