@@ -63,6 +63,12 @@ def router(db: Database) -> Router:
             raise NotFound(f"Metadata definition {kind}={name} was not found in namespace={ns}.")
         return row
 
+    async def remove_item(ns: str, kind: str, name: str) -> None:
+        await item(ns, kind, name)  # 404 when absent
+        async with db.session() as s:
+            await s.execute(delete(MetadefItem).where(MetadefItem.namespace == ns, MetadefItem.kind == kind,
+                                                      MetadefItem.name == name))
+
     async def put_item(ns: str, kind: str, name: str, body: dict[str, Any], replace: str | None = None) -> MetadefItem:
         async with db.session() as s:
             if replace is not None:
@@ -202,10 +208,7 @@ def router(db: Database) -> Router:
             return JSON(object_view(ns.namespace, await item(ns.namespace, "object", name)))
         admin(request)
         if request.method == "DELETE":
-            await item(ns.namespace, "object", name)
-            async with db.session() as s:
-                await s.execute(delete(MetadefItem).where(MetadefItem.namespace == ns.namespace,
-                                                          MetadefItem.kind == "object", MetadefItem.name == name))
+            await remove_item(ns.namespace, "object", name)
             return no_content()
         body = await json_body(request)
         row = await put_item(ns.namespace, "object", name_of(body), {k: v for k, v in body.items() if k != "name"},
@@ -234,10 +237,7 @@ def router(db: Database) -> Router:
             return JSON({**row.body, "name": row.name})
         admin(request)
         if request.method == "DELETE":
-            await item(ns.namespace, "property", name)
-            async with db.session() as s:
-                await s.execute(delete(MetadefItem).where(MetadefItem.namespace == ns.namespace,
-                                                          MetadefItem.kind == "property", MetadefItem.name == name))
+            await remove_item(ns.namespace, "property", name)
             return no_content()
         body = await json_body(request)
         row = await put_item(ns.namespace, "property", name_of(body), {k: v for k, v in body.items() if k != "name"},
@@ -276,10 +276,7 @@ def router(db: Database) -> Router:
         if request.method == "POST":
             return JSON(tag_view(await put_item(ns.namespace, "tag", name, {})), status_code=201)
         if request.method == "DELETE":
-            await item(ns.namespace, "tag", name)
-            async with db.session() as s:
-                await s.execute(delete(MetadefItem).where(MetadefItem.namespace == ns.namespace,
-                                                          MetadefItem.kind == "tag", MetadefItem.name == name))
+            await remove_item(ns.namespace, "tag", name)
             return no_content()
         body = await json_body(request)
         return JSON(tag_view(await put_item(ns.namespace, "tag", name_of(body), {}, replace=name)))
@@ -310,10 +307,7 @@ def router(db: Database) -> Router:
         admin(request)
         ns = await namespace(request)
         name = request.path_params["name"]
-        await item(ns.namespace, "resource_type", name)
-        async with db.session() as s:
-            await s.execute(delete(MetadefItem).where(MetadefItem.namespace == ns.namespace,
-                                                      MetadefItem.kind == "resource_type", MetadefItem.name == name))
+        await remove_item(ns.namespace, "resource_type", name)
         return no_content()
 
     return r
