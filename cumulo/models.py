@@ -1,4 +1,5 @@
 """Every service's tables, imported in one place for migrations."""
 
+from cumulo.compute import models as compute  # noqa: F401
 from cumulo.identity import models as identity  # noqa: F401
 from cumulo.image import models as image  # noqa: F401

@@ -113,6 +113,14 @@ class Controller:
                 await upload_guest(self.image, admin_project)
             self.listeners.append(Listener("image", cfg.image.port,
                                            image_app(self.image, self.identity, cfg.api.max_request_body_size)))
+        if "compute" in cfg.services:
+            from cumulo.compute.api import build_app as compute_app
+            from cumulo.compute.service import ComputeService
+
+            compute = ComputeService(cfg, self.db, self.identity)
+            await compute.start()
+            self.listeners.append(Listener("compute", cfg.compute.port,
+                                           compute_app(compute, self.identity, cfg.api.max_request_body_size)))
         write_clouds(cfg, admin_pw, demo_pw)
 
     def catalog(self) -> list[CatalogEntry]:
@@ -121,6 +129,8 @@ class Controller:
             entries.append(CatalogEntry("identity", "keystone", self.cfg.endpoint(self.cfg.identity.port, "/v3")))
         if "image" in self.cfg.services:
             entries.append(CatalogEntry("image", "glance", self.cfg.endpoint(self.cfg.image.port)))
+        if "compute" in self.cfg.services:
+            entries.append(CatalogEntry("compute", "nova", self.cfg.endpoint(self.cfg.compute.port, "/v2.1")))
         return entries
 
     async def health(self) -> dict[str, str]:

@@ -99,6 +99,11 @@ class ImageConfig:
 
 
 @dataclass
+class ComputeConfig:
+    port: int = 8774
+
+
+@dataclass
 class BootstrapConfig:
     admin_user: str = "admin"
     admin_password: str = ""  # empty: generated once and kept in <state_dir>/admin-password
@@ -125,13 +130,14 @@ class LoggingConfig:
 @dataclass
 class Config:
     state_dir: str = "/var/lib/cumulo"
-    services: list[str] = field(default_factory=lambda: ["identity", "image"])
+    services: list[str] = field(default_factory=lambda: ["identity", "image", "compute"])
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     bus: BusConfig = field(default_factory=BusConfig)
     api: APIConfig = field(default_factory=APIConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     identity: IdentityConfig = field(default_factory=IdentityConfig)
     image: ImageConfig = field(default_factory=ImageConfig)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)

@@ -205,7 +205,7 @@ class FaultCatcher:
 
 def create_app(service: str, router: Router, validator: TokenValidator | None,
                max_body: int = 114688, unlimited: Callable[[str], bool] | None = None,
-               redirect_slashes: bool = True,
+               redirect_slashes: bool = True, microversions: Any = None,
                on_startup: Sequence[Callable[[], Any]] = (),
                on_shutdown: Sequence[Callable[[], Any]] = ()) -> ASGIApp:
     render = faults.RENDERERS.get(service, faults.identity_body)
@@ -223,6 +223,10 @@ def create_app(service: str, router: Router, validator: TokenValidator | None,
                     on_startup=list(on_startup), on_shutdown=list(on_shutdown))
     app.router.redirect_slashes = redirect_slashes
     wrapped: ASGIApp = FaultCatcher(app, render)
+    if microversions is not None:
+        from cumulo.core.http.microversion import MicroversionMiddleware
+
+        wrapped = MicroversionMiddleware(wrapped, microversions, render)
     wrapped = RequestIdMiddleware(wrapped, service=service, max_body=max_body, unlimited=unlimited)
     wrapped = metrics.MetricsMiddleware(wrapped, service=service)
     return wrapped

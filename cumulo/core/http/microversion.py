@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import total_ordering
+from typing import Any
 
 from cumulo.core.http.faults import BadRequest, NotAcceptable
 
@@ -72,3 +73,33 @@ class Microversions:
         if self.legacy_header:
             headers[self.legacy_header] = str(version)
         return headers
+
+
+class MicroversionMiddleware:
+    """Negotiates the version of every request (``scope["cumulo.version"]``) and names it in the
+    response headers; an unsupported version is answered 406 in the service's fault format."""
+
+    def __init__(self, app: Any, versions: Microversions, render: Any) -> None:
+        self.app, self.versions, self.render = app, versions, render
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            version = self.versions.negotiate(headers)
+        except (NotAcceptable, BadRequest) as fault:
+            from cumulo.core.http.app import JSON
+
+            await JSON(self.render(fault), status_code=fault.code)(scope, receive, send)
+            return
+        scope["cumulo.version"] = version
+        extra = [(k.encode(), v.encode()) for k, v in self.versions.response_headers(version).items()]
+
+        async def send_with_version(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_version)

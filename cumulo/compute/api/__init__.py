@@ -1,0 +1,59 @@
+"""The Compute v2.1 API (Nova's twin), with microversions: versions, flavors, key pairs, limits,
+quota sets and availability zones so far.  Servers arrive with the scheduler and drivers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp
+
+from cumulo.compute.service import ComputeService
+from cumulo.core.http.app import JSON, Router, create_app
+from cumulo.core.http.microversion import Microversions, Version
+from cumulo.identity.service import IdentityService
+
+MICROVERSIONS = Microversions("compute", Version(2, 1), Version(2, 96), "x-openstack-nova-api-version")
+
+
+def version_of(request: Request) -> Version:
+    return request.scope.get("cumulo.version", MICROVERSIONS.minimum)  # type: ignore[no-any-return]
+
+
+def at_least(request: Request, minor: int) -> bool:
+    return version_of(request) >= Version(2, minor)
+
+
+def versions_router() -> Router:
+    r = Router()
+
+    def doc(request: Request) -> dict[str, Any]:
+        return {"id": "v2.1", "status": "CURRENT", "version": str(MICROVERSIONS.maximum),
+                "min_version": str(MICROVERSIONS.minimum), "updated": "2013-07-23T11:33:21Z",
+                "links": [{"rel": "self", "href": f"{request.url.scheme}://{request.url.netloc}/v2.1/"}],
+                "media-types": [{"base": "application/json",
+                                 "type": "application/vnd.openstack.compute+json;version=2.1"}]}
+
+    @r.get("/", auth=False)
+    async def versions(request: Request) -> Response:
+        return JSON({"versions": [doc(request)]})
+
+    @r.get("/v2.1", auth=False)
+    async def version(request: Request) -> Response:
+        return JSON({"version": doc(request)})
+
+    @r.get("/v2.1/", auth=False)
+    async def version_slash(request: Request) -> Response:
+        return JSON({"version": doc(request)})
+
+    return r
+
+
+def build_app(svc: ComputeService, identity: IdentityService, max_body: int) -> ASGIApp:
+    from cumulo.compute.api import flavors, keypairs, quotas
+
+    router = versions_router()
+    for module in (flavors, keypairs, quotas):
+        router.include(module.router(svc))
+    return create_app("compute", router, identity, max_body=max_body, microversions=MICROVERSIONS)

@@ -1,0 +1,127 @@
+"""/v2.1/limits, os-quota-sets, os-quota-class-sets and os-availability-zone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cumulo.compute.api import at_least
+from cumulo.compute.service import DEFAULT_QUOTAS, ComputeService
+from cumulo.core.http.app import JSON, Router, auth_of, json_body
+from cumulo.core.http.faults import BadRequest, Forbidden
+
+# names dropped from quota documents at 2.36 (network) and 2.57 (injected files)
+NETWORK_QUOTAS = {"floating_ips": -1, "fixed_ips": -1, "security_groups": -1, "security_group_rules": -1}
+FILE_QUOTAS = {"injected_files", "injected_file_content_bytes", "injected_file_path_bytes"}
+
+
+def shaped(request: Request, quotas: dict[str, Any]) -> dict[str, Any]:
+    out = dict(quotas)
+    if not at_least(request, 36):
+        out.update(NETWORK_QUOTAS)
+    if at_least(request, 57):
+        for name in FILE_QUOTAS:
+            out.pop(name, None)
+    return out
+
+
+def router(svc: ComputeService) -> Router:
+    r = Router()
+
+    @r.get("/v2.1/limits")
+    async def limits(request: Request) -> Response:
+        auth = auth_of(request)
+        project = request.query_params.get("tenant_id") or auth.project_id
+        if project != auth.project_id and not auth.is_admin():
+            raise Forbidden("Only an admin may see another project's limits.")
+        q = await svc.quotas(project)
+        absolute: dict[str, Any] = {
+            "maxTotalInstances": q["instances"], "maxTotalCores": q["cores"], "maxTotalRAMSize": q["ram"],
+            "maxServerMeta": q["metadata_items"], "maxTotalKeypairs": q["key_pairs"],
+            "maxServerGroups": q["server_groups"], "maxServerGroupMembers": q["server_group_members"],
+            "totalInstancesUsed": 0, "totalCoresUsed": 0, "totalRAMUsed": 0, "totalServerGroupsUsed": 0}
+        if not at_least(request, 57):
+            absolute.update(maxPersonality=q["injected_files"], maxPersonalitySize=q["injected_file_content_bytes"],
+                            maxImageMeta=q["metadata_items"])
+        if not at_least(request, 36):
+            absolute.update(maxTotalFloatingIps=-1, maxSecurityGroups=-1, maxSecurityGroupRules=-1,
+                            totalFloatingIpsUsed=0, totalSecurityGroupsUsed=0)
+        return JSON({"limits": {"rate": [], "absolute": absolute}})
+
+    def check_values(body: Any, key: str) -> dict[str, int]:
+        data = body.get(key) if isinstance(body, dict) else None
+        if not isinstance(data, dict):
+            raise BadRequest(f"The request body needs a '{key}' object.")
+        values = {}
+        for name, value in data.items():
+            if name == "force" or name == "id":
+                continue
+            if name not in DEFAULT_QUOTAS:
+                raise BadRequest(f"Bad key(s) {name} in quota_set.")
+            if isinstance(value, str) and value.lstrip("-").isdigit():
+                value = int(value)
+            if not isinstance(value, int) or isinstance(value, bool) or value < -1:
+                raise BadRequest(f"Invalid value for quota {name}: an integer >= -1.")
+            values[name] = value
+        return values
+
+    @r.get("/v2.1/os-quota-sets/{project_id}")
+    async def quota_set(request: Request) -> Response:
+        auth = auth_of(request)
+        project = request.path_params["project_id"]
+        if project != auth.project_id and not auth.is_admin():
+            raise Forbidden("Only an admin may see another project's quotas.")
+        return JSON({"quota_set": {"id": project, **shaped(request, await svc.quotas(project))}})
+
+    @r.get("/v2.1/os-quota-sets/{project_id}/defaults")
+    async def quota_defaults(request: Request) -> Response:
+        return JSON({"quota_set": {"id": request.path_params["project_id"],
+                                   **shaped(request, await svc.defaults())}})
+
+    @r.get("/v2.1/os-quota-sets/{project_id}/detail")
+    async def quota_detail(request: Request) -> Response:
+        auth = auth_of(request)
+        project = request.path_params["project_id"]
+        if project != auth.project_id and not auth.is_admin():
+            raise Forbidden("Only an admin may see another project's quotas.")
+        quotas = shaped(request, await svc.quotas(project))
+        in_use = {"key_pairs": await svc.key_pair_count(auth.user_id)}
+        return JSON({"quota_set": {"id": project, **{k: {"limit": v, "in_use": in_use.get(k, 0), "reserved": 0}
+                                                     for k, v in quotas.items()}}})
+
+    @r.put("/v2.1/os-quota-sets/{project_id}")
+    async def update_quota_set(request: Request) -> Response:
+        if not auth_of(request).is_admin():
+            raise Forbidden("Only an admin may change quotas.")
+        project = request.path_params["project_id"]
+        await svc.set_limits(project, check_values(await json_body(request), "quota_set"))
+        return JSON({"quota_set": shaped(request, await svc.quotas(project))})
+
+    @r.delete("/v2.1/os-quota-sets/{project_id}")
+    async def reset_quota_set(request: Request) -> Response:
+        if not auth_of(request).is_admin():
+            raise Forbidden("Only an admin may change quotas.")
+        await svc.reset_limits(request.path_params["project_id"])
+        return Response(status_code=202)
+
+    @r.get("/v2.1/os-quota-class-sets/{name}")
+    async def quota_class(request: Request) -> Response:
+        return JSON({"quota_class_set": {"id": request.path_params["name"], **shaped(request, await svc.defaults())}})
+
+    @r.put("/v2.1/os-quota-class-sets/{name}")
+    async def update_quota_class(request: Request) -> Response:
+        if not auth_of(request).is_admin():
+            raise Forbidden("Only an admin may change quota defaults.")
+        if request.path_params["name"] != "default":
+            raise BadRequest("Only the 'default' quota class exists.")
+        await svc.set_limits(None, check_values(await json_body(request), "quota_class_set"))
+        return JSON({"quota_class_set": shaped(request, await svc.defaults())})
+
+    @r.get("/v2.1/os-availability-zone")
+    async def availability_zones(request: Request) -> Response:
+        return JSON({"availabilityZoneInfo": [{"zoneName": "nova", "zoneState": {"available": True},
+                                               "hosts": None}]})
+
+    return r

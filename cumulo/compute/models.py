@@ -1,0 +1,48 @@
+"""The compute tables owned so far: flavors (with extra specs and access lists) and key pairs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import Boolean, Float, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from cumulo.core.db import Base, JSONText, UTCDateTime, utcnow
+
+ID = String(64)
+
+
+class Flavor(Base):
+    __tablename__ = "compute_flavor"
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)  # Nova's flavorid: any string
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    vcpus: Mapped[int] = mapped_column(Integer)
+    ram: Mapped[int] = mapped_column(Integer)  # MiB
+    disk: Mapped[int] = mapped_column(Integer, default=0)  # GiB
+    ephemeral: Mapped[int] = mapped_column(Integer, default=0)  # GiB
+    swap: Mapped[int] = mapped_column(Integer, default=0)  # MiB
+    rxtx_factor: Mapped[float] = mapped_column(Float, default=1.0)
+    is_public: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    extra_specs: Mapped[dict[str, Any]] = mapped_column(JSONText, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FlavorAccess(Base):
+    __tablename__ = "compute_flavor_access"
+    flavor_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ID, primary_key=True)
+
+
+class KeyPair(Base):
+    __tablename__ = "compute_keypair"
+    __table_args__ = (UniqueConstraint("user_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ID, index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(8), default="ssh")
+    public_key: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
