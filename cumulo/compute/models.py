@@ -46,3 +46,20 @@ class KeyPair(Base):
     public_key: Mapped[str] = mapped_column(Text)
     fingerprint: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ServerGroup(Base):
+    __tablename__ = "compute_server_group"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    policy: Mapped[str] = mapped_column(String(32))
+    rules: Mapped[dict[str, Any]] = mapped_column(JSONText, default=dict)
+    project_id: Mapped[str] = mapped_column(ID, index=True)
+    user_id: Mapped[str] = mapped_column(ID)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ServerGroupMember(Base):
+    __tablename__ = "compute_server_group_member"
+    group_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    server_id: Mapped[str] = mapped_column(String(36), primary_key=True, index=True)

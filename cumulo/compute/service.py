@@ -21,7 +21,8 @@ from sqlalchemy import delete, func, select
 from cumulo.compute.models import Flavor, FlavorAccess, KeyPair
 from cumulo.core.config import Config
 from cumulo.core.db import Database, new_id
-from cumulo.core.http.faults import BadRequest, Conflict, NotFound, PayloadTooLarge
+from cumulo.core.http.faults import BadRequest, Conflict, NotFound
+from cumulo.core.quota import create_within
 from cumulo.identity import models as im
 from cumulo.identity.service import IdentityService
 from cumulo.identity.service.limits import effective_limit
@@ -173,25 +174,29 @@ class ComputeService:
 
     async def create_keypair(self, user_id: str, project_id: str | None, name: str, key_type: str,
                              public_key: str | None) -> NewKey:
-        limit = await self.quota(project_id, "key_pairs")
-        async with self.db.session() as s:
-            count = (await s.execute(select(func.count()).select_from(KeyPair).where(
-                KeyPair.user_id == user_id))).scalar() or 0
-        if limit is not None and count >= limit:
-            raise PayloadTooLarge(f"Quota exceeded, too many key pairs (limit {limit}).")
         private = None
         if public_key is None:
             public_key, private = self._generate(key_type)
         fingerprint = ssh_fingerprint(public_key) if key_type == "ssh" else x509_fingerprint(public_key)
         row = KeyPair(user_id=user_id, name=name, type=key_type, public_key=public_key.strip(),
                       fingerprint=fingerprint)
-        try:
+
+        async def insert() -> KeyPair:
+            try:
+                async with self.db.session() as s:
+                    s.add(row)
+            except Exception as exc:
+                if "IntegrityError" in type(exc).__name__:
+                    raise Conflict(f"Key pair '{name}' already exists.") from None
+                raise
+            return row
+
+        async def undo(created: KeyPair) -> None:
             async with self.db.session() as s:
-                s.add(row)
-        except Exception as exc:
-            if "IntegrityError" in type(exc).__name__:
-                raise Conflict(f"Key pair '{name}' already exists.") from None
-            raise
+                await s.execute(delete(KeyPair).where(KeyPair.id == created.id))
+
+        await create_within(await self.quota(project_id, "key_pairs"), insert, lambda: self.key_pair_count(user_id),
+                            undo, "key_pairs")
         return NewKey(row, private)
 
     @staticmethod

@@ -122,3 +122,41 @@ def test_quota_sets_and_limits_follow_unified_limits(cloud: Cloud, admin) -> Non
     assert httpx.delete(f"{cloud.compute_url}/os-quota-sets/{project_id}", headers=h(token)).status_code == 202
     r = httpx.get(f"{cloud.compute_url}/os-quota-sets/{project_id}", headers=h(token))
     assert r.json()["quota_set"]["instances"] == 10
+
+
+def test_server_groups_policies_microversions_and_quota(cloud: Cloud, admin) -> None:  # type: ignore[no-untyped-def]
+    token = admin[0]
+    url = f"{cloud.compute_url}/os-server-groups"
+    r = httpx.post(url, headers=h(token, "2.1"), json={"server_group": {"name": "g1", "policies": ["affinity"]}})
+    assert r.status_code == 200 and r.json()["server_group"]["policies"] == ["affinity"]
+    r = httpx.post(url, headers=h(token, "2.1"), json={"server_group": {"name": "g2",
+                                                                         "policies": ["soft-affinity"]}})
+    assert r.status_code == 400  # soft policies need 2.15
+    r = httpx.post(url, headers=h(token, "2.64"), json={"server_group": {
+        "name": "g3", "policy": "anti-affinity", "rules": {"max_server_per_host": 2}}})
+    assert r.status_code == 200 and r.json()["server_group"]["rules"] == {"max_server_per_host": 2}
+    r = httpx.post(url, headers=h(token, "2.64"), json={"server_group": {
+        "name": "g4", "policy": "affinity", "rules": {"max_server_per_host": 2}}})
+    assert r.status_code == 400
+    group = json.loads(cloud.cli("server", "group", "create", "--policy", "anti-affinity", unique("cli"),
+                                 "-f", "json").stdout)
+    shown = json.loads(cloud.cli("server", "group", "show", group["id"], "-f", "json").stdout)
+    assert shown["policy"] == "anti-affinity"
+    cloud.cli("server", "group", "delete", group["id"])
+    # the quota: a project limited to 2 server groups gets a 413 on the third, even when racing
+    project = unique("sgq")
+    cloud.cli("project", "create", project)
+    cloud.cli("role", "add", "--user", "admin", "--project", project, "member")
+    cloud.cli("quota", "set", "--server-groups", "2", project)
+    scoped, _ = cloud.token(project=project)
+    import concurrent.futures
+
+    def make(i: int) -> int:
+        return httpx.post(url, headers=h(scoped, "2.64"), json={"server_group": {
+            "name": f"race-{i}", "policy": "affinity"}}).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        codes = list(pool.map(make, range(6)))
+    assert codes.count(200) <= 2 and set(codes) <= {200, 413}
+    listed = httpx.get(url, headers=h(scoped)).json()["server_groups"]
+    assert len(listed) <= 2

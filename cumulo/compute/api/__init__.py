@@ -51,9 +51,9 @@ def versions_router() -> Router:
 
 
 def build_app(svc: ComputeService, identity: IdentityService, max_body: int) -> ASGIApp:
-    from cumulo.compute.api import flavors, keypairs, quotas
+    from cumulo.compute.api import flavors, keypairs, quotas, server_groups
 
     router = versions_router()
-    for module in (flavors, keypairs, quotas):
+    for module in (flavors, keypairs, quotas, server_groups):
         router.include(module.router(svc))
     return create_app("compute", router, identity, max_body=max_body, microversions=MICROVERSIONS)
