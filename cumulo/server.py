@@ -121,6 +121,12 @@ class Controller:
             await compute.start()
             self.listeners.append(Listener("compute", cfg.compute.port,
                                            compute_app(compute, self.identity, cfg.api.max_request_body_size)))
+        if "placement" in cfg.services:
+            from cumulo.placement.api import build_app as placement_app
+            from cumulo.placement.service import PlacementService
+
+            self.listeners.append(Listener("placement", cfg.placement.port, placement_app(
+                PlacementService(self.db), self.identity, cfg.api.max_request_body_size)))
         write_clouds(cfg, admin_pw, demo_pw)
 
     def catalog(self) -> list[CatalogEntry]:
@@ -131,6 +137,8 @@ class Controller:
             entries.append(CatalogEntry("image", "glance", self.cfg.endpoint(self.cfg.image.port)))
         if "compute" in self.cfg.services:
             entries.append(CatalogEntry("compute", "nova", self.cfg.endpoint(self.cfg.compute.port, "/v2.1")))
+        if "placement" in self.cfg.services:
+            entries.append(CatalogEntry("placement", "placement", self.cfg.endpoint(self.cfg.placement.port)))
         return entries
 
     async def health(self) -> dict[str, str]:

@@ -104,6 +104,11 @@ class ComputeConfig:
 
 
 @dataclass
+class PlacementConfig:
+    port: int = 8778
+
+
+@dataclass
 class BootstrapConfig:
     admin_user: str = "admin"
     admin_password: str = ""  # empty: generated once and kept in <state_dir>/admin-password
@@ -130,7 +135,7 @@ class LoggingConfig:
 @dataclass
 class Config:
     state_dir: str = "/var/lib/cumulo"
-    services: list[str] = field(default_factory=lambda: ["identity", "image", "compute"])
+    services: list[str] = field(default_factory=lambda: ["identity", "image", "compute", "placement"])
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     bus: BusConfig = field(default_factory=BusConfig)
     api: APIConfig = field(default_factory=APIConfig)
@@ -138,6 +143,7 @@ class Config:
     identity: IdentityConfig = field(default_factory=IdentityConfig)
     image: ImageConfig = field(default_factory=ImageConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
+    placement: PlacementConfig = field(default_factory=PlacementConfig)
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)

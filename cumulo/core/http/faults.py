@@ -116,11 +116,22 @@ def network_body(f: Fault) -> dict[str, Any]:
     return {"NeutronError": {"type": f.kind, "message": f.message, "detail": ""}}
 
 
+def placement_body(f: Fault) -> dict[str, Any]:
+    from cumulo.core import context
+
+    ctx = context.current.get()
+    error: dict[str, Any] = {"status": f.code, "title": f.title, "detail": f.message,
+                             "request_id": ctx.request_id if ctx else None}
+    if f.kind.startswith("placement."):
+        error["code"] = f.kind
+    return {"errors": [error]}
+
+
 def image_body(f: Fault) -> dict[str, Any]:
     return {"code": f.code, "title": f.title, "message": f.message}
 
 
 RENDERERS: dict[str, Renderer] = {
     "identity": identity_body, "compute": compute_body, "block-storage": compute_body,
-    "placement": compute_body, "network": network_body, "image": image_body,
+    "placement": placement_body, "network": network_body, "image": image_body,
 }
