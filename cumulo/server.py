@@ -62,6 +62,7 @@ class Controller:
     bus: Any = None
     identity: IdentityService | None = None
     image: Any = None
+    agents: list[Any] = field(default_factory=list)
     listeners: list[Listener] = field(default_factory=list)
     _servers: list[_Server] = field(default_factory=list)
 
@@ -115,10 +116,21 @@ class Controller:
                                            image_app(self.image, self.identity, cfg.api.max_request_body_size)))
         if "compute" in cfg.services:
             from cumulo.compute.api import build_app as compute_app
+            from cumulo.compute.conductor import Conductor
             from cumulo.compute.service import ComputeService
+            from cumulo.placement.service import PlacementService as _Placement
 
             compute = ComputeService(cfg, self.db, self.identity)
             await compute.start()
+            await Conductor(self.db, self.bus, _Placement(self.db)).start()
+            if cfg.compute.fake_nodes:
+                from cumulo.compute.agent import ComputeAgent
+                from cumulo.compute.virt.fake import FakeDriver
+
+                for i in range(cfg.compute.fake_nodes):
+                    agent = ComputeAgent(self.bus, f"fake-{i}", FakeDriver(f"fake-{i}"), cfg.compute.report_interval)
+                    await agent.start()
+                    self.agents.append(agent)
             self.listeners.append(Listener("compute", cfg.compute.port,
                                            compute_app(compute, self.identity, cfg.api.max_request_body_size)))
         if "placement" in cfg.services:
@@ -194,6 +206,8 @@ class Controller:
         await self.close()
 
     async def close(self) -> None:
+        for agent in self.agents:
+            await agent.stop()
         if self.image is not None:
             await self.image.stop()
         if self.identity is not None:

@@ -113,6 +113,50 @@ def status(ctx: click.Context) -> None:
     sys.exit(1 if failing else 0)
 
 
+@main.command()
+@click.option("--host", required=True, help="The name this node reports (os-services, os-hypervisors).")
+@click.option("--fake", is_flag=True, help="Use the fake driver (the QEMU driver comes with real instances).")
+@click.option("--vcpus", default=16, show_default=True, help="Fake driver: vCPUs the node offers.")
+@click.option("--memory-mb", default=32768, show_default=True, help="Fake driver: RAM the node offers.")
+@click.option("--disk-gb", default=500, show_default=True, help="Fake driver: disk the node offers.")
+@click.pass_context
+def agent(ctx: click.Context, host: str, fake: bool, vcpus: int, memory_mb: int, disk_gb: int) -> None:
+    """Run a compute agent for one node in the foreground (Ctrl-C stops it).
+
+    The agent talks to the controllers only through the bus, so [bus] url must name RabbitMQ
+    (amqp://...) shared with them.
+    """
+    cfg = load(ctx)
+    logmod.setup(cfg.logging.level, cfg.logging.file)
+    if not fake:
+        raise click.ClickException("only the fake driver exists so far: pass --fake")
+    if cfg.bus.url.startswith("memory:"):
+        raise click.ClickException("a separate agent needs a shared bus: set CUMULO_BUS__URL=amqp://... "
+                                   "(or run fake nodes inside `cumulo up` with [compute] fake_nodes)")
+
+    async def run() -> None:
+        import signal
+
+        from cumulo.compute.agent import ComputeAgent
+        from cumulo.compute.virt.fake import FakeDriver
+        from cumulo.core import bus as busmod
+
+        bus = busmod.connect(cfg.bus.url, cfg.bus.rpc_timeout)
+        await bus.start()
+        node = ComputeAgent(bus, host, FakeDriver(host, vcpus, memory_mb, disk_gb), cfg.compute.report_interval)
+        await node.start()
+        click.echo(f"compute agent {host} is up (fake driver); Ctrl-C stops it", err=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await node.stop()
+        await bus.stop()
+
+    asyncio.run(run())
+
+
 @main.group()
 def config() -> None:
     """Inspect the configuration."""

@@ -63,3 +63,36 @@ class ServerGroupMember(Base):
     __tablename__ = "compute_server_group_member"
     group_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     server_id: Mapped[str] = mapped_column(String(36), primary_key=True, index=True)
+
+
+class ServiceRecord(Base):
+    """A compute agent (binary nova-compute) as os-services shows it; up while it heartbeats."""
+
+    __tablename__ = "compute_service"
+    __table_args__ = (UniqueConstraint("host", "binary"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    binary: Mapped[str] = mapped_column(String(64), default="nova-compute")
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    disabled_reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    forced_down: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_seen_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ComputeNode(Base):
+    """What a node offers; its id is also its resource provider's uuid in placement."""
+
+    __tablename__ = "compute_node"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255), index=True)
+    hypervisor_hostname: Mapped[str] = mapped_column(String(255), unique=True)
+    hypervisor_type: Mapped[str] = mapped_column(String(32))
+    hypervisor_version: Mapped[int] = mapped_column(Integer)
+    vcpus: Mapped[int] = mapped_column(Integer)
+    memory_mb: Mapped[int] = mapped_column(Integer)
+    local_gb: Mapped[int] = mapped_column(Integer)
+    host_ip: Mapped[str] = mapped_column(String(64), default="127.0.0.1")
+    cpu_info: Mapped[dict[str, Any]] = mapped_column(JSONText, default=dict)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

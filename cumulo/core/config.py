@@ -101,6 +101,11 @@ class ImageConfig:
 @dataclass
 class ComputeConfig:
     port: int = 8774
+    # A compute service that has not reported for this long is shown down.
+    service_down_time: int = 60
+    report_interval: float = 10.0
+    # In-process compute agents with the fake driver (for trying the control plane and scale tests).
+    fake_nodes: int = 0
 
 
 @dataclass

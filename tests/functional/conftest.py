@@ -127,6 +127,9 @@ def start_cloud(tmp: Path, backend: str, extra_env: dict[str, str] | None = None
         "CUMULO_IDENTITY__SECURITY_COMPLIANCE__LOCKOUT_DURATION": "3",
         "CUMULO_IDENTITY__SECURITY_COMPLIANCE__UNIQUE_LAST_PASSWORD_COUNT": "2",
         "CUMULO_LOGGING__FILE": str(tmp / "cumulo.log"),
+        "CUMULO_COMPUTE__FAKE_NODES": "2",
+        "CUMULO_COMPUTE__REPORT_INTERVAL": "1",
+        "CUMULO_COMPUTE__SERVICE_DOWN_TIME": "4",
     })
     if backend == "postgres":
         env["CUMULO_DATABASE__URL"] = f"postgresql://postgres@127.0.0.1:5432/{_create_pg_database()}"

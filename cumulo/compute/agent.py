@@ -1,0 +1,50 @@
+"""The compute agent: one per node.  It never opens the database; it tells the conductor what its
+node offers (a heartbeat on the bus every ``report_interval`` seconds) and serves the RPC target
+``compute.<host>`` for the work the controller sends it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import asdict
+from typing import Any
+
+from cumulo.compute.virt.driver import Driver
+from cumulo.core.bus import Bus
+
+LOG = logging.getLogger(__name__)
+
+
+class ComputeAgent:
+    def __init__(self, bus: Bus, host: str, driver: Driver, report_interval: float = 10.0) -> None:
+        self.bus, self.host, self.driver, self.report_interval = bus, host, driver, report_interval
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.bus.serve(f"compute.{self.host}", self.handle)
+        await self.report()
+        self._task = asyncio.get_running_loop().create_task(self._heartbeat())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+
+    async def report(self) -> None:
+        info = self.driver.node_info()
+        await self.bus.cast("conductor", "report_node", {"host": self.host, "node": asdict(info),
+                                                          "instances": await self.driver.list_instances()})
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.report_interval)
+            try:
+                await self.report()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the bus may be down for a while: keep trying
+                LOG.warning("heartbeat from %s failed", self.host, exc_info=True)
+
+    async def handle(self, method: str, args: dict[str, Any]) -> Any:
+        if method == "ping":
+            return {"host": self.host}
+        raise ValueError(f"unknown method {method}")
