@@ -96,3 +96,21 @@ class ComputeNode(Base):
     host_ip: Mapped[str] = mapped_column(String(64), default="127.0.0.1")
     cpu_info: Mapped[dict[str, Any]] = mapped_column(JSONText, default=dict)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Aggregate(Base):
+    """A host aggregate; metadata availability_zone makes it an availability zone."""
+
+    __tablename__ = "compute_aggregate"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSONText, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class AggregateHost(Base):
+    __tablename__ = "compute_aggregate_host"
+    aggregate_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)

@@ -77,3 +77,36 @@ def test_separate_agent_process_over_rabbitmq_goes_down_when_stopped(cloud: Clou
     while services(cloud, token)[host]["state"] != "down":
         assert time.monotonic() < deadline, "a stopped agent was still shown up"
         time.sleep(0.5)
+
+
+def test_aggregates_zones_and_placement_membership(cloud: Cloud, admin) -> None:  # type: ignore[no-untyped-def]
+    token = admin[0]
+    zone = unique("az")
+    agg = json.loads(cloud.cli("aggregate", "create", "--zone", zone, unique("agg"), "-f", "json").stdout)
+    cloud.cli("aggregate", "add", "host", str(agg["id"]), "fake-0")
+    cloud.cli("aggregate", "set", "--property", "ssd=true", str(agg["id"]))
+    shown = json.loads(cloud.cli("aggregate", "show", str(agg["id"]), "-f", "json").stdout)
+    assert shown["hosts"] == ["fake-0"] and shown["properties"]["ssd"] == "true"
+    zones = httpx.get(f"{cloud.compute_url}/os-availability-zone", headers=h(token)).json()["availabilityZoneInfo"]
+    assert {zone, "nova"} <= {z["zoneName"] for z in zones}
+    detail = httpx.get(f"{cloud.compute_url}/os-availability-zone/detail", headers=h(token)).json()
+    assert "fake-0" in [z for z in detail["availabilityZoneInfo"] if z["zoneName"] == zone][0]["hosts"]
+    # the membership shows in placement, so scheduling can filter on it
+    node = [x for x in httpx.get(f"{cloud.compute_url}/os-hypervisors", headers=h(token)).json()["hypervisors"]
+            if x["hypervisor_hostname"] == "fake-0"][0]
+    aggs = httpx.get(f"{cloud.placement_url}/resource_providers/{node['id']}/aggregates",
+                     headers={"X-Auth-Token": token, "OpenStack-API-Version": "placement 1.19"}).json()
+    assert httpx.get(f"{cloud.compute_url}/os-aggregates/{agg['id']}", headers=h(token, "2.41")).json()[
+        "aggregate"]["uuid"] in aggs["aggregates"]
+    # a host cannot sit in two zones; a non-empty aggregate cannot be deleted; unknown hosts are 404
+    other = json.loads(cloud.cli("aggregate", "create", "--zone", unique("az2"), unique("agg"), "-f", "json").stdout)
+    r = httpx.post(f"{cloud.compute_url}/os-aggregates/{other['id']}/action", headers=h(token),
+                   json={"add_host": {"host": "fake-0"}})
+    assert r.status_code == 409
+    r = httpx.post(f"{cloud.compute_url}/os-aggregates/{other['id']}/action", headers=h(token),
+                   json={"add_host": {"host": "no-such-host"}})
+    assert r.status_code == 404
+    assert httpx.delete(f"{cloud.compute_url}/os-aggregates/{agg['id']}", headers=h(token)).status_code == 400
+    cloud.cli("aggregate", "remove", "host", str(agg["id"]), "fake-0")
+    cloud.cli("aggregate", "delete", str(agg["id"]))
+    cloud.cli("aggregate", "delete", str(other["id"]))

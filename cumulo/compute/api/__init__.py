@@ -51,9 +51,9 @@ def versions_router() -> Router:
 
 
 def build_app(svc: ComputeService, identity: IdentityService, max_body: int) -> ASGIApp:
-    from cumulo.compute.api import flavors, hosts, keypairs, quotas, server_groups
+    from cumulo.compute.api import aggregates, flavors, hosts, keypairs, quotas, server_groups
 
     router = versions_router()
-    for module in (flavors, keypairs, quotas, server_groups, hosts):
+    for module in (flavors, keypairs, quotas, server_groups, hosts, aggregates):
         router.include(module.router(svc))
     return create_app("compute", router, identity, max_body=max_body, microversions=MICROVERSIONS)

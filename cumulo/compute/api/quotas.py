@@ -119,9 +119,4 @@ def router(svc: ComputeService) -> Router:
         await svc.set_limits(None, check_values(await json_body(request), "quota_class_set"))
         return JSON({"quota_class_set": shaped(request, await svc.defaults())})
 
-    @r.get("/v2.1/os-availability-zone")
-    async def availability_zones(request: Request) -> Response:
-        return JSON({"availabilityZoneInfo": [{"zoneName": "nova", "zoneState": {"available": True},
-                                               "hosts": None}]})
-
     return r
