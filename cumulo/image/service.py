@@ -47,10 +47,6 @@ DEFAULT_LIMITS = {"image_size_total": 1 << 20, "image_stage_total": 1 << 20, "im
                   "image_count_uploading": 100}
 
 
-class Conflicting(Conflict):
-    pass
-
-
 @dataclass
 class Caller:
     """Who asks, in the terms Glance's rules use."""
@@ -184,8 +180,7 @@ class ImageService:
                 setattr(row, key, value)
             row.properties = properties
             row.updated_at = utcnow()
-        if changes.get("visibility") and changes["visibility"] != "shared":
-            pass  # members are kept (Glance keeps them) but only matter while the image is shared
+        # members are kept when an image stops being shared (as Glance does); they matter again if it is
         return row
 
     async def delete(self, image: Image, who: Caller) -> None:
@@ -287,7 +282,7 @@ class ImageService:
                 status=target, lease_owner=self.instance, lease_until=now + self.lease, updated_at=now))
         if result.rowcount != 1:
             fresh = await self.get(image.id, Caller(None, True, ""))
-            raise Conflicting(f"Image status transition from {fresh.status} to {target} is not allowed.")
+            raise Conflict(f"Image status transition from {fresh.status} to {target} is not allowed.")
 
     async def _renew(self, image_id: str, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -365,7 +360,7 @@ class ImageService:
         if method not in IMPORT_METHODS:
             raise BadRequest(f"Import method {method!r} is not supported here: use {', '.join(IMPORT_METHODS)}.")
         if image.status != "uploading" or self.store.size(image.id, staging=True) is None:
-            raise Conflicting(f"Image {image.id} has no staged data (status {image.status}): stage it first.")
+            raise Conflict(f"Image {image.id} has no staged data (status {image.status}): stage it first.")
         if not image.disk_format or not image.container_format:
             raise BadRequest("Set disk_format and container_format before importing.")
         room = await self.bytes_allowed(image.owner, "image_size_total", Image.size, image.id)

@@ -43,6 +43,13 @@ def provider_view(request: Request, p: ResourceProvider) -> dict[str, Any]:
     return out
 
 
+def provider_name(body: Any) -> str:
+    name = body.get("name") if isinstance(body, dict) else None
+    if not isinstance(name, str) or not 0 < len(name) <= 200:
+        raise BadRequest("A resource provider needs a 'name' of 1 to 200 characters.")
+    return name
+
+
 def parse_resources(text: str) -> dict[str, int]:
     out: dict[str, int] = {}
     for part in text.split(","):
@@ -110,9 +117,7 @@ def router(svc: PlacementService) -> Router:
     async def create_provider(request: Request) -> Response:
         operator(request)
         body = await json_body(request)
-        name = body.get("name") if isinstance(body, dict) else None
-        if not isinstance(name, str) or not 0 < len(name) <= 200:
-            raise BadRequest("A resource provider needs a 'name' of 1 to 200 characters.")
+        name = provider_name(body)
         uuid = body.get("uuid")
         if uuid is not None and (not isinstance(uuid, str) or not UUID.match(uuid)):
             raise BadRequest(f"Invalid uuid {uuid!r}.")
@@ -147,9 +152,7 @@ def router(svc: PlacementService) -> Router:
     async def update_provider(request: Request) -> Response:
         operator(request)
         body = await json_body(request)
-        name = body.get("name") if isinstance(body, dict) else None
-        if not isinstance(name, str) or not 0 < len(name) <= 200:
-            raise BadRequest("A resource provider needs a 'name' of 1 to 200 characters.")
+        name = provider_name(body)
         current = await svc.provider(request.path_params["uuid"])
         parent = body.get("parent_provider_uuid", current.parent_uuid)
         provider = await svc.update_provider(current.uuid, name, parent)
