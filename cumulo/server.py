@@ -63,6 +63,7 @@ class Controller:
     identity: IdentityService | None = None
     image: Any = None
     agents: list[Any] = field(default_factory=list)
+    servers: Any = None
     listeners: list[Listener] = field(default_factory=list)
     _servers: list[_Server] = field(default_factory=list)
 
@@ -117,12 +118,17 @@ class Controller:
         if "compute" in cfg.services:
             from cumulo.compute.api import build_app as compute_app
             from cumulo.compute.conductor import Conductor
+            from cumulo.compute.servers import ServerManager
             from cumulo.compute.service import ComputeService
             from cumulo.placement.service import PlacementService as _Placement
 
             compute = ComputeService(cfg, self.db, self.identity)
             await compute.start()
-            await Conductor(self.db, self.bus, _Placement(self.db)).start()
+            conductor = Conductor(self.db, self.bus, _Placement(self.db))
+            await conductor.start()
+            self.servers = conductor.servers = ServerManager(self.db, self.bus, compute, _Placement(self.db),
+                                                             cfg.compute.build_timeout)
+            await self.servers.start()
             if cfg.compute.fake_nodes:
                 from cumulo.compute.agent import ComputeAgent
                 from cumulo.compute.virt.fake import FakeDriver
@@ -131,8 +137,8 @@ class Controller:
                     agent = ComputeAgent(self.bus, f"fake-{i}", FakeDriver(f"fake-{i}"), cfg.compute.report_interval)
                     await agent.start()
                     self.agents.append(agent)
-            self.listeners.append(Listener("compute", cfg.compute.port,
-                                           compute_app(compute, self.identity, cfg.api.max_request_body_size)))
+            self.listeners.append(Listener("compute", cfg.compute.port, compute_app(
+                compute, self.identity, cfg.api.max_request_body_size, self.servers, self.image)))
         if "placement" in cfg.services:
             from cumulo.placement.api import build_app as placement_app
             from cumulo.placement.service import PlacementService
@@ -208,6 +214,8 @@ class Controller:
     async def close(self) -> None:
         for agent in self.agents:
             await agent.stop()
+        if self.servers is not None:
+            await self.servers.stop()
         if self.image is not None:
             await self.image.stop()
         if self.identity is not None:

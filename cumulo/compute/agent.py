@@ -47,4 +47,18 @@ class ComputeAgent:
     async def handle(self, method: str, args: dict[str, Any]) -> Any:
         if method == "ping":
             return {"host": self.host}
+        if method == "spawn":
+            server = args["server"]
+            try:
+                await self.driver.spawn(server)
+            except Exception as exc:  # the controller turns this into the server's fault
+                LOG.exception("spawn of %s failed", server["id"])
+                await self.bus.cast("conductor", "server_update", {"id": server["id"], "error": str(exc)})
+                return None
+            await self.bus.cast("conductor", "server_update", {"id": server["id"], "vm_state": "active",
+                                                                "power_state": 1})
+            return None
+        if method == "destroy":
+            await self.driver.destroy(args["server_id"])  # idempotent: unknown ids are fine
+            return None
         raise ValueError(f"unknown method {method}")

@@ -25,6 +25,7 @@ LOG = logging.getLogger(__name__)
 class Conductor:
     def __init__(self, db: Database, bus: Bus, placement: PlacementService) -> None:
         self.db, self.bus, self.placement = db, bus, placement
+        self.servers: Any = None  # the ServerManager, which takes the agents' server reports
 
     async def start(self) -> None:
         await self.bus.serve("conductor", self.handle)
@@ -32,6 +33,9 @@ class Conductor:
     async def handle(self, method: str, args: dict[str, Any]) -> Any:
         if method == "report_node":
             return await self.report_node(args["host"], args["node"])
+        if method == "server_update" and self.servers is not None:
+            return await self.servers.reported(args["id"], args.get("vm_state", "error"),
+                                               args.get("power_state", 0), args.get("error"))
         raise ValueError(f"unknown conductor method {method}")
 
     async def report_node(self, host: str, node: dict[str, Any]) -> str:

@@ -114,3 +114,31 @@ class AggregateHost(Base):
     __tablename__ = "compute_aggregate_host"
     aggregate_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     host: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)
+
+
+class Server(Base):
+    """A server: what the user asked for, and what was last observed (Nova's vm/task/power states)."""
+
+    __tablename__ = "compute_server"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    project_id: Mapped[str] = mapped_column(ID, index=True)
+    user_id: Mapped[str] = mapped_column(ID)
+    flavor: Mapped[dict[str, Any]] = mapped_column(JSONText)  # a snapshot of the flavor at boot
+    image_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    key_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSONText, default=dict)
+    vm_state: Mapped[str] = mapped_column(String(32), default="building", index=True)
+    task_state: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    power_state: Mapped[int] = mapped_column(Integer, default=0)
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    node: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    availability_zone: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    fault: Mapped[dict[str, Any] | None] = mapped_column(JSONText, nullable=True)
+    # the worker that owns the current transition, and until when (renewed while it works)
+    lease_owner: Mapped[str | None] = mapped_column(ID, nullable=True)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    launched_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)

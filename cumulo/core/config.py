@@ -106,6 +106,8 @@ class ComputeConfig:
     report_interval: float = 10.0
     # In-process compute agents with the fake driver (for trying the control plane and scale tests).
     fake_nodes: int = 0
+    # Seconds a build may take before the reconciler moves the server to ERROR.
+    build_timeout: float = 120.0
 
 
 @dataclass

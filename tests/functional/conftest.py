@@ -130,6 +130,7 @@ def start_cloud(tmp: Path, backend: str, extra_env: dict[str, str] | None = None
         "CUMULO_COMPUTE__FAKE_NODES": "2",
         "CUMULO_COMPUTE__REPORT_INTERVAL": "1",
         "CUMULO_COMPUTE__SERVICE_DOWN_TIME": "4",
+        "CUMULO_COMPUTE__BUILD_TIMEOUT": "6",
     })
     if backend == "postgres":
         env["CUMULO_DATABASE__URL"] = f"postgresql://postgres@127.0.0.1:5432/{_create_pg_database()}"

@@ -50,10 +50,14 @@ def versions_router() -> Router:
     return r
 
 
-def build_app(svc: ComputeService, identity: IdentityService, max_body: int) -> ASGIApp:
+def build_app(svc: ComputeService, identity: IdentityService, max_body: int, servers: Any = None,
+              images: Any = None) -> ASGIApp:
     from cumulo.compute.api import aggregates, flavors, hosts, keypairs, quotas, server_groups
+    from cumulo.compute.api import servers as servers_api
 
     router = versions_router()
     for module in (flavors, keypairs, quotas, server_groups, hosts, aggregates):
         router.include(module.router(svc))
+    if servers is not None:
+        router.include(servers_api.router(servers, images))
     return create_app("compute", router, identity, max_body=max_body, microversions=MICROVERSIONS)

@@ -1,0 +1,132 @@
+"""Servers on fake nodes through the whole control plane: quota, scheduler, placement claim, the
+agent over the bus; No valid host that says why; delete frees everything; a dead agent's build
+ends in ERROR, never stuck."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import httpx
+
+from tests.functional.conftest import BIN, Cloud, unique
+
+
+def h(token: str, version: str = "2.47") -> dict[str, str]:
+    return {"X-Auth-Token": token, "OpenStack-API-Version": f"compute {version}"}
+
+
+def image_id(cloud: Cloud, token: str) -> str:
+    return str(httpx.get(f"{cloud.image_url}/v2/images?name=cumulo-tiny", headers={"X-Auth-Token": token})
+               .json()["images"][0]["id"])
+
+
+def create(cloud: Cloud, token: str, flavor: str = "10", **extra: object) -> httpx.Response:
+    return httpx.post(f"{cloud.compute_url}/servers", headers=h(token), json={"server": {
+        "name": unique("srv"), "flavorRef": flavor, "imageRef": image_id(cloud, token), "networks": "none",
+        **extra}})
+
+
+def wait_status(cloud: Cloud, token: str, server_id: str, want: str, timeout: float = 20) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        server = httpx.get(f"{cloud.compute_url}/servers/{server_id}", headers=h(token)).json()["server"]
+        if server["status"] == want or time.monotonic() > deadline:
+            return dict(server)
+        time.sleep(0.2)
+
+
+def test_sdk_create_active_and_delete_frees_placement(cloud: Cloud, admin) -> None:  # type: ignore[no-untyped-def]
+    token = admin[0]
+    conn = cloud.sdk()
+    server = conn.compute.create_server(name=unique("sdk"), flavor_id="10", image_id=image_id(cloud, token),
+                                        networks="none")
+    server = conn.compute.wait_for_server(server, status="ACTIVE", wait=30)
+    shown = httpx.get(f"{cloud.compute_url}/servers/{server.id}", headers=h(token)).json()["server"]
+    assert shown["OS-EXT-SRV-ATTR:host"].startswith("fake-") and shown["flavor"]["ram"] == 128
+    alloc = httpx.get(f"{cloud.placement_url}/allocations/{server.id}", headers={"X-Auth-Token": token}).json()
+    assert list(alloc["allocations"].values())[0]["resources"] == {"VCPU": 1, "MEMORY_MB": 128, "DISK_GB": 1}
+    conn.compute.delete_server(server)
+    assert httpx.get(f"{cloud.compute_url}/servers/{server.id}", headers=h(token)).status_code == 404
+    alloc = httpx.get(f"{cloud.placement_url}/allocations/{server.id}", headers={"X-Auth-Token": token}).json()
+    assert alloc["allocations"] == {}
+
+
+def test_cli_server_create_list_delete(cloud: Cloud) -> None:
+    name = unique("cli")
+    out = json.loads(cloud.cli("server", "create", "--flavor", "cumulo.nano", "--image", "cumulo-tiny",
+                               "--nic", "none", "--wait", name, "-f", "json").stdout)
+    assert out["status"] == "ACTIVE"
+    assert name in [s["Name"] for s in json.loads(cloud.cli("server", "list", "-f", "json").stdout)]
+    cloud.cli("server", "delete", "--wait", name)
+    assert name not in [s["Name"] for s in json.loads(cloud.cli("server", "list", "-f", "json").stdout)]
+
+
+def test_no_valid_host_says_why_to_admins_only(cloud: Cloud, admin) -> None:  # type: ignore[no-untyped-def]
+    token = admin[0]
+    flavor = httpx.post(f"{cloud.compute_url}/flavors", headers=h(token), json={"flavor": {
+        "name": unique("huge"), "ram": 900000, "vcpus": 1, "disk": 1}}).json()["flavor"]
+    cloud.cli("quota", "set", "--ram", "-1", "admin")
+    r = create(cloud, token, flavor=flavor["id"])
+    assert r.status_code == 202, r.text
+    server = wait_status(cloud, token, r.json()["server"]["id"], "ERROR")
+    assert server["status"] == "ERROR"
+    assert "No valid host was found." in server["fault"]["message"] and "RamFilter removed" in \
+        server["fault"]["message"], server["fault"]
+    assert httpx.delete(f"{cloud.compute_url}/servers/{server['id']}", headers=h(token)).status_code == 204
+    cloud.cli("quota", "set", "--ram", "51200", "admin")
+    # a member learns that there was no host, not the per-filter counts
+    demo, _ = cloud.token("demo", cloud.demo_password, "demo")
+    r = create(cloud, demo, availability_zone=unique("nowhere"))
+    assert r.status_code == 202
+    server = wait_status(cloud, demo, r.json()["server"]["id"], "ERROR")
+    assert server["fault"]["message"] == "No valid host was found." and "details" not in server["fault"]
+    httpx.delete(f"{cloud.compute_url}/servers/{server['id']}", headers=h(demo))
+
+
+def test_quota_and_bad_input(cloud: Cloud, admin) -> None:  # type: ignore[no-untyped-def]
+    demo, _ = cloud.token("demo", cloud.demo_password, "demo")
+    r = create(cloud, demo, flavor="5", min_count=3, max_count=3)  # 24 cores > 20
+    assert r.status_code == 403 and "Quota exceeded for cores" in r.json()["forbidden"]["message"]
+    servers = httpx.get(f"{cloud.compute_url}/servers", headers=h(demo)).json()["servers"]
+    assert servers == []  # nothing half-made is left behind
+    for body, status in (({"name": "x"}, 400), ({"name": "x", "flavorRef": "nope", "imageRef": "x",
+                                                   "networks": "none"}, 400),
+                         ({"name": "x", "flavorRef": "10", "imageRef": "no-such-image", "networks": "none"}, 400),
+                         ({"name": "x", "flavorRef": "10", "imageRef": image_id(cloud, demo)}, 400)):
+        r = httpx.post(f"{cloud.compute_url}/servers", headers=h(demo, "2.47"), json={"server": body})
+        assert r.status_code == status, (body, r.text)
+    assert httpx.get(f"{cloud.compute_url}/servers/nope", headers=h(demo)).status_code == 404
+
+
+def test_build_on_a_dead_agent_ends_in_error(cloud: Cloud, admin) -> None:  # type: ignore[no-untyped-def]
+    if cloud.backend != "postgres":  # needs an agent process of its own, hence RabbitMQ
+        return
+    token = admin[0]
+    host = unique("doomed")
+    proc = subprocess.Popen([str(BIN / "cumulo"), "agent", "--host", host, "--fake"], env=cloud.env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    zone = unique("dz")
+    try:
+        deadline = time.monotonic() + 20
+        while host not in {s["host"] for s in httpx.get(f"{cloud.compute_url}/os-services",
+                                                          headers=h(token, "2.53")).json()["services"]}:
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        agg = json.loads(cloud.cli("aggregate", "create", "--zone", zone, unique("agg"), "-f", "json").stdout)
+        cloud.cli("aggregate", "add", "host", str(agg["id"]), host)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    r = create(cloud, token, availability_zone=zone)  # scheduled to the dead host while it still looks up
+    assert r.status_code == 202
+    server = wait_status(cloud, token, r.json()["server"]["id"], "ERROR", timeout=30)
+    assert server["status"] == "ERROR" and "did not finish in time" in server["fault"]["message"]
+    alloc = httpx.get(f"{cloud.placement_url}/allocations/{server['id']}", headers={"X-Auth-Token": token}).json()
+    assert alloc["allocations"] == {}
+    httpx.delete(f"{cloud.compute_url}/servers/{server['id']}", headers=h(token))
+    cloud.cli("aggregate", "remove", "host", str(agg["id"]), host)
+    cloud.cli("aggregate", "delete", str(agg["id"]))
