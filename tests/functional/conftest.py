@@ -129,7 +129,7 @@ def start_cloud(tmp: Path, backend: str, extra_env: dict[str, str] | None = None
         "CUMULO_LOGGING__FILE": str(tmp / "cumulo.log"),
         "CUMULO_COMPUTE__FAKE_NODES": "2",
         "CUMULO_COMPUTE__REPORT_INTERVAL": "1",
-        "CUMULO_COMPUTE__SERVICE_DOWN_TIME": "4",
+        "CUMULO_COMPUTE__SERVICE_DOWN_TIME": "8",
         "CUMULO_COMPUTE__BUILD_TIMEOUT": "6",
     })
     if backend == "postgres":

@@ -73,7 +73,7 @@ def test_separate_agent_process_over_rabbitmq_goes_down_when_stopped(cloud: Clou
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(10)
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 30
     while services(cloud, token)[host]["state"] != "down":
         assert time.monotonic() < deadline, "a stopped agent was still shown up"
         time.sleep(0.5)
