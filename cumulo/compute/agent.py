@@ -13,6 +13,10 @@ from cumulo.compute.virt.driver import Driver
 from cumulo.core.bus import Bus
 
 LOG = logging.getLogger(__name__)
+# what each power action leaves: (vm_state, power_state) with Nova's power state numbers
+POWER_RESULT = {"stop": ("stopped", 4), "start": ("active", 1), "reboot-soft": ("active", 1),
+                "reboot-hard": ("active", 1), "pause": ("paused", 3), "unpause": ("active", 1),
+                "suspend": ("suspended", 7), "resume": ("active", 1)}
 
 
 class ComputeAgent:
@@ -57,6 +61,18 @@ class ComputeAgent:
                 return None
             await self.bus.cast("conductor", "server_update", {"id": server["id"], "vm_state": "active",
                                                                 "power_state": 1})
+            return None
+        if method == "power":
+            server_id, action = args["server_id"], args["action"]
+            try:
+                await self.driver.power(server_id, action)
+            except Exception as exc:
+                LOG.warning("%s of %s failed: %s", action, server_id, exc)
+                await self.bus.cast("conductor", "server_update", {"id": server_id, "action_failed": str(exc)})
+                return None
+            vm_state, power_state = POWER_RESULT[action]
+            await self.bus.cast("conductor", "server_update", {"id": server_id, "vm_state": vm_state,
+                                                                "power_state": power_state})
             return None
         if method == "destroy":
             await self.driver.destroy(args["server_id"])  # idempotent: unknown ids are fine

@@ -34,6 +34,8 @@ class Conductor:
         if method == "report_node":
             return await self.report_node(args["host"], args["node"])
         if method == "server_update" and self.servers is not None:
+            if "action_failed" in args:
+                return await self.servers.action_failed(args["id"], args["action_failed"])
             return await self.servers.reported(args["id"], args.get("vm_state", "error"),
                                                args.get("power_state", 0), args.get("error"))
         raise ValueError(f"unknown conductor method {method}")

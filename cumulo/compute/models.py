@@ -135,6 +135,8 @@ class Server(Base):
     node: Mapped[str | None] = mapped_column(String(36), nullable=True)
     availability_zone: Mapped[str | None] = mapped_column(String(255), nullable=True)
     fault: Mapped[dict[str, Any] | None] = mapped_column(JSONText, nullable=True)
+    locked: Mapped[bool] = mapped_column(Boolean, default=False)
+    locked_reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
     # the worker that owns the current transition, and until when (renewed while it works)
     lease_owner: Mapped[str | None] = mapped_column(ID, nullable=True)
     lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -176,7 +176,41 @@ class ServerManager:
         async with self.db.session() as s:
             await s.execute(update(Server).where(Server.id == server_id, Server.deleted_at.is_(None)).values(
                 vm_state=vm_state, power_state=power_state, task_state=None, lease_owner=None, lease_until=None,
-                launched_at=utcnow()))
+                launched_at=func.coalesce(Server.launched_at, utcnow())))
+
+    # -- power actions ------------------------------------------------------------------------
+    # action -> (vm_states it is allowed from, task_state while it runs)
+    ACTIONS = {"stop": (("active", "error"), "powering-off"), "start": (("stopped",), "powering-on"),
+               "reboot-soft": (("active",), "reboot_started"),
+               "reboot-hard": (("active", "stopped", "paused", "suspended", "error"), "reboot_started_hard"),
+               "pause": (("active",), "pausing"), "unpause": (("paused",), "unpausing"),
+               "suspend": (("active",), "suspending"), "resume": (("suspended",), "resuming")}
+
+    async def act(self, server: Server, action: str) -> None:
+        allowed, task_state = self.ACTIONS[action]
+        async with self.db.session() as s:
+            result = await s.execute(update(Server).where(
+                Server.id == server.id, Server.deleted_at.is_(None), Server.task_state.is_(None),
+                Server.vm_state.in_(allowed)).values(task_state=task_state, lease_owner=self.instance,
+                                                     lease_until=utcnow() + self.build_lease))
+        if result.rowcount != 1:
+            raise Conflict(f"Cannot '{action.split('-')[0]}' instance {server.id} while it is in vm_state "
+                           f"{server.vm_state}" + (f" and task_state {server.task_state}" if server.task_state else ""))
+        if not server.host:
+            await self.action_failed(server.id, "the server has no host")
+            return
+        await self.bus.cast(f"compute.{server.host}", "power", {"server_id": server.id, "action": action})
+
+    async def action_failed(self, server_id: str, reason: str) -> None:
+        LOG.warning("an action on server %s failed: %s", server_id, reason)
+        async with self.db.session() as s:
+            await s.execute(update(Server).where(Server.id == server_id).values(
+                task_state=None, lease_owner=None, lease_until=None))
+
+    async def set_locked(self, server: Server, locked: bool, reason: str | None) -> None:
+        async with self.db.session() as s:
+            await s.execute(update(Server).where(Server.id == server.id).values(
+                locked=locked, locked_reason=reason if locked else None))
 
     # -- delete -----------------------------------------------------------------------------
     async def delete(self, server: Server) -> None:
@@ -189,7 +223,8 @@ class ServerManager:
 
     # -- reconcile --------------------------------------------------------------------------
     async def reconcile(self) -> int:
-        """Servers left building past their lease go to ERROR, their claims released."""
+        """Servers left building past their lease go to ERROR, their claims released; an action whose
+        agent never answered has its task_state cleared (the server keeps its last known state)."""
         async with self.db.session() as s:
             stuck = list((await s.execute(select(Server.id).where(
                 Server.vm_state == "building", Server.deleted_at.is_(None), Server.lease_until.is_not(None),
@@ -199,6 +234,11 @@ class ServerManager:
                                                              "user_id": None}})
             await self.fail(server_id, "The build did not finish in time: its owner stopped (controller or "
                                        "compute agent) and the lease expired.", "Build of instance timed out.")
+        async with self.db.session() as s:
+            await s.execute(update(Server).where(
+                Server.vm_state != "building", Server.task_state.is_not(None), Server.deleted_at.is_(None),
+                Server.lease_until.is_not(None), Server.lease_until < utcnow()).values(
+                task_state=None, lease_owner=None, lease_until=None))
         return len(stuck)
 
     async def _reconcile_forever(self) -> None:

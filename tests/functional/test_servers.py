@@ -130,3 +130,38 @@ def test_build_on_a_dead_agent_ends_in_error(cloud: Cloud, admin) -> None:  # ty
     httpx.delete(f"{cloud.compute_url}/servers/{server['id']}", headers=h(token))
     cloud.cli("aggregate", "remove", "host", str(agg["id"]), host)
     cloud.cli("aggregate", "delete", str(agg["id"]))
+
+
+def test_power_actions_lock_and_wrong_state_conflicts(cloud: Cloud, admin) -> None:  # type: ignore[no-untyped-def]
+    demo, _ = cloud.token("demo", cloud.demo_password, "demo")
+    r = create(cloud, demo)
+    server_id = r.json()["server"]["id"]
+    assert wait_status(cloud, demo, server_id, "ACTIVE")["status"] == "ACTIVE"
+    url = f"{cloud.compute_url}/servers/{server_id}/action"
+    for action, status, power in (({"os-stop": None}, "SHUTOFF", 4), ({"os-start": None}, "ACTIVE", 1),
+                                  ({"pause": None}, "PAUSED", 3), ({"unpause": None}, "ACTIVE", 1),
+                                  ({"suspend": None}, "SUSPENDED", 7), ({"resume": None}, "ACTIVE", 1),
+                                  ({"reboot": {"type": "HARD"}}, "ACTIVE", 1)):
+        assert httpx.post(url, headers=h(demo), json=action).status_code == 202, action
+        deadline = time.monotonic() + 15
+        while True:
+            server = httpx.get(f"{cloud.compute_url}/servers/{server_id}", headers=h(demo)).json()["server"]
+            if (server["status"], server["OS-EXT-STS:task_state"]) == (status, None) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert server["status"] == status and server["OS-EXT-STS:power_state"] == power, (action, server)
+    # the wrong state is a 409, an unknown action a 400
+    r = httpx.post(url, headers=h(demo), json={"os-start": None})
+    assert r.status_code == 409 and "conflictingRequest" in r.json()
+    assert httpx.post(url, headers=h(demo), json={"reboot": {"type": "GENTLE"}}).status_code == 400
+    # the CLI drives the same actions; a locked server refuses them to its member owner
+    cloud.cli("server", "stop", server_id, cloud="cumulo-demo")
+    assert wait_status(cloud, demo, server_id, "SHUTOFF")["status"] == "SHUTOFF"
+    assert httpx.post(url, headers=h(demo, "2.73"), json={"lock": {"locked_reason": "audit"}}).status_code == 202
+    shown = httpx.get(f"{cloud.compute_url}/servers/{server_id}", headers=h(demo, "2.73")).json()["server"]
+    assert shown["locked"] is True and shown["locked_reason"] == "audit"
+    assert httpx.post(url, headers=h(demo), json={"os-start": None}).status_code == 409
+    assert httpx.post(url, headers=h(demo), json={"unlock": None}).status_code == 202
+    assert httpx.post(url, headers=h(demo), json={"os-start": None}).status_code == 202
+    assert wait_status(cloud, demo, server_id, "ACTIVE")["status"] == "ACTIVE"
+    httpx.delete(f"{cloud.compute_url}/servers/{server_id}", headers=h(demo))

@@ -14,7 +14,7 @@ from cumulo.compute.api import at_least
 from cumulo.compute.models import Server
 from cumulo.compute.servers import ServerManager
 from cumulo.core.http.app import JSON, Router, auth_of, json_body
-from cumulo.core.http.faults import BadRequest, NotFound
+from cumulo.core.http.faults import BadRequest, Conflict, NotFound
 
 STATUS = {"building": "BUILD", "active": "ACTIVE", "error": "ERROR", "deleted": "DELETED", "stopped": "SHUTOFF",
           "paused": "PAUSED", "suspended": "SUSPENDED"}
@@ -65,7 +65,9 @@ def router(manager: ServerManager, images: Any) -> Router:
             out.update({"OS-EXT-SRV-ATTR:host": s.host, "OS-EXT-SRV-ATTR:hypervisor_hostname": s.host,
                         "OS-EXT-SRV-ATTR:instance_name": f"instance-{s.id[:8]}"})
         if at_least(request, 9):
-            out["locked"] = False
+            out["locked"] = s.locked
+        if at_least(request, 73):
+            out["locked_reason"] = s.locked_reason
         if at_least(request, 19):
             out["description"] = None
         if at_least(request, 26):
@@ -117,6 +119,36 @@ def router(manager: ServerManager, images: Any) -> Router:
     async def delete(request: Request) -> Response:
         await manager.delete(await visible(request, request.path_params["server_id"]))
         return Response(status_code=204)
+
+    simple = {"os-stop": "stop", "os-start": "start", "pause": "pause", "unpause": "unpause",
+              "suspend": "suspend", "resume": "resume"}
+
+    @r.post("/v2.1/servers/{server_id}/action")
+    async def action(request: Request) -> Response:
+        server = await visible(request, request.path_params["server_id"])
+        body = await json_body(request)
+        if not isinstance(body, dict) or len(body) != 1:
+            raise BadRequest("The body must name exactly one action.")
+        name, arg = next(iter(body.items()))
+        admin = auth_of(request).is_admin()
+        if name in ("lock", "unlock"):
+            reason = arg.get("locked_reason") if isinstance(arg, dict) and at_least(request, 73) else None
+            if reason is not None and (not isinstance(reason, str) or len(reason) > 255):
+                raise BadRequest("locked_reason must be a string of at most 255 characters.")
+            await manager.set_locked(server, name == "lock", reason)
+            return Response(status_code=202)
+        if server.locked and not admin:
+            raise Conflict(f"Instance {server.id} is locked")
+        if name == "reboot":
+            kind = arg.get("type") if isinstance(arg, dict) else None
+            if kind not in ("SOFT", "HARD"):
+                raise BadRequest("reboot needs {\"type\": \"SOFT\"} or {\"type\": \"HARD\"}.")
+            await manager.act(server, f"reboot-{kind.lower()}")
+        elif name in simple:
+            await manager.act(server, simple[name])
+        else:
+            raise BadRequest(f"The action {name!r} is not supported yet.")
+        return Response(status_code=202)
 
     @r.post("/v2.1/servers")
     async def create(request: Request) -> Response:

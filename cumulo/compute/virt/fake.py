@@ -28,3 +28,8 @@ class FakeDriver:
 
     async def destroy(self, instance_id: str) -> None:
         self.instances.pop(instance_id, None)
+
+    async def power(self, instance_id: str, action: str) -> None:
+        if instance_id not in self.instances:
+            raise LookupError(f"instance {instance_id} is not on this node")
+        self.instances[instance_id]["power"] = action
