@@ -165,3 +165,22 @@ def test_power_actions_lock_and_wrong_state_conflicts(cloud: Cloud, admin) -> No
     assert httpx.post(url, headers=h(demo), json={"os-start": None}).status_code == 202
     assert wait_status(cloud, demo, server_id, "ACTIVE")["status"] == "ACTIVE"
     httpx.delete(f"{cloud.compute_url}/servers/{server_id}", headers=h(demo))
+
+
+def test_server_metadata_with_cli_and_http(cloud: Cloud, admin) -> None:  # type: ignore[no-untyped-def]
+    token = admin[0]
+    r = create(cloud, token, metadata={"role": "web"})
+    server_id = r.json()["server"]["id"]
+    wait_status(cloud, token, server_id, "ACTIVE")
+    cloud.cli("server", "set", "--property", "tier=gold", server_id)
+    shown = json.loads(cloud.cli("server", "show", server_id, "-f", "json").stdout)
+    assert shown["properties"] == {"role": "web", "tier": "gold"}
+    url = f"{cloud.compute_url}/servers/{server_id}/metadata"
+    assert httpx.put(f"{url}/tier", headers=h(token), json={"meta": {"tier": "silver"}}).json() == {
+        "meta": {"tier": "silver"}}
+    assert httpx.put(f"{url}/tier", headers=h(token), json={"meta": {"other": "x"}}).status_code == 400
+    assert httpx.delete(f"{url}/role", headers=h(token)).status_code == 204
+    assert httpx.get(f"{url}/role", headers=h(token)).status_code == 404
+    assert httpx.put(url, headers=h(token), json={"metadata": {"a": "1"}}).json() == {"metadata": {"a": "1"}}
+    assert httpx.post(url, headers=h(token), json={"metadata": {"b": 2}}).status_code == 400
+    httpx.delete(f"{cloud.compute_url}/servers/{server_id}", headers=h(token))

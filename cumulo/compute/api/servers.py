@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -14,7 +14,7 @@ from cumulo.compute.api import at_least
 from cumulo.compute.models import Server
 from cumulo.compute.servers import ServerManager
 from cumulo.core.http.app import JSON, Router, auth_of, json_body
-from cumulo.core.http.faults import BadRequest, Conflict, NotFound
+from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound
 
 STATUS = {"building": "BUILD", "active": "ACTIVE", "error": "ERROR", "deleted": "DELETED", "stopped": "SHUTOFF",
           "paused": "PAUSED", "suspended": "SUSPENDED"}
@@ -118,6 +118,53 @@ def router(manager: ServerManager, images: Any) -> Router:
     @r.delete("/v2.1/servers/{server_id}")
     async def delete(request: Request) -> Response:
         await manager.delete(await visible(request, request.path_params["server_id"]))
+        return Response(status_code=204)
+
+    # -- metadata -------------------------------------------------------------------------------
+    def check_meta(items: Any, key_in_url: str | None = None) -> dict[str, str]:
+        if not isinstance(items, dict):
+            raise BadRequest("metadata must be an object of strings.")
+        for key, value in items.items():
+            if not isinstance(key, str) or not 0 < len(key) <= 255 or not isinstance(value, str) or len(value) > 255:
+                raise BadRequest(f"Invalid metadata item {key!r}: keys and values are strings of 1-255 characters.")
+        if key_in_url is not None and list(items) != [key_in_url]:
+            raise BadRequest("The body must hold exactly the key named in the URL.")
+        return items
+
+    async def save_meta(server: Server, meta: dict[str, str]) -> None:
+        limit = await compute.quota(server.project_id, "metadata_items")
+        if limit is not None and len(meta) > limit:
+            raise Forbidden(f"Quota exceeded for metadata_items: the limit is {limit}.")
+        async with manager.db.session() as s:
+            await s.execute(update(Server).where(Server.id == server.id).values(meta=meta))
+
+    @r.route("/v2.1/servers/{server_id}/metadata", ["GET", "POST", "PUT"])
+    async def metadata(request: Request) -> Response:
+        server = await visible(request, request.path_params["server_id"])
+        if request.method == "GET":
+            return JSON({"metadata": server.meta or {}})
+        body = await json_body(request)
+        items = check_meta(body.get("metadata") if isinstance(body, dict) else None)
+        meta = items if request.method == "PUT" else {**(server.meta or {}), **items}
+        await save_meta(server, meta)
+        return JSON({"metadata": meta})
+
+    @r.route("/v2.1/servers/{server_id}/metadata/{key}", ["GET", "PUT", "DELETE"])
+    async def metadata_item(request: Request) -> Response:
+        server = await visible(request, request.path_params["server_id"])
+        key = request.path_params["key"]
+        meta = dict(server.meta or {})
+        if request.method == "PUT":
+            body = await json_body(request)
+            meta.update(check_meta(body.get("meta") if isinstance(body, dict) else None, key))
+            await save_meta(server, meta)
+            return JSON({"meta": {key: meta[key]}})
+        if key not in meta:
+            raise NotFound(f"Metadata item was not found: {key}")
+        if request.method == "GET":
+            return JSON({"meta": {key: meta[key]}})
+        meta.pop(key)
+        await save_meta(server, meta)
         return Response(status_code=204)
 
     simple = {"os-stop": "stop", "os-start": "start", "pause": "pause", "unpause": "unpause",
