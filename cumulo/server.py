@@ -126,15 +126,18 @@ class Controller:
             await compute.start()
             conductor = Conductor(self.db, self.bus, _Placement(self.db))
             await conductor.start()
-            self.servers = conductor.servers = ServerManager(self.db, self.bus, compute, _Placement(self.db),
-                                                             cfg.compute.build_timeout)
+            self.servers = conductor.servers = ServerManager(
+                self.db, self.bus, compute, _Placement(self.db), cfg.compute.build_timeout, images=self.image,
+                image_url=cfg.endpoint(cfg.image.port) if "image" in cfg.services else "")
             await self.servers.start()
             if cfg.compute.fake_nodes:
                 from cumulo.compute.agent import ComputeAgent
                 from cumulo.compute.virt.fake import FakeDriver
 
+                (cfg.state_path / "fake").mkdir(parents=True, exist_ok=True)
                 for i in range(cfg.compute.fake_nodes):
-                    agent = ComputeAgent(self.bus, f"fake-{i}", FakeDriver(f"fake-{i}"), cfg.compute.report_interval)
+                    driver = FakeDriver(f"fake-{i}", state_file=cfg.state_path / "fake" / f"fake-{i}.json")
+                    agent = ComputeAgent(self.bus, f"fake-{i}", driver, cfg.compute.report_interval)
                     await agent.start()
                     self.agents.append(agent)
             self.listeners.append(Listener("compute", cfg.compute.port, compute_app(

@@ -143,7 +143,10 @@ def agent(ctx: click.Context, host: str, fake: bool, vcpus: int, memory_mb: int,
 
         bus = busmod.connect(cfg.bus.url, cfg.bus.rpc_timeout)
         await bus.start()
-        node = ComputeAgent(bus, host, FakeDriver(host, vcpus, memory_mb, disk_gb), cfg.compute.report_interval)
+        state = cfg.state_path / "fake"
+        state.mkdir(parents=True, exist_ok=True)
+        driver = FakeDriver(host, vcpus, memory_mb, disk_gb, state_file=state / f"{host}.json")
+        node = ComputeAgent(bus, host, driver, cfg.compute.report_interval)
         await node.start()
         click.echo(f"compute agent {host} is up (fake driver); Ctrl-C stops it", err=True)
         stop = asyncio.Event()

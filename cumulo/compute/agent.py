@@ -1,28 +1,28 @@
 """The compute agent: one per node.  It never opens the database; it tells the conductor what its
-node offers (a heartbeat on the bus every ``report_interval`` seconds) and serves the RPC target
-``compute.<host>`` for the work the controller sends it."""
+node offers and runs (a heartbeat on the bus every ``report_interval`` seconds) and serves the RPC
+target ``compute.<host>`` for the work the controller sends it.  Every piece of work carries a
+``ctx`` that goes back unchanged with the report, so the controller knows what finished."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from dataclasses import asdict
 from typing import Any
 
+import httpx
+
 from cumulo.compute.virt.driver import Driver
-from cumulo.core.bus import Bus
 
 LOG = logging.getLogger(__name__)
-# what each power action leaves: (vm_state, power_state) with Nova's power state numbers
-POWER_RESULT = {"stop": ("stopped", 4), "start": ("active", 1), "reboot-soft": ("active", 1),
-                "reboot-hard": ("active", 1), "pause": ("paused", 3), "unpause": ("active", 1),
-                "suspend": ("suspended", 7), "resume": ("active", 1)}
 
 
 class ComputeAgent:
-    def __init__(self, bus: Bus, host: str, driver: Driver, report_interval: float = 10.0) -> None:
+    def __init__(self, bus: Any, host: str, driver: Driver, report_interval: float = 10.0) -> None:
         self.bus, self.host, self.driver, self.report_interval = bus, host, driver, report_interval
         self._task: asyncio.Task[None] | None = None
+        self._work: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
         await self.bus.serve(f"compute.{self.host}", self.handle)
@@ -35,8 +35,9 @@ class ComputeAgent:
 
     async def report(self) -> None:
         info = self.driver.node_info()
-        await self.bus.cast("conductor", "report_node", {"host": self.host, "node": asdict(info),
-                                                          "instances": await self.driver.list_instances()})
+        taken_at = dt.datetime.now(dt.UTC).isoformat()
+        await self.bus.cast("conductor", "report_node", {"host": self.host, "node": asdict(info), "taken_at": taken_at,
+                                                          "instances": await self.driver.instances()})
 
     async def _heartbeat(self) -> None:
         while True:
@@ -48,33 +49,80 @@ class ComputeAgent:
             except Exception:  # the bus may be down for a while: keep trying
                 LOG.warning("heartbeat from %s failed", self.host, exc_info=True)
 
+    async def _done(self, ctx: dict[str, Any], error: str | None = None) -> None:
+        await self.bus.cast("conductor", "server_update", {"ctx": ctx, "error": error})
+
     async def handle(self, method: str, args: dict[str, Any]) -> Any:
         if method == "ping":
             return {"host": self.host}
-        if method == "spawn":
-            server = args["server"]
-            try:
-                await self.driver.spawn(server)
-            except Exception as exc:  # the controller turns this into the server's fault
-                LOG.exception("spawn of %s failed", server["id"])
-                await self.bus.cast("conductor", "server_update", {"id": server["id"], "error": str(exc)})
-                return None
-            await self.bus.cast("conductor", "server_update", {"id": server["id"], "vm_state": "active",
-                                                                "power_state": 1})
-            return None
-        if method == "power":
-            server_id, action = args["server_id"], args["action"]
-            try:
-                await self.driver.power(server_id, action)
-            except Exception as exc:
-                LOG.warning("%s of %s failed: %s", action, server_id, exc)
-                await self.bus.cast("conductor", "server_update", {"id": server_id, "action_failed": str(exc)})
-                return None
-            vm_state, power_state = POWER_RESULT[action]
-            await self.bus.cast("conductor", "server_update", {"id": server_id, "vm_state": vm_state,
-                                                                "power_state": power_state})
-            return None
+        if method == "console":
+            return await self.driver.console_output(args["server_id"])
+        if method == "pre_live_migration":
+            return await self.driver.pre_live_migration(args["server"])
         if method == "destroy":
             await self.driver.destroy(args["server_id"])  # idempotent: unknown ids are fine
             return None
-        raise ValueError(f"unknown method {method}")
+        work = getattr(self, f"_{method}", None)
+        if work is None:
+            raise ValueError(f"unknown method {method}")
+        ctx = args.get("ctx") or {}
+        try:
+            await work(args)
+        except Exception as exc:  # the controller turns this into the server's fault or a rollback
+            LOG.warning("%s of %s on %s failed: %s", method, ctx.get("server_id"), self.host, exc,
+                        exc_info=not isinstance(exc, (LookupError, RuntimeError)))
+            await self._done(ctx, str(exc) or type(exc).__name__)
+            return None
+        await self._done(ctx)
+        return None
+
+    async def _spawn(self, args: dict[str, Any]) -> None:
+        await self.driver.spawn(args["server"])
+
+    async def _power(self, args: dict[str, Any]) -> None:
+        await self.driver.power(args["server_id"], args["action"], args.get("server") or {"id": args["server_id"]})
+
+    async def _rebuild(self, args: dict[str, Any]) -> None:
+        await self.driver.rebuild(args["server"])
+
+    async def _finish_migration(self, args: dict[str, Any]) -> None:
+        await self.driver.finish_migration(args["server"], args.get("source") == self.host)
+
+    async def _confirm_migration(self, args: dict[str, Any]) -> None:
+        await self.driver.confirm_migration(args["server_id"], bool(args.get("same_host")))
+
+    async def _finish_revert_migration(self, args: dict[str, Any]) -> None:
+        await self.driver.finish_revert_migration(args["server"], bool(args.get("same_host")))
+
+    async def _live_migrate(self, args: dict[str, Any]) -> None:
+        server, dest = args["server"], args["dest"]
+        target = await self.bus.call(f"compute.{dest}", "pre_live_migration", {"server": server}, timeout=60)
+        try:
+            await self.driver.live_migrate(server["id"], target)
+        except Exception:
+            await self.bus.cast(f"compute.{dest}", "destroy", {"server_id": server["id"]})  # roll back
+            raise
+
+    async def _snapshot(self, args: dict[str, Any]) -> None:
+        await self.upload(args)
+
+    async def _shelve(self, args: dict[str, Any]) -> None:
+        await self.upload(args)
+        await self.driver.destroy(args["server_id"])
+
+    async def upload(self, args: dict[str, Any]) -> None:
+        """Send the instance's disk to the image service as the user who asked (their token), the
+        way Nova's compute does."""
+        snap = await self.driver.snapshot(args["server_id"])
+        url = f"{args['image_url'].rstrip('/')}/v2/images/{args['image_id']}"
+        headers = {"X-Auth-Token": args["token"]}
+        async with httpx.AsyncClient(timeout=httpx.Timeout(60.0, read=None)) as client:
+            r = await client.patch(url, headers={**headers, "Content-Type":
+                                                 "application/openstack-images-v2.1-json-patch"},
+                                   json=[{"op": "replace", "path": "/disk_format", "value": snap.disk_format},
+                                         {"op": "replace", "path": "/container_format", "value": "bare"}])
+            r.raise_for_status()
+            r = await client.put(f"{url}/file", headers={**headers, "Content-Type": "application/octet-stream"},
+                                 content=snap.chunks)
+            if r.status_code >= 400:
+                raise RuntimeError(f"uploading the snapshot failed: {r.status_code} {r.text[:200]}")

@@ -7,6 +7,7 @@ initial allocation ratios (VCPU 16.0, MEMORY_MB 1.5, DISK_GB 1.0).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import uuid
 from typing import Any
@@ -32,12 +33,14 @@ class Conductor:
 
     async def handle(self, method: str, args: dict[str, Any]) -> Any:
         if method == "report_node":
-            return await self.report_node(args["host"], args["node"])
+            node_id = await self.report_node(args["host"], args["node"])
+            if self.servers is not None and "instances" in args:
+                taken = args.get("taken_at")
+                await self.servers.sync_host(args["host"], args["instances"],
+                                             dt.datetime.fromisoformat(taken) if taken else None)
+            return node_id
         if method == "server_update" and self.servers is not None:
-            if "action_failed" in args:
-                return await self.servers.action_failed(args["id"], args["action_failed"])
-            return await self.servers.reported(args["id"], args.get("vm_state", "error"),
-                                               args.get("power_state", 0), args.get("error"))
+            return await self.servers.reported(args)
         raise ValueError(f"unknown conductor method {method}")
 
     async def report_node(self, host: str, node: dict[str, Any]) -> str:

@@ -1,11 +1,12 @@
-"""The compute tables owned so far: flavors (with extra specs and access lists) and key pairs."""
+"""The compute tables: flavors, key pairs, server groups, services and nodes, aggregates, servers and
+what hangs off a server (tags, instance actions and their events, migrations)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Boolean, Float, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, Float, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cumulo.core.db import Base, JSONText, UTCDateTime, utcnow
@@ -125,6 +126,7 @@ class Server(Base):
     project_id: Mapped[str] = mapped_column(ID, index=True)
     user_id: Mapped[str] = mapped_column(ID)
     flavor: Mapped[dict[str, Any]] = mapped_column(JSONText)  # a snapshot of the flavor at boot
+    flavor_id: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
     image_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     key_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
     meta: Mapped[dict[str, Any]] = mapped_column(JSONText, default=dict)
@@ -137,10 +139,76 @@ class Server(Base):
     fault: Mapped[dict[str, Any] | None] = mapped_column(JSONText, nullable=True)
     locked: Mapped[bool] = mapped_column(Boolean, default=False)
     locked_reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    hostname: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    user_data: Mapped[str | None] = mapped_column(Text, nullable=True)  # base64, as given
+    config_drive: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    access_ipv4: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    access_ipv6: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # what the create asked for that the scheduler and agents need later: hints, group, networks,
+    # block devices, image properties
+    request: Mapped[dict[str, Any]] = mapped_column(JSONText, default=dict, server_default="{}")
+    # Nova's system metadata: old/new flavor and vm_state during a resize, the shelved image, ...
+    system_meta: Mapped[dict[str, Any]] = mapped_column(JSONText, default=dict, server_default="{}")
     # the worker that owns the current transition, and until when (renewed while it works)
     lease_owner: Mapped[str | None] = mapped_column(ID, nullable=True)
     lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow, index=True)
+    launched_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    terminated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ServerTag(Base):
+    __tablename__ = "compute_server_tag"
+    server_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(80), primary_key=True, index=True)
+
+
+class InstanceAction(Base):
+    """One user-visible action on a server (os-instance-actions), with the request that asked for it."""
+
+    __tablename__ = "compute_instance_action"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    server_id: Mapped[str] = mapped_column(String(36), index=True)
+    action: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str] = mapped_column(String(64), index=True)
+    project_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+    user_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+    message: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    start_time: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class InstanceActionEvent(Base):
+    __tablename__ = "compute_instance_action_event"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    action_id: Mapped[int] = mapped_column(Integer, index=True)
+    event: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    result: Mapped[str | None] = mapped_column(String(16), nullable=True)  # Success, Error
+    details: Mapped[str | None] = mapped_column(Text, nullable=True)
+    start_time: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finish_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Migration(Base):
+    """A move of a server between hosts: resize, cold migration, live migration, evacuation."""
+
+    __tablename__ = "compute_migration"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    server_id: Mapped[str] = mapped_column(String(36), index=True)
+    project_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+    user_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+    migration_type: Mapped[str] = mapped_column(String(16))  # resize, migration, live-migration, evacuation
+    status: Mapped[str] = mapped_column(String(16))
+    source_compute: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    source_node: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    dest_compute: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    dest_node: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    old_flavor_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    new_flavor_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
-    launched_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)

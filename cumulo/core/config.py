@@ -108,6 +108,12 @@ class ComputeConfig:
     fake_nodes: int = 0
     # Seconds a build may take before the reconciler moves the server to ERROR.
     build_timeout: float = 120.0
+    # Seconds a deleted server stays SOFT_DELETED (restorable) before it is reclaimed; 0 deletes at once.
+    reclaim_instance_interval: int = 0
+    # Resizing may pick the server's own host (one-node clouds need it).
+    allow_resize_to_same_host: bool = True
+    # The zone of hosts that are in no aggregate with an availability_zone.
+    default_availability_zone: str = "nova"
 
 
 @dataclass

@@ -324,6 +324,17 @@ class PlacementService:
         out.update({rc: n for (_, rc), n in used.items()})
         return provider, out
 
+    async def free(self) -> dict[str, dict[str, int]]:
+        """What every provider has left of each class it offers, in two queries (the scheduler's view)."""
+        async with self.db.session() as s:
+            inventories = list((await s.execute(select(Inventory))).scalars())
+            used = await self._usage(s, sorted({i.provider_uuid for i in inventories}))
+        out: dict[str, dict[str, int]] = defaultdict(dict)
+        for inv in inventories:
+            out[inv.provider_uuid][inv.resource_class] = capacity(inv) - used.get(
+                (inv.provider_uuid, inv.resource_class), 0)
+        return dict(out)
+
     async def project_usages(self, project_id: str, user_id: str | None) -> dict[str, int]:
         stmt = select(Allocation.resource_class, func.sum(Allocation.used)).join(
             Consumer, Consumer.uuid == Allocation.consumer_uuid).where(Consumer.project_id == project_id)

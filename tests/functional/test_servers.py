@@ -80,7 +80,10 @@ def test_no_valid_host_says_why_to_admins_only(cloud: Cloud, admin) -> None:  # 
     cloud.cli("quota", "set", "--ram", "51200", "admin")
     # a member learns that there was no host, not the per-filter counts
     demo, _ = cloud.token("demo", cloud.demo_password, "demo")
-    r = create(cloud, demo, availability_zone=unique("nowhere"))
+    assert create(cloud, demo, availability_zone=unique("nowhere")).status_code == 400  # no such zone
+    empty_zone = unique("empty")
+    cloud.cli("aggregate", "create", "--zone", empty_zone, unique("agg"))  # a zone without hosts
+    r = create(cloud, demo, availability_zone=empty_zone)
     assert r.status_code == 202
     server = wait_status(cloud, demo, r.json()["server"]["id"], "ERROR")
     assert server["fault"]["message"] == "No valid host was found." and "details" not in server["fault"]

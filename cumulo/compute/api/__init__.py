@@ -52,7 +52,16 @@ def versions_router() -> Router:
 
 def build_app(svc: ComputeService, identity: IdentityService, max_body: int, servers: Any = None,
               images: Any = None) -> ASGIApp:
-    from cumulo.compute.api import aggregates, flavors, hosts, keypairs, quotas, server_groups
+    from cumulo.compute.api import (
+        aggregates,
+        flavors,
+        hosts,
+        keypairs,
+        quotas,
+        server_actions,
+        server_extras,
+        server_groups,
+    )
     from cumulo.compute.api import servers as servers_api
 
     router = versions_router()
@@ -60,4 +69,6 @@ def build_app(svc: ComputeService, identity: IdentityService, max_body: int, ser
         router.include(module.router(svc))
     if servers is not None:
         router.include(servers_api.router(servers, images))
+        router.include(server_actions.router(servers, images))
+        router.include(server_extras.router(servers))
     return create_app("compute", router, identity, max_body=max_body, microversions=MICROVERSIONS)

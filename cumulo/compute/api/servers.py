@@ -1,23 +1,45 @@
-"""/v2.1/servers: create (with min/max count), list, detail, show, delete.  Actions, metadata,
-tags and the other server sub-resources follow."""
+"""/v2.1/servers: create, list and detail (filters, sorting, paging, changes-since), show, update,
+delete, metadata and tags.  Actions are in server_actions, the other sub-resources in
+server_extras."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import ipaddress
+import re
 import secrets
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, exists, or_, select, update
 from starlette.requests import Request
 from starlette.responses import Response
 
 from cumulo.compute.api import at_least
-from cumulo.compute.models import Server
+from cumulo.compute.models import Aggregate, Server, ServerGroup, ServerGroupMember, ServerTag, ServiceRecord
 from cumulo.compute.servers import ServerManager
+from cumulo.core.db import utcnow
 from cumulo.core.http.app import JSON, Router, auth_of, json_body
 from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound
 
 STATUS = {"building": "BUILD", "active": "ACTIVE", "error": "ERROR", "deleted": "DELETED", "stopped": "SHUTOFF",
-          "paused": "PAUSED", "suspended": "SUSPENDED"}
+          "paused": "PAUSED", "suspended": "SUSPENDED", "resized": "VERIFY_RESIZE", "soft-delete": "SOFT_DELETED",
+          "shelved": "SHELVED", "shelved_offloaded": "SHELVED_OFFLOADED", "rescued": "RESCUE"}
+# task states that change the status Nova shows
+TASK_STATUS = {"rebuilding": "REBUILD", "resize_prep": "RESIZE", "resize_migrating": "RESIZE",
+               "resize_reverting": "REVERT_RESIZE", "migrating": "MIGRATING", "reboot_started": "REBOOT",
+               "reboot_started_hard": "HARD_REBOOT"}
+SORT_KEYS = {"created_at": Server.created_at, "updated_at": Server.updated_at, "display_name": Server.name,
+             "name": Server.name, "uuid": Server.id, "id": Server.id, "vm_state": Server.vm_state,
+             "task_state": Server.task_state, "power_state": Server.power_state, "host": Server.host,
+             "node": Server.node, "launched_at": Server.launched_at, "terminated_at": Server.terminated_at,
+             "availability_zone": Server.availability_zone, "key_name": Server.key_name,
+             "project_id": Server.project_id, "user_id": Server.user_id, "locked": Server.locked,
+             "image_ref": Server.image_id, "instance_type_id": Server.flavor_id, "hostname": Server.hostname}
+TAG = re.compile(r"^[^,/]{1,60}$")
+HOSTNAME = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
 
 
 def base(request: Request) -> str:
@@ -33,75 +55,315 @@ def when(value: Any) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
 
 
-def router(manager: ServerManager, images: Any) -> Router:
-    r = Router()
-    compute = manager.compute
+def status_of(s: Server) -> str:
+    if s.deleted_at is not None:
+        return "DELETED"
+    if s.task_state in TASK_STATUS and s.vm_state in ("active", "stopped", "error", "resized", "paused"):
+        return TASK_STATUS[s.task_state]
+    return STATUS.get(s.vm_state, s.vm_state.upper())
 
-    def view(request: Request, s: Server, detail: bool) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": s.id, "name": s.name, "links": links(request, "servers", s.id)}
+
+def default_hostname(name: str) -> str:
+    host = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63].strip("-")
+    return host or "server"
+
+
+def parse_time(name: str, value: str) -> dt.datetime:
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(f"Invalid input for query parameter {name}: {value!r} is not an ISO 8601 time.") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def check_name(value: Any, field: str = "name") -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 255:
+        raise BadRequest(f"Invalid input for field/attribute {field}: a string of 1 to 255 characters that is "
+                         "not only whitespace.")
+    if value != value.strip():
+        raise BadRequest(f"Invalid input for field/attribute {field}: leading or trailing whitespace.")
+    return value
+
+
+def check_ip(value: Any, version: int, field: str) -> str | None:
+    if value in (None, ""):
+        return None
+    try:
+        if not isinstance(value, str) or ipaddress.ip_address(value).version != version:
+            raise ValueError
+    except ValueError:
+        raise BadRequest(f"Invalid input for field/attribute {field}: {value!r} is not an IPv{version} "
+                         "address.") from None
+    return value
+
+
+def check_meta(items: Any, key_in_url: str | None = None) -> dict[str, str]:
+    if not isinstance(items, dict):
+        raise BadRequest("metadata must be an object of strings.")
+    for key, value in items.items():
+        if not isinstance(key, str) or not 0 < len(key) <= 255 or not isinstance(value, str) or len(value) > 255:
+            raise BadRequest(f"Invalid metadata item {str(key)[:40]!r}: keys and values are strings of 1-255 "
+                             "characters.")
+    if key_in_url is not None and list(items) != [key_in_url]:
+        raise BadRequest("The body must hold exactly the key named in the URL.")
+    return items
+
+
+def check_tags(tags: Any) -> list[str]:
+    if not isinstance(tags, list) or not all(isinstance(t, str) and TAG.match(t) for t in tags):
+        raise BadRequest("tags must be a list of strings of 1-60 characters without '/' or ','.")
+    if len(set(tags)) > 50:
+        raise BadRequest("A server may have at most 50 tags.")
+    return list(dict.fromkeys(tags))
+
+
+def check_user_data(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        raw = base64.b64decode(value, validate=True)
+    except (ValueError, binascii.Error):
+        raise BadRequest("user_data must be base64 encoded.") from None
+    if len(raw) > 65535:
+        raise BadRequest("user_data is limited to 65535 bytes once decoded.")
+    return value
+
+
+def check_int(value: Any, field: str, minimum: int = 1) -> int:
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise BadRequest(f"Invalid input for field/attribute {field}: an integer >= {minimum} is required.")
+    return value
+
+
+class Views:
+    """Renders servers the way Nova does at the request's microversion."""
+
+    def __init__(self, manager: ServerManager) -> None:
+        self.manager = manager
+
+    async def host_status(self) -> dict[str, str]:
+        down_after = dt.timedelta(seconds=self.manager.cfg.service_down_time)
+        async with self.manager.db.session() as s:
+            rows = list((await s.execute(select(ServiceRecord).where(
+                ServiceRecord.binary == "nova-compute"))).scalars())
+        now = utcnow()
+        out = {}
+        for r in rows:
+            if r.forced_down or not r.last_seen_at or now - r.last_seen_at > down_after:
+                out[r.host] = "DOWN"
+            else:
+                out[r.host] = "MAINTENANCE" if r.disabled else "UP"
+        return out
+
+    async def render(self, request: Request, rows: list[Server], detail: bool) -> list[dict[str, Any]]:
         if not detail:
-            return out
+            return [{"id": s.id, "name": s.name, "links": links(request, "servers", s.id)} for s in rows]
+        tags = await self.manager.tags([s.id for s in rows]) if at_least(request, 26) else {}
+        hosts = await self.host_status() if at_least(request, 16) and auth_of(request).is_admin() else {}
+        return [self.one(request, s, tags.get(s.id, []), hosts) for s in rows]
+
+    def one(self, request: Request, s: Server, tags: list[str], host_status: dict[str, str],
+            groups: list[str] | None = None) -> dict[str, Any]:
         admin = auth_of(request).is_admin()
         f = s.flavor
-        flavor: dict[str, Any] = {"vcpus": f["vcpus"], "ram": f["ram"], "disk": f["disk"],
-                                  "ephemeral": f["ephemeral"], "swap": f["swap"], "original_name": f["name"],
-                                  "extra_specs": f.get("extra_specs") or {}} if at_least(request, 47) else {
-            "id": f["id"], "links": links(request, "flavors", f["id"])}
-        out.update({
-            "status": STATUS.get(s.vm_state, s.vm_state.upper()), "tenant_id": s.project_id, "user_id": s.user_id,
+        if at_least(request, 47):
+            flavor: dict[str, Any] = {"vcpus": f["vcpus"], "ram": f["ram"], "disk": f["disk"],
+                                      "ephemeral": f["ephemeral"], "swap": f["swap"], "original_name": f["name"]}
+            if admin or True:  # extra specs are shown to whoever may see flavor extra specs: everyone here
+                flavor["extra_specs"] = f.get("extra_specs") or {}
+        else:
+            flavor = {"id": f["id"], "links": links(request, "flavors", f["id"])}
+        out: dict[str, Any] = {
+            "id": s.id, "name": s.name, "links": links(request, "servers", s.id),
+            "status": status_of(s), "tenant_id": s.project_id, "user_id": s.user_id,
             "metadata": s.meta or {}, "hostId": "", "flavor": flavor,
             "image": {"id": s.image_id, "links": links(request, "images", s.image_id)} if s.image_id else "",
-            "created": when(s.created_at), "updated": when(s.updated_at), "addresses": {}, "accessIPv4": "",
-            "accessIPv6": "", "key_name": s.key_name, "config_drive": "", "progress": 0,
+            "created": when(s.created_at), "updated": when(s.updated_at), "addresses": {},
+            "accessIPv4": s.access_ipv4 or "", "accessIPv6": s.access_ipv6 or "", "key_name": s.key_name,
+            "config_drive": "True" if s.config_drive else "", "progress": 0, "OS-DCF:diskConfig": "MANUAL",
             "OS-EXT-STS:vm_state": s.vm_state, "OS-EXT-STS:task_state": s.task_state,
             "OS-EXT-STS:power_state": s.power_state, "OS-EXT-AZ:availability_zone": s.availability_zone or "",
-            "OS-SRV-USG:launched_at": s.launched_at.isoformat() if s.launched_at else None,
-            "OS-SRV-USG:terminated_at": None, "security_groups": [], "os-extended-volumes:volumes_attached": []})
+            "OS-SRV-USG:launched_at": s.launched_at.strftime("%Y-%m-%dT%H:%M:%S.%f") if s.launched_at else None,
+            "OS-SRV-USG:terminated_at": s.terminated_at.strftime("%Y-%m-%dT%H:%M:%S.%f") if s.terminated_at
+            else None,
+            "security_groups": [{"name": n} for n in (s.request or {}).get("security_groups", ["default"])],
+            "os-extended-volumes:volumes_attached": []}
         if s.host:
-            import hashlib
-
             out["hostId"] = hashlib.sha224((s.project_id + s.host).encode()).hexdigest()
         if admin:
             out.update({"OS-EXT-SRV-ATTR:host": s.host, "OS-EXT-SRV-ATTR:hypervisor_hostname": s.host,
                         "OS-EXT-SRV-ATTR:instance_name": f"instance-{s.id[:8]}"})
+            if at_least(request, 3):
+                req = s.request or {}
+                props = req.get("image_properties") or {}
+                out.update({"OS-EXT-SRV-ATTR:reservation_id": req.get("reservation_id"),
+                            "OS-EXT-SRV-ATTR:launch_index": req.get("launch_index", 0),
+                            "OS-EXT-SRV-ATTR:hostname": s.hostname or default_hostname(s.name),
+                            "OS-EXT-SRV-ATTR:kernel_id": props.get("kernel_id", ""),
+                            "OS-EXT-SRV-ATTR:ramdisk_id": props.get("ramdisk_id", ""),
+                            "OS-EXT-SRV-ATTR:root_device_name": "/dev/vda",
+                            "OS-EXT-SRV-ATTR:user_data": s.user_data})
+            if at_least(request, 16):
+                out["host_status"] = host_status.get(s.host or "", "") if s.host else ""
         if at_least(request, 9):
             out["locked"] = s.locked
         if at_least(request, 73):
             out["locked_reason"] = s.locked_reason
         if at_least(request, 19):
-            out["description"] = None
+            out["description"] = s.description
         if at_least(request, 26):
-            out["tags"] = []
-        if s.vm_state == "error" and s.fault:
+            out["tags"] = tags
+        if at_least(request, 63):
+            out["trusted_image_certificates"] = None
+        if at_least(request, 71) and groups is not None:
+            out["server_groups"] = groups
+        if at_least(request, 90):
+            out["OS-EXT-SRV-ATTR:hostname"] = s.hostname or default_hostname(s.name)
+        if at_least(request, 96):
+            out["pinned_availability_zone"] = (s.request or {}).get("requested_zone")
+        if s.fault and s.vm_state in ("error", "deleted"):
             out["fault"] = {"code": s.fault["code"], "created": s.fault.get("created"),
                             "message": s.fault["details"] if admin else s.fault["message"]}
             if admin:
                 out["fault"]["details"] = s.fault["details"]
         return out
 
+
+def router(manager: ServerManager, images: Any) -> Router:
+    r = Router()
+    compute = manager.compute
+    views = Views(manager)
+
     async def visible(request: Request, server_id: str) -> Server:
         auth = auth_of(request)
-        async with manager.db.session() as s:
-            row = await s.get(Server, server_id)
+        row = await manager.get(server_id) if len(server_id) <= 36 else None
         if row is None or row.deleted_at is not None or (row.project_id != auth.project_id and not auth.is_admin()):
             raise NotFound(f"Instance {server_id} could not be found.")
         return row
 
+    # -- list -----------------------------------------------------------------------------------
     async def listing(request: Request, detail: bool) -> Response:
         auth = auth_of(request)
+        admin = auth.is_admin()
         q = request.query_params
-        stmt = select(Server).where(Server.deleted_at.is_(None)).order_by(Server.created_at.desc(), Server.id)
-        if not (auth.is_admin() and q.get("all_tenants", "").lower() in ("1", "true", "yes", "")
-                and "all_tenants" in q):
-            stmt = stmt.where(Server.project_id == (auth.project_id or ""))
-        if "name" in q:
-            stmt = stmt.where(Server.name.like(f"%{q['name']}%"))
+        conds: list[Any] = []
+        everyone = admin and "all_tenants" in q and q.get("all_tenants", "").lower() not in ("0", "false", "no")
+        project = q.get("project_id") or q.get("tenant_id")
+        if everyone or (admin and project):
+            if project:
+                conds.append(Server.project_id == project)
+        else:
+            conds.append(Server.project_id == (auth.project_id or ""))
+        since = parse_time("changes-since", q["changes-since"]) if "changes-since" in q else None
+        before = parse_time("changes-before", q["changes-before"]) if "changes-before" in q else None
+        if since and before and since > before:
+            raise BadRequest("changes-since must not be later than changes-before.")
+        deleted = admin and q.get("deleted", "").lower() in ("true", "1", "yes")
+        if since or before:  # Nova lists deleted servers too when asked what changed
+            if since:
+                conds.append(Server.updated_at >= since)
+            if before:
+                conds.append(Server.updated_at <= before)
+        elif deleted:
+            conds.append(Server.deleted_at.is_not(None))
+        else:
+            conds.append(Server.deleted_at.is_(None))
         if "status" in q:
-            states = [k for k, v in STATUS.items() if v == q["status"].upper()]
-            stmt = stmt.where(Server.vm_state.in_(states or ["-"]))
+            wanted = q["status"].upper()
+            states = [k for k, v in STATUS.items() if v == wanted]
+            task_states = [k for k, v in TASK_STATUS.items() if v == wanted]
+            if task_states:
+                conds.append(Server.task_state.in_(task_states))
+            elif wanted == "DELETED" and admin:
+                conds.append(Server.deleted_at.is_not(None))
+            else:
+                conds.append(Server.vm_state.in_(states or ["-"]))
+        for key, column in (("image", Server.image_id), ("flavor", Server.flavor_id), ("key_name", Server.key_name),
+                            ("availability_zone", Server.availability_zone), ("uuid", Server.id)):
+            if key in q:
+                value = q[key].rsplit("/", 1)[-1] if key in ("image", "flavor") else q[key]
+                conds.append(column == value)
+        if admin:
+            for key, column in (("host", Server.host), ("node", Server.node), ("user_id", Server.user_id),
+                                ("vm_state", Server.vm_state), ("task_state", Server.task_state)):
+                if key in q:
+                    conds.append(column == q[key])
+        elif "user_id" in q and at_least(request, 83):
+            conds.append(Server.user_id == q["user_id"])
+        if "locked" in q and at_least(request, 73):
+            conds.append(Server.locked.is_(q["locked"].lower() in ("true", "1", "yes")))
+        if at_least(request, 26):
+            for key in ("tags", "tags-any", "not-tags", "not-tags-any"):
+                if key not in q:
+                    continue
+                names = [t for t in q[key].split(",") if t]
+                has = [exists().where(ServerTag.server_id == Server.id, ServerTag.tag == t) for t in names]
+                if not has:
+                    continue
+                conds.append({"tags": and_(*has), "tags-any": or_(*has),
+                              "not-tags": ~and_(*has), "not-tags-any": ~or_(*has)}[key])
+        if "ip" in q or "ip6" in q:
+            conds.append(Server.id.is_(None))  # servers have no addresses until networking arrives
+        limit = None
+        if "limit" in q:
+            limit = check_int(q["limit"], "limit", 0)
+        limit = min(limit if limit is not None else 1000, 1000)
+        keys = q.getlist("sort_key") or ["created_at"]
+        dirs = q.getlist("sort_dir")
+        order: list[tuple[Any, bool]] = []
+        for i, key in enumerate(keys):
+            if key not in SORT_KEYS:
+                raise BadRequest(f"Invalid sort_key {key!r}: one of {', '.join(sorted(SORT_KEYS))}.")
+            direction = dirs[i] if i < len(dirs) else (dirs[-1] if dirs else "desc")
+            if direction not in ("asc", "desc"):
+                raise BadRequest(f"Invalid sort_dir {direction!r}: asc or desc.")
+            order.append((SORT_KEYS[key], direction == "desc"))
+        if all(col is not Server.id for col, _ in order):
+            order.append((Server.id, order[-1][1]))
+        stmt = select(Server).where(*conds).order_by(*[c.desc() if d else c.asc() for c, d in order])
+        name = q.get("name")
+        marker_id = q.get("marker")
+        if name is None and marker_id:
+            async with manager.db.session() as s:
+                marker = await s.get(Server, marker_id)
+            if marker is None:
+                raise BadRequest(f"marker [{marker_id}] not found")
+            after = []
+            for i, (col, desc) in enumerate(order):
+                value = getattr(marker, col.key)
+                if value is None:
+                    continue
+                same = [c == getattr(marker, c.key) for c, _ in order[:i]]
+                after.append(and_(*same, col < value if desc else col > value))
+            stmt = stmt.where(or_(*after))
+        if name is None:
+            stmt = stmt.limit(limit)
         async with manager.db.session() as s:
             rows = list((await s.execute(stmt)).scalars())
-        return JSON({"servers": [view(request, x, detail) for x in rows]})
+        if name is not None:  # Nova matches the name as a regular expression
+            try:
+                pattern = re.compile(name)
+                rows = [x for x in rows if pattern.search(x.name)]
+            except re.error:
+                rows = [x for x in rows if name in x.name]
+            if marker_id:
+                ids = [x.id for x in rows]
+                if marker_id not in ids:
+                    raise BadRequest(f"marker [{marker_id}] not found")
+                rows = rows[ids.index(marker_id) + 1:]
+            rows = rows[:limit]
+        body: dict[str, Any] = {"servers": await views.render(request, rows, detail)}
+        if rows and len(rows) == limit and limit:
+            params = [(k, v) for k, v in q.multi_items() if k != "marker"] + [("marker", rows[-1].id)]
+            from urllib.parse import urlencode
+
+            path = "servers/detail" if detail else "servers"
+            body["servers_links"] = [{"rel": "next", "href": f"{base(request)}/{path}?{urlencode(params)}"}]
+        return JSON(body)
 
     @r.get("/v2.1/servers")
     async def list_servers(request: Request) -> Response:
@@ -111,26 +373,67 @@ def router(manager: ServerManager, images: Any) -> Router:
     async def list_servers_detail(request: Request) -> Response:
         return await listing(request, True)
 
+    async def show_body(request: Request, server: Server) -> dict[str, Any]:
+        tags = (await manager.tags([server.id]))[server.id]
+        hosts = await views.host_status() if at_least(request, 16) and auth_of(request).is_admin() else {}
+        groups = None
+        if at_least(request, 71):
+            async with manager.db.session() as s:
+                groups = list((await s.execute(select(ServerGroupMember.group_id).where(
+                    ServerGroupMember.server_id == server.id))).scalars())
+        return views.one(request, server, tags, hosts, groups)
+
     @r.get("/v2.1/servers/{server_id}")
     async def show(request: Request) -> Response:
-        return JSON({"server": view(request, await visible(request, request.path_params["server_id"]), True)})
+        server = await visible(request, request.path_params["server_id"])
+        return JSON({"server": await show_body(request, server)})
+
+    @r.put("/v2.1/servers/{server_id}")
+    async def update_server(request: Request) -> Response:
+        server = await visible(request, request.path_params["server_id"])
+        body = await json_body(request)
+        data = body.get("server") if isinstance(body, dict) else None
+        if not isinstance(data, dict):
+            raise BadRequest("The request body needs a 'server' object.")
+        allowed = {"name", "accessIPv4", "accessIPv6", "OS-DCF:diskConfig"}
+        if at_least(request, 19):
+            allowed.add("description")
+        if at_least(request, 90):
+            allowed.add("hostname")
+        extra = set(data) - allowed
+        if extra:
+            raise BadRequest(f"Additional properties are not allowed ({', '.join(sorted(extra))} unexpected).")
+        values: dict[str, Any] = {}
+        if "name" in data:
+            values["name"] = check_name(data["name"])
+        if "accessIPv4" in data:
+            values["access_ipv4"] = check_ip(data["accessIPv4"], 4, "accessIPv4")
+        if "accessIPv6" in data:
+            values["access_ipv6"] = check_ip(data["accessIPv6"], 6, "accessIPv6")
+        if "description" in data:
+            if data["description"] is not None and (not isinstance(data["description"], str)
+                                                    or len(data["description"]) > 255):
+                raise BadRequest("description must be a string of at most 255 characters, or null.")
+            values["description"] = data["description"]
+        if "hostname" in data:
+            if not isinstance(data["hostname"], str) or not HOSTNAME.match(data["hostname"]):
+                raise BadRequest("hostname must be a valid host name (RFC 1123 label).")
+            values["hostname"] = data["hostname"]
+        if values:
+            async with manager.db.session() as s:
+                await s.execute(update(Server).where(Server.id == server.id).values(**values))
+        server = await visible(request, server.id)
+        return JSON({"server": await show_body(request, server)})
 
     @r.delete("/v2.1/servers/{server_id}")
     async def delete(request: Request) -> Response:
-        await manager.delete(await visible(request, request.path_params["server_id"]))
+        server = await visible(request, request.path_params["server_id"])
+        if server.locked and not auth_of(request).is_admin():
+            raise Conflict(f"Instance {server.id} is locked")
+        await manager.delete(server)
         return Response(status_code=204)
 
     # -- metadata -------------------------------------------------------------------------------
-    def check_meta(items: Any, key_in_url: str | None = None) -> dict[str, str]:
-        if not isinstance(items, dict):
-            raise BadRequest("metadata must be an object of strings.")
-        for key, value in items.items():
-            if not isinstance(key, str) or not 0 < len(key) <= 255 or not isinstance(value, str) or len(value) > 255:
-                raise BadRequest(f"Invalid metadata item {key!r}: keys and values are strings of 1-255 characters.")
-        if key_in_url is not None and list(items) != [key_in_url]:
-            raise BadRequest("The body must hold exactly the key named in the URL.")
-        return items
-
     async def save_meta(server: Server, meta: dict[str, str]) -> None:
         limit = await compute.quota(server.project_id, "metadata_items")
         if limit is not None and len(meta) > limit:
@@ -167,35 +470,50 @@ def router(manager: ServerManager, images: Any) -> Router:
         await save_meta(server, meta)
         return Response(status_code=204)
 
-    simple = {"os-stop": "stop", "os-start": "start", "pause": "pause", "unpause": "unpause",
-              "suspend": "suspend", "resume": "resume"}
+    # -- tags (2.26) ----------------------------------------------------------------------------
+    async def tagged(request: Request) -> Server:
+        if not at_least(request, 26):
+            raise NotFound("Server tags need microversion 2.26 or later.")
+        return await visible(request, request.path_params["server_id"])
 
-    @r.post("/v2.1/servers/{server_id}/action")
-    async def action(request: Request) -> Response:
-        server = await visible(request, request.path_params["server_id"])
+    @r.route("/v2.1/servers/{server_id}/tags", ["GET", "PUT", "DELETE"])
+    async def tags(request: Request) -> Response:
+        server = await tagged(request)
+        if request.method == "GET":
+            return JSON({"tags": (await manager.tags([server.id]))[server.id]})
+        if request.method == "DELETE":
+            await manager.set_tags(server.id, [])
+            return Response(status_code=204)
         body = await json_body(request)
-        if not isinstance(body, dict) or len(body) != 1:
-            raise BadRequest("The body must name exactly one action.")
-        name, arg = next(iter(body.items()))
-        admin = auth_of(request).is_admin()
-        if name in ("lock", "unlock"):
-            reason = arg.get("locked_reason") if isinstance(arg, dict) and at_least(request, 73) else None
-            if reason is not None and (not isinstance(reason, str) or len(reason) > 255):
-                raise BadRequest("locked_reason must be a string of at most 255 characters.")
-            await manager.set_locked(server, name == "lock", reason)
-            return Response(status_code=202)
-        if server.locked and not admin:
-            raise Conflict(f"Instance {server.id} is locked")
-        if name == "reboot":
-            kind = arg.get("type") if isinstance(arg, dict) else None
-            if kind not in ("SOFT", "HARD"):
-                raise BadRequest("reboot needs {\"type\": \"SOFT\"} or {\"type\": \"HARD\"}.")
-            await manager.act(server, f"reboot-{kind.lower()}")
-        elif name in simple:
-            await manager.act(server, simple[name])
-        else:
-            raise BadRequest(f"The action {name!r} is not supported yet.")
-        return Response(status_code=202)
+        wanted = check_tags(body.get("tags") if isinstance(body, dict) else None)
+        return JSON({"tags": await manager.set_tags(server.id, wanted)})
+
+    @r.route("/v2.1/servers/{server_id}/tags/{tag}", ["GET", "PUT", "DELETE"])
+    async def tag(request: Request) -> Response:
+        server = await tagged(request)
+        name = request.path_params["tag"]
+        have = (await manager.tags([server.id]))[server.id]
+        if request.method == "GET":
+            if name not in have:
+                raise NotFound(f"Tag {name} was not found for server {server.id}.")
+            return Response(status_code=204)
+        if request.method == "DELETE":
+            if not await manager.delete_tag(server.id, name):
+                raise NotFound(f"Tag {name} was not found for server {server.id}.")
+            return Response(status_code=204)
+        check_tags([name])
+        if name in have:
+            return Response(status_code=204)
+        await manager.set_tags(server.id, [name], replace=False)
+        url = f"{base(request)}/servers/{server.id}/tags/{name}"
+        return Response(status_code=201, headers={"Location": url})
+
+    # -- create -----------------------------------------------------------------------------------
+    async def known_zones() -> set[str]:
+        async with manager.db.session() as s:
+            metas = (await s.execute(select(Aggregate.meta))).scalars().all()
+        return {compute.cfg.compute.default_availability_zone} | {
+            m["availability_zone"] for m in metas if m and m.get("availability_zone")}
 
     @r.post("/v2.1/servers")
     async def create(request: Request) -> Response:
@@ -204,47 +522,72 @@ def router(manager: ServerManager, images: Any) -> Router:
         data = body.get("server") if isinstance(body, dict) else None
         if not isinstance(data, dict):
             raise BadRequest("The request body needs a 'server' object.")
-        name = data.get("name")
-        if not isinstance(name, str) or not 0 < len(name.strip()) <= 255:
-            raise BadRequest("Invalid input for field/attribute name: 1 to 255 characters.")
+        name = check_name(data.get("name"))
         flavor_ref = data.get("flavorRef")
-        if not isinstance(flavor_ref, (str, int)) or not str(flavor_ref):
+        if not isinstance(flavor_ref, (str, int)) or isinstance(flavor_ref, bool) or not str(flavor_ref):
             raise BadRequest("Invalid input for field/attribute flavorRef.")
         try:
             flavor = await compute.flavor(str(flavor_ref).rsplit("/", 1)[-1], auth.project_id, auth.is_admin())
         except NotFound:
             raise BadRequest(f"Flavor {flavor_ref} could not be found.") from None
+        if flavor.disabled:
+            raise BadRequest(f"Flavor {flavor.id} is disabled.")
         image_ref = data.get("imageRef")
+        bdms = data.get("block_device_mapping_v2")
+        if bdms is not None:
+            if not isinstance(bdms, list):
+                raise BadRequest("block_device_mapping_v2 must be a list.")
+            for bdm in bdms:
+                if not isinstance(bdm, dict):
+                    raise BadRequest("Each block device mapping must be an object.")
+                source, dest = bdm.get("source_type"), bdm.get("destination_type", "local")
+                if source == "image" and dest == "local" and str(bdm.get("boot_index", "0")) == "0":
+                    image_ref = image_ref or bdm.get("uuid")
+                elif source in ("volume", "snapshot") or dest == "volume":
+                    raise BadRequest("Block devices from volumes need the block storage service, which this "
+                                     "cloud does not run yet: boot from an image (imageRef).")
+                elif source == "blank" and dest == "local":
+                    continue  # ephemeral and swap disks come from the flavor
+                else:
+                    raise BadRequest(f"Unsupported block device mapping: source_type {source!r}, destination_type "
+                                     f"{dest!r}.")
         image_id = None
-        if image_ref:
-            if not isinstance(image_ref, str):
-                raise BadRequest("Invalid input for field/attribute imageRef.")
-            image_id = image_ref.rsplit("/", 1)[-1]
-            if images is not None:
-                from cumulo.core.http.faults import NotFound as _NotFound
-                from cumulo.image.service import Caller
+        image_properties: dict[str, Any] = {}
+        if not image_ref:
+            raise BadRequest("Missing imageRef attribute: boot from an image.")
+        if not isinstance(image_ref, str):
+            raise BadRequest("Invalid input for field/attribute imageRef.")
+        image_id = image_ref.rsplit("/", 1)[-1]
+        if images is not None:
+            from cumulo.image.service import Caller
 
-                try:
-                    image = await images.get(image_id, Caller.of(auth))
-                except _NotFound:
-                    raise BadRequest(f"Image {image_id} could not be found.") from None
-                if image.status != "active":
-                    raise BadRequest(f"Image {image_id} is not active.")
-                if image.min_ram and flavor.ram < image.min_ram:
-                    raise BadRequest(f"Flavor's memory is too small for requested image (min_ram {image.min_ram}).")
-        elif not data.get("block_device_mapping_v2"):
-            raise BadRequest("Missing imageRef attribute.")
+            try:
+                image = await images.get(image_id, Caller.of(auth))
+            except NotFound:
+                raise BadRequest(f"Image {image_id} could not be found.") from None
+            if image.status != "active":
+                raise BadRequest(f"Image {image_id} is not active.")
+            if image.min_ram and flavor.ram < image.min_ram:
+                raise BadRequest(f"Flavor's memory is too small for requested image (min_ram {image.min_ram}).")
+            if image.min_disk and flavor.disk and flavor.disk < image.min_disk:
+                raise BadRequest(f"Flavor's disk is too small for requested image (min_disk {image.min_disk}).")
+            image_properties = dict(image.properties or {})
         networks = data.get("networks")
         if at_least(request, 37) and networks is None:
             raise BadRequest("networks is required from microversion 2.37: use \"auto\", \"none\" or a list.")
-        if isinstance(networks, list) and networks:
-            raise BadRequest("Networks are not available yet in this cloud: use \"none\" or \"auto\".")
-        if networks not in (None, "auto", "none") and not isinstance(networks, list):
+        if isinstance(networks, str) and networks not in ("auto", "none"):
+            raise BadRequest(f"Invalid networks value {networks!r}: \"auto\", \"none\" or a list.")
+        if isinstance(networks, list):
+            for net in networks:
+                if not isinstance(net, dict):
+                    raise BadRequest("Each entry of networks must be an object.")
+                ident = net.get("uuid") or net.get("port")
+                raise BadRequest(f"Network {ident} could not be found: this cloud has no networks yet "
+                                 "(use \"none\" or \"auto\").")
+        elif networks is not None and not isinstance(networks, str):
             raise BadRequest(f"Invalid networks value {networks!r}.")
-        low, high = data.get("min_count", 1), data.get("max_count", data.get("min_count", 1))
-        for value in (low, high):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise BadRequest("min_count and max_count must be positive integers.")
+        low = check_int(data.get("min_count", 1), "min_count")
+        high = check_int(data.get("max_count", low), "max_count")
         if low > high:
             raise BadRequest("min_count must be <= max_count.")
         key_name = data.get("key_name")
@@ -253,19 +596,96 @@ def router(manager: ServerManager, images: Any) -> Router:
                 await compute.keypair(auth.user_id, key_name)
             except NotFound:
                 raise BadRequest(f"Invalid key_name provided: {key_name}.") from None
-        metadata = data.get("metadata") or {}
-        if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                                     for k, v in metadata.items()):
-            raise BadRequest("metadata must map strings to strings.")
+        metadata = check_meta(data.get("metadata") or {})
+        limit = await compute.quota(auth.project_id, "metadata_items")
+        if limit is not None and len(metadata) > limit:
+            raise Forbidden(f"Quota exceeded for metadata_items: the limit is {limit}.")
+        request_spec: dict[str, Any] = {"image_properties": image_properties,
+                                        "networks": networks if isinstance(networks, str) else "auto"}
         zone = data.get("availability_zone")
-        if zone is not None and (not isinstance(zone, str) or not zone):
-            raise BadRequest("Invalid availability_zone.")
-        rows = await manager.create(project_id=auth.project_id or "", user_id=auth.user_id, name=name.strip(),
-                                    flavor=flavor, image_id=image_id, count=high, zone=zone, key_name=key_name,
-                                    metadata=metadata)
+        if zone is not None:
+            if not isinstance(zone, str) or not zone:
+                raise BadRequest("Invalid availability_zone.")
+            zone, _, forced = zone.partition(":")
+            forced = forced.strip(":")
+            if forced:
+                if not auth.is_admin():
+                    raise Forbidden("Only an admin may name a host in availability_zone (zone:host).")
+                request_spec["requested_host"] = forced
+            if zone and zone not in await known_zones():
+                raise BadRequest(f"The requested availability zone is not available: {zone}.")
+            request_spec["requested_zone"] = zone or None
+            zone = zone or None
+        host = data.get("host")
+        if host is not None and at_least(request, 74):
+            if not auth.is_admin():
+                raise Forbidden("Only an admin may request a host.")
+            request_spec["requested_host"] = host
+        hints = body.get("os:scheduler_hints") or body.get("OS-SCH-HNT:scheduler_hints") or {}
+        if not isinstance(hints, dict):
+            raise BadRequest("os:scheduler_hints must be an object.")
+        if hints:
+            request_spec["hints"] = hints
+        group = hints.get("group")
+        if group is not None:
+            async with manager.db.session() as s:
+                row = await s.get(ServerGroup, group) if isinstance(group, str) else None
+                members = (await s.execute(select(ServerGroupMember.server_id).join(
+                    Server, Server.id == ServerGroupMember.server_id).where(
+                    ServerGroupMember.group_id == group, Server.deleted_at.is_(None)))).scalars().all()
+            if row is None or (row.project_id != auth.project_id and not auth.is_admin()):
+                raise BadRequest(f"Invalid server group {group}: it does not exist.")
+            cap = await compute.quota(auth.project_id, "server_group_members")
+            if cap is not None and len(members) + high > cap:
+                raise Forbidden(f"Quota exceeded for server_group_members: the group has {len(members)} of {cap}.")
+            request_spec["group"] = group
+        security_groups = data.get("security_groups")
+        if security_groups is not None:
+            if not isinstance(security_groups, list) or not all(isinstance(g, dict) and isinstance(
+                    g.get("name"), str) for g in security_groups):
+                raise BadRequest("security_groups must be a list of {\"name\": ...} objects.")
+            request_spec["security_groups"] = [g["name"] for g in security_groups] or ["default"]
+        extra: dict[str, Any] = {"user_data": check_user_data(data.get("user_data")),
+                                 "access_ipv4": check_ip(data.get("accessIPv4"), 4, "accessIPv4"),
+                                 "access_ipv6": check_ip(data.get("accessIPv6"), 6, "accessIPv6")}
+        drive = data.get("config_drive")
+        if drive is not None:
+            if isinstance(drive, str):
+                drive = drive.lower() in ("true", "1", "yes")
+            if not isinstance(drive, bool):
+                raise BadRequest("config_drive must be a boolean.")
+            extra["config_drive"] = drive
+        description = data.get("description")
+        if description is not None:
+            if not at_least(request, 19) or not isinstance(description, str) or len(description) > 255:
+                raise BadRequest("description (microversion 2.19) must be a string of at most 255 characters.")
+            extra["description"] = description
+        hostname = data.get("hostname")
+        if hostname is not None:
+            if not at_least(request, 90) or not isinstance(hostname, str) or not HOSTNAME.match(hostname):
+                raise BadRequest("hostname (microversion 2.90) must be a valid host name (RFC 1123 label).")
+            extra["hostname"] = hostname
+        else:
+            extra["hostname"] = default_hostname(name)
+        server_tags: list[str] = []
+        if data.get("tags") is not None:
+            if not at_least(request, 52):
+                raise BadRequest("tags on create need microversion 2.52 or later.")
+            server_tags = check_tags(data["tags"])
+        password = data.get("adminPass")
+        if password is not None and not isinstance(password, str):
+            raise BadRequest("adminPass must be a string.")
+        rows = await manager.create(project_id=auth.project_id or "", user_id=auth.user_id, name=name,
+                                    flavor=flavor, image_id=image_id, count=high, min_count=low, zone=zone,
+                                    key_name=key_name, metadata=metadata, extra=extra, request=request_spec,
+                                    tags=server_tags)
+        if data.get("return_reservation_id") in (True, "true", "True"):
+            return JSON({"reservation_id": rows[0].request["reservation_id"]}, status_code=202)
         first = rows[0]
-        return JSON({"server": {"id": first.id, "links": links(request, "servers", first.id),
-                                "OS-DCF:diskConfig": "MANUAL", "security_groups": [{"name": "default"}],
-                                "adminPass": secrets.token_urlsafe(12)}}, status_code=202)
+        out = {"id": first.id, "links": links(request, "servers", first.id), "OS-DCF:diskConfig": "MANUAL",
+               "security_groups": [{"name": n} for n in request_spec.get("security_groups", ["default"])],
+               "adminPass": password or secrets.token_urlsafe(12)}
+        return JSON({"server": out}, status_code=202,
+                    headers={"Location": f"{base(request)}/servers/{first.id}"})
 
     return r

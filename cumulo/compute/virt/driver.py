@@ -1,8 +1,10 @@
 """The interface every compute driver implements (fake now, QEMU next): what the node offers, and
-the lifecycle operations on instances the agent asks it for."""
+the lifecycle operations on instances the agent asks it for.  An ``instance`` is the dict the
+controller sends (id, name, flavor, image_id, user_data, metadata, ...)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -19,15 +21,55 @@ class NodeInfo:
     cpu_info: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Snapshot:
+    disk_format: str
+    chunks: AsyncIterator[bytes]
+
+
 class Driver(Protocol):
     def node_info(self) -> NodeInfo: ...
 
-    async def list_instances(self) -> list[str]: ...
+    async def instances(self) -> dict[str, int]:
+        """Every instance on the node and its power state (Nova's numbers: 1 running, 3 paused,
+        4 shut down, 7 suspended)."""
+        ...
 
     async def spawn(self, instance: dict[str, Any]) -> None: ...
 
-    async def destroy(self, instance_id: str) -> None: ...
+    async def destroy(self, instance_id: str) -> None:
+        """Remove the instance and everything it has on the node; unknown ids are fine."""
+        ...
 
-    async def power(self, instance_id: str, action: str) -> None:
+    async def power(self, instance_id: str, action: str, instance: dict[str, Any]) -> None:
         """stop, start, reboot-soft, reboot-hard, pause, unpause, suspend, resume."""
         ...
+
+    async def rebuild(self, instance: dict[str, Any]) -> None:
+        """Recreate the root disk from instance["image_id"], keeping the instance's identity."""
+        ...
+
+    async def finish_migration(self, instance: dict[str, Any], same_host: bool) -> None:
+        """Destination side of a resize or cold migration: run the instance here with
+        instance["flavor"], powered on if instance["power_on"]; keep what a revert needs."""
+        ...
+
+    async def confirm_migration(self, instance_id: str, same_host: bool) -> None:
+        """Source side after a confirmed move: drop the old copy (on the same host, the backup)."""
+        ...
+
+    async def finish_revert_migration(self, instance: dict[str, Any], same_host: bool) -> None:
+        """Source side of a revert: bring the old copy back with instance["flavor"]."""
+        ...
+
+    async def pre_live_migration(self, instance: dict[str, Any]) -> dict[str, Any]:
+        """Destination side: get ready to receive; returns where the source should send to."""
+        ...
+
+    async def live_migrate(self, instance_id: str, target: dict[str, Any]) -> None:
+        """Source side: move the running instance to ``target``; afterwards it is gone here."""
+        ...
+
+    async def snapshot(self, instance_id: str) -> Snapshot: ...
+
+    async def console_output(self, instance_id: str) -> str: ...

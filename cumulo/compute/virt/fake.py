@@ -1,18 +1,45 @@
-"""The fake driver: answers at once and keeps instances in memory.  One agent process can host many
-fake nodes, which is how the control plane is tested at scale; it is never the only proof that a
-feature works on real guests."""
+"""The fake driver: answers at once and keeps instances in memory (and, if given a state file, on
+disk, so a restarted agent finds them again).  One agent process can host many fake nodes, which
+is how the control plane is tested at scale; it is never the only proof that a feature works on
+real guests."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
-from cumulo.compute.virt.driver import NodeInfo
+from cumulo.compute.virt.driver import NodeInfo, Snapshot
+
+POWER = {"stop": 4, "start": 1, "reboot-soft": 1, "reboot-hard": 1, "pause": 3, "unpause": 1, "suspend": 7,
+         "resume": 1}
 
 
 class FakeDriver:
-    def __init__(self, hostname: str, vcpus: int = 16, memory_mb: int = 32768, local_gb: int = 500) -> None:
+    def __init__(self, hostname: str, vcpus: int = 16, memory_mb: int = 32768, local_gb: int = 500,
+                 state_file: str | Path | None = None) -> None:
         self.hostname, self.vcpus, self.memory_mb, self.local_gb = hostname, vcpus, memory_mb, local_gb
-        self.instances: dict[str, dict[str, Any]] = {}
+        self.state_file = Path(state_file) if state_file else None
+        self.instances_: dict[str, dict[str, Any]] = {}
+        self.backups: dict[str, dict[str, Any]] = {}  # same-host resize: the copy a revert returns to
+        if self.state_file and self.state_file.exists():
+            saved = json.loads(self.state_file.read_text())
+            self.instances_, self.backups = saved.get("instances", {}), saved.get("backups", {})
+
+    def _save(self) -> None:
+        if self.state_file:
+            tmp = self.state_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"instances": self.instances_, "backups": self.backups}))
+            os.replace(tmp, self.state_file)
+
+    def _log(self, instance_id: str, line: str) -> None:
+        inst = self.instances_.get(instance_id)
+        if inst is not None:
+            stamp = dt.datetime.now(dt.UTC).strftime("%H:%M:%S")
+            inst.setdefault("console", []).append(f"[{stamp}] {line}")
 
     def node_info(self) -> NodeInfo:
         return NodeInfo(hypervisor_hostname=self.hostname, hypervisor_type="fake", hypervisor_version=1000,
@@ -20,16 +47,89 @@ class FakeDriver:
                         cpu_info={"arch": "x86_64", "model": "fake", "vendor": "cumulo",
                                   "topology": {"sockets": 1, "cores": self.vcpus, "threads": 1}})
 
-    async def list_instances(self) -> list[str]:
-        return list(self.instances)
+    async def instances(self) -> dict[str, int]:
+        return {k: v.get("power", 1) for k, v in self.instances_.items()}
+
+    def _require(self, instance_id: str) -> dict[str, Any]:
+        inst = self.instances_.get(instance_id)
+        if inst is None:
+            raise LookupError(f"instance {instance_id} is not on node {self.hostname}")
+        return inst
 
     async def spawn(self, instance: dict[str, Any]) -> None:
-        self.instances[instance["id"]] = instance
+        if instance.get("flavor", {}).get("extra_specs", {}).get("fake:fail_spawn"):
+            raise RuntimeError("the flavor asks the fake driver to fail (fake:fail_spawn)")
+        self.instances_[instance["id"]] = {**instance, "power": 1, "console": []}
+        self._log(instance["id"], f"fake instance {instance.get('name')} booted from image {instance.get('image_id')}")
+        self._log(instance["id"], "cumulo-tiny ready")
+        self._save()
 
     async def destroy(self, instance_id: str) -> None:
-        self.instances.pop(instance_id, None)
+        self.instances_.pop(instance_id, None)
+        self.backups.pop(instance_id, None)
+        self._save()
 
-    async def power(self, instance_id: str, action: str) -> None:
-        if instance_id not in self.instances:
-            raise LookupError(f"instance {instance_id} is not on this node")
-        self.instances[instance_id]["power"] = action
+    async def power(self, instance_id: str, action: str, instance: dict[str, Any]) -> None:
+        inst = self.instances_.get(instance_id)
+        if inst is None:
+            if action not in ("start", "reboot-hard"):
+                raise LookupError(f"instance {instance_id} is not on node {self.hostname}")
+            inst = self.instances_[instance_id] = {**instance, "console": []}  # started again from its disk
+        inst["power"] = POWER[action]
+        self._log(instance_id, f"power action {action}")
+        self._save()
+
+    async def rebuild(self, instance: dict[str, Any]) -> None:
+        self._require(instance["id"])
+        console = self.instances_[instance["id"]].get("console", [])
+        self.instances_[instance["id"]] = {**instance, "power": 1, "console": console}
+        self._log(instance["id"], f"rebuilt from image {instance.get('image_id')}")
+        self._save()
+
+    async def finish_migration(self, instance: dict[str, Any], same_host: bool) -> None:
+        if same_host and instance["id"] in self.instances_:
+            self.backups[instance["id"]] = dict(self.instances_[instance["id"]])
+        console = self.instances_.get(instance["id"], {}).get("console", [])
+        self.instances_[instance["id"]] = {**instance, "power": 1 if instance.get("power_on", True) else 4,
+                                           "console": console}
+        self._log(instance["id"], f"now running with flavor {instance['flavor'].get('name')}")
+        self._save()
+
+    async def confirm_migration(self, instance_id: str, same_host: bool) -> None:
+        if same_host:
+            self.backups.pop(instance_id, None)
+        else:
+            self.instances_.pop(instance_id, None)
+        self._save()
+
+    async def finish_revert_migration(self, instance: dict[str, Any], same_host: bool) -> None:
+        old = self.backups.pop(instance["id"], None) if same_host else self.instances_.get(instance["id"])
+        base = old or {**instance, "console": []}
+        base.update(flavor=instance["flavor"], power=1 if instance.get("power_on", True) else 4)
+        self.instances_[instance["id"]] = base
+        self._log(instance["id"], "resize reverted")
+        self._save()
+
+    async def pre_live_migration(self, instance: dict[str, Any]) -> dict[str, Any]:
+        # the incoming instance exists here from now on, as a QEMU started with -incoming would
+        self.instances_[instance["id"]] = {**instance, "power": instance.get("power", 1), "console": []}
+        self._log(instance["id"], "incoming live migration")
+        self._save()
+        return {"host": self.hostname}
+
+    async def live_migrate(self, instance_id: str, target: dict[str, Any]) -> None:
+        self._require(instance_id)
+        self.instances_.pop(instance_id)
+        self._save()
+
+    async def snapshot(self, instance_id: str) -> Snapshot:
+        inst = self._require(instance_id)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            header = f"fake disk of {instance_id} ({inst.get('name')})\n".encode()
+            yield header + b"\0" * (65536 - len(header))
+
+        return Snapshot("raw", chunks())
+
+    async def console_output(self, instance_id: str) -> str:
+        return "".join(line + "\n" for line in self._require(instance_id).get("console", []))

@@ -1,0 +1,346 @@
+"""POST /v2.1/servers/{id}/action: one handler per action, named as in Nova's API."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cumulo.compute.api import at_least
+from cumulo.compute.api.servers import check_ip, check_meta, check_name, check_user_data
+from cumulo.compute.models import Server
+from cumulo.compute.scheduler.scheduler import NoValidHost
+from cumulo.compute.servers import ServerManager
+from cumulo.core.http.app import JSON, Router, auth_of, json_body
+from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound
+
+Action = Callable[[Request, Server, Any], Awaitable[Response]]
+SIMPLE = {"os-stop": "stop", "os-start": "start", "pause": "pause", "unpause": "unpause", "suspend": "suspend",
+          "resume": "resume"}
+ADMIN_ONLY = {"migrate", "os-migrateLive", "evacuate", "os-resetState", "shelveOffload"}
+# kept in a snapshot's properties from the image the server booted from
+INHERITED = {"kernel_id", "ramdisk_id", "architecture", "hw_architecture", "os_distro", "os_type", "hypervisor_type",
+             "img_hv_type", "hw_disk_bus", "hw_vif_model", "hw_machine_type", "hw_firmware_type", "os_require_quiesce"}
+
+
+def accepted() -> Response:
+    return Response(status_code=202)
+
+
+def router(manager: ServerManager, images: Any) -> Router:
+    r = Router()
+    compute = manager.compute
+    handlers: dict[str, Action] = {}
+
+    def action(name: str) -> Callable[[Action], Action]:
+        def register(fn: Action) -> Action:
+            handlers[name] = fn
+            return fn
+        return register
+
+    async def no_valid_host(request: Request, exc: NoValidHost) -> BadRequest:
+        return BadRequest(exc.message if auth_of(request).is_admin() else exc.public_message)
+
+    async def flavor_from(request: Request, ref: Any) -> Any:
+        if ref is None or not isinstance(ref, (str, int)) or isinstance(ref, bool) or not str(ref):
+            raise BadRequest("Invalid input for field/attribute flavorRef: a flavor id is required.")
+        auth = auth_of(request)
+        try:
+            return await compute.flavor(str(ref).rsplit("/", 1)[-1], auth.project_id, auth.is_admin())
+        except NotFound:
+            raise BadRequest(f"Flavor {ref} could not be found.") from None
+
+    async def image_from(request: Request, ref: Any) -> Any:
+        if not isinstance(ref, str) or not ref:
+            raise BadRequest("Invalid input for field/attribute imageRef.")
+        image_id = ref.rsplit("/", 1)[-1]
+        if images is None:
+            return None
+        from cumulo.image.service import Caller
+
+        try:
+            image = await images.get(image_id, Caller.of(auth_of(request)))
+        except NotFound:
+            raise BadRequest(f"Image {image_id} could not be found.") from None
+        if image.status != "active":
+            raise BadRequest(f"Image {image_id} is not active.")
+        return image
+
+    def token_of(request: Request) -> str:
+        return request.headers.get("x-auth-token", "")
+
+    async def new_image(request: Request, server: Server, name: str, metadata: dict[str, str],
+                        extra: dict[str, Any] | None = None) -> Any:
+        if images is None:
+            raise Conflict("This cloud runs no image service: snapshots are not possible.")
+        from cumulo.image.service import Caller
+
+        auth = auth_of(request)
+        props: dict[str, Any] = {}
+        if server.image_id:
+            try:
+                base_image = await images.get(server.image_id, Caller(None, True, ""))
+                props = {k: v for k, v in (base_image.properties or {}).items() if k in INHERITED}
+                props["base_image_ref"] = server.image_id
+                min_disk, min_ram = base_image.min_disk, base_image.min_ram
+            except NotFound:
+                min_disk, min_ram = 0, 0
+        else:
+            min_disk, min_ram = 0, 0
+        props.update({"image_type": "snapshot", "instance_uuid": server.id, "user_id": auth.user_id,
+                      "owner_project_name": None, **(extra or {}), **metadata})
+        props = {k: v for k, v in props.items() if v is not None}
+        return await images.create(Caller(server.project_id, auth.is_admin(), auth.user_id), {
+            "name": name, "visibility": "private", "min_disk": max(min_disk or 0, server.flavor.get("disk", 0)),
+            "min_ram": min_ram or 0, "properties": props})
+
+    # -- power and locking ------------------------------------------------------------------------
+    for api_name, op in SIMPLE.items():
+        async def simple(request: Request, server: Server, arg: Any, op: str = op) -> Response:
+            await manager.act(server, op)
+            return accepted()
+        handlers[api_name] = simple
+
+    @action("reboot")
+    async def reboot(request: Request, server: Server, arg: Any) -> Response:
+        kind = arg.get("type") if isinstance(arg, dict) else None
+        if not isinstance(kind, str) or kind.upper() not in ("SOFT", "HARD"):
+            raise BadRequest("reboot needs {\"type\": \"SOFT\"} or {\"type\": \"HARD\"}.")
+        await manager.act(server, f"reboot-{kind.lower()}")
+        return accepted()
+
+    @action("os-resetState")
+    async def reset_state(request: Request, server: Server, arg: Any) -> Response:
+        state = arg.get("state") if isinstance(arg, dict) else None
+        if state not in ("active", "error"):
+            raise BadRequest("os-resetState needs {\"state\": \"active\"} or {\"state\": \"error\"}.")
+        await manager.reset_state(server, state)
+        return accepted()
+
+    # -- resize and moves -------------------------------------------------------------------------
+    @action("resize")
+    async def resize(request: Request, server: Server, arg: Any) -> Response:
+        if not isinstance(arg, dict):
+            raise BadRequest("resize needs {\"flavorRef\": ...}.")
+        flavor = await flavor_from(request, arg.get("flavorRef"))
+        if flavor.id == server.flavor["id"]:
+            raise BadRequest("When resizing, instances must change flavor!")
+        if flavor.disk < server.flavor["disk"]:
+            raise BadRequest("Resize error: Unable to resize disk down.")
+        if flavor.disabled:
+            raise BadRequest(f"Flavor {flavor.id} is disabled.")
+        for name, old, new in (("cores", server.flavor["vcpus"], flavor.vcpus), ("ram", server.flavor["ram"],
+                                                                                 flavor.ram)):
+            limit = await compute.quota(server.project_id, name)
+            if limit is not None and new > old:
+                used = (await manager.usage(server.project_id))[name]
+                if used - old + new > limit:
+                    raise Forbidden(f"Quota exceeded for {name}: Requested {new - old} more, but already used "
+                                    f"{used} of {limit}.")
+        try:
+            await manager.resize(server, flavor)
+        except NoValidHost as exc:
+            raise await no_valid_host(request, exc) from None
+        return accepted()
+
+    @action("confirmResize")
+    async def confirm_resize(request: Request, server: Server, arg: Any) -> Response:
+        await manager.confirm_resize(server)
+        return Response(status_code=204)
+
+    @action("revertResize")
+    async def revert_resize(request: Request, server: Server, arg: Any) -> Response:
+        await manager.revert_resize(server)
+        return accepted()
+
+    @action("migrate")
+    async def migrate(request: Request, server: Server, arg: Any) -> Response:
+        host = arg.get("host") if isinstance(arg, dict) and at_least(request, 56) else None
+        try:
+            await manager.resize(server, None, host)
+        except NoValidHost as exc:
+            raise await no_valid_host(request, exc) from None
+        return accepted()
+
+    @action("os-migrateLive")
+    async def live_migrate(request: Request, server: Server, arg: Any) -> Response:
+        if not isinstance(arg, dict) or "host" not in arg or "block_migration" not in arg:
+            raise BadRequest("os-migrateLive needs host (null lets the scheduler choose) and block_migration.")
+        if arg["host"] is not None and not isinstance(arg["host"], str):
+            raise BadRequest("host must be a string or null.")
+        try:
+            await manager.live_migrate(server, arg["host"])
+        except NoValidHost as exc:
+            raise await no_valid_host(request, exc) from None
+        return accepted()
+
+    @action("evacuate")
+    async def evacuate(request: Request, server: Server, arg: Any) -> Response:
+        arg = arg if isinstance(arg, dict) else {}
+        host = arg.get("host")
+        if host is not None and not isinstance(host, str):
+            raise BadRequest("host must be a string.")
+        try:
+            await manager.evacuate(server, host)
+        except NoValidHost as exc:
+            raise await no_valid_host(request, exc) from None
+        if at_least(request, 14):
+            return Response(status_code=200)
+        return JSON({"adminPass": arg.get("adminPass") or ""})
+
+    # -- rebuild, snapshots, shelving -------------------------------------------------------------
+    @action("rebuild")
+    async def rebuild(request: Request, server: Server, arg: Any) -> Response:
+        if not isinstance(arg, dict):
+            raise BadRequest("rebuild needs {\"imageRef\": ...}.")
+        image = await image_from(request, arg.get("imageRef"))
+        image_id = arg["imageRef"].rsplit("/", 1)[-1]
+        values: dict[str, Any] = {}
+        if "name" in arg:
+            values["name"] = check_name(arg["name"])
+        if "metadata" in arg:
+            values["meta"] = check_meta(arg["metadata"])
+        if "accessIPv4" in arg:
+            values["access_ipv4"] = check_ip(arg["accessIPv4"], 4, "accessIPv4")
+        if "accessIPv6" in arg:
+            values["access_ipv6"] = check_ip(arg["accessIPv6"], 6, "accessIPv6")
+        if "description" in arg and at_least(request, 19):
+            if arg["description"] is not None and (not isinstance(arg["description"], str)
+                                                   or len(arg["description"]) > 255):
+                raise BadRequest("description must be a string of at most 255 characters, or null.")
+            values["description"] = arg["description"]
+        if "key_name" in arg and at_least(request, 54):
+            if arg["key_name"] is not None:
+                try:
+                    await compute.keypair(auth_of(request).user_id, arg["key_name"])
+                except NotFound:
+                    raise BadRequest(f"Invalid key_name provided: {arg['key_name']}.") from None
+            values["key_name"] = arg["key_name"]
+        if "user_data" in arg and at_least(request, 57):
+            values["user_data"] = check_user_data(arg["user_data"])
+        password = arg.get("adminPass")
+        if password is not None and not isinstance(password, str):
+            raise BadRequest("adminPass must be a string.")
+        props = dict(image.properties or {}) if image is not None else {}
+        await manager.rebuild(server, image_id, values, props)
+        from cumulo.compute.api.servers import Views
+
+        fresh = await manager.get(server.id)
+        assert fresh is not None
+        body = Views(manager).one(request, fresh, (await manager.tags([fresh.id]))[fresh.id], {})
+        import secrets
+
+        body["adminPass"] = password or secrets.token_urlsafe(12)
+        return JSON({"server": body}, status_code=202)
+
+    @action("createImage")
+    async def create_image(request: Request, server: Server, arg: Any) -> Response:
+        if not isinstance(arg, dict):
+            raise BadRequest("createImage needs {\"name\": ...}.")
+        name = arg.get("name")
+        if not isinstance(name, str) or not name.strip() or len(name) > 255:
+            raise BadRequest("Invalid input for field/attribute name: 1 to 255 characters.")
+        metadata = check_meta(arg.get("metadata") or {})
+        if server.vm_state not in ("active", "stopped", "paused", "suspended") or server.task_state:
+            raise Conflict(f"Cannot 'createImage' instance {server.id} while it is in vm_state {server.vm_state}"
+                           + (f" and task_state {server.task_state}" if server.task_state else ""))
+        image = await new_image(request, server, name, metadata)
+        try:
+            await manager.snapshot(server, image.id, token_of(request))
+        except Exception:
+            await manager._drop_image(image.id)
+            raise
+        if at_least(request, 45):
+            return JSON({"image_id": image.id}, status_code=202)
+        return Response(status_code=202, headers={"Location": f"{manager.image_url}/v2/images/{image.id}"})
+
+    @action("shelve")
+    async def shelve(request: Request, server: Server, arg: Any) -> Response:
+        if server.vm_state not in ("active", "stopped", "paused", "suspended") or server.task_state:
+            raise Conflict(f"Cannot 'shelve' instance {server.id} while it is in vm_state {server.vm_state}")
+        image = await new_image(request, server, f"{server.name}-shelved", {})
+        try:
+            await manager.shelve(server, image.id, token_of(request))
+        except Exception:
+            await manager._drop_image(image.id)
+            raise
+        return accepted()
+
+    @action("shelveOffload")
+    async def shelve_offload(request: Request, server: Server, arg: Any) -> Response:
+        raise Conflict(f"Cannot 'shelveOffload' instance {server.id} while it is in vm_state {server.vm_state}: "
+                       "shelved servers are offloaded at once here.")
+
+    @action("unshelve")
+    async def unshelve(request: Request, server: Server, arg: Any) -> Response:
+        zone = host = None
+        if isinstance(arg, dict):
+            if "availability_zone" in arg and at_least(request, 77):
+                zone = arg["availability_zone"]
+                if zone is not None and (not isinstance(zone, str) or not zone):
+                    raise BadRequest("availability_zone must be a non-empty string or null.")
+            if "host" in arg and at_least(request, 91):
+                if not auth_of(request).is_admin():
+                    raise Forbidden("Only an admin may unshelve to a named host.")
+                host = arg["host"]
+        elif arg is not None:
+            raise BadRequest("unshelve takes null or an object.")
+        await manager.unshelve(server, zone, host)
+        return accepted()
+
+    # -- console, delete and restore ------------------------------------------------------------
+    @action("os-getConsoleOutput")
+    async def console_output(request: Request, server: Server, arg: Any) -> Response:
+        length = arg.get("length") if isinstance(arg, dict) else None
+        if length is not None:
+            if isinstance(length, str) and length.lstrip("-").isdigit():
+                length = int(length)
+            if not isinstance(length, int) or isinstance(length, bool) or length < -1:
+                raise BadRequest("length must be an integer >= -1 (or null for everything).")
+            if length == -1:
+                length = None
+        return JSON({"output": await manager.console_output(server, length)})
+
+    @action("forceDelete")
+    async def force_delete(request: Request, server: Server, arg: Any) -> Response:
+        if server.vm_state != "soft-delete":
+            raise Conflict(f"Cannot 'forceDelete' instance {server.id} while it is in vm_state {server.vm_state}")
+        await manager.delete(server, force=True)
+        return accepted()
+
+    @action("restore")
+    async def restore(request: Request, server: Server, arg: Any) -> Response:
+        await manager.restore(server)
+        return accepted()
+
+    @r.post("/v2.1/servers/{server_id}/action")
+    async def dispatch(request: Request) -> Response:
+        auth = auth_of(request)
+        server_id = request.path_params["server_id"]
+        server = await manager.get(server_id) if len(server_id) <= 36 else None
+        if server is None or server.deleted_at is not None or (
+                server.project_id != auth.project_id and not auth.is_admin()):
+            raise NotFound(f"Instance {server_id} could not be found.")
+        body = await json_body(request)
+        if not isinstance(body, dict) or len(body) != 1:
+            raise BadRequest("The body must name exactly one action.")
+        name, arg = next(iter(body.items()))
+        admin = auth.is_admin()
+        if name in ("lock", "unlock"):
+            reason = arg.get("locked_reason") if isinstance(arg, dict) and at_least(request, 73) else None
+            if reason is not None and (not isinstance(reason, str) or len(reason) > 255):
+                raise BadRequest("locked_reason must be a string of at most 255 characters.")
+            await manager.set_locked(server, name == "lock", reason)
+            return accepted()
+        handler = handlers.get(name)
+        if handler is None:
+            raise BadRequest(f"The action {name!r} is not supported by this cloud.")
+        if name in ADMIN_ONLY and not admin:
+            raise Forbidden(f"Policy doesn't allow the {name} action to be performed: it needs the admin role.")
+        if server.locked and not admin:
+            raise Conflict(f"Instance {server.id} is locked")
+        return await handler(request, server, arg)
+
+    return r
