@@ -73,7 +73,8 @@ def parse_time(name: str, value: str) -> dt.datetime:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise BadRequest(f"Invalid input for query parameter {name}: {value!r} is not an ISO 8601 time.") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    # naive UTC, as the database keeps times
+    return parsed.astimezone(dt.UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
 
 
 def check_name(value: Any, field: str = "name") -> str:
