@@ -240,7 +240,10 @@ class ServerManager:
                 disk_gb_free=free.get("DISK_GB", 0), instances=on_host.get(node.host, set())))
         return states
 
-    async def request_spec(self, server: Server, flavor: dict[str, Any] | None = None) -> RequestSpec:
+    async def request_spec(self, server: Server, flavor: dict[str, Any] | None = None,
+                           moving: bool = False) -> RequestSpec:
+        """What the scheduler needs for the server; a move forgets the host the create named, as
+        Nova resets forced destinations."""
         flavor = flavor or server.flavor
         req = server.request or {}
         spec = RequestSpec(vcpus=flavor["vcpus"], ram_mb=flavor["ram"], disk_gb=resources_of(flavor).get("DISK_GB", 0),
@@ -269,7 +272,7 @@ class ServerManager:
             if wanted:
                 spec.force_hosts = {hosts[x] for x in wanted if hosts.get(x)} or {"-"}
             spec.ignore_hosts = {hosts[x] for x in avoid if hosts.get(x)}
-        if req.get("requested_host"):
+        if req.get("requested_host") and not moving:
             spec.force_hosts = {req["requested_host"]}
         return spec
 
@@ -490,7 +493,7 @@ class ServerManager:
                               new_flavor_id=flavor["id"])
         async with self.db.session() as s:
             s.add(migration)
-        spec = await self.request_spec(server, flavor)
+        spec = await self.request_spec(server, flavor, moving=True)
         if host:
             spec.force_hosts = {host}
         if kind == "migration" or not self.cfg.allow_resize_to_same_host:
@@ -636,7 +639,7 @@ class ServerManager:
                               old_flavor_id=server.flavor["id"], new_flavor_id=server.flavor["id"])
         async with self.db.session() as s:
             s.add(migration)
-        spec = await self.request_spec(server)
+        spec = await self.request_spec(server, moving=True)
         spec.ignore_hosts = spec.ignore_hosts | {server.host or ""}
         if host:
             spec.force_hosts = {host}
@@ -690,7 +693,7 @@ class ServerManager:
                               old_flavor_id=server.flavor["id"], new_flavor_id=server.flavor["id"])
         async with self.db.session() as s:
             s.add(migration)
-        spec = await self.request_spec(server)
+        spec = await self.request_spec(server, moving=True)
         spec.ignore_hosts = spec.ignore_hosts | {server.host or ""}
         if host:
             spec.force_hosts = {host}
@@ -760,14 +763,13 @@ class ServerManager:
         await self.settle(server_id, vm_state="shelved_offloaded", power_state=SHUTDOWN, host=None, node=None)
 
     async def unshelve(self, server: Server, zone: str | None, host: str | None) -> None:
-        values: dict[str, Any] = {}
-        if zone is not None or host is not None:
-            request = dict(server.request or {})
-            if host:
-                request["requested_host"] = host
-            values["request"] = request
-            if zone is not None:
-                values["availability_zone"] = zone
+        request = dict(server.request or {})
+        request.pop("requested_host", None)
+        if host:
+            request["requested_host"] = host
+        values: dict[str, Any] = {"request": request}
+        if zone is not None:
+            values["availability_zone"] = zone
         action_id = await self.begin(server, "unshelve", ("shelved_offloaded",), "spawning", values)
         server = await self.get(server.id) or server
         image_id = (server.system_meta or {}).get("shelved_image_id")

@@ -187,3 +187,71 @@ def test_server_metadata_with_cli_and_http(cloud: Cloud, admin) -> None:  # type
     assert httpx.put(url, headers=h(token), json={"metadata": {"a": "1"}}).json() == {"metadata": {"a": "1"}}
     assert httpx.post(url, headers=h(token), json={"metadata": {"b": 2}}).status_code == 400
     httpx.delete(f"{cloud.compute_url}/servers/{server_id}", headers=h(token))
+
+
+def test_agent_killed_then_delete_evacuate_and_orphan_cleanup(cloud: Cloud, admin) -> None:  # type: ignore[no-untyped-def]
+    """A node's agent dies with two servers on it: deleting one succeeds at once and frees its claim,
+    the other is evacuated once the host is forced down; when the agent comes back, the node
+    reconcile destroys both copies it still holds."""
+    if cloud.backend != "postgres":  # needs an agent process of its own, hence RabbitMQ
+        return
+    token = admin[0]
+    host = unique("phoenix")
+    state = cloud.state_dir / "fake" / f"{host}.json"
+
+    def start_agent() -> subprocess.Popen:
+        return subprocess.Popen([str(BIN / "cumulo"), "agent", "--host", host, "--fake"], env=cloud.env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def held() -> set[str]:
+        return set(json.loads(state.read_text())["instances"]) if state.exists() else set()
+
+    proc = start_agent()
+    try:
+        deadline = time.monotonic() + 20
+        while host not in {s["host"] for s in httpx.get(f"{cloud.compute_url}/os-services",
+                                                          headers=h(token, "2.53")).json()["services"]}:
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        doomed, kept = (create(cloud, token, availability_zone=f"nova:{host}").json()["server"]["id"]
+                        for _ in range(2))
+        for sid in (doomed, kept):
+            assert wait_status(cloud, token, sid, "ACTIVE")["OS-EXT-SRV-ATTR:host"] == host
+        assert held() == {doomed, kept}
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    # delete while the agent is dead: gone at once, claim freed
+    assert httpx.delete(f"{cloud.compute_url}/servers/{doomed}", headers=h(token)).status_code == 204
+    assert httpx.get(f"{cloud.compute_url}/servers/{doomed}", headers=h(token)).status_code == 404
+    assert httpx.get(f"{cloud.placement_url}/allocations/{doomed}",
+                     headers={"X-Auth-Token": token}).json()["allocations"] == {}
+    # evacuate refuses while the host is up, works once it is forced down
+    url = f"{cloud.compute_url}/servers/{kept}/action"
+    assert httpx.post(url, headers=h(token, "2.53"), json={"evacuate": {}}).status_code == 409
+    service = [s for s in httpx.get(f"{cloud.compute_url}/os-services?host={host}",
+                                    headers=h(token, "2.53")).json()["services"]][0]
+    services_url = f"{cloud.compute_url}/os-services/{service['id']}"
+    assert httpx.put(services_url, headers=h(token, "2.53"), json={"forced_down": True}).status_code == 200
+    assert httpx.post(url, headers=h(token, "2.53"), json={"evacuate": {}}).status_code == 200
+    moved = wait_status(cloud, token, kept, "ACTIVE")
+    deadline = time.monotonic() + 15
+    while moved["OS-EXT-SRV-ATTR:host"] == host and time.monotonic() < deadline:
+        time.sleep(0.2)
+        moved = wait_status(cloud, token, kept, "ACTIVE")
+    assert moved["OS-EXT-SRV-ATTR:host"].startswith("fake-")
+    migrations = httpx.get(f"{cloud.compute_url}/os-migrations?instance_uuid={kept}",
+                           headers=h(token, "2.59")).json()["migrations"]
+    assert [(m["migration_type"], m["status"]) for m in migrations] == [("evacuation", "done")]
+    # the agent returns: what it still holds belongs to nobody here and is destroyed
+    assert httpx.put(services_url, headers=h(token, "2.53"), json={"forced_down": False}).status_code == 200
+    proc = start_agent()
+    try:
+        deadline = time.monotonic() + 20
+        while held() and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert held() == set()
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    httpx.delete(f"{cloud.compute_url}/servers/{kept}", headers=h(token))
