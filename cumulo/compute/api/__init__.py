@@ -35,9 +35,16 @@ def versions_router() -> Router:
                 "media-types": [{"base": "application/json",
                                  "type": "application/vnd.openstack.compute+json;version=2.1"}]}
 
+    def legacy(request: Request) -> dict[str, Any]:
+        """v2.0 is listed first, as Nova does (clients and tempest expect it); it is served by the
+        same code at the base microversion."""
+        return {"id": "v2.0", "status": "SUPPORTED", "version": "", "min_version": "",
+                "updated": "2011-01-21T11:33:21Z",
+                "links": [{"rel": "self", "href": f"{request.url.scheme}://{request.url.netloc}/v2/"}]}
+
     @r.get("/", auth=False)
     async def versions(request: Request) -> Response:
-        return JSON({"versions": [doc(request)]})
+        return JSON({"versions": [legacy(request), doc(request)]})
 
     @r.get("/v2.1", auth=False)
     async def version(request: Request) -> Response:
@@ -46,6 +53,29 @@ def versions_router() -> Router:
     @r.get("/v2.1/", auth=False)
     async def version_slash(request: Request) -> Response:
         return JSON({"version": doc(request)})
+
+    return r
+
+
+def network_proxy_router() -> Router:
+    """The deprecated network proxies (removed at 2.36): no networks until networking exists."""
+    from cumulo.core.http.faults import NotFound
+
+    r = Router()
+
+    def proxy_gone(request: Request) -> None:
+        if at_least(request, 36):
+            raise NotFound("The network proxy APIs were removed in microversion 2.36: use the Network API.")
+
+    @r.get("/v2.1/os-networks")
+    async def networks(request: Request) -> Response:
+        proxy_gone(request)
+        return JSON({"networks": []})
+
+    @r.get("/v2.1/os-networks/{network_id}")
+    async def network(request: Request) -> Response:
+        proxy_gone(request)
+        raise NotFound(f"Network {request.path_params['network_id']} could not be found.")
 
     return r
 
@@ -71,4 +101,5 @@ def build_app(svc: ComputeService, identity: IdentityService, max_body: int, ser
         router.include(servers_api.router(servers, images))
         router.include(server_actions.router(servers, images))
         router.include(server_extras.router(servers))
+    router.include(network_proxy_router())
     return create_app("compute", router, identity, max_body=max_body, microversions=MICROVERSIONS)

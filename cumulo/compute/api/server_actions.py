@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -9,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cumulo.compute.api import at_least
-from cumulo.compute.api.servers import check_ip, check_meta, check_name, check_user_data
+from cumulo.compute.api.servers import Views, as_updated, check_ip, check_meta, check_name, check_user_data
 from cumulo.compute.models import Server
 from cumulo.compute.scheduler.scheduler import NoValidHost
 from cumulo.compute.servers import ServerManager
@@ -225,13 +226,9 @@ def router(manager: ServerManager, images: Any) -> Router:
             raise BadRequest("adminPass must be a string.")
         props = dict(image.properties or {}) if image is not None else {}
         await manager.rebuild(server, image_id, values, props)
-        from cumulo.compute.api.servers import Views
-
         fresh = await manager.get(server.id)
         assert fresh is not None
-        body = Views(manager).one(request, fresh, (await manager.tags([fresh.id]))[fresh.id], {})
-        import secrets
-
+        body = as_updated(request, Views(manager).one(request, fresh, (await manager.tags([fresh.id]))[fresh.id], {}))
         body["adminPass"] = password or secrets.token_urlsafe(12)
         return JSON({"server": body}, status_code=202)
 

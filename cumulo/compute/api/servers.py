@@ -87,15 +87,30 @@ def check_name(value: Any, field: str = "name") -> str:
 
 
 def check_ip(value: Any, version: int, field: str) -> str | None:
+    """The address in its canonical form (IPv6 compressed, as Nova stores it)."""
     if value in (None, ""):
         return None
     try:
-        if not isinstance(value, str) or ipaddress.ip_address(value).version != version:
+        if not isinstance(value, str):
+            raise ValueError
+        address = ipaddress.ip_address(value)
+        if address.version != version:
             raise ValueError
     except ValueError:
         raise BadRequest(f"Invalid input for field/attribute {field}: {value!r} is not an IPv{version} "
                          "address.") from None
-    return value
+    return str(address)
+
+
+# what update and rebuild leave out of the server before 2.75 (GET shows them)
+EXTENDED = ("OS-EXT-", "OS-SRV-USG:", "config_drive", "key_name", "security_groups",
+            "os-extended-volumes:volumes_attached", "host_status")
+
+
+def as_updated(request: Request, server: dict[str, Any]) -> dict[str, Any]:
+    if at_least(request, 75):
+        return server
+    return {k: v for k, v in server.items() if not k.startswith(EXTENDED)}
 
 
 def check_meta(items: Any, key_in_url: str | None = None) -> dict[str, str]:
@@ -424,7 +439,7 @@ def router(manager: ServerManager, images: Any) -> Router:
             async with manager.db.session() as s:
                 await s.execute(update(Server).where(Server.id == server.id).values(**values))
         server = await visible(request, server.id)
-        return JSON({"server": await show_body(request, server)})
+        return JSON({"server": as_updated(request, await show_body(request, server))})
 
     @r.delete("/v2.1/servers/{server_id}")
     async def delete(request: Request) -> Response:
