@@ -98,6 +98,7 @@ class ServerManager:
         self.builds = asyncio.Semaphore(16)  # bounded concurrent scheduling work per controller
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reconciler: asyncio.Task[None] | None = None
+        self._view: tuple[float, list[HostState]] | None = None
 
     async def start(self) -> None:
         await self.reconcile()
@@ -142,10 +143,12 @@ class ServerManager:
 
     # -- quota ------------------------------------------------------------------------------
     async def usage(self, project_id: str) -> dict[str, int]:
+        # grouped by the flavor snapshot: a few rows however many servers the project has
         async with self.db.session() as s:
-            rows = (await s.execute(select(Server.flavor).where(
-                Server.project_id == project_id, Server.deleted_at.is_(None)))).scalars().all()
-        return {"instances": len(rows), "cores": sum(f["vcpus"] for f in rows), "ram": sum(f["ram"] for f in rows)}
+            rows = (await s.execute(select(Server.flavor, func.count()).where(
+                Server.project_id == project_id, Server.deleted_at.is_(None)).group_by(Server.flavor))).all()
+        return {"instances": sum(n for _, n in rows), "cores": sum(f["vcpus"] * n for f, n in rows),
+                "ram": sum(f["ram"] * n for f, n in rows)}
 
     async def over_quota(self, project_id: str) -> str | None:
         used = await self.usage(project_id)
@@ -205,7 +208,9 @@ class ServerManager:
                 deleted_at=utcnow(), vm_state="deleted", task_state=None))
             await s.execute(sql_delete(ServerGroupMember).where(ServerGroupMember.server_id == server_id))
 
-    async def host_states(self) -> list[HostState]:
+    async def host_states(self, members: set[str] | None = None) -> list[HostState]:
+        """Every node as the scheduler sees it; ``members`` (a server group's) are the only servers
+        whose hosts the group filters need, so only they are looked up."""
         down_after = dt.timedelta(seconds=self.cfg.service_down_time)
         async with self.db.session() as s:
             nodes = list((await s.execute(select(ComputeNode))).scalars())
@@ -214,7 +219,8 @@ class ServerManager:
             memberships = (await s.execute(select(AggregateHost.host, Aggregate.meta).join(
                 Aggregate, Aggregate.id == AggregateHost.aggregate_id))).all()
             placed = (await s.execute(select(Server.host, Server.id).where(
-                Server.deleted_at.is_(None), Server.host.is_not(None)))).all()
+                Server.id.in_(sorted(members)), Server.deleted_at.is_(None), Server.host.is_not(None)))).all() \
+                if members else []
         free_by_node = await self.placement.free()
         on_host: dict[str, set[str]] = {}
         for host, server_id in placed:
@@ -280,7 +286,13 @@ class ServerManager:
                    consumers: dict[str, dict[str, Any]] | None = None) -> HostState:
         """Run the scheduler and claim in placement on the best host that still has the room; other
         consumers (a migration's share of the source) are written in the same transaction."""
-        hosts = self.scheduler.select(await self.host_states(), spec)
+        try:
+            hosts = self.scheduler.select(await self.view(spec), spec)
+        except NoValidHost:
+            if self._view is None:
+                raise
+            self._view = None  # a shared picture may predate a new host, zone or capacity: look again
+            hosts = self.scheduler.select(await self.view(spec), spec)
         soft = spec.group_policy in ("soft-affinity", "soft-anti-affinity")
         if soft:
             hosts.sort(key=lambda h: len(h.instances & spec.group_members),
@@ -292,9 +304,28 @@ class ServerManager:
             try:
                 await self.placement.set_allocations(claims)
             except Conflict:
+                self._view = None  # our picture was stale: look again next time
                 continue  # another build took the room meanwhile: the next best host
+            # consume from the shared picture, as Nova's HostState does, so the builds that use it
+            # before it is refreshed spread (or pack) correctly
+            host.vcpus_free -= resources.get("VCPU", 0)
+            host.ram_mb_free -= resources.get("MEMORY_MB", 0)
+            host.disk_gb_free -= resources.get("DISK_GB", 0)
             return host
         raise NoValidHost(len(hosts), [("claimed by other builds", len(hosts))])
+
+    async def view(self, spec: RequestSpec) -> list[HostState]:
+        """The hosts as the scheduler sees them.  Without a server group the picture is shared by
+        the builds of the next ``VIEW_TTL`` seconds (placement's claim stays the authority: a stale
+        picture costs a retry, never a double booking)."""
+        if spec.group_members:
+            return await self.host_states(spec.group_members)
+        now = asyncio.get_running_loop().time()
+        if self._view is None or now - self._view[0] > self.VIEW_TTL:
+            self._view = (now, await self.host_states())
+        return self._view[1]
+
+    VIEW_TTL = 1.0
 
     async def build(self, server: Server, action_id: int | None, image_id: str | None = None,
                     op: str = "spawn") -> None:

@@ -6,7 +6,9 @@ are chosen by URL.  Every service's tables share one metadata (``Base``) and one
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import datetime as dt
 import json
 import logging
@@ -122,12 +124,27 @@ class Database:
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer: transactions that meet its lock sleep in its busy handler (up to
+        # 100 ms a try).  Taking turns in-process instead hands the database over at once.  A task
+        # that already holds the turn (a nested session) does not wait for itself.
+        self._turn: asyncio.Lock | None = asyncio.Lock() if self.dialect == "sqlite" else None
+        self._holder: contextvars.ContextVar[bool] = contextvars.ContextVar(f"db_turn_{id(self)}", default=False)
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        async with self.sessions() as session:
-            async with session.begin():
-                yield session
+        if self._turn is None or self._holder.get():
+            async with self.sessions() as session:
+                async with session.begin():
+                    yield session
+            return
+        async with self._turn:
+            token = self._holder.set(True)
+            try:
+                async with self.sessions() as session:
+                    async with session.begin():
+                        yield session
+            finally:
+                self._holder.reset(token)
 
     async def close(self) -> None:
         await self.engine.dispose()
