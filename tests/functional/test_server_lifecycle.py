@@ -319,3 +319,40 @@ def test_soft_delete_restore_and_reclaim(tmp_path) -> None:  # type: ignore[no-u
         assert allocations(c, token, reclaimed["id"]) == {}
     finally:
         stop_cloud(c)
+
+
+def test_concurrent_creates_never_exceed_quota(cloud: Cloud, admin) -> None:  # type: ignore[no-untyped-def]
+    import concurrent.futures
+
+    token = admin[0]
+    name = unique("quota")
+    project = httpx.post(f"{cloud.url}/projects", headers={"X-Auth-Token": token}, json={"project": {
+        "name": name, "domain_id": "default"}}).json()["project"]
+    cloud.cli("role", "add", "--user", "admin", "--project", name, "member")
+    scoped, _ = cloud.token("admin", cloud.admin_password, name)
+    cloud.cli("quota", "set", "--instances", "3", project["id"])
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda _: create(cloud, scoped).status_code, range(8)))
+    assert sorted(codes).count(202) <= 3 and set(codes) <= {202, 403}, codes
+    servers = httpx.get(f"{cloud.compute_url}/servers", headers=h(scoped)).json()["servers"]
+    assert len(servers) == codes.count(202) <= 3
+    for s in servers:
+        httpx.delete(f"{cloud.compute_url}/servers/{s['id']}", headers=h(scoped))
+
+
+def test_members_see_only_their_project(cloud: Cloud, admin) -> None:  # type: ignore[no-untyped-def]
+    token = admin[0]
+    server = boot(cloud, token)
+    demo, _ = cloud.token("demo", cloud.demo_password, "demo")
+    sid = server["id"]
+    assert httpx.get(f"{cloud.compute_url}/servers/{sid}", headers=h(demo)).status_code == 404
+    for query in ("", "?all_tenants=1", f"?project_id={server['tenant_id']}&all_tenants=1"):
+        listed = httpx.get(f"{cloud.compute_url}/servers{query}", headers=h(demo)).json()["servers"]
+        assert sid not in [s["id"] for s in listed], query
+    for method, path, body in (("POST", "/action", {"os-stop": None}), ("DELETE", "", None),
+                               ("GET", "/os-instance-actions", None), ("PUT", "", {"server": {"name": "x"}}),
+                               ("GET", "/metadata", None)):
+        r = httpx.request(method, f"{cloud.compute_url}/servers/{sid}{path}", headers=h(demo, "2.26"), json=body)
+        assert r.status_code == 404, (method, path, r.text)
+    assert show(cloud, token, sid)["status"] == "ACTIVE"
+    httpx.delete(f"{cloud.compute_url}/servers/{sid}", headers=h(token))
