@@ -28,7 +28,9 @@ conformance: test-deps
 	scripts/conformance
 
 bench: test-deps
+	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	$(PY) bench/identity_tokens.py
+	$(PY) bench/compute_scale.py
 
 lint: test-deps
 	$(VENV)/bin/ruff check cumulo tests bench
