@@ -140,6 +140,19 @@ class Controller:
                     agent = ComputeAgent(self.bus, f"fake-{i}", driver, cfg.compute.report_interval)
                     await agent.start()
                     self.agents.append(agent)
+            if cfg.compute.local_node:
+                import shutil
+
+                from cumulo.compute.agent import qemu_agent
+
+                if shutil.which("qemu-system-x86_64") and shutil.which("qemu-img"):
+                    agent = qemu_agent(cfg, self.bus)
+                    await agent.start()
+                    self.agents.append(agent)
+                    LOG.info("compute node %s runs QEMU (%s)", agent.host, agent.driver.node_info().hypervisor_type)
+                else:
+                    LOG.warning("no compute node on this machine: qemu-system-x86_64 or qemu-img is missing "
+                                "(scripts/setup.sh installs them)")
             self.listeners.append(Listener("compute", cfg.compute.port, compute_app(
                 compute, self.identity, cfg.api.max_request_body_size, self.servers, self.image)))
         if "placement" in cfg.services:

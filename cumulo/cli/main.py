@@ -114,8 +114,9 @@ def status(ctx: click.Context) -> None:
 
 
 @main.command()
-@click.option("--host", required=True, help="The name this node reports (os-services, os-hypervisors).")
-@click.option("--fake", is_flag=True, help="Use the fake driver (the QEMU driver comes with real instances).")
+@click.option("--host", default="", help="The name this node reports (os-services, os-hypervisors); "
+              "default [compute] host, else the system's host name.")
+@click.option("--fake", is_flag=True, help="Use the fake driver (no VMs; for scale tests) instead of QEMU.")
 @click.option("--vcpus", default=16, show_default=True, help="Fake driver: vCPUs the node offers.")
 @click.option("--memory-mb", default=32768, show_default=True, help="Fake driver: RAM the node offers.")
 @click.option("--disk-gb", default=500, show_default=True, help="Fake driver: disk the node offers.")
@@ -123,13 +124,14 @@ def status(ctx: click.Context) -> None:
 def agent(ctx: click.Context, host: str, fake: bool, vcpus: int, memory_mb: int, disk_gb: int) -> None:
     """Run a compute agent for one node in the foreground (Ctrl-C stops it).
 
+    With the QEMU driver its instances keep running when the agent stops; a restarted agent
+    takes them up again.
+
     The agent talks to the controllers only through the bus, so [bus] url must name RabbitMQ
     (amqp://...) shared with them.
     """
     cfg = load(ctx)
     logmod.setup(cfg.logging.level, cfg.logging.file)
-    if not fake:
-        raise click.ClickException("only the fake driver exists so far: pass --fake")
     if cfg.bus.url.startswith("memory:"):
         raise click.ClickException("a separate agent needs a shared bus: set CUMULO_BUS__URL=amqp://... "
                                    "(or run fake nodes inside `cumulo up` with [compute] fake_nodes)")
@@ -137,18 +139,24 @@ def agent(ctx: click.Context, host: str, fake: bool, vcpus: int, memory_mb: int,
     async def run() -> None:
         import signal
 
-        from cumulo.compute.agent import ComputeAgent
+        from cumulo.compute.agent import ComputeAgent, qemu_agent
         from cumulo.compute.virt.fake import FakeDriver
         from cumulo.core import bus as busmod
 
         bus = busmod.connect(cfg.bus.url, cfg.bus.rpc_timeout)
         await bus.start()
-        state = cfg.state_path / "fake"
-        state.mkdir(parents=True, exist_ok=True)
-        driver = FakeDriver(host, vcpus, memory_mb, disk_gb, state_file=state / f"{host}.json")
-        node = ComputeAgent(bus, host, driver, cfg.compute.report_interval)
+        if fake:
+            if not host:
+                raise click.ClickException("--fake needs --host NAME")
+            state = cfg.state_path / "fake"
+            state.mkdir(parents=True, exist_ok=True)
+            driver = FakeDriver(host, vcpus, memory_mb, disk_gb, state_file=state / f"{host}.json")
+            node = ComputeAgent(bus, host, driver, cfg.compute.report_interval)
+        else:
+            node = qemu_agent(cfg, bus, host)
         await node.start()
-        click.echo(f"compute agent {host} is up (fake driver); Ctrl-C stops it", err=True)
+        click.echo(f"compute agent {node.host} is up ({'fake' if fake else 'QEMU'} driver); Ctrl-C stops it",
+                   err=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -19,8 +19,10 @@ LOG = logging.getLogger(__name__)
 
 
 class ComputeAgent:
-    def __init__(self, bus: Any, host: str, driver: Driver, report_interval: float = 10.0) -> None:
+    def __init__(self, bus: Any, host: str, driver: Driver, report_interval: float = 10.0,
+                 image_cache_max_age: float = 86400) -> None:
         self.bus, self.host, self.driver, self.report_interval = bus, host, driver, report_interval
+        self.image_cache_max_age = image_cache_max_age
         self._task: asyncio.Task[None] | None = None
         self._work: set[asyncio.Task[Any]] = set()
 
@@ -40,14 +42,26 @@ class ComputeAgent:
                                                           "instances": await self.driver.instances()})
 
     async def _heartbeat(self) -> None:
+        beats = 0
         while True:
             await asyncio.sleep(self.report_interval)
+            beats += 1
             try:
+                if beats % max(1, int(600 / max(self.report_interval, 0.1))) == 0:
+                    self.maintain()
                 await self.report()
             except asyncio.CancelledError:
                 raise
             except Exception:  # the bus may be down for a while: keep trying
                 LOG.warning("heartbeat from %s failed", self.host, exc_info=True)
+
+    def maintain(self) -> None:
+        """Periodic node housekeeping: cached base images nothing uses any more."""
+        clean = getattr(self.driver, "clean_images", None)
+        if clean is not None:
+            removed = clean(self.image_cache_max_age)
+            if removed:
+                LOG.info("removed %d unused cached images on %s", len(removed), self.host)
 
     async def _done(self, ctx: dict[str, Any], error: str | None = None) -> None:
         await self.bus.cast("conductor", "server_update", {"ctx": ctx, "error": error})
@@ -126,3 +140,17 @@ class ComputeAgent:
                                  content=snap.chunks)
             if r.status_code >= 400:
                 raise RuntimeError(f"uploading the snapshot failed: {r.status_code} {r.text[:200]}")
+
+
+def qemu_agent(cfg: Any, bus: Any, host: str | None = None) -> ComputeAgent:
+    """A compute agent for this machine with the QEMU driver, configured from ``[compute]``."""
+    import socket
+
+    from cumulo.compute.virt.qemu.driver import QemuDriver
+
+    c = cfg.compute
+    host = host or c.host or socket.gethostname()
+    path = c.instances_path or str(cfg.state_path / "instances" / host)
+    driver = QemuDriver(host, path, shutdown_timeout=c.shutdown_timeout,
+                        max_concurrent_builds=c.max_concurrent_builds, tb_size=c.tcg_tb_size)
+    return ComputeAgent(bus, host, driver, c.report_interval, c.image_cache_max_age)

@@ -353,14 +353,27 @@ class ServerManager:
                             op, server.id, action_id)
 
     async def payload(self, server_id: str, image_id: str | None = None) -> dict[str, Any]:
-        """What an agent needs to create an instance."""
+        """What an agent needs to create an instance.  The image comes from the image service as
+        the user who asked (their token, as Nova's compute does); it is never stored."""
         server = await self.get(server_id)
         assert server is not None
+        ctx = context.current.get()
+        public_keys = {}
+        if server.key_name:
+            try:
+                key = await self.compute.keypair(server.user_id, server.key_name)
+                public_keys[key.name] = key.public_key
+            except Exception:
+                LOG.info("key pair %s of server %s is gone", server.key_name, server.id)
+        request = server.request or {}
         return {"id": server.id, "name": server.name, "flavor": server.flavor,
                 "image_id": image_id or server.image_id, "user_data": server.user_data,
                 "config_drive": server.config_drive, "metadata": server.meta or {}, "key_name": server.key_name,
-                "hostname": server.hostname, "project_id": server.project_id,
-                "networks": (server.request or {}).get("networks")}
+                "public_keys": public_keys, "hostname": server.hostname, "project_id": server.project_id,
+                "availability_zone": server.availability_zone, "networks": request.get("networks"),
+                "image_properties": {k: v for k, v in (request.get("image_properties") or {}).items()
+                                     if k in ("kernel_id", "ramdisk_id", "kernel_args") and not image_id},
+                "image_url": self.image_url, "token": ctx.auth.token if ctx and ctx.auth else ""}
 
     async def cast(self, host: str, method: str, args: dict[str, Any], op: str, server_id: str,
                    action_id: int | None, **extra: Any) -> None:

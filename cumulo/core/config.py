@@ -114,6 +114,20 @@ class ComputeConfig:
     allow_resize_to_same_host: bool = True
     # The zone of hosts that are in no aggregate with an availability_zone.
     default_availability_zone: str = "nova"
+    # Run a compute agent for this machine inside `cumulo up`, with the QEMU driver (real VMs).
+    local_node: bool = True
+    # This machine's compute host name (default: the system's host name).
+    host: str = ""
+    # Where instances' disks, consoles and sockets live (default: <state_dir>/instances/<host>).
+    instances_path: str = ""
+    # Seconds a guest gets to power off on the ACPI button before it is stopped hard.
+    shutdown_timeout: float = 60.0
+    # Concurrent QEMU starts per node (0: two per core).
+    max_concurrent_builds: int = 0
+    # Cached base images no instance uses are removed after this many seconds.
+    image_cache_max_age: int = 86400
+    # TCG translation cache per guest in MiB (memory per guest when there is no KVM).
+    tcg_tb_size: int = 16
 
 
 @dataclass

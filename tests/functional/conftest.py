@@ -128,6 +128,7 @@ def start_cloud(tmp: Path, backend: str, extra_env: dict[str, str] | None = None
         "CUMULO_IDENTITY__SECURITY_COMPLIANCE__UNIQUE_LAST_PASSWORD_COUNT": "2",
         "CUMULO_LOGGING__FILE": str(tmp / "cumulo.log"),
         "CUMULO_COMPUTE__FAKE_NODES": "2",
+        "CUMULO_COMPUTE__LOCAL_NODE": "false",  # QEMU nodes only where a test asks for one
         "CUMULO_COMPUTE__REPORT_INTERVAL": "1",
         "CUMULO_COMPUTE__SERVICE_DOWN_TIME": "8",
         "CUMULO_COMPUTE__BUILD_TIMEOUT": "6",

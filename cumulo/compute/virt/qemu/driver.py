@@ -1,0 +1,460 @@
+"""The QEMU driver: one QEMU process per server, controlled over QMP, no libvirt.
+
+Each instance lives in ``<instances_path>/<uuid>/``:
+
+    instance.json   what the controller sent (flavor, image, name, ...): enough to start it again
+    disk            qcow2 overlay on the node's cached base image, grown to the flavor's size
+    disk.config     the config drive (ISO 9660, label config-2), when asked for
+    disk.backup     the pre-resize disk until the resize is confirmed or reverted
+    state.save      the saved machine state of a suspended instance (no process meanwhile)
+    console.log     the serial console, appended across restarts
+    qmp.sock, qemu.pid
+
+QEMU runs daemonized in its own session, so it outlives the agent; a restarted agent finds its
+instances by their directories and their processes by pid file (checked against the uuid on the
+command line).  KVM is used when the host has usable hardware virtualization, TCG otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from cumulo.compute.virt.driver import NodeInfo, Snapshot
+from cumulo.compute.virt.qemu.images import ImageCache
+from cumulo.compute.virt.qemu.qmp import QMP, QMPError, qmp
+
+LOG = logging.getLogger(__name__)
+NOSTATE, RUNNING, PAUSED, SHUTDOWN, SUSPENDED = 0, 1, 3, 4, 7
+
+
+def kvm_usable() -> bool:
+    """Hardware virtualization that runs stock kernels: vmx/svm, a usable /dev/kvm, and not the
+    paravirtual kvm_pvm variant some cloud VMs expose."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return (bool(re.search(r"\b(vmx|svm)\b", flags)) and os.access("/dev/kvm", os.R_OK | os.W_OK)
+            and not Path("/sys/module/kvm_pvm").exists())
+
+
+async def run(*cmd: str, check: bool = True) -> str:
+    proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}): {err.decode(errors='replace').strip()[-500:]}")
+    return out.decode(errors="replace")
+
+
+class QemuDriver:
+    def __init__(self, hostname: str, instances_path: str | Path, *, shutdown_timeout: float = 60.0,
+                 max_concurrent_builds: int = 0, tb_size: int = 16, binary: str = "qemu-system-x86_64") -> None:
+        self.hostname = hostname
+        self.root = Path(instances_path)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.images = ImageCache(self.root / "_base")
+        self.shutdown_timeout = shutdown_timeout
+        self.kvm = kvm_usable()
+        self.tb_size = tb_size
+        self.binary = binary
+        cores = os.cpu_count() or 1
+        self.boots = asyncio.Semaphore(max_concurrent_builds or 2 * cores)
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.version = self._version()
+
+    def _version(self) -> int:
+        import subprocess
+
+        try:
+            out = subprocess.run([self.binary, "--version"], capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            return 0
+        m = re.search(r"version (\d+)\.(\d+)\.(\d+)", out)
+        return int(m.group(1)) * 1_000_000 + int(m.group(2)) * 1_000 + int(m.group(3)) if m else 0
+
+    # -- the node -----------------------------------------------------------------------------------
+    def node_info(self) -> NodeInfo:
+        mem_kb = 0
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+        disk = os.statvfs(self.root)
+        return NodeInfo(hypervisor_hostname=self.hostname, hypervisor_type="KVM" if self.kvm else "QEMU",
+                        hypervisor_version=self.version, vcpus=os.cpu_count() or 1, memory_mb=mem_kb // 1024,
+                        local_gb=disk.f_blocks * disk.f_frsize // (1 << 30),
+                        cpu_info={"arch": "x86_64", "model": "host" if self.kvm else "qemu64 (TCG)",
+                                  "vendor": "cumulo", "topology": {"sockets": 1, "cores": os.cpu_count() or 1,
+                                                                   "threads": 1}})
+
+    def dir(self, instance_id: str) -> Path:
+        if not re.fullmatch(r"[0-9a-f-]{36}", instance_id):
+            raise ValueError(f"not an instance id: {instance_id!r}")
+        return self.root / instance_id
+
+    def lock(self, instance_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(instance_id, asyncio.Lock())
+
+    def pid(self, instance_id: str) -> int | None:
+        """The QEMU process of the instance, if it runs (the pid file checked against /proc)."""
+        try:
+            pid = int((self.dir(instance_id) / "qemu.pid").read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return None
+        return pid if instance_id.encode() in cmdline else None
+
+    async def instances(self) -> dict[str, int]:
+        out = {}
+        for d in self.root.iterdir():
+            if d.name.startswith("_") or not (d / "instance.json").exists():
+                continue
+            out[d.name] = await self.power_state(d.name)
+        return out
+
+    async def power_state(self, instance_id: str) -> int:
+        if self.pid(instance_id) is None:
+            return SUSPENDED if (self.dir(instance_id) / "state.save").exists() else SHUTDOWN
+        try:
+            status = (await qmp(str(self.dir(instance_id) / "qmp.sock"), "query-status", timeout=5))["status"]
+        except (TimeoutError, OSError, QMPError):
+            return NOSTATE
+        return RUNNING if status == "running" else PAUSED
+
+    # -- building the pieces --------------------------------------------------------------------------
+    async def _prepare_disks(self, instance: dict[str, Any], d: Path) -> None:
+        image_url, token = instance.get("image_url", ""), instance.get("token", "")
+        base, meta = await self.images.fetch(instance["image_id"], image_url, token)
+        fmt = "qcow2" if meta.get("disk_format") == "qcow2" else "raw"
+        disk = d / "disk"
+        tmp = d / "disk.part"
+        await run("qemu-img", "create", "-q", "-f", "qcow2", "-F", fmt, "-b", str(base), str(tmp))
+        size_gb = instance["flavor"].get("disk") or 0
+        if size_gb and size_gb * (1 << 30) > (meta.get("virtual_size") or meta.get("size") or 0):
+            await run("qemu-img", "resize", "-q", str(tmp), f"{size_gb}G")
+        os.replace(tmp, disk)
+        boot: dict[str, Any] = {}
+        props = {**(meta.get("properties") or {}), **(instance.get("image_properties") or {})}
+        if props.get("kernel_id"):
+            kernel, _ = await self.images.fetch(props["kernel_id"], image_url, token)
+            boot["kernel"] = str(kernel)
+            if props.get("ramdisk_id"):
+                ramdisk, _ = await self.images.fetch(props["ramdisk_id"], image_url, token)
+                boot["initrd"] = str(ramdisk)
+            boot["append"] = props.get("kernel_args") or "console=ttyS0 root=/dev/vda1 panic=5"
+        boot["base_images"] = [x for x in (instance["image_id"], props.get("kernel_id"), props.get("ramdisk_id")) if x]
+        instance["boot"] = boot
+        if instance.get("config_drive"):
+            await self._config_drive(instance, d)
+
+    async def _config_drive(self, instance: dict[str, Any], d: Path) -> None:
+        """ISO 9660 labelled config-2, in the layout cloud-init's OpenStack datasource reads."""
+        import base64
+
+        with tempfile.TemporaryDirectory(dir=d) as tmp:
+            latest = Path(tmp) / "openstack" / "latest"
+            latest.mkdir(parents=True)
+            hostname = instance.get("hostname") or instance.get("name") or "server"
+            meta = {"uuid": instance["id"], "name": instance.get("name"), "hostname": hostname,
+                    "launch_index": 0, "availability_zone": instance.get("availability_zone") or "nova",
+                    "project_id": instance.get("project_id"), "meta": instance.get("metadata") or {},
+                    "public_keys": instance.get("public_keys") or {},
+                    "keys": [{"name": k, "type": "ssh", "data": v} for k, v in
+                             (instance.get("public_keys") or {}).items()],
+                    "devices": []}
+            (latest / "meta_data.json").write_text(json.dumps(meta))
+            (latest / "network_data.json").write_text(json.dumps({"links": [], "networks": [], "services": []}))
+            (latest / "vendor_data.json").write_text("{}")
+            (latest / "vendor_data2.json").write_text("{}")
+            if instance.get("user_data"):
+                (latest / "user_data").write_bytes(base64.b64decode(instance["user_data"]))
+            await run("genisoimage", "-quiet", "-o", str(d / "disk.config"), "-V", "config-2", "-r", "-J", tmp)
+
+    def _command(self, instance: dict[str, Any], d: Path, incoming: bool = False) -> list[str]:
+        flavor = instance["flavor"]
+        accel = ["-accel", "kvm", "-cpu", "host"] if self.kvm else ["-accel", f"tcg,tb-size={self.tb_size}"]
+        cmd = [self.binary, "-name", f"guest=instance-{instance['id'][:8]}", "-uuid", instance["id"],
+               "-nodefaults", "-no-user-config", "-machine", "q35", *accel,
+               "-m", str(flavor["ram"]), "-smp", str(flavor["vcpus"]), "-display", "none",
+               "-chardev", f"file,id=console,path={d / 'console.log'},append=on", "-serial", "chardev:console",
+               "-qmp", f"unix:{d / 'qmp.sock'},server=on,wait=off", "-pidfile", str(d / "qemu.pid"), "-daemonize",
+               "-device", "pcie-root-port,id=rp1,bus=pcie.0,chassis=1,slot=1",
+               "-device", "pcie-root-port,id=rp2,bus=pcie.0,chassis=2,slot=2",
+               "-drive", f"file={d / 'disk'},if=none,id=root,format=qcow2,cache=writeback,discard=unmap",
+               "-device", "virtio-blk-pci,drive=root,bootindex=1", "-device", "virtio-rng-pci"]
+        if (d / "disk.config").exists():
+            cmd += ["-drive", f"file={d / 'disk.config'},if=none,id=config,format=raw,readonly=on",
+                    "-device", "virtio-blk-pci,drive=config"]
+        boot = instance.get("boot") or {}
+        if boot.get("kernel"):
+            cmd += ["-kernel", boot["kernel"], "-append", boot.get("append", "console=ttyS0")]
+            if boot.get("initrd"):
+                cmd += ["-initrd", boot["initrd"]]
+        if incoming:
+            cmd += ["-S", "-incoming", "defer"]
+        return cmd
+
+    async def _launch(self, instance: dict[str, Any], d: Path, incoming: bool = False) -> None:
+        (d / "qmp.sock").unlink(missing_ok=True)
+        log = d / "qemu.log"
+        async with self.boots:
+            # the daemonized QEMU keeps its stdio: a file, not a pipe we would wait on forever
+            with open(log, "ab") as err:
+                proc = await asyncio.create_subprocess_exec(*self._command(instance, d, incoming),
+                                                            stdin=asyncio.subprocess.DEVNULL,
+                                                            stdout=asyncio.subprocess.DEVNULL, stderr=err)
+                code = await proc.wait()
+            if code != 0:
+                tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+                raise RuntimeError(f"QEMU did not start ({code}): {' '.join(tail)}")
+        deadline = time.monotonic() + 30
+        while not (d / "qmp.sock").exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError("QEMU started but its monitor never appeared")
+            await asyncio.sleep(0.02)
+
+    def _save(self, instance: dict[str, Any], d: Path) -> None:
+        keep = {k: v for k, v in instance.items() if k not in ("token", "ctx")}
+        tmp = d / "instance.json.part"
+        tmp.write_text(json.dumps(keep))
+        os.replace(tmp, d / "instance.json")
+
+    def _load(self, instance_id: str) -> dict[str, Any]:
+        try:
+            return json.loads((self.dir(instance_id) / "instance.json").read_text())  # type: ignore[no-any-return]
+        except OSError:
+            raise LookupError(f"instance {instance_id} is not on node {self.hostname}") from None
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+    async def spawn(self, instance: dict[str, Any]) -> None:
+        d = self.dir(instance["id"])
+        async with self.lock(instance["id"]):
+            if self.pid(instance["id"]) is not None:
+                return  # already running: a repeated request
+            d.mkdir(parents=True, exist_ok=True)
+            try:
+                await self._prepare_disks(instance, d)
+                self._save(instance, d)
+                await self._launch(instance, d)
+            except BaseException:
+                await self._kill(instance["id"])
+                shutil.rmtree(d, ignore_errors=True)
+                raise
+
+    async def _kill(self, instance_id: str) -> None:
+        pid = self.pid(instance_id)
+        if pid is None:
+            return
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        for _ in range(200):
+            if self.pid(instance_id) is None:
+                return
+            await asyncio.sleep(0.01)
+
+    async def _shutdown(self, instance_id: str, timeout: float | None = None) -> None:
+        """ACPI power button, then the process is killed if the guest has not stopped in time."""
+        if self.pid(instance_id) is None:
+            return
+        try:
+            await qmp(str(self.dir(instance_id) / "qmp.sock"), "system_powerdown", timeout=5)
+        except (TimeoutError, OSError, QMPError):
+            pass
+        deadline = time.monotonic() + (self.shutdown_timeout if timeout is None else timeout)
+        while time.monotonic() < deadline:
+            if self.pid(instance_id) is None:
+                return
+            await asyncio.sleep(0.1)
+        LOG.info("instance %s did not power off in time: stopping it hard", instance_id)
+        await self._kill(instance_id)
+
+    async def destroy(self, instance_id: str) -> None:
+        async with self.lock(instance_id):
+            await self._kill(instance_id)
+            shutil.rmtree(self.dir(instance_id), ignore_errors=True)
+        self._locks.pop(instance_id, None)
+
+    async def power(self, instance_id: str, action: str, instance: dict[str, Any]) -> None:
+        d = self.dir(instance_id)
+        async with self.lock(instance_id):
+            stored = self._load(instance_id)
+            sock = str(d / "qmp.sock")
+            if action == "stop":
+                await self._shutdown(instance_id)
+            elif action == "start":
+                if self.pid(instance_id) is None:
+                    await self._launch(stored, d)
+            elif action == "reboot-soft":
+                await self._shutdown(instance_id)
+                await self._launch(stored, d)
+            elif action == "reboot-hard":
+                await self._kill(instance_id)
+                (d / "state.save").unlink(missing_ok=True)
+                await self._launch(stored, d)
+            elif action == "pause":
+                await qmp(sock, "stop")
+            elif action == "unpause":
+                await qmp(sock, "cont")
+            elif action == "suspend":
+                await self._save_state(instance_id)
+            elif action == "resume":
+                await self._restore_state(stored, d)
+            else:
+                raise ValueError(f"unknown power action {action}")
+
+    async def _save_state(self, instance_id: str) -> None:
+        """Suspend: the machine state goes to state.save and the process ends."""
+        d = self.dir(instance_id)
+        async with QMP(str(d / "qmp.sock"), timeout=30) as q:
+            await q.execute("stop")
+            await q.execute("migrate", uri=f"exec:cat > {d / 'state.save.part'}")
+            while True:
+                status = (await q.execute("query-migrate")).get("status")
+                if status == "completed":
+                    break
+                if status in ("failed", "cancelled"):
+                    raise RuntimeError(f"saving the state of {instance_id} {status}")
+                await asyncio.sleep(0.05)
+            os.replace(d / "state.save.part", d / "state.save")
+            try:
+                await q.execute("quit")
+            except (QMPError, ConnectionError, OSError):
+                pass
+        for _ in range(300):
+            if self.pid(instance_id) is None:
+                return
+            await asyncio.sleep(0.01)
+        await self._kill(instance_id)
+
+    async def _restore_state(self, instance: dict[str, Any], d: Path) -> None:
+        state = d / "state.save"
+        if not state.exists():
+            if self.pid(instance["id"]) is None:
+                await self._launch(instance, d)
+            return
+        await self._launch(instance, d, incoming=True)
+        async with QMP(str(d / "qmp.sock"), timeout=30) as q:
+            await q.execute("migrate-incoming", uri=f"exec:cat {state}")
+            while (await q.execute("query-status"))["status"] not in ("paused", "postmigrate", "running"):
+                await asyncio.sleep(0.05)
+            while (await q.execute("query-migrate")).get("status") not in ("completed", None):
+                await asyncio.sleep(0.05)
+            await q.execute("cont")
+        state.unlink(missing_ok=True)
+
+    async def rebuild(self, instance: dict[str, Any]) -> None:
+        d = self.dir(instance["id"])
+        async with self.lock(instance["id"]):
+            await self._kill(instance["id"])
+            for name in ("disk", "disk.config", "state.save", "disk.backup"):
+                (d / name).unlink(missing_ok=True)
+            await self._prepare_disks(instance, d)
+            self._save(instance, d)
+            await self._launch(instance, d)
+
+    # -- resize (same host; moves between nodes need the migration work) ------------------------------
+    async def finish_migration(self, instance: dict[str, Any], same_host: bool) -> None:
+        if not same_host:
+            raise RuntimeError("moving a QEMU instance to another node is not supported yet: resize on the "
+                               "same node ([compute] allow_resize_to_same_host)")
+        d = self.dir(instance["id"])
+        async with self.lock(instance["id"]):
+            stored = self._load(instance["id"])
+            await self._shutdown(instance["id"])
+            await run("cp", "--reflink=auto", "--sparse=always", str(d / "disk"), str(d / "disk.backup"))
+            stored["old_flavor"] = stored["flavor"]
+            stored["flavor"] = instance["flavor"]
+            size_gb = instance["flavor"].get("disk") or 0
+            info = json.loads(await run("qemu-img", "info", "-U", "--output=json", str(d / "disk")))
+            if size_gb and size_gb * (1 << 30) > info.get("virtual-size", 0):
+                await run("qemu-img", "resize", "-q", str(d / "disk"), f"{size_gb}G")
+            self._save(stored, d)
+            if instance.get("power_on", True):
+                await self._launch(stored, d)
+
+    async def confirm_migration(self, instance_id: str, same_host: bool) -> None:
+        if not same_host:
+            await self.destroy(instance_id)
+            return
+        d = self.dir(instance_id)
+        async with self.lock(instance_id):
+            (d / "disk.backup").unlink(missing_ok=True)
+
+    async def finish_revert_migration(self, instance: dict[str, Any], same_host: bool) -> None:
+        d = self.dir(instance["id"])
+        async with self.lock(instance["id"]):
+            stored = self._load(instance["id"])
+            await self._kill(instance["id"])
+            if (d / "disk.backup").exists():
+                os.replace(d / "disk.backup", d / "disk")
+            stored["flavor"] = instance["flavor"]
+            stored.pop("old_flavor", None)
+            self._save(stored, d)
+            if instance.get("power_on", True):
+                await self._launch(stored, d)
+
+    async def pre_live_migration(self, instance: dict[str, Any]) -> dict[str, Any]:
+        raise RuntimeError("live migration of QEMU instances is not supported yet")
+
+    async def live_migrate(self, instance_id: str, target: dict[str, Any]) -> None:
+        raise RuntimeError("live migration of QEMU instances is not supported yet")
+
+    # -- snapshots and the console ------------------------------------------------------------------------
+    async def snapshot(self, instance_id: str) -> Snapshot:
+        """A consistent copy of the root disk: the guest is paused (QEMU flushes its caches when it
+        stops) while qemu-img copies the disk with its backing chain into one qcow2, then resumed."""
+        d = self.dir(instance_id)
+        out = d / f"snapshot-{int(time.time() * 1000)}.qcow2"
+        async with self.lock(instance_id):
+            running = await self.power_state(instance_id) == RUNNING
+            sock = str(d / "qmp.sock")
+            if running:
+                await qmp(sock, "stop")
+            try:
+                await run("qemu-img", "convert", "-U", "-O", "qcow2", str(d / "disk"), str(out))
+            finally:
+                if running:
+                    await qmp(sock, "cont")
+
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                with open(out, "rb") as f:
+                    while chunk := await asyncio.to_thread(f.read, 4 << 20):
+                        yield chunk
+            finally:
+                out.unlink(missing_ok=True)
+
+        return Snapshot("qcow2", chunks())
+
+    async def console_output(self, instance_id: str) -> str:
+        log = self.dir(instance_id) / "console.log"
+        if not (self.dir(instance_id) / "instance.json").exists():
+            raise LookupError(f"instance {instance_id} is not on node {self.hostname}")
+        try:
+            with open(log, "rb") as f:
+                f.seek(max(0, log.stat().st_size - (1 << 20)))
+                return f.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def clean_images(self, max_age: float) -> list[str]:
+        in_use: set[str] = set()
+        for d in self.root.iterdir():
+            try:
+                stored = json.loads((d / "instance.json").read_text())
+            except (OSError, ValueError):
+                continue
+            in_use.update((stored.get("boot") or {}).get("base_images") or [])
+        return self.images.clean(in_use, max_age)

@@ -1,0 +1,237 @@
+"""Real instances: the QEMU driver under TCG (or KVM where it is usable) with the cumulo-tiny
+guest, driven through the Compute API of a cloud whose only node is this machine.  After the
+tests no QEMU process, disk or socket of theirs is left."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.functional.conftest import Cloud, start_cloud, stop_cloud, unique
+
+READY = "cumulo-guest ready"
+
+
+def qemu_pids(root: Path) -> list[int]:
+    """QEMU processes whose command line names a path under ``root`` (ours only)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"qemu-system" in cmd and str(root).encode() in cmd:
+            out.append(int(entry.name))
+    return out
+
+
+@pytest.fixture(scope="module")
+def qcloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+    tmp = tmp_path_factory.mktemp("qemu-cloud")
+    env = {"CUMULO_COMPUTE__FAKE_NODES": "0", "CUMULO_COMPUTE__LOCAL_NODE": "true",
+           "CUMULO_COMPUTE__HOST": "qnode", "CUMULO_COMPUTE__SHUTDOWN_TIMEOUT": "15",
+           "CUMULO_COMPUTE__BUILD_TIMEOUT": "120"}
+    c = start_cloud(tmp, "sqlite", env)
+    yield c
+    stop_cloud(c)
+    for pid in qemu_pids(tmp):  # a failed test must not leave guests running
+        os.kill(pid, signal.SIGKILL)
+
+
+def h(token: str, version: str = "2.47") -> dict[str, str]:
+    return {"X-Auth-Token": token, "OpenStack-API-Version": f"compute {version}"}
+
+
+class Api:
+    def __init__(self, cloud: Cloud) -> None:
+        self.cloud = cloud
+        self.token = cloud.token()[0]
+
+    def get(self, server_id: str) -> dict:
+        return dict(httpx.get(f"{self.cloud.compute_url}/servers/{server_id}", headers=h(self.token)).json()["server"])
+
+    def act(self, server_id: str, body: dict, version: str = "2.47") -> httpx.Response:
+        r = httpx.post(f"{self.cloud.compute_url}/servers/{server_id}/action", headers=h(self.token, version),
+                       json=body)
+        assert r.status_code in (200, 202, 204), (body, r.text)
+        return r
+
+    def wait(self, server_id: str, status: str, timeout: float = 120) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            s = self.get(server_id)
+            if s["status"] == status and s["OS-EXT-STS:task_state"] is None:
+                return s
+            assert s["status"] != "ERROR" or status == "ERROR", s.get("fault")
+            assert time.monotonic() < deadline, f"still {s['status']}/{s['OS-EXT-STS:task_state']}, not {status}"
+            time.sleep(0.2)
+
+    def console(self, server_id: str) -> str:
+        r = httpx.post(f"{self.cloud.compute_url}/servers/{server_id}/action", headers=h(self.token),
+                       json={"os-getConsoleOutput": {}})
+        return str(r.json()["output"]) if r.status_code == 200 else ""
+
+    def wait_console(self, server_id: str, marker: str, count: int = 1, timeout: float = 120) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.console(server_id)
+            if text.count(marker) >= count:
+                return text
+            assert time.monotonic() < deadline, f"{marker!r} x{count} not on the console:\n{text[-3000:]}"
+            time.sleep(0.3)
+
+
+def instance_dir(cloud: Cloud, server_id: str) -> Path:
+    return cloud.state_dir / "instances" / "qnode" / server_id
+
+
+def test_qemu_node_registers_with_its_hypervisor_type(qcloud: Cloud) -> None:
+    api = Api(qcloud)
+    deadline = time.monotonic() + 30
+    while True:
+        hypervisors = httpx.get(f"{qcloud.compute_url}/os-hypervisors/detail", headers=h(api.token, "2.53")).json()
+        if hypervisors["hypervisors"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    node = hypervisors["hypervisors"][0]
+    kvm = Path("/sys/module/kvm_pvm").exists() is False and os.access("/dev/kvm", os.W_OK) and \
+        any(flag in Path("/proc/cpuinfo").read_text().split() for flag in ("vmx", "svm"))
+    assert node["hypervisor_type"] == ("KVM" if kvm else "QEMU") and node["hypervisor_hostname"] == "qnode"
+
+
+def test_boot_power_cycle_snapshot_resize_shelve_delete(qcloud: Cloud) -> None:
+    api = Api(qcloud)
+    token = api.token
+    image = httpx.get(f"{qcloud.image_url}/v2/images?name=cumulo-tiny", headers={"X-Auth-Token": token}
+                      ).json()["images"][0]["id"]
+    key = httpx.post(f"{qcloud.compute_url}/os-keypairs", headers=h(token), json={"keypair": {
+        "name": unique("k")}}).json()["keypair"]
+    user_data = "IyEvYmluL3NoCmVjaG8gaGVsbG8tZnJvbS11c2VyLWRhdGEgPiAvZGV2L2NvbnNvbGUK"  # echo hello-from-user-data
+    started = time.monotonic()
+    r = httpx.post(f"{qcloud.compute_url}/servers", headers=h(token), json={"server": {
+        "name": "tiny-vm", "flavorRef": "10", "imageRef": image, "networks": "none", "config_drive": True,
+        "key_name": key["name"], "user_data": user_data}})
+    assert r.status_code == 202, r.text
+    sid = r.json()["server"]["id"]
+    api.wait(sid, "ACTIVE")
+    active = time.monotonic() - started
+    console = api.wait_console(sid, READY)
+    ready = time.monotonic() - started
+    print(f"POST -> ACTIVE {active:.1f} s, -> ready marker {ready:.1f} s")
+    assert "metadata from config-drive" in console and "hostname=tiny-vm" in console
+    assert "hello-from-user-data" in console
+    d = instance_dir(qcloud, sid)
+    assert (d / "disk").exists() and (d / "disk.config").exists() and len(qemu_pids(d)) == 1
+    # length trims the output to its last lines
+    r = httpx.post(f"{qcloud.compute_url}/servers/{sid}/action", headers=h(token),
+                   json={"os-getConsoleOutput": {"length": 2}})
+    assert len(r.json()["output"].splitlines()) == 2
+
+    # stop: ACPI power button, the guest powers itself off, no process remains; start boots again
+    api.act(sid, {"os-stop": None})
+    api.wait(sid, "SHUTOFF")
+    assert qemu_pids(d) == [] and "ACPI power button" in api.console(sid)
+    api.act(sid, {"os-start": None})
+    api.wait(sid, "ACTIVE")
+    api.wait_console(sid, READY, 2)
+
+    # pause/unpause keep the process; suspend saves the state and ends it, resume continues
+    pid = qemu_pids(d)
+    api.act(sid, {"pause": None})
+    assert api.wait(sid, "PAUSED")["OS-EXT-STS:power_state"] == 3 and qemu_pids(d) == pid
+    api.act(sid, {"unpause": None})
+    api.wait(sid, "ACTIVE")
+    api.act(sid, {"suspend": None})
+    api.wait(sid, "SUSPENDED")
+    assert qemu_pids(d) == [] and (d / "state.save").exists()
+    api.act(sid, {"resume": None})
+    api.wait(sid, "ACTIVE")
+    assert not (d / "state.save").exists() and len(qemu_pids(d)) == 1
+    time.sleep(1)
+    assert api.console(sid).count(READY) == 2  # resumed, not booted again
+    api.act(sid, {"reboot": {"type": "HARD"}})
+    api.wait(sid, "ACTIVE")
+    api.wait_console(sid, READY, 3)
+
+    # a snapshot of the running guest is an image that boots
+    r = api.act(sid, {"createImage": {"name": unique("snap")}}, "2.45")
+    snap = r.json()["image_id"]
+    deadline = time.monotonic() + 60
+    while (img := httpx.get(f"{qcloud.image_url}/v2/images/{snap}", headers={"X-Auth-Token": token}).json())[
+            "status"] != "active":
+        assert time.monotonic() < deadline, img
+        time.sleep(0.5)
+    assert img["disk_format"] == "qcow2" and img["size"] > 0 and img["kernel_id"]
+    api.wait(sid, "ACTIVE")
+
+    # resize on this one node: VERIFY_RESIZE with the new memory, revert restores the old disk
+    api.act(sid, {"resize": {"flavorRef": "11"}})
+    api.wait(sid, "VERIFY_RESIZE")
+    assert "-m 256" in " ".join(open(f"/proc/{qemu_pids(d)[0]}/cmdline").read().split("\0"))
+    api.act(sid, {"revertResize": None})
+    assert api.wait(sid, "ACTIVE")["flavor"]["ram"] == 128
+    assert not (d / "disk.backup").exists()
+
+    # shelve frees the node (no process, no files), unshelve boots it from the shelved image
+    api.act(sid, {"shelve": None})
+    api.wait(sid, "SHELVED_OFFLOADED")
+    assert not d.exists() and qemu_pids(d) == []
+    api.act(sid, {"unshelve": None})
+    api.wait(sid, "ACTIVE")
+    api.wait_console(sid, READY)
+
+    # a second server from the snapshot
+    r = httpx.post(f"{qcloud.compute_url}/servers", headers=h(token), json={"server": {
+        "name": "from-snap", "flavorRef": "10", "imageRef": snap, "networks": "none"}})
+    sid2 = r.json()["server"]["id"]
+    api.wait(sid2, "ACTIVE")
+    api.wait_console(sid2, READY)
+
+    for server_id in (sid, sid2):
+        assert httpx.delete(f"{qcloud.compute_url}/servers/{server_id}", headers=h(token)).status_code == 204
+    deadline = time.monotonic() + 30
+    while qemu_pids(qcloud.state_dir / "instances") or any(
+            p.name != "_base" for p in (qcloud.state_dir / "instances" / "qnode").iterdir()):
+        assert time.monotonic() < deadline, "QEMU processes or instance files were left behind"
+        time.sleep(0.2)
+    httpx.delete(f"{qcloud.image_url}/v2/images/{snap}", headers={"X-Auth-Token": token})
+
+
+def test_guests_outlive_a_controller_restart(qcloud: Cloud, tmp_path: Path) -> None:
+    """The controller (and its in-process agent) is killed -9: the guest keeps running, and the
+    restarted agent takes it up again; then delete leaves nothing."""
+    api = Api(qcloud)
+    image = httpx.get(f"{qcloud.image_url}/v2/images?name=cumulo-tiny", headers={"X-Auth-Token": api.token}
+                      ).json()["images"][0]["id"]
+    r = httpx.post(f"{qcloud.compute_url}/servers", headers=h(api.token), json={"server": {
+        "name": "survivor", "flavorRef": "10", "imageRef": image, "networks": "none"}})
+    sid = r.json()["server"]["id"]
+    api.wait(sid, "ACTIVE")
+    api.wait_console(sid, READY)
+    d = instance_dir(qcloud, sid)
+    pids = qemu_pids(d)
+    os.killpg(qcloud.proc.pid, signal.SIGKILL)
+    qcloud.proc.wait()
+    assert qemu_pids(d) == pids  # the guest did not notice
+    again = start_cloud(qcloud.state_dir, "sqlite", {k: v for k, v in qcloud.env.items()
+                                                     if k.startswith("CUMULO_COMPUTE__") and not k.endswith("PORT")})
+    qcloud.proc, qcloud.env = again.proc, again.env
+    qcloud.url, qcloud.compute_url, qcloud.image_url = again.url, again.compute_url, again.image_url
+    api = Api(again)
+    time.sleep(3)  # a few heartbeats: the node reconcile must keep the running guest
+    server = api.get(sid)
+    assert server["status"] == "ACTIVE" and qemu_pids(d) == pids
+    assert READY in api.console(sid)
+    assert httpx.delete(f"{again.compute_url}/servers/{sid}", headers=h(api.token)).status_code == 204
+    deadline = time.monotonic() + 20
+    while qemu_pids(d) or d.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
