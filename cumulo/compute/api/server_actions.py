@@ -23,7 +23,8 @@ SIMPLE = {"os-stop": "stop", "os-start": "start", "pause": "pause", "unpause": "
 ADMIN_ONLY = {"migrate", "os-migrateLive", "evacuate", "os-resetState", "shelveOffload"}
 # kept in a snapshot's properties from the image the server booted from
 INHERITED = {"kernel_id", "ramdisk_id", "kernel_args", "architecture", "hw_architecture", "os_distro", "os_type",
-             "hypervisor_type", "img_hv_type", "hw_disk_bus", "hw_vif_model", "hw_machine_type", "hw_firmware_type", "os_require_quiesce"}
+             "hypervisor_type", "img_hv_type", "hw_disk_bus", "hw_vif_model", "hw_machine_type", "hw_firmware_type",
+             "os_require_quiesce"}
 
 
 def accepted() -> Response:
