@@ -146,6 +146,7 @@ def main() -> int:
     db_url = args.database_url or f"sqlite:///{work}/cumulo/cumulo.db"
     env = {"CUMULO_COMPUTE__FAKE_NODES": str(args.nodes), "CUMULO_COMPUTE__PORT": str(compute_port),
            "CUMULO_PLACEMENT__PORT": str(placement_port), "CUMULO_IMAGE__PORT": str(image_port),
+           "CUMULO_COMPUTE__METADATA_PORT": str(args.port + 4),
            "CUMULO_COMPUTE__REPORT_INTERVAL": "10", "CUMULO_COMPUTE__BUILD_TIMEOUT": "600",
            "CUMULO_COMPUTE__LOCAL_NODE": "false"}
     if args.database_url:

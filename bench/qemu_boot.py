@@ -43,6 +43,7 @@ def main() -> int:
     env = {"CUMULO_COMPUTE__LOCAL_NODE": "true", "CUMULO_COMPUTE__FAKE_NODES": "0",
            "CUMULO_COMPUTE__HOST": "bench-node", "CUMULO_COMPUTE__PORT": str(compute_port),
            "CUMULO_PLACEMENT__PORT": str(args.port + 2), "CUMULO_IMAGE__PORT": str(image_port),
+           "CUMULO_COMPUTE__METADATA_PORT": str(args.port + 4),
            "CUMULO_COMPUTE__BUILD_TIMEOUT": "600", "CUMULO_COMPUTE__REPORT_INTERVAL": "5"}
     proc, ep = start_cumulo(work, 4, args.port, env)
     compute = f"http://127.0.0.1:{compute_port}/v2.1"

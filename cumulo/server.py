@@ -64,6 +64,7 @@ class Controller:
     image: Any = None
     agents: list[Any] = field(default_factory=list)
     servers: Any = None
+    metadata_secret: str = ""
     listeners: list[Listener] = field(default_factory=list)
     _servers: list[_Server] = field(default_factory=list)
 
@@ -153,6 +154,13 @@ class Controller:
                 else:
                     LOG.warning("no compute node on this machine: qemu-system-x86_64 or qemu-img is missing "
                                 "(scripts/setup.sh installs them)")
+            from cumulo.compute import metadata
+            from cumulo.core.http.app import create_app
+
+            self.metadata_secret = self.secret("metadata-secret", cfg.compute.metadata_secret)
+            self.listeners.append(Listener("metadata", cfg.compute.metadata_port, create_app(
+                "compute", metadata.router(self.servers, self.metadata_secret), None, max_body=65536,
+                redirect_slashes=False)))
             self.listeners.append(Listener("compute", cfg.compute.port, compute_app(
                 compute, self.identity, cfg.api.max_request_body_size, self.servers, self.image)))
         if "placement" in cfg.services:

@@ -356,3 +356,42 @@ def test_members_see_only_their_project(cloud: Cloud, admin) -> None:  # type: i
         assert r.status_code == 404, (method, path, r.text)
     assert show(cloud, token, sid)["status"] == "ACTIVE"
     httpx.delete(f"{cloud.compute_url}/servers/{sid}", headers=h(token))
+
+
+def test_metadata_api_for_a_signed_instance(cloud: Cloud, admin) -> None:  # type: ignore[no-untyped-def]
+    import base64
+    import hashlib
+    import hmac
+
+    token = admin[0]
+    key = httpx.post(f"{cloud.compute_url}/os-keypairs", headers=h(token), json={"keypair": {
+        "name": unique("mk")}}).json()["keypair"]
+    script = b"#!/bin/sh\necho hi\n"
+    server = boot(cloud, token, key_name=key["name"], metadata={"role": "db"},
+                  user_data=base64.b64encode(script).decode())
+    secret = (cloud.state_dir / "metadata-secret").read_text().strip()
+
+    def md(path: str, instance: str = server["id"], signature: str | None = None, **kw: Any) -> httpx.Response:
+        sig = signature if signature is not None else hmac.new(secret.encode(), instance.encode(),
+                                                                hashlib.sha256).hexdigest()
+        return httpx.request(kw.pop("method", "GET"), f"{cloud.metadata_url}{path}",
+                             headers={"X-Instance-ID": instance, "X-Instance-ID-Signature": sig}, **kw)
+
+    meta = md("/openstack/latest/meta_data.json").json()
+    assert meta["uuid"] == server["id"] and meta["meta"] == {"role": "db"}
+    assert meta["public_keys"] == {key["name"]: key["public_key"]} and meta["hostname"]
+    assert md("/openstack/2013-04-04/user_data").content == script
+    assert "user_data" in md("/openstack/latest").text.split()
+    assert md("/openstack/latest/network_data.json").json()["links"] == []
+    assert md("/latest/meta-data/instance-id").text.startswith("i-")
+    assert md("/latest/meta-data/public-keys/0/openssh-key").text == key["public_key"]
+    assert md("/latest/user-data").content == script
+    # the guest may store its password once
+    assert md("/openstack/latest/password", method="POST", content=b"c2VjcmV0").status_code == 200
+    assert md("/openstack/latest/password").text == "c2VjcmV0"
+    assert md("/openstack/latest/password", method="POST", content=b"again").status_code == 409
+    # an unsigned or wrongly signed request learns nothing; unknown instances and versions are 404
+    assert md("/openstack/latest/meta_data.json", signature="0" * 64).status_code == 403
+    assert md("/openstack/latest/meta_data.json", instance="0" * 36).status_code == 404
+    assert md("/openstack/1999-01-01/meta_data.json").status_code == 404
+    httpx.delete(f"{cloud.compute_url}/servers/{server['id']}", headers=h(token))

@@ -159,25 +159,13 @@ class QemuDriver:
 
     async def _config_drive(self, instance: dict[str, Any], d: Path) -> None:
         """ISO 9660 labelled config-2, in the layout cloud-init's OpenStack datasource reads."""
-        import base64
+        from cumulo.compute.metadata import config_drive_files
 
         with tempfile.TemporaryDirectory(dir=d) as tmp:
-            latest = Path(tmp) / "openstack" / "latest"
-            latest.mkdir(parents=True)
-            hostname = instance.get("hostname") or instance.get("name") or "server"
-            meta = {"uuid": instance["id"], "name": instance.get("name"), "hostname": hostname,
-                    "launch_index": 0, "availability_zone": instance.get("availability_zone") or "nova",
-                    "project_id": instance.get("project_id"), "meta": instance.get("metadata") or {},
-                    "public_keys": instance.get("public_keys") or {},
-                    "keys": [{"name": k, "type": "ssh", "data": v} for k, v in
-                             (instance.get("public_keys") or {}).items()],
-                    "devices": []}
-            (latest / "meta_data.json").write_text(json.dumps(meta))
-            (latest / "network_data.json").write_text(json.dumps({"links": [], "networks": [], "services": []}))
-            (latest / "vendor_data.json").write_text("{}")
-            (latest / "vendor_data2.json").write_text("{}")
-            if instance.get("user_data"):
-                (latest / "user_data").write_bytes(base64.b64decode(instance["user_data"]))
+            for rel, content in config_drive_files(instance).items():
+                path = Path(tmp) / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(content)
             await run("genisoimage", "-quiet", "-o", str(d / "disk.config"), "-V", "config-2", "-r", "-J", tmp)
 
     def _command(self, instance: dict[str, Any], d: Path, incoming: bool = False) -> list[str]:
