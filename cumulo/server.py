@@ -147,10 +147,15 @@ class Controller:
                 from cumulo.compute.agent import qemu_agent
 
                 if shutil.which("qemu-system-x86_64") and shutil.which("qemu-img"):
-                    agent = qemu_agent(cfg, self.bus)
-                    await agent.start()
-                    self.agents.append(agent)
-                    LOG.info("compute node %s runs QEMU (%s)", agent.host, agent.driver.node_info().hypervisor_type)
+                    import socket
+
+                    base = cfg.compute.host or socket.gethostname()
+                    for i in range(max(1, cfg.compute.local_nodes)):
+                        agent = qemu_agent(cfg, self.bus, base if i == 0 else f"{base}-{i + 1}")
+                        await agent.start()
+                        self.agents.append(agent)
+                        LOG.info("compute node %s runs QEMU (%s)", agent.host,
+                                 agent.driver.node_info().hypervisor_type)
                 else:
                     LOG.warning("no compute node on this machine: qemu-system-x86_64 or qemu-img is missing "
                                 "(scripts/setup.sh installs them)")

@@ -9,6 +9,7 @@ import asyncio
 import datetime as dt
 import logging
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -63,8 +64,8 @@ class ComputeAgent:
             if removed:
                 LOG.info("removed %d unused cached images on %s", len(removed), self.host)
 
-    async def _done(self, ctx: dict[str, Any], error: str | None = None) -> None:
-        await self.bus.cast("conductor", "server_update", {"ctx": ctx, "error": error})
+    async def _done(self, ctx: dict[str, Any], error: str | None = None, result: Any = None) -> None:
+        await self.bus.cast("conductor", "server_update", {"ctx": ctx, "error": error, "result": result})
 
     async def handle(self, method: str, args: dict[str, Any]) -> Any:
         if method == "ping":
@@ -81,13 +82,13 @@ class ComputeAgent:
             raise ValueError(f"unknown method {method}")
         ctx = args.get("ctx") or {}
         try:
-            await work(args)
+            result = await work(args)
         except Exception as exc:  # the controller turns this into the server's fault or a rollback
             LOG.warning("%s of %s on %s failed: %s", method, ctx.get("server_id"), self.host, exc,
                         exc_info=not isinstance(exc, (LookupError, RuntimeError)))
             await self._done(ctx, str(exc) or type(exc).__name__)
             return None
-        await self._done(ctx)
+        await self._done(ctx, result=result)
         return None
 
     async def _spawn(self, args: dict[str, Any]) -> None:
@@ -99,8 +100,11 @@ class ComputeAgent:
     async def _rebuild(self, args: dict[str, Any]) -> None:
         await self.driver.rebuild(args["server"])
 
+    async def _migrate_disk_and_power_off(self, args: dict[str, Any]) -> dict[str, Any]:
+        return await self.driver.migrate_disk_and_power_off(args["server"], args["dest"])
+
     async def _finish_migration(self, args: dict[str, Any]) -> None:
-        await self.driver.finish_migration(args["server"], args.get("source") == self.host)
+        await self.driver.finish_migration(args["server"], args.get("source") == self.host, args.get("disk"))
 
     async def _confirm_migration(self, args: dict[str, Any]) -> None:
         await self.driver.confirm_migration(args["server_id"], bool(args.get("same_host")))
@@ -108,11 +112,12 @@ class ComputeAgent:
     async def _finish_revert_migration(self, args: dict[str, Any]) -> None:
         await self.driver.finish_revert_migration(args["server"], bool(args.get("same_host")))
 
-    async def _live_migrate(self, args: dict[str, Any]) -> None:
+    async def _live_migrate(self, args: dict[str, Any]) -> Any:
         server, dest = args["server"], args["dest"]
-        target = await self.bus.call(f"compute.{dest}", "pre_live_migration", {"server": server}, timeout=60)
+        server = {**server, **await self.driver.migration_source_info(server["id"])}
+        target = await self.bus.call(f"compute.{dest}", "pre_live_migration", {"server": server}, timeout=120)
         try:
-            await self.driver.live_migrate(server["id"], target)
+            return await self.driver.live_migrate(server["id"], target)
         except Exception:
             await self.bus.cast(f"compute.{dest}", "destroy", {"server_id": server["id"]})  # roll back
             raise
@@ -150,7 +155,7 @@ def qemu_agent(cfg: Any, bus: Any, host: str | None = None) -> ComputeAgent:
 
     c = cfg.compute
     host = host or c.host or socket.gethostname()
-    path = c.instances_path or str(cfg.state_path / "instances" / host)
+    path = Path(c.instances_path or cfg.state_path / "instances") / host
     driver = QemuDriver(host, path, shutdown_timeout=c.shutdown_timeout,
                         max_concurrent_builds=c.max_concurrent_builds, tb_size=c.tcg_tb_size)
     return ComputeAgent(bus, host, driver, c.report_interval, c.image_cache_max_age)

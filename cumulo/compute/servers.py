@@ -562,8 +562,27 @@ class ServerManager:
         payload = await self.payload(server.id)
         payload["flavor"] = flavor
         payload["power_on"] = old_vm_state != "stopped"
-        await self.cast(dest.host, "finish_migration", {"server": payload, "source": server.host}, "resize",
-                        server.id, action_id)
+        if dest.host == server.host:
+            await self.cast(dest.host, "finish_migration", {"server": payload, "source": server.host}, "resize",
+                            server.id, action_id)
+            return
+        # another node: the source stops the guest and says where its disk is, then the destination
+        # takes it (ctx carries what the second step needs, the user's token included)
+        await self.cast(server.host or "", "migrate_disk_and_power_off", {"server": payload, "dest": dest.host},
+                        "resize_prep", server.id, action_id, dest=dest.host, payload=payload)
+
+    async def _done_resize_prep(self, server_id: str, ctx: dict[str, Any], args: dict[str, Any],
+                                error: str | None) -> None:
+        server = await self.get(server_id)
+        if server is None or server.deleted_at is not None:
+            return
+        if error:
+            await self._rollback_move(server, dict(server.system_meta or {}), error, restart=True)
+            return
+        await self.settle_task(server_id, "resize_migrating")
+        await self.cast(ctx["dest"], "finish_migration", {"server": ctx["payload"], "source": server.host,
+                                                          "disk": args.get("result") or {}},
+                        "resize", server_id, ctx.get("action_id"))
 
     async def settle_task(self, server_id: str, task_state: str, **values: Any) -> None:
         async with self.db.session() as s:
@@ -582,8 +601,8 @@ class ServerManager:
         if server is None or server.deleted_at is not None:
             return
         meta = dict(server.system_meta or {})
-        if error:  # back to the source: its claim returns to the server
-            await self._rollback_move(server, meta, error)
+        if error:  # back to the source: its claim returns to the server, a stopped guest starts again
+            await self._rollback_move(server, meta, error, restart=True)
             return
         dest_host = ctx.get("host")
         await self._migration_status(meta.get("migration"), "finished")
@@ -592,8 +611,9 @@ class ServerManager:
                           flavor_id=(meta.get("new_flavor") or server.flavor)["id"],
                           power_state=RUNNING if meta.get("old_vm_state") != "stopped" else SHUTDOWN)
 
-    async def _rollback_move(self, server: Server, meta: dict[str, Any], error: str) -> None:
+    async def _rollback_move(self, server: Server, meta: dict[str, Any], error: str, restart: bool = False) -> None:
         migration = meta.pop("migration", None)
+        restart = restart and meta.get("old_vm_state") == "active" and bool(server.host)
         if server.node or meta.get("old_node"):
             await self.placement.set_allocations({
                 server.id: {"allocations": {meta.get("old_node") or server.node: resources_of(server.flavor)},
@@ -604,6 +624,10 @@ class ServerManager:
             meta.pop(key, None)
         await self.settle(server.id, system_meta=meta)
         LOG.warning("moving server %s failed, it stays on %s: %s", server.id, server.host, error)
+        if restart:  # the source stopped the guest for the move: it runs again where it was
+            await self.cast(server.host or "", "power", {"server_id": server.id, "action": "start",
+                                                         "server": await self.payload(server.id)},
+                            "start", server.id, None)
 
     async def _node_id(self, host: str | None) -> str | None:
         if not host:

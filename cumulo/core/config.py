@@ -116,9 +116,13 @@ class ComputeConfig:
     default_availability_zone: str = "nova"
     # Run a compute agent for this machine inside `cumulo up`, with the QEMU driver (real VMs).
     local_node: bool = True
+    # How many QEMU nodes `cumulo up` runs on this machine (HOST, HOST-2, ...): more than one lets
+    # servers move between nodes (migration, evacuation) on a single machine.
+    local_nodes: int = 1
     # This machine's compute host name (default: the system's host name).
     host: str = ""
-    # Where instances' disks, consoles and sockets live (default: <state_dir>/instances/<host>).
+    # Where instances' disks, consoles and sockets live: <instances_path>/<host>/ (default
+    # <state_dir>/instances); nodes that share it can move servers between them cold.
     instances_path: str = ""
     # Seconds a guest gets to power off on the ACPI button before it is stopped hard.
     shutdown_timeout: float = 60.0

@@ -37,7 +37,8 @@ def qemu_pids(root: Path) -> list[int]:
 def qcloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     tmp = tmp_path_factory.mktemp("qemu-cloud")
     env = {"CUMULO_COMPUTE__FAKE_NODES": "0", "CUMULO_COMPUTE__LOCAL_NODE": "true",
-           "CUMULO_COMPUTE__HOST": "qnode", "CUMULO_COMPUTE__SHUTDOWN_TIMEOUT": "15",
+           "CUMULO_COMPUTE__HOST": "qnode", "CUMULO_COMPUTE__LOCAL_NODES": "2",
+           "CUMULO_COMPUTE__SHUTDOWN_TIMEOUT": "15",
            "CUMULO_COMPUTE__BUILD_TIMEOUT": "120"}
     c = start_cloud(tmp, "sqlite", env)
     yield c
@@ -89,8 +90,16 @@ class Api:
             time.sleep(0.3)
 
 
-def instance_dir(cloud: Cloud, server_id: str) -> Path:
-    return cloud.state_dir / "instances" / "qnode" / server_id
+def instance_dir(cloud: Cloud, server_id: str, host: str = "qnode") -> Path:
+    return cloud.state_dir / "instances" / host / server_id
+
+
+def where(api: Api, server_id: str) -> Path:
+    return instance_dir(api.cloud, server_id, api.get(server_id)["OS-EXT-SRV-ATTR:host"])
+
+
+def leftovers(cloud: Cloud) -> list[Path]:
+    return [p for node in (cloud.state_dir / "instances").iterdir() for p in node.iterdir() if p.name != "_base"]
 
 
 def test_qemu_node_registers_with_its_hypervisor_type(qcloud: Cloud) -> None:
@@ -101,10 +110,11 @@ def test_qemu_node_registers_with_its_hypervisor_type(qcloud: Cloud) -> None:
         if hypervisors["hypervisors"] or time.monotonic() > deadline:
             break
         time.sleep(0.3)
+    assert sorted(x["hypervisor_hostname"] for x in hypervisors["hypervisors"]) == ["qnode", "qnode-2"]
     node = hypervisors["hypervisors"][0]
     kvm = Path("/sys/module/kvm_pvm").exists() is False and os.access("/dev/kvm", os.W_OK) and \
         any(flag in Path("/proc/cpuinfo").read_text().split() for flag in ("vmx", "svm"))
-    assert node["hypervisor_type"] == ("KVM" if kvm else "QEMU") and node["hypervisor_hostname"] == "qnode"
+    assert node["hypervisor_type"] == ("KVM" if kvm else "QEMU")
 
 
 def test_boot_power_cycle_snapshot_resize_shelve_delete(qcloud: Cloud) -> None:
@@ -128,7 +138,7 @@ def test_boot_power_cycle_snapshot_resize_shelve_delete(qcloud: Cloud) -> None:
     print(f"POST -> ACTIVE {active:.1f} s, -> ready marker {ready:.1f} s")
     assert "metadata from config-drive" in console and "hostname=tiny-vm" in console
     assert "hello-from-user-data" in console
-    d = instance_dir(qcloud, sid)
+    d = where(api, sid)
     assert (d / "disk").exists() and (d / "disk.config").exists() and len(qemu_pids(d)) == 1
     # length trims the output to its last lines
     r = httpx.post(f"{qcloud.compute_url}/servers/{sid}/action", headers=h(token),
@@ -175,10 +185,16 @@ def test_boot_power_cycle_snapshot_resize_shelve_delete(qcloud: Cloud) -> None:
     # resize on this one node: VERIFY_RESIZE with the new memory, revert restores the old disk
     api.act(sid, {"resize": {"flavorRef": "11"}})
     api.wait(sid, "VERIFY_RESIZE")
-    assert "-m 256" in " ".join(open(f"/proc/{qemu_pids(d)[0]}/cmdline").read().split("\0"))
+    resized = where(api, sid)
+    assert "-m 256" in " ".join(open(f"/proc/{qemu_pids(resized)[0]}/cmdline").read().split("\0"))
     api.act(sid, {"revertResize": None})
     assert api.wait(sid, "ACTIVE")["flavor"]["ram"] == 128
-    assert not (d / "disk.backup").exists()
+    assert where(api, sid) == d and not (d / "disk.backup").exists() and len(qemu_pids(d)) == 1
+    if resized != d:  # the resize went to the other node: its copy is gone with the revert
+        deadline = time.monotonic() + 15
+        while resized.exists() or qemu_pids(resized):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
 
     # shelve frees the node (no process, no files), unshelve boots it from the shelved image
     api.act(sid, {"shelve": None})
@@ -198,8 +214,7 @@ def test_boot_power_cycle_snapshot_resize_shelve_delete(qcloud: Cloud) -> None:
     for server_id in (sid, sid2):
         assert httpx.delete(f"{qcloud.compute_url}/servers/{server_id}", headers=h(token)).status_code == 204
     deadline = time.monotonic() + 30
-    while qemu_pids(qcloud.state_dir / "instances") or any(
-            p.name != "_base" for p in (qcloud.state_dir / "instances" / "qnode").iterdir()):
+    while qemu_pids(qcloud.state_dir / "instances") or leftovers(qcloud):
         assert time.monotonic() < deadline, "QEMU processes or instance files were left behind"
         time.sleep(0.2)
     httpx.delete(f"{qcloud.image_url}/v2/images/{snap}", headers={"X-Auth-Token": token})
@@ -216,7 +231,7 @@ def test_guests_outlive_a_controller_restart(qcloud: Cloud, tmp_path: Path) -> N
     sid = r.json()["server"]["id"]
     api.wait(sid, "ACTIVE")
     api.wait_console(sid, READY)
-    d = instance_dir(qcloud, sid)
+    d = where(api, sid)
     pids = qemu_pids(d)
     os.killpg(qcloud.proc.pid, signal.SIGKILL)
     qcloud.proc.wait()
@@ -233,5 +248,56 @@ def test_guests_outlive_a_controller_restart(qcloud: Cloud, tmp_path: Path) -> N
     assert httpx.delete(f"{again.compute_url}/servers/{sid}", headers=h(api.token)).status_code == 204
     deadline = time.monotonic() + 20
     while qemu_pids(d) or d.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+
+def test_live_migration_keeps_the_guest_running_and_cold_migration_moves_it(qcloud: Cloud) -> None:
+    import base64
+
+    api = Api(qcloud)
+    image = httpx.get(f"{qcloud.image_url}/v2/images?name=cumulo-tiny", headers={"X-Auth-Token": api.token}
+                      ).json()["images"][0]["id"]
+    loop = "#!/bin/sh\n(i=0; while true; do i=$((i+1)); echo tick $i > /dev/console; sleep 0.3; done) &\n"
+    r = httpx.post(f"{qcloud.compute_url}/servers", headers=h(api.token), json={"server": {
+        "name": "mover", "flavorRef": "10", "imageRef": image, "networks": "none", "config_drive": True,
+        "user_data": base64.b64encode(loop.encode()).decode(), "availability_zone": "nova:qnode"}})
+    sid = r.json()["server"]["id"]
+    api.wait(sid, "ACTIVE")
+    api.wait_console(sid, "tick 3")
+    source = where(api, sid)
+    api.act(sid, {"os-migrateLive": {"host": None, "block_migration": "auto"}}, "2.30")
+    deadline = time.monotonic() + 120
+    while api.get(sid)["OS-EXT-SRV-ATTR:host"] == "qnode":
+        assert time.monotonic() < deadline, api.get(sid)
+        time.sleep(0.2)
+    moved = api.wait(sid, "ACTIVE")
+    assert moved["OS-EXT-SRV-ATTR:host"] == "qnode-2"
+    before = max(int(x.split()[1]) for x in (source / "console.log").read_text(errors="replace").split("\n")
+                 if x.startswith("tick ") and x.split()[1].isdigit()) if source.exists() else 0
+    text = api.wait_console(sid, "tick ")
+    ticks = [int(x.split()[1]) for x in text.splitlines() if x.startswith("tick ") and x.split()[1].isdigit()]
+    assert ticks and max(ticks) > 3 and READY not in text, text[-2000:]  # counting on, never booted again
+    assert before == 0  # the source's files are gone
+    deadline = time.monotonic() + 15
+    while qemu_pids(source):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    migration = httpx.get(f"{qcloud.compute_url}/os-migrations?instance_uuid={sid}", headers=h(api.token)
+                          ).json()["migrations"][0]
+    assert migration["status"] == "completed"
+    # cold migration back to the first node: the guest reboots there
+    api.act(sid, {"migrate": None})
+    assert api.wait(sid, "VERIFY_RESIZE")["OS-EXT-SRV-ATTR:host"] == "qnode"
+    api.act(sid, {"confirmResize": None})
+    api.wait(sid, "ACTIVE")
+    api.wait_console(sid, READY)
+    deadline = time.monotonic() + 15
+    while instance_dir(qcloud, sid, "qnode-2").exists():
+        assert time.monotonic() < deadline, "the confirmed migration left the old copy"
+        time.sleep(0.2)
+    assert httpx.delete(f"{qcloud.compute_url}/servers/{sid}", headers=h(api.token)).status_code == 204
+    deadline = time.monotonic() + 20
+    while qemu_pids(qcloud.state_dir / "instances") or leftovers(qcloud):
         assert time.monotonic() < deadline
         time.sleep(0.2)

@@ -49,9 +49,16 @@ class Driver(Protocol):
         """Recreate the root disk from instance["image_id"], keeping the instance's identity."""
         ...
 
-    async def finish_migration(self, instance: dict[str, Any], same_host: bool) -> None:
+    async def migrate_disk_and_power_off(self, instance: dict[str, Any], dest: str) -> dict[str, Any]:
+        """Source side of a move to another node: stop the guest; returns where the destination
+        finds the disk."""
+        ...
+
+    async def finish_migration(self, instance: dict[str, Any], same_host: bool,
+                               disk: dict[str, Any] | None = None) -> None:
         """Destination side of a resize or cold migration: run the instance here with
-        instance["flavor"], powered on if instance["power_on"]; keep what a revert needs."""
+        instance["flavor"], powered on if instance["power_on"]; keep what a revert needs.
+        ``disk`` is what the source's migrate_disk_and_power_off returned."""
         ...
 
     async def confirm_migration(self, instance_id: str, same_host: bool) -> None:
@@ -66,8 +73,13 @@ class Driver(Protocol):
         """Destination side: get ready to receive; returns where the source should send to."""
         ...
 
-    async def live_migrate(self, instance_id: str, target: dict[str, Any]) -> None:
-        """Source side: move the running instance to ``target``; afterwards it is gone here."""
+    async def migration_source_info(self, instance_id: str) -> dict[str, Any]:
+        """Source side, before a live migration: what the destination must match (disk size)."""
+        ...
+
+    async def live_migrate(self, instance_id: str, target: dict[str, Any]) -> dict[str, Any]:
+        """Source side: move the running instance to ``target``; afterwards it is gone here.
+        Returns figures of the move (total time, downtime)."""
         ...
 
     async def snapshot(self, instance_id: str) -> Snapshot: ...

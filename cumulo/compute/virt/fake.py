@@ -86,7 +86,13 @@ class FakeDriver:
         self._log(instance["id"], f"rebuilt from image {instance.get('image_id')}")
         self._save()
 
-    async def finish_migration(self, instance: dict[str, Any], same_host: bool) -> None:
+    async def migrate_disk_and_power_off(self, instance: dict[str, Any], dest: str) -> dict[str, Any]:
+        self._require(instance["id"])["power"] = 4
+        self._save()
+        return {}
+
+    async def finish_migration(self, instance: dict[str, Any], same_host: bool,
+                               disk: dict[str, Any] | None = None) -> None:
         if same_host and instance["id"] in self.instances_:
             self.backups[instance["id"]] = dict(self.instances_[instance["id"]])
         console = self.instances_.get(instance["id"], {}).get("console", [])
@@ -117,10 +123,14 @@ class FakeDriver:
         self._save()
         return {"host": self.hostname}
 
-    async def live_migrate(self, instance_id: str, target: dict[str, Any]) -> None:
+    async def migration_source_info(self, instance_id: str) -> dict[str, Any]:
+        return {}
+
+    async def live_migrate(self, instance_id: str, target: dict[str, Any]) -> dict[str, Any]:
         self._require(instance_id)
         self.instances_.pop(instance_id)
         self._save()
+        return {}
 
     async def snapshot(self, instance_id: str) -> Snapshot:
         inst = self._require(instance_id)

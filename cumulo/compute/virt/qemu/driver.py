@@ -132,17 +132,25 @@ class QemuDriver:
         return RUNNING if status == "running" else PAUSED
 
     # -- building the pieces --------------------------------------------------------------------------
-    async def _prepare_disks(self, instance: dict[str, Any], d: Path) -> None:
-        image_url, token = instance.get("image_url", ""), instance.get("token", "")
-        base, meta = await self.images.fetch(instance["image_id"], image_url, token)
-        fmt = "qcow2" if meta.get("disk_format") == "qcow2" else "raw"
-        disk = d / "disk"
+    async def _prepare_disks(self, instance: dict[str, Any], d: Path, size: int | None = None) -> None:
+        """The overlay on the cached base (``size`` bytes when a migration names it, else grown to
+        the flavor), the kernel and ramdisk for direct boot, and the config drive."""
+        base, fmt, meta = await self._fetch_boot(instance)
         tmp = d / "disk.part"
         await run("qemu-img", "create", "-q", "-f", "qcow2", "-F", fmt, "-b", str(base), str(tmp))
         size_gb = instance["flavor"].get("disk") or 0
-        if size_gb and size_gb * (1 << 30) > (meta.get("virtual_size") or meta.get("size") or 0):
+        if size:
+            await run("qemu-img", "resize", "-q", str(tmp), str(size))
+        elif size_gb and size_gb * (1 << 30) > (meta.get("virtual_size") or meta.get("size") or 0):
             await run("qemu-img", "resize", "-q", str(tmp), f"{size_gb}G")
-        os.replace(tmp, disk)
+        os.replace(tmp, d / "disk")
+        if instance.get("config_drive"):
+            await self._config_drive(instance, d)
+
+    async def _fetch_boot(self, instance: dict[str, Any]) -> tuple[Path, str, dict[str, Any]]:
+        image_url, token = instance.get("image_url", ""), instance.get("token", "")
+        base, meta = await self.images.fetch(instance["image_id"], image_url, token)
+        fmt = "qcow2" if meta.get("disk_format") == "qcow2" else "raw"
         boot: dict[str, Any] = {}
         props = {**(meta.get("properties") or {}), **(instance.get("image_properties") or {})}
         if props.get("kernel_id"):
@@ -154,8 +162,7 @@ class QemuDriver:
             boot["append"] = props.get("kernel_args") or "console=ttyS0 root=/dev/vda1 panic=5"
         boot["base_images"] = [x for x in (instance["image_id"], props.get("kernel_id"), props.get("ramdisk_id")) if x]
         instance["boot"] = boot
-        if instance.get("config_drive"):
-            await self._config_drive(instance, d)
+        return base, fmt, meta
 
     async def _config_drive(self, instance: dict[str, Any], d: Path) -> None:
         """ISO 9660 labelled config-2, in the layout cloud-init's OpenStack datasource reads."""
@@ -168,7 +175,7 @@ class QemuDriver:
                 path.write_bytes(content)
             await run("genisoimage", "-quiet", "-o", str(d / "disk.config"), "-V", "config-2", "-r", "-J", tmp)
 
-    def _command(self, instance: dict[str, Any], d: Path, incoming: bool = False) -> list[str]:
+    def _command(self, instance: dict[str, Any], d: Path, incoming: bool | str = False) -> list[str]:
         flavor = instance["flavor"]
         accel = ["-accel", "kvm", "-cpu", "host"] if self.kvm else ["-accel", f"tcg,tb-size={self.tb_size}"]
         cmd = [self.binary, "-name", f"guest=instance-{instance['id'][:8]}", "-uuid", instance["id"],
@@ -188,11 +195,13 @@ class QemuDriver:
             cmd += ["-kernel", boot["kernel"], "-append", boot.get("append", "console=ttyS0")]
             if boot.get("initrd"):
                 cmd += ["-initrd", boot["initrd"]]
-        if incoming:
+        if incoming is True:
             cmd += ["-S", "-incoming", "defer"]
+        elif incoming:
+            cmd += ["-incoming", str(incoming)]
         return cmd
 
-    async def _launch(self, instance: dict[str, Any], d: Path, incoming: bool = False) -> None:
+    async def _launch(self, instance: dict[str, Any], d: Path, incoming: bool | str = False) -> None:
         (d / "qmp.sock").unlink(missing_ok=True)
         log = d / "qemu.log"
         async with self.boots:
@@ -353,11 +362,48 @@ class QemuDriver:
             await self._launch(instance, d)
 
     # -- resize (same host; moves between nodes need the migration work) ------------------------------
-    async def finish_migration(self, instance: dict[str, Any], same_host: bool) -> None:
-        if not same_host:
-            raise RuntimeError("moving a QEMU instance to another node is not supported yet: resize on the "
-                               "same node ([compute] allow_resize_to_same_host)")
+    async def migrate_disk_and_power_off(self, instance: dict[str, Any], dest: str) -> dict[str, Any]:
+        async with self.lock(instance["id"]):
+            self._load(instance["id"])
+            await self._shutdown(instance["id"])
+        return {"path": str(self.dir(instance["id"]) / "disk"), "host": self.hostname}
+
+    async def _take_disk(self, instance: dict[str, Any], disk: dict[str, Any]) -> None:
+        """Destination of a cold move: copy the source's overlay and put it on this node's cached
+        copy of the same base (nodes of one machine, or sharing the instances filesystem)."""
+        source = Path(disk.get("path") or "")
+        if not source.is_file():
+            raise RuntimeError(f"the source's disk {source} is not reachable from node {self.hostname}: moving "
+                               "between nodes needs them to share the instances filesystem")
         d = self.dir(instance["id"])
+        d.mkdir(parents=True, exist_ok=True)
+        base, fmt, _ = await self._fetch_boot(instance)
+        tmp = d / "disk.part"
+        await run("cp", "--sparse=always", str(source), str(tmp))
+        await run("qemu-img", "rebase", "-q", "-u", "-F", fmt, "-b", str(base), str(tmp))
+        os.replace(tmp, d / "disk")
+        if instance.get("config_drive"):
+            await self._config_drive(instance, d)
+
+    async def finish_migration(self, instance: dict[str, Any], same_host: bool,
+                               disk: dict[str, Any] | None = None) -> None:
+        d = self.dir(instance["id"])
+        if not same_host:
+            async with self.lock(instance["id"]):
+                try:
+                    await self._take_disk(instance, disk or {})
+                    size_gb = instance["flavor"].get("disk") or 0
+                    info = json.loads(await run("qemu-img", "info", "--output=json", str(d / "disk")))
+                    if size_gb and size_gb * (1 << 30) > info.get("virtual-size", 0):
+                        await run("qemu-img", "resize", "-q", str(d / "disk"), f"{size_gb}G")
+                    self._save(instance, d)
+                    if instance.get("power_on", True):
+                        await self._launch(instance, d)
+                except BaseException:
+                    await self._kill(instance["id"])
+                    shutil.rmtree(d, ignore_errors=True)
+                    raise
+            return
         async with self.lock(instance["id"]):
             stored = self._load(instance["id"])
             await self._shutdown(instance["id"])
@@ -393,11 +439,60 @@ class QemuDriver:
             if instance.get("power_on", True):
                 await self._launch(stored, d)
 
-    async def pre_live_migration(self, instance: dict[str, Any]) -> dict[str, Any]:
-        raise RuntimeError("live migration of QEMU instances is not supported yet")
+    async def migration_source_info(self, instance_id: str) -> dict[str, Any]:
+        info = json.loads(await run("qemu-img", "info", "-U", "--output=json", str(self.dir(instance_id) / "disk")))
+        return {"disk_size": info["virtual-size"]}
 
-    async def live_migrate(self, instance_id: str, target: dict[str, Any]) -> None:
-        raise RuntimeError("live migration of QEMU instances is not supported yet")
+    async def pre_live_migration(self, instance: dict[str, Any]) -> dict[str, Any]:
+        """Destination: an empty overlay of the same size on the same base, and a QEMU waiting for
+        the source on a loopback port; the block migration fills the overlay."""
+        import socket
+
+        d = self.dir(instance["id"])
+        async with self.lock(instance["id"]):
+            d.mkdir(parents=True, exist_ok=True)
+            try:
+                await self._prepare_disks(instance, d, size=instance.get("disk_size"))
+                self._save(instance, d)
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", 0))
+                    port = probe.getsockname()[1]
+                uri = f"tcp:127.0.0.1:{port}"
+                await self._launch(instance, d, incoming=uri)
+            except BaseException:
+                await self._kill(instance["id"])
+                shutil.rmtree(d, ignore_errors=True)
+                raise
+        return {"uri": uri, "host": self.hostname}
+
+    async def live_migrate(self, instance_id: str, target: dict[str, Any]) -> dict[str, Any]:
+        """Source: QEMU's own migration with the disk's top layer copied (block migration over the
+        shared base); when it completes the source stops and its files go."""
+        d = self.dir(instance_id)
+        async with self.lock(instance_id):
+            async with QMP(str(d / "qmp.sock"), timeout=30) as q:
+                await q.execute("migrate", uri=target["uri"], blk=True, inc=True)
+                while True:
+                    info = await q.execute("query-migrate")
+                    status = info.get("status")
+                    if status == "completed":
+                        break
+                    if status in ("failed", "cancelled"):
+                        raise RuntimeError(f"live migration {status}: {info.get('error-desc', '')}")
+                    await asyncio.sleep(0.05)
+                try:
+                    await q.execute("quit")
+                except (QMPError, ConnectionError, OSError):
+                    pass
+            for _ in range(300):
+                if self.pid(instance_id) is None:
+                    break
+                await asyncio.sleep(0.01)
+            await self._kill(instance_id)
+            shutil.rmtree(d, ignore_errors=True)
+        LOG.info("live migration of %s: %s ms in all, %s ms downtime", instance_id, info.get("total-time"),
+                 info.get("downtime"))
+        return {"total_ms": info.get("total-time"), "downtime_ms": info.get("downtime")}
 
     # -- snapshots and the console ------------------------------------------------------------------------
     async def snapshot(self, instance_id: str) -> Snapshot:
