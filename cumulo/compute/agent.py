@@ -24,6 +24,8 @@ class ComputeAgent:
                  image_cache_max_age: float = 86400) -> None:
         self.bus, self.host, self.driver, self.report_interval = bus, host, driver, report_interval
         self.image_cache_max_age = image_cache_max_age
+        self._reported = False
+        self.started_at = dt.datetime.now(dt.UTC).isoformat()
         self._task: asyncio.Task[None] | None = None
         self._work: set[asyncio.Task[Any]] = set()
 
@@ -40,7 +42,10 @@ class ComputeAgent:
         info = self.driver.node_info()
         taken_at = dt.datetime.now(dt.UTC).isoformat()
         await self.bus.cast("conductor", "report_node", {"host": self.host, "node": asdict(info), "taken_at": taken_at,
-                                                          "instances": await self.driver.instances()})
+                                                          "instances": await self.driver.instances(),
+                                                          "first": not self._reported,
+                                                          "started_at": self.started_at})
+        self._reported = True
 
     async def _heartbeat(self) -> None:
         beats = 0

@@ -23,6 +23,14 @@ from cumulo.placement.service import NODE_ALLOCATION_RATIOS, PlacementService
 LOG = logging.getLogger(__name__)
 
 
+def naive(stamp: str | None) -> dt.datetime | None:
+    """An agent's ISO time as the database keeps times (naive UTC)."""
+    if not stamp:
+        return None
+    when = dt.datetime.fromisoformat(stamp)
+    return when.astimezone(dt.UTC).replace(tzinfo=None) if when.tzinfo else when
+
+
 class Conductor:
     def __init__(self, db: Database, bus: Bus, placement: PlacementService) -> None:
         self.db, self.bus, self.placement = db, bus, placement
@@ -36,8 +44,8 @@ class Conductor:
             node_id = await self.report_node(args["host"], args["node"])
             if self.servers is not None and "instances" in args:
                 taken = args.get("taken_at")
-                await self.servers.sync_host(args["host"], args["instances"],
-                                             dt.datetime.fromisoformat(taken) if taken else None)
+                await self.servers.sync_host(args["host"], args["instances"], naive(taken), bool(args.get("first")),
+                                             naive(args.get("started_at")))
             return node_id
         if method == "server_update" and self.servers is not None:
             return await self.servers.reported(args)

@@ -924,9 +924,13 @@ class ServerManager:
             await self.settle(server.id, vm_state="active")
 
     # -- reports from a node's heartbeat ----------------------------------------------------------
-    async def sync_host(self, host: str, instances: dict[str, int], taken_at: dt.datetime | None = None) -> None:
-        """Reconcile what a node runs with what the database says it should: instances nothing owns
-        are destroyed (a delete the agent missed); servers the node lost are shown stopped."""
+    async def sync_host(self, host: str, instances: dict[str, int], taken_at: dt.datetime | None = None,
+                        first: bool = False, agent_started: dt.datetime | None = None) -> None:
+        """Reconcile what a node runs with what the database says it should (Nova's power-state
+        sync): instances nothing owns are destroyed (a delete the agent missed); a build whose
+        report was lost (its controller died) completes when the node runs it; servers the node
+        lost or that powered themselves off are shown SHUTOFF, or, on the first report after the
+        agent started and with [compute] resume_guests_state_on_host_boot, started again."""
         async with self.db.session() as s:
             rows = (await s.execute(select(Server.id, Server.host, Server.vm_state, Server.task_state,
                                            Server.deleted_at, Server.system_meta, Server.updated_at).where(
@@ -942,13 +946,29 @@ class ServerManager:
                 await self.bus.cast(f"compute.{host}", "destroy", {"server_id": instance_id})
         # only servers last changed before the node looked: a report overtaken by a spawn proves nothing
         before = (taken_at or utcnow()) - dt.timedelta(seconds=2)
-        lost = [r.id for r in rows if r.host == host and r.deleted_at is None and r.task_state is None
-                and r.vm_state in ("active", "paused", "suspended") and r.id not in instances
-                and r.updated_at < before]
-        if lost:
-            LOG.warning("%d servers are no longer running on %s: shown SHUTOFF", len(lost), host)
+        mine = [r for r in rows if r.host == host and r.deleted_at is None and r.updated_at < before]
+        for r in rows:
+            if r.host != host or r.deleted_at is not None or r.vm_state != "building" or r.task_state != "spawning":
+                continue
+            if instances.get(r.id) == RUNNING and r.updated_at < before:
+                LOG.info("server %s runs on %s though its build was never reported: ACTIVE", r.id, host)
+                await self._done_spawn(r.id, {}, {}, None)
+            elif agent_started is not None and r.updated_at < agent_started and instances.get(r.id) != RUNNING:
+                # handed to an agent that has restarted since: the build it had in hand is lost
+                await self._done_spawn(r.id, {}, {}, f"the compute agent on {host} restarted during the build")
+        down = [r.id for r in mine if r.task_state is None and r.vm_state in ("active", "paused", "suspended")
+                and instances.get(r.id, SHUTDOWN) == SHUTDOWN
+                and not (r.vm_state == "suspended" and instances.get(r.id) == SUSPENDED)]
+        if down and first and self.cfg.resume_guests_state_on_host_boot:
+            LOG.warning("%d servers of %s are not running after it started: starting them", len(down), host)
+            for server_id in down:
+                await self.cast(host, "power", {"server_id": server_id, "action": "start",
+                                                "server": await self.payload(server_id)}, "start", server_id, None)
+        elif down:
+            LOG.warning("%d servers are not running on %s (lost, or powered off from inside): shown SHUTOFF",
+                        len(down), host)
             async with self.db.session() as s:
-                await s.execute(update(Server).where(Server.id.in_(lost), Server.task_state.is_(None)).values(
+                await s.execute(update(Server).where(Server.id.in_(down), Server.task_state.is_(None)).values(
                     vm_state="stopped", power_state=SHUTDOWN))
 
     # -- reconcile --------------------------------------------------------------------------

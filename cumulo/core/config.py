@@ -128,6 +128,9 @@ class ComputeConfig:
     shutdown_timeout: float = 60.0
     # Concurrent QEMU starts per node (0: two per core).
     max_concurrent_builds: int = 0
+    # When a node's agent starts and finds servers that should run but do not (the machine
+    # rebooted), start them (true) or show them SHUTOFF (false), as Nova's option of this name.
+    resume_guests_state_on_host_boot: bool = False
     # Cached base images no instance uses are removed after this many seconds.
     image_cache_max_age: int = 86400
     # TCG translation cache per guest in MiB (memory per guest when there is no KVM).

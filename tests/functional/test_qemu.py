@@ -301,3 +301,55 @@ def test_live_migration_keeps_the_guest_running_and_cold_migration_moves_it(qclo
     while qemu_pids(qcloud.state_dir / "instances") or leftovers(qcloud):
         assert time.monotonic() < deadline
         time.sleep(0.2)
+
+
+def test_crashed_guest_shows_shutoff_and_a_build_cut_short_completes(qcloud: Cloud) -> None:
+    """A QEMU killed behind the agent's back is shown SHUTOFF by the node sync (and starts again);
+    a controller killed -9 in the middle of a boot: after the restart the server ends ACTIVE (the
+    node runs it) and nothing is left once it is deleted."""
+    api = Api(qcloud)
+    image = httpx.get(f"{qcloud.image_url}/v2/images?name=cumulo-tiny", headers={"X-Auth-Token": api.token}
+                      ).json()["images"][0]["id"]
+    r = httpx.post(f"{qcloud.compute_url}/servers", headers=h(api.token), json={"server": {
+        "name": "crashy", "flavorRef": "10", "imageRef": image, "networks": "none"}})
+    sid = r.json()["server"]["id"]
+    api.wait(sid, "ACTIVE")
+    api.wait_console(sid, READY)
+    d = where(api, sid)
+    for pid in qemu_pids(d):
+        os.kill(pid, signal.SIGKILL)
+    shown = api.wait(sid, "SHUTOFF", timeout=30)
+    assert shown["OS-EXT-STS:power_state"] == 4
+    api.act(sid, {"os-start": None})
+    api.wait(sid, "ACTIVE")
+    api.wait_console(sid, READY, 2)
+
+    # kill the controller while a second server boots
+    r = httpx.post(f"{qcloud.compute_url}/servers", headers=h(api.token), json={"server": {
+        "name": "cut-short", "flavorRef": "10", "imageRef": image, "networks": "none"}})
+    cut = r.json()["server"]["id"]
+    deadline = time.monotonic() + 30
+    while api.get(cut)["OS-EXT-STS:task_state"] != "spawning":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    os.killpg(qcloud.proc.pid, signal.SIGKILL)
+    qcloud.proc.wait()
+    again = start_cloud(qcloud.state_dir, "sqlite", {k: v for k, v in qcloud.env.items()
+                                                     if k.startswith("CUMULO_COMPUTE__") and not k.endswith("PORT")})
+    qcloud.proc, qcloud.env = again.proc, again.env
+    qcloud.url, qcloud.compute_url, qcloud.image_url = again.url, again.compute_url, again.image_url
+    api = Api(again)
+    final = api.get(cut)
+    deadline = time.monotonic() + 60
+    while final["status"] not in ("ACTIVE", "ERROR") or final["OS-EXT-STS:task_state"] is not None:
+        assert time.monotonic() < deadline, final
+        time.sleep(0.3)
+        final = api.get(cut)
+    # the node had it running: the build completes; or the restart cut it before QEMU ran: ERROR
+    assert final["status"] == "ACTIVE" or "restarted during the build" in final["fault"]["message"], final
+    for server_id in (sid, cut):
+        assert httpx.delete(f"{again.compute_url}/servers/{server_id}", headers=h(api.token)).status_code == 204
+    deadline = time.monotonic() + 20
+    while qemu_pids(qcloud.state_dir / "instances") or leftovers(qcloud):
+        assert time.monotonic() < deadline, leftovers(qcloud)
+        time.sleep(0.2)
