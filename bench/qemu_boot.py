@@ -143,7 +143,7 @@ def main() -> int:
                 continue
         gib = rss_kb / (1 << 20)
         each = rss_kb / 1024 / args.batch
-        print(f"(d) {args.batch} idle guests (128 MiB flavor, TCG tb-size 16 MiB): {each:.0f} MiB resident each, "
+        print(f"(d) {args.batch} idle guests (128 MiB flavor, TCG tb-size 32 MiB): {each:.0f} MiB resident each, "
               f"{args.batch / gib:.1f} guests per GiB", flush=True)
         delete_all()
     finally:

@@ -134,7 +134,7 @@ class ComputeConfig:
     # Cached base images no instance uses are removed after this many seconds.
     image_cache_max_age: int = 86400
     # TCG translation cache per guest in MiB (memory per guest when there is no KVM).
-    tcg_tb_size: int = 16
+    tcg_tb_size: int = 32
     # The metadata API (guests reach it at 169.254.169.254 through the network's metadata proxy).
     metadata_port: int = 8775
     # The secret the metadata proxy signs instance ids with (empty: generated and kept in the state dir).

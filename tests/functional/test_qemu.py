@@ -353,3 +353,25 @@ def test_crashed_guest_shows_shutoff_and_a_build_cut_short_completes(qcloud: Clo
     while qemu_pids(qcloud.state_dir / "instances") or leftovers(qcloud):
         assert time.monotonic() < deadline, leftovers(qcloud)
         time.sleep(0.2)
+
+
+def test_flavor_ephemeral_and_swap_disks(qcloud: Cloud) -> None:
+    api = Api(qcloud)
+    flavor = httpx.post(f"{qcloud.compute_url}/flavors", headers=h(api.token), json={"flavor": {
+        "name": unique("eph"), "ram": 128, "vcpus": 1, "disk": 1, "OS-FLV-EXT-DATA:ephemeral": 1,
+        "swap": 64}}).json()["flavor"]
+    image = httpx.get(f"{qcloud.image_url}/v2/images?name=cumulo-tiny", headers={"X-Auth-Token": api.token}
+                      ).json()["images"][0]["id"]
+    r = httpx.post(f"{qcloud.compute_url}/servers", headers=h(api.token), json={"server": {
+        "name": "disks", "flavorRef": flavor["id"], "imageRef": image, "networks": "none"}})
+    sid = r.json()["server"]["id"]
+    api.wait(sid, "ACTIVE")
+    d = where(api, sid)
+    cmdline = Path(f"/proc/{qemu_pids(d)[0]}/cmdline").read_bytes().decode().split("\0")
+    assert any("disk.eph0" in a for a in cmdline) and any("disk.swap" in a for a in cmdline)
+    assert (d / "disk.eph0").stat().st_size > 0 and (d / "disk.swap").exists()
+    httpx.delete(f"{qcloud.compute_url}/servers/{sid}", headers=h(api.token))
+    deadline = time.monotonic() + 20
+    while d.exists() or qemu_pids(d):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)

@@ -59,7 +59,7 @@ async def run(*cmd: str, check: bool = True) -> str:
 
 class QemuDriver:
     def __init__(self, hostname: str, instances_path: str | Path, *, shutdown_timeout: float = 60.0,
-                 max_concurrent_builds: int = 0, tb_size: int = 16, binary: str = "qemu-system-x86_64") -> None:
+                 max_concurrent_builds: int = 0, tb_size: int = 32, binary: str = "qemu-system-x86_64") -> None:
         self.hostname = hostname
         self.root = Path(instances_path)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -144,8 +144,17 @@ class QemuDriver:
         elif size_gb and size_gb * (1 << 30) > (meta.get("virtual_size") or meta.get("size") or 0):
             await run("qemu-img", "resize", "-q", str(tmp), f"{size_gb}G")
         os.replace(tmp, d / "disk")
+        await self._extra_disks(instance, d)
         if instance.get("config_drive"):
             await self._config_drive(instance, d)
+
+    async def _extra_disks(self, instance: dict[str, Any], d: Path) -> None:
+        """The flavor's ephemeral disk (GiB, blank) and swap disk (MiB, blank), as sparse qcow2."""
+        flavor = instance["flavor"]
+        for name, size in (("disk.eph0", f"{flavor.get('ephemeral') or 0}G"),
+                           ("disk.swap", f"{flavor.get('swap') or 0}M")):
+            if size[:-1] != "0" and not (d / name).exists():
+                await run("qemu-img", "create", "-q", "-f", "qcow2", str(d / name), size)
 
     async def _fetch_boot(self, instance: dict[str, Any]) -> tuple[Path, str, dict[str, Any]]:
         image_url, token = instance.get("image_url", ""), instance.get("token", "")
@@ -187,6 +196,10 @@ class QemuDriver:
                "-device", "pcie-root-port,id=rp2,bus=pcie.0,chassis=2,slot=2",
                "-drive", f"file={d / 'disk'},if=none,id=root,format=qcow2,cache=writeback,discard=unmap",
                "-device", "virtio-blk-pci,drive=root,bootindex=1", "-device", "virtio-rng-pci"]
+        for name in ("disk.eph0", "disk.swap"):
+            if (d / name).exists():
+                cmd += ["-drive", f"file={d / name},if=none,id={name[5:]},format=qcow2,cache=writeback",
+                        "-device", f"virtio-blk-pci,drive={name[5:]}"]
         if (d / "disk.config").exists():
             cmd += ["-drive", f"file={d / 'disk.config'},if=none,id=config,format=raw,readonly=on",
                     "-device", "virtio-blk-pci,drive=config"]
@@ -355,7 +368,7 @@ class QemuDriver:
         d = self.dir(instance["id"])
         async with self.lock(instance["id"]):
             await self._kill(instance["id"])
-            for name in ("disk", "disk.config", "state.save", "disk.backup"):
+            for name in ("disk", "disk.config", "state.save", "disk.backup", "disk.eph0", "disk.swap"):
                 (d / name).unlink(missing_ok=True)
             await self._prepare_disks(instance, d)
             self._save(instance, d)
@@ -382,6 +395,7 @@ class QemuDriver:
         await run("cp", "--sparse=always", str(source), str(tmp))
         await run("qemu-img", "rebase", "-q", "-u", "-F", fmt, "-b", str(base), str(tmp))
         os.replace(tmp, d / "disk")
+        await self._extra_disks(instance, d)  # blank again on the destination
         if instance.get("config_drive"):
             await self._config_drive(instance, d)
 
