@@ -87,7 +87,7 @@ class Controller:
         os.chmod(cfg.state_path, 0o700)
         self.db = Database(cfg.database_url, cfg.database.pool_size, cfg.database.echo)
         await self.db.migrate()
-        self.bus = busmod.connect(cfg.bus.url, cfg.bus.rpc_timeout)
+        self.bus = busmod.connect(cfg.bus.url, cfg.bus.rpc_timeout, cfg.bus.prefix)
         await self.bus.start()
         self.identity = IdentityService(cfg, self.db, self.bus)
         await self.identity.start()

@@ -143,7 +143,7 @@ def agent(ctx: click.Context, host: str, fake: bool, vcpus: int, memory_mb: int,
         from cumulo.compute.virt.fake import FakeDriver
         from cumulo.core import bus as busmod
 
-        bus = busmod.connect(cfg.bus.url, cfg.bus.rpc_timeout)
+        bus = busmod.connect(cfg.bus.url, cfg.bus.rpc_timeout, cfg.bus.prefix)
         await bus.start()
         if fake:
             if not host:

@@ -37,6 +37,8 @@ class BusConfig:
     # memory:// is the in-process bus of a single controller; amqp://user:pw@host:5672/ is RabbitMQ.
     url: str = "memory://"
     rpc_timeout: float = 30.0
+    # Names of the broker's exchange and queues start with this: clouds sharing a broker differ here.
+    prefix: str = "cumulo"
 
 
 @dataclass

@@ -138,6 +138,7 @@ def start_cloud(tmp: Path, backend: str, extra_env: dict[str, str] | None = None
     if backend == "postgres":
         env["CUMULO_DATABASE__URL"] = f"postgresql://postgres@127.0.0.1:5432/{_create_pg_database()}"
         env["CUMULO_BUS__URL"] = RABBIT
+        env["CUMULO_BUS__PREFIX"] = f"cumulo-test-{uuid.uuid4().hex[:8]}"  # clouds share the broker
     elif backend == "mariadb":
         env["CUMULO_DATABASE__URL"] = f"mysql://root@127.0.0.1:3306/{_create_mariadb_database()}"
     env.update(extra_env or {})

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.functional.conftest import Cloud, start_cloud, stop_cloud, unique
+from tests.functional.conftest import BIN, RABBIT, Cloud, start_cloud, stop_cloud, unique
 
 READY = "cumulo-guest ready"
 
@@ -35,16 +37,41 @@ def qemu_pids(root: Path) -> list[int]:
 
 @pytest.fixture(scope="module")
 def qcloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+    """A cloud whose compute nodes are this machine twice: ``qnode`` inside the controller and
+    ``qnode-2`` as an agent process of its own, over RabbitMQ, each with its own instances."""
     tmp = tmp_path_factory.mktemp("qemu-cloud")
     env = {"CUMULO_COMPUTE__FAKE_NODES": "0", "CUMULO_COMPUTE__LOCAL_NODE": "true",
-           "CUMULO_COMPUTE__HOST": "qnode", "CUMULO_COMPUTE__LOCAL_NODES": "2",
-           "CUMULO_COMPUTE__SHUTDOWN_TIMEOUT": "15",
-           "CUMULO_COMPUTE__BUILD_TIMEOUT": "120"}
+           "CUMULO_COMPUTE__HOST": "qnode", "CUMULO_COMPUTE__SHUTDOWN_TIMEOUT": "15",
+           "CUMULO_COMPUTE__BUILD_TIMEOUT": "120", "CUMULO_BUS__URL": RABBIT,
+           "CUMULO_BUS__PREFIX": f"cumulo-test-{uuid.uuid4().hex[:8]}"}
     c = start_cloud(tmp, "sqlite", env)
+    agent = subprocess.Popen([str(BIN / "cumulo"), "agent", "--host", "qnode-2"], env=c.env,
+                             stdout=subprocess.DEVNULL, stderr=open(tmp / "agent.log", "wb"), start_new_session=True)
+    token = c.token()[0]
+    deadline = time.monotonic() + 30
+    while len(httpx.get(f"{c.compute_url}/os-hypervisors", headers=h(token)).json()["hypervisors"]) < 2:
+        assert time.monotonic() < deadline, (tmp / "agent.log").read_text()
+        time.sleep(0.3)
     yield c
     stop_cloud(c)
+    agent.send_signal(signal.SIGINT)
+    try:
+        agent.wait(15)
+    except subprocess.TimeoutExpired:
+        agent.kill()
+        agent.wait()
     for pid in qemu_pids(tmp):  # a failed test must not leave guests running
         os.kill(pid, signal.SIGKILL)
+
+
+def restart(cloud: Cloud) -> Cloud:
+    """Start the (killed) controller of ``cloud`` again on its state; ``cloud`` follows it."""
+    keep = {k: v for k, v in cloud.env.items() if k.startswith(("CUMULO_COMPUTE__", "CUMULO_BUS__"))
+            and not k.endswith("PORT")}
+    again = start_cloud(cloud.state_dir, "sqlite", keep)
+    cloud.proc, cloud.env = again.proc, again.env
+    cloud.url, cloud.compute_url, cloud.image_url = again.url, again.compute_url, again.image_url
+    return again
 
 
 def h(token: str, version: str = "2.47") -> dict[str, str]:
@@ -236,10 +263,7 @@ def test_guests_outlive_a_controller_restart(qcloud: Cloud, tmp_path: Path) -> N
     os.killpg(qcloud.proc.pid, signal.SIGKILL)
     qcloud.proc.wait()
     assert qemu_pids(d) == pids  # the guest did not notice
-    again = start_cloud(qcloud.state_dir, "sqlite", {k: v for k, v in qcloud.env.items()
-                                                     if k.startswith("CUMULO_COMPUTE__") and not k.endswith("PORT")})
-    qcloud.proc, qcloud.env = again.proc, again.env
-    qcloud.url, qcloud.compute_url, qcloud.image_url = again.url, again.compute_url, again.image_url
+    again = restart(qcloud)
     api = Api(again)
     time.sleep(3)  # a few heartbeats: the node reconcile must keep the running guest
     server = api.get(sid)
@@ -334,10 +358,7 @@ def test_crashed_guest_shows_shutoff_and_a_build_cut_short_completes(qcloud: Clo
         time.sleep(0.01)
     os.killpg(qcloud.proc.pid, signal.SIGKILL)
     qcloud.proc.wait()
-    again = start_cloud(qcloud.state_dir, "sqlite", {k: v for k, v in qcloud.env.items()
-                                                     if k.startswith("CUMULO_COMPUTE__") and not k.endswith("PORT")})
-    qcloud.proc, qcloud.env = again.proc, again.env
-    qcloud.url, qcloud.compute_url, qcloud.image_url = again.url, again.compute_url, again.image_url
+    again = restart(qcloud)
     api = Api(again)
     final = api.get(cut)
     deadline = time.monotonic() + 60
@@ -374,4 +395,62 @@ def test_flavor_ephemeral_and_swap_disks(qcloud: Cloud) -> None:
     deadline = time.monotonic() + 20
     while d.exists() or qemu_pids(d):
         assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+
+def test_rebuild_evacuate_and_a_delete_cut_short(qcloud: Cloud) -> None:
+    api = Api(qcloud)
+    image = httpx.get(f"{qcloud.image_url}/v2/images?name=cumulo-tiny", headers={"X-Auth-Token": api.token}
+                      ).json()["images"][0]["id"]
+    r = httpx.post(f"{qcloud.compute_url}/servers", headers=h(api.token), json={"server": {
+        "name": "phoenix", "flavorRef": "10", "imageRef": image, "networks": "none",
+        "availability_zone": "nova:qnode"}})
+    sid = r.json()["server"]["id"]
+    api.wait(sid, "ACTIVE")
+    api.wait_console(sid, READY)
+    # rebuild: a new root disk from the image, booted again
+    api.act(sid, {"rebuild": {"imageRef": image, "name": "phoenix-2"}})
+    api.wait(sid, "ACTIVE")
+    api.wait_console(sid, READY, 2)
+    # evacuate from a host forced down: rebuilt on the other node; the old copy goes when the
+    # forced-down node's agent reports it again
+    service = httpx.get(f"{qcloud.compute_url}/os-services?host=qnode", headers=h(api.token, "2.53")
+                        ).json()["services"][0]
+    url = f"{qcloud.compute_url}/os-services/{service['id']}"
+    assert httpx.put(url, headers=h(api.token, "2.53"), json={"forced_down": True}).status_code == 200
+    try:
+        api.act(sid, {"evacuate": {}}, "2.29")
+        deadline = time.monotonic() + 60
+        while (s := api.get(sid))["OS-EXT-SRV-ATTR:host"] != "qnode-2" or s["OS-EXT-STS:task_state"]:
+            assert time.monotonic() < deadline, s
+            time.sleep(0.2)
+        assert s["status"] == "ACTIVE"
+        api.wait_console(sid, READY)
+    finally:
+        httpx.put(url, headers=h(api.token, "2.53"), json={"forced_down": False})
+    old = instance_dir(qcloud, sid, "qnode")
+    deadline = time.monotonic() + 20
+    while old.exists() or qemu_pids(old):
+        assert time.monotonic() < deadline, "the evacuated server's old copy was not removed"
+        time.sleep(0.2)
+    # a delete whose controller dies at once: the restarted node agent removes what is left
+    r = httpx.post(f"{qcloud.compute_url}/servers", headers=h(api.token), json={"server": {
+        "name": "doomed", "flavorRef": "10", "imageRef": image, "networks": "none",
+        "availability_zone": "nova:qnode"}})
+    doomed = r.json()["server"]["id"]
+    api.wait(doomed, "ACTIVE")
+    d = where(api, doomed)
+    assert httpx.delete(f"{qcloud.compute_url}/servers/{doomed}", headers=h(api.token)).status_code == 204
+    os.killpg(qcloud.proc.pid, signal.SIGKILL)
+    qcloud.proc.wait()
+    again = restart(qcloud)
+    api = Api(again)
+    deadline = time.monotonic() + 30
+    while d.exists() or qemu_pids(d):
+        assert time.monotonic() < deadline, "the deleted server's guest survived the restart"
+        time.sleep(0.2)
+    assert httpx.delete(f"{again.compute_url}/servers/{sid}", headers=h(api.token)).status_code == 204
+    deadline = time.monotonic() + 20
+    while qemu_pids(qcloud.state_dir / "instances") or leftovers(qcloud):
+        assert time.monotonic() < deadline, leftovers(qcloud)
         time.sleep(0.2)

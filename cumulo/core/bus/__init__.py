@@ -63,7 +63,7 @@ class TopicPattern:
         return j == len(words)
 
 
-def connect(url: str, rpc_timeout: float = 30.0) -> Bus:
+def connect(url: str, rpc_timeout: float = 30.0, prefix: str = "cumulo") -> Bus:
     if url.startswith("memory:"):
         from cumulo.core.bus.memory import MemoryBus
 
@@ -71,5 +71,5 @@ def connect(url: str, rpc_timeout: float = 30.0) -> Bus:
     if url.startswith(("amqp:", "amqps:")):
         from cumulo.core.bus.rabbit import RabbitBus
 
-        return RabbitBus(url, rpc_timeout)
+        return RabbitBus(url, rpc_timeout, prefix)
     raise ValueError(f"unsupported bus URL {url!r}: use memory:// or amqp://user:pass@host:5672/")

@@ -20,13 +20,13 @@ from aio_pika.abc import AbstractIncomingMessage
 from cumulo.core.bus import EventHandler, RPCError, RPCHandler, RPCTimeout
 
 LOG = logging.getLogger(__name__)
-EVENTS = "cumulo.events"
 REPLY_TO = "amq.rabbitmq.reply-to"
 
 
 class RabbitBus:
-    def __init__(self, url: str, rpc_timeout: float = 30.0) -> None:
-        self.url, self.rpc_timeout = url, rpc_timeout
+    def __init__(self, url: str, rpc_timeout: float = 30.0, prefix: str = "cumulo") -> None:
+        self.url, self.rpc_timeout, self.prefix = url, rpc_timeout, prefix
+        self.events = f"{prefix}.events"
         self._conn: aio_pika.abc.AbstractRobustConnection | None = None
         self._channel: aio_pika.abc.AbstractChannel | None = None
         self._exchange: aio_pika.abc.AbstractExchange | None = None
@@ -37,7 +37,7 @@ class RabbitBus:
         self._conn = await aio_pika.connect_robust(self.url)
         self._channel = await self._conn.channel()
         await self._channel.set_qos(prefetch_count=32)
-        self._exchange = await self._channel.declare_exchange(EVENTS, aio_pika.ExchangeType.TOPIC,
+        self._exchange = await self._channel.declare_exchange(self.events, aio_pika.ExchangeType.TOPIC,
                                                               durable=True)
         # direct reply-to must be consumed (no-ack) on the channel that publishes the requests
         self._reply_channel = await self._conn.channel()
@@ -72,7 +72,7 @@ class RabbitBus:
 
     async def serve(self, target: str, handler: RPCHandler) -> None:
         assert self._channel is not None, "bus not started"
-        queue = await self._channel.declare_queue(f"cumulo.rpc.{target}", durable=False, auto_delete=True)
+        queue = await self._channel.declare_queue(f"{self.prefix}.rpc.{target}", durable=False, auto_delete=True)
         channel = self._channel
 
         async def on_request(message: AbstractIncomingMessage) -> None:
@@ -103,7 +103,7 @@ class RabbitBus:
         await self._reply_channel.default_exchange.publish(
             aio_pika.Message(orjson.dumps({"method": method, "args": args}), correlation_id=corr,
                              reply_to=REPLY_TO, expiration=timeout or self.rpc_timeout),
-            routing_key=f"cumulo.rpc.{target}")
+            routing_key=f"{self.prefix}.rpc.{target}")
         try:
             reply = await asyncio.wait_for(fut, timeout or self.rpc_timeout)
         except TimeoutError:
@@ -118,4 +118,4 @@ class RabbitBus:
         assert self._channel is not None, "bus not started"
         await self._channel.default_exchange.publish(
             aio_pika.Message(orjson.dumps({"method": method, "args": args})),
-            routing_key=f"cumulo.rpc.{target}")
+            routing_key=f"{self.prefix}.rpc.{target}")
