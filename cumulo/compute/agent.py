@@ -30,6 +30,7 @@ class ComputeAgent:
         self._work: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
+        self.maintain()
         await self.bus.serve(f"compute.{self.host}", self.handle)
         await self.report()
         self._task = asyncio.get_running_loop().create_task(self._heartbeat())
@@ -62,7 +63,11 @@ class ComputeAgent:
                 LOG.warning("heartbeat from %s failed", self.host, exc_info=True)
 
     def maintain(self) -> None:
-        """Periodic node housekeeping: cached base images nothing uses any more."""
+        """Node housekeeping, at start and then every ten minutes: hypervisor processes no instance
+        owns, cached base images nothing uses any more."""
+        orphans = getattr(self.driver, "clean_orphans", None)
+        if orphans is not None:
+            orphans()
         clean = getattr(self.driver, "clean_images", None)
         if clean is not None:
             removed = clean(self.image_cache_max_age)

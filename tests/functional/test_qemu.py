@@ -440,15 +440,21 @@ def test_rebuild_evacuate_and_a_delete_cut_short(qcloud: Cloud) -> None:
     doomed = r.json()["server"]["id"]
     api.wait(doomed, "ACTIVE")
     d = where(api, doomed)
+    # and a QEMU of this node that no instance owns at all (its directory is gone)
+    stray = instance_dir(qcloud, str(uuid.uuid4()), "qnode")
+    subprocess.run(["qemu-system-x86_64", "-nodefaults", "-display", "none", "-S", "-uuid", stray.name,
+                    "-chardev", f"file,id=c,path={stray}.log", "-serial", "chardev:c", "-daemonize"], check=True)
+    assert len(qemu_pids(stray)) == 1
     assert httpx.delete(f"{qcloud.compute_url}/servers/{doomed}", headers=h(api.token)).status_code == 204
     os.killpg(qcloud.proc.pid, signal.SIGKILL)
     qcloud.proc.wait()
     again = restart(qcloud)
     api = Api(again)
     deadline = time.monotonic() + 30
-    while d.exists() or qemu_pids(d):
-        assert time.monotonic() < deadline, "the deleted server's guest survived the restart"
+    while d.exists() or qemu_pids(d) or qemu_pids(stray):
+        assert time.monotonic() < deadline, "the deleted server's guest or the stray QEMU survived the restart"
         time.sleep(0.2)
+    Path(f"{stray}.log").unlink(missing_ok=True)
     assert httpx.delete(f"{again.compute_url}/servers/{sid}", headers=h(api.token)).status_code == 204
     deadline = time.monotonic() + 20
     while qemu_pids(qcloud.state_dir / "instances") or leftovers(qcloud):

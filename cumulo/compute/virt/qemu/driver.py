@@ -546,6 +546,32 @@ class QemuDriver:
         except FileNotFoundError:
             return ""
 
+    def clean_orphans(self) -> list[int]:
+        """QEMU processes of this node (their command line names its instances path) that no
+        instance directory owns any more are stopped."""
+        killed = []
+        marker = f"{self.root}/".encode()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                args = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if not args or b"qemu-system" not in args[0] or not any(marker in a for a in args):
+                continue
+            uuid = args[args.index(b"-uuid") + 1].decode() if b"-uuid" in args else ""
+            if uuid and (self.root / uuid / "instance.json").exists():
+                continue
+            LOG.warning("stopping QEMU process %s on %s: no instance owns it (uuid %s)", entry.name, self.hostname,
+                        uuid or "none")
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed.append(int(entry.name))
+            except ProcessLookupError:
+                pass
+        return killed
+
     def clean_images(self, max_age: float) -> list[str]:
         in_use: set[str] = set()
         for d in self.root.iterdir():
