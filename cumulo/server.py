@@ -168,6 +168,12 @@ class Controller:
                 redirect_slashes=False)))
             self.listeners.append(Listener("compute", cfg.compute.port, compute_app(
                 compute, self.identity, cfg.api.max_request_body_size, self.servers, self.image)))
+        if "network" in cfg.services:
+            from cumulo.network.api import build_app as network_app
+            from cumulo.network.service import NetworkService
+
+            self.listeners.append(Listener("network", cfg.network.port, network_app(
+                NetworkService(self.db), self.identity, cfg.api.max_request_body_size)))
         if "placement" in cfg.services:
             from cumulo.placement.api import build_app as placement_app
             from cumulo.placement.service import PlacementService
@@ -186,6 +192,8 @@ class Controller:
             entries.append(CatalogEntry("compute", "nova", self.cfg.endpoint(self.cfg.compute.port, "/v2.1")))
         if "placement" in self.cfg.services:
             entries.append(CatalogEntry("placement", "placement", self.cfg.endpoint(self.cfg.placement.port)))
+        if "network" in self.cfg.services:
+            entries.append(CatalogEntry("network", "neutron", self.cfg.endpoint(self.cfg.network.port)))
         return entries
 
     async def health(self) -> dict[str, str]:

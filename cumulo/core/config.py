@@ -144,6 +144,11 @@ class ComputeConfig:
 
 
 @dataclass
+class NetworkConfig:
+    port: int = 9696
+
+
+@dataclass
 class PlacementConfig:
     port: int = 8778
 
@@ -184,6 +189,8 @@ class Config:
     image: ImageConfig = field(default_factory=ImageConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
     placement: PlacementConfig = field(default_factory=PlacementConfig)
+    # The Network API runs when "network" is in services (its dataplane is still to come).
+    network: NetworkConfig = field(default_factory=NetworkConfig)
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)

@@ -54,6 +54,7 @@ class Cloud:
     compute_url: str = ""
     placement_url: str = ""
     metadata_url: str = ""
+    network_url: str = ""
 
     def token(self, user: str = "admin", password: str | None = None, project: str | None = "admin",
               domain: str = "Default") -> tuple[str, dict]:
@@ -112,7 +113,7 @@ def _drop_pg_database(name: str) -> None:
 
 def start_cloud(tmp: Path, backend: str, extra_env: dict[str, str] | None = None) -> Cloud:
     port, metrics_port, image_port, compute_port = free_port(), free_port(), free_port(), free_port()
-    placement_port, metadata_port = free_port(), free_port()
+    placement_port, metadata_port, network_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CUMULO_", "OS_"))}
     env.update({
         "CUMULO_STATE_DIR": str(tmp),
@@ -122,6 +123,7 @@ def start_cloud(tmp: Path, backend: str, extra_env: dict[str, str] | None = None
         "CUMULO_COMPUTE__PORT": str(compute_port),
         "CUMULO_PLACEMENT__PORT": str(placement_port),
         "CUMULO_COMPUTE__METADATA_PORT": str(metadata_port),
+        "CUMULO_NETWORK__PORT": str(network_port),
         "CUMULO_IMAGE__UPLOAD_LEASE": "2",
         "CUMULO_IDENTITY__PASSWORD_HASH_ROUNDS": "4",
         "CUMULO_BOOTSTRAP__WRITE_USER_CLOUDS": "false",
@@ -163,7 +165,8 @@ def start_cloud(tmp: Path, backend: str, extra_env: dict[str, str] | None = None
     return Cloud(backend, tmp, url, data["cumulo"]["auth"]["password"],
                  data["cumulo-demo"]["auth"]["password"], clouds_yaml, proc, env, metrics_port,
                  f"http://127.0.0.1:{image_port}", f"http://127.0.0.1:{compute_port}/v2.1",
-                 f"http://127.0.0.1:{placement_port}", f"http://127.0.0.1:{metadata_port}")
+                 f"http://127.0.0.1:{placement_port}", f"http://127.0.0.1:{metadata_port}",
+                 f"http://127.0.0.1:{network_port}/v2.0")
 
 
 def stop_cloud(cloud: Cloud, timeout: float = 15) -> int:

@@ -1,0 +1,496 @@
+"""The Network API v2.0 (Neutron's twin), first part: versions, extensions, networks, subnets
+and ports with IP address management; filters on any attribute, ``fields``, sorting and paging."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any
+
+from sqlalchemy import select
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp
+
+from cumulo.core.http.app import JSON, Router, auth_of, create_app, json_body
+from cumulo.core.http.faults import BadRequest, Forbidden, NotFound
+from cumulo.identity.service import IdentityService
+from cumulo.network.models import Network, Port, Subnet
+from cumulo.network.service import NetworkService, pools_of
+
+EXTENSIONS = [("network", "Network", "Networks, subnets and ports"), ("external-net", "Neutron external network",
+              "router:external on networks"), ("provider", "Provider Network", "Provider network attributes"),
+              ("port-security", "Port Security", "port_security_enabled on networks and ports"),
+              ("standard-attr-description", "standard-attr-description", "description on resources"),
+              ("standard-attr-revisions", "Resource revision numbers", "revision_number on resources"),
+              ("standard-attr-timestamp", "Resource timestamps", "created_at and updated_at"),
+              ("binding", "Port Binding", "binding:host_id on ports"),
+              ("allowed-address-pairs", "Allowed Address Pairs", "allowed_address_pairs on ports"),
+              ("extra_dhcp_opt", "Neutron Extra DHCP options", "extra_dhcp_opts on ports"),
+              ("net-mtu", "Network MTU", "mtu on networks"), ("quotas", "Quota management support", "quotas"),
+              ("sorting", "Sorting", "sort_key/sort_dir"), ("pagination", "Pagination", "limit/marker"),
+              ("project-id", "project_id field enabled", "project_id beside tenant_id")]
+MAC = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
+
+
+def stamp(value: Any) -> str | None:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+
+
+def standard(row: Any) -> dict[str, Any]:
+    return {"description": row.description, "tags": row.tags or [], "revision_number": row.revision_number,
+            "created_at": stamp(row.created_at), "updated_at": stamp(row.updated_at),
+            "tenant_id": row.project_id, "project_id": row.project_id}
+
+
+def network_view(n: Network, subnets: list[str]) -> dict[str, Any]:
+    return {"id": n.id, "name": n.name, "admin_state_up": n.admin_state_up, "status": "ACTIVE", "shared": n.shared,
+            "router:external": n.external, "mtu": n.mtu, "port_security_enabled": n.port_security_enabled,
+            "subnets": subnets, "provider:network_type": n.network_type,
+            "provider:physical_network": n.physical_network, "provider:segmentation_id": n.segment_id,
+            "availability_zone_hints": n.availability_zone_hints or [], "availability_zones": ["nova"],
+            "ipv4_address_scope": None, "ipv6_address_scope": None, "is_default": False, **standard(n)}
+
+
+def subnet_view(s: Subnet) -> dict[str, Any]:
+    return {"id": s.id, "name": s.name, "network_id": s.network_id, "ip_version": s.ip_version, "cidr": s.cidr,
+            "gateway_ip": s.gateway_ip, "enable_dhcp": s.enable_dhcp, "allocation_pools": s.allocation_pools or [],
+            "dns_nameservers": s.dns_nameservers or [], "host_routes": s.host_routes or [],
+            "ipv6_ra_mode": s.ipv6_ra_mode, "ipv6_address_mode": s.ipv6_address_mode, "subnetpool_id": None,
+            "service_types": [], **standard(s)}
+
+
+def port_view(p: Port, fixed_ips: list[dict[str, str]]) -> dict[str, Any]:
+    return {"id": p.id, "name": p.name, "network_id": p.network_id, "mac_address": p.mac_address,
+            "admin_state_up": p.admin_state_up, "status": p.status, "device_owner": p.device_owner,
+            "device_id": p.device_id, "fixed_ips": fixed_ips, "binding:host_id": p.binding_host_id,
+            "binding:vif_type": "tap" if p.binding_host_id else "unbound", "binding:vnic_type": "normal",
+            "binding:vif_details": {}, "binding:profile": {}, "port_security_enabled": p.port_security_enabled,
+            "security_groups": p.security_groups or [], "allowed_address_pairs": p.allowed_address_pairs or [],
+            "extra_dhcp_opts": p.extra_dhcp_opts or [], "dns_name": p.dns_name or "", **standard(p)}
+
+
+def shape(request: Request, items: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    """Filters on any attribute (repeated values mean any of them), ``fields``, sorting, paging."""
+    q = request.query_params
+    reserved = {"fields", "sort_key", "sort_dir", "limit", "marker", "page_reverse"}
+    for key in {k for k in q if k not in reserved}:
+        wanted = q.getlist(key)
+        items = [i for i in items if key in i and any(match(i[key], w) for w in wanted)]
+    keys = q.getlist("sort_key")
+    if keys:
+        dirs = q.getlist("sort_dir")
+        for n, key in reversed(list(enumerate(keys))):
+            if items and key not in items[0]:
+                raise BadRequest(f"{key} is an invalid attribute for sort_key")
+            desc = (dirs[n] if n < len(dirs) else "asc") == "desc"
+            items.sort(key=lambda i: (i[key] is None, str(i[key])), reverse=desc)
+    if "marker" in q:
+        ids = [i["id"] for i in items]
+        if q["marker"] not in ids:
+            raise NotFound(f"Marker {q['marker']} could not be found.")
+        items = items[ids.index(q["marker"]) + 1:]
+    body: dict[str, Any] = {}
+    if "limit" in q:
+        try:
+            limit = int(q["limit"])
+        except ValueError:
+            raise BadRequest(f"Bad limit request: limit must be an integer, not {q['limit']!r}.") from None
+        if limit > 0 and len(items) > limit:
+            items = items[:limit]
+            body[f"{kind}_links"] = [{"rel": "next", "href": f"{request.url.remove_query_params('marker')}"
+                                                                f"&marker={items[-1]['id']}"}]
+    fields = q.getlist("fields")
+    if fields:
+        items = [{k: v for k, v in i.items() if k in fields} for i in items]
+    body[kind] = items
+    return body
+
+
+def match(value: Any, wanted: str) -> bool:
+    if isinstance(value, bool):
+        return str(value).lower() == wanted.lower()
+    if isinstance(value, list):
+        return wanted in [str(v) for v in value]
+    return str(value) == wanted
+
+
+def check_bool(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise BadRequest(f"Invalid input for {name}. Reason: '{value}' is not a valid boolean value.")
+    return value
+
+
+def check_str(value: Any, name: str, limit: int = 255) -> str:
+    if not isinstance(value, str) or len(value) > limit:
+        raise BadRequest(f"Invalid input for {name}. Reason: a string of at most {limit} characters is required.")
+    return value
+
+
+def body_of(data: Any, kind: str) -> dict[str, Any]:
+    item = data.get(kind) if isinstance(data, dict) else None
+    if not isinstance(item, dict):
+        raise BadRequest(f"Resource body required: a '{kind}' object.")
+    return item
+
+
+def router(svc: NetworkService) -> Router:
+    r = Router()
+
+    def who(request: Request) -> tuple[str, bool]:
+        auth = auth_of(request)
+        return auth.project_id or "", auth.is_admin()
+
+    def owner_of(request: Request, item: dict[str, Any]) -> str:
+        project, admin = who(request)
+        wanted = item.get("project_id") or item.get("tenant_id") or project
+        if wanted != project and not admin:
+            raise Forbidden("Only an admin may create resources for another project.")
+        return str(wanted)
+
+    @r.get("/", auth=False)
+    async def versions(request: Request) -> Response:
+        base = f"{request.url.scheme}://{request.url.netloc}/v2.0/"
+        return JSON({"versions": [{"id": "v2.0", "status": "CURRENT", "links": [{"rel": "self", "href": base}]}]})
+
+    @r.get("/v2.0/extensions")
+    async def extensions(request: Request) -> Response:
+        return JSON({"extensions": [{"alias": a, "name": n, "description": d, "updated": "2024-01-01T00:00:00Z",
+                                     "links": []} for a, n, d in EXTENSIONS]})
+
+    @r.get("/v2.0/extensions/{alias}")
+    async def extension(request: Request) -> Response:
+        for a, n, d in EXTENSIONS:
+            if a == request.path_params["alias"]:
+                return JSON({"extension": {"alias": a, "name": n, "description": d,
+                                           "updated": "2024-01-01T00:00:00Z", "links": []}})
+        raise NotFound(f"Extension with alias {request.path_params['alias']} does not exist")
+
+    # -- networks ------------------------------------------------------------------------------
+    async def net_subnets(ids: list[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {i: [] for i in ids}
+        async with svc.db.session() as s:
+            for sid, nid in (await s.execute(select(Subnet.id, Subnet.network_id).where(
+                    Subnet.network_id.in_(ids)))).all():
+                out[nid].append(sid)
+        return out
+
+    def network_values(item: dict[str, Any], admin: bool, create: bool) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for key, column, check in (("name", "name", check_str), ("description", "description", check_str),
+                                   ("admin_state_up", "admin_state_up", check_bool),
+                                   ("port_security_enabled", "port_security_enabled", check_bool)):
+            if key in item:
+                values[column] = check(item[key], key)
+        if "mtu" in item:
+            if not isinstance(item["mtu"], int) or not 68 <= item["mtu"] <= 9000:
+                raise BadRequest("Invalid input for mtu. Reason: an integer from 68 to 9000 is required.")
+            values["mtu"] = item["mtu"]
+        for key, column in (("shared", "shared"), ("router:external", "external")):
+            if key in item:
+                if not admin and item[key]:
+                    raise Forbidden(f"(rule:create_network:{key}) is disallowed by policy")
+                values[column] = check_bool(item[key], key)
+        if "provider:network_type" in item or "provider:segmentation_id" in item:
+            if not admin:
+                raise Forbidden("(rule:create_network:provider:network_type) is disallowed by policy")
+            kind = item.get("provider:network_type", "vxlan")
+            if kind not in ("vxlan", "flat", "local"):
+                raise BadRequest(f"Invalid input for operation: network type {kind} is not supported here "
+                                 "(vxlan, flat, local).")
+            values["network_type"] = kind
+            values["physical_network"] = item.get("provider:physical_network")
+            if item.get("provider:segmentation_id") is not None:
+                values["segment_id"] = int(item["provider:segmentation_id"])
+        if "availability_zone_hints" in item:
+            values["availability_zone_hints"] = item["availability_zone_hints"]
+        return values
+
+    @r.route("/v2.0/networks", ["GET", "POST"])
+    async def networks(request: Request) -> Response:
+        project, admin = who(request)
+        if request.method == "POST":
+            item = body_of(await json_body(request), "network")
+            values = network_values(item, admin, True)
+            values["project_id"] = owner_of(request, item)
+            await svc.check_quota(Network, "network", values["project_id"], None)
+            row = await svc.create_network(values)
+            return JSON({"network": network_view(row, [])}, status_code=201)
+        stmt = select(Network)
+        if not admin:
+            stmt = stmt.where((Network.project_id == project) | Network.shared.is_(True) | Network.external.is_(True))
+        async with svc.db.session() as s:
+            rows = list((await s.execute(stmt.order_by(Network.created_at))).scalars())
+        subs = await net_subnets([n.id for n in rows])
+        return JSON(shape(request, [network_view(n, subs[n.id]) for n in rows], "networks"))
+
+    @r.route("/v2.0/networks/{network_id}", ["GET", "PUT", "DELETE"])
+    async def network(request: Request) -> Response:
+        project, admin = who(request)
+        row = await svc.network(request.path_params["network_id"], project, admin)
+        if request.method != "GET" and row.project_id != project and not admin:
+            raise NotFound(f"Network {row.id} could not be found.", kind="NetworkNotFound")
+        if request.method == "DELETE":
+            await svc.delete_network(row)
+            return Response(status_code=204)
+        if request.method == "PUT":
+            values = network_values(body_of(await json_body(request), "network"), admin, False)
+            values.pop("segment_id", None)
+            async with svc.db.session() as s:
+                row = await s.get(Network, row.id)
+                for k, v in values.items():
+                    setattr(row, k, v)
+                row.revision_number += 1
+        subs = await net_subnets([row.id])
+        return JSON(shape_one(request, network_view(row, subs[row.id]), "network"))
+
+    # -- subnets ---------------------------------------------------------------------------------
+    def subnet_values(item: dict[str, Any], cidr: Any) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for key in ("name", "description"):
+            if key in item:
+                values[key] = check_str(item[key], key)
+        if "enable_dhcp" in item:
+            values["enable_dhcp"] = check_bool(item["enable_dhcp"], "enable_dhcp")
+        if "dns_nameservers" in item:
+            servers = item["dns_nameservers"]
+            if not isinstance(servers, list):
+                raise BadRequest("Invalid input for dns_nameservers. Reason: a list of addresses is required.")
+            for a in servers:
+                try:
+                    ipaddress.ip_address(a)
+                except (ValueError, TypeError):
+                    raise BadRequest(f"Invalid input for dns_nameservers. Reason: '{a}' is not a valid nameserver."
+                                     ) from None
+            values["dns_nameservers"] = servers
+        if "host_routes" in item:
+            routes = item["host_routes"]
+            try:
+                for route in routes:
+                    ipaddress.ip_network(route["destination"])
+                    ipaddress.ip_address(route["nexthop"])
+            except (ValueError, TypeError, KeyError):
+                raise BadRequest("Invalid input for host_routes. Reason: destination (CIDR) and nexthop (address) "
+                                 "are required.") from None
+            values["host_routes"] = routes
+        if "gateway_ip" in item and cidr is not None:
+            gw = item["gateway_ip"]
+            if gw is not None:
+                try:
+                    ip = ipaddress.ip_address(gw)
+                except (ValueError, TypeError):
+                    raise BadRequest(f"Invalid input for gateway_ip. Reason: '{gw}' is not a valid IP address."
+                                     ) from None
+                if ip not in cidr or (cidr.version == 4 and ip in (cidr.network_address, cidr.broadcast_address)):
+                    raise BadRequest(f"Invalid input for operation: Gateway is not valid on subnet: {gw} is not a "
+                                     f"host address of {cidr}.")
+            values["gateway_ip"] = gw
+        return values
+
+    @r.route("/v2.0/subnets", ["GET", "POST"])
+    async def subnets(request: Request) -> Response:
+        project, admin = who(request)
+        if request.method == "POST":
+            item = body_of(await json_body(request), "subnet")
+            net = await svc.network(str(item.get("network_id", "")), project, admin)
+            if net.project_id != project and not admin:
+                raise Forbidden(f"(rule:create_subnet) is disallowed by policy: network {net.id} belongs to another "
+                                "project.")
+            try:
+                cidr = ipaddress.ip_network(str(item.get("cidr")), strict=False)
+            except ValueError:
+                raise BadRequest(f"Invalid input for cidr. Reason: '{item.get('cidr')}' is not a valid IP subnet."
+                                 ) from None
+            if str(cidr) != str(item.get("cidr")) and "/" in str(item.get("cidr")):
+                raise BadRequest(f"Invalid input for cidr. Reason: '{item.get('cidr')}' isn't a recommended CIDR, "
+                                 f"use '{cidr}'.")
+            version = item.get("ip_version", cidr.version)
+            if version not in (4, 6) or version != cidr.version:
+                raise BadRequest(f"Invalid input for operation: cidr {cidr} does not match ip_version {version}.")
+            values = subnet_values(item, cidr)
+            values.setdefault("gateway_ip", str(cidr.network_address + 1) if cidr.num_addresses > 2 else None)
+            pools = item.get("allocation_pools")
+            if pools is None:
+                pools = pools_of(cidr, values["gateway_ip"])
+            else:
+                try:
+                    spans = [(ipaddress.ip_address(p["start"]), ipaddress.ip_address(p["end"])) for p in pools]
+                except (ValueError, TypeError, KeyError):
+                    raise BadRequest("Invalid input for allocation_pools: start and end addresses are required."
+                                     ) from None
+                gw = ipaddress.ip_address(values["gateway_ip"]) if values["gateway_ip"] else None
+                for a, b in spans:
+                    if a not in cidr or b not in cidr or a > b:
+                        raise BadRequest(f"The allocation pool {a}-{b} spans beyond the subnet cidr {cidr}.")
+                    if gw is not None and a <= gw <= b:
+                        raise BadRequest(f"Gateway ip {gw} conflicts with allocation pool {a}-{b}.")
+                pools = [{"start": str(a), "end": str(b)} for a, b in spans]
+            for key in ("ipv6_ra_mode", "ipv6_address_mode"):
+                mode = item.get(key)
+                if mode is not None:
+                    if version != 6 or mode not in ("slaac", "dhcpv6-stateful", "dhcpv6-stateless"):
+                        raise BadRequest(f"Invalid input for {key}: slaac, dhcpv6-stateful or dhcpv6-stateless on "
+                                         "IPv6 subnets.")
+                    values[key] = mode
+            values.update(project_id=owner_of(request, item), ip_version=version, cidr=str(cidr),
+                          allocation_pools=pools)
+            await svc.check_quota(Subnet, "subnet", values["project_id"], None)
+            row = await svc.create_subnet(net, values)
+            return JSON({"subnet": subnet_view(row)}, status_code=201)
+        async with svc.db.session() as s:
+            rows = list((await s.execute(select(Subnet).order_by(Subnet.created_at))).scalars())
+            visible_nets = None if admin else set((await s.execute(select(Network.id).where(
+                (Network.project_id == project) | Network.shared.is_(True) | Network.external.is_(True)))).scalars())
+        rows = [x for x in rows if visible_nets is None or x.network_id in visible_nets]
+        return JSON(shape(request, [subnet_view(x) for x in rows], "subnets"))
+
+    @r.route("/v2.0/subnets/{subnet_id}", ["GET", "PUT", "DELETE"])
+    async def subnet(request: Request) -> Response:
+        project, admin = who(request)
+        row = await svc.subnet(request.path_params["subnet_id"], project, admin)
+        if request.method != "GET" and row.project_id != project and not admin:
+            raise NotFound(f"Subnet {row.id} could not be found.", kind="SubnetNotFound")
+        if request.method == "DELETE":
+            await svc.delete_subnet(row)
+            return Response(status_code=204)
+        if request.method == "PUT":
+            item = body_of(await json_body(request), "subnet")
+            for fixed in ("cidr", "ip_version", "network_id"):
+                if fixed in item:
+                    raise BadRequest(f"Cannot update read-only attribute {fixed}")
+            values = subnet_values(item, ipaddress.ip_network(row.cidr))
+            async with svc.db.session() as s:
+                row = await s.get(Subnet, row.id)
+                for k, v in values.items():
+                    setattr(row, k, v)
+                row.revision_number += 1
+        return JSON(shape_one(request, subnet_view(row), "subnet"))
+
+    # -- ports -----------------------------------------------------------------------------------
+    def port_values(item: dict[str, Any], admin: bool) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for key in ("name", "description", "device_owner", "device_id", "dns_name"):
+            if key in item:
+                values[key] = check_str(item[key], key)
+        for key in ("admin_state_up", "port_security_enabled"):
+            if key in item:
+                values[key] = check_bool(item[key], key)
+        if "binding:host_id" in item:
+            if not admin:
+                raise Forbidden("(rule:create_port:binding:host_id) is disallowed by policy")
+            values["binding_host_id"] = check_str(item["binding:host_id"], "binding:host_id")
+        if "allowed_address_pairs" in item:
+            pairs = item["allowed_address_pairs"]
+            try:
+                for p in pairs:
+                    ipaddress.ip_network(p["ip_address"], strict=False)
+                    if "mac_address" in p and not MAC.match(p["mac_address"]):
+                        raise ValueError
+            except (ValueError, TypeError, KeyError):
+                raise BadRequest("Invalid input for allowed_address_pairs: ip_address (and optional mac_address) "
+                                 "per pair.") from None
+            values["allowed_address_pairs"] = pairs
+        if "extra_dhcp_opts" in item:
+            opts = item["extra_dhcp_opts"]
+            if not isinstance(opts, list) or not all(isinstance(o, dict) and "opt_name" in o for o in opts):
+                raise BadRequest("Invalid input for extra_dhcp_opts: a list of {opt_name, opt_value}.")
+            values["extra_dhcp_opts"] = opts
+        if "security_groups" in item:
+            groups = item["security_groups"]
+            if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+                raise BadRequest("Invalid input for security_groups: a list of ids.")
+            values["security_groups"] = groups
+        return values
+
+    def fixed_ips_of(item: dict[str, Any]) -> list[dict[str, Any]] | None:
+        fixed = item.get("fixed_ips")
+        if fixed is None:
+            return None
+        if not isinstance(fixed, list) or not all(isinstance(f, dict) for f in fixed):
+            raise BadRequest("Invalid input for fixed_ips: a list of {subnet_id, ip_address}.")
+        return fixed
+
+    @r.route("/v2.0/ports", ["GET", "POST"])
+    async def ports(request: Request) -> Response:
+        project, admin = who(request)
+        if request.method == "POST":
+            item = body_of(await json_body(request), "port")
+            net = await svc.network(str(item.get("network_id", "")), project, admin)
+            if net.project_id != project and not admin and not net.shared:
+                raise Forbidden(f"(rule:create_port) is disallowed by policy: network {net.id} belongs to another "
+                                "project.")
+            values = port_values(item, admin)
+            if "mac_address" in item:
+                if not isinstance(item["mac_address"], str) or not MAC.match(item["mac_address"]):
+                    raise BadRequest(f"Invalid input for mac_address. Reason: '{item['mac_address']}' is not a valid "
+                                     "MAC address.")
+                values["mac_address"] = item["mac_address"].lower()
+            values.setdefault("port_security_enabled", net.port_security_enabled)
+            values.update(project_id=owner_of(request, item), network_id=net.id)
+            await svc.check_quota(Port, "port", values["project_id"], None)
+            row = await svc.create_port(values, fixed_ips_of(item), project, admin)
+            ips = await svc.allocations([row.id])
+            return JSON({"port": port_view(row, ips[row.id])}, status_code=201)
+        stmt = select(Port).order_by(Port.created_at)
+        if not admin:
+            stmt = stmt.where(Port.project_id == project)
+        async with svc.db.session() as s:
+            rows = list((await s.execute(stmt)).scalars())
+        ips = await svc.allocations([p.id for p in rows])
+        items = [port_view(p, ips[p.id]) for p in rows]
+        q = request.query_params
+        if "fixed_ips" in q:  # fixed_ips=ip_address=X or subnet_id=Y
+            wanted = dict(part.split("=", 1) for part in q.getlist("fixed_ips") if "=" in part)
+            items = [i for i in items if any(all(f.get(k) == v for k, v in wanted.items()) for f in i["fixed_ips"])]
+            request = _without(request, "fixed_ips")
+        return JSON(shape(request, items, "ports"))
+
+    @r.route("/v2.0/ports/{port_id}", ["GET", "PUT", "DELETE"])
+    async def port(request: Request) -> Response:
+        project, admin = who(request)
+        row = await svc.port(request.path_params["port_id"], project, admin)
+        if request.method == "DELETE":
+            await svc.delete_port(row)
+            return Response(status_code=204)
+        if request.method == "PUT":
+            item = body_of(await json_body(request), "port")
+            for fixed in ("network_id", "mac_address") if not admin else ("network_id",):
+                if fixed in item:
+                    raise BadRequest(f"Cannot update read-only attribute {fixed}")
+            values = port_values(item, admin)
+            fixed_ips = fixed_ips_of(item)
+            if fixed_ips is not None:
+                old = await svc.allocations([row.id])
+                await svc.release(row.id)
+                try:
+                    await svc.assign(row, fixed_ips, project, admin)
+                except Exception:
+                    await svc.assign(row, [dict(x) for x in old[row.id]], project, True)  # put them back
+                    raise
+            async with svc.db.session() as s:
+                row = await s.get(Port, row.id)
+                for k, v in values.items():
+                    setattr(row, k, v)
+                row.revision_number += 1
+        ips = await svc.allocations([row.id])
+        return JSON(shape_one(request, port_view(row, ips[row.id]), "port"))
+
+    return r
+
+
+def shape_one(request: Request, item: dict[str, Any], kind: str) -> dict[str, Any]:
+    fields = request.query_params.getlist("fields")
+    return {kind: {k: v for k, v in item.items() if k in fields} if fields else item}
+
+
+def _without(request: Request, key: str) -> Request:
+    scope = dict(request.scope)
+    from urllib.parse import urlencode
+
+    scope["query_string"] = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != key]).encode()
+    return Request(scope)
+
+
+def build_app(svc: NetworkService, identity: IdentityService, max_body: int) -> ASGIApp:
+    return create_app("network", router(svc), identity, max_body=max_body)
+

@@ -1,0 +1,84 @@
+"""The Network API's tables: networks, subnets, ports and the IP allocations that tie ports to
+subnets (one row per address: the primary key makes handing an address out twice impossible)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import Boolean, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from cumulo.core.db import Base, JSONText, UTCDateTime, utcnow
+
+ID = String(64)
+
+
+class Standard:
+    """Neutron's standard attributes."""
+
+    description: Mapped[str] = mapped_column(String(255), default="")
+    tags: Mapped[list[str]] = mapped_column(JSONText, default=list)
+    revision_number: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Network(Standard, Base):
+    __tablename__ = "network_network"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    project_id: Mapped[str] = mapped_column(ID, index=True)
+    admin_state_up: Mapped[bool] = mapped_column(Boolean, default=True)
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)
+    external: Mapped[bool] = mapped_column(Boolean, default=False)
+    mtu: Mapped[int] = mapped_column(Integer, default=1450)
+    port_security_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    network_type: Mapped[str] = mapped_column(String(16), default="vxlan")
+    physical_network: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    segment_id: Mapped[int | None] = mapped_column(Integer, unique=True, nullable=True)
+    availability_zone_hints: Mapped[list[str]] = mapped_column(JSONText, default=list)
+
+
+class Subnet(Standard, Base):
+    __tablename__ = "network_subnet"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    network_id: Mapped[str] = mapped_column(String(36), index=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    project_id: Mapped[str] = mapped_column(ID, index=True)
+    ip_version: Mapped[int] = mapped_column(Integer)
+    cidr: Mapped[str] = mapped_column(String(64))
+    gateway_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    enable_dhcp: Mapped[bool] = mapped_column(Boolean, default=True)
+    allocation_pools: Mapped[list[dict[str, str]]] = mapped_column(JSONText, default=list)
+    dns_nameservers: Mapped[list[str]] = mapped_column(JSONText, default=list)
+    host_routes: Mapped[list[dict[str, str]]] = mapped_column(JSONText, default=list)
+    ipv6_ra_mode: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    ipv6_address_mode: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class Port(Standard, Base):
+    __tablename__ = "network_port"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    network_id: Mapped[str] = mapped_column(String(36), index=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    project_id: Mapped[str] = mapped_column(ID, index=True)
+    mac_address: Mapped[str] = mapped_column(String(32), unique=True)
+    admin_state_up: Mapped[bool] = mapped_column(Boolean, default=True)
+    status: Mapped[str] = mapped_column(String(16), default="DOWN")
+    device_owner: Mapped[str] = mapped_column(String(255), default="")
+    device_id: Mapped[str] = mapped_column(String(255), default="", index=True)
+    binding_host_id: Mapped[str] = mapped_column(String(255), default="")
+    port_security_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    security_groups: Mapped[list[str]] = mapped_column(JSONText, default=list)
+    allowed_address_pairs: Mapped[list[dict[str, str]]] = mapped_column(JSONText, default=list)
+    extra_dhcp_opts: Mapped[list[dict[str, Any]]] = mapped_column(JSONText, default=list)
+    dns_name: Mapped[str] = mapped_column(Text, default="")
+
+
+class IPAllocation(Base):
+    __tablename__ = "network_ip_allocation"
+    subnet_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    ip_address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    port_id: Mapped[str] = mapped_column(String(36), index=True)
+    network_id: Mapped[str] = mapped_column(String(36), index=True)

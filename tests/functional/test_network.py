@@ -1,0 +1,111 @@
+"""The Network API (first part): networks, subnets and ports with IP address management, through
+openstacksdk, the CLI and plain HTTP, on a cloud that runs the network service."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.functional.conftest import Cloud, start_cloud, stop_cloud, unique
+
+
+@pytest.fixture(scope="module")
+def ncloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+    c = start_cloud(tmp_path_factory.mktemp("net-cloud"), "sqlite", {
+        "CUMULO_SERVICES": "identity,image,compute,placement,network", "CUMULO_COMPUTE__FAKE_NODES": "0"})
+    yield c
+    stop_cloud(c)
+
+
+def test_networks_subnets_ports_with_sdk_and_cli(ncloud: Cloud) -> None:
+    conn = ncloud.sdk()
+    net = conn.network.create_network(name=unique("net"))
+    assert net.status == "ACTIVE" and net.mtu == 1450 and net.provider_segmentation_id
+    sub = conn.network.create_subnet(network_id=net.id, ip_version=4, cidr="10.20.0.0/24", name="s4")
+    assert sub.gateway_ip == "10.20.0.1" and sub.allocation_pools == [{"start": "10.20.0.2", "end": "10.20.0.254"}]
+    v6 = conn.network.create_subnet(network_id=net.id, ip_version=6, cidr="fd00:20::/64",
+                                    ipv6_address_mode="slaac", ipv6_ra_mode="slaac")
+    port = conn.network.create_port(network_id=net.id)
+    addresses = {f["subnet_id"]: f["ip_address"] for f in port.fixed_ips}
+    assert addresses[sub.id] == "10.20.0.2" and v6.id in addresses and port.mac_address.startswith("fa:16:3e")
+    fixed = conn.network.create_port(network_id=net.id, fixed_ips=[{"subnet_id": sub.id, "ip_address": "10.20.0.50"}])
+    assert fixed.fixed_ips == [{"subnet_id": sub.id, "ip_address": "10.20.0.50"}]
+    shown = json.loads(ncloud.cli("port", "show", fixed.id, "-f", "json").stdout)
+    assert "10.20.0.50" in json.dumps(shown["fixed_ips"])
+    listed = json.loads(ncloud.cli("network", "list", "-f", "json").stdout)
+    assert net.id in [n["ID"] for n in listed]
+    assert [p.id for p in conn.network.ports(network_id=net.id, fixed_ips="ip_address=10.20.0.50")] == [fixed.id]
+    # in use: the network and the subnet cannot go while a port holds an address
+    token = ncloud.token()[0]
+    headers = {"X-Auth-Token": token}
+    r = httpx.delete(f"{ncloud.network_url}/networks/{net.id}", headers=headers)
+    assert r.status_code == 409 and r.json()["NeutronError"]["type"] == "NetworkInUse"
+    assert httpx.delete(f"{ncloud.network_url}/subnets/{sub.id}", headers=headers).status_code == 409
+    for p in (port, fixed):
+        conn.network.delete_port(p)
+    ncloud.cli("network", "delete", net.id)
+    assert httpx.get(f"{ncloud.network_url}/networks/{net.id}", headers=headers).status_code == 404
+
+
+def test_no_address_is_handed_out_twice(ncloud: Cloud) -> None:
+    token = ncloud.token()[0]
+    headers = {"X-Auth-Token": token}
+    net = httpx.post(f"{ncloud.network_url}/networks", headers=headers, json={"network": {"name": unique("n")}}
+                     ).json()["network"]
+    sub = httpx.post(f"{ncloud.network_url}/subnets", headers=headers, json={"subnet": {
+        "network_id": net["id"], "ip_version": 4, "cidr": "10.30.0.0/28"}}).json()["subnet"]  # 13 addresses
+
+    def make(_: int) -> httpx.Response:
+        return httpx.post(f"{ncloud.network_url}/ports", headers=headers, json={"port": {"network_id": net["id"]}},
+                          timeout=30)
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(make, range(16)))
+    made = [r.json()["port"]["fixed_ips"][0]["ip_address"] for r in results if r.status_code == 201]
+    assert len(made) == 13 and len(set(made)) == 13, made  # every address once, none twice
+    assert {r.status_code for r in results} == {201, 409}
+    exhausted = [r for r in results if r.status_code == 409][0].json()["NeutronError"]
+    assert exhausted["type"] == "IpAddressGenerationFailure"
+    r = httpx.post(f"{ncloud.network_url}/ports", headers=headers, json={"port": {
+        "network_id": net["id"], "fixed_ips": [{"ip_address": made[0]}]}})
+    assert r.status_code == 409 and r.json()["NeutronError"]["type"] == "IpAddressAlreadyAllocated"
+    for port in httpx.get(f"{ncloud.network_url}/ports?network_id={net['id']}", headers=headers).json()["ports"]:
+        httpx.delete(f"{ncloud.network_url}/ports/{port['id']}", headers=headers)
+    assert httpx.delete(f"{ncloud.network_url}/subnets/{sub['id']}", headers=headers).status_code == 204
+
+
+def test_bad_input_gets_neutron_faults(ncloud: Cloud) -> None:
+    token = ncloud.token()[0]
+    demo = ncloud.token("demo", ncloud.demo_password, "demo")[0]
+    headers = {"X-Auth-Token": token}
+    net = httpx.post(f"{ncloud.network_url}/networks", headers=headers, json={"network": {"name": unique("b")}}
+                     ).json()["network"]
+    httpx.post(f"{ncloud.network_url}/subnets", headers=headers, json={"subnet": {
+        "network_id": net["id"], "ip_version": 4, "cidr": "10.40.0.0/24"}})
+    cases = [("subnets", {"network_id": net["id"], "ip_version": 4, "cidr": "10.40.0.128/25"}, 400),  # overlap
+             ("subnets", {"network_id": net["id"], "ip_version": 4, "cidr": "not-a-cidr"}, 400),
+             ("subnets", {"network_id": net["id"], "ip_version": 6, "cidr": "10.41.0.0/24"}, 400),
+             ("subnets", {"network_id": net["id"], "ip_version": 4, "cidr": "10.42.0.0/24",
+                          "gateway_ip": "10.99.0.1"}, 400),
+             ("subnets", {"network_id": net["id"], "ip_version": 4, "cidr": "10.43.0.0/24",
+                          "allocation_pools": [{"start": "10.43.0.10", "end": "10.44.0.5"}]}, 400),
+             ("ports", {"network_id": net["id"], "fixed_ips": [{"ip_address": "192.168.9.9"}]}, 400),
+             ("ports", {"network_id": net["id"], "mac_address": "zz:zz"}, 400),
+             ("ports", {"network_id": "no-such-network"}, 404),
+             ("networks", {"name": 5}, 400), ("networks", {"mtu": 10}, 400)]
+    for kind, body, status in cases:
+        r = httpx.post(f"{ncloud.network_url}/{kind}", headers=headers, json={kind[:-1]: body})
+        assert r.status_code == status, (kind, body, r.text)
+        assert "NeutronError" in r.json()
+    # another project's network is invisible to a member; shared and external ones need an admin
+    assert httpx.get(f"{ncloud.network_url}/networks/{net['id']}", headers={"X-Auth-Token": demo}).status_code == 404
+    r = httpx.post(f"{ncloud.network_url}/ports", headers={"X-Auth-Token": demo}, json={"port": {
+        "network_id": net["id"]}})
+    assert r.status_code == 404
+    assert httpx.post(f"{ncloud.network_url}/networks", headers={"X-Auth-Token": demo}, json={"network": {
+        "shared": True}}).status_code == 403
+    assert httpx.get(f"{ncloud.network_url}/extensions", headers=headers).json()["extensions"]
