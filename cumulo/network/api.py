@@ -16,6 +16,7 @@ from cumulo.core.http.app import JSON, Router, auth_of, create_app, json_body
 from cumulo.core.http.faults import BadRequest, Forbidden, NotFound
 from cumulo.identity.service import IdentityService
 from cumulo.network.models import Network, Port, Subnet
+from cumulo.network.security_groups import SecurityGroups
 from cumulo.network.service import NetworkService, pools_of
 
 EXTENSIONS = [("network", "Network", "Networks, subnets and ports"), ("external-net", "Neutron external network",
@@ -29,7 +30,8 @@ EXTENSIONS = [("network", "Network", "Networks, subnets and ports"), ("external-
               ("extra_dhcp_opt", "Neutron Extra DHCP options", "extra_dhcp_opts on ports"),
               ("net-mtu", "Network MTU", "mtu on networks"), ("quotas", "Quota management support", "quotas"),
               ("sorting", "Sorting", "sort_key/sort_dir"), ("pagination", "Pagination", "limit/marker"),
-              ("project-id", "project_id field enabled", "project_id beside tenant_id")]
+              ("project-id", "project_id field enabled", "project_id beside tenant_id"),
+              ("security-group", "security-group", "Security groups and their rules")]
 MAC = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
 
 
@@ -134,7 +136,7 @@ def body_of(data: Any, kind: str) -> dict[str, Any]:
     return item
 
 
-def router(svc: NetworkService) -> Router:
+def router(svc: NetworkService, groups: SecurityGroups) -> Router:
     r = Router()
 
     def who(request: Request) -> tuple[str, bool]:
@@ -427,6 +429,14 @@ def router(svc: NetworkService) -> Router:
                 values["mac_address"] = item["mac_address"].lower()
             values.setdefault("port_security_enabled", net.port_security_enabled)
             values.update(project_id=owner_of(request, item), network_id=net.id)
+            if "security_groups" in values:
+                for group_id in values["security_groups"]:
+                    await groups.get(group_id, values["project_id"], admin)
+            elif values["port_security_enabled"]:
+                values["security_groups"] = [await groups.default(values["project_id"])]
+            if values.get("security_groups") and not values["port_security_enabled"]:
+                raise BadRequest("Port has security group associated. Cannot disable port security or ip address "
+                                 "until security group is removed", kind="PortSecurityAndIPRequiredForSecurityGroups")
             await svc.check_quota(Port, "port", values["project_id"], None)
             row = await svc.create_port(values, fixed_ips_of(item), project, admin)
             ips = await svc.allocations([row.id])
@@ -492,5 +502,10 @@ def _without(request: Request, key: str) -> Request:
 
 
 def build_app(svc: NetworkService, identity: IdentityService, max_body: int) -> ASGIApp:
-    return create_app("network", router(svc), identity, max_body=max_body)
+    from cumulo.network import security_groups
+
+    groups = SecurityGroups(svc.db)
+    r = router(svc, groups)
+    r.include(security_groups.router(groups))
+    return create_app("network", r, identity, max_body=max_body)
 

@@ -109,3 +109,52 @@ def test_bad_input_gets_neutron_faults(ncloud: Cloud) -> None:
     assert httpx.post(f"{ncloud.network_url}/networks", headers={"X-Auth-Token": demo}, json={"network": {
         "shared": True}}).status_code == 403
     assert httpx.get(f"{ncloud.network_url}/extensions", headers=headers).json()["extensions"]
+
+
+def test_security_groups_default_rules_and_validation(ncloud: Cloud) -> None:
+    conn = ncloud.sdk(cloud="cumulo-demo")
+    groups = list(conn.network.security_groups())
+    default = [g for g in groups if g.name == "default"]
+    assert len(default) == 1  # made once on first use
+    rules = {(r["direction"], r["ethertype"], r["remote_group_id"]) for r in default[0].security_group_rules}
+    assert rules == {("egress", "IPv4", None), ("egress", "IPv6", None),
+                     ("ingress", "IPv4", default[0].id), ("ingress", "IPv6", default[0].id)}
+    web = json.loads(ncloud.cli("security", "group", "create", unique("web"), "-f", "json", cloud="cumulo-demo").stdout)
+    ncloud.cli("security", "group", "rule", "create", "--protocol", "tcp", "--dst-port", "80", "--ingress", web["id"],
+               cloud="cumulo-demo")
+    ncloud.cli("security", "group", "rule", "create", "--protocol", "icmp", web["id"], cloud="cumulo-demo")
+    listed = json.loads(ncloud.cli("security", "group", "rule", "list", web["id"], "-f", "json",
+                                   cloud="cumulo-demo").stdout)
+    assert {(r["IP Protocol"], r["Port Range"]) for r in listed} >= {("tcp", "80:80"), ("icmp", "")}
+    demo = ncloud.token("demo", ncloud.demo_password, "demo")[0]
+    headers = {"X-Auth-Token": demo}
+    url = f"{ncloud.network_url}/security-group-rules"
+    bad = [{"direction": "sideways"}, {"direction": "ingress", "protocol": "tcp", "port_range_min": 90,
+                                       "port_range_max": 80},
+           {"direction": "ingress", "protocol": "tcp", "port_range_min": 0, "port_range_max": 70000},
+           {"direction": "ingress", "protocol": "icmp", "port_range_min": 300},
+           {"direction": "ingress", "protocol": "bogus"},
+           {"direction": "ingress", "remote_ip_prefix": "10.0.0.0/8", "ethertype": "IPv6"},
+           {"direction": "ingress", "remote_ip_prefix": "10.0.0.0/8", "remote_group_id": web["id"]}]
+    for body in bad:
+        r = httpx.post(url, headers=headers, json={"security_group_rule": {"security_group_id": web["id"], **body}})
+        assert r.status_code == 400 and "NeutronError" in r.json(), (body, r.text)
+    dup = {"security_group_id": web["id"], "direction": "ingress", "protocol": "tcp", "port_range_min": 80,
+           "port_range_max": 80, "ethertype": "IPv4"}
+    r = httpx.post(url, headers=headers, json={"security_group_rule": dup})
+    assert r.status_code == 409 and r.json()["NeutronError"]["type"] == "SecurityGroupRuleExists"
+    # the default group cannot be deleted; a port gets the default group unless it names others
+    r = httpx.delete(f"{ncloud.network_url}/security-groups/{default[0].id}", headers=headers)
+    assert r.status_code == 409
+    net = conn.network.create_network(name=unique("sgnet"))
+    conn.network.create_subnet(network_id=net.id, ip_version=4, cidr="10.50.0.0/24")
+    port = conn.network.create_port(network_id=net.id)
+    assert port.security_group_ids == [default[0].id]
+    port2 = conn.network.create_port(network_id=net.id, security_group_ids=[web["id"]])
+    assert port2.security_group_ids == [web["id"]]
+    r = httpx.delete(f"{ncloud.network_url}/security-groups/{web['id']}", headers=headers)
+    assert r.status_code == 409 and r.json()["NeutronError"]["type"] == "SecurityGroupInUse"
+    for p in (port, port2):
+        conn.network.delete_port(p)
+    conn.network.delete_network(net)
+    ncloud.cli("security", "group", "delete", web["id"], cloud="cumulo-demo")
