@@ -31,7 +31,10 @@ EXTENSIONS = [("network", "Network", "Networks, subnets and ports"), ("external-
               ("net-mtu", "Network MTU", "mtu on networks"), ("quotas", "Quota management support", "quotas"),
               ("sorting", "Sorting", "sort_key/sort_dir"), ("pagination", "Pagination", "limit/marker"),
               ("project-id", "project_id field enabled", "project_id beside tenant_id"),
-              ("security-group", "security-group", "Security groups and their rules")]
+              ("security-group", "security-group", "Security groups and their rules"),
+              ("router", "Neutron L3 Router", "Routers, interfaces and floating IPs"),
+              ("ext-gw-mode", "Neutron L3 Configurable external gateway mode", "enable_snat on gateways"),
+              ("extraroute", "Neutron Extra Route", "Static routes on routers")]
 MAC = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
 
 
@@ -502,10 +505,11 @@ def _without(request: Request, key: str) -> Request:
 
 
 def build_app(svc: NetworkService, identity: IdentityService, max_body: int) -> ASGIApp:
-    from cumulo.network import security_groups
+    from cumulo.network import routers, security_groups
 
     groups = SecurityGroups(svc.db)
     r = router(svc, groups)
     r.include(security_groups.router(groups))
+    r.include(routers.router(svc))
     return create_app("network", r, identity, max_body=max_body)
 

@@ -113,3 +113,27 @@ class SecurityGroupRule(Standard, Base):
     port_range_max: Mapped[int | None] = mapped_column(Integer, nullable=True)
     remote_ip_prefix: Mapped[str | None] = mapped_column(String(64), nullable=True)
     remote_group_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+
+
+class Router(Standard, Base):
+    __tablename__ = "network_router"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    project_id: Mapped[str] = mapped_column(ID, index=True)
+    admin_state_up: Mapped[bool] = mapped_column(Boolean, default=True)
+    gateway_network_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    gateway_port_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    enable_snat: Mapped[bool] = mapped_column(Boolean, default=True)
+    routes: Mapped[list[dict[str, str]]] = mapped_column(JSONText, default=list)
+
+
+class FloatingIP(Standard, Base):
+    __tablename__ = "network_floating_ip"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ID, index=True)
+    floating_network_id: Mapped[str] = mapped_column(String(36), index=True)
+    floating_ip_address: Mapped[str] = mapped_column(String(64))
+    floating_port_id: Mapped[str] = mapped_column(String(36))
+    port_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    fixed_ip_address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    router_id: Mapped[str | None] = mapped_column(String(36), nullable=True)

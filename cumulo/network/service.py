@@ -107,7 +107,7 @@ class NetworkService:
     async def delete_network(self, net: Network) -> None:
         async with self.db.session() as s:
             in_use = (await s.execute(select(func.count()).select_from(Port).where(
-                Port.network_id == net.id, Port.device_owner.not_like("network:%")))).scalar()
+                Port.network_id == net.id, Port.device_owner != "network:dhcp"))).scalar()
             if in_use:
                 raise Conflict(f"Unable to complete operation on network {net.id}. There are one or more ports "
                                "still in use on the network.", kind="NetworkInUse")
@@ -135,7 +135,7 @@ class NetworkService:
     async def delete_subnet(self, subnet: Subnet) -> None:
         async with self.db.session() as s:
             used = (await s.execute(select(IPAllocation.port_id).join(Port, Port.id == IPAllocation.port_id).where(
-                IPAllocation.subnet_id == subnet.id, Port.device_owner.not_like("network:%")).limit(1))).first()
+                IPAllocation.subnet_id == subnet.id, Port.device_owner != "network:dhcp").limit(1))).first()
             if used:
                 raise Conflict(f"Unable to complete operation on subnet {subnet.id}: One or more ports have an IP "
                                "allocation from this subnet.", kind="SubnetInUse")
@@ -259,6 +259,9 @@ class NetworkService:
         return port
 
     async def delete_port(self, port: Port) -> None:
+        from cumulo.network.routers import on_port_deleted
+
         async with self.db.session() as s:
             await s.execute(delete(IPAllocation).where(IPAllocation.port_id == port.id))
             await s.execute(delete(Port).where(Port.id == port.id))
+        await on_port_deleted(self.db, port.id)

@@ -158,3 +158,64 @@ def test_security_groups_default_rules_and_validation(ncloud: Cloud) -> None:
         conn.network.delete_port(p)
     conn.network.delete_network(net)
     ncloud.cli("security", "group", "delete", web["id"], cloud="cumulo-demo")
+
+
+def test_routers_interfaces_routes_and_floating_ips(ncloud: Cloud) -> None:
+    admin = ncloud.sdk()
+    conn = ncloud.sdk(cloud="cumulo-demo")
+    ext = admin.network.create_network(name=unique("public"), is_router_external=True)
+    admin.network.create_subnet(network_id=ext.id, ip_version=4, cidr="172.24.4.0/24", enable_dhcp=False)
+    net = conn.network.create_network(name=unique("private"))
+    sub = conn.network.create_subnet(network_id=net.id, ip_version=4, cidr="10.60.0.0/24")
+    other = conn.network.create_network(name=unique("other"))
+    clash = conn.network.create_subnet(network_id=other.id, ip_version=4, cidr="10.60.0.0/25")
+    router = json.loads(ncloud.cli("router", "create", unique("r"), "-f", "json", cloud="cumulo-demo").stdout)
+    ncloud.cli("router", "set", "--external-gateway", ext.id, router["id"], cloud="cumulo-demo")
+    ncloud.cli("router", "add", "subnet", router["id"], sub.id, cloud="cumulo-demo")
+    shown = conn.network.get_router(router["id"])
+    assert shown.external_gateway_info["network_id"] == ext.id and shown.external_gateway_info["enable_snat"]
+    gateway_ip = shown.external_gateway_info["external_fixed_ips"][0]["ip_address"]
+    assert ipaddress_in(gateway_ip, "172.24.4.0/24")
+    demo = ncloud.token("demo", ncloud.demo_password, "demo")[0]
+    headers = {"X-Auth-Token": demo}
+    url = f"{ncloud.network_url}/routers/{router['id']}"
+    r = httpx.put(f"{url}/add_router_interface", headers=headers, json={"subnet_id": clash.id})
+    assert r.status_code == 400 and "overlaps" in r.json()["NeutronError"]["message"]
+    r = httpx.put(url, headers=headers, json={"router": {"routes": [{"destination": "10.99.0.0/24",
+                                                                      "nexthop": "192.168.1.1"}]}})
+    assert r.status_code == 400 and r.json()["NeutronError"]["type"] == "InvalidRoutes"
+    r = httpx.put(url, headers=headers, json={"router": {"routes": [{"destination": "10.99.0.0/24",
+                                                                      "nexthop": "10.60.0.9"}]}})
+    assert r.status_code == 200 and r.json()["router"]["routes"] == [{"destination": "10.99.0.0/24",
+                                                                       "nexthop": "10.60.0.9"}]
+    # a floating IP follows the port through the router
+    port = conn.network.create_port(network_id=net.id)
+    fip = conn.network.create_ip(floating_network_id=ext.id, port_id=port.id)
+    assert fip.router_id == router["id"] and fip.fixed_ip_address == port.fixed_ips[0]["ip_address"]
+    assert ipaddress_in(fip.floating_ip_address, "172.24.4.0/24") and fip.floating_ip_address != gateway_ip
+    lonely = conn.network.create_port(network_id=other.id)
+    r = httpx.put(f"{ncloud.network_url}/floatingips/{fip.id}", headers=headers,
+                  json={"floatingip": {"port_id": lonely.id}})
+    assert r.status_code == 404 and r.json()["NeutronError"]["type"] == "ExternalGatewayForFloatingIPNotFound"
+    assert conn.network.update_ip(fip, port_id=None).port_id is None
+    conn.network.update_ip(fip, port_id=port.id)
+    conn.network.delete_port(port)  # the floating IP lets go of a port that goes away
+    assert conn.network.get_ip(fip.id).port_id is None
+    r = httpx.delete(url, headers=headers)
+    assert r.status_code == 409 and r.json()["NeutronError"]["type"] == "RouterInUse"
+    assert httpx.delete(f"{ncloud.network_url}/subnets/{sub.id}", headers=headers).status_code == 409  # interface
+    ncloud.cli("router", "remove", "subnet", router["id"], sub.id, cloud="cumulo-demo")
+    conn.network.delete_ip(fip)
+    assert httpx.delete(url, headers=headers).status_code == 204
+    for p in conn.network.ports(network_id=ext.id):
+        raise AssertionError(f"port {p.id} ({p.device_owner}) was left on the external network")
+    conn.network.delete_port(lonely)
+    for n in (net, other):
+        conn.network.delete_network(n)
+    admin.network.delete_network(ext)
+
+
+def ipaddress_in(address: str, cidr: str) -> bool:
+    import ipaddress
+
+    return ipaddress.ip_address(address) in ipaddress.ip_network(cidr)
