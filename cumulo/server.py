@@ -127,9 +127,14 @@ class Controller:
             await compute.start()
             conductor = Conductor(self.db, self.bus, _Placement(self.db))
             await conductor.start()
+            network = None
+            if "network" in cfg.services:
+                from cumulo.network.service import NetworkService
+
+                network = NetworkService(self.db)
             self.servers = conductor.servers = ServerManager(
                 self.db, self.bus, compute, _Placement(self.db), cfg.compute.build_timeout, images=self.image,
-                image_url=cfg.endpoint(cfg.image.port) if "image" in cfg.services else "")
+                image_url=cfg.endpoint(cfg.image.port) if "image" in cfg.services else "", network=network)
             await self.servers.start()
             if cfg.compute.fake_nodes:
                 from cumulo.compute.agent import ComputeAgent

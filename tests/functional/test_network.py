@@ -16,7 +16,7 @@ from tests.functional.conftest import Cloud, start_cloud, stop_cloud, unique
 @pytest.fixture(scope="module")
 def ncloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     c = start_cloud(tmp_path_factory.mktemp("net-cloud"), "sqlite", {
-        "CUMULO_SERVICES": "identity,image,compute,placement,network", "CUMULO_COMPUTE__FAKE_NODES": "0"})
+        "CUMULO_SERVICES": "identity,image,compute,placement,network", "CUMULO_COMPUTE__FAKE_NODES": "1"})
     yield c
     stop_cloud(c)
 
@@ -219,3 +219,51 @@ def ipaddress_in(address: str, cidr: str) -> bool:
     import ipaddress
 
     return ipaddress.ip_address(address) in ipaddress.ip_network(cidr)
+
+
+def test_servers_get_ports_and_addresses(ncloud: Cloud) -> None:
+    import time
+
+    demo = ncloud.token("demo", ncloud.demo_password, "demo")[0]
+    nh = {"X-Auth-Token": demo}
+    ch = {"X-Auth-Token": demo, "OpenStack-API-Version": "compute 2.47"}
+    image = httpx.get(f"{ncloud.image_url}/v2/images?name=cumulo-tiny", headers=nh).json()["images"][0]["id"]
+    net = httpx.post(f"{ncloud.network_url}/networks", headers=nh, json={"network": {"name": "app"}}).json()["network"]
+    sub = httpx.post(f"{ncloud.network_url}/subnets", headers=nh, json={"subnet": {
+        "network_id": net["id"], "ip_version": 4, "cidr": "10.70.0.0/24"}}).json()["subnet"]
+
+    def boot(networks: object) -> httpx.Response:
+        return httpx.post(f"{ncloud.compute_url}/servers", headers=ch, json={"server": {
+            "name": unique("vm"), "flavorRef": "10", "imageRef": image, "networks": networks}})
+
+    def active(server_id: str) -> dict:
+        deadline = time.monotonic() + 20
+        while True:
+            s = httpx.get(f"{ncloud.compute_url}/servers/{server_id}", headers=ch).json()["server"]
+            if s["status"] in ("ACTIVE", "ERROR") or time.monotonic() > deadline:
+                assert s["status"] == "ACTIVE", s.get("fault")
+                return dict(s)
+            time.sleep(0.2)
+
+    a = active(boot([{"uuid": net["id"], "fixed_ip": "10.70.0.10"}]).json()["server"]["id"])
+    assert a["addresses"] == {"app": [{"version": 4, "addr": "10.70.0.10", "OS-EXT-IPS:type": "fixed",
+                                       "OS-EXT-IPS-MAC:mac_addr": a["addresses"]["app"][0]["OS-EXT-IPS-MAC:mac_addr"]}]}
+    made = httpx.get(f"{ncloud.network_url}/ports?device_id={a['id']}", headers=nh).json()["ports"]
+    assert len(made) == 1 and made[0]["status"] == "ACTIVE" and made[0]["device_owner"].startswith("compute:")
+    given = httpx.post(f"{ncloud.network_url}/ports", headers=nh, json={"port": {"network_id": net["id"]}}
+                       ).json()["port"]
+    b = active(boot([{"port": given["id"]}]).json()["server"]["id"])
+    assert b["addresses"]["app"][0]["addr"] == given["fixed_ips"][0]["ip_address"]
+    assert boot([{"port": given["id"]}]).status_code == 409  # in use by b
+    assert boot([{"uuid": "0" * 36}]).status_code == 400
+    c = active(boot("auto").json()["server"]["id"])  # the project's only network
+    assert list(c["addresses"]) == ["app"]
+    listed = httpx.get(f"{ncloud.compute_url}/servers?ip=10\\.70\\.0\\.10$", headers=ch).json()["servers"]
+    assert [x["id"] for x in listed] == [a["id"]]
+    for server in (a, b, c):
+        assert httpx.delete(f"{ncloud.compute_url}/servers/{server['id']}", headers=ch).status_code == 204
+    left = httpx.get(f"{ncloud.network_url}/ports?network_id={net['id']}", headers=nh).json()["ports"]
+    assert [(p["id"], p["device_id"]) for p in left] == [(given["id"], "")]  # made ones gone, the given one free
+    httpx.delete(f"{ncloud.network_url}/ports/{given['id']}", headers=nh)
+    assert httpx.delete(f"{ncloud.network_url}/subnets/{sub['id']}", headers=nh).status_code == 204
+    assert httpx.delete(f"{ncloud.network_url}/networks/{net['id']}", headers=nh).status_code == 204

@@ -180,10 +180,11 @@ class Views:
             return [{"id": s.id, "name": s.name, "links": links(request, "servers", s.id)} for s in rows]
         tags = await self.manager.tags([s.id for s in rows]) if at_least(request, 26) else {}
         hosts = await self.host_status() if at_least(request, 16) and auth_of(request).is_admin() else {}
-        return [self.one(request, s, tags.get(s.id, []), hosts) for s in rows]
+        addresses = await self.manager.addresses([s.id for s in rows])
+        return [self.one(request, s, tags.get(s.id, []), hosts, addresses=addresses.get(s.id)) for s in rows]
 
     def one(self, request: Request, s: Server, tags: list[str], host_status: dict[str, str],
-            groups: list[str] | None = None) -> dict[str, Any]:
+            groups: list[str] | None = None, addresses: dict[str, Any] | None = None) -> dict[str, Any]:
         admin = auth_of(request).is_admin()
         f = s.flavor
         if at_least(request, 47):
@@ -198,7 +199,7 @@ class Views:
             "status": status_of(s), "tenant_id": s.project_id, "user_id": s.user_id,
             "metadata": s.meta or {}, "hostId": "", "flavor": flavor,
             "image": {"id": s.image_id, "links": links(request, "images", s.image_id)} if s.image_id else "",
-            "created": when(s.created_at), "updated": when(s.updated_at), "addresses": {},
+            "created": when(s.created_at), "updated": when(s.updated_at), "addresses": addresses or {},
             "accessIPv4": s.access_ipv4 or "", "accessIPv6": s.access_ipv6 or "", "key_name": s.key_name,
             "config_drive": "True" if s.config_drive else "", "progress": 0, "OS-DCF:diskConfig": "MANUAL",
             "OS-EXT-STS:vm_state": s.vm_state, "OS-EXT-STS:task_state": s.task_state,
@@ -322,8 +323,9 @@ def router(manager: ServerManager, images: Any) -> Router:
                     continue
                 conds.append({"tags": and_(*has), "tags-any": or_(*has),
                               "not-tags": ~and_(*has), "not-tags-any": ~or_(*has)}[key])
-        if "ip" in q or "ip6" in q:
-            conds.append(Server.id.is_(None))  # servers have no addresses until networking arrives
+        for key, version in (("ip", 4), ("ip6", 6)):
+            if key in q:
+                conds.append(Server.id.in_(await manager.servers_with_ip(q[key], version)))
         limit = None
         if "limit" in q:
             limit = check_int(q["limit"], "limit", 0)
@@ -397,7 +399,8 @@ def router(manager: ServerManager, images: Any) -> Router:
             async with manager.db.session() as s:
                 groups = list((await s.execute(select(ServerGroupMember.group_id).where(
                     ServerGroupMember.server_id == server.id))).scalars())
-        return views.one(request, server, tags, hosts, groups)
+        addresses = (await manager.addresses([server.id])).get(server.id)
+        return views.one(request, server, tags, hosts, groups, addresses)
 
     @r.get("/v2.1/servers/{server_id}")
     async def show(request: Request) -> Response:
@@ -593,15 +596,13 @@ def router(manager: ServerManager, images: Any) -> Router:
             raise BadRequest("networks is required from microversion 2.37: use \"auto\", \"none\" or a list.")
         if isinstance(networks, str) and networks not in ("auto", "none"):
             raise BadRequest(f"Invalid networks value {networks!r}: \"auto\", \"none\" or a list.")
+        requested: list[dict[str, Any]] | str = networks if isinstance(networks, str) else "auto"
         if isinstance(networks, list):
-            for net in networks:
-                if not isinstance(net, dict):
-                    raise BadRequest("Each entry of networks must be an object.")
-                ident = net.get("uuid") or net.get("port")
-                raise BadRequest(f"Network {ident} could not be found: this cloud has no networks yet "
-                                 "(use \"none\" or \"auto\").")
+            requested = await manager.requested_networks(networks, auth.project_id or "", auth.is_admin())
         elif networks is not None and not isinstance(networks, str):
             raise BadRequest(f"Invalid networks value {networks!r}.")
+        elif manager.network is not None and requested == "auto":
+            requested = await manager.auto_network(auth.project_id or "")
         low = check_int(data.get("min_count", 1), "min_count")
         high = check_int(data.get("max_count", low), "max_count")
         if low > high:
@@ -616,8 +617,7 @@ def router(manager: ServerManager, images: Any) -> Router:
         limit = await compute.quota(auth.project_id, "metadata_items")
         if limit is not None and len(metadata) > limit:
             raise Forbidden(f"Quota exceeded for metadata_items: the limit is {limit}.")
-        request_spec: dict[str, Any] = {"image_properties": image_properties,
-                                        "networks": networks if isinstance(networks, str) else "auto"}
+        request_spec: dict[str, Any] = {"image_properties": image_properties, "networks": requested}
         zone = data.get("availability_zone")
         if zone is not None:
             if not isinstance(zone, str) or not zone:
