@@ -1068,7 +1068,7 @@ class ServerManager:
             out.append(item)
         return out
 
-    async def auto_network(self, project: str) -> list[dict[str, Any]] | str:
+    async def auto_network(self, project: str, required: bool = True) -> list[dict[str, Any]] | str:
         """networks "auto": the project's one network, else the one shared network; none is an error
         (there is no automatic topology here), several is ambiguous."""
         from sqlalchemy import or_
@@ -1081,6 +1081,8 @@ class ServerManager:
             shared = list((await s.execute(select(Network.id).where(
                 Network.shared.is_(True), Network.external.is_(False), or_(Network.project_id != project)))).scalars())
         choice = own or shared
+        if not choice and not required:
+            return "none"
         if not choice:
             raise BadRequest("Unable to automatically allocate a network for the project: create a network (and "
                              "subnet) or boot with networks \"none\".")

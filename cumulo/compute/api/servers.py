@@ -602,7 +602,8 @@ def router(manager: ServerManager, images: Any) -> Router:
         elif networks is not None and not isinstance(networks, str):
             raise BadRequest(f"Invalid networks value {networks!r}.")
         elif manager.network is not None and requested == "auto":
-            requested = await manager.auto_network(auth.project_id or "")
+            # before 2.37 no networks means every network the project has, none at all is fine
+            requested = await manager.auto_network(auth.project_id or "", required=networks is not None)
         low = check_int(data.get("min_count", 1), "min_count")
         high = check_int(data.get("max_count", low), "max_count")
         if low > high:
