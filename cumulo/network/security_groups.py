@@ -112,10 +112,15 @@ def check_rule(item: dict[str, Any]) -> dict[str, Any]:
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             raise BadRequest(f"Invalid input for port range: {value!r} is not an integer.")
     if protocol in ("tcp", "udp", "sctp", "6", "17", "132"):
-        if low is not None or high is not None:
-            if low is None or high is None or not 1 <= low <= high <= 65535:
-                raise BadRequest(f"Invalid port range {low}:{high}: port_range_min must be <= port_range_max, "
-                                 "both 1-65535.", kind="SecurityGroupInvalidPortRange")
+        for value in (low, high):
+            if value is not None and not 1 <= value <= 65535:
+                raise BadRequest(f"Invalid value for port {value}", kind="SecurityGroupInvalidPortValue")
+        if low is not None and high is not None and low > high:
+            raise BadRequest("For TCP/UDP protocols, port_range_min must be <= port_range_max",
+                             kind="SecurityGroupInvalidPortRange")
+        if (low is None) != (high is None):
+            raise BadRequest(f"Invalid port range {low}:{high}: both ends from 1 to 65535, or neither.",
+                             kind="SecurityGroupInvalidPortRange")
     elif protocol in ("icmp", "icmpv6", "ipv6-icmp", "1", "58"):
         for name, value in (("type", low), ("code", high)):
             if value is not None and not 0 <= value <= 255:

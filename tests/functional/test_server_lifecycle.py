@@ -395,3 +395,26 @@ def test_metadata_api_for_a_signed_instance(cloud: Cloud, admin) -> None:  # typ
     assert md("/openstack/latest/meta_data.json", instance="0" * 36).status_code == 404
     assert md("/openstack/1999-01-01/meta_data.json").status_code == 404
     httpx.delete(f"{cloud.compute_url}/servers/{server['id']}", headers=h(token))
+
+
+def test_image_proxy_follows_a_snapshot(cloud: Cloud, admin) -> None:  # type: ignore[no-untyped-def]
+    token = admin[0]
+    server = boot(cloud, token)
+    r = act(cloud, token, server["id"], {"createImage": {"name": unique("proxied")}}, "2.1")
+    image_id = r.headers["location"].rsplit("/", 1)[-1]
+    deadline = time.monotonic() + 30
+    while (shown := httpx.get(f"{cloud.compute_url}/images/{image_id}", headers=h(token, "2.1")).json()["image"])[
+            "status"] != "ACTIVE":
+        assert time.monotonic() < deadline and shown["status"] == "SAVING", shown
+        time.sleep(0.2)
+    assert shown["server"]["id"] == server["id"] and shown["OS-EXT-IMG-SIZE:size"] > 0 and shown["progress"] == 100
+    listed = httpx.get(f"{cloud.compute_url}/images/detail?server={server['id']}", headers=h(token, "2.1")).json()
+    assert [i["id"] for i in listed["images"]] == [image_id]
+    assert httpx.get(f"{cloud.compute_url}/images/{image_id}", headers=h(token, "2.36")).status_code == 404
+    assert httpx.delete(f"{cloud.compute_url}/images/{image_id}", headers=h(token, "2.1")).status_code == 204
+    assert httpx.get(f"{cloud.compute_url}/images/{image_id}", headers=h(token, "2.1")).status_code == 404
+    # a server that is neither building nor moving shows no progress, as in Nova
+    act(cloud, token, server["id"], {"os-stop": None})
+    stopped = wait_status(cloud, token, server["id"], "SHUTOFF")
+    assert "progress" not in stopped
+    httpx.delete(f"{cloud.compute_url}/servers/{server['id']}", headers=h(token))

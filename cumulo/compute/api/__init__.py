@@ -102,4 +102,8 @@ def build_app(svc: ComputeService, identity: IdentityService, max_body: int, ser
         router.include(server_actions.router(servers, images))
         router.include(server_extras.router(servers))
     router.include(network_proxy_router())
+    if images is not None:
+        from cumulo.compute.api import images as images_proxy
+
+        router.include(images_proxy.router(images))
     return create_app("compute", router, identity, max_body=max_body, microversions=MICROVERSIONS)

@@ -31,6 +31,7 @@ STATUS = {"building": "BUILD", "active": "ACTIVE", "error": "ERROR", "deleted": 
 TASK_STATUS = {"rebuilding": "REBUILD", "resize_prep": "RESIZE", "resize_migrating": "RESIZE",
                "resize_reverting": "REVERT_RESIZE", "migrating": "MIGRATING", "reboot_started": "REBOOT",
                "reboot_started_hard": "HARD_REBOOT"}
+PROGRESSING = ("ACTIVE", "BUILD", "REBUILD", "RESIZE", "VERIFY_RESIZE", "MIGRATING")
 SORT_KEYS = {"created_at": Server.created_at, "updated_at": Server.updated_at, "display_name": Server.name,
              "name": Server.name, "uuid": Server.id, "id": Server.id, "vm_state": Server.vm_state,
              "task_state": Server.task_state, "power_state": Server.power_state, "host": Server.host,
@@ -201,7 +202,7 @@ class Views:
             "image": {"id": s.image_id, "links": links(request, "images", s.image_id)} if s.image_id else "",
             "created": when(s.created_at), "updated": when(s.updated_at), "addresses": addresses or {},
             "accessIPv4": s.access_ipv4 or "", "accessIPv6": s.access_ipv6 or "", "key_name": s.key_name,
-            "config_drive": "True" if s.config_drive else "", "progress": 0, "OS-DCF:diskConfig": "MANUAL",
+            "config_drive": "True" if s.config_drive else "", "OS-DCF:diskConfig": "MANUAL",
             "OS-EXT-STS:vm_state": s.vm_state, "OS-EXT-STS:task_state": s.task_state,
             "OS-EXT-STS:power_state": s.power_state, "OS-EXT-AZ:availability_zone": s.availability_zone or "",
             "OS-SRV-USG:launched_at": s.launched_at.strftime("%Y-%m-%dT%H:%M:%S.%f") if s.launched_at else None,
@@ -209,6 +210,8 @@ class Views:
             else None,
             "security_groups": [{"name": n} for n in (s.request or {}).get("security_groups", ["default"])],
             "os-extended-volumes:volumes_attached": []}
+        if out["status"] in PROGRESSING:  # Nova shows progress only while something can progress
+            out["progress"] = 100 if out["status"] in ("ACTIVE", "VERIFY_RESIZE") else 0
         if s.host:
             out["hostId"] = hashlib.sha224((s.project_id + s.host).encode()).hexdigest()
         if admin:
