@@ -119,8 +119,8 @@ def check_rule(item: dict[str, Any]) -> dict[str, Any]:
             raise BadRequest("For TCP/UDP protocols, port_range_min must be <= port_range_max",
                              kind="SecurityGroupInvalidPortRange")
         if (low is None) != (high is None):
-            raise BadRequest(f"Invalid port range {low}:{high}: both ends from 1 to 65535, or neither.",
-                             kind="SecurityGroupInvalidPortRange")
+            raise BadRequest("For TCP/UDP protocols, port_range_min must be <= port_range_max (give both ends, "
+                             "or neither).", kind="SecurityGroupInvalidPortRange")
     elif protocol in ("icmp", "icmpv6", "ipv6-icmp", "1", "58"):
         for name, value in (("type", low), ("code", high)):
             if value is not None and not 0 <= value <= 255:

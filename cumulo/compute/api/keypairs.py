@@ -87,7 +87,7 @@ def router(svc: ComputeService) -> Router:
         new = await svc.create_keypair(user_id, auth_of(request).project_id, name, key_type, public_key)
         status = 201 if at_least(request, 2) else 200
         return JSON({"keypair": view(request, new.row, detail=False, private=new.private_key)
-                     | ({"user_id": new.row.user_id} if at_least(request, 10) else {})}, status_code=status)
+                     | {"user_id": new.row.user_id}}, status_code=status)  # Nova returns the owner at every version
 
     @r.get("/v2.1/os-keypairs/{name}")
     async def show_keypair(request: Request) -> Response:
