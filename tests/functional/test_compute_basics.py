@@ -160,3 +160,9 @@ def test_server_groups_policies_microversions_and_quota(cloud: Cloud, admin) -> 
     assert codes.count(200) <= 2 and set(codes) <= {200, 413}
     listed = httpx.get(url, headers=h(scoped)).json()["server_groups"]
     assert len(listed) <= 2
+
+
+def test_compute_answers_carry_nova_request_id_headers(cloud: Cloud, admin) -> None:  # type: ignore[no-untyped-def]
+    r = httpx.get(f"{cloud.compute_url}/flavors", headers={"X-Auth-Token": admin[0]})
+    assert r.headers["x-compute-request-id"] == r.headers["x-openstack-request-id"]
+    assert r.headers["x-openstack-request-id"].startswith("req-")

@@ -71,6 +71,8 @@ class RequestIdMiddleware:
                 status = message["status"]
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-openstack-request-id", header)]
+                if self.service == "compute":  # Nova's own name for it, which clients still read
+                    message["headers"].append((b"x-compute-request-id", header))
             await send(message)
 
         try:
