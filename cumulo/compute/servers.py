@@ -532,6 +532,37 @@ class ServerManager:
                         action_id, stopped=stopped)
 
     # resize and cold migration ---------------------------------------------------------------
+    async def _start_move(self, server: Server, action_id: int | None, kind: str, status: str, moving: str,
+                          event: str, *, flavor: dict[str, Any] | None = None, host: str | None = None,
+                          leave_source: bool = True, keep_source_claim: bool = True) -> tuple[str, HostState]:
+        """What every move begins with: the migration record, the scheduler's choice away from the
+        source (or on ``host``), and the claim there; the source's share goes to the migration's
+        consumer when ``keep_source_claim``.  With no host the server is settled and NoValidHost raised."""
+        flavor = flavor or server.flavor
+        migration = Migration(uuid=str(uuid.uuid4()), server_id=server.id, project_id=server.project_id,
+                              user_id=server.user_id, migration_type=kind, status=status,
+                              source_compute=server.host, source_node=server.host,
+                              old_flavor_id=server.flavor["id"], new_flavor_id=flavor["id"])
+        async with self.db.session() as s:
+            s.add(migration)
+        spec = await self.request_spec(server, flavor, moving=True)
+        if leave_source:
+            spec.ignore_hosts = spec.ignore_hosts | {server.host or ""}
+        if host:
+            spec.force_hosts = {host}
+        source_share = {migration.uuid: {"allocations": {server.node: resources_of(server.flavor)},
+                                         "project_id": server.project_id, "user_id": server.user_id,
+                                         "consumer_type": "MIGRATION"}} if server.node and keep_source_claim else {}
+        try:
+            dest = await self.pick(spec, server, resources_of(flavor), source_share)
+        except NoValidHost as exc:
+            await self._migration_status(migration.uuid, "error")
+            await self.settle(server.id)
+            await self.event(action_id, event, None, None, exc.message)
+            raise
+        await self._migration_status(migration.uuid, moving, dest_compute=dest.host, dest_node=dest.host)
+        return migration.uuid, dest
+
     async def resize(self, server: Server, new_flavor: Flavor | None, host: str | None = None) -> None:
         """Resize to a new flavor, or (new_flavor None) cold-migrate: schedule, claim the destination
         for the server and keep the source claimed by the migration, then the destination's agent
@@ -541,33 +572,12 @@ class ServerManager:
         old_vm_state = server.vm_state
         action_id = await self.begin(server, "resize" if new_flavor is not None else "migrate",
                                      ("active", "stopped"), "resize_prep")
-        migration = Migration(uuid=str(uuid.uuid4()), server_id=server.id, project_id=server.project_id,
-                              user_id=server.user_id, migration_type=kind, status="pre-migrating",
-                              source_compute=server.host, source_node=server.host, old_flavor_id=server.flavor["id"],
-                              new_flavor_id=flavor["id"])
-        async with self.db.session() as s:
-            s.add(migration)
-        spec = await self.request_spec(server, flavor, moving=True)
-        if host:
-            spec.force_hosts = {host}
-        if kind == "migration" or not self.cfg.allow_resize_to_same_host:
-            spec.ignore_hosts = spec.ignore_hosts | {server.host or ""}
-        source_share = {migration.uuid: {"allocations": {server.node: resources_of(server.flavor)},
-                                         "project_id": server.project_id, "user_id": server.user_id,
-                                         "consumer_type": "MIGRATION"}} if server.node else {}
-        try:
-            dest = await self.pick(spec, server, resources_of(flavor), source_share)
-        except NoValidHost as exc:
-            await self._migration_status(migration.uuid, "error")
-            await self.settle(server.id)
-            await self.event(action_id, "conductor_migrate_server", None, None, exc.message)
-            raise
-        async with self.db.session() as s:
-            await s.execute(update(Migration).where(Migration.uuid == migration.uuid).values(
-                dest_compute=dest.host, dest_node=dest.host, status="migrating"))
+        migration, dest = await self._start_move(
+            server, action_id, kind, "pre-migrating", "migrating", "conductor_migrate_server", flavor=flavor,
+            host=host, leave_source=kind == "migration" or not self.cfg.allow_resize_to_same_host)
         meta = {**(server.system_meta or {}), "old_flavor": server.flavor, "new_flavor": flavor,
                 "old_vm_state": old_vm_state, "old_host": server.host, "old_node": server.node,
-                "migration": migration.uuid}
+                "migration": migration}
         await self.settle_task(server.id, "resize_migrating", system_meta=meta)
         payload = await self.payload(server.id)
         payload["flavor"] = flavor
@@ -711,31 +721,11 @@ class ServerManager:
     # live migration --------------------------------------------------------------------------
     async def live_migrate(self, server: Server, host: str | None) -> None:
         action_id = await self.begin(server, "live-migration", ("active", "paused"), "migrating")
-        migration = Migration(uuid=str(uuid.uuid4()), server_id=server.id, project_id=server.project_id,
-                              user_id=server.user_id, migration_type="live-migration", status="accepted",
-                              source_compute=server.host, source_node=server.host,
-                              old_flavor_id=server.flavor["id"], new_flavor_id=server.flavor["id"])
+        migration, dest = await self._start_move(server, action_id, "live-migration", "accepted", "running",
+                                                 "conductor_live_migrate_instance", host=host)
         async with self.db.session() as s:
-            s.add(migration)
-        spec = await self.request_spec(server, moving=True)
-        spec.ignore_hosts = spec.ignore_hosts | {server.host or ""}
-        if host:
-            spec.force_hosts = {host}
-        source_share = {migration.uuid: {"allocations": {server.node: resources_of(server.flavor)},
-                                         "project_id": server.project_id, "user_id": server.user_id,
-                                         "consumer_type": "MIGRATION"}} if server.node else {}
-        try:
-            dest = await self.pick(spec, server, resources_of(server.flavor), source_share)
-        except NoValidHost as exc:
-            await self._migration_status(migration.uuid, "error")
-            await self.settle(server.id)
-            await self.event(action_id, "conductor_live_migrate_instance", None, None, exc.message)
-            raise
-        async with self.db.session() as s:
-            await s.execute(update(Migration).where(Migration.uuid == migration.uuid).values(
-                dest_compute=dest.host, dest_node=dest.host, status="running"))
             await s.execute(update(Server).where(Server.id == server.id).values(
-                system_meta={**(server.system_meta or {}), "migration": migration.uuid, "old_node": server.node,
+                system_meta={**(server.system_meta or {}), "migration": migration, "old_node": server.node,
                              "old_host": server.host}))
         await self.cast(server.host or "", "live_migrate", {"server": await self.payload(server.id),
                                                             "dest": dest.host},
@@ -765,28 +755,12 @@ class ServerManager:
             raise Conflict(f"Compute service of {server.host} is still in use.")
         stopped = server.vm_state == "stopped"
         action_id = await self.begin(server, "evacuate", ("active", "stopped", "error"), "rebuilding")
-        migration = Migration(uuid=str(uuid.uuid4()), server_id=server.id, project_id=server.project_id,
-                              user_id=server.user_id, migration_type="evacuation", status="accepted",
-                              source_compute=server.host, source_node=server.host,
-                              old_flavor_id=server.flavor["id"], new_flavor_id=server.flavor["id"])
-        async with self.db.session() as s:
-            s.add(migration)
-        spec = await self.request_spec(server, moving=True)
-        spec.ignore_hosts = spec.ignore_hosts | {server.host or ""}
-        if host:
-            spec.force_hosts = {host}
-        try:
-            dest = await self.pick(spec, server, resources_of(server.flavor))
-        except NoValidHost as exc:
-            await self._migration_status(migration.uuid, "error")
-            await self.settle(server.id)
-            await self.event(action_id, "conductor_rebuild_server", None, None, exc.message)
-            raise
-        await self._migration_status(migration.uuid, "pre-migrating", dest_compute=dest.host, dest_node=dest.host)
+        migration, dest = await self._start_move(server, action_id, "evacuation", "accepted", "pre-migrating",
+                                                 "conductor_rebuild_server", host=host, keep_source_claim=False)
         async with self.db.session() as s:
             await s.execute(update(Server).where(Server.id == server.id).values(host=dest.host, node=dest.node))
         await self.cast(dest.host, "spawn", {"server": await self.payload(server.id)}, "evacuate", server.id,
-                        action_id, migration=migration.uuid, stopped=stopped)
+                        action_id, migration=migration, stopped=stopped)
 
     async def host_is_up(self, host: str | None) -> bool:
         if not host:
