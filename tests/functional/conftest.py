@@ -136,6 +136,10 @@ def start_cloud(tmp: Path, backend: str, extra_env: dict[str, str] | None = None
         "CUMULO_COMPUTE__REPORT_INTERVAL": "1",
         "CUMULO_COMPUTE__SERVICE_DOWN_TIME": "8",
         "CUMULO_COMPUTE__BUILD_TIMEOUT": "6",
+        # the dataplane (namespaces, dnsmasq) only where a test asks for it, with a prefix of its own
+        "CUMULO_NETWORK__DATAPLANE": "false",
+        "CUMULO_NETWORK__BOOTSTRAP": "false",
+        "CUMULO_NETWORK__NAMESPACE_PREFIX": f"cumulo-test-{uuid.uuid4().hex[:6]}",
     })
     if backend == "postgres":
         env["CUMULO_DATABASE__URL"] = f"postgresql://postgres@127.0.0.1:5432/{_create_pg_database()}"
