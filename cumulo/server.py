@@ -174,11 +174,7 @@ class Controller:
             self.listeners.append(Listener("compute", cfg.compute.port, compute_app(
                 compute, self.identity, cfg.api.max_request_body_size, self.servers, self.image)))
         if "network" in cfg.services:
-            from cumulo.network.api import build_app as network_app
-            from cumulo.network.service import NetworkService
-
-            self.listeners.append(Listener("network", cfg.network.port, network_app(
-                NetworkService(self.db), self.identity, cfg.api.max_request_body_size)))
+            await self.start_network()
         if "placement" in cfg.services:
             from cumulo.placement.api import build_app as placement_app
             from cumulo.placement.service import PlacementService
@@ -186,6 +182,36 @@ class Controller:
             self.listeners.append(Listener("placement", cfg.placement.port, placement_app(
                 PlacementService(self.db), self.identity, cfg.api.max_request_body_size)))
         write_clouds(cfg, admin_pw, demo_pw)
+
+    async def start_network(self) -> None:
+        """The Network API, the dataplane's desired state on the bus, and this machine's network
+        agent when the dataplane runs here."""
+        from cumulo.network.api import build_app as network_app
+        from cumulo.network.dataplane.linux import enabled
+        from cumulo.network.service import NetworkService
+        from cumulo.network.topology import Topology, notifying
+
+        cfg = self.cfg
+        svc = NetworkService(self.db)
+        await Topology(self.db, svc).start(self.bus)
+        self.listeners.append(Listener("network", cfg.network.port, notifying(network_app(
+            svc, self.identity, cfg.api.max_request_body_size), self.bus)))
+        if cfg.network.bootstrap:
+            from cumulo.network.bootstrap import first_topology
+
+            await first_topology(self.db, svc, cfg)
+        if enabled(cfg.network.dataplane):
+            from cumulo.network.agent import NetworkAgent
+
+            secret = self.metadata_secret or self.secret("metadata-secret", cfg.compute.metadata_secret)
+            agent = NetworkAgent(self.bus, cfg.network.namespace_prefix, cfg.state_path,
+                                 f"http://127.0.0.1:{cfg.compute.metadata_port}", secret,
+                                 cfg.network.reconcile_interval)
+            await agent.start()
+            self.agents.append(agent)
+            LOG.info("network dataplane runs on this machine (namespaces %s-*)", cfg.network.namespace_prefix)
+        else:
+            LOG.info("network dataplane is off on this machine: the Network API alone")
 
     def catalog(self) -> list[CatalogEntry]:
         entries = []

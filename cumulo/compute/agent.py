@@ -166,6 +166,13 @@ def qemu_agent(cfg: Any, bus: Any, host: str | None = None) -> ComputeAgent:
     c = cfg.compute
     host = host or c.host or socket.gethostname()
     path = Path(c.instances_path or cfg.state_path / "instances") / host
+    vifs = None
+    if "network" in cfg.services or cfg.network.dataplane.lower() == "true":
+        from cumulo.network.dataplane.linux import enabled
+        from cumulo.network.dataplane.vif import Vifs
+
+        if enabled(cfg.network.dataplane):
+            vifs = Vifs(cfg.network.namespace_prefix)
     driver = QemuDriver(host, path, shutdown_timeout=c.shutdown_timeout,
-                        max_concurrent_builds=c.max_concurrent_builds, tb_size=c.tcg_tb_size)
+                        max_concurrent_builds=c.max_concurrent_builds, tb_size=c.tcg_tb_size, vifs=vifs)
     return ComputeAgent(bus, host, driver, c.report_interval, c.image_cache_max_age)

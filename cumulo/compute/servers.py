@@ -1064,6 +1064,28 @@ class ServerManager:
             raise Conflict("Multiple possible networks found, use a Network ID to be more specific.")
         return [{"uuid": choice[0]}]
 
+    async def security_group_ids(self, names: list[str], project: str) -> list[str]:
+        """The project's security groups by name (or id), as Nova resolves them; "default" is
+        made on first use.  An unknown name is a 400."""
+        from cumulo.network.models import SecurityGroup
+        from cumulo.network.security_groups import SecurityGroups
+
+        out = []
+        for name in names or ["default"]:
+            if name == "default":
+                out.append(await SecurityGroups(self.db).default(project))
+                continue
+            async with self.db.session() as s:
+                found = list((await s.execute(select(SecurityGroup.id).where(
+                    SecurityGroup.project_id == project,
+                    (SecurityGroup.name == name) | (SecurityGroup.id == name)))).scalars())
+            if not found:
+                raise BadRequest(f"Security group {name} not found for project {project}.")
+            if len(found) > 1:
+                raise Conflict(f"Multiple security groups named {name} in project {project}: use its id.")
+            out.append(found[0])
+        return list(dict.fromkeys(out))
+
     async def allocate_ports(self, server: Server) -> None:
         """Ports for the server's requested networks (made here, removed with the server) or the
         ports it was given (handed back on delete)."""
@@ -1072,15 +1094,25 @@ class ServerManager:
         if self.network is None or not isinstance(wanted, list) or request.get("ports"):
             return
         made, ports = [], []
+        groups = None
         try:
             for entry in wanted:
                 if entry.get("port"):
                     ports.append(entry["port"])
                     continue
+                from cumulo.network.models import Network
+
+                async with self.db.session() as s:
+                    net = await s.get(Network, entry["uuid"])
+                secure = net.port_security_enabled if net is not None else True
+                if secure and groups is None:
+                    groups = await self.security_group_ids(request.get("security_groups") or ["default"],
+                                                           server.project_id)
                 fixed = [{"ip_address": entry["fixed_ip"]}] if entry.get("fixed_ip") else None
                 port = await self.network.create_port(
                     {"network_id": entry["uuid"], "project_id": server.project_id, "device_id": server.id,
-                     "device_owner": f"compute:{server.availability_zone or 'nova'}"}, fixed, server.project_id, True)
+                     "device_owner": f"compute:{server.availability_zone or 'nova'}", "port_security_enabled": secure,
+                     "security_groups": groups if secure else []}, fixed, server.project_id, True)
                 made.append(port.id)
                 ports.append(port.id)
             from cumulo.network.models import Port
@@ -1112,6 +1144,7 @@ class ServerManager:
         async with self.db.session() as s:
             await s.execute(update(Port).where(Port.device_id == server_id, Port.device_owner.like("compute:%"))
                             .values(binding_host_id=host or "", status="ACTIVE" if host else "DOWN"))
+        await self.bus.publish("network.changed", {"server_id": server_id})  # the dataplane wires them
 
     async def release_ports(self, server_id: str) -> None:
         """Delete: the ports made for the server go, the ones it was given are handed back."""
@@ -1131,6 +1164,8 @@ class ServerManager:
                 async with self.db.session() as s:
                     await s.execute(update(Port).where(Port.id == port_id).values(
                         device_id="", device_owner="", binding_host_id="", status="DOWN"))
+        if ports:
+            await self.bus.publish("network.changed", {"server_id": server_id})
 
     async def ports_of(self, server_id: str) -> list[dict[str, Any]]:
         if self.network is None:

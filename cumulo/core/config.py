@@ -146,6 +146,21 @@ class ComputeConfig:
 @dataclass
 class NetworkConfig:
     port: int = 9696
+    # The Linux dataplane on this machine (bridges, DHCP, security groups, routers, metadata
+    # proxy in network namespaces): "auto" runs it when the machine can (root, iproute2, dnsmasq,
+    # iptables), "true" insists, "false" serves the API alone.
+    dataplane: str = "auto"
+    # Every namespace of the dataplane is named <prefix>-...; clouds sharing a machine need
+    # different prefixes.  The outside of external networks is the namespace <prefix>-ext.
+    namespace_prefix: str = "cumulo"
+    # Seconds between full reconciles of the dataplane (changes are applied at once anyway).
+    reconcile_interval: float = 30.0
+    # `cumulo up` makes a first topology once, as devstack does: an external network "public"
+    # (public_cidr, reached from <prefix>-ext) and, in the demo project, a network "private"
+    # (private_cidr) behind router "router1".
+    bootstrap: bool = True
+    public_cidr: str = "172.24.4.0/24"
+    private_cidr: str = "10.0.0.0/24"
 
 
 @dataclass
@@ -180,7 +195,7 @@ class LoggingConfig:
 @dataclass
 class Config:
     state_dir: str = "/var/lib/cumulo"
-    services: list[str] = field(default_factory=lambda: ["identity", "image", "compute", "placement"])
+    services: list[str] = field(default_factory=lambda: ["identity", "image", "compute", "placement", "network"])
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     bus: BusConfig = field(default_factory=BusConfig)
     api: APIConfig = field(default_factory=APIConfig)
@@ -189,7 +204,7 @@ class Config:
     image: ImageConfig = field(default_factory=ImageConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
     placement: PlacementConfig = field(default_factory=PlacementConfig)
-    # The Network API runs when "network" is in services (its dataplane is still to come).
+    # The Network API runs when "network" is in services, with its dataplane (see [network] dataplane).
     network: NetworkConfig = field(default_factory=NetworkConfig)
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)

@@ -665,6 +665,8 @@ def router(manager: ServerManager, images: Any) -> Router:
                     g.get("name"), str) for g in security_groups):
                 raise BadRequest("security_groups must be a list of {\"name\": ...} objects.")
             request_spec["security_groups"] = [g["name"] for g in security_groups] or ["default"]
+            if manager.network is not None:  # unknown groups are the caller's mistake: 400 now, not ERROR later
+                await manager.security_group_ids(request_spec["security_groups"], auth.project_id or "")
         extra: dict[str, Any] = {"user_data": check_user_data(data.get("user_data")),
                                  "access_ipv4": check_ip(data.get("accessIPv4"), 4, "accessIPv4"),
                                  "access_ipv6": check_ip(data.get("accessIPv6"), 6, "accessIPv6")}

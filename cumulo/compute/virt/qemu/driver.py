@@ -59,8 +59,10 @@ async def run(*cmd: str, check: bool = True) -> str:
 
 class QemuDriver:
     def __init__(self, hostname: str, instances_path: str | Path, *, shutdown_timeout: float = 60.0,
-                 max_concurrent_builds: int = 0, tb_size: int = 32, binary: str = "qemu-system-x86_64") -> None:
+                 max_concurrent_builds: int = 0, tb_size: int = 32, binary: str = "qemu-system-x86_64",
+                 vifs: Any = None) -> None:
         self.hostname = hostname
+        self.vifs = vifs  # plugs ports into the network dataplane (cumulo.network.dataplane.vif)
         self.root = Path(instances_path)
         self.root.mkdir(parents=True, exist_ok=True)
         self.images = ImageCache(self.root / "_base")
@@ -184,7 +186,8 @@ class QemuDriver:
                 path.write_bytes(content)
             await run("genisoimage", "-quiet", "-o", str(d / "disk.config"), "-V", "config-2", "-r", "-J", tmp)
 
-    def _command(self, instance: dict[str, Any], d: Path, incoming: bool | str = False) -> list[str]:
+    def _command(self, instance: dict[str, Any], d: Path, incoming: bool | str = False,
+                 taps: list[int] | None = None) -> list[str]:
         flavor = instance["flavor"]
         accel = ["-accel", "kvm", "-cpu", "host"] if self.kvm else ["-accel", f"tcg,tb-size={self.tb_size}"]
         cmd = [self.binary, "-name", f"guest=instance-{instance['id'][:8]}", "-uuid", instance["id"],
@@ -203,6 +206,9 @@ class QemuDriver:
         if (d / "disk.config").exists():
             cmd += ["-drive", f"file={d / 'disk.config'},if=none,id=config,format=raw,readonly=on",
                     "-device", "virtio-blk-pci,drive=config"]
+        for n, (port, fd) in enumerate(zip(instance.get("ports") or [], taps or [], strict=False)):
+            cmd += ["-netdev", f"tap,id=net{n},fd={fd},vhost=off",
+                    "-device", f"virtio-net-pci,netdev=net{n},mac={port['mac_address']},id=nic{n}"]
         boot = instance.get("boot") or {}
         if boot.get("kernel"):
             cmd += ["-kernel", boot["kernel"], "-append", boot.get("append", "console=ttyS0")]
@@ -218,12 +224,18 @@ class QemuDriver:
         (d / "qmp.sock").unlink(missing_ok=True)
         log = d / "qemu.log"
         async with self.boots:
-            # the daemonized QEMU keeps its stdio: a file, not a pipe we would wait on forever
-            with open(log, "ab") as err:
-                proc = await asyncio.create_subprocess_exec(*self._command(instance, d, incoming),
-                                                            stdin=asyncio.subprocess.DEVNULL,
-                                                            stdout=asyncio.subprocess.DEVNULL, stderr=err)
-                code = await proc.wait()
+            taps = await self._plug(instance)
+            try:
+                # the daemonized QEMU keeps its stdio: a file, not a pipe we would wait on forever
+                with open(log, "ab") as err:
+                    proc = await asyncio.create_subprocess_exec(*self._command(instance, d, incoming, taps),
+                                                                stdin=asyncio.subprocess.DEVNULL,
+                                                                stdout=asyncio.subprocess.DEVNULL, stderr=err,
+                                                                pass_fds=taps)
+                    code = await proc.wait()
+            finally:
+                for fd in taps:  # QEMU holds its own copies now: the taps live as long as it does
+                    os.close(fd)
             if code != 0:
                 tail = log.read_text(errors="replace").strip().splitlines()[-3:]
                 raise RuntimeError(f"QEMU did not start ({code}): {' '.join(tail)}")
@@ -232,6 +244,24 @@ class QemuDriver:
             if time.monotonic() > deadline:
                 raise RuntimeError("QEMU started but its monitor never appeared")
             await asyncio.sleep(0.02)
+
+    async def _plug(self, instance: dict[str, Any]) -> list[int]:
+        """A tap on its network's bridge for each of the instance's ports, as open descriptors."""
+        ports = instance.get("ports") or []
+        if ports and self.vifs is None:
+            LOG.warning("instance %s has ports but node %s has no network dataplane: it starts without NICs",
+                        instance["id"], self.hostname)
+            return []
+        fds: list[int] = []
+        try:
+            for port in ports:
+                fd, _ = await self.vifs.plug(port)
+                fds.append(fd)
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        return fds
 
     def _save(self, instance: dict[str, Any], d: Path) -> None:
         keep = {k: v for k, v in instance.items() if k not in ("token", "ctx")}

@@ -1,0 +1,327 @@
+"""The network agent: one per machine.  It never opens the database; it asks the controller for
+the desired state (``network.dataplane_state`` on the bus) and converges the machine to it:
+
+* a bridge per network in ``<prefix>-dp`` (server taps are plugged by the compute driver,
+  ``cumulo.network.dataplane.vif``), with security groups as iptables rules on its ports;
+* per network with DHCP, a namespace with the DHCP port, dnsmasq and the metadata proxy;
+* per router, a namespace with its interfaces, gateway, static routes, SNAT and floating IPs;
+* external networks reach ``<prefix>-ext``, the outside world by default (nothing touches a
+  host interface).
+
+``reconcile()`` is level-triggered and safe at any moment: it makes what is missing and removes
+what nothing owns (after a restart it finds everything by name).  ``network.changed`` events
+make it run at once; it also runs every ``interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from cumulo.network.dataplane import firewall
+from cumulo.network.dataplane.dhcp import METADATA_IP, DhcpServer
+from cumulo.network.dataplane.linux import (
+    CommandFailed,
+    addresses,
+    delete_ns,
+    ensure_ns,
+    links,
+    namespaces,
+    run,
+)
+from cumulo.network.dataplane.metadata_proxy import MetadataProxy
+from cumulo.network.dataplane.names import Names, bridge, bridge_end, dhcp_end, ext_ends, router_end
+
+LOG = logging.getLogger(__name__)
+DP_SYSCTLS = {"net.bridge.bridge-nf-call-iptables": "1", "net.bridge.bridge-nf-call-ip6tables": "1",
+              "net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
+ROUTER_SYSCTLS = {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1"}
+
+
+def with_prefix(ip: dict[str, str]) -> str:
+    return f"{ip['ip_address']}/{ip.get('prefixlen', '32')}"
+
+
+class NetworkAgent:
+    def __init__(self, bus: Any, prefix: str, state_dir: Path, metadata_url: str, metadata_secret: str,
+                 interval: float = 30.0) -> None:
+        self.bus, self.names, self.interval = bus, Names(prefix), interval
+        self.dhcp_root = Path(state_dir) / "network" / "dhcp"
+        self.proxy = MetadataProxy(metadata_url, metadata_secret, self.instance_of)
+        self._addresses: dict[tuple[str, str], str] = {}
+        self._applied: dict[str, str] = {}  # namespace+table -> the rules text last applied
+        self._kick = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self.last: dict[str, Any] = {}
+
+    # -- running ----------------------------------------------------------------------------------
+    async def start(self) -> None:
+        async def changed(topic: str, event: dict[str, Any]) -> None:
+            self._kick.set()
+
+        await self.bus.subscribe("network.changed", changed)
+        self._kick.set()
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+        await self.proxy.close()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._kick.wait(), self.interval)
+            except TimeoutError:
+                pass
+            await asyncio.sleep(0.05)  # a burst of changes becomes one reconcile
+            self._kick.clear()
+            try:
+                await self.reconcile()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the controller may be away for a while: the next round retries
+                LOG.warning("network reconcile failed", exc_info=True)
+
+    async def reconcile(self) -> dict[str, Any]:
+        state = await self.bus.call("network", "dataplane_state", {}, timeout=60)
+        async with self._lock:
+            started = time.monotonic()
+            await self.converge(state)
+            self.last = {"seconds": round(time.monotonic() - started, 3), "networks": len(state["networks"]),
+                         "ports": len(state["ports"]), "routers": len(state["routers"])}
+        return self.last
+
+    def instance_of(self, network_id: str, address: str) -> str | None:
+        return self._addresses.get((network_id, address))
+
+    # -- converging ---------------------------------------------------------------------------------
+    async def converge(self, state: dict[str, Any]) -> None:
+        nets = {n["id"]: n for n in state["networks"]}
+        self._addresses = {(p["network_id"], ip["ip_address"]): p["device_id"] for p in state["ports"]
+                           if p["device_owner"].startswith("compute:") for ip in p["ips"]}
+        if not nets:
+            await self.teardown()
+            return
+        dp = self.names.dp
+        await ensure_ns(dp, DP_SYSCTLS)
+        present = {link["name"]: link for link in await links(dp)}
+        wanted: set[str] = set()
+        for net in nets.values():
+            br = bridge(net["id"])
+            wanted.add(br)
+            if br not in present:
+                await run("ip", "-n", dp, "link", "add", br, "mtu", str(net["mtu"]), "type", "bridge")
+            if br not in present or not present[br]["up"]:
+                await run("ip", "-n", dp, "link", "set", br, "up")
+        ports_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for port in state["ports"]:
+            ports_of[port["network_id"]].append(port)
+        await self._externals(nets, present, wanted)
+        await self._dhcp(nets, ports_of, present, wanted)
+        await self._routers(state["routers"], nets, present, wanted)
+        for name in list(present):  # bridges and ends nothing owns any more
+            if name.startswith(("brq", "ve", "vx")) and name not in wanted:
+                LOG.info("removing %s from %s: nothing owns it", name, dp)
+                await run("ip", "-n", dp, "link", "del", name, check=False)
+        await self._apply_rules(dp, "iptables-restore", "filter", firewall.rules(state, 4))
+        await self._apply_rules(dp, "ip6tables-restore", "filter6", firewall.rules(state, 6))
+
+    async def _veth(self, present: dict[str, Any], end: str, br: str, ns: str, inner: str, mtu: int,
+                    mac: str | None) -> None:
+        """A veth from bridge ``br`` (end ``end`` in -dp) to ``inner`` in namespace ``ns``."""
+        dp = self.names.dp
+        inside = {link["name"] for link in await links(ns)}
+        if end in present and inner not in inside:
+            await run("ip", "-n", dp, "link", "del", end, check=False)
+            present.pop(end)
+        if end not in present:
+            if inner in inside:
+                await run("ip", "-n", ns, "link", "del", inner, check=False)
+            await run("ip", "-n", dp, "link", "add", end, "mtu", str(mtu), "type", "veth", "peer", "name", inner,
+                      "netns", ns)
+            present[end] = {"name": end, "master": None, "up": False}
+            cmds = [f"link set {inner} mtu {mtu}"] + ([f"link set {inner} address {mac}"] if mac else [])
+            await run("ip", "-n", ns, "-batch", "-", input="\n".join([*cmds, f"link set {inner} up"]) + "\n")
+        if present[end].get("master") != br or not present[end].get("up"):
+            await run("ip", "-n", dp, "link", "set", end, "master", br, "up")
+
+    async def _addresses_on(self, ns: str, device: str, wanted: list[str]) -> None:
+        have = set((await addresses(ns)).get(device, []))
+        want = set()
+        for item in wanted:
+            iface = ipaddress.ip_interface(item)
+            want.add(f"{iface.ip}/{iface.network.prefixlen}")
+        cmds = [f"addr del {a} dev {device}" for a in sorted(have - want)]
+        cmds += [f"addr add {a} dev {device}" for a in sorted(want - have)]
+        if cmds:
+            await run("ip", "-n", ns, "-batch", "-", input="\n".join(cmds) + "\n")
+
+    async def _externals(self, nets: dict[str, Any], present: dict[str, Any], wanted: set[str]) -> None:
+        external = [n for n in nets.values() if n["external"]]
+        ext = self.names.ext
+        if not external:
+            await delete_ns(ext)
+            return
+        await ensure_ns(ext)
+        keep = set()
+        for net in external:
+            end, inner = ext_ends(net["id"])
+            wanted.add(end)
+            keep.add(inner)
+            await self._veth(present, end, bridge(net["id"]), ext, inner, net["mtu"], None)
+            # the outside holds each external subnet's gateway address: it is the upstream router
+            await self._addresses_on(ext, inner, [f"{s['gateway_ip']}/{ipaddress.ip_network(s['cidr']).prefixlen}"
+                                                  for s in net["subnets"] if s.get("gateway_ip")])
+        for link in await links(ext):
+            if link["name"].startswith("ex-") and link["name"] not in keep:
+                await run("ip", "-n", ext, "link", "del", link["name"], check=False)
+
+    async def _dhcp(self, nets: dict[str, Any], ports_of: dict[str, list[dict[str, Any]]],
+                    present: dict[str, Any], wanted: set[str]) -> None:
+        keep = set()
+        for net in nets.values():
+            port = net.get("dhcp_port")
+            if port is None or not any(s.get("enable_dhcp") for s in net["subnets"]):
+                continue
+            ns = self.names.dhcp(net["id"])
+            keep.add(ns)
+            await ensure_ns(ns)
+            end, inner = bridge_end(port["id"]), dhcp_end(port["id"])
+            wanted.add(end)
+            await self._veth(present, end, bridge(net["id"]), ns, inner, net["mtu"], port["mac"])
+            on_v4 = any(ipaddress.ip_address(ip["ip_address"]).version == 4 for ip in port["ips"])
+            await self._addresses_on(ns, inner, [with_prefix(ip) for ip in port["ips"]]
+                                     + ([f"{METADATA_IP}/32"] if on_v4 else []))
+            dhcp_ips = {ip["subnet_id"]: ip["ip_address"] for ip in port["ips"]}
+            await DhcpServer(self.dhcp_root, net["id"], ns).ensure(net, ports_of.get(net["id"], []), inner, dhcp_ips)
+            if on_v4:
+                try:
+                    await self.proxy.serve(net["id"], ns)
+                except OSError as exc:
+                    LOG.warning("metadata proxy for network %s could not listen: %s", net["id"], exc)
+        prefix = f"{self.names.prefix}-dhcp-"
+        for ns in namespaces(self.names.prefix):
+            if ns.startswith(prefix) and ns not in keep:
+                network_id = ns[len(prefix):]
+                LOG.info("removing DHCP of network %s: the network is gone or has no DHCP", network_id)
+                await self.proxy.stop(network_id)
+                await DhcpServer(self.dhcp_root, network_id, ns).remove()
+                await delete_ns(ns)
+        for network_id in self.proxy.serving() - {ns[len(prefix):] for ns in keep}:
+            await self.proxy.stop(network_id)
+        if self.dhcp_root.exists():  # files of networks whose namespace went missing
+            for d in self.dhcp_root.iterdir():
+                if f"{prefix}{d.name}" not in keep:
+                    await DhcpServer(self.dhcp_root, d.name, f"{prefix}{d.name}").remove()
+
+    async def _routers(self, routers: list[dict[str, Any]], nets: dict[str, Any], present: dict[str, Any],
+                       wanted: set[str]) -> None:
+        keep = set()
+        for r in routers:
+            ns = self.names.router(r["id"])
+            keep.add(ns)
+            await ensure_ns(ns, ROUTER_SYSCTLS)
+            inner_keep = set()
+            legs = [(p, False) for p in r["interfaces"]] + ([(r["gateway"], True)] if r.get("gateway") else [])
+            for port, is_gateway in legs:
+                net = nets.get(port["network_id"])
+                if net is None:
+                    continue
+                end, inner = bridge_end(port["id"]), router_end(port["id"], is_gateway)
+                wanted.add(end)
+                inner_keep.add(inner)
+                await self._veth(present, end, bridge(net["id"]), ns, inner, net["mtu"], port["mac"])
+                addrs = [with_prefix(ip) for ip in port["ips"]]
+                if is_gateway:
+                    addrs += [f"{f['floating_ip_address']}/32" for f in r["floating_ips"]]
+                await self._addresses_on(ns, inner, addrs)
+            for link in await links(ns):
+                if link["name"].startswith(("qr-", "qg-")) and link["name"] not in inner_keep:
+                    await run("ip", "-n", ns, "link", "del", link["name"], check=False)
+            await self._routes(ns, r)
+            await self._apply_rules(ns, "iptables-restore", "nat", nat_rules(r))
+        prefix = f"{self.names.prefix}-router-"
+        for ns in namespaces(self.names.prefix):
+            if ns.startswith(prefix) and ns not in keep:
+                LOG.info("removing router namespace %s: the router is gone", ns)
+                self._applied.pop(f"{ns}/nat", None)
+                await delete_ns(ns)
+
+    async def _routes(self, ns: str, r: dict[str, Any]) -> None:
+        wanted: dict[str, str] = {}
+        gw = r.get("gateway")
+        if gw:
+            for sub in gw.get("subnets", []):
+                if sub.get("gateway_ip") and ipaddress.ip_network(sub["cidr"]).version == 4:
+                    wanted["default"] = sub["gateway_ip"]
+                    break
+        for route in r.get("routes") or []:
+            wanted[str(ipaddress.ip_network(route["destination"], strict=False))] = route["nexthop"]
+        import json
+
+        have = {}
+        for item in json.loads(await run("ip", "-n", ns, "-j", "route", "show", "proto", "static") or "[]"):
+            have[item["dst"]] = item.get("gateway")
+        cmds = [f"route del {dst}" for dst in have if dst not in wanted]
+        cmds += [f"route replace {dst} via {via} proto static" for dst, via in wanted.items() if have.get(dst) != via]
+        for cmd in cmds:  # one at a time: a nexthop that is not connected yet must not stop the others
+            try:
+                await run("ip", "-n", ns, *cmd.split())
+            except CommandFailed as exc:
+                LOG.warning("router %s: %s: %s", r["id"], cmd, exc)
+
+    async def _apply_rules(self, ns: str, tool: str, table: str, text: str) -> None:
+        key = f"{ns}/{table}"
+        if self._applied.get(key) == text:
+            return
+        await run("ip", "netns", "exec", ns, tool, input=text)
+        self._applied[key] = text
+
+    async def teardown(self) -> None:
+        """Remove every namespace, process and file of this prefix (no network is left)."""
+        await self.proxy.close()
+        self.proxy = MetadataProxy(self.proxy.upstream, self.proxy.secret, self.instance_of)
+        for ns in namespaces(self.names.prefix):
+            rest = ns[len(self.names.prefix) + 1:]
+            if rest.startswith("dhcp-"):
+                await DhcpServer(self.dhcp_root, rest[5:], ns).remove()
+            if rest in ("dp", "ext") or rest.startswith(("dhcp-", "router-")):
+                await delete_ns(ns)
+        if self.dhcp_root.exists():
+            for d in self.dhcp_root.iterdir():
+                await DhcpServer(self.dhcp_root, d.name, "").remove()
+        self._applied.clear()
+
+
+def nat_rules(r: dict[str, Any]) -> str:
+    """The router's NAT: floating IPs (DNAT in, SNAT out) and, with SNAT on, the internal subnets
+    leave with the gateway's address.  Traffic between internal subnets is never translated."""
+    lines = ["*nat", ":PREROUTING ACCEPT [0:0]", ":INPUT ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]",
+             ":POSTROUTING ACCEPT [0:0]"]
+    gw = r.get("gateway")
+    if gw:
+        qg = router_end(gw["id"], True)
+        for f in sorted(r["floating_ips"], key=lambda f: f["floating_ip_address"]):
+            if ipaddress.ip_address(f["fixed_ip_address"]).version != 4:
+                continue
+            lines += [f"-A PREROUTING -d {f['floating_ip_address']}/32 -j DNAT --to-destination "
+                      f"{f['fixed_ip_address']}",
+                      f"-A OUTPUT -d {f['floating_ip_address']}/32 -j DNAT --to-destination {f['fixed_ip_address']}",
+                      f"-A POSTROUTING -s {f['fixed_ip_address']}/32 -o {qg} -j SNAT --to-source "
+                      f"{f['floating_ip_address']}"]
+        v4 = [ip["ip_address"] for ip in gw["ips"] if ipaddress.ip_address(ip["ip_address"]).version == 4]
+        if r.get("enable_snat", True) and v4:
+            for port in r["interfaces"]:
+                for ip in port["ips"]:
+                    if ipaddress.ip_address(ip["ip_address"]).version == 4:
+                        net = ipaddress.ip_interface(with_prefix(ip)).network
+                        lines.append(f"-A POSTROUTING -s {net} -o {qg} -j SNAT --to-source {v4[0]}")
+    lines.append("COMMIT")
+    return "\n".join(lines) + "\n"

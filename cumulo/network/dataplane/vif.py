@@ -1,0 +1,46 @@
+"""Plugging a server's port: the compute driver asks for a tap on the port's network bridge in
+``<prefix>-dp`` and hands the open descriptor to QEMU (``-netdev tap,fd=N``), so the tap lives
+exactly as long as that QEMU.  The namespace and the bridge are made here when the network agent
+has not made them yet; both sides do it the same idempotent way."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from cumulo.network.agent import DP_SYSCTLS
+from cumulo.network.dataplane.linux import CommandFailed, ensure_ns, links, open_tap, run
+from cumulo.network.dataplane.names import Names, bridge, taps
+
+
+class Vifs:
+    def __init__(self, prefix: str = "cumulo") -> None:
+        self.names = Names(prefix)
+
+    async def plug(self, port: dict[str, Any]) -> tuple[int, str]:
+        """An open tap for ``port`` (id, network_id, mtu), attached to its network's bridge."""
+        dp = self.names.dp
+        await ensure_ns(dp, DP_SYSCTLS)
+        present = {link["name"] for link in await links(dp)}
+        br = bridge(port["network_id"])
+        mtu = str(port.get("mtu") or 1500)
+        if br not in present:
+            try:
+                await run("ip", "-n", dp, "link", "add", br, "mtu", mtu, "type", "bridge")
+            except CommandFailed:
+                pass  # the agent made it meanwhile
+            await run("ip", "-n", dp, "link", "set", br, "up")
+        # the second name when the first is taken: a live migration on this machine holds both
+        name = next((t for t in taps(port["id"]) if t not in present), None)
+        if name is None:
+            raise RuntimeError(f"port {port['id']} has two taps on this machine already")
+        import asyncio
+
+        fd = await asyncio.to_thread(open_tap, dp, name)
+        try:
+            await run("ip", "-n", dp, "-batch", "-", input=f"link set {name} mtu {mtu}\n"
+                      f"link set {name} master {br}\nlink set {name} up\n")
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, name
