@@ -6,6 +6,9 @@
     cumulo db sync | version      apply migrations / show the schema revision
     cumulo identity rotate-keys   rotate the Fernet token keys
     cumulo policy show            the effective policy rules, in oslo.policy YAML
+    cumulo network trace X        the dataplane path of a server's ports (or one port)
+    cumulo network agent          run this machine's network agent on its own
+    cumulo network cleanup        remove every namespace, process and file of the dataplane
 """
 
 from __future__ import annotations
@@ -272,3 +275,104 @@ if __name__ == "__main__":
 
 
 __all__ = ["main", "Path"]
+
+
+@main.group()
+def network() -> None:
+    """The network dataplane on this machine (namespaces named [network] namespace_prefix-*)."""
+
+
+@network.command("trace")
+@click.argument("what")
+@click.pass_context
+def network_trace(ctx: click.Context, what: str) -> None:
+    """Show the path of SERVER's ports (a name or id) or of one PORT (an id or its first 8+
+    characters): tap, bridge, DHCP namespace and lease, security-group chains with hit counters,
+    router with routes and NAT rules, floating IP.  Run it as root on the machine whose dataplane
+    you look at; it reads the database for what should be there and the kernel for what is."""
+    cfg = load(ctx.find_root())
+
+    async def go() -> list[str]:
+        from sqlalchemy import select
+
+        from cumulo.compute.models import Server
+        from cumulo.core.db import Database
+        from cumulo.network.dataplane.trace import trace
+        from cumulo.network.service import NetworkService
+        from cumulo.network.topology import Topology
+
+        database = Database(cfg.database_url)
+        try:
+            state = await Topology(database, NetworkService(database)).state(ensure=False)
+            async with database.session() as s:
+                servers = {name: sid for sid, name in (await s.execute(select(Server.id, Server.name).where(
+                    Server.name == what, Server.deleted_at.is_(None)))).all()}
+        finally:
+            await database.close()
+        return await trace(state, what, cfg.network.namespace_prefix, cfg.state_path, servers)
+
+    click.echo("\n".join(asyncio.run(go())).rstrip())
+
+
+@network.command("cleanup")
+@click.option("--yes", is_flag=True, help="Do not ask.")
+@click.pass_context
+def network_cleanup(ctx: click.Context, yes: bool) -> None:
+    """Remove every namespace (<prefix>-dp, -ext, -dhcp-*, -router-*), dnsmasq and DHCP file of
+    this machine's dataplane.  Guests lose their network until the agent rebuilds it (it does so
+    from the desired state as soon as it runs)."""
+    cfg = load(ctx.find_root())
+    from cumulo.network.dataplane.linux import namespaces
+
+    found = namespaces(cfg.network.namespace_prefix)
+    if not found:
+        click.echo("nothing to remove")
+        return
+    if not yes:
+        click.confirm(f"remove {len(found)} namespaces ({', '.join(found[:4])}...)?", abort=True)
+
+    async def go() -> None:
+        from cumulo.network.agent import NetworkAgent
+
+        await NetworkAgent(None, cfg.network.namespace_prefix, cfg.state_path, "", "").teardown()
+
+    asyncio.run(go())
+    click.echo(f"removed {len(found)} namespaces")
+
+
+@network.command("agent")
+@click.pass_context
+def network_agent(ctx: click.Context) -> None:
+    """Run this machine's network agent in the foreground (Ctrl-C stops it; the dataplane stays
+    as it is and a restarted agent takes it up again).  It talks to the controllers only over the
+    bus, so [bus] url must name RabbitMQ shared with them; run no agent inside `cumulo up` on the
+    same machine ([network] dataplane = false there)."""
+    cfg = load(ctx.find_root())
+    logmod.setup(cfg.logging.level, cfg.logging.file)
+    if cfg.bus.url.startswith("memory:"):
+        raise click.ClickException("a separate agent needs a shared bus: set CUMULO_BUS__URL=amqp://...")
+
+    async def run() -> None:
+        import signal
+
+        from cumulo.core import bus as busmod
+        from cumulo.network.agent import NetworkAgent
+
+        bus = busmod.connect(cfg.bus.url, cfg.bus.rpc_timeout, cfg.bus.prefix)
+        await bus.start()
+        secret_file = cfg.state_path / "metadata-secret"
+        secret = cfg.compute.metadata_secret or (secret_file.read_text().strip() if secret_file.exists() else "")
+        agent = NetworkAgent(bus, cfg.network.namespace_prefix, cfg.state_path,
+                             f"http://{cfg.public_host}:{cfg.compute.metadata_port}", secret,
+                             cfg.network.reconcile_interval)
+        await agent.start()
+        click.echo(f"network agent is up (namespaces {cfg.network.namespace_prefix}-*); Ctrl-C stops it", err=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await agent.stop()
+        await bus.stop()
+
+    asyncio.run(run())

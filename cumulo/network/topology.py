@@ -44,8 +44,9 @@ class Topology:
 
         await bus.serve("network", handle)
 
-    async def state(self) -> dict[str, Any]:
-        await self.ensure_dhcp_ports()
+    async def state(self, ensure: bool = True) -> dict[str, Any]:
+        if ensure:
+            await self.ensure_dhcp_ports()
         async with self.db.session() as s:
             networks = list((await s.execute(select(Network))).scalars())
             subnets = list((await s.execute(select(Subnet))).scalars())
