@@ -1,5 +1,7 @@
-"""The Network API v2.0 (Neutron's twin), first part: versions, extensions, networks, subnets
-and ports with IP address management; filters on any attribute, ``fields``, sorting and paging."""
+"""The Network API v2.0 (Neutron's twin): versions, extensions, networks, subnets and ports with
+IP address management, each made one at a time or in bulk (all or none); filters on any attribute
+and on tags, ``fields``, sorting and paging.  Security groups, routers, subnet pools, quotas and
+tags have modules of their own, included by ``build_app``."""
 
 from __future__ import annotations
 
@@ -13,8 +15,9 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from cumulo.core.http.app import JSON, Router, auth_of, create_app, json_body
-from cumulo.core.http.faults import BadRequest, Forbidden, NotFound
+from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound
 from cumulo.identity.service import IdentityService
+from cumulo.network import quotas, subnetpools, tags
 from cumulo.network.models import Network, Port, Subnet
 from cumulo.network.security_groups import SecurityGroups
 from cumulo.network.service import NetworkService, pools_of
@@ -34,7 +37,15 @@ EXTENSIONS = [("network", "Network", "Networks, subnets and ports"), ("external-
               ("security-group", "security-group", "Security groups and their rules"),
               ("router", "Neutron L3 Router", "Routers, interfaces and floating IPs"),
               ("ext-gw-mode", "Neutron L3 Configurable external gateway mode", "enable_snat on gateways"),
-              ("extraroute", "Neutron Extra Route", "Static routes on routers")]
+              ("extraroute", "Neutron Extra Route", "Static routes on routers"),
+              ("extraroute-atomic", "Atomically add/remove extra routes", "add_extraroutes/remove_extraroutes"),
+              ("quota_details", "Quota details management support", "Used, limit and reserved per resource"),
+              ("quota-check-limit", "Quota engine limit check", "check_limit when quotas are set"),
+              ("standard-attr-tag", "Tag support for resources with standard attribute", "tags on resources"),
+              ("tag", "Tag support", "tags on networks"),
+              ("tag-ext", "Tag support for resources", "tags on subnets, ports, routers and subnet pools"),
+              ("subnet_allocation", "Subnet Allocation", "Subnet pools and subnets allocated from them"),
+              ("default-subnetpools", "Default Subnetpools", "use_default_subnetpool on subnets")]
 MAC = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
 
 
@@ -61,7 +72,7 @@ def subnet_view(s: Subnet) -> dict[str, Any]:
     return {"id": s.id, "name": s.name, "network_id": s.network_id, "ip_version": s.ip_version, "cidr": s.cidr,
             "gateway_ip": s.gateway_ip, "enable_dhcp": s.enable_dhcp, "allocation_pools": s.allocation_pools or [],
             "dns_nameservers": s.dns_nameservers or [], "host_routes": s.host_routes or [],
-            "ipv6_ra_mode": s.ipv6_ra_mode, "ipv6_address_mode": s.ipv6_address_mode, "subnetpool_id": None,
+            "ipv6_ra_mode": s.ipv6_ra_mode, "ipv6_address_mode": s.ipv6_address_mode, "subnetpool_id": s.subnetpool_id,
             "service_types": [], **standard(s)}
 
 
@@ -78,7 +89,8 @@ def port_view(p: Port, fixed_ips: list[dict[str, str]]) -> dict[str, Any]:
 def shape(request: Request, items: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     """Filters on any attribute (repeated values mean any of them), ``fields``, sorting, paging."""
     q = request.query_params
-    reserved = {"fields", "sort_key", "sort_dir", "limit", "marker", "page_reverse"}
+    reserved = {"fields", "sort_key", "sort_dir", "limit", "marker", "page_reverse", *tags.FILTERS}
+    items = tags.filtered(items, q)
     for key in {k for k in q if k not in reserved}:
         wanted = q.getlist(key)
         items = [i for i in items if key in i and any(match(i[key], w) for w in wanted)]
@@ -206,21 +218,62 @@ def router(svc: NetworkService, groups: SecurityGroups) -> Router:
             values["network_type"] = kind
             values["physical_network"] = item.get("provider:physical_network")
             if item.get("provider:segmentation_id") is not None:
-                values["segment_id"] = int(item["provider:segmentation_id"])
+                segment = item["provider:segmentation_id"]
+                if isinstance(segment, str) and segment.isdigit():
+                    segment = int(segment)
+                if not isinstance(segment, int) or isinstance(segment, bool) or not 1 <= segment <= 16_777_215:
+                    raise BadRequest(f"Invalid input for provider:segmentation_id. Reason: '{segment}' is not a "
+                                     "segment id from 1 to 16777215.")
+                values["segment_id"] = segment
         if "availability_zone_hints" in item:
-            values["availability_zone_hints"] = item["availability_zone_hints"]
+            hints = item["availability_zone_hints"]
+            if not isinstance(hints, list) or not all(isinstance(h, str) for h in hints):
+                raise BadRequest("Invalid input for availability_zone_hints. Reason: a list of zone names is required.")
+            values["availability_zone_hints"] = hints
+        if create and "tags" in item:
+            values["tags"] = tags.check_tags(item["tags"])
         return values
+
+    async def create(request: Request, kind: str, make: Any, undo: Any) -> Response:
+        """One resource (``{kind: {...}}``) or, in bulk, a list (``{kinds: [...]}``): all or none."""
+        data = await json_body(request)
+        plural = f"{kind}s"
+        if isinstance(data, dict) and plural in data and kind not in data:
+            items = data[plural]
+            if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
+                raise BadRequest(f"Resource body required: '{plural}' must be a non-empty list of '{kind}' objects.")
+            made: list[tuple[Any, dict[str, Any]]] = []
+            try:
+                for item in items:
+                    made.append(await make(request, item))
+            except BaseException:
+                for row, _ in reversed(made):
+                    await undo(row)
+                raise
+            return JSON({plural: [view for _, view in made]}, status_code=201)
+        _, view = await make(request, body_of(data, kind))
+        return JSON({kind: view}, status_code=201)
+
+    async def within_quota(resource: str, row: Any, undo: Any) -> None:
+        """After a create: racing creates that together went past the limit undo themselves."""
+        if await quotas.over(svc.db, resource, row.project_id):
+            await undo(row)
+            raise Conflict(f"Quota exceeded for resources: ['{resource}'].", kind="OverQuota")
+
+    async def make_network(request: Request, item: dict[str, Any]) -> tuple[Network, dict[str, Any]]:
+        _, admin = who(request)
+        values = network_values(item, admin, True)
+        values["project_id"] = owner_of(request, item)
+        await svc.check_quota("network", values["project_id"])
+        row = await svc.create_network(values)
+        await within_quota("network", row, svc.delete_network)
+        return row, network_view(row, [])
 
     @r.route("/v2.0/networks", ["GET", "POST"])
     async def networks(request: Request) -> Response:
         project, admin = who(request)
         if request.method == "POST":
-            item = body_of(await json_body(request), "network")
-            values = network_values(item, admin, True)
-            values["project_id"] = owner_of(request, item)
-            await svc.check_quota(Network, "network", values["project_id"], None)
-            row = await svc.create_network(values)
-            return JSON({"network": network_view(row, [])}, status_code=201)
+            return await create(request, "network", make_network, svc.delete_network)
         stmt = select(Network)
         if not admin:
             stmt = stmt.where((Network.project_id == project) | Network.shared.is_(True) | Network.external.is_(True))
@@ -292,56 +345,86 @@ def router(svc: NetworkService, groups: SecurityGroups) -> Router:
             values["gateway_ip"] = gw
         return values
 
+    def subnet_layout(item: dict[str, Any], cidr: Any, version: int) -> dict[str, Any]:
+        """The values of a new subnet on ``cidr``: gateway, allocation pools, IPv6 modes."""
+        values = subnet_values(item, cidr)
+        if "tags" in item:
+            values["tags"] = tags.check_tags(item["tags"])
+        values.setdefault("gateway_ip", str(cidr.network_address + 1) if cidr.num_addresses > 2 else None)
+        pools = item.get("allocation_pools")
+        if pools is None:
+            pools = pools_of(cidr, values["gateway_ip"])
+        else:
+            try:
+                spans = [(ipaddress.ip_address(p["start"]), ipaddress.ip_address(p["end"])) for p in pools]
+            except (ValueError, TypeError, KeyError):
+                raise BadRequest("Invalid input for allocation_pools: start and end addresses are required."
+                                 ) from None
+            gw = ipaddress.ip_address(values["gateway_ip"]) if values["gateway_ip"] else None
+            for a, b in spans:
+                if a not in cidr or b not in cidr or a > b:
+                    raise BadRequest(f"The allocation pool {a}-{b} spans beyond the subnet cidr {cidr}.")
+                if gw is not None and a <= gw <= b:
+                    raise BadRequest(f"Gateway ip {gw} conflicts with allocation pool {a}-{b}.")
+            pools = [{"start": str(a), "end": str(b)} for a, b in spans]
+        for key in ("ipv6_ra_mode", "ipv6_address_mode"):
+            mode = item.get(key)
+            if mode is not None:
+                if version != 6 or mode not in ("slaac", "dhcpv6-stateful", "dhcpv6-stateless"):
+                    raise BadRequest(f"Invalid input for {key}: slaac, dhcpv6-stateful or dhcpv6-stateless on "
+                                     "IPv6 subnets.")
+                values[key] = mode
+        values.update(ip_version=version, cidr=str(cidr), allocation_pools=pools)
+        return values
+
+    def cidr_of(item: dict[str, Any]) -> Any:
+        if item.get("cidr") is None:
+            raise BadRequest("Bad subnets request: a cidr must be given unless the subnet comes from a subnet pool "
+                             "(subnetpool_id or use_default_subnetpool).")
+        try:
+            cidr = ipaddress.ip_network(str(item.get("cidr")), strict=False)
+        except ValueError:
+            raise BadRequest(f"Invalid input for cidr. Reason: '{item.get('cidr')}' is not a valid IP subnet."
+                             ) from None
+        if str(cidr) != str(item.get("cidr")) and "/" in str(item.get("cidr")):
+            raise BadRequest(f"Invalid input for cidr. Reason: '{item.get('cidr')}' isn't a recommended CIDR, "
+                             f"use '{cidr}'.")
+        version = item.get("ip_version", cidr.version)
+        if version not in (4, 6) or version != cidr.version:
+            raise BadRequest(f"Invalid input for operation: cidr {cidr} does not match ip_version {version}.")
+        return cidr
+
+    async def make_subnet(request: Request, item: dict[str, Any]) -> tuple[Subnet, dict[str, Any]]:
+        project, admin = who(request)
+        net = await svc.network(str(item.get("network_id", "")), project, admin)
+        if net.project_id != project and not admin:
+            raise Forbidden(f"(rule:create_subnet) is disallowed by policy: network {net.id} belongs to another "
+                            "project.")
+        if "prefixlen" in item and item.get("subnetpool_id") is None and not item.get("use_default_subnetpool"):
+            raise BadRequest("Bad subnets request: prefixlen is only allowed with a subnet pool.")
+        pool = await subnetpools.pool_for(svc.db, item, project, admin)
+        owner = owner_of(request, item)
+        for _ in range(10):
+            cidr = await subnetpools.carve(svc.db, pool, item) if pool is not None else cidr_of(item)
+            values = subnet_layout(item, cidr, cidr.version)
+            values.update(project_id=owner, subnetpool_id=pool.id if pool is not None else None)
+            await svc.check_quota("subnet", owner)
+            row = await svc.create_subnet(net, values)
+            await within_quota("subnet", row, svc.delete_subnet)
+            if pool is None or not await subnetpools.lost_race(svc.db, row):
+                return row, subnet_view(row)
+            await svc.delete_subnet(row)  # a racing request took that block first
+            if item.get("cidr") is not None:
+                raise Conflict(f"Failed to allocate subnet: {cidr} was allocated from subnet pool {pool.id} "
+                               "meanwhile.", kind="SubnetAllocationError")
+        raise Conflict(f"Failed to allocate subnet from subnet pool {pool.id if pool else ''}: too many concurrent "
+                       "allocations, try again.", kind="SubnetAllocationError")
+
     @r.route("/v2.0/subnets", ["GET", "POST"])
     async def subnets(request: Request) -> Response:
         project, admin = who(request)
         if request.method == "POST":
-            item = body_of(await json_body(request), "subnet")
-            net = await svc.network(str(item.get("network_id", "")), project, admin)
-            if net.project_id != project and not admin:
-                raise Forbidden(f"(rule:create_subnet) is disallowed by policy: network {net.id} belongs to another "
-                                "project.")
-            try:
-                cidr = ipaddress.ip_network(str(item.get("cidr")), strict=False)
-            except ValueError:
-                raise BadRequest(f"Invalid input for cidr. Reason: '{item.get('cidr')}' is not a valid IP subnet."
-                                 ) from None
-            if str(cidr) != str(item.get("cidr")) and "/" in str(item.get("cidr")):
-                raise BadRequest(f"Invalid input for cidr. Reason: '{item.get('cidr')}' isn't a recommended CIDR, "
-                                 f"use '{cidr}'.")
-            version = item.get("ip_version", cidr.version)
-            if version not in (4, 6) or version != cidr.version:
-                raise BadRequest(f"Invalid input for operation: cidr {cidr} does not match ip_version {version}.")
-            values = subnet_values(item, cidr)
-            values.setdefault("gateway_ip", str(cidr.network_address + 1) if cidr.num_addresses > 2 else None)
-            pools = item.get("allocation_pools")
-            if pools is None:
-                pools = pools_of(cidr, values["gateway_ip"])
-            else:
-                try:
-                    spans = [(ipaddress.ip_address(p["start"]), ipaddress.ip_address(p["end"])) for p in pools]
-                except (ValueError, TypeError, KeyError):
-                    raise BadRequest("Invalid input for allocation_pools: start and end addresses are required."
-                                     ) from None
-                gw = ipaddress.ip_address(values["gateway_ip"]) if values["gateway_ip"] else None
-                for a, b in spans:
-                    if a not in cidr or b not in cidr or a > b:
-                        raise BadRequest(f"The allocation pool {a}-{b} spans beyond the subnet cidr {cidr}.")
-                    if gw is not None and a <= gw <= b:
-                        raise BadRequest(f"Gateway ip {gw} conflicts with allocation pool {a}-{b}.")
-                pools = [{"start": str(a), "end": str(b)} for a, b in spans]
-            for key in ("ipv6_ra_mode", "ipv6_address_mode"):
-                mode = item.get(key)
-                if mode is not None:
-                    if version != 6 or mode not in ("slaac", "dhcpv6-stateful", "dhcpv6-stateless"):
-                        raise BadRequest(f"Invalid input for {key}: slaac, dhcpv6-stateful or dhcpv6-stateless on "
-                                         "IPv6 subnets.")
-                    values[key] = mode
-            values.update(project_id=owner_of(request, item), ip_version=version, cidr=str(cidr),
-                          allocation_pools=pools)
-            await svc.check_quota(Subnet, "subnet", values["project_id"], None)
-            row = await svc.create_subnet(net, values)
-            return JSON({"subnet": subnet_view(row)}, status_code=201)
+            return await create(request, "subnet", make_subnet, svc.delete_subnet)
         async with svc.db.session() as s:
             rows = list((await s.execute(select(Subnet).order_by(Subnet.created_at))).scalars())
             visible_nets = None if admin else set((await s.execute(select(Network.id).where(
@@ -413,37 +496,50 @@ def router(svc: NetworkService, groups: SecurityGroups) -> Router:
             return None
         if not isinstance(fixed, list) or not all(isinstance(f, dict) for f in fixed):
             raise BadRequest("Invalid input for fixed_ips: a list of {subnet_id, ip_address}.")
+        for f in fixed:
+            if f.get("ip_address") is not None:
+                try:
+                    ipaddress.ip_address(str(f["ip_address"]))
+                except ValueError:
+                    raise BadRequest(f"Invalid input for fixed_ips. Reason: '{f['ip_address']}' is not a valid IP "
+                                     "address.", kind="InvalidInput") from None
         return fixed
+
+    async def make_port(request: Request, item: dict[str, Any]) -> tuple[Port, dict[str, Any]]:
+        project, admin = who(request)
+        net = await svc.network(str(item.get("network_id", "")), project, admin)
+        if net.project_id != project and not admin and not net.shared:
+            raise Forbidden(f"(rule:create_port) is disallowed by policy: network {net.id} belongs to another "
+                            "project.")
+        values = port_values(item, admin)
+        if "tags" in item:
+            values["tags"] = tags.check_tags(item["tags"])
+        if "mac_address" in item:
+            if not isinstance(item["mac_address"], str) or not MAC.match(item["mac_address"]):
+                raise BadRequest(f"Invalid input for mac_address. Reason: '{item['mac_address']}' is not a valid "
+                                 "MAC address.")
+            values["mac_address"] = item["mac_address"].lower()
+        values.setdefault("port_security_enabled", net.port_security_enabled)
+        values.update(project_id=owner_of(request, item), network_id=net.id)
+        if "security_groups" in values:
+            for group_id in values["security_groups"]:
+                await groups.get(group_id, values["project_id"], admin)
+        elif values["port_security_enabled"]:
+            values["security_groups"] = [await groups.default(values["project_id"])]
+        if values.get("security_groups") and not values["port_security_enabled"]:
+            raise BadRequest("Port has security group associated. Cannot disable port security or ip address "
+                             "until security group is removed", kind="PortSecurityAndIPRequiredForSecurityGroups")
+        await svc.check_quota("port", values["project_id"])
+        row = await svc.create_port(values, fixed_ips_of(item), project, admin)
+        await within_quota("port", row, svc.delete_port)
+        ips = await svc.allocations([row.id])
+        return row, port_view(row, ips[row.id])
 
     @r.route("/v2.0/ports", ["GET", "POST"])
     async def ports(request: Request) -> Response:
         project, admin = who(request)
         if request.method == "POST":
-            item = body_of(await json_body(request), "port")
-            net = await svc.network(str(item.get("network_id", "")), project, admin)
-            if net.project_id != project and not admin and not net.shared:
-                raise Forbidden(f"(rule:create_port) is disallowed by policy: network {net.id} belongs to another "
-                                "project.")
-            values = port_values(item, admin)
-            if "mac_address" in item:
-                if not isinstance(item["mac_address"], str) or not MAC.match(item["mac_address"]):
-                    raise BadRequest(f"Invalid input for mac_address. Reason: '{item['mac_address']}' is not a valid "
-                                     "MAC address.")
-                values["mac_address"] = item["mac_address"].lower()
-            values.setdefault("port_security_enabled", net.port_security_enabled)
-            values.update(project_id=owner_of(request, item), network_id=net.id)
-            if "security_groups" in values:
-                for group_id in values["security_groups"]:
-                    await groups.get(group_id, values["project_id"], admin)
-            elif values["port_security_enabled"]:
-                values["security_groups"] = [await groups.default(values["project_id"])]
-            if values.get("security_groups") and not values["port_security_enabled"]:
-                raise BadRequest("Port has security group associated. Cannot disable port security or ip address "
-                                 "until security group is removed", kind="PortSecurityAndIPRequiredForSecurityGroups")
-            await svc.check_quota(Port, "port", values["project_id"], None)
-            row = await svc.create_port(values, fixed_ips_of(item), project, admin)
-            ips = await svc.allocations([row.id])
-            return JSON({"port": port_view(row, ips[row.id])}, status_code=201)
+            return await create(request, "port", make_port, svc.delete_port)
         stmt = select(Port).order_by(Port.created_at)
         if not admin:
             stmt = stmt.where(Port.project_id == project)
@@ -511,5 +607,8 @@ def build_app(svc: NetworkService, identity: IdentityService, max_body: int) -> 
     r = router(svc, groups)
     r.include(security_groups.router(groups))
     r.include(routers.router(svc))
+    r.include(subnetpools.router(svc.db))
+    r.include(quotas.router(svc.db))
+    r.include(tags.router(svc.db))  # last: its paths are patterns over every collection
     return create_app("network", r, identity, max_body=max_body)
 

@@ -1,5 +1,6 @@
 """The Network API's tables: networks, subnets, ports and the IP allocations that tie ports to
-subnets (one row per address: the primary key makes handing an address out twice impossible)."""
+subnets (one row per address: the primary key makes handing an address out twice impossible),
+security groups, routers, floating IPs, subnet pools and per-project quota limits."""
 
 from __future__ import annotations
 
@@ -55,6 +56,7 @@ class Subnet(Standard, Base):
     host_routes: Mapped[list[dict[str, str]]] = mapped_column(JSONText, default=list)
     ipv6_ra_mode: Mapped[str | None] = mapped_column(String(32), nullable=True)
     ipv6_address_mode: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    subnetpool_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
 
 
 class Port(Standard, Base):
@@ -137,3 +139,27 @@ class FloatingIP(Standard, Base):
     port_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
     fixed_ip_address: Mapped[str | None] = mapped_column(String(64), nullable=True)
     router_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+
+
+class SubnetPool(Standard, Base):
+    __tablename__ = "network_subnet_pool"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    project_id: Mapped[str] = mapped_column(ID, index=True)
+    ip_version: Mapped[int] = mapped_column(Integer)
+    prefixes: Mapped[list[str]] = mapped_column(JSONText, default=list)
+    default_prefixlen: Mapped[int] = mapped_column(Integer)
+    min_prefixlen: Mapped[int] = mapped_column(Integer)
+    max_prefixlen: Mapped[int] = mapped_column(Integer)
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    default_quota: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class Quota(Base):
+    """One row per project and resource whose limit differs from the default (-1: unlimited)."""
+
+    __tablename__ = "network_quota"
+    project_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    resource: Mapped[str] = mapped_column(String(64), primary_key=True)
+    quota_limit: Mapped[int] = mapped_column(Integer)

@@ -18,9 +18,10 @@ from starlette.responses import Response
 
 from cumulo.core.http.app import JSON, Router, auth_of, json_body
 from cumulo.core.http.faults import BadRequest, Conflict, NotFound
+from cumulo.network import tags
 from cumulo.network.models import FloatingIP, IPAllocation, Port, Subnet
 from cumulo.network.models import Router as RouterRow
-from cumulo.network.service import DEFAULT_QUOTAS, NetworkService
+from cumulo.network.service import NetworkService
 
 
 def stamp(value: Any) -> str | None:
@@ -43,10 +44,6 @@ def router(svc: NetworkService) -> Router:
         if not isinstance(item, dict):
             raise BadRequest(f"Resource body required: a '{kind}' object.")
         return item
-
-    async def quota(model: Any, resource: str, project: str) -> None:
-        if await svc.count(model, project) >= DEFAULT_QUOTAS[resource]:
-            raise Conflict(f"Quota exceeded for resources: ['{resource}'].", kind="OverQuota")
 
     async def get_router(router_id: str, project: str, admin: bool) -> RouterRow:
         async with db.session() as s:
@@ -97,6 +94,10 @@ def router(svc: NetworkService) -> Router:
             await s.execute(update(RouterRow).where(RouterRow.id == row.id).values(**values))
 
     async def check_routes(row: RouterRow, routes: Any) -> list[dict[str, str]]:
+        """Neutron's static routes: each nexthop on a subnet of the router's interfaces; ``None``
+        (as tempest's cleanups send it) and ``[]`` both mean none."""
+        if routes is None:
+            return []
         if not isinstance(routes, list):
             raise BadRequest("Invalid input for routes: a list of {destination, nexthop}.")
         subnets = await interface_subnets(row.id)
@@ -111,8 +112,23 @@ def router(svc: NetworkService) -> Router:
             if not any(hop in n for n in nets):
                 raise BadRequest(f"Invalid format for routes: {route}, the nexthop is not connected with router",
                                  kind="InvalidRoutes")
-            out.append({"destination": str(dest), "nexthop": str(hop)})
+            if dest.version != hop.version:
+                raise BadRequest(f"Invalid format for routes: {route}, destination and nexthop are of different IP "
+                                 "versions", kind="InvalidRoutes")
+            entry = {"destination": str(dest), "nexthop": str(hop)}
+            if entry not in out:
+                out.append(entry)
         return out
+
+    async def set_routes(row: RouterRow, routes: list[dict[str, str]]) -> None:
+        async with db.session() as s:
+            await s.execute(update(RouterRow).where(RouterRow.id == row.id).values(
+                routes=routes, revision_number=RouterRow.revision_number + 1))
+
+    async def bump(router_id: str) -> None:
+        async with db.session() as s:
+            await s.execute(update(RouterRow).where(RouterRow.id == router_id).values(
+                revision_number=RouterRow.revision_number + 1))
 
     @r.route("/v2.0/routers", ["GET", "POST"])
     async def routers(request: Request) -> Response:
@@ -122,13 +138,17 @@ def router(svc: NetworkService) -> Router:
             owner = item.get("project_id") or item.get("tenant_id") or project
             if owner != project and not admin:
                 raise BadRequest("Only an admin may create routers for another project.")
-            await quota(RouterRow, "router", owner)
+            await svc.check_quota("router", owner)
             name = item.get("name", "")
             if not isinstance(name, str) or len(name) > 255:
                 raise BadRequest("Invalid input for name: a string of at most 255 characters.")
+            if not isinstance(item.get("admin_state_up", True), bool):
+                raise BadRequest(f"Invalid input for admin_state_up. Reason: '{item['admin_state_up']}' is not a "
+                                 "valid boolean value.")
             row = RouterRow(id=str(uuid.uuid4()), name=name, project_id=owner,
                             admin_state_up=item.get("admin_state_up", True),
-                            description=str(item.get("description") or ""))
+                            description=str(item.get("description") or ""),
+                            tags=tags.check_tags(item["tags"]) if "tags" in item else [])
             async with db.session() as s:
                 s.add(row)
             try:
@@ -160,8 +180,6 @@ def router(svc: NetworkService) -> Router:
             return Response(status_code=204)
         if request.method == "PUT":
             item = await body(request, "router")
-            if "external_gateway_info" in item:
-                await set_gateway(row, item["external_gateway_info"] or None, project, admin)
             values: dict[str, Any] = {}
             if "routes" in item:
                 values["routes"] = await check_routes(row, item["routes"])
@@ -171,12 +189,43 @@ def router(svc: NetworkService) -> Router:
                         raise BadRequest(f"Invalid input for {key}: a string of at most 255 characters.")
                     values[key] = item[key]
             if "admin_state_up" in item:
-                values["admin_state_up"] = bool(item["admin_state_up"])
+                if not isinstance(item["admin_state_up"], bool):
+                    raise BadRequest(f"Invalid input for admin_state_up. Reason: '{item['admin_state_up']}' is not a "
+                                     "valid boolean value.")
+                values["admin_state_up"] = item["admin_state_up"]
+            if "external_gateway_info" in item:
+                await set_gateway(row, item["external_gateway_info"] or None, project, admin)
             async with db.session() as s:
                 await s.execute(update(RouterRow).where(RouterRow.id == row.id).values(
                     revision_number=RouterRow.revision_number + 1, **values))
             row = await get_router(row.id, project, True)
         return JSON(shape_one(request, await router_view(row), "router"))
+
+    @r.put("/v2.0/routers/{router_id}/add_extraroutes")
+    async def add_extraroutes(request: Request) -> Response:
+        """extraroute-atomic: add routes to the ones the router has (those it has already stay once)."""
+        project, admin = who(request)
+        row = await get_router(request.path_params["router_id"], project, admin)
+        wanted = await check_routes(row, (await body(request, "router")).get("routes"))
+        routes = list(row.routes or [])
+        await set_routes(row, routes + [x for x in wanted if x not in routes])
+        return JSON({"router": await router_view(await get_router(row.id, project, True))})
+
+    @r.put("/v2.0/routers/{router_id}/remove_extraroutes")
+    async def remove_extraroutes(request: Request) -> Response:
+        """extraroute-atomic: remove the given routes (ones the router does not have are ignored)."""
+        project, admin = who(request)
+        row = await get_router(request.path_params["router_id"], project, admin)
+        routes = (await body(request, "router")).get("routes")
+        if not isinstance(routes, list) or not all(isinstance(x, dict) for x in routes):
+            raise BadRequest("Invalid input for routes: a list of {destination, nexthop}.")
+        try:
+            gone = [{"destination": str(ipaddress.ip_network(x["destination"])),
+                     "nexthop": str(ipaddress.ip_address(x["nexthop"]))} for x in routes]
+        except (ValueError, TypeError, KeyError):
+            raise BadRequest("Invalid input for routes: destination (CIDR) and nexthop (address).") from None
+        await set_routes(row, [x for x in row.routes or [] if x not in gone])
+        return JSON({"router": await router_view(await get_router(row.id, project, True))})
 
     @r.put("/v2.0/routers/{router_id}/add_router_interface")
     async def add_interface(request: Request) -> Response:
@@ -215,6 +264,7 @@ def router(svc: NetworkService) -> Router:
             async with db.session() as s:
                 await s.execute(update(Port).where(Port.id == port.id).values(
                     device_id=row.id, device_owner="network:router_interface", security_groups=[]))
+        await bump(row.id)
         return JSON({"id": row.id, "subnet_id": wanted[0].id, "subnet_ids": [x.id for x in wanted],
                      "port_id": port.id, "network_id": wanted[0].network_id, "tenant_id": row.project_id,
                      "project_id": row.project_id})
@@ -237,7 +287,18 @@ def router(svc: NetworkService) -> Router:
             raise NotFound(f"Router {row.id} does not have an interface with id {which}",
                            kind="RouterInterfaceNotFound")
         port = match[0]
+        for x in ips[port.id]:
+            cidr = ipaddress.ip_network((await svc.subnet(x["subnet_id"], project, True)).cidr)
+            others = await interface_subnets(row.id)
+            remaining = [ipaddress.ip_network(o.cidr) for o in others if o.id != x["subnet_id"]]
+            for route in row.routes or []:
+                hop = ipaddress.ip_address(route["nexthop"])
+                if hop in cidr and not any(hop in n for n in remaining):
+                    raise Conflict(f"Router interface for subnet {x['subnet_id']} on router {row.id} cannot be "
+                                   "deleted, as it is required by one or more routes.",
+                                   kind="RouterInterfaceInUseByRoute")
         await svc.delete_port(port)
+        await bump(row.id)
         return JSON({"id": row.id, "subnet_id": ips[port.id][0]["subnet_id"] if ips[port.id] else None,
                      "subnet_ids": [x["subnet_id"] for x in ips[port.id]], "port_id": port.id,
                      "network_id": port.network_id, "tenant_id": row.project_id, "project_id": row.project_id})
@@ -291,14 +352,23 @@ def router(svc: NetworkService) -> Router:
             if not net.external:
                 raise BadRequest(f"Bad floatingip request: Network {net.id} is not a valid external network.")
             owner = item.get("project_id") or item.get("tenant_id") or project
-            await quota(FloatingIP, "floatingip", owner)
+            if owner != project and not admin:
+                raise BadRequest("Only an admin may create floating IPs for another project.")
+            await svc.check_quota("floatingip", owner)
+            fip_tags = tags.check_tags(item["tags"]) if "tags" in item else []
             wanted = [{"ip_address": item["floating_ip_address"]}] if item.get("floating_ip_address") else None
             fport = await svc.create_port({"network_id": net.id, "project_id": "", "device_owner":
                                            "network:floatingip", "port_security_enabled": False}, wanted, project, True)
-            address = (await svc.allocations([fport.id]))[fport.id][0]["ip_address"]
+            addresses = [x for x in (await svc.allocations([fport.id]))[fport.id]
+                         if ipaddress.ip_address(x["ip_address"]).version == 4] or \
+                (await svc.allocations([fport.id]))[fport.id]
+            if not addresses:
+                await svc.delete_port(fport)
+                raise BadRequest(f"Unable to find any IP address on external network {net.id}.",
+                                 kind="ExternalIpAddressExhausted")
             fip = FloatingIP(id=str(uuid.uuid4()), project_id=owner, floating_network_id=net.id,
-                             floating_ip_address=address, floating_port_id=fport.id,
-                             description=str(item.get("description") or ""))
+                             floating_ip_address=addresses[0]["ip_address"], floating_port_id=fport.id,
+                             description=str(item.get("description") or ""), tags=fip_tags)
             try:
                 values = await associate(fip, item.get("port_id"), item.get("fixed_ip_address"), project, admin)
             except Exception:

@@ -12,15 +12,15 @@ import ipaddress
 import uuid
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select, update
 from starlette.requests import Request
 from starlette.responses import Response
 
 from cumulo.core.db import Database, IntegrityError
 from cumulo.core.http.app import JSON, Router, auth_of, json_body
 from cumulo.core.http.faults import BadRequest, Conflict, NotFound
+from cumulo.network import quotas, tags
 from cumulo.network.models import DefaultSecurityGroup, Port, SecurityGroup, SecurityGroupRule
-from cumulo.network.service import DEFAULT_QUOTAS
 
 PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "ipv6-icmp": 58, "sctp": 132, "gre": 47, "esp": 50,
              "ah": 51, "vrrp": 112, "any": None}
@@ -160,21 +160,24 @@ def router(groups: SecurityGroups) -> Router:
         auth = auth_of(request)
         return auth.project_id or "", auth.is_admin()
 
-    async def quota(model: Any, resource: str, project: str) -> None:
-        async with db.session() as s:
-            used = (await s.execute(select(func.count()).select_from(model).where(
-                model.project_id == project))).scalar() or 0
-        if used >= DEFAULT_QUOTAS[resource]:
-            raise Conflict(f"Quota exceeded for resources: ['{resource}'].", kind="OverQuota")
+    async def bump(s: Any, group_id: str) -> None:
+        """A group's rules are part of it: changing them is a revision of the group."""
+        await s.execute(update(SecurityGroup).where(SecurityGroup.id == group_id).values(
+            revision_number=SecurityGroup.revision_number + 1))
+
+    async def body(request: Request, kind: str) -> dict[str, Any]:
+        data = await json_body(request)
+        item = data.get(kind) if isinstance(data, dict) else None
+        if not isinstance(item, dict):
+            raise BadRequest(f"Resource body required: a '{kind}' object.")
+        return item
 
     @r.route("/v2.0/security-groups", ["GET", "POST"])
     async def list_or_create(request: Request) -> Response:
         project, admin = who(request)
         await groups.default(project)
         if request.method == "POST":
-            item = (await json_body(request)).get("security_group")
-            if not isinstance(item, dict):
-                raise BadRequest("Resource body required: a 'security_group' object.")
+            item = await body(request, "security_group")
             name = item.get("name", "")
             if not isinstance(name, str) or len(name) > 255:
                 raise BadRequest("Invalid input for name: a string of at most 255 characters.")
@@ -183,8 +186,12 @@ def router(groups: SecurityGroups) -> Router:
             owner = item.get("project_id") or item.get("tenant_id") or project
             if owner != project and not admin:
                 raise BadRequest("Only an admin may create security groups for another project.")
-            await quota(SecurityGroup, "security_group", owner)
-            group = SecurityGroup(id=str(uuid.uuid4()), name=name, project_id=owner,
+            if not isinstance(item.get("stateful", True), bool):
+                raise BadRequest(f"Invalid input for stateful. Reason: '{item['stateful']}' is not a valid boolean "
+                                 "value.")
+            group_tags = tags.check_tags(item["tags"]) if "tags" in item else []
+            await quotas.check(db, "security_group", owner)
+            group = SecurityGroup(id=str(uuid.uuid4()), name=name, project_id=owner, tags=group_tags,
                                   description=str(item.get("description") or ""), stateful=item.get("stateful", True))
             async with db.session() as s:
                 s.add(group)
@@ -219,9 +226,7 @@ def router(groups: SecurityGroups) -> Router:
                 await s.execute(delete(DefaultSecurityGroup).where(DefaultSecurityGroup.group_id == group.id))
             return Response(status_code=204)
         if request.method == "PUT":
-            item = (await json_body(request)).get("security_group")
-            if not isinstance(item, dict):
-                raise BadRequest("Resource body required: a 'security_group' object.")
+            item = await body(request, "security_group")
             if group.is_default and item.get("name", "default") != "default":
                 raise Conflict("Updating default security group not allowed.", kind="SecurityGroupCannotUpdateDefault")
             async with db.session() as s:
@@ -241,9 +246,7 @@ def router(groups: SecurityGroups) -> Router:
     async def rules_list_or_create(request: Request) -> Response:
         project, admin = who(request)
         if request.method == "POST":
-            item = (await json_body(request)).get("security_group_rule")
-            if not isinstance(item, dict):
-                raise BadRequest("Resource body required: a 'security_group_rule' object.")
+            item = await body(request, "security_group_rule")
             group = await groups.get(str(item.get("security_group_id", "")), project, admin)
             values = check_rule(item)
             if values["remote_group_id"]:
@@ -260,14 +263,11 @@ def router(groups: SecurityGroups) -> Router:
                 if all(same(k, getattr(rule, k), values[k]) for k in keys):
                     raise Conflict(f"Security group rule already exists. Rule id is {rule.id}.",
                                    kind="SecurityGroupRuleExists")
-            async with db.session() as s:
-                used = (await s.execute(select(func.count()).select_from(SecurityGroupRule).where(
-                    SecurityGroupRule.project_id == group.project_id))).scalar() or 0
-            if used >= DEFAULT_QUOTAS["security_group_rule"]:
-                raise Conflict("Quota exceeded for resources: ['security_group_rule'].", kind="OverQuota")
+            await quotas.check(db, "security_group_rule", group.project_id)
             rule = SecurityGroupRule(id=str(uuid.uuid4()), group_id=group.id, project_id=group.project_id, **values)
             async with db.session() as s:
                 s.add(rule)
+                await bump(s, group.id)
             return JSON({"security_group_rule": rule_view(rule)}, status_code=201)
         await groups.default(project)
         stmt = select(SecurityGroupRule).order_by(SecurityGroupRule.created_at)
@@ -288,6 +288,7 @@ def router(groups: SecurityGroups) -> Router:
         if request.method == "DELETE":
             async with db.session() as s:
                 await s.execute(delete(SecurityGroupRule).where(SecurityGroupRule.id == row.id))
+                await bump(s, row.group_id)
             return Response(status_code=204)
         return JSON(shape_one(request, rule_view(row), "security_group_rule"))
 

@@ -18,11 +18,11 @@ from sqlalchemy import delete, func, select
 
 from cumulo.core.db import Database, IntegrityError
 from cumulo.core.http.faults import BadRequest, Conflict, NotFound
+from cumulo.network import quotas
 from cumulo.network.models import IPAllocation, Network, Port, Subnet
+from cumulo.network.quotas import DEFAULT_QUOTAS
 
-# Neutron's default quotas (the Operations Guide's table)
-DEFAULT_QUOTAS = {"network": 100, "subnet": 100, "port": 500, "router": 10, "floatingip": 50,
-                  "security_group": 10, "security_group_rule": 100}
+__all__ = ["DEFAULT_QUOTAS", "NetworkService", "pools_of"]
 SEGMENT_RANGE = (1, 16_000_000)
 
 
@@ -86,21 +86,23 @@ class NetworkService:
             return (await s.execute(select(func.count()).select_from(model).where(
                 model.project_id == project))).scalar() or 0
 
-    async def check_quota(self, model: Any, resource: str, project: str, limit: int | None) -> None:
-        limit = DEFAULT_QUOTAS[resource] if limit is None else limit
-        if limit >= 0 and await self.count(model, project) >= limit:
-            raise Conflict(f"Quota exceeded for resources: ['{resource}'].", kind="OverQuota")
+    async def check_quota(self, resource: str, project: str, wanted: int = 1) -> None:
+        """409 OverQuota unless ``wanted`` more of ``resource`` fit in the project's limit."""
+        await quotas.check(self.db, resource, project, wanted)
 
     # -- networks --------------------------------------------------------------------------------
     async def create_network(self, values: dict[str, Any]) -> Network:
+        wanted = values.pop("segment_id", None)
         for _ in range(20):
-            row = Network(id=str(uuid.uuid4()), segment_id=values.pop("segment_id", None)
-                          or random.randint(*SEGMENT_RANGE), **values)
+            row = Network(id=str(uuid.uuid4()), segment_id=wanted or random.randint(*SEGMENT_RANGE), **values)
             try:
                 async with self.db.session() as s:
                     s.add(row)
                 return row
             except IntegrityError:
+                if wanted:
+                    raise Conflict(f"Unable to create the network. The tunnel ID {wanted} is in use.",
+                                   kind="TunnelIdInUse") from None
                 continue  # that segment id was taken meanwhile: another one
         raise Conflict("No free segment id could be allocated for the network.")
 

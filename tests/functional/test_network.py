@@ -66,7 +66,9 @@ def test_no_address_is_handed_out_twice(ncloud: Cloud) -> None:
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         results = list(pool.map(make, range(16)))
     made = [r.json()["port"]["fixed_ips"][0]["ip_address"] for r in results if r.status_code == 201]
-    assert len(made) == 13 and len(set(made)) == 13, made  # every address once, none twice
+    held = [f["ip_address"] for p in httpx.get(f"{ncloud.network_url}/ports?network_id={net['id']}",
+                                               headers=headers).json()["ports"] for f in p["fixed_ips"]]
+    assert set(made) <= set(held) and len(held) == 13 and len(set(held)) == 13, held  # each once (a DHCP port too)
     assert {r.status_code for r in results} == {201, 409}
     exhausted = [r for r in results if r.status_code == 409][0].json()["NeutronError"]
     assert exhausted["type"] == "IpAddressGenerationFailure"
@@ -204,6 +206,9 @@ def test_routers_interfaces_routes_and_floating_ips(ncloud: Cloud) -> None:
     r = httpx.delete(url, headers=headers)
     assert r.status_code == 409 and r.json()["NeutronError"]["type"] == "RouterInUse"
     assert httpx.delete(f"{ncloud.network_url}/subnets/{sub.id}", headers=headers).status_code == 409  # interface
+    r = httpx.put(f"{url}/remove_router_interface", headers=headers, json={"subnet_id": sub.id})
+    assert r.status_code == 409 and r.json()["NeutronError"]["type"] == "RouterInterfaceInUseByRoute"
+    ncloud.cli("router", "set", "--no-route", router["id"], cloud="cumulo-demo")
     ncloud.cli("router", "remove", "subnet", router["id"], sub.id, cloud="cumulo-demo")
     conn.network.delete_ip(fip)
     assert httpx.delete(url, headers=headers).status_code == 204
@@ -267,3 +272,349 @@ def test_servers_get_ports_and_addresses(ncloud: Cloud) -> None:
     httpx.delete(f"{ncloud.network_url}/ports/{given['id']}", headers=nh)
     assert httpx.delete(f"{ncloud.network_url}/subnets/{sub['id']}", headers=nh).status_code == 204
     assert httpx.delete(f"{ncloud.network_url}/networks/{net['id']}", headers=nh).status_code == 204
+
+
+def member_of_new_project(ncloud: Cloud) -> tuple[str, str]:
+    """A fresh project with a member in it: (project id, member's token)."""
+    name, password = unique("qp"), "s3cret-pass"
+    project = json.loads(ncloud.cli("project", "create", name, "-f", "json").stdout)
+    ncloud.cli("user", "create", "--password", password, "--project", name, name)
+    ncloud.cli("role", "add", "--user", name, "--project", name, "member")
+    return project["id"], ncloud.token(name, password, name)[0]
+
+
+def test_quotas_are_set_by_admins_and_enforced(ncloud: Cloud) -> None:
+    url = ncloud.network_url
+    admin = {"X-Auth-Token": ncloud.token()[0]}
+    project, token = member_of_new_project(ncloud)
+    member = {"X-Auth-Token": token}
+    defaults = httpx.get(f"{url}/quotas/{project}/default", headers=member).json()["quota"]
+    assert defaults["network"] == 100 and defaults["port"] == 500 and defaults["security_group_rule"] == 100
+    ncloud.cli("quota", "set", "--networks", "2", "--ports", "3", project)
+    assert httpx.get(f"{url}/quotas/{project}", headers=member).json()["quota"]["network"] == 2
+    assert project in [q["project_id"] for q in httpx.get(f"{url}/quotas", headers=admin).json()["quotas"]]
+    for _ in range(2):
+        assert httpx.post(f"{url}/networks", headers=member, json={"network": {}}).status_code == 201
+    r = httpx.post(f"{url}/networks", headers=member, json={"network": {}})
+    assert r.status_code == 409, r.text
+    assert r.json()["NeutronError"]["type"] == "OverQuota"
+    assert "Quota exceeded for resources: ['network']" in r.json()["NeutronError"]["message"]
+    details = httpx.get(f"{url}/quotas/{project}/details", headers=member).json()["quota"]
+    assert details["network"] == {"limit": 2, "used": 2, "reserved": 0}
+    shown = json.loads(ncloud.cli("quota", "show", "--network", project, "-f", "json").stdout)
+    assert any(row.get("Resource") == "networks" and row.get("Limit") == 2 for row in shown), shown
+    # a bulk create over the limit makes nothing
+    net = httpx.get(f"{url}/networks?project_id={project}", headers=member).json()["networks"][0]
+    r = httpx.post(f"{url}/ports", headers=member, json={"ports": [{"network_id": net["id"]}] * 4})
+    assert r.status_code == 409 and r.json()["NeutronError"]["type"] == "OverQuota"
+    assert httpx.get(f"{url}/ports", headers=member).json()["ports"] == []
+    # only an admin changes quotas; a member reads only its own project's
+    assert httpx.put(f"{url}/quotas/{project}", headers=member, json={"quota": {"network": 50}}).status_code == 403
+    assert httpx.get(f"{url}/quotas/{ncloud.token()[1]['project']['id']}", headers=member).status_code == 403
+    assert httpx.delete(f"{url}/quotas/{project}", headers=member).status_code == 403
+    # check_limit refuses a limit below what is used; bad values and unknown resources are 400s
+    r = httpx.put(f"{url}/quotas/{project}", headers=admin, json={"quota": {"network": 1, "check_limit": True}})
+    assert r.status_code == 409 and r.json()["NeutronError"]["type"] == "InvalidQuotaValue"
+    for bad in ({"network": -5}, {"network": "many"}, {"volcano": 3}, {"network": True}):
+        r = httpx.put(f"{url}/quotas/{project}", headers=admin, json={"quota": bad})
+        assert r.status_code == 400 and "NeutronError" in r.json(), (bad, r.text)
+    r = httpx.put(f"{url}/quotas/{project}", headers=admin, json={"quota": {"network": -1}})
+    assert r.status_code == 200 and r.json()["quota"]["network"] == -1  # unlimited
+    assert httpx.post(f"{url}/networks", headers=member, json={"network": {}}).status_code == 201
+    ncloud.cli("quota", "delete", "--network", project)
+    assert project not in [q["project_id"] for q in httpx.get(f"{url}/quotas", headers=admin).json()["quotas"]]
+    assert httpx.get(f"{url}/quotas/{project}", headers=member).json()["quota"] == defaults
+    r = httpx.delete(f"{url}/quotas/{project}", headers=admin)
+    assert r.status_code == 404 and r.json()["NeutronError"]["type"] == "TenantQuotaNotFound"
+    # router and security group quotas hold too
+    httpx.put(f"{url}/quotas/{project}", headers=admin, json={"quota": {"router": 0, "security_group": 1}})
+    r = httpx.post(f"{url}/routers", headers=member, json={"router": {"name": "r"}})
+    assert r.status_code == 409 and r.json()["NeutronError"]["type"] == "OverQuota"
+    r = httpx.post(f"{url}/security-groups", headers=member, json={"security_group": {"name": "web"}})
+    assert r.status_code == 409  # the default group already takes the one allowed
+    for n in httpx.get(f"{url}/networks?project_id={project}", headers=member).json()["networks"]:
+        assert httpx.delete(f"{url}/networks/{n['id']}", headers=member).status_code == 204
+    httpx.delete(f"{url}/quotas/{project}", headers=admin)
+
+
+def test_tags_on_every_resource_and_tag_filters(ncloud: Cloud) -> None:
+    url = ncloud.network_url
+    headers = {"X-Auth-Token": ncloud.token("demo", ncloud.demo_password, "demo")[0]}
+    cli = {"cloud": "cumulo-demo"}
+    red = json.loads(ncloud.cli("network", "create", "--tag", "red", "--tag", "blue", unique("red"), "-f", "json",
+                                **cli).stdout)
+    green = json.loads(ncloud.cli("network", "create", unique("green"), "-f", "json", **cli).stdout)
+    ncloud.cli("network", "set", "--tag", "green", "--tag", "blue", green["id"], **cli)
+
+    def listed(*args: str) -> set[str]:
+        rows = json.loads(ncloud.cli("network", "list", *args, "-f", "json", **cli).stdout)
+        return {row["ID"] for row in rows} & {red["id"], green["id"]}
+
+    assert listed("--tags", "red,blue") == {red["id"]}
+    assert listed("--tags", "blue") == {red["id"], green["id"]}
+    assert listed("--any-tags", "red,green") == {red["id"], green["id"]}
+    assert listed("--not-tags", "green,blue") == {red["id"]}
+    assert listed("--not-any-tags", "red") == {green["id"]}
+    shown = httpx.get(f"{url}/networks/{green['id']}", headers=headers).json()["network"]
+    assert sorted(shown["tags"]) == ["blue", "green"]
+    # the tags API itself, on every kind of resource that has tags
+    sub = httpx.post(f"{url}/subnets", headers=headers, json={"subnet": {
+        "network_id": red["id"], "ip_version": 4, "cidr": "10.80.0.0/24"}}).json()["subnet"]
+    port = httpx.post(f"{url}/ports", headers=headers, json={"port": {"network_id": red["id"], "tags": ["p"]}}
+                      ).json()["port"]
+    assert port["tags"] == ["p"]
+    router = httpx.post(f"{url}/routers", headers=headers, json={"router": {"name": "tagged"}}).json()["router"]
+    group = httpx.post(f"{url}/security-groups", headers=headers, json={"security_group": {"name": unique("t")}}
+                       ).json()["security_group"]
+    pool = httpx.post(f"{url}/subnetpools", headers=headers, json={"subnetpool": {
+        "name": unique("tp"), "prefixes": ["10.81.0.0/16"]}}).json()["subnetpool"]
+    for kind, item in (("networks", red), ("subnets", sub), ("ports", port), ("routers", router),
+                       ("security-groups", group), ("subnetpools", pool)):
+        base = f"{url}/{kind}/{item['id']}/tags"
+        before = httpx.get(f"{url}/{kind}/{item['id']}", headers=headers).json()[kind[:-1].replace("-", "_")]
+        assert httpx.put(f"{base}/alpha", headers=headers).status_code == 201, kind
+        assert httpx.get(f"{base}/alpha", headers=headers).status_code == 204
+        r = httpx.get(f"{base}/omega", headers=headers)
+        assert r.status_code == 404 and r.json()["NeutronError"]["type"] == "TagNotFound"
+        r = httpx.put(base, headers=headers, json={"tags": ["x", "y", "z", "x"]})
+        assert r.status_code == 200 and sorted(r.json()["tags"]) == ["x", "y", "z"]
+        assert httpx.delete(f"{base}/y", headers=headers).status_code == 204
+        assert httpx.delete(f"{base}/y", headers=headers).status_code == 404
+        assert sorted(httpx.get(base, headers=headers).json()["tags"]) == ["x", "z"]
+        after = httpx.get(f"{url}/{kind}/{item['id']}", headers=headers).json()[kind[:-1].replace("-", "_")]
+        assert after["revision_number"] > before["revision_number"] and sorted(after["tags"]) == ["x", "z"]
+        assert httpx.delete(base, headers=headers).status_code == 204
+        assert httpx.get(base, headers=headers).json()["tags"] == []
+        assert httpx.put(base, headers=headers, json={"tags": ["a" * 256]}).status_code == 400
+        assert httpx.put(base, headers=headers, json={"tags": "notalist"}).status_code == 400
+    r = httpx.get(f"{url}/networks/{'0' * 36}/tags", headers=headers)
+    assert r.status_code == 404 and r.json()["NeutronError"]["type"] == "NetworkNotFound"
+    # an admin's network is not the member's to tag
+    admin = {"X-Auth-Token": ncloud.token()[0]}
+    theirs = httpx.post(f"{url}/networks", headers=admin, json={"network": {"shared": True}}).json()["network"]
+    assert httpx.put(f"{url}/networks/{theirs['id']}/tags/mine", headers=headers).status_code == 403
+    httpx.delete(f"{url}/networks/{theirs['id']}", headers=admin)
+    httpx.delete(f"{url}/ports/{port['id']}", headers=headers)
+    httpx.delete(f"{url}/routers/{router['id']}", headers=headers)
+    httpx.delete(f"{url}/security-groups/{group['id']}", headers=headers)
+    httpx.delete(f"{url}/subnetpools/{pool['id']}", headers=headers)
+    for net in (red, green):
+        assert httpx.delete(f"{url}/networks/{net['id']}", headers=headers).status_code == 204
+
+
+def test_bulk_create_makes_all_or_none(ncloud: Cloud) -> None:
+    url = ncloud.network_url
+    headers = {"X-Auth-Token": ncloud.token("demo", ncloud.demo_password, "demo")[0]}
+    r = httpx.post(f"{url}/networks", headers=headers, json={"networks": [{"name": unique("b1")},
+                                                                          {"name": unique("b2")}]})
+    assert r.status_code == 201 and len(r.json()["networks"]) == 2
+    a, b = r.json()["networks"]
+    r = httpx.post(f"{url}/subnets", headers=headers, json={"subnets": [
+        {"network_id": a["id"], "ip_version": 4, "cidr": "10.85.0.0/24"},
+        {"network_id": b["id"], "ip_version": 4, "cidr": "10.86.0.0/24"}]})
+    assert r.status_code == 201 and [s["cidr"] for s in r.json()["subnets"]] == ["10.85.0.0/24", "10.86.0.0/24"]
+    r = httpx.post(f"{url}/ports", headers=headers, json={"ports": [
+        {"network_id": a["id"], "name": "one"}, {"network_id": a["id"], "name": "two"},
+        {"network_id": b["id"], "name": "three", "fixed_ips": [{"ip_address": "10.86.0.20"}]}]})
+    assert r.status_code == 201, r.text
+    made = r.json()["ports"]
+    assert [p["name"] for p in made] == ["one", "two", "three"] and made[2]["fixed_ips"][0]["ip_address"] == \
+        "10.86.0.20"
+    # one bad item (an address already taken) and none of them is made
+    r = httpx.post(f"{url}/ports", headers=headers, json={"ports": [
+        {"network_id": a["id"], "name": "four"}, {"network_id": b["id"], "fixed_ips": [{"ip_address": "10.86.0.20"}]}]})
+    assert r.status_code == 409 and r.json()["NeutronError"]["type"] == "IpAddressAlreadyAllocated"
+    names = {p["name"] for p in httpx.get(f"{url}/ports", headers=headers).json()["ports"]}
+    assert "four" not in names and {"one", "two", "three"} <= names
+    r = httpx.post(f"{url}/networks", headers=headers, json={"networks": [{"name": "ok"}, {"mtu": 5}]})
+    assert r.status_code == 400
+    assert "ok" not in {n["name"] for n in httpx.get(f"{url}/networks", headers=headers).json()["networks"]}
+    for body in ({"ports": []}, {"ports": "x"}, {"ports": [1, 2]}):
+        r = httpx.post(f"{url}/ports", headers=headers, json=body)
+        assert r.status_code == 400 and "NeutronError" in r.json(), body
+    for p in made:
+        httpx.delete(f"{url}/ports/{p['id']}", headers=headers)
+    for n in (a, b):
+        assert httpx.delete(f"{url}/networks/{n['id']}", headers=headers).status_code == 204
+
+
+def test_subnets_take_their_cidrs_from_subnet_pools(ncloud: Cloud) -> None:
+    url = ncloud.network_url
+    headers = {"X-Auth-Token": ncloud.token("demo", ncloud.demo_password, "demo")[0]}
+    cli = {"cloud": "cumulo-demo"}
+    pool = json.loads(ncloud.cli("subnet", "pool", "create", "--pool-prefix", "10.90.0.0/16", "--pool-prefix",
+                                 "10.91.0.0/16", "--default-prefix-length", "24", "--min-prefix-length", "20",
+                                 "--max-prefix-length", "28", unique("pool"), "-f", "json", **cli).stdout)
+    assert pool["prefixes"] in (["10.90.0.0/15"], "10.90.0.0/15")  # adjacent prefixes merged
+    assert pool["ip_version"] == 4 and pool["default_prefixlen"] == 24
+    net = json.loads(ncloud.cli("network", "create", unique("pn"), "-f", "json", **cli).stdout)
+    first = json.loads(ncloud.cli("subnet", "create", "--subnet-pool", pool["id"], "--network", net["id"],
+                                  unique("s"), "-f", "json", **cli).stdout)
+    assert first["cidr"] == "10.90.0.0/24" and first["subnetpool_id"] == pool["id"]
+    assert first["gateway_ip"] == "10.90.0.1"
+    small = json.loads(ncloud.cli("subnet", "create", "--subnet-pool", pool["id"], "--prefix-length", "26",
+                                  "--network", net["id"], unique("s"), "-f", "json", **cli).stdout)
+    assert small["cidr"] == "10.90.1.0/26"
+    other = httpx.post(f"{url}/networks", headers=headers, json={"network": {}}).json()["network"]
+    r = httpx.post(f"{url}/subnets", headers=headers, json={"subnet": {
+        "network_id": other["id"], "ip_version": 4, "subnetpool_id": pool["id"]}})
+    assert r.status_code == 201 and r.json()["subnet"]["cidr"] == "10.90.2.0/24"  # pools span networks
+    explicit = httpx.post(f"{url}/subnets", headers=headers, json={"subnet": {
+        "network_id": other["id"], "ip_version": 4, "subnetpool_id": pool["id"], "cidr": "10.91.5.0/24"}})
+    assert explicit.status_code == 201 and explicit.json()["subnet"]["cidr"] == "10.91.5.0/24"
+    bad = [({"cidr": "10.90.0.128/25"}, 409, "SubnetAllocationError"),  # taken
+           ({"cidr": "10.99.0.0/24"}, 400, "SubnetAllocationError"),  # outside the pool
+           ({"prefixlen": 30}, 400, "MaxPrefixSubnetAllocationError"),
+           ({"prefixlen": 16}, 400, "MinPrefixSubnetAllocationError"),
+           ({"ip_version": 6}, 400, "BadRequest")]
+    for extra, status, kind in bad:
+        r = httpx.post(f"{url}/subnets", headers=headers, json={"subnet": {
+            "network_id": other["id"], "ip_version": 4, "subnetpool_id": pool["id"], **extra}})
+        assert r.status_code == status and r.json()["NeutronError"]["type"] == kind, (extra, r.text)
+    r = httpx.post(f"{url}/subnets", headers=headers, json={"subnet": {"network_id": other["id"], "ip_version": 4}})
+    assert r.status_code == 400  # neither a cidr nor a pool
+    # concurrent allocations never overlap: a /21 pool holds eight /24s
+    tight = httpx.post(f"{url}/subnetpools", headers=headers, json={"subnetpool": {
+        "name": unique("tight"), "prefixes": ["10.95.0.0/21"], "default_prefixlen": 24}}).json()["subnetpool"]
+    nets = httpx.post(f"{url}/networks", headers=headers, json={"networks": [{} for _ in range(10)]}
+                      ).json()["networks"]
+
+    def carve(n: dict) -> httpx.Response:
+        return httpx.post(f"{url}/subnets", headers=headers, timeout=60, json={"subnet": {
+            "network_id": n["id"], "ip_version": 4, "subnetpool_id": tight["id"]}})
+
+    with concurrent.futures.ThreadPoolExecutor(5) as workers:
+        results = list(workers.map(carve, nets))
+    cidrs = [r.json()["subnet"]["cidr"] for r in results if r.status_code == 201]
+    assert sorted(cidrs) == [f"10.95.{i}.0/24" for i in range(8)], [r.text for r in results]
+    assert {r.status_code for r in results} == {201, 409}
+    # a pool in use stays; prefixes only grow; bounds are checked
+    r = httpx.delete(f"{url}/subnetpools/{pool['id']}", headers=headers)
+    assert r.status_code == 409 and r.json()["NeutronError"]["type"] == "SubnetPoolInUse"
+    r = httpx.put(f"{url}/subnetpools/{pool['id']}", headers=headers, json={"subnetpool": {
+        "prefixes": ["10.90.0.0/16"]}})
+    assert r.status_code == 400 and r.json()["NeutronError"]["type"] == "IllegalSubnetPoolPrefixUpdate"
+    r = httpx.put(f"{url}/subnetpools/{pool['id']}", headers=headers, json={"subnetpool": {
+        "prefixes": ["10.90.0.0/15", "10.200.0.0/16"], "name": "grown"}})
+    assert r.status_code == 200 and r.json()["subnetpool"]["prefixes"] == ["10.90.0.0/15", "10.200.0.0/16"]
+    assert r.json()["subnetpool"]["revision_number"] == pool["revision_number"] + 1
+    r = httpx.post(f"{url}/subnetpools", headers=headers, json={"subnetpool": {
+        "prefixes": ["10.96.0.0/16"], "min_prefixlen": 24, "default_prefixlen": 20}})
+    assert r.status_code == 400 and r.json()["NeutronError"]["type"] == "IllegalSubnetPoolPrefixBounds"
+    r = httpx.post(f"{url}/subnetpools", headers=headers, json={"subnetpool": {"prefixes": ["10.0.0.0/8", "fd00::/8"]}})
+    assert r.status_code == 400
+    r = httpx.post(f"{url}/subnetpools", headers=headers, json={"subnetpool": {"prefixes": ["10.97.0.0/16"],
+                                                                                "shared": True}})
+    assert r.status_code == 403
+    listed = json.loads(ncloud.cli("subnet", "pool", "list", "-f", "json", **cli).stdout)
+    assert {pool["id"], tight["id"]} <= {p["ID"] for p in listed}
+    for n in [net, other, *nets]:
+        assert httpx.delete(f"{url}/networks/{n['id']}", headers=headers).status_code == 204
+    ncloud.cli("subnet", "pool", "delete", pool["id"], **cli)
+    assert httpx.delete(f"{url}/subnetpools/{tight['id']}", headers=headers).status_code == 204
+    assert httpx.get(f"{url}/subnetpools/{pool['id']}", headers=headers).status_code == 404
+
+
+def test_router_routes_update_clear_and_atomic_changes(ncloud: Cloud) -> None:
+    import time
+
+    url = ncloud.network_url
+    headers = {"X-Auth-Token": ncloud.token("demo", ncloud.demo_password, "demo")[0]}
+    cli = {"cloud": "cumulo-demo"}
+    net = httpx.post(f"{url}/networks", headers=headers, json={"network": {}}).json()["network"]
+    sub = httpx.post(f"{url}/subnets", headers=headers, json={"subnet": {
+        "network_id": net["id"], "ip_version": 4, "cidr": "10.110.0.0/24"}}).json()["subnet"]
+    router = httpx.post(f"{url}/routers", headers=headers, json={"router": {"name": unique("rr")}}).json()["router"]
+    rurl = f"{url}/routers/{router['id']}"
+    assert httpx.put(f"{rurl}/add_router_interface", headers=headers, json={"subnet_id": sub["id"]}
+                     ).status_code == 200
+    revision = httpx.get(rurl, headers=headers).json()["router"]["revision_number"]
+    assert revision > router["revision_number"]
+    routes = [{"destination": "10.111.0.0/24", "nexthop": "10.110.0.5"},
+              {"destination": "10.112.0.0/24", "nexthop": "10.110.0.6"}]
+    time.sleep(1.1)  # updated_at has a resolution of seconds
+    r = httpx.put(rurl, headers=headers, json={"router": {"routes": routes}})
+    assert r.status_code == 200 and r.json()["router"]["routes"] == routes
+    assert r.json()["router"]["revision_number"] == revision + 1
+    assert r.json()["router"]["updated_at"] != router["updated_at"]
+    r = httpx.put(f"{rurl}/remove_router_interface", headers=headers, json={"subnet_id": sub["id"]})
+    assert r.status_code == 409 and r.json()["NeutronError"]["type"] == "RouterInterfaceInUseByRoute"
+    r = httpx.put(rurl, headers=headers, json={"router": {"routes": None}})  # tempest's way of clearing them
+    assert r.status_code == 200 and r.json()["router"]["routes"] == []
+    assert httpx.get(rurl, headers=headers).json()["router"]["routes"] == []
+    httpx.put(rurl, headers=headers, json={"router": {"routes": routes}})
+    assert httpx.put(rurl, headers=headers, json={"router": {"routes": []}}).json()["router"]["routes"] == []
+    # extraroute-atomic, through the CLI
+    ncloud.cli("router", "add", "route", "--route", "destination=10.120.0.0/24,gateway=10.110.0.7",
+               "--route", "destination=10.121.0.0/24,gateway=10.110.0.8", router["id"], **cli)
+    ncloud.cli("router", "add", "route", "--route", "destination=10.120.0.0/24,gateway=10.110.0.7", router["id"],
+               **cli)  # already there: kept once
+    shown = httpx.get(rurl, headers=headers).json()["router"]
+    assert shown["routes"] == [{"destination": "10.120.0.0/24", "nexthop": "10.110.0.7"},
+                               {"destination": "10.121.0.0/24", "nexthop": "10.110.0.8"}]
+    ncloud.cli("router", "remove", "route", "--route", "destination=10.120.0.0/24,gateway=10.110.0.7",
+               router["id"], **cli)
+    r = httpx.put(f"{rurl}/add_extraroutes", headers=headers, json={"router": {"routes": [
+        {"destination": "10.122.0.0/24", "nexthop": "192.168.7.1"}]}})
+    assert r.status_code == 400 and r.json()["NeutronError"]["type"] == "InvalidRoutes"
+    r = httpx.put(f"{rurl}/remove_extraroutes", headers=headers, json={"router": {"routes": [
+        {"destination": "10.121.0.0/24", "nexthop": "10.110.0.8"}]}})
+    assert r.status_code == 200 and r.json()["router"]["routes"] == []
+    # every resource's revision goes up on each update
+    for kind, item in (("networks", net), ("subnets", sub)):
+        one = kind[:-1]
+        before = httpx.get(f"{url}/{kind}/{item['id']}", headers=headers).json()[one]["revision_number"]
+        r = httpx.put(f"{url}/{kind}/{item['id']}", headers=headers, json={one: {"description": "changed"}})
+        assert r.json()[one]["revision_number"] == before + 1
+    group = httpx.post(f"{url}/security-groups", headers=headers, json={"security_group": {"name": unique("rev")}}
+                       ).json()["security_group"]
+    httpx.post(f"{url}/security-group-rules", headers=headers, json={"security_group_rule": {
+        "security_group_id": group["id"], "direction": "ingress", "protocol": "tcp", "port_range_min": 22,
+        "port_range_max": 22}})
+    shown = httpx.get(f"{url}/security-groups/{group['id']}", headers=headers).json()["security_group"]
+    assert shown["revision_number"] > group["revision_number"]
+    httpx.delete(f"{url}/security-groups/{group['id']}", headers=headers)
+    assert httpx.put(f"{rurl}/remove_router_interface", headers=headers, json={"subnet_id": sub["id"]}
+                     ).status_code == 200
+    assert httpx.delete(rurl, headers=headers).status_code == 204
+    assert httpx.delete(f"{url}/networks/{net['id']}", headers=headers).status_code == 204
+
+
+def test_junk_bodies_get_neutron_faults_never_500(ncloud: Cloud) -> None:
+    url = ncloud.network_url
+    headers = {"X-Auth-Token": ncloud.token()[0]}
+    net = httpx.post(f"{url}/networks", headers=headers, json={"network": {}}).json()["network"]
+    router = httpx.post(f"{url}/routers", headers=headers, json={"router": {}}).json()["router"]
+    junk: list[object] = [[], "x", 7, None, {"wrong": {}}, {"network": []}, {"port": "x"}, {"subnet": 3},
+                          {"router": []}, {"floatingip": "x"}, {"security_group": []}, {"subnetpool": 1},
+                          {"quota": []}, {"security_group_rule": []}, {"tags": 5}]
+    targets = [("POST", "networks"), ("POST", "subnets"), ("POST", "ports"), ("POST", "routers"),
+               ("POST", "floatingips"), ("POST", "security-groups"), ("POST", "security-group-rules"),
+               ("POST", "subnetpools"), ("PUT", f"networks/{net['id']}"), ("PUT", f"routers/{router['id']}"),
+               ("PUT", f"routers/{router['id']}/add_router_interface"),
+               ("PUT", f"routers/{router['id']}/add_extraroutes"), ("PUT", f"quotas/{net['project_id']}"),
+               ("PUT", f"networks/{net['id']}/tags")]
+    for method, path in targets:
+        for body in junk:
+            r = httpx.request(method, f"{url}/{path}", headers=headers, json=body)
+            assert 400 <= r.status_code < 500 and "NeutronError" in r.json(), (method, path, body, r.text)
+    odd = [("networks", {"network": {"provider:network_type": "vxlan", "provider:segmentation_id": "abc"}}),
+           ("networks", {"network": {"availability_zone_hints": "nova"}}),
+           ("ports", {"port": {"network_id": net["id"], "fixed_ips": [{"ip_address": "not-an-ip"}]}}),
+           ("subnets", {"subnet": {"network_id": net["id"], "cidr": "10.130.0.0/24", "host_routes": ["x"]}}),
+           ("subnets", {"subnet": {"network_id": net["id"], "cidr": "10.130.0.0/24", "allocation_pools": 5}}),
+           ("subnets", {"subnet": {"network_id": net["id"], "subnetpool_id": "nope"}}),
+           ("routers", {"router": {"admin_state_up": "yes"}}),
+           ("security-groups", {"security_group": {"name": "s", "stateful": "no"}}),
+           ("floatingips", {"floatingip": {"floating_network_id": net["id"]}})]
+    for kind, body in odd:
+        r = httpx.post(f"{url}/{kind}", headers=headers, json=body)
+        assert 400 <= r.status_code < 500 and "NeutronError" in r.json(), (kind, body, r.text)
+    seg = httpx.post(f"{url}/networks", headers=headers, json={"network": {"provider:network_type": "vxlan",
+                                                                           "provider:segmentation_id": 4242}})
+    r = httpx.post(f"{url}/networks", headers=headers, json={"network": {"provider:network_type": "vxlan",
+                                                                         "provider:segmentation_id": 4242}})
+    assert r.status_code == 409 and r.json()["NeutronError"]["type"] == "TunnelIdInUse"
+    httpx.delete(f"{url}/networks/{seg.json()['network']['id']}", headers=headers)
+    httpx.delete(f"{url}/routers/{router['id']}", headers=headers)
+    assert httpx.delete(f"{url}/networks/{net['id']}", headers=headers).status_code == 204
