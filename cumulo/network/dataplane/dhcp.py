@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import logging
 import os
 import shutil
 import signal
 from pathlib import Path
 from typing import Any
 
-from cumulo.network.dataplane.linux import pid_alive, run
+from cumulo.network.dataplane.linux import pid_alive, pids_in, run
+
+LOG = logging.getLogger(__name__)
 
 METADATA_IP = "169.254.169.254"
 LEASE = "86400s"
@@ -118,6 +121,10 @@ class DhcpServer:
         digest = hashlib.sha256("\0".join(args).encode()).hexdigest()
         stamp = self.dir / "args"
         pid = self.pid()
+        if pid is not None and pid not in pids_in(self.namespace):
+            LOG.warning("dnsmasq %s of network %s runs outside its namespace (it was removed): restarting it",
+                        pid, self.network_id)
+            changed = True
         if pid is not None and not changed and stamp.exists() and stamp.read_text() == digest:
             return
         # a change is a restart, not SIGHUP: dnsmasq 2.90 was seen to crash re-reading its files on

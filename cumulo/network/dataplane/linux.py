@@ -75,8 +75,32 @@ def _write_sysctl(key: str, value: str) -> None:
 
 
 async def delete_ns(name: str) -> None:
-    if ns_exists(name):
-        await run("ip", "netns", "delete", name, check=False)
+    """The namespace, and first any process still inside it (a dnsmasq whose files are gone)."""
+    if not ns_exists(name):
+        return
+    for pid in pids_in(name):
+        try:
+            os.kill(pid, 15)
+        except ProcessLookupError:
+            pass
+    await run("ip", "netns", "delete", name, check=False)
+
+
+def pids_in(name: str) -> list[int]:
+    """Processes whose network namespace is ``name``."""
+    try:
+        target = os.stat(NETNS_DIR / name).st_ino
+    except OSError:
+        return []
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.stat(entry / "ns" / "net").st_ino == target:
+                    out.append(int(entry.name))
+            except OSError:
+                continue
+    return out
 
 
 async def links(ns: str) -> list[dict[str, Any]]:

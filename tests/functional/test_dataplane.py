@@ -1,0 +1,261 @@
+"""The network dataplane with real guests (QEMU under TCG, the cumulo-tiny image): addresses by
+DHCP, servers reaching each other on a network and across a router, the default security group,
+a floating IP reached from the outside namespace and used as the source of the guest's own
+traffic, the metadata service through the proxy, the agent rebuilding what was removed behind
+its back after a restart, ``cumulo network trace``, and nothing left after everything is deleted.
+
+Guests report what they see on their serial console: each runs a user-data probe loop (from the
+metadata service, not a config drive) that prints a line whenever a target becomes reachable or
+unreachable.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.functional.conftest import BIN, Cloud, start_cloud, stop_cloud
+from tests.functional.test_qemu import qemu_pids
+
+EXT_CIDR, EXT_GW = "172.31.9.0/24", "172.31.9.1"
+OUTSIDE_SERVER = """
+import http.server, sys
+log = open(sys.argv[1], "a", buffering=1)
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        log.write(self.client_address[0] + " " + self.path + "\\n")
+        self.send_response(200); self.end_headers(); self.wfile.write(b"outside\\n")
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer((sys.argv[2], 8080), H).serve_forever()
+"""
+
+
+def probe_script(*targets: tuple[str, str]) -> str:
+    """User-data: the instance id from the metadata service, then for ~3 minutes each target URL
+    every second, printing ``LABEL ok <body>`` / ``LABEL fail`` when its state changes."""
+    lines = ["#!/bin/sh", "(", "exec > /dev/console 2>&1",
+             "id=$(timeout 5 wget -q -O - http://169.254.169.254/openstack/latest/meta_data.json | "
+             "sed -n 's/.*\"uuid\": *\"\\([^\"]*\\)\".*/\\1/p')",
+             'echo "META $id"', "i=0", "while [ $i -lt 180 ]; do"]
+    for n, (label, url) in enumerate(targets):
+        lines += [f"  if out=$(timeout 2 wget -q -O - {url} 2>/dev/null); then now=ok; else now=fail; fi",
+                  f'  if [ "$now" != "$last{n}" ]; then echo "{label} $now $out"; last{n}=$now; fi']
+    lines += ["  i=$((i+1)); sleep 1", "done", ") &", ""]
+    return "\n".join(lines)
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 90, every: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(every)
+
+
+def netns(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", "netns", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def namespaces(prefix: str) -> list[str]:
+    return sorted(line.split()[0] for line in netns("list").stdout.splitlines()
+                  if line.startswith(f"{prefix}-"))
+
+
+def outside_get(ns: str, url: str) -> str | None:
+    """An HTTP GET from inside namespace ``ns`` (the outside world), None when it fails."""
+    code = ("import sys, urllib.request\ntry: print(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode())\n"
+            "except Exception: sys.exit(1)")
+    r = netns("exec", ns, sys.executable, "-c", code, url)
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+class Api:
+    def __init__(self, cloud: Cloud, user: str = "admin") -> None:
+        self.cloud = cloud
+        pw = cloud.admin_password if user == "admin" else cloud.demo_password
+        self.token, body = cloud.token(user, pw, "admin" if user == "admin" else "demo")
+        self.project = body["project"]["id"]
+
+    def __call__(self, method: str, url: str, body: Any = None, ok: int | tuple[int, ...] = (200, 201, 202, 204)
+                 ) -> Any:
+        r = httpx.request(method, url, json=body, timeout=30, headers={
+            "X-Auth-Token": self.token, "OpenStack-API-Version": "compute 2.47"})
+        assert r.status_code in ((ok,) if isinstance(ok, int) else ok), f"{method} {url}: {r.status_code} {r.text}"
+        return r.json() if r.content else None
+
+    def net(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
+        return self(method, f"{self.cloud.network_url}{path}", body, **kw)
+
+    def compute(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
+        return self(method, f"{self.cloud.compute_url}{path}", body, **kw)
+
+    def console(self, server_id: str) -> str:
+        r = httpx.post(f"{self.cloud.compute_url}/servers/{server_id}/action", headers={"X-Auth-Token": self.token},
+                       json={"os-getConsoleOutput": {}}, timeout=30)
+        return str(r.json().get("output", "")) if r.status_code == 200 else ""
+
+
+@pytest.fixture(scope="module")
+def dcloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+    tmp = tmp_path_factory.mktemp("dataplane-cloud")
+    env = {"CUMULO_COMPUTE__FAKE_NODES": "0", "CUMULO_COMPUTE__LOCAL_NODE": "true", "CUMULO_COMPUTE__HOST": "dnode",
+           "CUMULO_COMPUTE__SHUTDOWN_TIMEOUT": "10", "CUMULO_COMPUTE__BUILD_TIMEOUT": "120",
+           "CUMULO_NETWORK__DATAPLANE": "true", "CUMULO_NETWORK__RECONCILE_INTERVAL": "5"}
+    c = start_cloud(tmp, "sqlite", env)
+    yield c
+    stop_cloud(c)
+    for pid in qemu_pids(tmp):
+        os.kill(pid, signal.SIGKILL)
+    # whatever a failed test left: the namespaces and dnsmasq of this cloud's prefix
+    subprocess.run([str(BIN / "cumulo"), "network", "cleanup", "--yes"], env=c.env, capture_output=True, timeout=60)
+
+
+def boot(api: Api, name: str, port: str, user_data: str) -> str:
+    image = next(i["id"] for i in api("GET", f"{api.cloud.image_url}/v2/images?name=cumulo-tiny")["images"])
+    server = api.compute("POST", "/servers", {"server": {
+        "name": name, "flavorRef": "10", "imageRef": image, "networks": [{"port": port}],
+        "user_data": base64.b64encode(user_data.encode()).decode()}})["server"]
+    return str(server["id"])
+
+
+def restart(cloud: Cloud) -> None:
+    keep = {k: v for k, v in cloud.env.items() if k.startswith(("CUMULO_COMPUTE__", "CUMULO_NETWORK__"))
+            and not k.endswith("PORT")}
+    again = start_cloud(cloud.state_dir, "sqlite", keep)
+    for key in ("proc", "env", "url", "compute_url", "image_url", "network_url", "metadata_url"):
+        setattr(cloud, key, getattr(again, key))
+
+
+def test_servers_on_networks_routers_security_groups_floating_ips_and_metadata(dcloud: Cloud) -> None:
+    admin, demo = Api(dcloud), Api(dcloud, "demo")
+    prefix = dcloud.env["CUMULO_NETWORK__NAMESPACE_PREFIX"]
+    ext_ns = f"{prefix}-ext"
+    # the outside: an external network whose gateway address lives in <prefix>-ext
+    ext = admin.net("POST", "/networks", {"network": {"name": "ext", "router:external": True}})["network"]
+    admin.net("POST", "/subnets", {"subnet": {"network_id": ext["id"], "cidr": EXT_CIDR, "ip_version": 4,
+                                              "gateway_ip": EXT_GW, "enable_dhcp": False}})
+    net1 = demo.net("POST", "/networks", {"network": {"name": "net1"}})["network"]
+    sub1 = demo.net("POST", "/subnets", {"subnet": {"network_id": net1["id"], "cidr": "10.10.1.0/24",
+                                                    "ip_version": 4}})["subnet"]
+    net2 = demo.net("POST", "/networks", {"network": {"name": "net2"}})["network"]
+    sub2 = demo.net("POST", "/subnets", {"subnet": {"network_id": net2["id"], "cidr": "10.10.2.0/24",
+                                                    "ip_version": 4}})["subnet"]
+
+    def port(net: dict, sub: dict, ip: str) -> dict:
+        return demo.net("POST", "/ports", {"port": {"network_id": net["id"], "fixed_ips": [
+            {"subnet_id": sub["id"], "ip_address": ip}]}})["port"]
+
+    pa, pb, pc = port(net1, sub1, "10.10.1.10"), port(net1, sub1, "10.10.1.11"), port(net2, sub2, "10.10.2.10")
+    wait_for("the outside namespace", lambda: ext_ns in namespaces(prefix), 30)
+    log = dcloud.state_dir / "outside.log"
+    outside = subprocess.Popen(["ip", "netns", "exec", ext_ns, sys.executable, "-c", OUTSIDE_SERVER, str(log), EXT_GW],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        a = boot(demo, "vm-a", pa["id"], probe_script(("REACH-B", "http://10.10.1.11/"),
+                                                      ("OUT", f"http://{EXT_GW}:8080/from-a")))
+        b = boot(demo, "vm-b", pb["id"], probe_script(("REACH-A", "http://10.10.1.10/")))
+        c = boot(demo, "vm-c", pc["id"], probe_script(("ROUTED", "http://10.10.1.10/")))
+        for server, ip in ((a, "10.10.1.10"), (b, "10.10.1.11"), (c, "10.10.2.10")):
+            wait_for(f"{server} to get {ip} by DHCP",
+                     lambda s=server, ip=ip: f"cumulo-guest ready ip={ip} " in demo.console(s), 120)
+            # the instance id came from the metadata service through the proxy (no config drive here)
+            assert f"META {server}" in demo.console(server), demo.console(server)[-1500:]
+        # one network, one default group: they reach each other
+        wait_for("vm-a to reach vm-b", lambda: "REACH-B ok vm-b" in demo.console(a), 30)
+        wait_for("vm-b to reach vm-a", lambda: "REACH-A ok vm-a" in demo.console(b), 30)
+        # another network: only through a router
+        time.sleep(3)
+        assert "ROUTED ok" not in demo.console(c)
+        router = demo.net("POST", "/routers", {"router": {"name": "r1", "external_gateway_info": {
+            "network_id": ext["id"]}}})["router"]
+        gateway_ip = router["external_gateway_info"]["external_fixed_ips"][0]["ip_address"]
+        for sub in (sub1, sub2):
+            demo.net("PUT", f"/routers/{router['id']}/add_router_interface", {"subnet_id": sub["id"]})
+        wait_for("vm-c to reach vm-a through the router", lambda: "ROUTED ok vm-a" in demo.console(c), 45)
+        # vm-a's own traffic leaves through the router's SNAT, then with its floating IP
+        wait_for("vm-a's traffic outside (SNAT)", lambda: log.exists() and f"{gateway_ip} /from-a" in log.read_text(),
+                 45)
+        fip = demo.net("POST", "/floatingips", {"floatingip": {"floating_network_id": ext["id"],
+                                                               "port_id": pa["id"]}})["floatingip"]
+        address = fip["floating_ip_address"]
+        wait_for("vm-a's traffic to leave with its floating IP",
+                 lambda: f"{address} /from-a" in log.read_text(), 45)
+        # the default group admits members only: the outside gets nothing, until a rule says so
+        assert outside_get(ext_ns, f"http://{address}/") is None
+        groups = demo.net("GET", "/security-groups?name=default")["security_groups"]
+        demo.net("POST", "/security-group-rules", {"security_group_rule": {
+            "security_group_id": groups[0]["id"], "direction": "ingress", "protocol": "tcp",
+            "port_range_min": 80, "port_range_max": 80, "remote_ip_prefix": "0.0.0.0/0"}})
+        assert wait_for("HTTP through the floating IP", lambda: outside_get(ext_ns, f"http://{address}/"), 30) == "vm-a"
+
+        # the operator's view of the path
+        trace = subprocess.run([str(BIN / "cumulo"), "network", "trace", "vm-a"], env=dcloud.env, capture_output=True,
+                               text=True, timeout=60)
+        assert trace.returncode == 0, trace.stderr
+        out = trace.stdout
+        assert f"tap{pa['id'][:10]}" in out and "lease     10.10.1.10" in out, out
+        assert f"floating  {address} -> 10.10.1.10" in out and "DNAT --to-destination 10.10.1.10" in out, out
+        dnat = next(line for line in out.splitlines() if "DNAT --to-destination 10.10.1.10" in line
+                    and "PREROUTING" in line)
+        assert int(dnat.split()[0]) > 0, out  # the HTTP requests above went through it
+
+        # the controller dies; meanwhile the DHCP namespace of net1 is removed by hand and a stray
+        # router namespace appears: the restarted agent puts back the one and removes the other
+        dcloud.proc.kill()
+        dcloud.proc.wait()
+        dhcp1 = f"{prefix}-dhcp-{net1['id']}"
+        stray = f"{prefix}-router-{uuid.uuid4()}"
+        assert netns("delete", dhcp1).returncode == 0
+        assert netns("add", stray).returncode == 0
+        restart(dcloud)
+        wait_for("the DHCP namespace back and the stray gone",
+                 lambda: dhcp1 in namespaces(prefix) and stray not in namespaces(prefix), 30)
+        pidfile = dcloud.state_dir / "network" / "dhcp" / net1["id"] / "pid"
+        wait_for("dnsmasq inside the new namespace", lambda: pidfile.exists() and subprocess.run(
+            ["ip", "netns", "pids", dhcp1], capture_output=True, text=True).stdout.split().count(
+            pidfile.read_text().strip()) == 1, 30)
+        assert outside_get(ext_ns, f"http://{address}/") == "vm-a"  # the guests never noticed
+        demo = Api(dcloud, "demo")
+
+        # everything deleted: no namespace, bridge, rule or dnsmasq is left
+        for server in (a, b, c):
+            demo.compute("DELETE", f"/servers/{server}")
+        demo.net("DELETE", f"/floatingips/{fip['id']}")
+        for sub in (sub1, sub2):
+            demo.net("PUT", f"/routers/{router['id']}/remove_router_interface", {"subnet_id": sub["id"]})
+        demo.net("DELETE", f"/routers/{router['id']}")
+        wait_for("the servers' ports to go", lambda: not demo.compute("GET", "/servers")["servers"], 60)
+        for p in (pa, pb, pc):
+            demo.net("DELETE", f"/ports/{p['id']}", ok=(204, 404))
+        for n in (net1, net2):
+            demo.net("DELETE", f"/networks/{n['id']}")
+        admin.net("DELETE", f"/networks/{ext['id']}")
+        wait_for("every namespace of the dataplane to go", lambda: not namespaces(prefix), 45)
+    finally:
+        outside.kill()
+        outside.wait()
+    state = str(dcloud.state_dir)
+    assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline_has(p, "dnsmasq", state)]
+    assert not qemu_pids(dcloud.state_dir)
+
+
+def _cmdline_has(proc: Path, binary: str, text: str) -> bool:
+    try:
+        args = (proc / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return bool(args) and args[0].endswith(binary.encode()) and any(text.encode() in a for a in args)
