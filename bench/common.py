@@ -55,7 +55,8 @@ def start_cumulo(workdir: Path, rounds: int, port: int = 5002,
     env.update(CUMULO_STATE_DIR=str(state), CUMULO_IDENTITY__PORT=str(port), CUMULO_METRICS__PORT=str(port + 4000),
                CUMULO_IDENTITY__PASSWORD_HASH_ROUNDS=str(rounds), CUMULO_BOOTSTRAP__WRITE_USER_CLOUDS="false",
                CUMULO_LOGGING__LEVEL="WARNING", CUMULO_LOGGING__FILE=str(workdir / "cumulo.log"),
-               CUMULO_COMPUTE__LOCAL_NODE="false")
+               CUMULO_COMPUTE__LOCAL_NODE="false", CUMULO_NETWORK__DATAPLANE="false", CUMULO_NETWORK__BOOTSTRAP="false",
+               CUMULO_NETWORK__NAMESPACE_PREFIX=f"cumulo-bench-{os.getpid()}")
     env.update(extra_env or {})
     proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "cumulo"), "up"], env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=open(workdir / "cumulo.stderr", "wb"))
