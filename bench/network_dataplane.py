@@ -87,7 +87,8 @@ def main() -> int:
         headers = {"X-Auth-Token": tok, "OpenStack-API-Version": "compute 2.47"}
         project = httpx.get(f"{ep.url}/auth/tokens", headers={"X-Auth-Token": tok, "X-Subject-Token": tok}
                             ).json()["token"]["project"]["id"]
-        httpx.put(f"{net_url}/quotas/{project}", headers=headers, json={"quota": {"port": -1}})
+        httpx.put(f"{net_url}/quotas/{project}", headers=headers, json={"quota": {
+            "port": -1, "security_group_rule": -1}})
         net = httpx.post(f"{net_url}/networks", headers=headers, json={"network": {"name": "bench"}}).json()["network"]
         httpx.post(f"{net_url}/subnets", headers=headers, json={"subnet": {
             "network_id": net["id"], "cidr": "10.99.0.0/20", "ip_version": 4}}).raise_for_status()

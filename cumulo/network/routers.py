@@ -356,6 +356,13 @@ def router(svc: NetworkService) -> Router:
                 raise BadRequest("Only an admin may create floating IPs for another project.")
             await svc.check_quota("floatingip", owner)
             fip_tags = tags.check_tags(item["tags"]) if "tags" in item else []
+            for key in ("floating_ip_address", "fixed_ip_address"):
+                if item.get(key) is not None:
+                    try:
+                        ipaddress.ip_address(item[key] if isinstance(item[key], str) else "-")
+                    except ValueError:
+                        raise BadRequest(f"Invalid input for {key}. Reason: '{item[key]}' is not a valid IP address."
+                                         ) from None
             wanted = [{"ip_address": item["floating_ip_address"]}] if item.get("floating_ip_address") else None
             fport = await svc.create_port({"network_id": net.id, "project_id": "", "device_owner":
                                            "network:floatingip", "port_security_enabled": False}, wanted, project, True)

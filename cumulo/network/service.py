@@ -60,6 +60,8 @@ class NetworkService:
 
     # -- lookups --------------------------------------------------------------------------------
     async def network(self, network_id: str, project: str | None, admin: bool) -> Network:
+        if not isinstance(network_id, str):
+            raise NotFound(f"Network {network_id} could not be found.", kind="NetworkNotFound")
         async with self.db.session() as s:
             row = await s.get(Network, network_id)
         if row is None or not (admin or row.shared or row.external or row.project_id == project):
@@ -67,6 +69,8 @@ class NetworkService:
         return row
 
     async def subnet(self, subnet_id: str, project: str | None, admin: bool) -> Subnet:
+        if not isinstance(subnet_id, str):
+            raise NotFound(f"Subnet {subnet_id} could not be found.", kind="SubnetNotFound")
         async with self.db.session() as s:
             row = await s.get(Subnet, subnet_id)
         if row is None:
@@ -75,6 +79,8 @@ class NetworkService:
         return row
 
     async def port(self, port_id: str, project: str | None, admin: bool) -> Port:
+        if not isinstance(port_id, str):
+            raise NotFound(f"Port {port_id} could not be found.", kind="PortNotFound")
         async with self.db.session() as s:
             row = await s.get(Port, port_id)
         if row is None or not (admin or row.project_id == project):
@@ -209,7 +215,18 @@ class NetworkService:
                     seen_v.add(sub.ip_version)
         else:
             for item in fixed_ips:
+                if not isinstance(item, dict):
+                    raise BadRequest("Invalid input for fixed_ips: a list of {subnet_id, ip_address}.")
                 sub_id, address = item.get("subnet_id"), item.get("ip_address")
+                if address is not None:
+                    try:
+                        ipaddress.ip_address(address if isinstance(address, str) else "-")
+                    except ValueError:
+                        raise BadRequest(f"Invalid input for fixed_ips. Reason: '{address}' is not a valid IP "
+                                         "address.", kind="InvalidInput") from None
+                if sub_id is not None and not isinstance(sub_id, str):
+                    raise BadRequest(f"Invalid input for fixed_ips. Reason: '{sub_id}' is not a subnet id.",
+                                     kind="InvalidInput")
                 if sub_id is None and address is not None:
                     sub_id = next((x.id for x in subnets.values() if ipaddress.ip_address(address)
                                    in ipaddress.ip_network(x.cidr)), None)
