@@ -69,6 +69,7 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=10)
     ap.add_argument("--leases", type=int, default=3)
     ap.add_argument("--port", type=int, default=5032)
+    ap.add_argument("--no-dataplane", action="store_true", help="(a) only, with the API alone")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="cumulo-bench-net-"))
     prefix = f"cumulo-bench-{int(time.time()) % 100000}"
@@ -77,7 +78,8 @@ def main() -> int:
            "CUMULO_COMPUTE__HOST": "bench-node", "CUMULO_COMPUTE__PORT": str(compute_port),
            "CUMULO_PLACEMENT__PORT": str(args.port + 2), "CUMULO_IMAGE__PORT": str(image_port),
            "CUMULO_COMPUTE__METADATA_PORT": str(args.port + 4), "CUMULO_NETWORK__PORT": str(network_port),
-           "CUMULO_COMPUTE__BUILD_TIMEOUT": "600", "CUMULO_NETWORK__DATAPLANE": "true",
+           "CUMULO_COMPUTE__BUILD_TIMEOUT": "600",
+           "CUMULO_NETWORK__DATAPLANE": "false" if args.no_dataplane else "true",
            "CUMULO_NETWORK__NAMESPACE_PREFIX": prefix, "CUMULO_LOGGING__LEVEL": "INFO"}
     proc, ep = start_cumulo(work, 4, args.port, env)
     net_url = f"http://127.0.0.1:{network_port}/v2.0"
@@ -99,6 +101,8 @@ def main() -> int:
               f"({args.ports / total:.0f}/s), POST p50 {pct(lat, 0.5) * 1000:.1f} ms, "
               f"p99 {pct(lat, 0.99) * 1000:.1f} ms")
 
+        if args.no_dataplane:
+            return 0
         # (b)
         image = httpx.get(f"http://127.0.0.1:{image_port}/v2/images?name=cumulo-tiny", headers=headers
                           ).json()["images"][0]["id"]

@@ -82,12 +82,16 @@ class NetworkAgent:
                 pass
             await asyncio.sleep(0.05)  # a burst of changes becomes one reconcile
             self._kick.clear()
+            started = time.monotonic()
             try:
                 await self.reconcile()
             except asyncio.CancelledError:
                 raise
             except Exception:  # the controller may be away for a while: the next round retries
                 LOG.warning("network reconcile failed", exc_info=True)
+            # under a burst of changes, rest as long as the round took: the agent (which shares
+            # the controller's loop when embedded) never takes more than about half of it
+            await asyncio.sleep(min(2.0, time.monotonic() - started))
 
     async def reconcile(self) -> dict[str, Any]:
         state = await self.bus.call("network", "dataplane_state", {}, timeout=60)
