@@ -88,6 +88,7 @@ def build_app(svc: ComputeService, identity: IdentityService, max_body: int, ser
         hosts,
         keypairs,
         quotas,
+        security_groups,
         server_actions,
         server_extras,
         server_groups,
@@ -101,6 +102,7 @@ def build_app(svc: ComputeService, identity: IdentityService, max_body: int, ser
         router.include(servers_api.router(servers, images))
         router.include(server_actions.router(servers, images))
         router.include(server_extras.router(servers))
+        router.include(security_groups.router(servers))
     router.include(network_proxy_router())
     if images is not None:
         from cumulo.compute.api import images as images_proxy

@@ -313,6 +313,21 @@ def router(manager: ServerManager, images: Any) -> Router:
         await manager.restore(server)
         return accepted()
 
+    # -- security groups (on the server's ports, through the Network API's tables) ---------------
+    @action("addSecurityGroup")
+    async def add_security_group(request: Request, server: Server, arg: Any) -> Response:
+        from cumulo.compute.api.security_groups import add_to_server
+
+        await add_to_server(manager, server, arg)
+        return accepted()
+
+    @action("removeSecurityGroup")
+    async def remove_security_group(request: Request, server: Server, arg: Any) -> Response:
+        from cumulo.compute.api.security_groups import remove_from_server
+
+        await remove_from_server(manager, server, arg)
+        return accepted()
+
     @r.post("/v2.1/servers/{server_id}/action")
     async def dispatch(request: Request) -> Response:
         auth = auth_of(request)

@@ -1,0 +1,490 @@
+"""Nova's security-group proxy: os-security-groups, os-security-group-rules, a server's groups and
+the addSecurityGroup/removeSecurityGroup actions, all on the Network API's tables.
+
+Groups and rules made here are the Network API's own (a rule made through Nova is listed by
+``GET /v2.0/security-group-rules``), counted against the network quotas ``security_group`` and
+``security_group_rule`` (Nova answers 403 when one is exhausted).  Nova shows only ingress rules,
+in its own shape (``from_port``/``to_port``/``ip_protocol``/``ip_range``/``group``).  The group and
+rule paths were deprecated at microversion 2.36 and answer 404 from there on; a server's groups and
+the two actions stay.  ``os-security-group-default-rules`` (nova-network only) is 410 Gone.
+Every change of a port's groups or of a group's rules is announced on the bus as
+``network.changed``, so the dataplane applies it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import urllib.parse
+import uuid
+from typing import Any
+
+from sqlalchemy import Text, cast, delete, select, update
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cumulo.compute.api import at_least
+from cumulo.compute.models import Server
+from cumulo.compute.servers import ServerManager
+from cumulo.core.http.app import JSON, Router, auth_of, json_body
+from cumulo.core.http.faults import BadRequest, Conflict, Fault, Forbidden, NotFound
+from cumulo.network import quotas
+from cumulo.network.models import DefaultSecurityGroup, IPAllocation, Port, SecurityGroup, SecurityGroupRule
+from cumulo.network.security_groups import SecurityGroups, check_rule
+
+NOVA_PROTOCOLS = ("tcp", "udp", "icmp")
+MAX_LIMIT = 1000  # Nova's osapi_max_limit
+
+
+def proxy_gone(request: Request) -> None:
+    if at_least(request, 36):
+        raise NotFound("The security group proxy APIs were removed in microversion 2.36: use the Network API.")
+
+
+def check_id(value: Any, what: str = "Security group") -> str:
+    """Nova refuses an id that is not a UUID before asking the Network API (400, not 404)."""
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        raise BadRequest(f"{what} id should be uuid") from None
+    if not isinstance(value, str):
+        raise BadRequest(f"{what} id should be uuid")
+    return value
+
+
+def who(request: Request) -> tuple[str, bool]:
+    auth = auth_of(request)
+    return auth.project_id or "", auth.is_admin()
+
+
+async def publish_change(manager: ServerManager, **about: Any) -> None:
+    await manager.bus.publish("network.changed", about)
+
+
+# -- views ------------------------------------------------------------------------------------------
+def rule_view(rule: SecurityGroupRule, known: dict[str, SecurityGroup]) -> dict[str, Any] | None:
+    """One ingress rule as Nova shows it; None when its remote group is gone (Nova skips those)."""
+    low, high = rule.port_range_min, rule.port_range_max
+    if rule.protocol and low is None and high is None:
+        low, high = (1, 65535) if rule.protocol.lower() in ("tcp", "udp") else (-1, -1)
+    out: dict[str, Any] = {"id": rule.id, "parent_group_id": rule.group_id, "ip_protocol": rule.protocol,
+                           "from_port": low, "to_port": high, "group": {}, "ip_range": {}}
+    if rule.remote_group_id:
+        remote = known.get(rule.remote_group_id)
+        if remote is None:
+            return None
+        out["group"] = {"name": remote.name, "tenant_id": remote.project_id}
+    else:
+        everywhere = "::/0" if rule.ethertype == "IPv6" else "0.0.0.0/0"
+        out["ip_range"] = {"cidr": rule.remote_ip_prefix or everywhere}
+    return out
+
+
+async def views(groups: SecurityGroups, rows: list[SecurityGroup]) -> list[dict[str, Any]]:
+    """Nova's shape of each group, its ingress rules resolved against the groups they name."""
+    rules = await groups.rules([g.id for g in rows])
+    known = {g.id: g for g in rows}
+    wanted = {r.remote_group_id for rs in rules.values() for r in rs if r.remote_group_id} - set(known)
+    if wanted:
+        async with groups.db.session() as s:
+            known.update({g.id: g for g in (await s.execute(select(SecurityGroup).where(
+                SecurityGroup.id.in_(wanted)))).scalars()})
+    out = []
+    for g in rows:
+        shown = [rule_view(r, known) for r in rules[g.id] if r.direction == "ingress"]
+        out.append({"id": g.id, "name": g.name, "description": g.description or "", "tenant_id": g.project_id,
+                    "rules": [r for r in shown if r is not None]})
+    return out
+
+
+def by_owner_and_name(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(items, key=lambda g: (g["tenant_id"], g["name"]))
+
+
+# -- request bodies ---------------------------------------------------------------------------------
+async def body_of(request: Request, key: str) -> dict[str, Any]:
+    data = await json_body(request)
+    item = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(item, dict):
+        raise BadRequest(f"Invalid input: the request body needs a '{key}' object.")
+    return item
+
+
+def group_fields(item: dict[str, Any]) -> tuple[str, str]:
+    """name and description: both required, strings of at most 255 characters (empty is allowed,
+    and surrounding spaces are kept, as in Nova)."""
+    values = []
+    for key in ("name", "description"):
+        if key not in item:
+            raise BadRequest(f"Invalid input for field/attribute security_group. Value: {item}. '{key}' is a "
+                             "required property")
+        value = item[key]
+        if not isinstance(value, str):
+            raise BadRequest(f"Invalid input for field/attribute {key}. Value: {value!r}. {value!r} is not of "
+                             "type 'string'")
+        if len(value) > 255:
+            raise BadRequest(f"Invalid input for field/attribute {key}. Value: {value[:40]}.... It is longer "
+                             "than 255 characters.")
+        values.append(value)
+    return values[0], values[1]
+
+
+def port_number(value: Any, protocol: str) -> int:
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        if protocol == "icmp":
+            raise BadRequest("Invalid input received: Type and Code must be integers for ICMP protocol type")
+        raise BadRequest("Invalid input received: To and From ports must be integers")
+    return value
+
+
+def parse_cidr(value: Any) -> str:
+    """The rule's source range as given (URL-quoted is accepted, as Nova does); everywhere when none."""
+    if not value:
+        return "0.0.0.0/0"
+    text = urllib.parse.unquote(str(value)) if isinstance(value, str) else ""
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise BadRequest(f"Invalid cidr {value}.") from None
+    if "/" not in text:
+        raise BadRequest(f"Invalid cidr {value}.")
+    if net.prefixlen == 0 and text.split("/", 1)[0] not in ("0.0.0.0", "::"):
+        raise BadRequest(f"Bad prefix for network in cidr {text}")
+    return text
+
+
+def nova_rule(item: dict[str, Any]) -> dict[str, Any]:
+    """Nova's rule arguments (ip_protocol, from_port, to_port, cidr or group_id) as the Network API's
+    rule: always ingress; -1 means any ICMP type or code; with a source group and no ports, TCP and
+    UDP open every port."""
+    protocol, low, high = item.get("ip_protocol"), item.get("from_port"), item.get("to_port")
+    group_id = item.get("group_id")
+    cidr = None if group_id is not None else parse_cidr(item.get("cidr"))
+    if protocol is not None and not isinstance(protocol, str):
+        raise BadRequest(f"Invalid IP protocol {protocol}.")
+    name = (protocol or "").lower()
+    if group_id is not None and low is None and high is None:
+        if name == "icmp":
+            low, high = -1, -1
+        elif name in ("tcp", "udp"):
+            low, high = 1, 65535
+    if protocol and low is not None and high is not None:
+        low, high = port_number(low, name), port_number(high, name)
+        if name not in NOVA_PROTOCOLS:
+            raise BadRequest(f"Invalid IP protocol {protocol}.")
+        if name in ("tcp", "udp"):
+            if low > high:
+                raise BadRequest(f"Invalid port range {low}:{high}. Former value cannot be greater than the later")
+            if low < 1 or high > 65535:
+                raise BadRequest(f"Invalid port range {low}:{high}. Valid {name.upper()} ports should be between "
+                                 "1-65535")
+        elif not (-1 <= low <= 255 and -1 <= high <= 255):
+            raise BadRequest(f"Invalid port range {low}:{high}. For ICMP, the type:code must be valid")
+        wanted: dict[str, Any] = {"protocol": name, "port_range_min": None if low == -1 else low,
+                                  "port_range_max": None if high == -1 else high}
+    elif group_id is None:
+        raise BadRequest("Not enough parameters to build a valid rule.")
+    else:  # a source group alone (as Nova, the protocol is dropped without both ports): everything
+        wanted = {"protocol": None, "port_range_min": None, "port_range_max": None}
+    ethertype = "IPv6" if cidr and ipaddress.ip_network(cidr, strict=False).version == 6 else "IPv4"
+    values = check_rule({"direction": "ingress", "ethertype": ethertype, "remote_ip_prefix": cidr,
+                         "remote_group_id": group_id, **wanted})
+    values["remote_ip_prefix"] = cidr  # kept as written, as Neutron keeps it
+    return values
+
+
+def same_rule(rule: SecurityGroupRule, values: dict[str, Any]) -> bool:
+    def prefix(value: Any) -> Any:
+        return None if value in (None, "0.0.0.0/0", "::/0") else str(ipaddress.ip_network(value, strict=False))
+
+    return (rule.direction, rule.ethertype, rule.protocol, rule.port_range_min, rule.port_range_max,
+            rule.remote_group_id, prefix(rule.remote_ip_prefix)) == (
+        values["direction"], values["ethertype"], values["protocol"], values["port_range_min"],
+        values["port_range_max"], values["remote_group_id"], prefix(values["remote_ip_prefix"]))
+
+
+async def within_quota(groups: SecurityGroups, resource: str, project: str) -> None:
+    try:
+        await quotas.check(groups.db, resource, project)
+    except Conflict:
+        kind = "security groups" if resource == "security_group" else "security group rules"
+        raise Forbidden(f"Quota exceeded, too many {kind}.") from None
+
+
+# -- a server's groups --------------------------------------------------------------------------------
+async def server_ports(manager: ServerManager, server: Server) -> list[Port]:
+    async with manager.db.session() as s:
+        return list((await s.execute(select(Port).where(
+            Port.device_id == server.id, Port.device_owner.like("compute:%")).order_by(Port.created_at))).scalars())
+
+
+async def find_group(manager: ServerManager, name: str, project: str) -> SecurityGroup:
+    """A group by id or name in the server's project, as Nova finds it: unknown is 404, a name two
+    groups share is 409."""
+    async with manager.db.session() as s:
+        row = await s.get(SecurityGroup, name) if len(name) <= 36 else None
+        if row is not None and row.project_id == project:
+            return row
+        found = list((await s.execute(select(SecurityGroup).where(
+            SecurityGroup.project_id == project, SecurityGroup.name == name))).scalars())
+    if not found and name == "default":
+        default_id = await SecurityGroups(manager.db).default(project)
+        async with manager.db.session() as s:
+            found = [g for g in [await s.get(SecurityGroup, default_id)] if g is not None]
+    if not found:
+        raise NotFound(f"Security group {name} is not found for project {project}")
+    if len(found) > 1:
+        raise Conflict(f"Multiple security_group matches found for name '{name}', use an ID to be more specific.")
+    return found[0]
+
+
+def action_name(arg: Any) -> str:
+    if not isinstance(arg, dict):
+        raise BadRequest("Missing parameter dict")
+    if "name" not in arg:
+        raise BadRequest("Security group not specified")
+    extra = sorted(set(arg) - {"name"})
+    if extra:
+        raise BadRequest(f"Additional properties are not allowed ({', '.join(map(repr, extra))} were unexpected)")
+    name = arg["name"]
+    if not isinstance(name, str) or not name.strip():
+        raise BadRequest("Security group name cannot be empty")
+    return name
+
+
+async def remember(manager: ServerManager, server: Server, group: SecurityGroup, added: bool) -> None:
+    """Keep the group names the server's record shows (its ``security_groups``) in step."""
+    async with manager.db.session() as s:
+        row = await s.get(Server, server.id, with_for_update=True)
+        if row is None:
+            return
+        names = [n for n in (row.request or {}).get("security_groups", ["default"]) if n not in (group.name, group.id)]
+        row.request = {**(row.request or {}), "security_groups": [*names, group.name] if added else names}
+
+
+async def add_to_server(manager: ServerManager, server: Server, arg: Any) -> None:
+    name = action_name(arg)
+    group = await find_group(manager, name, server.project_id)
+    ports = await server_ports(manager, server)
+    if not ports:
+        raise NotFound(f"instance_id {server.id} could not be found as device id on any ports")
+    async with manager.db.session() as s:
+        addressed = set((await s.execute(select(IPAllocation.port_id).where(
+            IPAllocation.port_id.in_([p.id for p in ports])))).scalars())
+    for port in ports:
+        if not port.port_security_enabled or port.id not in addressed:
+            raise BadRequest("Network requires port_security_enabled and subnet associated in order to apply "
+                             "security groups.")
+    async with manager.db.session() as s:
+        for port in ports:
+            row = await s.get(Port, port.id, with_for_update=True)
+            if row is not None and group.id not in (row.security_groups or []):
+                row.security_groups = [*(row.security_groups or []), group.id]
+                row.revision_number += 1
+    await remember(manager, server, group, added=True)
+    await publish_change(manager, server_id=server.id)
+
+
+async def remove_from_server(manager: ServerManager, server: Server, arg: Any) -> None:
+    name = action_name(arg)
+    group = await find_group(manager, name, server.project_id)
+    ports = await server_ports(manager, server)
+    if not ports:
+        raise NotFound(f"instance_id {server.id} could not be found as device id on any ports")
+    removed = False
+    async with manager.db.session() as s:
+        for port in ports:
+            row = await s.get(Port, port.id, with_for_update=True)
+            if row is not None and group.id in (row.security_groups or []):
+                row.security_groups = [g for g in row.security_groups if g != group.id]
+                row.revision_number += 1
+                removed = True
+    if not removed:
+        raise NotFound(f"Security group {name} not associated with the instance {server.id}")
+    await remember(manager, server, group, added=False)
+    await publish_change(manager, server_id=server.id)
+
+
+# -- the API ------------------------------------------------------------------------------------------
+def router(manager: ServerManager) -> Router:
+    r = Router()
+    groups = SecurityGroups(manager.db)
+    db = manager.db
+
+    async def visible(request: Request, group_id: str) -> SecurityGroup:
+        project, admin = who(request)
+        try:
+            return await groups.get(check_id(group_id), project, admin)
+        except NotFound:
+            raise NotFound(f"Security group {group_id} not found.") from None
+
+    def paging(request: Request, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        q = request.query_params
+        numbers = {}
+        for key in ("limit", "offset"):
+            raw = q.get(key)
+            if raw is None:
+                continue
+            if not raw.isdigit():
+                raise BadRequest(f"Invalid input for query parameters {key}. Value: {raw}. It must be a "
+                                 "non-negative integer.")
+            numbers[key] = int(raw)
+        start = numbers.get("offset", 0)
+        return items[start:start + min(MAX_LIMIT, numbers.get("limit") or MAX_LIMIT)]
+
+    @r.route("/v2.1/os-security-groups", ["GET", "HEAD", "POST"])
+    async def list_or_create(request: Request) -> Response:
+        proxy_gone(request)
+        project, admin = who(request)
+        await groups.default(project)  # every project has one, as soon as it looks
+        if request.method == "POST":
+            name, description = group_fields(await body_of(request, "security_group"))
+            if name == "default":
+                raise BadRequest("Security group name 'default' is reserved: the project already has its "
+                                 "default group.")
+            await within_quota(groups, "security_group", project)
+            group = SecurityGroup(id=str(uuid.uuid4()), name=name, description=description, project_id=project)
+            async with db.session() as s:
+                s.add(group)
+                for ethertype in ("IPv4", "IPv6"):  # as the Network API makes them: all egress allowed
+                    s.add(SecurityGroupRule(id=str(uuid.uuid4()), group_id=group.id, project_id=project,
+                                            direction="egress", ethertype=ethertype))
+            if await quotas.over(db, "security_group", project):  # a racing create took the last one
+                await drop_group(group.id)
+                raise Forbidden("Quota exceeded, too many security groups.")
+            return JSON({"security_group": (await views(groups, [group]))[0]})
+        stmt = select(SecurityGroup).order_by(SecurityGroup.created_at)
+        if not (admin and "all_tenants" in request.query_params):
+            stmt = stmt.where(SecurityGroup.project_id == project)
+        async with db.session() as s:
+            rows = list((await s.execute(stmt)).scalars())
+        return JSON({"security_groups": paging(request, by_owner_and_name(await views(groups, rows)))})
+
+    async def drop_group(group_id: str) -> None:
+        """The group, its rules, and every rule that names it as the source (as Neutron cascades)."""
+        async with db.session() as s:
+            referring = set((await s.execute(select(SecurityGroupRule.group_id).where(
+                SecurityGroupRule.remote_group_id == group_id, SecurityGroupRule.group_id != group_id))).scalars())
+            await s.execute(delete(SecurityGroupRule).where(
+                (SecurityGroupRule.group_id == group_id) | (SecurityGroupRule.remote_group_id == group_id)))
+            await s.execute(delete(DefaultSecurityGroup).where(DefaultSecurityGroup.group_id == group_id))
+            await s.execute(delete(SecurityGroup).where(SecurityGroup.id == group_id))
+            if referring:
+                await s.execute(update(SecurityGroup).where(SecurityGroup.id.in_(referring)).values(
+                    revision_number=SecurityGroup.revision_number + 1))
+
+    @r.route("/v2.1/os-security-groups/{group_id}", ["GET", "HEAD", "PUT", "DELETE"])
+    async def one(request: Request) -> Response:
+        proxy_gone(request)
+        _, admin = who(request)
+        group = await visible(request, request.path_params["group_id"])
+        if request.method == "DELETE":
+            if group.is_default and not admin:
+                raise BadRequest("Removing default security group not allowed.")
+            async with db.session() as s:
+                in_use = (await s.execute(select(Port.id).where(
+                    cast(Port.security_groups, Text).contains(group.id)).limit(1))).first()
+            if in_use:
+                raise BadRequest(f"Security Group {group.id} in use.")
+            await drop_group(group.id)
+            await publish_change(manager, security_group_id=group.id)
+            return Response(status_code=202)
+        if request.method == "PUT":
+            name, description = group_fields(await body_of(request, "security_group"))
+            if group.is_default and name != "default":
+                raise BadRequest("Updating default security group not allowed: its name stays 'default'.")
+            if not group.is_default and name == "default":
+                raise BadRequest("Security group name 'default' is reserved for the project's default group.")
+            async with db.session() as s:
+                row = await s.get(SecurityGroup, group.id)
+                if row is None:
+                    raise NotFound(f"Security group {group.id} not found.")
+                row.name, row.description = name, description
+                row.revision_number += 1
+                group = row
+        return JSON({"security_group": (await views(groups, [group]))[0]})
+
+    @r.route("/v2.1/os-security-groups/", ["PUT", "DELETE"])
+    async def no_group(request: Request) -> Response:
+        proxy_gone(request)
+        raise NotFound("Security group  not found: no id was given.")
+
+    @r.post("/v2.1/os-security-group-rules")
+    async def create_rule(request: Request) -> Response:
+        proxy_gone(request)
+        item = await body_of(request, "security_group_rule")
+        if "parent_group_id" not in item:
+            raise BadRequest("Invalid input for field/attribute security_group_rule. 'parent_group_id' is a "
+                             "required property")
+        parent_id = item["parent_group_id"]
+        if not isinstance(parent_id, str):
+            raise BadRequest(f"Invalid input for field/attribute parent_group_id. Value: {parent_id}. It is not "
+                             "a string.")
+        check_id(parent_id)
+        if item.get("group_id") is not None:
+            check_id(item["group_id"])
+        parent = await visible(request, parent_id)
+        source = await visible(request, item["group_id"]) if item.get("group_id") is not None else None
+        values = nova_rule(item)
+        if any(same_rule(x, values) for x in (await groups.rules([parent.id]))[parent.id]):
+            raise BadRequest(f"This rule already exists in group {parent.id}")
+        await within_quota(groups, "security_group_rule", parent.project_id)
+        rule = SecurityGroupRule(id=str(uuid.uuid4()), group_id=parent.id, project_id=parent.project_id, **values)
+        async with db.session() as s:
+            s.add(rule)
+            await s.execute(update(SecurityGroup).where(SecurityGroup.id == parent.id).values(
+                revision_number=SecurityGroup.revision_number + 1))
+        if await quotas.over(db, "security_group_rule", parent.project_id):
+            async with db.session() as s:
+                await s.execute(delete(SecurityGroupRule).where(SecurityGroupRule.id == rule.id))
+            raise Forbidden("Quota exceeded, too many security group rules.")
+        await publish_change(manager, security_group_id=parent.id)
+        known = {parent.id: parent, **({source.id: source} if source is not None else {})}
+        return JSON({"security_group_rule": rule_view(rule, known)})
+
+    @r.route("/v2.1/os-security-group-rules/{rule_id}", ["DELETE"])
+    async def delete_rule(request: Request) -> Response:
+        proxy_gone(request)
+        project, admin = who(request)
+        rule_id = check_id(request.path_params["rule_id"], "Security group rule")
+        async with db.session() as s:
+            row = await s.get(SecurityGroupRule, rule_id)
+        if row is None or not (admin or row.project_id == project):
+            raise NotFound(f"Security group rule {rule_id} not found.")
+        async with db.session() as s:
+            await s.execute(delete(SecurityGroupRule).where(SecurityGroupRule.id == row.id))
+            await s.execute(update(SecurityGroup).where(SecurityGroup.id == row.group_id).values(
+                revision_number=SecurityGroup.revision_number + 1))
+        await publish_change(manager, security_group_id=row.group_id)
+        return Response(status_code=202)
+
+    @r.route("/v2.1/os-security-group-rules/", ["DELETE"])
+    async def no_rule(request: Request) -> Response:
+        proxy_gone(request)
+        raise NotFound("Security group rule  not found: no id was given.")
+
+    @r.get("/v2.1/servers/{server_id}/os-security-groups")
+    async def of_server(request: Request) -> Response:
+        project, admin = who(request)
+        server_id = request.path_params["server_id"]
+        server = await manager.get(server_id) if len(server_id) <= 36 else None
+        if server is None or server.deleted_at is not None or (server.project_id != project and not admin):
+            raise NotFound(f"Instance {server_id} could not be found.")
+        await groups.default(project)
+        ids = list(dict.fromkeys(g for p in await server_ports(manager, server) for g in p.security_groups or []))
+        async with db.session() as s:
+            found = {g.id: g for g in (await s.execute(select(SecurityGroup).where(
+                SecurityGroup.id.in_(ids)))).scalars()} if ids else {}
+        rows = [found[g] for g in ids if g in found]
+        return JSON({"security_groups": by_owner_and_name(await views(groups, rows))})
+
+    @r.route("/v2.1/os-security-group-default-rules", ["GET", "HEAD", "POST"])
+    async def default_rules(request: Request) -> Response:
+        raise Fault("This API only worked with nova-network, removed in the 21.0.0 (Ussuri) release.", code=410)
+
+    @r.route("/v2.1/os-security-group-default-rules/{rule_id}", ["GET", "HEAD", "DELETE"])
+    async def default_rule(request: Request) -> Response:
+        raise Fault("This API only worked with nova-network, removed in the 21.0.0 (Ussuri) release.", code=410)
+
+    return r
