@@ -136,6 +136,7 @@ class NetworkAgent:
                 await run("ip", "-n", dp, "link", "del", name, check=False)
         await self._apply_rules(dp, "iptables-restore", "filter", firewall.rules(state, 4))
         await self._apply_rules(dp, "ip6tables-restore", "filter6", firewall.rules(state, 6))
+        await self._apply_rules(dp, "ebtables-restore", "ebtables", firewall.arp_rules(state))
 
     async def _veth(self, present: dict[str, Any], end: str, br: str, ns: str, inner: str, mtu: int,
                     mac: str | None) -> None:

@@ -210,6 +210,8 @@ class Views:
             else None,
             "security_groups": [{"name": n} for n in (s.request or {}).get("security_groups", ["default"])],
             "os-extended-volumes:volumes_attached": []}
+        if not out["security_groups"]:  # Nova leaves the key out when a server has none
+            del out["security_groups"]
         if out["status"] in PROGRESSING:  # Nova shows progress only while something can progress
             out["progress"] = 100 if out["status"] in ("ACTIVE", "VERIFY_RESIZE") else 0
         if s.host:

@@ -169,3 +169,31 @@ def link_local(mac: str) -> ipaddress.IPv6Address:
     parts[0] ^= 0x02
     eui = parts[:3] + [0xFF, 0xFE] + parts[3:]
     return ipaddress.IPv6Address(bytes([0xFE, 0x80] + [0] * 6 + eui))
+
+
+def arp_rules(state: dict[str, Any]) -> str:
+    """ebtables-restore input: a server may only answer ARP for its own addresses (and allowed
+    address pairs) from its own MACs, and send frames only from those MACs."""
+    lines = ["*filter", ":INPUT ACCEPT", ":FORWARD ACCEPT", ":OUTPUT ACCEPT"]
+    chains: list[str] = []
+    for port in sorted(server_ports(state), key=lambda p: p["id"]):
+        if not port.get("port_security", True):
+            continue
+        tap = tap_prefix(port["id"])
+        arp, mac = f"ca-{port['id'][:10]}", f"cm-{port['id'][:10]}"
+        lines += [f":{arp} RETURN", f":{mac} RETURN"]
+        chains += [f"-A FORWARD -p ARP -i {tap} -j {arp}", f"-A FORWARD -i {tap} -j {mac}"]
+        pairs = [("0.0.0.0", port["mac"])]  # address probes (RFC 5227) before the guest has one
+        pairs += [(ip["ip_address"], port["mac"]) for ip in port.get("ips", [])]
+        pairs += [(p["ip_address"], p.get("mac_address") or port["mac"])
+                  for p in port.get("allowed_address_pairs") or []]
+        for address, owner in pairs:
+            net = ipaddress.ip_network(address, strict=False)
+            if net.version == 4:
+                chains.append(f"-A {arp} -p ARP --arp-ip-src {net} --arp-mac-src {owner} -j RETURN")
+        chains.append(f"-A {arp} -j DROP")
+        for owner in sorted({port["mac"], *(p.get("mac_address") or port["mac"]
+                                            for p in port.get("allowed_address_pairs") or [])}):
+            chains.append(f"-A {mac} -s {owner} -j RETURN")
+        chains.append(f"-A {mac} -j DROP")
+    return "\n".join(lines + chains + ["COMMIT"]) + "\n"

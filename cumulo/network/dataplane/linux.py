@@ -212,7 +212,8 @@ def missing_tools() -> list[str]:
     """What this machine lacks to run the dataplane (empty: it can)."""
     import shutil
 
-    out = [tool for tool in ("ip", "dnsmasq", "iptables-restore", "ip6tables-restore") if shutil.which(tool) is None]
+    out = [tool for tool in ("ip", "dnsmasq", "iptables-restore", "ip6tables-restore", "ebtables-restore")
+           if shutil.which(tool) is None]
     if os.geteuid() != 0:
         out.append("root")
     if not Path("/dev/net/tun").exists():
