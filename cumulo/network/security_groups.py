@@ -127,7 +127,8 @@ def check_rule(item: dict[str, Any]) -> dict[str, Any]:
                 raise BadRequest(f"Invalid value for ICMP {name} (port_range_{'min' if name == 'type' else 'max'})"
                                  f" {value}. It must be 0 to 255.", kind="SecurityGroupInvalidIcmpValue")
         if high is not None and low is None:
-            raise BadRequest("ICMP code (port_range_max) is given without an ICMP type (port_range_min).",
+            raise BadRequest(f"ICMP code (port-range-max) {high} is provided but ICMP type (port-range-min) is "
+                             "missing.",
                              kind="SecurityGroupMissingIcmpType")
     elif low is not None or high is not None:
         raise BadRequest("Port ranges need protocol tcp, udp, sctp or icmp.", kind="SecurityGroupInvalidPortRange")
