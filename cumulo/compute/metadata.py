@@ -41,7 +41,18 @@ def meta_data(instance: dict[str, Any]) -> dict[str, Any]:
 
 
 def network_data(instance: dict[str, Any]) -> dict[str, Any]:
-    return {"links": [], "networks": [], "services": []}
+    """network_data.json: a link per port (its tap) and a DHCP-configured network on each, as Nova
+    writes it for ports on Linux bridges."""
+    links, networks = [], []
+    for port in instance.get("ports") or []:
+        link = f"tap{port['id'][:11]}"
+        links.append({"id": link, "vif_id": port["id"], "type": "bridge",
+                      "ethernet_mac_address": port["mac_address"], "mtu": port.get("mtu")})
+        versions = sorted({6 if ":" in ip["ip_address"] else 4 for ip in port.get("fixed_ips") or []})
+        for version in versions:
+            networks.append({"id": f"network{len(networks)}", "link": link, "network_id": port["network_id"],
+                             "type": "ipv4_dhcp" if version == 4 else "ipv6_dhcp"})
+    return {"links": links, "networks": networks, "services": []}
 
 
 def user_data(instance: dict[str, Any]) -> bytes | None:

@@ -12,6 +12,8 @@ unreachable.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import os
 import signal
 import subprocess
@@ -174,6 +176,12 @@ def test_servers_on_networks_routers_security_groups_floating_ips_and_metadata(d
                      lambda s=server, ip=ip: f"cumulo-guest ready ip={ip} " in demo.console(s), 120)
             # the instance id came from the metadata service through the proxy (no config drive here)
             assert f"META {server}" in demo.console(server), demo.console(server)[-1500:]
+        # network_data.json describes the guest's NIC (what cloud-init reads)
+        secret = (dcloud.state_dir / "metadata-secret").read_text().strip()
+        links = httpx.get(f"{dcloud.metadata_url}/openstack/latest/network_data.json", headers={
+            "X-Instance-ID": a, "X-Instance-ID-Signature": hmac.new(secret.encode(), a.encode(),
+                                                                     hashlib.sha256).hexdigest()}).json()["links"]
+        assert [link["ethernet_mac_address"] for link in links] == [pa["mac_address"]]
         # one network, one default group: they reach each other
         wait_for("vm-a to reach vm-b", lambda: "REACH-B ok vm-b" in demo.console(a), 30)
         wait_for("vm-b to reach vm-a", lambda: "REACH-A ok vm-a" in demo.console(b), 30)
