@@ -216,7 +216,11 @@ def router(svc: NetworkService, groups: SecurityGroups) -> Router:
                 raise BadRequest(f"Invalid input for operation: network type {kind} is not supported here "
                                  "(vxlan, flat, local).")
             values["network_type"] = kind
-            values["physical_network"] = item.get("provider:physical_network")
+            physical = item.get("provider:physical_network")
+            if physical is not None and (not isinstance(physical, str) or len(physical) > 64):
+                raise BadRequest(f"Invalid input for provider:physical_network. Reason: '{physical}' is not a name of "
+                                 "at most 64 characters.")
+            values["physical_network"] = physical
             if item.get("provider:segmentation_id") is not None:
                 segment = item["provider:segmentation_id"]
                 if isinstance(segment, str) and segment.isdigit():
@@ -427,8 +431,10 @@ def router(svc: NetworkService, groups: SecurityGroups) -> Router:
             return await create(request, "subnet", make_subnet, svc.delete_subnet)
         async with svc.db.session() as s:
             rows = list((await s.execute(select(Subnet).order_by(Subnet.created_at))).scalars())
+            # an external network's subnets stay the admin's unless it is shared (Neutron without
+            # the subnet-external-network extension)
             visible_nets = None if admin else set((await s.execute(select(Network.id).where(
-                (Network.project_id == project) | Network.shared.is_(True) | Network.external.is_(True)))).scalars())
+                (Network.project_id == project) | Network.shared.is_(True)))).scalars())
         rows = [x for x in rows if visible_nets is None or x.network_id in visible_nets]
         return JSON(shape(request, [subnet_view(x) for x in rows], "subnets"))
 

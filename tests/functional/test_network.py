@@ -585,6 +585,8 @@ def test_junk_bodies_get_neutron_faults_never_500(ncloud: Cloud) -> None:
     headers = {"X-Auth-Token": ncloud.token()[0]}
     net = httpx.post(f"{url}/networks", headers=headers, json={"network": {}}).json()["network"]
     router = httpx.post(f"{url}/routers", headers=headers, json={"router": {}}).json()["router"]
+    ext = httpx.post(f"{url}/networks", headers=headers, json={"network": {"router:external": True}}).json()["network"]
+    httpx.post(f"{url}/subnets", headers=headers, json={"subnet": {"network_id": ext["id"], "cidr": "172.31.0.0/24"}})
     junk: list[object] = [[], "x", 7, None, {"wrong": {}}, {"network": []}, {"port": "x"}, {"subnet": 3},
                           {"router": []}, {"floatingip": "x"}, {"security_group": []}, {"subnetpool": 1},
                           {"quota": []}, {"security_group_rule": []}, {"tags": 5}]
@@ -606,7 +608,11 @@ def test_junk_bodies_get_neutron_faults_never_500(ncloud: Cloud) -> None:
            ("subnets", {"subnet": {"network_id": net["id"], "subnetpool_id": "nope"}}),
            ("routers", {"router": {"admin_state_up": "yes"}}),
            ("security-groups", {"security_group": {"name": "s", "stateful": "no"}}),
-           ("floatingips", {"floatingip": {"floating_network_id": net["id"]}})]
+           ("floatingips", {"floatingip": {"floating_network_id": net["id"]}}),
+           ("floatingips", {"floatingip": {"floating_network_id": ext["id"], "floating_ip_address": "fd00::/64"}}),
+           ("floatingips", {"floatingip": {"floating_network_id": ext["id"], "port_id": ["x"]}}),
+           ("ports", {"port": {"network_id": net["id"], "fixed_ips": [{"subnet_id": ["x"]}]}}),
+           ("networks", {"network": {"provider:network_type": "flat", "provider:physical_network": [1]}})]
     for kind, body in odd:
         r = httpx.post(f"{url}/{kind}", headers=headers, json=body)
         assert 400 <= r.status_code < 500 and "NeutronError" in r.json(), (kind, body, r.text)
@@ -617,4 +623,6 @@ def test_junk_bodies_get_neutron_faults_never_500(ncloud: Cloud) -> None:
     assert r.status_code == 409 and r.json()["NeutronError"]["type"] == "TunnelIdInUse"
     httpx.delete(f"{url}/networks/{seg.json()['network']['id']}", headers=headers)
     httpx.delete(f"{url}/routers/{router['id']}", headers=headers)
-    assert httpx.delete(f"{url}/networks/{net['id']}", headers=headers).status_code == 204
+    assert httpx.get(f"{url}/floatingips?floating_network_id={ext['id']}", headers=headers).json()["floatingips"] == []
+    for n in (net, ext):
+        assert httpx.delete(f"{url}/networks/{n['id']}", headers=headers).status_code == 204
