@@ -222,7 +222,9 @@ def router(groups: SecurityGroups) -> Router:
                     Port.project_id == group.project_id))).all()
                 if any(group.id in (groups_ or []) for _, groups_ in in_use):
                     raise Conflict(f"Security Group {group.id} in use.", kind="SecurityGroupInUse")
-                await s.execute(delete(SecurityGroupRule).where(SecurityGroupRule.group_id == group.id))
+                # with the group go its rules and the other groups' rules that name it as their remote
+                await s.execute(delete(SecurityGroupRule).where((SecurityGroupRule.group_id == group.id) | (
+                    SecurityGroupRule.remote_group_id == group.id)))
                 await s.execute(delete(SecurityGroup).where(SecurityGroup.id == group.id))
                 await s.execute(delete(DefaultSecurityGroup).where(DefaultSecurityGroup.group_id == group.id))
             return Response(status_code=204)

@@ -626,3 +626,25 @@ def test_junk_bodies_get_neutron_faults_never_500(ncloud: Cloud) -> None:
     assert httpx.get(f"{url}/floatingips?floating_network_id={ext['id']}", headers=headers).json()["floatingips"] == []
     for n in (net, ext):
         assert httpx.delete(f"{url}/networks/{n['id']}", headers=headers).status_code == 204
+
+
+def test_deleting_a_group_removes_the_rules_that_name_it(ncloud: Cloud) -> None:
+    token, _ = ncloud.token("demo", ncloud.demo_password, "demo")
+    headers = {"X-Auth-Token": token}
+    url = ncloud.network_url
+
+    def group(name: str) -> dict:
+        r = httpx.post(f"{url}/security-groups", headers=headers, json={"security_group": {"name": name}})
+        assert r.status_code == 201, r.text
+        return r.json()["security_group"]
+
+    app, db = group(unique("app")), group(unique("db"))
+    rule = httpx.post(f"{url}/security-group-rules", headers=headers, json={"security_group_rule": {
+        "security_group_id": db["id"], "direction": "ingress", "protocol": "tcp", "port_range_min": 5432,
+        "port_range_max": 5432, "remote_group_id": app["id"]}}).json()["security_group_rule"]
+    assert httpx.delete(f"{url}/security-groups/{app['id']}", headers=headers).status_code == 204
+    assert httpx.get(f"{url}/security-group-rules/{rule['id']}", headers=headers).status_code == 404
+    shown = httpx.get(f"{url}/security-groups/{db['id']}", headers=headers).json()["security_group"]
+    rules = shown["security_group_rules"]
+    assert rule["id"] not in [r["id"] for r in rules]
+    assert httpx.delete(f"{url}/security-groups/{db['id']}", headers=headers).status_code == 204
