@@ -428,6 +428,8 @@ class ServerManager:
         async with self.db.session() as s:
             await s.execute(update(Server).where(Server.id == server_id, Server.deleted_at.is_(None)).values(
                 task_state=None, lease_owner=None, lease_until=None, **values))
+        if "host" in values:  # a move ended elsewhere (or shelving left no host): the ports follow
+            await self.bind_ports(server_id, values["host"])
 
     async def reported(self, args: dict[str, Any]) -> None:
         """An agent's report: ``ctx`` is what the operation sent; ``error`` if it failed."""

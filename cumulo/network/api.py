@@ -378,6 +378,13 @@ def router(svc: NetworkService, groups: SecurityGroups) -> Router:
                     raise BadRequest(f"Invalid input for {key}: slaac, dhcpv6-stateful or dhcpv6-stateless on "
                                      "IPv6 subnets.")
                 values[key] = mode
+        if values.get("ipv6_address_mode") in ("slaac", "dhcpv6-stateless") and cidr.prefixlen != 64:
+            raise BadRequest(f"Invalid CIDR {cidr} for IPv6 address mode {values['ipv6_address_mode']}. OpenStack "
+                             "uses the EUI-64 address format, which requires the prefix to be /64.")
+        ra, mode = values.get("ipv6_ra_mode"), values.get("ipv6_address_mode")
+        if ra and mode and ra != mode:
+            raise BadRequest(f"Invalid input for operation: ipv6_ra_mode set to '{ra}' with ipv6_address_mode set to "
+                             f"'{mode}' is not valid. If both attributes are set, they must be the same value.")
         values.update(ip_version=version, cidr=str(cidr), allocation_pools=pools)
         return values
 

@@ -54,6 +54,18 @@ def _ends(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> Iterator[Any]:
     return iter((first, last))
 
 
+def auto_addressed(subnet: Subnet) -> bool:
+    return subnet.ip_version == 6 and subnet.ipv6_address_mode in ("slaac", "dhcpv6-stateless")
+
+
+def eui64(net: ipaddress.IPv4Network | ipaddress.IPv6Network, mac: str) -> ipaddress.IPv6Address:
+    """The address a SLAAC host forms from the /64 prefix and its MAC (RFC 4291, appendix A)."""
+    octets = [int(x, 16) for x in mac.split(":")]
+    octets[0] ^= 0x02
+    iid = int.from_bytes(bytes(octets[:3] + [0xFF, 0xFE] + octets[3:]), "big")
+    return ipaddress.IPv6Address(int(net.network_address) | iid)
+
+
 class NetworkService:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -162,8 +174,11 @@ class NetworkService:
         return out
 
     async def _take(self, port: Port, subnet: Subnet, address: str | None) -> str:
-        """One address of ``subnet`` for ``port``: the one asked for, or the first free one."""
+        """One address of ``subnet`` for ``port``: the one asked for, or the first free one; on
+        an IPv6 subnet whose hosts configure themselves (SLAAC), the EUI-64 address of its MAC."""
         net = ipaddress.ip_network(subnet.cidr)
+        if address is None and auto_addressed(subnet) and port.device_owner != "network:router_interface":
+            address = str(eui64(net, port.mac_address))
         if address is not None:
             try:
                 ip = ipaddress.ip_address(address)

@@ -113,10 +113,11 @@ class Api:
 
 @pytest.fixture(scope="module")
 def dcloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    tmp = tmp_path_factory.mktemp("dataplane-cloud")
+    tmp = tmp_path_factory.mktemp("dp")  # short: QEMU's monitor socket paths are limited to 107 bytes
     env = {"CUMULO_COMPUTE__FAKE_NODES": "0", "CUMULO_COMPUTE__LOCAL_NODE": "true", "CUMULO_COMPUTE__HOST": "dnode",
            "CUMULO_COMPUTE__SHUTDOWN_TIMEOUT": "10", "CUMULO_COMPUTE__BUILD_TIMEOUT": "120",
-           "CUMULO_NETWORK__DATAPLANE": "true", "CUMULO_NETWORK__RECONCILE_INTERVAL": "5"}
+           "CUMULO_COMPUTE__LOCAL_NODES": "2", "CUMULO_NETWORK__DATAPLANE": "true",
+           "CUMULO_NETWORK__RECONCILE_INTERVAL": "5"}
     c = start_cloud(tmp, "sqlite", env)
     yield c
     stop_cloud(c)
@@ -209,6 +210,18 @@ def test_servers_on_networks_routers_security_groups_floating_ips_and_metadata(d
             "security_group_id": groups[0]["id"], "direction": "ingress", "protocol": "tcp",
             "port_range_min": 80, "port_range_max": 80, "remote_ip_prefix": "0.0.0.0/0"}})
         assert wait_for("HTTP through the floating IP", lambda: outside_get(ext_ns, f"http://{address}/"), 30) == "vm-a"
+
+        # a live migration to the machine's other node keeps the guest on its network: the new
+        # QEMU gets the port's second tap on the same bridge, and the port follows to the new host
+        hosts = {h["hypervisor_hostname"] for h in admin.compute("GET", "/os-hypervisors")["hypervisors"]}
+        source = admin.compute("GET", f"/servers/{a}")["server"]["OS-EXT-SRV-ATTR:host"]
+        admin.compute("POST", f"/servers/{a}/action", {"os-migrateLive": {"host": None, "block_migration": "auto"}})
+        target = (hosts - {source}).pop()
+        wait_for("vm-a on the other node", lambda: (lambda s: s["status"] == "ACTIVE" and s[
+            "OS-EXT-SRV-ATTR:host"] == target)(admin.compute("GET", f"/servers/{a}")["server"]), 90)
+        assert admin.net("GET", f"/ports/{pa['id']}")["port"]["binding:host_id"] == target
+        assert wait_for("HTTP through the floating IP after the move",
+                        lambda: outside_get(ext_ns, f"http://{address}/"), 30) == "vm-a"
 
         # the operator's view of the path
         trace = subprocess.run([str(BIN / "cumulo"), "network", "trace", "vm-a"], env=dcloud.env, capture_output=True,

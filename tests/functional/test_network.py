@@ -648,3 +648,26 @@ def test_deleting_a_group_removes_the_rules_that_name_it(ncloud: Cloud) -> None:
     rules = shown["security_group_rules"]
     assert rule["id"] not in [r["id"] for r in rules]
     assert httpx.delete(f"{url}/security-groups/{db['id']}", headers=headers).status_code == 204
+
+
+def test_slaac_ports_get_their_eui64_address(ncloud: Cloud) -> None:
+    token, _ = ncloud.token("demo", ncloud.demo_password, "demo")
+    headers = {"X-Auth-Token": token}
+    url = ncloud.network_url
+    net = httpx.post(f"{url}/networks", headers=headers, json={"network": {"name": unique("v6")}}).json()["network"]
+    r = httpx.post(f"{url}/subnets", headers=headers, json={"subnet": {
+        "network_id": net["id"], "cidr": "2001:db8:1::/80", "ip_version": 6, "ipv6_address_mode": "slaac",
+        "ipv6_ra_mode": "slaac"}})
+    assert r.status_code == 400 and "/64" in r.json()["NeutronError"]["message"]
+    r = httpx.post(f"{url}/subnets", headers=headers, json={"subnet": {
+        "network_id": net["id"], "cidr": "2001:db8:1::/64", "ip_version": 6, "ipv6_address_mode": "slaac",
+        "ipv6_ra_mode": "dhcpv6-stateful"}})
+    assert r.status_code == 400 and "must be the same" in r.json()["NeutronError"]["message"]
+    httpx.post(f"{url}/subnets", headers=headers, json={"subnet": {
+        "network_id": net["id"], "cidr": "2001:db8:1::/64", "ip_version": 6, "ipv6_address_mode": "slaac",
+        "ipv6_ra_mode": "slaac"}}).raise_for_status()
+    port = httpx.post(f"{url}/ports", headers=headers, json={"port": {
+        "network_id": net["id"], "mac_address": "fa:16:3e:12:34:56"}}).json()["port"]
+    assert [ip["ip_address"] for ip in port["fixed_ips"]] == ["2001:db8:1:0:f816:3eff:fe12:3456"]
+    httpx.delete(f"{url}/ports/{port['id']}", headers=headers).raise_for_status()
+    httpx.delete(f"{url}/networks/{net['id']}", headers=headers).raise_for_status()

@@ -64,6 +64,10 @@ class QemuDriver:
         self.hostname = hostname
         self.vifs = vifs  # plugs ports into the network dataplane (cumulo.network.dataplane.vif)
         self.root = Path(instances_path)
+        longest = len(str(self.root.absolute())) + len("/00000000-0000-0000-0000-000000000000/qmp.sock")
+        if longest > 107:  # sun_path holds 108 bytes: QEMU cannot bind its monitor socket past that
+            raise ValueError(f"instances path {self.root} is too long for QEMU's monitor sockets ({longest} > 107 "
+                             "bytes): set a shorter [compute] instances_path")
         self.root.mkdir(parents=True, exist_ok=True)
         self.images = ImageCache(self.root / "_base")
         self.shutdown_timeout = shutdown_timeout
