@@ -874,6 +874,8 @@ class ServerManager:
 
     async def hard_delete(self, server: Server) -> None:
         now = utcnow()
+        # the ports go first: once the server answers 404, nothing of it holds a security group
+        await self.release_ports(server.id)
         async with self.db.session() as s:
             await s.execute(update(Server).where(Server.id == server.id).values(
                 vm_state="deleted", task_state=None, deleted_at=now, terminated_at=now, lease_owner=None,
@@ -882,7 +884,6 @@ class ServerManager:
             migrations = list((await s.execute(select(Migration.uuid).where(
                 Migration.server_id == server.id, Migration.status.not_in(
                     ("confirmed", "reverted", "completed", "done", "error", "failed"))))).scalars())
-        await self.release_ports(server.id)
         claims = {server.id: {"allocations": {}, "project_id": None, "user_id": None}}
         for m in migrations:
             claims[m] = {"allocations": {}, "project_id": None, "user_id": None}
