@@ -50,8 +50,13 @@ class Topology:
         async with self.db.session() as s:
             networks = list((await s.execute(select(Network))).scalars())
             subnets = list((await s.execute(select(Subnet))).scalars())
-            ports = list((await s.execute(select(Port))).scalars())
-            allocations = list((await s.execute(select(IPAllocation))).scalars())
+            # plain rows, not ORM objects, for the two tables that grow with every server
+            ports = (await s.execute(select(
+                Port.id, Port.network_id, Port.mac_address, Port.device_owner, Port.device_id, Port.binding_host_id,
+                Port.admin_state_up, Port.port_security_enabled, Port.security_groups, Port.dns_name,
+                Port.allowed_address_pairs, Port.extra_dhcp_opts))).all()
+            allocations = (await s.execute(select(IPAllocation.port_id, IPAllocation.subnet_id,
+                                                  IPAllocation.ip_address))).all()
             groups = list((await s.execute(select(SecurityGroup))).scalars())
             rules = list((await s.execute(select(SecurityGroupRule))).scalars())
             routers = list((await s.execute(select(Router))).scalars())
@@ -61,11 +66,11 @@ class Topology:
         for sub in subnets:
             by_net[sub.network_id].append(sub)
             cidrs[sub.id] = sub.cidr
+        prefixes = {sid: str(ipaddress.ip_network(cidr).prefixlen) for sid, cidr in cidrs.items()}
         ips: dict[str, list[dict[str, str]]] = defaultdict(list)
-        for a in allocations:
-            ips[a.port_id].append({"subnet_id": a.subnet_id, "ip_address": a.ip_address,
-                                   "prefixlen": str(ipaddress.ip_network(cidrs[a.subnet_id]).prefixlen)
-                                   if a.subnet_id in cidrs else "32"})
+        for port_id, subnet_id, address in allocations:
+            ips[port_id].append({"subnet_id": subnet_id, "ip_address": address,
+                                 "prefixlen": prefixes.get(subnet_id, "32")})
         port_views = [{"id": p.id, "network_id": p.network_id, "mac": p.mac_address, "ips": ips.get(p.id, []),
                        "device_owner": p.device_owner, "device_id": p.device_id, "host": p.binding_host_id,
                        "admin_state_up": p.admin_state_up, "port_security": p.port_security_enabled,

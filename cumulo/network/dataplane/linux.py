@@ -55,16 +55,25 @@ def namespaces(prefix: str) -> list[str]:
         return []
 
 
+_settled: set[tuple[str, int]] = set()  # namespaces (name, inode) whose loopback and sysctls are set
+
+
 async def ensure_ns(name: str, sysctls: dict[str, str] | None = None) -> bool:
-    """The namespace, with its loopback up and the given sysctls; True when it was just made."""
+    """The namespace, with its loopback up and the given sysctls (set once per namespace this
+    process sees; a namespace made again is set again); True when it was just made."""
     made = False
     if not ns_exists(name):
         await run("ip", "netns", "add", name, check=False)  # a concurrent maker may win: fine
         made = True
-    if made or sysctls:
+    try:
+        key = (name, os.stat(NETNS_DIR / name).st_ino)
+    except OSError:
+        key = (name, 0)
+    if made or key not in _settled:
         await run("ip", "-n", name, "link", "set", "lo", "up")
-        for key, value in (sysctls or {}).items():
-            await asyncio.to_thread(in_netns, name, lambda k=key, v=value: _write_sysctl(k, v))
+        if sysctls:
+            await asyncio.to_thread(in_netns, name, lambda: [_write_sysctl(k, v) for k, v in sysctls.items()])
+        _settled.add(key)
     return made
 
 
