@@ -6,7 +6,8 @@ QEMU guest for the DHCP figure).
 (a) ``--ports`` ports created on one network, ``--concurrency`` clients: POST latency p50/p99
     and the total, with the dataplane running (each change reaches dnsmasq's hosts).
 (b) from the POST of a port to its guest holding the DHCP lease (the port is then given to a new
-    server; the lease is read from dnsmasq's lease file), ``--leases`` times.
+    server; the lease is read from dnsmasq's lease file), ``--leases`` times, with the guest's own
+    uptime when it started DHCP (most of the figure is the guest booting under TCG).
 (c) a security group with 100 rules put on 10 server ports: from the first PUT until the
     iptables rules of all 10 ports are in the bridge namespace.
 
@@ -20,6 +21,7 @@ import argparse
 import asyncio
 import base64
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -127,7 +129,16 @@ def main() -> int:
                 time.sleep(0.05)
             leased = time.perf_counter() - t0
             figures.append(leased)
-            print(f"(b) port create -> ACTIVE {active or 0:.2f} s, -> DHCP lease {leased:.2f} s")
+            asked = ""
+            for _ in range(100):  # the guest says when (in its own uptime) it started DHCP
+                out = httpx.post(f"{compute}/servers/{server['id']}/action", headers=headers,
+                                 json={"os-getConsoleOutput": {}}).json().get("output", "")
+                found = re.search(r"dhcp on eth0 at ([\d.]+) s", out)
+                if found:
+                    asked = f" (the guest asked at {found.group(1)} s of its uptime)"
+                    break
+                time.sleep(0.1)
+            print(f"(b) port create -> ACTIVE {active or 0:.2f} s, -> DHCP lease {leased:.2f} s{asked}")
             httpx.delete(f"{compute}/servers/{server['id']}", headers=headers)
         print(f"(b) port create -> guest's DHCP lease: mean {statistics.mean(figures):.2f} s "
               f"(min {min(figures):.2f}, max {max(figures):.2f})")
