@@ -14,11 +14,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
-from cumulo.core.http.app import JSON, Router, auth_of, create_app, json_body
+from cumulo.core.http.app import JSON, Router, create_app, json_body
 from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound
 from cumulo.identity.service import IdentityService
 from cumulo.network import quotas, subnetpools, tags
 from cumulo.network.models import Network, Port, Subnet
+from cumulo.network.requests import body_of, who
 from cumulo.network.security_groups import SecurityGroups
 from cumulo.network.service import NetworkService, pools_of
 
@@ -144,19 +145,8 @@ def check_str(value: Any, name: str, limit: int = 255) -> str:
     return value
 
 
-def body_of(data: Any, kind: str) -> dict[str, Any]:
-    item = data.get(kind) if isinstance(data, dict) else None
-    if not isinstance(item, dict):
-        raise BadRequest(f"Resource body required: a '{kind}' object.")
-    return item
-
-
 def router(svc: NetworkService, groups: SecurityGroups) -> Router:
     r = Router()
-
-    def who(request: Request) -> tuple[str, bool]:
-        auth = auth_of(request)
-        return auth.project_id or "", auth.is_admin()
 
     def owner_of(request: Request, item: dict[str, Any]) -> str:
         project, admin = who(request)

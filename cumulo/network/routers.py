@@ -16,11 +16,12 @@ from sqlalchemy import select, update
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cumulo.core.http.app import JSON, Router, auth_of, json_body
+from cumulo.core.http.app import JSON, Router, json_body
 from cumulo.core.http.faults import BadRequest, Conflict, NotFound
 from cumulo.network import tags
 from cumulo.network.models import FloatingIP, IPAllocation, Port, Subnet
 from cumulo.network.models import Router as RouterRow
+from cumulo.network.requests import body, who
 from cumulo.network.service import NetworkService
 
 
@@ -33,17 +34,6 @@ def router(svc: NetworkService) -> Router:
 
     r = Router()
     db = svc.db
-
-    def who(request: Request) -> tuple[str, bool]:
-        auth = auth_of(request)
-        return auth.project_id or "", auth.is_admin()
-
-    async def body(request: Request, kind: str) -> dict[str, Any]:
-        data = await json_body(request)
-        item = data.get(kind) if isinstance(data, dict) else None
-        if not isinstance(item, dict):
-            raise BadRequest(f"Resource body required: a '{kind}' object.")
-        return item
 
     async def get_router(router_id: str, project: str, admin: bool) -> RouterRow:
         async with db.session() as s:

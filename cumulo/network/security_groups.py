@@ -17,10 +17,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cumulo.core.db import Database, IntegrityError
-from cumulo.core.http.app import JSON, Router, auth_of, json_body
+from cumulo.core.http.app import JSON, Router
 from cumulo.core.http.faults import BadRequest, Conflict, NotFound
 from cumulo.network import quotas, tags
 from cumulo.network.models import DefaultSecurityGroup, Port, SecurityGroup, SecurityGroupRule
+from cumulo.network.requests import body, who
 
 PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "ipv6-icmp": 58, "sctp": 132, "gre": 47, "esp": 50,
              "ah": 51, "vrrp": 112, "any": None}
@@ -157,21 +158,10 @@ def router(groups: SecurityGroups) -> Router:
     r = Router()
     db = groups.db
 
-    def who(request: Request) -> tuple[str, bool]:
-        auth = auth_of(request)
-        return auth.project_id or "", auth.is_admin()
-
     async def bump(s: Any, group_id: str) -> None:
         """A group's rules are part of it: changing them is a revision of the group."""
         await s.execute(update(SecurityGroup).where(SecurityGroup.id == group_id).values(
             revision_number=SecurityGroup.revision_number + 1))
-
-    async def body(request: Request, kind: str) -> dict[str, Any]:
-        data = await json_body(request)
-        item = data.get(kind) if isinstance(data, dict) else None
-        if not isinstance(item, dict):
-            raise BadRequest(f"Resource body required: a '{kind}' object.")
-        return item
 
     @r.route("/v2.0/security-groups", ["GET", "POST"])
     async def list_or_create(request: Request) -> Response:

@@ -19,10 +19,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cumulo.core.db import Database
-from cumulo.core.http.app import JSON, Router, auth_of, json_body
+from cumulo.core.http.app import JSON, Router
 from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound
 from cumulo.network import quotas, tags
 from cumulo.network.models import Subnet, SubnetPool
+from cumulo.network.requests import body, who
 
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 BOUNDS = {4: (8, 32), 6: (64, 128)}  # Neutron's default min_prefixlen, max_prefixlen
@@ -172,17 +173,6 @@ def router(db: Database) -> Router:
 
     r = Router()
 
-    def who(request: Request) -> tuple[str, bool]:
-        auth = auth_of(request)
-        return auth.project_id or "", auth.is_admin()
-
-    async def body(request: Request) -> dict[str, Any]:
-        data = await json_body(request)
-        item = data.get("subnetpool") if isinstance(data, dict) else None
-        if not isinstance(item, dict):
-            raise BadRequest("Resource body required: a 'subnetpool' object.")
-        return item
-
     def text(item: dict[str, Any], values: dict[str, Any]) -> None:
         for key in ("name", "description"):
             if key in item:
@@ -204,7 +194,7 @@ def router(db: Database) -> Router:
     async def pools(request: Request) -> Response:
         project, admin = who(request)
         if request.method == "POST":
-            item = await body(request)
+            item = await body(request, "subnetpool")
             owner = str(item.get("project_id") or item.get("tenant_id") or project)
             if owner != project and not admin:
                 raise Forbidden("Only an admin may create subnet pools for another project.")
@@ -262,7 +252,7 @@ def router(db: Database) -> Router:
                 await s.delete(await s.get(SubnetPool, row.id))
             return Response(status_code=204)
         if request.method == "PUT":
-            item = await body(request)
+            item = await body(request, "subnetpool")
             for fixed in ("ip_version", "shared", "project_id", "tenant_id"):
                 if fixed in item and item[fixed] != getattr(row, "project_id" if fixed == "tenant_id" else fixed):
                     raise BadRequest(f"Cannot update read-only attribute {fixed}")
