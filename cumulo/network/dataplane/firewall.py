@@ -82,6 +82,19 @@ def rule_matches(rule: dict[str, Any], version: int, remote: dict[str, dict[int,
     return [base]
 
 
+def source_pairs(port: dict[str, Any]) -> list[tuple[str, str]]:
+    """(address or prefix, MAC) a port may send from: its addresses and its allowed address pairs."""
+    pairs = [(ip["ip_address"], port["mac"]) for ip in port.get("ips", [])]
+    return pairs + [(p["ip_address"], p.get("mac_address") or port["mac"])
+                    for p in port.get("allowed_address_pairs") or []]
+
+
+def group_rules(groups: list[dict[str, Any]], direction: str, chain: str, target: str, version: int,
+                remote: dict[str, dict[int, list[str]]]) -> list[str]:
+    return [f"-A {chain} {m} -j {target}".replace("  ", " ") for group in groups for rule in group.get("rules", [])
+            if rule.get("direction") == direction for m in rule_matches(rule, version, remote, direction)]
+
+
 def rules(state: dict[str, Any], version: int = 4) -> str:
     """iptables-restore input (filter and raw tables) for the machine's bridge namespace."""
     groups: dict[str, Any] = state.get("security_groups", {})
@@ -111,11 +124,7 @@ def rules(state: dict[str, Any], version: int = 4) -> str:
             for icmp in (130, 131, 132, 134, 135, 136):  # MLD, router advertisements, neighbour discovery
                 chains.append(f"-A {ci} -p ipv6-icmp -m icmp6 --icmpv6-type {icmp} -j RETURN")
             chains.append(f"-A {ci} -p udp -m udp --sport 547 --dport 546 -j RETURN")
-        for group in own:
-            for rule in group.get("rules", []):
-                if rule.get("direction") == "ingress":
-                    chains += [f"-A {ci} {m} -j RETURN".replace("  ", " ")
-                               for m in rule_matches(rule, version, remote, "ingress")]
+        chains += group_rules(own, "ingress", ci, "RETURN", version, remote)
         chains.append(f"-A {ci} -j DROP")
         # out of the server: DHCP requests, the source check, then the rules
         if version == 4:
@@ -125,9 +134,7 @@ def rules(state: dict[str, Any], version: int = 4) -> str:
             for icmp in (131, 133, 135, 136):
                 chains.append(f"-A {co} -p ipv6-icmp -m icmp6 --icmpv6-type {icmp} -j ACCEPT")
         chains.append(f"-A {co} -j {cs}")
-        pairs = [(ip["ip_address"], port["mac"]) for ip in port.get("ips", [])]
-        pairs += [(p["ip_address"], p.get("mac_address") or port["mac"])
-                  for p in port.get("allowed_address_pairs") or []]
+        pairs = source_pairs(port)
         if version == 6:
             pairs.append((str(link_local(port["mac"])), port["mac"]))
         for address, mac in pairs:
@@ -143,11 +150,7 @@ def rules(state: dict[str, Any], version: int = 4) -> str:
         if stateful:
             chains += [f"-A {co} -m state --state RELATED,ESTABLISHED -j ACCEPT",
                        f"-A {co} -m state --state INVALID -j DROP"]
-        for group in own:
-            for rule in group.get("rules", []):
-                if rule.get("direction") == "egress":
-                    chains += [f"-A {co} {m} -j ACCEPT".replace("  ", " ")
-                               for m in rule_matches(rule, version, remote, "egress")]
+        chains += group_rules(own, "egress", co, "ACCEPT", version, remote)
         chains.append(f"-A {co} -j DROP")
     body = ["*filter", *filt, "-A FORWARD -m physdev --physdev-is-bridged -j cumulo-sg",
             f"-A cumulo-sg -j MARK --set-xmark 0x0/{PASSED.split('/')[1]}", *jumps_in,
@@ -183,11 +186,8 @@ def arp_rules(state: dict[str, Any]) -> str:
         arp, mac = f"ca-{port['id'][:10]}", f"cm-{port['id'][:10]}"
         lines += [f":{arp} RETURN", f":{mac} RETURN"]
         chains += [f"-A FORWARD -p ARP -i {tap} -j {arp}", f"-A FORWARD -i {tap} -j {mac}"]
-        pairs = [("0.0.0.0", port["mac"])]  # address probes (RFC 5227) before the guest has one
-        pairs += [(ip["ip_address"], port["mac"]) for ip in port.get("ips", [])]
-        pairs += [(p["ip_address"], p.get("mac_address") or port["mac"])
-                  for p in port.get("allowed_address_pairs") or []]
-        for address, owner in pairs:
+        # address probes (RFC 5227) come from 0.0.0.0 before the guest has an address
+        for address, owner in [("0.0.0.0", port["mac"]), *source_pairs(port)]:
             net = ipaddress.ip_network(address, strict=False)
             if net.version == 4:
                 chains.append(f"-A {arp} -p ARP --arp-ip-src {net} --arp-mac-src {owner} -j RETURN")
