@@ -1156,12 +1156,16 @@ class ServerManager:
         from cumulo.network.models import Port
 
         server = await self.get(server_id)
-        made = set((server.request or {}).get("made_ports") or []) if server else set()
+        # the ports a create named are handed back; every other port of the server was made for it
+        # (decided from the request, not from made_ports, which a delete racing the build may miss)
+        wanted = (server.request or {}).get("networks") if server else None
+        given = {str(e["port"]) for e in wanted if isinstance(e, dict) and e.get("port")} \
+            if isinstance(wanted, list) else set()
         async with self.db.session() as s:
             ports = list((await s.execute(select(Port.id).where(
                 Port.device_id == server_id, Port.device_owner.like("compute:%")))).scalars())
         for port_id in ports:
-            if port_id in made:
+            if port_id not in given:
                 await self._drop_port(port_id)
             else:
                 async with self.db.session() as s:
