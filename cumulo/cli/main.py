@@ -346,7 +346,9 @@ def network_agent(ctx: click.Context) -> None:
     """Run this machine's network agent in the foreground (Ctrl-C stops it; the dataplane stays
     as it is and a restarted agent takes it up again).  It talks to the controllers only over the
     bus, so [bus] url must name RabbitMQ shared with them; run no agent inside `cumulo up` on the
-    same machine ([network] dataplane = false there)."""
+    same machine ([network] dataplane = false there).  Its metadata proxy signs for the metadata
+    API with [compute] metadata_secret (or <state_dir>/metadata-secret): give it the controllers'
+    secret, and [api] public_host where their metadata API answers."""
     cfg = load(ctx.find_root())
     logmod.setup(cfg.logging.level, cfg.logging.file)
     if cfg.bus.url.startswith("memory:"):
