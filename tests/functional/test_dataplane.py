@@ -280,3 +280,47 @@ def _cmdline_has(proc: Path, binary: str, text: str) -> bool:
     except OSError:
         return False
     return bool(args) and args[0].endswith(binary.encode()) and any(text.encode() in a for a in args)
+
+
+def test_a_network_agent_of_its_own_over_rabbitmq_converges_after_a_kill(tmp_path_factory: pytest.TempPathFactory
+                                                                         ) -> None:
+    """`cumulo network agent` as its own process (the controller runs no dataplane): it builds a
+    network's DHCP namespace, and when it is killed and the network deleted meanwhile, the
+    restarted agent removes what nothing owns any more."""
+    from tests.functional.conftest import RABBIT
+
+    tmp = tmp_path_factory.mktemp("na")
+    c = start_cloud(tmp, "sqlite", {
+        "CUMULO_BUS__URL": RABBIT, "CUMULO_BUS__PREFIX": f"cumulo-test-{uuid.uuid4().hex[:8]}",
+        "CUMULO_NETWORK__DATAPLANE": "false", "CUMULO_COMPUTE__FAKE_NODES": "0"})
+    prefix = c.env["CUMULO_NETWORK__NAMESPACE_PREFIX"]
+
+    def agent() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([str(BIN / "cumulo"), "network", "agent"], env={
+            **c.env, "CUMULO_NETWORK__DATAPLANE": "true"}, stdout=subprocess.DEVNULL,
+            stderr=open(tmp / "agent.log", "ab"), start_new_session=True)
+
+    proc = agent()
+    try:
+        api = Api(c)
+        net = api.net("POST", "/networks", {"network": {"name": "solo"}})["network"]
+        api.net("POST", "/subnets", {"subnet": {"network_id": net["id"], "cidr": "10.20.0.0/24", "ip_version": 4}})
+        dhcp_ns = f"{prefix}-dhcp-{net['id']}"
+        wait_for("the agent's DHCP namespace", lambda: dhcp_ns in namespaces(prefix), 30)
+        wait_for("dnsmasq in it", lambda: netns("pids", dhcp_ns).stdout.split(), 30)
+        proc.kill()
+        proc.wait()
+        api.net("DELETE", f"/networks/{net['id']}")
+        assert dhcp_ns in namespaces(prefix)  # nobody converges while the agent is away
+        proc = agent()
+        wait_for("the restarted agent to remove what nothing owns", lambda: not namespaces(prefix), 30)
+        assert not (tmp / "network" / "dhcp" / net["id"]).exists()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        stop_cloud(c)
+        subprocess.run([str(BIN / "cumulo"), "network", "cleanup", "--yes"], env=c.env, capture_output=True,
+                       timeout=60)
