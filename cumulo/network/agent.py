@@ -120,8 +120,8 @@ class NetworkAgent:
         for net in nets.values():
             br = bridge(net["id"])
             wanted.add(br)
-            if br not in present:
-                await run("ip", "-n", dp, "link", "add", br, "mtu", str(net["mtu"]), "type", "bridge")
+            if br not in present:  # the compute driver may make it at the same moment: either wins
+                await run("ip", "-n", dp, "link", "add", br, "mtu", str(net["mtu"]), "type", "bridge", check=False)
             if br not in present or not present[br]["up"]:
                 await run("ip", "-n", dp, "link", "set", br, "up")
         ports_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
