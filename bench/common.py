@@ -68,3 +68,14 @@ def start_cumulo(workdir: Path, rounds: int, port: int = 5002,
     return proc, Endpoint("cumulo", url, auth["username"], auth["password"], auth["project_name"])
 
 
+
+
+def admin_session(ep: Endpoint) -> tuple[dict[str, str], str]:
+    """Headers with an admin token (compute microversion 2.47) and the admin project's id."""
+    r = httpx.post(f"{ep.url}/auth/tokens", json={"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {
+            "name": ep.user, "domain": {"id": "default"}, "password": ep.password}}},
+        "scope": {"project": {"name": ep.project, "domain": {"id": "default"}}}}})
+    r.raise_for_status()
+    return ({"X-Auth-Token": r.headers["x-subject-token"], "OpenStack-API-Version": "compute 2.47"},
+            r.json()["token"]["project"]["id"])

@@ -34,8 +34,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import start_cumulo, stop  # noqa: E402
-from bench.compute_scale import token  # noqa: E402
+from bench.common import admin_session, start_cumulo, stop  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:
@@ -87,10 +86,7 @@ def main() -> int:
     net_url = f"http://127.0.0.1:{network_port}/v2.0"
     compute = f"http://127.0.0.1:{compute_port}/v2.1"
     try:
-        tok = token(ep.url, ep.user, ep.password, ep.project)
-        headers = {"X-Auth-Token": tok, "OpenStack-API-Version": "compute 2.47"}
-        project = httpx.get(f"{ep.url}/auth/tokens", headers={"X-Auth-Token": tok, "X-Subject-Token": tok}
-                            ).json()["token"]["project"]["id"]
+        headers, project = admin_session(ep)
         httpx.put(f"{net_url}/quotas/{project}", headers=headers, json={"quota": {
             "port": -1, "security_group_rule": -1}})
         net = httpx.post(f"{net_url}/networks", headers=headers, json={"network": {"name": "bench"}}).json()["network"]

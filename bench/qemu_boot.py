@@ -29,8 +29,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import start_cumulo, stop  # noqa: E402
-from bench.compute_scale import token  # noqa: E402
+from bench.common import admin_session, start_cumulo, stop  # noqa: E402
 
 READY = "cumulo-guest ready"
 
@@ -52,14 +51,11 @@ def main() -> int:
     proc, ep = start_cumulo(work, 4, args.port, env)
     compute = f"http://127.0.0.1:{compute_port}/v2.1"
     try:
-        tok = token(ep.url, ep.user, ep.password, ep.project)
-        headers = {"X-Auth-Token": tok, "OpenStack-API-Version": "compute 2.47"}
-        project = httpx.get(f"{ep.url}/auth/tokens", headers={"X-Auth-Token": tok, "X-Subject-Token": tok}
-                            ).json()["token"]["project"]["id"]
+        headers, project = admin_session(ep)
         for name in ("instances", "cores", "ram"):
             httpx.put(f"{compute}/os-quota-sets/{project}", headers=headers, json={"quota_set": {name: -1}})
         image = httpx.get(f"http://127.0.0.1:{image_port}/v2/images?name=cumulo-tiny",
-                          headers={"X-Auth-Token": tok}).json()["images"][0]["id"]
+                          headers=headers).json()["images"][0]["id"]
         deadline = time.monotonic() + 30
         while not httpx.get(f"{compute}/os-hypervisors/detail", headers=headers).json()["hypervisors"]:
             assert time.monotonic() < deadline, "the QEMU node did not register"

@@ -1126,7 +1126,7 @@ class ServerManager:
                     await s.execute(update(Port).where(Port.id.in_(given)).values(
                         device_id=server.id, device_owner=f"compute:{server.availability_zone or 'nova'}"))
                 await s.execute(update(Server).where(Server.id == server.id).values(
-                    request={**request, "ports": ports, "made_ports": made}))
+                    request={**request, "ports": ports}))
         except Exception:
             for port_id in made:
                 await self._drop_port(port_id)
@@ -1157,7 +1157,7 @@ class ServerManager:
 
         server = await self.get(server_id)
         # the ports a create named are handed back; every other port of the server was made for it
-        # (decided from the request, not from made_ports, which a delete racing the build may miss)
+        # (decided from the create's request, so a delete racing the build still finds them)
         wanted = (server.request or {}).get("networks") if server else None
         given = {str(e["port"]) for e in wanted if isinstance(e, dict) and e.get("port")} \
             if isinstance(wanted, list) else set()

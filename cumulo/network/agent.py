@@ -29,6 +29,7 @@ from cumulo.network.dataplane.linux import (
     CommandFailed,
     addresses,
     delete_ns,
+    ensure_bridge,
     ensure_ns,
     links,
     namespaces,
@@ -120,10 +121,7 @@ class NetworkAgent:
         for net in nets.values():
             br = bridge(net["id"])
             wanted.add(br)
-            if br not in present:  # the compute driver may make it at the same moment: either wins
-                await run("ip", "-n", dp, "link", "add", br, "mtu", str(net["mtu"]), "type", "bridge", check=False)
-            if br not in present or not present[br]["up"]:
-                await run("ip", "-n", dp, "link", "set", br, "up")
+            await ensure_bridge(dp, br, net["mtu"], present.get(br))
         ports_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for port in state["ports"]:
             ports_of[port["network_id"]].append(port)
@@ -138,11 +136,11 @@ class NetworkAgent:
         await self._apply_rules(dp, "ip6tables-restore", "filter6", firewall.rules(state, 6))
         await self._apply_rules(dp, "ebtables-restore", "ebtables", firewall.arp_rules(state))
 
-    async def _veth(self, present: dict[str, Any], end: str, br: str, ns: str, inner: str, mtu: int,
-                    mac: str | None) -> None:
-        """A veth from bridge ``br`` (end ``end`` in -dp) to ``inner`` in namespace ``ns``."""
+    async def _veth(self, present: dict[str, Any], end: str, br: str, ns: str, inside: set[str], inner: str,
+                    mtu: int, mac: str | None) -> None:
+        """A veth from bridge ``br`` (end ``end`` in -dp) to ``inner`` in namespace ``ns``, whose
+        links are ``inside`` (read once per namespace by the caller)."""
         dp = self.names.dp
-        inside = {link["name"] for link in await links(ns)}
         if end in present and inner not in inside:
             await run("ip", "-n", dp, "link", "del", end, check=False)
             present.pop(end)
@@ -152,13 +150,15 @@ class NetworkAgent:
             await run("ip", "-n", dp, "link", "add", end, "mtu", str(mtu), "type", "veth", "peer", "name", inner,
                       "netns", ns)
             present[end] = {"name": end, "master": None, "up": False}
+            inside.add(inner)
             cmds = [f"link set {inner} mtu {mtu}"] + ([f"link set {inner} address {mac}"] if mac else [])
             await run("ip", "-n", ns, "-batch", "-", input="\n".join([*cmds, f"link set {inner} up"]) + "\n")
         if present[end].get("master") != br or not present[end].get("up"):
             await run("ip", "-n", dp, "link", "set", end, "master", br, "up")
 
-    async def _addresses_on(self, ns: str, device: str, wanted: list[str]) -> None:
-        have = set((await addresses(ns)).get(device, []))
+    async def _addresses_on(self, ns: str, device: str, wanted: list[str], seen: dict[str, list[str]]) -> None:
+        """``device`` in ``ns`` holds exactly ``wanted``; ``seen`` is ``addresses(ns)`` read once."""
+        have = set(seen.get(device, []))
         want = set()
         for item in wanted:
             iface = ipaddress.ip_interface(item)
@@ -175,18 +175,19 @@ class NetworkAgent:
             await delete_ns(ext)
             return
         await ensure_ns(ext)
+        inside, seen = {link["name"] for link in await links(ext)}, await addresses(ext)
         keep = set()
         for net in external:
             end, inner = ext_ends(net["id"])
             wanted.add(end)
             keep.add(inner)
-            await self._veth(present, end, bridge(net["id"]), ext, inner, net["mtu"], None)
+            await self._veth(present, end, bridge(net["id"]), ext, inside, inner, net["mtu"], None)
             # the outside holds each external subnet's gateway address: it is the upstream router
             await self._addresses_on(ext, inner, [f"{s['gateway_ip']}/{ipaddress.ip_network(s['cidr']).prefixlen}"
-                                                  for s in net["subnets"] if s.get("gateway_ip")])
-        for link in await links(ext):
-            if link["name"].startswith("ex-") and link["name"] not in keep:
-                await run("ip", "-n", ext, "link", "del", link["name"], check=False)
+                                                  for s in net["subnets"] if s.get("gateway_ip")], seen)
+        for name in inside - keep:
+            if name.startswith("ex-"):
+                await run("ip", "-n", ext, "link", "del", name, check=False)
 
     async def _dhcp(self, nets: dict[str, Any], ports_of: dict[str, list[dict[str, Any]]],
                     present: dict[str, Any], wanted: set[str]) -> None:
@@ -200,10 +201,11 @@ class NetworkAgent:
             await ensure_ns(ns)
             end, inner = bridge_end(port["id"]), dhcp_end(port["id"])
             wanted.add(end)
-            await self._veth(present, end, bridge(net["id"]), ns, inner, net["mtu"], port["mac"])
+            await self._veth(present, end, bridge(net["id"]), ns, {link["name"] for link in await links(ns)}, inner,
+                             net["mtu"], port["mac"])
             on_v4 = any(ipaddress.ip_address(ip["ip_address"]).version == 4 for ip in port["ips"])
             await self._addresses_on(ns, inner, [with_prefix(ip) for ip in port["ips"]]
-                                     + ([f"{METADATA_IP}/32"] if on_v4 else []))
+                                     + ([f"{METADATA_IP}/32"] if on_v4 else []), await addresses(ns))
             dhcp_ips = {ip["subnet_id"]: ip["ip_address"] for ip in port["ips"]}
             await DhcpServer(self.dhcp_root, net["id"], ns).ensure(net, ports_of.get(net["id"], []), inner, dhcp_ips)
             if on_v4:
@@ -234,6 +236,7 @@ class NetworkAgent:
             keep.add(ns)
             await ensure_ns(ns, ROUTER_SYSCTLS)
             inner_keep = set()
+            inside, seen = {link["name"] for link in await links(ns)}, await addresses(ns)
             legs = [(p, False) for p in r["interfaces"]] + ([(r["gateway"], True)] if r.get("gateway") else [])
             for port, is_gateway in legs:
                 net = nets.get(port["network_id"])
@@ -242,14 +245,14 @@ class NetworkAgent:
                 end, inner = bridge_end(port["id"]), router_end(port["id"], is_gateway)
                 wanted.add(end)
                 inner_keep.add(inner)
-                await self._veth(present, end, bridge(net["id"]), ns, inner, net["mtu"], port["mac"])
+                await self._veth(present, end, bridge(net["id"]), ns, inside, inner, net["mtu"], port["mac"])
                 addrs = [with_prefix(ip) for ip in port["ips"]]
                 if is_gateway:
                     addrs += [f"{f['floating_ip_address']}/32" for f in r["floating_ips"]]
-                await self._addresses_on(ns, inner, addrs)
-            for link in await links(ns):
-                if link["name"].startswith(("qr-", "qg-")) and link["name"] not in inner_keep:
-                    await run("ip", "-n", ns, "link", "del", link["name"], check=False)
+                await self._addresses_on(ns, inner, addrs, seen)
+            for name in inside - inner_keep:
+                if name.startswith(("qr-", "qg-")):
+                    await run("ip", "-n", ns, "link", "del", name, check=False)
             await self._routes(ns, r)
             await self._apply_rules(ns, "iptables-restore", "nat", nat_rules(r))
         prefix = f"{self.names.prefix}-router-"

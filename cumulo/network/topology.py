@@ -85,10 +85,13 @@ class Topology:
                                          "port_range_max": r.port_range_max, "remote_ip_prefix": r.remote_ip_prefix,
                                          "remote_group_id": r.remote_group_id})
         by_id = {p["id"]: p for p in port_views}
+        interfaces_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for p in port_views:
+            if p["device_owner"] == "network:router_interface":
+                interfaces_of[p["device_id"]].append(p)
         router_views = []
         for r in routers:
-            interfaces = [p for p in port_views if p["device_id"] == r.id
-                          and p["device_owner"] == "network:router_interface"]
+            interfaces = interfaces_of.get(r.id, [])
             gateway = by_id.get(r.gateway_port_id or "")
             if gateway is not None:
                 gateway = {**gateway, "subnets": [{"id": x.id, "cidr": x.cidr, "gateway_ip": x.gateway_ip}

@@ -136,6 +136,15 @@ async def addresses(ns: str) -> dict[str, list[str]]:
     return out
 
 
+async def ensure_bridge(ns: str, name: str, mtu: int, link: dict[str, Any] | None) -> None:
+    """Bridge ``name`` in ``ns``, up; ``link`` is what ``links()`` saw of it (None: absent).  The
+    agent and the compute driver may both make it at the same moment: either wins."""
+    if link is None:
+        await run("ip", "-n", ns, "link", "add", name, "mtu", str(mtu), "type", "bridge", check=False)
+    if link is None or not link["up"]:
+        await run("ip", "-n", ns, "link", "set", name, "up")
+
+
 async def batch(ns: str, commands: list[str]) -> None:
     """Several iproute2 commands in one process (``ip -batch``); stops at the first failure."""
     if commands:

@@ -9,7 +9,7 @@ import os
 from typing import Any
 
 from cumulo.network.agent import DP_SYSCTLS
-from cumulo.network.dataplane.linux import CommandFailed, ensure_ns, links, open_tap, run
+from cumulo.network.dataplane.linux import ensure_bridge, ensure_ns, links, open_tap, run
 from cumulo.network.dataplane.names import Names, bridge, taps
 
 
@@ -21,15 +21,10 @@ class Vifs:
         """An open tap for ``port`` (id, network_id, mtu), attached to its network's bridge."""
         dp = self.names.dp
         await ensure_ns(dp, DP_SYSCTLS)
-        present = {link["name"] for link in await links(dp)}
+        present = {link["name"]: link for link in await links(dp)}
         br = bridge(port["network_id"])
         mtu = str(port.get("mtu") or 1500)
-        if br not in present:
-            try:
-                await run("ip", "-n", dp, "link", "add", br, "mtu", mtu, "type", "bridge")
-            except CommandFailed:
-                pass  # the agent made it meanwhile
-            await run("ip", "-n", dp, "link", "set", br, "up")
+        await ensure_bridge(dp, br, int(mtu), present.get(br))
         # the second name when the first is taken: a live migration on this machine holds both
         name = next((t for t in taps(port["id"]) if t not in present), None)
         if name is None:
