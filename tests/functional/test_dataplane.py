@@ -163,10 +163,14 @@ def test_servers_on_networks_routers_security_groups_floating_ips_and_metadata(d
             {"subnet_id": sub["id"], "ip_address": ip}]}})["port"]
 
     pa, pb, pc = port(net1, sub1, "10.10.1.10"), port(net1, sub1, "10.10.1.11"), port(net2, sub2, "10.10.2.10")
-    wait_for("the outside namespace", lambda: ext_ns in namespaces(prefix), 30)
+    # the outside server binds the gateway address: wait for the address, not just the namespace
+    wait_for("the outside namespace with its gateway address", lambda: ext_ns in namespaces(prefix) and (
+        f"inet {EXT_GW}/" in netns("exec", ext_ns, "ip", "-4", "addr").stdout), 30)
     log = dcloud.state_dir / "outside.log"
     outside = subprocess.Popen(["ip", "netns", "exec", ext_ns, sys.executable, "-c", OUTSIDE_SERVER, str(log), EXT_GW],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    assert outside.poll() is None, "the outside HTTP server did not start"
     try:
         a = boot(demo, "vm-a", pa["id"], probe_script(("REACH-B", "http://10.10.1.11/"),
                                                       ("OUT", f"http://{EXT_GW}:8080/from-a")))
