@@ -3,7 +3,9 @@
 Two implementations share one interface and one test-suite:
 
 * ``memory://`` — in-process asyncio, for the single-process default cloud;
-* ``amqp://...`` — RabbitMQ through aio-pika, for controllers and agents on many processes/nodes.
+* ``amqp://...`` — RabbitMQ through aio-pika, for controllers and agents on many processes/nodes;
+* ``unix:///path/bus.sock`` — a worker process's connection to its leader's hub (``local.py``):
+  the embedded in-process bus, spanning the API workers of one ``cumulo up``.
 
 Topics are dotted names (``identity.revoked``); subscribers may use ``*`` (one word) and ``#``
 (any words) as in AMQP topic exchanges.  RPC targets are names (``compute.node-1``); a call
@@ -72,4 +74,8 @@ def connect(url: str, rpc_timeout: float = 30.0, prefix: str = "cumulo") -> Bus:
         from cumulo.core.bus.rabbit import RabbitBus
 
         return RabbitBus(url, rpc_timeout, prefix)
+    if url.startswith("unix:"):
+        from cumulo.core.bus.local import SocketBus
+
+        return SocketBus(url[len("unix://"):] if url.startswith("unix://") else url[len("unix:"):], rpc_timeout)
     raise ValueError(f"unsupported bus URL {url!r}: use memory:// or amqp://user:pass@host:5672/")
