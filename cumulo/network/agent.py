@@ -16,16 +16,24 @@ make it run at once; it also runs every ``interval`` seconds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
+import os
+import shutil
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+
+from prometheus_client import Counter
 
 from cumulo.network.dataplane import firewall
 from cumulo.network.dataplane.dhcp import METADATA_IP, DhcpServer
 from cumulo.network.dataplane.linux import (
+    GONE_LINK,
+    NETNS_DIR,
     CommandFailed,
     addresses,
     delete_ns,
@@ -37,15 +45,37 @@ from cumulo.network.dataplane.linux import (
 )
 from cumulo.network.dataplane.metadata_proxy import MetadataProxy
 from cumulo.network.dataplane.names import Names, bridge, bridge_end, dhcp_end, ext_ends, router_end
+from cumulo.network.dataplane.zones import ConntrackZones
 
 LOG = logging.getLogger(__name__)
 DP_SYSCTLS = {"net.bridge.bridge-nf-call-iptables": "1", "net.bridge.bridge-nf-call-ip6tables": "1",
               "net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
 ROUTER_SYSCTLS = {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1"}
+RETRY = 5.0  # seconds before a round that left something undone is tried again
+RULES_TIMEOUT = 120.0  # iptables-restore of thousands of ports may take a while on a loaded machine
+STEP_FAILURES = Counter("cumulo_network_reconcile_failures_total",
+                        "Steps of the network agent's reconcile that failed (retried by the next round)", ["step"])
 
 
 def with_prefix(ip: dict[str, str]) -> str:
     return f"{ip['ip_address']}/{ip.get('prefixlen', '32')}"
+
+
+def owned_links(nets: dict[str, Any], routers: list[dict[str, Any]]) -> set[str]:
+    """The links of ``<prefix>-dp`` the desired state owns: each network's bridge, the bridge ends
+    of DHCP ports, of router legs and of external networks."""
+    out = {bridge(n) for n in nets}
+    for net in nets.values():
+        if net["external"]:
+            out.add(ext_ends(net["id"])[0])
+        port = net.get("dhcp_port")
+        if port is not None and any(s.get("enable_dhcp") for s in net["subnets"]):
+            out.add(bridge_end(port["id"]))
+    for r in routers:
+        for port in [*r["interfaces"], *([r["gateway"]] if r.get("gateway") else [])]:
+            if port["network_id"] in nets:
+                out.add(bridge_end(port["id"]))
+    return out
 
 
 class NetworkAgent:
@@ -53,6 +83,11 @@ class NetworkAgent:
                  interval: float = 30.0) -> None:
         self.bus, self.names, self.interval = bus, Names(prefix), interval
         self.dhcp_root = Path(state_dir) / "network" / "dhcp"
+        self.zones = ConntrackZones(Path(state_dir) / "network" / "conntrack-zones.json")
+        self.zones_unplaced = 0  # networks without a conntrack zone (all held)
+        self._flush: set[int] = set()  # freed zones whose conntrack entries are still to flush
+        self._failed: list[str] = []  # what this round left undone
+        self._retry = False
         self.proxy = MetadataProxy(metadata_url, metadata_secret, self.instance_of)
         self._addresses: dict[tuple[str, str], str] = {}
         self._applied: dict[str, str] = {}  # namespace+table -> the rules text last applied
@@ -77,19 +112,21 @@ class NetworkAgent:
 
     async def _loop(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._kick.wait(), self.interval)
+            try:  # a round that left something undone is retried sooner
+                await asyncio.wait_for(self._kick.wait(), min(self.interval, RETRY) if self._retry else self.interval)
             except TimeoutError:
                 pass
             await asyncio.sleep(0.05)  # a burst of changes becomes one reconcile
             self._kick.clear()
             started = time.monotonic()
             try:
-                await self.reconcile()
+                last = await self.reconcile()
+                self._retry = bool(last.get("failed"))
             except asyncio.CancelledError:
                 raise
             except Exception:  # the controller may be away for a while: the next round retries
                 LOG.warning("network reconcile failed", exc_info=True)
+                self._retry = True
             # under a burst of changes, rest as long as the round took: the agent (which shares
             # the controller's loop when embedded) never takes more than about half of it
             await asyncio.sleep(min(2.0, time.monotonic() - started))
@@ -98,10 +135,28 @@ class NetworkAgent:
         state = await self.bus.call("network", "dataplane_state", {}, timeout=60)
         async with self._lock:
             started = time.monotonic()
+            self._failed = []
             await self.converge(state)
             self.last = {"seconds": round(time.monotonic() - started, 3), "networks": len(state["networks"]),
-                         "ports": len(state["ports"]), "routers": len(state["routers"])}
+                         "ports": len(state["ports"]), "routers": len(state["routers"]),
+                         "failed": list(self._failed)}
+        if self._failed:
+            LOG.warning("network reconcile left %d steps undone (retried in %ss): %s", len(self._failed),
+                        min(self.interval, RETRY), "; ".join(self._failed[:5]))
         return self.last
+
+    @contextlib.asynccontextmanager
+    async def _step(self, what: str) -> AsyncIterator[None]:
+        """One step of a round: when it fails, the failure is logged and counted and the round
+        goes on with the others (a network whose dnsmasq cannot start must not keep another's
+        security groups from being applied); the next round tries it again."""
+        try:
+            yield
+        except Exception as exc:  # noqa: BLE001 - recorded, counted and retried; never hidden
+            self._failed.append(f"{what}: {exc}")
+            STEP_FAILURES.labels(what.split(" ")[0]).inc()
+            # a failed command was logged with its command line by run(); anything else is a bug
+            LOG.warning("network reconcile: %s failed: %s", what, exc, exc_info=not isinstance(exc, CommandFailed))
 
     def instance_of(self, network_id: str, address: str) -> str | None:
         return self._addresses.get((network_id, address))
@@ -117,24 +172,57 @@ class NetworkAgent:
         dp = self.names.dp
         await ensure_ns(dp, DP_SYSCTLS)
         present = {link["name"]: link for link in await links(dp)}
-        wanted: set[str] = set()
+        # what the desired state owns, named before any step runs: a step that fails must not
+        # make its links look unowned (and removed) below
+        wanted = owned_links(nets, state["routers"])
         for net in nets.values():
             br = bridge(net["id"])
-            wanted.add(br)
-            await ensure_bridge(dp, br, net["mtu"], present.get(br))
+            async with self._step(f"bridge {br}"):
+                await ensure_bridge(dp, br, net["mtu"], present.get(br))
         ports_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for port in state["ports"]:
             ports_of[port["network_id"]].append(port)
-        await self._externals(nets, present, wanted)
-        await self._dhcp(nets, ports_of, present, wanted)
-        await self._routers(state["routers"], nets, present, wanted)
+        async with self._step("external networks"):
+            await self._externals(nets, present)
+        await self._dhcp(nets, ports_of, present)
+        await self._routers(state["routers"], nets, present)
         for name in list(present):  # bridges and ends nothing owns any more
             if name.startswith(("brq", "ve", "vx")) and name not in wanted:
                 LOG.info("removing %s from %s: nothing owns it", name, dp)
-                await run("ip", "-n", dp, "link", "del", name, check=False)
-        await self._apply_rules(dp, "iptables-restore", "filter", firewall.rules(state, 4))
-        await self._apply_rules(dp, "ip6tables-restore", "filter6", firewall.rules(state, 6))
-        await self._apply_rules(dp, "ebtables-restore", "ebtables", firewall.arp_rules(state))
+                async with self._step(f"removing {name}"):
+                    await run("ip", "-n", dp, "link", "del", name, ok_if=GONE_LINK)
+        zones = None
+        async with self._step("conntrack zones"):
+            zones = await self._zones(nets)
+        if zones is not None:
+            for version, tool, table in ((4, "iptables-restore", "filter"), (6, "ip6tables-restore", "filter6")):
+                async with self._step(f"security groups (IPv{version})"):
+                    await self._apply_rules(dp, tool, table, firewall.rules(state, version, zones))
+        async with self._step("ARP protection"):
+            await self._apply_rules(dp, "ebtables-restore", "ebtables", firewall.arp_rules(state))
+
+    async def _zones(self, nets: dict[str, Any]) -> dict[str, int]:
+        """Each network's conntrack zone (``cumulo.network.dataplane.zones``); the entries of the
+        zones of networks that went are flushed."""
+        dp = self.names.dp
+        if not self.zones.loaded:
+            text = ""
+            if not self.zones.path.exists():  # the file was lost: the kernel's rules say what is in use
+                text = await run("ip", "netns", "exec", dp, "iptables-save", "-t", "raw")
+            self.zones.load(text)
+        zones, freed, unplaced = self.zones.sync(nets)
+        self.zones_unplaced = len(unplaced)
+        self._flush.update(freed.values())
+        self._flush -= set(zones.values())  # given again meanwhile: its entries are the new network's
+        if self._flush and shutil.which("conntrack") is None:
+            LOG.info("conntrack (the tool) is not installed: entries of freed zones stay until they time out")
+            self._flush.clear()
+        for zone in sorted(self._flush):
+            async with self._step(f"flushing conntrack zone {zone}"):
+                await run("ip", "netns", "exec", dp, "conntrack", "-D", "-w", str(zone),
+                          ok_if=("0 flow entries have been deleted",))
+                self._flush.discard(zone)
+        return zones
 
     async def _veth(self, present: dict[str, Any], end: str, br: str, ns: str, inside: set[str], inner: str,
                     mtu: int, mac: str | None) -> None:
@@ -142,11 +230,11 @@ class NetworkAgent:
         links are ``inside`` (read once per namespace by the caller)."""
         dp = self.names.dp
         if end in present and inner not in inside:
-            await run("ip", "-n", dp, "link", "del", end, check=False)
+            await run("ip", "-n", dp, "link", "del", end, ok_if=GONE_LINK)
             present.pop(end)
         if end not in present:
             if inner in inside:
-                await run("ip", "-n", ns, "link", "del", inner, check=False)
+                await run("ip", "-n", ns, "link", "del", inner, ok_if=GONE_LINK)
             await run("ip", "-n", dp, "link", "add", end, "mtu", str(mtu), "type", "veth", "peer", "name", inner,
                       "netns", ns)
             present[end] = {"name": end, "master": None, "up": False}
@@ -168,7 +256,7 @@ class NetworkAgent:
         if cmds:
             await run("ip", "-n", ns, "-batch", "-", input="\n".join(cmds) + "\n")
 
-    async def _externals(self, nets: dict[str, Any], present: dict[str, Any], wanted: set[str]) -> None:
+    async def _externals(self, nets: dict[str, Any], present: dict[str, Any]) -> None:
         external = [n for n in nets.values() if n["external"]]
         ext = self.names.ext
         if not external:
@@ -179,7 +267,6 @@ class NetworkAgent:
         keep = set()
         for net in external:
             end, inner = ext_ends(net["id"])
-            wanted.add(end)
             keep.add(inner)
             await self._veth(present, end, bridge(net["id"]), ext, inside, inner, net["mtu"], None)
             # the outside holds each external subnet's gateway address: it is the upstream router
@@ -187,10 +274,10 @@ class NetworkAgent:
                                                   for s in net["subnets"] if s.get("gateway_ip")], seen)
         for name in inside - keep:
             if name.startswith("ex-"):
-                await run("ip", "-n", ext, "link", "del", name, check=False)
+                await run("ip", "-n", ext, "link", "del", name, ok_if=GONE_LINK)
 
     async def _dhcp(self, nets: dict[str, Any], ports_of: dict[str, list[dict[str, Any]]],
-                    present: dict[str, Any], wanted: set[str]) -> None:
+                    present: dict[str, Any]) -> None:
         keep = set()
         for net in nets.values():
             port = net.get("dhcp_port")
@@ -198,69 +285,78 @@ class NetworkAgent:
                 continue
             ns = self.names.dhcp(net["id"])
             keep.add(ns)
-            await ensure_ns(ns)
-            end, inner = bridge_end(port["id"]), dhcp_end(port["id"])
-            wanted.add(end)
-            await self._veth(present, end, bridge(net["id"]), ns, {link["name"] for link in await links(ns)}, inner,
-                             net["mtu"], port["mac"])
-            on_v4 = any(ipaddress.ip_address(ip["ip_address"]).version == 4 for ip in port["ips"])
-            await self._addresses_on(ns, inner, [with_prefix(ip) for ip in port["ips"]]
-                                     + ([f"{METADATA_IP}/32"] if on_v4 else []), await addresses(ns))
-            dhcp_ips = {ip["subnet_id"]: ip["ip_address"] for ip in port["ips"]}
-            await DhcpServer(self.dhcp_root, net["id"], ns).ensure(net, ports_of.get(net["id"], []), inner, dhcp_ips)
-            if on_v4:
-                try:
-                    await self.proxy.serve(net["id"], ns)
-                except OSError as exc:
-                    LOG.warning("metadata proxy for network %s could not listen: %s", net["id"], exc)
+            async with self._step(f"DHCP of network {net['id']}"):
+                await self._dhcp_of(net, port, ns, ports_of.get(net["id"], []), present)
         prefix = f"{self.names.prefix}-dhcp-"
         for ns in namespaces(self.names.prefix):
             if ns.startswith(prefix) and ns not in keep:
                 network_id = ns[len(prefix):]
                 LOG.info("removing DHCP of network %s: the network is gone or has no DHCP", network_id)
-                await self.proxy.stop(network_id)
-                await DhcpServer(self.dhcp_root, network_id, ns).remove()
-                await delete_ns(ns)
+                async with self._step(f"removing DHCP of network {network_id}"):
+                    await self.proxy.stop(network_id)
+                    await DhcpServer(self.dhcp_root, network_id, ns).remove()
+                    await delete_ns(ns)
         for network_id in self.proxy.serving() - {ns[len(prefix):] for ns in keep}:
             await self.proxy.stop(network_id)
         if self.dhcp_root.exists():  # files of networks whose namespace went missing
             for d in self.dhcp_root.iterdir():
                 if f"{prefix}{d.name}" not in keep:
-                    await DhcpServer(self.dhcp_root, d.name, f"{prefix}{d.name}").remove()
+                    async with self._step(f"removing DHCP files of network {d.name}"):
+                        await DhcpServer(self.dhcp_root, d.name, f"{prefix}{d.name}").remove()
 
-    async def _routers(self, routers: list[dict[str, Any]], nets: dict[str, Any], present: dict[str, Any],
-                       wanted: set[str]) -> None:
+    async def _dhcp_of(self, net: dict[str, Any], port: dict[str, Any], ns: str, ports: list[dict[str, Any]],
+                       present: dict[str, Any]) -> None:
+        await ensure_ns(ns)
+        end, inner = bridge_end(port["id"]), dhcp_end(port["id"])
+        await self._veth(present, end, bridge(net["id"]), ns, {link["name"] for link in await links(ns)}, inner,
+                         net["mtu"], port["mac"])
+        on_v4 = any(ipaddress.ip_address(ip["ip_address"]).version == 4 for ip in port["ips"])
+        await self._addresses_on(ns, inner, [with_prefix(ip) for ip in port["ips"]]
+                                 + ([f"{METADATA_IP}/32"] if on_v4 else []), await addresses(ns))
+        dhcp_ips = {ip["subnet_id"]: ip["ip_address"] for ip in port["ips"]}
+        await DhcpServer(self.dhcp_root, net["id"], ns).ensure(net, ports, inner, dhcp_ips)
+        if on_v4:
+            try:
+                await self.proxy.serve(net["id"], ns)
+            except OSError as exc:
+                LOG.warning("metadata proxy for network %s could not listen: %s", net["id"], exc)
+
+    async def _routers(self, routers: list[dict[str, Any]], nets: dict[str, Any], present: dict[str, Any]) -> None:
         keep = set()
         for r in routers:
             ns = self.names.router(r["id"])
             keep.add(ns)
-            await ensure_ns(ns, ROUTER_SYSCTLS)
-            inner_keep = set()
-            inside, seen = {link["name"] for link in await links(ns)}, await addresses(ns)
-            legs = [(p, False) for p in r["interfaces"]] + ([(r["gateway"], True)] if r.get("gateway") else [])
-            for port, is_gateway in legs:
-                net = nets.get(port["network_id"])
-                if net is None:
-                    continue
-                end, inner = bridge_end(port["id"]), router_end(port["id"], is_gateway)
-                wanted.add(end)
-                inner_keep.add(inner)
-                await self._veth(present, end, bridge(net["id"]), ns, inside, inner, net["mtu"], port["mac"])
-                addrs = [with_prefix(ip) for ip in port["ips"]]
-                if is_gateway:
-                    addrs += [f"{f['floating_ip_address']}/32" for f in r["floating_ips"]]
-                await self._addresses_on(ns, inner, addrs, seen)
-            for name in inside - inner_keep:
-                if name.startswith(("qr-", "qg-")):
-                    await run("ip", "-n", ns, "link", "del", name, check=False)
-            await self._routes(ns, r)
-            await self._apply_rules(ns, "iptables-restore", "nat", nat_rules(r))
+            async with self._step(f"router {r['id']}"):
+                await self._router(r, ns, nets, present)
         prefix = f"{self.names.prefix}-router-"
         for ns in namespaces(self.names.prefix):
             if ns.startswith(prefix) and ns not in keep:
                 LOG.info("removing router namespace %s: the router is gone", ns)
                 self._applied.pop(f"{ns}/nat", None)
-                await delete_ns(ns)
+                async with self._step(f"removing router namespace {ns}"):
+                    await delete_ns(ns)
+
+    async def _router(self, r: dict[str, Any], ns: str, nets: dict[str, Any], present: dict[str, Any]) -> None:
+        await ensure_ns(ns, ROUTER_SYSCTLS)
+        inner_keep = set()
+        inside, seen = {link["name"] for link in await links(ns)}, await addresses(ns)
+        legs = [(p, False) for p in r["interfaces"]] + ([(r["gateway"], True)] if r.get("gateway") else [])
+        for port, is_gateway in legs:
+            net = nets.get(port["network_id"])
+            if net is None:
+                continue
+            end, inner = bridge_end(port["id"]), router_end(port["id"], is_gateway)
+            inner_keep.add(inner)
+            await self._veth(present, end, bridge(net["id"]), ns, inside, inner, net["mtu"], port["mac"])
+            addrs = [with_prefix(ip) for ip in port["ips"]]
+            if is_gateway:
+                addrs += [f"{f['floating_ip_address']}/32" for f in r["floating_ips"]]
+            await self._addresses_on(ns, inner, addrs, seen)
+        for name in inside - inner_keep:
+            if name.startswith(("qr-", "qg-")):
+                await run("ip", "-n", ns, "link", "del", name, ok_if=GONE_LINK)
+        await self._routes(ns, r)
+        await self._apply_rules(ns, "iptables-restore", "nat", nat_rules(r))
 
     async def _routes(self, ns: str, r: dict[str, Any]) -> None:
         wanted: dict[str, str] = {}
@@ -287,10 +383,15 @@ class NetworkAgent:
 
     async def _apply_rules(self, ns: str, tool: str, table: str, text: str) -> None:
         key = f"{ns}/{table}"
-        if self._applied.get(key) == text:
+        try:  # a namespace made again (removed behind the agent's back) has none of the rules
+            made = os.stat(NETNS_DIR / ns).st_ino
+        except FileNotFoundError:
+            made = 0
+        text_of_ns = f"{made}\n{text}"
+        if self._applied.get(key) == text_of_ns:
             return
-        await run("ip", "netns", "exec", ns, tool, input=text)
-        self._applied[key] = text
+        await run("ip", "netns", "exec", ns, tool, input=text, timeout=RULES_TIMEOUT)
+        self._applied[key] = text_of_ns
 
     async def teardown(self) -> None:
         """Remove every namespace, process and file of this prefix (no network is left)."""
@@ -306,6 +407,8 @@ class NetworkAgent:
             for d in self.dhcp_root.iterdir():
                 await DhcpServer(self.dhcp_root, d.name, "").remove()
         self._applied.clear()
+        self.zones.clear()  # the zones lived in <prefix>-dp, gone with it
+        self._flush.clear()
 
 
 def nat_rules(r: dict[str, Any]) -> str:

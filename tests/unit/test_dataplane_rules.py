@@ -8,6 +8,7 @@ from cumulo.network.agent import nat_rules
 from cumulo.network.dataplane import dhcp, firewall
 
 GROUP, WEB = "g-default", "g-web"
+ZONES = {"net-1": 78}
 
 
 def state() -> dict:
@@ -50,7 +51,7 @@ def lines_of(text: str, chain: str) -> list[str]:
 
 
 def test_remote_group_rules_admit_each_member_address_and_nothing_else() -> None:
-    rules = firewall.rules(state())
+    rules = firewall.rules(state(), 4, ZONES)
     ingress = lines_of(rules, "ci-aaaaaaaaaa")
     members = {"10.1.0.10", "10.1.0.11", "10.1.0.13"}  # the default group's ports (not the unsecured one)
     assert {f"-A ci-aaaaaaaaaa -s {ip}/32 -j RETURN" for ip in members} <= set(ingress)
@@ -59,14 +60,14 @@ def test_remote_group_rules_admit_each_member_address_and_nothing_else() -> None
 
 
 def test_protocol_port_range_prefix_and_icmp_rules() -> None:
-    ingress = lines_of(firewall.rules(state()), "ci-bbbbbbbbbb")
+    ingress = lines_of(firewall.rules(state(), 4, ZONES), "ci-bbbbbbbbbb")
     assert "-A ci-bbbbbbbbbb -p tcp --dport 80 -j RETURN" in ingress
     assert "-A ci-bbbbbbbbbb -s 192.0.2.0/24 -p tcp --dport 8000:8100 -j RETURN" in ingress
     assert "-A ci-bbbbbbbbbb -p icmp --icmp-type 8/0 -j RETURN" in ingress
 
 
 def test_source_check_allows_the_port_and_its_address_pairs_only() -> None:
-    rules = firewall.rules(state())
+    rules = firewall.rules(state(), 4, ZONES)
     check = lines_of(rules, "cs-dddddddddd")
     assert check == ["-A cs-dddddddddd -s 10.1.0.13/32 -m mac --mac-source fa:16:3e:00:00:13 -j RETURN",
                      "-A cs-dddddddddd -s 10.1.0.200/32 -m mac --mac-source fa:16:3e:aa:bb:cc -j RETURN",
@@ -76,14 +77,14 @@ def test_source_check_allows_the_port_and_its_address_pairs_only() -> None:
 
 
 def test_unsecured_port_passes_and_unknown_taps_get_nothing() -> None:
-    rules = firewall.rules(state())
+    rules = firewall.rules(state(), 4, ZONES)
     assert lines_of(rules, "ci-cccccccccc") == ["-A ci-cccccccccc -j RETURN"]
     assert lines_of(rules, "co-cccccccccc") == ["-A co-cccccccccc -j ACCEPT"]
     sg = lines_of(rules, "cumulo-sg")
     unknown_out = next(i for i, line in enumerate(sg) if "--physdev-out tap+" in line)
     first_egress = next(i for i, line in enumerate(sg) if "--physdev-in tapaaaaaaaaaa+" in line)
     assert unknown_out < first_egress and sg[-1].endswith("--physdev-in tap+ --physdev-is-bridged -j DROP")
-    assert "-A PREROUTING -i brqnet-1 -j CT --zone 78" in rules
+    assert "-A PREROUTING -i brqnet-1 -j CT --zone 78" in rules  # the zone the agent gave the network
     assert not any("eeeeeeeeee" in line for line in rules.splitlines())  # the DHCP port is not filtered
 
 
@@ -117,3 +118,9 @@ def test_dnsmasq_files_static_hosts_metadata_route_and_mtu() -> None:
     assert "tag:s-sub-1,option:mtu,1450" in opts and "tag:s-sub-1,option:dns-server,10.1.0.2" in opts
     args = dhcp.arguments(s["networks"][0], "ns-x", __import__("pathlib").Path("/d"))
     assert "--no-resolv" in args and "--dhcp-range=set:s-sub-1,10.1.0.0,static,255.255.255.0,86400s" in args
+
+
+def test_a_network_without_a_conntrack_zone_drops_its_traffic() -> None:
+    """All zones held: the network must not fall back to the default zone others share."""
+    rules = firewall.rules(state(), 4, {})
+    assert "-A PREROUTING -i brqnet-1 -j DROP" in rules and "--zone" not in rules

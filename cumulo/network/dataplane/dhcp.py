@@ -8,6 +8,12 @@ static routes with the default route repeated, as RFC 3442 asks) and the network
 Files live in ``<state>/network/dhcp/<network>/``: hosts, opts, addn-hosts, leases, pid.  A
 change of ports or subnets rewrites them and restarts dnsmasq.  dnsmasq runs on
 its own, so it outlives an agent restart; the agent finds it again by its pid file.
+
+Leases: the leases file outlives dnsmasq restarts, so a lease of a port that is gone (or whose
+MAC changed) would keep its address from the next port given it for the lease time: dnsmasq
+answers that port with nothing ("not using configured address ... because it is leased to" the
+old MAC).  Every reconcile drops the leases no port of the network owns (its MAC with its
+address), see ``stale_leases``.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import logging
 import os
 import shutil
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +79,63 @@ def files(network: dict[str, Any], ports: list[dict[str, Any]], dhcp_ips: dict[s
     return {"hosts": "\n".join(hosts) + "\n", "opts": "\n".join(opts) + "\n", "addn-hosts": "\n".join(names) + "\n"}
 
 
+def write_private(path: Path, text: str) -> None:
+    """``path`` holds ``text`` (mode 0600), replaced atomically."""
+    tmp = path.with_suffix(".part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def owners(ports: list[dict[str, Any]]) -> dict[str, str]:
+    """Address -> the MAC of the port that holds it (the ports of one network)."""
+    return {ip["ip_address"]: str(port["mac"]).lower() for port in ports
+            if port.get("device_owner") != "network:dhcp" for ip in port.get("ips", [])}
+
+
+def duid_mac(duid: str) -> str | None:
+    """The Ethernet MAC inside a DHCPv6 client DUID of type LLT (1) or LL (3), else None."""
+    parts = duid.lower().split(":")
+    if len(parts) >= 4 and parts[2:4] == ["00", "01"]:
+        if parts[:2] == ["00", "01"] and len(parts) == 14:
+            return ":".join(parts[8:])
+        if parts[:2] == ["00", "03"] and len(parts) == 10:
+            return ":".join(parts[4:])
+    return None
+
+
+def stale_leases(text: str, owner_of: dict[str, str]) -> tuple[str, list[str]]:
+    """The leases file ``text`` without the leases no port owns, and the lines dropped.
+
+    An IPv4 lease (``expiry MAC address name client-id``) is owned when a port holds its
+    address with its MAC.  After the ``duid`` line come the IPv6 leases (``expiry IAID address
+    name client-DUID``): owned when a port holds the address and, when the DUID carries a MAC,
+    that MAC (a DUID of another type names no MAC: the address alone decides)."""
+    kept, dropped = [], []
+    v6 = False
+    for line in text.splitlines():
+        parts = line.split()
+        if parts[:1] == ["duid"]:
+            v6 = True
+            kept.append(line)
+            continue
+        if len(parts) < 3:
+            dropped.append(line)
+            continue
+        address = parts[2].strip("[]")
+        mac = owner_of.get(address)
+        if v6:
+            carried = duid_mac(parts[4]) if len(parts) > 4 else None
+            owned = mac is not None and (carried is None or carried == mac)
+        else:
+            owned = mac is not None and parts[1].lower() == mac
+        (kept if owned else dropped).append(line)
+    if kept == [line for line in kept if line.startswith("duid ")]:
+        kept = []  # only the server's DUID: nothing to keep
+    return "".join(f"{line}\n" for line in kept), dropped
+
+
 def arguments(network: dict[str, Any], interface: str, d: Path) -> list[str]:
     args = ["dnsmasq", "--no-hosts", "--no-resolv", "--conf-file=/dev/null", "--strict-order",
             "--except-interface=lo", f"--interface={interface}", "--bind-interfaces",
@@ -120,6 +184,12 @@ class DhcpServer:
         args = arguments(network, interface, self.dir)
         digest = hashlib.sha256("\0".join(args).encode()).hexdigest()
         stamp = self.dir / "args"
+        owner_of = owners(ports)
+        _, stale = stale_leases(self._read_leases(), owner_of)
+        if stale:
+            LOG.info("network %s: dropping %d DHCP leases no port owns (its port is gone or its MAC changed): %s",
+                     self.network_id, len(stale), "; ".join(stale[:5]))
+            changed = True
         pid = self.pid()
         if pid is not None and pid not in pids_in(self.namespace):
             LOG.warning("dnsmasq %s of network %s runs outside its namespace (it was removed): restarting it",
@@ -128,33 +198,51 @@ class DhcpServer:
         if pid is not None and not changed and stamp.exists() and stamp.read_text() == digest:
             return
         # a change is a restart, not SIGHUP: dnsmasq 2.90 was seen to crash re-reading its files on
-        # SIGHUP here; a restart takes milliseconds, keeps the leases file and clients retry
+        # SIGHUP here; a restart takes milliseconds, keeps the leases file and clients retry.
+        # Leases no port owns go from the file while dnsmasq is stopped, rather than by
+        # dhcp_release as Neutron does: the restart happens anyway on every change of ports,
+        # dnsmasq reads the file afresh when it starts (nothing can race the edit), and
+        # dhcp_release is an unacknowledged packet sent from inside the namespace that needs
+        # dnsmasq-utils and a running dnsmasq, and is lost when dnsmasq is down at that moment.
         await self.stop()
+        kept, _ = stale_leases(self._read_leases(), owner_of)  # what dnsmasq wrote until it stopped
+        if kept != self._read_leases():
+            write_private(self.dir / "leases", kept)
         await run("ip", "netns", "exec", self.namespace, *args)
         stamp.write_text(digest)
+
+    def _read_leases(self) -> str:
+        try:
+            return (self.dir / "leases").read_text()
+        except FileNotFoundError:
+            return ""
 
     async def stop(self) -> None:
         pid = self.pid()
         if pid is None:
             return
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
         import asyncio
 
-        for _ in range(100):
-            if self.pid() is None:
+        for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
                 return
-            await asyncio.sleep(0.02)
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                if self.pid() is None:
+                    return
+                await asyncio.sleep(0.02)
+        raise RuntimeError(f"dnsmasq {pid} of network {self.network_id} is still there after SIGKILL")
 
     async def remove(self) -> None:
         await self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
+
+        def gone_is_fine(fn: Any, path: str, info: Any) -> None:
+            if not isinstance(info[1], FileNotFoundError):  # a real failure leaks the files: say so
+                raise info[1]
+
+        shutil.rmtree(self.dir, onerror=gone_is_fine)
 
     def leases(self) -> list[dict[str, str]]:
         """dnsmasq's lease file: expiry, MAC, address, host name."""

@@ -7,7 +7,8 @@ passed it), then to the egress chain of the port it came in from (``co-<port>``:
 check ``cs-<port>`` — MAC and IP of the port and its allowed address pairs — then the rules;
 accepts or drops).  Traffic between router, DHCP and external ends is not filtered.
 Stateful groups admit replies through conntrack; each network's bridge has its own conntrack
-zone, so overlapping addresses of different networks never share an entry.
+zone (allocated by the agent, ``cumulo.network.dataplane.zones``), so overlapping addresses of
+different networks never share an entry; a network without one (all zones held) drops traffic.
 
 ``rules(state)`` is a pure function: the agent applies its output with iptables-restore (and
 ip6tables-restore), atomically, and only when it changed.
@@ -25,10 +26,6 @@ PROTOCOLS = {"tcp": "tcp", "udp": "udp", "icmp": "icmp", "sctp": "sctp", "udplit
              "ipv6-icmp": "ipv6-icmp", "icmpv6": "ipv6-icmp", "6": "tcp", "17": "udp", "1": "icmp",
              "58": "ipv6-icmp", "132": "sctp"}
 WITH_PORTS = {"tcp", "udp", "sctp", "udplite"}
-
-
-def zone(network: dict[str, Any]) -> int:
-    return int(network.get("segment_id") or 0) % 65000 + 1
 
 
 def server_ports(state: dict[str, Any]) -> list[dict[str, Any]]:
@@ -95,8 +92,9 @@ def group_rules(groups: list[dict[str, Any]], direction: str, chain: str, target
             if rule.get("direction") == direction for m in rule_matches(rule, version, remote, direction)]
 
 
-def rules(state: dict[str, Any], version: int = 4) -> str:
-    """iptables-restore input (filter and raw tables) for the machine's bridge namespace."""
+def rules(state: dict[str, Any], version: int, zones: dict[str, int]) -> str:
+    """iptables-restore input (filter and raw tables) for the machine's bridge namespace;
+    ``zones`` is each network's conntrack zone."""
     groups: dict[str, Any] = state.get("security_groups", {})
     remote = members(state)
     filt = [":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]", ":cumulo-sg - [0:0]"]
@@ -161,7 +159,11 @@ def rules(state: dict[str, Any], version: int = 4) -> str:
             *chains, "COMMIT"]
     raw = ["*raw", ":PREROUTING ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]"]
     for network in sorted(state.get("networks", []), key=lambda n: n["id"]):
-        raw.append(f"-A PREROUTING -i {bridge(network['id'])} -j CT --zone {zone(network)}")
+        zone = zones.get(network["id"])
+        if zone is None:  # fail closed: without a zone of its own it would share the default one
+            raw.append(f"-A PREROUTING -i {bridge(network['id'])} -j DROP")
+        else:
+            raw.append(f"-A PREROUTING -i {bridge(network['id'])} -j CT --zone {zone}")
     raw.append("COMMIT")
     return "\n".join(body + raw) + "\n"
 

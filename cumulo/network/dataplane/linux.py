@@ -12,6 +12,7 @@ import asyncio
 import ctypes
 import fcntl
 import json
+import logging
 import os
 import socket
 import struct
@@ -19,6 +20,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+
+from prometheus_client import Counter
 
 T = TypeVar("T")
 NETNS_DIR = Path("/run/netns")
@@ -28,18 +31,75 @@ IFF_TAP, IFF_NO_PI, IFF_VNET_HDR = 0x0002, 0x1000, 0x4000
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
+LOG = logging.getLogger(__name__)
+TIMEOUT = 30.0  # seconds any one command may take before it is killed
+# the only failures that mean "it is already so" (anything else is a real failure)
+GONE_LINK = ("Cannot find device",)  # ip link del of a link that is not there
+GONE_NS = ("No such file or directory",)  # ip netns delete of a namespace that is not there
+EXISTS = ("File exists",)  # ip netns add / ip link add of what is there already
+COMMAND_FAILURES = Counter("cumulo_network_command_failures_total",
+                           "Dataplane commands (ip, iptables-restore, dnsmasq, conntrack, ...) that failed or timed "
+                           "out; the agent's next reconcile retries them", ["command", "reason"])
+
+
 class CommandFailed(RuntimeError):
+    def __init__(self, cmd: tuple[str, ...], returncode: int | None, stderr: str, timed_out: bool = False) -> None:
+        self.cmd, self.returncode, self.stderr, self.timed_out = cmd, returncode, stderr, timed_out
+        what = "timed out" if timed_out else f"failed ({returncode})"
+        super().__init__(f"{shown(cmd)} {what}: {stderr.strip()[-600:]}")
+
+
+class CommandTimedOut(CommandFailed):
     pass
 
 
-async def run(*cmd: str, input: str | None = None, check: bool = True) -> str:
+def shown(cmd: tuple[str, ...] | list[str]) -> str:
+    return " ".join(cmd)[:300]
+
+
+def tool(cmd: tuple[str, ...] | list[str]) -> str:
+    """The program a command line runs (the one behind ``ip netns exec NS``)."""
+    if len(cmd) > 3 and cmd[0] == "ip" and cmd[1:3] == ("netns", "exec"):
+        return os.path.basename(cmd[4]) if len(cmd) > 4 else "ip"
+    return os.path.basename(cmd[0])
+
+
+async def run(*cmd: str, input: str | None = None, check: bool = True, timeout: float = TIMEOUT,
+              ok_if: tuple[str, ...] = ()) -> str:
+    """Run ``cmd`` and return its output.  A failure raises ``CommandFailed`` (unless ``check`` is
+    false, or its error output says one of ``ok_if``: the "already so" case the caller expects); a
+    command that takes longer than ``timeout`` seconds is killed and raises ``CommandTimedOut``
+    whatever ``check`` says, so no command can hang the agent.  Both are logged and counted."""
     proc = await asyncio.create_subprocess_exec(
         *cmd, stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate(input.encode() if input is not None else None)
-    if check and proc.returncode != 0:
-        raise CommandFailed(f"{' '.join(cmd[:6])} failed ({proc.returncode}): "
-                            f"{err.decode(errors='replace').strip()[-600:]}")
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(input.encode() if input is not None else None), timeout)
+    except TimeoutError:
+        try:
+            proc.kill()
+        except ProcessLookupError:
+            pass
+        try:
+            await asyncio.wait_for(proc.wait(), 5)
+        except TimeoutError:
+            LOG.error("command %s (pid %s) does not die after SIGKILL", shown(cmd), proc.pid)
+        COMMAND_FAILURES.labels(tool(cmd), "timeout").inc()
+        LOG.warning("command timed out after %ss and was killed: %s", timeout, shown(cmd))
+        raise CommandTimedOut(cmd, None, "", timed_out=True) from None
+    except BaseException:  # cancelled: the command must not outlive the caller
+        if proc.returncode is None:
+            try:
+                proc.kill()
+            except ProcessLookupError:
+                pass
+        raise
+    text = err.decode(errors="replace")
+    if proc.returncode != 0 and not any(marker in text for marker in ok_if):
+        COMMAND_FAILURES.labels(tool(cmd), "failed").inc()
+        if check:
+            LOG.warning("command failed (%s): %s: %s", proc.returncode, shown(cmd), text.strip()[-600:])
+            raise CommandFailed(cmd, proc.returncode, text)
     return out.decode(errors="replace")
 
 
@@ -63,7 +123,7 @@ async def ensure_ns(name: str, sysctls: dict[str, str] | None = None) -> bool:
     process sees; a namespace made again is set again); True when it was just made."""
     made = False
     if not ns_exists(name):
-        await run("ip", "netns", "add", name, check=False)  # a concurrent maker may win: fine
+        await run("ip", "netns", "add", name, ok_if=EXISTS)  # a concurrent maker may win: fine
         made = True
     try:
         key = (name, os.stat(NETNS_DIR / name).st_ino)
@@ -92,7 +152,7 @@ async def delete_ns(name: str) -> None:
             os.kill(pid, 15)
         except ProcessLookupError:
             pass
-    await run("ip", "netns", "delete", name, check=False)
+    await run("ip", "netns", "delete", name, ok_if=GONE_NS)
 
 
 def pids_in(name: str) -> list[int]:
@@ -140,7 +200,7 @@ async def ensure_bridge(ns: str, name: str, mtu: int, link: dict[str, Any] | Non
     """Bridge ``name`` in ``ns``, up; ``link`` is what ``links()`` saw of it (None: absent).  The
     agent and the compute driver may both make it at the same moment: either wins."""
     if link is None:
-        await run("ip", "-n", ns, "link", "add", name, "mtu", str(mtu), "type", "bridge", check=False)
+        await run("ip", "-n", ns, "link", "add", name, "mtu", str(mtu), "type", "bridge", ok_if=EXISTS)
     if link is None or not link["up"]:
         await run("ip", "-n", ns, "link", "set", name, "up")
 
