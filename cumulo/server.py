@@ -25,6 +25,7 @@ import yaml
 from starlette.types import ASGIApp
 
 from cumulo.core import bus as busmod
+from cumulo.core import logging as logmod
 from cumulo.core.config import Config
 from cumulo.core.db import Database
 from cumulo.core.http.admin import create_admin_app
@@ -71,11 +72,17 @@ class Controller:
     def secret(self, name: str, configured: str) -> str:
         """A configured password, or one generated once and kept (0600) in the state directory."""
         if configured:
+            logmod.add_secret(configured)
             return configured
         path = self.cfg.state_path / name
         if path.exists():
-            return path.read_text().strip()
+            if path.stat().st_mode & 0o077:  # written by an older version, or copied in
+                os.chmod(path, 0o600)
+            value = path.read_text().strip()
+            logmod.add_secret(value)
+            return value
         value = secrets.token_urlsafe(18)
+        logmod.add_secret(value)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(value + "\n")
@@ -83,8 +90,9 @@ class Controller:
 
     async def start(self) -> None:
         cfg = self.cfg
-        cfg.state_path.mkdir(parents=True, exist_ok=True)
+        cfg.state_path.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(cfg.state_path, 0o700)
+        logmod.add_config_secrets(cfg)
         self.db = Database(cfg.database_url, cfg.database.pool_size, cfg.database.echo)
         await self.db.migrate()
         self.bus = busmod.connect(cfg.bus.url, cfg.bus.rpc_timeout, cfg.bus.prefix)
@@ -299,9 +307,8 @@ class Controller:
 def write_status(cfg: Config, specs: list[tuple[str, int, Any]]) -> None:
     status = {"pid": os.getpid(), "started": time.time(), "host": socket.gethostname(),
               "listeners": {name: f"http://{cfg.public_host}:{port}" for name, port, _ in specs},
-              "database": cfg.database_url.split("@")[-1], "bus": cfg.bus.url.split("@")[-1]}
-    path = cfg.state_path / "status.json"
-    path.write_text(json.dumps(status, indent=2))
+              "database": logmod.mask_url(cfg.database_url), "bus": logmod.mask_url(cfg.bus.url)}
+    _write_private(cfg.state_path / "status.json", json.dumps(status, indent=2))
 
 
 def clouds(cfg: Config, admin_pw: str, demo_pw: str) -> dict[str, Any]:

@@ -55,14 +55,15 @@ def up(ctx: click.Context) -> None:
     """
     cfg = load(ctx)
     logmod.setup(cfg.logging.level, cfg.logging.file)
+    logmod.add_config_secrets(cfg)
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:
         pass
-    click.echo(f"cumulo: state in {cfg.state_dir}, database {cfg.database_url.split('@')[-1]}, "
-               f"bus {cfg.bus.url.split('@')[-1]}", err=True)
+    click.echo(f"cumulo: state in {cfg.state_dir}, database {logmod.mask_url(cfg.database_url)}, "
+               f"bus {logmod.mask_url(cfg.bus.url)}", err=True)
     ready = asyncio.Event()
 
     async def main_task() -> None:
@@ -135,6 +136,7 @@ def agent(ctx: click.Context, host: str, fake: bool, vcpus: int, memory_mb: int,
     """
     cfg = load(ctx)
     logmod.setup(cfg.logging.level, cfg.logging.file)
+    logmod.add_config_secrets(cfg)
     if cfg.bus.url.startswith("memory:"):
         raise click.ClickException("a separate agent needs a shared bus: set CUMULO_BUS__URL=amqp://... "
                                    "(or run fake nodes inside `cumulo up` with [compute] fake_nodes)")
@@ -182,11 +184,12 @@ def config_show(ctx: click.Context) -> None:
     """Print the effective configuration as TOML (passwords masked)."""
     cfg = load(ctx.parent.parent if ctx.parent and ctx.parent.parent else ctx)
     data = configmod.as_dict(cfg)
-    for key in ("admin_password", "demo_password"):
-        if data["bootstrap"].get(key):
-            data["bootstrap"][key] = "***"
-    if "@" in data["database"]["url"]:
-        data["database"]["url"] = "***@" + data["database"]["url"].split("@", 1)[1]
+    for section, key in (("bootstrap", "admin_password"), ("bootstrap", "demo_password"),
+                         ("compute", "metadata_secret")):
+        if data[section].get(key):
+            data[section][key] = "***"
+    data["database"]["url"] = logmod.mask_url(data["database"]["url"])
+    data["bus"]["url"] = logmod.mask_url(data["bus"]["url"])
     click.echo(f"# from {cfg.source or 'defaults'} and CUMULO_* environment variables")
     click.echo(configmod.to_toml(data))
 
@@ -351,6 +354,7 @@ def network_agent(ctx: click.Context) -> None:
     secret, and [api] public_host where their metadata API answers."""
     cfg = load(ctx.find_root())
     logmod.setup(cfg.logging.level, cfg.logging.file)
+    logmod.add_config_secrets(cfg)
     if cfg.bus.url.startswith("memory:"):
         raise click.ClickException("a separate agent needs a shared bus: set CUMULO_BUS__URL=amqp://...")
 

@@ -12,6 +12,7 @@ import contextvars
 import datetime as dt
 import json
 import logging
+import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -85,7 +86,44 @@ class JSONText(TypeDecorator[Any]):
 
 
 __all__ = ["Base", "Database", "JSON", "JSONText", "UTCDateTime", "IntegrityError", "DBAPIError",
-           "new_id", "utcnow", "async_url"]
+           "new_id", "utcnow", "async_url", "integrity_kind", "is_duplicate"]
+
+# What an IntegrityError really is.  Only UNIQUE means "that name/address/id is taken": a foreign
+# key, a NOT NULL or a CHECK failing is another fault (a referent deleted meanwhile, or a bug) and
+# must not be answered with "already exists".
+UNIQUE, FOREIGN_KEY, NOT_NULL, CHECK, OTHER = "unique", "foreign_key", "not_null", "check", "other"
+_SQLITE = {"SQLITE_CONSTRAINT_UNIQUE": UNIQUE, "SQLITE_CONSTRAINT_PRIMARYKEY": UNIQUE,
+           "SQLITE_CONSTRAINT_FOREIGNKEY": FOREIGN_KEY, "SQLITE_CONSTRAINT_NOTNULL": NOT_NULL,
+           "SQLITE_CONSTRAINT_CHECK": CHECK}
+_SQLITE_TEXT = (("UNIQUE constraint failed", UNIQUE), ("FOREIGN KEY constraint failed", FOREIGN_KEY),
+                ("NOT NULL constraint failed", NOT_NULL), ("CHECK constraint failed", CHECK))
+_POSTGRES = {"23505": UNIQUE, "23503": FOREIGN_KEY, "23502": NOT_NULL, "23514": CHECK}  # SQLSTATE
+_MYSQL = {1062: UNIQUE, 1586: UNIQUE, 1216: FOREIGN_KEY, 1217: FOREIGN_KEY, 1451: FOREIGN_KEY,
+          1452: FOREIGN_KEY, 1048: NOT_NULL, 1364: NOT_NULL, 3819: CHECK, 4025: CHECK}
+
+
+def integrity_kind(exc: BaseException) -> str:
+    """``unique``, ``foreign_key``, ``not_null``, ``check`` or ``other`` for a database error, read
+    from the driver's own code: SQLite's extended result code (sqlite3/aiosqlite), PostgreSQL's
+    SQLSTATE (asyncpg), MySQL/MariaDB's error number (pymysql under aiomysql)."""
+    orig = getattr(exc, "orig", None) or exc
+    name = getattr(orig, "sqlite_errorname", None)
+    if isinstance(name, str) and name in _SQLITE:
+        return _SQLITE[name]
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if isinstance(code, str):
+        return _POSTGRES.get(code, OTHER)
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int) and not isinstance(args[0], bool):
+        return _MYSQL.get(args[0], OTHER)
+    text = str(args[0]) if args else ""
+    return next((kind for prefix, kind in _SQLITE_TEXT if text.startswith(prefix)), OTHER)
+
+
+def is_duplicate(exc: BaseException) -> bool:
+    """Whether an IntegrityError is a unique (or primary key) violation: the one case a service
+    may answer with 409 "already exists" or retry with another value."""
+    return integrity_kind(exc) == UNIQUE
 
 
 def async_url(url: str) -> str:
@@ -111,11 +149,13 @@ class Database:
     def __init__(self, url: str, pool_size: int = 10, echo: bool = False) -> None:
         self.url = async_url(url)
         self.dialect = make_url(self.url).get_backend_name()
-        kwargs: dict[str, Any] = {"echo": echo}
+        # Statements' parameters stay out of logs and error messages: they hold user data, hashes
+        # and credential blobs.
+        kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
         if self.dialect == "sqlite":
             path = make_url(self.url).database
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                private_sqlite_file(Path(path))
             kwargs["connect_args"] = {"timeout": 30}
         else:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
@@ -125,9 +165,15 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # SQLite has one writer: transactions that meet its lock sleep in its busy handler (up to
-        # 100 ms a try).  Taking turns in-process instead hands the database over at once.  A task
-        # that already holds the turn (a nested session) does not wait for itself.
+        # 100 ms a try), and a read that turns into a write after another process committed fails
+        # at once (SQLITE_BUSY_SNAPSHOT).  Taking turns instead hands the database over at once:
+        # in-process with a lock, across the API worker processes with an flock on ``<db>.turn``
+        # (``FileTurn``).  A task that already holds the turn (a nested session) does not wait for itself.
         self._turn: asyncio.Lock | None = asyncio.Lock() if self.dialect == "sqlite" else None
+        self._file_turn: FileTurn | None = None
+        sqlite_path = make_url(self.url).database if self.dialect == "sqlite" else None
+        if sqlite_path and sqlite_path != ":memory:":
+            self._file_turn = FileTurn(sqlite_path + ".turn")
         self._holder: contextvars.ContextVar[bool] = contextvars.ContextVar(f"db_turn_{id(self)}", default=False)
 
     @contextlib.asynccontextmanager
@@ -139,15 +185,21 @@ class Database:
             return
         async with self._turn:
             token = self._holder.set(True)
+            if self._file_turn is not None:
+                await self._file_turn.acquire()
             try:
                 async with self.sessions() as session:
                     async with session.begin():
                         yield session
             finally:
+                if self._file_turn is not None:
+                    self._file_turn.release()
                 self._holder.reset(token)
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self._file_turn is not None:
+            self._file_turn.close()
 
     async def migrate(self) -> None:
         """Bring the schema to the newest revision (idempotent)."""
@@ -168,6 +220,62 @@ class Database:
 
         async with self.engine.connect() as conn:
             return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+
+
+def private_sqlite_file(path: Path) -> None:
+    """The SQLite database (and its -wal/-shm files, which SQLite creates with the database's
+    mode) readable by its owner only: it holds password hashes and every tenant's records."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT, 0o600))
+    for f in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            if f.stat().st_mode & 0o077:
+                os.chmod(f, 0o600)
+
+
+class FileTurn:
+    """The SQLite turn across processes: an exclusive ``flock`` on a file next to the database.
+
+    Uncontended it costs two system calls.  When another process holds it, one thread of its own
+    waits in the kernel's ``flock`` (woken the moment the holder lets go, never a busy sleep), so
+    neither the event loop nor the shared thread pool (busy with password hashes) waits.
+    """
+
+    def __init__(self, path: str) -> None:
+        import concurrent.futures
+
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._waiter = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite-turn")
+
+    async def acquire(self) -> None:
+        import fcntl
+
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        got = asyncio.get_running_loop().run_in_executor(self._waiter, fcntl.flock, self.fd, fcntl.LOCK_EX)
+        try:
+            await asyncio.shield(got)
+        except asyncio.CancelledError:
+            # the thread will get the lock: wait for it and let go, so the next task of this
+            # process never believes it holds a lock that is about to be released under it
+            with contextlib.suppress(BaseException):
+                await got
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            raise
+
+    def release(self) -> None:
+        import fcntl
+
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        self._waiter.shutdown(wait=False)
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+        self.fd = -1
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -1,15 +1,87 @@
-"""Logging set-up: every line of a request carries ``[req-... user project]``.
+"""Logging set-up: every line of a request carries ``[req-... user project]``, and no secret.
 
 An operator follows one request across services by grepping its request id (Ops Guide,
 "Tracing Instance Requests"); lines outside a request carry ``[-]``.
+
+Every handler formats through ``RedactingFormatter``: whatever a line (or a traceback) holds,
+token headers (``X-Auth-Token``, ``X-Subject-Token``), Fernet tokens (``gAAAA...``), the values of
+``password``/``secret``/``adminPass``/``token`` keys, passwords in URLs (``scheme://user:pw@``) and
+every secret registered with ``add_secret`` (the bootstrap passwords, the metadata secret, the
+database and bus passwords) come out as ``***``.  Code should not log secrets in the first place;
+this is the net under it.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
+import threading
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from cumulo.core import context
+
+MASK = "***"
+_KEYS = r"(?:password|passwd|secret|adminpass|admin_pass|x-auth-token|x-subject-token|x-auth-key|token|" \
+        r"authorization|os_password|blob|credential)"
+# `"password": "..."`, `password=...`, `X-Auth-Token: ...`, `'secret': '...'` (JSON, repr, headers,
+# query strings, env files).  A value that opens an object or list is left: its members get their turn.
+_KEYED = re.compile(
+    r"""(?ix)
+    (?P<key>["']?\b[\w-]*""" + _KEYS + r"""["']?\s*[:=]\s*)
+    (?P<value>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|(?:(?:basic|bearer)\s+)?(?![\[{(])[^\s,;&}'"\]]+)""")
+_FERNET = re.compile(r"gAAAAA[A-Za-z0-9_\-]{20,}={0,2}")
+_URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.\-]*://[^\s/:@]*:)(?P<pw>[^\s/@]+)(?P<at>@)", re.I)
+
+_secrets: set[str] = set()
+_secrets_re: re.Pattern[str] | None = None
+_lock = threading.Lock()
+
+
+def add_secret(value: str | None) -> None:
+    """Mask ``value`` wherever it appears in a log line from now on (short values are ignored:
+    masking every "admin" would hide more than it protects)."""
+    global _secrets_re
+    if not value or len(value) < 8 or value in _secrets:
+        return
+    with _lock:
+        _secrets.add(value)
+        _secrets_re = re.compile("|".join(re.escape(s) for s in sorted(_secrets, key=len, reverse=True)))
+
+
+def add_url_secret(url: str | None) -> None:
+    """Register the password of a ``scheme://user:password@host`` URL."""
+    if url:
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            return
+        if password:
+            add_secret(password)
+            add_secret(unquote(password))
+
+
+def _keyed(m: re.Match[str]) -> str:
+    value = m.group("value")
+    quote = value[0] if value[:1] in ("'", '"') else ""
+    if not quote and len(value) < 16 and m.group("key").lower().rstrip(": =").endswith("token"):
+        return m.group(0)  # prose ("could not find token: The token ..."), not a token
+    return f"{m.group('key')}{quote}{MASK}{quote}"
+
+
+def redact(text: str) -> str:
+    """``text`` with every secret it holds replaced by ``***``."""
+    if _secrets_re is not None:
+        text = _secrets_re.sub(MASK, text)
+    text = _FERNET.sub(MASK, text)
+    text = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}{MASK}{m.group('at')}", text)
+    return _KEYED.sub(_keyed, text)
+
+
+def mask_url(url: str) -> str:
+    """A URL for display: its password (in the authority or the query) masked, the rest kept."""
+    return _KEYED.sub(_keyed, _URL_PASSWORD.sub(lambda m: f"{m.group('head')}{MASK}{m.group('at')}", url))
 
 
 class RequestTagFilter(logging.Filter):
@@ -19,17 +91,36 @@ class RequestTagFilter(logging.Filter):
         return True
 
 
+class RedactingFormatter(logging.Formatter):
+    """Formats as usual, then masks secrets in the whole line, traceback included."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
 FORMAT = "%(asctime)s %(levelname)s %(name)s %(req)s %(message)s"
 
 
 def setup(level: str = "INFO", path: str = "") -> None:
     handler: logging.Handler = logging.FileHandler(path) if path else logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setFormatter(RedactingFormatter(FORMAT))
     handler.addFilter(RequestTagFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for noisy in ("aiormq", "aio_pika", "alembic.runtime.migration", "uvicorn.access", "uvicorn.error"):
+    # aiosqlite logs every statement with its parameters at DEBUG
+    for noisy in ("aiormq", "aio_pika", "alembic.runtime.migration", "uvicorn.access", "uvicorn.error",
+                  "aiosqlite", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def add_config_secrets(cfg: Any) -> None:
+    """Register the secrets a configuration holds: the database and bus passwords, the metadata
+    secret and the bootstrap passwords (the generated ones are registered where they are read)."""
+    add_url_secret(cfg.database_url)
+    add_url_secret(cfg.bus.url)
+    add_secret(cfg.compute.metadata_secret)
+    add_secret(cfg.bootstrap.admin_password)
+    add_secret(cfg.bootstrap.demo_password)

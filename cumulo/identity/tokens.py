@@ -39,6 +39,8 @@ class KeyRepository:
     def setup(self) -> None:
         """Create the repository with a staged and a primary key, unless it exists."""
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.path.stat().st_mode & 0o077:  # the keys sign every token: owner only
+            os.chmod(self.path, 0o700)
         if not self._indexes():
             self._write(0, Fernet.generate_key())
             self.rotate()
