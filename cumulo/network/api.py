@@ -258,9 +258,10 @@ def router(svc: NetworkService, groups: SecurityGroups) -> Router:
         _, admin = who(request)
         values = network_values(item, admin, True)
         values["project_id"] = owner_of(request, item)
-        await svc.check_quota("network", values["project_id"])
-        row = await svc.create_network(values)
-        await within_quota("network", row, svc.delete_network)
+        async with svc.quota_turn("network", values["project_id"]):
+            await svc.check_quota("network", values["project_id"])
+            row = await svc.create_network(values)
+            await within_quota("network", row, svc.delete_network)
         return row, network_view(row, [])
 
     @r.route("/v2.0/networks", ["GET", "POST"])
@@ -532,9 +533,10 @@ def router(svc: NetworkService, groups: SecurityGroups) -> Router:
         if values.get("security_groups") and not values["port_security_enabled"]:
             raise BadRequest("Port has security group associated. Cannot disable port security or ip address "
                              "until security group is removed", kind="PortSecurityAndIPRequiredForSecurityGroups")
-        await svc.check_quota("port", values["project_id"])
-        row = await svc.create_port(values, fixed_ips_of(item), project, admin)
-        await within_quota("port", row, svc.delete_port)
+        async with svc.quota_turn("port", values["project_id"]):
+            await svc.check_quota("port", values["project_id"])
+            row = await svc.create_port(values, fixed_ips_of(item), project, admin)
+            await within_quota("port", row, svc.delete_port)
         ips = await svc.allocations([row.id])
         return row, port_view(row, ips[row.id])
 

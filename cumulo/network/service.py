@@ -12,12 +12,14 @@ import ipaddress
 import random
 import uuid
 from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from sqlalchemy import delete, func, select
 
 from cumulo.core.db import Database, IntegrityError
 from cumulo.core.http.faults import BadRequest, Conflict, NotFound
+from cumulo.core.quota import turn
 from cumulo.network import quotas
 from cumulo.network.models import IPAllocation, Network, Port, Subnet
 from cumulo.network.quotas import DEFAULT_QUOTAS
@@ -107,6 +109,11 @@ class NetworkService:
     async def check_quota(self, resource: str, project: str, wanted: int = 1) -> None:
         """409 OverQuota unless ``wanted`` more of ``resource`` fit in the project's limit."""
         await quotas.check(self.db, resource, project, wanted)
+
+    def quota_turn(self, resource: str, project: str) -> AbstractAsyncContextManager[None]:
+        """Check, create and commit ``resource`` of ``project`` inside this: racing creates take
+        turns, so exactly as many succeed as the quota has room for."""
+        return turn(self.db, f"network:{resource}:{project}")
 
     # -- networks --------------------------------------------------------------------------------
     async def create_network(self, values: dict[str, Any]) -> Network:

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,3 +203,15 @@ def admin(cloud: Cloud) -> tuple[str, dict]:
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def wait_for(check: Callable[[], object], timeout: float, what: str, every: float = 0.2) -> object:
+    """Poll ``check`` until it returns something true and return that; fail after ``timeout`` s
+    saying ``what`` was awaited (synchronization on state, never on a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(every)
