@@ -159,6 +159,23 @@ class ServerManager:
                 return f"Quota exceeded for {name}: Requested {used[name]}, but the limit is {limit}."
         return None
 
+    async def quota_fit(self, project_id: str, flavor: Flavor, count: int,
+                        extra: int = 0) -> tuple[int, str | None]:
+        """How many of ``count`` more servers of ``flavor`` the quota allows (``extra`` of them are
+        already counted in the usage), and the reason when that is fewer than ``count``."""
+        used = await self.usage(project_id)
+        fit, why = count, None
+        for name, each in (("instances", 1), ("cores", flavor.vcpus), ("ram", flavor.ram)):
+            limit = await self.compute.quota(project_id, name)
+            if limit is None or each <= 0:
+                continue
+            room = (limit - used[name]) // each + extra
+            if room < fit:
+                fit = max(room, 0)
+                why = (f"Quota exceeded for {name}: Requested {used[name] + (count - extra) * each}, "
+                       f"but the limit is {limit}.")
+        return fit, why
+
     # -- create -----------------------------------------------------------------------------
     async def create(self, *, project_id: str, user_id: str, name: str, flavor: Flavor, image_id: str | None,
                      count: int, min_count: int = 1, zone: str | None, key_name: str | None,
@@ -167,6 +184,12 @@ class ServerManager:
         """Insert the servers, check quota counting them (so concurrent creates never overshoot),
         then schedule and build each in the background.  ``extra`` holds column values
         (description, user_data, ...), ``request`` what the scheduler and agents need later."""
+        # a first look at the quota before anything is built: a request for more than the project
+        # may have is refused (or trimmed down to min_count) in one query, whatever it asks for
+        fit, problem = await self.quota_fit(project_id, flavor, count)
+        if fit < min_count:
+            raise Forbidden(problem or "Quota exceeded.")
+        count = fit
         snapshot = flavor_snapshot(flavor)
         now = utcnow()
         request = dict(request or {})
@@ -185,14 +208,14 @@ class ServerManager:
                     s.add(ServerTag(server_id=row.id, tag=tag))
                 if group:
                     s.add(ServerGroupMember(group_id=group, server_id=row.id))
+        # the recheck with our rows counted: concurrent creates never overshoot together
         problem = await self.over_quota(project_id)
         if problem and count > min_count:  # take fewer, as Nova does, down to min_count
-            for _ in range(count - min_count):
-                victim = rows.pop()
+            fit, _ = await self.quota_fit(project_id, flavor, count, extra=count)
+            for victim in rows[max(fit, min_count):]:
                 await self._forget(victim.id)
-                problem = await self.over_quota(project_id)
-                if not problem:
-                    break
+            del rows[max(fit, min_count):]
+            problem = await self.over_quota(project_id)
         if problem:
             for row in rows:
                 await self._forget(row.id)

@@ -504,8 +504,10 @@ def build_app(svc: ImageService, identity: IdentityService, max_body: int) -> AS
 
     routes = router(svc)
     routes.include(metadefs.router(svc.db))
+    from cumulo.image.schemas import REQUEST_SCHEMAS
+
     return create_app("image", routes, identity, max_body=max_body, unlimited=unlimited,
-                      redirect_slashes=False)
+                      redirect_slashes=False, schemas=REQUEST_SCHEMAS)
 
 
 __all__ = ["build_app", "ValidationError"]

@@ -1,9 +1,11 @@
-"""JSON schemas served at /v2/schemas/*, describing Cumulo's image and member documents."""
+"""JSON schemas served at /v2/schemas/*, describing Cumulo's image and member documents, and the
+schemas request bodies are checked against before any handler runs (``REQUEST_SCHEMAS``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from cumulo.core.http.schema import Schema, array, obj, string
 from cumulo.image.service import CONTAINER_FORMATS, DISK_FORMATS, VISIBILITIES
 
 _NULLABLE_STRING = {"type": ["null", "string"]}
@@ -102,3 +104,22 @@ SCHEMAS.update({
     "metadefs/tag": _metadef("tag", _TAG),
     "metadefs/tags": _metadef("tags", {"tags": {"type": "array", "items": _TAG}}),
 })
+
+
+# -- request bodies: Glance lets an image carry any extra property, so image bodies are open
+# objects, but bounded (at most 128 attributes, keys of at most 255 characters); the attribute
+# rules (read-only and reserved names, formats, visibility) stay in the handlers.
+
+OPEN: Schema = {"type": "object", "maxProperties": 128, "propertyNames": {"maxLength": 255}}
+PATCH_OP = obj({"op": {"type": "string", "enum": ["add", "remove", "replace"]}, "path": string(300, 1),
+                "value": {}}, required=("op", "path"))
+
+REQUEST_SCHEMAS: dict[tuple[str, str], Schema] = {
+    ("POST", "/v2/images"): OPEN,
+    ("PATCH", "/v2/images/{image_id}"): array(PATCH_OP, 256),
+    ("POST", "/v2/images/{image_id}/members"): obj({"member": string(255, 1)}, required=("member",)),
+    ("PUT", "/v2/images/{image_id}/members/{member_id}"): obj({"status": string(32, 1)}, required=("status",)),
+    ("POST", "/v2/images/{image_id}/import"): {"type": "object", "maxProperties": 16,
+                                               "properties": {"method": {"type": "object", "maxProperties": 16}}},
+    ("POST", "/v2/tasks"): OPEN,
+}

@@ -167,4 +167,5 @@ def notifying(app: Any, bus: Any) -> Any:
         if status.get("code", 500) < 400:
             await bus.publish("network.changed", {"path": scope["path"]})
 
+    wrapped.app = app  # type: ignore[attr-defined]  # what it wraps (its OpenAPI document)
     return wrapped

@@ -429,4 +429,7 @@ def router(svc: PlacementService) -> Router:
 
 
 def build_app(svc: PlacementService, identity: IdentityService, max_body: int) -> ASGIApp:
-    return create_app("placement", router(svc), identity, max_body=max_body, microversions=MICROVERSIONS)
+    from cumulo.placement.schemas import SCHEMAS
+
+    return create_app("placement", router(svc), identity, max_body=max_body, microversions=MICROVERSIONS,
+                      schemas=SCHEMAS)

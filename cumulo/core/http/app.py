@@ -9,7 +9,7 @@ format, and records metrics.  Handlers stay small: parse, call the service, shap
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cumulo.core import context
 from cumulo.core.context import AuthContext
-from cumulo.core.http import faults, metrics
+from cumulo.core.http import faults, metrics, schema
 from cumulo.core.http.requestid import RequestIdMiddleware
 
 LOG = logging.getLogger(__name__)
@@ -97,20 +97,32 @@ def auth_of(request: Request) -> AuthContext:
 
 
 async def json_body(request: Request, required: bool = True) -> Any:
-    """The request body as JSON, or a 400 that says what is wrong with it."""
+    """The request body as JSON, or a 4xx that says what is wrong with it: not JSON (415 for
+    another Content-Type), too deep or holding NUL characters (400; see ``schema.check_shape``).
+    A body the route's schema already checked is parsed once."""
+    parsed = request.scope.get("cumulo.json", _UNPARSED)
+    if parsed is not _UNPARSED:
+        return parsed
     body = await request.body()
     if not body:
         if required:
             raise faults.ValidationError("The request body is empty: a JSON document is required.")
         return None
+    schema.check_content_type(request.headers.get("content-type"))
     try:
-        return orjson.loads(body)
+        data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise faults.ValidationError(f"The request body is not valid JSON: {exc}") from None
+    schema.check_shape(data)
+    request.scope["cumulo.json"] = data
+    return data
+
+
+_UNPARSED = object()
 
 
 def _wrap(service: str, ep: Endpoint, validator: TokenValidator | None,
-          render: faults.Renderer) -> Handler:
+          render: faults.Renderer, bodies: dict[str, schema.Validator] | None = None) -> Handler:
     async def endpoint(request: Request) -> Response:
         ctx = context.current.get()
         try:
@@ -128,6 +140,8 @@ def _wrap(service: str, ep: Endpoint, validator: TokenValidator | None,
                 request.state.auth = auth
                 if ctx is not None:
                     ctx.auth = auth
+            if bodies and request.method in bodies:
+                schema.validate(bodies[request.method], await json_body(request))
             response = await ep.handler(request)
         except faults.Fault as fault:
             if fault.code >= 500:
@@ -207,9 +221,20 @@ def create_app(service: str, router: Router, validator: TokenValidator | None,
                max_body: int = 114688, unlimited: Callable[[str], bool] | None = None,
                redirect_slashes: bool = True, microversions: Any = None,
                on_startup: Sequence[Callable[[], Any]] = (),
-               on_shutdown: Sequence[Callable[[], Any]] = ()) -> ASGIApp:
+               on_shutdown: Sequence[Callable[[], Any]] = (),
+               schemas: Mapping[tuple[str, str], schema.Schema] | None = None) -> ASGIApp:
+    """The service's app; ``schemas`` maps (method, route template) to the JSON Schema its body
+    must fit (see ``cumulo.core.http.schema``).  The app's OpenAPI document is ``app.openapi``."""
     render = faults.RENDERERS.get(service, faults.identity_body)
-    routes = [Route(ep.path, _wrap(service, ep, validator, render), methods=ep.methods)
+    schemas = dict(schemas or {})
+    known = {(m, ep.path) for ep in router.endpoints for m in ep.methods}
+    unknown = sorted(set(schemas) - known)
+    if unknown:
+        raise ValueError(f"{service}: schemas for routes that do not exist: {unknown}")
+    compiled = {key: schema.compile_schema(value) for key, value in schemas.items()}
+    routes = [Route(ep.path, _wrap(service, ep, validator, render,
+                                   {m: compiled[(m, ep.path)] for m in ep.methods if (m, ep.path) in compiled}),
+                    methods=ep.methods)
               for ep in router.endpoints]
 
     async def fault_handler(request: Request, exc: Exception) -> Response:
@@ -229,5 +254,7 @@ def create_app(service: str, router: Router, validator: TokenValidator | None,
         wrapped = MicroversionMiddleware(wrapped, microversions, render)
     wrapped = RequestIdMiddleware(wrapped, service=service, max_body=max_body, unlimited=unlimited)
     wrapped = metrics.MetricsMiddleware(wrapped, service=service)
+    wrapped.openapi = lambda url="": schema.openapi_document(  # type: ignore[attr-defined]
+        service, [(ep.path, ep.methods) for ep in router.endpoints], schemas, url)
     return wrapped
 

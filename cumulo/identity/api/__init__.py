@@ -24,6 +24,7 @@ from cumulo.identity.api import (
     versions,
 )
 from cumulo.identity.api.common import IdentityAPI
+from cumulo.identity.schemas import SCHEMAS
 from cumulo.identity.service import IdentityService
 
 MODULES = [auth, projects, users, roles, catalog, appcreds, credentials, policies, endpoint_filter,
@@ -36,4 +37,4 @@ def build_app(svc: IdentityService, policy: Enforcer, max_body: int) -> ASGIApp:
     router.include(versions.router())
     for module in MODULES:
         router.include(module.router(api))
-    return create_app("identity", router, svc, max_body=max_body)
+    return create_app("identity", router, svc, max_body=max_body, schemas=SCHEMAS)
