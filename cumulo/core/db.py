@@ -110,12 +110,12 @@ def integrity_kind(exc: BaseException) -> str:
     name = getattr(orig, "sqlite_errorname", None)
     if isinstance(name, str) and name in _SQLITE:
         return _SQLITE[name]
-    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-    if isinstance(code, str):
-        return _POSTGRES.get(code, OTHER)
     args = getattr(orig, "args", ())
     if args and isinstance(args[0], int) and not isinstance(args[0], bool):
         return _MYSQL.get(args[0], OTHER)
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if isinstance(code, str) and code[:2] == "23":
+        return _POSTGRES.get(code, OTHER)
     text = str(args[0]) if args else ""
     return next((kind for prefix, kind in _SQLITE_TEXT if text.startswith(prefix)), OTHER)
 

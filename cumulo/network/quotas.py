@@ -15,7 +15,7 @@ from sqlalchemy import delete, func, select
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cumulo.core.db import Database, IntegrityError
+from cumulo.core.db import Database, IntegrityError, is_duplicate
 from cumulo.core.http.app import JSON, Router, auth_of, json_body
 from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound
 from cumulo.network import models
@@ -136,8 +136,9 @@ def router(db: Database) -> Router:
                         else:
                             row.quota_limit = value
                     break
-                except IntegrityError:
-                    continue
+                except IntegrityError as exc:
+                    if not is_duplicate(exc):
+                        raise
         return JSON({"quota": await limits(db, project_id)})
 
     @r.get("/v2.0/quotas/{project_id}/default")

@@ -16,7 +16,7 @@ from sqlalchemy import delete, select, update
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cumulo.core.db import Database, IntegrityError
+from cumulo.core.db import Database, IntegrityError, is_duplicate
 from cumulo.core.http.app import JSON, Router
 from cumulo.core.http.faults import BadRequest, Conflict, NotFound
 from cumulo.network import quotas, tags
@@ -49,8 +49,10 @@ class SecurityGroups:
                                             direction="egress", ethertype=ethertype))
                     s.add(SecurityGroupRule(id=str(uuid.uuid4()), group_id=group.id, project_id=project_id,
                                             direction="ingress", ethertype=ethertype, remote_group_id=group.id))
-        except IntegrityError:
-            async with self.db.session() as s:
+        except IntegrityError as exc:
+            if not is_duplicate(exc):
+                raise
+            async with self.db.session() as s:  # made by a concurrent request: that one
                 row = await s.get(DefaultSecurityGroup, project_id)
             assert row is not None
             return row.group_id

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select
 
-from cumulo.core.db import Database, IntegrityError
+from cumulo.core.db import Database, IntegrityError, is_duplicate
 from cumulo.core.http.faults import BadRequest, Conflict, NotFound
 from cumulo.core.quota import turn
 from cumulo.network import quotas
@@ -124,7 +124,9 @@ class NetworkService:
                 async with self.db.session() as s:
                     s.add(row)
                 return row
-            except IntegrityError:
+            except IntegrityError as exc:
+                if not is_duplicate(exc):
+                    raise
                 if wanted:
                     raise Conflict(f"Unable to create the network. The tunnel ID {wanted} is in use.",
                                    kind="TunnelIdInUse") from None
@@ -198,7 +200,9 @@ class NetworkService:
                 async with self.db.session() as s:
                     s.add(IPAllocation(subnet_id=subnet.id, ip_address=str(ip), port_id=port.id,
                                        network_id=port.network_id))
-            except IntegrityError:
+            except IntegrityError as exc:
+                if not is_duplicate(exc):
+                    raise
                 raise Conflict(f"IP address {ip} already allocated in subnet {subnet.id}",
                                kind="IpAddressAlreadyAllocated") from None
             return str(ip)
@@ -215,8 +219,10 @@ class NetworkService:
                             s.add(IPAllocation(subnet_id=subnet.id, ip_address=str(ip), port_id=port.id,
                                                network_id=port.network_id))
                         return str(ip)
-                    except IntegrityError:
-                        pass  # taken by a concurrent request: the next one
+                    except IntegrityError as exc:
+                        if not is_duplicate(exc):
+                            raise
+                        # taken by a concurrent request: the next one
                 ip += 1
         raise Conflict(f"No more IP addresses available on network {port.network_id}.",
                        kind="IpAddressGenerationFailure")
@@ -285,7 +291,9 @@ class NetworkService:
                 async with self.db.session() as s:
                     s.add(port)
                 break
-            except IntegrityError:
+            except IntegrityError as exc:
+                if not is_duplicate(exc):
+                    raise
                 if mac:
                     raise Conflict(f"Unable to complete operation for network {values['network_id']}. The mac "
                                    f"address {mac} is in use.", kind="MacAddressInUse") from None

@@ -21,7 +21,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cumulo.core.db import Database
+from cumulo.core.db import Database, is_duplicate
 from cumulo.core.http.faults import BadRequest, Conflict, NotFound
 from cumulo.placement.models import (
     Allocation,
@@ -157,7 +157,9 @@ class PlacementService:
                     row.root_uuid = parent_row.root_uuid if parent_row else uuid
                 row.name = name
                 row.generation += 1
-        except IntegrityError:
+        except IntegrityError as exc:
+            if not is_duplicate(exc):
+                raise
             raise Conflict(f"Conflicting resource provider name: {name} already exists.") from None
         return row
 

@@ -15,7 +15,7 @@ from cumulo.compute.api import at_least
 from cumulo.compute.api.hosts import admin_only
 from cumulo.compute.models import Aggregate, AggregateHost, ComputeNode, ServiceRecord
 from cumulo.compute.service import ComputeService
-from cumulo.core.db import utcnow
+from cumulo.core.db import IntegrityError, is_duplicate, utcnow
 from cumulo.core.http.app import JSON, Router, auth_of, json_body
 from cumulo.core.http.faults import BadRequest, Conflict, NotFound
 from cumulo.placement.service import PlacementService
@@ -107,8 +107,8 @@ def router(svc: ComputeService) -> Router:
         try:
             async with svc.db.session() as s:
                 s.add(row)
-        except Exception as exc:
-            if "IntegrityError" in type(exc).__name__:
+        except IntegrityError as exc:
+            if is_duplicate(exc):
                 raise Conflict(f"Aggregate {data['name']} already exists.") from None
             raise
         return JSON({"aggregate": await view(request, row, full=False)})

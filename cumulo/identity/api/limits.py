@@ -12,7 +12,7 @@ from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cumulo.core.db import new_id
+from cumulo.core.db import IntegrityError, is_duplicate, new_id
 from cumulo.core.http.app import JSON, Router, auth_of, json_body, no_content
 from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, ValidationError
 from cumulo.identity import models as m
@@ -83,8 +83,8 @@ def router(api: IdentityAPI) -> Router:
         try:
             async with svc.db.session() as s:
                 s.add_all(rows)
-        except Exception as exc:
-            if "IntegrityError" in type(exc).__name__:
+        except IntegrityError as exc:
+            if is_duplicate(exc):
                 raise Conflict("Duplicate entry: a registered limit for this service, region and resource "
                                "exists already.") from None
             raise
@@ -171,8 +171,8 @@ def router(api: IdentityAPI) -> Router:
         try:
             async with svc.db.session() as s:
                 s.add_all(rows)
-        except Exception as exc:
-            if "IntegrityError" in type(exc).__name__:
+        except IntegrityError as exc:
+            if is_duplicate(exc):
                 raise Conflict("Duplicate entry: such a limit exists already.") from None
             raise
         return JSON({"limits": [limit_view(request, x) for x in rows]}, status_code=201)

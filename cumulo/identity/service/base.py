@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cumulo.core.bus import Bus
 from cumulo.core.config import Config
-from cumulo.core.db import Base, Database, new_id
+from cumulo.core.db import Base, Database, is_duplicate, new_id
 from cumulo.core.http.faults import Conflict, NotFound
 from cumulo.identity import models as m
 
@@ -155,7 +155,9 @@ class ServiceBase:
         try:
             async with self.db.session() as s:
                 s.add(row)
-        except IntegrityError:
+        except IntegrityError as exc:
+            if not is_duplicate(exc):
+                raise
             raise Conflict(conflict) from None
         return row
 
@@ -165,7 +167,9 @@ class ServiceBase:
                 row = await self.get(model, id_, s)
                 for key, value in values.items():
                     setattr(row, key, value)
-        except IntegrityError:
+        except IntegrityError as exc:
+            if not is_duplicate(exc):  # a foreign key or NOT NULL: not "already exists"
+                raise
             raise Conflict(conflict or f"Conflict updating {KIND.get(model)} {id_}.") from None
         await self.changed(f"{model.__tablename__} updated")  # names, flags and options feed tokens
         return row

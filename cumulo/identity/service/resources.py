@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import delete, or_, select
 
-from cumulo.core.db import new_id, utcnow
+from cumulo.core.db import IntegrityError, is_duplicate, new_id, utcnow
 from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound
 from cumulo.identity import models as m
 from cumulo.identity.service.base import NULL_DOMAIN, ServiceBase
@@ -165,8 +165,8 @@ class ResourceMixin(ServiceBase):
                 if hashed:
                     s.add(m.Password(user_id=row.id, hash=hashed, created_at=now,
                                      expires_at=self._password_expiry(row.options or {}, now)))
-        except Exception as exc:
-            if "IntegrityError" in type(exc).__name__:
+        except IntegrityError as exc:
+            if is_duplicate(exc):
                 raise Conflict(f"Conflict occurred attempting to store user - Duplicate entry found "
                                f"with name {row.name} at domain ID {row.domain_id}.") from None
             raise
