@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stamp-$(shell cat pyproject.toml scripts/setup.sh 2>/dev/null | sha1sum | cut -c1-12)
 
-.PHONY: up test unit functional conformance bench lint deps test-deps guest clean
+.PHONY: up test unit functional conformance bench fuzz lint deps test-deps guest clean
 
 up: deps guest
 	$(VENV)/bin/cumulo up
@@ -31,6 +31,10 @@ bench: test-deps
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	$(PY) bench/identity_tokens.py
 	$(PY) bench/compute_scale.py
+
+# the schema-driven fuzzer at length (make test sends 20,000 requests; FUZZ_SEED=N replays a run)
+fuzz: test-deps
+	FUZZ_REQUESTS=$${FUZZ_REQUESTS:-200000} $(PY) -m pytest -q -s tests/functional/test_fuzz.py
 
 lint: test-deps
 	$(VENV)/bin/ruff check cumulo tests bench
