@@ -48,6 +48,7 @@ from cumulo.core import context
 from cumulo.core.bus import Bus
 from cumulo.core.db import Database, new_id, utcnow
 from cumulo.core.http.faults import BadRequest, Conflict, Forbidden
+from cumulo.core.quota import turn
 from cumulo.placement.service import PlacementService
 
 LOG = logging.getLogger(__name__)
@@ -144,12 +145,7 @@ class ServerManager:
 
     # -- quota ------------------------------------------------------------------------------
     async def usage(self, project_id: str) -> dict[str, int]:
-        # grouped by the flavor snapshot: a few rows however many servers the project has
-        async with self.db.session() as s:
-            rows = (await s.execute(select(Server.flavor, func.count()).where(
-                Server.project_id == project_id, Server.deleted_at.is_(None)).group_by(Server.flavor))).all()
-        return {"instances": sum(n for _, n in rows), "cores": sum(f["vcpus"] * n for f, n in rows),
-                "ram": sum(f["ram"] * n for f, n in rows)}
+        return await self.compute.usage(project_id)
 
     async def over_quota(self, project_id: str) -> str | None:
         used = await self.usage(project_id)
@@ -177,7 +173,13 @@ class ServerManager:
         return fit, why
 
     # -- create -----------------------------------------------------------------------------
-    async def create(self, *, project_id: str, user_id: str, name: str, flavor: Flavor, image_id: str | None,
+    async def create(self, *, project_id: str, **kwargs: Any) -> list[Server]:
+        """Creates of one project take turns (core.quota.turn): each counts, inserts and commits
+        before the next counts, so racing creates get exactly the room the quota has."""
+        async with turn(self.db, f"compute:servers:{project_id}"):
+            return await self._create(project_id=project_id, **kwargs)
+
+    async def _create(self, *, project_id: str, user_id: str, name: str, flavor: Flavor, image_id: str | None,
                      count: int, min_count: int = 1, zone: str | None, key_name: str | None,
                      metadata: dict[str, str], extra: dict[str, Any] | None = None,
                      request: dict[str, Any] | None = None, tags: list[str] | None = None) -> list[Server]:

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import delete, func, select
 
-from cumulo.compute.models import Flavor, FlavorAccess, KeyPair
+from cumulo.compute.models import Flavor, FlavorAccess, KeyPair, Server
 from cumulo.core.config import Config
 from cumulo.core.db import Database, new_id
 from cumulo.core.http.faults import BadRequest, Conflict, NotFound
@@ -228,6 +228,15 @@ class ComputeService:
             return None
         value = await effective_limit(self.identity, project_id, "compute", LIMIT_NAMES[name])
         return None if value is None or value < 0 else value
+
+    async def usage(self, project_id: str) -> dict[str, int]:
+        """What the project's servers (those not deleted) take of the instances, cores and ram quotas."""
+        # grouped by the flavor snapshot: a few rows however many servers the project has
+        async with self.db.session() as s:
+            rows = (await s.execute(select(Server.flavor, func.count()).where(
+                Server.project_id == project_id, Server.deleted_at.is_(None)).group_by(Server.flavor))).all()
+        return {"instances": sum(n for _, n in rows), "cores": sum(f["vcpus"] * n for f, n in rows),
+                "ram": sum(f["ram"] * n for f, n in rows)}
 
     async def quotas(self, project_id: str | None) -> dict[str, int]:
         return {name: (await self.quota(project_id, name) if project_id else None) or DEFAULT_QUOTAS[name]

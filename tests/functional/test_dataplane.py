@@ -286,6 +286,115 @@ def _cmdline_has(proc: Path, binary: str, text: str) -> bool:
     return bool(args) and args[0].endswith(binary.encode()) and any(text.encode() in a for a in args)
 
 
+def dhcp_file(cloud: Cloud, network_id: str, name: str) -> str:
+    path = cloud.state_dir / "network" / "dhcp" / network_id / name
+    return path.read_text() if path.exists() else ""
+
+
+def test_an_address_reused_after_a_delete_gets_dhcp(dcloud: Cloud) -> None:
+    """A server is deleted with its port and another port gets the same fixed IP (a new MAC): the
+    new guest gets that address by DHCP.  The old guest's lease would keep it for 24 h (dnsmasq:
+    "not using configured address ... because it is leased to" the old MAC) unless the agent drops
+    the leases no port owns."""
+    demo = Api(dcloud, "demo")
+    prefix = dcloud.env["CUMULO_NETWORK__NAMESPACE_PREFIX"]
+    net = demo.net("POST", "/networks", {"network": {"name": "reuse"}})["network"]
+    sub = demo.net("POST", "/subnets", {"subnet": {"network_id": net["id"], "cidr": "10.10.5.0/24",
+                                                   "ip_version": 4}})["subnet"]
+    ip = "10.10.5.20"
+
+    def port() -> dict:
+        return demo.net("POST", "/ports", {"port": {"network_id": net["id"], "fixed_ips": [
+            {"subnet_id": sub["id"], "ip_address": ip}]}})["port"]
+
+    def boot_when_dhcp_knows(p: dict, name: str) -> str:
+        # the agent has written the port into dnsmasq's hosts before the guest asks (no race)
+        wait_for(f"dnsmasq to know {p['mac_address']}", lambda: p["mac_address"] in dhcp_file(
+            dcloud, net["id"], "hosts"), 60)
+        return boot(demo, name, p["id"], "#!/bin/sh\necho user-data ran\n")
+
+    first = port()
+    old = boot_when_dhcp_knows(first, "reuse-1")
+    wait_for("the first guest to get its address", lambda: f"cumulo-guest ready ip={ip} " in demo.console(old), 180)
+    wait_for("its lease in dnsmasq's leases file", lambda: f"{first['mac_address']} {ip} " in dhcp_file(
+        dcloud, net["id"], "leases"), 30)
+    demo.compute("DELETE", f"/servers/{old}")
+    wait_for("the first server to go", lambda: not [s for s in demo.compute("GET", "/servers")["servers"]
+                                                    if s["id"] == old], 90)
+    demo.net("DELETE", f"/ports/{first['id']}", ok=(204, 404))
+    second = port()
+    assert second["mac_address"] != first["mac_address"]
+    new = boot_when_dhcp_knows(second, "reuse-2")
+    wait_for("the second guest to get the reused address by DHCP",
+             lambda: f"cumulo-guest ready ip={ip} " in demo.console(new), 180)
+    leases = dhcp_file(dcloud, net["id"], "leases")
+    assert first["mac_address"] not in leases and f"{second['mac_address']} {ip} " in leases, leases
+    log = dhcp_file(dcloud, net["id"], "dnsmasq.log")
+    assert "because it is leased to" not in log, log[-2000:]
+
+    demo.compute("DELETE", f"/servers/{new}")
+    wait_for("the second server to go", lambda: not [s for s in demo.compute("GET", "/servers")["servers"]
+                                                     if s["id"] == new], 90)
+    demo.net("DELETE", f"/ports/{second['id']}", ok=(204, 404))
+    demo.net("DELETE", f"/networks/{net['id']}")
+    wait_for("every namespace of the dataplane to go", lambda: not namespaces(prefix), 45)
+    assert not qemu_pids(dcloud.state_dir)
+
+
+def raw_zones(prefix: str) -> dict[str, int]:
+    """Bridge -> conntrack zone, as the kernel's raw table in <prefix>-dp says."""
+    from cumulo.network.dataplane.zones import from_rules
+
+    r = netns("exec", f"{prefix}-dp", "iptables-save", "-t", "raw")
+    return from_rules(r.stdout) if r.returncode == 0 else {}
+
+
+def test_two_tenants_with_the_same_cidr_get_conntrack_zones_of_their_own(dcloud: Cloud) -> None:
+    """Two projects, one CIDR: each network's bridge has its own conntrack zone in the installed
+    rules (the old segment-id modulo could give two networks one zone), kept across a restart of
+    the agent, and a deleted network's zone is freed."""
+    from cumulo.network.dataplane.names import bridge
+
+    admin, demo = Api(dcloud), Api(dcloud, "demo")
+    assert admin.project != demo.project
+    prefix = dcloud.env["CUMULO_NETWORK__NAMESPACE_PREFIX"]
+    zones_file = dcloud.state_dir / "network" / "conntrack-zones.json"
+
+    def network(api: Api, name: str) -> dict:
+        net = api.net("POST", "/networks", {"network": {"name": name}})["network"]
+        api.net("POST", "/subnets", {"subnet": {"network_id": net["id"], "cidr": "10.10.9.0/24", "ip_version": 4}})
+        assert net["project_id"] == api.project
+        return dict(net)
+
+    # a first network takes a zone and goes, so the zones below are not simply the first ones
+    early = network(demo, "early")
+    wait_for("the early network's zone", lambda: bridge(early["id"]) in raw_zones(prefix), 45)
+    ours, theirs = network(admin, "same-cidr-admin"), network(demo, "same-cidr-demo")
+    demo.net("DELETE", f"/networks/{early['id']}")
+    br_ours, br_theirs = bridge(ours["id"]), bridge(theirs["id"])
+    found = wait_for("both networks' zones, the early one gone", lambda: (lambda z: z if br_ours in z and br_theirs
+                     in z and bridge(early["id"]) not in z else None)(raw_zones(prefix)), 45)
+    assert found[br_ours] != found[br_theirs], found
+    assert len(set(found.values())) == len(found), found  # no two bridges of the machine share one
+    assert early["id"] not in zones_file.read_text()
+
+    dcloud.proc.kill()  # the agent (embedded in the controller) restarts
+    dcloud.proc.wait()
+    restart(dcloud)
+    admin, demo = Api(dcloud), Api(dcloud, "demo")
+    late = network(demo, "late")
+    after = wait_for("the late network's zone", lambda: (lambda z: z if bridge(late["id"]) in z else None)(
+        raw_zones(prefix)), 45)
+    assert {br: after[br] for br in (br_ours, br_theirs)} == {br: found[br] for br in (br_ours, br_theirs)}, after
+    assert after[bridge(late["id"])] not in (found[br_ours], found[br_theirs])
+
+    admin.net("DELETE", f"/networks/{ours['id']}")
+    for net in (theirs, late):
+        demo.net("DELETE", f"/networks/{net['id']}")
+    wait_for("every namespace of the dataplane to go", lambda: not namespaces(prefix), 45)
+    assert not zones_file.exists()  # no network left on the machine: no zone held
+
+
 def test_a_network_agent_of_its_own_over_rabbitmq_converges_after_a_kill(tmp_path_factory: pytest.TempPathFactory
                                                                          ) -> None:
     """`cumulo network agent` as its own process (the controller runs no dataplane): it builds a

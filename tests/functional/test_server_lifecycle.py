@@ -321,8 +321,11 @@ def test_soft_delete_restore_and_reclaim(tmp_path) -> None:  # type: ignore[no-u
         stop_cloud(c)
 
 
-def test_concurrent_creates_never_exceed_quota(cloud: Cloud, admin) -> None:  # type: ignore[no-untyped-def]
-    import concurrent.futures
+def test_concurrent_creates_stop_exactly_at_the_quota(cloud: Cloud, admin) -> None:  # type: ignore[no-untyped-def]
+    """instances=3 and 10 creates at once: exactly 3 are accepted (no overshoot, and no refusal
+    while there was room), the other 7 get 403 with Nova's quota message, and the project's usage
+    is 3 afterwards."""
+    from tests.functional.test_races import together
 
     token = admin[0]
     name = unique("quota")
@@ -331,13 +334,22 @@ def test_concurrent_creates_never_exceed_quota(cloud: Cloud, admin) -> None:  # 
     cloud.cli("role", "add", "--user", "admin", "--project", name, "member")
     scoped, _ = cloud.token("admin", cloud.admin_password, name)
     cloud.cli("quota", "set", "--instances", "3", project["id"])
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        codes = list(pool.map(lambda _: create(cloud, scoped).status_code, range(8)))
-    assert sorted(codes).count(202) <= 3 and set(codes) <= {202, 403}, codes
+    image = image_id(cloud, scoped)
+    results = together(10, lambda: httpx.post(f"{cloud.compute_url}/servers", headers=h(scoped), timeout=60, json={
+        "server": {"name": unique("race"), "flavorRef": "10", "imageRef": image, "networks": "none"}}))
+    codes = sorted(r.status_code for r in results)
+    assert codes == [202] * 3 + [403] * 7, [(r.status_code, r.text[:200]) for r in results]
+    for r in results:
+        if r.status_code == 403:
+            assert "Quota exceeded for instances" in r.json()["forbidden"]["message"], r.text
+    accepted = {r.json()["server"]["id"] for r in results if r.status_code == 202}
     servers = httpx.get(f"{cloud.compute_url}/servers", headers=h(scoped)).json()["servers"]
-    assert len(servers) == codes.count(202) <= 3
-    for s in servers:
-        httpx.delete(f"{cloud.compute_url}/servers/{s['id']}", headers=h(scoped))
+    assert {s["id"] for s in servers} == accepted
+    used = httpx.get(f"{cloud.compute_url}/os-quota-sets/{project['id']}/detail", headers=h(scoped)).json()
+    assert used["quota_set"]["instances"] == {"limit": 3, "in_use": 3, "reserved": 0}, used
+    for sid in accepted:
+        assert wait_status(cloud, scoped, sid, "ACTIVE")["status"] == "ACTIVE"
+        assert httpx.delete(f"{cloud.compute_url}/servers/{sid}", headers=h(scoped)).status_code == 204
 
 
 def test_members_see_only_their_project(cloud: Cloud, admin) -> None:  # type: ignore[no-untyped-def]

@@ -41,7 +41,9 @@ def router(svc: ComputeService) -> Router:
             "maxTotalInstances": q["instances"], "maxTotalCores": q["cores"], "maxTotalRAMSize": q["ram"],
             "maxServerMeta": q["metadata_items"], "maxTotalKeypairs": q["key_pairs"],
             "maxServerGroups": q["server_groups"], "maxServerGroupMembers": q["server_group_members"],
-            "totalInstancesUsed": 0, "totalCoresUsed": 0, "totalRAMUsed": 0, "totalServerGroupsUsed": 0}
+            "totalServerGroupsUsed": 0}
+        used = await svc.usage(project) if project else {"instances": 0, "cores": 0, "ram": 0}
+        absolute.update(totalInstancesUsed=used["instances"], totalCoresUsed=used["cores"], totalRAMUsed=used["ram"])
         if not at_least(request, 57):
             absolute.update(maxPersonality=q["injected_files"], maxPersonalitySize=q["injected_file_content_bytes"],
                             maxImageMeta=q["metadata_items"])
@@ -87,7 +89,7 @@ def router(svc: ComputeService) -> Router:
         if project != auth.project_id and not auth.is_admin():
             raise Forbidden("Only an admin may see another project's quotas.")
         quotas = shaped(request, await svc.quotas(project))
-        in_use = {"key_pairs": await svc.key_pair_count(auth.user_id)}
+        in_use = {"key_pairs": await svc.key_pair_count(auth.user_id), **await svc.usage(project)}
         return JSON({"quota_set": {"id": project, **{k: {"limit": v, "in_use": in_use.get(k, 0), "reserved": 0}
                                                      for k, v in quotas.items()}}})
 
