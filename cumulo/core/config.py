@@ -98,6 +98,9 @@ class ImageConfig:
     # Seconds an upload's claim on an image lasts without renewal; a writer that dies leaves the
     # image in saving at most this long (plus one reconcile pass) before it is queued again.
     upload_lease: float = 30.0
+    # Refuse image data that is not the image's disk_format (Glance's require_image_format_match).
+    # Unsafe data (a qcow2 backing or data file, VMDK extents elsewhere) is refused whatever this says.
+    require_image_format_match: bool = True
 
 
 @dataclass

@@ -6,6 +6,10 @@ from non-admins; ``deleted`` is final.  A writer holds a lease on the image whil
 it dies, the reconciler finds the expired lease, discards the partial data and puts the image back
 to ``queued``, so nothing stays in ``saving``.
 
+Data is inspected as it arrives (``cumulo.image.format_inspector``): data that is not the image's
+``disk_format``, or that would make QEMU open other files, is refused with a 400 and the image is
+queued again with nothing kept.
+
 Visibility: ``public`` (everyone, listed), ``community`` (everyone, listed only on request),
 ``shared`` (the owner, and projects it was shared with; listed for them once they accept),
 ``private`` (the owner).  Admins see everything.
@@ -15,9 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
-import shutil
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ from cumulo.core.db import Database, new_id, utcnow
 from cumulo.core.http.faults import BadRequest, Conflict, Fault, Forbidden, NotFound, PayloadTooLarge
 from cumulo.identity.service import IdentityService
 from cumulo.identity.service.limits import effective_limit
+from cumulo.image.format_inspector import ImageRefused, Inspection, Verdict
 from cumulo.image.models import Image, ImageMember, ImageTask
 from cumulo.image.stores import StoreFull, Written
 from cumulo.image.stores.filesystem import FilesystemStore
@@ -43,6 +46,9 @@ MEMBER_STATUSES = ("pending", "accepted", "rejected")
 IMPORT_METHODS = ("glance-direct",)
 MIB = 1 << 20
 # defaults registered in unified limits when the image service first starts (MiB / counts)
+# after a refusal, the rest of the request body is read (and dropped) up to this much, so the
+# client reads its 400 instead of a connection reset mid-upload
+DRAIN_AFTER_REFUSAL = 256 * MIB
 DEFAULT_LIMITS = {"image_size_total": 1 << 20, "image_stage_total": 1 << 20, "image_count_total": 1000,
                   "image_count_uploading": 100}
 
@@ -68,6 +74,7 @@ class ImageService:
         self._reconciler: asyncio.Task[None] | None = None
         self.member_quota = cfg.image.image_member_quota
         self.lease = dt.timedelta(seconds=cfg.image.upload_lease)
+        self.require_format_match = cfg.image.require_image_format_match
 
     async def start(self) -> None:
         await self.register_default_limits()
@@ -305,13 +312,18 @@ class ImageService:
             await self._claim(image, ("queued",), "saving")
         stop = asyncio.Event()
         renew = asyncio.get_running_loop().create_task(self._renew(image.id, stop))
+        inspection = None if staging else self.inspection(image)  # staged data is inspected on import
         try:
-            written = await self.store.write(image.id, chunks, room, staging=staging)
+            source = chunks if inspection is None else self._inspected(chunks, inspection)
+            written = await self.store.write(image.id, source, room, staging=staging)
         except BaseException as exc:
             await self._release(image.id, "queued")
             if isinstance(exc, StoreFull):
                 limit = "image_stage_total" if staging else "image_size_total"
                 raise PayloadTooLarge(f"The image data exceeds the {limit} quota of project {image.owner}.") from None
+            if isinstance(exc, ImageRefused):
+                LOG.warning("upload to image %s refused: %s", image.id, exc)
+                raise BadRequest(str(exc)) from None
             raise
         finally:
             stop.set()
@@ -321,16 +333,41 @@ class ImageService:
                 await s.execute(update(Image).where(Image.id == image.id).values(
                     staged_size=written.size, lease_owner=None, lease_until=None, updated_at=utcnow()))
         else:
-            await self._activate(image, written)
+            assert inspection is not None and inspection.verdict is not None
+            await self._activate(image, written, inspection.verdict)
         return await self.get(image.id, Caller(None, True, ""))
+
+    def inspection(self, image: Image) -> Inspection:
+        return Inspection(image.disk_format, image.container_format, self.require_format_match)
+
+    @staticmethod
+    async def _inspected(chunks: AsyncIterator[bytes], inspection: Inspection) -> AsyncIterator[bytes]:
+        """The chunks, each shown to the inspection first; on a refusal the rest of the body is
+        drained (not stored) so that the client gets its answer."""
+        try:
+            async for chunk in chunks:
+                inspection.feed(chunk)
+                yield chunk
+            inspection.finish()
+        except ImageRefused:
+            drained = 0
+            try:
+                async for chunk in chunks:
+                    drained += len(chunk)
+                    if drained > DRAIN_AFTER_REFUSAL:
+                        break
+            except Exception:  # the client went away: nothing more to read
+                pass
+            raise
 
     async def _release(self, image_id: str, status: str) -> None:
         async with self.db.session() as s:
             await s.execute(update(Image).where(Image.id == image_id, Image.status != "deleted").values(
                 status=status, lease_owner=None, lease_until=None, staged_size=None, updated_at=utcnow()))
 
-    async def _activate(self, image: Image, written: Written) -> None:
-        virtual = await self.virtual_size(written.path, image.disk_format)
+    async def _activate(self, image: Image, written: Written, verdict: Verdict) -> None:
+        # the virtual size as the inspection read it, when the data is what the image claims
+        virtual = verdict.virtual_size if image.disk_format in ("raw", verdict.format) else None
         async with self.db.session() as s:
             result = await s.execute(update(Image).where(Image.id == image.id, Image.status != "deleted").values(
                 status="active", size=written.size, virtual_size=virtual, checksum=written.md5,
@@ -338,22 +375,6 @@ class ImageService:
                 staged_size=None, updated_at=utcnow()))
         if result.rowcount != 1:  # deleted while the data arrived: delete wins
             await self.store.delete(image.id)
-
-    @staticmethod
-    async def virtual_size(path: str, disk_format: str | None) -> int | None:
-        if disk_format not in ("qcow2", "raw", "vmdk", "vdi", "vhd", "vhdx", "iso") or not shutil.which("qemu-img"):
-            return None
-        fmt = {"vhd": "vpc", "iso": "raw"}.get(disk_format, disk_format)
-        proc = await asyncio.create_subprocess_exec(
-            "qemu-img", "info", "--output=json", "-f", fmt, path,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
-        out, _ = await proc.communicate()
-        if proc.returncode != 0:
-            return None
-        try:
-            return int(json.loads(out)["virtual-size"])
-        except (ValueError, KeyError):
-            return None
 
     async def import_image(self, image: Image, who: Caller, method: str, request_id: str | None) -> ImageTask:
         self.must_own(image, who)
@@ -377,12 +398,17 @@ class ImageService:
         return task
 
     async def _run_import(self, image: Image, task_id: str) -> None:
+        inspection = self.inspection(image)
         try:
-            written = await self.store.promote(image.id)
-            await self._activate(image, written)
+            written = await self.store.promote(image.id, inspection)
+            assert inspection.verdict is not None
+            await self._activate(image, written, inspection.verdict)
             status, message = "success", ""
-        except Exception as exc:  # the data stays staged? no: a failed import returns to queued
-            LOG.exception("import of image %s failed", image.id)
+        except Exception as exc:  # a failed import returns the image to queued, its staged data gone
+            if isinstance(exc, ImageRefused):
+                LOG.warning("import of image %s refused: %s", image.id, exc)
+            else:
+                LOG.exception("import of image %s failed", image.id)
             await self.store.delete(image.id, staging=True)
             await self._release(image.id, "queued")
             status, message = "failure", str(exc)

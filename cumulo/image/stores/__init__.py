@@ -2,14 +2,16 @@
 
 The interface is small so that the object store can back images later: ``write`` consumes an
 async stream of chunks (hashing as it goes) and only makes the data visible when it is complete;
-``open`` hands back an async iterator over a byte range; ``delete`` is idempotent.
+``open`` hands back an async iterator over a byte range; ``delete`` is idempotent.  ``promote``
+moves staged data into the store, showing each block to a ``Watcher`` on the way (hashing and
+inspection share the one pass).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass
@@ -24,13 +26,21 @@ class StoreFull(Exception):
     """The data went over the byte limit the caller set (quota)."""
 
 
+class Watcher(Protocol):
+    """Sees every block of data in order (a format inspection); raising stops the write."""
+
+    def feed(self, chunk: bytes) -> Any: ...
+
+    def finish(self) -> Any: ...
+
+
 class Store(Protocol):
     name: str
 
     async def write(self, key: str, chunks: AsyncIterator[bytes], limit: int | None = None,
                     staging: bool = False) -> Written: ...
 
-    async def promote(self, key: str) -> Written: ...
+    async def promote(self, key: str, watcher: Watcher | None = None) -> Written: ...
 
     def size(self, key: str, staging: bool = False) -> int | None: ...
 

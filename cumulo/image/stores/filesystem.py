@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from cumulo.image.stores import StoreFull, Written
+from cumulo.image.stores import StoreFull, Watcher, Written
 
 BATCH = 4 << 20  # bytes handed to the writer thread at a time
 READ = 4 << 20
@@ -88,8 +88,9 @@ class FilesystemStore:
         os.fsync(fh.fileno())
         fh.close()
 
-    async def promote(self, key: str) -> Written:
-        """Move staged data into the store proper, hashing it on the way."""
+    async def promote(self, key: str, watcher: Watcher | None = None) -> Written:
+        """Move staged data into the store proper, hashing it (and showing it to ``watcher``) on
+        the way; if the watcher refuses, the data stays staged and nothing enters the store."""
         src = self.path(key, staging=True)
 
         def run() -> Written:
@@ -97,9 +98,13 @@ class FilesystemStore:
             size = 0
             with open(src, "rb") as fh:
                 while block := fh.read(BATCH):
+                    if watcher is not None:
+                        watcher.feed(block)
                     md5.update(block)
                     sha512.update(block)
                     size += len(block)
+            if watcher is not None:
+                watcher.finish()
             final = self.path(key)
             os.replace(src, final)
             return Written(size, md5.hexdigest(), sha512.hexdigest(), str(final))

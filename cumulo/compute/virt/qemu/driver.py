@@ -33,8 +33,10 @@ from typing import Any
 from cumulo.compute.virt.driver import NodeInfo, Snapshot
 from cumulo.compute.virt.qemu.images import ImageCache
 from cumulo.compute.virt.qemu.qmp import QMP, QMPError, qmp
+from cumulo.image.format_inspector import qemu_format
 
 LOG = logging.getLogger(__name__)
+COPY_TIMEOUT = 3600.0  # whole-disk copies (snapshots, cold moves) of large disks take a while
 NOSTATE, RUNNING, PAUSED, SHUTDOWN, SUSPENDED = 0, 1, 3, 4, 7
 
 
@@ -49,9 +51,16 @@ def kvm_usable() -> bool:
             and not Path("/sys/module/kvm_pvm").exists())
 
 
-async def run(*cmd: str, check: bool = True) -> str:
-    proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate()
+async def run(*cmd: str, check: bool = True, timeout: float = 120.0) -> str:
+    """Run a helper (qemu-img, cp, genisoimage) to its end, killing it past ``timeout`` seconds."""
+    proc = await asyncio.create_subprocess_exec(*cmd, stdin=asyncio.subprocess.DEVNULL,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise RuntimeError(f"{' '.join(cmd[:2])} did not finish within {timeout:g} s") from None
     if check and proc.returncode != 0:
         raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}): {err.decode(errors='replace').strip()[-500:]}")
     return out.decode(errors="replace")
@@ -165,7 +174,7 @@ class QemuDriver:
     async def _fetch_boot(self, instance: dict[str, Any]) -> tuple[Path, str, dict[str, Any]]:
         image_url, token = instance.get("image_url", ""), instance.get("token", "")
         base, meta = await self.images.fetch(instance["image_id"], image_url, token)
-        fmt = "qcow2" if meta.get("disk_format") == "qcow2" else "raw"
+        fmt = qemu_format(meta.get("disk_format"))  # as checked in the cache: QEMU never probes
         boot: dict[str, Any] = {}
         props = {**(meta.get("properties") or {}), **(instance.get("image_properties") or {})}
         if props.get("kernel_id"):
@@ -236,7 +245,12 @@ class QemuDriver:
                                                                 stdin=asyncio.subprocess.DEVNULL,
                                                                 stdout=asyncio.subprocess.DEVNULL, stderr=err,
                                                                 pass_fds=taps)
-                    code = await proc.wait()
+                    try:  # the daemonizing parent returns once the guest is set up
+                        code = await asyncio.wait_for(proc.wait(), 120)
+                    except TimeoutError:
+                        proc.kill()
+                        await proc.wait()
+                        raise RuntimeError("QEMU did not finish starting within 120 s") from None
             finally:
                 for fd in taps:  # QEMU holds its own copies now: the taps live as long as it does
                     os.close(fd)
@@ -426,7 +440,7 @@ class QemuDriver:
         d.mkdir(parents=True, exist_ok=True)
         base, fmt, _ = await self._fetch_boot(instance)
         tmp = d / "disk.part"
-        await run("cp", "--sparse=always", str(source), str(tmp))
+        await run("cp", "--sparse=always", str(source), str(tmp), timeout=COPY_TIMEOUT)
         await run("qemu-img", "rebase", "-q", "-u", "-F", fmt, "-b", str(base), str(tmp))
         os.replace(tmp, d / "disk")
         await self._extra_disks(instance, d)  # blank again on the destination
@@ -455,7 +469,8 @@ class QemuDriver:
         async with self.lock(instance["id"]):
             stored = self._load(instance["id"])
             await self._shutdown(instance["id"])
-            await run("cp", "--reflink=auto", "--sparse=always", str(d / "disk"), str(d / "disk.backup"))
+            await run("cp", "--reflink=auto", "--sparse=always", str(d / "disk"), str(d / "disk.backup"),
+                      timeout=COPY_TIMEOUT)
             stored["old_flavor"] = stored["flavor"]
             stored["flavor"] = instance["flavor"]
             size_gb = instance["flavor"].get("disk") or 0
@@ -554,7 +569,7 @@ class QemuDriver:
             if running:
                 await qmp(sock, "stop")
             try:
-                await run("qemu-img", "convert", "-U", "-O", "qcow2", str(d / "disk"), str(out))
+                await run("qemu-img", "convert", "-U", "-O", "qcow2", str(d / "disk"), str(out), timeout=COPY_TIMEOUT)
             finally:
                 if running:
                     await qmp(sock, "cont")
