@@ -41,20 +41,29 @@ def test_the_dhcp_port_owns_no_lease() -> None:
     assert dhcp.owners([port(OLD, "10.0.0.3", owner="network:dhcp")]) == {}
 
 
-def test_ipv6_leases_by_address_and_duid_mac() -> None:
-    duid_ll_old = "00:03:00:01:" + OLD
-    duid_llt_new = "00:01:00:01:2c:aa:bb:cc:" + NEW
+def test_ipv6_leases_by_address_unless_the_address_moved_to_another_port() -> None:
     text = ("duid 00:01:00:01:2c:00:00:00:fa:16:3e:ff:ff:ff\n"
-            f"1764700000 1234 fd00::3 vm3 {duid_ll_old}\n"
-            f"1764700000 1235 fd00::4 vm4 {duid_llt_new}\n"
-            "1764700000 1236 fd00::5 vm5 00:04:aa:bb:cc:dd:ee:ff:00:11:22:33:44:55:66:77:88:99\n"
+            f"1764700000 1234 fd00::3 vm3 00:03:00:01:{OLD}\n"
+            "1764700000 1235 fd00::4 vm4 00:01:00:01:2c:aa:bb:cc:fa:16:3e:77:77:77\n"
             "1764700000 1237 fd00::6 vm6 00:04:aa:bb\n")
-    owner = dhcp.owners([port(NEW, "fd00::3", "fd00::4"), port(OLD, "fd00::5")])
+    owner = dhcp.owners([port(NEW, "fd00::3", "fd00::4")])
+    # the DUID may carry another NIC's MAC (fd00::4): the address decides; fd00::6 has no port
     kept, dropped = dhcp.stale_leases(text, owner)
-    assert kept.splitlines()[0].startswith("duid ")
-    assert [line.split()[2] for line in kept.splitlines()[1:]] == ["fd00::4", "fd00::5"]
-    # fd00::3 is leased to the old MAC's DUID; fd00::6 belongs to no port
+    assert [line.split()[2] for line in kept.splitlines()[1:]] == ["fd00::3", "fd00::4"]
+    assert [line.split()[2] for line in dropped] == ["fd00::6"]
+    # fd00::3 was another port's until now (the hosts file said so): its lease was that port's
+    before = dhcp.hosts_owners(f"{OLD},set:p-x,vm3,[fd00::3]\n{NEW},set:p-y,vm4,[fd00::4]\n")
+    moved = {ip for ip, mac in before.items() if owner.get(ip) not in (None, mac)}
+    assert moved == {"fd00::3"}
+    kept, dropped = dhcp.stale_leases(text, owner, moved)
     assert [line.split()[2] for line in dropped] == ["fd00::3", "fd00::6"]
+
+
+def test_hosts_owners_reads_what_files_writes() -> None:
+    net = {"id": "n", "mtu": 1500, "subnets": [{"id": "s", "cidr": "10.0.0.0/24", "ip_version": 4,
+                                                "enable_dhcp": True, "gateway_ip": "10.0.0.1"}]}
+    hosts = dhcp.files(net, [port(OLD, "10.0.0.3")], {})["hosts"]
+    assert dhcp.hosts_owners(hosts) == {"10.0.0.3": OLD}
 
 
 def test_a_file_with_only_the_server_duid_left_is_emptied() -> None:

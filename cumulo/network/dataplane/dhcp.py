@@ -94,24 +94,24 @@ def owners(ports: list[dict[str, Any]]) -> dict[str, str]:
             if port.get("device_owner") != "network:dhcp" for ip in port.get("ips", [])}
 
 
-def duid_mac(duid: str) -> str | None:
-    """The Ethernet MAC inside a DHCPv6 client DUID of type LLT (1) or LL (3), else None."""
-    parts = duid.lower().split(":")
-    if len(parts) >= 4 and parts[2:4] == ["00", "01"]:
-        if parts[:2] == ["00", "01"] and len(parts) == 14:
-            return ":".join(parts[8:])
-        if parts[:2] == ["00", "03"] and len(parts) == 10:
-            return ":".join(parts[4:])
-    return None
+def hosts_owners(text: str) -> dict[str, str]:
+    """Address -> MAC, as a hosts file written by ``files`` says."""
+    out = {}
+    for line in text.splitlines():
+        parts = line.split(",")
+        if len(parts) >= 4:
+            out[parts[-1].strip("[]")] = parts[0].lower()
+    return out
 
 
-def stale_leases(text: str, owner_of: dict[str, str]) -> tuple[str, list[str]]:
+def stale_leases(text: str, owner_of: dict[str, str], moved: set[str] | frozenset[str] = frozenset()
+                 ) -> tuple[str, list[str]]:
     """The leases file ``text`` without the leases no port owns, and the lines dropped.
 
     An IPv4 lease (``expiry MAC address name client-id``) is owned when a port holds its
     address with its MAC.  After the ``duid`` line come the IPv6 leases (``expiry IAID address
-    name client-DUID``): owned when a port holds the address and, when the DUID carries a MAC,
-    that MAC (a DUID of another type names no MAC: the address alone decides)."""
+    name client-DUID``), which name no MAC (a DUID may carry the MAC of the guest's other NIC):
+    owned when a port holds the address and the address has not ``moved`` to another port."""
     kept, dropped = [], []
     v6 = False
     for line in text.splitlines():
@@ -126,8 +126,7 @@ def stale_leases(text: str, owner_of: dict[str, str]) -> tuple[str, list[str]]:
         address = parts[2].strip("[]")
         mac = owner_of.get(address)
         if v6:
-            carried = duid_mac(parts[4]) if len(parts) > 4 else None
-            owned = mac is not None and (carried is None or carried == mac)
+            owned = mac is not None and address not in moved
         else:
             owned = mac is not None and parts[1].lower() == mac
         (kept if owned else dropped).append(line)
@@ -174,6 +173,17 @@ class DhcpServer:
                      dhcp_ips: dict[str, str]) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         changed = False
+        owner_of = owners(ports)
+        # addresses now held by another MAC than the hosts file said: their IPv6 leases (which
+        # name no MAC) are the old port's; noted in a file until the leases are pruned, so a
+        # restart that fails this round still drops them in the next
+        released = self.dir / "released"
+        before = hosts_owners((self.dir / "hosts").read_text()) if (self.dir / "hosts").exists() else {}
+        moved = {ip for ip, mac in before.items() if ip in owner_of and owner_of[ip] != mac}
+        if released.exists():
+            moved |= set(released.read_text().split())
+        if moved:
+            write_private(released, "\n".join(sorted(moved)) + "\n")
         for name, text in files(network, ports, dhcp_ips).items():
             path = self.dir / name
             if not path.exists() or path.read_text() != text:
@@ -184,8 +194,7 @@ class DhcpServer:
         args = arguments(network, interface, self.dir)
         digest = hashlib.sha256("\0".join(args).encode()).hexdigest()
         stamp = self.dir / "args"
-        owner_of = owners(ports)
-        _, stale = stale_leases(self._read_leases(), owner_of)
+        _, stale = stale_leases(self._read_leases(), owner_of, moved)
         if stale:
             LOG.info("network %s: dropping %d DHCP leases no port owns (its port is gone or its MAC changed): %s",
                      self.network_id, len(stale), "; ".join(stale[:5]))
@@ -196,6 +205,8 @@ class DhcpServer:
                         pid, self.network_id)
             changed = True
         if pid is not None and not changed and stamp.exists() and stamp.read_text() == digest:
+            if released.exists():  # no lease of the old ports is left: the note is done with
+                released.unlink()
             return
         # a change is a restart, not SIGHUP: dnsmasq 2.90 was seen to crash re-reading its files on
         # SIGHUP here; a restart takes milliseconds, keeps the leases file and clients retry.
@@ -205,9 +216,11 @@ class DhcpServer:
         # dhcp_release is an unacknowledged packet sent from inside the namespace that needs
         # dnsmasq-utils and a running dnsmasq, and is lost when dnsmasq is down at that moment.
         await self.stop()
-        kept, _ = stale_leases(self._read_leases(), owner_of)  # what dnsmasq wrote until it stopped
+        kept, _ = stale_leases(self._read_leases(), owner_of, moved)  # what dnsmasq wrote until it stopped
         if kept != self._read_leases():
             write_private(self.dir / "leases", kept)
+        if moved:
+            released.unlink()
         await run("ip", "netns", "exec", self.namespace, *args)
         stamp.write_text(digest)
 
