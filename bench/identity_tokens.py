@@ -13,8 +13,9 @@ each at 1 and 4 concurrent connections: requests/s, p50 and p99 latency, and non
 Fairness: both use bcrypt with the same cost (--bcrypt-rounds, default 4: the cheapest, so the
 service rather than the KDF is measured; run with 12 for Keystone's default cost), SQLite, Fernet
 tokens, and log at warning level.  Keystone (pip `keystone`, see bench/keystone_peer.py) runs under
-gunicorn with one sync worker per core and its in-memory cache on; Cumulo runs as `cumulo up`,
-one process.  Keystone listens on 127.0.0.1:5001, Cumulo on 127.0.0.1:5002.
+gunicorn with one sync worker per core and its in-memory cache on; Cumulo runs as `cumulo up`
+with its API workers (--workers, default 0: one process per core, as Keystone; 1 for the single
+process).  Keystone listens on 127.0.0.1:5001, Cumulo on 127.0.0.1:5002.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -123,6 +125,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per figure (default 10)")
     ap.add_argument("--bcrypt-rounds", type=int, default=4)
     ap.add_argument("--keystone-workers", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--workers", type=int, default=0, help="Cumulo's [api] workers (0: one per core)")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--url", help="measure an already running cloud instead (its /v3 URL)")
     ap.add_argument("--user", default="admin")
@@ -147,8 +150,14 @@ def main() -> int:
                 stop(proc)
         if args.target in ("both", "cumulo"):
             print("# starting Cumulo", flush=True)
-            proc, cep = start_cumulo(workdir, args.bcrypt_rounds)
+            proc, cep = start_cumulo(workdir, args.bcrypt_rounds, extra_env={"CUMULO_API__WORKERS": str(args.workers)})
             try:
+                status = workdir / "cumulo" / "status.json"  # written once every API worker serves
+                deadline = time.monotonic() + 60
+                while not status.exists() and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                print(f"# Cumulo serves from {1 + len(json.loads(status.read_text()).get('workers', {}))} "
+                      "process(es)", flush=True)
                 figures += measure(cep, args.duration, workdir)
             finally:
                 stop(proc)

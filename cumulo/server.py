@@ -1,8 +1,17 @@
-"""The controller process: every API of the services that run, in one asyncio loop.
+"""The controller process: every API of the services that run, served by a leader and its workers.
 
 ``Controller.start()`` opens the database (running migrations), the bus and the services, and
 ``serve()`` binds each API's port plus the operator port until a signal asks it to stop; then it
 closes connections in order so nothing is left half-done.
+
+The ``cumulo up`` process is the leader (``worker == 0``): it alone migrates, bootstraps, runs the
+reconcilers, the conductor (the scheduler's host picture comes from its node reports), the
+embedded agents and the bus hub, and it serves the APIs too.  With ``[api] workers`` above 1
+(0, the default, is one per core) it binds each API socket once and starts the other processes
+(``cumulo.core.workers``), which build the same APIs (``worker >= 1``) without any singleton and
+serve them from the inherited sockets.  One leader process is the singleton: a second leader
+against the same database is the scale-out case and takes RabbitMQ (docs/operations.md,
+"Worker processes").
 """
 
 from __future__ import annotations
@@ -68,6 +77,28 @@ class Controller:
     metadata_secret: str = ""
     listeners: list[Listener] = field(default_factory=list)
     _servers: list[_Server] = field(default_factory=list)
+    worker: int = 0  # 0: the leader (cumulo up); 1..: an API worker it started
+    supervisor: Any = None
+    watchdog: Any = None
+
+    @property
+    def leader(self) -> bool:
+        return self.worker == 0
+
+    def connect_bus(self) -> Any:
+        """The leader's bus, or a worker's connection to it.  The embedded memory:// bus spans the
+        workers as a hub on a unix socket in the state directory (``cumulo.core.bus.local``)."""
+        cfg = self.cfg
+        if cfg.bus.url.startswith("memory:"):
+            from cumulo.core import workers
+            from cumulo.core.bus.local import HubBus
+
+            path = cfg.state_path / "bus.sock"
+            if not self.leader:
+                return busmod.connect(f"unix://{path}", cfg.bus.rpc_timeout)
+            if workers.count(cfg.api.workers) > 1:
+                return HubBus(path, cfg.bus.rpc_timeout)
+        return busmod.connect(cfg.bus.url, cfg.bus.rpc_timeout, cfg.bus.prefix)
 
     def secret(self, name: str, configured: str) -> str:
         """A configured password, or one generated once and kept (0600) in the state directory."""
@@ -94,14 +125,16 @@ class Controller:
         os.chmod(cfg.state_path, 0o700)
         logmod.add_config_secrets(cfg)
         self.db = Database(cfg.database_url, cfg.database.pool_size, cfg.database.echo)
-        await self.db.migrate()
-        self.bus = busmod.connect(cfg.bus.url, cfg.bus.rpc_timeout, cfg.bus.prefix)
+        if self.leader:
+            await self.db.migrate()
+        self.bus = self.connect_bus()
         await self.bus.start()
         self.identity = IdentityService(cfg, self.db, self.bus)
         await self.identity.start()
         admin_pw = self.secret("admin-password", cfg.bootstrap.admin_password)
         demo_pw = self.secret("demo-password", cfg.bootstrap.demo_password)
-        await bootstrap(self.identity, admin_pw, demo_pw, self.catalog(), cfg.api.region)
+        if self.leader:
+            await bootstrap(self.identity, admin_pw, demo_pw, self.catalog(), cfg.api.region)
         policy = Enforcer(identity_policies.RULES, cfg.policy.file or None)
         self.listeners = [Listener("identity", cfg.identity.port,
                                    identity_app(self.identity, policy, cfg.api.max_request_body_size))]
@@ -110,8 +143,9 @@ class Controller:
             from cumulo.image.service import ImageService
 
             self.image = ImageService(cfg, self.db, self.identity)
-            await self.image.start()
-            if cfg.image.upload_guest_images:
+            if self.leader:
+                await self.image.start()
+            if self.leader and cfg.image.upload_guest_images:
                 from sqlalchemy import select as _select
 
                 from cumulo.identity import models as im
@@ -132,9 +166,11 @@ class Controller:
             from cumulo.placement.service import PlacementService as _Placement
 
             compute = ComputeService(cfg, self.db, self.identity)
-            await compute.start()
+            if self.leader:
+                await compute.start()
             conductor = Conductor(self.db, self.bus, _Placement(self.db))
-            await conductor.start()
+            if self.leader:
+                await conductor.start()
             network = None
             if "network" in cfg.services:
                 from cumulo.network.service import NetworkService
@@ -143,8 +179,9 @@ class Controller:
             self.servers = conductor.servers = ServerManager(
                 self.db, self.bus, compute, _Placement(self.db), cfg.compute.build_timeout, images=self.image,
                 image_url=cfg.endpoint(cfg.image.port) if "image" in cfg.services else "", network=network)
-            await self.servers.start()
-            if cfg.compute.fake_nodes:
+            if self.leader:
+                await self.servers.start()
+            if self.leader and cfg.compute.fake_nodes:
                 from cumulo.compute.agent import ComputeAgent
                 from cumulo.compute.virt.fake import FakeDriver
 
@@ -154,7 +191,7 @@ class Controller:
                     agent = ComputeAgent(self.bus, f"fake-{i}", driver, cfg.compute.report_interval)
                     await agent.start()
                     self.agents.append(agent)
-            if cfg.compute.local_node:
+            if self.leader and cfg.compute.local_node:
                 import shutil
 
                 from cumulo.compute.agent import qemu_agent
@@ -189,7 +226,8 @@ class Controller:
 
             self.listeners.append(Listener("placement", cfg.placement.port, placement_app(
                 PlacementService(self.db), self.identity, cfg.api.max_request_body_size)))
-        write_clouds(cfg, admin_pw, demo_pw)
+        if self.leader:
+            write_clouds(cfg, admin_pw, demo_pw)
 
     async def start_network(self) -> None:
         """The Network API, the dataplane's desired state on the bus, and this machine's network
@@ -201,14 +239,15 @@ class Controller:
 
         cfg = self.cfg
         svc = NetworkService(self.db)
-        await Topology(self.db, svc).start(self.bus)
+        if self.leader:
+            await Topology(self.db, svc).start(self.bus)
         self.listeners.append(Listener("network", cfg.network.port, notifying(network_app(
             svc, self.identity, cfg.api.max_request_body_size), self.bus)))
-        if cfg.network.bootstrap:
+        if self.leader and cfg.network.bootstrap:
             from cumulo.network.bootstrap import first_topology
 
             await first_topology(self.db, svc, cfg)
-        if enabled(cfg.network.dataplane):
+        if self.leader and enabled(cfg.network.dataplane):
             from cumulo.network.agent import NetworkAgent
 
             secret = self.metadata_secret or self.secret("metadata-secret", cfg.compute.metadata_secret)
@@ -235,6 +274,17 @@ class Controller:
             entries.append(CatalogEntry("network", "neutron", self.cfg.endpoint(self.cfg.network.port)))
         return entries
 
+    def openapi(self) -> dict[str, Any]:
+        """Each API's OpenAPI document, by listener name."""
+        from cumulo.core.http.schema import find_openapi
+
+        docs = {}
+        for listener in self.listeners:
+            document = find_openapi(listener.app)
+            if document is not None:
+                docs[listener.name] = document(self.cfg.endpoint(listener.port))
+        return docs
+
     async def health(self) -> dict[str, str]:
         status = {}
         try:
@@ -251,22 +301,39 @@ class Controller:
         return status
 
     async def serve(self, ready: asyncio.Event | None = None) -> None:
+        from cumulo.core import workers
+        from cumulo.core.http.deadline import Deadline
+        from cumulo.core.http.slowclients import protocol
+        from cumulo.core.http.watchdog import Watchdog
+
         cfg = self.cfg
-        specs = [(lst.name, lst.port, lst.app) for lst in self.listeners]
-        if cfg.metrics.enabled:
-            specs.append(("operator", cfg.metrics.port, create_admin_app(self.health)))
-        for name, port, app in specs:
-            host = "127.0.0.1" if name == "operator" else cfg.api.bind_host
-            config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="off",
+        specs = [(lst.name, lst.port, Deadline(lst.app, FAULT_FORMAT.get(lst.name, lst.name), cfg.api.request_timeout,
+                                               self.worker)) for lst in self.listeners]
+        if cfg.metrics.enabled and self.leader:
+            specs.append(("operator", cfg.metrics.port, create_admin_app(self.health, self.openapi)))
+        sockets = workers.inherited_sockets() if not self.leader else {}
+        try:
+            for name, port, _ in specs:
+                if name not in sockets:
+                    host = "127.0.0.1" if name == "operator" else cfg.api.bind_host
+                    sockets[name] = workers.listen(host, port, cfg.api.backlog)
+        except OSError as exc:
+            raise SystemExit(f"a listener could not start: {exc} (is the port in use?)") from None
+        http = protocol(cfg.api.header_timeout)
+        for _name, _port, app in specs:
+            config = uvicorn.Config(app, log_config=None, lifespan="off", http=http,
                                     access_log=False, server_header=False, proxy_headers=False,
-                                    timeout_graceful_shutdown=5)
+                                    timeout_graceful_shutdown=5, timeout_keep_alive=int(cfg.api.keepalive_timeout),
+                                    limit_concurrency=cfg.api.max_connections or None, backlog=cfg.api.backlog)
             self._servers.append(_Server(config))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM) if self.leader else (signal.SIGTERM,):
             loop.add_signal_handler(sig, stop.set)
-        tasks = [loop.create_task(s.serve(), name=f"serve-{spec[0]}") for s, spec in zip(self._servers, specs,
-                                                                                       strict=True)]
+        self.watchdog = Watchdog("leader" if self.leader else f"worker-{self.worker}", cfg.api.stall_threshold)
+        self.watchdog.start()
+        tasks = [loop.create_task(s.serve(sockets=[sockets[spec[0]]]), name=f"serve-{spec[0]}")
+                 for s, spec in zip(self._servers, specs, strict=True)]
         while not all(s.started for s in self._servers):
             if any(t.done() for t in tasks):
                 for t in tasks:
@@ -274,17 +341,33 @@ class Controller:
                         raise t.exception()  # type: ignore[misc]
                 raise SystemExit("a listener could not start (is the port in use?)")
             await asyncio.sleep(0.02)
-        write_status(cfg, specs)
-        LOG.info("cumulo is up: %s", ", ".join(f"{n} on {cfg.api.bind_host}:{p}" for n, p, _ in specs))
+        lost = getattr(self.bus, "lost", None)  # a worker's bus hub is its leader
+        waiters = [loop.create_task(stop.wait())] + ([loop.create_task(lost.wait())] if lost is not None else [])
+        if self.leader:
+            extra = workers.count(cfg.api.workers) - 1
+            if extra > 0:
+                self.supervisor = workers.Supervisor(
+                    workers.worker_argv(cfg.source, str(cfg.state_dir)),
+                    {name: sock for name, sock in sockets.items() if name != "operator"}, extra,
+                    on_change=lambda pids: write_status(cfg, specs, pids))
+                await self.supervisor.start()
+            write_status(cfg, specs, self.supervisor.pids if self.supervisor else {})
+            LOG.info("cumulo is up: %s%s", ", ".join(f"{n} on {cfg.api.bind_host}:{p}" for n, p, _ in specs),
+                     f" (and {extra} API workers)" if extra > 0 else "")
+        else:
+            workers.tell_ready()
         if ready is not None:
             ready.set()
-        waiter = loop.create_task(stop.wait())
-        await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        LOG.info("shutting down")
+        await asyncio.wait([*waiters, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        LOG.info("shutting down%s", "" if self.leader else f" API worker {self.worker}")
+        if self.supervisor is not None:
+            await self.supervisor.stop()
         for s in self._servers:
             s.should_exit = True
         await asyncio.gather(*tasks, return_exceptions=True)
-        waiter.cancel()
+        for w in waiters:
+            w.cancel()
+        self.watchdog.stop()
         await self.close()
 
     async def close(self) -> None:
@@ -300,12 +383,18 @@ class Controller:
             await self.bus.stop()
         if self.db is not None:
             await self.db.close()
-        with contextlib.suppress(FileNotFoundError):
-            (self.cfg.state_path / "status.json").unlink()
+        if self.leader:
+            with contextlib.suppress(FileNotFoundError):
+                (self.cfg.state_path / "status.json").unlink()
 
 
-def write_status(cfg: Config, specs: list[tuple[str, int, Any]]) -> None:
+# the fault format of each listener's 503 past its time budget
+FAULT_FORMAT = {"metadata": "compute"}
+
+
+def write_status(cfg: Config, specs: list[tuple[str, int, Any]], worker_pids: dict[int, int] | None = None) -> None:
     status = {"pid": os.getpid(), "started": time.time(), "host": socket.gethostname(),
+              "workers": {str(i): pid for i, pid in sorted((worker_pids or {}).items())},
               "listeners": {name: f"http://{cfg.public_host}:{port}" for name, port, _ in specs},
               "database": logmod.mask_url(cfg.database_url), "bus": logmod.mask_url(cfg.bus.url)}
     _write_private(cfg.state_path / "status.json", json.dumps(status, indent=2))
@@ -357,8 +446,9 @@ def _write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-async def run(cfg: Config, ready: asyncio.Event | None = None) -> None:
-    controller = Controller(cfg)
+async def run(cfg: Config, ready: asyncio.Event | None = None, worker: int = 0) -> None:
+    """Run the leader (``worker`` 0: ``cumulo up``) or one of its API workers until stopped."""
+    controller = Controller(cfg, worker=worker)
     try:
         await controller.start()
     except BaseException:

@@ -81,6 +81,35 @@ def up(ctx: click.Context) -> None:
         pass
 
 
+@main.command(hidden=True)
+@click.option("--index", type=int, required=True, help="The worker's number (1..).")
+@click.pass_context
+def worker(ctx: click.Context, index: int) -> None:
+    """An API worker process, started by `cumulo up` with its listening sockets (never by hand)."""
+    import signal
+
+    from cumulo.core import workers
+
+    workers.die_with_leader()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the leader, which stops us
+    cfg = load(ctx)
+    logmod.setup(cfg.logging.level, cfg.logging.file)
+    logmod.add_config_secrets(cfg)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+
+    async def main_task() -> None:
+        from cumulo.server import run
+
+        await run(cfg, worker=index)
+
+    asyncio.run(main_task())
+
+
 async def announce(ready: asyncio.Event, cfg: configmod.Config) -> None:
     await ready.wait()
     click.echo(f"cumulo is up. Identity: {cfg.endpoint(cfg.identity.port, '/v3')}\n"
@@ -101,6 +130,8 @@ def status(ctx: click.Context) -> None:
     info = json.loads(path.read_text())
     uptime = time.time() - info["started"]
     click.echo(f"cumulo controller pid {info['pid']} on {info['host']}, up {uptime:.0f}s")
+    if info.get("workers"):
+        click.echo("  API workers: " + ", ".join(f"{i} (pid {pid})" for i, pid in info["workers"].items()))
     click.echo(f"  database: {info['database']}\n  bus: {info['bus']}")
     failing = 0
     for name, url in info["listeners"].items():
@@ -382,3 +413,7 @@ def network_agent(ctx: click.Context) -> None:
         await bus.stop()
 
     asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -50,6 +50,18 @@ class APIConfig:
     # Upper bound of a request body in bytes (Keystone's default is 114688).
     max_request_body_size: int = 114688
     access_log: bool = False
+    # API worker processes: 0 is one per CPU core, 1 serves everything from the `cumulo up` process.
+    workers: int = 0
+    # A request's time budget in seconds (until its answer starts); past it, a 503. 0: no budget.
+    request_timeout: float = 60.0
+    # Slow clients: a request's headers must arrive within header_timeout seconds; idle keep-alive
+    # connections close after keepalive_timeout; past max_connections per process new requests get 503.
+    header_timeout: float = 10.0
+    keepalive_timeout: float = 5.0
+    max_connections: int = 1000
+    backlog: int = 2048
+    # The event-loop watchdog logs and counts every stall longer than this (seconds; 0: off).
+    stall_threshold: float = 0.1
 
 
 @dataclass

@@ -140,6 +140,9 @@ def start_cloud(tmp: Path, backend: str, extra_env: dict[str, str] | None = None
         "CUMULO_NETWORK__DATAPLANE": "false",
         "CUMULO_NETWORK__BOOTSTRAP": "false",
         "CUMULO_NETWORK__NAMESPACE_PREFIX": f"cumulo-test-{uuid.uuid4().hex[:6]}",
+        # one process serves these clouds (their tests read the leader's metrics and logs);
+        # tests/functional/test_workers.py starts clouds with API workers
+        "CUMULO_API__WORKERS": "1",
     })
     if backend == "postgres":
         env["CUMULO_DATABASE__URL"] = f"postgresql://postgres@127.0.0.1:5432/{_create_pg_database()}"

@@ -108,6 +108,7 @@ class AuthMixin(AssignmentMixin):
     async def validate(self, token: str, allow_expired: bool = False) -> AuthContext:
         """The AuthContext of a token, or ``TokenInvalid`` (401)."""
         now = utcnow()
+        self.follow()
         hit = self._validated.get(token)
         if hit is not None and hit[0] == self.generation:
             ctx = hit[1]

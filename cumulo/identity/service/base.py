@@ -3,7 +3,9 @@
 Every write that can change what a token means (a user disabled, a role removed, ...) calls
 ``changed()``: the local generation moves on, cached validations and role maps are dropped, and
 an ``identity.changed`` event tells the other controllers to do the same.  A poll of the stored
-generation catches any event the bus lost.
+generation catches any event the bus lost.  The API workers of one machine also share a counter
+(``cumulo.core.bus.shared``) that ``changed()`` bumps before the write answers and ``follow()``
+reads on every validation, so a token revoked through one worker is refused by all at once.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cumulo.core.bus import Bus
+from cumulo.core.bus.shared import SharedCounter
 from cumulo.core.config import Config
 from cumulo.core.db import Base, Database, is_duplicate, new_id
 from cumulo.core.http.faults import Conflict, NotFound
@@ -47,9 +50,13 @@ class ServiceBase:
         self._poll_task: asyncio.Task[None] | None = None
         self._memo: dict[tuple[Any, ...], Any] = {}
         self._stored_generation = 0
+        self._shared: SharedCounter | None = None
+        self._shared_seen = 0
 
     # -- change tracking -------------------------------------------------------------------
     async def start(self) -> None:
+        self._shared = SharedCounter(self.cfg.state_path / "identity.generation")
+        self._shared_seen = self._shared.value()
         await self.bus.subscribe("identity.changed", self._on_remote_change)
         async with self.db.session() as s:
             row = await s.get(m.IdentityState, 1)
@@ -62,6 +69,17 @@ class ServiceBase:
     async def stop(self) -> None:
         if self._poll_task:
             self._poll_task.cancel()
+        if self._shared is not None:
+            self._shared.close()
+            self._shared = None
+
+    def follow(self) -> None:
+        """Drop the caches if another process of this machine changed identity since we last looked."""
+        if self._shared is not None:
+            seen = self._shared.value()
+            if seen != self._shared_seen:
+                self._shared_seen = seen
+                self.invalidate()
 
     def invalidate(self) -> None:
         self.generation += 1
@@ -75,6 +93,7 @@ class ServiceBase:
 
         Values are shared between requests: callers must not modify them.
         """
+        self.follow()
         try:
             return self._memo[key]
         except KeyError:
@@ -104,6 +123,8 @@ class ServiceBase:
 
     async def changed(self, what: str = "") -> None:
         self.invalidate()
+        if self._shared is not None:  # the write has committed: every worker here drops its caches now
+            self._shared_seen = self._shared.bump()
         try:
             async with self.db.session() as s:
                 await s.execute(update(m.IdentityState).where(m.IdentityState.id == 1)
@@ -156,7 +177,7 @@ class ServiceBase:
             async with self.db.session() as s:
                 s.add(row)
         except IntegrityError as exc:
-            if not is_duplicate(exc):
+            if not is_duplicate(exc):  # a foreign key or NOT NULL: not "already exists"
                 raise
             raise Conflict(conflict) from None
         return row
@@ -168,7 +189,7 @@ class ServiceBase:
                 for key, value in values.items():
                     setattr(row, key, value)
         except IntegrityError as exc:
-            if not is_duplicate(exc):  # a foreign key or NOT NULL: not "already exists"
+            if not is_duplicate(exc):
                 raise
             raise Conflict(conflict or f"Conflict updating {KIND.get(model)} {id_}.") from None
         await self.changed(f"{model.__tablename__} updated")  # names, flags and options feed tokens

@@ -1,0 +1,233 @@
+"""API worker processes: a cloud whose APIs are served by the leader (``cumulo up``) and one worker.
+
+Requests spread over both processes (``x-cumulo-worker`` names the one that answered); what one
+process does is seen by the other at once (a revoked token, a server created); the bus spans
+them (a server created through the worker boots on the leader's fake node); a worker killed -9
+is started again while the APIs keep answering; stopping the leader stops every process; and
+while clients hammer the most expensive calls allowed, a token validation and a server list
+still answer in well under 100 ms.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.functional.conftest import Cloud, start_cloud, stop_cloud, unique, wait_for
+
+WORKERS = {"CUMULO_API__WORKERS": "2", "CUMULO_IDENTITY__PASSWORD_HASH_ROUNDS": "12"}
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+    c = start_cloud(tmp_path_factory.mktemp("cloud-workers"), "sqlite", WORKERS)
+    wait_for(lambda: status(c).get("workers"), 60, "the API worker to serve")
+    yield c
+    stop_cloud(c)
+
+
+def status(cloud: Cloud) -> dict:
+    try:
+        return dict(json.loads((cloud.state_dir / "status.json").read_text()))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def served_by(r: httpx.Response) -> tuple[int, int]:
+    index, pid = r.headers["x-cumulo-worker"].split(":")
+    return int(index), int(pid)
+
+
+def pinned(url: str, index: int, tries: int = 200) -> httpx.Client:
+    """A keep-alive client whose one connection was accepted by process ``index`` (0: the leader):
+    every request it sends is served there."""
+    for _ in range(tries):
+        client = httpx.Client(limits=httpx.Limits(max_connections=1, max_keepalive_connections=1), timeout=30)
+        if served_by(client.get(url))[0] == index:
+            return client
+        client.close()
+    raise AssertionError(f"no connection to {url} was accepted by process {index} in {tries} tries")
+
+
+def compute_headers(token: str) -> dict[str, str]:
+    return {"X-Auth-Token": token, "OpenStack-API-Version": "compute 2.47"}
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is gone for our purposes
+    return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text() if Path(f"/proc/{pid}").exists() else False
+
+
+def test_requests_land_on_every_process(cloud: Cloud) -> None:
+    info = status(cloud)
+    leader, worker = info["pid"], info["workers"]["1"]
+    assert leader == cloud.proc.pid and worker != leader and alive(worker)
+    assert b"worker" in Path(f"/proc/{worker}/cmdline").read_bytes()
+    seen: set[tuple[int, int]] = set()
+    deadline = time.monotonic() + 30
+    while len(seen) < 2 and time.monotonic() < deadline:
+        with httpx.Client() as client:  # a new connection each time: the kernel picks the process
+            seen.add(served_by(client.get(cloud.url)))
+    assert seen == {(0, leader), (1, worker)}
+    for url in (cloud.compute_url, cloud.image_url, cloud.network_url, cloud.placement_url):
+        pinned(url, 1).close()  # every API is served by the worker too
+
+
+def test_a_token_revoked_through_one_process_is_refused_by_the_other_at_once(cloud: Cloud) -> None:
+    admin = cloud.token()[0]
+    for revoker, other in ((1, 0), (0, 1)):
+        subject = cloud.token()[0]
+        at = {i: pinned(cloud.url, i) for i in (0, 1)}
+        compute = {i: pinned(cloud.compute_url, i) for i in (0, 1)}
+        check = {"X-Auth-Token": admin, "X-Subject-Token": subject}
+        for i in (0, 1):  # both processes validate (and cache) the token
+            assert at[i].get(f"{cloud.url}/auth/tokens", headers=check).status_code == 200
+            assert compute[i].get(f"{cloud.compute_url}/servers", headers=compute_headers(subject)).status_code == 200
+        assert at[revoker].delete(f"{cloud.url}/auth/tokens", headers=check).status_code == 204
+        # the very next request to the other process refuses it: no waiting for an event
+        assert compute[other].get(f"{cloud.compute_url}/servers",
+                                  headers=compute_headers(subject)).status_code == 401
+        assert at[other].get(f"{cloud.url}/auth/tokens", headers=check).status_code == 404
+        for c in (*at.values(), *compute.values()):
+            c.close()
+
+
+def test_a_server_created_through_the_worker_boots_and_is_deleted_through_the_leader(cloud: Cloud) -> None:
+    token = cloud.token()[0]
+    via_worker, via_leader = pinned(cloud.compute_url, 1), pinned(cloud.compute_url, 0)
+    image = httpx.get(f"{cloud.image_url}/v2/images?name=cumulo-tiny", headers={"X-Auth-Token": token}).json()
+    r = via_worker.post(f"{cloud.compute_url}/servers", headers=compute_headers(token), json={"server": {
+        "name": unique("wrk"), "flavorRef": "10", "imageRef": image["images"][0]["id"], "networks": "none"}})
+    assert r.status_code == 202, r.text
+    assert served_by(r)[0] == 1
+    server_id = r.json()["server"]["id"]
+
+    def active() -> dict | None:
+        # the worker scheduled it and cast the build over the bus to the fake node in the leader
+        server = via_leader.get(f"{cloud.compute_url}/servers/{server_id}", headers=compute_headers(token))
+        body = server.json()["server"]
+        assert body["status"] != "ERROR", body
+        return body if body["status"] == "ACTIVE" else None
+
+    server = wait_for(active, 30, "the server to boot on a fake node")
+    assert server["OS-EXT-SRV-ATTR:host"].startswith("fake-")  # type: ignore[index]
+    assert via_leader.delete(f"{cloud.compute_url}/servers/{server_id}",
+                             headers=compute_headers(token)).status_code == 204
+    wait_for(lambda: via_worker.get(f"{cloud.compute_url}/servers/{server_id}",
+                                    headers=compute_headers(token)).status_code == 404, 30,
+             "the worker to see the server gone")
+    via_worker.close()
+    via_leader.close()
+
+
+def test_a_worker_killed_9_is_started_again_and_the_apis_keep_answering(cloud: Cloud) -> None:
+    old = status(cloud)["workers"]["1"]
+    os.kill(old, signal.SIGKILL)
+    answers = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with httpx.Client(timeout=10) as client:  # new connections: a dead worker takes none
+            r = client.get(cloud.url)
+            answers.append(r.status_code)
+            if served_by(r) == (1, status(cloud).get("workers", {}).get("1")) and served_by(r)[1] != old:
+                break
+    else:
+        raise AssertionError("no answer from a new worker within 60 s")
+    assert set(answers) == {200} and not alive(old)
+    assert cloud.proc.poll() is None
+
+
+def test_validation_and_server_list_stay_fast_while_expensive_calls_hammer(cloud: Cloud) -> None:
+    admin = cloud.token()[0]
+    pw = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": "admin", "domain": {"name": "Default"}, "password": cloud.admin_password}}},
+        "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}}
+    with httpx.Client(timeout=30) as c:  # a big list: 400 projects in one page
+        for i in range(400 - len(c.get(f"{cloud.url}/projects", headers={"X-Auth-Token": admin}).json()["projects"])):
+            assert c.post(f"{cloud.url}/projects", headers={"X-Auth-Token": admin}, json={"project": {
+                "name": unique(f"p{i}"), "description": "x" * 200}}).status_code == 201
+    big_body = json.dumps({"server": {"name": "big", "flavorRef": "10", "imageRef": "x", "networks": "none",
+                                      "metadata": {f"k{i:05}": "v" * 90 for i in range(1000)}}})
+    assert 100_000 < len(big_body) < 114_688
+    stop = threading.Event()
+    done = {"tokens": 0, "lists": 0, "bodies": 0}
+    failures: list[str] = []
+
+    def hammer(kind: str) -> None:
+        with httpx.Client(timeout=60) as c:
+            while not stop.is_set():
+                if kind == "tokens":  # bcrypt at cost 12 in every request
+                    r = c.post(f"{cloud.url}/auth/tokens", json=pw)
+                    ok = r.status_code == 201
+                elif kind == "lists":
+                    r = c.get(f"{cloud.url}/projects", headers={"X-Auth-Token": admin})
+                    ok = r.status_code == 200
+                else:
+                    r = c.post(f"{cloud.compute_url}/servers", headers={**compute_headers(admin),
+                               "Content-Type": "application/json"}, content=big_body)
+                    ok = r.status_code < 500
+                if not ok:
+                    failures.append(f"{kind}: {r.status_code} {r.text[:200]}")
+                done[kind] += 1
+
+    threads = [threading.Thread(target=hammer, args=(k,), daemon=True)
+               for k in ("tokens", "tokens", "tokens", "tokens", "lists", "lists", "bodies")]
+    for t in threads:
+        t.start()
+    time.sleep(1)  # let the load build up before measuring (not a synchronization)
+    validate, listing = [], []
+    check = {"X-Auth-Token": admin, "X-Subject-Token": admin}
+    try:
+        end = time.monotonic() + 10
+        while time.monotonic() < end and len(validate) < 400:
+            with httpx.Client(timeout=10) as c:  # a client arriving now, as users do
+                t0 = time.perf_counter()
+                assert c.get(f"{cloud.url}/auth/tokens", headers=check).status_code == 200
+                validate.append(time.perf_counter() - t0)
+            with httpx.Client(timeout=10) as c:
+                t0 = time.perf_counter()
+                assert c.get(f"{cloud.compute_url}/servers", headers=compute_headers(admin)).status_code == 200
+                listing.append(time.perf_counter() - t0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    assert not failures, failures[:5]
+    assert done["tokens"] >= 4 and done["lists"] >= 2 and done["bodies"] >= 1, done
+    p99 = {name: statistics.quantiles(xs, n=100)[98] for name, xs in (("validate", validate), ("list", listing))}
+    print(f"under load {done}: {len(validate)} probes, p99 validate {p99['validate'] * 1000:.1f} ms, "
+          f"list {p99['list'] * 1000:.1f} ms")
+    assert len(validate) >= 50
+    assert p99["validate"] < 0.1 and p99["list"] < 0.1, p99
+
+
+def test_stopping_the_leader_stops_every_worker(cloud: Cloud) -> None:
+    pids = [status(cloud)["pid"], *status(cloud)["workers"].values()]
+    cloud.proc.send_signal(signal.SIGTERM)
+    assert cloud.proc.wait(30) == 0
+    wait_for(lambda: not any(alive(p) for p in pids), 15, "every process of the cloud to exit")
+
+
+def test_a_leader_killed_9_takes_its_workers_with_it(tmp_path: Path) -> None:
+    c = start_cloud(tmp_path, "sqlite", WORKERS)
+    try:
+        worker = wait_for(lambda: status(c).get("workers", {}).get("1"), 60, "the API worker to serve")
+        assert alive(worker)  # type: ignore[arg-type]
+        c.proc.kill()
+        c.proc.wait(10)
+        wait_for(lambda: not alive(worker), 15, "the orphaned worker to exit")  # type: ignore[arg-type]
+    finally:
+        stop_cloud(c)
