@@ -15,11 +15,14 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from cumulo.core.http.app import JSON, Router, create_app, json_body
+from cumulo.core.http.authz import allowed, authorize
 from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound
 from cumulo.identity.service import IdentityService
 from cumulo.network import quotas, subnetpools, tags
 from cumulo.network.models import Network, Port, Subnet
+from cumulo.network.policies import VERB, network_target, port_target, subnet_target
 from cumulo.network.requests import body_of, who
+from cumulo.network.schemas import SCHEMAS
 from cumulo.network.security_groups import SecurityGroups
 from cumulo.network.service import NetworkService, pools_of
 
@@ -162,11 +165,13 @@ def router(svc: NetworkService, groups: SecurityGroups) -> Router:
 
     @r.get("/v2.0/extensions")
     async def extensions(request: Request) -> Response:
+        authorize(request, "get_extension")
         return JSON({"extensions": [{"alias": a, "name": n, "description": d, "updated": "2024-01-01T00:00:00Z",
                                      "links": []} for a, n, d in EXTENSIONS]})
 
     @r.get("/v2.0/extensions/{alias}")
     async def extension(request: Request) -> Response:
+        authorize(request, "get_extension")
         for a, n, d in EXTENSIONS:
             if a == request.path_params["alias"]:
                 return JSON({"extension": {"alias": a, "name": n, "description": d,
@@ -182,7 +187,8 @@ def router(svc: NetworkService, groups: SecurityGroups) -> Router:
                 out[nid].append(sid)
         return out
 
-    def network_values(item: dict[str, Any], admin: bool, create: bool) -> dict[str, Any]:
+    def network_values(request: Request, item: dict[str, Any], create: bool) -> dict[str, Any]:
+        verb = "create" if create else "update"
         values: dict[str, Any] = {}
         for key, column, check in (("name", "name", check_str), ("description", "description", check_str),
                                    ("admin_state_up", "admin_state_up", check_bool),
@@ -195,12 +201,12 @@ def router(svc: NetworkService, groups: SecurityGroups) -> Router:
             values["mtu"] = item["mtu"]
         for key, column in (("shared", "shared"), ("router:external", "external")):
             if key in item:
-                if not admin and item[key]:
-                    raise Forbidden(f"(rule:create_network:{key}) is disallowed by policy")
+                if item[key] and not allowed(request, f"{verb}_network:{key}"):
+                    raise Forbidden(f"(rule:{verb}_network:{key}) is disallowed by policy")
                 values[column] = check_bool(item[key], key)
         if "provider:network_type" in item or "provider:segmentation_id" in item:
-            if not admin:
-                raise Forbidden("(rule:create_network:provider:network_type) is disallowed by policy")
+            if not allowed(request, f"{verb}_network:provider:network_type"):
+                raise Forbidden(f"(rule:{verb}_network:provider:network_type) is disallowed by policy")
             kind = item.get("provider:network_type", "vxlan")
             if kind not in ("vxlan", "flat", "local"):
                 raise BadRequest(f"Invalid input for operation: network type {kind} is not supported here "
@@ -255,9 +261,10 @@ def router(svc: NetworkService, groups: SecurityGroups) -> Router:
             raise Conflict(f"Quota exceeded for resources: ['{resource}'].", kind="OverQuota")
 
     async def make_network(request: Request, item: dict[str, Any]) -> tuple[Network, dict[str, Any]]:
-        _, admin = who(request)
-        values = network_values(item, admin, True)
-        values["project_id"] = owner_of(request, item)
+        owner = owner_of(request, item)
+        authorize(request, "create_network", {"project_id": owner})
+        values = network_values(request, item, True)
+        values["project_id"] = owner
         async with svc.quota_turn("network", values["project_id"]):
             await svc.check_quota("network", values["project_id"])
             row = await svc.create_network(values)
@@ -269,6 +276,7 @@ def router(svc: NetworkService, groups: SecurityGroups) -> Router:
         project, admin = who(request)
         if request.method == "POST":
             return await create(request, "network", make_network, svc.delete_network)
+        authorize(request, "get_network")
         stmt = select(Network)
         if not admin:
             stmt = stmt.where((Network.project_id == project) | Network.shared.is_(True) | Network.external.is_(True))
@@ -283,11 +291,12 @@ def router(svc: NetworkService, groups: SecurityGroups) -> Router:
         row = await svc.network(request.path_params["network_id"], project, admin)
         if request.method != "GET" and row.project_id != project and not admin:
             raise NotFound(f"Network {row.id} could not be found.", kind="NetworkNotFound")
+        authorize(request, f"{VERB[request.method]}_network", network_target(row))
         if request.method == "DELETE":
             await svc.delete_network(row)
             return Response(status_code=204)
         if request.method == "PUT":
-            values = network_values(body_of(await json_body(request), "network"), admin, False)
+            values = network_values(request, body_of(await json_body(request), "network"), False)
             values.pop("segment_id", None)
             async with svc.db.session() as s:
                 row = await s.get(Network, row.id)
@@ -402,6 +411,7 @@ def router(svc: NetworkService, groups: SecurityGroups) -> Router:
         if net.project_id != project and not admin:
             raise Forbidden(f"(rule:create_subnet) is disallowed by policy: network {net.id} belongs to another "
                             "project.")
+        authorize(request, "create_subnet", subnet_target(net, owner_of(request, item)))
         if "prefixlen" in item and item.get("subnetpool_id") is None and not item.get("use_default_subnetpool"):
             raise BadRequest("Bad subnets request: prefixlen is only allowed with a subnet pool.")
         pool = await subnetpools.pool_for(svc.db, item, project, admin)
@@ -427,6 +437,7 @@ def router(svc: NetworkService, groups: SecurityGroups) -> Router:
         project, admin = who(request)
         if request.method == "POST":
             return await create(request, "subnet", make_subnet, svc.delete_subnet)
+        authorize(request, "get_subnet")
         async with svc.db.session() as s:
             rows = list((await s.execute(select(Subnet).order_by(Subnet.created_at))).scalars())
             # an external network's subnets stay the admin's unless it is shared (Neutron without
@@ -442,6 +453,8 @@ def router(svc: NetworkService, groups: SecurityGroups) -> Router:
         row = await svc.subnet(request.path_params["subnet_id"], project, admin)
         if request.method != "GET" and row.project_id != project and not admin:
             raise NotFound(f"Subnet {row.id} could not be found.", kind="SubnetNotFound")
+        authorize(request, f"{VERB[request.method]}_subnet",
+                  subnet_target(await svc.network(row.network_id, None, True), row.project_id))
         if request.method == "DELETE":
             await svc.delete_subnet(row)
             return Response(status_code=204)
@@ -459,7 +472,7 @@ def router(svc: NetworkService, groups: SecurityGroups) -> Router:
         return JSON(shape_one(request, subnet_view(row), "subnet"))
 
     # -- ports -----------------------------------------------------------------------------------
-    def port_values(item: dict[str, Any], admin: bool) -> dict[str, Any]:
+    def port_values(request: Request, item: dict[str, Any], create: bool) -> dict[str, Any]:
         values: dict[str, Any] = {}
         for key in ("name", "description", "device_owner", "device_id", "dns_name"):
             if key in item:
@@ -468,8 +481,9 @@ def router(svc: NetworkService, groups: SecurityGroups) -> Router:
             if key in item:
                 values[key] = check_bool(item[key], key)
         if "binding:host_id" in item:
-            if not admin:
-                raise Forbidden("(rule:create_port:binding:host_id) is disallowed by policy")
+            rule = "create_port:binding:host_id" if create else "update_port:binding:host_id"
+            if not allowed(request, rule):
+                raise Forbidden(f"(rule:{rule}) is disallowed by policy")
             values["binding_host_id"] = check_str(item["binding:host_id"], "binding:host_id")
         if "allowed_address_pairs" in item:
             pairs = item["allowed_address_pairs"]
@@ -515,7 +529,8 @@ def router(svc: NetworkService, groups: SecurityGroups) -> Router:
         if net.project_id != project and not admin and not net.shared:
             raise Forbidden(f"(rule:create_port) is disallowed by policy: network {net.id} belongs to another "
                             "project.")
-        values = port_values(item, admin)
+        authorize(request, "create_port", port_target(net, owner_of(request, item)))
+        values = port_values(request, item, True)
         if "tags" in item:
             values["tags"] = tags.check_tags(item["tags"])
         if "mac_address" in item:
@@ -545,6 +560,7 @@ def router(svc: NetworkService, groups: SecurityGroups) -> Router:
         project, admin = who(request)
         if request.method == "POST":
             return await create(request, "port", make_port, svc.delete_port)
+        authorize(request, "get_port")
         stmt = select(Port).order_by(Port.created_at)
         if not admin:
             stmt = stmt.where(Port.project_id == project)
@@ -563,6 +579,8 @@ def router(svc: NetworkService, groups: SecurityGroups) -> Router:
     async def port(request: Request) -> Response:
         project, admin = who(request)
         row = await svc.port(request.path_params["port_id"], project, admin)
+        authorize(request, f"{VERB[request.method]}_port",
+                  port_target(await svc.network(row.network_id, None, True), row.project_id))
         if request.method == "DELETE":
             await svc.delete_port(row)
             return Response(status_code=204)
@@ -571,7 +589,7 @@ def router(svc: NetworkService, groups: SecurityGroups) -> Router:
             for fixed in ("network_id", "mac_address") if not admin else ("network_id",):
                 if fixed in item:
                     raise BadRequest(f"Cannot update read-only attribute {fixed}")
-            values = port_values(item, admin)
+            values = port_values(request, item, False)
             fixed_ips = fixed_ips_of(item)
             if fixed_ips is not None:
                 old = await svc.allocations([row.id])
@@ -615,5 +633,9 @@ def build_app(svc: NetworkService, identity: IdentityService, max_body: int) -> 
     r.include(subnetpools.router(svc.db))
     r.include(quotas.router(svc.db))
     r.include(tags.router(svc.db))  # last: its paths are patterns over every collection
-    return create_app("network", r, identity, max_body=max_body)
+    from cumulo.core.http.authz import ServicePolicy
+    from cumulo.network import policies
+
+    policy = ServicePolicy.build("network", policies.RULES, identity.cfg.policy.file, policies.MESSAGE)
+    return policy.bind(create_app("network", r, identity, max_body=max_body, schemas=SCHEMAS))
 

@@ -17,8 +17,10 @@ from starlette.responses import Response
 
 from cumulo.core.db import Database, IntegrityError, is_duplicate
 from cumulo.core.http.app import JSON, Router, auth_of, json_body
-from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound
+from cumulo.core.http.authz import authorize
+from cumulo.core.http.faults import BadRequest, Conflict, NotFound
 from cumulo.network import models
+from cumulo.network.policies import VERB
 
 # Neutron's default quotas (the Operations Guide's table); subnet pools are unlimited by default
 DEFAULT_QUOTAS = {"network": 100, "subnet": 100, "port": 500, "router": 10, "floatingip": 50,
@@ -72,11 +74,10 @@ def quota_value(name: str, value: Any) -> int:
 def router(db: Database) -> Router:
     r = Router()
 
-    def caller(request: Request, project_id: str | None = None) -> tuple[str, bool]:
+    def caller(request: Request, project_id: str | None = None, rule: str = "get_quota") -> tuple[str, bool]:
         auth = auth_of(request)
         project, admin = auth.project_id or "", auth.is_admin()
-        if project_id is not None and project_id != project and not admin:
-            raise Forbidden(f"(rule:get_quota) is disallowed by policy: project {project_id} is not yours.")
+        authorize(request, rule, {"project_id": project if project_id is None else project_id})
         return project, admin
 
     async def overridden() -> dict[str, dict[str, int]]:
@@ -100,10 +101,7 @@ def router(db: Database) -> Router:
         if request.method == "GET":
             caller(request, project_id)
             return JSON({"quota": await limits(db, project_id)})
-        _, admin = caller(request)
-        if not admin:
-            raise Forbidden(f"(rule:{request.method == 'PUT' and 'update' or 'delete'}_quota) is disallowed by "
-                            "policy: only an admin changes quotas.")
+        caller(request, project_id, f"{VERB[request.method]}_quota")
         if request.method == "DELETE":
             async with db.session() as s:
                 gone = (await s.execute(delete(models.Quota).where(models.Quota.project_id == project_id))).rowcount

@@ -17,10 +17,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cumulo.core.http.app import JSON, Router, json_body
+from cumulo.core.http.authz import authorize
 from cumulo.core.http.faults import BadRequest, Conflict, NotFound
 from cumulo.network import tags
 from cumulo.network.models import FloatingIP, IPAllocation, Port, Subnet
 from cumulo.network.models import Router as RouterRow
+from cumulo.network.policies import VERB
 from cumulo.network.requests import body, who
 from cumulo.network.service import NetworkService
 
@@ -35,11 +37,15 @@ def router(svc: NetworkService) -> Router:
     r = Router()
     db = svc.db
 
-    async def get_router(router_id: str, project: str, admin: bool) -> RouterRow:
+    async def get_router(router_id: str, project: str, admin: bool, request: Request | None = None,
+                         rule: str = "") -> RouterRow:
+        """The router (another project's is a 404), once ``rule`` allows ``request`` on it."""
         async with db.session() as s:
             row = await s.get(RouterRow, router_id)
         if row is None or not (admin or row.project_id == project):
             raise NotFound(f"Router {router_id} could not be found", kind="RouterNotFound")
+        if request is not None:
+            authorize(request, rule, {"project_id": row.project_id})
         return row
 
     async def router_view(row: RouterRow) -> dict[str, Any]:
@@ -128,6 +134,7 @@ def router(svc: NetworkService) -> Router:
             owner = item.get("project_id") or item.get("tenant_id") or project
             if owner != project and not admin:
                 raise BadRequest("Only an admin may create routers for another project.")
+            authorize(request, "create_router", {"project_id": owner})
             await svc.check_quota("router", owner)
             name = item.get("name", "")
             if not isinstance(name, str) or len(name) > 255:
@@ -148,6 +155,7 @@ def router(svc: NetworkService) -> Router:
                     await s.delete(await s.get(RouterRow, row.id))
                 raise
             return JSON({"router": await router_view(await get_router(row.id, project, True))}, status_code=201)
+        authorize(request, "get_router")
         stmt = select(RouterRow).order_by(RouterRow.created_at)
         if not admin:
             stmt = stmt.where(RouterRow.project_id == project)
@@ -158,7 +166,8 @@ def router(svc: NetworkService) -> Router:
     @r.route("/v2.0/routers/{router_id}", ["GET", "PUT", "DELETE"])
     async def one(request: Request) -> Response:
         project, admin = who(request)
-        row = await get_router(request.path_params["router_id"], project, admin)
+        row = await get_router(request.path_params["router_id"], project, admin, request,
+                               f"{VERB[request.method]}_router")
         if request.method == "DELETE":
             if await interface_subnets(row.id):
                 raise Conflict(f"Router {row.id} still has ports", kind="RouterInUse")
@@ -195,7 +204,7 @@ def router(svc: NetworkService) -> Router:
     async def add_extraroutes(request: Request) -> Response:
         """extraroute-atomic: add routes to the ones the router has (those it has already stay once)."""
         project, admin = who(request)
-        row = await get_router(request.path_params["router_id"], project, admin)
+        row = await get_router(request.path_params["router_id"], project, admin, request, "add_extraroutes")
         wanted = await check_routes(row, (await body(request, "router")).get("routes"))
         routes = list(row.routes or [])
         await set_routes(row, routes + [x for x in wanted if x not in routes])
@@ -205,7 +214,7 @@ def router(svc: NetworkService) -> Router:
     async def remove_extraroutes(request: Request) -> Response:
         """extraroute-atomic: remove the given routes (ones the router does not have are ignored)."""
         project, admin = who(request)
-        row = await get_router(request.path_params["router_id"], project, admin)
+        row = await get_router(request.path_params["router_id"], project, admin, request, "remove_extraroutes")
         routes = (await body(request, "router")).get("routes")
         if not isinstance(routes, list) or not all(isinstance(x, dict) for x in routes):
             raise BadRequest("Invalid input for routes: a list of {destination, nexthop}.")
@@ -220,7 +229,7 @@ def router(svc: NetworkService) -> Router:
     @r.put("/v2.0/routers/{router_id}/add_router_interface")
     async def add_interface(request: Request) -> Response:
         project, admin = who(request)
-        row = await get_router(request.path_params["router_id"], project, admin)
+        row = await get_router(request.path_params["router_id"], project, admin, request, "add_router_interface")
         item = await json_body(request)
         if not isinstance(item, dict) or ("subnet_id" in item) == ("port_id" in item):
             raise BadRequest("Bad router request: Either subnet_id or port_id must be specified.")
@@ -262,7 +271,7 @@ def router(svc: NetworkService) -> Router:
     @r.put("/v2.0/routers/{router_id}/remove_router_interface")
     async def remove_interface(request: Request) -> Response:
         project, admin = who(request)
-        row = await get_router(request.path_params["router_id"], project, admin)
+        row = await get_router(request.path_params["router_id"], project, admin, request, "remove_router_interface")
         item = await json_body(request)
         if not isinstance(item, dict) or not ({"subnet_id", "port_id"} & set(item)):
             raise BadRequest("Bad router request: Either subnet_id or port_id must be specified.")
@@ -344,6 +353,7 @@ def router(svc: NetworkService) -> Router:
             owner = item.get("project_id") or item.get("tenant_id") or project
             if owner != project and not admin:
                 raise BadRequest("Only an admin may create floating IPs for another project.")
+            authorize(request, "create_floatingip", {"project_id": owner})
             await svc.check_quota("floatingip", owner)
             fip_tags = tags.check_tags(item["tags"]) if "tags" in item else []
             for key in ("floating_ip_address", "fixed_ip_address"):
@@ -377,6 +387,7 @@ def router(svc: NetworkService) -> Router:
                 s.add(fip)
                 await s.execute(update(Port).where(Port.id == fport.id).values(device_id=fip.id))
             return JSON({"floatingip": fip_view(fip)}, status_code=201)
+        authorize(request, "get_floatingip")
         stmt = select(FloatingIP).order_by(FloatingIP.created_at)
         if not admin:
             stmt = stmt.where(FloatingIP.project_id == project)
@@ -392,6 +403,7 @@ def router(svc: NetworkService) -> Router:
         if fip is None or not (admin or fip.project_id == project):
             raise NotFound(f"Floating IP {request.path_params['fip_id']} could not be found",
                            kind="FloatingIPNotFound")
+        authorize(request, f"{VERB[request.method]}_floatingip", {"project_id": fip.project_id})
         if request.method == "DELETE":
             async with db.session() as s:
                 await s.delete(await s.get(FloatingIP, fip.id))

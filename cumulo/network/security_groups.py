@@ -18,9 +18,11 @@ from starlette.responses import Response
 
 from cumulo.core.db import Database, IntegrityError, is_duplicate
 from cumulo.core.http.app import JSON, Router
+from cumulo.core.http.authz import authorize
 from cumulo.core.http.faults import BadRequest, Conflict, NotFound
 from cumulo.network import quotas, tags
 from cumulo.network.models import DefaultSecurityGroup, Port, SecurityGroup, SecurityGroupRule
+from cumulo.network.policies import VERB, rule_target
 from cumulo.network.requests import body, who
 
 PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "ipv6-icmp": 58, "sctp": 132, "gre": 47, "esp": 50,
@@ -168,6 +170,7 @@ def router(groups: SecurityGroups) -> Router:
     @r.route("/v2.0/security-groups", ["GET", "POST"])
     async def list_or_create(request: Request) -> Response:
         project, admin = who(request)
+        authorize(request, "get_security_group" if request.method == "GET" else "create_security_group")
         await groups.default(project)
         if request.method == "POST":
             item = await body(request, "security_group")
@@ -179,6 +182,7 @@ def router(groups: SecurityGroups) -> Router:
             owner = item.get("project_id") or item.get("tenant_id") or project
             if owner != project and not admin:
                 raise BadRequest("Only an admin may create security groups for another project.")
+            authorize(request, "create_security_group", {"project_id": owner})
             if not isinstance(item.get("stateful", True), bool):
                 raise BadRequest(f"Invalid input for stateful. Reason: '{item['stateful']}' is not a valid boolean "
                                  "value.")
@@ -205,6 +209,7 @@ def router(groups: SecurityGroups) -> Router:
     async def one(request: Request) -> Response:
         project, admin = who(request)
         group = await groups.get(request.path_params["group_id"], project, admin)
+        authorize(request, f"{VERB[request.method]}_security_group", {"project_id": group.project_id})
         if request.method == "DELETE":
             if group.is_default and not admin:
                 raise Conflict("Insufficient rights for removing default security group.",
@@ -243,6 +248,7 @@ def router(groups: SecurityGroups) -> Router:
         if request.method == "POST":
             item = await body(request, "security_group_rule")
             group = await groups.get(str(item.get("security_group_id", "")), project, admin)
+            authorize(request, "create_security_group_rule", rule_target(group.project_id))
             values = check_rule(item)
             if values["remote_group_id"]:
                 await groups.get(values["remote_group_id"], project, admin)
@@ -264,6 +270,7 @@ def router(groups: SecurityGroups) -> Router:
                 s.add(rule)
                 await bump(s, group.id)
             return JSON({"security_group_rule": rule_view(rule)}, status_code=201)
+        authorize(request, "get_security_group_rule", rule_target(project))
         await groups.default(project)
         stmt = select(SecurityGroupRule).order_by(SecurityGroupRule.created_at)
         if not admin:
@@ -280,6 +287,7 @@ def router(groups: SecurityGroups) -> Router:
         if row is None or not (admin or row.project_id == project):
             raise NotFound(f"Security group rule {request.path_params['rule_id']} does not exist",
                            kind="SecurityGroupRuleNotFound")
+        authorize(request, f"{VERB[request.method]}_security_group_rule", rule_target(row.project_id))
         if request.method == "DELETE":
             async with db.session() as s:
                 await s.execute(delete(SecurityGroupRule).where(SecurityGroupRule.id == row.id))

@@ -20,9 +20,11 @@ from starlette.responses import Response
 
 from cumulo.core.db import Database
 from cumulo.core.http.app import JSON, Router
+from cumulo.core.http.authz import allowed, authorize
 from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound
 from cumulo.network import quotas, tags
 from cumulo.network.models import Subnet, SubnetPool
+from cumulo.network.policies import VERB
 from cumulo.network.requests import body, who
 
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -198,11 +200,12 @@ def router(db: Database) -> Router:
             owner = str(item.get("project_id") or item.get("tenant_id") or project)
             if owner != project and not admin:
                 raise Forbidden("Only an admin may create subnet pools for another project.")
+            authorize(request, "create_subnetpool", {"project_id": owner})
             for flag in ("shared", "is_default"):
                 if flag in item and not isinstance(item[flag], bool):
                     raise BadRequest(f"Invalid input for {flag}. Reason: '{item[flag]}' is not a valid boolean "
                                      "value.")
-                if item.get(flag) and not admin:
+                if item.get(flag) and not allowed(request, f"create_subnetpool:{flag}"):
                     raise Forbidden(f"(rule:create_subnetpool:{flag}) is disallowed by policy")
             if item.get("address_scope_id") is not None:
                 raise NotFound(f"Address scope {item['address_scope_id']} could not be found.",
@@ -228,6 +231,7 @@ def router(db: Database) -> Router:
             async with db.session() as s:
                 s.add(row)
             return JSON({"subnetpool": pool_view(row)}, status_code=201)
+        authorize(request, "get_subnetpool")
         stmt = select(SubnetPool).order_by(SubnetPool.created_at)
         if not admin:
             stmt = stmt.where((SubnetPool.project_id == project) | SubnetPool.shared.is_(True))
@@ -242,6 +246,7 @@ def router(db: Database) -> Router:
         if request.method != "GET" and row.project_id != project and not admin:
             raise Forbidden(f"(rule:{request.method == 'PUT' and 'update' or 'delete'}_subnetpool) is disallowed "
                             f"by policy: subnet pool {row.id} belongs to another project.")
+        authorize(request, f"{VERB[request.method]}_subnetpool", {"project_id": row.project_id, "shared": row.shared})
         if request.method == "DELETE":
             async with db.session() as s:
                 used = (await s.execute(select(func.count()).select_from(Subnet).where(
@@ -277,7 +282,7 @@ def router(db: Database) -> Router:
                 if not isinstance(item["is_default"], bool):
                     raise BadRequest(f"Invalid input for is_default. Reason: '{item['is_default']}' is not a valid "
                                      "boolean value.")
-                if item["is_default"] != row.is_default and not admin:
+                if item["is_default"] != row.is_default and not allowed(request, "update_subnetpool:is_default"):
                     raise Forbidden("(rule:update_subnetpool:is_default) is disallowed by policy")
                 if item["is_default"]:
                     await check_default(row.ip_version, row.id)

@@ -17,8 +17,10 @@ from starlette.responses import Response
 
 from cumulo.core.db import Database
 from cumulo.core.http.app import JSON, Router, auth_of, json_body
+from cumulo.core.http.authz import authorize
 from cumulo.core.http.faults import BadRequest, Forbidden, NotFound
 from cumulo.network import models
+from cumulo.network.policies import SINGULAR, VERB, tag_target
 
 MAX_TAG_LEN = 255
 FILTERS = ("tags", "tags-any", "not-tags", "not-tags-any")
@@ -79,6 +81,8 @@ def router(db: Database) -> Router:
     r = Router()
 
     async def resource(request: Request, change: bool) -> Any:
+        """The tagged resource (a 404 when the caller cannot see it), once ``<verb>_<resource>:tags``
+        allows the caller on it."""
         collection, resource_id = request.path_params["collection"], request.path_params["resource_id"]
         if collection not in RESOURCES:
             raise NotFound(f"The resource could not be found: {collection} has no tags.")
@@ -92,6 +96,11 @@ def router(db: Database) -> Router:
         if change and not admin and row.project_id != project:
             raise Forbidden(f"(rule:update_{collection.replace('-', '_')}_tags) is disallowed by policy: "
                             f"{name} {resource_id} belongs to another project.")
+        net = None
+        if isinstance(row, (models.Subnet, models.Port)):
+            async with db.session() as s:
+                net = await s.get(models.Network, row.network_id)
+        authorize(request, f"{VERB[request.method]}_{SINGULAR[collection]}:tags", tag_target(row, net))
         return row
 
     async def store(row: Any, tags: list[str]) -> list[str]:

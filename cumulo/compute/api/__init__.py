@@ -59,6 +59,7 @@ def versions_router() -> Router:
 
 def network_proxy_router() -> Router:
     """The deprecated network proxies (removed at 2.36): no networks until networking exists."""
+    from cumulo.core.http.authz import authorize
     from cumulo.core.http.faults import NotFound
 
     r = Router()
@@ -70,11 +71,13 @@ def network_proxy_router() -> Router:
     @r.get("/v2.1/os-networks")
     async def networks(request: Request) -> Response:
         proxy_gone(request)
+        authorize(request, "os_compute_api:os-networks:list")
         return JSON({"networks": []})
 
     @r.get("/v2.1/os-networks/{network_id}")
     async def network(request: Request) -> Response:
         proxy_gone(request)
+        authorize(request, "os_compute_api:os-networks:show")
         raise NotFound(f"Network {request.path_params['network_id']} could not be found.")
 
     return r
@@ -108,4 +111,12 @@ def build_app(svc: ComputeService, identity: IdentityService, max_body: int, ser
         from cumulo.compute.api import images as images_proxy
 
         router.include(images_proxy.router(images))
-    return create_app("compute", router, identity, max_body=max_body, microversions=MICROVERSIONS)
+    from cumulo.compute.schemas import SCHEMAS
+
+    known = {(m, ep.path) for ep in router.endpoints for m in ep.methods}
+    from cumulo.compute import policies
+    from cumulo.core.http.authz import ServicePolicy
+
+    policy = ServicePolicy.build("compute", policies.RULES, identity.cfg.policy.file, policies.MESSAGE)
+    return policy.bind(create_app("compute", router, identity, max_body=max_body, microversions=MICROVERSIONS,
+                                  schemas={key: value for key, value in SCHEMAS.items() if key in known}))

@@ -12,11 +12,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cumulo.compute.api import at_least
-from cumulo.compute.api.hosts import admin_only
 from cumulo.compute.models import Aggregate, AggregateHost, ComputeNode, ServiceRecord
 from cumulo.compute.service import ComputeService
 from cumulo.core.db import IntegrityError, is_duplicate, utcnow
-from cumulo.core.http.app import JSON, Router, auth_of, json_body
+from cumulo.core.http.app import JSON, Router, json_body
+from cumulo.core.http.authz import authorize
 from cumulo.core.http.faults import BadRequest, Conflict, NotFound
 from cumulo.placement.service import PlacementService
 
@@ -25,6 +25,10 @@ DEFAULT_ZONE = "nova"
 
 def when(value: Any) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%S.%f") if value else None
+
+ACTION_RULES = {"add_host": "os_compute_api:os-aggregates:add_host",
+                "remove_host": "os_compute_api:os-aggregates:remove_host",
+                "set_metadata": "os_compute_api:os-aggregates:set_metadata"}
 
 
 def router(svc: ComputeService) -> Router:
@@ -49,6 +53,8 @@ def router(svc: ComputeService) -> Router:
     async def get(agg_id: str) -> Aggregate:
         if not agg_id.isdigit():
             raise BadRequest(f"Invalid aggregate id {agg_id!r}: an integer.")
+        if len(agg_id) > 10 or int(agg_id) > 2**31 - 1:  # past the column's range: no such aggregate
+            raise NotFound(f"Aggregate {agg_id} could not be found.")
         async with svc.db.session() as s:
             row = await s.get(Aggregate, int(agg_id))
         if row is None:
@@ -86,14 +92,14 @@ def router(svc: ComputeService) -> Router:
 
     @r.get("/v2.1/os-aggregates")
     async def list_aggregates(request: Request) -> Response:
-        admin_only(request)
+        authorize(request, "os_compute_api:os-aggregates:index")
         async with svc.db.session() as s:
             rows = list((await s.execute(select(Aggregate).order_by(Aggregate.id))).scalars())
         return JSON({"aggregates": [await view(request, a) for a in rows]})
 
     @r.post("/v2.1/os-aggregates")
     async def create(request: Request) -> Response:
-        admin_only(request)
+        authorize(request, "os_compute_api:os-aggregates:create")
         body = await json_body(request)
         data = body.get("aggregate") if isinstance(body, dict) else None
         if not isinstance(data, dict):
@@ -115,12 +121,12 @@ def router(svc: ComputeService) -> Router:
 
     @r.get("/v2.1/os-aggregates/{agg_id}")
     async def show(request: Request) -> Response:
-        admin_only(request)
+        authorize(request, "os_compute_api:os-aggregates:show")
         return JSON({"aggregate": await view(request, await get(request.path_params["agg_id"]))})
 
     @r.put("/v2.1/os-aggregates/{agg_id}")
     async def update(request: Request) -> Response:
-        admin_only(request)
+        authorize(request, "os_compute_api:os-aggregates:update")
         row = await get(request.path_params["agg_id"])
         body = await json_body(request)
         data = body.get("aggregate") if isinstance(body, dict) else None
@@ -146,7 +152,7 @@ def router(svc: ComputeService) -> Router:
 
     @r.delete("/v2.1/os-aggregates/{agg_id}")
     async def remove(request: Request) -> Response:
-        admin_only(request)
+        authorize(request, "os_compute_api:os-aggregates:delete")
         row = await get(request.path_params["agg_id"])
         if await hosts_of(row.id):
             raise BadRequest(f"Aggregate {row.id} still has hosts: remove them first.")
@@ -156,12 +162,12 @@ def router(svc: ComputeService) -> Router:
 
     @r.post("/v2.1/os-aggregates/{agg_id}/action")
     async def action(request: Request) -> Response:
-        admin_only(request)
-        row = await get(request.path_params["agg_id"])
         body = await json_body(request)
         if not isinstance(body, dict) or len(body) != 1:
             raise BadRequest("Give exactly one action: add_host, remove_host or set_metadata.")
         name, data = next(iter(body.items()))
+        authorize(request, ACTION_RULES.get(name, "os_compute_api:os-aggregates:update"))
+        row = await get(request.path_params["agg_id"])
         if name in ("add_host", "remove_host"):
             host = data.get("host") if isinstance(data, dict) else None
             check_name(host, "host")
@@ -210,12 +216,12 @@ def router(svc: ComputeService) -> Router:
 
     @r.get("/v2.1/os-availability-zone/detail")
     async def zones_detail(request: Request) -> Response:
-        admin_only(request)
+        authorize(request, "os_compute_api:os-availability-zone:detail")
         return JSON({"availabilityZoneInfo": await zone_info(svc, detail=True)})
 
     @r.get("/v2.1/os-availability-zone")
     async def zones(request: Request) -> Response:
-        auth_of(request)
+        authorize(request, "os_compute_api:os-availability-zone:list")
         return JSON({"availabilityZoneInfo": await zone_info(svc, detail=False)})
 
     return r

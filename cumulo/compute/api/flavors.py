@@ -11,17 +11,13 @@ from starlette.responses import Response
 from cumulo.compute.api import at_least
 from cumulo.compute.models import Flavor
 from cumulo.compute.service import ComputeService
-from cumulo.core.http.app import JSON, Router, auth_of, json_body
-from cumulo.core.http.faults import BadRequest, Forbidden, NotFound
+from cumulo.core.http.app import JSON, Router, json_body
+from cumulo.core.http.authz import authorize
+from cumulo.core.http.faults import BadRequest, NotFound
 from cumulo.core.http.paging import parse_bool
 
 NAME = re.compile(r"^[\w.\- ]{1,255}$", re.UNICODE)
 SPEC_KEY = re.compile(r"^[\w.\-:]{1,255}$")
-
-
-def admin_only(request: Request) -> None:
-    if not auth_of(request).is_admin():
-        raise Forbidden("Policy doesn't allow this operation: it needs the admin role.")
 
 
 def base(request: Request) -> str:
@@ -55,11 +51,14 @@ def integer(data: dict[str, Any], key: str, minimum: int, default: int | None = 
     return value
 
 
+MAX_LIMIT = 1000  # Nova's [api] max_limit
+
+
 def router(svc: ComputeService) -> Router:
     r = Router()
 
     async def listing(request: Request, detail: bool) -> Response:
-        auth = auth_of(request)
+        auth = authorize(request, "compute:flavors:index")
         q = request.query_params
         # Nova: an admin sees the public flavors unless it asks (is_public=false|none); everyone
         # else sees the public ones and the private ones shared with the project
@@ -86,9 +85,10 @@ def router(svc: ComputeService) -> Router:
             rows = rows[ids.index(q["marker"]) + 1:]
         body: dict[str, Any] = {}
         if "limit" in q:
-            limit = int(q["limit"]) if q["limit"].isdigit() else -1
+            limit = int(q["limit"]) if q["limit"].isdigit() and len(q["limit"]) <= 12 else -1
             if limit < 0:
                 raise BadRequest("limit must be a non-negative integer.")
+            limit = min(limit or MAX_LIMIT, MAX_LIMIT)  # as Nova: 0 (or too many) means the most a page holds
             if len(rows) > limit:
                 rows = rows[:limit]
                 body["flavors_links"] = [{"rel": "next", "href": f"{base(request)}/flavors?limit={limit}"
@@ -106,7 +106,7 @@ def router(svc: ComputeService) -> Router:
 
     @r.post("/v2.1/flavors")
     async def create_flavor(request: Request) -> Response:
-        admin_only(request)
+        authorize(request, "os_compute_api:os-flavor-manage:create")
         body = await json_body(request)
         data = body.get("flavor") if isinstance(body, dict) else None
         if not isinstance(data, dict):
@@ -141,7 +141,7 @@ def router(svc: ComputeService) -> Router:
 
     @r.get("/v2.1/flavors/{flavor_id}")
     async def show_flavor(request: Request) -> Response:
-        auth = auth_of(request)
+        auth = authorize(request, "compute:flavors:show")
         flavor = await svc.flavor(request.path_params["flavor_id"], auth.project_id, auth.is_admin())
         return JSON({"flavor": view(request, flavor)})
 
@@ -149,7 +149,7 @@ def router(svc: ComputeService) -> Router:
     async def update_flavor(request: Request) -> Response:
         if not at_least(request, 55):
             raise NotFound("Updating a flavor needs microversion 2.55 or later.")
-        admin_only(request)
+        authorize(request, "os_compute_api:os-flavor-manage:update")
         body = await json_body(request)
         data = body.get("flavor") if isinstance(body, dict) else None
         if not isinstance(data, dict) or set(data) != {"description"}:
@@ -161,18 +161,18 @@ def router(svc: ComputeService) -> Router:
 
     @r.delete("/v2.1/flavors/{flavor_id}")
     async def delete_flavor(request: Request) -> Response:
-        admin_only(request)
+        authorize(request, "os_compute_api:os-flavor-manage:delete")
         await svc.delete_flavor(request.path_params["flavor_id"])
         return Response(status_code=202)
 
     # -- extra specs ------------------------------------------------------------------------
     @r.route("/v2.1/flavors/{flavor_id}/os-extra_specs", ["GET", "POST"])
     async def extra_specs(request: Request) -> Response:
-        auth = auth_of(request)
+        auth = authorize(request, "os_compute_api:os-flavor-extra-specs:index" if request.method == "GET"
+                         else "os_compute_api:os-flavor-extra-specs:create")
         flavor = await svc.flavor(request.path_params["flavor_id"], auth.project_id, auth.is_admin())
         if request.method == "GET":
             return JSON({"extra_specs": flavor.extra_specs or {}})
-        admin_only(request)
         body = await json_body(request)
         specs = body.get("extra_specs") if isinstance(body, dict) else None
         if not isinstance(specs, dict) or not specs:
@@ -188,7 +188,9 @@ def router(svc: ComputeService) -> Router:
 
     @r.route("/v2.1/flavors/{flavor_id}/os-extra_specs/{key}", ["GET", "PUT", "DELETE"])
     async def extra_spec(request: Request) -> Response:
-        auth = auth_of(request)
+        auth = authorize(request, {"GET": "os_compute_api:os-flavor-extra-specs:show",
+                                   "PUT": "os_compute_api:os-flavor-extra-specs:update",
+                                   "DELETE": "os_compute_api:os-flavor-extra-specs:delete"}[request.method])
         flavor = await svc.flavor(request.path_params["flavor_id"], auth.project_id, auth.is_admin())
         key = request.path_params["key"]
         specs = dict(flavor.extra_specs or {})
@@ -196,7 +198,6 @@ def router(svc: ComputeService) -> Router:
             if key not in specs:
                 raise NotFound(f"Flavor {flavor.id} has no extra specs with key {key}.")
             return JSON({key: specs[key]})
-        admin_only(request)
         if request.method == "DELETE":
             if key not in specs:
                 raise NotFound(f"Flavor {flavor.id} has no extra specs with key {key}.")
@@ -213,7 +214,7 @@ def router(svc: ComputeService) -> Router:
     # -- access lists -----------------------------------------------------------------------
     @r.get("/v2.1/flavors/{flavor_id}/os-flavor-access")
     async def list_access(request: Request) -> Response:
-        admin_only(request)
+        authorize(request, "os_compute_api:os-flavor-access")
         flavor = await svc.flavor(request.path_params["flavor_id"], None, True)
         if flavor.is_public:
             raise NotFound("Access list not available for public flavors.")
@@ -222,11 +223,12 @@ def router(svc: ComputeService) -> Router:
 
     @r.post("/v2.1/flavors/{flavor_id}/action")
     async def access_action(request: Request) -> Response:
-        admin_only(request)
         flavor = await svc.flavor(request.path_params["flavor_id"], None, True)
         body = await json_body(request)
         action = next((k for k in ("addTenantAccess", "removeTenantAccess") if isinstance(body, dict) and k in body),
                       None)
+        authorize(request, "os_compute_api:os-flavor-access:remove_tenant_access" if action == "removeTenantAccess"
+                  else "os_compute_api:os-flavor-access:add_tenant_access")
         tenant = body[action].get("tenant") if action and isinstance(body[action], dict) else None
         if action is None or not isinstance(tenant, str) or not tenant:
             raise BadRequest("Expected {\"addTenantAccess\": {\"tenant\": ID}} or removeTenantAccess.")

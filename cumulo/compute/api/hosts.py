@@ -17,13 +17,9 @@ from cumulo.compute.api import at_least
 from cumulo.compute.models import ComputeNode, ServiceRecord
 from cumulo.compute.service import ComputeService
 from cumulo.core.db import utcnow
-from cumulo.core.http.app import JSON, Router, auth_of, json_body
-from cumulo.core.http.faults import BadRequest, Forbidden, NotFound
-
-
-def admin_only(request: Request) -> None:
-    if not auth_of(request).is_admin():
-        raise Forbidden("Policy doesn't allow this operation: it needs the admin role.")
+from cumulo.core.http.app import JSON, Router, json_body
+from cumulo.core.http.authz import authorize
+from cumulo.core.http.faults import BadRequest, NotFound
 
 
 def router(svc: ComputeService) -> Router:
@@ -55,7 +51,7 @@ def router(svc: ComputeService) -> Router:
 
     @r.get("/v2.1/os-services")
     async def list_services(request: Request) -> Response:
-        admin_only(request)
+        authorize(request, "os_compute_api:os-services:list")
         q = request.query_params
         return JSON({"services": [service_view(request, s) for s in await services(q.get("host"), q.get("binary"))]})
 
@@ -69,7 +65,7 @@ def router(svc: ComputeService) -> Router:
 
     @r.put("/v2.1/os-services/{service_id}")
     async def update_service(request: Request) -> Response:
-        admin_only(request)
+        authorize(request, "os_compute_api:os-services:update")
         body = await json_body(request)
         if not isinstance(body, dict):
             raise BadRequest("The request body must be an object.")
@@ -113,7 +109,7 @@ def router(svc: ComputeService) -> Router:
 
     @r.delete("/v2.1/os-services/{service_id}")
     async def delete_service(request: Request) -> Response:
-        admin_only(request)
+        authorize(request, "os_compute_api:os-services:delete")
         async with svc.db.session() as s:
             row = await s.get(ServiceRecord, request.path_params["service_id"])
             if row is None:
@@ -150,17 +146,17 @@ def router(svc: ComputeService) -> Router:
 
     @r.get("/v2.1/os-hypervisors")
     async def list_hypervisors(request: Request) -> Response:
-        admin_only(request)
+        authorize(request, "os_compute_api:os-hypervisors:list")
         return JSON({"hypervisors": [node_view(request, n, s, False) for n, s in await nodes()]})
 
     @r.get("/v2.1/os-hypervisors/detail")
     async def list_hypervisors_detail(request: Request) -> Response:
-        admin_only(request)
+        authorize(request, "os_compute_api:os-hypervisors:list-detail")
         return JSON({"hypervisors": [node_view(request, n, s, True) for n, s in await nodes()]})
 
     @r.get("/v2.1/os-hypervisors/statistics")
     async def statistics(request: Request) -> Response:
-        admin_only(request)
+        authorize(request, "os_compute_api:os-hypervisors:statistics")
         if at_least(request, 88):
             raise NotFound("os-hypervisors/statistics was removed in microversion 2.88: use placement.")
         rows = [n for n, _ in await nodes()]
@@ -173,7 +169,7 @@ def router(svc: ComputeService) -> Router:
 
     @r.get("/v2.1/os-hypervisors/{node_id}")
     async def show_hypervisor(request: Request) -> Response:
-        admin_only(request)
+        authorize(request, "os_compute_api:os-hypervisors:show")
         for n, s in await nodes():
             if n.id == request.path_params["node_id"] or str(node_view(request, n, s, False)["id"]) == \
                     request.path_params["node_id"]:

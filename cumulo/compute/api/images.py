@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from cumulo.compute.api import at_least
 from cumulo.core.http.app import JSON, Router, auth_of
+from cumulo.core.http.authz import authorize
 from cumulo.core.http.faults import NotFound
 
 STATUS = {"active": "ACTIVE", "queued": "SAVING", "saving": "SAVING", "uploading": "SAVING", "importing": "SAVING",
@@ -48,6 +49,7 @@ def router(images: Any) -> Router:
 
     async def listing(request: Request, detail: bool) -> Response:
         gone(request)
+        authorize(request, "compute:images:index")
         q = request.query_params
         rows = await images.list(Caller.of(auth_of(request)), {"name": q.get("name")})
         if "status" in q:
@@ -69,16 +71,19 @@ def router(images: Any) -> Router:
     async def list_detail(request: Request) -> Response:
         return await listing(request, True)
 
-    async def one(request: Request) -> Any:
+    async def one(request: Request, rule: str) -> Any:
         gone(request)
         try:
-            return await images.get(request.path_params["image_id"], Caller.of(auth_of(request)))
+            row = await images.get(request.path_params["image_id"], Caller.of(auth_of(request)))
         except NotFound:
             raise NotFound("Image not found.") from None
+        authorize(request, rule, {"project_id": row.owner, "owner": row.owner, "visibility": row.visibility,
+                                  "member_id": auth_of(request).project_id})
+        return row
 
     @r.route("/v2.1/images/{image_id}", ["GET", "DELETE"])
     async def image(request: Request) -> Response:
-        row = await one(request)
+        row = await one(request, "compute:images:delete" if request.method == "DELETE" else "compute:images:show")
         if request.method == "DELETE":
             await images.delete(row, Caller.of(auth_of(request)))
             return Response(status_code=204)
@@ -86,12 +91,12 @@ def router(images: Any) -> Router:
 
     @r.get("/v2.1/images/{image_id}/metadata")
     async def metadata(request: Request) -> Response:
-        row = await one(request)
+        row = await one(request, "compute:images:show")
         return JSON({"metadata": {k: str(v) for k, v in (row.properties or {}).items()}})
 
     @r.get("/v2.1/images/{image_id}/metadata/{key}")
     async def metadata_item(request: Request) -> Response:
-        row = await one(request)
+        row = await one(request, "compute:images:show")
         key = request.path_params["key"]
         if key not in (row.properties or {}):
             raise NotFound(f"Image metadata item {key} not found.")

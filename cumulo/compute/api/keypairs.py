@@ -12,6 +12,7 @@ from cumulo.compute.api import at_least
 from cumulo.compute.models import KeyPair
 from cumulo.compute.service import ComputeService
 from cumulo.core.http.app import JSON, Router, auth_of, json_body
+from cumulo.core.http.authz import authorize
 from cumulo.core.http.faults import BadRequest, Forbidden
 
 NAME = re.compile(r"^[\w.\- @]{1,255}$", re.UNICODE)
@@ -32,18 +33,17 @@ def view(request: Request, k: KeyPair, detail: bool, private: str | None = None)
 def router(svc: ComputeService) -> Router:
     r = Router()
 
-    def target_user(request: Request) -> str:
+    def target_user(request: Request, rule: str) -> str:
+        """The user whose key pairs are acted on (another's from 2.10, if ``rule`` allows it)."""
         auth = auth_of(request)
         user = request.query_params.get("user_id")
-        if user and at_least(request, 10) and user != auth.user_id:
-            if not auth.is_admin():
-                raise Forbidden("Only an admin may act on another user's key pairs.")
-            return user
-        return auth.user_id
+        user = user if user and at_least(request, 10) else auth.user_id
+        authorize(request, rule, {"user_id": user, "project_id": auth.project_id})
+        return user
 
     @r.get("/v2.1/os-keypairs")
     async def list_keypairs(request: Request) -> Response:
-        rows = await svc.keypairs(target_user(request))
+        rows = await svc.keypairs(target_user(request, "os_compute_api:os-keypairs:index"))
         q = request.query_params
         body: dict[str, Any] = {}
         if at_least(request, 35):
@@ -82,8 +82,10 @@ def router(svc: ComputeService) -> Router:
         if public_key is None and at_least(request, 92):
             raise BadRequest("Microversion 2.92 and later need a public_key: the server no longer generates keys.")
         user_id = data.get("user_id") or auth_of(request).user_id
-        if user_id != auth_of(request).user_id and not (auth_of(request).is_admin() and at_least(request, 10)):
-            raise Forbidden("Only an admin may create key pairs for another user.")
+        if user_id != auth_of(request).user_id and not at_least(request, 10):
+            raise Forbidden("Key pairs for another user need microversion 2.10 or later.")
+        authorize(request, "os_compute_api:os-keypairs:create",
+                  {"user_id": user_id, "project_id": auth_of(request).project_id})
         new = await svc.create_keypair(user_id, auth_of(request).project_id, name, key_type, public_key)
         status = 201 if at_least(request, 2) else 200
         return JSON({"keypair": view(request, new.row, detail=False, private=new.private_key)
@@ -91,12 +93,12 @@ def router(svc: ComputeService) -> Router:
 
     @r.get("/v2.1/os-keypairs/{name}")
     async def show_keypair(request: Request) -> Response:
-        row = await svc.keypair(target_user(request), request.path_params["name"])
+        row = await svc.keypair(target_user(request, "os_compute_api:os-keypairs:show"), request.path_params["name"])
         return JSON({"keypair": view(request, row, detail=True)})
 
     @r.delete("/v2.1/os-keypairs/{name}")
     async def delete_keypair(request: Request) -> Response:
-        await svc.delete_keypair(target_user(request), request.path_params["name"])
+        await svc.delete_keypair(target_user(request, "os_compute_api:os-keypairs:delete"), request.path_params["name"])
         return Response(status_code=204 if at_least(request, 2) else 202)
 
     return r

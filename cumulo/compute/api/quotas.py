@@ -9,8 +9,9 @@ from starlette.responses import Response
 
 from cumulo.compute.api import at_least
 from cumulo.compute.service import DEFAULT_QUOTAS, ComputeService
-from cumulo.core.http.app import JSON, Router, auth_of, json_body
-from cumulo.core.http.faults import BadRequest, Forbidden
+from cumulo.core.http.app import JSON, Router, json_body
+from cumulo.core.http.authz import authorize
+from cumulo.core.http.faults import BadRequest
 
 # names dropped from quota documents at 2.36 (network) and 2.57 (injected files)
 NETWORK_QUOTAS = {"floating_ips": -1, "fixed_ips": -1, "security_groups": -1, "security_group_rules": -1}
@@ -32,10 +33,10 @@ def router(svc: ComputeService) -> Router:
 
     @r.get("/v2.1/limits")
     async def limits(request: Request) -> Response:
-        auth = auth_of(request)
+        auth = authorize(request, "os_compute_api:limits")
         project = request.query_params.get("tenant_id") or auth.project_id
-        if project != auth.project_id and not auth.is_admin():
-            raise Forbidden("Only an admin may see another project's limits.")
+        if project != auth.project_id:
+            authorize(request, "os_compute_api:limits:other_project", {"project_id": project})
         q = await svc.quotas(project)
         absolute: dict[str, Any] = {
             "maxTotalInstances": q["instances"], "maxTotalCores": q["cores"], "maxTotalRAMSize": q["ram"],
@@ -71,23 +72,20 @@ def router(svc: ComputeService) -> Router:
 
     @r.get("/v2.1/os-quota-sets/{project_id}")
     async def quota_set(request: Request) -> Response:
-        auth = auth_of(request)
         project = request.path_params["project_id"]
-        if project != auth.project_id and not auth.is_admin():
-            raise Forbidden("Only an admin may see another project's quotas.")
+        authorize(request, "os_compute_api:os-quota-sets:show", {"project_id": project})
         return JSON({"quota_set": {"id": project, **shaped(request, await svc.quotas(project))}})
 
     @r.get("/v2.1/os-quota-sets/{project_id}/defaults")
     async def quota_defaults(request: Request) -> Response:
+        authorize(request, "os_compute_api:os-quota-sets:defaults")
         return JSON({"quota_set": {"id": request.path_params["project_id"],
                                    **shaped(request, await svc.defaults())}})
 
     @r.get("/v2.1/os-quota-sets/{project_id}/detail")
     async def quota_detail(request: Request) -> Response:
-        auth = auth_of(request)
         project = request.path_params["project_id"]
-        if project != auth.project_id and not auth.is_admin():
-            raise Forbidden("Only an admin may see another project's quotas.")
+        auth = authorize(request, "os_compute_api:os-quota-sets:detail", {"project_id": project})
         quotas = shaped(request, await svc.quotas(project))
         in_use = {"key_pairs": await svc.key_pair_count(auth.user_id), **await svc.usage(project)}
         return JSON({"quota_set": {"id": project, **{k: {"limit": v, "in_use": in_use.get(k, 0), "reserved": 0}
@@ -95,27 +93,25 @@ def router(svc: ComputeService) -> Router:
 
     @r.put("/v2.1/os-quota-sets/{project_id}")
     async def update_quota_set(request: Request) -> Response:
-        if not auth_of(request).is_admin():
-            raise Forbidden("Only an admin may change quotas.")
         project = request.path_params["project_id"]
+        authorize(request, "os_compute_api:os-quota-sets:update", {"project_id": project})
         await svc.set_limits(project, check_values(await json_body(request), "quota_set"))
         return JSON({"quota_set": shaped(request, await svc.quotas(project))})
 
     @r.delete("/v2.1/os-quota-sets/{project_id}")
     async def reset_quota_set(request: Request) -> Response:
-        if not auth_of(request).is_admin():
-            raise Forbidden("Only an admin may change quotas.")
+        authorize(request, "os_compute_api:os-quota-sets:delete", {"project_id": request.path_params["project_id"]})
         await svc.reset_limits(request.path_params["project_id"])
         return Response(status_code=202)
 
     @r.get("/v2.1/os-quota-class-sets/{name}")
     async def quota_class(request: Request) -> Response:
+        authorize(request, "os_compute_api:os-quota-class-sets:show")
         return JSON({"quota_class_set": {"id": request.path_params["name"], **shaped(request, await svc.defaults())}})
 
     @r.put("/v2.1/os-quota-class-sets/{name}")
     async def update_quota_class(request: Request) -> Response:
-        if not auth_of(request).is_admin():
-            raise Forbidden("Only an admin may change quota defaults.")
+        authorize(request, "os_compute_api:os-quota-class-sets:update")
         if request.path_params["name"] != "default":
             raise BadRequest("Only the 'default' quota class exists.")
         await svc.set_limits(None, check_values(await json_body(request), "quota_class_set"))

@@ -26,6 +26,7 @@ from cumulo.compute.api import at_least
 from cumulo.compute.models import Server
 from cumulo.compute.servers import ServerManager
 from cumulo.core.http.app import JSON, Router, auth_of, json_body
+from cumulo.core.http.authz import authorize
 from cumulo.core.http.faults import BadRequest, Conflict, Fault, Forbidden, NotFound
 from cumulo.network import quotas
 from cumulo.network.models import DefaultSecurityGroup, IPAllocation, Port, SecurityGroup, SecurityGroupRule
@@ -312,12 +313,14 @@ def router(manager: ServerManager) -> Router:
     groups = SecurityGroups(manager.db)
     db = manager.db
 
-    async def visible(request: Request, group_id: str) -> SecurityGroup:
+    async def visible(request: Request, group_id: str, rule: str) -> SecurityGroup:
         project, admin = who(request)
         try:
-            return await groups.get(check_id(group_id), project, admin)
+            group = await groups.get(check_id(group_id), project, admin)
         except NotFound:
             raise NotFound(f"Security group {group_id} not found.") from None
+        authorize(request, rule, {"project_id": group.project_id})
+        return group
 
     def paging(request: Request, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         q = request.query_params
@@ -336,6 +339,8 @@ def router(manager: ServerManager) -> Router:
     @r.route("/v2.1/os-security-groups", ["GET", "HEAD", "POST"])
     async def list_or_create(request: Request) -> Response:
         proxy_gone(request)
+        authorize(request, "os_compute_api:os-security-groups:create" if request.method == "POST"
+                  else "os_compute_api:os-security-groups:get")
         project, admin = who(request)
         await groups.default(project)  # every project has one, as soon as it looks
         if request.method == "POST":
@@ -378,7 +383,10 @@ def router(manager: ServerManager) -> Router:
     async def one(request: Request) -> Response:
         proxy_gone(request)
         _, admin = who(request)
-        group = await visible(request, request.path_params["group_id"])
+        group = await visible(request, request.path_params["group_id"],
+                              {"DELETE": "os_compute_api:os-security-groups:delete",
+                               "PUT": "os_compute_api:os-security-groups:update"}.get(
+                                  request.method, "os_compute_api:os-security-groups:show"))
         if request.method == "DELETE":
             if group.is_default and not admin:
                 raise BadRequest("Removing default security group not allowed.")
@@ -413,6 +421,7 @@ def router(manager: ServerManager) -> Router:
     @r.post("/v2.1/os-security-group-rules")
     async def create_rule(request: Request) -> Response:
         proxy_gone(request)
+        authorize(request, "os_compute_api:os-security-groups:rule:create")
         item = await body_of(request, "security_group_rule")
         if "parent_group_id" not in item:
             raise BadRequest("Invalid input for field/attribute security_group_rule. 'parent_group_id' is a "
@@ -424,8 +433,9 @@ def router(manager: ServerManager) -> Router:
         check_id(parent_id)
         if item.get("group_id") is not None:
             check_id(item["group_id"])
-        parent = await visible(request, parent_id)
-        source = await visible(request, item["group_id"]) if item.get("group_id") is not None else None
+        parent = await visible(request, parent_id, "os_compute_api:os-security-groups:rule:create")
+        source = (await visible(request, item["group_id"], "os_compute_api:os-security-groups:show")
+                  if item.get("group_id") is not None else None)
         values = nova_rule(item)
         if any(same_rule(x, values) for x in (await groups.rules([parent.id]))[parent.id]):
             raise BadRequest(f"This rule already exists in group {parent.id}")
@@ -452,6 +462,7 @@ def router(manager: ServerManager) -> Router:
             row = await s.get(SecurityGroupRule, rule_id)
         if row is None or not (admin or row.project_id == project):
             raise NotFound(f"Security group rule {rule_id} not found.")
+        authorize(request, "os_compute_api:os-security-groups:rule:delete", {"project_id": row.project_id})
         async with db.session() as s:
             await s.execute(delete(SecurityGroupRule).where(SecurityGroupRule.id == row.id))
             await s.execute(update(SecurityGroup).where(SecurityGroup.id == row.group_id).values(
@@ -471,6 +482,8 @@ def router(manager: ServerManager) -> Router:
         server = await manager.get(server_id) if len(server_id) <= 36 else None
         if server is None or server.deleted_at is not None or (server.project_id != project and not admin):
             raise NotFound(f"Instance {server_id} could not be found.")
+        authorize(request, "os_compute_api:os-security-groups:list",
+                  {"project_id": server.project_id, "user_id": server.user_id})
         await groups.default(project)
         ids = list(dict.fromkeys(g for p in await server_ports(manager, server) for g in p.security_groups or []))
         async with db.session() as s:

@@ -15,16 +15,37 @@ from cumulo.compute.models import Server
 from cumulo.compute.scheduler.scheduler import NoValidHost
 from cumulo.compute.servers import ServerManager
 from cumulo.core.http.app import JSON, Router, auth_of, json_body
+from cumulo.core.http.authz import allowed, authorize
 from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound
 
 Action = Callable[[Request, Server, Any], Awaitable[Response]]
 SIMPLE = {"os-stop": "stop", "os-start": "start", "pause": "pause", "unpause": "unpause", "suspend": "suspend",
           "resume": "resume"}
-ADMIN_ONLY = {"migrate", "os-migrateLive", "evacuate", "os-resetState", "shelveOffload"}
+# the policy rule of each action (Nova's names)
+RULES = {
+    "os-stop": "os_compute_api:servers:stop", "os-start": "os_compute_api:servers:start",
+    "pause": "os_compute_api:os-pause-server:pause", "unpause": "os_compute_api:os-pause-server:unpause",
+    "suspend": "os_compute_api:os-suspend-server:suspend", "resume": "os_compute_api:os-suspend-server:resume",
+    "lock": "os_compute_api:os-lock-server:lock", "unlock": "os_compute_api:os-lock-server:unlock",
+    "reboot": "os_compute_api:servers:reboot", "os-resetState": "os_compute_api:os-admin-actions:reset_state",
+    "resize": "os_compute_api:servers:resize", "confirmResize": "os_compute_api:servers:confirm_resize",
+    "revertResize": "os_compute_api:servers:revert_resize", "migrate": "os_compute_api:os-migrate-server:migrate",
+    "os-migrateLive": "os_compute_api:os-migrate-server:migrate_live", "evacuate": "os_compute_api:os-evacuate",
+    "rebuild": "os_compute_api:servers:rebuild", "createImage": "os_compute_api:servers:create_image",
+    "shelve": "os_compute_api:os-shelve:shelve", "shelveOffload": "os_compute_api:os-shelve:shelve_offload",
+    "unshelve": "os_compute_api:os-shelve:unshelve", "os-getConsoleOutput": "os_compute_api:os-console-output",
+    "forceDelete": "os_compute_api:os-deferred-delete:force", "restore": "os_compute_api:os-deferred-delete:restore",
+    "addSecurityGroup": "os_compute_api:os-security-groups:add",
+    "removeSecurityGroup": "os_compute_api:os-security-groups:remove",
+}
 # kept in a snapshot's properties from the image the server booted from
 INHERITED = {"kernel_id", "ramdisk_id", "kernel_args", "architecture", "hw_architecture", "os_distro", "os_type",
              "hypervisor_type", "img_hv_type", "hw_disk_bus", "hw_vif_model", "hw_machine_type", "hw_firmware_type",
              "os_require_quiesce"}
+
+
+def target_of(server: Server) -> dict[str, Any]:
+    return {"project_id": server.project_id, "user_id": server.user_id}
 
 
 def accepted() -> Response:
@@ -160,6 +181,8 @@ def router(manager: ServerManager, images: Any) -> Router:
     @action("migrate")
     async def migrate(request: Request, server: Server, arg: Any) -> Response:
         host = arg.get("host") if isinstance(arg, dict) and at_least(request, 56) else None
+        if host is not None:
+            authorize(request, "os_compute_api:os-migrate-server:migrate:host", target_of(server))
         try:
             await manager.resize(server, None, host)
         except NoValidHost as exc:
@@ -172,6 +195,8 @@ def router(manager: ServerManager, images: Any) -> Router:
             raise BadRequest("os-migrateLive needs host (null lets the scheduler choose) and block_migration.")
         if arg["host"] is not None and not isinstance(arg["host"], str):
             raise BadRequest("host must be a string or null.")
+        if arg["host"] is not None:
+            authorize(request, "os_compute_api:os-migrate-server:migrate_live:host", target_of(server))
         try:
             await manager.live_migrate(server, arg["host"])
         except NoValidHost as exc:
@@ -280,7 +305,7 @@ def router(manager: ServerManager, images: Any) -> Router:
                 if zone is not None and (not isinstance(zone, str) or not zone):
                     raise BadRequest("availability_zone must be a non-empty string or null.")
             if "host" in arg and at_least(request, 91):
-                if not auth_of(request).is_admin():
+                if not allowed(request, "os_compute_api:os-shelve:unshelve_to_host", target_of(server)):
                     raise Forbidden("Only an admin may unshelve to a named host.")
                 host = arg["host"]
         elif arg is not None:
@@ -341,6 +366,9 @@ def router(manager: ServerManager, images: Any) -> Router:
             raise BadRequest("The body must name exactly one action.")
         name, arg = next(iter(body.items()))
         admin = auth.is_admin()
+        if name not in RULES:
+            raise BadRequest(f"The action {name!r} is not supported by this cloud.")
+        authorize(request, RULES[name], target_of(server))
         if name in ("lock", "unlock"):
             reason = arg.get("locked_reason") if isinstance(arg, dict) and at_least(request, 73) else None
             if reason is not None and (not isinstance(reason, str) or len(reason) > 255):
@@ -350,8 +378,6 @@ def router(manager: ServerManager, images: Any) -> Router:
         handler = handlers.get(name)
         if handler is None:
             raise BadRequest(f"The action {name!r} is not supported by this cloud.")
-        if name in ADMIN_ONLY and not admin:
-            raise Forbidden(f"Policy doesn't allow the {name} action to be performed: it needs the admin role.")
         if server.locked and not admin:
             raise Conflict(f"Instance {server.id} is locked")
         return await handler(request, server, arg)

@@ -16,7 +16,8 @@ from cumulo.compute.models import InstanceAction, InstanceActionEvent, Migration
 from cumulo.compute.servers import ServerManager
 from cumulo.core.db import utcnow
 from cumulo.core.http.app import JSON, Router, auth_of
-from cumulo.core.http.faults import BadRequest, Forbidden, NotFound
+from cumulo.core.http.authz import allowed, authorize
+from cumulo.core.http.faults import BadRequest, NotFound
 
 
 def stamp(value: dt.datetime | None) -> str | None:
@@ -26,13 +27,14 @@ def stamp(value: dt.datetime | None) -> str | None:
 def router(manager: ServerManager) -> Router:
     r = Router()
 
-    async def server_for(request: Request, include_deleted: bool) -> Server:
+    async def server_for(request: Request, include_deleted: bool, rule: str) -> Server:
         auth = auth_of(request)
         server_id = request.path_params["server_id"]
         row = await manager.get(server_id) if len(server_id) <= 36 else None
         if row is None or (row.deleted_at is not None and not include_deleted) or (
                 row.project_id != auth.project_id and not auth.is_admin()):
             raise NotFound(f"Instance {server_id} could not be found.")
+        authorize(request, rule, {"project_id": row.project_id, "user_id": row.user_id})
         return row
 
     def action_view(request: Request, a: InstanceAction) -> dict[str, Any]:
@@ -46,7 +48,7 @@ def router(manager: ServerManager) -> Router:
     @r.get("/v2.1/servers/{server_id}/os-instance-actions")
     async def list_actions(request: Request) -> Response:
         # deleted servers keep their history (microversion 2.21)
-        server = await server_for(request, at_least(request, 21))
+        server = await server_for(request, at_least(request, 21), "os_compute_api:os-instance-actions:list")
         q = request.query_params
         stmt = select(InstanceAction).where(InstanceAction.server_id == server.id).order_by(
             InstanceAction.start_time.desc(), InstanceAction.id.desc())
@@ -68,8 +70,9 @@ def router(manager: ServerManager) -> Router:
 
     @r.get("/v2.1/servers/{server_id}/os-instance-actions/{request_id}")
     async def show_action(request: Request) -> Response:
-        server = await server_for(request, at_least(request, 21))
-        admin = auth_of(request).is_admin()
+        server = await server_for(request, at_least(request, 21), "os_compute_api:os-instance-actions:show")
+        admin = allowed(request, "os_compute_api:os-instance-actions:events",
+                        {"project_id": server.project_id, "user_id": server.user_id})
         async with manager.db.session() as s:
             action = (await s.execute(select(InstanceAction).where(
                 InstanceAction.server_id == server.id,
@@ -120,10 +123,11 @@ def router(manager: ServerManager) -> Router:
 
     @r.get("/v2.1/os-migrations")
     async def list_migrations(request: Request) -> Response:
-        if not auth_of(request).is_admin():
-            raise Forbidden("Policy doesn't allow os_compute_api:os-migrations:index to be performed.")
+        auth = authorize(request, "os_compute_api:os-migrations:index")
         q = request.query_params
         stmt = select(Migration).order_by(Migration.created_at.desc(), Migration.id.desc())
+        if not allowed(request, "os_compute_api:os-migrations:index:all_projects"):
+            stmt = stmt.where(Migration.project_id == (auth.project_id or ""))
         for key, column in (("status", Migration.status), ("instance_uuid", Migration.server_id),
                             ("migration_type", Migration.migration_type),
                             ("source_compute", Migration.source_compute)):
@@ -152,9 +156,7 @@ def router(manager: ServerManager) -> Router:
 
     @r.get("/v2.1/servers/{server_id}/migrations")
     async def server_migrations(request: Request) -> Response:
-        if not auth_of(request).is_admin():
-            raise Forbidden("Policy doesn't allow os_compute_api:servers:migrations:index to be performed.")
-        server = await server_for(request, False)
+        server = await server_for(request, False, "os_compute_api:servers:migrations:index")
         async with manager.db.session() as s:
             rows = list((await s.execute(select(Migration).where(
                 Migration.server_id == server.id, Migration.migration_type == "live-migration",
@@ -211,16 +213,13 @@ def router(manager: ServerManager) -> Router:
 
     @r.get("/v2.1/os-simple-tenant-usage")
     async def all_usage(request: Request) -> Response:
-        if not auth_of(request).is_admin():
-            raise Forbidden("Policy doesn't allow os_compute_api:os-simple-tenant-usage:list to be performed.")
+        authorize(request, "os_compute_api:os-simple-tenant-usage:list")
         return JSON({"tenant_usages": await usage_of(request, None)})
 
     @r.get("/v2.1/os-simple-tenant-usage/{project_id}")
     async def one_usage(request: Request) -> Response:
-        auth = auth_of(request)
         project_id = request.path_params["project_id"]
-        if project_id != auth.project_id and not auth.is_admin():
-            raise Forbidden("Policy doesn't allow os_compute_api:os-simple-tenant-usage:show to be performed.")
+        authorize(request, "os_compute_api:os-simple-tenant-usage:show", {"project_id": project_id})
         usages = await usage_of(request, project_id)
         return JSON({"tenant_usage": usages[0] if usages else {}})
 

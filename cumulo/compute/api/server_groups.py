@@ -14,6 +14,8 @@ from cumulo.compute.api import at_least
 from cumulo.compute.models import ServerGroup, ServerGroupMember
 from cumulo.compute.service import ComputeService
 from cumulo.core.http.app import JSON, Router, auth_of, json_body
+from cumulo.core.http.authz import allowed as policy_allows
+from cumulo.core.http.authz import authorize
 from cumulo.core.http.faults import BadRequest, NotFound
 from cumulo.core.quota import create_within
 
@@ -39,17 +41,18 @@ def router(svc: ComputeService) -> Router:
             out.update(project_id=g.project_id, user_id=g.user_id)
         return out
 
-    async def visible(request: Request, group_id: str) -> ServerGroup:
+    async def visible(request: Request, group_id: str, rule: str) -> ServerGroup:
         auth = auth_of(request)
         async with svc.db.session() as s:
             group = await s.get(ServerGroup, group_id)
         if group is None or (group.project_id != auth.project_id and not auth.is_admin()):
             raise NotFound(f"Server group {group_id} could not be found.")
+        authorize(request, rule, {"project_id": group.project_id, "user_id": group.user_id})
         return group
 
     @r.post("/v2.1/os-server-groups")
     async def create(request: Request) -> Response:
-        auth = auth_of(request)
+        auth = authorize(request, "os_compute_api:os-server-groups:create")
         body = await json_body(request)
         data = body.get("server_group") if isinstance(body, dict) else None
         if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not 0 < len(data["name"]) <= 255:
@@ -97,9 +100,10 @@ def router(svc: ComputeService) -> Router:
 
     @r.get("/v2.1/os-server-groups")
     async def list_groups(request: Request) -> Response:
-        auth = auth_of(request)
+        auth = authorize(request, "os_compute_api:os-server-groups:index")
         stmt = select(ServerGroup).order_by(ServerGroup.created_at)
-        if not (auth.is_admin() and request.query_params.get("all_projects", "").lower() in ("1", "true", "yes")):
+        everyone = request.query_params.get("all_projects", "").lower() in ("1", "true", "yes")
+        if not (everyone and policy_allows(request, "os_compute_api:os-server-groups:index:all_projects")):
             stmt = stmt.where(ServerGroup.project_id == (auth.project_id or ""))
         async with svc.db.session() as s:
             rows = list((await s.execute(stmt)).scalars())
@@ -107,11 +111,12 @@ def router(svc: ComputeService) -> Router:
 
     @r.get("/v2.1/os-server-groups/{group_id}")
     async def show(request: Request) -> Response:
-        return JSON({"server_group": await view(request, await visible(request, request.path_params["group_id"]))})
+        return JSON({"server_group": await view(request, await visible(request, request.path_params["group_id"],
+                                                                    "os_compute_api:os-server-groups:show"))})
 
     @r.delete("/v2.1/os-server-groups/{group_id}")
     async def remove(request: Request) -> Response:
-        group = await visible(request, request.path_params["group_id"])
+        group = await visible(request, request.path_params["group_id"], "os_compute_api:os-server-groups:delete")
         async with svc.db.session() as s:
             await s.execute(delete(ServerGroupMember).where(ServerGroupMember.group_id == group.id))
             await s.execute(delete(ServerGroup).where(ServerGroup.id == group.id))

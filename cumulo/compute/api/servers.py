@@ -19,9 +19,11 @@ from starlette.responses import Response
 
 from cumulo.compute.api import at_least
 from cumulo.compute.models import Aggregate, Server, ServerGroup, ServerGroupMember, ServerTag, ServiceRecord
+from cumulo.compute.schemas import MAX_SERVERS_PER_REQUEST
 from cumulo.compute.servers import ServerManager
 from cumulo.core.db import utcnow
 from cumulo.core.http.app import JSON, Router, auth_of, json_body
+from cumulo.core.http.authz import allowed, authorize
 from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound
 
 STATUS = {"building": "BUILD", "active": "ACTIVE", "error": "ERROR", "deleted": "DELETED", "stopped": "SHUTOFF",
@@ -148,11 +150,12 @@ def check_user_data(value: Any) -> str | None:
     return value
 
 
-def check_int(value: Any, field: str, minimum: int = 1) -> int:
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+def check_int(value: Any, field: str, minimum: int = 1, maximum: int = 2**31 - 1) -> int:
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) <= 12:
         value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise BadRequest(f"Invalid input for field/attribute {field}: an integer >= {minimum} is required.")
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
+        raise BadRequest(f"Invalid input for field/attribute {field}: an integer from {minimum} to {maximum} "
+                         "is required.")
     return value
 
 
@@ -260,17 +263,20 @@ def router(manager: ServerManager, images: Any) -> Router:
     compute = manager.compute
     views = Views(manager)
 
-    async def visible(request: Request, server_id: str) -> Server:
+    async def visible(request: Request, server_id: str, rule: str) -> Server:
+        """The server, once ``rule`` allows the caller on it (another project's is a 404)."""
         auth = auth_of(request)
         row = await manager.get(server_id) if len(server_id) <= 36 else None
         if row is None or row.deleted_at is not None or (row.project_id != auth.project_id and not auth.is_admin()):
             raise NotFound(f"Instance {server_id} could not be found.")
+        authorize(request, rule, {"project_id": row.project_id, "user_id": row.user_id})
         return row
 
     # -- list -----------------------------------------------------------------------------------
     async def listing(request: Request, detail: bool) -> Response:
-        auth = auth_of(request)
-        admin = auth.is_admin()
+        rule = "os_compute_api:servers:detail" if detail else "os_compute_api:servers:index"
+        auth = authorize(request, rule)
+        admin = allowed(request, rule + ":get_all_tenants")
         q = request.query_params
         conds: list[Any] = []
         everyone = admin and "all_tenants" in q and q.get("all_tenants", "").lower() not in ("0", "false", "no")
@@ -409,12 +415,12 @@ def router(manager: ServerManager, images: Any) -> Router:
 
     @r.get("/v2.1/servers/{server_id}")
     async def show(request: Request) -> Response:
-        server = await visible(request, request.path_params["server_id"])
+        server = await visible(request, request.path_params["server_id"], "os_compute_api:servers:show")
         return JSON({"server": await show_body(request, server)})
 
     @r.put("/v2.1/servers/{server_id}")
     async def update_server(request: Request) -> Response:
-        server = await visible(request, request.path_params["server_id"])
+        server = await visible(request, request.path_params["server_id"], "os_compute_api:servers:update")
         body = await json_body(request)
         data = body.get("server") if isinstance(body, dict) else None
         if not isinstance(data, dict):
@@ -446,12 +452,12 @@ def router(manager: ServerManager, images: Any) -> Router:
         if values:
             async with manager.db.session() as s:
                 await s.execute(update(Server).where(Server.id == server.id).values(**values))
-        server = await visible(request, server.id)
+        server = await visible(request, server.id, "os_compute_api:servers:show")
         return JSON({"server": as_updated(request, await show_body(request, server))})
 
     @r.delete("/v2.1/servers/{server_id}")
     async def delete(request: Request) -> Response:
-        server = await visible(request, request.path_params["server_id"])
+        server = await visible(request, request.path_params["server_id"], "os_compute_api:servers:delete")
         if server.locked and not auth_of(request).is_admin():
             raise Conflict(f"Instance {server.id} is locked")
         await manager.delete(server)
@@ -467,7 +473,8 @@ def router(manager: ServerManager, images: Any) -> Router:
 
     @r.route("/v2.1/servers/{server_id}/metadata", ["GET", "POST", "PUT"])
     async def metadata(request: Request) -> Response:
-        server = await visible(request, request.path_params["server_id"])
+        action = {"GET": "index", "POST": "create", "PUT": "update_all"}[request.method]
+        server = await visible(request, request.path_params["server_id"], f"os_compute_api:server-metadata:{action}")
         if request.method == "GET":
             return JSON({"metadata": server.meta or {}})
         body = await json_body(request)
@@ -478,7 +485,8 @@ def router(manager: ServerManager, images: Any) -> Router:
 
     @r.route("/v2.1/servers/{server_id}/metadata/{key}", ["GET", "PUT", "DELETE"])
     async def metadata_item(request: Request) -> Response:
-        server = await visible(request, request.path_params["server_id"])
+        action = {"GET": "show", "PUT": "update", "DELETE": "delete"}[request.method]
+        server = await visible(request, request.path_params["server_id"], f"os_compute_api:server-metadata:{action}")
         key = request.path_params["key"]
         meta = dict(server.meta or {})
         if request.method == "PUT":
@@ -495,14 +503,14 @@ def router(manager: ServerManager, images: Any) -> Router:
         return Response(status_code=204)
 
     # -- tags (2.26) ----------------------------------------------------------------------------
-    async def tagged(request: Request) -> Server:
+    async def tagged(request: Request, action: str) -> Server:
         if not at_least(request, 26):
             raise NotFound("Server tags need microversion 2.26 or later.")
-        return await visible(request, request.path_params["server_id"])
+        return await visible(request, request.path_params["server_id"], f"os_compute_api:os-server-tags:{action}")
 
     @r.route("/v2.1/servers/{server_id}/tags", ["GET", "PUT", "DELETE"])
     async def tags(request: Request) -> Response:
-        server = await tagged(request)
+        server = await tagged(request, {"GET": "index", "PUT": "update_all", "DELETE": "delete_all"}[request.method])
         if request.method == "GET":
             return JSON({"tags": (await manager.tags([server.id]))[server.id]})
         if request.method == "DELETE":
@@ -514,7 +522,7 @@ def router(manager: ServerManager, images: Any) -> Router:
 
     @r.route("/v2.1/servers/{server_id}/tags/{tag}", ["GET", "PUT", "DELETE"])
     async def tag(request: Request) -> Response:
-        server = await tagged(request)
+        server = await tagged(request, {"GET": "show", "PUT": "update", "DELETE": "delete"}[request.method])
         name = request.path_params["tag"]
         have = (await manager.tags([server.id]))[server.id]
         if request.method == "GET":
@@ -541,7 +549,7 @@ def router(manager: ServerManager, images: Any) -> Router:
 
     @r.post("/v2.1/servers")
     async def create(request: Request) -> Response:
-        auth = auth_of(request)
+        auth = authorize(request, "os_compute_api:servers:create")
         body = await json_body(request)
         data = body.get("server") if isinstance(body, dict) else None
         if not isinstance(data, dict):
@@ -609,8 +617,8 @@ def router(manager: ServerManager, images: Any) -> Router:
         elif manager.network is not None and requested == "auto":
             # before 2.37 no networks means every network the project has, none at all is fine
             requested = await manager.auto_network(auth.project_id or "", required=networks is not None)
-        low = check_int(data.get("min_count", 1), "min_count")
-        high = check_int(data.get("max_count", low), "max_count")
+        low = check_int(data.get("min_count", 1), "min_count", maximum=MAX_SERVERS_PER_REQUEST)
+        high = check_int(data.get("max_count", low), "max_count", maximum=MAX_SERVERS_PER_REQUEST)
         if low > high:
             raise BadRequest("min_count must be <= max_count.")
         key_name = data.get("key_name")
@@ -631,7 +639,7 @@ def router(manager: ServerManager, images: Any) -> Router:
             zone, _, forced = zone.partition(":")
             forced = forced.strip(":")
             if forced:
-                if not auth.is_admin():
+                if not allowed(request, "os_compute_api:servers:create:forced_host"):
                     raise Forbidden("Only an admin may name a host in availability_zone (zone:host).")
                 request_spec["requested_host"] = forced
             if zone and zone not in await known_zones():
@@ -640,7 +648,7 @@ def router(manager: ServerManager, images: Any) -> Router:
             zone = zone or None
         host = data.get("host")
         if host is not None and at_least(request, 74):
-            if not auth.is_admin():
+            if not allowed(request, "compute:servers:create:requested_destination"):
                 raise Forbidden("Only an admin may request a host.")
             request_spec["requested_host"] = host
         hints = body.get("os:scheduler_hints") or body.get("OS-SCH-HNT:scheduler_hints") or {}
