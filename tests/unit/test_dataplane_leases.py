@@ -69,3 +69,28 @@ def test_hosts_owners_reads_what_files_writes() -> None:
 def test_a_file_with_only_the_server_duid_left_is_emptied() -> None:
     kept, dropped = dhcp.stale_leases("duid 00:01:00:01:aa\n1 2 fd00::9 x 00:03:00:01:" + OLD + "\n", {})
     assert kept == "" and len(dropped) == 1
+
+
+NET = {"id": "n", "mtu": 1500, "subnets": [{"id": "s", "cidr": "10.0.0.0/24", "ip_version": 4, "enable_dhcp": True,
+                                            "gateway_ip": "10.0.0.1"}]}
+
+
+def test_a_port_cannot_write_another_ports_dhcp_entry() -> None:
+    """dnsmasq's files are one entry a line, fields split by commas: a tenant's dns_name or DHCP
+    option with a newline would give an address of its choosing to a MAC of its choosing."""
+    evil = {**port(NEW, "10.0.0.7"), "id": "evil0000-1",
+            "dns_name": "x,10.0.0.7\nfa:16:3e:66:66:66,set:p-zz,y,10.0.0.3",
+            "extra_dhcp_opts": [{"opt_name": "router", "opt_value": "10.0.0.1\ntag:p-victim00,option:router,10.0.0.7"},
+                                {"opt_name": "a,b", "opt_value": "1"}, {"opt_name": "mtu", "opt_value": 1400}]}
+    victim = {**port(OLD, "10.0.0.3"), "id": "victim00-2"}
+    out = dhcp.files(NET, [evil, victim], {"s": "10.0.0.2"})
+    hosts = out["hosts"].splitlines()
+    assert hosts == [f"{NEW},set:p-evil0000,host-10-0-0-7,10.0.0.7", f"{OLD},set:p-victim00,host-10-0-0-3,10.0.0.3"]
+    port_opts = [line for line in out["opts"].splitlines() if line.startswith("tag:p-")]
+    assert port_opts == ["tag:p-evil0000,option:mtu,1400"]
+    assert "fa:16:3e:66:66:66" not in out["addn-hosts"]
+
+
+def test_a_good_dns_name_is_the_dhcp_host_name() -> None:
+    out = dhcp.files(NET, [{**port(OLD, "10.0.0.3"), "id": "web00000-1", "dns_name": "web-1"}], {})
+    assert out["hosts"] == f"{OLD},set:p-web00000,web-1,10.0.0.3\n"

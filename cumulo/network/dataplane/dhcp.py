@@ -22,6 +22,7 @@ import hashlib
 import ipaddress
 import logging
 import os
+import re
 import shutil
 import signal
 import time
@@ -36,8 +37,33 @@ METADATA_IP = "169.254.169.254"
 LEASE = "86400s"
 
 
+# what may go into dnsmasq's files from a tenant's port: one line per entry and comma-separated
+# fields, so a name or option with a newline or a comma could write another port's entry
+# (another MAC given a victim's address); anything else is left out, with a warning
+LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+OPTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
+MAC = re.compile(r"^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}$")
+
+
 def hostname(port: dict[str, Any], ip: str) -> str:
-    return port.get("dns_name") or "host-" + ip.replace(".", "-").replace(":", "-")
+    name = str(port.get("dns_name") or "").rstrip(".").split(".")[0]
+    if name and not LABEL.match(name):
+        LOG.warning("port %s: dns_name %r is not a host name; DHCP names it by its address", port.get("id"),
+                    port.get("dns_name"))
+        name = ""
+    return name or "host-" + ip.replace(".", "-").replace(":", "-")
+
+
+def option_line(port: dict[str, Any], opt: dict[str, Any]) -> str | None:
+    """The dhcp-optsfile line of one of the port's extra DHCP options, None when it cannot be one."""
+    name, value = str(opt.get("opt_name", "")), opt.get("opt_value")
+    if value is None or opt.get("ip_version", 4) != 4:
+        return None
+    text = str(value)
+    if not OPTION_NAME.match(name) or any(c in text for c in "\r\n\0"):
+        LOG.warning("port %s: extra DHCP option %r is not one dnsmasq can take; left out", port.get("id"), name)
+        return None
+    return f"tag:p-{port['id'][:8]},option:{name},{text}"
 
 
 def files(network: dict[str, Any], ports: list[dict[str, Any]], dhcp_ips: dict[str, str]) -> dict[str, str]:
@@ -48,6 +74,9 @@ def files(network: dict[str, Any], ports: list[dict[str, Any]], dhcp_ips: dict[s
     for port in sorted(ports, key=lambda p: p["id"]):
         if port.get("device_owner") == "network:dhcp":
             continue
+        if not MAC.match(str(port.get("mac", ""))):
+            LOG.warning("port %s: MAC %r is not one; DHCP leaves the port out", port.get("id"), port.get("mac"))
+            continue
         for ip in port.get("ips", []):
             if ip["subnet_id"] not in subnets:
                 continue
@@ -56,9 +85,9 @@ def files(network: dict[str, Any], ports: list[dict[str, Any]], dhcp_ips: dict[s
             hosts.append(f"{port['mac']},set:p-{port['id'][:8]},{name},{addr}")
             names.append(f"{ip['ip_address']}\t{name}.openstacklocal {name}")
         for opt in port.get("extra_dhcp_opts") or []:
-            value = opt.get("opt_value")
-            if opt.get("ip_version", 4) == 4 and value is not None:
-                opts.append(f"tag:p-{port['id'][:8]},option:{opt['opt_name']},{value}")
+            line = option_line(port, opt) if isinstance(opt, dict) else None
+            if line is not None:
+                opts.append(line)
     for sub in subnets.values():
         tag = f"tag:s-{sub['id'][:8]}"
         if sub["ip_version"] != 4:
