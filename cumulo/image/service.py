@@ -46,9 +46,6 @@ MEMBER_STATUSES = ("pending", "accepted", "rejected")
 IMPORT_METHODS = ("glance-direct",)
 MIB = 1 << 20
 # defaults registered in unified limits when the image service first starts (MiB / counts)
-# after a refusal, the rest of the request body is read (and dropped) up to this much, so the
-# client reads its 400 instead of a connection reset mid-upload
-DRAIN_AFTER_REFUSAL = 256 * MIB
 DEFAULT_LIMITS = {"image_size_total": 1 << 20, "image_stage_total": 1 << 20, "image_count_total": 1000,
                   "image_count_uploading": 100}
 
@@ -342,23 +339,12 @@ class ImageService:
 
     @staticmethod
     async def _inspected(chunks: AsyncIterator[bytes], inspection: Inspection) -> AsyncIterator[bytes]:
-        """The chunks, each shown to the inspection first; on a refusal the rest of the body is
-        drained (not stored) so that the client gets its answer."""
-        try:
-            async for chunk in chunks:
-                inspection.feed(chunk)
-                yield chunk
-            inspection.finish()
-        except ImageRefused:
-            drained = 0
-            try:
-                async for chunk in chunks:
-                    drained += len(chunk)
-                    if drained > DRAIN_AFTER_REFUSAL:
-                        break
-            except Exception:  # the client went away: nothing more to read
-                pass
-            raise
+        """The chunks, each shown to the inspection before the store writes it: a refusal stops
+        the write at once (the server discards the rest of the request body)."""
+        async for chunk in chunks:
+            inspection.feed(chunk)
+            yield chunk
+        inspection.finish()
 
     async def _release(self, image_id: str, status: str) -> None:
         async with self.db.session() as s:

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.functional.conftest import Cloud, start_cloud, stop_cloud, unique
+from tests.unit.test_image_formats import BAD, needs_tools, qemu_virtual_size, sample
 
 
 def h(token: str, **extra: str) -> dict[str, str]:
@@ -298,3 +299,118 @@ def test_glance_direct_import_and_url_tasks_refused(cloud: Cloud, admin) -> None
     r = httpx.post(f"{cloud.image_url}/v2/tasks", headers=h(token), json={
         "type": "import", "input": {"import_from": "http://example.invalid/x.qcow2"}})
     assert r.status_code == 400
+
+
+# -- format safety: data must be its disk_format and must not make QEMU open other files -----------
+UNSAFE = ["qcow-with-backing.qcow2", "qcow-with-datafile.qcow2", "vmdk-monolithicFlat-leak.vmdk",
+          "vmdk-sparse-with-url-backing.vmdk", "iso-with-qcow2-in-system.iso", "raw-claimed-qcow2.qcow2",
+          "qcow2-claimed-raw.raw"]
+USABLE = ["standard-qcow2v3.qcow2", "raw-blank.raw", "vmdk-monolithicSparse.vmdk", "vmdk-streamOptimized.vmdk",
+          "vmdk-sparse-with-footer.vmdk", "standard-iso9660.iso", "standard.vhd", "standard.vhdx", "standard.vdi"]
+
+
+def shown(cloud: Cloud, token: str, image_id: str) -> dict:
+    return dict(httpx.get(f"{cloud.image_url}/v2/images/{image_id}", headers=h(token)).json())
+
+
+@needs_tools
+@pytest.mark.parametrize("name", UNSAFE)
+def test_unsafe_or_mismatched_upload_is_400_and_the_image_stays_queued(cloud: Cloud, admin, name: str,
+                                                                       tmp_path: Path) -> None:
+    token = admin[0]
+    path, disk_format = sample(name, tmp_path)
+    img = create(cloud, token, disk_format=disk_format)
+    r = upload(cloud, token, img["id"], path.read_bytes())
+    assert r.status_code == 400, r.text
+    assert BAD[name][2] in r.json()["message"]
+    after = shown(cloud, token, img["id"])
+    assert after["status"] == "queued" and after["size"] is None and after["checksum"] is None
+    assert img["id"] not in store_files(cloud) and not any(n.startswith(".tmp") for n in store_files(cloud))
+    assert httpx.get(f"{cloud.image_url}/v2/images/{img['id']}/file", headers=h(token)).status_code == 204
+    if disk_format in ("qcow2", "raw"):  # the refused image takes good data afterwards
+        good, _ = sample("standard-qcow2v3.qcow2" if disk_format == "qcow2" else "raw-blank.raw", tmp_path / "ok")
+        assert upload(cloud, token, img["id"], good.read_bytes()).status_code == 204
+        assert shown(cloud, token, img["id"])["status"] == "active"
+
+
+@needs_tools
+@pytest.mark.parametrize("name", USABLE)
+def test_usable_images_of_each_format_are_accepted_with_their_virtual_size(cloud: Cloud, admin, name: str,
+                                                                          tmp_path: Path) -> None:
+    token = admin[0]
+    path, disk_format = sample(name, tmp_path)
+    img = create(cloud, token, disk_format=disk_format)
+    assert upload(cloud, token, img["id"], path.read_bytes()).status_code == 204
+    after = shown(cloud, token, img["id"])
+    assert after["status"] == "active" and after["size"] == path.stat().st_size
+    expected = path.stat().st_size if disk_format in ("raw", "iso") else qemu_virtual_size(path, disk_format)
+    assert after["virtual_size"] == expected
+    assert httpx.get(f"{cloud.image_url}/v2/images/{img['id']}/file", headers=h(token)).content == path.read_bytes()
+
+
+@needs_tools
+def test_refusal_mid_stream_keeps_nothing_and_the_client_reads_its_400(cloud: Cloud, admin, tmp_path: Path) -> None:
+    """A poisoned header followed by 40 MiB: refused from the first chunk, nothing of it stored."""
+    token = admin[0]
+    path, _ = sample("qcow-with-backing.qcow2", tmp_path)
+    img = create(cloud, token, disk_format="qcow2")
+
+    def body():  # type: ignore[no-untyped-def]
+        yield path.read_bytes()
+        for _ in range(40):
+            yield bytes(1 << 20)
+
+    started = time.monotonic()
+    r = httpx.put(f"{cloud.image_url}/v2/images/{img['id']}/file", content=body(), timeout=60,
+                  headers=h(token, **{"Content-Type": "application/octet-stream"}))
+    assert r.status_code == 400 and "backing file ('/etc/hosts')" in r.json()["message"]
+    assert time.monotonic() - started < 30
+    assert shown(cloud, token, img["id"])["status"] == "queued"
+    assert img["id"] not in store_files(cloud) and not any(n.startswith(".tmp") for n in store_files(cloud))
+
+
+@needs_tools
+def test_cli_image_create_refuses_a_qcow2_with_a_backing_file(cloud: Cloud, tmp_path: Path) -> None:
+    """The openstack CLI shows the service's reason."""
+    path, _ = sample("qcow-with-backing.qcow2", tmp_path)
+    name = unique("poisoned")
+    proc = cloud.cli("image", "create", "--file", str(path), "--disk-format", "qcow2", "--container-format",
+                     "bare", name, check=False)
+    assert proc.returncode != 0 and "backing file" in proc.stderr + proc.stdout
+    listed = json.loads(cloud.cli("image", "list", "--name", name, "--long", "-f", "json").stdout)
+    assert listed == []  # openstacksdk deletes the image it made when its upload is refused
+
+
+@needs_tools
+@pytest.mark.parametrize("name", ["qcow-with-backing.qcow2", "vmdk-monolithicFlat.vmdk", "qcow2-claimed-raw.raw"])
+def test_glance_direct_import_of_unsafe_data_fails_and_returns_to_queued(cloud: Cloud, admin, name: str,
+                                                                         tmp_path: Path) -> None:
+    token = admin[0]
+    path, disk_format = sample(name, tmp_path)
+    img = create(cloud, token, disk_format=disk_format)
+    r = httpx.put(f"{cloud.image_url}/v2/images/{img['id']}/stage", content=path.read_bytes(),
+                  headers=h(token, **{"Content-Type": "application/octet-stream"}))
+    assert r.status_code == 204
+    r = httpx.post(f"{cloud.image_url}/v2/images/{img['id']}/import", headers=h(token),
+                   json={"method": {"name": "glance-direct"}})
+    assert r.status_code == 202
+    deadline = time.monotonic() + 15
+    while (tasks := httpx.get(f"{cloud.image_url}/v2/images/{img['id']}/tasks", headers=h(token)).json()["tasks"])[
+            0]["status"] == "processing":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert tasks[0]["status"] == "failure" and BAD[name][2] in tasks[0]["message"]
+    after = shown(cloud, token, img["id"])
+    assert after["status"] == "queued" and after["size"] is None
+    assert img["id"] not in store_files(cloud)  # neither in the store nor staged
+    # stage good data and import again: it becomes active
+    good, _ = sample("standard-qcow2v3.qcow2" if disk_format == "qcow2" else
+                     "vmdk-monolithicSparse.vmdk" if disk_format == "vmdk" else "raw-blank.raw", tmp_path / "good")
+    httpx.put(f"{cloud.image_url}/v2/images/{img['id']}/stage", content=good.read_bytes(),
+              headers=h(token, **{"Content-Type": "application/octet-stream"}))
+    assert httpx.post(f"{cloud.image_url}/v2/images/{img['id']}/import", headers=h(token),
+                      json={"method": {"name": "glance-direct"}}).status_code == 202
+    deadline = time.monotonic() + 15
+    while shown(cloud, token, img["id"])["status"] != "active":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
