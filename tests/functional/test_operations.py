@@ -7,7 +7,7 @@ import subprocess
 import httpx
 import pytest
 
-from tests.functional.conftest import BIN, start_cloud, stop_cloud, unique
+from tests.functional.conftest import BIN, start_cloud, stop_cloud, unique, wait_for
 
 
 @pytest.fixture
@@ -68,11 +68,55 @@ def test_policy_file_overrides_a_default_rule(own_cloud, tmp_path) -> None:  # t
     assert httpx.get(f"{cloud.url}/groups", headers={"X-Auth-Token": out}).status_code == 403
 
 
-def test_rotate_keys_keeps_current_tokens_and_is_picked_up(own_cloud) -> None:  # type: ignore[no-untyped-def]
+def test_rotate_keys_new_tokens_use_the_new_primary_old_ones_last_until_their_key_goes(own_cloud) -> None:  # type: ignore[no-untyped-def]
+    """After a rotation, tokens are encrypted with the new primary key alone (decrypted here with
+    nothing but that key file), tokens of the old primary still validate, and they stop
+    validating once further rotations have removed their key (max_active_keys = 3)."""
+    from cryptography.fernet import Fernet, InvalidToken
+
     cloud = own_cloud()
-    token, _ = cloud.token()
-    out = subprocess.run([str(BIN / "cumulo"), "identity", "rotate-keys"], env=cloud.env, capture_output=True,
-                         text=True)
-    assert out.returncode == 0 and "primary 2" in out.stdout
-    r = httpx.get(f"{cloud.url}/auth/tokens", headers={"X-Auth-Token": token, "X-Subject-Token": token})
-    assert r.status_code == 200
+    keys = cloud.state_dir / "fernet-keys"
+
+    def key(index: int) -> Fernet:
+        return Fernet((keys / str(index)).read_bytes().strip())
+
+    def opens(fernet: Fernet, token: str) -> bool:
+        try:
+            fernet.decrypt(token.encode() + b"=" * (-len(token) % 4))
+            return True
+        except InvalidToken:
+            return False
+
+    def rotate(primary: int) -> None:
+        out = subprocess.run([str(BIN / "cumulo"), "identity", "rotate-keys"], env=cloud.env, capture_output=True,
+                             text=True)
+        assert out.returncode == 0 and f"primary {primary}" in out.stdout, out.stdout + out.stderr
+
+    def validates(subject: str) -> int:
+        admin = cloud.token()[0]
+        return httpx.get(f"{cloud.url}/auth/tokens", headers={"X-Auth-Token": admin,
+                                                              "X-Subject-Token": subject}).status_code
+
+    assert sorted(p.name for p in keys.iterdir()) == ["0", "1"]  # staged 0, primary 1
+    old, _ = cloud.token()
+    assert opens(key(1), old) and not opens(key(0), old)
+    staged = (keys / "0").read_bytes()
+    rotate(2)  # the staged key becomes primary 2, a new one is staged
+    assert (keys / "2").read_bytes() == staged != (keys / "0").read_bytes()
+    # the running cloud picks the new primary up by itself: a token made after that opens with key 2 only
+    def issued_with(index: int) -> str | None:
+        token = cloud.token()[0]
+        return token if opens(key(index), token) else None
+
+    new = wait_for(lambda: issued_with(2), 15, "a token encrypted with the new primary key 2")
+    assert isinstance(new, str) and not opens(key(1), new)
+    assert validates(old) == 200 and validates(new) == 200  # key 1 is still a secondary
+    rotate(3)  # keys 0, 2, 3 remain: key 1 is gone, key 2 is a secondary now
+    assert sorted(p.name for p in keys.iterdir()) == ["0", "2", "3"]
+    wait_for(lambda: validates(old) == 404, 15, "the token of removed key 1 to be refused")
+    assert validates(new) == 200
+    rotate(4)  # keys 0, 3, 4: key 2 goes too
+    assert sorted(p.name for p in keys.iterdir()) == ["0", "3", "4"]
+    wait_for(lambda: validates(new) == 404, 15, "the token of removed key 2 to be refused")
+    fresh = cloud.token()[0]
+    assert opens(key(4), fresh) and validates(fresh) == 200

@@ -11,8 +11,12 @@ import subprocess
 import time
 
 import httpx
+import pytest
 
 from tests.functional.conftest import BIN, Cloud, unique
+
+# an agent process of its own reaches the controller over RabbitMQ: only the postgres cloud has one
+WITH_RABBITMQ = pytest.mark.parametrize("cloud", ["postgres"], indirect=True)
 
 
 def h(token: str, version: str = "2.47") -> dict[str, str]:
@@ -105,9 +109,8 @@ def test_quota_and_bad_input(cloud: Cloud, admin) -> None:  # type: ignore[no-un
     assert httpx.get(f"{cloud.compute_url}/servers/nope", headers=h(demo)).status_code == 404
 
 
+@WITH_RABBITMQ
 def test_build_on_a_dead_agent_ends_in_error(cloud: Cloud, admin) -> None:  # type: ignore[no-untyped-def]
-    if cloud.backend != "postgres":  # needs an agent process of its own, hence RabbitMQ
-        return
     token = admin[0]
     host = unique("doomed")
     proc = subprocess.Popen([str(BIN / "cumulo"), "agent", "--host", host, "--fake"], env=cloud.env,
@@ -189,12 +192,11 @@ def test_server_metadata_with_cli_and_http(cloud: Cloud, admin) -> None:  # type
     httpx.delete(f"{cloud.compute_url}/servers/{server_id}", headers=h(token))
 
 
+@WITH_RABBITMQ
 def test_agent_killed_then_delete_evacuate_and_orphan_cleanup(cloud: Cloud, admin) -> None:  # type: ignore[no-untyped-def]
     """A node's agent dies with two servers on it: deleting one succeeds at once and frees its claim,
     the other is evacuated once the host is forced down; when the agent comes back, the node
     reconcile destroys both copies it still holds."""
-    if cloud.backend != "postgres":  # needs an agent process of its own, hence RabbitMQ
-        return
     token = admin[0]
     host = unique("phoenix")
     state = cloud.state_dir / "fake" / f"{host}.json"
