@@ -24,6 +24,7 @@ from typing import Any
 import fastjsonschema
 
 from cumulo.core.http import faults
+from cumulo.core.logging import redact
 
 MAX_DEPTH = 32
 Schema = dict[str, Any]
@@ -43,6 +44,9 @@ def validate(validator: Validator, data: Any) -> None:
         raise faults.ValidationError(_message(exc)) from None
 
 
+SECRET_FIELD = re.compile(r"(?i)(password|secret|adminpass|token|blob|credential)[^.]*$")
+
+
 def _message(exc: fastjsonschema.JsonSchemaValueException) -> str:
     field = ".".join(str(p) for p in (exc.path or [])[1:]) or "the request body"
     detail = exc.message
@@ -53,7 +57,8 @@ def _message(exc: fastjsonschema.JsonSchemaValueException) -> str:
         detail = "has unexpected keys " + ", ".join(repr(k) for k in extra[:5])
     elif exc.rule == "pattern" and isinstance(exc.value, str) and any(ord(c) < 32 for c in exc.value):
         detail = "must not hold control characters"
-    value = repr(exc.value)
+    # the message is logged and shown: never echo a password or secret, nor one inside an object
+    value = "***" if SECRET_FIELD.search(field) else redact(repr(exc.value))
     if len(value) > 80:
         value = value[:77] + "..."
     return f"Invalid input for field/attribute {field}. Value: {value}. It {detail}."
@@ -124,7 +129,10 @@ def integer(minimum: int | None = 0, maximum: int | None = 2**31 - 1, as_string:
         s["maximum"] = maximum
     if not as_string:
         return s
-    digits = r"^-?[0-9]{1,10}$" if minimum is None or minimum < 0 else r"^[0-9]{1,10}$"
+    # as a string, one digit fewer than the maximum has: never past a 32-bit column, whatever a
+    # handler does with it (the integer form carries the exact bounds)
+    width = max(len(str(maximum if maximum is not None else 2**31 - 1)) - 1, 1)
+    digits = rf"^-?[0-9]{{1,{width}}}$" if minimum is None or minimum < 0 else rf"^[0-9]{{1,{width}}}$"
     return {"anyOf": [s, {"type": "string", "pattern": digits}]}
 
 
