@@ -395,6 +395,44 @@ def test_two_tenants_with_the_same_cidr_get_conntrack_zones_of_their_own(dcloud:
     assert not zones_file.exists()  # no network left on the machine: no zone held
 
 
+def test_a_failing_dnsmasq_is_logged_and_retried_while_the_rest_converges(dcloud: Cloud) -> None:
+    """A real failure in one network's DHCP (dnsmasq cannot write its pid file) is logged with
+    the command and retried, and meanwhile the agent still converges everything else: a network
+    made while it fails gets its conntrack zone (the rules come after DHCP in a round)."""
+    from cumulo.network.dataplane.names import bridge
+
+    demo = Api(dcloud, "demo")
+    prefix = dcloud.env["CUMULO_NETWORK__NAMESPACE_PREFIX"]
+    net = demo.net("POST", "/networks", {"network": {"name": "fails"}})["network"]
+    demo.net("POST", "/subnets", {"subnet": {"network_id": net["id"], "cidr": "10.10.11.0/24", "ip_version": 4}})
+    ns = f"{prefix}-dhcp-{net['id']}"
+    pid_file = dcloud.state_dir / "network" / "dhcp" / net["id"] / "pid"
+
+    def dnsmasq_pid() -> int | None:
+        try:
+            pid = int(pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if str(pid) in netns("pids", ns).stdout.split() else None
+
+    pid = wait_for("the network's dnsmasq", dnsmasq_pid, 45)
+    os.kill(pid, signal.SIGTERM)  # this test's cloud started it
+    wait_for("dnsmasq to stop", lambda: not Path(f"/proc/{pid}").exists(), 30)
+    pid_file.unlink(missing_ok=True)
+    pid_file.mkdir()  # dnsmasq: "failed to open pidfile ...": it exits 3 at every start
+    log = dcloud.state_dir / "cumulo.log"
+    wait_for("the failure in the log, with its command", lambda: "failed to open pidfile" in log.read_text() and
+             "command failed (3): ip netns exec " + ns in log.read_text(), 45)
+    other = demo.net("POST", "/networks", {"network": {"name": "meanwhile"}})["network"]
+    wait_for("the network made meanwhile to get its zone", lambda: bridge(other["id"]) in raw_zones(prefix), 45)
+    assert dnsmasq_pid() is None
+    pid_file.rmdir()
+    wait_for("dnsmasq back on the next rounds", dnsmasq_pid, 45)
+    for n in (net, other):
+        demo.net("DELETE", f"/networks/{n['id']}")
+    wait_for("every namespace of the dataplane to go", lambda: not namespaces(prefix), 45)
+
+
 def test_a_network_agent_of_its_own_over_rabbitmq_converges_after_a_kill(tmp_path_factory: pytest.TempPathFactory
                                                                          ) -> None:
     """`cumulo network agent` as its own process (the controller runs no dataplane): it builds a
