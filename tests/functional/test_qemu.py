@@ -4,6 +4,8 @@ tests no QEMU process, disk or socket of theirs is left."""
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -15,9 +17,25 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.functional.conftest import BIN, RABBIT, Cloud, start_cloud, stop_cloud, unique
+from tests.functional.conftest import BIN, RABBIT, Cloud, start_cloud, stop_cloud, unique, wait_for
 
 READY = "cumulo-guest ready"
+BOOT = b"] Linux version "  # the kernel's first console line: a boot
+# user-data that counts on the console every half second from boot: a guest that resumes goes on
+# counting, one that booted again starts at 1
+TICKER = "#!/bin/sh\n(i=0; while true; do i=$((i+1)); echo tick $i > /dev/console; sleep 0.5; done) &\n"
+
+
+def ticks(console: bytes) -> list[int]:
+    """The ticker's counts on (a part of) a console log, in order."""
+    return [int(line.split()[1]) for line in console.decode(errors="replace").splitlines()
+            if line.startswith("tick ") and line[5:].strip().isdigit()]
+
+
+def since(path: Path, offset: int) -> bytes | None:
+    """What a console log holds past ``offset`` once it shows a tick, else None (to wait on)."""
+    text = path.read_bytes()[offset:]
+    return text if ticks(text) else None
 
 
 def qemu_pids(root: Path) -> list[int]:
@@ -151,7 +169,7 @@ def test_boot_power_cycle_snapshot_resize_shelve_delete(qcloud: Cloud) -> None:
                       ).json()["images"][0]["id"]
     key = httpx.post(f"{qcloud.compute_url}/os-keypairs", headers=h(token), json={"keypair": {
         "name": unique("k")}}).json()["keypair"]
-    user_data = "IyEvYmluL3NoCmVjaG8gaGVsbG8tZnJvbS11c2VyLWRhdGEgPiAvZGV2L2NvbnNvbGUK"  # echo hello-from-user-data
+    user_data = base64.b64encode(f"{TICKER}echo hello-from-user-data > /dev/console\n".encode()).decode()
     started = time.monotonic()
     r = httpx.post(f"{qcloud.compute_url}/servers", headers=h(token), json={"server": {
         "name": "tiny-vm", "flavorRef": "10", "imageRef": image, "networks": "none", "config_drive": True,
@@ -186,14 +204,20 @@ def test_boot_power_cycle_snapshot_resize_shelve_delete(qcloud: Cloud) -> None:
     assert api.wait(sid, "PAUSED")["OS-EXT-STS:power_state"] == 3 and qemu_pids(d) == pid
     api.act(sid, {"unpause": None})
     api.wait(sid, "ACTIVE")
+    wait_for(lambda: len(ticks((d / "console.log").read_bytes().rsplit(BOOT, 1)[-1])) >= 2, 60,
+             "two ticks of this boot's ticker")
     api.act(sid, {"suspend": None})
     api.wait(sid, "SUSPENDED")
     assert qemu_pids(d) == [] and (d / "state.save").exists()
+    saved = (d / "console.log").read_bytes()
     api.act(sid, {"resume": None})
     api.wait(sid, "ACTIVE")
     assert not (d / "state.save").exists() and len(qemu_pids(d)) == 1
-    time.sleep(1)
-    assert api.console(sid).count(READY) == 2  # resumed, not booted again
+    # resumed, not booted again: the guest's ticker goes on from where it was saved, and no boot
+    # line came in between (a new boot would print its kernel banner, then count from 1)
+    after = wait_for(lambda: since(d / "console.log", len(saved)), 60, "a tick of the resumed guest")
+    assert isinstance(after, bytes) and ticks(after)[0] > ticks(saved)[-1] >= 2, (ticks(saved)[-3:], after[-500:])
+    assert BOOT not in after and READY.encode() not in after, after[-2000:]
     api.act(sid, {"reboot": {"type": "HARD"}})
     api.wait(sid, "ACTIVE")
     api.wait_console(sid, READY, 3)
@@ -265,7 +289,17 @@ def test_guests_outlive_a_controller_restart(qcloud: Cloud, tmp_path: Path) -> N
     assert qemu_pids(d) == pids  # the guest did not notice
     again = restart(qcloud)
     api = Api(again)
-    time.sleep(3)  # a few heartbeats: the node reconcile must keep the running guest
+    # the node reconcile must keep the running guest: wait until the restarted agent has reported
+    # (and the controller reconciled) several times, the last of them 2 s past the restart
+    restarted = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+    def reported_since() -> bool:
+        services = httpx.get(f"{again.compute_url}/os-services?host=qnode&binary=nova-compute",
+                             headers=h(api.token, "2.53")).json()["services"]
+        return bool(services) and dt.datetime.fromisoformat(services[0]["updated_at"]) > \
+            restarted + dt.timedelta(seconds=3)
+
+    wait_for(reported_since, 30, "heartbeats of the restarted qnode agent")
     server = api.get(sid)
     assert server["status"] == "ACTIVE" and qemu_pids(d) == pids
     assert READY in api.console(sid)
@@ -460,3 +494,80 @@ def test_rebuild_evacuate_and_a_delete_cut_short(qcloud: Cloud) -> None:
     while qemu_pids(qcloud.state_dir / "instances") or leftovers(qcloud):
         assert time.monotonic() < deadline, leftovers(qcloud)
         time.sleep(0.2)
+
+
+# -- the compute node checks images again before QEMU opens them ------------------------------------
+LEGACY = {"qcow-with-backing.qcow2": "backing file ('/etc/hosts')",
+          "qcow-with-datafile.qcow2": "external data file",
+          "raw-claimed-qcow2.qcow2": "disk_format is qcow2 but its data matches no known disk format",
+          "vmdk-sparse-with-url-backing.vmdk": "extent in another file"}
+
+
+def plant_legacy_image(cloud: Cloud, token: str, path: Path, disk_format: str, tmp: Path) -> str:
+    """An image whose data was stored before uploads were inspected (what an older release let in):
+    a good upload whose stored file and recorded size and hashes are then replaced by ``path``."""
+    import hashlib
+    import sqlite3
+
+    from tests.unit.test_image_formats import sample
+
+    r = httpx.post(f"{cloud.image_url}/v2/images", headers={"X-Auth-Token": token}, json={
+        "name": unique("legacy"), "disk_format": disk_format, "container_format": "bare"})
+    image_id = r.json()["id"]
+    good, _ = sample("standard-qcow2v3.qcow2" if disk_format == "qcow2" else "vmdk-monolithicSparse.vmdk", tmp)
+    assert httpx.put(f"{cloud.image_url}/v2/images/{image_id}/file", content=good.read_bytes(), headers={
+        "X-Auth-Token": token, "Content-Type": "application/octet-stream"}).status_code == 204
+    data = path.read_bytes()
+    (cloud.state_dir / "images" / image_id).write_bytes(data)
+    with sqlite3.connect(cloud.state_dir / "cumulo.db") as db:
+        db.execute("UPDATE image_image SET size = ?, checksum = ?, os_hash_value = ? WHERE id = ?",
+                   (len(data), hashlib.md5(data).hexdigest(), hashlib.sha512(data).hexdigest(), image_id))
+    return str(image_id)
+
+
+@pytest.mark.parametrize("name", sorted(LEGACY))
+def test_a_poisoned_base_image_is_refused_before_qemu_starts(qcloud: Cloud, name: str, tmp_path: Path) -> None:
+    from tests.unit.test_image_formats import sample
+
+    api = Api(qcloud)
+    path, disk_format = sample(name, tmp_path / "bad")
+    image = plant_legacy_image(qcloud, api.token, path, disk_format, tmp_path / "good")
+    r = httpx.post(f"{qcloud.compute_url}/servers", headers=h(api.token), json={"server": {
+        "name": unique("poisoned"), "flavorRef": "10", "imageRef": image, "networks": "none",
+        "availability_zone": "nova:qnode"}})
+    assert r.status_code == 202, r.text
+    sid = r.json()["server"]["id"]
+    server = api.wait(sid, "ERROR", timeout=60)
+    assert f"Image {image} is not acceptable" in server["fault"]["message"], server["fault"]
+    assert LEGACY[name] in server["fault"]["message"], server["fault"]
+    d = instance_dir(qcloud, sid)
+    assert not d.exists() and not qemu_pids(d)  # QEMU never started; nothing of the build is left
+    base = qcloud.state_dir / "instances" / "qnode" / "_base" / image
+    assert not base.exists() and not base.with_suffix(".part").exists() and not base.with_suffix(".json").exists()
+    assert httpx.delete(f"{qcloud.compute_url}/servers/{sid}", headers=h(api.token)).status_code == 204
+
+
+def test_a_base_cached_before_the_checks_is_checked_before_its_first_use(tmp_path: Path) -> None:
+    """qemu-img's reading alone also refuses (a second, independent check), and a base that entered
+    the cache before inspection existed is inspected before use and removed when it fails."""
+    import asyncio
+    import json
+
+    from cumulo.compute.virt.qemu.images import ImageCache, ImageUnacceptable, judge_qemu_info, qemu_img_info
+    from tests.unit.test_image_formats import sample
+
+    bad, _ = sample("qcow-with-backing.qcow2", tmp_path)
+    with pytest.raises(ImageUnacceptable, match="qemu-img finds a backing file"):
+        judge_qemu_info(asyncio.run(qemu_img_info(bad, 30)), bad, "qcow2")
+    good, _ = sample("standard-qcow2v3.qcow2", tmp_path)
+    with pytest.raises(ImageUnacceptable, match="qemu-img reads it as qcow2, but its disk_format raw means raw"):
+        judge_qemu_info(asyncio.run(qemu_img_info(good, 30)), good, "raw")
+    cache = ImageCache(tmp_path / "_base")
+    for image_id, source in (("legacy-bad", bad), ("legacy-good", good)):
+        cache.path(image_id).write_bytes(source.read_bytes())
+        cache.path(image_id).with_suffix(".json").write_text(json.dumps({"disk_format": "qcow2"}))
+    with pytest.raises(ImageUnacceptable, match="Image legacy-bad is not acceptable: .*backing file"):
+        asyncio.run(cache.fetch("legacy-bad", "", ""))
+    assert not cache.path("legacy-bad").exists() and not cache.path("legacy-bad").with_suffix(".json").exists()
+    path, meta = asyncio.run(cache.fetch("legacy-good", "", ""))
+    assert path == cache.path("legacy-good") and meta["inspected"] == 1
