@@ -24,8 +24,8 @@ import logging
 import uuid
 from typing import Any
 
+from sqlalchemy import Text, func, select, type_coerce, update
 from sqlalchemy import delete as sql_delete
-from sqlalchemy import func, select, update
 
 from cumulo.compute.models import (
     Aggregate,
@@ -47,7 +47,7 @@ from cumulo.compute.service import ComputeService
 from cumulo.core import context
 from cumulo.core.bus import Bus
 from cumulo.core.db import Database, new_id, utcnow
-from cumulo.core.http.faults import BadRequest, Conflict, Forbidden
+from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound
 from cumulo.core.quota import turn
 from cumulo.placement.service import PlacementService
 
@@ -380,7 +380,7 @@ class ServerManager:
                                                  lease_until=utcnow() + self.build_lease))
             if result.rowcount != 1:  # deleted while scheduling: delete wins
                 await self.release(server.id)
-                await self.release_ports(server.id)
+                await self._remember_cleanup(server.id, await self._cleanup(server.id, ["ports"]))
                 return
             await self.bind_ports(server.id, host.host)
             await self.cast(host.host, "spawn", {"server": await self.payload(server.id, image_id)},
@@ -492,7 +492,7 @@ class ServerManager:
         image_id = meta.pop("shelved_image_id", None)
         await self.settle(server_id, vm_state="active", power_state=RUNNING, system_meta=meta)
         if image_id:
-            await self._drop_image(image_id)
+            await self._drop_image(image_id, server_id)
 
     async def _done_rebuild(self, server_id: str, ctx: dict[str, Any], args: dict[str, Any],
                             error: str | None) -> None:
@@ -808,18 +808,34 @@ class ServerManager:
                              error: str | None) -> None:
         await self.settle(server_id)
         if error and ctx.get("image_id"):
-            await self._drop_image(ctx["image_id"])
+            await self._drop_image(ctx["image_id"], server_id)
 
-    async def _drop_image(self, image_id: str) -> None:
+    async def _drop_image(self, image_id: str, server_id: str | None = None) -> None:
+        """Delete an image a server's operation made and no longer needs (a failed snapshot, a
+        shelved image after unshelve or delete).  A failure is logged with its cause and, when the
+        image is a server's, left for the reconciler to retry: it never passes for "already gone"."""
+        try:
+            await self._delete_image(image_id)
+        except Exception as exc:
+            LOG.warning("image %s could not be deleted: %s%s", image_id, exc or type(exc).__name__,
+                        "; the reconciler tries again" if server_id else "")
+            if server_id:
+                await self._remember_cleanup(server_id, [f"image:{image_id}"])
+
+    async def _delete_image(self, image_id: str) -> None:
+        """Delete the image; only a missing one counts as done already (a protected one is kept:
+        its owner asked for that).  Any other error is raised."""
         if self.images is None:
             return
         from cumulo.image.service import Caller
 
+        admin = Caller(None, True, "")
         try:
-            image = await self.images.get(image_id, Caller(None, True, ""))
-            await self.images.delete(image, Caller(None, True, ""))
-        except Exception:
+            await self.images.delete(await self.images.get(image_id, admin), admin)
+        except NotFound:
             LOG.info("image %s was already gone", image_id)
+        except Forbidden as exc:
+            LOG.warning("image %s is kept: %s", image_id, exc.message)
 
     async def shelve(self, server: Server, image_id: str, token: str) -> None:
         action_id = await self.begin(server, "shelve", SNAPSHOT_STATES, "shelving",
@@ -836,7 +852,7 @@ class ServerManager:
             image_id = meta.pop("shelved_image_id", None)
             await self.settle(server_id, system_meta=meta)
             if image_id:
-                await self._drop_image(image_id)
+                await self._drop_image(image_id, server_id)
             return
         await self.release(server_id)  # offloaded at once: the host's resources are free again
         await self.settle(server_id, vm_state="shelved_offloaded", power_state=SHUTDOWN, host=None, node=None)
@@ -898,9 +914,12 @@ class ServerManager:
         await self.hard_delete(server)
 
     async def hard_delete(self, server: Server) -> None:
+        """Delete always wins: the server is gone at once.  What it held (ports, placement claims,
+        a shelved image) is released here; a step that fails for any reason but "not found" is kept
+        in the row's system_meta ``cleanup`` and retried by the reconciler until it succeeds."""
         now = utcnow()
         # the ports go first: once the server answers 404, nothing of it holds a security group
-        await self.release_ports(server.id)
+        left = await self._cleanup(server.id, ["ports"])
         async with self.db.session() as s:
             await s.execute(update(Server).where(Server.id == server.id).values(
                 vm_state="deleted", task_state=None, deleted_at=now, terminated_at=now, lease_owner=None,
@@ -909,16 +928,69 @@ class ServerManager:
             migrations = list((await s.execute(select(Migration.uuid).where(
                 Migration.server_id == server.id, Migration.status.not_in(
                     ("confirmed", "reverted", "completed", "done", "error", "failed"))))).scalars())
-        claims = {server.id: {"allocations": {}, "project_id": None, "user_id": None}}
-        for m in migrations:
-            claims[m] = {"allocations": {}, "project_id": None, "user_id": None}
-        await self.placement.set_allocations(claims)
-        hosts = {server.host, (server.system_meta or {}).get("old_host")} - {None}
-        for host in hosts:
-            await self.bus.cast(f"compute.{host}", "destroy", {"server_id": server.id})
+        steps = ["claims:" + ",".join([server.id, *migrations])]
         image_id = (server.system_meta or {}).get("shelved_image_id")
         if image_id and server.vm_state == "shelved_offloaded":
-            await self._drop_image(image_id)
+            steps.append(f"image:{image_id}")
+        left += await self._cleanup(server.id, steps)
+        await self._remember_cleanup(server.id, left)
+        hosts = {server.host, (server.system_meta or {}).get("old_host")} - {None}
+        for host in hosts:
+            try:
+                await self.bus.cast(f"compute.{host}", "destroy", {"server_id": server.id})
+            except Exception as exc:  # the node's next report names an instance nothing owns: destroyed then
+                LOG.warning("could not ask %s to destroy server %s now (%s): its next report will", host,
+                            server.id, exc or type(exc).__name__)
+
+    async def _cleanup(self, server_id: str, steps: list[str]) -> list[str]:
+        """Run cleanup steps of a server (``ports``, ``claims:<consumer>,...``, ``image:<id>``);
+        returns the ones that failed, each logged with its cause."""
+        left = []
+        for step in steps:
+            kind, _, arg = step.partition(":")
+            try:
+                if kind == "ports":
+                    await self.release_ports(server_id)
+                elif kind == "claims":
+                    await self.placement.set_allocations({c: {"allocations": {}, "project_id": None,
+                                                              "user_id": None} for c in arg.split(",") if c})
+                elif kind == "image":
+                    await self._delete_image(arg)
+            except Exception as exc:
+                LOG.warning("releasing %s of server %s failed: %s; the reconciler tries again", kind, server_id,
+                            exc or type(exc).__name__)
+                left.append(step)
+        return left
+
+    async def _remember_cleanup(self, server_id: str, steps: list[str]) -> None:
+        if not steps:
+            return
+        async with self.db.session() as s:
+            meta = (await s.execute(select(Server.system_meta).where(Server.id == server_id))).scalar() or {}
+            await s.execute(update(Server).where(Server.id == server_id).values(
+                system_meta={**meta, "cleanup": list(dict.fromkeys([*(meta.get("cleanup") or []), *steps]))}))
+
+    async def finish_cleanups(self) -> int:
+        """Retry the cleanup steps servers (deleted or not) still have pending; returns how many
+        steps are still left."""
+        async with self.db.session() as s:
+            rows = (await s.execute(select(Server.id, Server.system_meta).where(
+                type_coerce(Server.system_meta, Text).like('%"cleanup":%')))).all()
+        left_total = 0
+        for server_id, meta in rows:
+            steps = list((meta or {}).get("cleanup") or [])
+            left = await self._cleanup(server_id, steps)
+            left_total += len(left)
+            async with self.db.session() as s:
+                meta = dict((await s.execute(select(Server.system_meta).where(Server.id == server_id))).scalar()
+                            or {})
+                pending = [x for x in meta.pop("cleanup", []) if x in left or x not in steps]
+                if pending:
+                    meta["cleanup"] = pending
+                else:
+                    LOG.info("server %s: cleanup finished (%s)", server_id, ", ".join(steps))
+                await s.execute(update(Server).where(Server.id == server_id).values(system_meta=meta))
+        return left_total
 
     async def _done_soft_delete(self, server_id: str, ctx: dict[str, Any], args: dict[str, Any],
                                 error: str | None) -> None:
@@ -1016,6 +1088,7 @@ class ServerManager:
             for server in old:
                 LOG.info("reclaiming soft-deleted server %s", server.id)
                 await self.hard_delete(server)
+        await self.finish_cleanups()
         return len(stuck)
 
     async def _reconcile_forever(self) -> None:
@@ -1154,15 +1227,21 @@ class ServerManager:
                     request={**request, "ports": ports}))
         except Exception:
             for port_id in made:
-                await self._drop_port(port_id)
+                try:
+                    await self._drop_port(port_id)
+                except Exception as exc:  # it keeps the server's device_id: the server's delete removes it
+                    LOG.warning("port %s made for server %s stays for now: %s", port_id, server.id,
+                                exc or type(exc).__name__)
             raise
 
     async def _drop_port(self, port_id: str) -> None:
+        """Delete a port made for a server; only a port that is missing counts as done already."""
         try:
             port = await self.network.port(port_id, None, True)
-            await self.network.delete_port(port)
-        except Exception:
+        except NotFound:
             LOG.info("port %s was already gone", port_id)
+            return
+        await self.network.delete_port(port)
 
     async def bind_ports(self, server_id: str, host: str | None) -> None:
         if self.network is None:

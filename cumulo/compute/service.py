@@ -20,7 +20,7 @@ from sqlalchemy import delete, func, select
 
 from cumulo.compute.models import Flavor, FlavorAccess, KeyPair, Server
 from cumulo.core.config import Config
-from cumulo.core.db import Database, new_id
+from cumulo.core.db import Database, IntegrityError, is_duplicate, new_id
 from cumulo.core.http.faults import BadRequest, Conflict, NotFound
 from cumulo.core.quota import create_within
 from cumulo.identity import models as im
@@ -185,8 +185,8 @@ class ComputeService:
             try:
                 async with self.db.session() as s:
                     s.add(row)
-            except Exception as exc:
-                if "IntegrityError" in type(exc).__name__:
+            except IntegrityError as exc:
+                if is_duplicate(exc):
                     raise Conflict(f"Key pair '{name}' already exists.") from None
                 raise
             return row

@@ -70,6 +70,15 @@ def _keyed(m: re.Match[str]) -> str:
     return f"{m.group('key')}{quote}{MASK}{quote}"
 
 
+_SECRET_NAME = re.compile(r"(?i)(password|passwd|secret|adminpass|token|blob|credential)[^.]*$")
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a field named ``name`` (``user.password``, ``adminPass``, ...) holds a secret, so a
+    message about it must not show its value."""
+    return bool(_SECRET_NAME.search(name))
+
+
 def redact(text: str) -> str:
     """``text`` with every secret it holds replaced by ``***``."""
     if _secrets_re is not None:

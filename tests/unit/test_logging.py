@@ -83,3 +83,23 @@ def test_mask_url_keeps_user_and_host() -> None:
     assert logmod.mask_url("postgresql://cumulo:s3cr3t@db:5432/cumulo") == "postgresql://cumulo:***@db:5432/cumulo"
     assert logmod.mask_url("sqlite:////var/lib/cumulo/cumulo.db") == "sqlite:////var/lib/cumulo/cumulo.db"
 
+
+
+def test_validation_faults_do_not_echo_a_password() -> None:
+    import fastjsonschema
+
+    from cumulo.core.http import schema
+    from cumulo.core.http.faults import ValidationError
+    from cumulo.identity.api import validate
+
+    with pytest.raises(ValidationError) as caught:
+        validate.string({"password": ["echo-me-not-123"]}, "password")
+    assert "echo-me-not-123" not in caught.value.message and "***" in caught.value.message
+    check = fastjsonschema.compile({"type": "object", "properties": {"user": {
+        "type": "object", "properties": {"password": {"type": "string"}}, "additionalProperties": False}}})
+    for body in ({"user": {"password": ["echo-me-not-123"]}},
+                 {"user": {"password": "echo-me-not-123" * 9, "unknown": 1}}):
+        with pytest.raises(fastjsonschema.JsonSchemaValueException) as exc:
+            check(body)
+        message = schema._message(exc.value)
+        assert "echo-me-not" not in message and "***" in message

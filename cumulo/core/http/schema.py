@@ -24,7 +24,7 @@ from typing import Any
 import fastjsonschema
 
 from cumulo.core.http import faults
-from cumulo.core.logging import redact
+from cumulo.core.logging import is_secret_name, redact
 
 MAX_DEPTH = 32
 Schema = dict[str, Any]
@@ -44,9 +44,6 @@ def validate(validator: Validator, data: Any) -> None:
         raise faults.ValidationError(_message(exc)) from None
 
 
-SECRET_FIELD = re.compile(r"(?i)(password|secret|adminpass|token|blob|credential)[^.]*$")
-
-
 def _message(exc: fastjsonschema.JsonSchemaValueException) -> str:
     field = ".".join(str(p) for p in (exc.path or [])[1:]) or "the request body"
     detail = exc.message
@@ -58,7 +55,7 @@ def _message(exc: fastjsonschema.JsonSchemaValueException) -> str:
     elif exc.rule == "pattern" and isinstance(exc.value, str) and any(ord(c) < 32 for c in exc.value):
         detail = "must not hold control characters"
     # the message is logged and shown: never echo a password or secret, nor one inside an object
-    value = "***" if SECRET_FIELD.search(field) else redact(repr(exc.value))
+    value = "***" if is_secret_name(field) else redact(repr(exc.value))
     if len(value) > 80:
         value = value[:77] + "..."
     return f"Invalid input for field/attribute {field}. Value: {value}. It {detail}."

@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 from cumulo.core.http.faults import ValidationError
+from cumulo.core.logging import is_secret_name
 
 __all__ = ["ValidationError"]
 
@@ -35,7 +36,8 @@ def string(data: dict[str, Any], name: str, *, required: bool = False, nullable:
             return None
         raise ValidationError(f"Invalid input for field '{name}': None is not of type 'string'.")
     if not isinstance(value, str):
-        raise ValidationError(f"Invalid input for field '{name}': {value!r} is not of type 'string'.")
+        shown = "***" if is_secret_name(name) else repr(value)  # a password is never echoed (nor logged)
+        raise ValidationError(f"Invalid input for field '{name}': {shown} is not of type 'string'.")
     if len(value) > max_len:
         raise ValidationError(f"Invalid input for field '{name}': the value is longer than {max_len}.")
     if len(value) < min_len or (required and min_len == 0 and name in ("name",) and not value.strip()):
