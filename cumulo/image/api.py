@@ -19,6 +19,7 @@ from starlette.types import ASGIApp
 
 from cumulo.core import context
 from cumulo.core.http.app import JSON, Router, auth_of, create_app, json_body, no_content
+from cumulo.core.http.authz import authorize
 from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound, UnsupportedMediaType, ValidationError
 from cumulo.core.http.paging import parse_bool
 from cumulo.identity.service import IdentityService
@@ -250,12 +251,18 @@ def router(svc: ImageService) -> Router:
     def who(request: Request) -> Caller:
         return Caller.of(auth_of(request))
 
-    def writer(request: Request) -> Caller:
+    def image_target(image: Image, caller: Caller) -> dict[str, Any]:
+        """What Glance's rules read of an image; ``member_id`` is the caller's project when the image
+        reaches it as another project's (shared with it, public or community)."""
+        return {"project_id": image.owner, "owner": image.owner, "visibility": image.visibility,
+                "member_id": caller.project_id if image.owner != caller.project_id else None}
+
+    async def image_for(request: Request, rule: str) -> tuple[Image, Caller]:
+        """The image (a 404 when the caller cannot see it), once ``rule`` allows the caller on it."""
         caller = who(request)
-        roles = set(auth_of(request).roles)
-        if not caller.admin and not roles & {"member", "manager"}:
-            raise Forbidden("You are not authorized to modify images: the member role is required.")
-        return caller
+        image = await svc.get(request.path_params["image_id"], caller)
+        authorize(request, rule, image_target(image, caller))
+        return image, caller
 
     # -- versions ---------------------------------------------------------------------------
     def versions(request: Request) -> list[dict[str, Any]]:
@@ -273,10 +280,13 @@ def router(svc: ImageService) -> Router:
     # -- images -----------------------------------------------------------------------------
     @r.post("/v2/images")
     async def create(request: Request) -> Response:
-        caller = writer(request)
+        caller = who(request)
         body = await json_body(request)
         if not isinstance(body, dict):
             raise BadRequest("The request body must be a JSON object of image attributes.")
+        owner = body.get("owner") or caller.project_id
+        authorize(request, "add_image", {"project_id": owner, "owner": owner,
+                                         "visibility": body.get("visibility", "shared")})
         values = dict(body)
         image_id = values.pop("id", None)
         if image_id is not None:
@@ -295,6 +305,7 @@ def router(svc: ImageService) -> Router:
 
     @r.get("/v2/images")
     async def list_images(request: Request) -> Response:
+        authorize(request, "get_images")
         q = request.query_params
         images = await svc.list(who(request), list_filters(q))
         page, next_link = sort_and_page(images, q)
@@ -306,23 +317,23 @@ def router(svc: ImageService) -> Router:
 
     @r.get("/v2/images/{image_id}")
     async def show(request: Request) -> Response:
-        return JSON(image_view(await svc.get(request.path_params["image_id"], who(request))))
+        image, _ = await image_for(request, "get_image")
+        return JSON(image_view(image))
 
     @r.patch("/v2/images/{image_id}")
     async def update(request: Request) -> Response:
-        caller = writer(request)
         ctype = request.headers.get("content-type", "").split(";")[0].strip()
         if ctype not in PATCH_TYPES:
             raise UnsupportedMediaType(f"Content type {ctype or 'none'} is not supported: use {PATCH_TYPES[0]}.")
-        image = await svc.get(request.path_params["image_id"], caller)
+        image, caller = await image_for(request, "modify_image")
         changes, props, removed = apply_patch(image, await json_body(request))
         image = await svc.update(image, caller, changes, props, removed)
         return JSON(image_view(image))
 
     @r.delete("/v2/images/{image_id}")
     async def delete(request: Request) -> Response:
-        caller = writer(request)
-        await svc.delete(await svc.get(request.path_params["image_id"], caller), caller)
+        image, caller = await image_for(request, "delete_image")
+        await svc.delete(image, caller)
         return no_content()
 
     @r.post("/v2/images/{image_id}/actions/{action}")
@@ -330,14 +341,13 @@ def router(svc: ImageService) -> Router:
         action = request.path_params["action"]
         if action not in ("deactivate", "reactivate"):
             raise NotFound(f"Unknown image action {action}.")
-        caller = who(request)
-        await svc.set_status(await svc.get(request.path_params["image_id"], caller), caller, action)
+        image, caller = await image_for(request, action)
+        await svc.set_status(image, caller, action)
         return no_content()
 
     @r.route("/v2/images/{image_id}/tags/{tag}", ["PUT", "DELETE"])
     async def tag(request: Request) -> Response:
-        caller = writer(request)
-        image = await svc.get(request.path_params["image_id"], caller)
+        image, caller = await image_for(request, "modify_image")
         tag = request.path_params["tag"]
         if request.method == "PUT":
             await svc.set_tags(image, caller, add=tag)
@@ -351,12 +361,13 @@ def router(svc: ImageService) -> Router:
             yield chunk
 
     async def receive_data(request: Request, staging: bool) -> Response:
-        caller = writer(request)
+        caller = who(request)
         ctype = request.headers.get("content-type", "").split(";")[0].strip()
         if ctype != "application/octet-stream":
             raise UnsupportedMediaType(f"Content type {ctype or 'none'} is not supported for image data: "
                                        "use application/octet-stream.")
         image = await svc.get(request.path_params["image_id"], caller)
+        authorize(request, "modify_image" if staging else "upload_image", image_target(image, caller))
         if not staging and (not image.disk_format or not image.container_format):
             raise BadRequest("Set disk_format and container_format before uploading data.")
         try:
@@ -376,8 +387,7 @@ def router(svc: ImageService) -> Router:
 
     @r.get("/v2/images/{image_id}/file")
     async def download(request: Request) -> Response:
-        caller = who(request)
-        image = await svc.get(request.path_params["image_id"], caller)
+        image, caller = await image_for(request, "download_image")
         svc.check_readable(image, caller)
         size = svc.store.size(image.id)
         if image.status not in ("active", "deactivated") or size is None:
@@ -395,25 +405,26 @@ def router(svc: ImageService) -> Router:
 
     @r.post("/v2/images/{image_id}/import")
     async def import_image(request: Request) -> Response:
-        caller = writer(request)
+        image, caller = await image_for(request, "modify_image")
         body = await json_body(request)
         method = body.get("method") if isinstance(body, dict) else None
         if not isinstance(method, dict) or not isinstance(method.get("name"), str):
             raise BadRequest("The import request needs {\"method\": {\"name\": ...}}.")
-        image = await svc.get(request.path_params["image_id"], caller)
         ctx = context.current.get()
         await svc.import_image(image, caller, method["name"], ctx.request_id if ctx else None)
         return Response(status_code=202)
 
     @r.get("/v2/images/{image_id}/tasks")
     async def tasks(request: Request) -> Response:
-        image = await svc.get(request.path_params["image_id"], who(request))
+        image, _ = await image_for(request, "get_image")
         return JSON({"tasks": [task_view(t) for t in await svc.tasks(image)]})
 
     @r.post("/v2/tasks")
     async def create_task(request: Request) -> Response:
         """The legacy tasks API: only its import-from-URL form exists, and this cloud does not fetch
         from URLs (it has no way out), so a task is refused up front rather than failing later."""
+        authorize(request, "tasks_api_access")
+        authorize(request, "add_task")
         body = await json_body(request)
         task_input = body.get("input") if isinstance(body, dict) else None
         if not isinstance(body, dict) or body.get("type") != "import" or not isinstance(task_input, dict):
@@ -424,6 +435,8 @@ def router(svc: ImageService) -> Router:
 
     @r.get("/v2/tasks/{task_id}")
     async def show_task(request: Request) -> Response:
+        authorize(request, "tasks_api_access")
+        authorize(request, "get_task")
         caller = who(request)
         async with svc.db.session() as s:
             task = await s.get(ImageTask, request.path_params["task_id"])
@@ -434,18 +447,16 @@ def router(svc: ImageService) -> Router:
     # -- members ----------------------------------------------------------------------------
     @r.post("/v2/images/{image_id}/members")
     async def add_member(request: Request) -> Response:
-        caller = writer(request)
+        image, caller = await image_for(request, "add_member")
         body = await json_body(request)
         member = body.get("member") if isinstance(body, dict) else None
         if not isinstance(member, str) or not member or len(member) > 255:
             raise BadRequest("The request needs {\"member\": PROJECT_ID}.")
-        image = await svc.get(request.path_params["image_id"], caller)
         return JSON(member_view(await svc.add_member(image, caller, member)))
 
     @r.get("/v2/images/{image_id}/members")
     async def list_members(request: Request) -> Response:
-        caller = who(request)
-        image = await svc.get(request.path_params["image_id"], caller)
+        image, caller = await image_for(request, "get_members")
         rows = await svc.members(image, caller)
         return JSON({"members": [member_view(m) for m in rows], "schema": "/v2/schemas/members"})
 
@@ -454,6 +465,11 @@ def router(svc: ImageService) -> Router:
         caller = who(request)
         image = await svc.get(request.path_params["image_id"], caller)
         member_id = request.path_params["member_id"]
+        target = image_target(image, caller)
+        if request.method == "PUT":  # a member answers for itself
+            target["member_id"] = member_id
+        authorize(request, {"GET": "get_member", "PUT": "modify_member", "DELETE": "delete_member"}[request.method],
+                  target)
         if request.method == "GET":
             return JSON(member_view(await svc.member(image, caller, member_id)))
         if request.method == "PUT":
@@ -462,13 +478,13 @@ def router(svc: ImageService) -> Router:
             if not isinstance(status, str):
                 raise BadRequest("The request needs {\"status\": \"accepted\" | \"rejected\" | \"pending\"}.")
             return JSON(member_view(await svc.set_member_status(image, caller, member_id, status)))
-        writer(request)
         await svc.remove_member(image, caller, member_id)
         return no_content()
 
     # -- schemas and info -------------------------------------------------------------------
     @r.get("/v2/schemas/{name:path}")
     async def schema(request: Request) -> Response:
+        authorize(request, "image:get_schema")
         name = request.path_params["name"]
         if name not in SCHEMAS:
             raise NotFound(f"No schema named {name}.")
@@ -476,16 +492,19 @@ def router(svc: ImageService) -> Router:
 
     @r.get("/v2/info/import")
     async def info_import(request: Request) -> Response:
+        authorize(request, "image:get_info")
         return JSON({"import-methods": {"description": "Import methods available.", "type": "array",
                                         "value": list(IMPORT_METHODS)}})
 
     @r.get("/v2/info/stores")
     async def info_stores(request: Request) -> Response:
+        authorize(request, "image:get_info")
         return JSON({"stores": [{"id": svc.store.name, "default": True,
                                  "description": "Local filesystem store"}]})
 
     @r.get("/v2/info/usage")
     async def info_usage(request: Request) -> Response:
+        authorize(request, "image:get_usage")
         caller = who(request)
         usage = {}
         for name in ("image_size_total", "image_stage_total", "image_count_total", "image_count_uploading"):
@@ -504,10 +523,13 @@ def build_app(svc: ImageService, identity: IdentityService, max_body: int) -> AS
 
     routes = router(svc)
     routes.include(metadefs.router(svc.db))
+    from cumulo.core.http.authz import ServicePolicy
+    from cumulo.image import policies
     from cumulo.image.schemas import REQUEST_SCHEMAS
 
-    return create_app("image", routes, identity, max_body=max_body, unlimited=unlimited,
-                      redirect_slashes=False, schemas=REQUEST_SCHEMAS)
+    policy = ServicePolicy.build("image", policies.RULES, identity.cfg.policy.file, policies.MESSAGE)
+    return policy.bind(create_app("image", routes, identity, max_body=max_body, unlimited=unlimited,
+                                  redirect_slashes=False, schemas=REQUEST_SCHEMAS))
 
 
 __all__ = ["build_app", "ValidationError"]

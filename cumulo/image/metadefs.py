@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from cumulo.core.db import Database, utcnow
 from cumulo.core.http.app import JSON, Router, auth_of, json_body, no_content
+from cumulo.core.http.authz import authorize
 from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound
 from cumulo.image.models import MetadefItem, MetadefNamespace
 
@@ -38,17 +39,16 @@ def router(db: Database) -> Router:
     r = Router()
     base = "/v2/metadefs/namespaces"
 
-    def admin(request: Request) -> None:
-        if not auth_of(request).is_admin():
-            raise Forbidden("Only an admin may change metadata definitions.")
-
-    async def namespace(request: Request, name: str | None = None) -> MetadefNamespace:
-        name = name or request.path_params["namespace"]
+    async def namespace(request: Request, rule: str) -> MetadefNamespace:
+        """The namespace of the path (a 404 when the caller cannot see it), once ``rule`` allows the
+        caller on it."""
+        name = request.path_params["namespace"]
         async with db.session() as s:
             ns = await s.get(MetadefNamespace, name)
         auth = auth_of(request)
         if ns is None or not (ns.visibility == "public" or ns.owner == auth.project_id or auth.is_admin()):
             raise NotFound(f"Metadata definition namespace={name} was not found.")
+        authorize(request, rule, {"project_id": ns.owner, "visibility": ns.visibility})
         return ns
 
     async def items(ns: str, kind: str) -> list[MetadefItem]:
@@ -115,7 +115,7 @@ def router(db: Database) -> Router:
     # -- namespaces -------------------------------------------------------------------------
     @r.post(base)
     async def create_namespace(request: Request) -> Response:
-        admin(request)
+        authorize(request, "add_metadef_namespace")
         body = await json_body(request)
         values = ns_values(body)
         async with db.session() as s:
@@ -137,7 +137,7 @@ def router(db: Database) -> Router:
 
     @r.get(base)
     async def list_namespaces(request: Request) -> Response:
-        auth = auth_of(request)
+        auth = authorize(request, "get_metadef_namespaces")
         async with db.session() as s:
             rows = list((await s.execute(select(MetadefNamespace).order_by(MetadefNamespace.namespace))).scalars())
         rows = [ns for ns in rows if ns.visibility == "public" or ns.owner == auth.project_id or auth.is_admin()]
@@ -146,7 +146,7 @@ def router(db: Database) -> Router:
 
     @r.get(base + "/{namespace}")
     async def show_namespace(request: Request) -> Response:
-        ns = await namespace(request)
+        ns = await namespace(request, "get_metadef_namespace")
         view = ns_view(ns)
         assocs = await items(ns.namespace, "resource_type")
         if assocs:
@@ -164,8 +164,7 @@ def router(db: Database) -> Router:
 
     @r.put(base + "/{namespace}")
     async def update_namespace(request: Request) -> Response:
-        admin(request)
-        ns = await namespace(request)
+        ns = await namespace(request, "modify_metadef_namespace")
         values = ns_values(await json_body(request))
         if values["namespace"] != ns.namespace:
             raise BadRequest("Renaming a namespace is not supported.")
@@ -179,8 +178,7 @@ def router(db: Database) -> Router:
 
     @r.delete(base + "/{namespace}")
     async def delete_namespace(request: Request) -> Response:
-        admin(request)
-        ns = await namespace(request)
+        ns = await namespace(request, "delete_metadef_namespace")
         if ns.protected:
             raise Forbidden(f"Metadata definition namespace {ns.namespace} is protected and cannot be deleted.")
         async with db.session() as s:
@@ -191,9 +189,8 @@ def router(db: Database) -> Router:
     # -- objects and properties -------------------------------------------------------------
     @r.route(base + "/{namespace}/objects", ["GET", "POST"])
     async def objects(request: Request) -> Response:
-        ns = await namespace(request)
+        ns = await namespace(request, "add_metadef_object" if request.method == "POST" else "get_metadef_objects")
         if request.method == "POST":
-            admin(request)
             body = await json_body(request)
             row = await put_item(ns.namespace, "object", name_of(body), {k: v for k, v in body.items() if k != "name"})
             return JSON(object_view(ns.namespace, row), status_code=201)
@@ -202,11 +199,11 @@ def router(db: Database) -> Router:
 
     @r.route(base + "/{namespace}/objects/{name}", ["GET", "PUT", "DELETE"])
     async def one_object(request: Request) -> Response:
-        ns = await namespace(request)
+        ns = await namespace(request, {"GET": "get_metadef_object", "PUT": "modify_metadef_object",
+                                      "DELETE": "delete_metadef_object"}[request.method])
         name = request.path_params["name"]
         if request.method == "GET":
             return JSON(object_view(ns.namespace, await item(ns.namespace, "object", name)))
-        admin(request)
         if request.method == "DELETE":
             await remove_item(ns.namespace, "object", name)
             return no_content()
@@ -217,9 +214,8 @@ def router(db: Database) -> Router:
 
     @r.route(base + "/{namespace}/properties", ["GET", "POST"])
     async def properties(request: Request) -> Response:
-        ns = await namespace(request)
+        ns = await namespace(request, "add_metadef_property" if request.method == "POST" else "get_metadef_properties")
         if request.method == "POST":
-            admin(request)
             body = await json_body(request)
             name = name_of(body)
             if not isinstance(body.get("type"), str) or not isinstance(body.get("title"), str):
@@ -230,12 +226,12 @@ def router(db: Database) -> Router:
 
     @r.route(base + "/{namespace}/properties/{name}", ["GET", "PUT", "DELETE"])
     async def one_property(request: Request) -> Response:
-        ns = await namespace(request)
+        ns = await namespace(request, {"GET": "get_metadef_property", "PUT": "modify_metadef_property",
+                                      "DELETE": "remove_metadef_property"}[request.method])
         name = request.path_params["name"]
         if request.method == "GET":
             row = await item(ns.namespace, "property", name)
             return JSON({**row.body, "name": row.name})
-        admin(request)
         if request.method == "DELETE":
             await remove_item(ns.namespace, "property", name)
             return no_content()
@@ -247,10 +243,10 @@ def router(db: Database) -> Router:
     # -- tags -------------------------------------------------------------------------------
     @r.route(base + "/{namespace}/tags", ["GET", "POST", "DELETE"])
     async def tags(request: Request) -> Response:
-        ns = await namespace(request)
+        ns = await namespace(request, {"GET": "get_metadef_tags", "POST": "add_metadef_tags",
+                                      "DELETE": "delete_metadef_tags"}[request.method])
         if request.method == "GET":
             return JSON({"tags": [tag_view(t) for t in await items(ns.namespace, "tag")]})
-        admin(request)
         async with db.session() as s:
             await s.execute(delete(MetadefItem).where(MetadefItem.namespace == ns.namespace,
                                                       MetadefItem.kind == "tag"))
@@ -268,11 +264,11 @@ def router(db: Database) -> Router:
 
     @r.route(base + "/{namespace}/tags/{name}", ["GET", "POST", "PUT", "DELETE"])
     async def one_tag(request: Request) -> Response:
-        ns = await namespace(request)
+        ns = await namespace(request, {"GET": "get_metadef_tag", "POST": "add_metadef_tag", "PUT": "modify_metadef_tag",
+                                      "DELETE": "delete_metadef_tag"}[request.method])
         name = request.path_params["name"]
         if request.method == "GET":
             return JSON(tag_view(await item(ns.namespace, "tag", name)))
-        admin(request)
         if request.method == "POST":
             return JSON(tag_view(await put_item(ns.namespace, "tag", name, {})), status_code=201)
         if request.method == "DELETE":
@@ -284,6 +280,7 @@ def router(db: Database) -> Router:
     # -- resource types ---------------------------------------------------------------------
     @r.get("/v2/metadefs/resource_types")
     async def resource_types(request: Request) -> Response:
+        authorize(request, "list_metadef_resource_types")
         async with db.session() as s:
             used = set((await s.execute(select(MetadefItem.name).where(MetadefItem.kind == "resource_type"))).scalars())
         names = sorted(set(RESOURCE_TYPES) | used)
@@ -292,11 +289,11 @@ def router(db: Database) -> Router:
 
     @r.route(base + "/{namespace}/resource_types", ["GET", "POST"])
     async def associations(request: Request) -> Response:
-        ns = await namespace(request)
+        ns = await namespace(request, "get_metadef_resource_type" if request.method == "GET"
+                              else "add_metadef_resource_type_association")
         if request.method == "GET":
             return JSON({"resource_type_associations": [assoc_view(a) for a in
                                                         await items(ns.namespace, "resource_type")]})
-        admin(request)
         body = await json_body(request)
         row = await put_item(ns.namespace, "resource_type", name_of(body),
                              {k: v for k, v in body.items() if k in ("prefix", "properties_target")})
@@ -304,8 +301,7 @@ def router(db: Database) -> Router:
 
     @r.delete(base + "/{namespace}/resource_types/{name}")
     async def dissociate(request: Request) -> Response:
-        admin(request)
-        ns = await namespace(request)
+        ns = await namespace(request, "remove_metadef_resource_type_association")
         name = request.path_params["name"]
         await remove_item(ns.namespace, "resource_type", name)
         return no_content()
