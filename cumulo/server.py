@@ -312,6 +312,16 @@ class Controller:
         if cfg.metrics.enabled and self.leader:
             specs.append(("operator", cfg.metrics.port, create_admin_app(self.health, self.openapi)))
         sockets = workers.inherited_sockets() if not self.leader else {}
+        if cfg.metrics.enabled:
+            from cumulo.core.http import workermetrics
+
+            if self.leader:  # the operator port's /metrics tells every process's figures
+                name, port, app = specs[-1]
+                specs[-1] = (name, port, workermetrics.AllProcessesMetrics(
+                    app, cfg.state_path, lambda: list(self.supervisor.pids) if self.supervisor else []))
+            else:  # this worker's figures, for the leader's scrapes
+                specs.append(("metrics", 0, workermetrics.metrics_only))
+                sockets["metrics"] = workermetrics.listen_unix(workermetrics.socket_path(cfg.state_path, self.worker))
         try:
             for name, port, _ in specs:
                 if name not in sockets:
@@ -368,6 +378,11 @@ class Controller:
         for w in waiters:
             w.cancel()
         self.watchdog.stop()
+        if not self.leader and cfg.metrics.enabled:
+            from cumulo.core.http import workermetrics
+
+            with contextlib.suppress(FileNotFoundError):
+                workermetrics.socket_path(cfg.state_path, self.worker).unlink()
         await self.close()
 
     async def close(self) -> None:

@@ -9,7 +9,8 @@ hashes, file hashing and big conversions run in threads).  The watchdog proves i
   the code that blocks;
 * when the loop comes back, the stall is logged once, with its length and that stack, and
   recorded on the operator port's ``/metrics`` as ``cumulo_event_loop_stalls_total`` and the
-  histogram ``cumulo_event_loop_stall_seconds`` (label ``process``: ``leader`` or ``worker-N``).
+  histogram ``cumulo_event_loop_stall_seconds`` (each process's samples labelled ``process``:
+  ``leader`` or ``worker-N``, see ``workermetrics``).
 
 ``[api] stall_threshold`` (seconds, default 0.1) sets the threshold; 0 turns the watchdog off.
 """
@@ -26,8 +27,8 @@ import traceback
 from prometheus_client import Counter, Histogram
 
 LOG = logging.getLogger("cumulo.watchdog")
-STALLS = Counter("cumulo_event_loop_stalls_total", "Event-loop stalls over the threshold", ["process"])
-STALL_SECONDS = Histogram("cumulo_event_loop_stall_seconds", "How long the event loop was blocked", ["process"],
+STALLS = Counter("cumulo_event_loop_stalls_total", "Event-loop stalls over the threshold")
+STALL_SECONDS = Histogram("cumulo_event_loop_stall_seconds", "How long the event loop was blocked",
                           buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 BEAT = 0.02
 
@@ -64,8 +65,8 @@ class Watchdog:
         self._beat = now
         if late > self.threshold:
             self.stalls += 1
-            STALLS.labels(self.process).inc()
-            STALL_SECONDS.labels(self.process).observe(late)
+            STALLS.inc()
+            STALL_SECONDS.observe(late)
             stack, self._stack = self._stack, None
             LOG.warning("event loop of %s blocked for %.3f s%s", self.process, late,
                         f"; it was running:\n{stack}" if stack else "")
