@@ -10,8 +10,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
-from cumulo.core.http.app import JSON, Router, auth_of, create_app, json_body, no_content
-from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound
+from cumulo.core.http.app import JSON, Router, create_app, json_body, no_content
+from cumulo.core.http.authz import authorize
+from cumulo.core.http.faults import BadRequest, Conflict, NotFound
 from cumulo.core.http.microversion import Microversions, Version
 from cumulo.identity.service import IdentityService
 from cumulo.placement.models import ResourceProvider
@@ -26,10 +27,9 @@ def at_least(request: Request, minor: int) -> bool:
     return request.scope.get("cumulo.version", MICROVERSIONS.minimum) >= Version(1, minor)  # type: ignore[no-any-return]
 
 
-def operator(request: Request) -> None:
-    roles = set(auth_of(request).roles)
-    if not roles & {"admin", "service"}:
-        raise Forbidden("Placement needs the admin or service role.")
+# the last part of a rule name by method, for a collection and for one item of it
+METHOD_RULES = {"GET": "list", "HEAD": "list", "POST": "create", "PUT": "update", "DELETE": "delete"}
+ONE_RULES = {"GET": "show", "HEAD": "show", "PUT": "update", "DELETE": "delete"}
 
 
 def provider_view(request: Request, p: ResourceProvider) -> dict[str, Any]:
@@ -54,7 +54,7 @@ def parse_resources(text: str) -> dict[str, int]:
     out: dict[str, int] = {}
     for part in text.split(","):
         name, _, amount = part.partition(":")
-        if not name or not amount.isdigit() or int(amount) < 1:
+        if not name or not amount.isdigit() or len(amount) > 10 or not 1 <= int(amount) <= 2**31 - 1:
             raise BadRequest(f"Badly formed resources parameter {text!r}: expected RC:N,RC:N with N >= 1.")
         out[name.strip()] = int(amount)
     return out
@@ -115,7 +115,7 @@ def router(svc: PlacementService) -> Router:
     # -- providers --------------------------------------------------------------------------
     @r.post("/resource_providers")
     async def create_provider(request: Request) -> Response:
-        operator(request)
+        authorize(request, "placement:resource_providers:create")
         body = await json_body(request)
         name = provider_name(body)
         uuid = body.get("uuid")
@@ -131,7 +131,7 @@ def router(svc: PlacementService) -> Router:
 
     @r.get("/resource_providers")
     async def list_providers(request: Request) -> Response:
-        operator(request)
+        authorize(request, "placement:resource_providers:list")
         q = request.query_params
         filters: dict[str, Any] = {k: q[k] for k in ("name", "uuid", "in_tree") if k in q}
         if "member_of" in q:
@@ -145,12 +145,12 @@ def router(svc: PlacementService) -> Router:
 
     @r.get("/resource_providers/{uuid}")
     async def show_provider(request: Request) -> Response:
-        operator(request)
+        authorize(request, "placement:resource_providers:show")
         return JSON(provider_view(request, await svc.provider(request.path_params["uuid"])))
 
     @r.put("/resource_providers/{uuid}")
     async def update_provider(request: Request) -> Response:
-        operator(request)
+        authorize(request, "placement:resource_providers:update")
         body = await json_body(request)
         name = provider_name(body)
         current = await svc.provider(request.path_params["uuid"])
@@ -160,7 +160,7 @@ def router(svc: PlacementService) -> Router:
 
     @r.delete("/resource_providers/{uuid}")
     async def delete_provider(request: Request) -> Response:
-        operator(request)
+        authorize(request, "placement:resource_providers:delete")
         await svc.delete_provider(request.path_params["uuid"])
         return no_content()
 
@@ -170,7 +170,7 @@ def router(svc: PlacementService) -> Router:
 
     @r.route("/resource_providers/{uuid}/inventories", ["GET", "PUT", "POST", "DELETE"])
     async def inventories(request: Request) -> Response:
-        operator(request)
+        authorize(request, f"placement:resource_providers:inventories:{METHOD_RULES[request.method]}")
         uuid = request.path_params["uuid"]
         if request.method == "GET":
             provider, rows = await svc.inventories(uuid)
@@ -203,7 +203,7 @@ def router(svc: PlacementService) -> Router:
 
     @r.route("/resource_providers/{uuid}/inventories/{rc}", ["GET", "PUT", "DELETE"])
     async def inventory(request: Request) -> Response:
-        operator(request)
+        authorize(request, f"placement:resource_providers:inventories:{ONE_RULES[request.method]}")
         uuid, rc = request.path_params["uuid"], request.path_params["rc"]
         if request.method == "GET":
             provider, rows = await svc.inventories(uuid)
@@ -223,7 +223,7 @@ def router(svc: PlacementService) -> Router:
     # -- traits and aggregates --------------------------------------------------------------
     @r.route("/resource_providers/{uuid}/traits", ["GET", "PUT", "DELETE"])
     async def provider_traits(request: Request) -> Response:
-        operator(request)
+        authorize(request, f"placement:resource_providers:traits:{METHOD_RULES[request.method]}")
         uuid = request.path_params["uuid"]
         provider = await svc.provider(uuid)
         if request.method == "GET":
@@ -241,7 +241,7 @@ def router(svc: PlacementService) -> Router:
 
     @r.route("/resource_providers/{uuid}/aggregates", ["GET", "PUT"])
     async def provider_aggregates(request: Request) -> Response:
-        operator(request)
+        authorize(request, f"placement:resource_providers:aggregates:{METHOD_RULES[request.method]}")
         uuid = request.path_params["uuid"]
         provider = await svc.provider(uuid)
         if request.method == "PUT":
@@ -263,20 +263,20 @@ def router(svc: PlacementService) -> Router:
     # -- usages and allocations -------------------------------------------------------------
     @r.get("/resource_providers/{uuid}/usages")
     async def provider_usages(request: Request) -> Response:
-        operator(request)
+        authorize(request, "placement:resource_providers:usages")
         provider, used = await svc.usages(request.path_params["uuid"])
         return JSON({"usages": used, "resource_provider_generation": provider.generation})
 
     @r.get("/resource_providers/{uuid}/allocations")
     async def provider_allocations(request: Request) -> Response:
-        operator(request)
+        authorize(request, "placement:resource_providers:allocations:list")
         provider, allocations = await svc.provider_allocations(request.path_params["uuid"])
         return JSON({"allocations": {c: {"resources": res} for c, res in allocations.items()},
                      "resource_provider_generation": provider.generation})
 
     @r.get("/usages")
     async def project_usages(request: Request) -> Response:
-        operator(request)
+        authorize(request, "placement:usages", {"project_id": request.query_params.get("project_id")})
         project = request.query_params.get("project_id")
         if not project:
             raise BadRequest("project_id is required.")
@@ -316,7 +316,7 @@ def router(svc: PlacementService) -> Router:
 
     @r.route("/allocations/{consumer}", ["GET", "PUT", "DELETE"])
     async def allocations(request: Request) -> Response:
-        operator(request)
+        authorize(request, f"placement:allocations:{METHOD_RULES[request.method]}")
         consumer = request.path_params["consumer"]
         if not UUID.match(consumer):
             raise BadRequest(f"Malformed consumer_uuid {consumer!r}.")
@@ -342,7 +342,7 @@ def router(svc: PlacementService) -> Router:
 
     @r.post("/allocations")
     async def allocations_many(request: Request) -> Response:
-        operator(request)
+        authorize(request, "placement:allocations:manage")
         body = await json_body(request)
         if not isinstance(body, dict) or not body:
             raise BadRequest("The body must map consumer uuids to allocation requests.")
@@ -354,7 +354,7 @@ def router(svc: PlacementService) -> Router:
 
     @r.get("/allocation_candidates")
     async def allocation_candidates(request: Request) -> Response:
-        operator(request)
+        authorize(request, "placement:allocation_candidates:list")
         q = request.query_params
         if "resources" not in q:
             raise BadRequest("The resources parameter is required.")
@@ -381,17 +381,18 @@ def router(svc: PlacementService) -> Router:
     # -- resource classes and traits --------------------------------------------------------
     @r.get("/resource_classes")
     async def list_classes(request: Request) -> Response:
+        authorize(request, "placement:resource_classes:list")
         return JSON({"resource_classes": [{"name": n, "links": [{"rel": "self", "href": f"/resource_classes/{n}"}]}
                                           for n in await svc.resource_classes()]})
 
     @r.route("/resource_classes/{name}", ["GET", "PUT", "DELETE"])
     async def resource_class(request: Request) -> Response:
         name = request.path_params["name"]
+        authorize(request, f"placement:resource_classes:{ONE_RULES[request.method]}")
         if request.method == "GET":
             if name not in await svc.resource_classes():
                 raise NotFound(f"No such resource class {name}.")
             return JSON({"name": name, "links": [{"rel": "self", "href": f"/resource_classes/{name}"}]})
-        operator(request)
         if request.method == "DELETE":
             await svc.delete_custom("class", name)
             return no_content()
@@ -400,6 +401,7 @@ def router(svc: PlacementService) -> Router:
 
     @r.get("/traits")
     async def list_traits(request: Request) -> Response:
+        authorize(request, "placement:traits:list")
         names = await svc.traits()
         spec = request.query_params.get("name", "")
         if spec.startswith("in:"):
@@ -414,11 +416,11 @@ def router(svc: PlacementService) -> Router:
     @r.route("/traits/{name}", ["GET", "PUT", "DELETE"])
     async def trait(request: Request) -> Response:
         name = request.path_params["name"]
+        authorize(request, f"placement:traits:{ONE_RULES[request.method]}")
         if request.method == "GET":
             if name not in await svc.traits():
                 raise NotFound(f"No such trait {name}.")
             return no_content()
-        operator(request)
         if request.method == "DELETE":
             await svc.delete_custom("trait", name)
             return no_content()
@@ -429,7 +431,10 @@ def router(svc: PlacementService) -> Router:
 
 
 def build_app(svc: PlacementService, identity: IdentityService, max_body: int) -> ASGIApp:
+    from cumulo.core.http.authz import ServicePolicy
+    from cumulo.placement import policies
     from cumulo.placement.schemas import SCHEMAS
 
-    return create_app("placement", router(svc), identity, max_body=max_body, microversions=MICROVERSIONS,
-                      schemas=SCHEMAS)
+    policy = ServicePolicy.build("placement", policies.RULES, identity.cfg.policy.file, policies.MESSAGE)
+    return policy.bind(create_app("placement", router(svc), identity, max_body=max_body,
+                                  microversions=MICROVERSIONS, schemas=SCHEMAS))
