@@ -293,15 +293,38 @@ def policy() -> None:
     """Policy rules."""
 
 
+POLICY_SERVICES = ("identity", "compute", "network", "image", "placement")
+
+
 @policy.command("show")
+@click.option("--service", type=click.Choice(POLICY_SERVICES), multiple=True,
+              help="Only this service's rules (repeatable); all services by default.")
 @click.pass_context
-def policy_show(ctx: click.Context) -> None:
-    """Print the effective identity policy (defaults plus [policy] file) as YAML."""
+def policy_show(ctx: click.Context, service: tuple[str, ...]) -> None:
+    """Print every service's effective policy (defaults plus [policy] file) as YAML."""
+    import importlib
+
+    from cumulo.core.http.authz import defaults
     from cumulo.core.policy import Enforcer
-    from cumulo.identity.policies import RULES
 
     cfg = load(ctx.find_root())
-    click.echo(Enforcer(RULES, cfg.policy.file or None).rules_as_yaml())
+    known: set[str] = set()
+    enforcers = []
+    for name in POLICY_SERVICES:
+        rules = importlib.import_module(f"cumulo.{name}.policies").RULES
+        checks, descriptions = (rules, {}) if isinstance(rules, dict) else defaults(rules)
+        known |= set(checks)
+        enforcers.append((name, Enforcer(checks, cfg.policy.file or None, descriptions)))
+    for name, enforcer in enforcers:
+        if not service or name in service:
+            click.echo(f"# ---- {name} ({len(enforcer.defaults)} rules) ----")
+            click.echo(enforcer.rules_as_yaml(only_defaults=True))
+    if not service and enforcers:
+        stray = sorted(set(enforcers[0][1]._rules) - known)
+        if stray:
+            click.echo("# ---- in the policy file but no service's rule (ignored) ----")
+            for rule in stray:
+                click.echo(f"# {rule}")
 
 
 if __name__ == "__main__":

@@ -293,9 +293,13 @@ class Enforcer:
         if not self.enforce(rule, target, creds):
             raise PolicyNotAuthorized(rule)
 
-    def rules_as_yaml(self) -> str:
+    def rules_as_yaml(self, only_defaults: bool = False) -> str:
+        """The effective rules as YAML, each after its description; ``only_defaults`` leaves out the
+        policy file's rules that this enforcer has no default for (another service's)."""
         lines = []
         for name, rule in self._rules.items():
+            if only_defaults and name not in self.defaults:
+                continue
             if name in self.descriptions:
                 lines.append(f"# {self.descriptions[name]}")
             if self.defaults.get(name) != rule:
