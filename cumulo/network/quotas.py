@@ -9,6 +9,7 @@ Usage is counted from the resources a project owns, so it can never drift from w
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -19,6 +20,7 @@ from cumulo.core.db import Database, IntegrityError, is_duplicate
 from cumulo.core.http.app import JSON, Router, auth_of, json_body
 from cumulo.core.http.authz import authorize
 from cumulo.core.http.faults import BadRequest, Conflict, NotFound
+from cumulo.core.quota import turn as database_turn
 from cumulo.network import models
 from cumulo.network.policies import VERB
 
@@ -52,6 +54,12 @@ async def check(db: Database, resource: str, project: str, wanted: int = 1) -> N
     limit = (await limits(db, project))[resource]
     if limit >= 0 and await used(db, resource, project) + wanted > limit:
         raise Conflict(f"Quota exceeded for resources: ['{resource}'].", kind="OverQuota")
+
+
+def turn(db: Database, resource: str, project: str) -> AbstractAsyncContextManager[None]:
+    """Check, create and commit ``resource`` of ``project`` inside this (core.quota.turn): racing
+    creates, through this API or Compute's proxies, take turns and get exactly the room left."""
+    return database_turn(db, f"network:{resource}:{project}")
 
 
 async def over(db: Database, resource: str, project: str) -> bool:

@@ -187,14 +187,16 @@ def router(groups: SecurityGroups) -> Router:
                 raise BadRequest(f"Invalid input for stateful. Reason: '{item['stateful']}' is not a valid boolean "
                                  "value.")
             group_tags = tags.check_tags(item["tags"]) if "tags" in item else []
-            await quotas.check(db, "security_group", owner)
-            group = SecurityGroup(id=str(uuid.uuid4()), name=name, project_id=owner, tags=group_tags,
-                                  description=str(item.get("description") or ""), stateful=item.get("stateful", True))
-            async with db.session() as s:
-                s.add(group)
-                for ethertype in ("IPv4", "IPv6"):
-                    s.add(SecurityGroupRule(id=str(uuid.uuid4()), group_id=group.id, project_id=owner,
-                                            direction="egress", ethertype=ethertype))
+            async with quotas.turn(db, "security_group", owner):
+                await quotas.check(db, "security_group", owner)
+                group = SecurityGroup(id=str(uuid.uuid4()), name=name, project_id=owner, tags=group_tags,
+                                      description=str(item.get("description") or ""),
+                                      stateful=item.get("stateful", True))
+                async with db.session() as s:
+                    s.add(group)
+                    for ethertype in ("IPv4", "IPv6"):
+                        s.add(SecurityGroupRule(id=str(uuid.uuid4()), group_id=group.id, project_id=owner,
+                                                direction="egress", ethertype=ethertype))
             rules = await groups.rules([group.id])
             return JSON({"security_group": group_view(group, rules[group.id])}, status_code=201)
         stmt = select(SecurityGroup).order_by(SecurityGroup.created_at)
@@ -264,11 +266,13 @@ def router(groups: SecurityGroups) -> Router:
                 if all(same(k, getattr(rule, k), values[k]) for k in keys):
                     raise Conflict(f"Security group rule already exists. Rule id is {rule.id}.",
                                    kind="SecurityGroupRuleExists")
-            await quotas.check(db, "security_group_rule", group.project_id)
-            rule = SecurityGroupRule(id=str(uuid.uuid4()), group_id=group.id, project_id=group.project_id, **values)
-            async with db.session() as s:
-                s.add(rule)
-                await bump(s, group.id)
+            async with quotas.turn(db, "security_group_rule", group.project_id):
+                await quotas.check(db, "security_group_rule", group.project_id)
+                rule = SecurityGroupRule(id=str(uuid.uuid4()), group_id=group.id, project_id=group.project_id,
+                                         **values)
+                async with db.session() as s:
+                    s.add(rule)
+                    await bump(s, group.id)
             return JSON({"security_group_rule": rule_view(rule)}, status_code=201)
         authorize(request, "get_security_group_rule", rule_target(project))
         await groups.default(project)

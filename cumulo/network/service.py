@@ -12,14 +12,12 @@ import ipaddress
 import random
 import uuid
 from collections.abc import Iterator
-from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from sqlalchemy import delete, func, select
 
 from cumulo.core.db import Database, IntegrityError, is_duplicate
 from cumulo.core.http.faults import BadRequest, Conflict, NotFound
-from cumulo.core.quota import turn
 from cumulo.network import quotas
 from cumulo.network.models import IPAllocation, Network, Port, Subnet
 from cumulo.network.quotas import DEFAULT_QUOTAS
@@ -110,10 +108,10 @@ class NetworkService:
         """409 OverQuota unless ``wanted`` more of ``resource`` fit in the project's limit."""
         await quotas.check(self.db, resource, project, wanted)
 
-    def quota_turn(self, resource: str, project: str) -> AbstractAsyncContextManager[None]:
+    def quota_turn(self, resource: str, project: str) -> Any:
         """Check, create and commit ``resource`` of ``project`` inside this: racing creates take
         turns, so exactly as many succeed as the quota has room for."""
-        return turn(self.db, f"network:{resource}:{project}")
+        return quotas.turn(self.db, resource, project)
 
     # -- networks --------------------------------------------------------------------------------
     async def create_network(self, values: dict[str, Any]) -> Network:

@@ -118,3 +118,42 @@ def test_concurrent_network_and_port_creates_stop_exactly_at_the_quota(cloud: Cl
         assert httpx.delete(f"{url}/ports/{p['id']}", headers=member).status_code == 204
     for n in httpx.get(f"{url}/networks?project_id={project}", headers=member).json()["networks"]:
         assert httpx.delete(f"{url}/networks/{n['id']}", headers=member).status_code == 204
+
+
+def test_concurrent_security_group_creates_through_both_apis_share_the_quota(cloud: Cloud) -> None:
+    """security_group=4 with the default group made: of 12 creates racing through the Network
+    API and Compute's proxy (2.35) together exactly 3 succeed, the rest get each API's quota fault."""
+    url = cloud.network_url
+    project, token = member_of_new_project(cloud)
+    member = {"X-Auth-Token": token}
+    admin = {"X-Auth-Token": cloud.token()[0]}
+    assert [g["name"] for g in httpx.get(f"{url}/security-groups", headers=member).json()["security_groups"]] == [
+        "default"]
+    assert httpx.put(f"{url}/quotas/{project}", headers=admin, json={"quota": {"security_group": 4}}
+                     ).status_code == 200
+    nova = {**member, "OpenStack-API-Version": "compute 2.35"}
+    calls = iter(range(RACERS))  # even calls go to the Network API, odd ones to Compute's proxy
+
+    def make() -> httpx.Response:
+        if next(calls) % 2:
+            return httpx.post(f"{cloud.compute_url}/os-security-groups", headers=nova, timeout=60, json={
+                "security_group": {"name": unique("sg"), "description": "race"}})
+        return httpx.post(f"{url}/security-groups", headers=member, timeout=60, json={
+            "security_group": {"name": unique("sg")}})
+
+    results = together(RACERS, make)
+    made = [r for r in results if r.status_code in (200, 201)]
+    refused = [r for r in results if r not in made]
+    assert len(made) == 3, [(r.status_code, r.text[:200]) for r in results]
+    for r in refused:
+        neutron = r.json().get("NeutronError")
+        assert (r.status_code == 409 and neutron["type"] == "OverQuota") or (
+            r.status_code == 403 and "Quota exceeded, too many security groups" in r.json()["forbidden"]["message"]
+        ), r.text
+    groups = httpx.get(f"{url}/security-groups", headers=member).json()["security_groups"]
+    assert len(groups) == 4
+    details = httpx.get(f"{url}/quotas/{project}/details", headers=member).json()["quota"]
+    assert details["security_group"]["used"] == 4, details
+    for g in groups:
+        if g["name"] != "default":
+            assert httpx.delete(f"{url}/security-groups/{g['id']}", headers=member).status_code == 204

@@ -348,16 +348,14 @@ def router(manager: ServerManager) -> Router:
             if name == "default":
                 raise BadRequest("Security group name 'default' is reserved: the project already has its "
                                  "default group.")
-            await within_quota(groups, "security_group", project)
-            group = SecurityGroup(id=str(uuid.uuid4()), name=name, description=description, project_id=project)
-            async with db.session() as s:
-                s.add(group)
-                for ethertype in ("IPv4", "IPv6"):  # as the Network API makes them: all egress allowed
-                    s.add(SecurityGroupRule(id=str(uuid.uuid4()), group_id=group.id, project_id=project,
-                                            direction="egress", ethertype=ethertype))
-            if await quotas.over(db, "security_group", project):  # a racing create took the last one
-                await drop_group(group.id)
-                raise Forbidden("Quota exceeded, too many security groups.")
+            async with quotas.turn(db, "security_group", project):  # the Network API's turn too
+                await within_quota(groups, "security_group", project)
+                group = SecurityGroup(id=str(uuid.uuid4()), name=name, description=description, project_id=project)
+                async with db.session() as s:
+                    s.add(group)
+                    for ethertype in ("IPv4", "IPv6"):  # as the Network API makes them: all egress allowed
+                        s.add(SecurityGroupRule(id=str(uuid.uuid4()), group_id=group.id, project_id=project,
+                                                direction="egress", ethertype=ethertype))
             return JSON({"security_group": (await views(groups, [group]))[0]})
         stmt = select(SecurityGroup).order_by(SecurityGroup.created_at)
         if not (admin and "all_tenants" in request.query_params):
@@ -439,16 +437,14 @@ def router(manager: ServerManager) -> Router:
         values = nova_rule(item)
         if any(same_rule(x, values) for x in (await groups.rules([parent.id]))[parent.id]):
             raise BadRequest(f"This rule already exists in group {parent.id}")
-        await within_quota(groups, "security_group_rule", parent.project_id)
-        rule = SecurityGroupRule(id=str(uuid.uuid4()), group_id=parent.id, project_id=parent.project_id, **values)
-        async with db.session() as s:
-            s.add(rule)
-            await s.execute(update(SecurityGroup).where(SecurityGroup.id == parent.id).values(
-                revision_number=SecurityGroup.revision_number + 1))
-        if await quotas.over(db, "security_group_rule", parent.project_id):
+        async with quotas.turn(db, "security_group_rule", parent.project_id):
+            await within_quota(groups, "security_group_rule", parent.project_id)
+            rule = SecurityGroupRule(id=str(uuid.uuid4()), group_id=parent.id, project_id=parent.project_id,
+                                     **values)
             async with db.session() as s:
-                await s.execute(delete(SecurityGroupRule).where(SecurityGroupRule.id == rule.id))
-            raise Forbidden("Quota exceeded, too many security group rules.")
+                s.add(rule)
+                await s.execute(update(SecurityGroup).where(SecurityGroup.id == parent.id).values(
+                    revision_number=SecurityGroup.revision_number + 1))
         await publish_change(manager, security_group_id=parent.id)
         known = {parent.id: parent, **({source.id: source} if source is not None else {})}
         return JSON({"security_group_rule": rule_view(rule, known)})
