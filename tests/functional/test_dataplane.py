@@ -337,8 +337,9 @@ def test_an_address_reused_after_a_delete_gets_dhcp(dcloud: Cloud) -> None:
                                                      if s["id"] == new], 90)
     demo.net("DELETE", f"/ports/{second['id']}", ok=(204, 404))
     demo.net("DELETE", f"/networks/{net['id']}")
-    wait_for("every namespace of the dataplane to go", lambda: not namespaces(prefix), 45)
-    assert not qemu_pids(dcloud.state_dir)
+    wait_for("the network's DHCP namespace to go", lambda: f"{prefix}-dhcp-{net['id']}" not in namespaces(prefix), 45)
+    assert not [pid for pid in qemu_pids(dcloud.state_dir) for server in (old, new)
+                if _cmdline_has(Path(f"/proc/{pid}"), "", server)]
 
 
 def raw_zones(prefix: str) -> dict[str, int]:
@@ -391,8 +392,10 @@ def test_two_tenants_with_the_same_cidr_get_conntrack_zones_of_their_own(dcloud:
     admin.net("DELETE", f"/networks/{ours['id']}")
     for net in (theirs, late):
         demo.net("DELETE", f"/networks/{net['id']}")
-    wait_for("every namespace of the dataplane to go", lambda: not namespaces(prefix), 45)
-    assert not zones_file.exists()  # no network left on the machine: no zone held
+    gone = [bridge(n["id"]) for n in (ours, theirs, late)]
+    wait_for("the networks' zones to go", lambda: not set(gone) & set(raw_zones(prefix)), 45)
+    assert not any(n["id"] in (zones_file.read_text() if zones_file.exists() else "")
+                   for n in (ours, theirs, late))  # freed
 
 
 def test_a_failing_dnsmasq_is_logged_and_retried_while_the_rest_converges(dcloud: Cloud) -> None:
@@ -430,7 +433,8 @@ def test_a_failing_dnsmasq_is_logged_and_retried_while_the_rest_converges(dcloud
     wait_for("dnsmasq back on the next rounds", dnsmasq_pid, 45)
     for n in (net, other):
         demo.net("DELETE", f"/networks/{n['id']}")
-    wait_for("every namespace of the dataplane to go", lambda: not namespaces(prefix), 45)
+    wait_for("the networks' DHCP namespaces to go", lambda: not {f"{prefix}-dhcp-{n['id']}" for n in (net, other)}
+             & set(namespaces(prefix)), 45)
 
 
 def test_a_network_agent_of_its_own_over_rabbitmq_converges_after_a_kill(tmp_path_factory: pytest.TempPathFactory
