@@ -4,6 +4,11 @@ Events go to the ``cumulo.events`` topic exchange; each subscriber has its own e
 so every controller process sees every event.  RPC requests go to the queue ``cumulo.rpc.<target>``
 (shared by the servers of that target, so work is spread); replies come back on RabbitMQ's
 direct reply-to pseudo-queue, matched by correlation id.
+
+The connection is aio-pika's robust one: after the broker restarts it reconnects and declares the
+queues and consumers again.  The direct reply-to consumer is not among them (it is no queue), so
+it is consumed again on every reconnect; a publish while the connection is down waits for it (up
+to the RPC timeout) instead of failing at once.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import uuid
 from typing import Any
 
 import aio_pika
+import aiormq
 import orjson
 from aio_pika.abc import AbstractIncomingMessage
 
@@ -21,6 +27,8 @@ from cumulo.core.bus import EventHandler, RPCError, RPCHandler, RPCTimeout
 
 LOG = logging.getLogger(__name__)
 REPLY_TO = "amq.rabbitmq.reply-to"
+# what a publish raises while the robust connection is away or its channel is being restored
+DOWN = (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError, ConnectionError)
 
 
 class RabbitBus:
@@ -41,8 +49,35 @@ class RabbitBus:
                                                               durable=True)
         # direct reply-to must be consumed (no-ack) on the channel that publishes the requests
         self._reply_channel = await self._conn.channel()
+        await self._consume_replies()
+        self._conn.reconnect_callbacks.add(self._reconnected)
+
+    async def _consume_replies(self) -> None:
+        assert self._reply_channel is not None
         reply_queue = await self._reply_channel.get_queue(REPLY_TO, ensure=False)
         await reply_queue.consume(self._on_reply, no_ack=True)
+
+    async def _reconnected(self, *_: Any) -> None:
+        # without this every call after a broker restart fails: "fast reply consumer does not exist"
+        LOG.info("bus reconnected to the broker")
+        try:
+            await self._consume_replies()
+        except Exception:
+            LOG.warning("consuming RPC replies again after a reconnect failed", exc_info=True)
+
+    async def _publish(self, channel: aio_pika.abc.AbstractChannel, message: aio_pika.Message, routing_key: str,
+                       exchange: aio_pika.abc.AbstractExchange | None = None) -> None:
+        """Publish, waiting (up to the RPC timeout) for a connection that is being restored."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.rpc_timeout
+        while True:
+            try:
+                await (exchange or channel.default_exchange).publish(message, routing_key=routing_key)
+                return
+            except DOWN:
+                if self._conn is None or loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
 
     async def stop(self) -> None:
         for fut in self._pending.values():
@@ -52,9 +87,9 @@ class RabbitBus:
             self._conn = None
 
     async def publish(self, topic: str, event: dict[str, Any]) -> None:
-        assert self._exchange is not None, "bus not started"
-        await self._exchange.publish(aio_pika.Message(orjson.dumps(event), content_type="application/json"),
-                                     routing_key=topic)
+        assert self._channel is not None and self._exchange is not None, "bus not started"
+        await self._publish(self._channel, aio_pika.Message(orjson.dumps(event), content_type="application/json"),
+                            topic, self._exchange)
 
     async def subscribe(self, pattern: str, handler: EventHandler) -> None:
         assert self._channel is not None and self._exchange is not None, "bus not started"
@@ -100,11 +135,10 @@ class RabbitBus:
         corr = uuid.uuid4().hex
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[corr] = fut
-        await self._reply_channel.default_exchange.publish(
-            aio_pika.Message(orjson.dumps({"method": method, "args": args}), correlation_id=corr,
-                             reply_to=REPLY_TO, expiration=timeout or self.rpc_timeout),
-            routing_key=f"{self.prefix}.rpc.{target}")
         try:
+            await self._publish(self._reply_channel, aio_pika.Message(
+                orjson.dumps({"method": method, "args": args}), correlation_id=corr, reply_to=REPLY_TO,
+                expiration=timeout or self.rpc_timeout), f"{self.prefix}.rpc.{target}")
             reply = await asyncio.wait_for(fut, timeout or self.rpc_timeout)
         except TimeoutError:
             raise RPCTimeout(f"no reply from {target} to {method}") from None
@@ -116,6 +150,5 @@ class RabbitBus:
 
     async def cast(self, target: str, method: str, args: dict[str, Any]) -> None:
         assert self._channel is not None, "bus not started"
-        await self._channel.default_exchange.publish(
-            aio_pika.Message(orjson.dumps({"method": method, "args": args})),
-            routing_key=f"{self.prefix}.rpc.{target}")
+        await self._publish(self._channel, aio_pika.Message(orjson.dumps({"method": method, "args": args})),
+                            f"{self.prefix}.rpc.{target}")
