@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import os
 import signal
 import subprocess
@@ -388,14 +389,26 @@ def test_two_tenants_with_the_same_cidr_get_conntrack_zones_of_their_own(dcloud:
         raw_zones(prefix)), 45)
     assert {br: after[br] for br in (br_ours, br_theirs)} == {br: found[br] for br in (br_ours, br_theirs)}, after
     assert after[bridge(late["id"])] not in (found[br_ours], found[br_theirs])
+    # restarted without its file: the agent takes the zones back from the rules in the kernel
+    dcloud.proc.kill()
+    dcloud.proc.wait()
+    zones_file.unlink()
+    restart(dcloud)
+    admin, demo = Api(dcloud), Api(dcloud, "demo")
+    later = network(admin, "later")
+    again = wait_for("the later network's zone", lambda: (lambda z: z if bridge(later["id"]) in z else None)(
+        raw_zones(prefix)), 45)
+    assert {br: again[br] for br in after} == after and again[bridge(later["id"])] not in after.values(), again
+    assert json.loads(zones_file.read_text())["zones"][ours["id"]] == found[br_ours]
 
-    admin.net("DELETE", f"/networks/{ours['id']}")
+    for net in (ours, later):
+        admin.net("DELETE", f"/networks/{net['id']}")
     for net in (theirs, late):
         demo.net("DELETE", f"/networks/{net['id']}")
-    gone = [bridge(n["id"]) for n in (ours, theirs, late)]
+    gone = [bridge(n["id"]) for n in (ours, theirs, late, later)]
     wait_for("the networks' zones to go", lambda: not set(gone) & set(raw_zones(prefix)), 45)
     assert not any(n["id"] in (zones_file.read_text() if zones_file.exists() else "")
-                   for n in (ours, theirs, late))  # freed
+                   for n in (ours, theirs, late, later))  # freed
 
 
 def test_a_failing_dnsmasq_is_logged_and_retried_while_the_rest_converges(dcloud: Cloud) -> None:
