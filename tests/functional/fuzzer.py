@@ -249,7 +249,9 @@ class Fuzzer:
         """The next request, as keyword arguments for httpx plus the route it exercises."""
         r = self.rng
         route = r.choice(self.routes)
-        persona = "admin" if route.method == "GET" and r.random() < 0.3 else "member"
+        # the member is the hostile tenant; the admin reads, and creates (POST), to reach deeper code
+        # without unmaking the cloud under the run (no admin PUT, PATCH or DELETE)
+        persona = "admin" if route.method in ("GET", "POST") and r.random() < 0.3 else "member"
         headers = {"X-Auth-Token": self.tokens[persona]}
         if route.service == "compute":
             headers["OpenStack-API-Version"] = f"compute 2.{r.choice([1, 37, 47, 74, 90, 96])}"
