@@ -17,7 +17,7 @@ from sqlalchemy import select
 from cumulo.compute.models import ComputeNode, ServiceRecord
 from cumulo.core.bus import Bus
 from cumulo.core.db import Database, utcnow
-from cumulo.core.http.faults import Conflict
+from cumulo.core.http.faults import Conflict, NotFound
 from cumulo.placement.service import NODE_ALLOCATION_RATIOS, PlacementService
 
 LOG = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class Conductor:
     async def sync_provider(self, node: ComputeNode) -> None:
         try:
             provider = await self.placement.provider(node.id)
-        except Exception:
+        except NotFound:  # only a missing provider is made; a failing database is not "missing"
             provider = await self.placement.create_provider(node.hypervisor_hostname, node.id, None)
         inventories = {
             "VCPU": {"total": node.vcpus, "allocation_ratio": NODE_ALLOCATION_RATIOS["VCPU"]},

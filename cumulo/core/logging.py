@@ -14,6 +14,7 @@ this is the net under it.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import threading
@@ -111,6 +112,8 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s %(req)s %(message)s"
 
 
 def setup(level: str = "INFO", path: str = "") -> None:
+    if path:  # request ids, users and projects: for the operator (and the adm group), not every local user
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640))
     handler: logging.Handler = logging.FileHandler(path) if path else logging.StreamHandler(sys.stderr)
     handler.setFormatter(RedactingFormatter(FORMAT))
     handler.addFilter(RequestTagFilter())

@@ -64,11 +64,11 @@ def test_port_a_failed_delete_left_is_removed_by_the_reconciler(own: Cloud) -> N
     assert httpx.delete(f"{own.compute_url}/servers/{server_id}", headers=h(token)).status_code == 204
     wait_for(lambda: status(own, token, server_id) == "gone", 10, "the server gone (delete wins)")
     assert httpx.get(port, headers=nh).status_code == 200  # the database refused: the port is still there
+    sql(own, "DROP TRIGGER cumulo_test_refuse")
+    wait_for(lambda: httpx.get(port, headers=nh).status_code == 404, 30, "the reconciler to delete the port")
     log = (own.state_dir / "cumulo.log").read_text()
     assert f"releasing ports of server {server_id} failed" in log and "injected" in log
     assert f"port {ports[0]['id']} was already gone" not in log
-    sql(own, "DROP TRIGGER cumulo_test_refuse")
-    wait_for(lambda: httpx.get(port, headers=nh).status_code == 404, 30, "the reconciler to delete the port")
     # and the subnet's address is free again: the network can go
     assert httpx.delete(f"{own.network_url}/networks/{net['id']}", headers=nh).status_code == 204
 
@@ -87,8 +87,8 @@ def test_shelved_image_a_failed_delete_left_is_removed_by_the_reconciler(own: Cl
     assert httpx.delete(f"{own.compute_url}/servers/{server_id}", headers=h(token)).status_code == 204
     wait_for(lambda: status(own, token, server_id) == "gone", 10, "the server gone (delete wins)")
     assert httpx.get(image, headers=h(token)).json()["status"] == "active"
+    sql(own, "DROP TRIGGER cumulo_test_refuse")
+    wait_for(lambda: httpx.get(image, headers=h(token)).status_code == 404, 30, "the reconciler to delete the image")
     log = (own.state_dir / "cumulo.log").read_text()
     assert f"releasing image of server {server_id} failed" in log and "injected" in log
     assert f"image {shelved[0]['id']} was already gone" not in log
-    sql(own, "DROP TRIGGER cumulo_test_refuse")
-    wait_for(lambda: httpx.get(image, headers=h(token)).status_code == 404, 30, "the reconciler to delete the image")

@@ -20,7 +20,6 @@ import pytest
 
 from tests.functional.conftest import (
     BIN,
-    RABBIT,
     Cloud,
     _create_pg_database,
     _drop_pg_database,
@@ -50,6 +49,7 @@ def assert_private_state(cloud: Cloud) -> None:
     for name in names:
         if (state / name).exists() or name in ("clouds.yaml", "openrc", "status.json"):
             assert mode(state / name) == 0o600, f"{name} is {oct(mode(state / name))}"
+    assert mode(state / "cumulo.log") & 0o007 == 0  # the log: not for every local user either
     keys = state / "fernet-keys"
     assert mode(keys) == 0o700
     assert sorted(mode(k) for k in keys.iterdir()) == [0o600] * len(list(keys.iterdir()))
@@ -161,8 +161,8 @@ def test_no_secret_in_logs_responses_or_loose_files(backend: str, tmp_path: Path
         # secret of the configuration all the same, as are a configured metadata secret and admin password
         database = _create_pg_database()
         configured = [f"db-pw-{uuid.uuid4().hex}", f"meta-{uuid.uuid4().hex}", f"Admin-{uuid.uuid4().hex}"]
+        # (the in-process bus: other tests restart the shared RabbitMQ)
         env.update(CUMULO_DATABASE__URL=f"postgresql://postgres:{configured[0]}@127.0.0.1:5432/{database}",
-                   CUMULO_BUS__URL=RABBIT, CUMULO_BUS__PREFIX=f"cumulo-test-{uuid.uuid4().hex[:8]}",
                    CUMULO_COMPUTE__METADATA_SECRET=configured[1], CUMULO_BOOTSTRAP__ADMIN_PASSWORD=configured[2])
     else:
         # state left by an older version, readable by all: taken over and closed
