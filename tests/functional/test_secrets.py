@@ -141,6 +141,7 @@ def run_flow(cloud: Cloud, metadata_secret: str) -> tuple[list[str], list[str]]:
     assert httpx.get(f"{cloud.metadata_url}/openstack/latest/user_data", headers=signed).text == user_data
     keep(httpx.get(f"http://127.0.0.1:{cloud.metrics_port}/healthcheck"))
     keep(httpx.get(f"http://127.0.0.1:{cloud.metrics_port}/metrics"))
+    keep(httpx.get(f"http://127.0.0.1:{cloud.metrics_port}/openapi.json"))
     assert httpx.delete(f"{cloud.compute_url}/servers/{server_id}", headers=h(admin_token)).status_code == 204
     # the operator's commands
     for args in (["config", "show"], ["status"]):
