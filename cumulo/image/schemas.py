@@ -118,7 +118,9 @@ REQUEST_SCHEMAS: dict[tuple[str, str], Schema] = {
     ("POST", "/v2/images"): OPEN,
     ("PATCH", "/v2/images/{image_id}"): array(PATCH_OP, 256),
     ("POST", "/v2/images/{image_id}/members"): obj({"member": string(255, 1)}, required=("member",)),
-    ("PUT", "/v2/images/{image_id}/members/{member_id}"): obj({"status": string(32, 1)}, required=("status",)),
+    # openstacksdk (and so `openstack image set --accept`) sends the member id along with the status
+    ("PUT", "/v2/images/{image_id}/members/{member_id}"): obj({"status": string(32, 1), "member": string(255)},
+                                                              required=("status",)),
     ("POST", "/v2/images/{image_id}/import"): {"type": "object", "maxProperties": 16,
                                                "properties": {"method": {"type": "object", "maxProperties": 16}}},
     ("POST", "/v2/tasks"): OPEN,
