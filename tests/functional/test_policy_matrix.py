@@ -1,0 +1,641 @@
+"""The policy matrix: every route of compute, network, image and placement, asked by six personas,
+answers as OpenStack's default policies say.
+
+One cloud (SQLite, fake nodes, no dataplane) and two projects: P holds the resources the paths
+need (made by P's member, or by the admin where only an admin can make them); Q is another
+project.  The personas: the cloud ``admin`` (admin in the admin project), P's ``member``,
+``reader`` and ``manager``, ``other`` (a member of Q) and ``norole`` (a user with no role
+anywhere: Keystone gives it no project-scoped token, so it calls with its unscoped one).
+
+Each row of ``ROWS`` names a route (method and the router's path template), a body, and who the
+documented defaults allow.  Allowed means neither 401 nor 403 (nor a 5xx); denied means 403, or
+404 for ``other`` and ``norole`` where the route hides another project's resource as OpenStack
+does.  Every mismatch is collected and reported at once, and the table must name every route the
+four routers serve, so a new route without a row fails here.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+from unittest import mock
+
+import httpx
+import pytest
+
+from tests.functional.conftest import Cloud, start_cloud, stop_cloud, unique, wait_for
+
+PERSONAS = ("admin", "member", "reader", "manager", "other", "norole")
+ADMIN = frozenset({"admin"})
+MANAGER = frozenset({"admin", "manager"})
+MEMBER = frozenset({"admin", "manager", "member"})  # implied roles: manager implies member implies reader
+READER = MEMBER | {"reader"}
+OWN_MEMBER = MEMBER | {"other"}  # a member acting in its own project (creates, lists)
+OWN_READER = READER | {"other"}
+ANYONE = frozenset(PERSONAS)
+SERVICE = {"compute", "network", "image", "placement"}
+VERSIONS = {"compute": "compute 2.47", "placement": "placement 1.39"}
+
+
+@dataclass
+class Row:
+    service: str
+    method: str
+    path: str  # the router's template
+    expect: frozenset[str] | int  # who is allowed, or the one status every persona gets
+    body: Any = None
+    params: dict[str, str] = field(default_factory=dict)  # template var -> "@resource" or a literal
+    fresh: str = ""  # a resource made anew for each persona the row expects to succeed, bound to {fresh}
+    version: str = ""
+    query: str = ""
+    content_type: str = ""
+    hides: bool = False  # the body names P's resource: another project's caller may get its 404
+
+
+def rows() -> list[Row]:
+    c, n, i, p = "compute", "network", "image", "placement"
+    srv = {"server_id": "@server"}
+    bogus = str(uuid.uuid4())
+    r: list[Row] = []
+    add = r.append
+    # -- compute: flavors ----------------------------------------------------------------------
+    add(Row(c, "GET", "/v2.1/flavors", ANYONE))
+    add(Row(c, "GET", "/v2.1/flavors/detail", ANYONE))
+    add(Row(c, "POST", "/v2.1/flavors", ADMIN, {"flavor": {"name": "{unique}", "ram": 64, "vcpus": 1, "disk": 1}}))
+    add(Row(c, "GET", "/v2.1/flavors/{flavor_id}", ANYONE, params={"flavor_id": "10"}))
+    add(Row(c, "PUT", "/v2.1/flavors/{flavor_id}", ADMIN, {"flavor": {"description": "d"}},
+            {"flavor_id": "@flavor"}, version="compute 2.55"))
+    add(Row(c, "DELETE", "/v2.1/flavors/{flavor_id}", ADMIN, params={"flavor_id": "no-such-flavor"}))
+    add(Row(c, "GET", "/v2.1/flavors/{flavor_id}/os-extra_specs", OWN_READER, params={"flavor_id": "@flavor"}))
+    add(Row(c, "POST", "/v2.1/flavors/{flavor_id}/os-extra_specs", ADMIN, {"extra_specs": {"k": "v"}},
+            {"flavor_id": "@flavor"}))
+    add(Row(c, "GET", "/v2.1/flavors/{flavor_id}/os-extra_specs/{key}", OWN_READER,
+            params={"flavor_id": "@flavor", "key": "k"}))
+    add(Row(c, "PUT", "/v2.1/flavors/{flavor_id}/os-extra_specs/{key}", ADMIN, {"k": "w"},
+            {"flavor_id": "@flavor", "key": "k"}))
+    add(Row(c, "DELETE", "/v2.1/flavors/{flavor_id}/os-extra_specs/{key}", ADMIN,
+            params={"flavor_id": "@flavor", "key": "nokey"}))
+    add(Row(c, "GET", "/v2.1/flavors/{flavor_id}/os-flavor-access", ADMIN, params={"flavor_id": "@private_flavor"}))
+    add(Row(c, "POST", "/v2.1/flavors/{flavor_id}/action", ADMIN, {"addTenantAccess": {"tenant": "@Q"}},
+            {"flavor_id": "@private_flavor"}))
+    # -- key pairs (a user's own), limits and quotas ------------------------------------------------
+    add(Row(c, "GET", "/v2.1/os-keypairs", ANYONE))
+    add(Row(c, "POST", "/v2.1/os-keypairs", ANYONE, {"keypair": {"name": "{unique}"}}))
+    add(Row(c, "GET", "/v2.1/os-keypairs/{name}", ANYONE, params={"name": "no-such-key"}))
+    add(Row(c, "DELETE", "/v2.1/os-keypairs/{name}", ANYONE, params={"name": "no-such-key"}))
+    add(Row(c, "GET", "/v2.1/limits", ANYONE))
+    add(Row(c, "GET", "/v2.1/os-quota-sets/{project_id}", READER, params={"project_id": "@P"}))
+    add(Row(c, "GET", "/v2.1/os-quota-sets/{project_id}/defaults", ANYONE, params={"project_id": "@P"}))
+    add(Row(c, "GET", "/v2.1/os-quota-sets/{project_id}/detail", READER, params={"project_id": "@P"}))
+    add(Row(c, "PUT", "/v2.1/os-quota-sets/{project_id}", ADMIN, {"quota_set": {"instances": 50}},
+            {"project_id": "@P"}))
+    add(Row(c, "DELETE", "/v2.1/os-quota-sets/{project_id}", ADMIN, params={"project_id": "@Q"}))
+    add(Row(c, "GET", "/v2.1/os-quota-class-sets/{name}", ADMIN, params={"name": "default"}))
+    add(Row(c, "PUT", "/v2.1/os-quota-class-sets/{name}", ADMIN, {"quota_class_set": {"key_pairs": 200}},
+            {"name": "default"}))
+    # -- server groups ---------------------------------------------------------------------------
+    add(Row(c, "POST", "/v2.1/os-server-groups", OWN_MEMBER,
+            {"server_group": {"name": "{unique}", "policies": ["anti-affinity"]}}))
+    add(Row(c, "GET", "/v2.1/os-server-groups", OWN_READER))
+    add(Row(c, "GET", "/v2.1/os-server-groups/{group_id}", READER, params={"group_id": "@server_group"}))
+    add(Row(c, "DELETE", "/v2.1/os-server-groups/{group_id}", MEMBER, fresh="server_group"))
+    # -- services, hypervisors, aggregates, zones (the cloud's: an admin's) ----------------------------
+    add(Row(c, "GET", "/v2.1/os-services", ADMIN))
+    add(Row(c, "PUT", "/v2.1/os-services/{service_id}", ADMIN, {"status": "enabled"}, {"service_id": bogus},
+            version="compute 2.53"))
+    add(Row(c, "DELETE", "/v2.1/os-services/{service_id}", ADMIN, params={"service_id": bogus},
+            version="compute 2.53"))
+    add(Row(c, "GET", "/v2.1/os-hypervisors", ADMIN))
+    add(Row(c, "GET", "/v2.1/os-hypervisors/detail", ADMIN))
+    add(Row(c, "GET", "/v2.1/os-hypervisors/statistics", ADMIN))
+    add(Row(c, "GET", "/v2.1/os-hypervisors/{node_id}", ADMIN, params={"node_id": bogus}, version="compute 2.53"))
+    add(Row(c, "GET", "/v2.1/os-aggregates", ADMIN))
+    add(Row(c, "POST", "/v2.1/os-aggregates", ADMIN, {"aggregate": {"name": "{unique}"}}))
+    add(Row(c, "GET", "/v2.1/os-aggregates/{agg_id}", ADMIN, params={"agg_id": "999999"}))
+    add(Row(c, "PUT", "/v2.1/os-aggregates/{agg_id}", ADMIN, {"aggregate": {"name": "{unique}"}},
+            {"agg_id": "999999"}))
+    add(Row(c, "DELETE", "/v2.1/os-aggregates/{agg_id}", ADMIN, params={"agg_id": "999999"}))
+    for action, arg in (("add_host", {"host": "fake-0"}), ("remove_host", {"host": "fake-0"}),
+                        ("set_metadata", {"metadata": {"k": "v"}})):
+        add(Row(c, "POST", "/v2.1/os-aggregates/{agg_id}/action", ADMIN, {action: arg}, {"agg_id": "999999"}))
+    add(Row(c, "GET", "/v2.1/os-availability-zone", ANYONE))
+    add(Row(c, "GET", "/v2.1/os-availability-zone/detail", ADMIN))
+    # -- servers ---------------------------------------------------------------------------------
+    add(Row(c, "GET", "/v2.1/servers", OWN_READER))
+    add(Row(c, "GET", "/v2.1/servers/detail", OWN_READER))
+    add(Row(c, "POST", "/v2.1/servers", OWN_MEMBER, {"server": {
+        "name": "{unique}", "flavorRef": "10", "imageRef": "@image_public", "networks": "none"}}))
+    add(Row(c, "GET", "/v2.1/servers/{server_id}", READER, params=srv))
+    add(Row(c, "PUT", "/v2.1/servers/{server_id}", MEMBER, {"server": {"name": "renamed"}}, srv))
+    add(Row(c, "DELETE", "/v2.1/servers/{server_id}", MEMBER, fresh="server"))
+    add(Row(c, "GET", "/v2.1/servers/{server_id}/metadata", READER, params=srv))
+    add(Row(c, "POST", "/v2.1/servers/{server_id}/metadata", MEMBER, {"metadata": {"a": "b"}}, srv))
+    add(Row(c, "PUT", "/v2.1/servers/{server_id}/metadata", MEMBER, {"metadata": {"a": "c"}}, srv))
+    add(Row(c, "GET", "/v2.1/servers/{server_id}/metadata/{key}", READER, params={**srv, "key": "a"}))
+    add(Row(c, "PUT", "/v2.1/servers/{server_id}/metadata/{key}", MEMBER, {"meta": {"a": "d"}},
+            {**srv, "key": "a"}))
+    add(Row(c, "DELETE", "/v2.1/servers/{server_id}/metadata/{key}", MEMBER, params={**srv, "key": "nokey"}))
+    add(Row(c, "GET", "/v2.1/servers/{server_id}/tags", READER, params=srv))
+    add(Row(c, "PUT", "/v2.1/servers/{server_id}/tags", MEMBER, {"tags": ["a"]}, srv))
+    add(Row(c, "DELETE", "/v2.1/servers/{server_id}/tags", MEMBER, params=srv))
+    add(Row(c, "GET", "/v2.1/servers/{server_id}/tags/{tag}", READER, params={**srv, "tag": "t"}))
+    add(Row(c, "PUT", "/v2.1/servers/{server_id}/tags/{tag}", MEMBER, params={**srv, "tag": "t"}))
+    add(Row(c, "DELETE", "/v2.1/servers/{server_id}/tags/{tag}", MEMBER, params={**srv, "tag": "nope"}))
+    actions: list[tuple[str, Any, frozenset[str]]] = [
+        ("os-getConsoleOutput", {"length": 5}, MEMBER), ("reboot", {"type": "SOFT"}, MEMBER),
+        ("os-stop", None, MEMBER), ("os-start", None, MEMBER), ("pause", None, MEMBER),
+        ("unpause", None, MEMBER), ("suspend", None, MEMBER), ("resume", None, MEMBER),
+        ("lock", None, MEMBER), ("unlock", None, MEMBER),
+        ("addSecurityGroup", {"name": "default"}, MEMBER), ("removeSecurityGroup", {"name": "nope"}, MEMBER),
+        ("createImage", {"name": "{unique}"}, MEMBER),
+        ("rebuild", {"imageRef": "@image_public"}, MEMBER), ("resize", {"flavorRef": "11"}, MEMBER),
+        ("confirmResize", None, MEMBER), ("revertResize", None, MEMBER),
+        ("migrate", None, MANAGER), ("os-migrateLive", {"host": None, "block_migration": False}, MANAGER),
+        ("os-resetState", {"state": "active"}, ADMIN), ("evacuate", {}, ADMIN),
+        ("shelve", None, MEMBER), ("shelveOffload", None, ADMIN), ("unshelve", None, MEMBER),
+        ("forceDelete", None, MEMBER), ("restore", None, MEMBER)]
+    for action, arg, who in actions:
+        add(Row(c, "POST", "/v2.1/servers/{server_id}/action", who, {action: arg},
+                {"server_id": "@action_server"}))
+    add(Row(c, "GET", "/v2.1/servers/{server_id}/os-instance-actions", READER, params=srv))
+    add(Row(c, "GET", "/v2.1/servers/{server_id}/os-instance-actions/{request_id}", READER,
+            params={**srv, "request_id": "req-" + bogus}))
+    add(Row(c, "GET", "/v2.1/os-migrations", MANAGER))
+    add(Row(c, "GET", "/v2.1/servers/{server_id}/migrations", MANAGER, params=srv))
+    add(Row(c, "GET", "/v2.1/os-simple-tenant-usage", ADMIN))
+    add(Row(c, "GET", "/v2.1/os-simple-tenant-usage/{project_id}", READER, params={"project_id": "@P"}))
+    # -- the network and image proxies -------------------------------------------------------------
+    old = "compute 2.1"  # the proxies went away at 2.36
+    add(Row(c, "GET", "/v2.1/os-security-groups", OWN_READER, version=old))
+    add(Row(c, "POST", "/v2.1/os-security-groups", OWN_MEMBER,
+            {"security_group": {"name": "{unique}", "description": "d"}}, version=old))
+    add(Row(c, "GET", "/v2.1/os-security-groups/{group_id}", READER, params={"group_id": "@sg"}, version=old))
+    add(Row(c, "PUT", "/v2.1/os-security-groups/{group_id}", MEMBER,
+            {"security_group": {"name": "{unique}", "description": "d"}}, {"group_id": "@sg"}, version=old))
+    add(Row(c, "DELETE", "/v2.1/os-security-groups/{group_id}", MEMBER, fresh="sg", version=old))
+    add(Row(c, "PUT", "/v2.1/os-security-groups/", 404, {"security_group": {}}, version=old))
+    add(Row(c, "DELETE", "/v2.1/os-security-groups/", 404, version=old))
+    add(Row(c, "POST", "/v2.1/os-security-group-rules", MEMBER, {"security_group_rule": {
+        "parent_group_id": "@sg", "ip_protocol": "tcp", "from_port": "{port}", "to_port": "{port}",
+        "cidr": "10.0.0.0/8"}}, version=old, hides=True))
+    add(Row(c, "DELETE", "/v2.1/os-security-group-rules/{rule_id}", MEMBER, fresh="sg_rule", version=old))
+    add(Row(c, "DELETE", "/v2.1/os-security-group-rules/", 404, version=old))
+    add(Row(c, "GET", "/v2.1/servers/{server_id}/os-security-groups", READER, params=srv))
+    add(Row(c, "GET", "/v2.1/os-security-group-default-rules", 410))
+    add(Row(c, "POST", "/v2.1/os-security-group-default-rules", 410, {}))
+    add(Row(c, "GET", "/v2.1/os-security-group-default-rules/{rule_id}", 410, params={"rule_id": "1"}))
+    add(Row(c, "DELETE", "/v2.1/os-security-group-default-rules/{rule_id}", 410, params={"rule_id": "1"}))
+    add(Row(c, "GET", "/v2.1/os-networks", OWN_READER, version=old))
+    add(Row(c, "GET", "/v2.1/os-networks/{network_id}", OWN_READER, params={"network_id": bogus}, version=old))
+    add(Row(c, "GET", "/v2.1/images", OWN_READER, version=old))
+    add(Row(c, "GET", "/v2.1/images/detail", OWN_READER, version=old))
+    add(Row(c, "GET", "/v2.1/images/{image_id}", OWN_READER, params={"image_id": "@image_public"}, version=old))
+    add(Row(c, "DELETE", "/v2.1/images/{image_id}", MEMBER, fresh="image", version=old))
+    add(Row(c, "GET", "/v2.1/images/{image_id}/metadata", OWN_READER, params={"image_id": "@image_public"},
+            version=old))
+    add(Row(c, "GET", "/v2.1/images/{image_id}/metadata/{key}", OWN_READER,
+            params={"image_id": "@image_public", "key": "nokey"}, version=old))
+
+    # -- network ---------------------------------------------------------------------------------
+    add(Row(n, "GET", "/v2.0/extensions", ANYONE))
+    add(Row(n, "GET", "/v2.0/extensions/{alias}", ANYONE, params={"alias": "router"}))
+    for plural, kind, body, fresh_kind, target in (
+            ("networks", "network", {"network": {"name": "{unique}"}}, "network", "@network"),
+            ("routers", "router", {"router": {"name": "{unique}"}}, "router", "@router"),
+            ("security-groups", "security_group", {"security_group": {"name": "{unique}"}}, "sg", "@sg"),
+            ("subnetpools", "subnetpool", {"subnetpool": {"name": "{unique}", "prefixes": ["10.{octet}.0/24"]}},
+             "subnetpool", "@subnetpool"),
+            ("floatingips", "floatingip", {"floatingip": {"floating_network_id": "@external"}}, "fip", "@fip")):
+        var = {"networks": "network_id", "routers": "router_id", "security-groups": "group_id",
+               "subnetpools": "pool_id", "floatingips": "fip_id"}[plural]
+        add(Row(n, "GET", f"/v2.0/{plural}", OWN_READER))
+        add(Row(n, "POST", f"/v2.0/{plural}", OWN_MEMBER, body))
+        add(Row(n, "GET", f"/v2.0/{plural}/{{{var}}}", READER, params={var: target}))
+        update = ({"floatingip": {"port_id": None}} if kind == "floatingip" else
+                  {kind: {"name": "{unique}"}})
+        add(Row(n, "PUT", f"/v2.0/{plural}/{{{var}}}", MEMBER, update, {var: target}))
+        add(Row(n, "DELETE", f"/v2.0/{plural}/{{{var}}}", MEMBER, fresh=fresh_kind))
+    add(Row(n, "GET", "/v2.0/subnets", OWN_READER))
+    add(Row(n, "POST", "/v2.0/subnets", MEMBER, {"subnet": {"network_id": "@network", "ip_version": 4,
+                                                             "cidr": "10.{octet}.0/24"}}, hides=True))
+    add(Row(n, "GET", "/v2.0/subnets/{subnet_id}", READER, params={"subnet_id": "@subnet"}))
+    add(Row(n, "PUT", "/v2.0/subnets/{subnet_id}", MEMBER, {"subnet": {"name": "{unique}"}},
+            {"subnet_id": "@subnet"}))
+    add(Row(n, "DELETE", "/v2.0/subnets/{subnet_id}", MEMBER, fresh="subnet"))
+    add(Row(n, "GET", "/v2.0/ports", OWN_READER))
+    add(Row(n, "POST", "/v2.0/ports", MEMBER, {"port": {"network_id": "@network"}}, hides=True))
+    add(Row(n, "GET", "/v2.0/ports/{port_id}", READER, params={"port_id": "@port"}))
+    add(Row(n, "PUT", "/v2.0/ports/{port_id}", MEMBER, {"port": {"name": "{unique}"}}, {"port_id": "@port"}))
+    add(Row(n, "DELETE", "/v2.0/ports/{port_id}", MEMBER, fresh="port"))
+    add(Row(n, "GET", "/v2.0/security-group-rules", OWN_READER))
+    add(Row(n, "POST", "/v2.0/security-group-rules", MEMBER, {"security_group_rule": {
+        "security_group_id": "@sg", "direction": "ingress", "protocol": "tcp", "port_range_min": "{port}",
+        "port_range_max": "{port}"}}, hides=True))
+    add(Row(n, "GET", "/v2.0/security-group-rules/{rule_id}", READER, params={"rule_id": "@sg_rule"}))
+    add(Row(n, "DELETE", "/v2.0/security-group-rules/{rule_id}", MEMBER, fresh="sg_rule"))
+    router = {"router_id": "@router"}
+    add(Row(n, "PUT", "/v2.0/routers/{router_id}/add_extraroutes", MEMBER, {"router": {"routes": []}}, router))
+    add(Row(n, "PUT", "/v2.0/routers/{router_id}/remove_extraroutes", MEMBER, {"router": {"routes": []}}, router))
+    add(Row(n, "PUT", "/v2.0/routers/{router_id}/add_router_interface", MEMBER, {"subnet_id": "@subnet"}, router))
+    add(Row(n, "PUT", "/v2.0/routers/{router_id}/remove_router_interface", MEMBER, {"subnet_id": "@subnet"},
+            router))
+    add(Row(n, "GET", "/v2.0/quotas", OWN_READER))
+    add(Row(n, "GET", "/v2.0/quotas/{project_id}", READER, params={"project_id": "@P"}))
+    add(Row(n, "PUT", "/v2.0/quotas/{project_id}", ADMIN, {"quota": {"network": 100}}, {"project_id": "@P"}))
+    add(Row(n, "DELETE", "/v2.0/quotas/{project_id}", ADMIN, params={"project_id": "@Q"}))
+    add(Row(n, "GET", "/v2.0/quotas/{project_id}/default", READER, params={"project_id": "@P"}))
+    add(Row(n, "GET", "/v2.0/quotas/{project_id}/details", READER, params={"project_id": "@P"}))
+    tagged = {"collection": "networks", "resource_id": "@network"}
+    add(Row(n, "GET", "/v2.0/{collection}/{resource_id}/tags", READER, params=tagged))
+    add(Row(n, "PUT", "/v2.0/{collection}/{resource_id}/tags", MEMBER, {"tags": ["a"]}, tagged))
+    add(Row(n, "DELETE", "/v2.0/{collection}/{resource_id}/tags", MEMBER, params=tagged))
+    add(Row(n, "GET", "/v2.0/{collection}/{resource_id}/tags/{tag}", READER, params={**tagged, "tag": "nope"}))
+    add(Row(n, "PUT", "/v2.0/{collection}/{resource_id}/tags/{tag}", MEMBER, params={**tagged, "tag": "t"}))
+    add(Row(n, "DELETE", "/v2.0/{collection}/{resource_id}/tags/{tag}", MEMBER, params={**tagged, "tag": "nope"}))
+
+    # -- image -------------------------------------------------------------------------------------
+    img = {"image_id": "@image"}  # P's image, shared with Q (Q is a pending member)
+    shared_reader = READER | {"other"}
+    add(Row(i, "POST", "/v2/images", OWN_MEMBER, {"name": "{unique}"}))
+    add(Row(i, "GET", "/v2/images", OWN_READER))
+    add(Row(i, "GET", "/v2/images/{image_id}", shared_reader, params=img))
+    add(Row(i, "PATCH", "/v2/images/{image_id}", MEMBER, [{"op": "replace", "path": "/name", "value": "x"}], img,
+            content_type="application/openstack-images-v2.1-json-patch"))
+    add(Row(i, "DELETE", "/v2/images/{image_id}", MEMBER, fresh="image"))
+    for action in ("deactivate", "reactivate"):  # on an active image of P's
+        add(Row(i, "POST", "/v2/images/{image_id}/actions/{action}", MEMBER,
+                params={"image_id": "@active_image", "action": action}))
+    add(Row(i, "PUT", "/v2/images/{image_id}/tags/{tag}", MEMBER, params={**img, "tag": "t"}))
+    add(Row(i, "DELETE", "/v2/images/{image_id}/tags/{tag}", MEMBER, params={**img, "tag": "nope"}))
+    add(Row(i, "PUT", "/v2/images/{image_id}/file", MEMBER, b"\0" * 512, img, content_type="application/octet-stream"))
+    add(Row(i, "PUT", "/v2/images/{image_id}/stage", MEMBER, b"\0" * 512, img,
+            content_type="application/octet-stream"))
+    add(Row(i, "GET", "/v2/images/{image_id}/file", MEMBER | {"other"}, params=img))
+    add(Row(i, "POST", "/v2/images/{image_id}/import", MEMBER, {"method": {"name": "glance-direct"}}, img))
+    add(Row(i, "GET", "/v2/images/{image_id}/tasks", shared_reader, params=img))
+    add(Row(i, "POST", "/v2/tasks", ADMIN, {"type": "import", "input": {"import_from": "http://example.com/x"}}))
+    add(Row(i, "GET", "/v2/tasks/{task_id}", ADMIN, params={"task_id": bogus}))
+    add(Row(i, "POST", "/v2/images/{image_id}/members", MEMBER, {"member": "@Q"}, img))
+    add(Row(i, "GET", "/v2/images/{image_id}/members", shared_reader, params=img))
+    members = {**img, "member_id": "@Q"}
+    add(Row(i, "GET", "/v2/images/{image_id}/members/{member_id}", shared_reader, params=members))
+    add(Row(i, "PUT", "/v2/images/{image_id}/members/{member_id}", frozenset({"admin", "other"}),
+            {"status": "pending"}, members))
+    add(Row(i, "DELETE", "/v2/images/{image_id}/members/{member_id}", MEMBER, params={**img, "member_id": bogus}))
+    add(Row(i, "GET", "/v2/schemas/{name:path}", ANYONE, params={"name": "image"}))
+    add(Row(i, "GET", "/v2/info/import", ANYONE))
+    add(Row(i, "GET", "/v2/info/stores", ANYONE))
+    add(Row(i, "GET", "/v2/info/usage", OWN_READER))
+    ns_base = "/v2/metadefs/namespaces"
+    ns = {"namespace": "@namespace"}
+    public_reader = READER | {"other"}  # the admin's public namespace: every project's reader sees it
+    add(Row(i, "POST", ns_base, ADMIN, {"namespace": "{unique}"}))
+    add(Row(i, "GET", ns_base, OWN_READER))
+    add(Row(i, "GET", ns_base + "/{namespace}", public_reader, params=ns))
+    add(Row(i, "PUT", ns_base + "/{namespace}", ADMIN, {"namespace": "@namespace", "visibility": "public"}, ns))
+    add(Row(i, "DELETE", ns_base + "/{namespace}", ADMIN, fresh="namespace"))
+    for sub, body in (("objects", {"name": "{unique}"}), ("properties", {"name": "{unique}", "type": "string",
+                                                                        "title": "t"})):
+        add(Row(i, "GET", f"{ns_base}/{{namespace}}/{sub}", public_reader, params=ns))
+        add(Row(i, "POST", f"{ns_base}/{{namespace}}/{sub}", ADMIN, body, ns))
+        one = {**ns, "name": "nothing"}
+        add(Row(i, "GET", f"{ns_base}/{{namespace}}/{sub}/{{name}}", public_reader, params=one))
+        add(Row(i, "PUT", f"{ns_base}/{{namespace}}/{sub}/{{name}}", ADMIN, body, one))
+        add(Row(i, "DELETE", f"{ns_base}/{{namespace}}/{sub}/{{name}}", ADMIN, params=one))
+    add(Row(i, "GET", ns_base + "/{namespace}/tags", public_reader, params=ns))
+    add(Row(i, "POST", ns_base + "/{namespace}/tags", ADMIN, {"tags": [{"name": "{unique}"}]}, ns))
+    add(Row(i, "DELETE", ns_base + "/{namespace}/tags", ADMIN, params=ns))
+    tag = {**ns, "name": "t1"}
+    add(Row(i, "GET", ns_base + "/{namespace}/tags/{name}", public_reader, params=tag))
+    add(Row(i, "POST", ns_base + "/{namespace}/tags/{name}", ADMIN, params=tag))
+    add(Row(i, "PUT", ns_base + "/{namespace}/tags/{name}", ADMIN, {"name": "t1"}, tag))
+    add(Row(i, "DELETE", ns_base + "/{namespace}/tags/{name}", ADMIN, params=tag))
+    add(Row(i, "GET", "/v2/metadefs/resource_types", OWN_READER))
+    add(Row(i, "GET", ns_base + "/{namespace}/resource_types", public_reader, params=ns))
+    add(Row(i, "POST", ns_base + "/{namespace}/resource_types", ADMIN, {"name": "OS::Glance::Image"}, ns))
+    add(Row(i, "DELETE", ns_base + "/{namespace}/resource_types/{name}", ADMIN,
+            params={**ns, "name": "OS::Nova::Flavor"}))
+
+    # -- placement (the admin's and the services') ------------------------------------------------
+    rp = {"uuid": bogus}
+    add(Row(p, "POST", "/resource_providers", ADMIN, {"name": "{unique}"}))
+    add(Row(p, "GET", "/resource_providers", ADMIN))
+    add(Row(p, "GET", "/resource_providers/{uuid}", ADMIN, params=rp))
+    add(Row(p, "PUT", "/resource_providers/{uuid}", ADMIN, {"name": "{unique}"}, rp))
+    add(Row(p, "DELETE", "/resource_providers/{uuid}", ADMIN, params=rp))
+    inv = {"resource_provider_generation": 0, "inventories": {"DISK_GB": {"total": 10}}}
+    add(Row(p, "GET", "/resource_providers/{uuid}/inventories", ADMIN, params=rp))
+    add(Row(p, "PUT", "/resource_providers/{uuid}/inventories", ADMIN, inv, rp))
+    add(Row(p, "POST", "/resource_providers/{uuid}/inventories", ADMIN,
+            {"resource_class": "DISK_GB", "total": 10}, rp))
+    add(Row(p, "DELETE", "/resource_providers/{uuid}/inventories", ADMIN, params=rp))
+    one_inv = {**rp, "rc": "DISK_GB"}
+    add(Row(p, "GET", "/resource_providers/{uuid}/inventories/{rc}", ADMIN, params=one_inv))
+    add(Row(p, "PUT", "/resource_providers/{uuid}/inventories/{rc}", ADMIN,
+            {"resource_provider_generation": 0, "total": 10}, one_inv))
+    add(Row(p, "DELETE", "/resource_providers/{uuid}/inventories/{rc}", ADMIN, params=one_inv))
+    add(Row(p, "GET", "/resource_providers/{uuid}/traits", ADMIN, params=rp))
+    add(Row(p, "PUT", "/resource_providers/{uuid}/traits", ADMIN,
+            {"resource_provider_generation": 0, "traits": []}, rp))
+    add(Row(p, "DELETE", "/resource_providers/{uuid}/traits", ADMIN, params=rp))
+    add(Row(p, "GET", "/resource_providers/{uuid}/aggregates", ADMIN, params=rp))
+    add(Row(p, "PUT", "/resource_providers/{uuid}/aggregates", ADMIN,
+            {"resource_provider_generation": 0, "aggregates": []}, rp))
+    add(Row(p, "GET", "/resource_providers/{uuid}/usages", ADMIN, params=rp))
+    add(Row(p, "GET", "/resource_providers/{uuid}/allocations", ADMIN, params=rp))
+    add(Row(p, "GET", "/usages", READER, query="project_id={P}"))
+    consumer = {"consumer": bogus}
+    add(Row(p, "GET", "/allocations/{consumer}", ADMIN, params=consumer))
+    add(Row(p, "PUT", "/allocations/{consumer}", ADMIN, {"allocations": {}, "project_id": "@P", "user_id": "u",
+                                                         "consumer_generation": None}, consumer))
+    add(Row(p, "DELETE", "/allocations/{consumer}", ADMIN, params=consumer))
+    add(Row(p, "POST", "/allocations", ADMIN, {}))
+    add(Row(p, "GET", "/allocation_candidates", ADMIN, query="resources=VCPU:1"))
+    add(Row(p, "GET", "/resource_classes", ADMIN))
+    rc = {"name": "CUSTOM_POLICY_MATRIX"}
+    add(Row(p, "GET", "/resource_classes/{name}", ADMIN, params=rc))
+    add(Row(p, "PUT", "/resource_classes/{name}", ADMIN, params=rc))
+    add(Row(p, "DELETE", "/resource_classes/{name}", ADMIN, params={"name": "CUSTOM_NOT_THERE"}))
+    add(Row(p, "GET", "/traits", ADMIN))
+    trait = {"name": "CUSTOM_POLICY_MATRIX"}
+    add(Row(p, "GET", "/traits/{name}", ADMIN, params=trait))
+    add(Row(p, "PUT", "/traits/{name}", ADMIN, params=trait))
+    add(Row(p, "DELETE", "/traits/{name}", ADMIN, params={"name": "CUSTOM_NOT_THERE"}))
+    return r
+
+
+def served_routes() -> set[tuple[str, str, str]]:
+    """(service, method, template) of every authenticated route the four routers serve, read from
+    each service's build_app with the app factory stubbed out."""
+    from cumulo.compute import api as compute_api
+    from cumulo.core.config import Config
+    from cumulo.image import api as image_api
+    from cumulo.network import api as network_api
+    from cumulo.placement import api as placement_api
+
+    captured: dict[str, Any] = {}
+
+    def capture(service: str, router: Any, *args: Any, **kw: Any) -> Any:
+        captured[service] = router
+        return lambda scope, receive, send: None
+
+    svc = mock.MagicMock(cfg=Config())
+    identity = SimpleNamespace(cfg=Config())
+    modules = (compute_api, network_api, image_api, placement_api)
+    with mock.patch.multiple(compute_api, create_app=capture), mock.patch.multiple(network_api, create_app=capture), \
+            mock.patch.multiple(image_api, create_app=capture), mock.patch.multiple(placement_api, create_app=capture):
+        compute_api.build_app(svc, identity, 1, mock.MagicMock(), mock.MagicMock())
+        for module in modules[1:]:
+            module.build_app(svc, identity, 1)
+    return {(service, method, ep.path) for service, router in captured.items() for ep in router.endpoints
+            if ep.auth for method in ep.methods if method != "HEAD"}
+
+
+# -- the cloud and its personas -------------------------------------------------------------------
+class Persona:
+    def __init__(self, name: str, token: str, project_id: str | None, user_id: str) -> None:
+        self.name, self.token, self.project_id, self.user_id = name, token, project_id, user_id
+
+
+class World:
+    """The cloud, the personas' tokens and the resources the paths need."""
+
+    def __init__(self, cloud: Cloud) -> None:
+        self.cloud = cloud
+        self.base = {"compute": cloud.compute_url.rsplit("/v2.1", 1)[0], "network": cloud.network_url[:-5],
+                     "image": cloud.image_url, "placement": cloud.placement_url}
+        self.http = httpx.Client(timeout=60)
+        self.admin_token, body = cloud.token()
+        self.refs: dict[str, str] = {}
+        self.counter = 0
+        self.personas: dict[str, Persona] = {
+            "admin": Persona("admin", self.admin_token, body["project"]["id"], body["user"]["id"])}
+
+    # identity set-up
+    def v3(self, method: str, path: str, body: Any = None) -> Any:
+        r = self.http.request(method, f"{self.cloud.url}{path}", json=body, headers={"X-Auth-Token": self.admin_token})
+        assert r.status_code < 300, (method, path, r.status_code, r.text)
+        return r.json() if r.content else None
+
+    def make_personas(self) -> None:
+        roles = {x["name"]: x["id"] for x in self.v3("GET", "/roles")["roles"]}
+        projects = {}
+        for key in ("P", "Q"):
+            projects[key] = self.v3("POST", "/projects", {"project": {"name": unique(f"matrix-{key}"),
+                                                                      "domain_id": "default"}})["project"]
+            self.refs[key] = projects[key]["id"]
+        for name, project, role in (("member", "P", "member"), ("reader", "P", "reader"),
+                                    ("manager", "P", "manager"), ("other", "Q", "member"), ("norole", None, None)):
+            user_name, password = unique(f"matrix-{name}"), uuid.uuid4().hex
+            user = self.v3("POST", "/users", {"user": {"name": user_name, "password": password,
+                                                       "domain_id": "default"}})["user"]
+            if project is not None:
+                self.v3("PUT", f"/projects/{projects[project]['id']}/users/{user['id']}/roles/{roles[role]}")
+            token, _ = self.cloud.token(user_name, password, projects[project]["name"] if project else None)
+            self.personas[name] = Persona(name, token, projects[project]["id"] if project else None, user["id"])
+
+    # plain calls
+    def call(self, persona: str, service: str, method: str, path: str, body: Any = None, version: str = "",
+             content_type: str = "") -> httpx.Response:
+        headers = {"X-Auth-Token": self.personas[persona].token}
+        version = version or VERSIONS.get(service, "")
+        if version:
+            headers["OpenStack-API-Version"] = version
+        if isinstance(body, bytes):
+            headers["Content-Type"] = content_type or "application/octet-stream"
+            return self.http.request(method, self.base[service] + path, content=body, headers=headers)
+        if body is not None:
+            headers["Content-Type"] = content_type or "application/json"
+            import json
+
+            return self.http.request(method, self.base[service] + path, content=json.dumps(body), headers=headers)
+        return self.http.request(method, self.base[service] + path, headers=headers)
+
+    def ok(self, persona: str, service: str, method: str, path: str, body: Any = None, **kw: Any) -> Any:
+        r = self.call(persona, service, method, path, body, **kw)
+        assert r.status_code < 300, (persona, method, path, r.status_code, r.text)
+        return r.json() if r.content else None
+
+    # the resources
+    def make(self, kind: str) -> str:
+        """A new resource of ``kind`` in P (by P's member, or the admin where only an admin makes it)."""
+        self.counter += 1
+        octet = f"{1 + self.counter // 250}.{self.counter % 250}"
+        m = "member"
+        if kind == "server":
+            body = {"server": {"name": unique("matrix"), "flavorRef": "10", "imageRef": self.refs["image_public"],
+                               "networks": "none"}}
+            sid = self.ok(m, "compute", "POST", "/v2.1/servers", body)["server"]["id"]
+            wait_for(lambda: self.ok(m, "compute", "GET", f"/v2.1/servers/{sid}")["server"]["status"] == "ACTIVE",
+                     30, f"server {sid} ACTIVE")
+            return str(sid)
+        if kind == "server_group":
+            return str(self.ok(m, "compute", "POST", "/v2.1/os-server-groups", {"server_group": {
+                "name": unique("matrix"), "policies": ["affinity"]}})["server_group"]["id"])
+        if kind == "network":
+            return str(self.ok(m, "network", "POST", "/v2.0/networks", {"network": {"name": unique("m")}})
+                       ["network"]["id"])
+        if kind == "subnet":
+            return str(self.ok(m, "network", "POST", "/v2.0/subnets", {"subnet": {
+                "network_id": self.refs["network"], "ip_version": 4, "cidr": f"10.{octet}.0/24"}})["subnet"]["id"])
+        if kind == "port":
+            return str(self.ok(m, "network", "POST", "/v2.0/ports", {"port": {"network_id": self.refs["network"]}})
+                       ["port"]["id"])
+        if kind == "router":
+            return str(self.ok(m, "network", "POST", "/v2.0/routers", {"router": {"name": unique("m")}})
+                       ["router"]["id"])
+        if kind == "sg":
+            return str(self.ok(m, "network", "POST", "/v2.0/security-groups", {"security_group": {
+                "name": unique("m")}})["security_group"]["id"])
+        if kind == "sg_rule":
+            return str(self.ok(m, "network", "POST", "/v2.0/security-group-rules", {"security_group_rule": {
+                "security_group_id": self.refs["sg"], "direction": "ingress", "protocol": "udp",
+                "port_range_min": 1000 + self.counter, "port_range_max": 1000 + self.counter}})
+                ["security_group_rule"]["id"])
+        if kind == "subnetpool":
+            return str(self.ok(m, "network", "POST", "/v2.0/subnetpools", {"subnetpool": {
+                "name": unique("m"), "prefixes": [f"172.{16 + self.counter // 250 % 16}.{self.counter % 250}.0/24"]}})
+                ["subnetpool"]["id"])
+        if kind == "fip":
+            return str(self.ok(m, "network", "POST", "/v2.0/floatingips", {"floatingip": {
+                "floating_network_id": self.refs["external"]}})["floatingip"]["id"])
+        if kind == "image":
+            return str(self.ok(m, "image", "POST", "/v2/images", {"name": unique("m"), "visibility": "shared",
+                                                                  "disk_format": "raw",
+                                                                  "container_format": "bare"})["id"])
+        if kind == "namespace":
+            return str(self.ok("admin", "image", "POST", "/v2/metadefs/namespaces", {
+                "namespace": unique("matrix"), "visibility": "public"})["namespace"])
+        raise AssertionError(f"no maker for {kind}")
+
+    def setup(self) -> None:
+        self.make_personas()
+        P = self.refs["P"]
+        self.ok("admin", "compute", "PUT", f"/v2.1/os-quota-sets/{P}", {"quota_set": {
+            "instances": 100, "cores": 200, "ram": 1 << 20}})
+        images = self.ok("admin", "image", "GET", "/v2/images?name=cumulo-tiny")["images"]
+        self.refs["image_public"] = images[0]["id"]
+        self.refs["flavor"] = str(self.ok("admin", "compute", "POST", "/v2.1/flavors", {"flavor": {
+            "name": unique("matrix"), "ram": 64, "vcpus": 1, "disk": 1}})["flavor"]["id"])
+        self.ok("admin", "compute", "POST", f"/v2.1/flavors/{self.refs['flavor']}/os-extra_specs",
+                {"extra_specs": {"k": "v"}})
+        self.refs["private_flavor"] = str(self.ok("admin", "compute", "POST", "/v2.1/flavors", {"flavor": {
+            "name": unique("matrix"), "ram": 64, "vcpus": 1, "disk": 1,
+            "os-flavor-access:is_public": False}})["flavor"]["id"])
+        ext = self.ok("admin", "network", "POST", "/v2.0/networks", {"network": {
+            "name": unique("ext"), "router:external": True}})["network"]["id"]
+        self.ok("admin", "network", "POST", "/v2.0/subnets", {"subnet": {"network_id": ext, "ip_version": 4,
+                                                                         "cidr": "203.0.113.0/24"}})
+        self.refs["external"] = ext
+        for kind in ("server", "server_group", "network", "router", "sg", "subnetpool", "image", "namespace"):
+            self.refs[kind] = self.make(kind)
+        self.refs["action_server"] = self.make("server")
+        for kind in ("subnet", "port", "sg_rule", "fip"):
+            self.refs[kind] = self.make(kind)
+        self.ok("member", "image", "POST", f"/v2/images/{self.refs['image']}/members", {"member": self.refs["Q"]})
+        self.refs["active_image"] = self.make("image")
+        self.ok("member", "image", "PUT", f"/v2/images/{self.refs['active_image']}/file", b"\0" * 512)
+
+    # one row, one persona
+    def fill(self, value: Any, persona: str) -> Any:
+        if isinstance(value, str):
+            if value.startswith("@"):
+                return self.refs[value[1:]]
+            self.counter += 1
+            octet = f"{1 + self.counter // 250}.{self.counter % 250}"
+            return (value.replace("{unique}", unique(f"pm-{persona}")).replace("{octet}", octet)
+                    .replace("{port}", str(2000 + self.counter)).replace("{P}", self.refs["P"]))
+        if isinstance(value, dict):
+            out = {k: self.fill(v, persona) for k, v in value.items()}
+            for key in ("from_port", "to_port", "port_range_min", "port_range_max"):
+                if isinstance(out.get(key), str):
+                    out[key] = int(out[key])
+            return out
+        if isinstance(value, list):
+            return [self.fill(v, persona) for v in value]
+        return value
+
+    def path_of(self, row: Row, persona: str, fresh: str | None) -> str:
+        def value(match: re.Match[str]) -> str:
+            var = match.group(1).split(":")[0]
+            if fresh is not None and var not in row.params:
+                return fresh
+            spec = row.params[var]
+            return self.refs[spec[1:]] if spec.startswith("@") else spec
+        path = re.sub(r"\{([^}]+)\}", value, row.path)
+        return path + ("?" + self.fill(row.query, persona) if row.query else "")
+
+
+def judge(row: Row, persona: str, status: int) -> str | None:
+    """None when the answer is the documented one, else what is wrong."""
+    if status >= 500:
+        return f"{status} (a server error)"
+    if isinstance(row.expect, int):
+        return None if status == row.expect else f"{status}, expected {row.expect} for everyone"
+    if persona in row.expect:
+        return None if status not in (401, 403) else f"{status}, expected allowed"
+    hidden = persona in ("other", "norole") and ("{" in row.path or row.hides)
+    if status == 403 or (status == 404 and hidden):
+        return None
+    return f"{status}, expected denied (403{' or 404' if hidden else ''})"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    cloud = start_cloud(tmp_path_factory.mktemp("policy-matrix"), "sqlite", {
+        "CUMULO_SERVICES": "identity,image,compute,placement,network"})
+    try:
+        w = World(cloud)
+        w.setup()
+        yield w
+    finally:
+        stop_cloud(cloud)
+
+
+def test_the_matrix_covers_every_route() -> None:
+    table = {(r.service, r.method, r.path) for r in rows()}
+    missing = sorted(served_routes() - table)
+    unknown = sorted(table - served_routes())
+    assert not missing, f"routes without a row in the policy matrix: {missing}"
+    assert not unknown, f"rows for routes nobody serves: {unknown}"
+
+
+def test_every_route_answers_each_persona_as_the_default_policy_says(world: World) -> None:
+    mismatches: list[str] = []
+    for row in rows():
+        for persona in PERSONAS:
+            fresh = None
+            if row.fresh:
+                # a resource to lose: made anew where the row expects success, the shared one otherwise
+                expected = isinstance(row.expect, frozenset) and persona in row.expect
+                fresh = world.make(row.fresh) if expected else world.refs[row.fresh]
+            path = world.path_of(row, persona, fresh)
+            body = world.fill(row.body, persona) if not isinstance(row.body, bytes) else row.body
+            r = world.call(persona, row.service, row.method, path, body, row.version, row.content_type)
+            wrong = judge(row, persona, r.status_code)
+            if wrong:
+                mismatches.append(f"{row.service} {row.method} {row.path} as {persona}: {wrong} "
+                                  f"[{r.text[:160]}]")
+    assert not mismatches, f"{len(mismatches)} answers differ from the default policy:\n" + "\n".join(mismatches)
+
+
+def test_a_denied_answer_is_in_the_service_fault_format(world: World) -> None:
+    """A reader's write is refused with the service's own 403 body naming the rule."""
+    P = world.refs["P"]
+    checks: list[tuple[str, str, str, Any, Callable[[Any], bool]]] = [
+        ("compute", "POST", "/v2.1/os-server-groups", {"server_group": {"name": "x", "policies": ["affinity"]}},
+         lambda b: "os_compute_api:os-server-groups:create" in b["forbidden"]["message"]),
+        ("network", "POST", "/v2.0/networks", {"network": {"name": "x"}},
+         lambda b: b["NeutronError"]["type"] == "Forbidden" and "create_network" in b["NeutronError"]["message"]),
+        ("image", "POST", "/v2/images", {"name": "x"}, lambda b: "add_image" in b["message"]),
+        ("placement", "GET", f"/usages?project_id={world.refs['Q']}", None,
+         lambda b: "placement:usages" in b["errors"][0]["detail"]),
+    ]
+    assert P
+    for service, method, path, body, shaped in checks:
+        r = world.call("reader" if service != "placement" else "member", service, method, path, body)
+        assert r.status_code == 403 and shaped(r.json()), (service, r.status_code, r.text)
