@@ -81,9 +81,31 @@ class Controller:
     supervisor: Any = None
     watchdog: Any = None
 
+    lease: Any = None
+    _singletons: set[str] = field(default_factory=set)
+    _status: Any = None
+
     @property
     def leader(self) -> bool:
         return self.worker == 0
+
+    async def run_singleton(self, name: str) -> None:
+        """Start the reconcilers of ``image`` or ``servers`` once, in the holder of the leader lease
+        (``cumulo.core.lease``): with one controller, at once; with several on one database, in one."""
+        if not self.leader or name in self._singletons or self.lease is None or not self.lease.held:
+            return
+        component = getattr(self, name)
+        if component is not None:
+            self._singletons.add(name)
+            await component.start()
+
+    async def take_singletons(self) -> None:
+        for name in ("image", "servers"):
+            await self.run_singleton(name)
+
+    def refresh_status(self) -> None:
+        if self._status is not None:
+            self._status()
 
     def connect_bus(self) -> Any:
         """The leader's bus, or a worker's connection to it.  The embedded memory:// bus spans the
@@ -127,6 +149,10 @@ class Controller:
         self.db = Database(cfg.database_url, cfg.database.pool_size, cfg.database.echo)
         if self.leader:
             await self.db.migrate()
+            from cumulo.core.lease import LeaderLease
+
+            self.lease = LeaderLease(self.db)
+            await self.lease.start(self.take_singletons, lambda _held: self.refresh_status())
         self.bus = self.connect_bus()
         await self.bus.start()
         self.identity = IdentityService(cfg, self.db, self.bus)
@@ -143,8 +169,7 @@ class Controller:
             from cumulo.image.service import ImageService
 
             self.image = ImageService(cfg, self.db, self.identity)
-            if self.leader:
-                await self.image.start()
+            await self.run_singleton("image")
             if self.leader and cfg.image.upload_guest_images:
                 from sqlalchemy import select as _select
 
@@ -179,8 +204,7 @@ class Controller:
             self.servers = conductor.servers = ServerManager(
                 self.db, self.bus, compute, _Placement(self.db), cfg.compute.build_timeout, images=self.image,
                 image_url=cfg.endpoint(cfg.image.port) if "image" in cfg.services else "", network=network)
-            if self.leader:
-                await self.servers.start()
+            await self.run_singleton("servers")
             if self.leader and cfg.compute.fake_nodes:
                 from cumulo.compute.agent import ComputeAgent
                 from cumulo.compute.virt.fake import FakeDriver
@@ -359,9 +383,11 @@ class Controller:
                 self.supervisor = workers.Supervisor(
                     workers.worker_argv(cfg.source, str(cfg.state_dir)),
                     {name: sock for name, sock in sockets.items() if name != "operator"}, extra,
-                    on_change=lambda pids: write_status(cfg, specs, pids))
+                    on_change=lambda _pids: self.refresh_status())
                 await self.supervisor.start()
-            write_status(cfg, specs, self.supervisor.pids if self.supervisor else {})
+            self._status = lambda: write_status(cfg, specs, self.supervisor.pids if self.supervisor else {},
+                                                bool(self.lease and self.lease.held))
+            self.refresh_status()
             LOG.info("cumulo is up: %s%s", ", ".join(f"{n} on {cfg.api.bind_host}:{p}" for n, p, _ in specs),
                      f" (and {extra} API workers)" if extra > 0 else "")
         else:
@@ -397,6 +423,8 @@ class Controller:
         if self.bus is not None:
             await self.bus.stop()
         if self.db is not None:
+            if self.lease is not None:
+                await self.lease.close()
             await self.db.close()
         if self.leader:
             with contextlib.suppress(FileNotFoundError):
@@ -407,9 +435,10 @@ class Controller:
 FAULT_FORMAT = {"metadata": "compute"}
 
 
-def write_status(cfg: Config, specs: list[tuple[str, int, Any]], worker_pids: dict[int, int] | None = None) -> None:
+def write_status(cfg: Config, specs: list[tuple[str, int, Any]], worker_pids: dict[int, int] | None = None,
+                 lease: bool = True) -> None:
     status = {"pid": os.getpid(), "started": time.time(), "host": socket.gethostname(),
-              "workers": {str(i): pid for i, pid in sorted((worker_pids or {}).items())},
+              "workers": {str(i): pid for i, pid in sorted((worker_pids or {}).items())}, "leader_lease": lease,
               "listeners": {name: f"http://{cfg.public_host}:{port}" for name, port, _ in specs},
               "database": logmod.mask_url(cfg.database_url), "bus": logmod.mask_url(cfg.bus.url)}
     _write_private(cfg.state_path / "status.json", json.dumps(status, indent=2))

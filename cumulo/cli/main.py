@@ -132,6 +132,9 @@ def status(ctx: click.Context) -> None:
     click.echo(f"cumulo controller pid {info['pid']} on {info['host']}, up {uptime:.0f}s")
     if info.get("workers"):
         click.echo("  API workers: " + ", ".join(f"{i} (pid {pid})" for i, pid in info["workers"].items()))
+    if "leader_lease" in info:
+        click.echo("  leader lease: " + ("held (the reconcilers run here)" if info["leader_lease"] else
+                                         "held by another controller (this one waits to take over)"))
     click.echo(f"  database: {info['database']}\n  bus: {info['bus']}")
     failing = 0
     for name, url in info["listeners"].items():
