@@ -19,7 +19,7 @@ from starlette.types import ASGIApp
 
 from cumulo.core import context
 from cumulo.core.http.app import JSON, Router, auth_of, create_app, json_body, no_content
-from cumulo.core.http.authz import authorize
+from cumulo.core.http.authz import authorize, verb
 from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound, UnsupportedMediaType, ValidationError
 from cumulo.core.http.paging import parse_bool
 from cumulo.identity.service import IdentityService
@@ -468,7 +468,7 @@ def router(svc: ImageService) -> Router:
         target = image_target(image, caller)
         if request.method == "PUT":  # a member answers for itself
             target["member_id"] = member_id
-        authorize(request, {"GET": "get_member", "PUT": "modify_member", "DELETE": "delete_member"}[request.method],
+        authorize(request, {"GET": "get_member", "PUT": "modify_member", "DELETE": "delete_member"}[verb(request)],
                   target)
         if request.method == "GET":
             return JSON(member_view(await svc.member(image, caller, member_id)))

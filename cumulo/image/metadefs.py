@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from cumulo.core.db import Database, utcnow
 from cumulo.core.http.app import JSON, Router, auth_of, json_body, no_content
-from cumulo.core.http.authz import authorize
+from cumulo.core.http.authz import authorize, verb
 from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound
 from cumulo.image.models import MetadefItem, MetadefNamespace
 
@@ -200,7 +200,7 @@ def router(db: Database) -> Router:
     @r.route(base + "/{namespace}/objects/{name}", ["GET", "PUT", "DELETE"])
     async def one_object(request: Request) -> Response:
         ns = await namespace(request, {"GET": "get_metadef_object", "PUT": "modify_metadef_object",
-                                      "DELETE": "delete_metadef_object"}[request.method])
+                                      "DELETE": "delete_metadef_object"}[verb(request)])
         name = request.path_params["name"]
         if request.method == "GET":
             return JSON(object_view(ns.namespace, await item(ns.namespace, "object", name)))
@@ -227,7 +227,7 @@ def router(db: Database) -> Router:
     @r.route(base + "/{namespace}/properties/{name}", ["GET", "PUT", "DELETE"])
     async def one_property(request: Request) -> Response:
         ns = await namespace(request, {"GET": "get_metadef_property", "PUT": "modify_metadef_property",
-                                      "DELETE": "remove_metadef_property"}[request.method])
+                                      "DELETE": "remove_metadef_property"}[verb(request)])
         name = request.path_params["name"]
         if request.method == "GET":
             row = await item(ns.namespace, "property", name)
@@ -244,7 +244,7 @@ def router(db: Database) -> Router:
     @r.route(base + "/{namespace}/tags", ["GET", "POST", "DELETE"])
     async def tags(request: Request) -> Response:
         ns = await namespace(request, {"GET": "get_metadef_tags", "POST": "add_metadef_tags",
-                                      "DELETE": "delete_metadef_tags"}[request.method])
+                                      "DELETE": "delete_metadef_tags"}[verb(request)])
         if request.method == "GET":
             return JSON({"tags": [tag_view(t) for t in await items(ns.namespace, "tag")]})
         async with db.session() as s:
@@ -265,7 +265,7 @@ def router(db: Database) -> Router:
     @r.route(base + "/{namespace}/tags/{name}", ["GET", "POST", "PUT", "DELETE"])
     async def one_tag(request: Request) -> Response:
         ns = await namespace(request, {"GET": "get_metadef_tag", "POST": "add_metadef_tag", "PUT": "modify_metadef_tag",
-                                      "DELETE": "delete_metadef_tag"}[request.method])
+                                      "DELETE": "delete_metadef_tag"}[verb(request)])
         name = request.path_params["name"]
         if request.method == "GET":
             return JSON(tag_view(await item(ns.namespace, "tag", name)))
@@ -289,7 +289,7 @@ def router(db: Database) -> Router:
 
     @r.route(base + "/{namespace}/resource_types", ["GET", "POST"])
     async def associations(request: Request) -> Response:
-        ns = await namespace(request, "get_metadef_resource_type" if request.method == "GET"
+        ns = await namespace(request, "get_metadef_resource_type" if request.method in ("GET", "HEAD")
                               else "add_metadef_resource_type_association")
         if request.method == "GET":
             return JSON({"resource_type_associations": [assoc_view(a) for a in

@@ -170,7 +170,7 @@ def router(groups: SecurityGroups) -> Router:
     @r.route("/v2.0/security-groups", ["GET", "POST"])
     async def list_or_create(request: Request) -> Response:
         project, admin = who(request)
-        authorize(request, "get_security_group" if request.method == "GET" else "create_security_group")
+        authorize(request, "get_security_group" if request.method in ("GET", "HEAD") else "create_security_group")
         await groups.default(project)
         if request.method == "POST":
             item = await body(request, "security_group")

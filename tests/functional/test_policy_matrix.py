@@ -412,6 +412,7 @@ class World:
         self.admin_token, body = cloud.token()
         self.refs: dict[str, str] = {}
         self.counter = 0
+        self.policy_file: Any = None
         self.personas: dict[str, Persona] = {
             "admin": Persona("admin", self.admin_token, body["project"]["id"], body["user"]["id"])}
 
@@ -586,10 +587,15 @@ def judge(row: Row, persona: str, status: int) -> str | None:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    cloud = start_cloud(tmp_path_factory.mktemp("policy-matrix"), "sqlite", {
-        "CUMULO_SERVICES": "identity,image,compute,placement,network"})
+    tmp = tmp_path_factory.mktemp("policy-matrix")
+    policy_file = tmp / "policy.yaml"
+    policy_file.write_text("{}\n")  # no overrides: the defaults rule (test_policy_file_overrides_... edits it)
+    (tmp / "state").mkdir()
+    cloud = start_cloud(tmp / "state", "sqlite", {"CUMULO_SERVICES": "identity,image,compute,placement,network",
+                                                  "CUMULO_POLICY__FILE": str(policy_file)})
     try:
         w = World(cloud)
+        w.policy_file = policy_file
         w.setup()
         yield w
     finally:
@@ -620,6 +626,11 @@ def test_every_route_answers_each_persona_as_the_default_policy_says(world: Worl
             if wrong:
                 mismatches.append(f"{row.service} {row.method} {row.path} as {persona}: {wrong} "
                                   f"[{r.text[:160]}]")
+            if row.method == "GET" and persona in ("admin", "reader", "norole"):  # HEAD asks what GET asks
+                r = world.call(persona, row.service, "HEAD", path, None, row.version)
+                wrong = judge(row, persona, r.status_code)
+                if wrong:
+                    mismatches.append(f"{row.service} HEAD {row.path} as {persona}: {wrong}")
     assert not mismatches, f"{len(mismatches)} answers differ from the default policy:\n" + "\n".join(mismatches)
 
 
@@ -639,3 +650,35 @@ def test_a_denied_answer_is_in_the_service_fault_format(world: World) -> None:
     for service, method, path, body, shaped in checks:
         r = world.call("reader" if service != "placement" else "member", service, method, path, body)
         assert r.status_code == 403 and shaped(r.json()), (service, r.status_code, r.text)
+
+
+def test_policy_file_overrides_one_rule_per_service(world: World) -> None:
+    """An operator's file changes exactly the rules it names, in every service, without a restart."""
+    P = world.refs["P"]
+    probes = [  # (service, path, rule, who asks, allowed by default)
+        ("compute", "/v2.1/os-server-groups", "os_compute_api:os-server-groups:index", "member", True),
+        ("network", "/v2.0/networks", "get_network", "member", True),
+        ("image", "/v2/images", "get_images", "member", True),
+        ("placement", "/resource_classes", "placement:resource_classes:list", "reader", False),
+    ]
+
+    def answers() -> list[int]:
+        return [world.call(who, service, "GET", path).status_code for service, path, _, who, _ in probes]
+
+    def flipped(statuses: list[int]) -> bool:
+        return all((status == 403) == default for status, (*_, default) in zip(statuses, probes, strict=True))
+
+    assert [status != 403 for status in answers()] == [default for *_, default in probes]
+    world.policy_file.write_text("".join(
+        f'"{rule}": "{"role:admin" if default else "role:reader"}"\n' for _, _, rule, _, default in probes))
+    try:
+        wait_for(lambda: flipped(answers()), 10, "the services to read the changed policy file")
+        # the rules the file does not name keep their defaults
+        assert world.call("member", "compute", "GET", f"/v2.1/servers/{world.refs['server']}").status_code == 200
+        assert world.call("reader", "network", "POST", "/v2.0/networks",
+                          {"network": {"name": "x"}}).status_code == 403
+        assert world.call("member", "compute", "GET", f"/v2.1/os-quota-sets/{P}").status_code == 200
+    finally:
+        world.policy_file.write_text("{}\n")
+    wait_for(lambda: [status != 403 for status in answers()] == [default for *_, default in probes],
+             10, "the services to go back to the defaults")

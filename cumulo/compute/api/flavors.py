@@ -12,7 +12,7 @@ from cumulo.compute.api import at_least
 from cumulo.compute.models import Flavor
 from cumulo.compute.service import ComputeService
 from cumulo.core.http.app import JSON, Router, json_body
-from cumulo.core.http.authz import authorize
+from cumulo.core.http.authz import authorize, verb
 from cumulo.core.http.faults import BadRequest, NotFound
 from cumulo.core.http.paging import parse_bool
 
@@ -168,7 +168,7 @@ def router(svc: ComputeService) -> Router:
     # -- extra specs ------------------------------------------------------------------------
     @r.route("/v2.1/flavors/{flavor_id}/os-extra_specs", ["GET", "POST"])
     async def extra_specs(request: Request) -> Response:
-        auth = authorize(request, "os_compute_api:os-flavor-extra-specs:index" if request.method == "GET"
+        auth = authorize(request, "os_compute_api:os-flavor-extra-specs:index" if request.method in ("GET", "HEAD")
                          else "os_compute_api:os-flavor-extra-specs:create")
         flavor = await svc.flavor(request.path_params["flavor_id"], auth.project_id, auth.is_admin())
         if request.method == "GET":
@@ -190,7 +190,7 @@ def router(svc: ComputeService) -> Router:
     async def extra_spec(request: Request) -> Response:
         auth = authorize(request, {"GET": "os_compute_api:os-flavor-extra-specs:show",
                                    "PUT": "os_compute_api:os-flavor-extra-specs:update",
-                                   "DELETE": "os_compute_api:os-flavor-extra-specs:delete"}[request.method])
+                                   "DELETE": "os_compute_api:os-flavor-extra-specs:delete"}[verb(request)])
         flavor = await svc.flavor(request.path_params["flavor_id"], auth.project_id, auth.is_admin())
         key = request.path_params["key"]
         specs = dict(flavor.extra_specs or {})

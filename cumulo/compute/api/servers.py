@@ -23,7 +23,7 @@ from cumulo.compute.schemas import MAX_SERVERS_PER_REQUEST
 from cumulo.compute.servers import ServerManager
 from cumulo.core.db import utcnow
 from cumulo.core.http.app import JSON, Router, auth_of, json_body
-from cumulo.core.http.authz import allowed, authorize
+from cumulo.core.http.authz import allowed, authorize, verb
 from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound
 
 STATUS = {"building": "BUILD", "active": "ACTIVE", "error": "ERROR", "deleted": "DELETED", "stopped": "SHUTOFF",
@@ -473,7 +473,7 @@ def router(manager: ServerManager, images: Any) -> Router:
 
     @r.route("/v2.1/servers/{server_id}/metadata", ["GET", "POST", "PUT"])
     async def metadata(request: Request) -> Response:
-        action = {"GET": "index", "POST": "create", "PUT": "update_all"}[request.method]
+        action = {"GET": "index", "POST": "create", "PUT": "update_all"}[verb(request)]
         server = await visible(request, request.path_params["server_id"], f"os_compute_api:server-metadata:{action}")
         if request.method == "GET":
             return JSON({"metadata": server.meta or {}})
@@ -485,7 +485,7 @@ def router(manager: ServerManager, images: Any) -> Router:
 
     @r.route("/v2.1/servers/{server_id}/metadata/{key}", ["GET", "PUT", "DELETE"])
     async def metadata_item(request: Request) -> Response:
-        action = {"GET": "show", "PUT": "update", "DELETE": "delete"}[request.method]
+        action = {"GET": "show", "PUT": "update", "DELETE": "delete"}[verb(request)]
         server = await visible(request, request.path_params["server_id"], f"os_compute_api:server-metadata:{action}")
         key = request.path_params["key"]
         meta = dict(server.meta or {})
@@ -510,7 +510,7 @@ def router(manager: ServerManager, images: Any) -> Router:
 
     @r.route("/v2.1/servers/{server_id}/tags", ["GET", "PUT", "DELETE"])
     async def tags(request: Request) -> Response:
-        server = await tagged(request, {"GET": "index", "PUT": "update_all", "DELETE": "delete_all"}[request.method])
+        server = await tagged(request, {"GET": "index", "PUT": "update_all", "DELETE": "delete_all"}[verb(request)])
         if request.method == "GET":
             return JSON({"tags": (await manager.tags([server.id]))[server.id]})
         if request.method == "DELETE":
@@ -522,7 +522,7 @@ def router(manager: ServerManager, images: Any) -> Router:
 
     @r.route("/v2.1/servers/{server_id}/tags/{tag}", ["GET", "PUT", "DELETE"])
     async def tag(request: Request) -> Response:
-        server = await tagged(request, {"GET": "show", "PUT": "update", "DELETE": "delete"}[request.method])
+        server = await tagged(request, {"GET": "show", "PUT": "update", "DELETE": "delete"}[verb(request)])
         name = request.path_params["tag"]
         have = (await manager.tags([server.id]))[server.id]
         if request.method == "GET":

@@ -81,6 +81,11 @@ def policy_of(request: Request) -> ServicePolicy:
     return policy  # type: ignore[no-any-return]
 
 
+def verb(request: Request) -> str:
+    """The request's method for choosing its rule: HEAD asks what GET asks."""
+    return "GET" if request.method == "HEAD" else request.method
+
+
 def default_target(auth: AuthContext) -> dict[str, Any]:
     return {"project_id": auth.project_id, "user_id": auth.user_id}
 
