@@ -111,8 +111,12 @@ SCHEMAS.update({
 # rules (read-only and reserved names, formats, visibility) stay in the handlers.
 
 OPEN: Schema = {"type": "object", "maxProperties": 128, "propertyNames": {"maxLength": 255}}
-PATCH_OP = obj({"op": {"type": "string", "enum": ["add", "remove", "replace"]}, "path": string(300, 1),
-                "value": {}}, required=("op", "path"))
+# an operation is RFC 6902's {"op": ..., "path": ...} or Glance's compact {"replace": "/name", "value": ...}
+# (tempest and older clients send the compact form)
+PATCH_OP = {**obj({"op": {"type": "string", "enum": ["add", "remove", "replace"]}, "path": string(300, 1),
+                   "add": string(300, 1), "replace": string(300, 1), "remove": string(300, 1), "value": {}}),
+            "anyOf": [{"required": ["op", "path"]}, {"required": ["add"]}, {"required": ["replace"]},
+                      {"required": ["remove"]}]}
 
 REQUEST_SCHEMAS: dict[tuple[str, str], Schema] = {
     ("POST", "/v2/images"): OPEN,
