@@ -353,10 +353,16 @@ def raw_zones(prefix: str) -> dict[str, int]:
     return from_rules(r.stdout) if r.returncode == 0 else {}
 
 
+def conntrack(prefix: str, *args: str) -> str:
+    r = netns("exec", f"{prefix}-dp", "conntrack", *args)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
 def test_two_tenants_with_the_same_cidr_get_conntrack_zones_of_their_own(dcloud: Cloud) -> None:
     """Two projects, one CIDR: each network's bridge has its own conntrack zone in the installed
     rules (the old segment-id modulo could give two networks one zone), kept across a restart of
-    the agent, and a deleted network's zone is freed."""
+    the agent, and a deleted network's zone is freed with its tracked connections."""
     from cumulo.network.dataplane.names import bridge
 
     admin, demo = Api(dcloud), Api(dcloud, "demo")
@@ -372,15 +378,23 @@ def test_two_tenants_with_the_same_cidr_get_conntrack_zones_of_their_own(dcloud:
 
     # a first network takes a zone and goes, so the zones below are not simply the first ones
     early = network(demo, "early")
-    wait_for("the early network's zone", lambda: bridge(early["id"]) in raw_zones(prefix), 45)
     ours, theirs = network(admin, "same-cidr-admin"), network(demo, "same-cidr-demo")
+    br_early, br_ours, br_theirs = bridge(early["id"]), bridge(ours["id"]), bridge(theirs["id"])
+    first = wait_for("the three networks' zones", lambda: (lambda z: z if {br_early, br_ours, br_theirs} <= set(z)
+                     else None)(raw_zones(prefix)), 45)
+    # a connection tracked in the early network's zone and one in ours: only the first is flushed
+    # when its network goes (a zone given again must not carry the old network's connections)
+    for zone in (first[br_early], first[br_ours]):
+        conntrack(prefix, "-I", "-s", "10.10.9.5", "-d", "10.10.9.6", "-p", "tcp", "--sport", "40000", "--dport",
+                  "80", "--state", "ESTABLISHED", "-u", "ASSURED", "-t", "600", "-w", str(zone))
     demo.net("DELETE", f"/networks/{early['id']}")
-    br_ours, br_theirs = bridge(ours["id"]), bridge(theirs["id"])
-    found = wait_for("both networks' zones, the early one gone", lambda: (lambda z: z if br_ours in z and br_theirs
-                     in z and bridge(early["id"]) not in z else None)(raw_zones(prefix)), 45)
+    found = wait_for("the early network's zone to go", lambda: (lambda z: z if br_early not in z else None)(
+        raw_zones(prefix)), 45)
     assert found[br_ours] != found[br_theirs], found
     assert len(set(found.values())) == len(found), found  # no two bridges of the machine share one
     assert early["id"] not in zones_file.read_text()
+    assert "10.10.9.5" not in conntrack(prefix, "-L", "-w", str(first[br_early]))
+    assert "10.10.9.5" in conntrack(prefix, "-L", "-w", str(first[br_ours]))
 
     dcloud.proc.kill()  # the agent (embedded in the controller) restarts
     dcloud.proc.wait()
