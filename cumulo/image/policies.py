@@ -61,7 +61,7 @@ RULES: list[Rule] = [
     Rule("modify_member", "rule:context_is_admin or (role:member and project_id:%(member_id)s)",
          "PUT /v2/images/{image_id}/members/{member_id} (the member answers)"),
     Rule("delete_member", ADMIN_OR_MEMBER, "DELETE /v2/images/{image_id}/members/{member_id}"),
-    Rule("tasks_api_access", ADMIN, "The tasks API at all (POST /v2/tasks, GET /v2/tasks/{task_id})"),
+    Rule("tasks_api_access", ADMIN, "POST /v2/tasks, GET /v2/tasks/{task_id}: the tasks API at all"),
     Rule("get_task", "rule:default", "GET /v2/tasks/{task_id}"),
     Rule("add_task", "rule:default", "POST /v2/tasks"),
     Rule("get_metadef_namespace", ADMIN_OR_READER_OR_PUBLIC, "GET /v2/metadefs/...: get metadef namespace"),
