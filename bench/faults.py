@@ -54,8 +54,8 @@ PG = "postgresql://postgres@127.0.0.1:5432"
 RABBIT = "amqp://guest:guest@127.0.0.1:5672/"
 LEASE = 6  # [compute] build_timeout for the run: every build's lease
 SETTLED = ("ACTIVE", "ERROR", "SHUTOFF")
-COUNTS = ("transitional", "lost", "undeleted", "ports", "allocations", "instances", "qemu", "instance_dirs",
-          "taps", "namespaces", "dnsmasq")
+COUNTS = ("transitional", "lost", "half_made", "rpc", "undeleted", "ports", "allocations", "instances", "qemu",
+          "instance_dirs", "taps", "namespaces", "dnsmasq")
 
 
 def free_port() -> int:
@@ -263,7 +263,10 @@ class Ledger:
     acked: set[str] = field(default_factory=set)
     deleted: set[str] = field(default_factory=set)
     kills: list[str] = field(default_factory=list)
-    refused: int = 0  # creates answered with neither 202 nor a fault the cloud meant (no answer, 5xx)
+    outcome: dict[str, str] = field(default_factory=dict)  # the status each build settled in
+    refused: int = 0  # creates with no answer (a controller being killed)
+    errors: int = 0  # creates answered 5xx (its database restarting)
+    failed: set[str] = field(default_factory=set)  # names of the creates answered 5xx
 
 
 def image_id(cloud: Cloud) -> str:
@@ -293,7 +296,13 @@ def create(cloud: Cloud, ledger: Ledger, name: str, image: str, host: str | None
         sid = str(r.json()["server"]["id"])
         ledger.acked.add(sid)
         return sid
-    ledger.refused += 1
+    if r is not None and r.status_code >= 500:
+        ledger.errors += 1
+        ledger.failed.add(name)
+    elif r is None:
+        ledger.refused += 1
+    else:
+        raise RuntimeError(f"create answered {r.status_code}: {r.text[:300]}")
     return None
 
 
@@ -406,6 +415,12 @@ def count(cloud: Cloud, ledger: Ledger, networks: set[str], qemu: bool) -> dict[
         elif s["status"] not in ("ACTIVE", "ERROR") or (s["status"] == "ERROR" and not s.get("fault")):
             bad["lost"].append(f"{sid} is {s['status']} ({(s.get('fault') or {}).get('message')})")
     bad["undeleted"] = [sid for sid in ledger.deleted if sid in live]
+    # a create that failed (5xx) leaves no server behind; one that got no answer may have been taken
+    bad["half_made"] = [f"{s['id']} ({s['name']}, {s['status']})" for s in live.values() if s["name"] in ledger.failed]
+    for s in [s for s in live.values() if s["status"] == "ACTIVE"][:3]:  # the bus answers calls
+        r = cloud.call("POST", f"{cloud.url('compute')}/servers/{s['id']}/action", {"os-getConsoleOutput": {}})
+        if r is None or r.status_code != 200:
+            bad["rpc"].append(f"console of {s['id']}: {r.status_code if r is not None else 'no answer'}")
     for p in listing(cloud, cloud.url("network") + "/ports", "ports"):
         owner = p.get("device_owner") or ""
         if owner.startswith("compute:") and p.get("device_id") not in live:
@@ -457,9 +472,21 @@ def clean(cloud: Cloud, ledger: Ledger) -> None:
 
 @dataclass
 class Plan:
-    """The random moment of one cycle's fault, from the run's seeded generator."""
+    """One cycle's fault, drawn from the run's seeded generator: what dies, in which step, when."""
     target: str | None
+    stage: str | None
     delay: float
+    label: str
+
+
+def arm(cloud: Cloud, ledger: Ledger, plan: Plan, now: str) -> threading.Timer | None:
+    """The kill of ``plan`` if it falls in the step starting ``now``."""
+    if plan.stage != now or plan.target is None:
+        return None
+    proc = cloud.controller if plan.target == "controller" else cloud.agents[plan.target]
+    ledger.kills.append(f"{plan.label}: kill -9 {plan.target} {plan.delay:.2f}s into the {plan.stage}")
+    log(ledger.kills[-1])
+    return fault_timer(proc.kill9, plan.delay)
 
 
 def fault_timer(target: Callable[[], None], delay: float) -> threading.Timer:
@@ -472,31 +499,36 @@ def fault_timer(target: Callable[[], None], delay: float) -> threading.Timer:
 def cycles(cloud: Cloud, ledger: Ledger, rng: random.Random, n: int, hosts: list[str], network: str | None,
            kill_rate: float, keep_rate: float, window: float, settle: float, name: str) -> None:
     """``n`` boot/delete cycles; in some, the controller or an agent is killed -9 at a random moment
-    (and started again at once, on the same state)."""
+    of the create request, of the build after its 202, or of the delete (and started again at once,
+    on the same state)."""
     image = image_id(cloud)
     agents = [h for h in hosts if h in cloud.agents]
     for i in range(n):
         host = rng.choice(hosts)
-        target = None
+        target = stage = None
         if rng.random() < kill_rate:
             target = rng.choice(["controller", *agents]) if agents else "controller"
+            stage = rng.choice(("create", "build", "delete"))
         delay, keep = rng.uniform(0, window), rng.random() < keep_rate
-        timer = None
-        if target:
-            proc = cloud.controller if target == "controller" else cloud.agents[target]
-            ledger.kills.append(f"{name} {i}: kill -9 {target} at +{delay:.2f}s")
-            log(ledger.kills[-1])
-            timer = fault_timer(proc.kill9, delay)
+        if keep and stage == "delete":
+            stage = "build"
+        plan = Plan(target, stage, delay, f"{name} {i}")
+        timer = arm(cloud, ledger, plan, "create")
         sid = create(cloud, ledger, f"faults-{name}-{i}", image, host, network)
+        if sid:
+            timer = timer or arm(cloud, ledger, plan, "build")
         status = wait_settled(cloud, sid, settle) if sid else "refused"
+        if sid:
+            ledger.outcome[sid] = status
         if sid and not keep:
+            timer = timer or arm(cloud, ledger, plan, "delete")
             if not delete(cloud, ledger, sid):
                 log(f"{name} {i}: delete of {sid} did not finish")
         if timer:
             timer.join()
             if target == "controller":
                 cloud.wait_up()
-        if i % 10 == 0 or target:
+        if i % 10 == 0 or timer:
             log(f"{name} {i}/{n}: {sid} {status}{' kept' if keep else ''}")
 
 
@@ -514,7 +546,7 @@ def waves(cloud: Cloud, ledger: Ledger, rng: random.Random, n: int, wave: int, h
                 for j in range(min(wave, n - w))]
         for sid in made:
             if sid:
-                wait_settled(cloud, sid, 60)
+                ledger.outcome[sid] = wait_settled(cloud, sid, 60)
         for sid in made:
             if sid and rng.random() >= keep_rate:
                 delete(cloud, ledger, sid)
@@ -524,6 +556,7 @@ def waves(cloud: Cloud, ledger: Ledger, rng: random.Random, n: int, wave: int, h
 
 # -- the phases -------------------------------------------------------------------------------------------------
 Row = tuple[str, int, int, dict[str, list[str]]]
+INFO = ("active", "error", "no_answer", "5xx")  # how the builds ended and creates were refused: not violations
 
 
 def phase_fake(root: Path, rng: random.Random, n: int, rabbit: int, postgres: int, wave: int) -> list[Row]:
@@ -589,19 +622,28 @@ def phase_qemu(root: Path, rng: random.Random, n: int) -> list[Row]:
 
 def finish(cloud: Cloud, ledger: Ledger, name: str, size: int, networks: set[str], qemu: bool,
            timeout: float = 3 * LEASE + 30) -> list[Row]:
+    if qemu:  # what the checks below look at, so a run shows they see something
+        log(f"{name}: before the audit {len(qemu_cmdlines(cloud.root))} QEMU, {len(taps(cloud.prefix))} taps, "
+            f"namespaces {namespaces(cloud.prefix)}, {len(dnsmasq_pids(cloud.root))} dnsmasq")
     bad = audit(cloud, ledger, networks, qemu, timeout)
+    outcomes = list(ledger.outcome.values())
+    info = {"active": outcomes.count("ACTIVE"), "error": outcomes.count("ERROR"), "no_answer": ledger.refused,
+            "5xx": ledger.errors}
+    log(f"{name}: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+    INFOS[name] = info
     rows: list[Row] = [(name, size, len(ledger.kills), bad)]
-    if ledger.refused:
-        log(f"{name}: {ledger.refused} creates were not acknowledged (no answer while a service restarted)")
     clean(cloud, ledger)
     rows.append((f"{name}/deleted", 0, 0, audit(cloud, ledger, networks, qemu, timeout)))
     return rows
 
 
+INFOS: dict[str, dict[str, int]] = {}
+
+
 def table(rows: list[Row]) -> str:
-    head = ["phase", "cycles", "faults", *COUNTS]
-    lines = [head] + [[name, str(size), str(kills), *(str(len(bad[k])) for k in COUNTS)]
-                      for name, size, kills, bad in rows]
+    head = ["phase", "cycles", "faults", *INFO, *COUNTS]
+    lines = [head] + [[name, str(size), str(kills), *(str(INFOS.get(name, {}).get(k, "")) for k in INFO),
+                       *(str(len(bad[k])) for k in COUNTS)] for name, size, kills, bad in rows]
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     return "\n".join("  ".join(cell.rjust(w) if j else cell.ljust(w)
                                for j, (cell, w) in enumerate(zip(line, widths, strict=True))) for line in lines)

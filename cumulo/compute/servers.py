@@ -176,14 +176,37 @@ class ServerManager:
     async def create(self, *, project_id: str, **kwargs: Any) -> list[Server]:
         """Creates of one project take turns (core.quota.turn): each counts, inserts and commits
         before the next counts, so racing creates get exactly the room the quota has."""
-        async with turn(self.db, f"compute:servers:{project_id}"):
-            return await self._create(project_id=project_id, **kwargs)
+        made: list[Server] = []
+        try:
+            async with turn(self.db, f"compute:servers:{project_id}"):
+                return await self._create(project_id=project_id, made=made, **kwargs)
+        except Exception:
+            if made:  # the rows were written, then the database went away: the failed create leaves none
+                self._background(self._undo_create([row.id for row in made]))
+            raise
+
+    async def _undo_create(self, server_ids: list[str], patience: float = 60.0) -> None:
+        """Delete the servers of a create that failed after writing them, once the database answers
+        again (if it never does, their leases run out and the reconciler ends them in ERROR)."""
+        deadline = asyncio.get_running_loop().time() + patience
+        while server_ids:
+            try:
+                server = await self.get(server_ids[0])
+                if server is not None and server.deleted_at is None:
+                    await self.hard_delete(server)  # a build already under way sees it and lets go
+                server_ids.pop(0)
+            except Exception:
+                if asyncio.get_running_loop().time() > deadline:
+                    LOG.warning("servers %s of a failed create stay until their lease ends", server_ids)
+                    return
+                await asyncio.sleep(1)
 
     async def _create(self, *, project_id: str, user_id: str, name: str, flavor: Flavor, image_id: str | None,
                      count: int, min_count: int = 1, zone: str | None, key_name: str | None,
                      metadata: dict[str, str], extra: dict[str, Any] | None = None,
-                     request: dict[str, Any] | None = None, tags: list[str] | None = None) -> list[Server]:
-        """Insert the servers, check quota counting them (so concurrent creates never overshoot),
+                     request: dict[str, Any] | None = None, tags: list[str] | None = None,
+                     made: list[Server] | None = None) -> list[Server]:
+        """Insert the servers (noted in ``made``), check quota counting them (so concurrent creates never overshoot),
         then schedule and build each in the background.  ``extra`` holds column values
         (description, user_data, ...), ``request`` what the scheduler and agents need later."""
         # a first look at the quota before anything is built: a request for more than the project
@@ -203,6 +226,8 @@ class ServerManager:
                        request={**request, "launch_index": i}, system_meta={}, **(extra or {}))
                 for i in range(count)]
         group = request.get("group")
+        if made is not None:
+            made.extend(rows)
         async with self.db.session() as s:
             s.add_all(rows)
             for row in rows:
