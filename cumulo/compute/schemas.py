@@ -105,7 +105,7 @@ ACTIONS: dict[str, Schema] = {
     "lock": {"type": ["object", "null"], "properties": {"locked_reason": string(255, 0)}},
     "unlock": ANY_ARG,
     "migrate": {"type": ["object", "null"], "properties": {"host": nullable(HOST)}},
-    "os-migrateLive": obj({"host": nullable(HOST), "block_migration": BOOLEAN_LIKE,
+    "os-migrateLive": obj({"host": nullable(HOST), "block_migration": {"anyOf": [BOOLEAN_LIKE, {"enum": ["auto"]}]},
                            "disk_over_commit": BOOLEAN_LIKE, "force": BOOLEAN_LIKE}, required=("host",)),
     "evacuate": obj({"host": HOST, "adminPass": string(255, 0), "onSharedStorage": BOOLEAN_LIKE,
                      "force": BOOLEAN_LIKE, "targetState": string(32)}),
