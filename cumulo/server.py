@@ -146,6 +146,9 @@ class Controller:
         cfg.state_path.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(cfg.state_path, 0o700)
         logmod.add_config_secrets(cfg)
+        if cfg.source and os.stat(cfg.source).st_mode & 0o004 and logmod.config_has_secrets(cfg):
+            LOG.warning("%s holds passwords or secrets and every local user can read it: chmod 600 it",
+                        cfg.source)
         self.db = Database(cfg.database_url, cfg.database.pool_size, cfg.database.echo)
         if self.leader:
             await self.db.migrate()

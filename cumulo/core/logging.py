@@ -136,3 +136,15 @@ def add_config_secrets(cfg: Any) -> None:
     add_secret(cfg.compute.metadata_secret)
     add_secret(cfg.bootstrap.admin_password)
     add_secret(cfg.bootstrap.demo_password)
+
+
+def config_has_secrets(cfg: Any) -> bool:
+    """Whether the configuration itself holds a password or secret (not one generated in the state dir)."""
+    def password(url: str) -> bool:
+        try:
+            return bool(urlsplit(url).password)
+        except ValueError:
+            return False
+
+    return bool(password(cfg.database_url) or password(cfg.bus.url) or cfg.compute.metadata_secret
+                or cfg.bootstrap.admin_password or cfg.bootstrap.demo_password)

@@ -103,3 +103,13 @@ def test_validation_faults_do_not_echo_a_password() -> None:
             check(body)
         message = schema._message(exc.value)
         assert "echo-me-not" not in message and "***" in message
+
+
+def test_config_has_secrets() -> None:
+    from cumulo.core import config
+
+    assert not logmod.config_has_secrets(config.load(env={}, state_dir="/nonexistent"))
+    assert logmod.config_has_secrets(config.load(env={"CUMULO_DATABASE__URL": "postgresql://u:pw@db/c"},
+                                                 state_dir="/nonexistent"))
+    assert logmod.config_has_secrets(config.load(env={"CUMULO_COMPUTE__METADATA_SECRET": "x" * 20},
+                                                 state_dir="/nonexistent"))
