@@ -115,7 +115,7 @@ class Controller:
             from cumulo.core import workers
             from cumulo.core.bus.local import HubBus
 
-            path = cfg.state_path / "bus.sock"
+            path = workers.unix_path(cfg.state_path, "bus.sock")
             if not self.leader:
                 return busmod.connect(f"unix://{path}", cfg.bus.rpc_timeout)
             if workers.count(cfg.api.workers) > 1:

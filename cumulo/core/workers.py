@@ -24,11 +24,27 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 LOG = logging.getLogger("cumulo.workers")
 SOCKETS_ENV = "_CUMULO_WORKER_SOCKETS"
 READY_ENV = "_CUMULO_WORKER_READY_FD"
 LEADER_ENV = "_CUMULO_WORKER_LEADER_PID"
+
+
+def unix_path(state_path: Path, name: str) -> Path:
+    """Where a private unix socket of this cloud lives: in the state directory, or (when that path
+    is too long for a socket address, 107 bytes) in a directory of its own under /tmp named
+    after the state directory, mode 0700."""
+    path = state_path / name
+    if len(str(path).encode()) < 100:
+        return path
+    import hashlib
+    import tempfile
+
+    short = Path(tempfile.gettempdir()) / f"cumulo-{hashlib.sha256(str(state_path).encode()).hexdigest()[:12]}"
+    short.mkdir(mode=0o700, exist_ok=True)
+    return short / name
 
 
 def count(configured: int) -> int:

@@ -24,7 +24,9 @@ NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123
 
 
 def socket_path(state_path: Path, index: int) -> Path:
-    return state_path / f"metrics-worker-{index}.sock"
+    from cumulo.core.workers import unix_path
+
+    return unix_path(state_path, f"metrics-worker-{index}.sock")
 
 
 def listen_unix(path: Path) -> socket.socket:
