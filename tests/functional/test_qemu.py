@@ -571,3 +571,28 @@ def test_a_base_cached_before_the_checks_is_checked_before_its_first_use(tmp_pat
     assert not cache.path("legacy-bad").exists() and not cache.path("legacy-bad").with_suffix(".json").exists()
     path, meta = asyncio.run(cache.fetch("legacy-good", "", ""))
     assert path == cache.path("legacy-good") and meta["inspected"] == 1
+
+
+def test_a_helper_that_hangs_is_killed_at_its_timeout(tmp_path: Path) -> None:
+    """Every qemu-img/cp/genisoimage the driver runs has a deadline: past it the process is killed
+    and the operation fails with a reason instead of hanging the build."""
+    import asyncio
+
+    from cumulo.compute.virt.qemu.driver import run
+
+    nap = f"{30 + os.getpid() % 1000 / 1000:.3f}"  # a sleep of its own, to look for afterwards
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="did not finish within 0.5 s"):
+        asyncio.run(run("sh", "-c", f"sleep {nap}; true", timeout=0.5))
+    assert time.monotonic() - started < 5
+
+    def cmdlines() -> list[bytes]:
+        out = []
+        for p in Path("/proc").iterdir():
+            try:
+                out.append((p / "cmdline").read_bytes().replace(b"\0", b" "))
+            except OSError:
+                continue
+        return out
+
+    assert not [c for c in cmdlines() if f"sleep {nap}".encode() in c]  # the helper's children went too

@@ -54,11 +54,12 @@ def kvm_usable() -> bool:
 async def run(*cmd: str, check: bool = True, timeout: float = 120.0) -> str:
     """Run a helper (qemu-img, cp, genisoimage) to its end, killing it past ``timeout`` seconds."""
     proc = await asyncio.create_subprocess_exec(*cmd, stdin=asyncio.subprocess.DEVNULL,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                                                start_new_session=True)
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
     except TimeoutError:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)  # the helper and anything it started
         await proc.wait()
         raise RuntimeError(f"{' '.join(cmd[:2])} did not finish within {timeout:g} s") from None
     if check and proc.returncode != 0:

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -42,11 +43,12 @@ async def qemu_img_info(path: Path, timeout: float) -> dict[str, Any]:
     if shutil.which("prlimit"):
         cmd = QEMU_IMG_LIMITS + cmd
     proc = await asyncio.create_subprocess_exec(*cmd, stdin=asyncio.subprocess.DEVNULL,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                                                start_new_session=True)
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
     except TimeoutError:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
         await proc.wait()
         raise ImageUnacceptable(f"qemu-img info did not answer within {timeout:g} s") from None
     if proc.returncode != 0:
