@@ -552,16 +552,22 @@ class Inspection:
     tail: bytes = b""
     verdict: Verdict | None = None  # set by finish()
 
+    settled: bool = False  # every format has decided: from then on only a wanted tail is kept
+    keep_tail: bool = True
+
     @property
     def done(self) -> bool:
-        """Everything is known except perhaps the tail: feeding further only keeps the tail."""
-        return all(f.settled for f in self.formats)
+        """Everything is known except perhaps the tail: feeding further costs (almost) nothing."""
+        if not self.settled and all(f.settled for f in self.formats):
+            self.settled, self.keep_tail = True, any(f.wants_tail for f in self.formats)
+        return self.settled
 
     def feed(self, chunk: bytes) -> None:
         if not chunk:
             return
         start, self.position = self.position, self.position + len(chunk)
-        self.tail = (self.tail + chunk[-TAIL:])[-TAIL:]
+        if self.keep_tail:
+            self.tail = (self.tail + chunk[-TAIL:])[-TAIL:] if len(chunk) < TAIL else chunk[-TAIL:]
         if self.done:
             return
         for f in self.formats:
