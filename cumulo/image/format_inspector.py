@@ -96,17 +96,16 @@ class Format:
     def feed(self, chunk: bytes, start: int) -> None:
         if self.settled:
             return
-        seen: set[int] = set()
+        seen: set[Region] = set()  # the regions themselves (by identity), held until the chunk is done
         while True:  # a region added by advance() may begin inside this same chunk
-            fresh = [r for r in self.regions.values() if id(r) not in seen]
+            fresh = [r for r in self.regions.values() if r not in seen]
             if not fresh:
                 break
             for r in fresh:
-                seen.add(id(r))
+                seen.add(r)
                 r.take(chunk, start)
-            before = set(map(id, self.regions.values()))
             self.advance()
-            if self.match is False or set(map(id, self.regions.values())) <= before:
+            if self.match is False:
                 break
 
     def end(self, tail: bytes) -> None:
