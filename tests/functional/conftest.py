@@ -6,8 +6,11 @@
 * ``postgres`` — a fresh PostgreSQL database on 127.0.0.1:5432 and RabbitMQ on 127.0.0.1:5672;
 * ``mariadb``  — a fresh MariaDB database on 127.0.0.1:3306 and the in-process bus.
 
-Every functional test runs against both.  The tests drive the cloud with openstacksdk, the
-``openstack`` CLI and plain HTTP, exactly as a user would.
+Every test that takes ``cloud`` runs against all three.  Modules that need a cloud configured
+their own way (network, dataplane, QEMU, compute security groups) start one on SQLite; the races
+that only PostgreSQL and MariaDB can show (addresses, quotas) run on all three in test_races.py.
+The tests drive the cloud with openstacksdk, the ``openstack`` CLI and plain HTTP, exactly as a
+user would; ``wait_for`` waits on state with a deadline (never a fixed sleep).
 """
 
 from __future__ import annotations
