@@ -7,8 +7,9 @@ Phases (each is skipped with a count of 0):
 
 fake      ``--fake`` boot/delete cycles on fake nodes (one inside the controller, one a ``cumulo agent``
           process) over PostgreSQL and RabbitMQ, each server on a network of the Network API, with
-          ``kill -9`` of the controller (restarted on the same state) or of the agent at a random
-          moment of some cycles.
+          ``kill -9`` of the controller (its process group, or its leader process alone, whose
+          workers must then stop by themselves) or of the agent at a random moment of the create,
+          the build or the delete of some cycles; whatever was killed starts again on its state.
 qemu      ``--qemu`` cycles with real QEMU guests (cumulo-tiny) on two nodes of this machine (one in
           the controller, one an agent process) with the Linux dataplane, kills as above.
 rabbit    ``--rabbit`` boots in waves; RabbitMQ is restarted (``rabbitmqctl stop_app``/``start_app``:
@@ -81,10 +82,15 @@ class Proc:
         self.proc = subprocess.Popen(self.argv, env=self.env, stdout=subprocess.DEVNULL,
                                      stderr=open(self.logfile, "ab"), start_new_session=True)
 
-    def kill9(self) -> None:
+    def kill9(self, group: bool = True) -> None:
+        """SIGKILL to the process group (the process and its workers), or to the process alone (its
+        workers must notice and stop; the restarted one needs their ports)."""
         with self.lock:
             if self.proc is not None and self.proc.poll() is None:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                if group:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                else:
+                    os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
             self.kills += 1
             self.start()
@@ -143,6 +149,7 @@ class Cloud:
     headers: dict[str, str] = field(default_factory=dict)
     database: str = ""
     ports: dict[str, int] = field(default_factory=dict)
+    project: str = ""
 
     def url(self, service: str) -> str:
         suffix = {"identity": "/v3", "compute": "/v2.1", "network": "/v2.0"}.get(service, "")
@@ -175,6 +182,7 @@ class Cloud:
             "scope": {"project": {"name": auth["project_name"], "domain": {"id": "default"}}}}}, timeout=30)
         r.raise_for_status()
         self.headers = {"X-Auth-Token": r.headers["x-subject-token"], "OpenStack-API-Version": "compute 2.47"}
+        self.project = str(r.json()["token"]["project"]["id"])
 
     def call(self, method: str, url: str, body: Any = None, retry_for: float = 60.0,
              retry_5xx: bool = True) -> httpx.Response | None:
@@ -237,6 +245,13 @@ def make_cloud(root: Path, postgres: bool, extra: dict[str, str], agents: dict[s
     cloud.controller.start()
     cloud.wait_up()
     cloud.login()
+    # the kept servers of a long run add up: the admin project's quotas do not limit the run
+    r = cloud.call("PUT", f"{cloud.url('compute')}/os-quota-sets/{cloud.project}", {"quota_set": {
+        "instances": -1, "cores": -1, "ram": -1}})
+    assert r is not None and r.status_code == 200, r.text if r is not None else "no answer"
+    for resource in ("port", "network", "subnet"):
+        r = cloud.call("PUT", f"{cloud.url('network')}/quotas/{cloud.project}", {"quota": {resource: -1}})
+        assert r is not None and r.status_code == 200, r.text if r is not None else "no answer"
     for agent in cloud.agents.values():
         agent.start()
     return cloud
@@ -421,7 +436,10 @@ def count(cloud: Cloud, ledger: Ledger, networks: set[str], qemu: bool) -> dict[
         r = cloud.call("POST", f"{cloud.url('compute')}/servers/{s['id']}/action", {"os-getConsoleOutput": {}})
         if r is None or r.status_code != 200:
             bad["rpc"].append(f"console of {s['id']}: {r.status_code if r is not None else 'no answer'}")
-    for p in listing(cloud, cloud.url("network") + "/ports", "ports"):
+    ports = listing(cloud, cloud.url("network") + "/ports", "ports")
+    for p in ports:
+        if p.get("status") not in ("ACTIVE", "DOWN"):
+            bad["transitional"].append(f"port {p['id']} {p.get('status')}")
         owner = p.get("device_owner") or ""
         if owner.startswith("compute:") and p.get("device_id") not in live:
             bad["ports"].append(f"{p['id']} of {p.get('device_id')}")
@@ -431,19 +449,29 @@ def count(cloud: Cloud, ledger: Ledger, networks: set[str], qemu: bool) -> dict[
         allocs = listing(cloud, f"{cloud.url('placement')}/resource_providers/{rp['uuid']}/allocations",
                          "allocations")
         bad["allocations"] += [f"{consumer} on {rp['name']}" for consumer in allocs if consumer not in live]
+    held_by: dict[str, set[str]] = {}
     for state in (cloud.root / "fake").glob("*.json"):
         held = json.loads(state.read_text()).get("instances", {})
+        held_by[state.stem] = set(held)
         bad["instances"] += [f"{sid} on {state.stem}" for sid in held if sid not in live]
+    cmdlines = qemu_cmdlines(cloud.root) if qemu else {}
+    for sid, s in live.items():  # an ACTIVE server's guest is where the server says it runs
+        host = s.get("OS-EXT-SRV-ATTR:host")
+        if s["status"] != "ACTIVE" or sid not in ledger.acked:
+            continue
+        if host in held_by and sid not in held_by[host]:
+            bad["lost"].append(f"{sid} is ACTIVE but {host} holds no instance of it")
+        if qemu and not any(sid in cmd for cmd in cmdlines.values()):
+            bad["lost"].append(f"{sid} is ACTIVE but no QEMU runs it")
     if qemu:
         wanted = {sid for sid, s in live.items() if s["status"] == "ACTIVE"}
-        for pid, cmd in qemu_cmdlines(cloud.root).items():
+        for pid, cmd in cmdlines.items():
             if not any(sid in cmd for sid in wanted):
                 bad["qemu"].append(f"pid {pid}")
         for node in (cloud.root / "instances").glob("*"):
             bad["instance_dirs"] += [str(d) for d in node.iterdir()
                                      if not d.name.startswith("_") and d.name not in live]
-        ports = [p["id"] for p in listing(cloud, cloud.url("network") + "/ports", "ports")]
-        bad["taps"] = [t for t in taps(cloud.prefix) if not any(t[3:13] == p[:10] for p in ports)]
+        bad["taps"] = [t for t in taps(cloud.prefix) if not any(t[3:13] == p["id"][:10] for p in ports)]
         expected = {f"{cloud.prefix}-dp", f"{cloud.prefix}-ext"} | {f"{cloud.prefix}-dhcp-{n}" for n in networks}
         bad["namespaces"] = [ns for ns in namespaces(cloud.prefix) if ns not in expected]
         pids = dnsmasq_pids(cloud.root)
@@ -483,10 +511,10 @@ def arm(cloud: Cloud, ledger: Ledger, plan: Plan, now: str) -> threading.Timer |
     """The kill of ``plan`` if it falls in the step starting ``now``."""
     if plan.stage != now or plan.target is None:
         return None
-    proc = cloud.controller if plan.target == "controller" else cloud.agents[plan.target]
+    proc = cloud.agents.get(plan.target) or cloud.controller
     ledger.kills.append(f"{plan.label}: kill -9 {plan.target} {plan.delay:.2f}s into the {plan.stage}")
     log(ledger.kills[-1])
-    return fault_timer(proc.kill9, plan.delay)
+    return fault_timer(lambda: proc.kill9(group=plan.target != "controller-leader"), plan.delay)
 
 
 def fault_timer(target: Callable[[], None], delay: float) -> threading.Timer:
@@ -507,7 +535,7 @@ def cycles(cloud: Cloud, ledger: Ledger, rng: random.Random, n: int, hosts: list
         host = rng.choice(hosts)
         target = stage = None
         if rng.random() < kill_rate:
-            target = rng.choice(["controller", *agents]) if agents else "controller"
+            target = rng.choice(["controller", "controller-leader", *agents])
             stage = rng.choice(("create", "build", "delete"))
         delay, keep = rng.uniform(0, window), rng.random() < keep_rate
         if keep and stage == "delete":
@@ -526,7 +554,7 @@ def cycles(cloud: Cloud, ledger: Ledger, rng: random.Random, n: int, hosts: list
                 log(f"{name} {i}: delete of {sid} did not finish")
         if timer:
             timer.join()
-            if target == "controller":
+            if target and target.startswith("controller"):
                 cloud.wait_up()
         if i % 10 == 0 or timer:
             log(f"{name} {i}/{n}: {sid} {status}{' kept' if keep else ''}")
