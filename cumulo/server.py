@@ -150,6 +150,12 @@ class Controller:
             LOG.warning("%s holds passwords or secrets and every local user can read it: chmod 600 it",
                         cfg.source)
         self.db = Database(cfg.database_url, cfg.database.pool_size, cfg.database.echo)
+        # every mapper configured now, not by the first request that queries (0.1-0.4 s on the loop)
+        from sqlalchemy.orm import configure_mappers
+
+        import cumulo.models  # noqa: F401
+
+        configure_mappers()
         if self.leader:
             await self.db.migrate()
             from cumulo.core.lease import LeaderLease

@@ -37,8 +37,23 @@ async def test_the_watchdog_counts_a_stall_and_names_what_blocked(caplog: pytest
             blocking_handler()
             await asyncio.sleep(0.1)
         assert dog.stalls == 1 and STALLS._value.get() == before + 1
-        blocked = float(re.search(r"blocked for ([0-9.]+) s", caplog.text).group(1))  # type: ignore[union-attr]
+        blocked, cpu = map(float, re.search(r"blocked for ([0-9.]+) s \(([0-9.]+) s of CPU",  # type: ignore[union-attr]
+                                            caplog.text).groups())
+        assert cpu < 0.1  # a sleep: blocking, but no CPU
         assert 0.2 < blocked < 0.6 and "blocking_handler" in caplog.text and "time.sleep(0.3)" in caplog.text
+        caplog.clear()
+
+        def spinning_handler() -> None:
+            end = time.thread_time() + 0.3
+            while time.thread_time() < end:
+                pass
+
+        with caplog.at_level(logging.WARNING, "cumulo.watchdog"):
+            spinning_handler()
+            await asyncio.sleep(0.1)
+        blocked, cpu = map(float, re.search(r"blocked for ([0-9.]+) s \(([0-9.]+) s of CPU",  # type: ignore[union-attr]
+                                            caplog.text).groups())
+        assert dog.stalls == 2 and blocked >= 0.25 and cpu >= 0.25 and "spinning_handler" in caplog.text
     finally:
         dog.stop()
 

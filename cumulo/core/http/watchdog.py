@@ -7,7 +7,10 @@ hashes, file hashing and big conversions run in threads).  The watchdog proves i
 * a small thread checks the stamp; when it is older than the threshold, the thread takes the
   loop thread's current stack (``sys._current_frames``, no cost while all is well), which is
   the code that blocks;
-* when the loop comes back, the stall is logged once, with its length and that stack, and
+* when the loop comes back, the stall is logged once, with its length, the CPU time its thread
+  used meanwhile and that stack (CPU near the length: code computing on the loop; little CPU and
+  our code on the stack: a blocking call; little CPU and only the loop's own frames: the machine
+  gave the process no CPU), and
   recorded on the operator port's ``/metrics`` as ``cumulo_event_loop_stalls_total`` and the
   histogram ``cumulo_event_loop_stall_seconds`` (each process's samples labelled ``process``:
   ``leader`` or ``worker-N``, see ``workermetrics``).
@@ -37,6 +40,7 @@ class Watchdog:
     def __init__(self, process: str = "leader", threshold: float = 0.1) -> None:
         self.process, self.threshold = process, threshold
         self._beat = time.monotonic()
+        self._cpu = 0.0
         self._stack: str | None = None
         self._handle: asyncio.TimerHandle | None = None
         self._thread: threading.Thread | None = None
@@ -49,7 +53,7 @@ class Watchdog:
             return
         loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        self._beat = time.monotonic()
+        self._beat, self._cpu = time.monotonic(), time.thread_time()
         self._handle = loop.call_later(BEAT, self._tick, loop)
         self._thread = threading.Thread(target=self._watch, name="loop-watchdog", daemon=True)
         self._thread.start()
@@ -60,16 +64,17 @@ class Watchdog:
             self._handle.cancel()
 
     def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
-        now = time.monotonic()
+        now, cpu = time.monotonic(), time.thread_time()
         late = now - self._beat - BEAT
-        self._beat = now
+        used = cpu - self._cpu
+        self._beat, self._cpu = now, cpu
         if late > self.threshold:
             self.stalls += 1
             STALLS.inc()
             STALL_SECONDS.observe(late)
             stack, self._stack = self._stack, None
-            LOG.warning("event loop of %s blocked for %.3f s%s", self.process, late,
-                        f"; it was running:\n{stack}" if stack else "")
+            LOG.warning("event loop of %s blocked for %.3f s (%.3f s of CPU in its thread)%s", self.process, late,
+                        used, f"; it was running:\n{stack}" if stack else "")
         self._handle = loop.call_later(BEAT, self._tick, loop)
 
     def _watch(self) -> None:
