@@ -238,33 +238,49 @@ class FileTurn:
 
     Uncontended it costs two system calls.  When another process holds it, one thread of its own
     waits in the kernel's ``flock`` (woken the moment the holder lets go, never a busy sleep), so
-    neither the event loop nor the shared thread pool (busy with password hashes) waits.
+    neither the event loop nor the shared thread pool (busy with password hashes) waits.  A
+    process that waits marks its slot in the file's first bytes (mapped by every process); while
+    any slot is marked nobody takes the lock on the fast path, so a busy process cannot take turn
+    after turn ahead of one whose waiting thread the scheduler has not woken yet.
     """
+
+    SLOTS = 64
 
     def __init__(self, path: str) -> None:
         import concurrent.futures
+        import mmap
 
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        if os.fstat(self.fd).st_size < self.SLOTS:
+            os.ftruncate(self.fd, self.SLOTS)
+        self._waiting = mmap.mmap(self.fd, self.SLOTS)
+        self._slot = os.getpid() % self.SLOTS
+        self._waiting[self._slot] = 0  # a mark left by a dead process that had our slot
         self._waiter = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite-turn")
 
     async def acquire(self) -> None:
         import fcntl
 
+        if self._waiting.find(b"\x01") < 0:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                pass
+        self._waiting[self._slot] = 1
         try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            pass
-        got = asyncio.get_running_loop().run_in_executor(self._waiter, fcntl.flock, self.fd, fcntl.LOCK_EX)
-        try:
-            await asyncio.shield(got)
-        except asyncio.CancelledError:
-            # the thread will get the lock: wait for it and let go, so the next task of this
-            # process never believes it holds a lock that is about to be released under it
-            with contextlib.suppress(BaseException):
-                await got
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            raise
+            got = asyncio.get_running_loop().run_in_executor(self._waiter, fcntl.flock, self.fd, fcntl.LOCK_EX)
+            try:
+                await asyncio.shield(got)
+            except asyncio.CancelledError:
+                # the thread will get the lock: wait for it and let go, so the next task of this
+                # process never believes it holds a lock that is about to be released under it
+                with contextlib.suppress(BaseException):
+                    await got
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+                raise
+        finally:
+            self._waiting[self._slot] = 0
 
     def release(self) -> None:
         import fcntl
@@ -273,6 +289,8 @@ class FileTurn:
 
     def close(self) -> None:
         self._waiter.shutdown(wait=False)
+        with contextlib.suppress(Exception):
+            self._waiting.close()
         with contextlib.suppress(OSError):
             os.close(self.fd)
         self.fd = -1
