@@ -41,8 +41,9 @@ SCHEMAS: dict[tuple[str, str], Schema] = {
         "resource_provider_generation": GENERATION,
         "inventories": {"type": "object", "maxProperties": 256, "propertyNames": {"maxLength": 255},
                         "additionalProperties": INVENTORY}}, required=("resource_provider_generation", "inventories")),
-    ("POST", "/resource_providers/{uuid}/inventories"): obj({"resource_class": CLASS_NAME, **INVENTORY_FIELDS},
-                                                            required=("resource_class", "total")),
+    ("POST", "/resource_providers/{uuid}/inventories"): obj(
+        {"resource_class": CLASS_NAME, "resource_provider_generation": GENERATION, **INVENTORY_FIELDS},
+        required=("resource_class", "total")),
     ("PUT", "/resource_providers/{uuid}/inventories/{rc}"): obj(
         {"resource_provider_generation": GENERATION, **INVENTORY_FIELDS},
         required=("resource_provider_generation", "total")),
