@@ -193,3 +193,18 @@ def test_every_schema_names_a_route_the_cloud_serves(bounded: Cloud) -> None:
         for method, path in schemas:
             op = docs[service]["paths"].get(path, {}).get(method.lower())
             assert op is not None and "requestBody" in op, (service, method, path)
+
+
+def test_placement_inventory_post_passes_its_schema(bounded: Cloud) -> None:
+    admin = bounded.token()[0]
+    h = {"X-Auth-Token": admin, "OpenStack-API-Version": "placement 1.20"}
+    r = httpx.post(bounded.placement_url + "/resource_providers", json={"name": "bounds-rp"}, headers=h)
+    assert r.status_code == 200, r.text
+    rp = r.json()
+    r = httpx.post(f"{bounded.placement_url}/resource_providers/{rp['uuid']}/inventories", headers=h,
+                   json={"resource_class": "VCPU", "total": 8, "resource_provider_generation": rp["generation"]})
+    assert r.status_code == 201, r.text
+    r = httpx.post(f"{bounded.placement_url}/resource_providers/{rp['uuid']}/inventories", headers=h,
+                   json={"resource_class": "MEMORY_MB", "total": 8, "surprise": 1,
+                         "resource_provider_generation": rp["generation"] + 1})
+    assert r.status_code == 400 and "surprise" in r.json()["errors"][0]["detail"], r.text
