@@ -18,7 +18,8 @@ from tests.functional.conftest import Cloud, start_cloud, stop_cloud
 from tests.functional.conftest import _drop_pg_database as drop_pg_database
 from tests.functional.fuzzer import Fuzzer, Route, fault_shape_ok
 
-# SQLite takes the bulk; PostgreSQL (32-bit columns, strict types) a quarter as many on its own cloud
+# SQLite takes the bulk; PostgreSQL (32-bit columns, strict types) a quarter as many on its own cloud;
+# both clouds serve through two API worker processes, as `make up` does on two cores
 SHARE = {"sqlite": 1.0, "postgres": 0.25}
 
 
@@ -26,7 +27,7 @@ SHARE = {"sqlite": 1.0, "postgres": 0.25}
 def fuzzed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     c = start_cloud(tmp_path_factory.mktemp(f"fuzz-{request.param}"), request.param,
                     {"CUMULO_SERVICES": "identity,image,compute,placement,network",
-                     "CUMULO_LOGGING__LEVEL": "WARNING"})
+                     "CUMULO_LOGGING__LEVEL": "WARNING", "CUMULO_API__WORKERS": "2"})
     yield c
     stop_cloud(c)
     if request.param == "postgres":
