@@ -946,19 +946,23 @@ class ServerManager:
         # the ports go first: once the server answers 404, nothing of it holds a security group
         left = await self._cleanup(server.id, ["ports"])
         async with self.db.session() as s:
-            await s.execute(update(Server).where(Server.id == server.id).values(
-                vm_state="deleted", task_state=None, deleted_at=now, terminated_at=now, lease_owner=None,
-                lease_until=None))
-            await s.execute(sql_delete(ServerGroupMember).where(ServerGroupMember.server_id == server.id))
             migrations = list((await s.execute(select(Migration.uuid).where(
                 Migration.server_id == server.id, Migration.status.not_in(
                     ("confirmed", "reverted", "completed", "done", "error", "failed"))))).scalars())
-        steps = ["claims:" + ",".join([server.id, *migrations])]
-        image_id = (server.system_meta or {}).get("shelved_image_id")
-        if image_id and server.vm_state == "shelved_offloaded":
-            steps.append(f"image:{image_id}")
-        left += await self._cleanup(server.id, steps)
-        await self._remember_cleanup(server.id, left)
+            steps = ["claims:" + ",".join([server.id, *migrations])]
+            image_id = (server.system_meta or {}).get("shelved_image_id")
+            if image_id and server.vm_state == "shelved_offloaded":
+                steps.append(f"image:{image_id}")
+            # the steps are written with the delete itself: a controller killed before it ran them
+            # leaves them to the reconciler (the fault matrix found the claims leaked otherwise)
+            meta = (await s.execute(select(Server.system_meta).where(Server.id == server.id))).scalar() or {}
+            pending = list(dict.fromkeys([*(meta.get("cleanup") or []), *left, *steps]))
+            await s.execute(update(Server).where(Server.id == server.id).values(
+                vm_state="deleted", task_state=None, deleted_at=now, terminated_at=now, lease_owner=None,
+                lease_until=None, system_meta={**meta, "cleanup": pending}))
+            await s.execute(sql_delete(ServerGroupMember).where(ServerGroupMember.server_id == server.id))
+        failed = await self._cleanup(server.id, steps)
+        await self._cleanup_done(server.id, [x for x in steps if x not in failed])
         hosts = {server.host, (server.system_meta or {}).get("old_host")} - {None}
         for host in hosts:
             try:
@@ -994,6 +998,14 @@ class ServerManager:
             meta = (await s.execute(select(Server.system_meta).where(Server.id == server_id))).scalar() or {}
             await s.execute(update(Server).where(Server.id == server_id).values(
                 system_meta={**meta, "cleanup": list(dict.fromkeys([*(meta.get("cleanup") or []), *steps]))}))
+
+    async def _cleanup_done(self, server_id: str, done: list[str]) -> None:
+        async with self.db.session() as s:
+            meta = dict((await s.execute(select(Server.system_meta).where(Server.id == server_id))).scalar() or {})
+            pending = [x for x in meta.pop("cleanup", []) if x not in done]
+            if pending:
+                meta["cleanup"] = pending
+            await s.execute(update(Server).where(Server.id == server_id).values(system_meta=meta))
 
     async def finish_cleanups(self) -> int:
         """Retry the cleanup steps servers (deleted or not) still have pending; returns how many
