@@ -394,8 +394,9 @@ class Controller:
                     {name: sock for name, sock in sockets.items() if name != "operator"}, extra,
                     on_change=lambda _pids: self.refresh_status())
                 await self.supervisor.start()
+            started = time.time()
             self._status = lambda: write_status(cfg, specs, self.supervisor.pids if self.supervisor else {},
-                                                bool(self.lease and self.lease.held))
+                                                bool(self.lease and self.lease.held), started)
             self.refresh_status()
             LOG.info("cumulo is up: %s%s", ", ".join(f"{n} on {cfg.api.bind_host}:{p}" for n, p, _ in specs),
                      f" (and {extra} API workers)" if extra > 0 else "")
@@ -445,8 +446,8 @@ FAULT_FORMAT = {"metadata": "compute"}
 
 
 def write_status(cfg: Config, specs: list[tuple[str, int, Any]], worker_pids: dict[int, int] | None = None,
-                 lease: bool = True) -> None:
-    status = {"pid": os.getpid(), "started": time.time(), "host": socket.gethostname(),
+                 lease: bool = True, started: float | None = None) -> None:
+    status = {"pid": os.getpid(), "started": started or time.time(), "host": socket.gethostname(),
               "workers": {str(i): pid for i, pid in sorted((worker_pids or {}).items())}, "leader_lease": lease,
               "listeners": {name: f"http://{cfg.public_host}:{port}" for name, port, _ in specs},
               "database": logmod.mask_url(cfg.database_url), "bus": logmod.mask_url(cfg.bus.url)}
