@@ -79,3 +79,72 @@ def test_rpc_calls_and_casts_work_across_a_rabbitmq_restart() -> None:
         faults.ensure_services()
     assert reply == {"echo": {"n": 2}}
     assert seen == ["before", "while-down", "after"]
+
+
+def test_a_delete_cut_short_after_it_committed_still_frees_the_claim(tmp_path: Path) -> None:
+    """The matrix found it (a controller killed -9 0.64 s into a delete): the server was marked
+    deleted, the controller died before it released the placement claim, and nothing ever did.
+    Here the delete runs in a controller that dies right after that commit; the restarted
+    controller's reconciler releases the claim."""
+    import httpx
+
+    from cumulo.compute.servers import ServerManager
+    from cumulo.core.bus.memory import MemoryBus
+    from cumulo.core.config import load
+    from cumulo.core.db import Database
+    from cumulo.placement.service import PlacementService
+    from tests.functional.conftest import start_cloud, stop_cloud
+
+    cloud = start_cloud(tmp_path, "sqlite", {"CUMULO_COMPUTE__FAKE_NODES": "1"})
+    try:
+        token = cloud.token()[0]
+        headers = {"X-Auth-Token": token, "OpenStack-API-Version": "compute 2.47"}
+        image = httpx.get(f"{cloud.image_url}/v2/images?name=cumulo-tiny", headers=headers).json()["images"][0]
+        r = httpx.post(f"{cloud.compute_url}/servers", headers=headers, json={"server": {
+            "name": "cut-short", "flavorRef": "10", "imageRef": image["id"], "networks": "none"}})
+        assert r.status_code == 202, r.text
+        sid = r.json()["server"]["id"]
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{cloud.compute_url}/servers/{sid}", headers=headers).json()["server"]["status"] != "ACTIVE":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert httpx.get(f"{cloud.placement_url}/allocations/{sid}", headers=headers).json()["allocations"]
+    finally:
+        stop_cloud(cloud)
+
+    class Died(BaseException):
+        """The controller's process ends here (kill -9)."""
+
+    async def delete_then_die() -> None:
+        cfg = load(env=cloud.env)
+        db = Database(cfg.database_url)
+        manager = ServerManager.__new__(ServerManager)  # only what a delete touches
+        manager.db, manager.network, manager.bus, manager.placement = db, None, MemoryBus(), PlacementService(db)
+
+        async def cleanup(server_id: str, steps: list[str]) -> list[str]:
+            if any(step.startswith("claims:") for step in steps):
+                raise Died  # after the row says deleted, before the claim is released
+            return []
+
+        manager._cleanup = cleanup  # type: ignore[method-assign]
+        server = await manager.get(sid)
+        assert server is not None
+        try:
+            await manager.hard_delete(server)
+        except Died:
+            pass
+        await db.engine.dispose()
+
+    asyncio.run(delete_then_die())
+    keep = {k: v for k, v in cloud.env.items() if k.startswith("CUMULO_COMPUTE__") and not k.endswith("PORT")}
+    again = start_cloud(tmp_path, "sqlite", keep)
+    try:
+        token = again.token()[0]
+        headers = {"X-Auth-Token": token, "OpenStack-API-Version": "compute 2.47"}
+        assert httpx.get(f"{again.compute_url}/servers/{sid}", headers=headers).status_code == 404
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{again.placement_url}/allocations/{sid}", headers=headers).json()["allocations"]:
+            assert time.monotonic() < deadline, "the claim of the deleted server was never released"
+            time.sleep(0.5)
+    finally:
+        stop_cloud(again)
