@@ -166,10 +166,13 @@ class Cloud:
             if proc is not None and proc.poll() is not None and not self.controller.lock.locked():
                 raise RuntimeError(f"the controller exited with {proc.returncode} (see {self.controller.logfile})")
             try:
-                if httpx.get(self.url("compute") + "/", timeout=2).status_code < 500 and \
-                        (self.root / "status.json").exists():
+                # the status file names this controller (the workers of a killed leader may still be
+                # answering for a moment before they stop)
+                status = json.loads((self.root / "status.json").read_text())
+                if proc is not None and status.get("pid") == proc.pid and \
+                        httpx.get(self.url("compute") + "/", timeout=2).status_code < 500:
                     return
-            except httpx.HTTPError:
+            except (httpx.HTTPError, OSError, ValueError):
                 pass
             time.sleep(0.2)
         raise RuntimeError(f"the controller did not answer in {timeout:.0f} s (see {self.controller.logfile})")
