@@ -13,11 +13,13 @@ import datetime as dt
 import json
 import logging
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import Histogram
 from sqlalchemy import JSON, DateTime, MetaData, String, TypeDecorator, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -183,10 +185,12 @@ class Database:
                 async with session.begin():
                     yield session
             return
+        waited = time.perf_counter()
         async with self._turn:
             token = self._holder.set(True)
             if self._file_turn is not None:
                 await self._file_turn.acquire()
+            TURN_WAIT.observe(time.perf_counter() - waited)
             try:
                 async with self.sessions() as session:
                     async with session.begin():
@@ -231,6 +235,10 @@ def private_sqlite_file(path: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
             if f.stat().st_mode & 0o077:
                 os.chmod(f, 0o600)
+
+
+TURN_WAIT = Histogram("cumulo_db_turn_wait_seconds", "How long SQLite sessions waited for their turn",
+                      buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 
 
 class FileTurn:
