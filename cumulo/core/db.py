@@ -166,6 +166,17 @@ class Database:
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # reads that need no turn: SQLite in WAL mode lets any number of readers see the last commit
+        # while one writer works, so list and look-up paths read through connections of their own,
+        # made read-only by the engine (a write there fails at once instead of waiting)
+        self._readers = self.sessions
+        if self.dialect == "sqlite" and make_url(self.url).database not in (None, "", ":memory:"):
+            read_engine = create_async_engine(self.url, **kwargs)
+            event.listen(read_engine.sync_engine, "connect", _sqlite_read_pragmas)
+            self.read_engine: AsyncEngine | None = read_engine
+            self._readers = async_sessionmaker(read_engine, expire_on_commit=False)
+        else:
+            self.read_engine = None
         # SQLite has one writer: transactions that meet its lock sleep in its busy handler (up to
         # 100 ms a try), and a read that turns into a write after another process committed fails
         # at once (SQLITE_BUSY_SNAPSHOT).  Taking turns instead hands the database over at once:
@@ -200,8 +211,22 @@ class Database:
                     self._file_turn.release()
                 self._holder.reset(token)
 
+    @contextlib.asynccontextmanager
+    async def reader(self) -> AsyncIterator[AsyncSession]:
+        """A session for reading only: on SQLite it takes no turn (and cannot write); elsewhere it
+        is an ordinary session."""
+        if self.read_engine is None:
+            async with self.session() as session:
+                yield session
+            return
+        async with self._readers() as session:
+            async with session.begin():
+                yield session
+
     async def close(self) -> None:
         await self.engine.dispose()
+        if self.read_engine is not None:
+            await self.read_engine.dispose()
         if self._file_turn is not None:
             self._file_turn.close()
 
@@ -302,6 +327,13 @@ class FileTurn:
         with contextlib.suppress(OSError):
             os.close(self.fd)
         self.fd = -1
+
+
+def _sqlite_read_pragmas(dbapi_conn: Any, record: Any) -> None:
+    _sqlite_pragmas(dbapi_conn, record)
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA query_only=ON")
+    cur.close()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -167,7 +167,7 @@ class Views:
 
     async def host_status(self) -> dict[str, str]:
         down_after = dt.timedelta(seconds=self.manager.cfg.service_down_time)
-        async with self.manager.db.session() as s:
+        async with self.manager.db.reader() as s:
             rows = list((await s.execute(select(ServiceRecord).where(
                 ServiceRecord.binary == "nova-compute"))).scalars())
         now = utcnow()
@@ -357,7 +357,7 @@ def router(manager: ServerManager, images: Any) -> Router:
         name = q.get("name")
         marker_id = q.get("marker")
         if name is None and marker_id:
-            async with manager.db.session() as s:
+            async with manager.db.reader() as s:
                 marker = await s.get(Server, marker_id)
             if marker is None:
                 raise BadRequest(f"marker [{marker_id}] not found")
@@ -371,7 +371,7 @@ def router(manager: ServerManager, images: Any) -> Router:
             stmt = stmt.where(or_(*after))
         if name is None:
             stmt = stmt.limit(limit)
-        async with manager.db.session() as s:
+        async with manager.db.reader() as s:
             rows = list((await s.execute(stmt)).scalars())
         if name is not None:  # Nova matches the name as a regular expression
             try:

@@ -147,7 +147,7 @@ def router(api: IdentityAPI) -> Router:
             domains = await svc.list(m.Domain, *([m.Domain.name == q["name"]] if "name" in q else []),
                                      order=m.Domain.name)
             return JSON(collection(request, "projects", [domain_as_project(request, d) for d in domains]))
-        async with svc.db.session() as s:
+        async with svc.db.reader() as s:
             rows = list((await s.execute(stmt.order_by(m.Project.name))).scalars())
         rows = filter_tags(rows, q)
         return JSON(collection(request, "projects", [project_view(request, p) for p in rows]))

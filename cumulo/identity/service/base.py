@@ -113,7 +113,7 @@ class ServiceBase:
             return None
 
         async def load() -> T | None:
-            async with self.db.session() as s:
+            async with self.db.reader() as s:
                 return await s.get(model, id_)
 
         return await self.memo((model.__tablename__, id_), load)  # type: ignore[no-any-return]
