@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stamp-$(shell cat pyproject.toml scripts/setup.sh 2>/dev/null | sha1sum | cut -c1-12)
 
-.PHONY: up test unit functional conformance bench fuzz lint deps test-deps guest clean
+.PHONY: up test unit functional conformance bench fuzz faults lint deps test-deps guest clean
 
 up: deps guest
 	$(VENV)/bin/cumulo up
@@ -35,6 +35,10 @@ bench: test-deps
 # the schema-driven fuzzer at length (make test sends 20,000 requests; FUZZ_SEED=N replays a run)
 fuzz: test-deps
 	FUZZ_REQUESTS=$${FUZZ_REQUESTS:-200000} $(PY) -m pytest -q -s tests/functional/test_fuzz.py
+
+# the fault matrix at full size (make test runs a bounded form; it restarts RabbitMQ and PostgreSQL)
+faults: test-deps
+	$(PY) bench/faults.py $${FAULTS_SEED:+--seed $$FAULTS_SEED}
 
 lint: test-deps
 	$(VENV)/bin/ruff check cumulo tests bench

@@ -2,6 +2,7 @@
 dies under them, then let the reconcilers run past their leases and count what was left behind.
 
     .venv/bin/python bench/faults.py [--seed S] [--fake 200] [--qemu 20] [--rabbit 100] [--postgres 50]
+    make faults [FAULTS_SEED=S]
 
 Phases (each is skipped with a count of 0):
 
