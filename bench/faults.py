@@ -247,8 +247,12 @@ def make_cloud(root: Path, postgres: bool, extra: dict[str, str], agents: dict[s
         cloud.agents[host] = Proc(host, [CUMULO, "agent", "--host", host, *(["--fake"] if fake else [])], env,
                                   root / f"agent-{host}.log")
     cloud.controller.start()
-    cloud.wait_up()
-    cloud.login()
+    try:
+        cloud.wait_up()
+        cloud.login()
+    except BaseException:
+        cloud.stop()  # and its database: a cloud that never came up leaves nothing either
+        raise
     # the kept servers of a long run add up: the admin project's quotas do not limit the run
     r = cloud.call("PUT", f"{cloud.url('compute')}/os-quota-sets/{cloud.project}", {"quota_set": {
         "instances": -1, "cores": -1, "ram": -1}})
