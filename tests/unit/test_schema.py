@@ -25,6 +25,10 @@ def test_depth_limit_and_nul_anywhere() -> None:
         schema.check_shape({"a": [{"b": "x\x00"}]})
     with pytest.raises(faults.ValidationError, match="NUL"):
         schema.check_shape({"a\x00": 1})
+    for scalar in (None, 0, 1.5, True, "plain"):  # bodies that are not objects pass on to the schema
+        schema.check_shape(scalar)
+    with pytest.raises(faults.ValidationError, match="NUL"):
+        schema.check_shape("a\x00")
 
 
 def test_content_types() -> None:

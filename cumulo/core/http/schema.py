@@ -82,6 +82,10 @@ def check_content_type(content_type: str | None) -> None:
 
 def check_shape(data: Any) -> None:
     """Depth and NUL limits, in one pass without recursion (a body is at most a few hundred KiB)."""
+    if not isinstance(data, (dict, list)):
+        if isinstance(data, str) and "\0" in data:
+            raise faults.ValidationError("The request body holds a NUL character in a string.")
+        return
     stack: list[tuple[Any, int]] = [(data, 1)]
     while stack:  # only containers are pushed: a list of 50,000 strings costs one pass over it
         node, depth = stack.pop()
@@ -99,8 +103,6 @@ def check_shape(data: Any) -> None:
                 stack.append((value, depth + 1))
             elif value.__class__ is str and "\0" in value:
                 raise faults.ValidationError("The request body holds a NUL character in a string.")
-    if isinstance(data, str) and "\0" in data:
-        raise faults.ValidationError("The request body holds a NUL character in a string.")
 
 
 # --- fragments the services' schemas are made of ---------------------------------------------
