@@ -44,6 +44,7 @@ def test_faults_name_the_field_and_the_problem() -> None:
     base = {"name": "vm", "flavorRef": "1"}
     assert "server.max_count" in check({"server": {**base, "max_count": 10**300}})
     assert "server.max_count" in check({"server": {**base, "max_count": "1001"}})
+    assert "an integer from 1 to 1000" in check({"server": {**base, "max_count": 5000}})
     assert "server.key_name" in check({"server": {**base, "key_name": ["a"]}})
     assert "'colour'" in check({"server": {**base, "colour": 1}})
     assert "control characters" in check({"server": {**base, "name": "a\tb"}})

@@ -63,11 +63,32 @@ def _message(exc: fastjsonschema.JsonSchemaValueException) -> str:
         detail = "has unexpected keys " + ", ".join(repr(k) for k in extra[:5])
     elif exc.rule == "pattern" and isinstance(exc.value, str) and any(ord(c) < 32 for c in exc.value):
         detail = "must not hold control characters"
+    elif exc.rule in ("anyOf", "oneOf") and isinstance(exc.rule_definition, list):
+        detail = "must be " + " or ".join(_describe(alt) for alt in exc.rule_definition[:4])
     # the message is logged and shown: never echo a password or secret, nor one inside an object
     value = "***" if is_secret_name(field) else redact(_SHORT.repr(exc.value))
     if len(value) > 80:
         value = value[:77] + "..."
     return f"Invalid input for field/attribute {field}. Value: {value}. It {detail}."
+
+
+def _describe(schema: Any) -> str:
+    """A schema in a few words, for faults: 'an integer from 1 to 1000', 'a string of at most 255'."""
+    if not isinstance(schema, dict):
+        return "a valid value"
+    if "enum" in schema:
+        return "one of " + ", ".join(repr(v) for v in schema["enum"][:8])
+    kind = schema.get("type")
+    kind = kind[0] if isinstance(kind, list) and kind else kind
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if kind == "integer" and low is not None and high is not None:
+        return f"an integer from {low} to {high}"
+    if kind == "string" and "pattern" in schema:
+        return f"a string matching {schema['pattern']}"
+    if kind == "string" and "maxLength" in schema:
+        return f"a string of at most {schema['maxLength']} characters"
+    return {"integer": "an integer", "number": "a number", "boolean": "a boolean", "object": "an object",
+            "array": "a list", "string": "a string", "null": "null"}.get(str(kind), "a valid value")
 
 
 def check_content_type(content_type: str | None) -> None:
