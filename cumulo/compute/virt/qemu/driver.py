@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from cumulo.compute.virt.driver import NodeInfo, Snapshot
-from cumulo.compute.virt.qemu.images import ImageCache
+from cumulo.compute.virt.qemu.images import ImageCache, run_helper
 from cumulo.compute.virt.qemu.qmp import QMP, QMPError, qmp
 from cumulo.image.format_inspector import qemu_format
 
@@ -53,17 +53,12 @@ def kvm_usable() -> bool:
 
 async def run(*cmd: str, check: bool = True, timeout: float = 120.0) -> str:
     """Run a helper (qemu-img, cp, genisoimage) to its end, killing it past ``timeout`` seconds."""
-    proc = await asyncio.create_subprocess_exec(*cmd, stdin=asyncio.subprocess.DEVNULL,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                                                start_new_session=True)
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        returncode, out, err = await run_helper(list(cmd), timeout)
     except TimeoutError:
-        os.killpg(proc.pid, signal.SIGKILL)  # the helper and anything it started
-        await proc.wait()
         raise RuntimeError(f"{' '.join(cmd[:2])} did not finish within {timeout:g} s") from None
-    if check and proc.returncode != 0:
-        raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}): {err.decode(errors='replace').strip()[-500:]}")
+    if check and returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed ({returncode}): {err.decode(errors='replace').strip()[-500:]}")
     return out.decode(errors="replace")
 
 

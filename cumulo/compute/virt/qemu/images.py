@@ -37,11 +37,9 @@ class ImageUnacceptable(RuntimeError):
     """The image must not be given to QEMU; the message (the server's fault) says why."""
 
 
-async def qemu_img_info(path: Path, timeout: float) -> dict[str, Any]:
-    """``qemu-img info --output=json`` of ``path``, letting qemu-img probe the format itself."""
-    cmd = ["qemu-img", "info", "--output=json", str(path)]
-    if shutil.which("prlimit"):
-        cmd = QEMU_IMG_LIMITS + cmd
+async def run_helper(cmd: list[str], timeout: float) -> tuple[int, bytes, bytes]:
+    """Run a helper program (qemu-img, cp, genisoimage) to its end: its exit status, output and
+    errors; past ``timeout`` seconds it and anything it started are killed and TimeoutError raised."""
     proc = await asyncio.create_subprocess_exec(*cmd, stdin=asyncio.subprocess.DEVNULL,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                                                 start_new_session=True)
@@ -50,8 +48,20 @@ async def qemu_img_info(path: Path, timeout: float) -> dict[str, Any]:
     except TimeoutError:
         os.killpg(proc.pid, signal.SIGKILL)
         await proc.wait()
+        raise
+    return proc.returncode or 0, out, err
+
+
+async def qemu_img_info(path: Path, timeout: float) -> dict[str, Any]:
+    """``qemu-img info --output=json`` of ``path``, letting qemu-img probe the format itself."""
+    cmd = ["qemu-img", "info", "--output=json", str(path)]
+    if shutil.which("prlimit"):
+        cmd = QEMU_IMG_LIMITS + cmd
+    try:
+        returncode, out, err = await run_helper(cmd, timeout)
+    except TimeoutError:
         raise ImageUnacceptable(f"qemu-img info did not answer within {timeout:g} s") from None
-    if proc.returncode != 0:
+    if returncode != 0:
         raise ImageUnacceptable(f"qemu-img info failed: {err.decode(errors='replace').strip()[-300:]}")
     try:
         info = json.loads(out)
