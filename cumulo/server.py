@@ -180,16 +180,11 @@ class Controller:
             self.image = ImageService(cfg, self.db, self.identity)
             await self.run_singleton("image")
             if self.leader and cfg.image.upload_guest_images:
-                from sqlalchemy import select as _select
-
-                from cumulo.identity import models as im
                 from cumulo.image.guest import upload_guest
 
-                async with self.db.session() as s:
-                    admin_project = (await s.execute(_select(im.Project.id).where(
-                        im.Project.name == cfg.bootstrap.admin_project,
-                        im.Project.domain_id == cfg.identity.default_domain_id))).scalar_one()
-                await upload_guest(self.image, admin_project)
+                admin_name = cfg.bootstrap.admin_project
+                projects = await self.identity.project_ids([admin_name], cfg.identity.default_domain_id)
+                await upload_guest(self.image, projects[admin_name])
             self.listeners.append(Listener("image", cfg.image.port,
                                            image_app(self.image, self.identity, cfg.api.max_request_body_size)))
         if "compute" in cfg.services:

@@ -146,6 +146,15 @@ class ResourceMixin(ServiceBase):
                 frontier = [c.id for c in children]
         return out
 
+    async def project_ids(self, names: list[str], domain_id: str) -> dict[str, str]:
+        """Project name -> id for the projects of ``domain_id`` named in ``names`` (others absent)."""
+        if not names:
+            return {}
+        async with self.db.session() as s:
+            rows = (await s.execute(select(m.Project.name, m.Project.id).where(
+                m.Project.domain_id == domain_id, m.Project.name.in_(names)))).all()
+        return {name: id_ for name, id_ in rows}
+
     # -- users ------------------------------------------------------------------------------
     def _password_expiry(self, options: dict[str, Any], now: dt.datetime) -> dt.datetime | None:
         days = self.cfg.identity.security_compliance.password_expires_days
