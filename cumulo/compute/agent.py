@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import socket
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 
 from cumulo.compute.virt.driver import Driver
+from cumulo.compute.virt.qemu.driver import QemuDriver
 
 LOG = logging.getLogger(__name__)
 
@@ -159,10 +161,6 @@ class ComputeAgent:
 
 def qemu_agent(cfg: Any, bus: Any, host: str | None = None) -> ComputeAgent:
     """A compute agent for this machine with the QEMU driver, configured from ``[compute]``."""
-    import socket
-
-    from cumulo.compute.virt.qemu.driver import QemuDriver
-
     c = cfg.compute
     host = host or c.host or socket.gethostname()
     path = Path(c.instances_path or cfg.state_path / "instances") / host

@@ -14,9 +14,11 @@ import hmac
 import json
 from typing import Any
 
+from sqlalchemy import update
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from cumulo.compute.models import Server
 from cumulo.core.http.app import JSON, Router
 from cumulo.core.http.faults import Conflict, Forbidden, NotFound
 
@@ -143,10 +145,6 @@ def router(manager: Any, secret: str) -> Router:
             raise Conflict("The password is longer than 255 bytes.")
         if instance["password"]:
             raise Conflict("The password is already set.")
-        from sqlalchemy import update
-
-        from cumulo.compute.models import Server
-
         server = await manager.get(instance["id"])
         async with manager.db.session() as s:
             await s.execute(update(Server).where(Server.id == server.id).values(

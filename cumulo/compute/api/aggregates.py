@@ -11,7 +11,7 @@ from sqlalchemy import delete, select
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cumulo.compute.api import at_least
+from cumulo.compute.api.common import at_least
 from cumulo.compute.models import Aggregate, AggregateHost, ComputeNode, ServiceRecord
 from cumulo.compute.service import ComputeService
 from cumulo.core.db import IntegrityError, is_duplicate, utcnow

@@ -8,7 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cumulo.compute.api import at_least
+from cumulo.compute.api.common import at_least
 from cumulo.core.http.app import JSON, Router, auth_of
 from cumulo.core.http.authz import authorize
 from cumulo.core.http.faults import NotFound

@@ -7,7 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cumulo.compute.api import at_least
+from cumulo.compute.api.common import at_least
 from cumulo.compute.service import DEFAULT_QUOTAS, ComputeService
 from cumulo.core.http.app import JSON, Router, json_body
 from cumulo.core.http.authz import authorize

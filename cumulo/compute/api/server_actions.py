@@ -9,7 +9,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cumulo.compute.api import at_least
+from cumulo.compute.api.common import at_least
+from cumulo.compute.api.security_groups import add_to_server, remove_from_server
 from cumulo.compute.api.servers import Views, as_updated, check_ip, check_meta, check_name, check_user_data
 from cumulo.compute.models import Server
 from cumulo.compute.scheduler.scheduler import NoValidHost
@@ -341,15 +342,11 @@ def router(manager: ServerManager, images: Any) -> Router:
     # -- security groups (on the server's ports, through the Network API's tables) ---------------
     @action("addSecurityGroup")
     async def add_security_group(request: Request, server: Server, arg: Any) -> Response:
-        from cumulo.compute.api.security_groups import add_to_server
-
         await add_to_server(manager, server, arg)
         return accepted()
 
     @action("removeSecurityGroup")
     async def remove_security_group(request: Request, server: Server, arg: Any) -> Response:
-        from cumulo.compute.api.security_groups import remove_from_server
-
         await remove_from_server(manager, server, arg)
         return accepted()
 

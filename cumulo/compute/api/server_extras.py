@@ -4,13 +4,14 @@ and os-simple-tenant-usage."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from typing import Any
 
 from sqlalchemy import or_, select
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cumulo.compute.api import at_least
+from cumulo.compute.api.common import at_least
 from cumulo.compute.api.servers import check_int, parse_time
 from cumulo.compute.models import InstanceAction, InstanceActionEvent, Migration, Server
 from cumulo.compute.servers import ServerManager
@@ -93,8 +94,6 @@ def router(manager: ServerManager) -> Router:
                     if at_least(request, 62):
                         ev["host"] = e.host
                 if at_least(request, 62):
-                    import hashlib
-
                     ev["hostId"] = hashlib.sha224((server.project_id + (e.host or "")).encode()).hexdigest() \
                         if e.host else ""
                 if at_least(request, 84):

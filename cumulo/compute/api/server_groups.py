@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, select
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cumulo.compute.api import at_least
+from cumulo.compute.api.common import at_least
 from cumulo.compute.models import ServerGroup, ServerGroupMember
 from cumulo.compute.service import ComputeService
 from cumulo.core.http.app import JSON, Router, auth_of, json_body

@@ -12,12 +12,13 @@ import ipaddress
 import re
 import secrets
 from typing import Any
+from urllib.parse import urlencode
 
 from sqlalchemy import and_, exists, or_, select, update
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cumulo.compute.api import at_least
+from cumulo.compute.api.common import at_least
 from cumulo.compute.models import Aggregate, Server, ServerGroup, ServerGroupMember, ServerTag, ServiceRecord
 from cumulo.compute.schemas import MAX_SERVERS_PER_REQUEST
 from cumulo.compute.servers import ServerManager
@@ -388,8 +389,6 @@ def router(manager: ServerManager, images: Any) -> Router:
         body: dict[str, Any] = {"servers": await views.render(request, rows, detail)}
         if rows and len(rows) == limit and limit:
             params = [(k, v) for k, v in q.multi_items() if k != "marker"] + [("marker", rows[-1].id)]
-            from urllib.parse import urlencode
-
             path = "servers/detail" if detail else "servers"
             body["servers_links"] = [{"rel": "next", "href": f"{base(request)}/{path}?{urlencode(params)}"}]
         return JSON(body)

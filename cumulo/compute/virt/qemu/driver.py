@@ -24,12 +24,15 @@ import os
 import re
 import shutil
 import signal
+import socket
+import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from cumulo.compute.metadata import config_drive_files
 from cumulo.compute.virt.driver import NodeInfo, Snapshot
 from cumulo.compute.virt.qemu.images import ImageCache, run_helper
 from cumulo.compute.virt.qemu.qmp import QMP, QMPError, qmp
@@ -85,8 +88,6 @@ class QemuDriver:
         self.version = self._version()
 
     def _version(self) -> int:
-        import subprocess
-
         try:
             out = subprocess.run([self.binary, "--version"], capture_output=True, text=True, timeout=10).stdout
         except (OSError, subprocess.SubprocessError):
@@ -186,8 +187,6 @@ class QemuDriver:
 
     async def _config_drive(self, instance: dict[str, Any], d: Path) -> None:
         """ISO 9660 labelled config-2, in the layout cloud-init's OpenStack datasource reads."""
-        from cumulo.compute.metadata import config_drive_files
-
         with tempfile.TemporaryDirectory(dir=d) as tmp:
             for rel, content in config_drive_files(instance).items():
                 path = Path(tmp) / rel
@@ -505,8 +504,6 @@ class QemuDriver:
     async def pre_live_migration(self, instance: dict[str, Any]) -> dict[str, Any]:
         """Destination: an empty overlay of the same size on the same base, and a QEMU waiting for
         the source on a loopback port; the block migration fills the overlay."""
-        import socket
-
         d = self.dir(instance["id"])
         async with self.lock(instance["id"]):
             d.mkdir(parents=True, exist_ok=True)
