@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import hashlib
 from dataclasses import dataclass
 from typing import Any
@@ -23,9 +24,7 @@ from cumulo.core.config import Config
 from cumulo.core.db import Database, IntegrityError, is_duplicate, new_id
 from cumulo.core.http.faults import BadRequest, Conflict, NotFound
 from cumulo.core.quota import create_within
-from cumulo.identity import models as im
 from cumulo.identity.service import IdentityService
-from cumulo.identity.service.limits import effective_limit
 
 # The Operations Guide's flavors, plus two that fit the cumulo-tiny guest.
 DEFAULT_FLAVORS = [
@@ -82,15 +81,8 @@ class ComputeService:
             if (await s.execute(select(func.count()).select_from(Flavor))).scalar() == 0:
                 for fid, name, vcpus, ram, disk in DEFAULT_FLAVORS:
                     s.add(Flavor(id=fid, name=name, vcpus=vcpus, ram=ram, disk=disk, extra_specs={}))
-            service = (await s.execute(select(im.Service).where(im.Service.type == "compute"))).scalar()
-            if service is not None:
-                have = set((await s.execute(select(im.RegisteredLimit.resource_name).where(
-                    im.RegisteredLimit.service_id == service.id))).scalars())
-                for name, value in DEFAULT_QUOTAS.items():
-                    if LIMIT_NAMES[name] not in have:
-                        s.add(im.RegisteredLimit(id=new_id(), service_id=service.id, region_id=self.cfg.api.region,
-                                                 resource_name=LIMIT_NAMES[name], default_limit=value,
-                                                 description=f"Nova quota {name}"))
+        await self.identity.register_default_limits(
+            "compute", {LIMIT_NAMES[name]: (value, f"Nova quota {name}") for name, value in DEFAULT_QUOTAS.items()})
 
     # -- flavors ----------------------------------------------------------------------------
     async def flavor(self, flavor_id: str, project_id: str | None, admin: bool) -> Flavor:
@@ -208,8 +200,6 @@ class ComputeService:
             public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
                                                    serialization.PublicFormat.OpenSSH).decode()
             return public + " Generated-by-Cumulo", private
-        import datetime as dt
-
         name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "cumulo-keypair")])
         now = dt.datetime.now(dt.UTC)
         cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
@@ -226,7 +216,7 @@ class ComputeService:
     async def quota(self, project_id: str | None, name: str) -> int | None:
         if not project_id:
             return None
-        value = await effective_limit(self.identity, project_id, "compute", LIMIT_NAMES[name])
+        value = await self.identity.limit(project_id, "compute", LIMIT_NAMES[name])
         return None if value is None or value < 0 else value
 
     async def usage(self, project_id: str) -> dict[str, int]:
@@ -243,46 +233,16 @@ class ComputeService:
                 for name in DEFAULT_QUOTAS}
 
     async def defaults(self) -> dict[str, int]:
-        async with self.db.session() as s:
-            service = (await s.execute(select(im.Service).where(im.Service.type == "compute"))).scalar()
-            rows = {} if service is None else {r.resource_name: r.default_limit for r in (await s.execute(
-                select(im.RegisteredLimit).where(im.RegisteredLimit.service_id == service.id))).scalars()}
-        return {name: rows.get(LIMIT_NAMES[name], DEFAULT_QUOTAS[name]) for name in DEFAULT_QUOTAS}
+        registered = await self.identity.registered_limits("compute")
+        return {name: registered.get(LIMIT_NAMES[name], DEFAULT_QUOTAS[name]) for name in DEFAULT_QUOTAS}
 
     async def set_limits(self, project_id: str | None, values: dict[str, int]) -> None:
         """Write project limits (project_id) or registered defaults (None) for quota names."""
-        async with self.db.session() as s:
-            service = (await s.execute(select(im.Service).where(im.Service.type == "compute"))).scalar()
-            if service is None:
-                raise NotFound("The compute service is not in the catalog.")
-            region = self.cfg.api.region
-            for name, value in values.items():
-                resource = LIMIT_NAMES[name]
-                if project_id is None:
-                    row = (await s.execute(select(im.RegisteredLimit).where(
-                        im.RegisteredLimit.service_id == service.id,
-                        im.RegisteredLimit.resource_name == resource))).scalar()
-                    if row is None:
-                        s.add(im.RegisteredLimit(id=new_id(), service_id=service.id, region_id=region,
-                                                 resource_name=resource, default_limit=value))
-                    else:
-                        row.default_limit = value
-                    continue
-                row = (await s.execute(select(im.Limit).where(
-                    im.Limit.project_id == project_id, im.Limit.service_id == service.id,
-                    im.Limit.resource_name == resource))).scalar()
-                if row is None:
-                    s.add(im.Limit(id=new_id(), project_id=project_id, domain_id="", service_id=service.id,
-                                   region_id=region, resource_name=resource, resource_limit=value))
-                else:
-                    row.resource_limit = value
+        await self.identity.set_limits("compute", project_id,
+                                       {LIMIT_NAMES[name]: value for name, value in values.items()})
 
     async def reset_limits(self, project_id: str) -> None:
-        async with self.db.session() as s:
-            service = (await s.execute(select(im.Service).where(im.Service.type == "compute"))).scalar()
-            if service is not None:
-                await s.execute(delete(im.Limit).where(im.Limit.project_id == project_id,
-                                                       im.Limit.service_id == service.id))
+        await self.identity.delete_project_limits("compute", project_id)
 
     async def key_pair_count(self, user_id: str) -> int:
         async with self.db.session() as s:

@@ -32,7 +32,6 @@ from cumulo.core.context import AuthContext
 from cumulo.core.db import Database, new_id, utcnow
 from cumulo.core.http.faults import BadRequest, Conflict, Fault, Forbidden, NotFound, PayloadTooLarge
 from cumulo.identity.service import IdentityService
-from cumulo.identity.service.limits import effective_limit
 from cumulo.image.format_inspector import ImageRefused, Inspection, Verdict
 from cumulo.image.models import Image, ImageMember, ImageTask
 from cumulo.image.stores import StoreFull, Written
@@ -227,24 +226,14 @@ class ImageService:
 
     # -- quotas (unified limits of the image service) ---------------------------------------
     async def register_default_limits(self) -> None:
-        from cumulo.identity import models as im
-
-        async with self.db.session() as s:
-            service = (await s.execute(select(im.Service).where(im.Service.type == "image"))).scalar()
-            if service is None:
-                return
-            for name, value in DEFAULT_LIMITS.items():
-                exists = (await s.execute(select(im.RegisteredLimit.id).where(
-                    im.RegisteredLimit.service_id == service.id, im.RegisteredLimit.resource_name == name))).first()
-                if exists is None:
-                    s.add(im.RegisteredLimit(id=new_id(), service_id=service.id, region_id=self.cfg.api.region,
-                                             resource_name=name, default_limit=value,
-                                             description="Cumulo's default for the image service"))
+        description = "Cumulo's default for the image service"
+        await self.identity.register_default_limits(
+            "image", {name: (value, description) for name, value in DEFAULT_LIMITS.items()})
 
     async def limit(self, project: str | None, name: str) -> int | None:
         if not project:
             return None
-        value = await effective_limit(self.identity, project, "image", name)
+        value = await self.identity.limit(project, "image", name)
         return None if value is None or value < 0 else value
 
     async def check_count_quota(self, project: str | None) -> None:

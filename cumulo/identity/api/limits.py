@@ -1,7 +1,7 @@
 """Unified limits: /v3/registered_limits (a service's defaults) and /v3/limits (per project or
 domain overrides), in Keystone's flat enforcement model (/v3/limits/model).
 
-Services read the result with ``cumulo.identity.service.limits.effective_limit``.
+Services read and set them through ``IdentityService`` (``cumulo.identity.service.limits.LimitsMixin``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The identity service: the only interface other services (and the identity API) call.
 
 It is assembled from mixins, one per area: ``resources`` (domains, projects, users, groups,
-roles), ``assignments``, ``auth`` (tokens, revocation, catalog), ``appcreds``, and ``bootstrap``.
+roles), ``assignments``, ``auth`` (tokens, revocation, catalog), ``appcreds``, ``limits`` (unified
+limits as other services read and set them) and ``bootstrap``.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from cumulo.core.bus import Bus
 from cumulo.core.config import Config
 from cumulo.core.db import Database
 from cumulo.identity.service.appcreds import AppCredMixin
+from cumulo.identity.service.limits import LimitsMixin
 from cumulo.identity.service.resources import ResourceMixin
 from cumulo.identity.tokens import KeyRepository, TokenCodec
 
 LOG = logging.getLogger(__name__)
 
 
-class IdentityService(AppCredMixin, ResourceMixin):
+class IdentityService(AppCredMixin, ResourceMixin, LimitsMixin):
     def __init__(self, cfg: Config, db: Database, bus: Bus) -> None:
         super().__init__(cfg, db, bus)
         self._init_auth()
