@@ -153,7 +153,7 @@ class Controller:
         # every mapper configured now, not by the first request that queries (0.1-0.4 s on the loop)
         from sqlalchemy.orm import configure_mappers
 
-        import cumulo.models  # noqa: F401
+        from cumulo.migrations import models  # noqa: F401
 
         configure_mappers()
         if self.leader:

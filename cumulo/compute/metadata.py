@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import json
 from typing import Any
 
@@ -19,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from cumulo.compute.models import Server
+from cumulo.core import instance_signature
 from cumulo.core.http.app import JSON, Router
 from cumulo.core.http.faults import Conflict, Forbidden, NotFound
 
@@ -73,10 +73,6 @@ def config_drive_files(instance: dict[str, Any]) -> dict[str, bytes]:
     return files
 
 
-def sign(secret: str, instance_id: str) -> str:
-    return hmac.new(secret.encode(), instance_id.encode(), hashlib.sha256).hexdigest()
-
-
 def router(manager: Any, secret: str) -> Router:
     """The metadata API: /openstack/... and the EC2-style /<version>/meta-data/..."""
     r = Router()
@@ -84,7 +80,7 @@ def router(manager: Any, secret: str) -> Router:
     async def instance_of(request: Request) -> dict[str, Any]:
         instance_id = request.headers.get("x-instance-id", "")
         signature = request.headers.get("x-instance-id-signature", "")
-        if not instance_id or not hmac.compare_digest(sign(secret, instance_id), signature):
+        if not instance_id or not instance_signature.verify(secret, instance_id, signature):
             raise Forbidden("The request does not come from a trusted metadata proxy (X-Instance-ID-Signature).")
         server = await manager.get(instance_id)
         if server is None or server.deleted_at is not None:

@@ -2,8 +2,8 @@
 
 from alembic import context
 
-import cumulo.models  # noqa: F401  (registers every service's tables)
 from cumulo.core.db import Base
+from cumulo.migrations import models  # noqa: F401  (registers every service's tables)
 
 connection = context.config.attributes.get("connection")
 if connection is None:

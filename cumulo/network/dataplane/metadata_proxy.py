@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import httpx
 
-from cumulo.compute.metadata import sign
+from cumulo.core.instance_signature import sign
 from cumulo.network.dataplane.linux import listen_in
 
 LOG = logging.getLogger(__name__)

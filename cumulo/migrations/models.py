@@ -1,4 +1,6 @@
-"""Every service's tables, imported in one place for migrations."""
+"""Every service's tables, imported in one place: for Alembic's autogenerate (``env.py``) and for
+the controller, which configures every mapper at start.  Only the migrations import a service's
+models from outside it (the import-linter contracts in pyproject.toml)."""
 
 from cumulo.compute import models as compute  # noqa: F401
 from cumulo.identity import models as identity  # noqa: F401
