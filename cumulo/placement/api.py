@@ -11,12 +11,13 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from cumulo.core.http.app import JSON, Router, create_app, json_body, no_content
-from cumulo.core.http.authz import authorize
+from cumulo.core.http.authz import ServicePolicy, authorize
 from cumulo.core.http.faults import BadRequest, Conflict, NotFound
 from cumulo.core.http.microversion import Microversions, Version
 from cumulo.identity.service import IdentityService
-from cumulo.placement.models import ResourceProvider
-from cumulo.placement.service import PlacementService
+from cumulo.placement import policies
+from cumulo.placement.schemas import SCHEMAS
+from cumulo.placement.service import PlacementService, Provider
 
 MICROVERSIONS = Microversions("placement", Version(1, 0), Version(1, 39))
 UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
@@ -32,7 +33,7 @@ METHOD_RULES = {"GET": "list", "HEAD": "list", "POST": "create", "PUT": "update"
 ONE_RULES = {"GET": "show", "HEAD": "show", "PUT": "update", "DELETE": "delete"}
 
 
-def provider_view(request: Request, p: ResourceProvider) -> dict[str, Any]:
+def provider_view(request: Request, p: Provider) -> dict[str, Any]:
     base = f"/resource_providers/{p.uuid}"
     links = [{"rel": "self", "href": base}, {"rel": "inventories", "href": f"{base}/inventories"},
              {"rel": "usages", "href": f"{base}/usages"}, {"rel": "aggregates", "href": f"{base}/aggregates"},
@@ -431,10 +432,6 @@ def router(svc: PlacementService) -> Router:
 
 
 def build_app(svc: PlacementService, identity: IdentityService, max_body: int) -> ASGIApp:
-    from cumulo.core.http.authz import ServicePolicy
-    from cumulo.placement import policies
-    from cumulo.placement.schemas import SCHEMAS
-
     policy = ServicePolicy.build("placement", policies.RULES, identity.cfg.policy.file, policies.MESSAGE)
     return policy.bind(create_app("placement", router(svc), identity, max_body=max_body,
                                   microversions=MICROVERSIONS, schemas=SCHEMAS))

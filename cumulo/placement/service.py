@@ -55,9 +55,24 @@ MAX_INT = 2**31 - 1
 RETRIES = 10
 
 
+@dataclass(frozen=True)
+class Provider:
+    """A resource provider as callers see it (plain data: it can cross a process boundary)."""
+
+    uuid: str
+    name: str
+    generation: int
+    parent_uuid: str | None
+    root_uuid: str
+
+    @classmethod
+    def of(cls, row: ResourceProvider) -> Provider:
+        return cls(row.uuid, row.name, row.generation, row.parent_uuid, row.root_uuid)
+
+
 @dataclass
 class Candidate:
-    provider: ResourceProvider
+    provider: Provider
     capacity: dict[str, int]
     used: dict[str, int]
     traits: list[str] = field(default_factory=list)
@@ -117,16 +132,18 @@ class PlacementService:
             raise BadRequest(f"Unknown resource class in inventory or request: {name}.")
 
     # -- providers --------------------------------------------------------------------------
-    async def provider(self, uuid: str, session: AsyncSession | None = None) -> ResourceProvider:
-        if session is None:
-            async with self.db.session() as s:
-                return await self.provider(uuid, s)
-        row = await session.get(ResourceProvider, uuid)
+    @staticmethod
+    async def _provider_row(s: AsyncSession, uuid: str) -> ResourceProvider:
+        row = await s.get(ResourceProvider, uuid)
         if row is None:
             raise NotFound(f"No resource provider with uuid {uuid} found")
         return row
 
-    async def create_provider(self, name: str, uuid: str | None, parent: str | None) -> ResourceProvider:
+    async def provider(self, uuid: str) -> Provider:
+        async with self.db.session() as s:
+            return Provider.of(await self._provider_row(s, uuid))
+
+    async def create_provider(self, name: str, uuid: str | None, parent: str | None) -> Provider:
         uuid = uuid or str(uuidlib.uuid4())
         async with self.db.session() as s:
             root = uuid
@@ -141,12 +158,12 @@ class PlacementService:
                 raise Conflict(f"Conflicting resource provider name: {name} already exists.")
             row = ResourceProvider(uuid=uuid, name=name, parent_uuid=parent, root_uuid=root, generation=0)
             s.add(row)
-        return row
+        return Provider.of(row)
 
-    async def update_provider(self, uuid: str, name: str, parent: str | None) -> ResourceProvider:
+    async def update_provider(self, uuid: str, name: str, parent: str | None) -> Provider:
         try:
             async with self.db.session() as s:
-                row = await self.provider(uuid, s)
+                row = await self._provider_row(s, uuid)
                 if parent != row.parent_uuid:
                     if row.parent_uuid is not None and parent != row.parent_uuid:
                         raise BadRequest("Re-parenting a provider is not supported; un-parenting is not allowed.")
@@ -161,11 +178,11 @@ class PlacementService:
             if not is_duplicate(exc):
                 raise
             raise Conflict(f"Conflicting resource provider name: {name} already exists.") from None
-        return row
+        return Provider.of(row)
 
     async def delete_provider(self, uuid: str) -> None:
         async with self.db.session() as s:
-            row = await self.provider(uuid, s)
+            row = await self._provider_row(s, uuid)
             if (await s.execute(select(Allocation.id).where(Allocation.provider_uuid == uuid).limit(1))).first():
                 raise Conflict(f"Unable to delete resource provider {uuid}: it has allocations.")
             if (await s.execute(select(ResourceProvider.uuid).where(
@@ -175,7 +192,7 @@ class PlacementService:
                 await s.execute(delete(model).where(model.provider_uuid == uuid))
             await s.delete(row)
 
-    async def providers(self, filters: dict[str, Any]) -> list[ResourceProvider]:
+    async def providers(self, filters: dict[str, Any]) -> list[Provider]:
         stmt = select(ResourceProvider).order_by(ResourceProvider.name)
         if filters.get("name"):
             stmt = stmt.where(ResourceProvider.name == filters["name"])
@@ -185,7 +202,7 @@ class PlacementService:
             tree = await self.provider(filters["in_tree"])
             stmt = stmt.where(ResourceProvider.root_uuid == tree.root_uuid)
         async with self.db.session() as s:
-            rows = list((await s.execute(stmt)).scalars())
+            rows = [Provider.of(row) for row in (await s.execute(stmt)).scalars()]
         if filters.get("member_of"):
             rows = [r for r in rows if set(await self.aggregates(r.uuid)) & set(filters["member_of"])]
         if filters.get("required"):
@@ -209,9 +226,9 @@ class PlacementService:
         return True
 
     # -- inventories ------------------------------------------------------------------------
-    async def inventories(self, uuid: str) -> tuple[ResourceProvider, list[Inventory]]:
+    async def inventories(self, uuid: str) -> tuple[Provider, list[Inventory]]:
         async with self.db.session() as s:
-            provider = await self.provider(uuid, s)
+            provider = Provider.of(await self._provider_row(s, uuid))
             rows = list((await s.execute(select(Inventory).where(Inventory.provider_uuid == uuid))).scalars())
         return provider, rows
 
@@ -229,7 +246,7 @@ class PlacementService:
         for rc in inventories:
             await self.known_class(rc)
         async with self.db.session() as s:
-            await self.provider(uuid, s)
+            await self._provider_row(s, uuid)
             new_generation = await self.bump(s, uuid, generation)
             current = {i.resource_class: i for i in (await s.execute(
                 select(Inventory).where(Inventory.provider_uuid == uuid))).scalars()}
@@ -285,7 +302,7 @@ class PlacementService:
         if unknown:
             raise BadRequest(f"No such trait(s): {', '.join(unknown)}.")
         async with self.db.session() as s:
-            await self.provider(uuid, s)
+            await self._provider_row(s, uuid)
             new_generation = await self.bump(s, uuid, generation)
             await s.execute(delete(ProviderTrait).where(ProviderTrait.provider_uuid == uuid))
             for trait in sorted(set(traits)):
@@ -299,7 +316,7 @@ class PlacementService:
 
     async def set_aggregates(self, uuid: str, generation: int | None, aggregates: list[str]) -> int:
         async with self.db.session() as s:
-            provider = await self.provider(uuid, s)
+            provider = await self._provider_row(s, uuid)
             new_generation = await self.bump(s, uuid, provider.generation if generation is None else generation)
             await s.execute(delete(ProviderAggregate).where(ProviderAggregate.provider_uuid == uuid))
             for agg in sorted(set(aggregates)):
@@ -316,9 +333,9 @@ class PlacementService:
             stmt = stmt.where(Allocation.consumer_uuid != exclude_consumer)
         return {(p, rc): int(total) for p, rc, total in (await s.execute(stmt)).all()}
 
-    async def usages(self, uuid: str) -> tuple[ResourceProvider, dict[str, int]]:
+    async def usages(self, uuid: str) -> tuple[Provider, dict[str, int]]:
         async with self.db.session() as s:
-            provider = await self.provider(uuid, s)
+            provider = Provider.of(await self._provider_row(s, uuid))
             used = await self._usage(s, [uuid])
             classes = (await s.execute(select(Inventory.resource_class).where(
                 Inventory.provider_uuid == uuid))).scalars()
@@ -354,9 +371,9 @@ class PlacementService:
                 out[a.provider_uuid][a.resource_class] = a.used
         return row, dict(out)
 
-    async def provider_allocations(self, uuid: str) -> tuple[ResourceProvider, dict[str, dict[str, int]]]:
+    async def provider_allocations(self, uuid: str) -> tuple[Provider, dict[str, dict[str, int]]]:
         async with self.db.session() as s:
-            provider = await self.provider(uuid, s)
+            provider = Provider.of(await self._provider_row(s, uuid))
             out: dict[str, dict[str, int]] = defaultdict(dict)
             for a in (await s.execute(select(Allocation).where(Allocation.provider_uuid == uuid))).scalars():
                 out[a.consumer_uuid][a.resource_class] = a.used
@@ -440,7 +457,7 @@ class PlacementService:
             stmt = select(ResourceProvider)
             if among is not None:
                 stmt = stmt.where(ResourceProvider.uuid.in_(among))
-            provs = {p.uuid: p for p in (await s.execute(stmt)).scalars()}
+            provs = {p.uuid: Provider.of(p) for p in (await s.execute(stmt)).scalars()}
             invs: dict[str, dict[str, Inventory]] = defaultdict(dict)
             for inv in (await s.execute(select(Inventory).where(Inventory.provider_uuid.in_(list(provs))))).scalars():
                 invs[inv.provider_uuid][inv.resource_class] = inv
