@@ -11,7 +11,8 @@ STAMP := $(VENV)/.stamp-$(shell cat pyproject.toml scripts/setup.sh 2>/dev/null 
 up: deps guest
 	$(VENV)/bin/cumulo up
 
-test: test-deps guest
+# lint first: a broken import contract fails the run before the long part
+test: test-deps lint guest
 	scripts/run-tests
 
 # the cumulo-tiny guest images (cached: rebuilt only when guest/ or the Debian packages change)
@@ -40,8 +41,10 @@ fuzz: test-deps
 faults: test-deps
 	$(PY) bench/faults.py $${FAULTS_SEED:+--seed $$FAULTS_SEED}
 
+# ruff, and the import contracts of pyproject.toml's [tool.importlinter] (the service boundaries)
 lint: test-deps
 	$(VENV)/bin/ruff check cumulo tests bench
+	$(VENV)/bin/lint-imports --no-logo
 
 deps: $(STAMP)
 
