@@ -7,11 +7,14 @@ are chosen by URL.  Every service's tables share one metadata (``Base``) and one
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import contextvars
 import datetime as dt
+import fcntl
 import json
 import logging
+import mmap
 import os
 import time
 import uuid
@@ -20,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import Histogram
-from sqlalchemy import JSON, DateTime, MetaData, String, TypeDecorator, event
+from sqlalchemy import JSON, DateTime, MetaData, String, Text, TypeDecorator, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -58,6 +61,7 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 
     def load_dialect_impl(self, dialect: Any) -> Any:
         if dialect.name == "mysql":
+            # only a MySQL/MariaDB database loads SQLAlchemy's MySQL dialect (some 20 ms at import)
             from sqlalchemy.dialects.mysql import DATETIME
 
             return dialect.type_descriptor(DATETIME(fsp=6))
@@ -76,8 +80,6 @@ class JSONText(TypeDecorator[Any]):
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Any) -> Any:
-        from sqlalchemy import Text
-
         return dialect.type_descriptor(Text())
 
     def process_bind_param(self, value: Any, dialect: Any) -> str | None:
@@ -232,6 +234,8 @@ class Database:
 
     async def migrate(self) -> None:
         """Bring the schema to the newest revision (idempotent)."""
+        # Alembic takes 0.2-0.5 s to import, and only the leader and `cumulo db` use it (the API
+        # workers, which start with every restart of one, never do)
         from alembic import command
         from alembic.config import Config as AlembicConfig
 
@@ -245,6 +249,7 @@ class Database:
             await conn.run_sync(upgrade)
 
     async def revision(self) -> str | None:
+        # slow to import, as in migrate()
         from alembic.runtime.migration import MigrationContext
 
         async with self.engine.connect() as conn:
@@ -280,9 +285,6 @@ class FileTurn:
     SLOTS = 64
 
     def __init__(self, path: str) -> None:
-        import concurrent.futures
-        import mmap
-
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         if os.fstat(self.fd).st_size < self.SLOTS:
             os.ftruncate(self.fd, self.SLOTS)
@@ -292,8 +294,6 @@ class FileTurn:
         self._waiter = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite-turn")
 
     async def acquire(self) -> None:
-        import fcntl
-
         if self._waiting.find(b"\x01") < 0:
             try:
                 fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -316,8 +316,6 @@ class FileTurn:
             self._waiting[self._slot] = 0
 
     def release(self) -> None:
-        import fcntl
-
         fcntl.flock(self.fd, fcntl.LOCK_UN)
 
     def close(self) -> None:

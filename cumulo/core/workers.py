@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import hashlib
 import logging
 import os
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,9 +42,6 @@ def unix_path(state_path: Path, name: str) -> Path:
     path = state_path / name
     if len(str(path).encode()) < 100:
         return path
-    import hashlib
-    import tempfile
-
     short = Path(tempfile.gettempdir()) / f"cumulo-{hashlib.sha256(str(state_path).encode()).hexdigest()[:12]}"
     short.mkdir(mode=0o700, exist_ok=True)
     return short / name
@@ -168,8 +168,6 @@ def inherited_sockets() -> dict[str, socket.socket]:
 def die_with_leader() -> None:
     """In a worker: SIGTERM from the kernel when the leader goes, however it goes."""
     with contextlib.suppress(Exception):
-        import ctypes
-
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     leader = os.environ.get(LEADER_ENV)
     if leader and os.getppid() != int(leader):  # gone before the line above

@@ -33,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from cumulo.core.bus import EventHandler, RPCError, RPCHandler, RPCTimeout, TopicPattern
+from cumulo.core.bus.interface import EventHandler, RPCError, RPCHandler, RPCTimeout, TopicPattern
 from cumulo.core.bus.memory import MemoryBus
 
 LOG = logging.getLogger(__name__)

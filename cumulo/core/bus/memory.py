@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
-from cumulo.core.bus import EventHandler, RPCError, RPCHandler, RPCTimeout, TopicPattern
+from cumulo.core.bus.interface import EventHandler, RPCError, RPCHandler, RPCTimeout, TopicPattern
 
 LOG = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import aiormq
 import orjson
 from aio_pika.abc import AbstractIncomingMessage
 
-from cumulo.core.bus import EventHandler, RPCError, RPCHandler, RPCTimeout
+from cumulo.core.bus.interface import EventHandler, RPCError, RPCHandler, RPCTimeout
 
 LOG = logging.getLogger(__name__)
 REPLY_TO = "amq.rabbitmq.reply-to"

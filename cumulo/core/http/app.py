@@ -23,7 +23,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cumulo.core import context
 from cumulo.core.context import AuthContext
 from cumulo.core.http import faults, metrics, schema
+from cumulo.core.http.microversion import MicroversionMiddleware
 from cumulo.core.http.requestid import RequestIdMiddleware
+from cumulo.core.http.responses import JSON, no_content
+
+# the services import the responses with the Router
+__all__ = ["JSON", "Endpoint", "Handler", "Router", "TokenValidator", "access_allowed", "auth_of",
+           "create_app", "json_body", "no_content"]
 
 LOG = logging.getLogger(__name__)
 
@@ -34,19 +40,6 @@ UNEXPECTED = ("An unexpected error prevented the server from fulfilling your req
 
 class TokenValidator(Protocol):
     async def validate(self, token: str) -> AuthContext: ...
-
-
-class JSON(Response):
-    """A JSON response rendered with orjson (the hot paths answer many of these)."""
-
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
-
-
-def no_content(headers: dict[str, str] | None = None) -> Response:
-    return Response(status_code=204, headers=headers)
 
 
 @dataclass
@@ -249,8 +242,6 @@ def create_app(service: str, router: Router, validator: TokenValidator | None,
     app.router.redirect_slashes = redirect_slashes
     wrapped: ASGIApp = FaultCatcher(app, render)
     if microversions is not None:
-        from cumulo.core.http.microversion import MicroversionMiddleware
-
         wrapped = MicroversionMiddleware(wrapped, microversions, render)
     wrapped = RequestIdMiddleware(wrapped, service=service, max_body=max_body, unlimited=unlimited)
     wrapped = metrics.MetricsMiddleware(wrapped, service=service)

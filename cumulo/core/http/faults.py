@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from cumulo.core import context
+
 TITLES = {
     400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
     405: "Method Not Allowed", 406: "Not Acceptable", 409: "Conflict", 410: "Gone",
@@ -117,8 +119,6 @@ def network_body(f: Fault) -> dict[str, Any]:
 
 
 def placement_body(f: Fault) -> dict[str, Any]:
-    from cumulo.core import context
-
     ctx = context.current.get()
     error: dict[str, Any] = {"status": f.code, "title": f.title, "detail": f.message,
                              "request_id": ctx.request_id if ctx else None}

@@ -13,6 +13,7 @@ from functools import total_ordering
 from typing import Any
 
 from cumulo.core.http.faults import BadRequest, NotAcceptable
+from cumulo.core.http.responses import JSON
 
 _VERSION = re.compile(r"^([1-9]\d*)\.(0|[1-9]\d*)$")
 
@@ -90,8 +91,6 @@ class MicroversionMiddleware:
         try:
             version = self.versions.negotiate(headers)
         except (NotAcceptable, BadRequest) as fault:
-            from cumulo.core.http.app import JSON
-
             await JSON(self.render(fault), status_code=fault.code)(scope, receive, send)
             return
         scope["cumulo.version"] = version

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cumulo.core import context
 from cumulo.core.http import faults
+from cumulo.core.http.responses import JSON
 
 LOG = logging.getLogger("cumulo.access")
 GLOBAL_ID = re.compile(r"^req-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -84,8 +85,6 @@ class RequestIdMiddleware:
             context.current.reset(token)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
-        from cumulo.core.http.app import JSON
-
         fault = faults.PayloadTooLarge(
             f"The request body is larger than the limit of {self.max_body} bytes.")
         body = faults.RENDERERS.get(self.service, faults.identity_body)(fault)

@@ -19,13 +19,13 @@ from pathlib import Path
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from cumulo.core.workers import unix_path
+
 LOG = logging.getLogger(__name__)
 NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_:")
 
 
 def socket_path(state_path: Path, index: int) -> Path:
-    from cumulo.core.workers import unix_path
-
     return unix_path(state_path, f"metrics-worker-{index}.sock")
 
 
