@@ -6,7 +6,7 @@ from non-admins; ``deleted`` is final.  A writer holds a lease on the image whil
 it dies, the reconciler finds the expired lease, discards the partial data and puts the image back
 to ``queued``, so nothing stays in ``saving``.
 
-Data is inspected as it arrives (``cumulo.image.format_inspector``): data that is not the image's
+Data is inspected as it arrives (``cumulo.core.format_inspector``): data that is not the image's
 ``disk_format``, or that would make QEMU open other files, is refused with a 400 and the image is
 queued again with nothing kept.
 
@@ -30,9 +30,9 @@ from sqlalchemy import func, select, update
 from cumulo.core.config import Config
 from cumulo.core.context import AuthContext
 from cumulo.core.db import Database, new_id, utcnow
+from cumulo.core.format_inspector import ImageRefused, Inspection, Verdict
 from cumulo.core.http.faults import BadRequest, Conflict, Fault, Forbidden, NotFound, PayloadTooLarge
 from cumulo.identity.service import IdentityService
-from cumulo.image.format_inspector import ImageRefused, Inspection, Verdict
 from cumulo.image.models import Image, ImageMember, ImageTask
 from cumulo.image.stores import StoreFull, Written
 from cumulo.image.stores.filesystem import FilesystemStore
@@ -60,6 +60,29 @@ class Caller:
     @classmethod
     def of(cls, auth: AuthContext) -> Caller:
         return cls(auth.project_id, auth.is_admin(), auth.user_id)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """An image as other services (compute) see it: plain data, so the call could be remote."""
+
+    id: str
+    name: str | None
+    status: str
+    owner: str | None
+    visibility: str
+    protected: bool
+    min_disk: int
+    min_ram: int
+    size: int | None
+    properties: dict[str, Any]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    @classmethod
+    def of(cls, row: Image) -> ImageInfo:
+        return cls(row.id, row.name, row.status, row.owner, row.visibility, row.protected, row.min_disk,
+                   row.min_ram, row.size, dict(row.properties or {}), row.created_at, row.updated_at)
 
 
 class ImageService:
@@ -223,6 +246,24 @@ class ImageService:
             tags.remove(remove)
         async with self.db.session() as s:
             await s.execute(update(Image).where(Image.id == image.id).values(tags=tags, updated_at=utcnow()))
+
+    # -- what other services call (plain data in and out) ---------------------------------
+    async def image_info(self, image_id: str, who: Caller) -> ImageInfo:
+        """The image if ``who`` may see it (NotFound otherwise, or when it is deleted)."""
+        return ImageInfo.of(await self.get(image_id, who))
+
+    async def image_infos(self, who: Caller, filters: dict[str, Any]) -> list[ImageInfo]:
+        """The images ``who`` sees, filtered as the Image API's list is."""
+        return [ImageInfo.of(row) for row in await self.list(who, filters)]
+
+    async def create_image(self, who: Caller, values: dict[str, Any]) -> ImageInfo:
+        """A new queued image (a snapshot's, for compute), within ``who``'s image quota."""
+        return ImageInfo.of(await self.create(who, values))
+
+    async def delete_image(self, image_id: str, who: Caller) -> None:
+        """Delete the image: NotFound when ``who`` cannot see it, Forbidden when it is protected
+        or ``who`` does not own it."""
+        await self.delete(await self.get(image_id, who), who)
 
     # -- quotas (unified limits of the image service) ---------------------------------------
     async def register_default_limits(self) -> None:

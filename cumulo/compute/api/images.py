@@ -12,22 +12,21 @@ from cumulo.compute.api.common import at_least
 from cumulo.core.http.app import JSON, Router, auth_of
 from cumulo.core.http.authz import authorize
 from cumulo.core.http.faults import NotFound
+from cumulo.image.service import Caller, ImageInfo, ImageService
 
 STATUS = {"active": "ACTIVE", "queued": "SAVING", "saving": "SAVING", "uploading": "SAVING", "importing": "SAVING",
           "killed": "ERROR", "deactivated": "ERROR", "deleted": "DELETED", "pending_delete": "DELETED"}
 PROGRESS = {"queued": 25, "uploading": 25, "saving": 50, "importing": 50, "active": 100}
 
 
-def router(images: Any) -> Router:
-    from cumulo.image.service import Caller
-
+def router(images: ImageService) -> Router:
     r = Router()
 
     def gone(request: Request) -> None:
         if at_least(request, 36):
             raise NotFound("The image proxy API was removed in microversion 2.36: use the Image API.")
 
-    def view(request: Request, image: Any, detail: bool) -> dict[str, Any]:
+    def view(request: Request, image: ImageInfo, detail: bool) -> dict[str, Any]:
         base = f"{request.url.scheme}://{request.url.netloc}/v2.1"
         out: dict[str, Any] = {"id": image.id, "name": image.name, "links": [
             {"rel": "self", "href": f"{base}/images/{image.id}"},
@@ -51,7 +50,7 @@ def router(images: Any) -> Router:
         gone(request)
         authorize(request, "compute:images:index")
         q = request.query_params
-        rows = await images.list(Caller.of(auth_of(request)), {"name": q.get("name")})
+        rows = await images.image_infos(Caller.of(auth_of(request)), {"name": q.get("name")})
         if "status" in q:
             rows = [i for i in rows if STATUS.get(i.status) == q["status"].upper()]
         if "server" in q:
@@ -71,10 +70,10 @@ def router(images: Any) -> Router:
     async def list_detail(request: Request) -> Response:
         return await listing(request, True)
 
-    async def one(request: Request, rule: str) -> Any:
+    async def one(request: Request, rule: str) -> ImageInfo:
         gone(request)
         try:
-            row = await images.get(request.path_params["image_id"], Caller.of(auth_of(request)))
+            row = await images.image_info(request.path_params["image_id"], Caller.of(auth_of(request)))
         except NotFound:
             raise NotFound("Image not found.") from None
         authorize(request, rule, {"project_id": row.owner, "owner": row.owner, "visibility": row.visibility,
@@ -85,7 +84,7 @@ def router(images: Any) -> Router:
     async def image(request: Request) -> Response:
         row = await one(request, "compute:images:delete" if request.method == "DELETE" else "compute:images:show")
         if request.method == "DELETE":
-            await images.delete(row, Caller.of(auth_of(request)))
+            await images.delete_image(row.id, Caller.of(auth_of(request)))
             return Response(status_code=204)
         return JSON({"image": view(request, row, True)})
 

@@ -18,6 +18,7 @@ from cumulo.compute.servers import ServerManager
 from cumulo.core.http.app import JSON, Router, auth_of, json_body
 from cumulo.core.http.authz import allowed, authorize
 from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound
+from cumulo.image.service import Caller
 
 Action = Callable[[Request, Server, Any], Awaitable[Response]]
 SIMPLE = {"os-stop": "stop", "os-start": "start", "pause": "pause", "unpause": "unpause", "suspend": "suspend",
@@ -82,10 +83,8 @@ def router(manager: ServerManager, images: Any) -> Router:
         image_id = ref.rsplit("/", 1)[-1]
         if images is None:
             return None
-        from cumulo.image.service import Caller
-
         try:
-            image = await images.get(image_id, Caller.of(auth_of(request)))
+            image = await images.image_info(image_id, Caller.of(auth_of(request)))
         except NotFound:
             raise BadRequest(f"Image {image_id} could not be found.") from None
         if image.status != "active":
@@ -99,13 +98,11 @@ def router(manager: ServerManager, images: Any) -> Router:
                         extra: dict[str, Any] | None = None) -> Any:
         if images is None:
             raise Conflict("This cloud runs no image service: snapshots are not possible.")
-        from cumulo.image.service import Caller
-
         auth = auth_of(request)
         props: dict[str, Any] = {}
         if server.image_id:
             try:
-                base_image = await images.get(server.image_id, Caller(None, True, ""))
+                base_image = await images.image_info(server.image_id, Caller(None, True, ""))
                 props = {k: v for k, v in (base_image.properties or {}).items() if k in INHERITED}
                 props["base_image_ref"] = server.image_id
                 min_disk, min_ram = base_image.min_disk, base_image.min_ram
@@ -116,7 +113,7 @@ def router(manager: ServerManager, images: Any) -> Router:
         props.update({"image_type": "snapshot", "instance_uuid": server.id, "user_id": auth.user_id,
                       "owner_project_name": None, **(extra or {}), **metadata})
         props = {k: v for k, v in props.items() if v is not None}
-        return await images.create(Caller(server.project_id, auth.is_admin(), auth.user_id), {
+        return await images.create_image(Caller(server.project_id, auth.is_admin(), auth.user_id), {
             "name": name, "visibility": "private", "min_disk": max(min_disk or 0, server.flavor.get("disk", 0)),
             "min_ram": min_ram or 0, "properties": props})
 

@@ -26,6 +26,7 @@ from cumulo.core.db import utcnow
 from cumulo.core.http.app import JSON, Router, auth_of, json_body
 from cumulo.core.http.authz import allowed, authorize, verb
 from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound
+from cumulo.image.service import Caller
 
 STATUS = {"building": "BUILD", "active": "ACTIVE", "error": "ERROR", "deleted": "DELETED", "stopped": "SHUTOFF",
           "paused": "PAUSED", "suspended": "SUSPENDED", "resized": "VERIFY_RESIZE", "soft-delete": "SOFT_DELETED",
@@ -590,10 +591,8 @@ def router(manager: ServerManager, images: Any) -> Router:
             raise BadRequest("Invalid input for field/attribute imageRef.")
         image_id = image_ref.rsplit("/", 1)[-1]
         if images is not None:
-            from cumulo.image.service import Caller
-
             try:
-                image = await images.get(image_id, Caller.of(auth))
+                image = await images.image_info(image_id, Caller.of(auth))
             except NotFound:
                 raise BadRequest(f"Image {image_id} could not be found.") from None
             if image.status != "active":

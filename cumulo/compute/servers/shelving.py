@@ -12,6 +12,7 @@ from cumulo.compute.models import Server
 from cumulo.compute.scheduler.scheduler import NoValidHost
 from cumulo.compute.servers.base import RUNNING, SHUTDOWN, SNAPSHOT_STATES, resources_of
 from cumulo.core.http.faults import Forbidden, NotFound
+from cumulo.image.service import Caller
 
 LOG = logging.getLogger(__name__)
 
@@ -61,11 +62,9 @@ class Shelving:
         its owner asked for that).  Any other error is raised."""
         if self.images is None:
             return
-        from cumulo.image.service import Caller
-
         admin = Caller(None, True, "")
         try:
-            await self.images.delete(await self.images.get(image_id, admin), admin)
+            await self.images.delete_image(image_id, admin)
         except NotFound:
             LOG.info("image %s was already gone", image_id)
         except Forbidden as exc:
