@@ -1,4 +1,4 @@
-"""The format inspection of image data (cumulo.image.format_inspector): each format recognised from
+"""The format inspection of image data (cumulo.core.format_inspector): each format recognised from
 small files made here (with qemu-img, mkisofs or struct), qemu-img's own reading as the oracle for
 virtual sizes, and every unsafe or mismatched kind refused with a message that names the problem.
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cumulo.image.format_inspector import KIB, MIB, ImageRefused, Inspection, inspect_file, qemu_format
+from cumulo.core.format_inspector import KIB, MIB, ImageRefused, Inspection, inspect_file, qemu_format
 
 HAVE_TOOLS = bool(shutil.which("qemu-img") and (shutil.which("mkisofs") or shutil.which("genisoimage")))
 needs_tools = pytest.mark.skipif(not HAVE_TOOLS, reason="qemu-img and mkisofs are needed to build the samples")

@@ -36,7 +36,7 @@ from cumulo.compute.metadata import config_drive_files
 from cumulo.compute.virt.driver import NodeInfo, Snapshot
 from cumulo.compute.virt.qemu.images import ImageCache, run_helper
 from cumulo.compute.virt.qemu.qmp import QMP, QMPError, qmp
-from cumulo.image.format_inspector import qemu_format
+from cumulo.core.format_inspector import qemu_format
 
 LOG = logging.getLogger(__name__)
 COPY_TIMEOUT = 3600.0  # whole-disk copies (snapshots, cold moves) of large disks take a while

@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from cumulo.image.format_inspector import ImageRefused, Inspection, inspect_file, qemu_format
+from cumulo.core.format_inspector import ImageRefused, Inspection, inspect_file, qemu_format
 
 LOG = logging.getLogger(__name__)
 INSPECTED = 1  # the version of the checks a cached base passed (recorded in its .json)
