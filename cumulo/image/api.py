@@ -19,12 +19,21 @@ from starlette.types import ASGIApp
 
 from cumulo.core import context
 from cumulo.core.http.app import JSON, Router, auth_of, create_app, json_body, no_content
-from cumulo.core.http.authz import authorize, verb
-from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound, UnsupportedMediaType, ValidationError
+from cumulo.core.http.authz import ServicePolicy, authorize, verb
+from cumulo.core.http.faults import (
+    BadRequest,
+    Conflict,
+    Fault,
+    Forbidden,
+    NotFound,
+    UnsupportedMediaType,
+    ValidationError,
+)
 from cumulo.core.http.paging import parse_bool
 from cumulo.identity.service import IdentityService
+from cumulo.image import metadefs, policies
 from cumulo.image.models import Image, ImageMember, ImageTask
-from cumulo.image.schemas import SCHEMAS
+from cumulo.image.schemas import REQUEST_SCHEMAS, SCHEMAS
 from cumulo.image.service import CONTAINER_FORMATS, DISK_FORMATS, IMPORT_METHODS, VISIBILITIES, Caller, ImageService
 
 READ_ONLY = {"id", "status", "size", "virtual_size", "checksum", "os_hash_algo", "os_hash_value", "created_at",
@@ -238,8 +247,6 @@ def parse_range(header: str, size: int) -> tuple[int, int]:
     else:
         start, end = max(0, size - int(m.group(2))), size - 1
     if start >= size or start > end:
-        from cumulo.core.http.faults import Fault
-
         raise Fault(f"Requested range {header} is not satisfiable for {size} bytes.", code=416,
                     headers={"Content-Range": f"bytes */{size}"})
     return start, min(end, size - 1)
@@ -518,16 +525,10 @@ def build_app(svc: ImageService, identity: IdentityService, max_body: int) -> AS
     def unlimited(path: str) -> bool:  # image data is streamed, not held: no body limit there
         return path.endswith(("/file", "/stage"))
 
-    # Glance answers 404 for /v2/images/ (an empty id), so no slash redirects here
-    from cumulo.image import metadefs
-
     routes = router(svc)
     routes.include(metadefs.router(svc.db))
-    from cumulo.core.http.authz import ServicePolicy
-    from cumulo.image import policies
-    from cumulo.image.schemas import REQUEST_SCHEMAS
-
     policy = ServicePolicy.build("image", policies.RULES, identity.cfg.policy.file, policies.MESSAGE)
+    # Glance answers 404 for /v2/images/ (an empty id), so no slash redirects here
     return policy.bind(create_app("image", routes, identity, max_body=max_body, unlimited=unlimited,
                                   redirect_slashes=False, schemas=REQUEST_SCHEMAS))
 

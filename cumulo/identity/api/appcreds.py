@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cumulo.core.http.app import JSON, Router, auth_of, json_body, no_content
-from cumulo.core.http.faults import ValidationError
+from cumulo.core.http.faults import NotFound, ValidationError
 from cumulo.identity import models as m
 from cumulo.identity.api import validate as v
 from cumulo.identity.api.common import IdentityAPI, base, collection
@@ -130,8 +130,6 @@ def router(api: IdentityAPI) -> Router:
         api.authorize(request, "identity:access_rule_read", target(request))
         row = await svc.get(m.AccessRule, request.path_params["rule_id"])
         if row.user_id != request.path_params["user_id"]:
-            from cumulo.core.http.faults import NotFound
-
             raise NotFound(f"Could not find access rule: {row.id}.")
         return JSON({"access_rule": access_rule_view(request, row)})
 

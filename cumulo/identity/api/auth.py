@@ -11,6 +11,7 @@ from cumulo.core.context import AuthContext
 from cumulo.core.http.app import JSON, Router, auth_of, json_body, no_content
 from cumulo.core.http.faults import NotFound, Unauthorized
 from cumulo.core.http.paging import parse_bool
+from cumulo.identity import models as m
 from cumulo.identity.api import validate as v
 from cumulo.identity.api.common import IdentityAPI, collection, domain_view, project_view
 from cumulo.identity.service.auth import TokenInvalid
@@ -41,8 +42,6 @@ async def token_body(api: IdentityAPI, ctx: AuthContext, catalog: bool) -> dict[
         if catalog:
             token["catalog"] = await api.svc.catalog()
     if ctx.application_credential_id:
-        from cumulo.identity import models as m
-
         cred = await api.svc.find(m.ApplicationCredential, ctx.application_credential_id)
         token["application_credential"] = {
             "id": ctx.application_credential_id, "name": cred.name if cred else "",
@@ -50,8 +49,6 @@ async def token_body(api: IdentityAPI, ctx: AuthContext, catalog: bool) -> dict[
         if ctx.access_rules is not None:
             token["application_credential"]["access_rules"] = ctx.access_rules
     if ctx.trust_id:
-        from cumulo.identity import models as m
-
         trust = await api.svc.find(m.Trust, ctx.trust_id)
         if trust is not None:
             token["OS-TRUST:trust"] = {"id": trust.id, "impersonation": trust.impersonation,

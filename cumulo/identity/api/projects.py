@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cumulo.core.http.app import JSON, Router, auth_of, json_body, no_content
-from cumulo.core.http.faults import ValidationError
+from cumulo.core.http.faults import NotFound, ValidationError
 from cumulo.core.http.paging import parse_bool
 from cumulo.identity import models as m
 from cumulo.identity.api import validate as v
@@ -252,8 +252,6 @@ def router(api: IdentityAPI) -> Router:
         api.authorize(request, "identity:project_tags_read", project_target(project))
         tag = request.path_params["tag"]
         if tag not in (project.tags or []):
-            from cumulo.core.http.faults import NotFound
-
             raise NotFound(f"Tag {tag} not found on project {project.id}.")
         return no_content()
 
@@ -271,8 +269,6 @@ def router(api: IdentityAPI) -> Router:
         api.authorize(request, "identity:project_tags_write", project_target(project))
         tag = request.path_params["tag"]
         if tag not in (project.tags or []):
-            from cumulo.core.http.faults import NotFound
-
             raise NotFound(f"Tag {tag} not found on project {project.id}.")
         await svc.save(m.Project, project.id, {"tags": [t for t in project.tags if t != tag]})
         return no_content()

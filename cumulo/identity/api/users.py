@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 from starlette.requests import Request
@@ -227,8 +228,6 @@ def router(api: IdentityAPI) -> Router:
 
 async def filter_password_expiry(svc: Any, rows: list[m.User], spec: str) -> list[m.User]:
     """``password_expires_at={lt|lte|gt|gte|eq|neq}:TIMESTAMP`` (default operator eq)."""
-    import operator
-
     ops = {"lt": operator.lt, "lte": operator.le, "gt": operator.gt, "gte": operator.ge,
            "eq": operator.eq, "neq": operator.ne}
     op_name, _, when = spec.partition(":") if spec.split(":", 1)[0] in ops else ("eq", ":", spec)

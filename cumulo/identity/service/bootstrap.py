@@ -11,7 +11,7 @@ from sqlalchemy import select
 from cumulo.identity import models as m
 from cumulo.identity.service import IdentityService
 from cumulo.identity.service.base import NULL_DOMAIN
-from cumulo.identity.service.passwords import hash_async
+from cumulo.identity.service.passwords import check_async, hash_async
 
 LOG = logging.getLogger(__name__)
 # admin implies manager implies member implies reader, as in Keystone's defaults
@@ -93,8 +93,6 @@ async def _ensure_user(svc: IdentityService, domain_id: str, project_name: str, 
         user.default_project_id = user.default_project_id or project.id
         current = (await s.execute(select(m.Password).where(m.Password.user_id == user.id)
                                    .order_by(m.Password.id.desc()).limit(1))).scalar()
-        from cumulo.identity.service.passwords import check_async
-
         if current is None or not await check_async(password, current.hash):
             s.add(m.Password(user_id=user.id, hash=await hash_async(password,
                                                                      svc.cfg.identity.password_hash_rounds)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,7 +13,7 @@ from cumulo.core.db import IntegrityError, is_duplicate, new_id, utcnow
 from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound
 from cumulo.identity import models as m
 from cumulo.identity.service.base import NULL_DOMAIN, ServiceBase
-from cumulo.identity.service.passwords import hash_async
+from cumulo.identity.service.passwords import check_async, hash_async
 
 
 class ResourceMixin(ServiceBase):
@@ -230,12 +231,8 @@ class ResourceMixin(ServiceBase):
 
     async def set_password(self, user: m.User, password: str, self_service: bool) -> None:
         """Store a new password, checking history rules; revokes the user's tokens."""
-        from cumulo.identity.service.passwords import check_async
-
         sc = self.cfg.identity.security_compliance
         if sc.password_regex:
-            import re
-
             if not re.match(sc.password_regex, password):
                 raise BadRequest("The password does not match the requirements: "
                                  f"{sc.password_regex_description or sc.password_regex}.")
