@@ -211,7 +211,7 @@ class Controller:
             if "network" in cfg.services:
                 from cumulo.network.service import NetworkService
 
-                network = NetworkService(self.db)
+                network = NetworkService(self.db, self.bus)
             self.servers = conductor.servers = ServerManager(
                 self.db, self.bus, compute, _Placement(self.db), cfg.compute.build_timeout, images=self.image,
                 image_url=cfg.endpoint(cfg.image.port) if "image" in cfg.services else "", network=network)
@@ -264,11 +264,11 @@ class Controller:
         agent when the dataplane runs here."""
         from cumulo.network.api import build_app as network_app
         from cumulo.network.dataplane.linux import enabled
-        from cumulo.network.service import NetworkService
+        from cumulo.network.ipam import Ipam
         from cumulo.network.topology import Topology, notifying
 
         cfg = self.cfg
-        svc = NetworkService(self.db)
+        svc = Ipam(self.db)
         if self.leader:
             await Topology(self.db, svc).start(self.bus)
         self.listeners.append(Listener("network", cfg.network.port, notifying(network_app(
@@ -276,7 +276,7 @@ class Controller:
         if self.leader and cfg.network.bootstrap:
             from cumulo.network.bootstrap import first_topology
 
-            await first_topology(self.db, svc, cfg)
+            await first_topology(self.db, svc, self.identity, cfg)
         if self.leader and enabled(cfg.network.dataplane):
             from cumulo.network.agent import NetworkAgent
 

@@ -349,12 +349,12 @@ def network_trace(ctx: click.Context, what: str) -> None:
         from cumulo.compute.models import Server
         from cumulo.core.db import Database
         from cumulo.network.dataplane.trace import trace
-        from cumulo.network.service import NetworkService
+        from cumulo.network.ipam import Ipam
         from cumulo.network.topology import Topology
 
         database = Database(cfg.database_url)
         try:
-            state = await Topology(database, NetworkService(database)).state(ensure=False)
+            state = await Topology(database, Ipam(database)).state(ensure=False)
             async with database.session() as s:
                 servers = {name: sid for sid, name in (await s.execute(select(Server.id, Server.name).where(
                     Server.name == what, Server.deleted_at.is_(None)))).all()}

@@ -17,6 +17,7 @@ import httpx
 
 from cumulo.compute.virt.driver import Driver
 from cumulo.compute.virt.qemu.driver import QemuDriver
+from cumulo.network.dataplane.vif import Vifs, enabled
 
 LOG = logging.getLogger(__name__)
 
@@ -166,9 +167,6 @@ def qemu_agent(cfg: Any, bus: Any, host: str | None = None) -> ComputeAgent:
     path = Path(c.instances_path or cfg.state_path / "instances") / host
     vifs = None
     if "network" in cfg.services or cfg.network.dataplane.lower() == "true":
-        from cumulo.network.dataplane.linux import enabled
-        from cumulo.network.dataplane.vif import Vifs
-
         if enabled(cfg.network.dataplane):
             vifs = Vifs(cfg.network.namespace_prefix)
     driver = QemuDriver(host, path, shutdown_timeout=c.shutdown_timeout,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import logging
 import os
 import shutil
@@ -368,8 +369,6 @@ class NetworkAgent:
                     break
         for route in r.get("routes") or []:
             wanted[str(ipaddress.ip_network(route["destination"], strict=False))] = route["nexthop"]
-        import json
-
         have = {}
         for item in json.loads(await run("ip", "-n", ns, "-j", "route", "show", "proto", "static") or "[]"):
             have[item["dst"]] = item.get("gateway")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from typing import Any
+from urllib.parse import urlencode
 
 from sqlalchemy import select
 from starlette.requests import Request
@@ -15,16 +16,17 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from cumulo.core.http.app import JSON, Router, create_app, json_body
-from cumulo.core.http.authz import allowed, authorize
+from cumulo.core.http.authz import ServicePolicy, allowed, authorize
 from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound
 from cumulo.identity.service import IdentityService
-from cumulo.network import quotas, subnetpools, tags
+from cumulo.network import policies, quotas, routers, security_groups, subnetpools, tags
+from cumulo.network.ipam import Ipam, pools_of
 from cumulo.network.models import Network, Port, Subnet
 from cumulo.network.policies import VERB, network_target, port_target, subnet_target
 from cumulo.network.requests import body_of, who
 from cumulo.network.schemas import SCHEMAS
 from cumulo.network.security_groups import SecurityGroups
-from cumulo.network.service import NetworkService, pools_of
+from cumulo.network.views import shape, shape_one
 
 EXTENSIONS = [("network", "Network", "Networks, subnets and ports"), ("external-net", "Neutron external network",
               "router:external on networks"), ("provider", "Provider Network", "Provider network attributes"),
@@ -90,50 +92,6 @@ def port_view(p: Port, fixed_ips: list[dict[str, str]]) -> dict[str, Any]:
             "extra_dhcp_opts": p.extra_dhcp_opts or [], "dns_name": p.dns_name or "", **standard(p)}
 
 
-def shape(request: Request, items: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    """Filters on any attribute (repeated values mean any of them), ``fields``, sorting, paging."""
-    q = request.query_params
-    reserved = {"fields", "sort_key", "sort_dir", "limit", "marker", "page_reverse", *tags.FILTERS}
-    items = tags.filtered(items, q)
-    for key in {k for k in q if k not in reserved}:
-        wanted = q.getlist(key)
-        items = [i for i in items if key in i and any(match(i[key], w) for w in wanted)]
-    keys = q.getlist("sort_key")
-    if keys:
-        dirs = q.getlist("sort_dir")
-        for n, key in reversed(list(enumerate(keys))):
-            if items and key not in items[0]:
-                raise BadRequest(f"{key} is an invalid attribute for sort_key")
-            desc = (dirs[n] if n < len(dirs) else "asc") == "desc"
-            items.sort(key=lambda i: (i[key] is None, str(i[key])), reverse=desc)
-    if "marker" in q:
-        ids = [i["id"] for i in items]
-        if q["marker"] not in ids:
-            raise NotFound(f"Marker {q['marker']} could not be found.")
-        items = items[ids.index(q["marker"]) + 1:]
-    body: dict[str, Any] = {}
-    if "limit" in q:
-        try:
-            limit = int(q["limit"])
-        except ValueError:
-            raise BadRequest(f"Bad limit request: limit must be an integer, not {q['limit']!r}.") from None
-        if limit > 0 and len(items) > limit:
-            items = items[:limit]
-            body[f"{kind}_links"] = [{"rel": "next", "href": f"{request.url.remove_query_params('marker')}"
-                                                                f"&marker={items[-1]['id']}"}]
-    fields = q.getlist("fields")
-    if fields:
-        items = [{k: v for k, v in i.items() if k in fields} for i in items]
-    body[kind] = items
-    return body
-
-
-def match(value: Any, wanted: str) -> bool:
-    if isinstance(value, bool):
-        return str(value).lower() == wanted.lower()
-    if isinstance(value, list):
-        return wanted in [str(v) for v in value]
-    return str(value) == wanted
 
 
 def check_bool(value: Any, name: str) -> bool:
@@ -148,7 +106,7 @@ def check_str(value: Any, name: str, limit: int = 255) -> str:
     return value
 
 
-def router(svc: NetworkService, groups: SecurityGroups) -> Router:
+def router(svc: Ipam, groups: SecurityGroups) -> Router:
     r = Router()
 
     def owner_of(request: Request, item: dict[str, Any]) -> str:
@@ -610,22 +568,14 @@ def router(svc: NetworkService, groups: SecurityGroups) -> Router:
     return r
 
 
-def shape_one(request: Request, item: dict[str, Any], kind: str) -> dict[str, Any]:
-    fields = request.query_params.getlist("fields")
-    return {kind: {k: v for k, v in item.items() if k in fields} if fields else item}
-
 
 def _without(request: Request, key: str) -> Request:
     scope = dict(request.scope)
-    from urllib.parse import urlencode
-
     scope["query_string"] = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != key]).encode()
     return Request(scope)
 
 
-def build_app(svc: NetworkService, identity: IdentityService, max_body: int) -> ASGIApp:
-    from cumulo.network import routers, security_groups
-
+def build_app(svc: Ipam, identity: IdentityService, max_body: int) -> ASGIApp:
     groups = SecurityGroups(svc.db)
     r = router(svc, groups)
     r.include(security_groups.router(groups))
@@ -633,9 +583,6 @@ def build_app(svc: NetworkService, identity: IdentityService, max_body: int) -> 
     r.include(subnetpools.router(svc.db))
     r.include(quotas.router(svc.db))
     r.include(tags.router(svc.db))  # last: its paths are patterns over every collection
-    from cumulo.core.http.authz import ServicePolicy
-    from cumulo.network import policies
-
     policy = ServicePolicy.build("network", policies.RULES, identity.cfg.policy.file, policies.MESSAGE)
     return policy.bind(create_app("network", r, identity, max_body=max_body, schemas=SCHEMAS))
 

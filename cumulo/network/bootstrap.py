@@ -13,21 +13,19 @@ from typing import Any
 from sqlalchemy import func, select
 
 from cumulo.core.db import Database
+from cumulo.identity.service import IdentityService
+from cumulo.network.ipam import Ipam, pools_of
 from cumulo.network.models import Network, Router
-from cumulo.network.service import NetworkService, pools_of
 
 LOG = logging.getLogger(__name__)
 
 
-async def first_topology(db: Database, svc: NetworkService, cfg: Any) -> None:
-    from cumulo.identity.models import Project
-
+async def first_topology(db: Database, svc: Ipam, identity: IdentityService, cfg: Any) -> None:
     async with db.session() as s:
         if (await s.execute(select(func.count()).select_from(Network))).scalar():
             return
-        projects = {name: pid for pid, name in (await s.execute(select(Project.id, Project.name).where(
-            Project.name.in_([cfg.bootstrap.admin_project, cfg.bootstrap.demo_project]),
-            Project.domain_id == cfg.identity.default_domain_id))).all()}
+    projects = await identity.project_ids([cfg.bootstrap.admin_project, cfg.bootstrap.demo_project],
+                                          cfg.identity.default_domain_id)
     admin, demo = projects.get(cfg.bootstrap.admin_project), projects.get(cfg.bootstrap.demo_project)
     if admin is None or demo is None:
         return
@@ -50,7 +48,7 @@ async def first_topology(db: Database, svc: NetworkService, cfg: Any) -> None:
              public_sub.cidr, private_sub.cidr, cfg.bootstrap.demo_project)
 
 
-async def subnet(svc: NetworkService, net: Network, name: str, cidr: str, project: str, dhcp: bool) -> Any:
+async def subnet(svc: Ipam, net: Network, name: str, cidr: str, project: str, dhcp: bool) -> Any:
     network = ipaddress.ip_network(cidr)
     gateway = str(network.network_address + 1)
     return await svc.create_subnet(net, {"name": name, "project_id": project, "ip_version": network.version,

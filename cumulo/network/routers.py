@@ -20,20 +20,19 @@ from cumulo.core.http.app import JSON, Router, json_body
 from cumulo.core.http.authz import authorize
 from cumulo.core.http.faults import BadRequest, Conflict, NotFound
 from cumulo.network import tags
+from cumulo.network.ipam import Ipam
 from cumulo.network.models import FloatingIP, IPAllocation, Port, Subnet
 from cumulo.network.models import Router as RouterRow
 from cumulo.network.policies import VERB
 from cumulo.network.requests import body, who
-from cumulo.network.service import NetworkService
+from cumulo.network.views import shape, shape_one
 
 
 def stamp(value: Any) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
 
 
-def router(svc: NetworkService) -> Router:
-    from cumulo.network.api import shape, shape_one
-
+def router(svc: Ipam) -> Router:
     r = Router()
     db = svc.db
 
@@ -423,11 +422,4 @@ def router(svc: NetworkService) -> Router:
         return JSON(shape_one(request, fip_view(fip), "floatingip"))
 
     return r
-
-
-async def on_port_deleted(db: Any, port_id: str) -> None:
-    """Neutron disassociates floating IPs from a port that goes away."""
-    async with db.session() as s:
-        await s.execute(update(FloatingIP).where(FloatingIP.port_id == port_id).values(
-            port_id=None, fixed_ip_address=None, router_id=None))
 

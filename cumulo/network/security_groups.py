@@ -24,6 +24,7 @@ from cumulo.network import quotas, tags
 from cumulo.network.models import DefaultSecurityGroup, Port, SecurityGroup, SecurityGroupRule
 from cumulo.network.policies import VERB, rule_target
 from cumulo.network.requests import body, who
+from cumulo.network.views import shape, shape_one
 
 PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "ipv6-icmp": 58, "sctp": 132, "gre": 47, "esp": 50,
              "ah": 51, "vrrp": 112, "any": None}
@@ -157,8 +158,6 @@ def check_rule(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def router(groups: SecurityGroups) -> Router:
-    from cumulo.network.api import shape, shape_one
-
     r = Router()
     db = groups.db
 

@@ -1,314 +1,466 @@
-"""Networks, subnets and ports, with IP address management.
+"""The network service as other services see it: what Compute (and later Block Storage) may ask of
+the network, answered in plain data (dataclasses, dicts, ids), never ORM rows or sessions.
 
-An address belongs to a port through one ``IPAllocation`` row whose primary key is (subnet,
-address): two concurrent requests for the same address cannot both succeed, and automatic
-allocation simply tries the next free address when it loses such a race.  Each network gets a
-segment id (its VXLAN VNI) from a unique column the same way.
+Only this module (and, on a compute host, ``cumulo.network.dataplane.vif``) is public: the tables
+and the modules behind them are the network's own, so any call here could become an RPC.  Every
+change of a port's binding, of a port's groups or of a group's rules is announced on the bus as
+``network.changed``, so the dataplane applies it.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import random
+import logging
+import re
 import uuid
-from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Text, cast, delete, select, update
 
-from cumulo.core.db import Database, IntegrityError, is_duplicate
+from cumulo.core.bus import Bus
+from cumulo.core.db import Database
 from cumulo.core.http.faults import BadRequest, Conflict, NotFound
 from cumulo.network import quotas
-from cumulo.network.models import IPAllocation, Network, Port, Subnet
-from cumulo.network.quotas import DEFAULT_QUOTAS
+from cumulo.network.ipam import Ipam
+from cumulo.network.models import (
+    DefaultSecurityGroup,
+    FloatingIP,
+    IPAllocation,
+    Network,
+    Port,
+    SecurityGroup,
+    SecurityGroupRule,
+)
+from cumulo.network.security_groups import SecurityGroups, check_rule
 
-__all__ = ["DEFAULT_QUOTAS", "NetworkService", "pools_of"]
-SEGMENT_RANGE = (1, 16_000_000)
-
-
-def pools_of(net: ipaddress.IPv4Network | ipaddress.IPv6Network, gateway: str | None) -> list[dict[str, str]]:
-    """Neutron's default pool: every host address except the gateway (and, for IPv4, the network
-    and broadcast addresses)."""
-    hosts = list(_ends(net))
-    if not hosts:
-        return []
-    first, last = hosts
-    if gateway and ipaddress.ip_address(gateway) == first:
-        first = first + 1
-    if gateway and ipaddress.ip_address(gateway) == last:
-        last = last - 1
-    if first > last:
-        return []
-    pools = [(first, last)]
-    if gateway and first < ipaddress.ip_address(gateway) < last:
-        g = ipaddress.ip_address(gateway)
-        pools = [(first, g - 1), (g + 1, last)]
-    return [{"start": str(a), "end": str(b)} for a, b in pools]
+__all__ = ["FixedAddress", "NetworkInfo", "NetworkService", "OverQuota", "PortClaim", "PortInfo",
+           "SecurityGroupInfo", "SecurityGroupRuleInfo", "ServerAddresses"]
+LOG = logging.getLogger(__name__)
+SERVER_PORTS = "compute:%"  # the device owner of every port a server has ("compute:<zone>")
 
 
-def _ends(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> Iterator[Any]:
-    if net.version == 4 and net.prefixlen >= 31:
-        return iter(())
-    first = net.network_address + (1 if net.version == 4 else 1)
-    last = net.broadcast_address - (1 if net.version == 4 else 0)
-    return iter((first, last))
+@dataclass(frozen=True)
+class NetworkInfo:
+    id: str
+    name: str
+    project_id: str
+    external: bool
+    shared: bool
+    port_security_enabled: bool
+    segment_id: int | None
+    mtu: int
 
 
-def auto_addressed(subnet: Subnet) -> bool:
-    return subnet.ip_version == 6 and subnet.ipv6_address_mode in ("slaac", "dhcpv6-stateless")
+@dataclass(frozen=True)
+class PortInfo:
+    id: str
+    network_id: str
+    project_id: str
+    mac_address: str
+    device_id: str
+    device_owner: str
+    port_security_enabled: bool
+    security_groups: tuple[str, ...]
 
 
-def eui64(net: ipaddress.IPv4Network | ipaddress.IPv6Network, mac: str) -> ipaddress.IPv6Address:
-    """The address a SLAAC host forms from the /64 prefix and its MAC (RFC 4291, appendix A)."""
-    octets = [int(x, 16) for x in mac.split(":")]
-    octets[0] ^= 0x02
-    iid = int.from_bytes(bytes(octets[:3] + [0xFF, 0xFE] + octets[3:]), "big")
-    return ipaddress.IPv6Address(int(net.network_address) | iid)
+@dataclass(frozen=True)
+class SecurityGroupInfo:
+    id: str
+    name: str
+    description: str
+    project_id: str
+    is_default: bool
+
+
+@dataclass(frozen=True)
+class SecurityGroupRuleInfo:
+    id: str
+    group_id: str
+    project_id: str
+    direction: str
+    ethertype: str
+    protocol: str | None
+    port_range_min: int | None
+    port_range_max: int | None
+    remote_ip_prefix: str | None
+    remote_group_id: str | None
+
+
+@dataclass(frozen=True)
+class FixedAddress:
+    """One fixed address of one of a server's ports."""
+
+    server_id: str
+    port_id: str
+    mac_address: str
+    network_name: str
+    ip_address: str
+
+
+@dataclass(frozen=True)
+class ServerAddresses:
+    """Servers' fixed addresses (in port order) and the floating address of each port that has one."""
+
+    fixed: list[FixedAddress]
+    floating: dict[str, str]
+
+
+@dataclass(frozen=True)
+class PortClaim:
+    """The ports a server got: all of them in order, and those made for it (the rest were given)."""
+
+    ports: list[str]
+    made: list[str]
+
+
+class OverQuota(Exception):
+    """A network quota (``resource``) has no room left; the caller words its own fault."""
+
+    def __init__(self, resource: str) -> None:
+        super().__init__(f"Quota exceeded for resources: ['{resource}'].")
+        self.resource = resource
+
+
+def _network(row: Network) -> NetworkInfo:
+    return NetworkInfo(id=row.id, name=row.name, project_id=row.project_id, external=row.external,
+                       shared=row.shared, port_security_enabled=row.port_security_enabled,
+                       segment_id=row.segment_id, mtu=row.mtu)
+
+
+def _port(row: Port) -> PortInfo:
+    return PortInfo(id=row.id, network_id=row.network_id, project_id=row.project_id, mac_address=row.mac_address,
+                    device_id=row.device_id, device_owner=row.device_owner,
+                    port_security_enabled=row.port_security_enabled,
+                    security_groups=tuple(row.security_groups or []))
+
+
+def _group(row: SecurityGroup) -> SecurityGroupInfo:
+    return SecurityGroupInfo(id=row.id, name=row.name, description=row.description, project_id=row.project_id,
+                             is_default=row.is_default)
+
+
+def _rule(row: SecurityGroupRule) -> SecurityGroupRuleInfo:
+    return SecurityGroupRuleInfo(id=row.id, group_id=row.group_id, project_id=row.project_id,
+                                 direction=row.direction, ethertype=row.ethertype, protocol=row.protocol,
+                                 port_range_min=row.port_range_min, port_range_max=row.port_range_max,
+                                 remote_ip_prefix=row.remote_ip_prefix, remote_group_id=row.remote_group_id)
 
 
 class NetworkService:
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, db: Database, bus: Bus) -> None:
+        self.db, self.bus = db, bus
+        self.ipam = Ipam(db)
+        self.groups = SecurityGroups(db)
 
-    # -- lookups --------------------------------------------------------------------------------
-    async def network(self, network_id: str, project: str | None, admin: bool) -> Network:
-        if not isinstance(network_id, str):
-            raise NotFound(f"Network {network_id} could not be found.", kind="NetworkNotFound")
+    async def _changed(self, **about: Any) -> None:
+        await self.bus.publish("network.changed", about)  # the dataplane wires what changed
+
+    # -- networks and ports ----------------------------------------------------------------------
+    async def network(self, network_id: str, project: str | None, admin: bool) -> NetworkInfo:
+        """A network the caller may see (404 NetworkNotFound otherwise)."""
+        return _network(await self.ipam.network(network_id, project, admin))
+
+    async def port(self, port_id: str, project: str | None, admin: bool) -> PortInfo:
+        """A port the caller may see (404 PortNotFound otherwise)."""
+        return _port(await self.ipam.port(port_id, project, admin))
+
+    async def auto_network_candidates(self, project: str) -> list[str]:
+        """The networks a server of ``project`` may get automatically: the project's own
+        non-external networks, else the shared non-external ones of other projects."""
         async with self.db.session() as s:
-            row = await s.get(Network, network_id)
-        if row is None or not (admin or row.shared or row.external or row.project_id == project):
-            raise NotFound(f"Network {network_id} could not be found.", kind="NetworkNotFound")
-        return row
+            own = list((await s.execute(select(Network.id).where(
+                Network.project_id == project, Network.external.is_(False)))).scalars())
+            shared = list((await s.execute(select(Network.id).where(
+                Network.shared.is_(True), Network.external.is_(False), Network.project_id != project))).scalars())
+        return own or shared
 
-    async def subnet(self, subnet_id: str, project: str | None, admin: bool) -> Subnet:
-        if not isinstance(subnet_id, str):
-            raise NotFound(f"Subnet {subnet_id} could not be found.", kind="SubnetNotFound")
-        async with self.db.session() as s:
-            row = await s.get(Subnet, subnet_id)
-        if row is None:
-            raise NotFound(f"Subnet {subnet_id} could not be found.", kind="SubnetNotFound")
-        await self.network(row.network_id, project, admin)
-        return row
-
-    async def port(self, port_id: str, project: str | None, admin: bool) -> Port:
-        if not isinstance(port_id, str):
-            raise NotFound(f"Port {port_id} could not be found.", kind="PortNotFound")
-        async with self.db.session() as s:
-            row = await s.get(Port, port_id)
-        if row is None or not (admin or row.project_id == project):
-            raise NotFound(f"Port {port_id} could not be found.", kind="PortNotFound")
-        return row
-
-    async def count(self, model: Any, project: str) -> int:
-        async with self.db.session() as s:
-            return (await s.execute(select(func.count()).select_from(model).where(
-                model.project_id == project))).scalar() or 0
-
-    async def check_quota(self, resource: str, project: str, wanted: int = 1) -> None:
-        """409 OverQuota unless ``wanted`` more of ``resource`` fit in the project's limit."""
-        await quotas.check(self.db, resource, project, wanted)
-
-    def quota_turn(self, resource: str, project: str) -> Any:
-        """Check, create and commit ``resource`` of ``project`` inside this: racing creates take
-        turns, so exactly as many succeed as the quota has room for."""
-        return quotas.turn(self.db, resource, project)
-
-    # -- networks --------------------------------------------------------------------------------
-    async def create_network(self, values: dict[str, Any]) -> Network:
-        wanted = values.pop("segment_id", None)
-        for _ in range(20):
-            row = Network(id=str(uuid.uuid4()), segment_id=wanted or random.randint(*SEGMENT_RANGE), **values)
-            try:
-                async with self.db.session() as s:
-                    s.add(row)
-                return row
-            except IntegrityError as exc:
-                if not is_duplicate(exc):
-                    raise
-                if wanted:
-                    raise Conflict(f"Unable to create the network. The tunnel ID {wanted} is in use.",
-                                   kind="TunnelIdInUse") from None
-                continue  # that segment id was taken meanwhile: another one
-        raise Conflict("No free segment id could be allocated for the network.")
-
-    async def delete_network(self, net: Network) -> None:
-        async with self.db.session() as s:
-            in_use = (await s.execute(select(func.count()).select_from(Port).where(
-                Port.network_id == net.id, Port.device_owner != "network:dhcp"))).scalar()
-            if in_use:
-                raise Conflict(f"Unable to complete operation on network {net.id}. There are one or more ports "
-                               "still in use on the network.", kind="NetworkInUse")
-            ports = list((await s.execute(select(Port.id).where(Port.network_id == net.id))).scalars())
-            await s.execute(delete(IPAllocation).where(IPAllocation.network_id == net.id))
-            await s.execute(delete(Port).where(Port.id.in_(ports)))
-            await s.execute(delete(Subnet).where(Subnet.network_id == net.id))
-            await s.execute(delete(Network).where(Network.id == net.id))
-
-    # -- subnets -----------------------------------------------------------------------------------
-    async def create_subnet(self, net: Network, values: dict[str, Any]) -> Subnet:
-        cidr = ipaddress.ip_network(values["cidr"])
-        async with self.db.session() as s:
-            others = list((await s.execute(select(Subnet).where(Subnet.network_id == net.id))).scalars())
-        for other in others:
-            if ipaddress.ip_network(other.cidr).version == cidr.version and \
-                    ipaddress.ip_network(other.cidr).overlaps(cidr):
-                raise BadRequest(f"Invalid input for operation: Requested subnet with cidr: {cidr} for network: "
-                                 f"{net.id} overlaps with another subnet.")
-        row = Subnet(id=str(uuid.uuid4()), network_id=net.id, **values)
-        async with self.db.session() as s:
-            s.add(row)
-        return row
-
-    async def delete_subnet(self, subnet: Subnet) -> None:
-        async with self.db.session() as s:
-            used = (await s.execute(select(IPAllocation.port_id).join(Port, Port.id == IPAllocation.port_id).where(
-                IPAllocation.subnet_id == subnet.id, Port.device_owner != "network:dhcp").limit(1))).first()
-            if used:
-                raise Conflict(f"Unable to complete operation on subnet {subnet.id}: One or more ports have an IP "
-                               "allocation from this subnet.", kind="SubnetInUse")
-            await s.execute(delete(IPAllocation).where(IPAllocation.subnet_id == subnet.id))
-            await s.execute(delete(Subnet).where(Subnet.id == subnet.id))
-
-    # -- ports and addresses ---------------------------------------------------------------------
-    async def allocations(self, port_ids: list[str]) -> dict[str, list[dict[str, str]]]:
-        out: dict[str, list[dict[str, str]]] = {p: [] for p in port_ids}
-        if not port_ids:
-            return out
-        async with self.db.session() as s:
-            rows = (await s.execute(select(IPAllocation).where(IPAllocation.port_id.in_(port_ids)))).scalars()
-            for a in rows:
-                out[a.port_id].append({"subnet_id": a.subnet_id, "ip_address": a.ip_address})
-        return out
-
-    async def _take(self, port: Port, subnet: Subnet, address: str | None) -> str:
-        """One address of ``subnet`` for ``port``: the one asked for, or the first free one; on
-        an IPv6 subnet whose hosts configure themselves (SLAAC), the EUI-64 address of its MAC."""
-        net = ipaddress.ip_network(subnet.cidr)
-        if address is None and auto_addressed(subnet) and port.device_owner != "network:router_interface":
-            address = str(eui64(net, port.mac_address))
-        if address is not None:
-            try:
-                ip = ipaddress.ip_address(address)
-            except ValueError:
-                raise BadRequest(f"Invalid input for operation: '{address}' is not a valid IP address.") from None
-            if ip not in net or (net.version == 4 and ip in (net.network_address, net.broadcast_address)):
-                raise BadRequest(f"IP address {address} is not a valid IP for the specified subnet.",
-                                 kind="InvalidIpForSubnet")
-            try:
-                async with self.db.session() as s:
-                    s.add(IPAllocation(subnet_id=subnet.id, ip_address=str(ip), port_id=port.id,
-                                       network_id=port.network_id))
-            except IntegrityError as exc:
-                if not is_duplicate(exc):
-                    raise
-                raise Conflict(f"IP address {ip} already allocated in subnet {subnet.id}",
-                               kind="IpAddressAlreadyAllocated") from None
-            return str(ip)
-        async with self.db.session() as s:
-            taken = set((await s.execute(select(IPAllocation.ip_address).where(
-                IPAllocation.subnet_id == subnet.id))).scalars())
-        for pool in subnet.allocation_pools or []:
-            ip = ipaddress.ip_address(pool["start"])
-            end = ipaddress.ip_address(pool["end"])
-            while ip <= end:
-                if str(ip) not in taken:
-                    try:
-                        async with self.db.session() as s:
-                            s.add(IPAllocation(subnet_id=subnet.id, ip_address=str(ip), port_id=port.id,
-                                               network_id=port.network_id))
-                        return str(ip)
-                    except IntegrityError as exc:
-                        if not is_duplicate(exc):
-                            raise
-                        # taken by a concurrent request: the next one
-                ip += 1
-        raise Conflict(f"No more IP addresses available on network {port.network_id}.",
-                       kind="IpAddressGenerationFailure")
-
-    async def assign(self, port: Port, fixed_ips: list[dict[str, Any]] | None, project: str | None,
-                     admin: bool) -> None:
-        """Give the port its addresses: the ones asked for, else one from each IPv4 subnet and
-        each IPv6 subnet of the network (Neutron's default).  All or nothing."""
-        async with self.db.session() as s:
-            subnets = {x.id: x for x in (await s.execute(select(Subnet).where(
-                Subnet.network_id == port.network_id).order_by(Subnet.created_at))).scalars()}
-        wanted: list[tuple[Subnet, str | None]] = []
-        if fixed_ips is None:
-            seen_v: set[int] = set()
-            for sub in subnets.values():
-                if sub.ip_version not in seen_v or sub.ip_version == 6:
-                    wanted.append((sub, None))
-                    seen_v.add(sub.ip_version)
-        else:
-            for item in fixed_ips:
-                if not isinstance(item, dict):
-                    raise BadRequest("Invalid input for fixed_ips: a list of {subnet_id, ip_address}.")
-                sub_id, address = item.get("subnet_id"), item.get("ip_address")
-                if address is not None:
-                    try:
-                        ipaddress.ip_address(address if isinstance(address, str) else "-")
-                    except ValueError:
-                        raise BadRequest(f"Invalid input for fixed_ips. Reason: '{address}' is not a valid IP "
-                                         "address.", kind="InvalidInput") from None
-                if sub_id is not None and not isinstance(sub_id, str):
-                    raise BadRequest(f"Invalid input for fixed_ips. Reason: '{sub_id}' is not a subnet id.",
-                                     kind="InvalidInput")
-                if sub_id is None and address is not None:
-                    sub_id = next((x.id for x in subnets.values() if ipaddress.ip_address(address)
-                                   in ipaddress.ip_network(x.cidr)), None)
-                    if sub_id is None:
-                        raise BadRequest(f"IP address {address} is not a valid IP for any subnet of the network.",
-                                         kind="InvalidIpForNetwork")
-                if sub_id not in subnets:
-                    raise BadRequest(f"Invalid input for operation: subnet {sub_id} is not on network "
-                                     f"{port.network_id}.")
-                wanted.append((subnets[sub_id], address))
-        taken: list[tuple[str, str]] = []
+    # -- a server's ports --------------------------------------------------------------------------
+    async def allocate_ports(self, server_id: str, project: str, zone: str | None, networks: list[dict[str, Any]],
+                             security_groups: list[str]) -> PortClaim:
+        """Ports for a server's requested networks (``{"uuid", "fixed_ip"?}`` entries get a port made
+        for the server, ``{"port"}`` entries hand it that port).  All or nothing: on a failure the
+        ports made so far are deleted again."""
+        owner = f"compute:{zone or 'nova'}"
+        made: list[str] = []
+        ports: list[str] = []
+        groups = None
         try:
-            for sub, address in wanted:
-                taken.append((sub.id, await self._take(port, sub, address)))
+            for entry in networks:
+                if entry.get("port"):
+                    ports.append(entry["port"])
+                    continue
+                async with self.db.session() as s:
+                    net = await s.get(Network, entry["uuid"])
+                secure = net.port_security_enabled if net is not None else True
+                if secure and groups is None:
+                    groups = await self.security_group_ids(security_groups, project)
+                fixed = [{"ip_address": entry["fixed_ip"]}] if entry.get("fixed_ip") else None
+                port = await self.ipam.create_port(
+                    {"network_id": entry["uuid"], "project_id": project, "device_id": server_id,
+                     "device_owner": owner, "port_security_enabled": secure,
+                     "security_groups": groups if secure else []}, fixed, project, True)
+                made.append(port.id)
+                ports.append(port.id)
+            given = [p for p in ports if p not in made]
+            if given:
+                async with self.db.session() as s:
+                    await s.execute(update(Port).where(Port.id.in_(given)).values(device_id=server_id,
+                                                                                 device_owner=owner))
         except Exception:
-            await self.release(port.id, taken)
+            await self.drop_ports(server_id, made)
             raise
+        return PortClaim(ports=ports, made=made)
 
-    async def release(self, port_id: str, only: list[tuple[str, str]] | None = None) -> None:
-        async with self.db.session() as s:
-            if only is None:
-                await s.execute(delete(IPAllocation).where(IPAllocation.port_id == port_id))
-            for subnet_id, address in only or []:
-                await s.execute(delete(IPAllocation).where(IPAllocation.subnet_id == subnet_id,
-                                                           IPAllocation.ip_address == address))
-
-    async def create_port(self, values: dict[str, Any], fixed_ips: list[dict[str, Any]] | None, project: str | None,
-                          admin: bool) -> Port:
-        mac = values.pop("mac_address", None)
-        for _ in range(10):
-            generated = "fa:16:3e:" + ":".join(f"{random.randint(0, 255):02x}" for _ in range(3))
-            port = Port(id=str(uuid.uuid4()), mac_address=mac or generated, **values)
+    async def drop_ports(self, server_id: str, port_ids: list[str]) -> None:
+        """Undo: delete ports made for a server; one that cannot go now stays (with the server's
+        device_id, so the server's delete removes it)."""
+        for port_id in port_ids:
             try:
-                async with self.db.session() as s:
-                    s.add(port)
-                break
-            except IntegrityError as exc:
-                if not is_duplicate(exc):
-                    raise
-                if mac:
-                    raise Conflict(f"Unable to complete operation for network {values['network_id']}. The mac "
-                                   f"address {mac} is in use.", kind="MacAddressInUse") from None
-        else:
-            raise Conflict("No free MAC address could be generated.")
+                await self._drop_port(port_id)
+            except Exception as exc:
+                LOG.warning("port %s made for server %s stays for now: %s", port_id, server_id,
+                            exc or type(exc).__name__)
+
+    async def _drop_port(self, port_id: str) -> None:
+        """Delete a port made for a server; only a port that is missing counts as done already."""
         try:
-            await self.assign(port, fixed_ips, project, admin)
-        except Exception:
+            port = await self.ipam.port(port_id, None, True)
+        except NotFound:
+            LOG.info("port %s was already gone", port_id)
+            return
+        await self.ipam.delete_port(port)
+
+    async def bind_ports(self, server_id: str, host: str | None) -> None:
+        """The server's ports are on ``host`` now (ACTIVE), or on no host (DOWN)."""
+        async with self.db.session() as s:
+            await s.execute(update(Port).where(Port.device_id == server_id, Port.device_owner.like(SERVER_PORTS))
+                            .values(binding_host_id=host or "", status="ACTIVE" if host else "DOWN"))
+        await self._changed(server_id=server_id)
+
+    async def release_ports(self, server_id: str, given: set[str]) -> None:
+        """The server is gone: the ports made for it are deleted, the ``given`` ones handed back."""
+        async with self.db.session() as s:
+            ports = list((await s.execute(select(Port.id).where(
+                Port.device_id == server_id, Port.device_owner.like(SERVER_PORTS)))).scalars())
+        for port_id in ports:
+            if port_id not in given:
+                await self._drop_port(port_id)
+            else:
+                async with self.db.session() as s:
+                    await s.execute(update(Port).where(Port.id == port_id).values(
+                        device_id="", device_owner="", binding_host_id="", status="DOWN"))
+        if ports:
+            await self._changed(server_id=server_id)
+
+    async def server_ports(self, server_id: str) -> list[PortInfo]:
+        """The server's ports, oldest first."""
+        async with self.db.session() as s:
+            rows = (await s.execute(select(Port).where(
+                Port.device_id == server_id, Port.device_owner.like(SERVER_PORTS)).order_by(Port.created_at))).scalars()
+            return [_port(p) for p in rows]
+
+    async def ports_for_server(self, server_id: str) -> list[dict[str, Any]]:
+        """What a compute host needs to plug the server's ports: id, mac_address, network_id,
+        network_name, segment_id, mtu and fixed_ips of each, oldest first."""
+        async with self.db.session() as s:
+            rows = (await s.execute(select(Port, Network).join(Network, Network.id == Port.network_id).where(
+                Port.device_id == server_id, Port.device_owner.like(SERVER_PORTS)).order_by(Port.created_at))).all()
+        ips = await self.ipam.allocations([p.id for p, _ in rows])
+        return [{"id": p.id, "mac_address": p.mac_address, "network_id": n.id, "network_name": n.name,
+                 "segment_id": n.segment_id, "mtu": n.mtu, "fixed_ips": ips[p.id]} for p, n in rows]
+
+    async def server_addresses(self, server_ids: list[str]) -> ServerAddresses:
+        """The fixed addresses of the servers' ports and the floating addresses bound to them."""
+        async with self.db.session() as s:
+            rows = (await s.execute(select(Port.device_id, Port.mac_address, Network.name, IPAllocation.ip_address,
+                                           Port.id).join(Network, Network.id == Port.network_id).join(
+                IPAllocation, IPAllocation.port_id == Port.id).where(
+                Port.device_id.in_(server_ids), Port.device_owner.like(SERVER_PORTS)).order_by(Port.created_at))).all()
+            fips = (await s.execute(select(FloatingIP.port_id, FloatingIP.floating_ip_address).where(
+                FloatingIP.port_id.in_([r[4] for r in rows])))).all() if rows else []
+        fixed = [FixedAddress(server_id=device, port_id=port_id, mac_address=mac, network_name=net_name,
+                              ip_address=address) for device, mac, net_name, address, port_id in rows]
+        return ServerAddresses(fixed=fixed, floating={port_id: address for port_id, address in fips})
+
+    async def servers_with_address(self, pattern: str, version: int) -> list[str]:
+        """The servers with an IPv``version`` address matching the regular expression ``pattern``."""
+        regex = re.compile(pattern)
+        async with self.db.session() as s:
+            rows = (await s.execute(select(Port.device_id, IPAllocation.ip_address).join(
+                IPAllocation, IPAllocation.port_id == Port.id).where(Port.device_owner.like(SERVER_PORTS)))).all()
+        return sorted({d for d, a in rows if ipaddress.ip_address(a).version == version and regex.search(a)})
+
+    async def addressed_ports(self, port_ids: list[str]) -> set[str]:
+        """Which of these ports have at least one address."""
+        async with self.db.session() as s:
+            return set((await s.execute(select(IPAllocation.port_id).where(
+                IPAllocation.port_id.in_(port_ids)))).scalars())
+
+    async def add_security_group(self, server_id: str, port_ids: list[str], group_id: str) -> None:
+        """Put the group on each of the server's ports that lacks it."""
+        async with self.db.session() as s:
+            for port_id in port_ids:
+                row = await s.get(Port, port_id, with_for_update=True)
+                if row is not None and group_id not in (row.security_groups or []):
+                    row.security_groups = [*(row.security_groups or []), group_id]
+                    row.revision_number += 1
+        await self._changed(server_id=server_id)
+
+    async def remove_security_group(self, server_id: str, port_ids: list[str], group_id: str) -> bool:
+        """Take the group off the server's ports; False (and nothing announced) when none had it."""
+        removed = False
+        async with self.db.session() as s:
+            for port_id in port_ids:
+                row = await s.get(Port, port_id, with_for_update=True)
+                if row is not None and group_id in (row.security_groups or []):
+                    row.security_groups = [g for g in row.security_groups if g != group_id]
+                    row.revision_number += 1
+                    removed = True
+        if removed:
+            await self._changed(server_id=server_id)
+        return removed
+
+    # -- security groups ---------------------------------------------------------------------------
+    async def default_security_group(self, project: str) -> str:
+        """The id of the project's default group, made on first use."""
+        return await self.groups.default(project)
+
+    async def security_group_ids(self, names: list[str], project: str) -> list[str]:
+        """The project's security groups by name (or id), as Nova resolves them; "default" is
+        made on first use.  An unknown name is a 400, a name two groups share a 409."""
+        out = []
+        for name in names or ["default"]:
+            if name == "default":
+                out.append(await self.groups.default(project))
+                continue
             async with self.db.session() as s:
-                await s.execute(delete(Port).where(Port.id == port.id))
-            raise
-        return port
+                found = list((await s.execute(select(SecurityGroup.id).where(
+                    SecurityGroup.project_id == project,
+                    (SecurityGroup.name == name) | (SecurityGroup.id == name)))).scalars())
+            if not found:
+                raise BadRequest(f"Security group {name} not found for project {project}.")
+            if len(found) > 1:
+                raise Conflict(f"Multiple security groups named {name} in project {project}: use its id.")
+            out.append(found[0])
+        return list(dict.fromkeys(out))
 
-    async def delete_port(self, port: Port) -> None:
-        from cumulo.network.routers import on_port_deleted
-
+    async def security_groups_named(self, name: str, project: str) -> list[SecurityGroupInfo]:
+        """The project's groups that ``name`` names: the one with that id, else those with that
+        name ("default" is made on first use).  Empty when none; several when a name is shared."""
         async with self.db.session() as s:
-            await s.execute(delete(IPAllocation).where(IPAllocation.port_id == port.id))
-            await s.execute(delete(Port).where(Port.id == port.id))
-        await on_port_deleted(self.db, port.id)
+            row = await s.get(SecurityGroup, name) if len(name) <= 36 else None
+            if row is not None and row.project_id == project:
+                return [_group(row)]
+            found = [_group(g) for g in (await s.execute(select(SecurityGroup).where(
+                SecurityGroup.project_id == project, SecurityGroup.name == name))).scalars()]
+        if not found and name == "default":
+            default_id = await self.groups.default(project)
+            async with self.db.session() as s:
+                found = [_group(g) for g in [await s.get(SecurityGroup, default_id)] if g is not None]
+        return found
+
+    async def security_group(self, group_id: str, project: str, admin: bool) -> SecurityGroupInfo:
+        """A group the caller may see (404 SecurityGroupNotFound otherwise)."""
+        return _group(await self.groups.get(group_id, project, admin))
+
+    async def security_groups(self, project: str | None) -> list[SecurityGroupInfo]:
+        """The groups of ``project`` (of every project when None), oldest first."""
+        stmt = select(SecurityGroup).order_by(SecurityGroup.created_at)
+        if project is not None:
+            stmt = stmt.where(SecurityGroup.project_id == project)
+        async with self.db.session() as s:
+            return [_group(g) for g in (await s.execute(stmt)).scalars()]
+
+    async def security_groups_by_id(self, group_ids: list[str] | set[str]) -> dict[str, SecurityGroupInfo]:
+        if not group_ids:
+            return {}
+        async with self.db.session() as s:
+            return {g.id: _group(g) for g in (await s.execute(select(SecurityGroup).where(
+                SecurityGroup.id.in_(group_ids)))).scalars()}
+
+    async def security_group_rules(self, group_ids: list[str]) -> dict[str, list[SecurityGroupRuleInfo]]:
+        """Each group's rules, oldest first."""
+        return {g: [_rule(r) for r in rules] for g, rules in (await self.groups.rules(group_ids)).items()}
+
+    async def create_security_group(self, name: str, description: str, project: str) -> SecurityGroupInfo:
+        """A group that allows all egress, as the Network API makes one (OverQuota when the
+        project's ``security_group`` quota is full)."""
+        async with quotas.turn(self.db, "security_group", project):  # the Network API's turn too
+            await self._within_quota("security_group", project)
+            group = SecurityGroup(id=str(uuid.uuid4()), name=name, description=description, project_id=project)
+            async with self.db.session() as s:
+                s.add(group)
+                for ethertype in ("IPv4", "IPv6"):
+                    s.add(SecurityGroupRule(id=str(uuid.uuid4()), group_id=group.id, project_id=project,
+                                            direction="egress", ethertype=ethertype))
+        return SecurityGroupInfo(id=group.id, name=name, description=description, project_id=project,
+                                 is_default=False)
+
+    async def rename_security_group(self, group_id: str, name: str, description: str) -> SecurityGroupInfo | None:
+        """New name and description; None when the group is gone."""
+        async with self.db.session() as s:
+            row = await s.get(SecurityGroup, group_id)
+            if row is None:
+                return None
+            row.name, row.description = name, description
+            row.revision_number += 1
+            return _group(row)
+
+    async def security_group_in_use(self, group_id: str) -> bool:
+        """Whether any port has the group."""
+        async with self.db.session() as s:
+            return (await s.execute(select(Port.id).where(
+                cast(Port.security_groups, Text).contains(group_id)).limit(1))).first() is not None
+
+    async def delete_security_group(self, group_id: str) -> None:
+        """The group, its rules, and every rule that names it as the source (as Neutron cascades)."""
+        async with self.db.session() as s:
+            referring = set((await s.execute(select(SecurityGroupRule.group_id).where(
+                SecurityGroupRule.remote_group_id == group_id, SecurityGroupRule.group_id != group_id))).scalars())
+            await s.execute(delete(SecurityGroupRule).where(
+                (SecurityGroupRule.group_id == group_id) | (SecurityGroupRule.remote_group_id == group_id)))
+            await s.execute(delete(DefaultSecurityGroup).where(DefaultSecurityGroup.group_id == group_id))
+            await s.execute(delete(SecurityGroup).where(SecurityGroup.id == group_id))
+            if referring:
+                await s.execute(update(SecurityGroup).where(SecurityGroup.id.in_(referring)).values(
+                    revision_number=SecurityGroup.revision_number + 1))
+        await self._changed(security_group_id=group_id)
+
+    @staticmethod
+    def check_rule(item: dict[str, Any]) -> dict[str, Any]:
+        """A rule's fields checked as the Network API checks them (400 otherwise), normalised."""
+        return check_rule(item)
+
+    async def create_security_group_rule(self, group_id: str, project: str,
+                                         values: dict[str, Any]) -> SecurityGroupRuleInfo:
+        """A rule (``values`` as ``check_rule`` returns them) in the group of ``project`` (OverQuota
+        when the project's ``security_group_rule`` quota is full)."""
+        async with quotas.turn(self.db, "security_group_rule", project):
+            await self._within_quota("security_group_rule", project)
+            rule = SecurityGroupRule(id=str(uuid.uuid4()), group_id=group_id, project_id=project, **values)
+            async with self.db.session() as s:
+                s.add(rule)
+                await s.execute(update(SecurityGroup).where(SecurityGroup.id == group_id).values(
+                    revision_number=SecurityGroup.revision_number + 1))
+            info = _rule(rule)
+        await self._changed(security_group_id=group_id)
+        return info
+
+    async def security_group_rule(self, rule_id: str) -> SecurityGroupRuleInfo | None:
+        async with self.db.session() as s:
+            row = await s.get(SecurityGroupRule, rule_id)
+        return _rule(row) if row is not None else None
+
+    async def delete_security_group_rule(self, rule: SecurityGroupRuleInfo) -> None:
+        async with self.db.session() as s:
+            await s.execute(delete(SecurityGroupRule).where(SecurityGroupRule.id == rule.id))
+            await s.execute(update(SecurityGroup).where(SecurityGroup.id == rule.group_id).values(
+                revision_number=SecurityGroup.revision_number + 1))
+        await self._changed(security_group_id=rule.group_id)
+
+    async def _within_quota(self, resource: str, project: str) -> None:
+        try:
+            await quotas.check(self.db, resource, project)
+        except Conflict:
+            raise OverQuota(resource) from None

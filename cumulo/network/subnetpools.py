@@ -26,6 +26,7 @@ from cumulo.network import quotas, tags
 from cumulo.network.models import Subnet, SubnetPool
 from cumulo.network.policies import VERB
 from cumulo.network.requests import body, who
+from cumulo.network.views import shape, shape_one
 
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 BOUNDS = {4: (8, 32), 6: (64, 128)}  # Neutron's default min_prefixlen, max_prefixlen
@@ -171,8 +172,6 @@ async def lost_race(db: Database, subnet: Subnet) -> bool:
 
 
 def router(db: Database) -> Router:
-    from cumulo.network.api import shape, shape_one
-
     r = Router()
 
     def text(item: dict[str, Any], values: dict[str, Any]) -> None:

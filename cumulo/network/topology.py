@@ -34,7 +34,7 @@ DHCP_OWNER = "network:dhcp"
 
 class Topology:
     def __init__(self, db: Database, network: Any) -> None:
-        self.db, self.network = db, network  # network: the NetworkService (IPAM for DHCP ports)
+        self.db, self.network = db, network  # network: the Ipam (addresses of DHCP ports)
 
     async def start(self, bus: Any) -> None:
         async def handle(method: str, args: dict[str, Any]) -> Any:

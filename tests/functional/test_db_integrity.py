@@ -17,7 +17,7 @@ from sqlalchemy import text
 
 from cumulo.core.db import CHECK, FOREIGN_KEY, NOT_NULL, UNIQUE, Database, IntegrityError, integrity_kind
 from cumulo.core.http.faults import Conflict
-from cumulo.network.service import NetworkService
+from cumulo.network.ipam import Ipam
 
 
 @pytest.fixture(params=["sqlite", "postgres", "mariadb"])
@@ -75,7 +75,7 @@ async def test_integrity_kind_names_the_constraint_that_failed(db: Database) -> 
 
 async def test_port_missing_a_value_is_not_called_a_mac_in_use(db: Database) -> None:
     await db.migrate()
-    svc = NetworkService(db)
+    svc = Ipam(db)
     net = await svc.create_network({"name": "n", "project_id": "p"})
     values = {"network_id": net.id, "project_id": None}  # a NOT NULL column without a default
     with pytest.raises(IntegrityError) as caught:
@@ -95,7 +95,7 @@ async def test_port_missing_a_value_is_not_called_a_mac_in_use(db: Database) -> 
 
 async def test_network_missing_a_value_is_not_called_a_taken_segment(db: Database) -> None:
     await db.migrate()
-    svc = NetworkService(db)
+    svc = Ipam(db)
     with pytest.raises(IntegrityError) as caught:
         await svc.create_network({"name": "n", "project_id": None, "segment_id": 77})
     assert integrity_kind(caught.value) == NOT_NULL

@@ -1,5 +1,6 @@
 """Nova's security-group proxy: os-security-groups, os-security-group-rules, a server's groups and
-the addSecurityGroup/removeSecurityGroup actions, all on the Network API's tables.
+the addSecurityGroup/removeSecurityGroup actions, all asked of the network service
+(cumulo.network.service); Nova's request parsing, views and fault wording stay here.
 
 Groups and rules made here are the Network API's own (a rule made through Nova is listed by
 ``GET /v2.0/security-group-rules``), counted against the network quotas ``security_group`` and
@@ -18,7 +19,6 @@ import urllib.parse
 import uuid
 from typing import Any
 
-from sqlalchemy import Text, cast, delete, select, update
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -28,9 +28,13 @@ from cumulo.compute.servers import ServerManager
 from cumulo.core.http.app import JSON, Router, auth_of, json_body
 from cumulo.core.http.authz import authorize
 from cumulo.core.http.faults import BadRequest, Conflict, Fault, Forbidden, NotFound
-from cumulo.network import quotas
-from cumulo.network.models import DefaultSecurityGroup, IPAllocation, Port, SecurityGroup, SecurityGroupRule
-from cumulo.network.security_groups import SecurityGroups, check_rule
+from cumulo.network.service import (
+    NetworkService,
+    OverQuota,
+    PortInfo,
+    SecurityGroupInfo,
+    SecurityGroupRuleInfo,
+)
 
 NOVA_PROTOCOLS = ("tcp", "udp", "icmp")
 MAX_LIMIT = 1000  # Nova's osapi_max_limit
@@ -57,12 +61,14 @@ def who(request: Request) -> tuple[str, bool]:
     return auth.project_id or "", auth.is_admin()
 
 
-async def publish_change(manager: ServerManager, **about: Any) -> None:
-    await manager.bus.publish("network.changed", about)
+def network_of(manager: ServerManager) -> NetworkService:
+    """The network service the proxy asks: the manager's; a cloud whose controllers run no
+    Network API still answers the proxy from the network's store, as it always has."""
+    return manager.network or NetworkService(manager.db, manager.bus)
 
 
 # -- views ------------------------------------------------------------------------------------------
-def rule_view(rule: SecurityGroupRule, known: dict[str, SecurityGroup]) -> dict[str, Any] | None:
+def rule_view(rule: SecurityGroupRuleInfo, known: dict[str, SecurityGroupInfo]) -> dict[str, Any] | None:
     """One ingress rule as Nova shows it; None when its remote group is gone (Nova skips those)."""
     low, high = rule.port_range_min, rule.port_range_max
     if rule.protocol and low is None and high is None:
@@ -80,15 +86,13 @@ def rule_view(rule: SecurityGroupRule, known: dict[str, SecurityGroup]) -> dict[
     return out
 
 
-async def views(groups: SecurityGroups, rows: list[SecurityGroup]) -> list[dict[str, Any]]:
+async def views(network: NetworkService, rows: list[SecurityGroupInfo]) -> list[dict[str, Any]]:
     """Nova's shape of each group, its ingress rules resolved against the groups they name."""
-    rules = await groups.rules([g.id for g in rows])
+    rules = await network.security_group_rules([g.id for g in rows])
     known = {g.id: g for g in rows}
     wanted = {r.remote_group_id for rs in rules.values() for r in rs if r.remote_group_id} - set(known)
     if wanted:
-        async with groups.db.session() as s:
-            known.update({g.id: g for g in (await s.execute(select(SecurityGroup).where(
-                SecurityGroup.id.in_(wanted)))).scalars()})
+        known.update(await network.security_groups_by_id(wanted))
     out = []
     for g in rows:
         shown = [rule_view(r, known) for r in rules[g.id] if r.direction == "ingress"]
@@ -155,7 +159,7 @@ def parse_cidr(value: Any) -> str:
     return text
 
 
-def nova_rule(item: dict[str, Any]) -> dict[str, Any]:
+def nova_rule(network: NetworkService, item: dict[str, Any]) -> dict[str, Any]:
     """Nova's rule arguments (ip_protocol, from_port, to_port, cidr or group_id) as the Network API's
     rule: always ingress; -1 means any ICMP type or code; with a source group and no ports, TCP and
     UDP open every port."""
@@ -189,13 +193,13 @@ def nova_rule(item: dict[str, Any]) -> dict[str, Any]:
     else:  # a source group alone (as Nova, the protocol is dropped without both ports): everything
         wanted = {"protocol": None, "port_range_min": None, "port_range_max": None}
     ethertype = "IPv6" if cidr and ipaddress.ip_network(cidr, strict=False).version == 6 else "IPv4"
-    values = check_rule({"direction": "ingress", "ethertype": ethertype, "remote_ip_prefix": cidr,
-                         "remote_group_id": group_id, **wanted})
+    values = network.check_rule({"direction": "ingress", "ethertype": ethertype, "remote_ip_prefix": cidr,
+                                 "remote_group_id": group_id, **wanted})
     values["remote_ip_prefix"] = cidr  # kept as written, as Neutron keeps it
     return values
 
 
-def same_rule(rule: SecurityGroupRule, values: dict[str, Any]) -> bool:
+def same_rule(rule: SecurityGroupRuleInfo, values: dict[str, Any]) -> bool:
     def prefix(value: Any) -> Any:
         return None if value in (None, "0.0.0.0/0", "::/0") else str(ipaddress.ip_network(value, strict=False))
 
@@ -205,34 +209,21 @@ def same_rule(rule: SecurityGroupRule, values: dict[str, Any]) -> bool:
         values["port_range_max"], values["remote_group_id"], prefix(values["remote_ip_prefix"]))
 
 
-async def within_quota(groups: SecurityGroups, resource: str, project: str) -> None:
-    try:
-        await quotas.check(groups.db, resource, project)
-    except Conflict:
-        kind = "security groups" if resource == "security_group" else "security group rules"
-        raise Forbidden(f"Quota exceeded, too many {kind}.") from None
+def over_quota(exc: OverQuota) -> Forbidden:
+    """Nova answers 403 when a network quota of groups or rules is exhausted."""
+    kind = "security groups" if exc.resource == "security_group" else "security group rules"
+    return Forbidden(f"Quota exceeded, too many {kind}.")
 
 
 # -- a server's groups --------------------------------------------------------------------------------
-async def server_ports(manager: ServerManager, server: Server) -> list[Port]:
-    async with manager.db.session() as s:
-        return list((await s.execute(select(Port).where(
-            Port.device_id == server.id, Port.device_owner.like("compute:%")).order_by(Port.created_at))).scalars())
+async def server_ports(manager: ServerManager, server: Server) -> list[PortInfo]:
+    return await network_of(manager).server_ports(server.id)
 
 
-async def find_group(manager: ServerManager, name: str, project: str) -> SecurityGroup:
+async def find_group(manager: ServerManager, name: str, project: str) -> SecurityGroupInfo:
     """A group by id or name in the server's project, as Nova finds it: unknown is 404, a name two
     groups share is 409."""
-    async with manager.db.session() as s:
-        row = await s.get(SecurityGroup, name) if len(name) <= 36 else None
-        if row is not None and row.project_id == project:
-            return row
-        found = list((await s.execute(select(SecurityGroup).where(
-            SecurityGroup.project_id == project, SecurityGroup.name == name))).scalars())
-    if not found and name == "default":
-        default_id = await SecurityGroups(manager.db).default(project)
-        async with manager.db.session() as s:
-            found = [g for g in [await s.get(SecurityGroup, default_id)] if g is not None]
+    found = await network_of(manager).security_groups_named(name, project)
     if not found:
         raise NotFound(f"Security group {name} is not found for project {project}")
     if len(found) > 1:
@@ -254,7 +245,7 @@ def action_name(arg: Any) -> str:
     return name
 
 
-async def remember(manager: ServerManager, server: Server, group: SecurityGroup, added: bool) -> None:
+async def remember(manager: ServerManager, server: Server, group: SecurityGroupInfo, added: bool) -> None:
     """Keep the group names the server's record shows (its ``security_groups``) in step."""
     async with manager.db.session() as s:
         row = await s.get(Server, server.id, with_for_update=True)
@@ -270,21 +261,13 @@ async def add_to_server(manager: ServerManager, server: Server, arg: Any) -> Non
     ports = await server_ports(manager, server)
     if not ports:
         raise NotFound(f"instance_id {server.id} could not be found as device id on any ports")
-    async with manager.db.session() as s:
-        addressed = set((await s.execute(select(IPAllocation.port_id).where(
-            IPAllocation.port_id.in_([p.id for p in ports])))).scalars())
+    addressed = await network_of(manager).addressed_ports([p.id for p in ports])
     for port in ports:
         if not port.port_security_enabled or port.id not in addressed:
             raise BadRequest("Network requires port_security_enabled and subnet associated in order to apply "
                              "security groups.")
-    async with manager.db.session() as s:
-        for port in ports:
-            row = await s.get(Port, port.id, with_for_update=True)
-            if row is not None and group.id not in (row.security_groups or []):
-                row.security_groups = [*(row.security_groups or []), group.id]
-                row.revision_number += 1
+    await network_of(manager).add_security_group(server.id, [p.id for p in ports], group.id)
     await remember(manager, server, group, added=True)
-    await publish_change(manager, server_id=server.id)
 
 
 async def remove_from_server(manager: ServerManager, server: Server, arg: Any) -> None:
@@ -293,30 +276,19 @@ async def remove_from_server(manager: ServerManager, server: Server, arg: Any) -
     ports = await server_ports(manager, server)
     if not ports:
         raise NotFound(f"instance_id {server.id} could not be found as device id on any ports")
-    removed = False
-    async with manager.db.session() as s:
-        for port in ports:
-            row = await s.get(Port, port.id, with_for_update=True)
-            if row is not None and group.id in (row.security_groups or []):
-                row.security_groups = [g for g in row.security_groups if g != group.id]
-                row.revision_number += 1
-                removed = True
-    if not removed:
+    if not await network_of(manager).remove_security_group(server.id, [p.id for p in ports], group.id):
         raise NotFound(f"Security group {name} not associated with the instance {server.id}")
     await remember(manager, server, group, added=False)
-    await publish_change(manager, server_id=server.id)
 
 
 # -- the API ------------------------------------------------------------------------------------------
 def router(manager: ServerManager) -> Router:
     r = Router()
-    groups = SecurityGroups(manager.db)
-    db = manager.db
 
-    async def visible(request: Request, group_id: str, rule: str) -> SecurityGroup:
+    async def visible(request: Request, group_id: str, rule: str) -> SecurityGroupInfo:
         project, admin = who(request)
         try:
-            group = await groups.get(check_id(group_id), project, admin)
+            group = await network_of(manager).security_group(check_id(group_id), project, admin)
         except NotFound:
             raise NotFound(f"Security group {group_id} not found.") from None
         authorize(request, rule, {"project_id": group.project_id})
@@ -342,45 +314,26 @@ def router(manager: ServerManager) -> Router:
         authorize(request, "os_compute_api:os-security-groups:create" if request.method == "POST"
                   else "os_compute_api:os-security-groups:get")
         project, admin = who(request)
-        await groups.default(project)  # every project has one, as soon as it looks
+        network = network_of(manager)
+        await network.default_security_group(project)  # every project has one, as soon as it looks
         if request.method == "POST":
             name, description = group_fields(await body_of(request, "security_group"))
             if name == "default":
                 raise BadRequest("Security group name 'default' is reserved: the project already has its "
                                  "default group.")
-            async with quotas.turn(db, "security_group", project):  # the Network API's turn too
-                await within_quota(groups, "security_group", project)
-                group = SecurityGroup(id=str(uuid.uuid4()), name=name, description=description, project_id=project)
-                async with db.session() as s:
-                    s.add(group)
-                    for ethertype in ("IPv4", "IPv6"):  # as the Network API makes them: all egress allowed
-                        s.add(SecurityGroupRule(id=str(uuid.uuid4()), group_id=group.id, project_id=project,
-                                                direction="egress", ethertype=ethertype))
-            return JSON({"security_group": (await views(groups, [group]))[0]})
-        stmt = select(SecurityGroup).order_by(SecurityGroup.created_at)
-        if not (admin and "all_tenants" in request.query_params):
-            stmt = stmt.where(SecurityGroup.project_id == project)
-        async with db.session() as s:
-            rows = list((await s.execute(stmt)).scalars())
-        return JSON({"security_groups": paging(request, by_owner_and_name(await views(groups, rows)))})
-
-    async def drop_group(group_id: str) -> None:
-        """The group, its rules, and every rule that names it as the source (as Neutron cascades)."""
-        async with db.session() as s:
-            referring = set((await s.execute(select(SecurityGroupRule.group_id).where(
-                SecurityGroupRule.remote_group_id == group_id, SecurityGroupRule.group_id != group_id))).scalars())
-            await s.execute(delete(SecurityGroupRule).where(
-                (SecurityGroupRule.group_id == group_id) | (SecurityGroupRule.remote_group_id == group_id)))
-            await s.execute(delete(DefaultSecurityGroup).where(DefaultSecurityGroup.group_id == group_id))
-            await s.execute(delete(SecurityGroup).where(SecurityGroup.id == group_id))
-            if referring:
-                await s.execute(update(SecurityGroup).where(SecurityGroup.id.in_(referring)).values(
-                    revision_number=SecurityGroup.revision_number + 1))
+            try:  # all egress allowed, as the Network API makes a group
+                group = await network.create_security_group(name, description, project)
+            except OverQuota as exc:
+                raise over_quota(exc) from None
+            return JSON({"security_group": (await views(network, [group]))[0]})
+        rows = await network.security_groups(None if admin and "all_tenants" in request.query_params else project)
+        return JSON({"security_groups": paging(request, by_owner_and_name(await views(network, rows)))})
 
     @r.route("/v2.1/os-security-groups/{group_id}", ["GET", "HEAD", "PUT", "DELETE"])
     async def one(request: Request) -> Response:
         proxy_gone(request)
         _, admin = who(request)
+        network = network_of(manager)
         group = await visible(request, request.path_params["group_id"],
                               {"DELETE": "os_compute_api:os-security-groups:delete",
                                "PUT": "os_compute_api:os-security-groups:update"}.get(
@@ -388,13 +341,9 @@ def router(manager: ServerManager) -> Router:
         if request.method == "DELETE":
             if group.is_default and not admin:
                 raise BadRequest("Removing default security group not allowed.")
-            async with db.session() as s:
-                in_use = (await s.execute(select(Port.id).where(
-                    cast(Port.security_groups, Text).contains(group.id)).limit(1))).first()
-            if in_use:
+            if await network.security_group_in_use(group.id):
                 raise BadRequest(f"Security Group {group.id} in use.")
-            await drop_group(group.id)
-            await publish_change(manager, security_group_id=group.id)
+            await network.delete_security_group(group.id)
             return Response(status_code=202)
         if request.method == "PUT":
             name, description = group_fields(await body_of(request, "security_group"))
@@ -402,14 +351,11 @@ def router(manager: ServerManager) -> Router:
                 raise BadRequest("Updating default security group not allowed: its name stays 'default'.")
             if not group.is_default and name == "default":
                 raise BadRequest("Security group name 'default' is reserved for the project's default group.")
-            async with db.session() as s:
-                row = await s.get(SecurityGroup, group.id)
-                if row is None:
-                    raise NotFound(f"Security group {group.id} not found.")
-                row.name, row.description = name, description
-                row.revision_number += 1
-                group = row
-        return JSON({"security_group": (await views(groups, [group]))[0]})
+            renamed = await network.rename_security_group(group.id, name, description)
+            if renamed is None:
+                raise NotFound(f"Security group {group.id} not found.")
+            group = renamed
+        return JSON({"security_group": (await views(network, [group]))[0]})
 
     @r.route("/v2.1/os-security-groups/", ["PUT", "DELETE"])
     async def no_group(request: Request) -> Response:
@@ -434,18 +380,14 @@ def router(manager: ServerManager) -> Router:
         parent = await visible(request, parent_id, "os_compute_api:os-security-groups:rule:create")
         source = (await visible(request, item["group_id"], "os_compute_api:os-security-groups:show")
                   if item.get("group_id") is not None else None)
-        values = nova_rule(item)
-        if any(same_rule(x, values) for x in (await groups.rules([parent.id]))[parent.id]):
+        network = network_of(manager)
+        values = nova_rule(network, item)
+        if any(same_rule(x, values) for x in (await network.security_group_rules([parent.id]))[parent.id]):
             raise BadRequest(f"This rule already exists in group {parent.id}")
-        async with quotas.turn(db, "security_group_rule", parent.project_id):
-            await within_quota(groups, "security_group_rule", parent.project_id)
-            rule = SecurityGroupRule(id=str(uuid.uuid4()), group_id=parent.id, project_id=parent.project_id,
-                                     **values)
-            async with db.session() as s:
-                s.add(rule)
-                await s.execute(update(SecurityGroup).where(SecurityGroup.id == parent.id).values(
-                    revision_number=SecurityGroup.revision_number + 1))
-        await publish_change(manager, security_group_id=parent.id)
+        try:
+            rule = await network.create_security_group_rule(parent.id, parent.project_id, values)
+        except OverQuota as exc:
+            raise over_quota(exc) from None
         known = {parent.id: parent, **({source.id: source} if source is not None else {})}
         return JSON({"security_group_rule": rule_view(rule, known)})
 
@@ -454,16 +396,12 @@ def router(manager: ServerManager) -> Router:
         proxy_gone(request)
         project, admin = who(request)
         rule_id = check_id(request.path_params["rule_id"], "Security group rule")
-        async with db.session() as s:
-            row = await s.get(SecurityGroupRule, rule_id)
+        network = network_of(manager)
+        row = await network.security_group_rule(rule_id)
         if row is None or not (admin or row.project_id == project):
             raise NotFound(f"Security group rule {rule_id} not found.")
         authorize(request, "os_compute_api:os-security-groups:rule:delete", {"project_id": row.project_id})
-        async with db.session() as s:
-            await s.execute(delete(SecurityGroupRule).where(SecurityGroupRule.id == row.id))
-            await s.execute(update(SecurityGroup).where(SecurityGroup.id == row.group_id).values(
-                revision_number=SecurityGroup.revision_number + 1))
-        await publish_change(manager, security_group_id=row.group_id)
+        await network.delete_security_group_rule(row)
         return Response(status_code=202)
 
     @r.route("/v2.1/os-security-group-rules/", ["DELETE"])
@@ -480,13 +418,12 @@ def router(manager: ServerManager) -> Router:
             raise NotFound(f"Instance {server_id} could not be found.")
         authorize(request, "os_compute_api:os-security-groups:list",
                   {"project_id": server.project_id, "user_id": server.user_id})
-        await groups.default(project)
+        network = network_of(manager)
+        await network.default_security_group(project)
         ids = list(dict.fromkeys(g for p in await server_ports(manager, server) for g in p.security_groups or []))
-        async with db.session() as s:
-            found = {g.id: g for g in (await s.execute(select(SecurityGroup).where(
-                SecurityGroup.id.in_(ids)))).scalars()} if ids else {}
+        found = await network.security_groups_by_id(ids)
         rows = [found[g] for g in ids if g in found]
-        return JSON({"security_groups": by_owner_and_name(await views(groups, rows))})
+        return JSON({"security_groups": by_owner_and_name(await views(network, rows))})
 
     @r.route("/v2.1/os-security-group-default-rules", ["GET", "HEAD", "POST"])
     async def default_rules(request: Request) -> Response:

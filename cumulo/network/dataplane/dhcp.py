@@ -18,6 +18,7 @@ address), see ``stale_leases``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import ipaddress
 import logging
@@ -263,8 +264,6 @@ class DhcpServer:
         pid = self.pid()
         if pid is None:
             return
-        import asyncio
-
         for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
             try:
                 os.kill(pid, sig)

@@ -14,6 +14,7 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import socket
 import struct
 import threading
@@ -290,8 +291,6 @@ def pid_alive(pid_file: Path, marker: str) -> int | None:
 
 def missing_tools() -> list[str]:
     """What this machine lacks to run the dataplane (empty: it can)."""
-    import shutil
-
     out = [tool for tool in ("ip", "dnsmasq", "iptables-restore", "ip6tables-restore", "ebtables-restore")
            if shutil.which(tool) is None]
     if os.geteuid() != 0:

@@ -1,16 +1,22 @@
 """Plugging a server's port: the compute driver asks for a tap on the port's network bridge in
 ``<prefix>-dp`` and hands the open descriptor to QEMU (``-netdev tap,fd=N``), so the tap lives
 exactly as long as that QEMU.  The namespace and the bridge are made here when the network agent
-has not made them yet; both sides do it the same idempotent way."""
+has not made them yet; both sides do it the same idempotent way.
+
+This is the one host-side module of the network that a compute agent uses (as Nova uses os-vif):
+``Vifs`` plugs ports, ``enabled`` says whether this machine runs the dataplane at all."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
 from cumulo.network.agent import DP_SYSCTLS
-from cumulo.network.dataplane.linux import ensure_bridge, ensure_ns, links, open_tap, run
+from cumulo.network.dataplane.linux import enabled, ensure_bridge, ensure_ns, links, open_tap, run
 from cumulo.network.dataplane.names import Names, bridge, taps
+
+__all__ = ["Vifs", "enabled"]
 
 
 class Vifs:
@@ -29,8 +35,6 @@ class Vifs:
         name = next((t for t in taps(port["id"]) if t not in present), None)
         if name is None:
             raise RuntimeError(f"port {port['id']} has two taps on this machine already")
-        import asyncio
-
         fd = await asyncio.to_thread(open_tap, dp, name)
         try:
             await run("ip", "-n", dp, "-batch", "-", input=f"link set {name} mtu {mtu}\n"
