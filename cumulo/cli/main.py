@@ -344,9 +344,7 @@ def network_trace(ctx: click.Context, what: str) -> None:
     cfg = load(ctx.find_root())
 
     async def go() -> list[str]:
-        from sqlalchemy import select
-
-        from cumulo.compute.models import Server
+        from cumulo.compute.service import live_servers_named
         from cumulo.core.db import Database
         from cumulo.network.dataplane.trace import trace
         from cumulo.network.ipam import Ipam
@@ -355,9 +353,7 @@ def network_trace(ctx: click.Context, what: str) -> None:
         database = Database(cfg.database_url)
         try:
             state = await Topology(database, Ipam(database)).state(ensure=False)
-            async with database.session() as s:
-                servers = {name: sid for sid, name in (await s.execute(select(Server.id, Server.name).where(
-                    Server.name == what, Server.deleted_at.is_(None)))).all()}
+            servers = await live_servers_named(database, what)
         finally:
             await database.close()
         return await trace(state, what, cfg.network.namespace_prefix, cfg.state_path, servers)

@@ -50,6 +50,14 @@ class NewKey:
     private_key: str | None
 
 
+async def live_servers_named(db: Database, name: str) -> dict[str, str]:
+    """{name: id} of a server called ``name`` that is not deleted, for tools beside the services
+    (``cumulo network trace`` finds a server by its name)."""
+    async with db.session() as s:
+        return {n: sid for sid, n in (await s.execute(select(Server.id, Server.name).where(
+            Server.name == name, Server.deleted_at.is_(None)))).all()}
+
+
 def ssh_fingerprint(public_key: str) -> str:
     parts = public_key.strip().split()
     if len(parts) < 2 or not parts[0].startswith(("ssh-", "ecdsa-")):

@@ -45,12 +45,10 @@ from cumulo.network.dataplane.linux import (
     run,
 )
 from cumulo.network.dataplane.metadata_proxy import MetadataProxy
-from cumulo.network.dataplane.names import Names, bridge, bridge_end, dhcp_end, ext_ends, router_end
+from cumulo.network.dataplane.names import DP_SYSCTLS, Names, bridge, bridge_end, dhcp_end, ext_ends, router_end
 from cumulo.network.dataplane.zones import ConntrackZones
 
 LOG = logging.getLogger(__name__)
-DP_SYSCTLS = {"net.bridge.bridge-nf-call-iptables": "1", "net.bridge.bridge-nf-call-ip6tables": "1",
-              "net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
 ROUTER_SYSCTLS = {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1"}
 RETRY = 5.0  # seconds before a round that left something undone is tried again
 RULES_TIMEOUT = 120.0  # iptables-restore of thousands of ports may take a while on a loaded machine

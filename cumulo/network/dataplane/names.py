@@ -15,6 +15,10 @@ network trace`` find the same things (Linux limits interface names to 15 charact
 
 from __future__ import annotations
 
+# how <prefix>-dp is set up, by the network agent or by a compute host plugging a port first
+DP_SYSCTLS = {"net.bridge.bridge-nf-call-iptables": "1", "net.bridge.bridge-nf-call-ip6tables": "1",
+              "net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
+
 
 class Names:
     def __init__(self, prefix: str = "cumulo") -> None:

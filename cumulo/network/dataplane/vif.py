@@ -12,9 +12,8 @@ import asyncio
 import os
 from typing import Any
 
-from cumulo.network.agent import DP_SYSCTLS
 from cumulo.network.dataplane.linux import enabled, ensure_bridge, ensure_ns, links, open_tap, run
-from cumulo.network.dataplane.names import Names, bridge, taps
+from cumulo.network.dataplane.names import DP_SYSCTLS, Names, bridge, taps
 
 __all__ = ["Vifs", "enabled"]
 
