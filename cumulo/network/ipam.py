@@ -21,9 +21,8 @@ from cumulo.core.db import Database, IntegrityError, is_duplicate
 from cumulo.core.http.faults import BadRequest, Conflict, NotFound
 from cumulo.network import quotas
 from cumulo.network.models import FloatingIP, IPAllocation, Network, Port, Subnet
-from cumulo.network.quotas import DEFAULT_QUOTAS
 
-__all__ = ["DEFAULT_QUOTAS", "Ipam", "pools_of"]
+__all__ = ["Ipam", "pools_of"]
 SEGMENT_RANGE = (1, 16_000_000)
 
 
