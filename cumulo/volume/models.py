@@ -1,0 +1,89 @@
+"""The block-storage tables: volumes, volume types (their extra specs and per-project access) and
+snapshots.  Private to the volume service; others call ``cumulo.volume.service``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import Boolean, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from cumulo.core.db import Base, JSONText, UTCDateTime, utcnow
+
+ID = String(64)
+
+
+class Volume(Base):
+    """A volume: what the user asked for, and what the agent last reported (its status)."""
+
+    __tablename__ = "volume_volume"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    size: Mapped[int] = mapped_column(Integer)  # GiB
+    status: Mapped[str] = mapped_column(String(32), default="creating", index=True)
+    attach_status: Mapped[str] = mapped_column(String(32), default="detached")
+    project_id: Mapped[str] = mapped_column(ID, index=True)
+    user_id: Mapped[str] = mapped_column(ID)
+    availability_zone: Mapped[str] = mapped_column(String(255), default="nova")
+    volume_type_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    bootable: Mapped[bool] = mapped_column(Boolean, default=False)
+    multiattach: Mapped[bool] = mapped_column(Boolean, default=False)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSONText, default=dict)
+    snapshot_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    source_volid: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    image_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)  # Cinder's host@backend#pool
+    # why the volume is in error, in words a member can read (the user messages API, later)
+    fault: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # the controller that owns the current transition, and until when
+    lease_owner: Mapped[str | None] = mapped_column(ID, nullable=True)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class VolumeType(Base):
+    __tablename__ = "volume_type"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    is_public: Mapped[bool] = mapped_column(Boolean, default=True)
+    extra_specs: Mapped[dict[str, str]] = mapped_column(JSONText, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class VolumeTypeAccess(Base):
+    """A private volume type's projects (os-volume-type-access)."""
+
+    __tablename__ = "volume_type_access"
+    __table_args__ = (UniqueConstraint("volume_type_id", "project_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    volume_type_id: Mapped[str] = mapped_column(String(36), index=True)
+    project_id: Mapped[str] = mapped_column(ID)
+
+
+class Snapshot(Base):
+    __tablename__ = "volume_snapshot"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    volume_id: Mapped[str] = mapped_column(String(36), index=True)
+    name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    size: Mapped[int] = mapped_column(Integer)  # GiB, the volume's at the time
+    status: Mapped[str] = mapped_column(String(32), default="creating", index=True)
+    progress: Mapped[str] = mapped_column(String(8), default="0%")
+    project_id: Mapped[str] = mapped_column(ID, index=True)
+    user_id: Mapped[str] = mapped_column(ID)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSONText, default=dict)
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    fault: Mapped[str | None] = mapped_column(Text, nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(ID, nullable=True)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
