@@ -87,6 +87,7 @@ class Controller:
     image: Any = None
     agents: list[Any] = field(default_factory=list)
     servers: Any = None
+    volumes: Any = None  # block storage's reconciler (a singleton), when "volume" runs
     metadata_secret: str = ""
     listeners: list[Listener] = field(default_factory=list)
     _servers: list[_Server] = field(default_factory=list)
@@ -113,7 +114,7 @@ class Controller:
             await component.start()
 
     async def take_singletons(self) -> None:
-        for name in ("image", "servers"):
+        for name in ("image", "servers", "volumes"):
             await self.run_singleton(name)
 
     def refresh_status(self) -> None:
@@ -250,6 +251,8 @@ class Controller:
                 compute, self.identity, cfg.api.max_request_body_size, self.servers, self.image)))
         if "network" in cfg.services:
             await self.start_network()
+        if "volume" in cfg.services:
+            await self.start_volume()
         if "placement" in cfg.services:
             from cumulo.placement.api import build_app as placement_app
             from cumulo.placement.service import PlacementService
@@ -290,6 +293,33 @@ class Controller:
         else:
             LOG.info("network dataplane is off on this machine: the Network API alone")
 
+    async def start_volume(self) -> None:
+        """The Block Storage API, its controller side of the bus and reconciler (the leader's), and
+        this machine's volume agent (qcow2 files) when ``[volume] local_node`` is on."""
+        from cumulo.volume.api import build_app as volume_app
+        from cumulo.volume.reconcile import Reconciler
+        from cumulo.volume.service import VolumeService
+
+        cfg = self.cfg
+        assert self.identity is not None and self.db is not None
+        svc = VolumeService(cfg, self.db, self.bus, self.identity)
+        if self.leader:
+            await svc.start()
+            self.volumes = Reconciler(svc)
+            await self.run_singleton("volumes")
+            if cfg.volume.local_node:
+                from cumulo.volume.agent import file_agent
+
+                if shutil.which("qemu-img"):
+                    agent = file_agent(cfg, self.bus)
+                    await agent.start()
+                    self.agents.append(agent)
+                    LOG.info("volume node %s keeps its volumes in %s", agent.host, agent.driver.path)
+                else:
+                    LOG.warning("no volume node on this machine: qemu-img is missing (scripts/setup.sh installs it)")
+        self.listeners.append(Listener("volume", cfg.volume.port, volume_app(
+            svc, self.identity, cfg.api.max_request_body_size)))
+
     def catalog(self) -> list[CatalogEntry]:
         entries = []
         if "identity" in self.cfg.services:
@@ -302,6 +332,10 @@ class Controller:
             entries.append(CatalogEntry("placement", "placement", self.cfg.endpoint(self.cfg.placement.port)))
         if "network" in self.cfg.services:
             entries.append(CatalogEntry("network", "neutron", self.cfg.endpoint(self.cfg.network.port)))
+        if "volume" in self.cfg.services:  # without the project id in the path (3.67); volumev3 is the old alias
+            volume_url = self.cfg.endpoint(self.cfg.volume.port, "/v3")
+            entries.append(CatalogEntry("block-storage", "cinder", volume_url))
+            entries.append(CatalogEntry("volumev3", "cinderv3", volume_url))
         return entries
 
     def openapi(self) -> dict[str, Any]:
@@ -410,6 +444,8 @@ class Controller:
             await agent.stop()
         if self.servers is not None:
             await self.servers.stop()
+        if self.volumes is not None:
+            await self.volumes.stop()
         if self.image is not None:
             await self.image.stop()
         if self.identity is not None:
@@ -426,7 +462,7 @@ class Controller:
 
 
 # the fault format of each listener's 503 past its time budget
-FAULT_FORMAT = {"metadata": "compute"}
+FAULT_FORMAT = {"metadata": "compute", "volume": "block-storage"}
 
 
 def write_status(cfg: Config, specs: list[tuple[str, int, Any]], worker_pids: dict[int, int] | None = None,

@@ -184,6 +184,28 @@ class PlacementConfig:
 
 
 @dataclass
+class VolumeConfig:
+    """Block storage (Cinder's twin); it runs when "volume" is in services."""
+
+    port: int = 8776
+    # Run a volume agent for this machine inside `cumulo up`: qcow2 files under
+    # <volumes_path>/<host>/ (default <state_dir>/volumes).
+    local_node: bool = True
+    host: str = ""
+    volumes_path: str = ""
+    # Seconds between the agents' pool reports; a pool silent for service_down_time is down.
+    report_interval: float = 10.0
+    service_down_time: int = 60
+    # Seconds a create, delete or snapshot may take before the reconciler ends it (a create goes
+    # to error, a delete is resumed).
+    operation_timeout: float = 120.0
+    # The zone every volume is in (Cinder's storage_availability_zone).
+    availability_zone: str = "nova"
+    # The pool's capacity the agent reports (GiB); 0: the size of the file system it lives on.
+    capacity_gb: int = 0
+
+
+@dataclass
 class BootstrapConfig:
     admin_user: str = "admin"
     admin_password: str = ""  # empty: generated once and kept in <state_dir>/admin-password
@@ -221,6 +243,8 @@ class Config:
     placement: PlacementConfig = field(default_factory=PlacementConfig)
     # The Network API runs when "network" is in services, with its dataplane (see [network] dataplane).
     network: NetworkConfig = field(default_factory=NetworkConfig)
+    # Block storage runs when "volume" is in services (not by default yet).
+    volume: VolumeConfig = field(default_factory=VolumeConfig)
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)

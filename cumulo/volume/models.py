@@ -87,3 +87,16 @@ class Snapshot(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Pool(Base):
+    """A volume agent's pool as it last reported it (scheduler-stats/get_pools, os-services)."""
+
+    __tablename__ = "volume_pool"
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    capacity_gb: Mapped[int] = mapped_column(Integer, default=0)
+    allocated_gb: Mapped[int] = mapped_column(Integer, default=0)
+    free_gb: Mapped[int] = mapped_column(Integer, default=0)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    reported_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

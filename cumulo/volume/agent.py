@@ -1,0 +1,95 @@
+"""The volume agent: one per storage node.  It never opens the database; it serves the RPC target
+``volume.<host>`` (create and delete volumes and snapshots), reports each piece of work back to
+``volume.controller`` with the ``ctx`` it came with, and reports its pool (capacity, allocated,
+free) and the volumes it holds every ``report_interval`` seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import socket
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from cumulo.core.bus import Bus
+from cumulo.volume.drivers.file import FileDriver
+from cumulo.volume.service import CONTROLLER
+
+LOG = logging.getLogger(__name__)
+
+
+class VolumeAgent:
+    def __init__(self, bus: Bus, host: str, driver: FileDriver, report_interval: float = 10.0) -> None:
+        self.bus, self.host, self.driver, self.report_interval = bus, host, driver, report_interval
+        self.started_at = dt.datetime.now(dt.UTC).isoformat()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.bus.serve(f"volume.{self.host}", self.handle)
+        await self.report()
+        self._task = asyncio.get_running_loop().create_task(self._heartbeat())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def report(self) -> None:
+        pool = await asyncio.to_thread(self.driver.pool)
+        await self.bus.cast(CONTROLLER, "report_pool", {"host": self.host, "pool": asdict(pool),
+                                                        "volumes": sorted(self.driver.volumes()),
+                                                        "started_at": self.started_at})
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.report_interval)
+            try:
+                await self.report()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the bus may be down for a while: keep trying
+                LOG.warning("pool report from %s failed", self.host, exc_info=True)
+
+    async def handle(self, method: str, args: dict[str, Any]) -> Any:
+        if method == "ping":
+            return {"host": self.host}
+        work = getattr(self, f"_{method}", None)
+        if work is None:
+            raise ValueError(f"unknown volume agent method {method}")
+        ctx = args.get("ctx") or {}
+        try:
+            await work(args)
+        except Exception as exc:  # the controller puts it in the volume's fault
+            LOG.warning("%s on %s failed: %s", method, self.host, exc,
+                        exc_info=not isinstance(exc, (LookupError, RuntimeError)))
+            await self.bus.cast(CONTROLLER, "volume_update", {"ctx": ctx, "error": str(exc) or type(exc).__name__})
+            return None
+        await self.bus.cast(CONTROLLER, "volume_update", {"ctx": ctx, "error": None})
+        return None
+
+    async def _create_volume(self, args: dict[str, Any]) -> None:
+        source = args.get("source") or {}
+        path: Path | None = None
+        if source.get("snapshot_id"):
+            path = self.driver.snapshot_path(source["snapshot_id"])
+        elif source.get("volume_id"):
+            path = self.driver.volume_path(source["volume_id"])
+        await self.driver.create_volume(args["volume_id"], int(args["size"]), path)
+
+    async def _delete_volume(self, args: dict[str, Any]) -> None:
+        await self.driver.delete_volume(args["volume_id"])
+
+    async def _create_snapshot(self, args: dict[str, Any]) -> None:
+        await self.driver.create_snapshot(args["snapshot_id"], args["volume_id"])
+
+    async def _delete_snapshot(self, args: dict[str, Any]) -> None:
+        await self.driver.delete_snapshot(args["snapshot_id"])
+
+
+def file_agent(cfg: Any, bus: Bus, host: str | None = None) -> VolumeAgent:
+    """A volume agent for this machine with the file driver, configured from ``[volume]``."""
+    v = cfg.volume
+    host = host or v.host or socket.gethostname()
+    path = Path(v.volumes_path or cfg.state_path / "volumes") / host
+    return VolumeAgent(bus, host, FileDriver(path, v.capacity_gb), v.report_interval)

@@ -1,0 +1,88 @@
+"""/v3/os-quota-sets/{project}, /v3/limits and /v3/os-availability-zone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cumulo.core.http.app import JSON, Router, json_body
+from cumulo.core.http.authz import authorize
+from cumulo.core.http.faults import BadRequest
+from cumulo.core.http.paging import parse_bool
+from cumulo.volume.api.common import caller, route
+from cumulo.volume.service import DEFAULT_QUOTAS, DEFAULT_TYPE, PER_TYPE_QUOTAS, VolumeService
+
+
+def quota_set(project_id: str, quotas: dict[str, int], usage: dict[str, int] | None = None) -> dict[str, Any]:
+    """Cinder's quota set: the limits, and the per-type ones of __DEFAULT__ (unlimited); with
+    ``usage``, each as ``{limit, in_use, reserved, allocated}``."""
+    values: dict[str, Any] = dict(quotas)
+    for name in PER_TYPE_QUOTAS:
+        values[f"{name}_{DEFAULT_TYPE}"] = -1
+    if usage is not None:
+        values = {name: {"limit": limit, "in_use": usage.get(name, 0), "reserved": 0, "allocated": 0}
+                  for name, limit in values.items()}
+    return {"id": project_id, **values}
+
+
+def router(svc: VolumeService) -> Router:
+    r = Router()
+
+    @route(r, "GET", "/os-quota-sets/{target}")
+    async def show_quotas(request: Request) -> Response:
+        target = request.path_params["target"]
+        authorize(request, "volume_extension:quotas:show", {"project_id": target})
+        usage = None
+        if parse_bool("usage", request.query_params.get("usage", "false")):
+            usage = await svc.usage(target)
+        return JSON({"quota_set": quota_set(target, await svc.quotas(target), usage)})
+
+    @route(r, "GET", "/os-quota-sets/{target}/defaults")
+    async def default_quotas(request: Request) -> Response:
+        target = request.path_params["target"]
+        authorize(request, "volume_extension:quotas:show", {"project_id": target})
+        return JSON({"quota_set": quota_set(target, await svc.quotas(None))})
+
+    @route(r, "PUT", "/os-quota-sets/{target}")
+    async def update_quotas(request: Request) -> Response:
+        target = request.path_params["target"]
+        authorize(request, "volume_extension:quotas:update", {"project_id": target})
+        body = (await json_body(request))["quota_set"]
+        body.pop("tenant_id", None)
+        bad = sorted(set(body) - set(DEFAULT_QUOTAS) - {f"{n}_{DEFAULT_TYPE}" for n in PER_TYPE_QUOTAS})
+        if bad:
+            raise BadRequest(f"Bad key(s) in quota set: {', '.join(bad)}")
+        values = {name: int(value) for name, value in body.items() if name in DEFAULT_QUOTAS}
+        if values:
+            await svc.set_quotas(target, values)
+        return JSON({"quota_set": {k: v for k, v in quota_set(target, await svc.quotas(target)).items()
+                                   if k != "id"}})
+
+    @route(r, "DELETE", "/os-quota-sets/{target}")
+    async def delete_quotas(request: Request) -> Response:
+        target = request.path_params["target"]
+        authorize(request, "volume_extension:quotas:delete", {"project_id": target})
+        await svc.reset_quotas(target)
+        return Response(status_code=200)
+
+    @route(r, "GET", "/limits")
+    async def limits(request: Request) -> Response:
+        who = caller(request)
+        authorize(request, "limits_extension:used_limits")
+        q, used = await svc.quotas(who.project_id), await svc.usage(who.project_id)
+        return JSON({"limits": {"rate": [], "absolute": {
+            "maxTotalVolumes": q["volumes"], "maxTotalSnapshots": q["snapshots"],
+            "maxTotalVolumeGigabytes": q["gigabytes"], "maxTotalBackups": q["backups"],
+            "maxTotalBackupGigabytes": q["backup_gigabytes"], "totalVolumesUsed": used["volumes"],
+            "totalSnapshotsUsed": used["snapshots"], "totalGigabytesUsed": used["gigabytes"],
+            "totalBackupsUsed": used["backups"], "totalBackupGigabytesUsed": used["backup_gigabytes"]}}})
+
+    @route(r, "GET", "/os-availability-zone")
+    async def availability_zones(request: Request) -> Response:
+        authorize(request, "volume_extension:availability_zone_list")
+        return JSON({"availabilityZoneInfo": [{"zoneName": svc.cfg.volume.availability_zone,
+                                               "zoneState": {"available": True}}]})
+
+    return r

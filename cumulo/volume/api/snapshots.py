@@ -1,0 +1,101 @@
+"""/v3/snapshots: create, list (summary and detail), show, update and delete a volume's snapshots."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cumulo.core.http.app import JSON, Router, json_body
+from cumulo.core.http.authz import allowed, authorize
+from cumulo.core.http.paging import next_link, parse_bool
+from cumulo.volume.api.common import at_least, caller, list_params, route, stamp
+from cumulo.volume.service import SNAPSHOT_SORT_KEYS, SnapshotInfo, VolumeFilters, VolumeService
+
+
+def snapshot_view(request: Request, s: SnapshotInfo) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": s.id, "name": s.name, "description": s.description, "volume_id": s.volume_id, "status": s.status,
+        "size": s.size, "metadata": s.metadata, "created_at": stamp(s.created_at), "updated_at": stamp(s.updated_at)}
+    if allowed(request, "volume_extension:extended_snapshot_attributes", {"project_id": s.project_id}):
+        out["os-extended-snapshot-attributes:project_id"] = s.project_id
+        out["os-extended-snapshot-attributes:progress"] = s.progress
+    if at_least(request, 14):
+        out["group_snapshot_id"] = None
+    if at_least(request, 41):
+        out["user_id"] = s.user_id
+    if at_least(request, 65):
+        out["consumes_quota"] = True
+    return out
+
+
+def _text(body: dict[str, Any], key: str) -> Any:
+    return body[key] if key in body else body.get(f"display_{key}")
+
+
+def router(svc: VolumeService) -> Router:
+    r = Router()
+
+    async def listing(request: Request, detail: bool) -> Response:
+        authorize(request, "volume:get_all_snapshots")
+        params = request.query_params
+        everyone = bool(params.get("all_tenants") and parse_bool("all_tenants", params["all_tenants"]))
+        if everyone:
+            authorize(request, "volume:get_all:all_tenants")
+        filters = VolumeFilters(all_projects=everyone, project_id=params.get("project_id") if everyone else None,
+                                name=params.get("name"), status=params.get("status"),
+                                volume_id=params.get("volume_id"))
+        q = list_params(request, SNAPSHOT_SORT_KEYS)
+        rows = await svc.snapshots(caller(request), filters, q)
+        items = [snapshot_view(request, s) if detail else
+                 {"id": s.id, "name": s.name, "description": s.description, "volume_id": s.volume_id,
+                  "status": s.status, "size": s.size, "metadata": s.metadata, "created_at": stamp(s.created_at),
+                  "updated_at": stamp(s.updated_at)} for s in rows]
+        body: dict[str, Any] = {"snapshots": items}
+        more = next_link(str(request.url).split("?", 1)[0], params, q, rows, "snapshots")
+        if more:
+            body["snapshots_links"] = more
+        return JSON(body)
+
+    @route(r, "GET", "/snapshots")
+    async def list_snapshots(request: Request) -> Response:
+        return await listing(request, False)
+
+    @route(r, "GET", "/snapshots/detail")
+    async def list_snapshots_detail(request: Request) -> Response:
+        return await listing(request, True)
+
+    @route(r, "POST", "/snapshots")
+    async def create_snapshot(request: Request) -> Response:
+        authorize(request, "volume:create_snapshot")
+        body = (await json_body(request))["snapshot"]
+        snap = await svc.create_snapshot(caller(request), body["volume_id"], name=_text(body, "name"),
+                                         description=_text(body, "description"), metadata=body.get("metadata"),
+                                         force=parse_bool("force", str(body.get("force", False))))
+        return JSON({"snapshot": snapshot_view(request, snap)}, status_code=202)
+
+    @route(r, "GET", "/snapshots/{snapshot_id}")
+    async def show_snapshot(request: Request) -> Response:
+        snap = await svc.snapshot(request.path_params["snapshot_id"], caller(request))
+        authorize(request, "volume:get_snapshot", {"project_id": snap.project_id})
+        return JSON({"snapshot": snapshot_view(request, snap)})
+
+    @route(r, "PUT", "/snapshots/{snapshot_id}")
+    async def update_snapshot(request: Request) -> Response:
+        who = caller(request)
+        snap = await svc.snapshot(request.path_params["snapshot_id"], who)
+        authorize(request, "volume:update_snapshot", {"project_id": snap.project_id})
+        body = (await json_body(request))["snapshot"]
+        values = {key: _text(body, key) for key in ("name", "description") if key in body or f"display_{key}" in body}
+        return JSON({"snapshot": snapshot_view(request, await svc.update_snapshot(snap.id, who, values))})
+
+    @route(r, "DELETE", "/snapshots/{snapshot_id}")
+    async def delete_snapshot(request: Request) -> Response:
+        who = caller(request)
+        snap = await svc.snapshot(request.path_params["snapshot_id"], who)
+        authorize(request, "volume:delete_snapshot", {"project_id": snap.project_id})
+        await svc.delete_snapshot(snap.id, who)
+        return Response(status_code=202)
+
+    return r

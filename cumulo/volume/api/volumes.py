@@ -1,0 +1,192 @@
+"""/v3/volumes: create, list (summary and detail), show, update, delete, and the volume's metadata.
+
+Each field appears from the microversion that brought it (tempest's response schemas refuse
+extras); ``bootable`` is the string "true" or "false"; the admin sees the host, project and
+migration attributes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cumulo.core.http.app import JSON, Router, json_body
+from cumulo.core.http.authz import allowed, authorize
+from cumulo.core.http.faults import BadRequest, NotFound
+from cumulo.core.http.paging import next_link, parse_bool
+from cumulo.volume.api.common import at_least, caller, links, list_params, metadata_param, route, stamp
+from cumulo.volume.service import VOLUME_SORT_KEYS, VolumeFilters, VolumeInfo, VolumeService
+
+# the pool name in os-vol-host-attr:host (host@backend#pool), one file pool per agent
+POOL = "file"
+
+
+def volume_view(request: Request, v: VolumeInfo) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": v.id, "name": v.name, "description": v.description, "size": v.size, "status": v.status,
+        "availability_zone": v.availability_zone, "created_at": stamp(v.created_at),
+        "updated_at": stamp(v.updated_at), "volume_type": v.volume_type, "snapshot_id": v.snapshot_id,
+        "source_volid": v.source_volid, "metadata": v.metadata, "user_id": v.user_id,
+        "bootable": "true" if v.bootable else "false", "encrypted": False, "attachments": [],
+        "replication_status": None, "consistencygroup_id": None, "multiattach": v.multiattach,
+        "migration_status": None, "links": links(request, "volumes", v.id, v.project_id)}
+    if allowed(request, "volume_extension:volume_host_attribute", {"project_id": v.project_id}):
+        out["os-vol-host-attr:host"] = f"{v.host}@{POOL}#{POOL}" if v.host else None
+    if allowed(request, "volume_extension:volume_tenant_attribute", {"project_id": v.project_id}):
+        out["os-vol-tenant-attr:tenant_id"] = v.project_id
+    if allowed(request, "volume_extension:volume_mig_status_attribute", {"project_id": v.project_id}):
+        out["os-vol-mig-status-attr:migstat"] = None
+        out["os-vol-mig-status-attr:name_id"] = None
+    if at_least(request, 13):
+        out["group_id"] = None
+    if at_least(request, 21) and allowed(request, "admin_api"):
+        out["provider_id"] = None
+    if at_least(request, 48):
+        out["shared_targets"] = False
+        out["service_uuid"] = None
+    if at_least(request, 63):
+        out["volume_type_id"] = v.volume_type_id
+    if at_least(request, 65):
+        out["consumes_quota"] = True
+    return out
+
+
+def _text(body: dict[str, Any], key: str) -> Any:
+    """Cinder's v3 name (``name``) or its v1 alias (``display_name``)."""
+    return body[key] if key in body else body.get(f"display_{key}")
+
+
+def router(svc: VolumeService) -> Router:
+    r = Router()
+
+    async def listing(request: Request, detail: bool) -> Response:
+        authorize(request, "volume:get_all")
+        who = caller(request)
+        params = request.query_params
+        everyone = bool(params.get("all_tenants") and parse_bool("all_tenants", params["all_tenants"]))
+        if everyone:
+            authorize(request, "volume:get_all:all_tenants")
+        filters = VolumeFilters(
+            all_projects=everyone, project_id=params.get("project_id") if everyone else None,
+            name=params.get("name"), status=params.get("status"),
+            availability_zone=params.get("availability_zone"),
+            bootable=parse_bool("bootable", params["bootable"]) if "bootable" in params else None,
+            metadata=metadata_param(request))
+        q = list_params(request, VOLUME_SORT_KEYS)
+        rows = await svc.volumes(who, filters, q)
+        if detail:
+            items = [volume_view(request, v) for v in rows]
+        else:
+            items = [{"id": v.id, "name": v.name, "links": links(request, "volumes", v.id, v.project_id)}
+                     for v in rows]
+        body: dict[str, Any] = {"volumes": items}
+        more = next_link(str(request.url).split("?", 1)[0], params, q, rows, "volumes")
+        if more:
+            body["volumes_links"] = more
+        return JSON(body)
+
+    @route(r, "GET", "/volumes")
+    async def list_volumes(request: Request) -> Response:
+        return await listing(request, False)
+
+    @route(r, "GET", "/volumes/detail")
+    async def list_volumes_detail(request: Request) -> Response:
+        return await listing(request, True)
+
+    @route(r, "POST", "/volumes")
+    async def create_volume(request: Request) -> Response:
+        authorize(request, "volume:create")
+        body = (await json_body(request))["volume"]
+        if body.get("imageRef") or body.get("image_id"):
+            raise BadRequest("Creating a volume from an image is not supported by this cloud yet.")
+        if body.get("backup_id"):
+            raise BadRequest("Creating a volume from a backup is not supported by this cloud yet.")
+        size = body.get("size")
+        vol = await svc.create_volume(
+            caller(request), int(size) if size is not None else None, name=_text(body, "name"),
+            description=_text(body, "description"), volume_type=body.get("volume_type"),
+            availability_zone=body.get("availability_zone"), metadata=body.get("metadata") or {},
+            snapshot_id=body.get("snapshot_id"), source_volid=body.get("source_volid"),
+            multiattach=parse_bool("multiattach", str(body.get("multiattach", False))))
+        return JSON({"volume": volume_view(request, vol)}, status_code=202)
+
+    @route(r, "GET", "/volumes/{volume_id}")
+    async def show_volume(request: Request) -> Response:
+        vol = await svc.volume(request.path_params["volume_id"], caller(request))
+        authorize(request, "volume:get", {"project_id": vol.project_id})
+        return JSON({"volume": volume_view(request, vol)})
+
+    @route(r, "PUT", "/volumes/{volume_id}")
+    async def update_volume(request: Request) -> Response:
+        who = caller(request)
+        vol = await svc.volume(request.path_params["volume_id"], who)
+        authorize(request, "volume:update", {"project_id": vol.project_id})
+        body = (await json_body(request))["volume"]
+        values: dict[str, Any] = {}
+        for key in ("name", "description"):
+            if key in body or f"display_{key}" in body:
+                values[key] = _text(body, key)
+        if body.get("metadata") is not None:
+            values["meta"] = body["metadata"]
+        if not values and not body:
+            raise BadRequest("Invalid input: the volume update names nothing to change.")
+        vol = await svc.update_volume(vol.id, who, values)
+        return JSON({"volume": volume_view(request, vol)})
+
+    @route(r, "DELETE", "/volumes/{volume_id}")
+    async def delete_volume(request: Request) -> Response:
+        who = caller(request)
+        vol = await svc.volume(request.path_params["volume_id"], who)
+        authorize(request, "volume:delete", {"project_id": vol.project_id})
+        cascade = parse_bool("cascade", request.query_params.get("cascade", "false"))
+        await svc.delete_volume(vol.id, who, cascade=cascade)
+        return Response(status_code=202)
+
+    # -- metadata --------------------------------------------------------------------------------
+    async def owned(request: Request, rule: str) -> VolumeInfo:
+        vol = await svc.volume(request.path_params["volume_id"], caller(request))
+        authorize(request, rule, {"project_id": vol.project_id})
+        return vol
+
+    @route(r, "GET", "/volumes/{volume_id}/metadata")
+    async def show_metadata(request: Request) -> Response:
+        return JSON({"metadata": (await owned(request, "volume:get_volume_metadata")).metadata})
+
+    @route(r, "POST", "/volumes/{volume_id}/metadata")
+    async def create_metadata(request: Request) -> Response:
+        vol = await owned(request, "volume:create_volume_metadata")
+        meta = await svc.set_metadata(vol.id, caller(request), (await json_body(request))["metadata"])
+        return JSON({"metadata": meta})
+
+    @route(r, "PUT", "/volumes/{volume_id}/metadata")
+    async def replace_metadata(request: Request) -> Response:
+        vol = await owned(request, "volume:update_volume_metadata")
+        meta = await svc.set_metadata(vol.id, caller(request), (await json_body(request))["metadata"], replace=True)
+        return JSON({"metadata": meta})
+
+    @route(r, "GET", "/volumes/{volume_id}/metadata/{key}")
+    async def show_metadata_item(request: Request) -> Response:
+        vol = await owned(request, "volume:get_volume_metadata")
+        key = request.path_params["key"]
+        if key not in vol.metadata:
+            raise NotFound(f"Volume {vol.id} has no metadata with key {key}.")
+        return JSON({"meta": {key: vol.metadata[key]}})
+
+    @route(r, "PUT", "/volumes/{volume_id}/metadata/{key}")
+    async def update_metadata_item(request: Request) -> Response:
+        vol = await owned(request, "volume:update_volume_metadata")
+        key, meta = request.path_params["key"], (await json_body(request))["meta"]
+        if key not in meta:
+            raise BadRequest("Request body and URI mismatch: the key in the body must be the key in the path.")
+        await svc.set_metadata(vol.id, caller(request), {key: meta[key]})
+        return JSON({"meta": {key: meta[key]}})
+
+    @route(r, "DELETE", "/volumes/{volume_id}/metadata/{key}")
+    async def delete_metadata_item(request: Request) -> Response:
+        vol = await owned(request, "volume:delete_volume_metadata")
+        await svc.delete_metadata(vol.id, caller(request), request.path_params["key"])
+        return Response(status_code=200)
+
+    return r

@@ -1,0 +1,71 @@
+"""Block storage's default policy rules: Cinder's rule names and its current defaults (secure RBAC
+with enforce_scope off: a project's reader reads, its member writes, an admin anywhere does
+everything; volume types and quotas are the admin's, every user may read the types they can use
+and the zones).
+
+Implied roles do the rest (admin implies manager implies member implies reader).  The target is
+the resource acted on (its ``project_id``), or the caller's own project for creates and lists.
+Override any rule in the file named by ``[policy] file``.
+"""
+
+from __future__ import annotations
+
+from cumulo.core.http.authz import Rule
+
+ADMIN = "rule:admin_api"
+MEMBER = "rule:project_member_or_admin"
+READER = "rule:project_reader_or_admin"
+ANY = "@"
+
+MESSAGE = "Policy doesn't allow {rule} to be performed."
+
+RULES: list[Rule] = [
+    Rule("admin_api", "role:admin", "Who counts as an admin (any project)"),
+    Rule("project_member_api", "role:member and project_id:%(project_id)s",
+         "A member of the project that owns the target"),
+    Rule("project_reader_api", "role:reader and project_id:%(project_id)s",
+         "A reader of the project that owns the target"),
+    Rule("project_member_or_admin", "rule:project_member_api or rule:admin_api",
+         "The target project's member, or an admin"),
+    Rule("project_reader_or_admin", "rule:project_reader_api or rule:admin_api",
+         "The target project's reader, or an admin"),
+    # volumes
+    Rule("volume:create", MEMBER, "POST /volumes"),
+    Rule("volume:get", READER, "GET /volumes/{volume_id}"),
+    Rule("volume:get_all", READER, "GET /volumes, /volumes/detail"),
+    Rule("volume:update", MEMBER, "PUT /volumes/{volume_id}"),
+    Rule("volume:delete", MEMBER, "DELETE /volumes/{volume_id}"),
+    Rule("volume:get_volume_metadata", READER, "GET /volumes/{volume_id}/metadata[/{key}]"),
+    Rule("volume:create_volume_metadata", MEMBER, "POST /volumes/{volume_id}/metadata"),
+    Rule("volume:update_volume_metadata", MEMBER, "PUT /volumes/{volume_id}/metadata[/{key}]"),
+    Rule("volume:delete_volume_metadata", MEMBER, "DELETE /volumes/{volume_id}/metadata/{key}"),
+    Rule("volume_extension:volume_host_attribute", ADMIN, "Show os-vol-host-attr:host in volumes"),
+    Rule("volume_extension:volume_tenant_attribute", ADMIN, "Show os-vol-tenant-attr:tenant_id in volumes"),
+    Rule("volume_extension:volume_mig_status_attribute", ADMIN, "Show the migration status fields of volumes"),
+    Rule("volume:get_all:all_tenants", ADMIN, "GET /volumes?all_tenants=1: every project's volumes"),
+    # volume types and their extra specs
+    Rule("volume_extension:type_get", ANY, "GET /types/{type_id}"),
+    Rule("volume_extension:type_get_all", ANY, "GET /types"),
+    Rule("volume_extension:type_create", ADMIN, "POST /types"),
+    Rule("volume_extension:type_update", ADMIN, "PUT /types/{type_id}"),
+    Rule("volume_extension:type_delete", ADMIN, "DELETE /types/{type_id}"),
+    Rule("volume_extension:types_extra_specs:index", ANY, "GET /types/{type_id}/extra_specs"),
+    Rule("volume_extension:types_extra_specs:show", ANY, "GET /types/{type_id}/extra_specs/{key}"),
+    Rule("volume_extension:types_extra_specs:create", ADMIN, "POST /types/{type_id}/extra_specs"),
+    Rule("volume_extension:types_extra_specs:update", ADMIN, "PUT /types/{type_id}/extra_specs/{key}"),
+    Rule("volume_extension:types_extra_specs:delete", ADMIN, "DELETE /types/{type_id}/extra_specs/{key}"),
+    # snapshots
+    Rule("volume:create_snapshot", MEMBER, "POST /snapshots"),
+    Rule("volume:get_snapshot", READER, "GET /snapshots/{snapshot_id}"),
+    Rule("volume:get_all_snapshots", READER, "GET /snapshots, /snapshots/detail"),
+    Rule("volume:update_snapshot", MEMBER, "PUT /snapshots/{snapshot_id}"),
+    Rule("volume:delete_snapshot", MEMBER, "DELETE /snapshots/{snapshot_id}"),
+    Rule("volume_extension:extended_snapshot_attributes", READER,
+         "Show os-extended-snapshot-attributes:project_id and :progress in snapshots"),
+    # quotas, limits, zones
+    Rule("volume_extension:quotas:show", READER, "GET /os-quota-sets/{project_id}"),
+    Rule("volume_extension:quotas:update", ADMIN, "PUT /os-quota-sets/{project_id}"),
+    Rule("volume_extension:quotas:delete", ADMIN, "DELETE /os-quota-sets/{project_id}"),
+    Rule("limits_extension:used_limits", READER, "GET /limits"),
+    Rule("volume_extension:availability_zone_list", ANY, "GET /os-availability-zone"),
+]

@@ -1,0 +1,91 @@
+"""The Block Storage API's request bodies, as JSON Schema (checked before any handler runs).
+
+Shapes follow Cinder's own schemas: sizes are positive integers (or their decimal strings), names
+and descriptions bounded, metadata a map of strings; the volume create takes the keys Cinder's
+clients send, null where Cinder allows null.  What needs the database (does the type exist, is
+the quota left) stays in the service.  Each schema is registered on both paths, with and without
+the project id (3.67).
+"""
+
+from __future__ import annotations
+
+from cumulo.core.http.schema import (
+    BOOLEAN_LIKE,
+    Schema,
+    integer,
+    metadata,
+    name,
+    nullable,
+    obj,
+    string,
+    wrapped,
+)
+
+SIZE: Schema = {"anyOf": [integer(1), {"type": "string", "pattern": r"^[1-9][0-9]{0,8}$"}],
+                "description": "GiB, at least 1"}
+NAME = nullable(string(255, 0, r"^[^\x00-\x1f\x7f]*$"))
+DESCRIPTION = nullable(string(255, 0, r"^[^\x00]*$"))
+ID_OR_NULL = nullable(string(255, 0))
+
+VOLUME_CREATE = wrapped("volume", obj({
+    "size": nullable(SIZE),
+    "name": NAME, "display_name": NAME,
+    "description": DESCRIPTION, "display_description": DESCRIPTION,
+    "volume_type": ID_OR_NULL,
+    "availability_zone": ID_OR_NULL,
+    "metadata": nullable(metadata()),
+    "snapshot_id": ID_OR_NULL,
+    "source_volid": ID_OR_NULL,
+    "imageRef": ID_OR_NULL, "image_id": ID_OR_NULL,
+    "backup_id": ID_OR_NULL,
+    "consistencygroup_id": ID_OR_NULL,
+    "group_id": ID_OR_NULL,
+    "multiattach": BOOLEAN_LIKE,
+}, extra=True))
+VOLUME_UPDATE = wrapped("volume", obj({
+    "name": NAME, "display_name": NAME, "description": DESCRIPTION, "display_description": DESCRIPTION,
+    "metadata": nullable(metadata()),
+}, extra=False, max_properties=5))
+METADATA = obj({"metadata": metadata()}, required=("metadata",))
+META_ITEM = obj({"meta": metadata(1)}, required=("meta",))
+
+TYPE_CREATE = wrapped("volume_type", obj({
+    "name": name(255), "description": DESCRIPTION,
+    "os-volume-type-access:is_public": BOOLEAN_LIKE, "is_public": BOOLEAN_LIKE,
+    "extra_specs": metadata(),
+}, required=("name",)))
+TYPE_UPDATE = wrapped("volume_type", obj({
+    "name": nullable(name(255)), "description": DESCRIPTION, "is_public": BOOLEAN_LIKE,
+}, max_properties=3))
+EXTRA_SPECS = obj({"extra_specs": metadata()}, required=("extra_specs",))
+
+SNAPSHOT_CREATE = wrapped("snapshot", obj({
+    "volume_id": string(36, 1),
+    "name": NAME, "display_name": NAME, "description": DESCRIPTION, "display_description": DESCRIPTION,
+    "force": BOOLEAN_LIKE,
+    "metadata": nullable(metadata()),
+}, required=("volume_id",)))
+SNAPSHOT_UPDATE = wrapped("snapshot", obj({
+    "name": NAME, "display_name": NAME, "description": DESCRIPTION, "display_description": DESCRIPTION,
+}, max_properties=4))
+
+QUOTA_LIMIT: Schema = {"anyOf": [integer(-1), {"type": "string", "pattern": r"^(-1|[0-9]{1,9})$"}]}
+QUOTA_UPDATE = obj({"quota_set": {"type": "object", "propertyNames": {"type": "string", "maxLength": 255},
+                                  "additionalProperties": QUOTA_LIMIT}}, required=("quota_set",))
+
+# (method, path without the /v3 prefix) -> schema; registered for /v3/{project_id}<path> and /v3<path>
+BODIES: dict[tuple[str, str], Schema] = {
+    ("POST", "/volumes"): VOLUME_CREATE,
+    ("PUT", "/volumes/{volume_id}"): VOLUME_UPDATE,
+    ("POST", "/volumes/{volume_id}/metadata"): METADATA,
+    ("PUT", "/volumes/{volume_id}/metadata"): METADATA,
+    ("PUT", "/volumes/{volume_id}/metadata/{key}"): META_ITEM,
+    ("POST", "/types"): TYPE_CREATE,
+    ("PUT", "/types/{type_id}"): TYPE_UPDATE,
+    ("POST", "/types/{type_id}/extra_specs"): EXTRA_SPECS,
+    ("PUT", "/types/{type_id}/extra_specs/{key}"): {"type": "object", "maxProperties": 1,
+                                                    "additionalProperties": string(255)},
+    ("POST", "/snapshots"): SNAPSHOT_CREATE,
+    ("PUT", "/snapshots/{snapshot_id}"): SNAPSHOT_UPDATE,
+    ("PUT", "/os-quota-sets/{target}"): QUOTA_UPDATE,
+}

@@ -1,0 +1,751 @@
+"""Block storage on the control plane: volumes, volume types, snapshots and their quotas, and the
+only interface other services call (plain data across: ``VolumeInfo``, ``SnapshotInfo``, ...).
+
+Every transitional state has an owner and a lease, as compute's servers do: a create, delete or
+snapshot starts with one conditional UPDATE (or the INSERT) that sets the transitional status and
+stamps ``lease_owner``/``lease_until``; the volume agent's report over the bus ends it.  If no
+report comes, ``cumulo.volume.reconcile`` ends it when the lease expires: a create goes to
+``error`` with a fault in words, a delete is sent again (delete always wins).  Agents never open
+the database: the work goes to ``volume.<host>`` with a ``ctx`` that comes back with the report
+on ``volume.controller``.
+
+Quotas are unified limits of ``block-storage`` in identity (the Ops Guide's defaults: volumes 10,
+snapshots 10, gigabytes 1000, backups 10, backup_gigabytes 1000); creates of one project take
+turns (``core.quota.turn``), so racing creates never overshoot.  Gigabytes count volumes and
+snapshots, as Cinder counts them by default.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from cumulo.core import context
+from cumulo.core.bus import Bus
+from cumulo.core.config import Config
+from cumulo.core.db import Database, IntegrityError, is_duplicate, new_id, utcnow
+from cumulo.core.http.faults import BadRequest, Conflict, NotFound, PayloadTooLarge
+from cumulo.core.http.paging import ListQuery, apply
+from cumulo.core.quota import turn
+from cumulo.identity.service import IdentityService
+from cumulo.volume.models import Pool, Snapshot, Volume, VolumeType, VolumeTypeAccess
+
+LOG = logging.getLogger(__name__)
+
+SERVICE_TYPE = "block-storage"
+DEFAULT_TYPE = "__DEFAULT__"
+CONTROLLER = "volume.controller"  # the bus target the agents report to
+# the Ops Guide's (and Cinder's) default quotas; -1 is unlimited
+DEFAULT_QUOTAS = {"volumes": 10, "snapshots": 10, "gigabytes": 1000, "backups": 10, "backup_gigabytes": 1000,
+                  "per_volume_gigabytes": -1, "groups": 10}
+# the quotas Cinder also keeps per volume type (volumes___DEFAULT__, ...): unlimited here so far
+PER_TYPE_QUOTAS = ("volumes", "snapshots", "gigabytes")
+DELETABLE = ("available", "error", "error_restoring", "error_extending", "error_managing")
+VOLUME_SORT_KEYS = {"id", "name", "status", "size", "created_at", "updated_at", "availability_zone", "bootable",
+                    "project_id"}
+SNAPSHOT_SORT_KEYS = {"id", "name", "status", "size", "created_at", "updated_at", "volume_id", "project_id"}
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks: their project and user, and whether they are an admin (who sees every project)."""
+
+    project_id: str
+    user_id: str
+    admin: bool = False
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    id: str
+    name: str | None
+    description: str | None
+    size: int
+    status: str
+    attach_status: str
+    project_id: str
+    user_id: str
+    availability_zone: str
+    volume_type: str | None  # the type's name
+    volume_type_id: str | None
+    bootable: bool
+    multiattach: bool
+    metadata: dict[str, str]
+    snapshot_id: str | None
+    source_volid: str | None
+    image_id: str | None
+    host: str | None
+    fault: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class VolumeTypeInfo:
+    id: str
+    name: str
+    description: str | None
+    is_public: bool
+    extra_specs: dict[str, str]
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    id: str
+    volume_id: str
+    name: str | None
+    description: str | None
+    size: int
+    status: str
+    progress: str
+    project_id: str
+    user_id: str
+    metadata: dict[str, str]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class PoolInfo:
+    host: str
+    capacity_gb: int
+    allocated_gb: int
+    free_gb: int
+    up: bool
+    disabled: bool
+    reported_at: dt.datetime
+
+
+@dataclass
+class VolumeFilters:
+    """A list's filters, Cinder's names: exact matches, and metadata pairs that must all hold."""
+
+    all_projects: bool = False
+    project_id: str | None = None
+    name: str | None = None
+    status: str | None = None
+    availability_zone: str | None = None
+    bootable: bool | None = None
+    volume_id: str | None = None  # snapshots: those of one volume
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def _volume_info(row: Volume, type_name: str | None) -> VolumeInfo:
+    return VolumeInfo(row.id, row.name, row.description, row.size, row.status, row.attach_status, row.project_id,
+                      row.user_id, row.availability_zone, type_name, row.volume_type_id, row.bootable,
+                      row.multiattach, dict(row.meta or {}), row.snapshot_id, row.source_volid, row.image_id,
+                      row.host, row.fault, row.created_at, row.updated_at)
+
+
+def _type_info(row: VolumeType) -> VolumeTypeInfo:
+    return VolumeTypeInfo(row.id, row.name, row.description, row.is_public, dict(row.extra_specs or {}))
+
+
+def _snapshot_info(row: Snapshot) -> SnapshotInfo:
+    return SnapshotInfo(row.id, row.volume_id, row.name, row.description, row.size, row.status, row.progress,
+                        row.project_id, row.user_id, dict(row.meta or {}), row.created_at, row.updated_at)
+
+
+class VolumeService:
+    def __init__(self, cfg: Config, db: Database, bus: Bus, identity: IdentityService) -> None:
+        self.cfg, self.db, self.bus, self.identity = cfg, db, bus, identity
+        self.instance = new_id()  # this controller, as the owner of the leases it takes
+        self.lease = dt.timedelta(seconds=cfg.volume.operation_timeout)
+
+    async def start(self) -> None:
+        """The leader's part: the default type, the default limits, and the agents' reports."""
+        async with self.db.session() as s:
+            if (await s.execute(select(VolumeType.id).where(VolumeType.name == DEFAULT_TYPE))).scalar() is None:
+                s.add(VolumeType(id=str(uuid.uuid4()), name=DEFAULT_TYPE, description="Default Volume Type",
+                                 is_public=True, extra_specs={}))
+        await self.identity.register_default_limits(
+            SERVICE_TYPE, {name: (value, f"Cinder quota {name}") for name, value in DEFAULT_QUOTAS.items()})
+        await self.bus.serve(CONTROLLER, self.handle)
+
+    # -- the agents' side of the bus ---------------------------------------------------------
+    async def handle(self, method: str, args: dict[str, Any]) -> Any:
+        if method == "report_pool":
+            await self.report_pool(args["host"], args["pool"], args.get("started_at"))
+            return None
+        if method == "volume_update":
+            await self.reported(args.get("ctx") or {}, args.get("error"), args.get("result"))
+            return None
+        raise ValueError(f"unknown volume controller method {method}")
+
+    async def report_pool(self, host: str, pool: dict[str, Any], started_at: str | None = None) -> None:
+        started = _naive(started_at)
+        async with self.db.session() as s:
+            row = await s.get(Pool, host)
+            if row is None:
+                LOG.info("volume pool %s registered", host)
+                row = Pool(host=host)
+                s.add(row)
+            row.capacity_gb, row.allocated_gb = int(pool["capacity_gb"]), int(pool["allocated_gb"])
+            row.free_gb, row.started_at, row.reported_at = int(pool["free_gb"]), started, utcnow()
+            try:
+                await s.flush()
+            except IntegrityError as exc:  # another controller inserted it first: its row is as good
+                if not is_duplicate(exc):
+                    raise
+
+    async def pools(self) -> list[PoolInfo]:
+        down = utcnow() - dt.timedelta(seconds=self.cfg.volume.service_down_time)
+        async with self.db.session() as s:
+            rows = (await s.execute(select(Pool).order_by(Pool.host))).scalars().all()
+        return [PoolInfo(r.host, r.capacity_gb, r.allocated_gb, r.free_gb, r.reported_at >= down, r.disabled,
+                         r.reported_at) for r in rows]
+
+    async def reported(self, ctx: dict[str, Any], error: str | None, result: Any) -> None:
+        """An agent's report: ``ctx`` is what the operation sent; ``error`` if it failed."""
+        op = ctx.get("op")
+        handler = getattr(self, f"_done_{op}", None)
+        if handler is None:
+            LOG.warning("volume report for an unknown operation %s", op)
+            return
+        await handler(ctx, error, result)
+
+    async def _cast(self, host: str, method: str, op: str, args: dict[str, Any], **ctx: Any) -> None:
+        args["ctx"] = {"op": op, "host": host, "started": utcnow().isoformat(), "request_id": _request_id(), **ctx}
+        await self.bus.cast(f"volume.{host}", method, args)
+
+    # -- volume types --------------------------------------------------------------------------
+    async def volume_types(self, who: Caller, is_public: bool | None = True) -> list[VolumeTypeInfo]:
+        """The types the caller may use: public ones and the private ones shared with its project
+        (an admin: all, or those of ``is_public`` when given)."""
+        async with self.db.session() as s:
+            rows = (await s.execute(select(VolumeType).order_by(VolumeType.name))).scalars().all()
+            shared = set((await s.execute(select(VolumeTypeAccess.volume_type_id).where(
+                VolumeTypeAccess.project_id == who.project_id))).scalars())
+        if who.admin:
+            return [_type_info(r) for r in rows if is_public is None or r.is_public == is_public]
+        return [_type_info(r) for r in rows if r.is_public or r.id in shared]
+
+    async def volume_type(self, type_ref: str, who: Caller) -> VolumeTypeInfo:
+        """A type by id or name (404 when the caller may not see it)."""
+        async with self.db.session() as s:
+            row = await s.get(VolumeType, type_ref)
+            if row is None:
+                row = (await s.execute(select(VolumeType).where(VolumeType.name == type_ref))).scalar()
+            visible = row is not None and (row.is_public or who.admin or (await s.execute(
+                select(VolumeTypeAccess.id).where(VolumeTypeAccess.volume_type_id == row.id,
+                                                  VolumeTypeAccess.project_id == who.project_id))).scalar()
+                is not None)
+        if row is None or not visible:
+            raise NotFound(f"Volume type {type_ref} could not be found.")
+        return _type_info(row)
+
+    async def default_type(self) -> VolumeTypeInfo:
+        async with self.db.session() as s:
+            row = (await s.execute(select(VolumeType).where(VolumeType.name == DEFAULT_TYPE))).scalar()
+        if row is None:
+            raise NotFound(f"Volume type {DEFAULT_TYPE} could not be found.")
+        return _type_info(row)
+
+    async def create_volume_type(self, name: str, description: str | None = None, is_public: bool = True,
+                                 extra_specs: dict[str, str] | None = None) -> VolumeTypeInfo:
+        row = VolumeType(id=str(uuid.uuid4()), name=name, description=description, is_public=is_public,
+                         extra_specs=dict(extra_specs or {}))
+        try:
+            async with self.db.session() as s:
+                s.add(row)
+        except IntegrityError as exc:
+            if is_duplicate(exc):
+                raise Conflict(f"Volume Type {name} already exists.") from None
+            raise
+        return _type_info(row)
+
+    async def update_volume_type(self, type_id: str, values: dict[str, Any]) -> VolumeTypeInfo:
+        try:
+            async with self.db.session() as s:
+                row = await s.get(VolumeType, type_id)
+                if row is None:
+                    raise NotFound(f"Volume type {type_id} could not be found.")
+                if row.name == DEFAULT_TYPE and values.get("name") not in (None, DEFAULT_TYPE):
+                    raise BadRequest(f"The default volume type {DEFAULT_TYPE} cannot be renamed.")
+                for key, value in values.items():
+                    setattr(row, key, value)
+                await s.flush()
+                return _type_info(row)
+        except IntegrityError as exc:
+            if is_duplicate(exc):
+                raise Conflict(f"Volume Type {values.get('name')} already exists.") from None
+            raise
+
+    async def delete_volume_type(self, type_id: str) -> None:
+        async with self.db.session() as s:
+            row = await s.get(VolumeType, type_id)
+            if row is None:
+                raise NotFound(f"Volume type {type_id} could not be found.")
+            if row.name == DEFAULT_TYPE:
+                raise BadRequest(f"The default volume type {DEFAULT_TYPE} cannot be deleted.")
+            used = (await s.execute(select(func.count()).select_from(Volume).where(
+                Volume.volume_type_id == type_id, Volume.deleted.is_(False)))).scalar()
+            if used:
+                raise BadRequest(f"Target volume type {type_id} is still in use by {used} volumes.")
+            await s.delete(row)
+            for access in (await s.execute(select(VolumeTypeAccess).where(
+                    VolumeTypeAccess.volume_type_id == type_id))).scalars():
+                await s.delete(access)
+
+    async def set_extra_specs(self, type_id: str, specs: dict[str, str]) -> dict[str, str]:
+        async with self.db.session() as s:
+            row = await s.get(VolumeType, type_id)
+            if row is None:
+                raise NotFound(f"Volume type {type_id} could not be found.")
+            row.extra_specs = {**(row.extra_specs or {}), **specs}
+            return dict(row.extra_specs)
+
+    async def delete_extra_spec(self, type_id: str, key: str) -> None:
+        async with self.db.session() as s:
+            row = await s.get(VolumeType, type_id)
+            if row is None:
+                raise NotFound(f"Volume type {type_id} could not be found.")
+            specs = dict(row.extra_specs or {})
+            if key not in specs:
+                raise NotFound(f"Volume Type {type_id} has no extra specs with key {key}.")
+            del specs[key]
+            row.extra_specs = specs
+
+    # -- quotas --------------------------------------------------------------------------------
+    async def quota(self, project_id: str, name: str) -> int:
+        value = await self.identity.limit(project_id, SERVICE_TYPE, name)
+        return DEFAULT_QUOTAS[name] if value is None else value
+
+    async def quotas(self, project_id: str | None) -> dict[str, int]:
+        """The project's limits (None: the defaults), -1 meaning unlimited."""
+        if project_id is None:
+            registered = await self.identity.registered_limits(SERVICE_TYPE)
+            return {name: registered.get(name, value) for name, value in DEFAULT_QUOTAS.items()}
+        return {name: await self.quota(project_id, name) for name in DEFAULT_QUOTAS}
+
+    async def usage(self, project_id: str) -> dict[str, int]:
+        async with self.db.session() as s:
+            volumes, vol_gb = (await s.execute(select(func.count(), func.coalesce(func.sum(Volume.size), 0)).where(
+                Volume.project_id == project_id, Volume.deleted.is_(False)))).one()
+            snaps, snap_gb = (await s.execute(select(func.count(), func.coalesce(func.sum(Snapshot.size), 0)).where(
+                Snapshot.project_id == project_id, Snapshot.deleted.is_(False)))).one()
+        return {"volumes": int(volumes), "snapshots": int(snaps), "gigabytes": int(vol_gb) + int(snap_gb),
+                "backups": 0, "backup_gigabytes": 0, "groups": 0}
+
+    async def set_quotas(self, project_id: str | None, values: dict[str, int]) -> None:
+        await self.identity.set_limits(SERVICE_TYPE, project_id, values)
+
+    async def reset_quotas(self, project_id: str) -> None:
+        await self.identity.delete_project_limits(SERVICE_TYPE, project_id)
+
+    async def _check_quota(self, project_id: str, kind: str, size: int) -> None:
+        """Refuse (413) one more ``kind`` ("volumes" or "snapshots") of ``size`` GiB over the quota;
+        the caller holds the project's turn."""
+        per_volume = await self.quota(project_id, "per_volume_gigabytes")
+        if kind == "volumes" and 0 <= per_volume < size:
+            raise PayloadTooLarge(f"Requested volume size {size}G is larger than maximum allowed limit {per_volume}G.")
+        used = await self.usage(project_id)
+        limit = await self.quota(project_id, kind)
+        if 0 <= limit < used[kind] + 1:
+            what = "volumes" if kind == "volumes" else "snapshots"
+            raise PayloadTooLarge(f"Maximum number of {what} allowed ({limit}) exceeded for quota '{kind}'.")
+        gigabytes = await self.quota(project_id, "gigabytes")
+        if 0 <= gigabytes < used["gigabytes"] + size:
+            raise PayloadTooLarge(f"Requested volume or snapshot exceeds allowed gigabytes quota. Requested "
+                                  f"{size}G, quota is {gigabytes}G and {used['gigabytes']}G has been consumed.")
+
+    # -- volumes ---------------------------------------------------------------------------------
+    async def _row(self, s: Any, volume_id: str, who: Caller) -> Volume:
+        row = await s.get(Volume, volume_id)
+        if row is None or row.deleted or (not who.admin and row.project_id != who.project_id):
+            raise NotFound(f"Volume {volume_id} could not be found.")
+        return row
+
+    async def _type_names(self, s: Any, type_ids: set[str | None]) -> dict[str, str]:
+        ids = [t for t in type_ids if t]
+        if not ids:
+            return {}
+        return dict((await s.execute(select(VolumeType.id, VolumeType.name).where(VolumeType.id.in_(ids)))).all())
+
+    async def volume(self, volume_id: str, who: Caller) -> VolumeInfo:
+        async with self.db.session() as s:
+            row = await self._row(s, volume_id, who)
+            names = await self._type_names(s, {row.volume_type_id})
+        return _volume_info(row, names.get(row.volume_type_id or ""))
+
+    async def volumes(self, who: Caller, filters: VolumeFilters | None = None,
+                      query: ListQuery | None = None) -> list[VolumeInfo]:
+        """A page of the volumes the caller sees, filtered, sorted (newest first by default) and
+        paged past ``query.marker``."""
+        f = filters or VolumeFilters()
+        q = query or ListQuery(sort=[("created_at", "desc")])
+        stmt = select(Volume).where(Volume.deleted.is_(False))
+        if not (who.admin and f.all_projects):
+            stmt = stmt.where(Volume.project_id == who.project_id)
+        elif f.project_id:
+            stmt = stmt.where(Volume.project_id == f.project_id)
+        for column, value in ((Volume.name, f.name), (Volume.status, f.status),
+                              (Volume.availability_zone, f.availability_zone), (Volume.bootable, f.bootable)):
+            if value is not None:
+                stmt = stmt.where(column == value)
+        async with self.db.session() as s:
+            marker = None
+            if q.marker:
+                marker = await s.get(Volume, q.marker)
+                if marker is None or marker.deleted or (not who.admin and marker.project_id != who.project_id):
+                    raise BadRequest(f"Marker {q.marker} could not be found.")
+            if f.metadata:  # few volumes per project: the JSON column is matched here, not in SQL
+                rows = [r for r in (await s.execute(apply(stmt, Volume, ListQuery(sort=q.sort), marker))).scalars()
+                        if all((r.meta or {}).get(k) == v for k, v in f.metadata.items())]
+                rows = rows[:q.limit] if q.limit is not None else rows
+            else:
+                rows = list((await s.execute(apply(stmt, Volume, q, marker))).scalars())
+            names = await self._type_names(s, {r.volume_type_id for r in rows})
+        return [_volume_info(r, names.get(r.volume_type_id or "")) for r in rows]
+
+    async def create_volume(self, who: Caller, size: int | None, *, name: str | None = None,
+                            description: str | None = None, volume_type: str | None = None,
+                            availability_zone: str | None = None, metadata: dict[str, str] | None = None,
+                            snapshot_id: str | None = None, source_volid: str | None = None,
+                            multiattach: bool = False) -> VolumeInfo:
+        """Write the volume in ``creating`` (within the project's quota, counted in its turn) and
+        send its making to an agent; the agent's report makes it ``available``."""
+        zone = availability_zone or self.cfg.volume.availability_zone
+        if zone != self.cfg.volume.availability_zone:
+            raise BadRequest(f"Availability zone '{zone}' is invalid.")
+        source_host: str | None = None
+        if snapshot_id:
+            snap = await self.snapshot(snapshot_id, who)
+            if snap.status != "available":
+                raise BadRequest(f"Originating snapshot status must be one of 'available' values (it is "
+                                 f"{snap.status}).")
+            size = size or snap.size
+            if size < snap.size:
+                raise BadRequest(f"Volume size '{size}'GB cannot be smaller than the snapshot size {snap.size}GB. "
+                                 "They must be >= original snapshot size.")
+            source_host = (await self.volume(snap.volume_id, Caller(who.project_id, who.user_id, True))).host
+        if source_volid:
+            src = await self.volume(source_volid, who)
+            if src.status not in ("available", "in-use"):
+                raise BadRequest(f"Source volume status must be available or in-use (it is {src.status}).")
+            size = size or src.size
+            if size < src.size:
+                raise BadRequest(f"Volume size '{size}'GB cannot be smaller than the source volume size "
+                                 f"{src.size}GB. They must be >= original volume size.")
+            source_host = src.host
+        if not size or size < 1:
+            raise BadRequest(f"Invalid input received: Volume size '{size}' must be an integer and greater than 0.")
+        vtype = await (self.volume_type(volume_type, who) if volume_type else self.default_type())
+        now = utcnow()
+        row = Volume(id=str(uuid.uuid4()), name=name, description=description, size=size, status="creating",
+                     attach_status="detached", project_id=who.project_id, user_id=who.user_id,
+                     availability_zone=zone, volume_type_id=vtype.id, bootable=False, multiattach=multiattach,
+                     meta=dict(metadata or {}), snapshot_id=snapshot_id, source_volid=source_volid,
+                     lease_owner=self.instance, lease_until=now + self.lease, created_at=now, updated_at=now)
+        async with turn(self.db, f"volume:{who.project_id}"):
+            await self._check_quota(who.project_id, "volumes", size)
+            async with self.db.session() as s:
+                s.add(row)
+        await self._schedule(row, source_host)
+        return await self.volume(row.id, who)
+
+    async def _schedule(self, row: Volume, source_host: str | None) -> None:
+        """Pick the pool (the source's when copying, else the up pool with most room) and cast."""
+        host = source_host
+        if host is None:
+            fits = [p for p in await self.pools() if p.up and not p.disabled and p.free_gb >= row.size]
+            host = max(fits, key=lambda p: p.free_gb).host if fits else None
+        if host is None:
+            await self._fail(row.id, "No valid backend was found: no volume pool that is up has room for "
+                             f"{row.size} GiB.")
+            return
+        async with self.db.session() as s:
+            await s.execute(update(Volume).where(Volume.id == row.id).values(host=host))
+        source: dict[str, Any] | None = None
+        if row.snapshot_id:
+            source = {"snapshot_id": row.snapshot_id}
+        elif row.source_volid:
+            source = {"volume_id": row.source_volid}
+        try:
+            await self._cast(host, "create_volume", "create", {"volume_id": row.id, "size": row.size,
+                                                               "source": source}, volume_id=row.id)
+        except Exception as exc:  # the bus is down: the lease ends it if nobody answers
+            LOG.warning("sending the create of volume %s to %s failed: %s", row.id, host, exc)
+
+    async def _fail(self, volume_id: str, why: str) -> None:
+        LOG.warning("volume %s failed: %s", volume_id, why)
+        async with self.db.session() as s:
+            await s.execute(update(Volume).where(Volume.id == volume_id, Volume.status == "creating").values(
+                status="error", fault=why, lease_owner=None, lease_until=None))
+
+    async def _done_create(self, ctx: dict[str, Any], error: str | None, result: Any) -> None:
+        if error:
+            await self._fail(ctx["volume_id"], f"The volume could not be made on {ctx.get('host')}: {error}")
+            return
+        async with self.db.session() as s:
+            done = await s.execute(update(Volume).where(
+                Volume.id == ctx["volume_id"], Volume.status == "creating", Volume.deleted.is_(False)).values(
+                status="available", lease_owner=None, lease_until=None, fault=None))
+        if done.rowcount != 1:  # deleted (or ended by the reconciler) meanwhile: the file must go
+            async with self.db.session() as s:
+                row = await s.get(Volume, ctx["volume_id"])
+            if row is None or row.deleted or row.status == "error":
+                await self._cast(ctx["host"], "delete_volume", "delete", {"volume_id": ctx["volume_id"]},
+                                 volume_id=ctx["volume_id"], cleanup=True)
+
+    async def update_volume(self, volume_id: str, who: Caller, values: dict[str, Any]) -> VolumeInfo:
+        """Name, description and metadata (``values`` in the model's words: name, description, meta)."""
+        async with self.db.session() as s:
+            row = await self._row(s, volume_id, who)
+            for key, value in values.items():
+                setattr(row, key, value)
+            row.updated_at = utcnow()
+        return await self.volume(volume_id, who)
+
+    async def metadata(self, volume_id: str, who: Caller) -> dict[str, str]:
+        return (await self.volume(volume_id, who)).metadata
+
+    async def set_metadata(self, volume_id: str, who: Caller, metadata: dict[str, str],
+                           replace: bool = False) -> dict[str, str]:
+        """Merge ``metadata`` into the volume's (or replace it all)."""
+        async with self.db.session() as s:
+            row = await self._row(s, volume_id, who)
+            row.meta = dict(metadata) if replace else {**(row.meta or {}), **metadata}
+            row.updated_at = utcnow()
+            return dict(row.meta)
+
+    async def delete_metadata(self, volume_id: str, who: Caller, key: str) -> None:
+        async with self.db.session() as s:
+            row = await self._row(s, volume_id, who)
+            meta = dict(row.meta or {})
+            if key not in meta:
+                raise NotFound(f"Volume {volume_id} has no metadata with key {key}.")
+            del meta[key]
+            row.meta = meta
+
+    async def delete_volume(self, volume_id: str, who: Caller, cascade: bool = False) -> None:
+        """Move the volume to ``deleting`` and have its agent remove the file; the report (or,
+        with no host, this call) marks it deleted.  ``cascade`` deletes its snapshots first."""
+        async with self.db.session() as s:
+            row = await self._row(s, volume_id, who)
+            snaps = list((await s.execute(select(Snapshot).where(
+                Snapshot.volume_id == volume_id, Snapshot.deleted.is_(False)))).scalars())
+        if row.attach_status != "detached" or row.status not in DELETABLE:
+            raise BadRequest(f"Invalid volume: Volume status must be available or error or error_restoring or "
+                             f"error_extending or error_managing and must not be migrating, attached, belong to "
+                             f"a group, have snapshots or be disassociated from snapshots after volume transfer. "
+                             f"(it is {row.status}).")
+        if snaps and not cascade:
+            raise BadRequest(f"Invalid volume: Volume {volume_id} still has {len(snaps)} dependent snapshots.")
+        if any(snap.status not in ("available", "error") for snap in snaps):
+            raise BadRequest(f"Invalid volume: a snapshot of volume {volume_id} is busy.")
+        async with self.db.session() as s:
+            moved = await s.execute(update(Volume).where(
+                Volume.id == volume_id, Volume.deleted.is_(False), Volume.status.in_(DELETABLE)).values(
+                status="deleting", lease_owner=self.instance, lease_until=utcnow() + self.lease))
+        if moved.rowcount != 1:
+            raise BadRequest(f"Invalid volume: Volume {volume_id} is busy.")
+        for snap in snaps:
+            await self._begin_snapshot_delete(snap.id, snap.host or row.host)
+        await self._send_delete(volume_id, row.host)
+
+    async def _send_delete(self, volume_id: str, host: str | None) -> None:
+        if host is None:  # never made anywhere (no pool had room): nothing to remove
+            await self._deleted(volume_id)
+            return
+        try:
+            await self._cast(host, "delete_volume", "delete", {"volume_id": volume_id}, volume_id=volume_id)
+        except Exception as exc:  # the reconciler sends it again when the lease ends
+            LOG.warning("sending the delete of volume %s to %s failed: %s", volume_id, host, exc)
+
+    async def _deleted(self, volume_id: str) -> None:
+        async with self.db.session() as s:
+            await s.execute(update(Volume).where(Volume.id == volume_id).values(
+                status="deleted", deleted=True, deleted_at=utcnow(), lease_owner=None, lease_until=None))
+
+    async def _done_delete(self, ctx: dict[str, Any], error: str | None, result: Any) -> None:
+        if ctx.get("cleanup"):
+            return
+        if error:
+            async with self.db.session() as s:
+                await s.execute(update(Volume).where(Volume.id == ctx["volume_id"], Volume.status == "deleting")
+                                .values(status="error_deleting", fault=error, lease_owner=None, lease_until=None))
+            return
+        await self._deleted(ctx["volume_id"])
+
+    # -- snapshots -------------------------------------------------------------------------------
+    async def _snapshot_row(self, s: Any, snapshot_id: str, who: Caller) -> Snapshot:
+        row = await s.get(Snapshot, snapshot_id)
+        if row is None or row.deleted or (not who.admin and row.project_id != who.project_id):
+            raise NotFound(f"Snapshot {snapshot_id} could not be found.")
+        return row
+
+    async def snapshot(self, snapshot_id: str, who: Caller) -> SnapshotInfo:
+        async with self.db.session() as s:
+            return _snapshot_info(await self._snapshot_row(s, snapshot_id, who))
+
+    async def snapshots(self, who: Caller, filters: VolumeFilters | None = None,
+                        query: ListQuery | None = None) -> list[SnapshotInfo]:
+        f = filters or VolumeFilters()
+        q = query or ListQuery(sort=[("created_at", "desc")])
+        stmt = select(Snapshot).where(Snapshot.deleted.is_(False))
+        if not (who.admin and f.all_projects):
+            stmt = stmt.where(Snapshot.project_id == who.project_id)
+        elif f.project_id:
+            stmt = stmt.where(Snapshot.project_id == f.project_id)
+        for column, value in ((Snapshot.name, f.name), (Snapshot.status, f.status),
+                              (Snapshot.volume_id, f.volume_id)):
+            if value is not None:
+                stmt = stmt.where(column == value)
+        async with self.db.session() as s:
+            marker = None
+            if q.marker:
+                marker = await s.get(Snapshot, q.marker)
+                if marker is None or marker.deleted or (not who.admin and marker.project_id != who.project_id):
+                    raise BadRequest(f"Marker {q.marker} could not be found.")
+            rows = list((await s.execute(apply(stmt, Snapshot, q, marker))).scalars())
+        return [_snapshot_info(r) for r in rows]
+
+    async def create_snapshot(self, who: Caller, volume_id: str, *, name: str | None = None,
+                              description: str | None = None, metadata: dict[str, str] | None = None,
+                              force: bool = False) -> SnapshotInfo:
+        vol = await self.volume(volume_id, who)
+        allowed = ("available", "in-use") if force else ("available",)
+        if vol.status not in allowed:
+            raise BadRequest(f"Invalid volume: Volume {volume_id} status must be available"
+                             f"{' or in-use' if force else ''}, but current status is: {vol.status}.")
+        now = utcnow()
+        row = Snapshot(id=str(uuid.uuid4()), volume_id=volume_id, name=name, description=description, size=vol.size,
+                       status="creating", progress="0%", project_id=vol.project_id, user_id=who.user_id,
+                       meta=dict(metadata or {}), host=vol.host, lease_owner=self.instance,
+                       lease_until=now + self.lease, created_at=now, updated_at=now)
+        async with turn(self.db, f"volume:{vol.project_id}"):
+            await self._check_quota(vol.project_id, "snapshots", vol.size)
+            async with self.db.session() as s:
+                s.add(row)
+        if vol.host is None:
+            await self._fail_snapshot(row.id, "The volume has no pool.")
+        else:
+            try:
+                await self._cast(vol.host, "create_snapshot", "snapshot",
+                                 {"snapshot_id": row.id, "volume_id": volume_id}, snapshot_id=row.id)
+            except Exception as exc:
+                LOG.warning("sending snapshot %s to %s failed: %s", row.id, vol.host, exc)
+        return await self.snapshot(row.id, who)
+
+    async def _fail_snapshot(self, snapshot_id: str, why: str) -> None:
+        LOG.warning("snapshot %s failed: %s", snapshot_id, why)
+        async with self.db.session() as s:
+            await s.execute(update(Snapshot).where(Snapshot.id == snapshot_id, Snapshot.status == "creating")
+                            .values(status="error", fault=why, lease_owner=None, lease_until=None))
+
+    async def _done_snapshot(self, ctx: dict[str, Any], error: str | None, result: Any) -> None:
+        if error:
+            await self._fail_snapshot(ctx["snapshot_id"], error)
+            return
+        async with self.db.session() as s:
+            await s.execute(update(Snapshot).where(Snapshot.id == ctx["snapshot_id"], Snapshot.status == "creating")
+                            .values(status="available", progress="100%", lease_owner=None, lease_until=None))
+
+    async def update_snapshot(self, snapshot_id: str, who: Caller, values: dict[str, Any]) -> SnapshotInfo:
+        async with self.db.session() as s:
+            row = await self._snapshot_row(s, snapshot_id, who)
+            for key, value in values.items():
+                setattr(row, key, value)
+            row.updated_at = utcnow()
+        return await self.snapshot(snapshot_id, who)
+
+    async def delete_snapshot(self, snapshot_id: str, who: Caller) -> None:
+        async with self.db.session() as s:
+            row = await self._snapshot_row(s, snapshot_id, who)
+        if row.status not in ("available", "error", "error_deleting"):
+            raise BadRequest(f"Invalid snapshot: Snapshot status must be available or error, but current status "
+                             f"is: {row.status}.")
+        if not await self._begin_snapshot_delete(snapshot_id, row.host):
+            raise BadRequest(f"Invalid snapshot: Snapshot {snapshot_id} is busy.")
+
+    async def _begin_snapshot_delete(self, snapshot_id: str, host: str | None) -> bool:
+        async with self.db.session() as s:
+            moved = await s.execute(update(Snapshot).where(
+                Snapshot.id == snapshot_id, Snapshot.deleted.is_(False),
+                Snapshot.status.in_(("available", "error", "error_deleting", "deleting"))).values(
+                status="deleting", lease_owner=self.instance, lease_until=utcnow() + self.lease))
+        if moved.rowcount != 1:
+            return False
+        await self._send_snapshot_delete(snapshot_id, host)
+        return True
+
+    async def _send_snapshot_delete(self, snapshot_id: str, host: str | None) -> None:
+        if host is None:
+            await self._snapshot_deleted(snapshot_id)
+            return
+        try:
+            await self._cast(host, "delete_snapshot", "snapshot_delete", {"snapshot_id": snapshot_id},
+                             snapshot_id=snapshot_id)
+        except Exception as exc:
+            LOG.warning("sending the delete of snapshot %s to %s failed: %s", snapshot_id, host, exc)
+
+    async def _snapshot_deleted(self, snapshot_id: str) -> None:
+        async with self.db.session() as s:
+            await s.execute(update(Snapshot).where(Snapshot.id == snapshot_id).values(
+                status="deleted", deleted=True, deleted_at=utcnow(), lease_owner=None, lease_until=None))
+
+    async def _done_snapshot_delete(self, ctx: dict[str, Any], error: str | None, result: Any) -> None:
+        if error:
+            async with self.db.session() as s:
+                await s.execute(update(Snapshot).where(Snapshot.id == ctx["snapshot_id"],
+                                                       Snapshot.status == "deleting").values(
+                    status="error_deleting", fault=error, lease_owner=None, lease_until=None))
+            return
+        await self._snapshot_deleted(ctx["snapshot_id"])
+
+    # -- the reconciler's half: what a lease left behind --------------------------------------------
+    async def expired(self) -> tuple[list[tuple[str, str, str | None]], list[tuple[str, str, str | None]]]:
+        """(id, status, host) of the volumes and of the snapshots whose transition's lease ran out."""
+        now = utcnow()
+        async with self.db.session() as s:
+            volumes = (await s.execute(select(Volume.id, Volume.status, Volume.host).where(
+                Volume.deleted.is_(False), Volume.lease_until.is_not(None), Volume.lease_until < now))).all()
+            snaps = (await s.execute(select(Snapshot.id, Snapshot.status, Snapshot.host).where(
+                Snapshot.deleted.is_(False), Snapshot.lease_until.is_not(None), Snapshot.lease_until < now))).all()
+        return [tuple(v) for v in volumes], [tuple(x) for x in snaps]  # type: ignore[misc]
+
+    async def end_expired(self) -> int:
+        """End every transition whose lease ran out: a create or snapshot goes to error (its fault
+        says why), a delete is sent again with a new lease.  Safe to run at any moment."""
+        volumes, snaps = await self.expired()
+        for volume_id, status, host in volumes:
+            if status == "creating":
+                await self._fail(volume_id, f"The volume agent {host or '(none)'} did not report the create "
+                                 f"within {self.cfg.volume.operation_timeout:g} s.")
+            elif status == "deleting":
+                async with self.db.session() as s:
+                    await s.execute(update(Volume).where(Volume.id == volume_id, Volume.status == "deleting")
+                                    .values(lease_owner=self.instance, lease_until=utcnow() + self.lease))
+                await self._send_delete(volume_id, host)
+            else:  # a transition this version does not know: drop the lease, keep the status
+                async with self.db.session() as s:
+                    await s.execute(update(Volume).where(Volume.id == volume_id).values(
+                        lease_owner=None, lease_until=None))
+        for snapshot_id, status, host in snaps:
+            if status == "creating":
+                await self._fail_snapshot(snapshot_id, f"The volume agent {host or '(none)'} did not report the "
+                                          "snapshot in time.")
+            elif status == "deleting":
+                async with self.db.session() as s:
+                    await s.execute(update(Snapshot).where(Snapshot.id == snapshot_id).values(
+                        lease_owner=self.instance, lease_until=utcnow() + self.lease))
+                await self._send_snapshot_delete(snapshot_id, host)
+        return len(volumes) + len(snaps)
+
+
+def _naive(stamp: str | None) -> dt.datetime | None:
+    if not stamp:
+        return None
+    when = dt.datetime.fromisoformat(stamp)
+    return when.astimezone(dt.UTC).replace(tzinfo=None) if when.tzinfo else when
+
+
+def _request_id() -> str:
+    ctx = context.current.get()
+    return ctx.request_id if ctx else f"req-{uuid.uuid4()}"
