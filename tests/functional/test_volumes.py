@@ -1,0 +1,299 @@
+"""Block storage, the first slice: volumes, types, snapshots and quotas through the ``openstack`` CLI,
+openstacksdk and plain HTTP, against one cloud per backend (SQLite + in-process bus, PostgreSQL +
+RabbitMQ) that runs the volume service and its embedded agent.  A volume is a real qcow2 file of
+its size under ``<state>/volumes/<host>/``; deleting it removes the file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.functional.conftest import (
+    Cloud,
+    _drop_pg_database,
+    start_cloud,
+    stop_cloud,
+    unique,
+    wait_for,
+)
+
+GiB = 1024**3
+SERVICES = "identity,image,compute,placement,network,volume"
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def vcloud(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+    tmp = tmp_path_factory.mktemp(f"volumes-{request.param}")
+    c = start_cloud(tmp, request.param, {"CUMULO_SERVICES": SERVICES, "CUMULO_IMAGE__UPLOAD_GUEST_IMAGES": "false"})
+    yield c
+    stop_cloud(c)
+    if request.param == "postgres":
+        _drop_pg_database(c.env["CUMULO_DATABASE__URL"].rsplit("/", 1)[1])
+
+
+class Api:
+    """Plain HTTP to the Block Storage API as one user."""
+
+    def __init__(self, cloud: Cloud, token: str, project_id: str) -> None:
+        self.cloud, self.token, self.project_id = cloud, token, project_id
+
+    def __call__(self, method: str, path: str, body: Any = None, version: str = "") -> httpx.Response:
+        headers = {"X-Auth-Token": self.token}
+        if version:
+            headers["OpenStack-API-Version"] = f"volume {version}"
+        return httpx.request(method, f"{self.cloud.volume_url}/{self.project_id}{path}", json=body,
+                             headers=headers, timeout=30)
+
+    def volume(self, volume_id: str) -> dict[str, Any]:
+        r = self("GET", f"/volumes/{volume_id}")
+        assert r.status_code == 200, r.text
+        return r.json()["volume"]
+
+    def wait_status(self, volume_id: str, status: str, timeout: float = 20) -> dict[str, Any]:
+        return wait_for(lambda: (v := self.volume(volume_id))["status"] == status and v, timeout,  # type: ignore
+                        f"volume {volume_id} to be {status}")
+
+
+@pytest.fixture(scope="module")
+def admin_api(vcloud: Cloud) -> Api:
+    token, body = vcloud.token()
+    return Api(vcloud, token, body["project"]["id"])
+
+
+@pytest.fixture(scope="module")
+def people(vcloud: Cloud) -> dict[str, Api]:
+    """A new project P with a member and a reader, and a member of another project Q."""
+    token, _ = vcloud.token()
+    h = {"X-Auth-Token": token}
+
+    def v3(method: str, path: str, body: Any = None) -> Any:
+        r = httpx.request(method, f"{vcloud.url}{path}", json=body, headers=h)
+        assert r.status_code < 300, r.text
+        return r.json() if r.content else None
+
+    roles = {x["name"]: x["id"] for x in v3("GET", "/roles")["roles"]}
+    projects = {key: v3("POST", "/projects", {"project": {"name": unique(f"vol-{key}"), "domain_id": "default"}})[
+        "project"] for key in ("P", "Q")}
+    out = {}
+    for name, key, role in (("member", "P", "member"), ("reader", "P", "reader"), ("other", "Q", "member")):
+        user_name, password = unique(f"vol-{name}"), uuid.uuid4().hex
+        user = v3("POST", "/users", {"user": {"name": user_name, "password": password, "domain_id": "default"}})["user"]
+        v3("PUT", f"/projects/{projects[key]['id']}/users/{user['id']}/roles/{roles[role]}")
+        tok, _ = vcloud.token(user_name, password, projects[key]["name"])
+        out[name] = Api(vcloud, tok, projects[key]["id"])
+    return out
+
+
+def volume_files(cloud: Cloud) -> dict[str, Path]:
+    return {p.name: p for p in (cloud.state_dir / "volumes").rglob("*.qcow2")}
+
+
+def qemu_info(path: Path) -> dict[str, Any]:
+    out = subprocess.run(["qemu-img", "info", "--output", "json", str(path)], capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def cli_json(cloud: Cloud, *args: str, cloud_name: str = "cumulo") -> Any:
+    return json.loads(cloud.cli(*args, "-f", "json", cloud=cloud_name).stdout)
+
+
+# -- discovery -----------------------------------------------------------------------------------
+def test_version_documents_advertise_3_0_to_3_71(vcloud: Cloud) -> None:
+    root = vcloud.volume_url.rsplit("/v3", 1)[0]
+    r = httpx.get(root + "/")
+    assert r.status_code == 300
+    (doc,) = r.json()["versions"]
+    assert (doc["id"], doc["min_version"], doc["version"]) == ("v3.0", "3.0", "3.71")
+    assert httpx.get(root + "/v3/").json()["versions"][0]["version"] == "3.71"
+
+
+def test_microversions_are_negotiated_with_the_volume_header(admin_api: Api) -> None:
+    r = admin_api("GET", "/types", version="3.63")
+    assert r.status_code == 200 and r.headers["OpenStack-API-Version"] == "volume 3.63"
+    r = admin_api("GET", "/types", version="3.72")
+    assert r.status_code == 406
+    assert admin_api("GET", "/types", version="latest").headers["OpenStack-API-Version"] == "volume 3.71"
+
+
+def test_the_catalog_lists_block_storage_and_the_volumev3_alias(vcloud: Cloud) -> None:
+    _, body = vcloud.token()
+    kinds = {(e["type"], e["name"]) for e in body["catalog"]}
+    assert {("block-storage", "cinder"), ("volumev3", "cinderv3")} <= kinds
+
+
+# -- volumes -------------------------------------------------------------------------------------
+def test_volume_create_becomes_available_as_a_qcow2_file_of_its_size(vcloud: Cloud, admin_api: Api) -> None:
+    name = unique("v1")
+    made = cli_json(vcloud, "volume", "create", "--size", "1", name)
+    vol = admin_api.wait_status(made["id"], "available")
+    assert vol["size"] == 1 and vol["bootable"] == "false" and vol["volume_type"] == "__DEFAULT__"
+    path = volume_files(vcloud)[f"volume-{made['id']}.qcow2"]
+    info = qemu_info(path)
+    assert info["format"] == "qcow2" and info["virtual-size"] == GiB
+
+
+def test_list_show_set_and_delete_through_the_cli(vcloud: Cloud, admin_api: Api) -> None:
+    name = unique("vol")
+    vid = cli_json(vcloud, "volume", "create", "--size", "2", "--property", "tier=gold", name)["id"]
+    admin_api.wait_status(vid, "available")
+    assert name in {v["Name"] for v in cli_json(vcloud, "volume", "list")}
+    vcloud.cli("volume", "set", "--name", f"{name}-renamed", "--description", "renamed", "--property", "k=v", vid)
+    shown = cli_json(vcloud, "volume", "show", vid)
+    assert shown["name"] == f"{name}-renamed" and shown["description"] == "renamed"
+    assert admin_api("GET", f"/volumes/{vid}/metadata").json()["metadata"] == {"tier": "gold", "k": "v"}
+    assert f"volume-{vid}.qcow2" in volume_files(vcloud)
+    vcloud.cli("volume", "delete", vid)
+    wait_for(lambda: admin_api("GET", f"/volumes/{vid}").status_code == 404, 20, "the volume to be gone")
+    assert f"volume-{vid}.qcow2" not in volume_files(vcloud)
+
+
+def test_sdk_creates_and_deletes_a_volume(vcloud: Cloud) -> None:
+    conn = vcloud.sdk()
+    vol = conn.block_storage.create_volume(size=1, name=unique("sdk"))
+    vol = conn.block_storage.wait_for_status(vol, "available", wait=30, interval=0.2)
+    assert vol.size == 1
+    conn.block_storage.delete_volume(vol)
+    conn.block_storage.wait_for_delete(vol, wait=30, interval=0.2)
+
+
+def test_lists_page_with_limit_marker_and_sort(admin_api: Api) -> None:
+    tag = unique("page")
+    ids = [admin_api("POST", "/volumes", {"volume": {"size": 1, "name": f"{tag}-{i}",
+                                                     "metadata": {"page": tag}}}).json()["volume"]["id"]
+           for i in range(3)]
+    for vid in ids:
+        admin_api.wait_status(vid, "available")
+    query = f'metadata={{"page": "{tag}"}}&sort=name:asc'
+    first = admin_api("GET", f"/volumes/detail?{query}&limit=2").json()
+    assert [v["name"] for v in first["volumes"]] == [f"{tag}-0", f"{tag}-1"]
+    assert first["volumes_links"][0]["rel"] == "next"
+    rest = admin_api("GET", f"/volumes?{query}&limit=2&marker={first['volumes'][-1]['id']}").json()
+    assert [v["name"] for v in rest["volumes"]] == [f"{tag}-2"] and "volumes_links" not in rest
+    assert admin_api("GET", "/volumes?sort=nope:asc").status_code == 400
+    for vid in ids:
+        assert admin_api("DELETE", f"/volumes/{vid}").status_code == 202
+
+
+def test_project_less_paths_serve_the_same_volumes(admin_api: Api) -> None:
+    vid = admin_api("POST", "/volumes", {"volume": {"size": 1}}).json()["volume"]["id"]
+    r = httpx.get(f"{admin_api.cloud.volume_url}/volumes/{vid}", headers={"X-Auth-Token": admin_api.token})
+    assert r.status_code == 200 and r.json()["volume"]["id"] == vid
+    admin_api.wait_status(vid, "available")
+    assert admin_api("DELETE", f"/volumes/{vid}").status_code == 202
+
+
+# -- bad input -----------------------------------------------------------------------------------
+def test_size_zero_is_a_400_that_names_the_size(admin_api: Api) -> None:
+    r = admin_api("POST", "/volumes", {"volume": {"size": 0, "name": "zero"}})
+    assert r.status_code == 400, r.text
+    assert "size" in r.json()["badRequest"]["message"]
+
+
+def test_an_unknown_volume_type_is_a_404(admin_api: Api) -> None:
+    r = admin_api("POST", "/volumes", {"volume": {"size": 1, "volume_type": "no-such-type"}})
+    assert r.status_code == 404 and "no-such-type" in r.json()["itemNotFound"]["message"]
+
+
+def test_an_unknown_volume_is_item_not_found(admin_api: Api) -> None:
+    r = admin_api("GET", f"/volumes/{uuid.uuid4()}")
+    assert r.status_code == 404 and r.json()["itemNotFound"]["code"] == 404
+
+
+# -- types ---------------------------------------------------------------------------------------
+def test_types_include_the_default_and_an_admin_makes_more(vcloud: Cloud, admin_api: Api) -> None:
+    assert "__DEFAULT__" in {t["Name"] for t in cli_json(vcloud, "volume", "type", "list")}
+    name = unique("gold")
+    made = cli_json(vcloud, "volume", "type", "create", "--property", "tier=gold", name)
+    shown = admin_api("GET", f"/types/{made['id']}").json()["volume_type"]
+    assert shown["name"] == name and shown["extra_specs"] == {"tier": "gold"} and shown["is_public"] is True
+    vid = admin_api("POST", "/volumes", {"volume": {"size": 1, "volume_type": name}}).json()["volume"]["id"]
+    assert admin_api.wait_status(vid, "available")["volume_type"] == name
+    r = admin_api("DELETE", f"/types/{made['id']}")
+    assert r.status_code == 400 and "in use" in r.json()["badRequest"]["message"]
+    admin_api("DELETE", f"/volumes/{vid}")
+    wait_for(lambda: admin_api("GET", f"/volumes/{vid}").status_code == 404, 20, "the volume to be gone")
+    assert admin_api("DELETE", f"/types/{made['id']}").status_code == 202
+    default = admin_api("GET", "/types/__DEFAULT__").json()["volume_type"]
+    assert admin_api("DELETE", f"/types/{default['id']}").status_code == 400
+
+
+# -- quotas --------------------------------------------------------------------------------------
+def test_quota_exceeded_is_a_413_and_writes_nothing(admin_api: Api, people: dict[str, Api]) -> None:
+    member = people["member"]
+    r = admin_api("PUT", f"/os-quota-sets/{member.project_id}", {"quota_set": {"volumes": 2, "gigabytes": 3}})
+    assert r.status_code == 200 and r.json()["quota_set"]["volumes"] == 2
+    shown = member("GET", f"/os-quota-sets/{member.project_id}?usage=true").json()["quota_set"]
+    assert shown["volumes"]["limit"] == 2
+    first = member("POST", "/volumes", {"volume": {"size": 1, "name": "q1"}})
+    assert first.status_code == 202, first.text
+    before = member("GET", "/volumes").json()["volumes"]
+    too_big = member("POST", "/volumes", {"volume": {"size": 3, "name": "q-big"}})
+    assert too_big.status_code == 413 and "gigabytes" in too_big.json()["overLimit"]["message"]
+    assert member("POST", "/volumes", {"volume": {"size": 1, "name": "q2"}}).status_code == 202
+    over = member("POST", "/volumes", {"volume": {"size": 1, "name": "q3"}})
+    assert over.status_code == 413 and "'volumes'" in over.json()["overLimit"]["message"]
+    names = {v["name"] for v in member("GET", "/volumes").json()["volumes"]}
+    assert names == {v["name"] for v in before} | {"q2"}
+    limits = member("GET", "/limits").json()["limits"]["absolute"]
+    assert (limits["maxTotalVolumes"], limits["totalVolumesUsed"], limits["totalGigabytesUsed"]) == (2, 2, 2)
+    defaults = member("GET", f"/os-quota-sets/{member.project_id}/defaults").json()["quota_set"]
+    assert (defaults["volumes"], defaults["snapshots"], defaults["gigabytes"], defaults["backups"],
+            defaults["backup_gigabytes"]) == (10, 10, 1000, 10, 1000)
+    assert member("PUT", f"/os-quota-sets/{member.project_id}", {"quota_set": {"volumes": 50}}).status_code == 403
+    assert admin_api("PUT", f"/os-quota-sets/{member.project_id}", {"quota_set": {"bogus": 1}}).status_code == 400
+
+
+# -- who may do what ----------------------------------------------------------------------------------
+def test_a_reader_cannot_create_and_another_project_cannot_see(people: dict[str, Api]) -> None:
+    member, reader, other = people["member"], people["reader"], people["other"]
+    r = reader("POST", "/volumes", {"volume": {"size": 1}})
+    assert r.status_code == 403 and "volume:create" in r.json()["forbidden"]["message"]
+    vid = member("POST", "/volumes", {"volume": {"size": 1, "name": "mine"}})
+    if vid.status_code == 413:  # the quota test above may have filled the project
+        admin_token, body = member.cloud.token()
+        Api(member.cloud, admin_token, body["project"]["id"])(
+            "PUT", f"/os-quota-sets/{member.project_id}", {"quota_set": {"volumes": 10, "gigabytes": 100}})
+        vid = member("POST", "/volumes", {"volume": {"size": 1, "name": "mine"}})
+    assert vid.status_code == 202, vid.text
+    volume_id = vid.json()["volume"]["id"]
+    assert reader("GET", f"/volumes/{volume_id}").status_code == 200
+    assert "os-vol-host-attr:host" not in reader.volume(volume_id)
+    r = other("GET", f"/volumes/{volume_id}")
+    assert r.status_code == 404 and "itemNotFound" in r.json()
+    assert volume_id not in {v["id"] for v in other("GET", "/volumes").json()["volumes"]}
+    assert other("DELETE", f"/volumes/{volume_id}").status_code == 404
+    assert reader("DELETE", f"/volumes/{volume_id}").status_code == 403
+
+
+# -- snapshots ---------------------------------------------------------------------------------------
+def test_snapshot_is_a_file_and_a_new_volume_comes_from_it(vcloud: Cloud, admin_api: Api) -> None:
+    vid = admin_api("POST", "/volumes", {"volume": {"size": 1, "name": unique("src")}}).json()["volume"]["id"]
+    admin_api.wait_status(vid, "available")
+    snap = cli_json(vcloud, "volume", "snapshot", "create", "--volume", vid, unique("snap"))
+    wait_for(lambda: admin_api("GET", f"/snapshots/{snap['id']}").json()["snapshot"]["status"] == "available", 20,
+             "the snapshot to be available")
+    assert f"snapshot-{snap['id']}.qcow2" in volume_files(vcloud)
+    r = admin_api("DELETE", f"/volumes/{vid}")
+    assert r.status_code == 400 and "snapshots" in r.json()["badRequest"]["message"]
+    copy = admin_api("POST", "/volumes", {"volume": {"size": 2, "snapshot_id": snap["id"]}}).json()["volume"]
+    assert admin_api.wait_status(copy["id"], "available")["snapshot_id"] == snap["id"]
+    assert qemu_info(volume_files(vcloud)[f"volume-{copy['id']}.qcow2"])["virtual-size"] == 2 * GiB
+    assert snap["id"] in {s["ID"] for s in cli_json(vcloud, "volume", "snapshot", "list")}
+    vcloud.cli("volume", "snapshot", "delete", snap["id"])
+    wait_for(lambda: admin_api("GET", f"/snapshots/{snap['id']}").status_code == 404, 20, "the snapshot to go")
+    assert f"snapshot-{snap['id']}.qcow2" not in volume_files(vcloud)
+    for volume_id in (vid, copy["id"]):
+        assert admin_api("DELETE", f"/volumes/{volume_id}").status_code == 202
+
+
+def test_availability_zones_and_the_pool(admin_api: Api) -> None:
+    zones = admin_api("GET", "/os-availability-zone").json()["availabilityZoneInfo"]
+    assert zones == [{"zoneName": "nova", "zoneState": {"available": True}}]
