@@ -1,4 +1,4 @@
-"""The policy matrix: every route of compute, network, image and placement, asked by six personas,
+"""The policy matrix: every route of compute, network, image, placement and block storage, asked by six personas,
 answers as OpenStack's default policies say.
 
 One cloud (SQLite, fake nodes, no dataplane) and two projects: P holds the resources the paths
@@ -365,7 +365,60 @@ def rows() -> list[Row]:
     add(Row(p, "GET", "/traits/{name}", ADMIN, params=trait))
     add(Row(p, "PUT", "/traits/{name}", ADMIN, params=trait))
     add(Row(p, "DELETE", "/traits/{name}", ADMIN, params={"name": "CUSTOM_NOT_THERE"}))
+    volume_rows(add)
     return r
+
+
+def volume_rows(add: Callable[[Row], None]) -> None:
+    """Block storage: each route twice, under /v3/{project_id} and under /v3 (3.67); the project in
+    the path is P's for every persona (the token's project is what counts, as in Cinder)."""
+    b = "block-storage"
+    for prefix in ("/v3/{project_id}", "/v3"):
+        pid = {"project_id": "@P"} if "{project_id}" in prefix else {}
+        vol = {**pid, "volume_id": "@volume"}
+        add(Row(b, "GET", f"{prefix}/volumes", OWN_READER, params=pid))
+        add(Row(b, "GET", f"{prefix}/volumes/detail", OWN_READER, params=pid))
+        add(Row(b, "POST", f"{prefix}/volumes", OWN_MEMBER, {"volume": {"size": 1, "name": "{unique}"}}, pid))
+        add(Row(b, "GET", f"{prefix}/volumes/{{volume_id}}", READER, params=vol))
+        add(Row(b, "PUT", f"{prefix}/volumes/{{volume_id}}", MEMBER, {"volume": {"name": "{unique}"}}, vol))
+        add(Row(b, "DELETE", f"{prefix}/volumes/{{volume_id}}", MEMBER, params=pid, fresh="volume"))
+        add(Row(b, "POST", f"{prefix}/volumes/{{volume_id}}/metadata", MEMBER, {"metadata": {"k": "v"}}, vol))
+        add(Row(b, "GET", f"{prefix}/volumes/{{volume_id}}/metadata", READER, params=vol))
+        add(Row(b, "PUT", f"{prefix}/volumes/{{volume_id}}/metadata", MEMBER, {"metadata": {"k": "v"}}, vol))
+        add(Row(b, "GET", f"{prefix}/volumes/{{volume_id}}/metadata/{{key}}", READER, params={**vol, "key": "k"}))
+        add(Row(b, "PUT", f"{prefix}/volumes/{{volume_id}}/metadata/{{key}}", MEMBER, {"meta": {"k": "w"}},
+                {**vol, "key": "k"}))
+        add(Row(b, "DELETE", f"{prefix}/volumes/{{volume_id}}/metadata/{{key}}", MEMBER,
+                params={**vol, "key": "nokey"}))
+        vtype = {**pid, "type_id": "@volume_type"}
+        add(Row(b, "GET", f"{prefix}/types", ANYONE, params=pid))
+        add(Row(b, "POST", f"{prefix}/types", ADMIN, {"volume_type": {"name": "{unique}"}}, pid))
+        add(Row(b, "GET", f"{prefix}/types/{{type_id}}", ANYONE, params=vtype))
+        add(Row(b, "PUT", f"{prefix}/types/{{type_id}}", ADMIN, {"volume_type": {"description": "d"}}, vtype))
+        add(Row(b, "DELETE", f"{prefix}/types/{{type_id}}", ADMIN, params={**pid, "type_id": str(uuid.uuid4())}))
+        add(Row(b, "GET", f"{prefix}/types/{{type_id}}/extra_specs", ANYONE, params=vtype))
+        add(Row(b, "POST", f"{prefix}/types/{{type_id}}/extra_specs", ADMIN, {"extra_specs": {"k": "v"}}, vtype))
+        add(Row(b, "GET", f"{prefix}/types/{{type_id}}/extra_specs/{{key}}", ANYONE, params={**vtype, "key": "k"}))
+        add(Row(b, "PUT", f"{prefix}/types/{{type_id}}/extra_specs/{{key}}", ADMIN, {"k": "w"},
+                {**vtype, "key": "k"}))
+        add(Row(b, "DELETE", f"{prefix}/types/{{type_id}}/extra_specs/{{key}}", ADMIN,
+                params={**vtype, "key": "nokey"}))
+        snap = {**pid, "snapshot_id": "@volume_snapshot"}
+        add(Row(b, "GET", f"{prefix}/snapshots", OWN_READER, params=pid))
+        add(Row(b, "GET", f"{prefix}/snapshots/detail", OWN_READER, params=pid))
+        add(Row(b, "POST", f"{prefix}/snapshots", OWN_MEMBER, {"snapshot": {"volume_id": "@volume"}}, pid,
+                hides=True))
+        add(Row(b, "GET", f"{prefix}/snapshots/{{snapshot_id}}", READER, params=snap))
+        add(Row(b, "PUT", f"{prefix}/snapshots/{{snapshot_id}}", MEMBER, {"snapshot": {"name": "{unique}"}}, snap))
+        add(Row(b, "DELETE", f"{prefix}/snapshots/{{snapshot_id}}", MEMBER, params=pid, fresh="volume_snapshot"))
+        quota = {**pid, "target": "@P"}
+        add(Row(b, "GET", f"{prefix}/os-quota-sets/{{target}}", READER, params=quota))
+        add(Row(b, "GET", f"{prefix}/os-quota-sets/{{target}}/defaults", READER, params=quota))
+        add(Row(b, "PUT", f"{prefix}/os-quota-sets/{{target}}", ADMIN,
+                {"quota_set": {"volumes": 100, "snapshots": 100}}, quota))
+        add(Row(b, "DELETE", f"{prefix}/os-quota-sets/{{target}}", ADMIN, params={**pid, "target": "@Q"}))
+        add(Row(b, "GET", f"{prefix}/limits", OWN_READER, params=pid))
+        add(Row(b, "GET", f"{prefix}/os-availability-zone", ANYONE, params=pid))
 
 
 def served_routes() -> set[tuple[str, str, str]]:
@@ -376,6 +429,7 @@ def served_routes() -> set[tuple[str, str, str]]:
     from cumulo.image import api as image_api
     from cumulo.network import api as network_api
     from cumulo.placement import api as placement_api
+    from cumulo.volume import api as volume_api
 
     captured: dict[str, Any] = {}
 
@@ -385,9 +439,10 @@ def served_routes() -> set[tuple[str, str, str]]:
 
     svc = mock.MagicMock(cfg=Config())
     identity = SimpleNamespace(cfg=Config())
-    modules = (compute_api, network_api, image_api, placement_api)
+    modules = (compute_api, network_api, image_api, placement_api, volume_api)
     with mock.patch.multiple(compute_api, create_app=capture), mock.patch.multiple(network_api, create_app=capture), \
-            mock.patch.multiple(image_api, create_app=capture), mock.patch.multiple(placement_api, create_app=capture):
+            mock.patch.multiple(image_api, create_app=capture), \
+            mock.patch.multiple(placement_api, create_app=capture), mock.patch.multiple(volume_api, create_app=capture):
         compute_api.build_app(svc, identity, 1, mock.MagicMock(), mock.MagicMock())
         for module in modules[1:]:
             module.build_app(svc, identity, 1)
@@ -407,7 +462,8 @@ class World:
     def __init__(self, cloud: Cloud) -> None:
         self.cloud = cloud
         self.base = {"compute": cloud.compute_url.rsplit("/v2.1", 1)[0], "network": cloud.network_url[:-5],
-                     "image": cloud.image_url, "placement": cloud.placement_url}
+                     "image": cloud.image_url, "placement": cloud.placement_url,
+                     "block-storage": cloud.volume_url[:-len("/v3")]}
         self.http = httpx.Client(timeout=60)
         self.admin_token, body = cloud.token()
         self.refs: dict[str, str] = {}
@@ -474,6 +530,21 @@ class World:
             wait_for(lambda: self.ok(m, "compute", "GET", f"/v2.1/servers/{sid}")["server"]["status"] == "ACTIVE",
                      30, f"server {sid} ACTIVE")
             return str(sid)
+        if kind == "volume":
+            vid = self.ok(m, "block-storage", "POST", "/v3/volumes", {"volume": {"size": 1, "name": unique("m")}})[
+                "volume"]["id"]
+            wait_for(lambda: self.ok(m, "block-storage", "GET", f"/v3/volumes/{vid}")["volume"]["status"] ==
+                     "available", 30, f"volume {vid} available")
+            return str(vid)
+        if kind == "volume_snapshot":
+            sid = self.ok(m, "block-storage", "POST", "/v3/snapshots", {"snapshot": {
+                "volume_id": self.refs["volume"]}})["snapshot"]["id"]
+            wait_for(lambda: self.ok(m, "block-storage", "GET", f"/v3/snapshots/{sid}")["snapshot"]["status"] ==
+                     "available", 30, f"snapshot {sid} available")
+            return str(sid)
+        if kind == "volume_type":
+            return str(self.ok("admin", "block-storage", "POST", "/v3/types", {"volume_type": {
+                "name": unique("m"), "extra_specs": {"k": "v"}}})["volume_type"]["id"])
         if kind == "server_group":
             return str(self.ok(m, "compute", "POST", "/v2.1/os-server-groups", {"server_group": {
                 "name": unique("matrix"), "policies": ["affinity"]}})["server_group"]["id"])
@@ -538,6 +609,10 @@ class World:
         for kind in ("subnet", "port", "sg_rule", "fip"):
             self.refs[kind] = self.make(kind)
         self.ok("member", "image", "POST", f"/v2/images/{self.refs['image']}/members", {"member": self.refs["Q"]})
+        self.ok("admin", "block-storage", "PUT", f"/v3/os-quota-sets/{P}", {"quota_set": {
+            "volumes": 100, "snapshots": 100}})
+        for kind in ("volume", "volume_type", "volume_snapshot"):
+            self.refs[kind] = self.make(kind)
         self.refs["active_image"] = self.make("image")
         self.ok("member", "image", "PUT", f"/v2/images/{self.refs['active_image']}/file", b"\0" * 512)
 
@@ -591,7 +666,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     policy_file = tmp / "policy.yaml"
     policy_file.write_text("{}\n")  # no overrides: the defaults rule (test_policy_file_overrides_... edits it)
     (tmp / "state").mkdir()
-    cloud = start_cloud(tmp / "state", "sqlite", {"CUMULO_SERVICES": "identity,image,compute,placement,network",
+    cloud = start_cloud(tmp / "state", "sqlite", {"CUMULO_SERVICES": "identity,image,compute,placement,network,volume",
                                                   "CUMULO_POLICY__FILE": str(policy_file)})
     try:
         w = World(cloud)
@@ -643,6 +718,8 @@ def test_a_denied_answer_is_in_the_service_fault_format(world: World) -> None:
         ("network", "POST", "/v2.0/networks", {"network": {"name": "x"}},
          lambda b: b["NeutronError"]["type"] == "Forbidden" and "create_network" in b["NeutronError"]["message"]),
         ("image", "POST", "/v2/images", {"name": "x"}, lambda b: "add_image" in b["message"]),
+        ("block-storage", "POST", "/v3/volumes", {"volume": {"size": 1}},
+         lambda b: "volume:create" in b["forbidden"]["message"]),
         ("placement", "GET", f"/usages?project_id={world.refs['Q']}", None,
          lambda b: "placement:usages" in b["errors"][0]["detail"]),
     ]
