@@ -1,0 +1,192 @@
+"""Block storage without servers: the qcow2 file driver, and VolumeService's leases, reconciler and
+quota turns on a SQLite database and the in-process bus, with agents that answer or stay silent."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cumulo.core.bus.memory import MemoryBus
+from cumulo.core.config import Config
+from cumulo.core.db import Database
+from cumulo.core.http.faults import BadRequest, PayloadTooLarge
+from cumulo.volume.agent import VolumeAgent
+from cumulo.volume.drivers.file import FileDriver, GiB, virtual_size
+from cumulo.volume.reconcile import Reconciler
+from cumulo.volume.service import Caller, VolumeService
+
+
+class Limits:
+    """Identity's unified limits, as VolumeService uses them (LimitsMixin's signatures)."""
+
+    def __init__(self) -> None:
+        self.defaults: dict[str, int] = {}
+        self.projects: dict[tuple[str, str], int] = {}
+
+    async def limit(self, project_id: str, service_type: str, resource_name: str, region_id: str | None = None) -> int:
+        return self.projects.get((project_id, resource_name), self.defaults.get(resource_name, -1))
+
+    async def registered_limits(self, service_type: str) -> dict[str, int]:
+        return dict(self.defaults)
+
+    async def register_default_limits(self, service_type: str, defaults: dict[str, tuple[int, str]]) -> None:
+        for name, (value, _) in defaults.items():
+            self.defaults.setdefault(name, value)
+
+    async def set_limits(self, service_type: str, project_id: str | None, values: dict[str, int]) -> None:
+        for name, value in values.items():
+            if project_id is None:
+                self.defaults[name] = value
+            else:
+                self.projects[(project_id, name)] = value
+
+    async def delete_project_limits(self, service_type: str, project_id: str) -> None:
+        self.projects = {k: v for k, v in self.projects.items() if k[0] != project_id}
+
+
+WHO = Caller("p1", "u1")
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> Any:
+    cfg = Config(state_dir=str(tmp_path))
+    cfg.volume.operation_timeout = 0.3
+    db = Database(f"sqlite:///{tmp_path / 'cumulo.db'}")
+    await db.migrate()
+    bus = MemoryBus(5)
+    await bus.start()
+    svc = VolumeService(cfg, db, bus, Limits())  # type: ignore[arg-type]
+    await svc.start()
+    yield svc, bus, tmp_path
+    await bus.stop()
+    await db.close()
+
+
+async def wait_status(svc: VolumeService, volume_id: str, status: str) -> None:
+    for _ in range(200):
+        if (await svc.volume(volume_id, WHO)).status == status:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"volume {volume_id} never became {status}")
+
+
+async def test_file_driver_makes_real_qcow2_files_snapshots_and_copies(tmp_path: Path) -> None:
+    driver = FileDriver(tmp_path / "node", capacity_gb=10)
+    path = await driver.create_volume("v1", 1)
+    info = json.loads(subprocess.run(["qemu-img", "info", "--output", "json", str(path)], capture_output=True,
+                                     text=True, check=True).stdout)
+    assert info["format"] == "qcow2" and info["virtual-size"] == GiB == virtual_size(path)
+    assert await driver.create_volume("v1", 1) == path  # twice is harmless
+    snap = await driver.create_snapshot("s1", "v1")
+    copy = await driver.create_volume("v2", 3, snap)
+    assert virtual_size(copy) == 3 * GiB
+    assert driver.volumes() == {"v1": GiB, "v2": 3 * GiB}
+    assert (driver.pool().capacity_gb, driver.pool().allocated_gb, driver.pool().free_gb) == (10, 4, 6)
+    await driver.delete_volume("v1")
+    await driver.delete_volume("v1")
+    await driver.delete_snapshot("s1")
+    assert sorted(p.name for p in (tmp_path / "node").iterdir()) == ["volume-v2.qcow2"]
+
+
+async def test_an_agent_makes_the_volume_available(world: Any) -> None:
+    svc, bus, tmp = world
+    agent = VolumeAgent(bus, "node1", FileDriver(tmp / "volumes" / "node1"), report_interval=60)
+    await agent.start()
+    await asyncio.sleep(0.05)  # the pool report is a cast
+    assert [p.host for p in await svc.pools() if p.up] == ["node1"]
+    vol = await svc.create_volume(WHO, 1, name="v")
+    await wait_status(svc, vol.id, "available")
+    assert (tmp / "volumes" / "node1" / f"volume-{vol.id}.qcow2").exists()
+    await svc.delete_volume(vol.id, WHO)
+    for _ in range(100):
+        if not (tmp / "volumes" / "node1" / f"volume-{vol.id}.qcow2").exists():
+            break
+        await asyncio.sleep(0.02)
+    assert not await svc.volumes(WHO)
+    await agent.stop()
+
+
+async def test_a_create_no_agent_reports_ends_in_error_at_its_lease(world: Any) -> None:
+    svc, bus, _ = world
+    await svc.report_pool("ghost", {"capacity_gb": 100, "allocated_gb": 0, "free_gb": 100})  # then silent
+    vol = await svc.create_volume(WHO, 1)
+    assert vol.status == "creating"
+    reconciler = Reconciler(svc)
+    assert await reconciler.reconcile() == 0  # the lease still runs
+    await asyncio.sleep(0.4)
+    assert await reconciler.reconcile() == 1
+    ended = await svc.volume(vol.id, WHO)
+    assert ended.status == "error" and "did not report" in (ended.fault or "")
+
+
+async def test_a_create_with_no_pool_is_an_error_that_says_why(world: Any) -> None:
+    svc, _, _ = world
+    vol = await svc.create_volume(WHO, 1)
+    ended = await svc.volume(vol.id, WHO)
+    assert ended.status == "error" and "No valid backend" in (ended.fault or "")
+    await svc.delete_volume(vol.id, WHO)  # never made anywhere: gone at once
+    assert not await svc.volumes(WHO)
+
+
+async def test_a_delete_the_agent_missed_is_resumed_after_its_lease(world: Any) -> None:
+    svc, bus, tmp = world
+    agent = VolumeAgent(bus, "node1", FileDriver(tmp / "volumes" / "node1"), report_interval=60)
+    await agent.start()
+    await asyncio.sleep(0.05)
+    vol = await svc.create_volume(WHO, 1)
+    await wait_status(svc, vol.id, "available")
+    served = bus._servers.pop("volume.node1")  # the agent goes away: the delete is lost
+    await svc.delete_volume(vol.id, WHO)
+    assert (await svc.volume(vol.id, WHO)).status == "deleting"
+    await asyncio.sleep(0.4)
+    bus._servers["volume.node1"] = served  # back again
+    await Reconciler(svc).reconcile()
+    for _ in range(100):
+        if not await svc.volumes(WHO):
+            break
+        await asyncio.sleep(0.02)
+    assert not await svc.volumes(WHO)
+    assert not (tmp / "volumes" / "node1" / f"volume-{vol.id}.qcow2").exists()
+    await agent.stop()
+
+
+async def test_racing_creates_get_exactly_the_room_the_quota_has(world: Any) -> None:
+    svc, _, _ = world
+    await svc.set_quotas(WHO.project_id, {"volumes": 3})
+    results = await asyncio.gather(*(svc.create_volume(WHO, 1) for _ in range(6)), return_exceptions=True)
+    assert sum(not isinstance(r, BaseException) for r in results) == 3
+    assert all(isinstance(r, PayloadTooLarge) for r in results if isinstance(r, BaseException))
+    assert len(await svc.volumes(WHO)) == 3
+
+
+async def test_gigabytes_count_volumes_and_snapshots(world: Any) -> None:
+    svc, bus, tmp = world
+    agent = VolumeAgent(bus, "node1", FileDriver(tmp / "volumes" / "node1"), report_interval=60)
+    await agent.start()
+    await asyncio.sleep(0.05)
+    await svc.set_quotas(WHO.project_id, {"gigabytes": 3})
+    vol = await svc.create_volume(WHO, 2)
+    await wait_status(svc, vol.id, "available")
+    with pytest.raises(PayloadTooLarge, match="gigabytes"):
+        await svc.create_snapshot(WHO, vol.id)
+    await svc.set_quotas(WHO.project_id, {"gigabytes": 4})
+    snap = await svc.create_snapshot(WHO, vol.id)
+    assert (await svc.usage(WHO.project_id))["gigabytes"] == 4
+    with pytest.raises(BadRequest, match="snapshots"):
+        await svc.delete_volume(vol.id, WHO)
+    for _ in range(100):
+        if (await svc.snapshot(snap.id, WHO)).status == "available":
+            break
+        await asyncio.sleep(0.02)
+    await svc.delete_volume(vol.id, WHO, cascade=True)
+    for _ in range(100):
+        if not await svc.volumes(WHO) and not await svc.snapshots(WHO):
+            break
+        await asyncio.sleep(0.02)
+    assert not await svc.volumes(WHO) and not await svc.snapshots(WHO)
+    await agent.stop()
