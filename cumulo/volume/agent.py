@@ -1,7 +1,9 @@
 """The volume agent: one per storage node.  It never opens the database; it serves the RPC target
 ``volume.<host>`` (create and delete volumes and snapshots), reports each piece of work back to
 ``volume.controller`` with the ``ctx`` it came with, and reports its pool (capacity, allocated,
-free) and the volumes it holds every ``report_interval`` seconds."""
+free) and the volumes and snapshots it holds every ``report_interval`` seconds; the controller
+agrees with that (``VolumeService.sync_host``), so a lost report or a file nobody owns is settled
+at the next one, and a restarted agent adopts the files it finds."""
 
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ class VolumeAgent:
         pool = await asyncio.to_thread(self.driver.pool)
         await self.bus.cast(CONTROLLER, "report_pool", {"host": self.host, "pool": asdict(pool),
                                                         "volumes": sorted(self.driver.volumes()),
+                                                        "snapshots": self.driver.snapshots(),
                                                         "started_at": self.started_at})
 
     async def _heartbeat(self) -> None:

@@ -171,6 +171,8 @@ class VolumeService:
     async def handle(self, method: str, args: dict[str, Any]) -> Any:
         if method == "report_pool":
             await self.report_pool(args["host"], args["pool"], args.get("started_at"))
+            if "volumes" in args:
+                await self.sync_host(args["host"], set(args["volumes"]), set(args.get("snapshots") or ()))
             return None
         if method == "volume_update":
             await self.reported(args.get("ctx") or {}, args.get("error"), args.get("result"))
@@ -192,6 +194,37 @@ class VolumeService:
             except IntegrityError as exc:  # another controller inserted it first: its row is as good
                 if not is_duplicate(exc):
                     raise
+
+    async def sync_host(self, host: str, volume_ids: set[str], snapshot_ids: set[str]) -> None:
+        """Agree with what an agent holds (its files, as of its report): a create whose report was
+        lost rolls forward to available, a delete whose report was lost to deleted, and a file no
+        live volume or snapshot owns is removed."""
+        async with self.db.session() as s:
+            rows = (await s.execute(select(Volume.id, Volume.status, Volume.deleted).where(
+                (Volume.host == host) | Volume.id.in_(volume_ids)))).all()
+            snaps = (await s.execute(select(Snapshot.id, Snapshot.status, Snapshot.deleted).where(
+                (Snapshot.host == host) | Snapshot.id.in_(snapshot_ids)))).all()
+        known = {vid: (status, deleted) for vid, status, deleted in rows}
+        for vid, (status, deleted) in known.items():
+            if not deleted and status == "creating" and vid in volume_ids:
+                await self._done_create({"volume_id": vid, "host": host}, None, None)
+            elif not deleted and status == "deleting" and vid not in volume_ids:
+                await self._deleted(vid)
+        for vid in volume_ids:
+            if vid not in known or known[vid][1]:
+                LOG.info("volume file %s on %s belongs to no volume: removing it", vid, host)
+                await self._cast(host, "delete_volume", "delete", {"volume_id": vid}, volume_id=vid, cleanup=True)
+        known_snaps = {sid: (status, deleted) for sid, status, deleted in snaps}
+        for sid, (status, deleted) in known_snaps.items():
+            if not deleted and status == "creating" and sid in snapshot_ids:
+                await self._done_snapshot({"snapshot_id": sid}, None, None)
+            elif not deleted and status == "deleting" and sid not in snapshot_ids:
+                await self._snapshot_deleted(sid)
+        for sid in snapshot_ids:
+            if sid not in known_snaps or known_snaps[sid][1]:
+                LOG.info("snapshot file %s on %s belongs to no snapshot: removing it", sid, host)
+                await self._cast(host, "delete_snapshot", "snapshot_delete", {"snapshot_id": sid},
+                                 snapshot_id=sid, cleanup=True)
 
     async def pools(self) -> list[PoolInfo]:
         down = utcnow() - dt.timedelta(seconds=self.cfg.volume.service_down_time)
@@ -691,6 +724,8 @@ class VolumeService:
                 status="deleted", deleted=True, deleted_at=utcnow(), lease_owner=None, lease_until=None))
 
     async def _done_snapshot_delete(self, ctx: dict[str, Any], error: str | None, result: Any) -> None:
+        if ctx.get("cleanup"):
+            return
         if error:
             async with self.db.session() as s:
                 await s.execute(update(Snapshot).where(Snapshot.id == ctx["snapshot_id"],

@@ -190,3 +190,34 @@ async def test_gigabytes_count_volumes_and_snapshots(world: Any) -> None:
         await asyncio.sleep(0.02)
     assert not await svc.volumes(WHO) and not await svc.snapshots(WHO)
     await agent.stop()
+
+
+async def test_the_agents_report_settles_lost_reports_and_removes_files_nobody_owns(world: Any) -> None:
+    svc, bus, tmp = world
+    driver = FileDriver(tmp / "volumes" / "node1")
+    agent = VolumeAgent(bus, "node1", driver, report_interval=60)
+    await agent.start()
+    await asyncio.sleep(0.05)
+    reports: list[Any] = []
+    controller = bus._servers["volume.controller"]
+
+    async def lose_creates(method: str, args: dict[str, Any]) -> Any:  # the create's report goes missing
+        if method == "volume_update" and args["ctx"].get("op") == "create":
+            reports.append(args)
+            return None
+        return await controller(method, args)
+
+    bus._servers["volume.controller"] = lose_creates
+    vol = await svc.create_volume(WHO, 1)
+    for _ in range(100):
+        if reports:
+            break
+        await asyncio.sleep(0.02)
+    assert (await svc.volume(vol.id, WHO)).status == "creating"
+    bus._servers["volume.controller"] = controller
+    await driver.create_volume("not-a-volume", 1)  # a file no volume owns
+    await agent.report()
+    await asyncio.sleep(0.1)
+    assert (await svc.volume(vol.id, WHO)).status == "available"
+    assert set(driver.volumes()) == {vol.id}
+    await agent.stop()

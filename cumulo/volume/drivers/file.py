@@ -83,6 +83,10 @@ class FileDriver:
                 out[path.name[len("volume-"):-len(".qcow2")]] = virtual_size(path)
         return out
 
+    def snapshots(self) -> list[str]:
+        """The ids of the complete snapshot files here."""
+        return sorted(p.name[len("snapshot-"):-len(".qcow2")] for p in self.path.glob("snapshot-*.qcow2"))
+
     def pool(self) -> PoolState:
         allocated = sum(self.volumes().values())
         fs = os.statvfs(self.path)
