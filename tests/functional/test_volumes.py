@@ -183,10 +183,22 @@ def test_lists_page_with_limit_marker_and_sort(admin_api: Api) -> None:
 
 
 def test_project_less_paths_serve_the_same_volumes(admin_api: Api) -> None:
-    vid = admin_api("POST", "/volumes", {"volume": {"size": 1}}).json()["volume"]["id"]
+    created = admin_api("POST", "/volumes", {"volume": {"size": 1}}).json()["volume"]
+    vid = created["id"]
     r = httpx.get(f"{admin_api.cloud.volume_url}/volumes/{vid}", headers={"X-Auth-Token": admin_api.token})
     assert r.status_code == 200 and r.json()["volume"]["id"] == vid
     admin_api.wait_status(vid, "available")
+    # the admin's show has the host (host@backend#pool) and project; a create's answer never does
+    shown = admin_api.volume(vid)
+    assert shown["os-vol-host-attr:host"].count("@") == 1 and "#" in shown["os-vol-host-attr:host"]
+    assert shown["os-vol-tenant-attr:tenant_id"] == admin_api.project_id
+    assert "os-vol-host-attr:host" not in created and "os-vol-tenant-attr:tenant_id" not in created
+    at_3_0 = set(shown) - {"os-vol-host-attr:host", "os-vol-tenant-attr:tenant_id", "os-vol-mig-status-attr:migstat",
+                           "os-vol-mig-status-attr:name_id"}
+    latest = admin_api("GET", f"/volumes/{vid}", version="3.71").json()["volume"]
+    assert set(latest) - set(shown) == {"group_id", "provider_id", "shared_targets", "service_uuid",
+                                        "volume_type_id", "consumes_quota"}
+    assert "volume_type_id" not in at_3_0 and "group_id" not in at_3_0
     assert admin_api("DELETE", f"/volumes/{vid}").status_code == 202
 
 

@@ -14,11 +14,13 @@ from cumulo.volume.api.common import at_least, caller, list_params, route, stamp
 from cumulo.volume.service import SNAPSHOT_SORT_KEYS, SnapshotInfo, VolumeFilters, VolumeService
 
 
-def snapshot_view(request: Request, s: SnapshotInfo) -> dict[str, Any]:
+def snapshot_view(request: Request, s: SnapshotInfo, extended: bool = True) -> dict[str, Any]:
+    """The snapshot; ``extended`` adds the project and progress attributes of a show and a detailed
+    list (not of a summary list, a create or an update), as the policy allows."""
     out: dict[str, Any] = {
         "id": s.id, "name": s.name, "description": s.description, "volume_id": s.volume_id, "status": s.status,
         "size": s.size, "metadata": s.metadata, "created_at": stamp(s.created_at), "updated_at": stamp(s.updated_at)}
-    if allowed(request, "volume_extension:extended_snapshot_attributes", {"project_id": s.project_id}):
+    if extended and allowed(request, "volume_extension:extended_snapshot_attributes", {"project_id": s.project_id}):
         out["os-extended-snapshot-attributes:project_id"] = s.project_id
         out["os-extended-snapshot-attributes:progress"] = s.progress
     if at_least(request, 14):
@@ -48,10 +50,7 @@ def router(svc: VolumeService) -> Router:
                                 volume_id=params.get("volume_id"))
         q = list_params(request, SNAPSHOT_SORT_KEYS)
         rows = await svc.snapshots(caller(request), filters, q)
-        items = [snapshot_view(request, s) if detail else
-                 {"id": s.id, "name": s.name, "description": s.description, "volume_id": s.volume_id,
-                  "status": s.status, "size": s.size, "metadata": s.metadata, "created_at": stamp(s.created_at),
-                  "updated_at": stamp(s.updated_at)} for s in rows]
+        items = [snapshot_view(request, s, extended=detail) for s in rows]
         body: dict[str, Any] = {"snapshots": items}
         more = next_link(str(request.url).split("?", 1)[0], params, q, rows, "snapshots")
         if more:
@@ -73,7 +72,7 @@ def router(svc: VolumeService) -> Router:
         snap = await svc.create_snapshot(caller(request), body["volume_id"], name=_text(body, "name"),
                                          description=_text(body, "description"), metadata=body.get("metadata"),
                                          force=parse_bool("force", str(body.get("force", False))))
-        return JSON({"snapshot": snapshot_view(request, snap)}, status_code=202)
+        return JSON({"snapshot": snapshot_view(request, snap, extended=False)}, status_code=202)
 
     @route(r, "GET", "/snapshots/{snapshot_id}")
     async def show_snapshot(request: Request) -> Response:
@@ -88,7 +87,8 @@ def router(svc: VolumeService) -> Router:
         authorize(request, "volume:update_snapshot", {"project_id": snap.project_id})
         body = (await json_body(request))["snapshot"]
         values = {key: _text(body, key) for key in ("name", "description") if key in body or f"display_{key}" in body}
-        return JSON({"snapshot": snapshot_view(request, await svc.update_snapshot(snap.id, who, values))})
+        return JSON({"snapshot": snapshot_view(request, await svc.update_snapshot(snap.id, who, values),
+                                               extended=False)})
 
     @route(r, "DELETE", "/snapshots/{snapshot_id}")
     async def delete_snapshot(request: Request) -> Response:

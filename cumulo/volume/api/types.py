@@ -15,9 +15,16 @@ from cumulo.volume.api.common import caller, route
 from cumulo.volume.service import VolumeService, VolumeTypeInfo
 
 
-def type_view(t: VolumeTypeInfo) -> dict[str, Any]:
-    return {"id": t.id, "name": t.name, "description": t.description, "is_public": t.is_public,
-            "os-volume-type-access:is_public": t.is_public, "extra_specs": t.extra_specs, "qos_specs_id": None}
+def type_view(t: VolumeTypeInfo, shape: str = "show") -> dict[str, Any]:
+    """The type as a show or list gives it; a create's answer has no qos_specs_id, an update's
+    neither that nor the access attribute (tempest's schemas refuse them)."""
+    out = {"id": t.id, "name": t.name, "description": t.description, "is_public": t.is_public,
+           "os-volume-type-access:is_public": t.is_public, "extra_specs": t.extra_specs, "qos_specs_id": None}
+    if shape in ("create", "update"):
+        del out["qos_specs_id"]
+    if shape == "update":
+        del out["os-volume-type-access:is_public"]
+    return out
 
 
 def router(svc: VolumeService) -> Router:
@@ -38,7 +45,7 @@ def router(svc: VolumeService) -> Router:
         public = body.get("os-volume-type-access:is_public", body.get("is_public", True))
         t = await svc.create_volume_type(body["name"].strip(), body.get("description"),
                                          parse_bool("is_public", str(public)), body.get("extra_specs"))
-        return JSON({"volume_type": type_view(t)})
+        return JSON({"volume_type": type_view(t, "create")})
 
     @route(r, "GET", "/types/{type_id}")
     async def show_type(request: Request) -> Response:
@@ -53,7 +60,8 @@ def router(svc: VolumeService) -> Router:
         values: dict[str, Any] = {k: body[k] for k in ("name", "description") if body.get(k) is not None}
         if "is_public" in body:
             values["is_public"] = parse_bool("is_public", str(body["is_public"]))
-        return JSON({"volume_type": type_view(await svc.update_volume_type(request.path_params["type_id"], values))})
+        t = await svc.update_volume_type(request.path_params["type_id"], values)
+        return JSON({"volume_type": type_view(t, "update")})
 
     @route(r, "DELETE", "/types/{type_id}")
     async def delete_type(request: Request) -> Response:

@@ -23,7 +23,9 @@ from cumulo.volume.service import VOLUME_SORT_KEYS, VolumeFilters, VolumeInfo, V
 POOL = "file"
 
 
-def volume_view(request: Request, v: VolumeInfo) -> dict[str, Any]:
+def volume_view(request: Request, v: VolumeInfo, extended: bool = True) -> dict[str, Any]:
+    """The volume; ``extended`` adds the attributes Cinder's extensions add to a show and a detailed
+    list (never to a create's or an update's answer), each as its policy allows."""
     out: dict[str, Any] = {
         "id": v.id, "name": v.name, "description": v.description, "size": v.size, "status": v.status,
         "availability_zone": v.availability_zone, "created_at": stamp(v.created_at),
@@ -32,11 +34,12 @@ def volume_view(request: Request, v: VolumeInfo) -> dict[str, Any]:
         "bootable": "true" if v.bootable else "false", "encrypted": False, "attachments": [],
         "replication_status": None, "consistencygroup_id": None, "multiattach": v.multiattach,
         "migration_status": None, "links": links(request, "volumes", v.id, v.project_id)}
-    if allowed(request, "volume_extension:volume_host_attribute", {"project_id": v.project_id}):
+    target = {"project_id": v.project_id}
+    if extended and allowed(request, "volume_extension:volume_host_attribute", target):
         out["os-vol-host-attr:host"] = f"{v.host}@{POOL}#{POOL}" if v.host else None
-    if allowed(request, "volume_extension:volume_tenant_attribute", {"project_id": v.project_id}):
+    if extended and allowed(request, "volume_extension:volume_tenant_attribute", target):
         out["os-vol-tenant-attr:tenant_id"] = v.project_id
-    if allowed(request, "volume_extension:volume_mig_status_attribute", {"project_id": v.project_id}):
+    if extended and allowed(request, "volume_extension:volume_mig_status_attribute", target):
         out["os-vol-mig-status-attr:migstat"] = None
         out["os-vol-mig-status-attr:name_id"] = None
     if at_least(request, 13):
@@ -110,7 +113,7 @@ def router(svc: VolumeService) -> Router:
             availability_zone=body.get("availability_zone"), metadata=body.get("metadata") or {},
             snapshot_id=body.get("snapshot_id"), source_volid=body.get("source_volid"),
             multiattach=parse_bool("multiattach", str(body.get("multiattach", False))))
-        return JSON({"volume": volume_view(request, vol)}, status_code=202)
+        return JSON({"volume": volume_view(request, vol, extended=False)}, status_code=202)
 
     @route(r, "GET", "/volumes/{volume_id}")
     async def show_volume(request: Request) -> Response:
@@ -133,7 +136,7 @@ def router(svc: VolumeService) -> Router:
         if not values and not body:
             raise BadRequest("Invalid input: the volume update names nothing to change.")
         vol = await svc.update_volume(vol.id, who, values)
-        return JSON({"volume": volume_view(request, vol)})
+        return JSON({"volume": volume_view(request, vol, extended=False)})
 
     @route(r, "DELETE", "/volumes/{volume_id}")
     async def delete_volume(request: Request) -> Response:
