@@ -475,25 +475,25 @@ class VolumeService:
                      availability_zone=zone, volume_type_id=vtype.id, bootable=False, multiattach=multiattach,
                      meta=dict(metadata or {}), snapshot_id=snapshot_id, source_volid=source_volid,
                      lease_owner=self.instance, lease_until=now + self.lease, created_at=now, updated_at=now)
+        row.host = source_host or await self._pick_pool(size)
+        if row.host is None:  # Cinder's answer too: the volume exists, in error, saying why
+            row.status, row.lease_owner, row.lease_until = "error", None, None
+            row.fault = f"No valid backend was found: no volume pool that is up has room for {size} GiB."
+            LOG.warning("volume %s failed: %s", row.id, row.fault)
         async with turn(self.db, f"volume:{who.project_id}"):
             await self._check_quota(who.project_id, "volumes", size)
             async with self.db.session() as s:
                 s.add(row)
-        await self._schedule(row, source_host)
-        return await self.volume(row.id, who)
+        if row.host is not None:
+            await self._send_create(row, row.host)
+        return _volume_info(row, vtype.name)
 
-    async def _schedule(self, row: Volume, source_host: str | None) -> None:
-        """Pick the pool (the source's when copying, else the up pool with most room) and cast."""
-        host = source_host
-        if host is None:
-            fits = [p for p in await self.pools() if p.up and not p.disabled and p.free_gb >= row.size]
-            host = max(fits, key=lambda p: p.free_gb).host if fits else None
-        if host is None:
-            await self._fail(row.id, "No valid backend was found: no volume pool that is up has room for "
-                             f"{row.size} GiB.")
-            return
-        async with self.db.session() as s:
-            await s.execute(update(Volume).where(Volume.id == row.id).values(host=host))
+    async def _pick_pool(self, size: int) -> str | None:
+        """The up pool with most room for ``size`` GiB (a volume copied from another stays with it)."""
+        fits = [p for p in await self.pools() if p.up and not p.disabled and p.free_gb >= size]
+        return max(fits, key=lambda p: p.free_gb).host if fits else None
+
+    async def _send_create(self, row: Volume, host: str) -> None:
         source: dict[str, Any] | None = None
         if row.snapshot_id:
             source = {"snapshot_id": row.snapshot_id}
