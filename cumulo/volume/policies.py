@@ -60,6 +60,9 @@ RULES: list[Rule] = [
     Rule("volume:get_all_snapshots", READER, "GET /snapshots, /snapshots/detail"),
     Rule("volume:update_snapshot", MEMBER, "PUT /snapshots/{snapshot_id}"),
     Rule("volume:delete_snapshot", MEMBER, "DELETE /snapshots/{snapshot_id}"),
+    Rule("volume:get_snapshot_metadata", READER, "GET /snapshots/{snapshot_id}/metadata[/{key}]"),
+    Rule("volume:update_snapshot_metadata", MEMBER, "POST, PUT /snapshots/{snapshot_id}/metadata[/{key}]"),
+    Rule("volume:delete_snapshot_metadata", MEMBER, "DELETE /snapshots/{snapshot_id}/metadata/{key}"),
     Rule("volume_extension:extended_snapshot_attributes", READER,
          "Show os-extended-snapshot-attributes:project_id and :progress in snapshots"),
     # quotas, limits, zones
@@ -68,4 +71,5 @@ RULES: list[Rule] = [
     Rule("volume_extension:quotas:delete", ADMIN, "DELETE /os-quota-sets/{project_id}"),
     Rule("limits_extension:used_limits", READER, "GET /limits"),
     Rule("volume_extension:availability_zone_list", ANY, "GET /os-availability-zone"),
+    Rule("volume_extension:list", ANY, "GET /extensions"),
 ]

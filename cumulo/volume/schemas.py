@@ -60,11 +60,11 @@ TYPE_UPDATE = wrapped("volume_type", obj({
 EXTRA_SPECS = obj({"extra_specs": metadata()}, required=("extra_specs",))
 
 SNAPSHOT_CREATE = wrapped("snapshot", obj({
-    "volume_id": string(36, 1),
+    "volume_id": nullable(string(36)),  # missing: Cinder's 404 for volume None
     "name": NAME, "display_name": NAME, "description": DESCRIPTION, "display_description": DESCRIPTION,
     "force": BOOLEAN_LIKE,
     "metadata": nullable(metadata()),
-}, required=("volume_id",)))
+}))
 SNAPSHOT_UPDATE = wrapped("snapshot", obj({
     "name": NAME, "display_name": NAME, "description": DESCRIPTION, "display_description": DESCRIPTION,
 }, max_properties=4))
@@ -87,5 +87,8 @@ BODIES: dict[tuple[str, str], Schema] = {
                                                     "additionalProperties": string(255)},
     ("POST", "/snapshots"): SNAPSHOT_CREATE,
     ("PUT", "/snapshots/{snapshot_id}"): SNAPSHOT_UPDATE,
+    ("POST", "/snapshots/{snapshot_id}/metadata"): METADATA,
+    ("PUT", "/snapshots/{snapshot_id}/metadata"): METADATA,
+    ("PUT", "/snapshots/{snapshot_id}/metadata/{key}"): META_ITEM,
     ("PUT", "/os-quota-sets/{target}"): QUOTA_UPDATE,
 }

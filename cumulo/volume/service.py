@@ -407,9 +407,9 @@ class VolumeService:
         return _volume_info(row, names.get(row.volume_type_id or ""))
 
     async def volumes(self, who: Caller, filters: VolumeFilters | None = None,
-                      query: ListQuery | None = None) -> list[VolumeInfo]:
+                      query: ListQuery | None = None, offset: int = 0) -> list[VolumeInfo]:
         """A page of the volumes the caller sees, filtered, sorted (newest first by default) and
-        paged past ``query.marker``."""
+        paged past ``query.marker`` (and ``offset`` more)."""
         f = filters or VolumeFilters()
         q = query or ListQuery(sort=[("created_at", "desc")])
         stmt = select(Volume).where(Volume.deleted.is_(False))
@@ -429,10 +429,10 @@ class VolumeService:
                     raise BadRequest(f"Marker {q.marker} could not be found.")
             if f.metadata:  # few volumes per project: the JSON column is matched here, not in SQL
                 rows = [r for r in (await s.execute(apply(stmt, Volume, ListQuery(sort=q.sort), marker))).scalars()
-                        if all((r.meta or {}).get(k) == v for k, v in f.metadata.items())]
+                        if all((r.meta or {}).get(k) == v for k, v in f.metadata.items())][offset:]
                 rows = rows[:q.limit] if q.limit is not None else rows
             else:
-                rows = list((await s.execute(apply(stmt, Volume, q, marker))).scalars())
+                rows = list((await s.execute(apply(stmt, Volume, q, marker).offset(offset or None))).scalars())
             names = await self._type_names(s, {r.volume_type_id for r in rows})
         return [_volume_info(r, names.get(r.volume_type_id or "")) for r in rows]
 
@@ -618,7 +618,7 @@ class VolumeService:
             return _snapshot_info(await self._snapshot_row(s, snapshot_id, who))
 
     async def snapshots(self, who: Caller, filters: VolumeFilters | None = None,
-                        query: ListQuery | None = None) -> list[SnapshotInfo]:
+                        query: ListQuery | None = None, offset: int = 0) -> list[SnapshotInfo]:
         f = filters or VolumeFilters()
         q = query or ListQuery(sort=[("created_at", "desc")])
         stmt = select(Snapshot).where(Snapshot.deleted.is_(False))
@@ -636,7 +636,7 @@ class VolumeService:
                 marker = await s.get(Snapshot, q.marker)
                 if marker is None or marker.deleted or (not who.admin and marker.project_id != who.project_id):
                     raise BadRequest(f"Marker {q.marker} could not be found.")
-            rows = list((await s.execute(apply(stmt, Snapshot, q, marker))).scalars())
+            rows = list((await s.execute(apply(stmt, Snapshot, q, marker).offset(offset or None))).scalars())
         return [_snapshot_info(r) for r in rows]
 
     async def create_snapshot(self, who: Caller, volume_id: str, *, name: str | None = None,
@@ -687,6 +687,23 @@ class VolumeService:
                 setattr(row, key, value)
             row.updated_at = utcnow()
         return await self.snapshot(snapshot_id, who)
+
+    async def set_snapshot_metadata(self, snapshot_id: str, who: Caller, metadata: dict[str, str],
+                                    replace: bool = False) -> dict[str, str]:
+        async with self.db.session() as s:
+            row = await self._snapshot_row(s, snapshot_id, who)
+            row.meta = dict(metadata) if replace else {**(row.meta or {}), **metadata}
+            row.updated_at = utcnow()
+            return dict(row.meta)
+
+    async def delete_snapshot_metadata(self, snapshot_id: str, who: Caller, key: str) -> None:
+        async with self.db.session() as s:
+            row = await self._snapshot_row(s, snapshot_id, who)
+            meta = dict(row.meta or {})
+            if key not in meta:
+                raise NotFound(f"Snapshot {snapshot_id} has no metadata with key {key}.")
+            del meta[key]
+            row.meta = meta
 
     async def delete_snapshot(self, snapshot_id: str, who: Caller) -> None:
         async with self.db.session() as s:

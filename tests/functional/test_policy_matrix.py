@@ -411,6 +411,15 @@ def volume_rows(add: Callable[[Row], None]) -> None:
         add(Row(b, "GET", f"{prefix}/snapshots/{{snapshot_id}}", READER, params=snap))
         add(Row(b, "PUT", f"{prefix}/snapshots/{{snapshot_id}}", MEMBER, {"snapshot": {"name": "{unique}"}}, snap))
         add(Row(b, "DELETE", f"{prefix}/snapshots/{{snapshot_id}}", MEMBER, params=pid, fresh="volume_snapshot"))
+        add(Row(b, "POST", f"{prefix}/snapshots/{{snapshot_id}}/metadata", MEMBER, {"metadata": {"k": "v"}}, snap))
+        add(Row(b, "GET", f"{prefix}/snapshots/{{snapshot_id}}/metadata", READER, params=snap))
+        add(Row(b, "PUT", f"{prefix}/snapshots/{{snapshot_id}}/metadata", MEMBER, {"metadata": {"k": "v"}}, snap))
+        add(Row(b, "GET", f"{prefix}/snapshots/{{snapshot_id}}/metadata/{{key}}", READER,
+                params={**snap, "key": "k"}))
+        add(Row(b, "PUT", f"{prefix}/snapshots/{{snapshot_id}}/metadata/{{key}}", MEMBER, {"meta": {"k": "w"}},
+                {**snap, "key": "k"}))
+        add(Row(b, "DELETE", f"{prefix}/snapshots/{{snapshot_id}}/metadata/{{key}}", MEMBER,
+                params={**snap, "key": "nokey"}))
         quota = {**pid, "target": "@P"}
         add(Row(b, "GET", f"{prefix}/os-quota-sets/{{target}}", READER, params=quota))
         add(Row(b, "GET", f"{prefix}/os-quota-sets/{{target}}/defaults", READER, params=quota))
@@ -419,6 +428,7 @@ def volume_rows(add: Callable[[Row], None]) -> None:
         add(Row(b, "DELETE", f"{prefix}/os-quota-sets/{{target}}", ADMIN, params={**pid, "target": "@Q"}))
         add(Row(b, "GET", f"{prefix}/limits", OWN_READER, params=pid))
         add(Row(b, "GET", f"{prefix}/os-availability-zone", ANYONE, params=pid))
+        add(Row(b, "GET", f"{prefix}/extensions", ANYONE, params=pid))
 
 
 def served_routes() -> set[tuple[str, str, str]]:

@@ -9,6 +9,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 
 from cumulo.core.http.app import Handler, Router, auth_of
@@ -60,17 +61,24 @@ def links(request: Request, collection: str, ident: str, project_id: str) -> lis
             {"href": f"{base}/{project_id}/{collection}/{ident}", "rel": "bookmark"}]
 
 
+# the v1 names Cinder still sorts by
+SORT_ALIASES = {"display_name": "name", "display_description": "description"}
+
+
 def list_params(request: Request, sort_keys: set[str]) -> ListQuery:
     """Cinder's ``limit``, ``marker`` and ``sort=key[:dir],...`` (or the older ``sort_key`` and
     ``sort_dir``); newest first when nothing is asked."""
     params = request.query_params
     if "sort" in params and ("sort_key" in params or "sort_dir" in params):
         raise BadRequest("The 'sort' and 'sort_key'/'sort_dir' parameters cannot be used together.")
+    if any(key in SORT_ALIASES for key in params.getlist("sort_key")):
+        params = QueryParams([(k, SORT_ALIASES.get(v, v) if k == "sort_key" else v) for k, v in params.multi_items()])
     q = list_query(params, sort_keys, default_sort="created_at")
     if "sort" in params:
         q.sort = []
         for part in params["sort"].split(","):
             key, _, direction = part.strip().partition(":")
+            key = SORT_ALIASES.get(key, key)
             direction = (direction or "desc").lower()
             if key not in sort_keys:
                 raise BadRequest(f"Invalid sort key {key!r}: one of {', '.join(sorted(sort_keys))}.")
@@ -82,6 +90,13 @@ def list_params(request: Request, sort_keys: set[str]) -> ListQuery:
         if q.sort[0][1] not in ("asc", "desc"):
             raise BadRequest(f"Invalid sort direction {q.sort[0][1]!r}: asc or desc.")
     return q
+
+
+def offset_param(request: Request) -> int:
+    raw = request.query_params.get("offset", "0")
+    if not raw.isdigit():
+        raise BadRequest(f"Invalid offset {raw!r}: expected a positive integer or zero.")
+    return int(raw)
 
 
 def bool_param(request: Request, name: str) -> bool | None:

@@ -1,4 +1,4 @@
-"""/v3/os-quota-sets/{project}, /v3/limits and /v3/os-availability-zone."""
+"""/v3/os-quota-sets/{project}, /v3/limits, /v3/os-availability-zone and /v3/extensions."""
 
 from __future__ import annotations
 
@@ -13,6 +13,19 @@ from cumulo.core.http.faults import BadRequest
 from cumulo.core.http.paging import parse_bool
 from cumulo.volume.api.common import caller, route
 from cumulo.volume.service import DEFAULT_QUOTAS, DEFAULT_TYPE, PER_TYPE_QUOTAS, VolumeService
+
+# the extensions this API's answers carry (Cinder's names)
+EXTENSIONS = [
+    ("os-vol-host-attr", "VolumeHostAttribute", "Expose host as an attribute of a volume."),
+    ("os-vol-tenant-attr", "VolumeTenantAttribute", "Expose the internal project_id as an attribute of a volume."),
+    ("os-vol-mig-status-attr", "VolumeMigStatusAttribute", "Expose migration_status as an attribute of a volume."),
+    ("os-extended-snapshot-attributes", "ExtendedSnapshotAttributes", "Extended SnapshotAttributes support."),
+    ("os-volume-type-access", "VolumeTypeAccess", "Volume type access support."),
+    ("os-types-extra-specs", "TypesExtraSpecs", "Type extra specs support."),
+    ("os-types-manage", "TypesManage", "Types manage support."),
+    ("os-quota-sets", "Quotas", "Quota management support."),
+    ("os-availability-zone", "AvailabilityZones", "Describe Availability Zones."),
+]
 
 
 def quota_set(project_id: str, quotas: dict[str, int], usage: dict[str, int] | None = None) -> dict[str, Any]:
@@ -84,5 +97,14 @@ def router(svc: VolumeService) -> Router:
         authorize(request, "volume_extension:availability_zone_list")
         return JSON({"availabilityZoneInfo": [{"zoneName": svc.cfg.volume.availability_zone,
                                                "zoneState": {"available": True}}]})
+
+    @route(r, "GET", "/extensions")
+    async def extensions(request: Request) -> Response:
+        authorize(request, "volume_extension:list")
+        return JSON({"extensions": [
+            {"alias": alias, "name": name, "description": description, "links": [],
+             "namespace": f"https://docs.openstack.org/volume/ext/{alias}/api/v1",
+             "updated": "2023-01-01T00:00:00+00:00"}
+            for alias, name, description in EXTENSIONS]})
 
     return r

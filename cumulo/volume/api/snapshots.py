@@ -9,8 +9,9 @@ from starlette.responses import Response
 
 from cumulo.core.http.app import JSON, Router, json_body
 from cumulo.core.http.authz import allowed, authorize
+from cumulo.core.http.faults import BadRequest, NotFound
 from cumulo.core.http.paging import next_link, parse_bool
-from cumulo.volume.api.common import at_least, caller, list_params, route, stamp
+from cumulo.volume.api.common import at_least, caller, list_params, offset_param, route, stamp
 from cumulo.volume.service import SNAPSHOT_SORT_KEYS, SnapshotInfo, VolumeFilters, VolumeService
 
 
@@ -49,7 +50,7 @@ def router(svc: VolumeService) -> Router:
                                 name=params.get("name"), status=params.get("status"),
                                 volume_id=params.get("volume_id"))
         q = list_params(request, SNAPSHOT_SORT_KEYS)
-        rows = await svc.snapshots(caller(request), filters, q)
+        rows = await svc.snapshots(caller(request), filters, q, offset_param(request))
         items = [snapshot_view(request, s, extended=detail) for s in rows]
         body: dict[str, Any] = {"snapshots": items}
         more = next_link(str(request.url).split("?", 1)[0], params, q, rows, "snapshots")
@@ -69,6 +70,8 @@ def router(svc: VolumeService) -> Router:
     async def create_snapshot(request: Request) -> Response:
         authorize(request, "volume:create_snapshot")
         body = (await json_body(request))["snapshot"]
+        if not body.get("volume_id"):
+            raise NotFound("Volume None could not be found.")  # Cinder's answer, which tempest expects
         snap = await svc.create_snapshot(caller(request), body["volume_id"], name=_text(body, "name"),
                                          description=_text(body, "description"), metadata=body.get("metadata"),
                                          force=parse_bool("force", str(body.get("force", False))))
@@ -89,6 +92,52 @@ def router(svc: VolumeService) -> Router:
         values = {key: _text(body, key) for key in ("name", "description") if key in body or f"display_{key}" in body}
         return JSON({"snapshot": snapshot_view(request, await svc.update_snapshot(snap.id, who, values),
                                                extended=False)})
+
+    # -- metadata --------------------------------------------------------------------------------
+    async def owned(request: Request, rule: str) -> SnapshotInfo:
+        snap = await svc.snapshot(request.path_params["snapshot_id"], caller(request))
+        authorize(request, rule, {"project_id": snap.project_id})
+        return snap
+
+    @route(r, "GET", "/snapshots/{snapshot_id}/metadata")
+    async def show_snapshot_metadata(request: Request) -> Response:
+        return JSON({"metadata": (await owned(request, "volume:get_snapshot_metadata")).metadata})
+
+    @route(r, "POST", "/snapshots/{snapshot_id}/metadata")
+    async def create_snapshot_metadata(request: Request) -> Response:
+        snap = await owned(request, "volume:update_snapshot_metadata")
+        meta = await svc.set_snapshot_metadata(snap.id, caller(request), (await json_body(request))["metadata"])
+        return JSON({"metadata": meta})
+
+    @route(r, "PUT", "/snapshots/{snapshot_id}/metadata")
+    async def replace_snapshot_metadata(request: Request) -> Response:
+        snap = await owned(request, "volume:update_snapshot_metadata")
+        meta = await svc.set_snapshot_metadata(snap.id, caller(request), (await json_body(request))["metadata"],
+                                               replace=True)
+        return JSON({"metadata": meta})
+
+    @route(r, "GET", "/snapshots/{snapshot_id}/metadata/{key}")
+    async def show_snapshot_metadata_item(request: Request) -> Response:
+        snap = await owned(request, "volume:get_snapshot_metadata")
+        key = request.path_params["key"]
+        if key not in snap.metadata:
+            raise NotFound(f"Snapshot {snap.id} has no metadata with key {key}.")
+        return JSON({"meta": {key: snap.metadata[key]}})
+
+    @route(r, "PUT", "/snapshots/{snapshot_id}/metadata/{key}")
+    async def update_snapshot_metadata_item(request: Request) -> Response:
+        snap = await owned(request, "volume:update_snapshot_metadata")
+        key, meta = request.path_params["key"], (await json_body(request))["meta"]
+        if key not in meta:
+            raise BadRequest("Request body and URI mismatch: the key in the body must be the key in the path.")
+        await svc.set_snapshot_metadata(snap.id, caller(request), {key: meta[key]})
+        return JSON({"meta": {key: meta[key]}})
+
+    @route(r, "DELETE", "/snapshots/{snapshot_id}/metadata/{key}")
+    async def delete_snapshot_metadata_item(request: Request) -> Response:
+        snap = await owned(request, "volume:delete_snapshot_metadata")
+        await svc.delete_snapshot_metadata(snap.id, caller(request), request.path_params["key"])
+        return Response(status_code=200)
 
     @route(r, "DELETE", "/snapshots/{snapshot_id}")
     async def delete_snapshot(request: Request) -> Response:

@@ -16,7 +16,7 @@ from cumulo.core.http.app import JSON, Router, json_body
 from cumulo.core.http.authz import allowed, authorize
 from cumulo.core.http.faults import BadRequest, NotFound
 from cumulo.core.http.paging import next_link, parse_bool
-from cumulo.volume.api.common import at_least, caller, links, list_params, metadata_param, route, stamp
+from cumulo.volume.api.common import at_least, caller, links, list_params, metadata_param, offset_param, route, stamp
 from cumulo.volume.service import VOLUME_SORT_KEYS, VolumeFilters, VolumeInfo, VolumeService
 
 # the pool name in os-vol-host-attr:host (host@backend#pool), one file pool per agent
@@ -78,7 +78,7 @@ def router(svc: VolumeService) -> Router:
             bootable=parse_bool("bootable", params["bootable"]) if "bootable" in params else None,
             metadata=metadata_param(request))
         q = list_params(request, VOLUME_SORT_KEYS)
-        rows = await svc.volumes(who, filters, q)
+        rows = await svc.volumes(who, filters, q, offset_param(request))
         if detail:
             items = [volume_view(request, v) for v in rows]
         else:
