@@ -46,6 +46,10 @@ VOLUME_UPDATE = wrapped("volume", obj({
     "name": NAME, "display_name": NAME, "description": DESCRIPTION, "display_description": DESCRIPTION,
     "metadata": nullable(metadata()),
 }, extra=False, max_properties=5))
+VOLUME_ACTION = obj({
+    "os-set_bootable": obj({"bootable": BOOLEAN_LIKE}, required=("bootable",)),
+    "os-update_readonly_flag": obj({"readonly": BOOLEAN_LIKE}, required=("readonly",)),
+}, extra=True, max_properties=1)
 METADATA = obj({"metadata": metadata()}, required=("metadata",))
 META_ITEM = obj({"meta": metadata(1)}, required=("meta",))
 
@@ -77,6 +81,7 @@ QUOTA_UPDATE = obj({"quota_set": {"type": "object", "propertyNames": {"type": "s
 BODIES: dict[tuple[str, str], Schema] = {
     ("POST", "/volumes"): VOLUME_CREATE,
     ("PUT", "/volumes/{volume_id}"): VOLUME_UPDATE,
+    ("POST", "/volumes/{volume_id}/action"): VOLUME_ACTION,
     ("POST", "/volumes/{volume_id}/metadata"): METADATA,
     ("PUT", "/volumes/{volume_id}/metadata"): METADATA,
     ("PUT", "/volumes/{volume_id}/metadata/{key}"): META_ITEM,

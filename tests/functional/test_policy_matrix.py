@@ -382,6 +382,8 @@ def volume_rows(add: Callable[[Row], None]) -> None:
         add(Row(b, "GET", f"{prefix}/volumes/{{volume_id}}", READER, params=vol))
         add(Row(b, "PUT", f"{prefix}/volumes/{{volume_id}}", MEMBER, {"volume": {"name": "{unique}"}}, vol))
         add(Row(b, "DELETE", f"{prefix}/volumes/{{volume_id}}", MEMBER, params=pid, fresh="volume"))
+        for action, arg in (("os-set_bootable", {"bootable": False}), ("os-update_readonly_flag", {"readonly": False})):
+            add(Row(b, "POST", f"{prefix}/volumes/{{volume_id}}/action", MEMBER, {action: arg}, vol))
         add(Row(b, "POST", f"{prefix}/volumes/{{volume_id}}/metadata", MEMBER, {"metadata": {"k": "v"}}, vol))
         add(Row(b, "GET", f"{prefix}/volumes/{{volume_id}}/metadata", READER, params=vol))
         add(Row(b, "PUT", f"{prefix}/volumes/{{volume_id}}/metadata", MEMBER, {"metadata": {"k": "v"}}, vol))

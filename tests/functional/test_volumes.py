@@ -309,3 +309,18 @@ def test_snapshot_is_a_file_and_a_new_volume_comes_from_it(vcloud: Cloud, admin_
 def test_availability_zones_and_the_pool(admin_api: Api) -> None:
     zones = admin_api("GET", "/os-availability-zone").json()["availabilityZoneInfo"]
     assert zones == [{"zoneName": "nova", "zoneState": {"available": True}}]
+
+
+def test_bootable_and_readonly_flags_are_set_by_actions(vcloud: Cloud, admin_api: Api) -> None:
+    vid = admin_api("POST", "/volumes", {"volume": {"size": 1}}).json()["volume"]["id"]
+    admin_api.wait_status(vid, "available")
+    assert admin_api("POST", f"/volumes/{vid}/action", {"os-set_bootable": {"bootable": True}}).status_code == 200
+    assert admin_api.volume(vid)["bootable"] == "true"
+    vcloud.cli("volume", "set", "--non-bootable", vid)
+    assert admin_api.volume(vid)["bootable"] == "false"
+    r = admin_api("POST", f"/volumes/{vid}/action", {"os-update_readonly_flag": {"readonly": True}})
+    assert r.status_code == 202 and admin_api.volume(vid)["metadata"]["readonly"] == "True"
+    r = admin_api("POST", f"/volumes/{vid}/action", {"os-no-such-action": {}})
+    assert r.status_code == 400 and "no such action" in r.json()["badRequest"]["message"]
+    assert admin_api("GET", "/volumes/").status_code == 404  # no volume id: nothing is redirected
+    assert admin_api("DELETE", f"/volumes/{vid}").status_code == 202

@@ -1,6 +1,7 @@
 """The Block Storage v3 API (Cinder's twin) on ``[volume] port``: every route under
 ``/v3/{project_id}`` and under ``/v3`` (3.67), microversions 3.0-3.71 (``OpenStack-API-Version:
-volume 3.x``), Cinder's faults and default policies."""
+volume 3.x``), Cinder's faults and default policies.  A path with a trailing slash is not
+redirected: ``/v3/volumes/`` names no volume, a 404 as in Cinder."""
 
 from __future__ import annotations
 
@@ -25,4 +26,4 @@ def build_app(svc: VolumeService, identity: IdentityService, max_body: int) -> A
     schemas = {(method, prefix + path): body for (method, path), body in BODIES.items() for prefix in PREFIXES}
     policy = ServicePolicy.build("block-storage", policies.RULES, identity.cfg.policy.file, policies.MESSAGE)
     return policy.bind(create_app("block-storage", router, identity, max_body=max_body, microversions=MICROVERSIONS,
-                                  schemas=schemas))
+                                  schemas=schemas, redirect_slashes=False))

@@ -1,4 +1,5 @@
-"""/v3/volumes: create, list (summary and detail), show, update, delete, and the volume's metadata.
+"""/v3/volumes: create, list (summary and detail), show, update, delete, the volume's metadata and
+its actions (so far os-set_bootable and os-update_readonly_flag).
 
 Each field appears from the microversion that brought it (tempest's response schemas refuse
 extras); ``bootable`` is the string "true" or "false"; the admin sees the host, project and
@@ -146,6 +147,27 @@ def router(svc: VolumeService) -> Router:
         cascade = parse_bool("cascade", request.query_params.get("cascade", "false"))
         await svc.delete_volume(vol.id, who, cascade=cascade)
         return Response(status_code=202)
+
+    # -- actions ---------------------------------------------------------------------------------
+    @route(r, "POST", "/volumes/{volume_id}/action")
+    async def volume_action(request: Request) -> Response:
+        """os-set_bootable and os-update_readonly_flag (the flag is the volume's metadata key
+        ``readonly``, "True" or "False", where Cinder's clients read it)."""
+        who = caller(request)
+        body = await json_body(request)
+        action = next(iter(body), None) if isinstance(body, dict) and len(body) == 1 else None
+        vol = await svc.volume(request.path_params["volume_id"], who)
+        if action == "os-set_bootable":
+            authorize(request, "volume:update", {"project_id": vol.project_id})
+            bootable = parse_bool("bootable", str(body[action]["bootable"]))
+            await svc.update_volume(vol.id, who, {"bootable": bootable})
+            return Response(status_code=200)
+        if action == "os-update_readonly_flag":
+            authorize(request, "volume:update_readonly_flag", {"project_id": vol.project_id})
+            readonly = parse_bool("readonly", str(body[action]["readonly"]))
+            await svc.set_metadata(vol.id, who, {"readonly": str(readonly)})
+            return Response(status_code=202)
+        raise BadRequest(f"There is no such action: {action}" if action else "Invalid request body: one action.")
 
     # -- metadata --------------------------------------------------------------------------------
     async def owned(request: Request, rule: str) -> VolumeInfo:
