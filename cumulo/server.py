@@ -302,7 +302,8 @@ class Controller:
 
         cfg = self.cfg
         assert self.identity is not None and self.db is not None
-        svc = VolumeService(cfg, self.db, self.bus, self.identity)
+        svc = VolumeService(cfg, self.db, self.bus, self.identity, images=self.image,
+                            image_url=cfg.endpoint(cfg.image.port) if "image" in cfg.services else "")
         if self.leader:
             await svc.start()
             self.volumes = Reconciler(svc)

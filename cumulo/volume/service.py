@@ -33,10 +33,13 @@ from cumulo.core.http.faults import BadRequest, Conflict, NotFound, PayloadTooLa
 from cumulo.core.http.paging import ListQuery, apply
 from cumulo.core.quota import turn
 from cumulo.identity.service import IdentityService
+from cumulo.image.service import Caller as ImageCaller
+from cumulo.image.service import ImageService
 from cumulo.volume.models import Pool, Snapshot, Volume, VolumeType, VolumeTypeAccess
 
 LOG = logging.getLogger(__name__)
 
+GiB = 1024**3
 SERVICE_TYPE = "block-storage"
 DEFAULT_TYPE = "__DEFAULT__"
 CONTROLLER = "volume.controller"  # the bus target the agents report to
@@ -152,8 +155,10 @@ def _snapshot_info(row: Snapshot) -> SnapshotInfo:
 
 
 class VolumeService:
-    def __init__(self, cfg: Config, db: Database, bus: Bus, identity: IdentityService) -> None:
+    def __init__(self, cfg: Config, db: Database, bus: Bus, identity: IdentityService,
+                 images: ImageService | None = None, image_url: str = "") -> None:
         self.cfg, self.db, self.bus, self.identity = cfg, db, bus, identity
+        self.images, self.image_url = images, image_url  # the Image API, when this controller runs it
         self.instance = new_id()  # this controller, as the owner of the leases it takes
         self.lease = dt.timedelta(seconds=cfg.volume.operation_timeout)
 
@@ -440,9 +445,10 @@ class VolumeService:
                             description: str | None = None, volume_type: str | None = None,
                             availability_zone: str | None = None, metadata: dict[str, str] | None = None,
                             snapshot_id: str | None = None, source_volid: str | None = None,
-                            multiattach: bool = False) -> VolumeInfo:
+                            image_id: str | None = None, token: str = "", multiattach: bool = False) -> VolumeInfo:
         """Write the volume in ``creating`` (within the project's quota, counted in its turn) and
-        send its making to an agent; the agent's report makes it ``available``."""
+        send its making to an agent; the agent's report makes it ``available``.  A volume from an
+        image is downloaded by the agent with ``token`` (the caller's) and is bootable."""
         zone = availability_zone or self.cfg.volume.availability_zone
         if zone != self.cfg.volume.availability_zone:
             raise BadRequest(f"Availability zone '{zone}' is invalid.")
@@ -466,15 +472,18 @@ class VolumeService:
                 raise BadRequest(f"Volume size '{size}'GB cannot be smaller than the source volume size "
                                  f"{src.size}GB. They must be >= original volume size.")
             source_host = src.host
+        if image_id:
+            size = await self._image_size(image_id, who, size)
         if not size or size < 1:
             raise BadRequest(f"Invalid input received: Volume size '{size}' must be an integer and greater than 0.")
         vtype = await (self.volume_type(volume_type, who) if volume_type else self.default_type())
         now = utcnow()
         row = Volume(id=str(uuid.uuid4()), name=name, description=description, size=size, status="creating",
                      attach_status="detached", project_id=who.project_id, user_id=who.user_id,
-                     availability_zone=zone, volume_type_id=vtype.id, bootable=False, multiattach=multiattach,
+                     availability_zone=zone, volume_type_id=vtype.id, multiattach=multiattach,
                      meta=dict(metadata or {}), snapshot_id=snapshot_id, source_volid=source_volid,
-                     lease_owner=self.instance, lease_until=now + self.lease, created_at=now, updated_at=now)
+                     image_id=image_id, bootable=bool(image_id), lease_owner=self.instance,
+                     lease_until=now + self.lease, created_at=now, updated_at=now)
         row.host = source_host or await self._pick_pool(size)
         if row.host is None:  # Cinder's answer too: the volume exists, in error, saying why
             row.status, row.lease_owner, row.lease_until = "error", None, None
@@ -485,17 +494,32 @@ class VolumeService:
             async with self.db.session() as s:
                 s.add(row)
         if row.host is not None:
-            await self._send_create(row, row.host)
+            await self._send_create(row, row.host, token)
         return _volume_info(row, vtype.name)
+
+    async def _image_size(self, image_id: str, who: Caller, size: int | None) -> int:
+        """The volume's size for an image: the asked one, at least the image's (its data and its
+        min_disk), or that when none is asked."""
+        if self.images is None or not self.image_url:
+            raise BadRequest("Creating a volume from an image needs the image service, which this cloud does not run.")
+        image = await self.images.image_info(image_id, ImageCaller(who.project_id, who.admin, who.user_id))
+        if image.status != "active":
+            raise BadRequest(f"Image {image_id} is not active (it is {image.status}).")
+        need = max(image.min_disk, -(-(image.size or 0) // GiB), 1)
+        if size is not None and size < need:
+            raise BadRequest(f"Image {image_id} needs a volume of at least {need} GiB; {size} GiB was asked.")
+        return size or need
 
     async def _pick_pool(self, size: int) -> str | None:
         """The up pool with most room for ``size`` GiB (a volume copied from another stays with it)."""
         fits = [p for p in await self.pools() if p.up and not p.disabled and p.free_gb >= size]
         return max(fits, key=lambda p: p.free_gb).host if fits else None
 
-    async def _send_create(self, row: Volume, host: str) -> None:
+    async def _send_create(self, row: Volume, host: str, token: str = "") -> None:
         source: dict[str, Any] | None = None
-        if row.snapshot_id:
+        if row.image_id:
+            source = {"image_url": f"{self.image_url.rstrip('/')}/v2/images/{row.image_id}", "token": token}
+        elif row.snapshot_id:
             source = {"snapshot_id": row.snapshot_id}
         elif row.source_volid:
             source = {"volume_id": row.source_volid}

@@ -324,3 +324,38 @@ def test_bootable_and_readonly_flags_are_set_by_actions(vcloud: Cloud, admin_api
     assert r.status_code == 400 and "no such action" in r.json()["badRequest"]["message"]
     assert admin_api("GET", "/volumes/").status_code == 404  # no volume id: nothing is redirected
     assert admin_api("DELETE", f"/volumes/{vid}").status_code == 202
+
+
+def upload_image(cloud: Cloud, tmp: Path, virtual: str) -> str:
+    """A qcow2 image of ``virtual`` size in the admin's project, uploaded through the Image API."""
+    path = tmp / f"img-{virtual}.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), virtual], check=True)
+    token, _ = cloud.token()
+    h = {"X-Auth-Token": token}
+    image = httpx.post(f"{cloud.image_url}/v2/images", headers=h, json={
+        "name": unique("volimg"), "disk_format": "qcow2", "container_format": "bare"}).json()
+    r = httpx.put(f"{cloud.image_url}/v2/images/{image['id']}/file", content=path.read_bytes(),
+                  headers={**h, "Content-Type": "application/octet-stream"})
+    assert r.status_code == 204, r.text
+    wait_for(lambda: httpx.get(f"{cloud.image_url}/v2/images/{image['id']}", headers=h).json()["status"] == "active",
+             20, "the image to be active")
+    return str(image["id"])
+
+
+def test_a_volume_from_an_image_is_bootable_and_holds_the_image(vcloud: Cloud, admin_api: Api,
+                                                                 tmp_path: Path) -> None:
+    image_id = upload_image(vcloud, tmp_path, "64M")
+    made = cli_json(vcloud, "volume", "create", "--size", "1", "--image", image_id, unique("fromimg"))
+    vol = admin_api.wait_status(made["id"], "available")
+    assert vol["bootable"] == "true"
+    path = volume_files(vcloud)[f"volume-{made['id']}.qcow2"]
+    assert qemu_info(path)["virtual-size"] == GiB
+    # an image whose disk is larger than the volume asked for: the agent refuses, the volume says why
+    big = upload_image(vcloud, tmp_path, "2G")
+    vid = admin_api("POST", "/volumes", {"volume": {"size": 1, "imageRef": big}}).json()["volume"]["id"]
+    assert admin_api.wait_status(vid, "error")
+    assert f"volume-{vid}.qcow2" not in volume_files(vcloud)
+    missing = admin_api("POST", "/volumes", {"volume": {"size": 1, "imageRef": str(uuid.uuid4())}})
+    assert missing.status_code == 404
+    for volume_id in (made["id"], vid):
+        assert admin_api("DELETE", f"/volumes/{volume_id}").status_code == 202

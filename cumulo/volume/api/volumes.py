@@ -103,8 +103,6 @@ def router(svc: VolumeService) -> Router:
     async def create_volume(request: Request) -> Response:
         authorize(request, "volume:create")
         body = (await json_body(request))["volume"]
-        if body.get("imageRef") or body.get("image_id"):
-            raise BadRequest("Creating a volume from an image is not supported by this cloud yet.")
         if body.get("backup_id"):
             raise BadRequest("Creating a volume from a backup is not supported by this cloud yet.")
         size = body.get("size")
@@ -113,6 +111,7 @@ def router(svc: VolumeService) -> Router:
             description=_text(body, "description"), volume_type=body.get("volume_type"),
             availability_zone=body.get("availability_zone"), metadata=body.get("metadata") or {},
             snapshot_id=body.get("snapshot_id"), source_volid=body.get("source_volid"),
+            image_id=body.get("imageRef") or body.get("image_id"), token=request.headers.get("x-auth-token", ""),
             multiattach=parse_bool("multiattach", str(body.get("multiattach", False))))
         return JSON({"volume": volume_view(request, vol, extended=False)}, status_code=202)
 

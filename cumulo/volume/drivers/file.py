@@ -37,22 +37,36 @@ class FileDriver:
     def snapshot_path(self, snapshot_id: str) -> Path:
         return self.path / f"snapshot-{_safe(snapshot_id)}.qcow2"
 
-    async def create_volume(self, volume_id: str, size_gb: int, source: Path | None = None) -> Path:
+    async def create_volume(self, volume_id: str, size_gb: int, source: Path | None = None,
+                            source_format: str = "qcow2") -> Path:
+        """An empty volume, or a copy of ``source`` (a snapshot, a volume, or a downloaded image in
+        ``source_format``) grown to ``size_gb``; a source larger than that is refused."""
         target = self.volume_path(volume_id)
         if target.exists():
             return target
         tmp = target.with_name(f".{target.name}.part")
         tmp.unlink(missing_ok=True)
-        if source is None:
-            await _qemu_img("create", "-q", "-f", "qcow2", str(tmp), f"{size_gb}G")
-        else:
-            if not source.exists():
-                raise LookupError(f"the source {source.name} is not on this node")
-            await _qemu_img("convert", "-q", "-O", "qcow2", str(source), str(tmp))
-            if virtual_size(tmp) < size_gb * GiB:
-                await _qemu_img("resize", "-q", "-f", "qcow2", str(tmp), f"{size_gb}G")
-        os.replace(tmp, target)
+        try:
+            if source is None:
+                await _qemu_img("create", "-q", "-f", "qcow2", str(tmp), f"{size_gb}G")
+            else:
+                if not source.exists():
+                    raise LookupError(f"the source {source.name} is not on this node")
+                await _qemu_img("convert", "-q", "-f", source_format, "-O", "qcow2", str(source), str(tmp))
+                size = virtual_size(tmp)
+                if size > size_gb * GiB:
+                    raise RuntimeError(f"the source's virtual size is {-(-size // GiB)} GiB and does not fit in a "
+                                       f"volume of {size_gb} GiB")
+                if size < size_gb * GiB:
+                    await _qemu_img("resize", "-q", "-f", "qcow2", str(tmp), f"{size_gb}G")
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
         return target
+
+    def download_path(self, volume_id: str) -> Path:
+        """Where an image is downloaded to before it becomes the volume (removed after)."""
+        return self.path / f".image-{_safe(volume_id)}.download"
 
     async def delete_volume(self, volume_id: str) -> None:
         for path in (self.volume_path(volume_id), self.volume_path(volume_id).with_name(
