@@ -1,0 +1,92 @@
+"""What crosses ``VolumeService``: who asks, and volumes, types, snapshots and pools as plain data
+(frozen dataclasses, so any call could become an RPC without its callers changing).  Import them
+from ``cumulo.volume.service``, which re-exports them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks: their project and user, and whether they are an admin (who sees every project)."""
+
+    project_id: str
+    user_id: str
+    admin: bool = False
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    id: str
+    name: str | None
+    description: str | None
+    size: int
+    status: str
+    attach_status: str
+    project_id: str
+    user_id: str
+    availability_zone: str
+    volume_type: str | None  # the type's name
+    volume_type_id: str | None
+    bootable: bool
+    multiattach: bool
+    metadata: dict[str, str]
+    snapshot_id: str | None
+    source_volid: str | None
+    image_id: str | None
+    host: str | None
+    fault: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class VolumeTypeInfo:
+    id: str
+    name: str
+    description: str | None
+    is_public: bool
+    extra_specs: dict[str, str]
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    id: str
+    volume_id: str
+    name: str | None
+    description: str | None
+    size: int
+    status: str
+    progress: str
+    project_id: str
+    user_id: str
+    metadata: dict[str, str]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class PoolInfo:
+    host: str
+    capacity_gb: int
+    allocated_gb: int
+    free_gb: int
+    up: bool
+    disabled: bool
+    reported_at: dt.datetime
+
+
+@dataclass
+class VolumeFilters:
+    """A list's filters, Cinder's names: exact matches, and metadata pairs that must all hold."""
+
+    all_projects: bool = False
+    project_id: str | None = None
+    name: str | None = None
+    status: str | None = None
+    availability_zone: str | None = None
+    bootable: bool | None = None
+    volume_id: str | None = None  # snapshots: those of one volume
+    metadata: dict[str, str] = field(default_factory=dict)
