@@ -295,7 +295,7 @@ def policy() -> None:
     """Policy rules."""
 
 
-POLICY_SERVICES = ("identity", "compute", "network", "image", "placement")
+POLICY_SERVICES = ("identity", "compute", "network", "image", "placement", "volume")
 
 
 @policy.command("show")
