@@ -56,7 +56,7 @@ def test_config_show_and_policy_show(own_cloud) -> None:  # type: ignore[no-unty
     out = subprocess.run([str(BIN / "cumulo"), "config", "show"], env=cloud.env, capture_output=True, text=True)
     assert out.returncode == 0 and f"port = {cloud.url.split(':')[2].split('/')[0]}" in out.stdout
     out = subprocess.run([str(BIN / "cumulo"), "policy", "show"], env=cloud.env, capture_output=True, text=True)
-    assert out.returncode == 0 and "identity:list_users" in out.stdout
+    assert out.returncode == 0 and "identity:list_users" in out.stdout and "volume:create" in out.stdout
 
 
 def test_policy_file_overrides_a_default_rule(own_cloud, tmp_path) -> None:  # type: ignore[no-untyped-def]
