@@ -58,8 +58,9 @@ def router(svc: ComputeService) -> Router:
                 limit = int(q["limit"])
                 if len(rows) > limit:
                     rows = rows[:limit]
-                    body["keypairs_links"] = [{"rel": "next", "href": f"{request.url.scheme}://{request.url.netloc}"
-                                                                      f"/v2.1/os-keypairs?limit={limit}&marker={rows[-1].name}"}]
+                    if rows:  # limit=0 is an empty page: no marker to go on from
+                        body["keypairs_links"] = [{"rel": "next", "href": f"{request.url.scheme}://{request.url.netloc}"
+                                                   f"/v2.1/os-keypairs?limit={limit}&marker={rows[-1].name}"}]
         body["keypairs"] = [{"keypair": view(request, k, detail=False)} for k in rows]
         return JSON(body)
 
