@@ -212,3 +212,28 @@ class Migration(Base):
     new_flavor_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class BlockDeviceMapping(Base):
+    """A volume of a server (Nova's block device mapping, volumes only so far): the attachment in
+    block storage that backs it, the device name Nova reports, and the attach or detach under way
+    (``status`` attaching, attached, detaching, with a lease like a server's transitions)."""
+
+    __tablename__ = "compute_block_device_mapping"
+    __table_args__ = (UniqueConstraint("server_id", "volume_id"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # the attachment id Nova shows (2.89)
+    server_id: Mapped[str] = mapped_column(String(36), index=True)
+    volume_id: Mapped[str] = mapped_column(String(36), index=True)
+    attachment_id: Mapped[str | None] = mapped_column(String(36), nullable=True)  # block storage's
+    device_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    boot_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    source_type: Mapped[str] = mapped_column(String(16), default="volume")
+    destination_type: Mapped[str] = mapped_column(String(16), default="volume")
+    delete_on_termination: Mapped[bool] = mapped_column(Boolean, default=False)
+    tag: Mapped[str | None] = mapped_column(String(60), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="attaching")
+    connection_info: Mapped[dict[str, Any] | None] = mapped_column(JSONText, nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(ID, nullable=True)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

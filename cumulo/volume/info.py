@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -90,3 +91,25 @@ class VolumeFilters:
     bootable: bool | None = None
     volume_id: str | None = None  # snapshots: those of one volume
     metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AttachmentInfo:
+    """A volume's attachment to a server: ``status`` reserved, attaching, attached or detaching;
+    ``connection_info`` (once a connector was given) is how the compute node reaches the volume:
+    ``{"driver_volume_type": "file", "data": {"path", "format", "name", "access_mode"}}`` for the
+    file driver on the same machine."""
+
+    id: str
+    volume_id: str
+    project_id: str
+    instance_uuid: str | None
+    status: str
+    attach_mode: str
+    attached_host: str | None
+    mountpoint: str | None
+    connector: dict[str, Any] | None
+    connection_info: dict[str, Any] | None
+    attached_at: dt.datetime | None
+    created_at: dt.datetime
+    updated_at: dt.datetime

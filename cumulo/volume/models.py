@@ -100,3 +100,24 @@ class Pool(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     reported_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Attachment(Base):
+    """A volume's attachment to a server (Cinder's attachments API, 3.27): reserved (no connector
+    yet), attaching (the connector given, the connection info made), attached (completed),
+    detaching.  A detached attachment is deleted."""
+
+    __tablename__ = "volume_attachment"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    volume_id: Mapped[str] = mapped_column(String(36), index=True)
+    project_id: Mapped[str] = mapped_column(ID, index=True)  # the volume's project
+    instance_uuid: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    status: Mapped[str] = mapped_column(String(32), default="reserved")
+    attach_mode: Mapped[str] = mapped_column(String(8), default="rw")
+    attached_host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    mountpoint: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    connector: Mapped[dict[str, Any] | None] = mapped_column(JSONText, nullable=True)
+    connection_info: Mapped[dict[str, Any] | None] = mapped_column(JSONText, nullable=True)
+    attached_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

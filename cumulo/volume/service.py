@@ -34,10 +34,11 @@ from cumulo.core.quota import turn
 from cumulo.identity.service import IdentityService
 from cumulo.image.service import Caller as ImageCaller
 from cumulo.image.service import ImageService
-from cumulo.volume.info import Caller, PoolInfo, SnapshotInfo, VolumeFilters, VolumeInfo, VolumeTypeInfo
+from cumulo.volume.info import AttachmentInfo, Caller, PoolInfo, SnapshotInfo, VolumeFilters, VolumeInfo, VolumeTypeInfo
 from cumulo.volume.models import Pool, Snapshot, Volume, VolumeType, VolumeTypeAccess
 
-__all__ = ["CONTROLLER", "DEFAULT_QUOTAS", "DEFAULT_TYPE", "SERVICE_TYPE", "Caller", "PoolInfo", "SnapshotInfo",
+__all__ = ["CONTROLLER", "DEFAULT_QUOTAS", "DEFAULT_TYPE", "SERVICE_TYPE", "AttachmentInfo", "Caller", "PoolInfo",
+           "SnapshotInfo",
            "VolumeFilters", "VolumeInfo", "VolumeService", "VolumeTypeInfo"]
 
 LOG = logging.getLogger(__name__)
