@@ -32,6 +32,7 @@ bench: test-deps
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	$(PY) bench/identity_tokens.py
 	$(PY) bench/compute_scale.py
+	$(PY) bench/volume.py
 
 # the schema-driven fuzzer at length (make test sends 20,000 requests; FUZZ_SEED=N replays a run)
 fuzz: test-deps
