@@ -1,5 +1,6 @@
 """The volume agent: one per storage node.  It never opens the database; it serves the RPC target
-``volume.<host>`` (create and delete volumes and snapshots), reports each piece of work back to
+``volume.<host>`` (create and delete volumes and snapshots; initialize_connection answers a call
+with a volume's connection info), reports each piece of work back to
 ``volume.controller`` with the ``ctx`` it came with, and reports its pool (capacity, allocated,
 free) and the volumes and snapshots it holds every ``report_interval`` seconds; the controller
 agrees with that (``VolumeService.sync_host``), so a lost report or a file nobody owns is settled
@@ -60,6 +61,10 @@ class VolumeAgent:
     async def handle(self, method: str, args: dict[str, Any]) -> Any:
         if method == "ping":
             return {"host": self.host}
+        if method == "initialize_connection":  # a call: the answer is the connection info itself
+            return self.driver.connection_info(args["volume_id"], args.get("access_mode") or "rw")
+        if method == "terminate_connection":  # a file needs no export to take down
+            return None
         work = getattr(self, f"_{method}", None)
         if work is None:
             raise ValueError(f"unknown volume agent method {method}")
@@ -117,7 +122,7 @@ class VolumeAgent:
         await self.driver.delete_volume(args["volume_id"])
 
     async def _create_snapshot(self, args: dict[str, Any]) -> None:
-        await self.driver.create_snapshot(args["snapshot_id"], args["volume_id"])
+        await self.driver.create_snapshot(args["snapshot_id"], args["volume_id"], bool(args.get("force_share")))
 
     async def _delete_snapshot(self, args: dict[str, Any]) -> None:
         await self.driver.delete_snapshot(args["snapshot_id"])

@@ -41,6 +41,8 @@ class VolumeInfo:
     fault: str | None
     created_at: dt.datetime
     updated_at: dt.datetime
+    # its attachments (any status), oldest first; filled by volume() and volumes()
+    attachments: tuple[AttachmentInfo, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,10 +97,10 @@ class VolumeFilters:
 
 @dataclass(frozen=True)
 class AttachmentInfo:
-    """A volume's attachment to a server: ``status`` reserved, attaching, attached or detaching;
-    ``connection_info`` (once a connector was given) is how the compute node reaches the volume:
-    ``{"driver_volume_type": "file", "data": {"path", "format", "name", "access_mode"}}`` for the
-    file driver on the same machine."""
+    """A volume's attachment to a server: ``status`` reserved, attaching or attached (a detached
+    attachment is deleted); ``connection_info`` (once a connector was given) is how the compute
+    node reaches the volume: ``{"driver_volume_type": "file", "data": {"path", "format", "name",
+    "volume_id", "access_mode"}}`` for the file driver on the same machine."""
 
     id: str
     volume_id: str

@@ -14,7 +14,7 @@ import pytest
 from cumulo.core.bus.memory import MemoryBus
 from cumulo.core.config import Config
 from cumulo.core.db import Database
-from cumulo.core.http.faults import BadRequest, PayloadTooLarge
+from cumulo.core.http.faults import BadRequest, Fault, NotFound, PayloadTooLarge
 from cumulo.volume.agent import VolumeAgent
 from cumulo.volume.drivers.file import FileDriver, GiB, virtual_size
 from cumulo.volume.reconcile import Reconciler
@@ -220,4 +220,111 @@ async def test_the_agents_report_settles_lost_reports_and_removes_files_nobody_o
     await asyncio.sleep(0.1)
     assert (await svc.volume(vol.id, WHO)).status == "available"
     assert set(driver.volumes()) == {vol.id}
+    await agent.stop()
+
+
+# -- attachments ---------------------------------------------------------------------------------
+async def _attached_world(world: Any, multiattach: bool = False) -> tuple[VolumeService, Any, Any, str]:
+    svc, bus, tmp = world
+    agent = VolumeAgent(bus, "node1", FileDriver(tmp / "volumes" / "node1"), report_interval=60)
+    await agent.start()
+    await asyncio.sleep(0.05)
+    vol = await svc.create_volume(WHO, 1, multiattach=multiattach)
+    await wait_status(svc, vol.id, "available")
+    return svc, agent, tmp, vol.id
+
+
+async def test_an_attachment_reserves_connects_completes_and_frees_the_volume(world: Any) -> None:
+    svc, agent, tmp, vid = await _attached_world(world)
+    att = await svc.attachment_create(WHO, vid, "server-1")
+    assert att.status == "reserved" and att.connection_info is None
+    assert (await svc.volume(vid, WHO)).status == "reserved"
+    att = await svc.attachment_update(WHO, att.id, {"host": "cn1", "mountpoint": "/dev/vdb"})
+    info = att.connection_info or {}
+    assert info["driver_volume_type"] == "file" and info["data"]["access_mode"] == "rw"
+    assert Path(info["data"]["path"]) == (tmp / "volumes" / "node1" / f"volume-{vid}.qcow2").resolve()
+    assert (att.status, att.attached_host, att.mountpoint) == ("attaching", "cn1", "/dev/vdb")
+    assert (await svc.volume(vid, WHO)).status == "attaching"
+    await svc.attachment_complete(WHO, att.id)
+    vol = await svc.volume(vid, WHO)
+    assert (vol.status, vol.attach_status) == ("in-use", "attached")
+    assert [(a.id, a.status) for a in vol.attachments] == [(att.id, "attached")]
+    assert vol.attachments[0].attached_at is not None
+    with pytest.raises(BadRequest):
+        await svc.delete_volume(vid, WHO)
+    with pytest.raises(NotFound):
+        await svc.attachment(att.id, Caller("p2", "u2"))
+    await svc.attachment_delete(WHO, att.id)
+    vol = await svc.volume(vid, WHO)
+    assert (vol.status, vol.attach_status, vol.attachments) == ("available", "detached", ())
+    with pytest.raises(NotFound):
+        await svc.attachment_delete(WHO, att.id)
+    await agent.stop()
+
+
+async def test_racing_creates_reserve_a_single_attach_volume_once(world: Any) -> None:
+    svc, agent, _, vid = await _attached_world(world)
+    results = await asyncio.gather(*(svc.attachment_create(WHO, vid, f"s{i}") for i in range(5)),
+                                   return_exceptions=True)
+    assert sum(not isinstance(r, Exception) for r in results) == 1
+    assert all(isinstance(r, BadRequest) for r in results if isinstance(r, Exception))
+    assert len(await svc.attachments(WHO, volume_id=vid)) == 1
+    await agent.stop()
+
+
+async def test_a_multiattach_volume_takes_several_and_stays_in_use_until_the_last_goes(world: Any) -> None:
+    svc, agent, _, vid = await _attached_world(world, multiattach=True)
+    made = []
+    for server in ("s1", "s2"):
+        att = await svc.attachment_create(WHO, vid, server, {"host": "cn1"})
+        await svc.attachment_complete(WHO, att.id)
+        made.append(att.id)
+    assert (await svc.volume(vid, WHO)).status == "in-use"
+    await svc.attachment_delete(WHO, made[0])
+    assert (await svc.volume(vid, WHO)).status == "in-use"
+    await svc.attachment_delete(WHO, made[1])
+    assert (await svc.volume(vid, WHO)).status == "available"
+    await agent.stop()
+
+
+async def test_a_silent_agent_leaves_the_attachment_reserved_and_says_so(world: Any, monkeypatch: Any) -> None:
+    from cumulo.volume import attachments
+
+    svc, agent, _, vid = await _attached_world(world)
+    _, bus, _ = world
+    monkeypatch.setattr(attachments, "CONNECT_TIMEOUT", 0.1)
+    att = await svc.attachment_create(WHO, vid, "s1")
+    served = bus._servers.pop("volume.node1")
+    with pytest.raises(Fault) as err:
+        await svc.attachment_update(WHO, att.id, {"host": "cn1"})
+    assert err.value.code == 503 and "did not answer" in err.value.message
+    assert (await svc.attachment(att.id, WHO)).status == "reserved"
+    # a create with a connector undoes its reservation when the connection fails
+    await svc.attachment_delete(WHO, att.id)
+    with pytest.raises(Fault):
+        await svc.attachment_create(WHO, vid, "s1", {"host": "cn1"})
+    assert (await svc.volume(vid, WHO)).status == "available" and not await svc.attachments(WHO)
+    bus._servers["volume.node1"] = served
+    await agent.stop()
+
+
+async def test_legacy_actions_walk_the_same_states(world: Any) -> None:
+    svc, agent, _, vid = await _attached_world(world)
+    await svc.reserve(WHO, vid)
+    assert (await svc.volume(vid, WHO)).status == "attaching"
+    await svc.unreserve(WHO, vid)
+    assert (await svc.volume(vid, WHO)).status == "available"
+    await svc.reserve(WHO, vid)
+    att = await svc.attach(WHO, vid, "s1", "/dev/vdb")
+    assert att.status == "attached" and (await svc.volume(vid, WHO)).status == "in-use"
+    await svc.begin_detaching(WHO, vid)
+    assert (await svc.volume(vid, WHO)).status == "detaching"
+    await svc.roll_detaching(WHO, vid)
+    assert (await svc.volume(vid, WHO)).status == "in-use"
+    await svc.begin_detaching(WHO, vid)
+    await svc.detach(WHO, vid)
+    vol = await svc.volume(vid, WHO)
+    assert (vol.status, vol.attach_status) == ("available", "detached")
+    await svc.set_metadata(vid, WHO, {"readonly": "True"})
+    assert (await svc.attach(WHO, vid, "s1", "/dev/vdb", mode="rw")).attach_mode == "ro"
     await agent.stop()

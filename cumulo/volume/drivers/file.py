@@ -15,6 +15,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 GiB = 1024**3
 
@@ -73,7 +74,9 @@ class FileDriver:
                 f".{self.volume_path(volume_id).name}.part")):
             path.unlink(missing_ok=True)
 
-    async def create_snapshot(self, snapshot_id: str, volume_id: str) -> Path:
+    async def create_snapshot(self, snapshot_id: str, volume_id: str, force_share: bool = False) -> Path:
+        """A standalone copy of the volume; ``force_share`` reads a volume a running server holds
+        (qemu's image lock), a crash-consistent copy at best."""
         target = self.snapshot_path(snapshot_id)
         if target.exists():
             return target
@@ -82,9 +85,20 @@ class FileDriver:
             raise LookupError(f"volume {volume_id} is not on this node")
         tmp = target.with_name(f".{target.name}.part")
         tmp.unlink(missing_ok=True)
-        await _qemu_img("convert", "-q", "-O", "qcow2", str(source), str(tmp))
+        share = ("-U",) if force_share else ()
+        await _qemu_img("convert", "-q", *share, "-O", "qcow2", str(source), str(tmp))
         os.replace(tmp, target)
         return target
+
+    def connection_info(self, volume_id: str, access_mode: str) -> dict[str, Any]:
+        """How a compute node on this machine reaches the volume: the file itself (os-brick's
+        ``file`` connector shape).  LookupError when the file is not here."""
+        path = self.volume_path(volume_id)
+        if not path.exists():
+            raise LookupError(f"volume {volume_id} is not on this node")
+        return {"driver_volume_type": "file",
+                "data": {"path": str(path.resolve()), "format": "qcow2", "name": f"volume-{volume_id}",
+                         "volume_id": volume_id, "access_mode": access_mode}}
 
     async def delete_snapshot(self, snapshot_id: str) -> None:
         self.snapshot_path(snapshot_id).unlink(missing_ok=True)
