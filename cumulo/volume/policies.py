@@ -44,6 +44,25 @@ RULES: list[Rule] = [
     Rule("volume_extension:volume_tenant_attribute", ADMIN, "Show os-vol-tenant-attr:tenant_id in volumes"),
     Rule("volume_extension:volume_mig_status_attribute", ADMIN, "Show the migration status fields of volumes"),
     Rule("volume:get_all:all_tenants", ADMIN, "GET /volumes?all_tenants=1: every project's volumes"),
+    # the legacy attach actions (Cinder's volume_actions policies)
+    Rule("volume:reserve_volume", MEMBER, "POST /volumes/{volume_id}/action (os-reserve)"),
+    Rule("volume:unreserve_volume", MEMBER, "POST /volumes/{volume_id}/action (os-unreserve)"),
+    Rule("volume:begin_detaching", MEMBER, "POST /volumes/{volume_id}/action (os-begin_detaching)"),
+    Rule("volume:roll_detaching", MEMBER, "POST /volumes/{volume_id}/action (os-roll_detaching)"),
+    Rule("volume:attach", MEMBER, "POST /volumes/{volume_id}/action (os-attach)"),
+    Rule("volume:detach", MEMBER, "POST /volumes/{volume_id}/action (os-detach)"),
+    Rule("volume:initialize_connection", MEMBER, "POST /volumes/{volume_id}/action (os-initialize_connection)"),
+    Rule("volume:terminate_connection", MEMBER, "POST /volumes/{volume_id}/action (os-terminate_connection)"),
+    Rule("volume_extension:volume_admin_actions:force_detach", ADMIN,
+         "POST /volumes/{volume_id}/action (os-force_detach)"),
+    # attachments (3.27).  Cinder has no rule for reading them (its database scopes them to the
+    # project); Cumulo names one so an operator can override it, with the reader's default.
+    Rule("volume:attachment_create", MEMBER, "POST /attachments"),
+    Rule("volume:attachment_update", MEMBER, "PUT /attachments/{attachment_id}"),
+    Rule("volume:attachment_delete", MEMBER, "DELETE /attachments/{attachment_id}"),
+    Rule("volume:attachment_complete", MEMBER, "POST /attachments/{attachment_id}/action (os-complete)"),
+    Rule("volume:attachment_get", READER, "GET /attachments/{attachment_id} (Cumulo's name)"),
+    Rule("volume:attachment_get_all", READER, "GET /attachments, /attachments/detail (Cumulo's name)"),
     # volume types and their extra specs
     Rule("volume_extension:type_get", ANY, "GET /types/{type_id}"),
     Rule("volume_extension:type_get_all", ANY, "GET /types"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from cumulo.core.http.schema import (
     BOOLEAN_LIKE,
+    UUID,
     Schema,
     integer,
     metadata,
@@ -46,9 +47,24 @@ VOLUME_UPDATE = wrapped("volume", obj({
     "name": NAME, "display_name": NAME, "description": DESCRIPTION, "display_description": DESCRIPTION,
     "metadata": nullable(metadata()),
 }, extra=False, max_properties=5))
+MODE: Schema = {"type": "string", "enum": ["rw", "ro"]}
+# what the compute node says about itself (os-brick's connector properties): an object, whose few
+# keys Cumulo reads are checked, the rest kept as given
+CONNECTOR: Schema = {"type": "object", "maxProperties": 64, "properties": {
+    "host": nullable(string(255)), "mountpoint": nullable(string(255)), "mode": nullable(MODE),
+    "ip": nullable(string(255)), "initiator": nullable(string(255)), "platform": nullable(string(255)),
+    "os_type": nullable(string(255)), "multipath": nullable(BOOLEAN_LIKE)}}
+NO_ARGS: Schema = {"type": ["object", "null"]}  # {"os-reserve": null} or {"os-reserve": {}}
 VOLUME_ACTION = obj({
     "os-set_bootable": obj({"bootable": BOOLEAN_LIKE}, required=("bootable",)),
     "os-update_readonly_flag": obj({"readonly": BOOLEAN_LIKE}, required=("readonly",)),
+    "os-reserve": NO_ARGS, "os-unreserve": NO_ARGS, "os-begin_detaching": NO_ARGS, "os-roll_detaching": NO_ARGS,
+    "os-attach": obj({"instance_uuid": nullable(UUID), "mountpoint": string(255, 1),
+                      "host_name": nullable(string(255)), "mode": MODE}, required=("mountpoint",)),
+    "os-detach": nullable(obj({"attachment_id": nullable(UUID)})),
+    "os-initialize_connection": obj({"connector": CONNECTOR}, required=("connector",)),
+    "os-terminate_connection": obj({"connector": CONNECTOR}, required=("connector",)),
+    "os-force_detach": nullable(obj({"attachment_id": nullable(UUID), "connector": nullable(CONNECTOR)})),
 }, extra=True, max_properties=1)
 METADATA = obj({"metadata": metadata()}, required=("metadata",))
 META_ITEM = obj({"meta": metadata(1)}, required=("meta",))
@@ -73,6 +89,13 @@ SNAPSHOT_UPDATE = wrapped("snapshot", obj({
     "name": NAME, "display_name": NAME, "description": DESCRIPTION, "display_description": DESCRIPTION,
 }, max_properties=4))
 
+# attachments (3.27; mode from 3.54, the handler refuses it before)
+ATTACHMENT_CREATE = wrapped("attachment", obj({
+    "volume_uuid": UUID, "instance_uuid": nullable(UUID), "connector": nullable(CONNECTOR), "mode": MODE,
+}, required=("volume_uuid",)))
+ATTACHMENT_UPDATE = wrapped("attachment", obj({"connector": CONNECTOR}, required=("connector",)))
+ATTACHMENT_ACTION = obj({"os-complete": {"type": ["object", "null"]}}, required=("os-complete",), max_properties=1)
+
 QUOTA_LIMIT: Schema = {"anyOf": [integer(-1), {"type": "string", "pattern": r"^(-1|[0-9]{1,9})$"}]}
 QUOTA_UPDATE = obj({"quota_set": {"type": "object", "propertyNames": {"type": "string", "maxLength": 255},
                                   "additionalProperties": QUOTA_LIMIT}}, required=("quota_set",))
@@ -96,4 +119,7 @@ BODIES: dict[tuple[str, str], Schema] = {
     ("PUT", "/snapshots/{snapshot_id}/metadata"): METADATA,
     ("PUT", "/snapshots/{snapshot_id}/metadata/{key}"): META_ITEM,
     ("PUT", "/os-quota-sets/{target}"): QUOTA_UPDATE,
+    ("POST", "/attachments"): ATTACHMENT_CREATE,
+    ("PUT", "/attachments/{attachment_id}"): ATTACHMENT_UPDATE,
+    ("POST", "/attachments/{attachment_id}/action"): ATTACHMENT_ACTION,
 }

@@ -428,6 +428,30 @@ def volume_rows(add: Callable[[Row], None]) -> None:
         add(Row(b, "PUT", f"{prefix}/os-quota-sets/{{target}}", ADMIN,
                 {"quota_set": {"volumes": 100, "snapshots": 100}}, quota))
         add(Row(b, "DELETE", f"{prefix}/os-quota-sets/{{target}}", ADMIN, params={**pid, "target": "@Q"}))
+        # the legacy attach actions, on a multiattach volume of their own (a 400 for its state is
+        # still an allowed answer: the rule is checked first)
+        legacy = {**pid, "volume_id": "@legacy_volume"}
+        connector = {"connector": {"host": "matrix-node"}}
+        for action, arg, who in (
+                ("os-reserve", None, MEMBER), ("os-unreserve", None, MEMBER),
+                ("os-attach", {"instance_uuid": str(uuid.uuid4()), "mountpoint": "/dev/vdb"}, MEMBER),
+                ("os-begin_detaching", None, MEMBER), ("os-roll_detaching", None, MEMBER),
+                ("os-initialize_connection", connector, MEMBER), ("os-terminate_connection", connector, MEMBER),
+                ("os-detach", {}, MEMBER), ("os-force_detach", {}, ADMIN)):
+            add(Row(b, "POST", f"{prefix}/volumes/{{volume_id}}/action", who, {action: arg}, legacy))
+        # attachments (3.27, os-complete 3.44)
+        att, v344 = {**pid, "attachment_id": "@attachment"}, "volume 3.44"
+        add(Row(b, "GET", f"{prefix}/attachments", OWN_READER, params=pid, version=v344))
+        add(Row(b, "GET", f"{prefix}/attachments/detail", OWN_READER, params=pid, version=v344))
+        add(Row(b, "POST", f"{prefix}/attachments", MEMBER, {"attachment": {
+            "volume_uuid": "@attach_volume", "instance_uuid": str(uuid.uuid4())}}, pid, version=v344, hides=True))
+        add(Row(b, "GET", f"{prefix}/attachments/{{attachment_id}}", READER, params=att, version=v344))
+        add(Row(b, "PUT", f"{prefix}/attachments/{{attachment_id}}", MEMBER,
+                {"attachment": {"connector": {"host": "matrix-node"}}}, att, version=v344))
+        add(Row(b, "POST", f"{prefix}/attachments/{{attachment_id}}/action", MEMBER, {"os-complete": None}, att,
+                version=v344))
+        add(Row(b, "DELETE", f"{prefix}/attachments/{{attachment_id}}", MEMBER, params=pid, fresh="attachment",
+                version=v344))
         add(Row(b, "GET", f"{prefix}/limits", OWN_READER, params=pid))
         add(Row(b, "GET", f"{prefix}/os-availability-zone", ANYONE, params=pid))
         add(Row(b, "GET", f"{prefix}/extensions", ANYONE, params=pid))
@@ -548,6 +572,16 @@ class World:
             wait_for(lambda: self.ok(m, "block-storage", "GET", f"/v3/volumes/{vid}")["volume"]["status"] ==
                      "available", 30, f"volume {vid} available")
             return str(vid)
+        if kind in ("attach_volume", "legacy_volume"):
+            vid = self.ok(m, "block-storage", "POST", "/v3/volumes", {"volume": {
+                "size": 1, "name": unique("m"), "multiattach": True}})["volume"]["id"]
+            wait_for(lambda: self.ok(m, "block-storage", "GET", f"/v3/volumes/{vid}")["volume"]["status"] ==
+                     "available", 30, f"volume {vid} available")
+            return str(vid)
+        if kind == "attachment":
+            return str(self.ok(m, "block-storage", "POST", "/v3/attachments", {"attachment": {
+                "volume_uuid": self.refs["attach_volume"], "instance_uuid": str(uuid.uuid4())}},
+                version="volume 3.44")["attachment"]["id"])
         if kind == "volume_snapshot":
             sid = self.ok(m, "block-storage", "POST", "/v3/snapshots", {"snapshot": {
                 "volume_id": self.refs["volume"]}})["snapshot"]["id"]
@@ -623,7 +657,7 @@ class World:
         self.ok("member", "image", "POST", f"/v2/images/{self.refs['image']}/members", {"member": self.refs["Q"]})
         self.ok("admin", "block-storage", "PUT", f"/v3/os-quota-sets/{P}", {"quota_set": {
             "volumes": 100, "snapshots": 100}})
-        for kind in ("volume", "volume_type", "volume_snapshot"):
+        for kind in ("volume", "volume_type", "volume_snapshot", "attach_volume", "legacy_volume", "attachment"):
             self.refs[kind] = self.make(kind)
         self.refs["active_image"] = self.make("image")
         self.ok("member", "image", "PUT", f"/v2/images/{self.refs['active_image']}/file", b"\0" * 512)

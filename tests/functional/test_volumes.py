@@ -359,3 +359,204 @@ def test_a_volume_from_an_image_is_bootable_and_holds_the_image(vcloud: Cloud, a
     assert missing.status_code == 404
     for volume_id in (made["id"], vid):
         assert admin_api("DELETE", f"/volumes/{volume_id}").status_code == 202
+
+
+# -- attachments ---------------------------------------------------------------------------------
+ATT = "3.44"  # attachments (3.27) and os-complete (3.44)
+
+
+def new_volume(api: Api, **extra: Any) -> str:
+    vid = api("POST", "/volumes", {"volume": {"size": 1, **extra}}).json()["volume"]["id"]
+    api.wait_status(vid, "available")
+    return str(vid)
+
+
+def attach(api: Api, volume_id: str, server: str, connector: dict[str, Any] | None = None) -> httpx.Response:
+    body: dict[str, Any] = {"volume_uuid": volume_id, "instance_uuid": server}
+    if connector is not None:
+        body["connector"] = connector
+    return api("POST", "/attachments", {"attachment": body}, version=ATT)
+
+
+def test_an_attachment_reserves_connects_completes_and_detaches(admin_api: Api) -> None:
+    vid, server = new_volume(admin_api), str(uuid.uuid4())
+    r = attach(admin_api, vid, server)
+    assert r.status_code == 200, r.text
+    att = r.json()["attachment"]
+    assert (att["status"], att["instance"], att["volume_id"], att["connection_info"], att["attach_mode"]) == (
+        "reserved", server, vid, None, "rw")
+    assert admin_api.volume(vid)["status"] == "reserved"
+    r = admin_api("PUT", f"/attachments/{att['id']}",
+                  {"attachment": {"connector": {"host": "cn-1", "mountpoint": "/dev/vdb", "ip": "127.0.0.1"}}},
+                  version=ATT)
+    assert r.status_code == 200, r.text
+    info = r.json()["attachment"]["connection_info"]
+    path = Path(info["data"]["path"])
+    assert info["driver_volume_type"] == "file" and info["data"]["format"] == "qcow2" and path.is_absolute()
+    assert path.is_file() and path.name == f"volume-{vid}.qcow2" and info["data"]["access_mode"] == "rw"
+    assert admin_api.volume(vid)["status"] == "attaching"
+    r = admin_api("POST", f"/attachments/{att['id']}/action", {"os-complete": None}, version=ATT)
+    assert r.status_code == 204, r.text
+    vol = admin_api.volume(vid)
+    assert vol["status"] == "in-use" and "attach_status" not in vol
+    (shown,) = vol["attachments"]
+    assert shown["attached_at"] and shown == {
+        "id": vid, "attachment_id": att["id"], "volume_id": vid, "server_id": server, "host_name": "cn-1",
+        "device": "/dev/vdb", "attached_at": shown["attached_at"]}
+    listed = admin_api("GET", f"/attachments?volume_id={vid}", version=ATT).json()["attachments"]
+    assert listed == [{"id": att["id"], "status": "attached", "instance": server, "volume_id": vid}]
+    (detail,) = admin_api("GET", f"/attachments/detail?instance_id={server}", version=ATT).json()["attachments"]
+    assert detail["attached_at"] and detail["detached_at"] == "" and detail["connection_info"] == info
+    assert admin_api("GET", f"/attachments/{att['id']}", version=ATT).json()["attachment"]["status"] == "attached"
+    # an attached volume is not deleted, and its snapshot needs force (a copy made with qemu-img -U)
+    r = admin_api("DELETE", f"/volumes/{vid}?cascade=true")
+    assert r.status_code == 400 and "Volume status must be available" in r.json()["badRequest"]["message"]
+    r = admin_api("POST", "/snapshots", {"snapshot": {"volume_id": vid}})
+    assert r.status_code == 400 and "in-use" in r.json()["badRequest"]["message"]
+    snap = admin_api("POST", "/snapshots", {"snapshot": {"volume_id": vid, "force": True}})
+    assert snap.status_code == 202, snap.text
+    sid = snap.json()["snapshot"]["id"]
+    wait_for(lambda: admin_api("GET", f"/snapshots/{sid}").json()["snapshot"]["status"] == "available", 20,
+             "the forced snapshot to be available")
+    r = admin_api("DELETE", f"/attachments/{att['id']}", version=ATT)
+    assert r.status_code == 200 and r.json() == {"attachments": []}
+    vol = admin_api.volume(vid)
+    assert vol["status"] == "available" and vol["attachments"] == []
+    assert admin_api("GET", f"/attachments/{att['id']}", version=ATT).status_code == 404
+    assert admin_api("DELETE", f"/attachments/{att['id']}", version=ATT).status_code == 404
+    assert admin_api("DELETE", f"/volumes/{vid}?cascade=true").status_code == 202
+
+
+def test_a_second_attachment_needs_a_multiattach_volume(admin_api: Api) -> None:
+    single = new_volume(admin_api)
+    first = attach(admin_api, single, str(uuid.uuid4()))
+    assert first.status_code == 200
+    r = attach(admin_api, single, str(uuid.uuid4()))
+    assert r.status_code == 400 and "Invalid volume" in r.json()["badRequest"]["message"]
+    assert admin_api("DELETE", f"/attachments/{first.json()['attachment']['id']}", version=ATT).status_code == 200
+    multi = new_volume(admin_api, multiattach=True)
+    made = []
+    for _ in range(2):
+        r = attach(admin_api, multi, str(uuid.uuid4()), {"host": "cn-1"})
+        assert r.status_code == 200 and r.json()["attachment"]["status"] == "attaching", r.text
+        made.append(r.json()["attachment"]["id"])
+        assert admin_api("POST", f"/attachments/{made[-1]}/action", {"os-complete": {}}, version=ATT).status_code \
+            == 204
+    vol = admin_api.volume(multi)
+    assert vol["status"] == "in-use" and {a["attachment_id"] for a in vol["attachments"]} == set(made)
+    r = admin_api("DELETE", f"/attachments/{made[0]}", version=ATT)
+    assert [a["id"] for a in r.json()["attachments"]] == [made[1]]
+    assert admin_api.volume(multi)["status"] == "in-use"
+    admin_api("DELETE", f"/attachments/{made[1]}", version=ATT)
+    assert admin_api.volume(multi)["status"] == "available"
+    for vid in (single, multi):
+        assert admin_api("DELETE", f"/volumes/{vid}").status_code == 202
+
+
+def test_the_legacy_attach_actions_walk_the_volume_through_its_states(admin_api: Api) -> None:
+    vid, server = new_volume(admin_api), str(uuid.uuid4())
+
+    def act(body: dict[str, Any], status: int = 202) -> httpx.Response:
+        r = admin_api("POST", f"/volumes/{vid}/action", body)
+        assert r.status_code == status, (body, r.text)
+        return r
+
+    act({"os-reserve": None})
+    assert admin_api.volume(vid)["status"] == "attaching"
+    act({"os-unreserve": {}})
+    assert admin_api.volume(vid)["status"] == "available"
+    info = act({"os-initialize_connection": {"connector": {"host": "cn-1"}}}, 200).json()["connection_info"]
+    assert info["driver_volume_type"] == "file" and Path(info["data"]["path"]).is_file()
+    assert admin_api.volume(vid)["status"] == "available"  # a connection alone attaches nothing
+    act({"os-reserve": {}})
+    act({"os-attach": {"instance_uuid": server, "mountpoint": "/dev/vdc", "mode": "rw"}})
+    vol = admin_api.volume(vid)
+    assert vol["status"] == "in-use" and vol["attachments"][0]["server_id"] == server
+    assert vol["attachments"][0]["device"] == "/dev/vdc"
+    act({"os-begin_detaching": {}})
+    assert admin_api.volume(vid)["status"] == "detaching"
+    act({"os-roll_detaching": {}})
+    assert admin_api.volume(vid)["status"] == "in-use"
+    act({"os-begin_detaching": {}})
+    act({"os-detach": {"attachment_id": vol["attachments"][0]["attachment_id"]}})
+    vol = admin_api.volume(vid)
+    assert vol["status"] == "available" and vol["attachments"] == []
+    act({"os-terminate_connection": {"connector": {"host": "cn-1"}}})
+    r = act({"os-begin_detaching": {}}, 400)  # nothing is attached
+    assert "in-use" in r.json()["badRequest"]["message"]
+    act({"os-attach": {"host_name": "cn-2", "mountpoint": "/dev/vdd"}})
+    assert admin_api.volume(vid)["status"] == "in-use"
+    act({"os-attach": {"instance_uuid": str(uuid.uuid4()), "mountpoint": "/dev/vde"}}, 400)  # not multiattach
+    act({"os-force_detach": {}})
+    assert admin_api.volume(vid)["status"] == "available"
+    assert admin_api("DELETE", f"/volumes/{vid}").status_code == 202
+
+
+def test_attachments_are_the_projects_and_a_reader_only_reads(admin_api: Api, people: dict[str, Api]) -> None:
+    member, reader, other = people["member"], people["reader"], people["other"]
+    admin_api("PUT", f"/os-quota-sets/{member.project_id}", {"quota_set": {"volumes": 20, "gigabytes": 100}})
+    vid = new_volume(member)
+    r = attach(member, vid, str(uuid.uuid4()))
+    assert r.status_code == 200, r.text
+    aid = r.json()["attachment"]["id"]
+    assert reader("GET", f"/attachments/{aid}", version=ATT).status_code == 200
+    assert aid in {a["id"] for a in reader("GET", "/attachments", version=ATT).json()["attachments"]}
+    r = attach(reader, vid, str(uuid.uuid4()))
+    assert r.status_code == 403 and "volume:attachment_create" in r.json()["forbidden"]["message"]
+    assert reader("DELETE", f"/attachments/{aid}", version=ATT).status_code == 403
+    assert reader("POST", f"/volumes/{vid}/action", {"os-reserve": None}).status_code == 403
+    assert other("GET", f"/attachments/{aid}", version=ATT).status_code == 404
+    assert aid not in {a["id"] for a in other("GET", "/attachments", version=ATT).json()["attachments"]}
+    assert attach(other, vid, str(uuid.uuid4())).status_code == 404
+    assert other("DELETE", f"/attachments/{aid}", version=ATT).status_code == 404
+    r = other("PUT", f"/attachments/{aid}", {"attachment": {"connector": {"host": "x"}}}, version=ATT)
+    assert r.status_code == 404
+    assert member("POST", f"/volumes/{vid}/action", {"os-force_detach": {}}).status_code == 403
+    # a reserved attachment has no connection to complete yet
+    assert member("POST", f"/attachments/{aid}/action", {"os-complete": None}, version=ATT).status_code == 400
+    r = member("PUT", f"/attachments/{aid}", {"attachment": {"connector": {"host": "cn-1"}}}, version=ATT)
+    assert r.status_code == 200, r.text
+    assert member("POST", f"/attachments/{aid}/action", {"os-complete": None}, version=ATT).status_code == 204
+    # the compute host's name is an admin's to see
+    assert member.volume(vid)["attachments"][0]["host_name"] is None
+    assert admin_api.volume(vid)["attachments"][0]["host_name"] == "cn-1"
+    assert member("DELETE", f"/volumes/{vid}").status_code == 400
+    assert member("DELETE", f"/attachments/{aid}", version=ATT).status_code == 200
+    assert member("DELETE", f"/volumes/{vid}").status_code == 202
+
+
+def test_bad_attachment_bodies_are_400s_and_old_versions_404s(admin_api: Api) -> None:
+    vid = new_volume(admin_api)
+    for body in ({"attachment": {"instance_uuid": str(uuid.uuid4())}},  # no volume_uuid
+                 {"attachment": {"volume_uuid": vid, "connector": "host-1"}},
+                 {"attachment": {"volume_uuid": vid, "connector": ["x"]}},
+                 {"attachment": {"volume_uuid": vid, "instance_uuid": 7}},
+                 {"attachment": "x"}, {}, []):
+        r = admin_api("POST", "/attachments", body, version=ATT)
+        assert r.status_code == 400, (body, r.status_code, r.text)
+    r = admin_api("POST", "/attachments", {"attachment": {"volume_uuid": vid, "mode": "rx"}}, version="3.54")
+    assert r.status_code == 400
+    r = admin_api("POST", "/attachments", {"attachment": {"volume_uuid": vid, "mode": "ro"}}, version=ATT)
+    assert r.status_code == 400 and "3.54" in r.json()["badRequest"]["message"]
+    assert admin_api("POST", "/attachments", {"attachment": {"volume_uuid": str(uuid.uuid4())}},
+                     version=ATT).status_code == 404
+    r = admin_api("POST", "/attachments", {"attachment": {"volume_uuid": vid, "mode": "ro"}}, version="3.54")
+    assert r.status_code == 200 and r.json()["attachment"]["attach_mode"] == "ro"
+    aid = r.json()["attachment"]["id"]
+    for body in ({"attachment": {}}, {"attachment": {"connector": "x"}}, {"connector": {}}):
+        assert admin_api("PUT", f"/attachments/{aid}", body, version=ATT).status_code == 400, body
+    assert admin_api("POST", f"/attachments/{aid}/action", {"os-nope": None}, version=ATT).status_code == 400
+    assert admin_api("POST", f"/attachments/{aid}/action", {"os-complete": None}, version="3.43").status_code == 404
+    for action in ({"os-attach": {"instance_uuid": str(uuid.uuid4())}},  # no mountpoint
+                   {"os-attach": {"mountpoint": "/dev/vdb"}},  # no server nor host
+                   {"os-attach": {"instance_uuid": str(uuid.uuid4()), "mountpoint": "/dev/vdb", "mode": "rx"}},
+                   {"os-initialize_connection": {"connector": ["x"]}}, {"os-initialize_connection": {}},
+                   {"os-terminate_connection": {"connector": "x"}}, {"os-detach": {"attachment_id": 5}}):
+        r = admin_api("POST", f"/volumes/{vid}/action", action)
+        assert r.status_code == 400, (action, r.status_code, r.text)
+    r = admin_api("POST", "/attachments", {"attachment": {"volume_uuid": vid}}, version="3.26")
+    assert r.status_code == 404
+    assert admin_api("GET", "/attachments", version="3.26").status_code == 404
+    assert admin_api("GET", f"/attachments/{uuid.uuid4()}", version=ATT).status_code == 404
+    assert admin_api("DELETE", f"/attachments/{aid}", version=ATT).status_code == 200
+    assert admin_api("DELETE", f"/volumes/{vid}").status_code == 202

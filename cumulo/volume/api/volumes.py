@@ -1,5 +1,7 @@
 """/v3/volumes: create, list (summary and detail), show, update, delete, the volume's metadata and
-its actions (so far os-set_bootable and os-update_readonly_flag).
+its actions: os-set_bootable, os-update_readonly_flag, and the legacy attach family (os-reserve,
+os-unreserve, os-attach, os-begin_detaching, os-roll_detaching, os-detach,
+os-initialize_connection, os-terminate_connection, os-force_detach) on the attachments' steps.
 
 Each field appears from the microversion that brought it (tempest's response schemas refuse
 extras); ``bootable`` is the string "true" or "false"; the admin sees the host, project and
@@ -18,7 +20,7 @@ from cumulo.core.http.authz import allowed, authorize
 from cumulo.core.http.faults import BadRequest, NotFound
 from cumulo.core.http.paging import next_link, parse_bool
 from cumulo.volume.api.common import at_least, caller, links, list_params, metadata_param, offset_param, route, stamp
-from cumulo.volume.service import VOLUME_SORT_KEYS, VolumeFilters, VolumeInfo, VolumeService
+from cumulo.volume.service import VOLUME_SORT_KEYS, Caller, VolumeFilters, VolumeInfo, VolumeService
 
 # the pool name in os-vol-host-attr:host (host@backend#pool), one file pool per agent
 POOL = "file"
@@ -32,7 +34,8 @@ def volume_view(request: Request, v: VolumeInfo, extended: bool = True) -> dict[
         "availability_zone": v.availability_zone, "created_at": stamp(v.created_at),
         "updated_at": stamp(v.updated_at), "volume_type": v.volume_type, "snapshot_id": v.snapshot_id,
         "source_volid": v.source_volid, "metadata": v.metadata, "user_id": v.user_id,
-        "bootable": "true" if v.bootable else "false", "encrypted": False, "attachments": [],
+        "bootable": "true" if v.bootable else "false", "encrypted": False,
+        "attachments": attachments_view(request, v),
         "replication_status": None, "consistencygroup_id": None, "multiattach": v.multiattach,
         "migration_status": None, "links": links(request, "volumes", v.id, v.project_id)}
     target = {"project_id": v.project_id}
@@ -57,9 +60,57 @@ def volume_view(request: Request, v: VolumeInfo, extended: bool = True) -> dict[
     return out
 
 
+def attachments_view(request: Request, v: VolumeInfo) -> list[dict[str, Any]]:
+    """The attached attachments, as Cinder lists them in a volume (the volume's id as ``id``); the
+    compute host's name is an admin's to see."""
+    admin = allowed(request, "admin_api")
+    return [{"id": v.id, "attachment_id": a.id, "volume_id": v.id, "server_id": a.instance_uuid,
+             "host_name": a.attached_host if admin else None, "device": a.mountpoint,
+             "attached_at": stamp(a.attached_at)} for a in v.attachments if a.status == "attached"]
+
+
 def _text(body: dict[str, Any], key: str) -> Any:
     """Cinder's v3 name (``name``) or its v1 alias (``display_name``)."""
     return body[key] if key in body else body.get(f"display_{key}")
+
+
+# the legacy attach actions: (rule, status) as Cinder's api-ref has them
+ATTACH_ACTIONS = {
+    "os-reserve": ("volume:reserve_volume", 202), "os-unreserve": ("volume:unreserve_volume", 202),
+    "os-begin_detaching": ("volume:begin_detaching", 202), "os-roll_detaching": ("volume:roll_detaching", 202),
+    "os-attach": ("volume:attach", 202), "os-detach": ("volume:detach", 202),
+    "os-initialize_connection": ("volume:initialize_connection", 200),
+    "os-terminate_connection": ("volume:terminate_connection", 202),
+    "os-force_detach": ("volume_extension:volume_admin_actions:force_detach", 202),
+}
+
+
+async def attach_action(svc: VolumeService, who: Caller, vol: VolumeInfo, action: str,
+                        args: dict[str, Any]) -> dict[str, Any] | None:
+    """One legacy attach action (its body already checked by the schema); the answer's body, if any."""
+    if action == "os-reserve":
+        await svc.reserve(who, vol.id)
+    elif action == "os-unreserve":
+        await svc.unreserve(who, vol.id)
+    elif action == "os-begin_detaching":
+        await svc.begin_detaching(who, vol.id)
+    elif action == "os-roll_detaching":
+        await svc.roll_detaching(who, vol.id)
+    elif action == "os-attach":
+        if not args.get("instance_uuid") and not args.get("host_name"):
+            raise BadRequest("Invalid request to attach volume to an invalid target: give instance_uuid or "
+                             "host_name.")
+        await svc.attach(who, vol.id, args.get("instance_uuid"), args["mountpoint"], args.get("host_name"),
+                         args.get("mode") or "rw")
+    elif action == "os-detach":
+        await svc.detach(who, vol.id, args.get("attachment_id"))
+    elif action == "os-initialize_connection":
+        return {"connection_info": await svc.initialize_connection(who, vol.id, args["connector"])}
+    elif action == "os-terminate_connection":
+        await svc.terminate_connection(who, vol.id, args["connector"])
+    elif action == "os-force_detach":
+        await svc.force_detach(who, vol.id, args.get("attachment_id"))
+    return None
 
 
 def router(svc: VolumeService) -> Router:
@@ -151,11 +202,16 @@ def router(svc: VolumeService) -> Router:
     @route(r, "POST", "/volumes/{volume_id}/action")
     async def volume_action(request: Request) -> Response:
         """os-set_bootable and os-update_readonly_flag (the flag is the volume's metadata key
-        ``readonly``, "True" or "False", where Cinder's clients read it)."""
+        ``readonly``, "True" or "False", where Cinder's clients read it), and the attach family."""
         who = caller(request)
         body = await json_body(request)
         action = next(iter(body), None) if isinstance(body, dict) and len(body) == 1 else None
         vol = await svc.volume(request.path_params["volume_id"], who)
+        if action in ATTACH_ACTIONS:
+            rule, status = ATTACH_ACTIONS[action]
+            authorize(request, rule, {"project_id": vol.project_id})
+            answer = await attach_action(svc, who, vol, action, body[action] or {})
+            return JSON(answer, status_code=status) if answer is not None else Response(status_code=status)
         if action == "os-set_bootable":
             authorize(request, "volume:update", {"project_id": vol.project_id})
             bootable = parse_bool("bootable", str(body[action]["bootable"]))
