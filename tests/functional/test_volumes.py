@@ -560,3 +560,26 @@ def test_bad_attachment_bodies_are_400s_and_old_versions_404s(admin_api: Api) ->
     assert admin_api("GET", f"/attachments/{uuid.uuid4()}", version=ATT).status_code == 404
     assert admin_api("DELETE", f"/attachments/{aid}", version=ATT).status_code == 200
     assert admin_api("DELETE", f"/volumes/{vid}").status_code == 202
+
+
+def test_racing_attachment_creates_reserve_a_volume_once(admin_api: Api) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    vid = new_volume(admin_api)
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: attach(admin_api, vid, str(uuid.uuid4())), range(6)))
+    assert sorted(r.status_code for r in answers) == [200] + [400] * 5, [r.text for r in answers]
+    (att,) = admin_api("GET", f"/attachments?volume_id={vid}", version=ATT).json()["attachments"]
+    assert admin_api("DELETE", f"/attachments/{att['id']}", version=ATT).status_code == 200
+    # a multiattach volume takes them all, and is free again once they are gone
+    multi = new_volume(admin_api, multiattach=True)
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: attach(admin_api, multi, str(uuid.uuid4()), {"host": "cn-1"}), range(6)))
+    assert [r.status_code for r in answers] == [200] * 6, [r.text for r in answers]
+    with ThreadPoolExecutor(6) as pool:
+        gone = list(pool.map(lambda r: admin_api("DELETE", f"/attachments/{r.json()['attachment']['id']}",
+                                                 version=ATT), answers))
+    assert [r.status_code for r in gone] == [200] * 6
+    assert admin_api.volume(multi)["status"] == "available"
+    for volume_id in (vid, multi):
+        assert admin_api("DELETE", f"/volumes/{volume_id}").status_code == 202
