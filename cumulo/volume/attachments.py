@@ -269,8 +269,11 @@ class AttachmentsMixin:
         async with self.db.session() as s:
             vol = await self._volume_row(s, volume_id, who)
         if vol.host:
-            await self.bus.cast(f"volume.{vol.host}", "terminate_connection",
-                                {"volume_id": vol.id, "connector": connector})
+            try:
+                await self.bus.cast(f"volume.{vol.host}", "terminate_connection",
+                                    {"volume_id": vol.id, "connector": connector})
+            except Exception as exc:  # nothing to undo for a file: the answer stays a 202
+                LOG.warning("terminate_connection of volume %s on %s not sent: %s", vol.id, vol.host, exc)
 
     # -- the steps -------------------------------------------------------------------------------
     async def _reserve(self, who: Caller, volume_id: str, instance_uuid: str | None, mode: str, *,

@@ -463,6 +463,8 @@ def test_the_legacy_attach_actions_walk_the_volume_through_its_states(admin_api:
 
     act({"os-reserve": None})
     assert admin_api.volume(vid)["status"] == "attaching"
+    r = act({"os-reserve": None}, 400)  # reserved already
+    assert "attaching" in r.json()["badRequest"]["message"]
     act({"os-unreserve": {}})
     assert admin_api.volume(vid)["status"] == "available"
     info = act({"os-initialize_connection": {"connector": {"host": "cn-1"}}}, 200).json()["connection_info"]
