@@ -556,6 +556,16 @@ def test_bad_attachment_bodies_are_400s_and_old_versions_404s(admin_api: Api) ->
                    {"os-terminate_connection": {"connector": "x"}}, {"os-detach": {"attachment_id": 5}}):
         r = admin_api("POST", f"/volumes/{vid}/action", action)
         assert r.status_code == 400, (action, r.status_code, r.text)
+    for action in ({"os-attach": None}, {"os-initialize_connection": {"connector": {"host": 5}}}):
+        assert admin_api("POST", f"/volumes/{vid}/action", action).status_code == 400, action
+    for query in ("marker=nope", "limit=x", "sort=nope:asc", "sort=created_at:sideways"):
+        assert admin_api("GET", f"/attachments?{query}", version=ATT).status_code == 400, query
+    other = admin_api("POST", "/attachments", {"attachment": {"volume_uuid": new_volume(admin_api, multiattach=True)}},
+                      version=ATT).json()["attachment"]
+    page = admin_api("GET", "/attachments?limit=1&sort=created_at:asc", version=ATT).json()
+    assert len(page["attachments"]) == 1 and page["attachments_links"][0]["rel"] == "next"
+    admin_api("DELETE", f"/attachments/{other['id']}", version=ATT)
+    admin_api("DELETE", f"/volumes/{other['volume_id']}")
     r = admin_api("POST", "/attachments", {"attachment": {"volume_uuid": vid}}, version="3.26")
     assert r.status_code == 404
     assert admin_api("GET", "/attachments", version="3.26").status_code == 404

@@ -328,3 +328,14 @@ async def test_legacy_actions_walk_the_same_states(world: Any) -> None:
     await svc.set_metadata(vid, WHO, {"readonly": "True"})
     assert (await svc.attach(WHO, vid, "s1", "/dev/vdb", mode="rw")).attach_mode == "ro"
     await agent.stop()
+
+
+async def test_the_file_drivers_connection_info_is_the_files_absolute_path(tmp_path: Path) -> None:
+    driver = FileDriver(tmp_path / "node", capacity_gb=10)
+    with pytest.raises(LookupError):
+        driver.connection_info("v1", "rw")
+    path = await driver.create_volume("v1", 1)
+    info = driver.connection_info("v1", "ro")
+    assert info == {"driver_volume_type": "file", "data": {"path": str(path.resolve()), "format": "qcow2",
+                                                           "name": "volume-v1", "volume_id": "v1",
+                                                           "access_mode": "ro"}}
