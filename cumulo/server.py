@@ -88,6 +88,7 @@ class Controller:
     agents: list[Any] = field(default_factory=list)
     servers: Any = None
     volumes: Any = None  # block storage's reconciler (a singleton), when "volume" runs
+    volume_service: Any = None  # block storage's VolumeService, which compute calls too
     metadata_secret: str = ""
     listeners: list[Listener] = field(default_factory=list)
     _servers: list[_Server] = field(default_factory=list)
@@ -195,6 +196,12 @@ class Controller:
                 await upload_guest(self.image, projects[admin_name])
             self.listeners.append(Listener("image", cfg.image.port,
                                            image_app(self.image, self.identity, cfg.api.max_request_body_size)))
+        if "volume" in cfg.services:
+            from cumulo.volume.service import VolumeService
+
+            self.volume_service = VolumeService(
+                cfg, self.db, self.bus, self.identity, images=self.image,
+                image_url=cfg.endpoint(cfg.image.port) if "image" in cfg.services else "")
         if "compute" in cfg.services:
             from cumulo.compute.api import build_app as compute_app
             from cumulo.compute.conductor import Conductor
@@ -215,7 +222,8 @@ class Controller:
                 network = NetworkService(self.db, self.bus)
             self.servers = conductor.servers = ServerManager(
                 self.db, self.bus, compute, _Placement(self.db), cfg.compute.build_timeout, images=self.image,
-                image_url=cfg.endpoint(cfg.image.port) if "image" in cfg.services else "", network=network)
+                image_url=cfg.endpoint(cfg.image.port) if "image" in cfg.services else "", network=network,
+                volumes=self.volume_service)
             await self.run_singleton("servers")
             if self.leader and cfg.compute.fake_nodes:
                 from cumulo.compute.agent import ComputeAgent
@@ -298,12 +306,10 @@ class Controller:
         this machine's volume agent (qcow2 files) when ``[volume] local_node`` is on."""
         from cumulo.volume.api import build_app as volume_app
         from cumulo.volume.reconcile import Reconciler
-        from cumulo.volume.service import VolumeService
 
         cfg = self.cfg
-        assert self.identity is not None and self.db is not None
-        svc = VolumeService(cfg, self.db, self.bus, self.identity, images=self.image,
-                            image_url=cfg.endpoint(cfg.image.port) if "image" in cfg.services else "")
+        svc = self.volume_service
+        assert svc is not None
         if self.leader:
             await svc.start()
             self.volumes = Reconciler(svc)

@@ -87,6 +87,8 @@ class ComputeAgent:
             return await self.driver.console_output(args["server_id"])
         if method == "pre_live_migration":
             return await self.driver.pre_live_migration(args["server"])
+        if method == "instance_volumes":
+            return await self.driver.instance_volumes(args["server_id"])
         if method == "destroy":
             await self.driver.destroy(args["server_id"])  # idempotent: unknown ids are fine
             return None
@@ -134,6 +136,12 @@ class ComputeAgent:
         except Exception:
             await self.bus.cast(f"compute.{dest}", "destroy", {"server_id": server["id"]})  # roll back
             raise
+
+    async def _attach_volume(self, args: dict[str, Any]) -> dict[str, Any]:
+        return await self.driver.attach_volume(args["server_id"], args["volume"])
+
+    async def _detach_volume(self, args: dict[str, Any]) -> None:
+        await self.driver.detach_volume(args["server_id"], args["volume_id"])
 
     async def _snapshot(self, args: dict[str, Any]) -> None:
         await self.upload(args)

@@ -177,6 +177,13 @@ SECURITY_GROUP_RULE = wrapped("security_group_rule", obj({
     "parent_group_id": string(255, 1), "ip_protocol": nullable(string(32)), "from_port": PORT, "to_port": PORT,
     "cidr": nullable(string(64)), "group_id": nullable(string(255))}, extra=True))
 
+VOLUME_ATTACHMENT = wrapped("volumeAttachment", obj({
+    "volumeId": UUID, "device": nullable(string(255, 0, r"^(/dev/[a-z0-9]+)?$")), "tag": TAG,
+    "delete_on_termination": BOOLEAN}, required=("volumeId",)))
+VOLUME_ATTACHMENT_UPDATE = wrapped("volumeAttachment", obj({
+    "volumeId": UUID, "device": nullable(string(255, 0)), "tag": TAG, "delete_on_termination": BOOLEAN,
+    "serverId": UUID, "id": UUID}, required=("volumeId",)))
+
 SCHEMAS: dict[tuple[str, str], Schema] = {
     ("POST", f"{V}/servers"): SERVER_CREATE,
     ("PUT", f"{V}/servers/{{server_id}}"): SERVER_UPDATE,
@@ -202,6 +209,8 @@ SCHEMAS: dict[tuple[str, str], Schema] = {
     ("POST", f"{V}/os-security-groups"): SECURITY_GROUP,
     ("PUT", f"{V}/os-security-groups/{{group_id}}"): SECURITY_GROUP,
     ("POST", f"{V}/os-security-group-rules"): SECURITY_GROUP_RULE,
+    ("POST", f"{V}/servers/{{server_id}}/os-volume_attachments"): VOLUME_ATTACHMENT,
+    ("PUT", f"{V}/servers/{{server_id}}/os-volume_attachments/{{volume_id}}"): VOLUME_ATTACHMENT_UPDATE,
 }
 
 __all__ = ["SCHEMAS", "MAX_SERVERS_PER_REQUEST", "ID", "UUID"]

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -225,3 +226,25 @@ def wait_for(check: Callable[[], object], timeout: float, what: str, every: floa
             return result
         assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
         time.sleep(every)
+
+
+def personas(cloud: Cloud, prefix: str) -> dict[str, tuple[str, str]]:
+    """A new project P with a ``member`` and a ``reader``, and the ``other``, a member of a new
+    project Q: each persona's (token, project id), made by the cloud's admin."""
+    h = {"X-Auth-Token": cloud.token()[0]}
+
+    def v3(method: str, path: str, body: Any = None) -> Any:
+        r = httpx.request(method, f"{cloud.url}{path}", json=body, headers=h)
+        assert r.status_code < 300, r.text
+        return r.json() if r.content else None
+
+    roles = {x["name"]: x["id"] for x in v3("GET", "/roles")["roles"]}
+    projects = {key: v3("POST", "/projects", {"project": {"name": unique(f"{prefix}-{key}"), "domain_id": "default"}})[
+        "project"] for key in ("P", "Q")}
+    out = {}
+    for name, key, role in (("member", "P", "member"), ("reader", "P", "reader"), ("other", "Q", "member")):
+        user_name, password = unique(f"{prefix}-{name}"), uuid.uuid4().hex
+        user = v3("POST", "/users", {"user": {"name": user_name, "password": password, "domain_id": "default"}})["user"]
+        v3("PUT", f"/projects/{projects[key]['id']}/users/{user['id']}/roles/{roles[role]}")
+        out[name] = (cloud.token(user_name, password, projects[key]["name"])[0], projects[key]["id"])
+    return out

@@ -22,7 +22,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cumulo.compute.api.common import at_least
+from cumulo.compute.api.common import at_least, offset_page
 from cumulo.compute.models import Server
 from cumulo.compute.servers import ServerManager
 from cumulo.core.http.app import JSON, Router, auth_of, json_body
@@ -37,7 +37,6 @@ from cumulo.network.service import (
 )
 
 NOVA_PROTOCOLS = ("tcp", "udp", "icmp")
-MAX_LIMIT = 1000  # Nova's osapi_max_limit
 
 
 def proxy_gone(request: Request) -> None:
@@ -294,20 +293,6 @@ def router(manager: ServerManager) -> Router:
         authorize(request, rule, {"project_id": group.project_id})
         return group
 
-    def paging(request: Request, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        q = request.query_params
-        numbers = {}
-        for key in ("limit", "offset"):
-            raw = q.get(key)
-            if raw is None:
-                continue
-            if not raw.isdigit():
-                raise BadRequest(f"Invalid input for query parameters {key}. Value: {raw}. It must be a "
-                                 "non-negative integer.")
-            numbers[key] = int(raw)
-        start = numbers.get("offset", 0)
-        return items[start:start + min(MAX_LIMIT, numbers.get("limit") or MAX_LIMIT)]
-
     @r.route("/v2.1/os-security-groups", ["GET", "HEAD", "POST"])
     async def list_or_create(request: Request) -> Response:
         proxy_gone(request)
@@ -327,7 +312,7 @@ def router(manager: ServerManager) -> Router:
                 raise over_quota(exc) from None
             return JSON({"security_group": (await views(network, [group]))[0]})
         rows = await network.security_groups(None if admin and "all_tenants" in request.query_params else project)
-        return JSON({"security_groups": paging(request, by_owner_and_name(await views(network, rows)))})
+        return JSON({"security_groups": offset_page(request, by_owner_and_name(await views(network, rows)))})
 
     @r.route("/v2.1/os-security-groups/{group_id}", ["GET", "HEAD", "PUT", "DELETE"])
     async def one(request: Request) -> Response:

@@ -187,10 +187,13 @@ class Views:
         tags = await self.manager.tags([s.id for s in rows]) if at_least(request, 26) else {}
         hosts = await self.host_status() if at_least(request, 16) and auth_of(request).is_admin() else {}
         addresses = await self.manager.addresses([s.id for s in rows])
-        return [self.one(request, s, tags.get(s.id, []), hosts, addresses=addresses.get(s.id)) for s in rows]
+        volumes = await self.manager.volume_attachments([s.id for s in rows])
+        return [self.one(request, s, tags.get(s.id, []), hosts, addresses=addresses.get(s.id),
+                         volumes=volumes.get(s.id)) for s in rows]
 
     def one(self, request: Request, s: Server, tags: list[str], host_status: dict[str, str],
-            groups: list[str] | None = None, addresses: dict[str, Any] | None = None) -> dict[str, Any]:
+            groups: list[str] | None = None, addresses: dict[str, Any] | None = None,
+            volumes: list[Any] | None = None) -> dict[str, Any]:
         admin = auth_of(request).is_admin()
         f = s.flavor
         if at_least(request, 47):
@@ -214,7 +217,9 @@ class Views:
             "OS-SRV-USG:terminated_at": s.terminated_at.strftime("%Y-%m-%dT%H:%M:%S.%f") if s.terminated_at
             else None,
             "security_groups": [{"name": n} for n in (s.request or {}).get("security_groups", ["default"])],
-            "os-extended-volumes:volumes_attached": []}
+            "os-extended-volumes:volumes_attached": [
+                {"id": v.volume_id, "delete_on_termination": v.delete_on_termination} if at_least(request, 3)
+                else {"id": v.volume_id} for v in volumes or ()]}
         if not out["security_groups"]:  # Nova leaves the key out when a server has none
             del out["security_groups"]
         if out["status"] in PROGRESSING:  # Nova shows progress only while something can progress
@@ -411,7 +416,8 @@ def router(manager: ServerManager, images: Any) -> Router:
                 groups = list((await s.execute(select(ServerGroupMember.group_id).where(
                     ServerGroupMember.server_id == server.id))).scalars())
         addresses = (await manager.addresses([server.id])).get(server.id)
-        return views.one(request, server, tags, hosts, groups, addresses)
+        volumes = (await manager.volume_attachments([server.id]))[server.id]
+        return views.one(request, server, tags, hosts, groups, addresses, volumes)
 
     @r.get("/v2.1/servers/{server_id}")
     async def show(request: Request) -> Response:

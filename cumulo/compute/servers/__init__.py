@@ -34,9 +34,11 @@ from cumulo.compute.servers.moves import Moves
 from cumulo.compute.servers.networking import Networking
 from cumulo.compute.servers.reconcile import Reconciler
 from cumulo.compute.servers.shelving import Shelving
+from cumulo.compute.servers.volumes import VolumeAttachment, Volumes
 
-__all__ = ["ACTION_NAMES", "POWER", "SNAPSHOT_STATES", "ServerManager", "flavor_snapshot", "request_id", "resources_of"]
+__all__ = ["ACTION_NAMES", "POWER", "SNAPSHOT_STATES", "ServerManager", "VolumeAttachment", "flavor_snapshot",
+           "request_id", "resources_of"]
 
 
-class ServerManager(Builds, Actions, Moves, Shelving, Deletion, Reconciler, Networking, ServerBase):
+class ServerManager(Builds, Actions, Moves, Shelving, Deletion, Reconciler, Networking, Volumes, ServerBase):
     """Servers on the control plane, one mixin per area (see the package's modules)."""

@@ -59,9 +59,11 @@ def request_id() -> str:
 
 class ServerBase:
     def __init__(self, db: Database, bus: Bus, compute: ComputeService, placement: PlacementService,
-                 build_lease: float = 120.0, images: Any = None, image_url: str = "", network: Any = None) -> None:
+                 build_lease: float = 120.0, images: Any = None, image_url: str = "", network: Any = None,
+                 volumes: Any = None) -> None:
         self.db, self.bus, self.compute, self.placement = db, bus, compute, placement
         self.network = network  # the Network API's service, when this controller runs it
+        self.volumes = volumes  # block storage's VolumeService, when this cloud runs it
         self.images, self.image_url = images, image_url
         self.cfg = compute.cfg.compute
         self.scheduler = Scheduler()

@@ -323,7 +323,7 @@ class Builds:
                 "image_properties": {k: v for k, v in (request.get("image_properties") or {}).items()
                                      if k in ("kernel_id", "ramdisk_id", "kernel_args") and not image_id},
                 "image_url": self.image_url, "token": ctx.auth.token if ctx and ctx.auth else "",
-                "ports": await self.ports_of(server.id)}
+                "ports": await self.ports_of(server.id), "volumes": await self.volumes_payload(server.id)}
 
     async def _done_spawn(self, server_id: str, ctx: dict[str, Any], args: dict[str, Any], error: str | None) -> None:
         if error:

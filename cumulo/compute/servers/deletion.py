@@ -46,7 +46,7 @@ class Deletion:
             migrations = list((await s.execute(select(Migration.uuid).where(
                 Migration.server_id == server.id, Migration.status.not_in(
                     ("confirmed", "reverted", "completed", "done", "error", "failed"))))).scalars())
-            steps = ["claims:" + ",".join([server.id, *migrations])]
+            steps = ["claims:" + ",".join([server.id, *migrations]), "volumes"]
             image_id = (server.system_meta or {}).get("shelved_image_id")
             if image_id and server.vm_state == "shelved_offloaded":
                 steps.append(f"image:{image_id}")
@@ -58,8 +58,7 @@ class Deletion:
                 vm_state="deleted", task_state=None, deleted_at=now, terminated_at=now, lease_owner=None,
                 lease_until=None, system_meta={**meta, "cleanup": pending}))
             await s.execute(sql_delete(ServerGroupMember).where(ServerGroupMember.server_id == server.id))
-        failed = await self._cleanup(server.id, steps)
-        await self._cleanup_done(server.id, [x for x in steps if x not in failed])
+        failed = await self._cleanup(server.id, [x for x in steps if x != "volumes"])
         hosts = {server.host, (server.system_meta or {}).get("old_host")} - {None}
         for host in hosts:
             try:
@@ -67,9 +66,11 @@ class Deletion:
             except Exception as exc:  # the node's next report names an instance nothing owns: destroyed then
                 LOG.warning("could not ask %s to destroy server %s now (%s): its next report will", host,
                             server.id, exc or type(exc).__name__)
+        failed += await self._cleanup(server.id, ["volumes"])  # after the guest was told to go
+        await self._cleanup_done(server.id, [x for x in steps if x not in failed])
 
     async def _cleanup(self, server_id: str, steps: list[str]) -> list[str]:
-        """Run cleanup steps of a server (``ports``, ``claims:<consumer>,...``, ``image:<id>``);
+        """Run cleanup steps of a server (``ports``, ``claims:<consumer>,...``, ``image:<id>``, ``volumes``);
         returns the ones that failed, each logged with its cause."""
         left = []
         for step in steps:
@@ -82,6 +83,10 @@ class Deletion:
                                                               "user_id": None} for c in arg.split(",") if c})
                 elif kind == "image":
                     await self._delete_image(arg)
+                elif kind == "volumes":
+                    server = await self.get(server_id)
+                    if server is not None:
+                        await self.release_volumes(server)
             except Exception as exc:
                 LOG.warning("releasing %s of server %s failed: %s; the reconciler tries again", kind, server_id,
                             exc or type(exc).__name__)

@@ -13,7 +13,7 @@ from cumulo.compute.models import Flavor, Migration, Server
 from cumulo.compute.scheduler.scheduler import NoValidHost
 from cumulo.compute.scheduler.state import HostState
 from cumulo.compute.servers.base import RUNNING, SHUTDOWN, flavor_snapshot, resources_of
-from cumulo.core.http.faults import Conflict
+from cumulo.core.http.faults import BadRequest, Conflict
 
 LOG = logging.getLogger(__name__)
 
@@ -200,6 +200,11 @@ class Moves:
                           node=node, system_meta=meta, power_state=SHUTDOWN if vm_state == "stopped" else RUNNING)
 
     async def live_migrate(self, server: Server, host: str | None) -> None:
+        if await self.has_volumes(server.id):
+            # QEMU's block migration would copy the volumes too, onto the very files they live in
+            raise BadRequest(f"Migration pre-check error: server {server.id} has volumes attached, and live "
+                             "migration of a server with volumes is not supported yet: detach them, or move it "
+                             "with a cold migration.")
         action_id = await self.begin(server, "live-migration", ("active", "paused"), "migrating")
         migration, dest = await self._start_move(server, action_id, "live-migration", "accepted", "running",
                                                  "conductor_live_migrate_instance", host=host)

@@ -96,7 +96,7 @@ class Reconciler:
                 LOG.info("reclaiming soft-deleted server %s", server.id)
                 await self.hard_delete(server)
         await self.finish_cleanups()
-        return len(stuck)
+        return len(stuck) + await self.reconcile_volumes()
 
     async def _reconcile_forever(self) -> None:
         every = min(10.0, self.build_lease.total_seconds() / 2)

@@ -82,6 +82,19 @@ class Driver(Protocol):
         Returns figures of the move (total time, downtime)."""
         ...
 
+    async def attach_volume(self, instance_id: str, volume: dict[str, Any]) -> dict[str, Any]:
+        """Give the instance ``volume`` ({volume_id, connection_info, device_name}): hot-plugged
+        into a running guest, else from its next start.  Idempotent."""
+        ...
+
+    async def detach_volume(self, instance_id: str, volume_id: str) -> None:
+        """Take the volume from the instance once the guest released it.  Idempotent."""
+        ...
+
+    async def instance_volumes(self, instance_id: str) -> list[str] | None:
+        """The ids of the volumes the instance really has; None if it is not on this node."""
+        ...
+
     async def snapshot(self, instance_id: str) -> Snapshot: ...
 
     async def console_output(self, instance_id: str) -> str: ...

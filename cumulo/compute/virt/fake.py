@@ -132,6 +132,25 @@ class FakeDriver:
         self._save()
         return {}
 
+    async def attach_volume(self, instance_id: str, volume: dict[str, Any]) -> dict[str, Any]:
+        inst = self._require(instance_id)
+        volumes = [v for v in inst.get("volumes") or [] if v["volume_id"] != volume["volume_id"]]
+        inst["volumes"] = [*volumes, volume]
+        self._log(instance_id, f"volume {volume['volume_id']} attached")
+        self._save()
+        return volume
+
+    async def detach_volume(self, instance_id: str, volume_id: str) -> None:
+        inst = self.instances_.get(instance_id)
+        if inst is not None:
+            inst["volumes"] = [v for v in inst.get("volumes") or [] if v["volume_id"] != volume_id]
+            self._log(instance_id, f"volume {volume_id} detached")
+            self._save()
+
+    async def instance_volumes(self, instance_id: str) -> list[str] | None:
+        inst = self.instances_.get(instance_id)
+        return None if inst is None else [v["volume_id"] for v in inst.get("volumes") or []]
+
     async def snapshot(self, instance_id: str) -> Snapshot:
         inst = self._require(instance_id)
 

@@ -36,6 +36,7 @@ from cumulo.compute.metadata import config_drive_files
 from cumulo.compute.virt.driver import NodeInfo, Snapshot
 from cumulo.compute.virt.qemu.images import ImageCache, run_helper
 from cumulo.compute.virt.qemu.qmp import QMP, QMPError, qmp
+from cumulo.compute.virt.qemu.volumes import VolumeOps, root_ports, volume_args, with_slots
 from cumulo.core.format_inspector import qemu_format
 
 LOG = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ async def run(*cmd: str, check: bool = True, timeout: float = 120.0) -> str:
     return out.decode(errors="replace")
 
 
-class QemuDriver:
+class QemuDriver(VolumeOps):
     def __init__(self, hostname: str, instances_path: str | Path, *, shutdown_timeout: float = 60.0,
                  max_concurrent_builds: int = 0, tb_size: int = 32, binary: str = "qemu-system-x86_64",
                  vifs: Any = None) -> None:
@@ -206,7 +207,7 @@ class QemuDriver:
                "-device", "pcie-root-port,id=rp1,bus=pcie.0,chassis=1,slot=1",
                "-device", "pcie-root-port,id=rp2,bus=pcie.0,chassis=2,slot=2",
                "-drive", f"file={d / 'disk'},if=none,id=root,format=qcow2,cache=writeback,discard=unmap",
-               "-device", "virtio-blk-pci,drive=root,bootindex=1", "-device", "virtio-rng-pci"]
+               "-device", "virtio-blk-pci,drive=root,bootindex=1", "-device", "virtio-rng-pci", *root_ports()]
         for name in ("disk.eph0", "disk.swap"):
             if (d / name).exists():
                 cmd += ["-drive", f"file={d / name},if=none,id={name[5:]},format=qcow2,cache=writeback",
@@ -214,6 +215,7 @@ class QemuDriver:
         if (d / "disk.config").exists():
             cmd += ["-drive", f"file={d / 'disk.config'},if=none,id=config,format=raw,readonly=on",
                     "-device", "virtio-blk-pci,drive=config"]
+        cmd += volume_args(instance.get("volumes") or [])
         for n, (port, fd) in enumerate(zip(instance.get("ports") or [], taps or [], strict=False)):
             cmd += ["-netdev", f"tap,id=net{n},fd={fd},vhost=off",
                     "-device", f"virtio-net-pci,netdev=net{n},mac={port['mac_address']},id=nic{n}"]
@@ -296,6 +298,7 @@ class QemuDriver:
                 return  # already running: a repeated request
             d.mkdir(parents=True, exist_ok=True)
             try:
+                instance["volumes"] = with_slots(instance.get("volumes") or [])
                 await self._prepare_disks(instance, d)
                 self._save(instance, d)
                 await self._launch(instance, d)
@@ -410,6 +413,8 @@ class QemuDriver:
     async def rebuild(self, instance: dict[str, Any]) -> None:
         d = self.dir(instance["id"])
         async with self.lock(instance["id"]):
+            previous = self._load(instance["id"]).get("volumes") if (d / "instance.json").exists() else None
+            instance["volumes"] = with_slots(instance.get("volumes") or [], previous)
             await self._kill(instance["id"])
             for name in ("disk", "disk.config", "state.save", "disk.backup", "disk.eph0", "disk.swap"):
                 (d / name).unlink(missing_ok=True)
@@ -448,6 +453,7 @@ class QemuDriver:
         if not same_host:
             async with self.lock(instance["id"]):
                 try:
+                    instance["volumes"] = with_slots(instance.get("volumes") or [])
                     await self._take_disk(instance, disk or {})
                     size_gb = instance["flavor"].get("disk") or 0
                     info = json.loads(await run("qemu-img", "info", "--output=json", str(d / "disk")))

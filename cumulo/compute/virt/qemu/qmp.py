@@ -1,4 +1,5 @@
-"""A small asynchronous QMP client: one connection per exchange, events skipped."""
+"""A small asynchronous QMP client: one connection per exchange; the events that arrive meanwhile
+are kept, so a caller can wait for one (DEVICE_DELETED after a hot-unplug)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ class QMP:
         self.path, self.timeout = path, timeout
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.events: list[dict[str, Any]] = []
 
     async def __aenter__(self) -> QMP:
         self.reader, self.writer = await asyncio.wait_for(asyncio.open_unix_connection(self.path), self.timeout)
@@ -48,10 +50,31 @@ class QMP:
         while True:
             reply = await self._read()
             if "event" in reply:
+                self.events.append(reply)
                 continue
             if "error" in reply:
                 raise QMPError(f"{command}: {reply['error'].get('desc', reply['error'])}")
             return reply.get("return")
+
+    async def wait_event(self, name: str, timeout: float, **data: Any) -> dict[str, Any]:
+        """The first event ``name`` whose data holds ``data`` (one already received counts)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            for event in self.events:
+                if event["event"] == name and all((event.get("data") or {}).get(k) == v for k, v in data.items()):
+                    self.events.remove(event)
+                    return event
+            left = deadline - loop.time()
+            if left <= 0:
+                raise TimeoutError(f"no {name} event within {timeout:g} s")
+            assert self.reader is not None
+            line = await asyncio.wait_for(self.reader.readline(), left)
+            if not line:
+                raise QMPError("QEMU closed the monitor connection")
+            reply = json.loads(line)
+            if "event" in reply:
+                self.events.append(reply)
 
 
 async def qmp(path: str, command: str, timeout: float = 10.0, **arguments: Any) -> Any:

@@ -1,0 +1,185 @@
+"""Block-storage volumes of a QEMU instance.
+
+A volume is hot-plugged into the running guest over QMP, the way libvirt does it for Nova: the
+image goes in with ``blockdev-add``, then a ``virtio-blk-pci`` device on one of the PCIe root
+ports kept free for volumes (``vp0``..``vp7``), its serial the volume id (the guest sees its first
+20 characters in ``/sys/block/vdX/serial``).  Unplugging asks the guest to let go
+(``device_del``); QEMU's ``DEVICE_DELETED`` event says it did, and only then is the image closed
+(``blockdev-del``), so a volume is never pulled from under a guest that still writes to it.
+
+The instance's volumes live in its ``instance.json`` with the root port each sits on, so a
+guest started again (stop/start, reboot, resume, a cold move) finds every volume where it was.
+Every operation is idempotent: attaching what is attached, or detaching what is gone, is harmless.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cumulo.compute.virt.qemu.qmp import QMP, QMPError
+
+VOLUME_PORTS = 8  # the PCIe root ports kept free for volumes: the most a server holds
+DETACH_TIMEOUT = 30.0  # how long a guest may take to release an unplugged volume
+
+
+def node_name(volume_id: str) -> str:
+    """The QEMU block node of a volume (node names are at most 31 characters)."""
+    return "vol" + volume_id.replace("-", "")[:28]
+
+
+def device_id(volume_id: str) -> str:
+    return f"volume-{volume_id}"
+
+
+def root_ports() -> list[str]:
+    """The command-line arguments for the root ports volumes are plugged into."""
+    out = []
+    for n in range(VOLUME_PORTS):
+        out += ["-device", f"pcie-root-port,id=vp{n},bus=pcie.0,chassis={10 + n},slot={10 + n}"]
+    return out
+
+
+def blockdev(volume: dict[str, Any]) -> dict[str, Any]:
+    """The ``blockdev-add`` arguments for a volume from its connection info (block storage's
+    ``initialize_connection``); the file driver's volumes are qcow2 or raw files this node reads."""
+    info = volume.get("connection_info") or {}
+    kind, data = info.get("driver_volume_type"), info.get("data") or {}
+    if kind != "file" or not data.get("path"):
+        raise RuntimeError(f"volume {volume['volume_id']} comes as {kind!r}, which this node cannot attach "
+                           "(it reaches file volumes only)")
+    fmt = data.get("format") or "qcow2"
+    if fmt not in ("qcow2", "raw"):
+        raise RuntimeError(f"volume {volume['volume_id']} has the format {fmt!r}; qcow2 or raw is needed")
+    return {"driver": fmt, "node-name": node_name(volume["volume_id"]), "discard": "unmap",
+            "read-only": data.get("access_mode") == "ro", "cache": {"direct": False, "no-flush": False},
+            "file": {"driver": "file", "filename": data["path"]}}
+
+
+def device(volume: dict[str, Any]) -> dict[str, Any]:
+    """The ``device_add`` arguments for a volume on its root port."""
+    return {"driver": "virtio-blk-pci", "id": device_id(volume["volume_id"]), "bus": f"vp{volume['slot']}",
+            "drive": node_name(volume["volume_id"]), "serial": volume["volume_id"]}
+
+
+def volume_args(volumes: list[dict[str, Any]]) -> list[str]:
+    """The command-line arguments that start the guest with its volumes where they were."""
+    out = []
+    for v in sorted(volumes, key=lambda v: v["slot"]):
+        dev = ",".join(f"{k}={val}" for k, val in device(v).items() if k != "driver")
+        out += ["-blockdev", json.dumps(blockdev(v)), "-device", f"virtio-blk-pci,{dev}"]
+    return out
+
+
+def with_slots(volumes: list[dict[str, Any]], previous: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The volumes, each on a root port: the one it had (in ``previous``, or its own), else the
+    lowest free one."""
+    had = {v["volume_id"]: v["slot"] for v in previous or [] if "slot" in v}
+    out, used = [], set()
+    for v in volumes:
+        slot = v.get("slot", had.get(v["volume_id"]))
+        if slot is not None and slot not in used:
+            used.add(slot)
+        out.append({**v, "slot": slot})
+    for v in out:
+        if v["slot"] is None or not 0 <= v["slot"] < VOLUME_PORTS:
+            free = [n for n in range(VOLUME_PORTS) if n not in used]
+            if not free:
+                raise RuntimeError(f"the server holds {VOLUME_PORTS} volumes, the most it can")
+            v["slot"] = free[0]
+            used.add(free[0])
+    return out
+
+
+class VolumeOps:
+    """The QEMU driver's volume operations (mixed into ``QemuDriver``)."""
+
+    async def attach_volume(self, instance_id: str, volume: dict[str, Any]) -> dict[str, Any]:
+        """Plug ``volume`` ({volume_id, connection_info, ...}) into the instance: hot-plugged when
+        the guest runs, on its command line from the next start otherwise.  Returns it with its
+        root port."""
+        d = self.dir(instance_id)  # type: ignore[attr-defined]
+        async with self.lock(instance_id):  # type: ignore[attr-defined]
+            stored = self._load(instance_id)  # type: ignore[attr-defined]
+            if (d / "state.save").exists():
+                raise RuntimeError("the server is suspended: resume it before attaching a volume")
+            volumes = stored.get("volumes") or []
+            mine = next((v for v in volumes if v["volume_id"] == volume["volume_id"]), None)
+            if mine is None:
+                mine = with_slots([*volumes, {k: v for k, v in volume.items() if k != "slot"}])[-1]
+                blockdev(mine)  # refuse what this node cannot attach before touching the guest
+            if self.pid(instance_id) is not None:  # type: ignore[attr-defined]
+                await self._hotplug(str(d / "qmp.sock"), mine)
+            if mine not in volumes:
+                stored["volumes"] = [*volumes, mine]
+                self._save(stored, d)  # type: ignore[attr-defined]
+        return mine
+
+    async def _hotplug(self, sock: str, volume: dict[str, Any]) -> None:
+        async with QMP(sock, timeout=30) as q:
+            if await self._plugged(q, volume["volume_id"]):
+                return
+            try:
+                await q.execute("blockdev-add", **blockdev(volume))
+            except QMPError as exc:
+                if "Duplicate" not in str(exc):  # a node left by an earlier try is reused
+                    raise RuntimeError(f"QEMU refused the volume: {exc}") from None
+            try:
+                await q.execute("device_add", **device(volume))
+            except QMPError as exc:
+                await _quietly(q, "blockdev-del", **{"node-name": node_name(volume["volume_id"])})
+                raise RuntimeError(f"QEMU could not plug the volume in: {exc}") from None
+
+    @staticmethod
+    async def _plugged(q: QMP, volume_id: str) -> bool:
+        """Whether the guest has the volume's device (from QEMU, not from what was written down)."""
+        marker = f"/machine/peripheral/{device_id(volume_id)}/"
+        return any(marker in (b.get("qdev") or "") for b in await q.execute("query-block") or [])
+
+    async def detach_volume(self, instance_id: str, volume_id: str) -> None:
+        """Unplug the volume and close its image once the guest let go of it; an instance or a
+        volume that is not here is fine.  A guest that does not release it within
+        ``DETACH_TIMEOUT`` keeps it: the detach fails and may be tried again."""
+        d = self.dir(instance_id)  # type: ignore[attr-defined]
+        async with self.lock(instance_id):  # type: ignore[attr-defined]
+            try:
+                stored = self._load(instance_id)  # type: ignore[attr-defined]
+            except LookupError:
+                return
+            if self.pid(instance_id) is not None:  # type: ignore[attr-defined]
+                async with QMP(str(d / "qmp.sock"), timeout=DETACH_TIMEOUT + 5) as q:
+                    if await self._plugged(q, volume_id):
+                        if (await q.execute("query-status"))["status"] != "running":
+                            raise RuntimeError("the guest is not running (paused?), so it cannot release the "
+                                               "volume: unpause it first")
+                        await q.execute("device_del", id=device_id(volume_id))
+                        try:
+                            await q.wait_event("DEVICE_DELETED", DETACH_TIMEOUT, device=device_id(volume_id))
+                        except TimeoutError:
+                            raise RuntimeError(f"the guest did not release the volume within {DETACH_TIMEOUT:g} s "
+                                               "(is it still using the disk?)") from None
+                    await _quietly(q, "blockdev-del", **{"node-name": node_name(volume_id)})
+            stored["volumes"] = [v for v in stored.get("volumes") or [] if v["volume_id"] != volume_id]
+            self._save(stored, d)  # type: ignore[attr-defined]
+
+    async def instance_volumes(self, instance_id: str) -> list[str] | None:
+        """The ids of the volumes the instance really has: the guest's devices while it runs,
+        else what its next start plugs in; None when the instance is not on this node."""
+        d = self.dir(instance_id)  # type: ignore[attr-defined]
+        try:
+            stored = self._load(instance_id)  # type: ignore[attr-defined]
+        except LookupError:
+            return None
+        if self.pid(instance_id) is None:  # type: ignore[attr-defined]
+            return [v["volume_id"] for v in stored.get("volumes") or []]
+        async with QMP(str(d / "qmp.sock"), timeout=10) as q:
+            blocks = await q.execute("query-block") or []
+        prefix = "/machine/peripheral/volume-"
+        return [b["qdev"][len(prefix):].split("/", 1)[0] for b in blocks if (b.get("qdev") or "").startswith(prefix)]
+
+
+async def _quietly(q: QMP, command: str, **arguments: Any) -> None:
+    try:
+        await q.execute(command, **arguments)
+    except QMPError:
+        pass

@@ -1,0 +1,254 @@
+"""Volumes in real guests: a blank volume hot-plugged into a running cumulo-tiny server (QEMU
+under TCG) shows up in the guest by its serial, the guest writes a known pattern, the volume is
+unplugged, plugged into a second server, and the pattern reads back there; it stays attached
+across a stop and start; deleting a server gives its volumes back.  Also the faults of
+os-volume_attachments, each persona's rights, and the guard against live-migrating a server with
+volumes.  Block storage and compute talk only through VolumeService's attachments."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.functional.conftest import Cloud, personas, start_cloud, stop_cloud, wait_for
+from tests.functional.test_qemu import READY, qemu_pids
+
+SERVICES = "identity,image,compute,placement,network,volume"
+# user-data: every disk that appears with a serial (a volume) is announced on the console; a blank
+# one gets the pattern written to its first bytes, one that holds something has it printed
+WATCHER = """#!/bin/sh
+(seen=""; while true; do
+  now=""
+  for b in /sys/block/vd*; do
+    s=$(cat "$b/serial" 2>/dev/null); [ -n "$s" ] || continue
+    now="$now $s"; n=${b##*/}
+    case " $seen " in *" $s "*) continue;; esac
+    head=$(dd if=/dev/$n bs=64 count=1 2>/dev/null | tr -d '\\000\\n')
+    if [ -z "$head" ]; then
+      echo "PATTERN" | dd of=/dev/$n bs=64 count=1 conv=sync,fsync 2>/dev/null
+      echo "volume $s on $n wrote PATTERN" > /dev/console
+    else
+      echo "volume $s on $n holds $head" > /dev/console
+    fi
+  done
+  for s in $seen; do case " $now " in *" $s "*) ;; *) echo "volume $s gone" > /dev/console;; esac; done
+  seen="$now"
+  sleep 0.2
+done) &
+"""
+
+
+@pytest.fixture(scope="module")
+def avcloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+    """One QEMU node (this machine) and one volume node (qcow2 files) in one controller."""
+    tmp = tmp_path_factory.mktemp("attach-cloud")
+    c = start_cloud(tmp, "sqlite", {
+        "CUMULO_SERVICES": SERVICES, "CUMULO_COMPUTE__FAKE_NODES": "0", "CUMULO_COMPUTE__LOCAL_NODE": "true",
+        "CUMULO_COMPUTE__HOST": "qnode", "CUMULO_COMPUTE__SHUTDOWN_TIMEOUT": "15",
+        "CUMULO_COMPUTE__BUILD_TIMEOUT": "120"})
+    yield c
+    stop_cloud(c)
+    for pid in qemu_pids(tmp):  # a failed test must not leave guests running
+        os.kill(pid, signal.SIGKILL)
+
+
+def nova(token: str, version: str = "2.79") -> dict[str, str]:
+    return {"X-Auth-Token": token, "OpenStack-API-Version": f"compute {version}"}
+
+
+class Clients:
+    """Plain HTTP to compute and block storage as one user of one project."""
+
+    def __init__(self, cloud: Cloud, token: str, project_id: str) -> None:
+        self.cloud, self.token, self.project_id = cloud, token, project_id
+
+    def compute(self, method: str, path: str, body: Any = None, version: str = "2.79") -> httpx.Response:
+        return httpx.request(method, f"{self.cloud.compute_url}{path}", json=body, headers=nova(self.token, version),
+                             timeout=30)
+
+    def volume(self, method: str, path: str, body: Any = None) -> httpx.Response:
+        return httpx.request(method, f"{self.cloud.volume_url}/{self.project_id}{path}", json=body,
+                             headers={"X-Auth-Token": self.token, "OpenStack-API-Version": "volume 3.60"}, timeout=30)
+
+    def volume_status(self, volume_id: str, status: str, timeout: float = 30) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            v = self.volume("GET", f"/volumes/{volume_id}").json()["volume"]
+            assert v["status"] not in ("error", "error_attaching"), v
+            return v if v["status"] == status else None
+        return wait_for(check, timeout, f"volume {volume_id} to be {status}")  # type: ignore[return-value]
+
+    def server(self, server_id: str) -> dict[str, Any]:
+        return dict(self.compute("GET", f"/servers/{server_id}").json()["server"])
+
+    def server_status(self, server_id: str, status: str, timeout: float = 150) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            s = self.server(server_id)
+            assert s["status"] != "ERROR", s.get("fault")
+            return s if s["status"] == status and s["OS-EXT-STS:task_state"] is None else None
+        return wait_for(check, timeout, f"server {server_id} to be {status}")  # type: ignore[return-value]
+
+    def console(self, server_id: str) -> str:
+        r = self.compute("POST", f"/servers/{server_id}/action", {"os-getConsoleOutput": {}})
+        return str(r.json()["output"]) if r.status_code == 200 else ""
+
+    def wait_console(self, server_id: str, marker: str, count: int = 1, timeout: float = 150) -> str:
+        return wait_for(lambda: (t := self.console(server_id)).count(marker) >= count and t, timeout,  # type: ignore
+                        f"{marker!r} x{count} on the console of {server_id}", every=0.3)
+
+
+@pytest.fixture(scope="module")
+def admin(avcloud: Cloud) -> Clients:
+    token, body = avcloud.token()
+    return Clients(avcloud, token, body["project"]["id"])
+
+
+@pytest.fixture(scope="module")
+def people(avcloud: Cloud) -> dict[str, Clients]:
+    return {name: Clients(avcloud, token, project) for name, (token, project) in personas(avcloud, "att").items()}
+
+
+def boot(c: Clients, name: str) -> str:
+    image = httpx.get(f"{c.cloud.image_url}/v2/images?name=cumulo-tiny", headers={"X-Auth-Token": c.token}
+                      ).json()["images"][0]["id"]
+    r = c.compute("POST", "/servers", {"server": {
+        "name": name, "flavorRef": "10", "imageRef": image, "networks": "none", "config_drive": True,
+        "user_data": base64.b64encode(WATCHER.encode()).decode()}})
+    assert r.status_code == 202, r.text
+    return str(r.json()["server"]["id"])
+
+
+def volume_bytes(cloud: Cloud, volume_id: str, tmp: Path) -> bytes:
+    """The first 64 bytes of the volume's qcow2 file as the host reads them."""
+    path = next((cloud.state_dir / "volumes").glob(f"*/volume-{volume_id}.qcow2"))
+    out = tmp / "head.raw"
+    subprocess.run(["qemu-img", "dd", "-f", "qcow2", "-O", "raw", "bs=64", "count=1", f"if={path}", f"of={out}"],
+                   check=True, capture_output=True)
+    return out.read_bytes()
+
+
+def test_a_volume_moves_between_guests_with_its_data(admin: Clients, people: dict[str, Clients],
+                                                     tmp_path: Path) -> None:
+    member = people["member"]
+    a, b = boot(member, "vol-a"), boot(member, "vol-b")  # they boot side by side
+    r = member.volume("POST", "/volumes", {"volume": {"size": 1, "name": "data"}})
+    assert r.status_code == 202, r.text
+    vid = r.json()["volume"]["id"]
+    member.volume_status(vid, "available")
+    serial = vid[:20]  # virtio-blk shows the first 20 characters of the serial
+    member.server_status(a, "ACTIVE")
+    member.wait_console(a, READY)
+
+    # attach to A: the guest sees the disk and writes the pattern
+    started = time.monotonic()
+    r = member.compute("POST", f"/servers/{a}/os-volume_attachments", {"volumeAttachment": {"volumeId": vid}})
+    assert r.status_code == 200, r.text
+    att = r.json()["volumeAttachment"]
+    assert att["volumeId"] == vid and att["serverId"] == a and att["id"] == vid
+    assert att["device"].startswith("/dev/vd") and att["delete_on_termination"] is False
+    member.wait_console(a, f"volume {serial} on vd")
+    print(f"attach -> visible in the guest: {time.monotonic() - started:.2f} s")
+    vol = member.volume_status(vid, "in-use")
+    assert [x["server_id"] for x in vol["attachments"]] == [a]
+    assert f"volume {serial}" in member.console(a) and "wrote PATTERN" in member.console(a)
+    listed = member.compute("GET", f"/servers/{a}/os-volume_attachments", version="2.89").json()
+    assert [(x["volumeId"], "id" in x, bool(x["attachment_id"])) for x in listed["volumeAttachments"]] == [
+        (vid, False, True)]
+    assert member.server(a)["os-extended-volumes:volumes_attached"] == [{"id": vid, "delete_on_termination": False}]
+
+    # in use, it cannot be deleted, attached again, or attached elsewhere; A cannot live-migrate
+    assert member.volume("DELETE", f"/volumes/{vid}").status_code == 400
+    again = member.compute("POST", f"/servers/{a}/os-volume_attachments", {"volumeAttachment": {"volumeId": vid}})
+    assert again.status_code == 400, again.text
+    member.server_status(b, "ACTIVE")
+    member.wait_console(b, READY)
+    elsewhere = member.compute("POST", f"/servers/{b}/os-volume_attachments", {"volumeAttachment": {"volumeId": vid}})
+    assert elsewhere.status_code == 400, elsewhere.text
+    move = admin.compute("POST", f"/servers/{a}/action", {"os-migrateLive": {"host": None, "block_migration": "auto"}},
+                         version="2.30")
+    assert move.status_code == 400 and "volumes" in move.text, move.text
+
+    # detach from A: gone in the guest, available again, and the file holds what the guest wrote
+    started = time.monotonic()
+    r = member.compute("DELETE", f"/servers/{a}/os-volume_attachments/{vid}")
+    assert r.status_code == 202, r.text
+    member.wait_console(a, f"volume {serial} gone")
+    print(f"detach -> gone from the guest: {time.monotonic() - started:.2f} s")
+    vol = member.volume_status(vid, "available")
+    assert vol["attachments"] == []
+    assert member.compute("GET", f"/servers/{a}/os-volume_attachments").json()["volumeAttachments"] == []
+    assert volume_bytes(admin.cloud, vid, tmp_path).rstrip(b"\0") == b"PATTERN\n"
+
+    # attach to B: the pattern reads back there; it stays across a stop and a start of B
+    r = member.compute("POST", f"/servers/{b}/os-volume_attachments", {"volumeAttachment": {"volumeId": vid}})
+    assert r.status_code == 200, r.text
+    member.wait_console(b, f"volume {serial} on vd")
+    member.volume_status(vid, "in-use")
+    assert f"volume {serial}" in member.console(b) and "holds PATTERN" in member.console(b)
+    assert member.compute("POST", f"/servers/{b}/action", {"os-stop": None}).status_code == 202
+    member.server_status(b, "SHUTOFF")
+    assert member.compute("POST", f"/servers/{b}/action", {"os-start": None}).status_code == 202
+    member.server_status(b, "ACTIVE")
+    member.wait_console(b, "holds PATTERN", count=2)
+
+    # deleting B gives the volume back; A and B leave no QEMU behind
+    for server in (a, b):
+        assert member.compute("DELETE", f"/servers/{server}").status_code == 204
+    member.volume_status(vid, "available")
+    wait_for(lambda: not qemu_pids(admin.cloud.state_dir / "instances"), 30, "the guests to be gone")
+    assert member.volume("DELETE", f"/volumes/{vid}").status_code == 202
+
+
+def test_attachment_faults_and_personas(admin: Clients, people: dict[str, Clients]) -> None:
+    member, reader, other = people["member"], people["reader"], people["other"]
+    sid = boot(member, "vol-faults")
+    vid = member.volume("POST", "/volumes", {"volume": {"size": 1}}).json()["volume"]["id"]
+    theirs = other.volume("POST", "/volumes", {"volume": {"size": 1}}).json()["volume"]["id"]
+    member.volume_status(vid, "available")
+    other.volume_status(theirs, "available")
+    member.server_status(sid, "ACTIVE")
+    path = f"/servers/{sid}/os-volume_attachments"
+
+    def attach(c: Clients, volume_id: Any, version: str = "2.79", **extra: Any) -> httpx.Response:
+        return c.compute("POST", path, {"volumeAttachment": {"volumeId": volume_id, **extra}}, version=version)
+
+    # bad input: 400 or 404 in Nova's words, never a 500
+    assert attach(member, str(uuid.uuid4())).status_code == 404
+    assert attach(member, theirs).status_code == 404  # another project's volume is not there for them
+    assert attach(member, 12).status_code == 400
+    assert member.compute("POST", path, {"volumeAttachment": {}}).status_code == 400
+    assert member.compute("POST", path, {"volume": {"volumeId": vid}}).status_code == 400
+    assert attach(member, vid, version="2.48", tag="t").status_code == 400
+    assert attach(member, vid, version="2.78", delete_on_termination=True).status_code == 400
+    assert attach(member, vid, device="not a device").status_code == 400
+    assert member.compute("DELETE", f"{path}/{vid}").status_code == 404
+    assert member.compute("GET", f"{path}/{vid}").status_code == 404
+
+    # personas: the reader reads but cannot attach; another project sees no server
+    assert attach(reader, vid).status_code == 403
+    assert reader.compute("GET", path).status_code == 200
+    assert attach(other, theirs).status_code == 404
+    assert other.compute("GET", path).status_code == 404
+
+    r = attach(member, vid, delete_on_termination=True, tag="data")
+    assert r.status_code == 200, r.text
+    assert r.json()["volumeAttachment"]["tag"] is None or r.json()["volumeAttachment"]["tag"] == "data"
+    member.volume_status(vid, "in-use")
+    shown = member.compute("GET", f"{path}/{vid}", version="2.89").json()["volumeAttachment"]
+    assert shown["tag"] == "data" and shown["delete_on_termination"] is True and shown["bdm_uuid"]
+    assert reader.compute("DELETE", f"{path}/{vid}").status_code == 403
+    assert other.compute("DELETE", f"{path}/{vid}").status_code == 404
+
+    # delete_on_termination: the server's delete takes the volume with it
+    assert member.compute("DELETE", f"/servers/{sid}").status_code == 204
+    wait_for(lambda: member.volume("GET", f"/volumes/{vid}").status_code == 404, 30, "the volume to be deleted")
+    assert other.volume("DELETE", f"/volumes/{theirs}").status_code == 202
