@@ -145,6 +145,18 @@ def rows() -> list[Row]:
     add(Row(c, "GET", "/v2.1/servers/{server_id}/tags/{tag}", READER, params={**srv, "tag": "t"}))
     add(Row(c, "PUT", "/v2.1/servers/{server_id}/tags/{tag}", MEMBER, params={**srv, "tag": "t"}))
     add(Row(c, "DELETE", "/v2.1/servers/{server_id}/tags/{tag}", MEMBER, params={**srv, "tag": "nope"}))
+    # a server's volumes: a server and a volume of their own (the first allowed persona attaches it,
+    # the others' second attach is a 400; the detach comes last)
+    vsrv = {"server_id": "@volume_server"}
+    vatt = {**vsrv, "volume_id": "@server_volume"}
+    add(Row(c, "GET", "/v2.1/servers/{server_id}/os-volume_attachments", READER, params=vsrv))
+    add(Row(c, "POST", "/v2.1/servers/{server_id}/os-volume_attachments", MEMBER,
+            {"volumeAttachment": {"volumeId": "@server_volume"}}, vsrv))
+    add(Row(c, "GET", "/v2.1/servers/{server_id}/os-volume_attachments/{volume_id}", READER, params=vatt))
+    add(Row(c, "PUT", "/v2.1/servers/{server_id}/os-volume_attachments/{volume_id}", MEMBER,
+            {"volumeAttachment": {"volumeId": "@server_volume", "delete_on_termination": False}}, vatt,
+            version="compute 2.85"))
+    add(Row(c, "DELETE", "/v2.1/servers/{server_id}/os-volume_attachments/{volume_id}", MEMBER, params=vatt))
     actions: list[tuple[str, Any, frozenset[str]]] = [
         ("os-getConsoleOutput", {"length": 5}, MEMBER), ("reboot", {"type": "SOFT"}, MEMBER),
         ("os-stop", None, MEMBER), ("os-start", None, MEMBER), ("pause", None, MEMBER),
@@ -572,7 +584,7 @@ class World:
             wait_for(lambda: self.ok(m, "block-storage", "GET", f"/v3/volumes/{vid}")["volume"]["status"] ==
                      "available", 30, f"volume {vid} available")
             return str(vid)
-        if kind in ("attach_volume", "legacy_volume"):
+        if kind in ("attach_volume", "legacy_volume", "server_volume"):
             vid = self.ok(m, "block-storage", "POST", "/v3/volumes", {"volume": {
                 "size": 1, "name": unique("m"), "multiattach": True}})["volume"]["id"]
             wait_for(lambda: self.ok(m, "block-storage", "GET", f"/v3/volumes/{vid}")["volume"]["status"] ==
@@ -657,8 +669,10 @@ class World:
         self.ok("member", "image", "POST", f"/v2/images/{self.refs['image']}/members", {"member": self.refs["Q"]})
         self.ok("admin", "block-storage", "PUT", f"/v3/os-quota-sets/{P}", {"quota_set": {
             "volumes": 100, "snapshots": 100}})
-        for kind in ("volume", "volume_type", "volume_snapshot", "attach_volume", "legacy_volume", "attachment"):
+        for kind in ("volume", "volume_type", "volume_snapshot", "attach_volume", "legacy_volume", "attachment",
+                     "server_volume"):
             self.refs[kind] = self.make(kind)
+        self.refs["volume_server"] = self.make("server")
         self.refs["active_image"] = self.make("image")
         self.ok("member", "image", "PUT", f"/v2/images/{self.refs['active_image']}/file", b"\0" * 512)
 
