@@ -8,6 +8,7 @@ volumes.  Block storage and compute talk only through VolumeService's attachment
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
 import subprocess
@@ -252,3 +253,79 @@ def test_attachment_faults_and_personas(admin: Clients, people: dict[str, Client
     assert member.compute("DELETE", f"/servers/{sid}").status_code == 204
     wait_for(lambda: member.volume("GET", f"/volumes/{vid}").status_code == 404, 30, "the volume to be deleted")
     assert other.volume("DELETE", f"/volumes/{theirs}").status_code == 202
+
+
+def cli_json(cloud: Cloud, *args: str) -> Any:
+    return json.loads(cloud.cli(*args, "-f", "json").stdout)
+
+
+def test_boot_from_volume_with_the_openstack_cli(admin: Clients) -> None:
+    """The issue's own commands: a volume from the cumulo-tiny image, a server that boots from it,
+    a second volume added and removed, and the volume free again once the server is gone."""
+    cloud = admin.cloud
+    root = cli_json(cloud, "volume", "create", "--size", "1", "--image", "cumulo-tiny", "bfv-root")
+    admin.volume_status(root["id"], "available", timeout=60)
+    assert admin.volume("GET", f"/volumes/{root['id']}").json()["volume"]["bootable"] == "true"
+    user_data = Path(cloud.state_dir / "watcher.sh")
+    user_data.write_text(WATCHER)
+    server = cli_json(cloud, "server", "create", "--volume", root["id"], "--flavor", "cumulo.nano", "--nic", "none",
+                      "--config-drive", "true", "--user-data", str(user_data), "--wait", "bfv-server")
+    sid = server["id"]
+    admin.wait_console(sid, READY)
+    shown = admin.server(sid)
+    assert shown["image"] == "" and shown["os-extended-volumes:volumes_attached"] == [
+        {"id": root["id"], "delete_on_termination": False}]
+    vol = admin.volume_status(root["id"], "in-use")
+    assert vol["attachments"][0]["device"] == "/dev/vda" and vol["attachments"][0]["server_id"] == sid
+    inst = cloud.state_dir / "instances" / "qnode" / sid
+    assert not (inst / "disk").exists()  # no local root disk: it runs from the volume's file
+    # what a volume-backed server cannot do yet says so
+    r = admin.compute("POST", f"/servers/{sid}/action", {"createImage": {"name": "snap"}})
+    assert r.status_code == 400 and "volume" in r.text, r.text
+
+    extra = cli_json(cloud, "volume", "create", "--size", "1", "bfv-extra")
+    admin.volume_status(extra["id"], "available")
+    cloud.cli("server", "add", "volume", sid, extra["id"])
+    admin.volume_status(extra["id"], "in-use")
+    admin.wait_console(sid, f"volume {extra['id'][:20]} on vd")
+    cloud.cli("server", "remove", "volume", sid, extra["id"])
+    admin.volume_status(extra["id"], "available")
+    admin.wait_console(sid, f"volume {extra['id'][:20]} gone")
+
+    cloud.cli("server", "delete", "--wait", sid)
+    admin.volume_status(root["id"], "available")
+    for vid in (root["id"], extra["id"]):
+        cloud.cli("volume", "delete", vid)
+
+
+def test_boot_from_a_new_volume_made_from_the_image(admin: Clients, people: dict[str, Clients]) -> None:
+    """block_device_mapping_v2 image -> volume with delete_on_termination: compute makes the volume
+    as the member (their quota), boots from it, and deletes it with the server."""
+    member = people["member"]
+    image = httpx.get(f"{member.cloud.image_url}/v2/images?name=cumulo-tiny",
+                      headers={"X-Auth-Token": member.token}).json()["images"][0]["id"]
+
+    def create(**bdm: Any) -> httpx.Response:
+        return member.compute("POST", "/servers", {"server": {
+            "name": "bfv-new", "flavorRef": "10", "networks": "none",
+            "block_device_mapping_v2": [{"boot_index": 0, "destination_type": "volume", **bdm}]}})
+
+    # what Nova refuses before anything is built
+    assert create(source_type="image", uuid=image).status_code == 400  # no volume_size
+    assert create(source_type="volume", uuid=str(uuid.uuid4())).status_code == 400
+    assert create(source_type="image", uuid=str(uuid.uuid4()), volume_size=1).status_code == 400
+    assert create(source_type="tape", uuid=image, volume_size=1).status_code == 400
+    assert create(source_type="blank", volume_size=0).status_code == 400
+
+    r = create(source_type="image", uuid=image, volume_size=1, delete_on_termination=True)
+    assert r.status_code == 202, r.text
+    sid = r.json()["server"]["id"]
+    member.server_status(sid, "ACTIVE")
+    member.wait_console(sid, READY)
+    attached = member.server(sid)["os-extended-volumes:volumes_attached"]
+    assert len(attached) == 1 and attached[0]["delete_on_termination"] is True
+    vid = attached[0]["id"]
+    vol = member.volume_status(vid, "in-use")
+    assert vol["size"] == 1 and vol["bootable"] == "true" and vol["user_id"] == member.server(sid)["user_id"]
+    assert member.compute("DELETE", f"/servers/{sid}").status_code == 204
+    wait_for(lambda: member.volume("GET", f"/volumes/{vid}").status_code == 404, 30, "the root volume to go")

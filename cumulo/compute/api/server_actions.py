@@ -267,6 +267,7 @@ def router(manager: ServerManager, images: Any) -> Router:
         if server.vm_state not in ("active", "stopped", "paused", "suspended") or server.task_state:
             raise Conflict(f"Cannot 'createImage' instance {server.id} while it is in vm_state {server.vm_state}"
                            + (f" and task_state {server.task_state}" if server.task_state else ""))
+        manager.refuse_volume_backed(server, "snapshot")
         image = await new_image(request, server, name, metadata)
         try:
             await manager.snapshot(server, image.id, token_of(request))
@@ -281,6 +282,7 @@ def router(manager: ServerManager, images: Any) -> Router:
     async def shelve(request: Request, server: Server, arg: Any) -> Response:
         if server.vm_state not in ("active", "stopped", "paused", "suspended") or server.task_state:
             raise Conflict(f"Cannot 'shelve' instance {server.id} while it is in vm_state {server.vm_state}")
+        manager.refuse_volume_backed(server, "shelve")
         image = await new_image(request, server, f"{server.name}-shelved", {})
         try:
             await manager.shelve(server, image.id, token_of(request))

@@ -18,6 +18,8 @@ from sqlalchemy import and_, exists, or_, select, update
 from starlette.requests import Request
 from starlette.responses import Response
 
+from cumulo.compute.api.block_devices import parse as block_devices_of
+from cumulo.compute.api.block_devices import volume_caller
 from cumulo.compute.api.common import at_least
 from cumulo.compute.models import Aggregate, Server, ServerGroup, ServerGroupMember, ServerTag, ServiceRecord
 from cumulo.compute.schemas import MAX_SERVERS_PER_REQUEST
@@ -570,33 +572,22 @@ def router(manager: ServerManager, images: Any) -> Router:
             raise BadRequest(f"Flavor {flavor_ref} could not be found.") from None
         if flavor.disabled:
             raise BadRequest(f"Flavor {flavor.id} is disabled.")
-        image_ref = data.get("imageRef")
-        bdms = data.get("block_device_mapping_v2")
-        if bdms is not None:
-            if not isinstance(bdms, list):
-                raise BadRequest("block_device_mapping_v2 must be a list.")
-            for bdm in bdms:
-                if not isinstance(bdm, dict):
-                    raise BadRequest("Each block device mapping must be an object.")
-                source, dest = bdm.get("source_type"), bdm.get("destination_type", "local")
-                if source == "image" and dest == "local" and str(bdm.get("boot_index", "0")) == "0":
-                    image_ref = image_ref or bdm.get("uuid")
-                elif source in ("volume", "snapshot") or dest == "volume":
-                    raise BadRequest("Block devices from volumes need the block storage service, which this "
-                                     "cloud does not run yet: boot from an image (imageRef).")
-                elif source == "blank" and dest == "local":
-                    continue  # ephemeral and swap disks come from the flavor
-                else:
-                    raise BadRequest(f"Unsupported block device mapping: source_type {source!r}, destination_type "
-                                     f"{dest!r}.")
+        low = check_int(data.get("min_count", 1), "min_count", maximum=MAX_SERVERS_PER_REQUEST)
+        high = check_int(data.get("max_count", low), "max_count", maximum=MAX_SERVERS_PER_REQUEST)
+        if low > high:
+            raise BadRequest("min_count must be <= max_count.")
+        image_ref, block_devices = await block_devices_of(data, manager, volume_caller(auth), images,
+                                                          Caller.of(auth), high)
+        boot_volume = any(v["boot_index"] == 0 for v in block_devices)
         image_id = None
         image_properties: dict[str, Any] = {}
-        if not image_ref:
-            raise BadRequest("Missing imageRef attribute: boot from an image.")
-        if not isinstance(image_ref, str):
+        if not image_ref and not boot_volume:
+            raise BadRequest("Missing imageRef attribute: boot from an image, or from a volume (a block device "
+                             "mapping with boot_index 0).")
+        if image_ref is not None and not isinstance(image_ref, str):
             raise BadRequest("Invalid input for field/attribute imageRef.")
-        image_id = image_ref.rsplit("/", 1)[-1]
-        if images is not None:
+        image_id = image_ref.rsplit("/", 1)[-1] if image_ref else None
+        if images is not None and image_id:
             try:
                 image = await images.image_info(image_id, Caller.of(auth))
             except NotFound:
@@ -621,10 +612,6 @@ def router(manager: ServerManager, images: Any) -> Router:
         elif manager.network is not None and requested == "auto":
             # before 2.37 no networks means every network the project has, none at all is fine
             requested = await manager.auto_network(auth.project_id or "", required=networks is not None)
-        low = check_int(data.get("min_count", 1), "min_count", maximum=MAX_SERVERS_PER_REQUEST)
-        high = check_int(data.get("max_count", low), "max_count", maximum=MAX_SERVERS_PER_REQUEST)
-        if low > high:
-            raise BadRequest("min_count must be <= max_count.")
         key_name = data.get("key_name")
         if key_name is not None:
             try:
@@ -636,6 +623,8 @@ def router(manager: ServerManager, images: Any) -> Router:
         if limit is not None and len(metadata) > limit:
             raise Forbidden(f"Quota exceeded for metadata_items: the limit is {limit}.")
         request_spec: dict[str, Any] = {"image_properties": image_properties, "networks": requested}
+        if block_devices:
+            request_spec.update(block_devices=block_devices, boot_volume=boot_volume)
         zone = data.get("availability_zone")
         if zone is not None:
             if not isinstance(zone, str) or not zone:

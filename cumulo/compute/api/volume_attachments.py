@@ -10,6 +10,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from cumulo.compute.api.block_devices import volume_caller
 from cumulo.compute.api.common import at_least, offset_page
 from cumulo.compute.models import Server
 from cumulo.compute.servers import ServerManager, VolumeAttachment
@@ -32,14 +33,6 @@ def view(request: Request, a: VolumeAttachment, listed: bool = True) -> dict[str
     if listed and at_least(request, 89):
         out["attachment_id"], out["bdm_uuid"] = a.attachment_id, a.id
     return out
-
-
-def _volume_caller(request: Request) -> Any:
-    """Block storage's Caller for the user who asks."""
-    from cumulo.volume.service import Caller
-
-    auth = auth_of(request)
-    return Caller(auth.project_id or "", auth.user_id or "", auth.is_admin())
 
 
 def router(manager: ServerManager) -> Router:
@@ -72,8 +65,8 @@ def router(manager: ServerManager) -> Router:
                              "accepted from microversion 2.79.")
         if server.locked and not auth_of(request).is_admin():
             raise Conflict(f"Instance {server.id} is locked.")
-        a = await manager.attach_volume(server, body["volumeId"], _volume_caller(request), device=body.get("device"),
-                                        tag=body.get("tag"),
+        a = await manager.attach_volume(server, body["volumeId"], volume_caller(auth_of(request)),
+                                        device=body.get("device"), tag=body.get("tag"),
                                         delete_on_termination=bool(body.get("delete_on_termination", False)))
         return JSON({"volumeAttachment": view(request, a, listed=False)})
 
@@ -110,7 +103,7 @@ def router(manager: ServerManager) -> Router:
         server = await server_for(request, "os_compute_api:os-volumes-attachments:delete")
         if server.locked and not auth_of(request).is_admin():
             raise Conflict(f"Instance {server.id} is locked.")
-        await manager.detach_volume(server, request.path_params["volume_id"], _volume_caller(request))
+        await manager.detach_volume(server, request.path_params["volume_id"], volume_caller(auth_of(request)))
         return Response(status_code=202)
 
     return r

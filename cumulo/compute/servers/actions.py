@@ -59,6 +59,7 @@ class Actions:
 
     async def rebuild(self, server: Server, image_id: str, values: dict[str, Any],
                       image_properties: dict[str, Any]) -> None:
+        self.refuse_volume_backed(server, "rebuild")
         stopped = server.vm_state == "stopped"
         request = {**(server.request or {}), "image_properties": image_properties}
         action_id = await self.begin(server, "rebuild", ("active", "stopped", "error"), "rebuilding",

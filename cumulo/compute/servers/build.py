@@ -191,7 +191,7 @@ class Builds:
                            moving: bool = False) -> RequestSpec:
         """What the scheduler needs for the server; a move forgets the host the create named, as
         Nova resets forced destinations."""
-        flavor = flavor or server.flavor
+        flavor = flavor or self.local_flavor(server)
         req = server.request or {}
         spec = RequestSpec(vcpus=flavor["vcpus"], ram_mb=flavor["ram"], disk_gb=resources_of(flavor).get("DISK_GB", 0),
                            zone=server.availability_zone if req.get("zone_pinned", True) else None,
@@ -272,6 +272,13 @@ class Builds:
                     op: str = "spawn") -> None:
         async with self.builds:
             try:
+                await self.prepare_volumes(server)
+            except Exception as exc:
+                await self.fail(server.id, f"Preparing the server's volumes failed: {exc}",
+                                f"Build of instance aborted: {exc}", action_id, "compute_prep_block_device")
+                await self.volumes_built(server.id)
+                return
+            try:
                 await self.allocate_ports(server)
             except Exception as exc:
                 await self.fail(server.id, f"Allocating the server's network ports failed: {exc}",
@@ -279,7 +286,7 @@ class Builds:
                 return
             try:
                 spec = await self.request_spec(server)
-                host = await self.pick(spec, server, resources_of(server.flavor))
+                host = await self.pick(spec, server, resources_of(self.local_flavor(server)))
             except NoValidHost as exc:
                 await self.fail(server.id, exc.message, exc.public_message, action_id, "schedule_instances")
                 return
@@ -298,6 +305,14 @@ class Builds:
                 await self._remember_cleanup(server.id, await self._cleanup(server.id, ["ports"]))
                 return
             await self.bind_ports(server.id, host.host)
+            try:
+                await self.connect_volumes(server, host.host)
+            except Exception as exc:
+                await self.release(server.id)
+                await self.fail(server.id, f"Connecting the server's volumes on {host.host} failed: {exc}",
+                                f"Build of instance aborted: {exc}", action_id, "compute_prep_block_device")
+                await self.volumes_built(server.id)
+                return
             await self.cast(host.host, "spawn", {"server": await self.payload(server.id, image_id)},
                             op, server.id, action_id)
 
@@ -325,7 +340,12 @@ class Builds:
                 "image_url": self.image_url, "token": ctx.auth.token if ctx and ctx.auth else "",
                 "ports": await self.ports_of(server.id), "volumes": await self.volumes_payload(server.id)}
 
+    def local_flavor(self, server: Server) -> dict[str, Any]:
+        """What the server's flavor takes of its host: no root disk when it boots from a volume."""
+        return {**server.flavor, "disk": 0} if (server.request or {}).get("boot_volume") else server.flavor
+
     async def _done_spawn(self, server_id: str, ctx: dict[str, Any], args: dict[str, Any], error: str | None) -> None:
+        await self.volumes_built(server_id)
         if error:
             await self.release(server_id)
             await self.fail(server_id, error, "Build of instance aborted: the compute host failed to spawn it.")

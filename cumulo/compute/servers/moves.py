@@ -62,6 +62,7 @@ class Moves:
         return migration.uuid, dest
 
     async def resize(self, server: Server, new_flavor: Flavor | None, host: str | None = None) -> None:
+        self.refuse_volume_backed(server, "resize or migrate")
         """Resize to a new flavor, or (new_flavor None) cold-migrate: schedule, claim the destination
         for the server and keep the source claimed by the migration, then the destination's agent
         builds the instance there and the server waits in VERIFY_RESIZE."""
@@ -235,6 +236,7 @@ class Moves:
         await self.settle(server_id, host=dest, node=await self._node_id(dest), system_meta=meta)
 
     async def evacuate(self, server: Server, host: str | None) -> None:
+        self.refuse_volume_backed(server, "evacuate")
         if await self.host_is_up(server.host):
             raise Conflict(f"Compute service of {server.host} is still in use.")
         stopped = server.vm_state == "stopped"

@@ -78,6 +78,7 @@ class Reconciler:
                 await self.release(server.id)
                 await self.fail(server.id, "The build did not finish in time: its owner stopped (controller or "
                                            "compute agent) and the lease expired.", "Build of instance timed out.")
+                await self.volumes_built(server.id)
             elif server.task_state in ("resize_prep", "resize_migrating", "migrating") and \
                     (server.system_meta or {}).get("migration"):
                 await self._rollback_move(server, dict(server.system_meta or {}), "the lease expired")

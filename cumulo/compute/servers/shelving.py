@@ -34,6 +34,7 @@ class Shelving:
             await self._drop_image(image_id, server_id)
 
     async def snapshot(self, server: Server, image_id: str, token: str) -> None:
+        self.refuse_volume_backed(server, "snapshot")
         action_id = await self.begin(server, "createImage", SNAPSHOT_STATES, "image_snapshot")
         await self.cast(server.host or "", "snapshot", {"server_id": server.id, "image_id": image_id,
                                                          "image_url": self.image_url, "token": token},
@@ -71,6 +72,7 @@ class Shelving:
             LOG.warning("image %s is kept: %s", image_id, exc.message)
 
     async def shelve(self, server: Server, image_id: str, token: str) -> None:
+        self.refuse_volume_backed(server, "shelve")
         action_id = await self.begin(server, "shelve", SNAPSHOT_STATES, "shelving",
                                      {"system_meta": {**(server.system_meta or {}), "shelved_image_id": image_id}})
         await self.cast(server.host or "", "shelve", {"server_id": server.id, "image_id": image_id,

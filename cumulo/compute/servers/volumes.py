@@ -16,6 +16,7 @@ guest finished completes, one it did not is rolled back to attached.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from sqlalchemy import delete as sql_delete
 from sqlalchemy import func, select, update
 
 from cumulo.compute.models import BlockDeviceMapping, Server
+from cumulo.core import context
 from cumulo.core.db import IntegrityError, is_duplicate, new_id, utcnow
 from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound
 
@@ -132,11 +134,7 @@ class Volumes:
             raise BadRequest(f"Invalid volume: volume {volume_id} is already attached to instance {server.id}.")
         if len(rows) >= MAX_VOLUMES:
             raise Forbidden(f"The maximum number of volumes a server can hold ({MAX_VOLUMES}) is reached.")
-        used = {"/dev/vda", *(d for _, d in rows if d)}
-        flavor = server.flavor or {}
-        for extra in (flavor.get("ephemeral"), flavor.get("swap"), server.config_drive):
-            if extra:
-                used.add(next_device(used))
+        used = self._local_devices(server) | {d for _, d in rows if d}
         if not device or device in used or not device.startswith("/dev/"):
             device = next_device(used)
         attachment = await block.attachment_create(who, volume_id, server.id)
@@ -258,19 +256,123 @@ class Volumes:
         if error:
             LOG.info("unplugging a rolled-back volume from server %s: %s", server_id, error)
 
+    # -- the volumes a server is created with (block_device_mapping_v2) ---------------------------
+    async def prepare_volumes(self, server: Server) -> None:
+        """Before a new server is scheduled: make the volumes it asked for (from an image, a
+        snapshot or blank), as its user, wait until they are available, and reserve an attachment
+        of each (and of the existing volumes it named).  Each gets its mapping at once, so a
+        failed build's delete releases it (and deletes it if asked to).  Raises RuntimeError in
+        words a user can read."""
+        wanted = (server.request or {}).get("block_devices") or []
+        if not wanted or await self.has_volumes(server.id):
+            return  # nothing asked for, or made already (a rebuild or an unshelve keeps them)
+        from cumulo.volume.service import Caller
+
+        block = self._block_storage()
+        ctx = context.current.get()
+        token = ctx.auth.token if ctx and ctx.auth else ""
+        user = Caller(server.project_id, server.user_id, admin=False)
+        used = self._local_devices(server)
+        made: list[tuple[str, str]] = []
+        for v in wanted:
+            if v["source_type"] == "volume":
+                volume_id = v["uuid"]
+            else:
+                try:
+                    vol = await block.create_volume(
+                        user, v["volume_size"], volume_type=v.get("volume_type"), token=token,
+                        image_id=v["uuid"] if v["source_type"] == "image" else None,
+                        snapshot_id=v["uuid"] if v["source_type"] == "snapshot" else None,
+                        name=f"{server.name}-{'root' if v['boot_index'] == 0 else len(made)}")
+                except Exception as exc:
+                    raise RuntimeError(f"the volume from {v['source_type']} {v.get('uuid') or ''} could not be "
+                                       f"made: {getattr(exc, 'message', None) or exc}") from None
+                volume_id = vol.id
+            device = "/dev/vda" if v["boot_index"] == 0 else next_device(used)
+            used.add(device)
+            bdm_id = new_id()
+            async with self.db.session() as s:
+                s.add(BlockDeviceMapping(id=bdm_id, server_id=server.id, volume_id=volume_id, device_name=device,
+                                         boot_index=v["boot_index"], source_type=v["source_type"], tag=v.get("tag"),
+                                         delete_on_termination=bool(v["delete_on_termination"]),
+                                         status="attaching"))
+            made.append((bdm_id, volume_id))
+        deadline = asyncio.get_running_loop().time() + self.build_lease.total_seconds()
+        for bdm_id, volume_id in made:
+            while (vol := await block.volume(volume_id, user)).status != "available":
+                if vol.status not in ("creating", "downloading"):
+                    raise RuntimeError(f"volume {volume_id} is {vol.status}, not available"
+                                       + (f": {vol.fault}" if vol.fault else ""))
+                if asyncio.get_running_loop().time() > deadline:
+                    raise RuntimeError(f"volume {volume_id} did not become available in time")
+                await asyncio.sleep(0.1)
+            try:
+                attachment = await block.attachment_create(_caller_for(server), volume_id, server.id)
+            except Exception as exc:
+                raise RuntimeError(f"volume {volume_id} could not be reserved for the server: "
+                                   f"{getattr(exc, 'message', None) or exc}") from None
+            async with self.db.session() as s:
+                await s.execute(update(BlockDeviceMapping).where(BlockDeviceMapping.id == bdm_id).values(
+                    attachment_id=attachment.id))
+
+    def _local_devices(self, server: Server) -> set[str]:
+        """The device names the server's own disks take: the root, then ephemeral, swap and the
+        config drive (in the order the QEMU driver plugs them)."""
+        used = {"/dev/vda"}
+        flavor = server.flavor or {}
+        for extra in (flavor.get("ephemeral"), flavor.get("swap"), server.config_drive):
+            if extra:
+                used.add(next_device(used))
+        return used
+
+    async def connect_volumes(self, server: Server, host: str) -> None:
+        """Once a new server has its host: the connection info of each reserved volume there."""
+        async with self.db.session() as s:
+            rows = list((await s.execute(select(BlockDeviceMapping).where(
+                BlockDeviceMapping.server_id == server.id, BlockDeviceMapping.status == "attaching",
+                BlockDeviceMapping.lease_until.is_(None)))).scalars())
+        connector = {**self._connector(server), "host": host}
+        for row in rows:
+            attachment = await self._block_storage().attachment_update(_caller_for(server), row.attachment_id,
+                                                                       connector, mountpoint=row.device_name)
+            async with self.db.session() as s:
+                await s.execute(update(BlockDeviceMapping).where(BlockDeviceMapping.id == row.id).values(
+                    connection_info=attachment.connection_info))
+
+    async def volumes_built(self, server_id: str) -> None:
+        """A new server's build ended (either way): its volumes are its own, in-use, until it is deleted."""
+        server = await self.get(server_id)
+        async with self.db.session() as s:
+            rows = list((await s.execute(select(BlockDeviceMapping).where(
+                BlockDeviceMapping.server_id == server_id, BlockDeviceMapping.status == "attaching",
+                BlockDeviceMapping.lease_until.is_(None)))).scalars())
+        for row in rows:
+            if server is not None and row.attachment_id:
+                await self._attached(server, row.id, row.attachment_id)
+
+    def refuse_volume_backed(self, server: Server, what: str) -> None:
+        """The operations whose volume-backed variant is not built yet say so (400), before they
+        touch anything."""
+        if (server.request or {}).get("boot_volume"):
+            raise BadRequest(f"Cannot {what} server {server.id}: it boots from a volume, and {what} of a "
+                             "volume-backed server is not supported by this cloud yet.")
+
     async def has_volumes(self, server_id: str) -> bool:
         async with self.db.session() as s:
             return bool((await s.execute(select(func.count()).select_from(BlockDeviceMapping).where(
                 BlockDeviceMapping.server_id == server_id))).scalar())
 
     async def volumes_payload(self, server_id: str) -> list[dict[str, Any]]:
-        """The attached volumes an agent starts the instance with."""
+        """The volumes an agent starts the instance with: the attached ones, and those a new
+        server was created with (attaching until its build ends; they have no lease)."""
         async with self.db.session() as s:
             rows = (await s.execute(select(BlockDeviceMapping).where(
-                BlockDeviceMapping.server_id == server_id, BlockDeviceMapping.status == "attached").order_by(
-                BlockDeviceMapping.created_at, BlockDeviceMapping.id))).scalars()
-            return [{"volume_id": r.volume_id, "device_name": r.device_name, "connection_info": r.connection_info}
-                    for r in rows if r.connection_info]
+                BlockDeviceMapping.server_id == server_id, (BlockDeviceMapping.status == "attached") | (
+                    (BlockDeviceMapping.status == "attaching") & BlockDeviceMapping.lease_until.is_(None))).order_by(
+                BlockDeviceMapping.boot_index.is_(None), BlockDeviceMapping.boot_index, BlockDeviceMapping.created_at,
+                BlockDeviceMapping.id))).scalars()
+            return [{"volume_id": r.volume_id, "device_name": r.device_name, "connection_info": r.connection_info,
+                     "boot_index": r.boot_index} for r in rows if r.connection_info]
 
     async def release_volumes(self, server: Server) -> None:
         """A deleted server's volumes: each attachment deleted (the volume available again), and

@@ -36,7 +36,7 @@ from cumulo.compute.metadata import config_drive_files
 from cumulo.compute.virt.driver import NodeInfo, Snapshot
 from cumulo.compute.virt.qemu.images import ImageCache, run_helper
 from cumulo.compute.virt.qemu.qmp import QMP, QMPError, qmp
-from cumulo.compute.virt.qemu.volumes import VolumeOps, root_ports, volume_args, with_slots
+from cumulo.compute.virt.qemu.volumes import VolumeOps, boot_volume, root_ports, volume_args, with_slots
 from cumulo.core.format_inspector import qemu_format
 
 LOG = logging.getLogger(__name__)
@@ -147,7 +147,14 @@ class QemuDriver(VolumeOps):
     # -- building the pieces --------------------------------------------------------------------------
     async def _prepare_disks(self, instance: dict[str, Any], d: Path, size: int | None = None) -> None:
         """The overlay on the cached base (``size`` bytes when a migration names it, else grown to
-        the flavor), the kernel and ramdisk for direct boot, and the config drive."""
+        the flavor), the kernel and ramdisk for direct boot, and the config drive.  A server that
+        boots from a volume has no root disk here: its bootloader is on the volume."""
+        if boot_volume(instance):
+            instance["boot"] = {}
+            await self._extra_disks(instance, d)
+            if instance.get("config_drive"):
+                await self._config_drive(instance, d)
+            return
         base, fmt, meta = await self._fetch_boot(instance)
         tmp = d / "disk.part"
         await run("qemu-img", "create", "-q", "-f", "qcow2", "-F", fmt, "-b", str(base), str(tmp))
@@ -206,8 +213,10 @@ class QemuDriver(VolumeOps):
                "-qmp", f"unix:{d / 'qmp.sock'},server=on,wait=off", "-pidfile", str(d / "qemu.pid"), "-daemonize",
                "-device", "pcie-root-port,id=rp1,bus=pcie.0,chassis=1,slot=1",
                "-device", "pcie-root-port,id=rp2,bus=pcie.0,chassis=2,slot=2",
-               "-drive", f"file={d / 'disk'},if=none,id=root,format=qcow2,cache=writeback,discard=unmap",
-               "-device", "virtio-blk-pci,drive=root,bootindex=1", "-device", "virtio-rng-pci", *root_ports()]
+               "-device", "virtio-rng-pci", *root_ports()]
+        if not boot_volume(instance):
+            cmd += ["-drive", f"file={d / 'disk'},if=none,id=root,format=qcow2,cache=writeback,discard=unmap",
+                    "-device", "virtio-blk-pci,drive=root,bootindex=1"]
         for name in ("disk.eph0", "disk.swap"):
             if (d / name).exists():
                 cmd += ["-drive", f"file={d / name},if=none,id={name[5:]},format=qcow2,cache=writeback",

@@ -57,9 +57,17 @@ def blockdev(volume: dict[str, Any]) -> dict[str, Any]:
 
 
 def device(volume: dict[str, Any]) -> dict[str, Any]:
-    """The ``device_add`` arguments for a volume on its root port."""
-    return {"driver": "virtio-blk-pci", "id": device_id(volume["volume_id"]), "bus": f"vp{volume['slot']}",
-            "drive": node_name(volume["volume_id"]), "serial": volume["volume_id"]}
+    """The ``device_add`` arguments for a volume on its root port (the boot volume boots first)."""
+    out = {"driver": "virtio-blk-pci", "id": device_id(volume["volume_id"]), "bus": f"vp{volume['slot']}",
+           "drive": node_name(volume["volume_id"]), "serial": volume["volume_id"]}
+    if volume.get("boot_index") == 0:
+        out["bootindex"] = 1
+    return out
+
+
+def boot_volume(instance: dict[str, Any]) -> dict[str, Any] | None:
+    """The volume the instance boots from, if it boots from one."""
+    return next((v for v in instance.get("volumes") or [] if v.get("boot_index") == 0), None)
 
 
 def volume_args(volumes: list[dict[str, Any]]) -> list[str]:
