@@ -237,7 +237,19 @@ class Volumes:
     async def _done_detach_volume(self, server_id: str, ctx: dict[str, Any], args: dict[str, Any],
                                   error: str | None) -> None:
         bdm, server = await self._bdm(ctx.get("bdm_id")), await self.get(server_id)
-        if bdm is None or server is None or bdm.status != "detaching":
+        if bdm is None or server is None:
+            return
+        if bdm.status == "attached" and not error:
+            # the reconciler rolled this detach back while the agent was away, but the guest did
+            # let go of the volume: the record follows the guest
+            LOG.warning("volume %s left server %s after its detach had been rolled back: detached", bdm.volume_id,
+                        server_id)
+            async with self.db.session() as s:
+                await s.execute(update(BlockDeviceMapping).where(BlockDeviceMapping.id == bdm.id).values(
+                    status="detaching"))
+            await self._detached(server, bdm.id)
+            return
+        if bdm.status != "detaching":
             return
         if error:
             LOG.warning("detaching volume %s from server %s failed: %s", bdm.volume_id, server_id, error)
@@ -411,10 +423,10 @@ class Volumes:
                     LOG.warning("compute host %s did not say which volumes server %s has: %s", server.host,
                                 server.id, exc or type(exc).__name__)
             present = has is not None and bdm.volume_id in has
-            LOG.warning("%s of volume %s on server %s timed out: the guest %s it, so it is %s", bdm.status,
-                        bdm.volume_id, server.id, "has" if present else "does not have",
-                        "completed" if present == (bdm.status == "attaching") else "rolled back")
+            seen = "the node did not answer" if has is None else f"the guest {'has' if present else 'lacks'} it"
             if bdm.status == "attaching":
+                LOG.warning("attach of volume %s to server %s timed out; %s: %s", bdm.volume_id, server.id, seen,
+                            "completed" if present else "rolled back")
                 if present:
                     await self._attached(server, bdm.id, bdm.attachment_id)
                 else:
@@ -424,7 +436,11 @@ class Volumes:
                                                                        "volume_id": bdm.volume_id},
                                         "volume_cleanup", server.id, None)
             elif present or (has is None and self._runs_somewhere(server)):
+                LOG.warning("detach of volume %s from server %s timed out; %s: rolled back to attached",
+                            bdm.volume_id, server.id, seen)
                 await self._back_to_attached(bdm.id)
             else:
+                LOG.warning("detach of volume %s from server %s timed out; %s: completed", bdm.volume_id, server.id,
+                            seen)
                 await self._detached(server, bdm.id)
         return len(stuck)
