@@ -140,6 +140,9 @@ class ComputeAgent:
     async def _attach_volume(self, args: dict[str, Any]) -> dict[str, Any]:
         return await self.driver.attach_volume(args["server_id"], args["volume"])
 
+    async def _extend_volume(self, args: dict[str, Any]) -> None:
+        await self.driver.extend_volume(args["server_id"], args["volume_id"], int(args["size"]))
+
     async def _detach_volume(self, args: dict[str, Any]) -> None:
         await self.driver.detach_volume(args["server_id"], args["volume_id"])
 

@@ -369,6 +369,37 @@ class Volumes:
             raise BadRequest(f"Cannot {what} server {server.id}: it boots from a volume, and {what} of a "
                              "volume-backed server is not supported by this cloud yet.")
 
+    # -- an in-use volume grown by block storage (Nova's volume-extended external event) -----------
+    async def volume_extended(self, args: dict[str, Any]) -> None:
+        """Block storage asks for an attached volume to grow to ``new_size`` GiB: the guest's QEMU
+        grows it (``block_resize``, so the guest sees the new size at once), or the node grows the
+        file of a guest that is not running.  The answer goes back to block storage with its ctx."""
+        volume_id, size, ctx = args["volume_id"], int(args["new_size"]), args.get("ctx") or {}
+        servers = list(dict.fromkeys(args.get("server_ids") or []))
+        async with self.db.session() as s:
+            rows = list((await s.execute(select(BlockDeviceMapping).where(
+                BlockDeviceMapping.volume_id == volume_id, BlockDeviceMapping.server_id.in_(servers),
+                BlockDeviceMapping.status == "attached"))).scalars())
+        server = await self.get(rows[0].server_id) if len(rows) == 1 else None
+        if server is None or not self._runs_somewhere(server):
+            why = ("the volume is attached to more than one server" if len(rows) > 1 else
+                   "no server here has the volume attached" if not rows else
+                   "its server runs on no compute host now (shelved?)")
+            await self._extended(ctx, f"the in-use volume could not be extended: {why}")
+            return
+        await self.cast(server.host, "extend_volume", {"server_id": server.id, "volume_id": volume_id,
+                                                       "size": size * 1024**3}, "extend_volume", server.id, None,
+                        volume_ctx=ctx)
+
+    async def _done_extend_volume(self, server_id: str, ctx: dict[str, Any], args: dict[str, Any],
+                                  error: str | None) -> None:
+        await self._extended(ctx.get("volume_ctx") or {}, error)
+
+    async def _extended(self, volume_ctx: dict[str, Any], error: str | None) -> None:
+        from cumulo.volume.service import CONTROLLER
+
+        await self.bus.cast(CONTROLLER, "volume_update", {"ctx": volume_ctx, "error": error})
+
     async def has_volumes(self, server_id: str) -> bool:
         async with self.db.session() as s:
             return bool((await s.execute(select(func.count()).select_from(BlockDeviceMapping).where(

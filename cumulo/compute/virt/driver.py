@@ -91,6 +91,10 @@ class Driver(Protocol):
         """Take the volume from the instance once the guest released it.  Idempotent."""
         ...
 
+    async def extend_volume(self, instance_id: str, volume_id: str, size: int) -> None:
+        """Grow an attached volume to ``size`` bytes, so the guest sees it."""
+        ...
+
     async def instance_volumes(self, instance_id: str) -> list[str] | None:
         """The ids of the volumes the instance really has; None if it is not on this node."""
         ...

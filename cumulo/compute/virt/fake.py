@@ -147,6 +147,12 @@ class FakeDriver:
             self._log(instance_id, f"volume {volume_id} detached")
             self._save()
 
+    async def extend_volume(self, instance_id: str, volume_id: str, size: int) -> None:
+        inst = self._require(instance_id)
+        if not any(v["volume_id"] == volume_id for v in inst.get("volumes") or []):
+            raise LookupError(f"volume {volume_id} is not attached to instance {instance_id}")
+        self._log(instance_id, f"volume {volume_id} grew to {size} bytes")
+
     async def instance_volumes(self, instance_id: str) -> list[str] | None:
         inst = self.instances_.get(instance_id)
         return None if inst is None else [v["volume_id"] for v in inst.get("volumes") or []]

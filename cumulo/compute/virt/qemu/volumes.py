@@ -14,6 +14,7 @@ Every operation is idempotent: attaching what is attached, or detaching what is 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -169,6 +170,30 @@ class VolumeOps:
                     await _quietly(q, "blockdev-del", **{"node-name": node_name(volume_id)})
             stored["volumes"] = [v for v in stored.get("volumes") or [] if v["volume_id"] != volume_id]
             self._save(stored, d)  # type: ignore[attr-defined]
+
+    async def extend_volume(self, instance_id: str, volume_id: str, size: int) -> None:
+        """Grow an attached volume to ``size`` bytes: QEMU's ``block_resize`` while the guest runs
+        (its virtio-blk sees the new capacity at once), the file itself otherwise."""
+        d = self.dir(instance_id)  # type: ignore[attr-defined]
+        async with self.lock(instance_id):  # type: ignore[attr-defined]
+            stored = self._load(instance_id)  # type: ignore[attr-defined]
+            volume = next((v for v in stored.get("volumes") or [] if v["volume_id"] == volume_id), None)
+            if volume is None:
+                raise LookupError(f"volume {volume_id} is not attached to instance {instance_id}")
+            if self.pid(instance_id) is not None:  # type: ignore[attr-defined]
+                async with QMP(str(d / "qmp.sock"), timeout=30) as q:
+                    try:
+                        await q.execute("block_resize", **{"node-name": node_name(volume_id), "size": size})
+                    except QMPError as exc:
+                        raise RuntimeError(f"QEMU could not grow the volume: {exc}") from None
+                return
+            path = blockdev(volume)["file"]["filename"]
+            proc = await asyncio.create_subprocess_exec("qemu-img", "resize", "-q", "-f", blockdev(volume)["driver"],
+                                                        path, str(size),
+                                                        stderr=asyncio.subprocess.PIPE)
+            _, err = await proc.communicate()
+            if proc.returncode != 0:
+                raise RuntimeError(f"qemu-img could not grow the volume: {err.decode(errors='replace')[:300]}")
 
     async def instance_volumes(self, instance_id: str) -> list[str] | None:
         """The ids of the volumes the instance really has: the guest's devices while it runs,
