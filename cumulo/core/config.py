@@ -193,6 +193,9 @@ class VolumeConfig:
     local_node: bool = True
     host: str = ""
     volumes_path: str = ""
+    # Where volume backups go (chunked, zstd-compressed, checksummed; default <state_dir>/backups);
+    # shared by the storage nodes when there are several, as Cinder's posix backup path is.
+    backups_path: str = ""
     # Seconds between the agents' pool reports; a pool silent for service_down_time is down.
     report_interval: float = 10.0
     service_down_time: int = 60

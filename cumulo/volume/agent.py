@@ -20,13 +20,14 @@ import httpx
 
 from cumulo.core.bus import Bus
 from cumulo.core.format_inspector import ImageRefused, inspect_file, qemu_format
+from cumulo.volume.backup_agent import BackupAgentMixin, backup_engine
 from cumulo.volume.drivers.file import FileDriver
 from cumulo.volume.service import CONTROLLER
 
 LOG = logging.getLogger(__name__)
 
 
-class VolumeAgent:
+class VolumeAgent(BackupAgentMixin):
     def __init__(self, bus: Bus, host: str, driver: FileDriver, report_interval: float = 10.0) -> None:
         self.bus, self.host, self.driver, self.report_interval = bus, host, driver, report_interval
         self.started_at = dt.datetime.now(dt.UTC).isoformat()
@@ -70,13 +71,13 @@ class VolumeAgent:
             raise ValueError(f"unknown volume agent method {method}")
         ctx = args.get("ctx") or {}
         try:
-            await work(args)
+            result = await work(args)
         except Exception as exc:  # the controller puts it in the volume's fault
             LOG.warning("%s on %s failed: %s", method, self.host, exc,
                         exc_info=not isinstance(exc, (LookupError, RuntimeError)))
             await self.bus.cast(CONTROLLER, "volume_update", {"ctx": ctx, "error": str(exc) or type(exc).__name__})
             return None
-        await self.bus.cast(CONTROLLER, "volume_update", {"ctx": ctx, "error": None})
+        await self.bus.cast(CONTROLLER, "volume_update", {"ctx": ctx, "error": None, "result": result})
         return None
 
     async def _create_volume(self, args: dict[str, Any]) -> None:
@@ -133,4 +134,6 @@ def file_agent(cfg: Any, bus: Bus, host: str | None = None) -> VolumeAgent:
     v = cfg.volume
     host = host or v.host or socket.gethostname()
     path = Path(v.volumes_path or cfg.state_path / "volumes") / host
-    return VolumeAgent(bus, host, FileDriver(path, v.capacity_gb), v.report_interval)
+    agent = VolumeAgent(bus, host, FileDriver(path, v.capacity_gb), v.report_interval)
+    agent.backups = backup_engine(cfg)
+    return agent

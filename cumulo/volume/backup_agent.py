@@ -1,0 +1,57 @@
+"""The volume agent's backup work (``VolumeAgent`` inherits it): back a volume up into the backup
+store, restore a backup into a volume's file, delete a backup's objects, check an imported one.
+Like all of the agent's work it never opens the database, is idempotent, and its answer goes
+back to ``volume.controller`` with the ``ctx`` it came with (the result: what was stored)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from cumulo.volume.drivers.backup import BackupEngine, BackupError, DirectoryStore
+from cumulo.volume.drivers.file import FileDriver
+
+GiB = 1024**3
+
+
+def backup_engine(cfg: Any) -> BackupEngine:
+    """The backup engine over ``[volume] backups_path`` (default ``<state_dir>/backups``)."""
+    return BackupEngine(DirectoryStore(Path(cfg.volume.backups_path or cfg.state_path / "backups")))
+
+
+class BackupAgentMixin:
+    driver: FileDriver
+    backups: BackupEngine | None = None  # set by file_agent; an agent without one refuses backups
+
+    def _engine(self) -> BackupEngine:
+        if self.backups is None:
+            raise BackupError("this volume agent has no backup store")
+        return self.backups
+
+    async def _backup_volume(self, args: dict[str, Any]) -> dict[str, Any]:
+        path = self.driver.volume_path(args["volume_id"])
+        if not path.exists():
+            raise LookupError(f"volume {args['volume_id']} is not on this node")
+        parent = (args["parent_container"], args["parent_id"]) if args.get("parent_id") else None
+        result = await asyncio.to_thread(
+            self._engine().backup, path, backup_id=args["backup_id"], volume_id=args["volume_id"],
+            container=args["container"], parent=parent, force_share=bool(args.get("force_share")))
+        return asdict(result)
+
+    async def _restore_backup(self, args: dict[str, Any]) -> dict[str, Any]:
+        target = self.driver.volume_path(args["volume_id"])
+        written = await asyncio.to_thread(self._engine().restore, args["container"], args["backup_id"], target,
+                                          int(args["size"]) * GiB)
+        return {"data_bytes": written}
+
+    async def _delete_backup(self, args: dict[str, Any]) -> dict[str, Any]:
+        removed = await asyncio.to_thread(self._engine().delete, args["container"], args["backup_id"])
+        return {"objects_removed": removed}
+
+    async def _import_backup(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not await asyncio.to_thread(self._engine().exists, args["container"], args["backup_id"]):
+            raise BackupError(f"backup {args['backup_id']} is not in the backup store (container "
+                              f"{args['container']})")
+        return {}
