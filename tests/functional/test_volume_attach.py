@@ -329,3 +329,34 @@ def test_boot_from_a_new_volume_made_from_the_image(admin: Clients, people: dict
     assert vol["size"] == 1 and vol["bootable"] == "true" and vol["user_id"] == member.server(sid)["user_id"]
     assert member.compute("DELETE", f"/servers/{sid}").status_code == 204
     wait_for(lambda: member.volume("GET", f"/volumes/{vid}").status_code == 404, 30, "the root volume to go")
+
+
+def test_the_os_volumes_proxy_up_to_2_35(admin: Clients, people: dict[str, Clients]) -> None:
+    member, reader = people["member"], people["reader"]
+    r = member.compute("POST", "/os-volumes", {"volume": {"size": 1, "display_name": "proxied"}}, version="2.35")
+    assert r.status_code == 200, r.text
+    vol = r.json()["volume"]
+    assert vol["displayName"] == "proxied" and vol["size"] == 1 and vol["attachments"] == [{}]
+    member.volume_status(vol["id"], "available")
+    listed = member.compute("GET", "/os-volumes/detail", version="2.35").json()["volumes"]
+    assert vol["id"] in [v["id"] for v in listed]
+    assert reader.compute("GET", f"/os-volumes/{vol['id']}", version="2.35").json()["volume"]["status"] == "available"
+    assert reader.compute("POST", "/os-volumes", {"volume": {"size": 1}}, version="2.35").status_code == 403
+    assert member.compute("GET", "/os-volumes", version="2.36").status_code == 404
+    assert member.compute("POST", "/os-volumes", {"volume": {"size": 0}}, version="2.35").status_code == 400
+    assert member.compute("POST", "/os-volumes", {"volume": "x"}, version="2.35").status_code == 400
+    assert people["other"].compute("GET", f"/os-volumes/{vol['id']}", version="2.35").status_code == 404
+
+    r = member.compute("POST", "/os-snapshots", {"snapshot": {"volume_id": vol["id"], "display_name": "s"}},
+                       version="2.35")
+    assert r.status_code == 200, r.text
+    snap = r.json()["snapshot"]
+    assert snap["volumeId"] == vol["id"] and snap["displayName"] == "s"
+    wait_for(lambda: member.compute("GET", f"/os-snapshots/{snap['id']}", version="2.35").json()["snapshot"][
+        "status"] == "available", 30, "the snapshot to be available")
+    assert snap["id"] in [s["id"] for s in member.compute("GET", "/os-snapshots/detail", version="2.35").json()[
+        "snapshots"]]
+    assert member.compute("DELETE", f"/os-snapshots/{snap['id']}", version="2.35").status_code == 202
+    wait_for(lambda: member.compute("GET", f"/os-snapshots/{snap['id']}", version="2.35").status_code == 404, 30,
+             "the snapshot to go")
+    assert member.compute("DELETE", f"/os-volumes/{vol['id']}", version="2.35").status_code == 202

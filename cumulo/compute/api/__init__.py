@@ -19,6 +19,7 @@ from cumulo.compute.api import (
     server_extras,
     server_groups,
     volume_attachments,
+    volumes_proxy,
 )
 from cumulo.compute.api import images as images_proxy
 from cumulo.compute.api import servers as servers_api
@@ -44,6 +45,7 @@ def build_app(svc: ComputeService, identity: IdentityService, max_body: int, ser
         router.include(server_extras.router(servers))
         router.include(security_groups.router(servers))
         router.include(volume_attachments.router(servers))
+        router.include(volumes_proxy.router(servers))
     router.include(network_proxy.router())
     if images is not None:
         router.include(images_proxy.router(images))
