@@ -9,6 +9,8 @@
     cumulo network trace X        the dataplane path of a server's ports (or one port)
     cumulo network agent          run this machine's network agent on its own
     cumulo network cleanup        remove every namespace, process and file of the dataplane
+    cumulo agent                  run a compute agent for one node on its own
+    cumulo volume agent           run a volume agent (qcow2 files) for one storage node on its own
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from typing import Any
 
 import click
 
@@ -169,32 +172,43 @@ def agent(ctx: click.Context, host: str, fake: bool, vcpus: int, memory_mb: int,
     The agent talks to the controllers only through the bus, so [bus] url must name RabbitMQ
     (amqp://...) shared with them.
     """
-    cfg = load(ctx)
-    logmod.setup(cfg.logging.level, cfg.logging.file)
-    logmod.add_config_secrets(cfg)
-    if cfg.bus.url.startswith("memory:"):
-        raise click.ClickException("a separate agent needs a shared bus: set CUMULO_BUS__URL=amqp://... "
-                                   "(or run fake nodes inside `cumulo up` with [compute] fake_nodes)")
+    cfg = _agent_config(ctx, "(or run fake nodes inside `cumulo up` with [compute] fake_nodes)")
 
-    async def run() -> None:
+    def make(bus: Any) -> Any:
         # heavy: the compute agent and its drivers
         from cumulo.compute.agent import ComputeAgent, qemu_agent
         from cumulo.compute.virt.fake import FakeDriver
 
+        if not fake:
+            return qemu_agent(cfg, bus, host)
+        if not host:
+            raise click.ClickException("--fake needs --host NAME")
+        state = cfg.state_path / "fake"
+        state.mkdir(parents=True, exist_ok=True)
+        driver = FakeDriver(host, vcpus, memory_mb, disk_gb, state_file=state / f"{host}.json")
+        return ComputeAgent(bus, host, driver, cfg.compute.report_interval)
+
+    _run_agent(cfg, make, lambda node: f"compute agent {node.host} is up ({'fake' if fake else 'QEMU'} driver)")
+
+
+def _agent_config(ctx: click.Context, alternative: str) -> Any:
+    """The configuration of an agent process, which needs a bus shared with the controllers."""
+    cfg = load(ctx)
+    logmod.setup(cfg.logging.level, cfg.logging.file)
+    logmod.add_config_secrets(cfg)
+    if cfg.bus.url.startswith("memory:"):
+        raise click.ClickException(f"a separate agent needs a shared bus: set CUMULO_BUS__URL=amqp://... {alternative}")
+    return cfg
+
+
+def _run_agent(cfg: Any, make: Any, describe: Any) -> None:
+    """Connect to the bus, start the agent ``make(bus)`` returns, and run until SIGINT or SIGTERM."""
+    async def run() -> None:
         bus = busmod.connect(cfg.bus.url, cfg.bus.rpc_timeout, cfg.bus.prefix)
         await bus.start()
-        if fake:
-            if not host:
-                raise click.ClickException("--fake needs --host NAME")
-            state = cfg.state_path / "fake"
-            state.mkdir(parents=True, exist_ok=True)
-            driver = FakeDriver(host, vcpus, memory_mb, disk_gb, state_file=state / f"{host}.json")
-            node = ComputeAgent(bus, host, driver, cfg.compute.report_interval)
-        else:
-            node = qemu_agent(cfg, bus, host)
+        node = make(bus)
         await node.start()
-        click.echo(f"compute agent {node.host} is up ({'fake' if fake else 'QEMU'} driver); Ctrl-C stops it",
-                   err=True)
+        click.echo(f"{describe(node)}; Ctrl-C stops it", err=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -204,6 +218,35 @@ def agent(ctx: click.Context, host: str, fake: bool, vcpus: int, memory_mb: int,
         await bus.stop()
 
     asyncio.run(run())
+
+
+@main.group()
+def volume() -> None:
+    """Block storage on this machine."""
+
+
+@volume.command("agent")
+@click.option("--host", default="", help="The name this storage node reports (its pool, host@file#file); "
+              "default [volume] host, else the system's host name.")
+@click.pass_context
+def volume_agent(ctx: click.Context, host: str) -> None:
+    """Run a volume agent for one storage node in the foreground (Ctrl-C stops it).
+
+    Its volumes are qcow2 files under [volume] volumes_path/<host>; a restarted agent adopts the
+    files it finds and the controller removes those no volume owns.  Turn the controller's own
+    agent off with [volume] local_node = false when the storage runs here instead.
+
+    The agent talks to the controllers only through the bus, so [bus] url must name RabbitMQ
+    (amqp://...) shared with them.
+    """
+    cfg = _agent_config(ctx, "(or let `cumulo up` run the volume agent: [volume] local_node)")
+
+    def make(bus: Any) -> Any:
+        from cumulo.volume.agent import file_agent
+
+        return file_agent(cfg, bus, host or None)
+
+    _run_agent(cfg, make, lambda node: f"volume agent {node.host} is up (file driver in {node.driver.path})")
 
 
 @main.group()
