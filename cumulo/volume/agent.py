@@ -1,5 +1,6 @@
 """The volume agent: one per storage node.  It never opens the database; it serves the RPC target
-``volume.<host>`` (create and delete volumes and snapshots; initialize_connection answers a call
+``volume.<host>`` (create, extend, upload to an image and delete volumes, create and delete
+snapshots; initialize_connection answers a call
 with a volume's connection info), reports each piece of work back to
 ``volume.controller`` with the ``ctx`` it came with, and reports its pool (capacity, allocated,
 free) and the volumes and snapshots it holds every ``report_interval`` seconds; the controller
@@ -80,23 +81,25 @@ class VolumeAgent(BackupAgentMixin):
         await self.bus.cast(CONTROLLER, "volume_update", {"ctx": ctx, "error": None, "result": result})
         return None
 
-    async def _create_volume(self, args: dict[str, Any]) -> None:
+    async def _create_volume(self, args: dict[str, Any]) -> dict[str, Any] | None:
         source = args.get("source") or {}
         path: Path | None = None
         if source.get("image_url"):
-            await self._create_from_image(args["volume_id"], int(args["size"]), source["image_url"], source["token"])
-            return
+            image = await self._create_from_image(args["volume_id"], int(args["size"]), source["image_url"],
+                                                  source["token"])
+            return {"image": image}
         if source.get("snapshot_id"):
             path = self.driver.snapshot_path(source["snapshot_id"])
         elif source.get("volume_id"):
             path = self.driver.volume_path(source["volume_id"])
         await self.driver.create_volume(args["volume_id"], int(args["size"]), path)
+        return None
 
-    async def _create_from_image(self, volume_id: str, size: int, image_url: str, token: str) -> None:
+    async def _create_from_image(self, volume_id: str, size: int, image_url: str, token: str) -> dict[str, Any]:
         """Download the image as the user who asked (their token, as Cinder's volume service does),
         check that its data is the disk format it claims (``core.format_inspector``), convert it."""
         if self.driver.volume_path(volume_id).exists():
-            return
+            return {}
         download = self.driver.download_path(volume_id)
         headers = {"X-Auth-Token": token}
         try:
@@ -104,7 +107,8 @@ class VolumeAgent(BackupAgentMixin):
                 r = await client.get(image_url, headers=headers)
                 if r.status_code != 200:
                     raise RuntimeError(f"the image could not be read: {r.status_code}")
-                disk_format = r.json().get("disk_format")
+                image = r.json()
+                disk_format = image.get("disk_format")
                 with open(download, "wb") as fh:
                     async with client.stream("GET", f"{image_url}/file", headers=headers) as data:
                         if data.status_code != 200:
@@ -118,6 +122,27 @@ class VolumeAgent(BackupAgentMixin):
             await self.driver.create_volume(volume_id, size, download, qemu_format(disk_format))
         finally:
             download.unlink(missing_ok=True)
+        return {k: image.get(k) for k in ("checksum", "disk_format", "container_format")}
+
+    async def _extend_volume(self, args: dict[str, Any]) -> None:
+        await self.driver.extend_volume(args["volume_id"], int(args["new_size"]))
+
+    async def _upload_volume(self, args: dict[str, Any]) -> None:
+        """The volume converted to the image's disk format and sent to the Image API with the
+        user's token (PUT /v2/images/{id}/file), as Cinder's volume service does."""
+        path = await self.driver.export_volume(args["volume_id"], args["disk_format"], bool(args.get("force_share")))
+        try:
+            async def chunks() -> Any:
+                with open(path, "rb") as fh:
+                    while chunk := await asyncio.to_thread(fh.read, 1 << 20):
+                        yield chunk
+            async with httpx.AsyncClient(timeout=httpx.Timeout(60.0, read=None, write=None)) as client:
+                r = await client.put(f"{args['image_url']}/file", content=chunks(), headers={
+                    "X-Auth-Token": args["token"], "Content-Type": "application/octet-stream"})
+            if r.status_code >= 400:
+                raise RuntimeError(f"the image service refused the data: {r.status_code} {r.text[:200]}")
+        finally:
+            path.unlink(missing_ok=True)
 
     async def _delete_volume(self, args: dict[str, Any]) -> None:
         await self.driver.delete_volume(args["volume_id"])

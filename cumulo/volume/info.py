@@ -43,6 +43,9 @@ class VolumeInfo:
     updated_at: dt.datetime
     # its attachments (any status), oldest first; filled by volume() and volumes()
     attachments: tuple[AttachmentInfo, ...] = ()
+    # the image it came from (Cinder's volume_image_metadata: strings), None when none
+    image_meta: dict[str, str] | None = None
+    migration_status: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,3 +118,31 @@ class AttachmentInfo:
     attached_at: dt.datetime | None
     created_at: dt.datetime
     updated_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class MessageInfo:
+    """A user message (3.3): what failed, for whom, until when."""
+
+    id: str
+    project_id: str
+    request_id: str
+    resource_type: str
+    resource_uuid: str | None
+    event_id: str
+    message_level: str
+    user_message: str
+    created_at: dt.datetime
+    expires_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    """One of block storage's services as os-services lists it (Cinder's binaries)."""
+
+    binary: str
+    host: str
+    zone: str
+    up: bool
+    disabled: bool
+    updated_at: dt.datetime | None

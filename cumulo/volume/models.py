@@ -44,6 +44,13 @@ class Volume(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # the image the volume came from, as Cinder's volume_image_metadata shows it (0018); None: none
+    image_meta: Mapped[dict[str, Any] | None] = mapped_column(JSONText, nullable=True)
+    # what an admin's os-reset_status set (Cinder's migration_status; no migrations run here yet)
+    migration_status: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # the running transition's own data, for the reconciler when its lease ends: an upload's image
+    # id and the status to go back to, an extend's new size
+    task: Mapped[dict[str, Any] | None] = mapped_column(JSONText, nullable=True)
 
 
 class VolumeType(Base):
@@ -121,3 +128,20 @@ class Attachment(Base):
     attached_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Message(Base):
+    """A user message (Cinder's messages API, 3.3): why an asynchronous request failed, in words a
+    member may read; kept until ``expires_at``."""
+
+    __tablename__ = "volume_message"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ID, index=True)
+    request_id: Mapped[str] = mapped_column(String(255))
+    resource_type: Mapped[str] = mapped_column(String(64))
+    resource_uuid: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    event_id: Mapped[str] = mapped_column(String(64))
+    message_level: Mapped[str] = mapped_column(String(16), default="ERROR")
+    user_message: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)

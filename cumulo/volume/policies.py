@@ -55,6 +55,35 @@ RULES: list[Rule] = [
     Rule("volume:terminate_connection", MEMBER, "POST /volumes/{volume_id}/action (os-terminate_connection)"),
     Rule("volume_extension:volume_admin_actions:force_detach", ADMIN,
          "POST /volumes/{volume_id}/action (os-force_detach)"),
+    # extend, upload to an image, image metadata (Cinder's volume_actions and image metadata rules)
+    Rule("volume:extend", MEMBER, "POST /volumes/{volume_id}/action (os-extend)"),
+    Rule("volume:extend_attached_volume", MEMBER, "POST /volumes/{volume_id}/action (os-extend of an in-use "
+         "volume, 3.42)"),
+    Rule("volume_extension:volume_actions:upload_image", MEMBER,
+         "POST /volumes/{volume_id}/action (os-volume_upload_image)"),
+    Rule("volume_extension:volume_actions:upload_public", ADMIN,
+         "POST /volumes/{volume_id}/action (os-volume_upload_image with visibility public, 3.1)"),
+    Rule("volume_extension:volume_image_metadata:show", READER,
+         "POST /volumes/{volume_id}/action (os-show_image_metadata), volume_image_metadata in volumes"),
+    Rule("volume_extension:volume_image_metadata:set", MEMBER,
+         "POST /volumes/{volume_id}/action (os-set_image_metadata)"),
+    Rule("volume_extension:volume_image_metadata:remove", MEMBER,
+         "POST /volumes/{volume_id}/action (os-unset_image_metadata)"),
+    # the admin's actions
+    Rule("volume_extension:volume_admin_actions:reset_status", ADMIN,
+         "POST /volumes/{volume_id}/action (os-reset_status)"),
+    Rule("volume_extension:volume_admin_actions:force_delete", ADMIN,
+         "POST /volumes/{volume_id}/action (os-force_delete)"),
+    Rule("volume_extension:snapshot_admin_actions:reset_status", ADMIN,
+         "POST /snapshots/{snapshot_id}/action (os-reset_status)"),
+    Rule("volume_extension:snapshot_admin_actions:force_delete", ADMIN,
+         "POST /snapshots/{snapshot_id}/action (os-force_delete)"),
+    # the cloud's services and pools, and the user messages (3.3)
+    Rule("volume_extension:services:index", ADMIN, "GET /os-services"),
+    Rule("scheduler_extension:scheduler_stats:get_pools", ADMIN, "GET /scheduler-stats/get_pools"),
+    Rule("message:get_all", READER, "GET /messages"),
+    Rule("message:get", READER, "GET /messages/{message_id}"),
+    Rule("message:delete", MEMBER, "DELETE /messages/{message_id}"),
     # attachments (3.27).  Cinder has no rule for reading them (its database scopes them to the
     # project); Cumulo names one so an operator can override it, with the reader's default.
     Rule("volume:attachment_create", MEMBER, "POST /attachments"),

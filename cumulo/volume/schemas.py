@@ -65,6 +65,23 @@ VOLUME_ACTION = obj({
     "os-initialize_connection": obj({"connector": CONNECTOR}, required=("connector",)),
     "os-terminate_connection": obj({"connector": CONNECTOR}, required=("connector",)),
     "os-force_detach": nullable(obj({"attachment_id": nullable(UUID), "connector": nullable(CONNECTOR)})),
+    # extend, upload, image metadata, the admin's actions
+    "os-extend": obj({"new_size": SIZE}, required=("new_size",)),
+    "os-volume_upload_image": obj({
+        "image_name": string(255, 1), "disk_format": string(16, 1), "container_format": string(16, 1),
+        "force": BOOLEAN_LIKE, "visibility": {"type": "string", "enum": ["public", "private", "shared",
+                                                                         "community"]},
+        "protected": BOOLEAN_LIKE}, required=("image_name",)),
+    "os-set_image_metadata": obj({"metadata": metadata()}, required=("metadata",)),
+    "os-unset_image_metadata": obj({"key": string(255, 1)}, required=("key",)),
+    "os-show_image_metadata": NO_ARGS,
+    "os-reset_status": obj({"status": string(32, 1), "attach_status": string(32, 1),
+                            "migration_status": string(32, 1)}),
+    "os-force_delete": NO_ARGS,
+}, extra=True, max_properties=1)
+SNAPSHOT_ACTION = obj({
+    "os-reset_status": obj({"status": string(32, 1)}, required=("status",)),
+    "os-force_delete": NO_ARGS,
 }, extra=True, max_properties=1)
 METADATA = obj({"metadata": metadata()}, required=("metadata",))
 META_ITEM = obj({"meta": metadata(1)}, required=("meta",))
@@ -118,6 +135,7 @@ BODIES: dict[tuple[str, str], Schema] = {
     ("POST", "/snapshots/{snapshot_id}/metadata"): METADATA,
     ("PUT", "/snapshots/{snapshot_id}/metadata"): METADATA,
     ("PUT", "/snapshots/{snapshot_id}/metadata/{key}"): META_ITEM,
+    ("POST", "/snapshots/{snapshot_id}/action"): SNAPSHOT_ACTION,
     ("PUT", "/os-quota-sets/{target}"): QUOTA_UPDATE,
     ("POST", "/attachments"): ATTACHMENT_CREATE,
     ("PUT", "/attachments/{attachment_id}"): ATTACHMENT_UPDATE,

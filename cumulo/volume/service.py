@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import socket
 import uuid
 from typing import Any
 
@@ -34,13 +35,24 @@ from cumulo.core.quota import turn
 from cumulo.identity.service import IdentityService
 from cumulo.image.service import Caller as ImageCaller
 from cumulo.image.service import ImageService
+from cumulo.volume.actions import ActionsMixin
 from cumulo.volume.attachments import AttachmentsMixin
-from cumulo.volume.info import AttachmentInfo, Caller, PoolInfo, SnapshotInfo, VolumeFilters, VolumeInfo, VolumeTypeInfo
+from cumulo.volume.info import (
+    AttachmentInfo,
+    Caller,
+    MessageInfo,
+    PoolInfo,
+    ServiceInfo,
+    SnapshotInfo,
+    VolumeFilters,
+    VolumeInfo,
+    VolumeTypeInfo,
+)
 from cumulo.volume.models import Pool, Snapshot, Volume, VolumeType, VolumeTypeAccess
 
-__all__ = ["CONTROLLER", "DEFAULT_QUOTAS", "DEFAULT_TYPE", "SERVICE_TYPE", "AttachmentInfo", "Caller", "PoolInfo",
-           "SnapshotInfo",
-           "VolumeFilters", "VolumeInfo", "VolumeService", "VolumeTypeInfo"]
+__all__ = ["CONTROLLER", "DEFAULT_QUOTAS", "DEFAULT_TYPE", "SERVICE_TYPE", "AttachmentInfo", "Caller", "MessageInfo",
+           "PoolInfo", "ServiceInfo", "SnapshotInfo", "VolumeFilters", "VolumeInfo", "VolumeService",
+           "VolumeTypeInfo"]
 
 LOG = logging.getLogger(__name__)
 
@@ -63,7 +75,8 @@ def _volume_info(row: Volume, type_name: str | None, attachments: tuple[Attachme
     return VolumeInfo(row.id, row.name, row.description, row.size, row.status, row.attach_status, row.project_id,
                       row.user_id, row.availability_zone, type_name, row.volume_type_id, row.bootable,
                       row.multiattach, dict(row.meta or {}), row.snapshot_id, row.source_volid, row.image_id,
-                      row.host, row.fault, row.created_at, row.updated_at, attachments)
+                      row.host, row.fault, row.created_at, row.updated_at, attachments,
+                      dict(row.image_meta) if row.image_meta is not None else None, row.migration_status)
 
 
 def _type_info(row: VolumeType) -> VolumeTypeInfo:
@@ -75,8 +88,9 @@ def _snapshot_info(row: Snapshot) -> SnapshotInfo:
                         row.project_id, row.user_id, dict(row.meta or {}), row.created_at, row.updated_at)
 
 
-class VolumeService(AttachmentsMixin):
-    """Volumes, types, snapshots and quotas here; a volume's attachments in ``AttachmentsMixin``."""
+class VolumeService(ActionsMixin, AttachmentsMixin):
+    """Volumes, types, snapshots and quotas here; a volume's attachments in ``AttachmentsMixin``, its
+    extend, upload, image metadata, the admin's actions and the user messages in ``ActionsMixin``."""
 
     def __init__(self, cfg: Config, db: Database, bus: Bus, identity: IdentityService,
                  images: ImageService | None = None, image_url: str = "") -> None:
@@ -160,6 +174,15 @@ class VolumeService(AttachmentsMixin):
             rows = (await s.execute(select(Pool).order_by(Pool.host))).scalars().all()
         return [PoolInfo(r.host, r.capacity_gb, r.allocated_gb, r.free_gb, r.reported_at >= down, r.disabled,
                          r.reported_at) for r in rows]
+
+    async def services(self) -> list[ServiceInfo]:
+        """os-services: the scheduler (this controller, answering now) and one cinder-volume per
+        pool, Cinder's ``host@backend``, up while it reports within ``service_down_time``."""
+        zone = self.cfg.volume.availability_zone
+        out = [ServiceInfo("cinder-scheduler", socket.gethostname(), zone, True, False, utcnow())]
+        out += [ServiceInfo("cinder-volume", f"{p.host}@file", zone, p.up, p.disabled, p.reported_at)
+                for p in await self.pools()]
+        return out
 
     async def reported(self, ctx: dict[str, Any], error: str | None, result: Any) -> None:
         """An agent's report: ``ctx`` is what the operation sent; ``error`` if it failed."""
@@ -290,7 +313,11 @@ class VolumeService(AttachmentsMixin):
                 Volume.project_id == project_id, Volume.deleted.is_(False)))).one()
             snaps, snap_gb = (await s.execute(select(func.count(), func.coalesce(func.sum(Snapshot.size), 0)).where(
                 Snapshot.project_id == project_id, Snapshot.deleted.is_(False)))).one()
-        return {"volumes": int(volumes), "snapshots": int(snaps), "gigabytes": int(vol_gb) + int(snap_gb),
+            # an extend counts its new size from its start, so racing creates and extends never overshoot
+            growing = (await s.execute(select(Volume.size, Volume.task).where(
+                Volume.project_id == project_id, Volume.deleted.is_(False), Volume.status == "extending"))).all()
+        pending = sum(max(0, int((task or {}).get("new_size", size)) - size) for size, task in growing)
+        return {"volumes": int(volumes), "snapshots": int(snaps), "gigabytes": int(vol_gb) + int(snap_gb) + pending,
                 "backups": 0, "backup_gigabytes": 0, "groups": 0}
 
     async def set_quotas(self, project_id: str | None, values: dict[str, int]) -> None:
@@ -397,8 +424,9 @@ class VolumeService(AttachmentsMixin):
                 raise BadRequest(f"Volume size '{size}'GB cannot be smaller than the source volume size "
                                  f"{src.size}GB. They must be >= original volume size.")
             source_host = src.host
+        image_meta: dict[str, str] | None = None
         if image_id:
-            size = await self._image_size(image_id, who, size)
+            size, image_meta = await self._image_size(image_id, who, size)
         if not size or size < 1:
             raise BadRequest(f"Invalid input received: Volume size '{size}' must be an integer and greater than 0.")
         vtype = await (self.volume_type(volume_type, who) if volume_type else self.default_type())
@@ -407,7 +435,7 @@ class VolumeService(AttachmentsMixin):
                      attach_status="detached", project_id=who.project_id, user_id=who.user_id,
                      availability_zone=zone, volume_type_id=vtype.id, multiattach=multiattach,
                      meta=dict(metadata or {}), snapshot_id=snapshot_id, source_volid=source_volid,
-                     image_id=image_id, bootable=bool(image_id), lease_owner=self.instance,
+                     image_id=image_id, image_meta=image_meta, bootable=bool(image_id), lease_owner=self.instance,
                      lease_until=now + self.lease, created_at=now, updated_at=now)
         row.host = source_host or await self._pick_pool(size)
         if row.host is None:  # Cinder's answer too: the volume exists, in error, saying why
@@ -418,13 +446,16 @@ class VolumeService(AttachmentsMixin):
             await self._check_quota(who.project_id, "volumes", size)
             async with self.db.session() as s:
                 s.add(row)
+                if row.host is None:
+                    self._add_message(s, row.project_id, row.id, "create", row.fault or "")
         if row.host is not None:
             await self._send_create(row, row.host, token)
         return _volume_info(row, vtype.name)
 
-    async def _image_size(self, image_id: str, who: Caller, size: int | None) -> int:
+    async def _image_size(self, image_id: str, who: Caller, size: int | None) -> tuple[int, dict[str, str]]:
         """The volume's size for an image: the asked one, at least the image's (its data and its
-        min_disk), or that when none is asked."""
+        min_disk), or that when none is asked; and the image's metadata as the volume will carry
+        it (the agent adds the checksum and formats it reads)."""
         if self.images is None or not self.image_url:
             raise BadRequest("Creating a volume from an image needs the image service, which this cloud does not run.")
         image = await self.images.image_info(image_id, ImageCaller(who.project_id, who.admin, who.user_id))
@@ -433,7 +464,10 @@ class VolumeService(AttachmentsMixin):
         need = max(image.min_disk, -(-(image.size or 0) // GiB), 1)
         if size is not None and size < need:
             raise BadRequest(f"Image {image_id} needs a volume of at least {need} GiB; {size} GiB was asked.")
-        return size or need
+        meta = {k: str(v) for k, v in (image.properties or {}).items() if v is not None}
+        meta.update({"image_id": image.id, "image_name": image.name or "", "min_disk": str(image.min_disk),
+                     "min_ram": str(image.min_ram), "size": str(image.size or 0)})
+        return size or need, meta
 
     async def _pick_pool(self, size: int) -> str | None:
         """The up pool with most room for ``size`` GiB (a volume copied from another stays with it)."""
@@ -454,17 +488,29 @@ class VolumeService(AttachmentsMixin):
         except Exception as exc:  # the bus is down: the lease ends it if nobody answers
             LOG.warning("sending the create of volume %s to %s failed: %s", row.id, host, exc)
 
-    async def _fail(self, volume_id: str, why: str) -> None:
+    async def _fail(self, volume_id: str, why: str, request_id: str | None = None) -> None:
+        """The create failed: ``error``, its fault, and a user message saying why."""
         LOG.warning("volume %s failed: %s", volume_id, why)
         async with self.db.session() as s:
-            await s.execute(update(Volume).where(Volume.id == volume_id, Volume.status == "creating").values(
+            moved = await s.execute(update(Volume).where(Volume.id == volume_id, Volume.status == "creating").values(
                 status="error", fault=why, lease_owner=None, lease_until=None))
+            project_id = (await s.execute(select(Volume.project_id).where(Volume.id == volume_id))).scalar()
+            if moved.rowcount == 1 and project_id:
+                self._add_message(s, project_id, volume_id, "create", why, request_id)
 
     async def _done_create(self, ctx: dict[str, Any], error: str | None, result: Any) -> None:
         if error:
-            await self._fail(ctx["volume_id"], f"The volume could not be made on {ctx.get('host')}: {error}")
+            await self._fail(ctx["volume_id"], f"The volume could not be made on {ctx.get('host')}: {error}",
+                             ctx.get("request_id"))
             return
+        image = (result or {}).get("image") if isinstance(result, dict) else None
         async with self.db.session() as s:
+            if isinstance(image, dict):  # what the agent read of the image: its checksum and formats
+                row = await s.get(Volume, ctx["volume_id"])
+                if row is not None and row.image_meta is not None:
+                    row.image_meta = {**row.image_meta, **{k: str(image[k]) for k in (
+                        "checksum", "disk_format", "container_format") if image.get(k) is not None}}
+                    await s.flush()
             done = await s.execute(update(Volume).where(
                 Volume.id == ctx["volume_id"], Volume.status == "creating", Volume.deleted.is_(False)).values(
                 status="available", lease_owner=None, lease_until=None, fault=None))
@@ -727,6 +773,8 @@ class VolumeService(AttachmentsMixin):
                     await s.execute(update(Volume).where(Volume.id == volume_id, Volume.status == "deleting")
                                     .values(lease_owner=self.instance, lease_until=utcnow() + self.lease))
                 await self._send_delete(volume_id, host)
+            elif await self.end_expired_action(volume_id, status, host):
+                pass
             else:  # a transition this version does not know: drop the lease, keep the status
                 async with self.db.session() as s:
                     await s.execute(update(Volume).where(Volume.id == volume_id).values(
@@ -740,6 +788,7 @@ class VolumeService(AttachmentsMixin):
                     await s.execute(update(Snapshot).where(Snapshot.id == snapshot_id).values(
                         lease_owner=self.instance, lease_until=utcnow() + self.lease))
                 await self._send_snapshot_delete(snapshot_id, host)
+        await self.purge_messages()
         return len(volumes) + len(snaps)
 
 

@@ -464,6 +464,30 @@ def volume_rows(add: Callable[[Row], None]) -> None:
                 version=v344))
         add(Row(b, "DELETE", f"{prefix}/attachments/{{attachment_id}}", MEMBER, params=pid, fresh="attachment",
                 version=v344))
+        # extend, upload, image metadata and the admin's actions, on a volume of their own (a 400 for
+        # its state is still an allowed answer: the rule is checked first)
+        acted = {**pid, "volume_id": "@action_volume"}
+        for action, arg, who in (
+                ("os-extend", {"new_size": 2}, MEMBER),
+                ("os-volume_upload_image", {"image_name": "{unique}", "disk_format": "qcow2"}, MEMBER),
+                ("os-set_image_metadata", {"metadata": {"k": "v"}}, MEMBER),
+                ("os-unset_image_metadata", {"key": "k"}, MEMBER), ("os-show_image_metadata", None, READER),
+                ("os-reset_status", {"status": "available"}, ADMIN)):
+            add(Row(b, "POST", f"{prefix}/volumes/{{volume_id}}/action", who, {action: arg}, acted))
+        add(Row(b, "POST", f"{prefix}/volumes/{{volume_id}}/action", ADMIN, {"os-force_delete": {}}, pid,
+                fresh="volume"))
+        add(Row(b, "POST", f"{prefix}/snapshots/{{snapshot_id}}/action", ADMIN,
+                {"os-reset_status": {"status": "available"}}, snap))
+        add(Row(b, "POST", f"{prefix}/snapshots/{{snapshot_id}}/action", ADMIN, {"os-force_delete": {}}, pid,
+                fresh="volume_snapshot"))
+        # the cloud's services and pools (an admin's), the user messages (3.3)
+        add(Row(b, "GET", f"{prefix}/os-services", ADMIN, params=pid))
+        add(Row(b, "GET", f"{prefix}/scheduler-stats/get_pools", ADMIN, params=pid))
+        v33 = "volume 3.3"
+        add(Row(b, "GET", f"{prefix}/messages", OWN_READER, params=pid, version=v33))
+        add(Row(b, "GET", f"{prefix}/messages/{{message_id}}", READER, params={**pid, "message_id": "@message"},
+                version=v33))
+        add(Row(b, "DELETE", f"{prefix}/messages/{{message_id}}", MEMBER, params=pid, fresh="message", version=v33))
         add(Row(b, "GET", f"{prefix}/limits", OWN_READER, params=pid))
         add(Row(b, "GET", f"{prefix}/os-availability-zone", ANYONE, params=pid))
         add(Row(b, "GET", f"{prefix}/extensions", ANYONE, params=pid))
@@ -578,7 +602,7 @@ class World:
             wait_for(lambda: self.ok(m, "compute", "GET", f"/v2.1/servers/{sid}")["server"]["status"] == "ACTIVE",
                      30, f"server {sid} ACTIVE")
             return str(sid)
-        if kind == "volume":
+        if kind in ("volume", "action_volume"):
             vid = self.ok(m, "block-storage", "POST", "/v3/volumes", {"volume": {"size": 1, "name": unique("m")}})[
                 "volume"]["id"]
             wait_for(lambda: self.ok(m, "block-storage", "GET", f"/v3/volumes/{vid}")["volume"]["status"] ==
@@ -600,6 +624,13 @@ class World:
             wait_for(lambda: self.ok(m, "block-storage", "GET", f"/v3/snapshots/{sid}")["snapshot"]["status"] ==
                      "available", 30, f"snapshot {sid} available")
             return str(sid)
+        if kind == "message":  # a volume no pool has room for fails, and a message says why
+            vid = self.ok(m, "block-storage", "POST", "/v3/volumes", {"volume": {"size": 900000, "name": unique("m")}})[
+                "volume"]["id"]
+            found = [x["id"] for x in self.ok(m, "block-storage", "GET", "/v3/messages", version="volume 3.3")[
+                "messages"] if x["resource_uuid"] == vid]
+            assert found, f"no user message for volume {vid}"
+            return str(found[0])
         if kind == "volume_type":
             return str(self.ok("admin", "block-storage", "POST", "/v3/types", {"volume_type": {
                 "name": unique("m"), "extra_specs": {"k": "v"}}})["volume_type"]["id"])
@@ -668,9 +699,9 @@ class World:
             self.refs[kind] = self.make(kind)
         self.ok("member", "image", "POST", f"/v2/images/{self.refs['image']}/members", {"member": self.refs["Q"]})
         self.ok("admin", "block-storage", "PUT", f"/v3/os-quota-sets/{P}", {"quota_set": {
-            "volumes": 100, "snapshots": 100}})
+            "volumes": 100, "snapshots": 100, "gigabytes": -1}})
         for kind in ("volume", "volume_type", "volume_snapshot", "attach_volume", "legacy_volume", "attachment",
-                     "server_volume"):
+                     "server_volume", "action_volume", "message"):
             self.refs[kind] = self.make(kind)
         self.refs["volume_server"] = self.make("server")
         self.refs["active_image"] = self.make("image")

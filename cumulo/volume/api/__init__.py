@@ -11,7 +11,7 @@ from cumulo.core.http.app import create_app
 from cumulo.core.http.authz import ServicePolicy
 from cumulo.identity.service import IdentityService
 from cumulo.volume import policies
-from cumulo.volume.api import attachments, quotas, snapshots, types, versions, volumes
+from cumulo.volume.api import admin, attachments, quotas, snapshots, types, versions, volumes
 from cumulo.volume.api.common import MICROVERSIONS, PREFIXES
 from cumulo.volume.schemas import BODIES
 from cumulo.volume.service import VolumeService
@@ -21,7 +21,7 @@ __all__ = ["MICROVERSIONS", "build_app"]
 
 def build_app(svc: VolumeService, identity: IdentityService, max_body: int) -> ASGIApp:
     router = versions.router()
-    for module in (volumes, types, snapshots, quotas, attachments):
+    for module in (volumes, types, snapshots, quotas, attachments, admin):
         router.include(module.router(svc))
     schemas = {(method, prefix + path): body for (method, path), body in BODIES.items() for prefix in PREFIXES}
     policy = ServicePolicy.build("block-storage", policies.RULES, identity.cfg.policy.file, policies.MESSAGE)

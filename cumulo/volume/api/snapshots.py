@@ -1,4 +1,5 @@
-"""/v3/snapshots: create, list (summary and detail), show, update and delete a volume's snapshots."""
+"""/v3/snapshots: create, list (summary and detail), show, update and delete a volume's snapshots, and
+the admin's actions on them (os-reset_status, os-force_delete)."""
 
 from __future__ import annotations
 
@@ -138,6 +139,23 @@ def router(svc: VolumeService) -> Router:
         snap = await owned(request, "volume:delete_snapshot_metadata")
         await svc.delete_snapshot_metadata(snap.id, caller(request), request.path_params["key"])
         return Response(status_code=200)
+
+    @route(r, "POST", "/snapshots/{snapshot_id}/action")
+    async def snapshot_action(request: Request) -> Response:
+        """The admin's os-reset_status and os-force_delete; 202."""
+        body = await json_body(request)
+        action = next(iter(body), None) if isinstance(body, dict) and len(body) == 1 else None
+        snap = await svc.snapshot(request.path_params["snapshot_id"], caller(request))
+        target = {"project_id": snap.project_id}
+        if action == "os-reset_status":
+            authorize(request, "volume_extension:snapshot_admin_actions:reset_status", target)
+            await svc.reset_snapshot_status(snap.id, body[action]["status"])
+            return Response(status_code=202)
+        if action == "os-force_delete":
+            authorize(request, "volume_extension:snapshot_admin_actions:force_delete", target)
+            await svc.force_delete_snapshot(snap.id)
+            return Response(status_code=202)
+        raise BadRequest(f"There is no such action: {action}" if action else "Invalid request body: one action.")
 
     @route(r, "DELETE", "/snapshots/{snapshot_id}")
     async def delete_snapshot(request: Request) -> Response:

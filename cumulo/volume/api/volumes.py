@@ -1,7 +1,9 @@
 """/v3/volumes: create, list (summary and detail), show, update, delete, the volume's metadata and
-its actions: os-set_bootable, os-update_readonly_flag, and the legacy attach family (os-reserve,
+its actions: os-set_bootable, os-update_readonly_flag, the legacy attach family (os-reserve,
 os-unreserve, os-attach, os-begin_detaching, os-roll_detaching, os-detach,
-os-initialize_connection, os-terminate_connection, os-force_detach) on the attachments' steps.
+os-initialize_connection, os-terminate_connection, os-force_detach) on the attachments' steps,
+os-extend (in-use from 3.42), os-volume_upload_image, os-set/unset/show_image_metadata and the
+admin's os-reset_status and os-force_delete.
 
 Each field appears from the microversion that brought it (tempest's response schemas refuse
 extras); ``bootable`` is the string "true" or "false"; the admin sees the host, project and
@@ -20,7 +22,7 @@ from cumulo.core.http.authz import allowed, authorize
 from cumulo.core.http.faults import BadRequest, NotFound
 from cumulo.core.http.paging import next_link, parse_bool
 from cumulo.volume.api.common import at_least, caller, links, list_params, metadata_param, offset_param, route, stamp
-from cumulo.volume.service import VOLUME_SORT_KEYS, Caller, VolumeFilters, VolumeInfo, VolumeService
+from cumulo.volume.service import VOLUME_SORT_KEYS, Caller, VolumeFilters, VolumeInfo, VolumeService, VolumeTypeInfo
 
 # the pool name in os-vol-host-attr:host (host@backend#pool), one file pool per agent
 POOL = "file"
@@ -37,14 +39,17 @@ def volume_view(request: Request, v: VolumeInfo, extended: bool = True) -> dict[
         "bootable": "true" if v.bootable else "false", "encrypted": False,
         "attachments": attachments_view(request, v),
         "replication_status": None, "consistencygroup_id": None, "multiattach": v.multiattach,
-        "migration_status": None, "links": links(request, "volumes", v.id, v.project_id)}
+        "migration_status": v.migration_status, "links": links(request, "volumes", v.id, v.project_id)}
     target = {"project_id": v.project_id}
+    if extended and v.image_meta is not None and allowed(request, "volume_extension:volume_image_metadata:show",
+                                                         target):
+        out["volume_image_metadata"] = v.image_meta
     if extended and allowed(request, "volume_extension:volume_host_attribute", target):
         out["os-vol-host-attr:host"] = f"{v.host}@{POOL}#{POOL}" if v.host else None
     if extended and allowed(request, "volume_extension:volume_tenant_attribute", target):
         out["os-vol-tenant-attr:tenant_id"] = v.project_id
     if extended and allowed(request, "volume_extension:volume_mig_status_attribute", target):
-        out["os-vol-mig-status-attr:migstat"] = None
+        out["os-vol-mig-status-attr:migstat"] = v.migration_status
         out["os-vol-mig-status-attr:name_id"] = None
     if at_least(request, 13):
         out["group_id"] = None
@@ -83,6 +88,22 @@ ATTACH_ACTIONS = {
     "os-terminate_connection": ("volume:terminate_connection", 202),
     "os-force_detach": ("volume_extension:volume_admin_actions:force_detach", 202),
 }
+
+
+def upload_view(request: Request, v: VolumeInfo, vtype: VolumeTypeInfo | None, image_id: str,
+                args: dict[str, Any], disk_format: str, container_format: str) -> dict[str, Any]:
+    """os-volume_upload_image's answer (Cinder's fields; visibility and protected from 3.1)."""
+    out: dict[str, Any] = {
+        "id": v.id, "updated_at": stamp(v.updated_at), "status": v.status, "display_description": v.description,
+        "size": v.size, "image_id": image_id, "container_format": container_format, "disk_format": disk_format,
+        "image_name": args["image_name"],
+        "volume_type": None if vtype is None else {
+            "id": vtype.id, "name": vtype.name, "description": vtype.description, "is_public": vtype.is_public,
+            "extra_specs": vtype.extra_specs, "deleted": False, "deleted_at": None, "qos_specs_id": None}}
+    if at_least(request, 1):
+        out["visibility"] = args.get("visibility") or "private"
+        out["protected"] = parse_bool("protected", str(args.get("protected", False)))
+    return out
 
 
 async def attach_action(svc: VolumeService, who: Caller, vol: VolumeInfo, action: str,
@@ -222,6 +243,8 @@ def router(svc: VolumeService) -> Router:
             readonly = parse_bool("readonly", str(body[action]["readonly"]))
             await svc.set_metadata(vol.id, who, {"readonly": str(readonly)})
             return Response(status_code=202)
+        if action in LONG_ACTIONS:
+            return await LONG_ACTIONS[action](request, svc, who, vol, body[action] or {})
         raise BadRequest(f"There is no such action: {action}" if action else "Invalid request body: one action.")
 
     # -- metadata --------------------------------------------------------------------------------
@@ -270,3 +293,77 @@ def router(svc: VolumeService) -> Router:
         return Response(status_code=200)
 
     return r
+
+
+# -- extend, upload, image metadata and the admin's actions -------------------------------------------
+async def _extend(request: Request, svc: VolumeService, who: Caller, vol: VolumeInfo, args: dict[str, Any]) -> Response:
+    """An in-use volume from 3.42 (its server's QEMU grows it); 202."""
+    attached = vol.status == "in-use"
+    if attached and not at_least(request, 42):
+        raise BadRequest(f"Invalid volume: Volume {vol.id} status must be available to extend (in-use from "
+                         "microversion 3.42), but current status is: in-use.")
+    authorize(request, "volume:extend_attached_volume" if attached else "volume:extend",
+              {"project_id": vol.project_id})
+    await svc.extend_volume(who, vol.id, int(args["new_size"]), attached=at_least(request, 42))
+    return Response(status_code=202)
+
+
+async def _upload(request: Request, svc: VolumeService, who: Caller, vol: VolumeInfo, args: dict[str, Any]) -> Response:
+    target = {"project_id": vol.project_id}
+    authorize(request, "volume_extension:volume_actions:upload_image", target)
+    if ("visibility" in args or "protected" in args) and not at_least(request, 1):
+        raise BadRequest("Invalid input received: visibility and protected need microversion 3.1 or later.")
+    if args.get("visibility") == "public":
+        authorize(request, "volume_extension:volume_actions:upload_public", target)
+    disk_format, container_format = args.get("disk_format") or "raw", args.get("container_format") or "bare"
+    updated, image_id = await svc.upload_to_image(
+        who, vol.id, request.headers.get("x-auth-token", ""), image_name=args["image_name"],
+        disk_format=disk_format, container_format=container_format,
+        force=parse_bool("force", str(args.get("force", False))), visibility=args.get("visibility") or "private",
+        protected=parse_bool("protected", str(args.get("protected", False))))
+    vtype = None
+    if updated.volume_type_id:
+        try:
+            vtype = await svc.volume_type(updated.volume_type_id, Caller(who.project_id, who.user_id, True))
+        except NotFound:
+            vtype = None
+    body = upload_view(request, updated, vtype, image_id, args, disk_format, container_format)
+    return JSON({"os-volume_upload_image": body}, status_code=202)
+
+
+async def _set_image_metadata(request: Request, svc: VolumeService, who: Caller, vol: VolumeInfo,
+                              args: dict[str, Any]) -> Response:
+    authorize(request, "volume_extension:volume_image_metadata:set", {"project_id": vol.project_id})
+    return JSON({"metadata": await svc.set_image_metadata(vol.id, who, args["metadata"])})
+
+
+async def _unset_image_metadata(request: Request, svc: VolumeService, who: Caller, vol: VolumeInfo,
+                                args: dict[str, Any]) -> Response:
+    authorize(request, "volume_extension:volume_image_metadata:remove", {"project_id": vol.project_id})
+    await svc.unset_image_metadata(vol.id, who, args["key"])
+    return Response(status_code=200)
+
+
+async def _show_image_metadata(request: Request, svc: VolumeService, who: Caller, vol: VolumeInfo,
+                               args: dict[str, Any]) -> Response:
+    authorize(request, "volume_extension:volume_image_metadata:show", {"project_id": vol.project_id})
+    return JSON({"metadata": vol.image_meta or {}})
+
+
+async def _reset_status(request: Request, svc: VolumeService, who: Caller, vol: VolumeInfo,
+                        args: dict[str, Any]) -> Response:
+    authorize(request, "volume_extension:volume_admin_actions:reset_status", {"project_id": vol.project_id})
+    await svc.reset_status(vol.id, args.get("status"), args.get("attach_status"), args.get("migration_status"))
+    return Response(status_code=202)
+
+
+async def _force_delete(request: Request, svc: VolumeService, who: Caller, vol: VolumeInfo,
+                        args: dict[str, Any]) -> Response:
+    authorize(request, "volume_extension:volume_admin_actions:force_delete", {"project_id": vol.project_id})
+    await svc.force_delete(vol.id)
+    return Response(status_code=202)
+
+
+LONG_ACTIONS = {"os-extend": _extend, "os-volume_upload_image": _upload, "os-set_image_metadata": _set_image_metadata,
+                "os-unset_image_metadata": _unset_image_metadata, "os-show_image_metadata": _show_image_metadata,
+                "os-reset_status": _reset_status, "os-force_delete": _force_delete}

@@ -90,6 +90,34 @@ class FileDriver:
         os.replace(tmp, target)
         return target
 
+    async def extend_volume(self, volume_id: str, size_gb: int) -> None:
+        """Grow a volume no process holds open (an attached one is grown by its QEMU); growing to
+        a size it has already is harmless."""
+        path = self.volume_path(volume_id)
+        if not path.exists():
+            raise LookupError(f"volume {volume_id} is not on this node")
+        if virtual_size(path) >= size_gb * GiB:
+            return
+        await _qemu_img("resize", "-q", "-f", "qcow2", str(path), f"{size_gb}G")
+
+    async def export_volume(self, volume_id: str, disk_format: str, force_share: bool = False) -> Path:
+        """A copy of the volume in ``disk_format`` (raw or qcow2) for an image upload; the caller
+        removes it.  ``force_share`` reads a volume a running server holds."""
+        source = self.volume_path(volume_id)
+        if not source.exists():
+            raise LookupError(f"volume {volume_id} is not on this node")
+        if disk_format not in ("raw", "qcow2"):
+            raise ValueError(f"disk format {disk_format} is not supported")
+        target = self.path / f".upload-{_safe(volume_id)}.{disk_format}"
+        target.unlink(missing_ok=True)
+        share = ("-U",) if force_share else ()
+        try:
+            await _qemu_img("convert", "-q", *share, "-f", "qcow2", "-O", disk_format, str(source), str(target))
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        return target
+
     def connection_info(self, volume_id: str, access_mode: str) -> dict[str, Any]:
         """How a compute node on this machine reaches the volume: the file itself (os-brick's
         ``file`` connector shape).  LookupError when the file is not here."""

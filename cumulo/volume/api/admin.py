@@ -1,0 +1,119 @@
+"""The cloud's side of the Block Storage API: ``/os-services`` and ``/scheduler-stats/get_pools``
+(an admin's), and the user messages (``/messages``, 3.3: why an asynchronous request failed, in
+words; below 3.3 the resource does not exist, a 404 as Cinder answers).
+
+Fields follow tempest's response schemas, which refuse extras: a service's ``cluster`` from 3.7,
+a cinder-volume's ``backend_state`` from 3.49."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cumulo.core.http.app import JSON, Router
+from cumulo.core.http.authz import authorize
+from cumulo.core.http.faults import BadRequest, NotFound
+from cumulo.core.http.paging import parse_bool
+from cumulo.volume.api.common import at_least, base_url, caller, route, stamp, version_of
+from cumulo.volume.service import MessageInfo, ServiceInfo, VolumeService
+
+BACKEND = "file"  # the backend and pool name of every file agent
+DRIVER_VERSION = "1.0.0"
+
+
+def service_view(request: Request, s: ServiceInfo) -> dict[str, Any]:
+    out: dict[str, Any] = {"binary": s.binary, "host": s.host, "zone": s.zone,
+                           "status": "disabled" if s.disabled else "enabled", "state": "up" if s.up else "down",
+                           "updated_at": stamp(s.updated_at), "disabled_reason": None}
+    if s.binary == "cinder-volume":
+        out.update({"frozen": False, "replication_status": "disabled", "active_backend_id": None})
+        if at_least(request, 49):
+            out["backend_state"] = "up" if s.up else "down"
+    if at_least(request, 7):
+        out["cluster"] = None
+    return out
+
+
+def message_view(request: Request, m: MessageInfo) -> dict[str, Any]:
+    base = base_url(request)
+    return {"id": m.id, "event_id": m.event_id, "user_message": m.user_message, "message_level": m.message_level,
+            "resource_type": m.resource_type, "resource_uuid": m.resource_uuid, "request_id": m.request_id,
+            "created_at": stamp(m.created_at), "guaranteed_until": stamp(m.expires_at),
+            "links": [{"href": f"{base}/v3/{m.project_id}/messages/{m.id}", "rel": "self"},
+                      {"href": f"{base}/{m.project_id}/messages/{m.id}", "rel": "bookmark"}]}
+
+
+def _since_3_3(request: Request) -> None:
+    if not at_least(request, 3):
+        raise NotFound(f"API version {version_of(request)} is not supported on this method (it needs 3.3).")
+
+
+def router(svc: VolumeService) -> Router:
+    r = Router()
+
+    @route(r, "GET", "/os-services")
+    async def list_services(request: Request) -> Response:
+        """Filtered by ``host`` and ``binary`` as Cinder's is."""
+        authorize(request, "volume_extension:services:index")
+        params = request.query_params
+        rows = [s for s in await svc.services()
+                if params.get("host") in (None, s.host) and params.get("binary") in (None, s.binary)]
+        return JSON({"services": [service_view(request, s) for s in rows]})
+
+    @route(r, "GET", "/scheduler-stats/get_pools")
+    async def get_pools(request: Request) -> Response:
+        """Each agent's pool, ``host@file#file``; ``detail=true`` adds its capabilities."""
+        authorize(request, "scheduler_extension:scheduler_stats:get_pools")
+        detail = parse_bool("detail", request.query_params.get("detail", "false"))
+        pools = []
+        for p in await svc.pools():
+            item: dict[str, Any] = {"name": f"{p.host}@{BACKEND}#{BACKEND}"}
+            if detail:
+                item["capabilities"] = {
+                    "pool_name": BACKEND, "volume_backend_name": BACKEND, "vendor_name": "Cumulo",
+                    "driver_version": DRIVER_VERSION, "storage_protocol": "file", "total_capacity_gb": p.capacity_gb,
+                    "free_capacity_gb": p.free_gb, "allocated_capacity_gb": p.allocated_gb,
+                    "provisioned_capacity_gb": p.allocated_gb, "reserved_percentage": 0, "QoS_support": False,
+                    "thin_provisioning_support": True, "thick_provisioning_support": False,
+                    "max_over_subscription_ratio": "1.0", "multiattach": True, "backend_state": "up" if p.up
+                    else "down", "timestamp": stamp(p.reported_at)}
+            pools.append(item)
+        return JSON({"pools": pools})
+
+    @route(r, "GET", "/messages")
+    async def list_messages(request: Request) -> Response:
+        """Newest first (``sort=created_at:asc`` the other way), ``limit`` and ``marker`` (3.5)."""
+        _since_3_3(request)
+        authorize(request, "message:get_all")
+        params = request.query_params
+        limit = params.get("limit")
+        if limit is not None and not limit.isdigit():
+            raise BadRequest(f"Invalid limit {limit!r}: expected a positive integer or zero.")
+        key, _, direction = params.get("sort", "created_at").partition(":")
+        direction = (direction or params.get("sort_dir") or "desc").lower()
+        if key not in ("created_at", "") or direction not in ("asc", "desc"):
+            raise BadRequest(f"Invalid sort {params.get('sort')!r}: created_at:asc or created_at:desc.")
+        ascending = direction == "asc"
+        rows = await svc.messages(caller(request), int(limit) if limit is not None else None, params.get("marker"),
+                                  ascending)
+        return JSON({"messages": [message_view(request, m) for m in rows]})
+
+    @route(r, "GET", "/messages/{message_id}")
+    async def show_message(request: Request) -> Response:
+        _since_3_3(request)
+        msg = await svc.message(request.path_params["message_id"], caller(request))
+        authorize(request, "message:get", {"project_id": msg.project_id})
+        return JSON({"message": message_view(request, msg)})
+
+    @route(r, "DELETE", "/messages/{message_id}")
+    async def delete_message(request: Request) -> Response:
+        _since_3_3(request)
+        who = caller(request)
+        msg = await svc.message(request.path_params["message_id"], who)
+        authorize(request, "message:delete", {"project_id": msg.project_id})
+        await svc.delete_message(msg.id, who)
+        return Response(status_code=204)
+
+    return r
