@@ -52,6 +52,10 @@ RULES: list[Rule] = [
 
     Rule("compute:servers:create:requested_destination", ADMIN,
          "POST /v2.1/servers: naming the destination host"),
+    Rule("os_compute_api:ips:index", READER,
+         "GET /v2.1/servers/{server_id}/ips"),
+    Rule("os_compute_api:ips:show", READER,
+         "GET /v2.1/servers/{server_id}/ips/{network_label}"),
     Rule("os_compute_api:limits", ANY,
          "GET /v2.1/limits"),
     Rule("os_compute_api:limits:other_project", ADMIN,

@@ -426,6 +426,20 @@ def router(manager: ServerManager, images: Any) -> Router:
         server = await visible(request, request.path_params["server_id"], "os_compute_api:servers:show")
         return JSON({"server": await show_body(request, server)})
 
+    @r.get("/v2.1/servers/{server_id}/ips")
+    async def list_ips(request: Request) -> Response:
+        server = await visible(request, request.path_params["server_id"], "os_compute_api:ips:index")
+        return JSON({"addresses": (await manager.addresses([server.id])).get(server.id) or {}})
+
+    @r.get("/v2.1/servers/{server_id}/ips/{network_label}")
+    async def show_ips(request: Request) -> Response:
+        server = await visible(request, request.path_params["server_id"], "os_compute_api:ips:show")
+        label = request.path_params["network_label"]
+        addresses = (await manager.addresses([server.id])).get(server.id) or {}
+        if label not in addresses:
+            raise NotFound(f"Instance {server.id} has no addresses on network {label}.")
+        return JSON({label: addresses[label]})
+
     @r.put("/v2.1/servers/{server_id}")
     async def update_server(request: Request) -> Response:
         server = await visible(request, request.path_params["server_id"], "os_compute_api:servers:update")
