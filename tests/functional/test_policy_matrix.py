@@ -157,6 +157,18 @@ def rows() -> list[Row]:
             {"volumeAttachment": {"volumeId": "@server_volume", "delete_on_termination": False}}, vatt,
             version="compute 2.85"))
     add(Row(c, "DELETE", "/v2.1/servers/{server_id}/os-volume_attachments/{volume_id}", MEMBER, params=vatt))
+    add(Row(c, "GET", "/v2.1/servers/{server_id}/ips", READER, params=srv))
+    add(Row(c, "GET", "/v2.1/servers/{server_id}/ips/{network_label}", READER, params={**srv, "network_label": "x"}))
+    # Nova's proxies of block storage (up to 2.35), on P's volume and snapshot
+    v235 = "compute 2.35"
+    for kind, key, item, body in (
+            ("os-volumes", "volume_id", "@volume", {"volume": {"size": 1}}),
+            ("os-snapshots", "snapshot_id", "@volume_snapshot", {"snapshot": {"volume_id": "@volume"}})):
+        add(Row(c, "GET", f"/v2.1/{kind}", OWN_READER, version=v235))
+        add(Row(c, "GET", f"/v2.1/{kind}/detail", OWN_READER, version=v235))
+        add(Row(c, "POST", f"/v2.1/{kind}", OWN_MEMBER, body, version=v235, hides=kind == "os-snapshots"))
+        add(Row(c, "GET", f"/v2.1/{kind}/{{{key}}}", READER, params={key: item}, version=v235))
+        add(Row(c, "DELETE", f"/v2.1/{kind}/{{{key}}}", MEMBER, fresh=item[1:], version=v235))
     actions: list[tuple[str, Any, frozenset[str]]] = [
         ("os-getConsoleOutput", {"length": 5}, MEMBER), ("reboot", {"type": "SOFT"}, MEMBER),
         ("os-stop", None, MEMBER), ("os-start", None, MEMBER), ("pause", None, MEMBER),
@@ -488,6 +500,24 @@ def volume_rows(add: Callable[[Row], None]) -> None:
         add(Row(b, "GET", f"{prefix}/messages/{{message_id}}", READER, params={**pid, "message_id": "@message"},
                 version=v33))
         add(Row(b, "DELETE", f"{prefix}/messages/{{message_id}}", MEMBER, params=pid, fresh="message", version=v33))
+        # backups: made from a volume of their own; a 400 for a busy backup or volume is still allowed
+        bk = {**pid, "backup_id": "@volume_backup"}
+        add(Row(b, "GET", f"{prefix}/backups", OWN_READER, params=pid))
+        add(Row(b, "GET", f"{prefix}/backups/detail", OWN_READER, params=pid))
+        add(Row(b, "POST", f"{prefix}/backups", OWN_MEMBER, {"backup": {"volume_id": "@backup_volume"}}, pid,
+                hides=True))
+        add(Row(b, "GET", f"{prefix}/backups/{{backup_id}}", READER, params=bk))
+        add(Row(b, "PUT", f"{prefix}/backups/{{backup_id}}", MEMBER, {"backup": {"name": "{unique}"}}, bk,
+                version="volume 3.9"))
+        add(Row(b, "DELETE", f"{prefix}/backups/{{backup_id}}", MEMBER, params=pid, fresh="volume_backup"))
+        add(Row(b, "POST", f"{prefix}/backups/{{backup_id}}/restore", MEMBER, {"restore": {}}, bk))
+        add(Row(b, "POST", f"{prefix}/backups/{{backup_id}}/action", ADMIN, {"os-reset_status": {
+            "status": "available"}}, bk))
+        add(Row(b, "POST", f"{prefix}/backups/{{backup_id}}/action", ADMIN, {"os-force_delete": {}}, pid,
+                fresh="volume_backup"))
+        add(Row(b, "GET", f"{prefix}/backups/{{backup_id}}/export_record", ADMIN, params=bk))
+        add(Row(b, "POST", f"{prefix}/backups/import_record", ADMIN, {"backup-record": {
+            "backup_service": "none", "backup_url": "none"}}, pid))
         add(Row(b, "GET", f"{prefix}/limits", OWN_READER, params=pid))
         add(Row(b, "GET", f"{prefix}/os-availability-zone", ANYONE, params=pid))
         add(Row(b, "GET", f"{prefix}/extensions", ANYONE, params=pid))
@@ -602,7 +632,7 @@ class World:
             wait_for(lambda: self.ok(m, "compute", "GET", f"/v2.1/servers/{sid}")["server"]["status"] == "ACTIVE",
                      30, f"server {sid} ACTIVE")
             return str(sid)
-        if kind in ("volume", "action_volume"):
+        if kind in ("volume", "action_volume", "backup_volume"):
             vid = self.ok(m, "block-storage", "POST", "/v3/volumes", {"volume": {"size": 1, "name": unique("m")}})[
                 "volume"]["id"]
             wait_for(lambda: self.ok(m, "block-storage", "GET", f"/v3/volumes/{vid}")["volume"]["status"] ==
@@ -614,6 +644,14 @@ class World:
             wait_for(lambda: self.ok(m, "block-storage", "GET", f"/v3/volumes/{vid}")["volume"]["status"] ==
                      "available", 30, f"volume {vid} available")
             return str(vid)
+        if kind == "volume_backup":  # from its own volume, once that is free again (a row may be backing it up)
+            source = self.refs["backup_volume"]
+            wait_for(lambda: self.ok(m, "block-storage", "GET", f"/v3/volumes/{source}")["volume"]["status"] ==
+                     "available", 30, f"volume {source} available")
+            bid = self.ok(m, "block-storage", "POST", "/v3/backups", {"backup": {"volume_id": source}})["backup"]["id"]
+            wait_for(lambda: self.ok(m, "block-storage", "GET", f"/v3/backups/{bid}")["backup"]["status"] ==
+                     "available", 30, f"backup {bid} available")
+            return str(bid)
         if kind == "attachment":
             return str(self.ok(m, "block-storage", "POST", "/v3/attachments", {"attachment": {
                 "volume_uuid": self.refs["attach_volume"], "instance_uuid": str(uuid.uuid4())}},
@@ -699,9 +737,9 @@ class World:
             self.refs[kind] = self.make(kind)
         self.ok("member", "image", "POST", f"/v2/images/{self.refs['image']}/members", {"member": self.refs["Q"]})
         self.ok("admin", "block-storage", "PUT", f"/v3/os-quota-sets/{P}", {"quota_set": {
-            "volumes": 100, "snapshots": 100, "gigabytes": -1}})
+            "volumes": 100, "snapshots": 100, "gigabytes": -1, "backups": 100, "backup_gigabytes": -1}})
         for kind in ("volume", "volume_type", "volume_snapshot", "attach_volume", "legacy_volume", "attachment",
-                     "server_volume", "action_volume", "message"):
+                     "server_volume", "action_volume", "message", "backup_volume", "volume_backup"):
             self.refs[kind] = self.make(kind)
         self.refs["volume_server"] = self.make("server")
         self.refs["active_image"] = self.make("image")
