@@ -7,4 +7,5 @@ from cumulo.identity import models as identity  # noqa: F401
 from cumulo.image import models as image  # noqa: F401
 from cumulo.network import models as network  # noqa: F401
 from cumulo.placement import models as placement  # noqa: F401
+from cumulo.volume import backup_models as volume_backups  # noqa: F401
 from cumulo.volume import models as volume  # noqa: F401

@@ -121,4 +121,18 @@ RULES: list[Rule] = [
     Rule("limits_extension:used_limits", READER, "GET /limits"),
     Rule("volume_extension:availability_zone_list", ANY, "GET /os-availability-zone"),
     Rule("volume_extension:list", ANY, "GET /extensions"),
+    # backups (Cinder's backup policies; export and import are the admin's)
+    Rule("backup:create", MEMBER, "POST /backups"),
+    Rule("backup:get", READER, "GET /backups/{backup_id}"),
+    Rule("backup:get_all", READER, "GET /backups, /backups/detail"),
+    Rule("backup:update", MEMBER, "PUT /backups/{backup_id} (3.9)"),
+    Rule("backup:delete", MEMBER, "DELETE /backups/{backup_id}"),
+    Rule("backup:restore", MEMBER, "POST /backups/{backup_id}/restore"),
+    Rule("backup:backup-export", ADMIN, "GET /backups/{backup_id}/export_record"),
+    Rule("backup:backup-import", ADMIN, "POST /backups/import_record"),
+    Rule("backup:backup_project_attribute", ADMIN, "Show os-backup-project-attr:project_id in backups (3.18)"),
+    Rule("volume_extension:backup_admin_actions:reset_status", ADMIN,
+         "POST /backups/{backup_id}/action (os-reset_status)"),
+    Rule("volume_extension:backup_admin_actions:force_delete", ADMIN,
+         "POST /backups/{backup_id}/action (os-force_delete), DELETE /backups/{backup_id}?force=true"),
 ]

@@ -26,7 +26,7 @@ class Reconciler:
             self._task.cancel()
 
     async def reconcile(self) -> int:
-        ended = await self.volumes.end_expired()
+        ended = await self.volumes.end_expired() + await self.volumes.end_expired_backups()
         if ended:
             LOG.info("ended %d volume and snapshot transitions past their lease", ended)
         return ended

@@ -141,3 +141,30 @@ BODIES: dict[tuple[str, str], Schema] = {
     ("PUT", "/attachments/{attachment_id}"): ATTACHMENT_UPDATE,
     ("POST", "/attachments/{attachment_id}/action"): ATTACHMENT_ACTION,
 }
+
+# backups: the container is a name in the backup store (one path part); metadata from 3.43 and the
+# zone from 3.51, refused before by the handler
+CONTAINER = nullable(string(255, 1, r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"))
+BACKUP_CREATE = wrapped("backup", obj({
+    "volume_id": UUID, "container": CONTAINER, "name": NAME, "description": DESCRIPTION,
+    "incremental": BOOLEAN_LIKE, "force": BOOLEAN_LIKE, "snapshot_id": nullable(string(36)),
+    "metadata": nullable(metadata()), "availability_zone": ID_OR_NULL,
+}, required=("volume_id",)))
+BACKUP_UPDATE = wrapped("backup", obj({
+    "name": NAME, "description": DESCRIPTION, "metadata": nullable(metadata()),
+}, max_properties=3))
+BACKUP_RESTORE = wrapped("restore", obj({"volume_id": nullable(UUID), "name": NAME}))
+BACKUP_ACTION: Schema = {**obj({
+    "os-reset_status": obj({"status": string(32, 1)}, required=("status",)),
+    "os-force_delete": NO_ARGS,
+}, max_properties=1), "minProperties": 1}
+BACKUP_IMPORT = wrapped("backup-record", obj({
+    "backup_service": string(255, 1), "backup_url": string(65536, 1),
+}, required=("backup_service", "backup_url")))
+BODIES.update({
+    ("POST", "/backups"): BACKUP_CREATE,
+    ("PUT", "/backups/{backup_id}"): BACKUP_UPDATE,
+    ("POST", "/backups/{backup_id}/restore"): BACKUP_RESTORE,
+    ("POST", "/backups/{backup_id}/action"): BACKUP_ACTION,
+    ("POST", "/backups/import_record"): BACKUP_IMPORT,
+})

@@ -37,6 +37,7 @@ from cumulo.image.service import Caller as ImageCaller
 from cumulo.image.service import ImageService
 from cumulo.volume.actions import ActionsMixin
 from cumulo.volume.attachments import AttachmentsMixin
+from cumulo.volume.backups import BackupsMixin
 from cumulo.volume.info import (
     AttachmentInfo,
     Caller,
@@ -88,7 +89,7 @@ def _snapshot_info(row: Snapshot) -> SnapshotInfo:
                         row.project_id, row.user_id, dict(row.meta or {}), row.created_at, row.updated_at)
 
 
-class VolumeService(ActionsMixin, AttachmentsMixin):
+class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin):
     """Volumes, types, snapshots and quotas here; a volume's attachments in ``AttachmentsMixin``, its
     extend, upload, image metadata, the admin's actions and the user messages in ``ActionsMixin``."""
 
