@@ -4,7 +4,7 @@ scheduler-stats/get_pools and the user messages (3.3).
 
 Two halves: VolumeService in process (SQLite, the in-process bus, a real file agent, and a fake
 conductor that records what compute is asked), for the transitions, leases and the in-use extend's
-bus message; then one cloud (SQLite) driven over HTTP by each persona, for the API's shapes,
+bus message; then one cloud per backend (SQLite, PostgreSQL) driven over HTTP by each persona, for the API's shapes,
 policies and bad input."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from cumulo.volume.agent import VolumeAgent
 from cumulo.volume.drivers.file import FileDriver, GiB, virtual_size
 from cumulo.volume.reconcile import Reconciler
 from cumulo.volume.service import Caller, VolumeService
-from tests.functional.conftest import Cloud, start_cloud, stop_cloud, unique, wait_for
+from tests.functional.conftest import Cloud, _drop_pg_database, start_cloud, stop_cloud, unique, wait_for
 from tests.functional.test_volumes import SERVICES, Api, qemu_info, volume_files
 from tests.unit.test_volume_service import Limits
 
@@ -179,12 +179,14 @@ async def test_the_file_driver_exports_raw_and_qcow2_and_extends_idempotently(tm
 
 
 # -- one cloud, over HTTP ---------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def acloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    tmp = tmp_path_factory.mktemp("volume-actions")
-    c = start_cloud(tmp, "sqlite", {"CUMULO_SERVICES": SERVICES, "CUMULO_IMAGE__UPLOAD_GUEST_IMAGES": "false"})
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def acloud(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+    tmp = tmp_path_factory.mktemp(f"volume-actions-{request.param}")
+    c = start_cloud(tmp, request.param, {"CUMULO_SERVICES": SERVICES, "CUMULO_IMAGE__UPLOAD_GUEST_IMAGES": "false"})
     yield c
     stop_cloud(c)
+    if request.param == "postgres":
+        _drop_pg_database(c.env["CUMULO_DATABASE__URL"].rsplit("/", 1)[1])
 
 
 @pytest.fixture(scope="module")
