@@ -28,12 +28,14 @@ SERVICES = "identity,image,compute,placement,network,volume"
 # user-data: every disk that appears with a serial (a volume) is announced on the console; a blank
 # one gets the pattern written to its first bytes, one that holds something has it printed
 WATCHER = """#!/bin/sh
-(seen=""; while true; do
-  now=""
+(seen=""; sizes=""; while true; do
+  now=""; nsizes=""
   for b in /sys/block/vd*; do
     s=$(cat "$b/serial" 2>/dev/null); [ -n "$s" ] || continue
-    now="$now $s"; n=${b##*/}
-    case " $seen " in *" $s "*) continue;; esac
+    z=$(cat "$b/size"); now="$now $s"; nsizes="$nsizes $s=$z"; n=${b##*/}
+    case " $seen " in *" $s "*)
+      case " $sizes " in *" $s=$z "*) ;; *) echo "volume $s size $z" > /dev/console;; esac
+      continue;; esac
     head=$(dd if=/dev/$n bs=64 count=1 2>/dev/null | tr -d '\\000\\n')
     if [ -z "$head" ]; then
       echo "PATTERN" | dd of=/dev/$n bs=64 count=1 conv=sync,fsync 2>/dev/null
@@ -43,7 +45,7 @@ WATCHER = """#!/bin/sh
     fi
   done
   for s in $seen; do case " $now " in *" $s "*) ;; *) echo "volume $s gone" > /dev/console;; esac; done
-  seen="$now"
+  seen="$now"; sizes="$nsizes"
   sleep 0.2
 done) &
 """
@@ -77,9 +79,10 @@ class Clients:
         return httpx.request(method, f"{self.cloud.compute_url}{path}", json=body, headers=nova(self.token, version),
                              timeout=30)
 
-    def volume(self, method: str, path: str, body: Any = None) -> httpx.Response:
+    def volume(self, method: str, path: str, body: Any = None, version: str = "3.60") -> httpx.Response:
         return httpx.request(method, f"{self.cloud.volume_url}/{self.project_id}{path}", json=body,
-                             headers={"X-Auth-Token": self.token, "OpenStack-API-Version": "volume 3.60"}, timeout=30)
+                             headers={"X-Auth-Token": self.token, "OpenStack-API-Version": f"volume {version}"},
+                             timeout=30)
 
     def volume_status(self, volume_id: str, status: str, timeout: float = 30) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
@@ -195,6 +198,12 @@ def test_a_volume_moves_between_guests_with_its_data(admin: Clients, people: dic
     member.wait_console(b, f"volume {serial} on vd")
     member.volume_status(vid, "in-use")
     assert f"volume {serial}" in member.console(b) and "holds PATTERN" in member.console(b)
+    # extended while in use (3.42): QEMU grows it and the running guest sees 2 GiB
+    r = member.volume("POST", f"/volumes/{vid}/action", {"os-extend": {"new_size": 2}}, version="3.42")
+    assert r.status_code == 202, r.text
+    member.wait_console(b, f"volume {serial} size {2 * 1024**3 // 512}")
+    vol = member.volume_status(vid, "in-use")
+    assert vol["size"] == 2
     assert member.compute("POST", f"/servers/{b}/action", {"os-stop": None}).status_code == 202
     member.server_status(b, "SHUTOFF")
     assert member.compute("POST", f"/servers/{b}/action", {"os-start": None}).status_code == 202
