@@ -303,6 +303,25 @@ class ActionsMixin:
         if moved.rowcount != 1:
             raise NotFound(f"Snapshot {snapshot_id} could not be found.")
 
+    async def update_snapshot_status(self, snapshot_id: str, who: Caller, status: str,
+                                     progress: str | None = None) -> None:
+        """os-update_snapshot_status (what nova's assisted snapshots report): creating may become
+        available or error, deleting error_deleting, as Cinder allows."""
+        moves = {"creating": ("creating", "available", "error"), "deleting": ("deleting", "error_deleting")}
+        async with self.db.session() as s:
+            row = await s.get(Snapshot, snapshot_id)
+            if row is None or row.deleted or (not who.admin and row.project_id != who.project_id):
+                raise NotFound(f"Snapshot {snapshot_id} could not be found.")
+            if status not in moves.get(row.status, ()):
+                raise BadRequest(f"Invalid snapshot: Snapshot status {row.status} not allowed to become {status}.")
+            values: dict[str, Any] = {"status": status, "updated_at": utcnow()}
+            if progress is not None:
+                values["progress"] = progress
+            if status != row.status:
+                values.update(lease_owner=None, lease_until=None)
+            await s.execute(update(Snapshot).where(Snapshot.id == snapshot_id, Snapshot.status == row.status)
+                            .values(**values))
+
     async def force_delete(self, volume_id: str) -> None:
         """os-force_delete: delete in any status, but not while attached nor with snapshots."""
         async with self.db.session() as s:

@@ -78,6 +78,8 @@ RULES: list[Rule] = [
          "POST /snapshots/{snapshot_id}/action (os-reset_status)"),
     Rule("volume_extension:snapshot_admin_actions:force_delete", ADMIN,
          "POST /snapshots/{snapshot_id}/action (os-force_delete)"),
+    Rule("snapshot_extension:snapshot_actions:update_snapshot_status", MEMBER,
+         "POST /snapshots/{snapshot_id}/action (os-update_snapshot_status)"),
     # the cloud's services and pools, and the user messages (3.3)
     Rule("volume_extension:services:index", ADMIN, "GET /os-services"),
     Rule("scheduler_extension:scheduler_stats:get_pools", ADMIN, "GET /scheduler-stats/get_pools"),

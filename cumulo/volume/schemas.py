@@ -82,6 +82,8 @@ VOLUME_ACTION = obj({
 SNAPSHOT_ACTION = obj({
     "os-reset_status": obj({"status": string(32, 1)}, required=("status",)),
     "os-force_delete": NO_ARGS,
+    "os-update_snapshot_status": obj({"status": string(32, 1), "progress": string(8, 1, r"^[0-9]{1,3}%$")},
+                                     required=("status",)),
 }, extra=True, max_properties=1)
 METADATA = obj({"metadata": metadata()}, required=("metadata",))
 META_ITEM = obj({"meta": metadata(1)}, required=("meta",))

@@ -67,6 +67,12 @@ DEFAULT_QUOTAS = {"volumes": 10, "snapshots": 10, "gigabytes": 1000, "backups": 
 # the quotas Cinder also keeps per volume type (volumes___DEFAULT__, ...): unlimited here so far
 PER_TYPE_QUOTAS = ("volumes", "snapshots", "gigabytes")
 DELETABLE = ("available", "error", "error_restoring", "error_extending", "error_managing")
+# what every file pool offers, as Cinder's scheduler sees a backend (get_pools' capabilities); a
+# volume type's extra specs naming one of these must match it (Cinder's CapabilitiesFilter)
+POOL_CAPABILITIES: dict[str, Any] = {
+    "volume_backend_name": "file", "vendor_name": "Cumulo", "storage_protocol": "file", "driver_version": "1.0.0",
+    "QoS_support": False, "multiattach": True, "thin_provisioning_support": True,
+    "thick_provisioning_support": False}
 VOLUME_SORT_KEYS = {"id", "name", "status", "size", "created_at", "updated_at", "availability_zone", "bootable",
                     "project_id"}
 SNAPSHOT_SORT_KEYS = {"id", "name", "status", "size", "created_at", "updated_at", "volume_id", "project_id"}
@@ -438,10 +444,13 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin):
                      meta=dict(metadata or {}), snapshot_id=snapshot_id, source_volid=source_volid,
                      image_id=image_id, image_meta=image_meta, bootable=bool(image_id), lease_owner=self.instance,
                      lease_until=now + self.lease, created_at=now, updated_at=now)
-        row.host = source_host or await self._pick_pool(size)
+        unmet = unmet_capabilities(vtype.extra_specs)
+        row.host = None if unmet else source_host or await self._pick_pool(size)
         if row.host is None:  # Cinder's answer too: the volume exists, in error, saying why
             row.status, row.lease_owner, row.lease_until = "error", None, None
-            row.fault = f"No valid backend was found: no volume pool that is up has room for {size} GiB."
+            row.fault = (f"No valid backend was found: volume type {vtype.name} asks for {unmet}, which no pool "
+                         "offers." if unmet else
+                         f"No valid backend was found: no volume pool that is up has room for {size} GiB.")
             LOG.warning("volume %s failed: %s", row.id, row.fault)
         async with turn(self.db, f"volume:{who.project_id}"):
             await self._check_quota(who.project_id, "volumes", size)
@@ -791,6 +800,28 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin):
                 await self._send_snapshot_delete(snapshot_id, host)
         await self.purge_messages()
         return len(volumes) + len(snaps)
+
+
+def unmet_capabilities(extra_specs: dict[str, str]) -> str:
+    """The first of a type's extra specs about a pool capability that the file pools do not meet,
+    as ``key=value`` ("" when all are met).  Values as Cinder writes them: a plain value, ``<is>
+    True``, ``<in> sub``, ``<or> a <or> b``; specs about other things are not the scheduler's."""
+    for key, wanted in (extra_specs or {}).items():
+        name = key.removeprefix("capabilities:")
+        if name not in POOL_CAPABILITIES:
+            continue
+        have, words = POOL_CAPABILITIES[name], str(wanted).split()
+        if words[:1] == ["<is>"]:
+            ok = str(have).lower() == " ".join(words[1:]).lower()
+        elif words[:1] == ["<in>"]:
+            ok = " ".join(words[1:]).lower() in str(have).lower()
+        elif words[:1] == ["<or>"]:
+            ok = str(have).lower() in {w.lower() for w in words if w != "<or>"}
+        else:
+            ok = str(have).lower() == str(wanted).lower()
+        if not ok:
+            return f"{key}={wanted}"
+    return ""
 
 
 def _naive(stamp: str | None) -> dt.datetime | None:

@@ -492,6 +492,8 @@ def volume_rows(add: Callable[[Row], None]) -> None:
                 {"os-reset_status": {"status": "available"}}, snap))
         add(Row(b, "POST", f"{prefix}/snapshots/{{snapshot_id}}/action", ADMIN, {"os-force_delete": {}}, pid,
                 fresh="volume_snapshot"))
+        add(Row(b, "POST", f"{prefix}/snapshots/{{snapshot_id}}/action", MEMBER,
+                {"os-update_snapshot_status": {"status": "available"}}, snap))
         # the cloud's services and pools (an admin's), the user messages (3.3)
         add(Row(b, "GET", f"{prefix}/os-services", ADMIN, params=pid))
         add(Row(b, "GET", f"{prefix}/scheduler-stats/get_pools", ADMIN, params=pid))

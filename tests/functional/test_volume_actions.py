@@ -25,7 +25,7 @@ from cumulo.core.http.faults import BadRequest, PayloadTooLarge
 from cumulo.volume.agent import VolumeAgent
 from cumulo.volume.drivers.file import FileDriver, GiB, virtual_size
 from cumulo.volume.reconcile import Reconciler
-from cumulo.volume.service import Caller, VolumeService
+from cumulo.volume.service import Caller, VolumeService, unmet_capabilities
 from tests.functional.conftest import Cloud, _drop_pg_database, start_cloud, stop_cloud, unique, wait_for
 from tests.functional.test_volumes import SERVICES, Api, qemu_info, volume_files
 from tests.unit.test_volume_service import Limits
@@ -176,6 +176,33 @@ async def test_the_file_driver_exports_raw_and_qcow2_and_extends_idempotently(tm
         path.unlink()
     with pytest.raises(LookupError):
         await driver.extend_volume("nope", 2)
+
+
+def test_a_types_capability_specs_must_match_the_file_pools() -> None:
+    assert unmet_capabilities({}) == "" and unmet_capabilities({"tier": "gold"}) == ""
+    assert unmet_capabilities({"volume_backend_name": "file", "capabilities:storage_protocol": "FILE",
+                               "multiattach": "<is> True", "vendor_name": "<or> Acme <or> Cumulo"}) == ""
+    assert unmet_capabilities({"storage_protocol": "iSCSI"}) == "storage_protocol=iSCSI"
+    assert unmet_capabilities({"capabilities:thick_provisioning_support": "<is> True"}) != ""
+    assert unmet_capabilities({"vendor_name": "<in> Acme"}) == "vendor_name=<in> Acme"
+
+
+async def test_update_snapshot_status_moves_only_as_cinder_allows(world: Any) -> None:
+    svc, _, _ = world
+    vol = await svc.create_volume(WHO, 1)
+    await status_of(svc, vol.id, "available")
+    snap = await svc.create_snapshot(WHO, vol.id)
+    for _ in range(100):
+        if (await svc.snapshot(snap.id, WHO)).status == "available":
+            break
+        await asyncio.sleep(0.02)
+    with pytest.raises(BadRequest, match="not allowed"):
+        await svc.update_snapshot_status(snap.id, WHO, "error")
+    await svc.reset_snapshot_status(snap.id, "creating")
+    await svc.update_snapshot_status(snap.id, WHO, "creating", "40%")
+    assert (await svc.snapshot(snap.id, WHO)).progress == "40%"
+    await svc.update_snapshot_status(snap.id, WHO, "available", "100%")
+    assert (await svc.snapshot(snap.id, WHO)).status == "available"
 
 
 # -- one cloud, over HTTP ---------------------------------------------------------------------------
@@ -445,6 +472,45 @@ def test_a_failed_create_leaves_a_user_message_its_project_reads(admin: Api, peo
     assert len(member("GET", "/messages?limit=1&sort=created_at:asc", version="3.5").json()["messages"]) == 1
     assert member("DELETE", f"/messages/{msg['id']}", version="3.3").status_code == 204
     assert member("GET", f"/messages/{msg['id']}", version="3.3").status_code == 404
+    assert member("DELETE", f"/volumes/{vid}").status_code == 202
+
+
+def test_a_type_asking_for_another_backend_makes_an_error_volume_and_a_message(admin: Api) -> None:
+    """Tempest's way to a user message: a type whose storage_protocol no pool has."""
+    vtype = admin("POST", "/types", {"volume_type": {"name": unique("bogus"), "extra_specs": {
+        "storage_protocol": unique("proto"), "vendor_name": unique("vendor")}}}).json()["volume_type"]
+    vid = admin("POST", "/volumes", {"volume": {"size": 1, "volume_type": vtype["id"]}}).json()["volume"]["id"]
+    vol = admin.wait_status(vid, "error")
+    assert vol["volume_type"] == vtype["name"]
+    messages = admin("GET", "/messages", version="3.3").json()["messages"]
+    (msg,) = [m for m in messages if m["resource_uuid"] == vid]
+    assert "storage_protocol" in msg["user_message"] or "vendor_name" in msg["user_message"]
+    assert admin("DELETE", f"/volumes/{vid}").status_code == 202
+    wait_for(lambda: admin("GET", f"/volumes/{vid}").status_code == 404, 20, "the volume to be gone")
+    assert admin("DELETE", f"/types/{vtype['id']}").status_code == 202
+
+
+def test_a_member_updates_a_creating_snapshots_status(admin: Api, people: dict[str, Api]) -> None:
+    member, reader = people["member"], people["reader"]
+    admin("PUT", f"/os-quota-sets/{member.project_id}", {"quota_set": {"volumes": 20, "gigabytes": 100}})
+    vid = new_volume(member)
+    sid = member("POST", "/snapshots", {"snapshot": {"volume_id": vid}}).json()["snapshot"]["id"]
+    wait_for(lambda: member("GET", f"/snapshots/{sid}").json()["snapshot"]["status"] == "available", 20, "snap")
+    path = f"/snapshots/{sid}/action"
+    r = member("POST", path, {"os-update_snapshot_status": {"status": "error"}})
+    assert r.status_code == 400 and "not allowed" in r.json()["badRequest"]["message"]
+    assert admin("POST", path, {"os-reset_status": {"status": "creating"}}).status_code == 202
+    r = reader("POST", path, {"os-update_snapshot_status": {"status": "available"}})
+    assert r.status_code == 403 and "update_snapshot_status" in r.json()["forbidden"]["message"]
+    for body in ({"os-update_snapshot_status": {}}, {"os-update_snapshot_status": {"status": "available",
+                                                                                    "progress": "lots"}}):
+        assert member("POST", path, body).status_code == 400, body
+    r = member("POST", path, {"os-update_snapshot_status": {"status": "available", "progress": "100%"}})
+    assert r.status_code == 202, r.text
+    shown = member("GET", f"/snapshots/{sid}").json()["snapshot"]
+    assert (shown["status"], shown["os-extended-snapshot-attributes:progress"]) == ("available", "100%")
+    assert member("DELETE", f"/snapshots/{sid}").status_code == 202
+    wait_for(lambda: member("GET", f"/snapshots/{sid}").status_code == 404, 20, "the snapshot to be gone")
     assert member("DELETE", f"/volumes/{vid}").status_code == 202
 
 

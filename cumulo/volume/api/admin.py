@@ -17,10 +17,9 @@ from cumulo.core.http.authz import authorize
 from cumulo.core.http.faults import BadRequest, NotFound
 from cumulo.core.http.paging import parse_bool
 from cumulo.volume.api.common import at_least, base_url, caller, route, stamp, version_of
-from cumulo.volume.service import MessageInfo, ServiceInfo, VolumeService
+from cumulo.volume.service import POOL_CAPABILITIES, MessageInfo, ServiceInfo, VolumeService
 
 BACKEND = "file"  # the backend and pool name of every file agent
-DRIVER_VERSION = "1.0.0"
 
 
 def service_view(request: Request, s: ServiceInfo) -> dict[str, Any]:
@@ -72,13 +71,11 @@ def router(svc: VolumeService) -> Router:
             item: dict[str, Any] = {"name": f"{p.host}@{BACKEND}#{BACKEND}"}
             if detail:
                 item["capabilities"] = {
-                    "pool_name": BACKEND, "volume_backend_name": BACKEND, "vendor_name": "Cumulo",
-                    "driver_version": DRIVER_VERSION, "storage_protocol": "file", "total_capacity_gb": p.capacity_gb,
+                    **POOL_CAPABILITIES, "pool_name": BACKEND, "total_capacity_gb": p.capacity_gb,
                     "free_capacity_gb": p.free_gb, "allocated_capacity_gb": p.allocated_gb,
-                    "provisioned_capacity_gb": p.allocated_gb, "reserved_percentage": 0, "QoS_support": False,
-                    "thin_provisioning_support": True, "thick_provisioning_support": False,
-                    "max_over_subscription_ratio": "1.0", "multiattach": True, "backend_state": "up" if p.up
-                    else "down", "timestamp": stamp(p.reported_at)}
+                    "provisioned_capacity_gb": p.allocated_gb, "reserved_percentage": 0,
+                    "max_over_subscription_ratio": "1.0", "backend_state": "up" if p.up else "down",
+                    "timestamp": stamp(p.reported_at)}
             pools.append(item)
         return JSON({"pools": pools})
 

@@ -1,5 +1,5 @@
 """/v3/snapshots: create, list (summary and detail), show, update and delete a volume's snapshots, and
-the admin's actions on them (os-reset_status, os-force_delete)."""
+the actions on them (the admin's os-reset_status and os-force_delete, os-update_snapshot_status)."""
 
 from __future__ import annotations
 
@@ -142,7 +142,8 @@ def router(svc: VolumeService) -> Router:
 
     @route(r, "POST", "/snapshots/{snapshot_id}/action")
     async def snapshot_action(request: Request) -> Response:
-        """The admin's os-reset_status and os-force_delete; 202."""
+        """The admin's os-reset_status and os-force_delete, and os-update_snapshot_status (a
+        member's: nova reports an assisted snapshot's progress); 202."""
         body = await json_body(request)
         action = next(iter(body), None) if isinstance(body, dict) and len(body) == 1 else None
         snap = await svc.snapshot(request.path_params["snapshot_id"], caller(request))
@@ -154,6 +155,11 @@ def router(svc: VolumeService) -> Router:
         if action == "os-force_delete":
             authorize(request, "volume_extension:snapshot_admin_actions:force_delete", target)
             await svc.force_delete_snapshot(snap.id)
+            return Response(status_code=202)
+        if action == "os-update_snapshot_status":
+            authorize(request, "snapshot_extension:snapshot_actions:update_snapshot_status", target)
+            await svc.update_snapshot_status(snap.id, caller(request), body[action]["status"],
+                                             body[action].get("progress"))
             return Response(status_code=202)
         raise BadRequest(f"There is no such action: {action}" if action else "Invalid request body: one action.")
 
