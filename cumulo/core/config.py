@@ -235,7 +235,8 @@ class LoggingConfig:
 @dataclass
 class Config:
     state_dir: str = "/var/lib/cumulo"
-    services: list[str] = field(default_factory=lambda: ["identity", "image", "compute", "placement", "network"])
+    services: list[str] = field(default_factory=lambda: ["identity", "image", "compute", "placement", "network",
+                                                         "volume"])
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     bus: BusConfig = field(default_factory=BusConfig)
     api: APIConfig = field(default_factory=APIConfig)
@@ -246,7 +247,7 @@ class Config:
     placement: PlacementConfig = field(default_factory=PlacementConfig)
     # The Network API runs when "network" is in services, with its dataplane (see [network] dataplane).
     network: NetworkConfig = field(default_factory=NetworkConfig)
-    # Block storage runs when "volume" is in services (not by default yet).
+    # Block storage runs when "volume" is in services (it is by default).
     volume: VolumeConfig = field(default_factory=VolumeConfig)
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
