@@ -32,6 +32,9 @@ class Backup(Base):
     object_count: Mapped[int] = mapped_column(Integer, default=0)
     stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     parent_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    # the backup whose objects hold this one's data: an imported record's original (Cinder's
+    # service_metadata); None: its own, under <container>/<id>
+    data_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
     availability_zone: Mapped[str | None] = mapped_column(String(255), nullable=True)
     host: Mapped[str | None] = mapped_column(String(255), nullable=True)  # the agent that made it
     meta: Mapped[dict[str, Any]] = mapped_column(JSONText, default=dict)

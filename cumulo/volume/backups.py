@@ -47,7 +47,9 @@ from cumulo.volume.models import Volume
 LOG = logging.getLogger(__name__)
 
 DEFAULT_CONTAINER = "volumebackups"  # Cinder's default (the Swift driver's backup_swift_container)
-BACKUP_SERVICE = "cumulo.volume.drivers.backup.DirectoryStore"
+# the record's backup service: Cinder's name of its directory driver, which this store stands for (tempest and
+# Cinder's clients expect a cinder.backup.drivers name)
+BACKUP_SERVICE = "cinder.backup.drivers.posix.PosixBackupDriver"
 BACKUP_SORT_KEYS = {"id", "name", "status", "size", "created_at", "updated_at", "volume_id", "project_id",
                     "data_timestamp", "container"}
 DELETABLE = ("available", "error")
@@ -76,6 +78,7 @@ class BackupInfo:
     data_timestamp: dt.datetime
     created_at: dt.datetime
     updated_at: dt.datetime
+    data_id: str  # where its objects are: <container>/<data_id>/ (its own id, or an imported record's original)
 
     @property
     def is_incremental(self) -> bool:
@@ -103,7 +106,7 @@ def _info(row: Backup, dependents: int = 0) -> BackupInfo:
     return BackupInfo(row.id, row.volume_id, row.project_id, row.user_id, row.name, row.description, row.container,
                       row.status, row.size, row.object_count, row.parent_id, dependents > 0, row.availability_zone,
                       row.host, dict(row.meta or {}), row.fail_reason, row.data_timestamp, row.created_at,
-                      row.updated_at)
+                      row.updated_at, row.data_id or row.id)
 
 
 class BackupsMixin:
@@ -213,7 +216,8 @@ class BackupsMixin:
         try:
             await self._cast(vol.host, "backup_volume", "backup", {  # type: ignore[attr-defined]
                 "backup_id": row.id, "volume_id": volume_id, "container": container,
-                "parent_id": parent.id if parent else None, "parent_container": parent.container if parent else None,
+                "parent_id": (parent.data_id or parent.id) if parent else None,
+                "parent_container": parent.container if parent else None,
                 "force_share": vol.status != "available"}, backup_id=row.id, volume_id=volume_id)
         except Exception as exc:  # the lease ends it if nobody answers
             LOG.warning("sending backup %s to %s failed: %s", row.id, vol.host, exc)
@@ -330,7 +334,7 @@ class BackupsMixin:
                         raise BadRequest(f"Invalid volume: Volume {volume_id} is busy: try again.")
         try:
             await self._cast(host, "restore_backup", "restore", {  # type: ignore[attr-defined]
-                "backup_id": backup_id, "container": b.container, "volume_id": volume_id, "size": size},
+                "backup_id": b.data_id, "container": b.container, "volume_id": volume_id, "size": size},
                 backup_id=backup_id, volume_id=volume_id)
         except Exception as exc:
             LOG.warning("sending the restore of backup %s to %s failed: %s", backup_id, host, exc)
@@ -374,13 +378,20 @@ class BackupsMixin:
         await self._send_backup_delete(row)
 
     async def _send_backup_delete(self, row: Backup) -> None:
-        host = row.host or await self._pick_pool(0)  # type: ignore[attr-defined]
+        """Have an agent remove the backup's objects, unless another backup (an imported record of
+        it, or its original) still holds the same data."""
+        data = row.data_id or row.id
+        async with self.db.session() as s:
+            shared = (await s.execute(select(func.count()).select_from(Backup).where(
+                Backup.deleted.is_(False), Backup.id != row.id,
+                (Backup.id == data) | (Backup.data_id == data)))).scalar()
+        host = None if shared else row.host or await self._pick_pool(0)  # type: ignore[attr-defined]
         if host is None:
             await self._backup_deleted(row.id)
             return
         try:
             await self._cast(host, "delete_backup", "backup_delete", {  # type: ignore[attr-defined]
-                "backup_id": row.id, "container": row.container}, backup_id=row.id)
+                "backup_id": data, "container": row.container}, backup_id=row.id)
         except Exception as exc:  # the reconciler sends it again when the lease ends
             LOG.warning("sending the delete of backup %s to %s failed: %s", row.id, host, exc)
 
@@ -425,6 +436,7 @@ class BackupsMixin:
             record = {"id": row.id, "volume_id": row.volume_id, "name": row.name, "description": row.description,
                       "container": row.container, "size": row.size, "object_count": row.object_count,
                       "parent_id": row.parent_id, "availability_zone": row.availability_zone,
+                      "data_id": row.data_id or row.id,
                       "data_timestamp": row.data_timestamp.isoformat(), "metadata": dict(row.meta or {})}
         url = base64.b64encode(json.dumps(record).encode()).decode()
         return {"backup_service": BACKUP_SERVICE, "backup_url": url}
@@ -437,6 +449,7 @@ class BackupsMixin:
             record = json.loads(base64.b64decode(backup_url, validate=True))
             backup_id, volume_id = str(uuid.UUID(record["id"])), str(record["volume_id"])
             container, size = str(record["container"]), int(record["size"])
+            data_id = str(uuid.UUID(record.get("data_id") or record["id"]))
             stamp = dt.datetime.fromisoformat(record["data_timestamp"]).replace(tzinfo=None)
         except (ValueError, TypeError, KeyError, binascii.Error):
             raise BadRequest("Invalid input received: the backup record is not one this cloud exported.") from None
@@ -457,12 +470,13 @@ class BackupsMixin:
                          name=record.get("name"), description=record.get("description"), container=container,
                          status="creating", size=size, object_count=int(record.get("object_count") or 0),
                          stored_bytes=0, parent_id=record.get("parent_id"),
+                         data_id=None if data_id == backup_id else data_id,
                          availability_zone=record.get("availability_zone"), host=host,
                          meta=dict(record.get("metadata") or {}), task={"import": True}, lease_owner=self.instance,
                          lease_until=now + self.lease, data_timestamp=stamp, created_at=now, updated_at=now))
         try:
             await self._cast(host, "import_backup", "backup_import", {  # type: ignore[attr-defined]
-                "backup_id": backup_id, "container": container}, backup_id=backup_id)
+                "backup_id": data_id, "container": container}, backup_id=backup_id)
         except Exception as exc:
             LOG.warning("sending the import of backup %s to %s failed: %s", backup_id, host, exc)
         return await self.backup(backup_id, who)

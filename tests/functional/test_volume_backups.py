@@ -7,9 +7,11 @@ the parent of an incremental stays; quotas, personas and bad bodies answer as Ci
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,7 +39,11 @@ def vcloud(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 @pytest.fixture(scope="module")
 def admin_api(vcloud: Cloud) -> Api:
     token, body = vcloud.token()
-    return Api(vcloud, token, body["project"]["id"])
+    api = Api(vcloud, token, body["project"]["id"])
+    r = api("PUT", f"/os-quota-sets/{api.project_id}", {"quota_set": {"volumes": 100, "gigabytes": -1,
+                                                                     "backups": 100}})
+    assert r.status_code == 200, r.text
+    return api
 
 
 def volume_file(cloud: Cloud, volume_id: str) -> Path:
@@ -190,7 +196,7 @@ def test_a_corrupted_chunk_fails_the_restore_in_words_and_the_backup_stays(vclou
 
 def test_an_in_use_volume_needs_force_and_goes_back_to_in_use(vcloud: Cloud, admin_api: Api) -> None:
     vid = new_volume(admin_api)
-    r = admin_api("POST", f"/volumes/{vid}/action", {"os-attach": {"instance_uuid": str(__import__("uuid").uuid4()),
+    r = admin_api("POST", f"/volumes/{vid}/action", {"os-attach": {"instance_uuid": str(uuid.uuid4()),
                                                                    "mountpoint": "/dev/vdb"}})
     assert r.status_code == 202, r.text
     admin_api.wait_status(vid, "in-use")
@@ -274,6 +280,34 @@ def test_readers_read_other_projects_see_nothing_admins_see_the_project(
     assert "not in the backup store" in wait_backup(admin_api, bid, "error")["fail_reason"]
 
 
+def test_an_exported_record_imported_under_a_new_id_shares_the_data(vcloud: Cloud, admin_api: Api) -> None:
+    """As tempest's export/import test: the record, its id changed, is a second backup of the same
+    objects; deleting either leaves the data the other needs."""
+    vid = new_volume(admin_api)
+    write(vcloud, vid, "write -P 0x61 0 4M")
+    bid = create(admin_api, vid)
+    wait_backup(admin_api, bid)
+    record = admin_api("GET", f"/backups/{bid}/export_record").json()["backup-record"]
+    assert record["backup_service"].startswith("cinder.backup.drivers")
+    doc = json.loads(base64.b64decode(record["backup_url"]))
+    new_id = str(uuid.uuid4())
+    url = base64.b64encode(json.dumps({**doc, "id": new_id}).encode()).decode()
+    r = admin_api("POST", "/backups/import_record", {"backup-record": {**record, "backup_url": url}})
+    assert r.status_code == 201 and r.json()["backup"]["id"] == new_id
+    wait_backup(admin_api, new_id)
+    assert admin_api("DELETE", f"/backups/{bid}").status_code == 202
+    wait_for(lambda: admin_api("GET", f"/backups/{bid}").status_code == 404, 30, "the original deleted")
+    assert chunk_files(vcloud, bid) == ["chunk-00000000.zst"]  # the imported one still needs them
+    out = restore(admin_api, new_id)
+    admin_api.wait_status(out["volume_id"], "available", timeout=60)
+    check = subprocess.run(["qemu-io", "-f", "qcow2", "-c", "read -P 0x61 0 4M",
+                            str(volume_file(vcloud, out["volume_id"]))], capture_output=True, text=True, check=True)
+    assert "Pattern verification failed" not in check.stdout
+    wait_backup(admin_api, new_id)
+    assert admin_api("DELETE", f"/backups/{new_id}").status_code == 202
+    wait_for(lambda: not backup_dir(vcloud, bid).exists(), 30, "the shared objects removed with the last backup")
+
+
 def test_paging_and_filters(vcloud: Cloud, admin_api: Api) -> None:
     vid = new_volume(admin_api)
     ids = [create(admin_api, vid) for _ in range(1)]
@@ -322,7 +356,7 @@ def test_bad_requests_on_a_backup_are_400s_or_404s(admin_api: Api) -> None:
                        (f"/backups/{bid}/action", {}),
                        ("/backups/import_record", {"backup-record": {"backup_service": "x", "backup_url": "y"}}),
                        ("/backups/import_record", {"backup-record": {
-                           "backup_service": "cumulo.volume.drivers.backup.DirectoryStore", "backup_url": "!!"}}),
+                           "backup_service": "cinder.backup.drivers.posix.PosixBackupDriver", "backup_url": "!!"}}),
                        ("/backups/import_record", {"nothing": 1})):
         r = admin_api("POST", path, body)
         assert r.status_code == 400, (path, body, r.text)

@@ -29,6 +29,7 @@ def upgrade() -> None:
     sa.Column('object_count', sa.Integer(), nullable=False),
     sa.Column('stored_bytes', sa.BigInteger(), nullable=False),
     sa.Column('parent_id', sa.String(length=36), nullable=True),
+    sa.Column('data_id', sa.String(length=36), nullable=True),
     sa.Column('availability_zone', sa.String(length=255), nullable=True),
     sa.Column('host', sa.String(length=255), nullable=True),
     sa.Column('meta', cumulo.core.db.JSONText(), nullable=False),
@@ -48,6 +49,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_volume_backup_project_id'), ['project_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_volume_backup_status'), ['status'], unique=False)
         batch_op.create_index(batch_op.f('ix_volume_backup_parent_id'), ['parent_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_volume_backup_data_id'), ['data_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_volume_backup_lease_until'), ['lease_until'], unique=False)
         batch_op.create_index(batch_op.f('ix_volume_backup_created_at'), ['created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_volume_backup_deleted'), ['deleted'], unique=False)
