@@ -148,7 +148,16 @@ class VolumeAgent(BackupAgentMixin):
         await self.driver.delete_volume(args["volume_id"])
 
     async def _create_snapshot(self, args: dict[str, Any]) -> None:
-        await self.driver.create_snapshot(args["snapshot_id"], args["volume_id"], bool(args.get("force_share")))
+        """An in-use volume (force) is copied by the QEMU of its server (compute's ``copy_volume``,
+        a point-in-time copy while the guest writes on); a volume no running server has, by qemu-img."""
+        copy = None
+        if args.get("force_share"):
+            async def copy(tmp: Path) -> None:
+                await self.bus.call("conductor", "copy_volume", {
+                    "volume_id": args["volume_id"], "target": str(tmp), "format": "qcow2", "timeout": 3600},
+                    timeout=3600)
+        await self.driver.create_snapshot(args["snapshot_id"], args["volume_id"], bool(args.get("force_share")),
+                                          copy)
 
     async def _delete_snapshot(self, args: dict[str, Any]) -> None:
         await self.driver.delete_snapshot(args["snapshot_id"])

@@ -204,6 +204,18 @@ def test_a_volume_moves_between_guests_with_its_data(admin: Clients, people: dic
     member.wait_console(b, f"volume {serial} size {2 * 1024**3 // 512}")
     vol = member.volume_status(vid, "in-use")
     assert vol["size"] == 2
+    # an in-use snapshot (force), copied by B's QEMU while B runs: a volume made from it holds the pattern
+    r = member.volume("POST", "/snapshots", {"snapshot": {"volume_id": vid, "force": True}})
+    assert r.status_code == 202, r.text
+    snap = r.json()["snapshot"]["id"]
+    wait_for(lambda: member.volume("GET", f"/snapshots/{snap}").json()["snapshot"]["status"] == "available", 60,
+             "the in-use snapshot")
+    r = member.volume("POST", "/volumes", {"volume": {"snapshot_id": snap, "size": 2}})
+    assert r.status_code == 202, r.text
+    copy = r.json()["volume"]["id"]
+    member.volume_status(copy, "available")
+    assert volume_bytes(admin.cloud, copy, tmp_path).rstrip(b"\0") == b"PATTERN\n"
+    assert "cumulo-guest" in member.console(b) and member.server(b)["status"] == "ACTIVE"
     assert member.compute("POST", f"/servers/{b}/action", {"os-stop": None}).status_code == 202
     member.server_status(b, "SHUTOFF")
     assert member.compute("POST", f"/servers/{b}/action", {"os-start": None}).status_code == 202
@@ -215,7 +227,9 @@ def test_a_volume_moves_between_guests_with_its_data(admin: Clients, people: dic
         assert member.compute("DELETE", f"/servers/{server}").status_code == 204
     member.volume_status(vid, "available")
     wait_for(lambda: not qemu_pids(admin.cloud.state_dir / "instances"), 30, "the guests to be gone")
-    assert member.volume("DELETE", f"/volumes/{vid}").status_code == 202
+    assert member.volume("DELETE", f"/volumes/{copy}").status_code == 202
+    assert member.volume("DELETE", f"/snapshots/{snap}").status_code == 202
+    wait_for(lambda: member.volume("DELETE", f"/volumes/{vid}").status_code == 202, 30, "the volume to be deletable")
 
 
 def test_attachment_faults_and_personas(admin: Clients, people: dict[str, Clients]) -> None:

@@ -391,6 +391,24 @@ class Volumes:
                                                        "size": size * 1024**3}, "extend_volume", server.id, None,
                         volume_ctx=ctx)
 
+    async def copy_attached_volume(self, args: dict[str, Any]) -> bool:
+        """A volume agent asks for a point-in-time copy of an in-use volume into ``target`` (a
+        path on this machine): the QEMU of the server that has it writes it without stopping the
+        guest.  Raises (the caller's call fails) when no running server has the volume."""
+        volume_id = args["volume_id"]
+        async with self.db.session() as s:
+            server_ids = list((await s.execute(select(BlockDeviceMapping.server_id).where(
+                BlockDeviceMapping.volume_id == volume_id, BlockDeviceMapping.status == "attached"))).scalars())
+        for server_id in server_ids:
+            server = await self.get(server_id)
+            if server is not None and server.deleted_at is None and self._runs_somewhere(server):
+                await self.bus.call(f"compute.{server.host}", "copy_volume", {
+                    "server_id": server.id, "volume_id": volume_id, "target": args["target"],
+                    "format": args.get("format", "qcow2")}, timeout=float(args.get("timeout") or 3600))
+                LOG.info("in-use volume %s copied by the QEMU of server %s on %s", volume_id, server.id, server.host)
+                return True
+        raise LookupError(f"no running server has volume {volume_id} attached")
+
     async def _done_extend_volume(self, server_id: str, ctx: dict[str, Any], args: dict[str, Any],
                                   error: str | None) -> None:
         await self._extended(ctx.get("volume_ctx") or {}, error)

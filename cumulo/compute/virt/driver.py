@@ -95,6 +95,10 @@ class Driver(Protocol):
         """Grow an attached volume to ``size`` bytes, so the guest sees it."""
         ...
 
+    async def copy_volume(self, instance_id: str, volume_id: str, target: str, fmt: str = "qcow2") -> None:
+        """A point-in-time copy of an attached volume into the file ``target`` while the guest runs."""
+        ...
+
     async def instance_volumes(self, instance_id: str) -> list[str] | None:
         """The ids of the volumes the instance really has; None if it is not on this node."""
         ...

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import struct
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,9 +75,12 @@ class FileDriver:
                 f".{self.volume_path(volume_id).name}.part")):
             path.unlink(missing_ok=True)
 
-    async def create_snapshot(self, snapshot_id: str, volume_id: str, force_share: bool = False) -> Path:
-        """A standalone copy of the volume; ``force_share`` reads a volume a running server holds
-        (qemu's image lock), a crash-consistent copy at best."""
+    async def create_snapshot(self, snapshot_id: str, volume_id: str, force_share: bool = False,
+                              copy: Callable[[Path], Awaitable[Any]] | None = None) -> Path:
+        """A standalone copy of the volume.  ``copy(tmp)``, when given, writes it instead (the QEMU
+        of the server that has the volume, as of one instant, while the guest runs); else
+        ``force_share`` reads a volume a running server holds (qemu's image lock), a
+        crash-consistent copy at best."""
         target = self.snapshot_path(snapshot_id)
         if target.exists():
             return target
@@ -85,9 +89,15 @@ class FileDriver:
             raise LookupError(f"volume {volume_id} is not on this node")
         tmp = target.with_name(f".{target.name}.part")
         tmp.unlink(missing_ok=True)
-        share = ("-U",) if force_share else ()
-        await _qemu_img("convert", "-q", *share, "-O", "qcow2", str(source), str(tmp))
-        os.replace(tmp, target)
+        try:
+            if copy is not None:
+                await copy(tmp)
+            else:
+                share = ("-U",) if force_share else ()
+                await _qemu_img("convert", "-q", *share, "-O", "qcow2", str(source), str(tmp))
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
         return target
 
     async def extend_volume(self, volume_id: str, size_gb: int) -> None:
