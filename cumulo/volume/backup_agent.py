@@ -31,9 +31,14 @@ class BackupAgentMixin:
         return self.backups
 
     async def _backup_volume(self, args: dict[str, Any]) -> dict[str, Any]:
-        path = self.driver.volume_path(args["volume_id"])
-        if not path.exists():
-            raise LookupError(f"volume {args['volume_id']} is not on this node")
+        if args.get("snapshot_id"):
+            path = self.driver.snapshot_path(args["snapshot_id"])
+            if not path.exists():
+                raise LookupError(f"snapshot {args['snapshot_id']} is not on this node")
+        else:
+            path = self.driver.volume_path(args["volume_id"])
+            if not path.exists():
+                raise LookupError(f"volume {args['volume_id']} is not on this node")
         parent = (args["parent_container"], args["parent_id"]) if args.get("parent_id") else None
         result = await asyncio.to_thread(
             self._engine().backup, path, backup_id=args["backup_id"], volume_id=args["volume_id"],

@@ -35,6 +35,9 @@ class Backup(Base):
     # the backup whose objects hold this one's data: an imported record's original (Cinder's
     # service_metadata); None: its own, under <container>/<id>
     data_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    snapshot_id: Mapped[str | None] = mapped_column(String(36), nullable=True)  # backed up from a snapshot
+    # the volume's metadata and bootable flag at the backup, given to the volume a restore writes
+    volume_meta: Mapped[dict[str, Any] | None] = mapped_column(JSONText, nullable=True)
     availability_zone: Mapped[str | None] = mapped_column(String(255), nullable=True)
     host: Mapped[str | None] = mapped_column(String(255), nullable=True)  # the agent that made it
     meta: Mapped[dict[str, Any]] = mapped_column(JSONText, default=dict)

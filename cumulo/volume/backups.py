@@ -79,6 +79,7 @@ class BackupInfo:
     created_at: dt.datetime
     updated_at: dt.datetime
     data_id: str  # where its objects are: <container>/<data_id>/ (its own id, or an imported record's original)
+    snapshot_id: str | None = None
 
     @property
     def is_incremental(self) -> bool:
@@ -106,7 +107,7 @@ def _info(row: Backup, dependents: int = 0) -> BackupInfo:
     return BackupInfo(row.id, row.volume_id, row.project_id, row.user_id, row.name, row.description, row.container,
                       row.status, row.size, row.object_count, row.parent_id, dependents > 0, row.availability_zone,
                       row.host, dict(row.meta or {}), row.fail_reason, row.data_timestamp, row.created_at,
-                      row.updated_at, row.data_id or row.id)
+                      row.updated_at, row.data_id or row.id, row.snapshot_id)
 
 
 class BackupsMixin:
@@ -180,10 +181,19 @@ class BackupsMixin:
                             description: str | None = None, container: str | None = None,
                             incremental: bool = False, force: bool = False,
                             metadata: dict[str, str] | None = None,
-                            availability_zone: str | None = None) -> BackupInfo:
+                            availability_zone: str | None = None, snapshot_id: str | None = None) -> BackupInfo:
+        """Back up the volume, or its snapshot ``snapshot_id`` (read from the snapshot's own file,
+        the volume left as it is)."""
         vol = await self.volume(volume_id, who)  # type: ignore[attr-defined]
         allowed = ("available", "in-use") if force else ("available",)
-        if vol.status not in allowed:
+        if snapshot_id:
+            snap = await self.snapshot(snapshot_id, who)  # type: ignore[attr-defined]
+            if snap.volume_id != volume_id:
+                raise BadRequest(f"Invalid input received: snapshot {snapshot_id} is not of volume {volume_id}.")
+            if snap.status != "available":
+                raise BadRequest(f"Invalid snapshot: Snapshot to be backed up must be available, but the current "
+                                 f"status is \"{snap.status}\".")
+        elif vol.status not in allowed:
             more = "" if force or vol.status != "in-use" else " (an in-use volume needs force)"
             raise BadRequest(f"Invalid volume: Volume to be backed up must be available or in-use, but the current "
                              f"status is \"{vol.status}\"{more}.")
@@ -197,7 +207,8 @@ class BackupsMixin:
         row = Backup(id=str(uuid.uuid4()), volume_id=volume_id, project_id=vol.project_id, user_id=who.user_id,
                      name=name, description=description, container=container, status="creating", size=vol.size,
                      object_count=0, stored_bytes=0, availability_zone=vol.availability_zone, host=vol.host,
-                     meta=dict(metadata or {}), task={"volume_status": vol.status},
+                     meta=dict(metadata or {}), task={"volume_status": vol.status, "claimed": not snapshot_id},
+                     snapshot_id=snapshot_id, volume_meta={"metadata": vol.metadata, "bootable": vol.bootable},
                      lease_owner=self.instance, lease_until=self._backup_lease(vol.size), data_timestamp=now,
                      created_at=now, updated_at=now)
         async with turn(self.db, f"volume:{vol.project_id}"):
@@ -207,18 +218,20 @@ class BackupsMixin:
             row.parent_id = parent.id if parent else None
             await self._check_backup_quota(vol.project_id, vol.size)
             async with self.db.session() as s:
-                moved = await s.execute(update(Volume).where(
-                    Volume.id == volume_id, Volume.deleted.is_(False), Volume.status == vol.status).values(
-                    status="backing-up", updated_at=now))
-                if moved.rowcount != 1:
-                    raise BadRequest(f"Invalid volume: Volume {volume_id} is busy: try again.")
+                if not snapshot_id:
+                    moved = await s.execute(update(Volume).where(
+                        Volume.id == volume_id, Volume.deleted.is_(False), Volume.status == vol.status).values(
+                        status="backing-up", updated_at=now))
+                    if moved.rowcount != 1:
+                        raise BadRequest(f"Invalid volume: Volume {volume_id} is busy: try again.")
                 s.add(row)
         try:
             await self._cast(vol.host, "backup_volume", "backup", {  # type: ignore[attr-defined]
                 "backup_id": row.id, "volume_id": volume_id, "container": container,
                 "parent_id": (parent.data_id or parent.id) if parent else None,
                 "parent_container": parent.container if parent else None,
-                "force_share": vol.status != "available"}, backup_id=row.id, volume_id=volume_id)
+                "snapshot_id": snapshot_id, "force_share": vol.status != "available" and not snapshot_id},
+                backup_id=row.id, volume_id=volume_id, claimed=not snapshot_id)
         except Exception as exc:  # the lease ends it if nobody answers
             LOG.warning("sending backup %s to %s failed: %s", row.id, vol.host, exc)
         return _info(row)
@@ -263,7 +276,8 @@ class BackupsMixin:
         async with self.db.session() as s:
             done = await s.execute(update(Backup).where(Backup.id == backup_id, Backup.status == "creating")
                                    .values(**values))
-        await self._release_volume(ctx["volume_id"], "backing-up")
+        if ctx.get("claimed", True):
+            await self._release_volume(ctx["volume_id"], "backing-up")
         if done.rowcount != 1 and not error:  # deleted (forced) meanwhile: its objects must go
             async with self.db.session() as s:
                 row = await s.get(Backup, backup_id)
@@ -348,8 +362,14 @@ class BackupsMixin:
         if fault:
             LOG.warning("restore of backup %s into volume %s failed: %s", backup_id, volume_id, fault)
         async with self.db.session() as s:
-            await s.execute(update(Volume).where(Volume.id == volume_id, Volume.status == "restoring-backup").values(
-                status="error_restoring" if fault else "available", fault=fault, updated_at=utcnow()))
+            values: dict[str, Any] = {"status": "error_restoring", "fault": fault, "updated_at": utcnow()}
+            backup, vol = await s.get(Backup, backup_id), await s.get(Volume, volume_id)
+            if not fault and vol is not None:  # the source volume's metadata and bootable flag come along, as in Cinder
+                carried = (backup.volume_meta if backup is not None else None) or {}
+                values.update(status="available", meta={**(vol.meta or {}), **(carried.get("metadata") or {})},
+                              bootable=bool(carried.get("bootable", vol.bootable)))
+            await s.execute(update(Volume).where(Volume.id == volume_id, Volume.status == "restoring-backup")
+                            .values(**values))
             # the backup is as good as before; why its last restore failed is its fail_reason
             await s.execute(update(Backup).where(Backup.id == backup_id, Backup.status == "restoring").values(
                 status="available", fail_reason=fault, task=None, lease_owner=None, lease_until=None,
@@ -419,7 +439,7 @@ class BackupsMixin:
             row = await self._backup_row(s, backup_id, who)
             task, old = dict(row.task or {}), row.status
             row.status, row.task, row.lease_owner, row.lease_until, row.updated_at = status, None, None, None, utcnow()
-        if old == "creating":  # the volume it was reading is given back
+        if old == "creating" and task.get("claimed"):  # the volume it was reading is given back
             await self._release_volume(row.volume_id, "backing-up")
         elif old == "restoring" and task.get("volume_id"):
             await self._end_restore(backup_id, task["volume_id"], "The restore was ended by an administrator.")
@@ -436,7 +456,7 @@ class BackupsMixin:
             record = {"id": row.id, "volume_id": row.volume_id, "name": row.name, "description": row.description,
                       "container": row.container, "size": row.size, "object_count": row.object_count,
                       "parent_id": row.parent_id, "availability_zone": row.availability_zone,
-                      "data_id": row.data_id or row.id,
+                      "data_id": row.data_id or row.id, "snapshot_id": row.snapshot_id, "volume_meta": row.volume_meta,
                       "data_timestamp": row.data_timestamp.isoformat(), "metadata": dict(row.meta or {})}
         url = base64.b64encode(json.dumps(record).encode()).decode()
         return {"backup_service": BACKUP_SERVICE, "backup_url": url}
@@ -470,7 +490,8 @@ class BackupsMixin:
                          name=record.get("name"), description=record.get("description"), container=container,
                          status="creating", size=size, object_count=int(record.get("object_count") or 0),
                          stored_bytes=0, parent_id=record.get("parent_id"),
-                         data_id=None if data_id == backup_id else data_id,
+                         data_id=None if data_id == backup_id else data_id, snapshot_id=record.get("snapshot_id"),
+                         volume_meta=record.get("volume_meta") if isinstance(record.get("volume_meta"), dict) else None,
                          availability_zone=record.get("availability_zone"), host=host,
                          meta=dict(record.get("metadata") or {}), task={"import": True}, lease_owner=self.instance,
                          lease_until=now + self.lease, data_timestamp=stamp, created_at=now, updated_at=now))
@@ -502,7 +523,7 @@ class BackupsMixin:
                 async with self.db.session() as s:
                     await s.execute(update(Backup).where(Backup.id == row.id, Backup.status == "creating").values(
                         status="error", fail_reason=late, task=None, lease_owner=None, lease_until=None))
-                if not (row.task or {}).get("import"):
+                if (row.task or {}).get("claimed"):
                     await self._release_volume(row.volume_id, "backing-up")
             elif row.status == "restoring":
                 await self._end_restore(row.id, (row.task or {}).get("volume_id", ""), late)

@@ -308,6 +308,34 @@ def test_an_exported_record_imported_under_a_new_id_shares_the_data(vcloud: Clou
     wait_for(lambda: not backup_dir(vcloud, bid).exists(), 30, "the shared objects removed with the last backup")
 
 
+def test_a_snapshot_is_backed_up_from_its_own_file_and_a_restore_carries_the_volume_metadata(
+        vcloud: Cloud, admin_api: Api) -> None:
+    r = admin_api("POST", "/volumes", {"volume": {"size": 1, "metadata": {"role": "db", "tier": "gold"}}})
+    vid = r.json()["volume"]["id"]
+    admin_api.wait_status(vid, "available")
+    write(vcloud, vid, "write -P 0x71 0 4M")
+    r = admin_api("POST", "/snapshots", {"snapshot": {"volume_id": vid}})
+    sid = r.json()["snapshot"]["id"]
+    wait_for(lambda: admin_api("GET", f"/snapshots/{sid}").json()["snapshot"]["status"] == "available", 30,
+             "the snapshot available")
+    write(vcloud, vid, "write -P 0x72 0 4M")  # after the snapshot: not in its backup
+    other = new_volume(admin_api)
+    r = admin_api("POST", "/backups", {"backup": {"volume_id": other, "snapshot_id": sid}})
+    assert r.status_code == 400 and "is not of volume" in r.text
+    r = admin_api("POST", "/backups", {"backup": {"volume_id": vid, "snapshot_id": str(uuid.uuid4())}})
+    assert r.status_code == 404
+    bid = create(admin_api, vid, snapshot_id=sid)
+    assert admin_api.volume(vid)["status"] == "available"  # the volume is not held for a snapshot's backup
+    b = wait_backup(admin_api, bid)
+    assert b["snapshot_id"] == sid and b["volume_id"] == vid
+    out = restore(admin_api, bid)
+    restored = admin_api.wait_status(out["volume_id"], "available", timeout=60)
+    assert {"role": "db", "tier": "gold"}.items() <= restored["metadata"].items()
+    check = subprocess.run(["qemu-io", "-f", "qcow2", "-c", "read -P 0x71 0 4M",
+                            str(volume_file(vcloud, out["volume_id"]))], capture_output=True, text=True, check=True)
+    assert "Pattern verification failed" not in check.stdout
+
+
 def test_paging_and_filters(vcloud: Cloud, admin_api: Api) -> None:
     vid = new_volume(admin_api)
     ids = [create(admin_api, vid) for _ in range(1)]
@@ -330,7 +358,7 @@ def test_paging_and_filters(vcloud: Cloud, admin_api: Api) -> None:
     {"backup": {"volume_id": "00000000-0000-0000-0000-000000000000", "container": "../etc"}},
     {"backup": {"volume_id": "00000000-0000-0000-0000-000000000000", "incremental": "maybe"}},
     {"backup": {"volume_id": "00000000-0000-0000-0000-000000000000", "name": 5}},
-    {"backup": {"volume_id": "00000000-0000-0000-0000-000000000000", "snapshot_id": "x"}},
+    {"backup": {"volume_id": "00000000-0000-0000-0000-000000000000", "snapshot_id": 5}},
     {"backup": {"volume_id": "00000000-0000-0000-0000-000000000000", "metadata": {"k": "v"}}},  # 3.0
     {"backup": {"volume_id": "00000000-0000-0000-0000-000000000000", "bogus": 1}},
 ])

@@ -30,6 +30,8 @@ def upgrade() -> None:
     sa.Column('stored_bytes', sa.BigInteger(), nullable=False),
     sa.Column('parent_id', sa.String(length=36), nullable=True),
     sa.Column('data_id', sa.String(length=36), nullable=True),
+    sa.Column('snapshot_id', sa.String(length=36), nullable=True),
+    sa.Column('volume_meta', cumulo.core.db.JSONText(), nullable=True),
     sa.Column('availability_zone', sa.String(length=255), nullable=True),
     sa.Column('host', sa.String(length=255), nullable=True),
     sa.Column('meta', cumulo.core.db.JSONText(), nullable=False),

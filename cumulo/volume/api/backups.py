@@ -29,7 +29,7 @@ def backup_view(request: Request, b: BackupInfo) -> dict[str, Any]:
         "created_at": stamp(b.created_at), "updated_at": stamp(b.updated_at), "fail_reason": b.fail_reason,
         "volume_id": b.volume_id, "links": links(request, "backups", b.id, b.project_id),
         "is_incremental": b.is_incremental, "has_dependent_backups": b.has_dependent_backups,
-        "snapshot_id": None, "data_timestamp": stamp(b.data_timestamp)}
+        "snapshot_id": b.snapshot_id, "data_timestamp": stamp(b.data_timestamp)}
     if at_least(request, 18) and allowed(request, "backup:backup_project_attribute", {"project_id": b.project_id}):
         out["os-backup-project-attr:project_id"] = b.project_id
     if at_least(request, 43):
@@ -79,8 +79,6 @@ def router(svc: VolumeService) -> Router:
     async def create_backup(request: Request) -> Response:
         authorize(request, "backup:create")
         body = (await json_body(request))["backup"]
-        if body.get("snapshot_id"):
-            raise BadRequest("Invalid input received: backups of snapshots are not supported by this cloud yet.")
         if body.get("metadata") is not None and not at_least(request, 43):
             raise BadRequest("Invalid input for field/attribute backup: metadata needs microversion 3.43.")
         if body.get("availability_zone") is not None and not at_least(request, 51):
@@ -89,7 +87,7 @@ def router(svc: VolumeService) -> Router:
             caller(request), body["volume_id"], name=body.get("name"), description=body.get("description"),
             container=body.get("container"), incremental=parse_bool("incremental", str(body.get("incremental", False))),
             force=parse_bool("force", str(body.get("force", False))), metadata=body.get("metadata"),
-            availability_zone=body.get("availability_zone"))
+            availability_zone=body.get("availability_zone"), snapshot_id=body.get("snapshot_id"))
         return JSON({"backup": summary(request, b)}, status_code=202)
 
     @route(r, "POST", "/backups/import_record")
