@@ -82,6 +82,7 @@ RULES: list[Rule] = [
          "POST /snapshots/{snapshot_id}/action (os-update_snapshot_status)"),
     # the cloud's services and pools, and the user messages (3.3)
     Rule("volume_extension:services:index", ADMIN, "GET /os-services"),
+    Rule("volume_extension:services:update", ADMIN, "PUT /os-services/{enable,disable}"),
     Rule("scheduler_extension:scheduler_stats:get_pools", ADMIN, "GET /scheduler-stats/get_pools"),
     Rule("message:get_all", READER, "GET /messages"),
     Rule("message:get", READER, "GET /messages/{message_id}"),

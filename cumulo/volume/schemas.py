@@ -139,6 +139,8 @@ BODIES: dict[tuple[str, str], Schema] = {
     ("PUT", "/snapshots/{snapshot_id}/metadata/{key}"): META_ITEM,
     ("POST", "/snapshots/{snapshot_id}/action"): SNAPSHOT_ACTION,
     ("PUT", "/os-quota-sets/{target}"): QUOTA_UPDATE,
+    ("PUT", "/os-services/{action}"): obj({"host": string(255, 1), "binary": string(255, 1)}, required=("host",),
+                                          extra=True),
     ("POST", "/attachments"): ATTACHMENT_CREATE,
     ("PUT", "/attachments/{attachment_id}"): ATTACHMENT_UPDATE,
     ("POST", "/attachments/{attachment_id}/action"): ATTACHMENT_ACTION,

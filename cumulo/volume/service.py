@@ -149,13 +149,16 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin):
         lost rolls forward to available, a delete whose report was lost to deleted, and a file no
         live volume or snapshot owns is removed."""
         async with self.db.session() as s:
-            rows = (await s.execute(select(Volume.id, Volume.status, Volume.deleted).where(
+            rows = (await s.execute(select(Volume.id, Volume.status, Volume.deleted, Volume.lease_until).where(
                 (Volume.host == host) | Volume.id.in_(volume_ids)))).all()
-            snaps = (await s.execute(select(Snapshot.id, Snapshot.status, Snapshot.deleted).where(
-                (Snapshot.host == host) | Snapshot.id.in_(snapshot_ids)))).all()
-        known = {vid: (status, deleted) for vid, status, deleted in rows}
+            snaps = (await s.execute(select(Snapshot.id, Snapshot.status, Snapshot.deleted, Snapshot.lease_until)
+                                     .where((Snapshot.host == host) | Snapshot.id.in_(snapshot_ids)))).all()
+        # only a create that is running (it holds a lease) rolls forward: a "creating" an admin set
+        # with os-reset_status is theirs to move (nova's os-update_snapshot_status, tempest's tests)
+        leased = {ident for ident, _, _, lease in [*rows, *snaps] if lease is not None}
+        known = {vid: (status, deleted) for vid, status, deleted, _ in rows}
         for vid, (status, deleted) in known.items():
-            if not deleted and status == "creating" and vid in volume_ids:
+            if not deleted and status == "creating" and vid in volume_ids and vid in leased:
                 await self._done_create({"volume_id": vid, "host": host}, None, None)
             elif not deleted and status == "deleting" and vid not in volume_ids:
                 await self._deleted(vid)
@@ -163,9 +166,9 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin):
             if vid not in known or known[vid][1]:
                 LOG.info("volume file %s on %s belongs to no volume: removing it", vid, host)
                 await self._cast(host, "delete_volume", "delete", {"volume_id": vid}, volume_id=vid, cleanup=True)
-        known_snaps = {sid: (status, deleted) for sid, status, deleted in snaps}
+        known_snaps = {sid: (status, deleted) for sid, status, deleted, _ in snaps}
         for sid, (status, deleted) in known_snaps.items():
-            if not deleted and status == "creating" and sid in snapshot_ids:
+            if not deleted and status == "creating" and sid in snapshot_ids and sid in leased:
                 await self._done_snapshot({"snapshot_id": sid}, None, None)
             elif not deleted and status == "deleting" and sid not in snapshot_ids:
                 await self._snapshot_deleted(sid)
@@ -183,13 +186,28 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin):
                          r.reported_at) for r in rows]
 
     async def services(self) -> list[ServiceInfo]:
-        """os-services: the scheduler (this controller, answering now) and one cinder-volume per
-        pool, Cinder's ``host@backend``, up while it reports within ``service_down_time``."""
+        """os-services: the scheduler (this controller, answering now), and per pool a
+        cinder-volume (Cinder's ``host@backend``) and a cinder-backup (the same agent makes the
+        backups), up while it reports within ``service_down_time``."""
         zone = self.cfg.volume.availability_zone
         out = [ServiceInfo("cinder-scheduler", socket.gethostname(), zone, True, False, utcnow())]
-        out += [ServiceInfo("cinder-volume", f"{p.host}@file", zone, p.up, p.disabled, p.reported_at)
-                for p in await self.pools()]
+        for p in await self.pools():
+            out.append(ServiceInfo("cinder-volume", f"{p.host}@file", zone, p.up, p.disabled, p.reported_at))
+            out.append(ServiceInfo("cinder-backup", p.host, zone, p.up, False, p.reported_at))
         return out
+
+    async def set_service_disabled(self, host: str, binary: str, disabled: bool) -> ServiceInfo:
+        """Enable or disable a cinder-volume (``host@file`` or the bare host): the scheduler puts
+        no new volume on a disabled pool; what it holds stays served."""
+        if binary != "cinder-volume":
+            raise BadRequest(f"Invalid input received: only cinder-volume services are enabled or disabled here, "
+                             f"not {binary!r}.")
+        pool_host = host.removesuffix("@file")
+        async with self.db.session() as s:
+            moved = await s.execute(update(Pool).where(Pool.host == pool_host).values(disabled=disabled))
+        if moved.rowcount != 1:
+            raise NotFound(f"Host {host} could not be found.")
+        return next(x for x in await self.services() if x.binary == binary and x.host == f"{pool_host}@file")
 
     async def reported(self, ctx: dict[str, Any], error: str | None, result: Any) -> None:
         """An agent's report: ``ctx`` is what the operation sent; ``error`` if it failed."""

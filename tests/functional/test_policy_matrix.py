@@ -496,6 +496,9 @@ def volume_rows(add: Callable[[Row], None]) -> None:
                 {"os-update_snapshot_status": {"status": "available"}}, snap))
         # the cloud's services and pools (an admin's), the user messages (3.3)
         add(Row(b, "GET", f"{prefix}/os-services", ADMIN, params=pid))
+        add(Row(b, "PUT", f"{prefix}/os-services/{{action}}", ADMIN, {"host": "no-such-host@file",
+                                                                  "binary": "cinder-volume"},
+                {**pid, "action": "enable"}))
         add(Row(b, "GET", f"{prefix}/scheduler-stats/get_pools", ADMIN, params=pid))
         v33 = "volume 3.3"
         add(Row(b, "GET", f"{prefix}/messages", OWN_READER, params=pid, version=v33))

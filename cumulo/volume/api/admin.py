@@ -12,7 +12,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cumulo.core.http.app import JSON, Router
+from cumulo.core.http.app import JSON, Router, json_body
 from cumulo.core.http.authz import authorize
 from cumulo.core.http.faults import BadRequest, NotFound
 from cumulo.core.http.paging import parse_bool
@@ -60,6 +60,27 @@ def router(svc: VolumeService) -> Router:
         rows = [s for s in await svc.services()
                 if params.get("host") in (None, s.host) and params.get("binary") in (None, s.binary)]
         return JSON({"services": [service_view(request, s) for s in rows]})
+
+    @route(r, "PUT", "/os-services/{action}")
+    async def update_service(request: Request) -> Response:
+        """``enable`` and ``disable`` a cinder-volume (``{"host", "binary"}``); 200 with what it is now."""
+        authorize(request, "volume_extension:services:update")
+        action = request.path_params["action"]
+        if action not in ("enable", "disable"):
+            raise NotFound(f"Unknown action {action!r}: enable or disable (disable-log-reason, freeze and thaw are "
+                           "not supported here).")
+        body = await json_body(request)
+        if not isinstance(body, dict):
+            raise BadRequest("Invalid input received: the body must be {\"host\": ..., \"binary\": ...}.")
+        host, binary = body.get("host"), body.get("binary", "cinder-volume")
+        if not isinstance(host, str) or not host or not isinstance(binary, str):
+            raise BadRequest("Invalid input received: 'host' (and 'binary') must be given as strings.")
+        service = await svc.set_service_disabled(host, binary, action == "disable")
+        out: dict[str, Any] = {"disabled": service.disabled, "status": "disabled" if service.disabled else "enabled",
+                               "host": service.host, "service": service.binary, "binary": service.binary}
+        if action == "enable":
+            out["disabled_reason"] = None
+        return JSON(out)
 
     @route(r, "GET", "/scheduler-stats/get_pools")
     async def get_pools(request: Request) -> Response:
