@@ -221,6 +221,16 @@ def test_a_volume_moves_between_guests_with_its_data(admin: Clients, people: dic
     assert member.compute("POST", f"/servers/{b}/action", {"os-start": None}).status_code == 202
     member.server_status(b, "ACTIVE")
     member.wait_console(b, "holds PATTERN", count=2)
+    # a detach asked while the guest is still booting (its ACPI not up yet) is asked again until it lands
+    assert member.compute("POST", f"/servers/{b}/action", {"os-stop": None}).status_code == 202
+    member.server_status(b, "SHUTOFF")
+    assert member.compute("POST", f"/servers/{b}/action", {"os-start": None}).status_code == 202
+    member.server_status(b, "ACTIVE")
+    assert member.compute("DELETE", f"/servers/{b}/os-volume_attachments/{vid}").status_code == 202
+    member.volume_status(vid, "available", timeout=90)
+    assert member.compute("POST", f"/servers/{b}/os-volume_attachments",
+                          {"volumeAttachment": {"volumeId": vid}}).status_code == 200
+    member.volume_status(vid, "in-use")
 
     # deleting B gives the volume back; A and B leave no QEMU behind
     for server in (a, b):

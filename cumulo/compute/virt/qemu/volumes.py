@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 from cumulo.compute.virt.qemu.qmp import QMP, QMPError
 
+LOG = logging.getLogger(__name__)
+
 VOLUME_PORTS = 8  # the PCIe root ports kept free for volumes: the most a server holds
-DETACH_TIMEOUT = 30.0  # how long a guest may take to release an unplugged volume
+DETACH_TIMEOUT = 60.0  # how long a guest may take to release an unplugged volume
+UNPLUG_RETRY = 3.0  # seconds between requests to a guest that has not released it yet
 COPY_TIMEOUT = 3600.0  # a whole-volume copy of a large volume takes a while
 
 
@@ -162,12 +166,7 @@ class VolumeOps:
                         if (await q.execute("query-status"))["status"] != "running":
                             raise RuntimeError("the guest is not running (paused?), so it cannot release the "
                                                "volume: unpause it first")
-                        await q.execute("device_del", id=device_id(volume_id))
-                        try:
-                            await q.wait_event("DEVICE_DELETED", DETACH_TIMEOUT, device=device_id(volume_id))
-                        except TimeoutError:
-                            raise RuntimeError(f"the guest did not release the volume within {DETACH_TIMEOUT:g} s "
-                                               "(is it still using the disk?)") from None
+                        await self._unplug(q, volume_id)
                     await _quietly(q, "blockdev-del", **{"node-name": node_name(volume_id)})
             stored["volumes"] = [v for v in stored.get("volumes") or [] if v["volume_id"] != volume_id]
             self._save(stored, d)  # type: ignore[attr-defined]
@@ -224,6 +223,30 @@ class VolumeOps:
                         raise RuntimeError(f"copying the volume failed: {done['data']['error']}")
                 finally:
                     await _quietly(q, "blockdev-del", **{"node-name": node})
+
+    @staticmethod
+    async def _unplug(q: QMP, volume_id: str) -> None:
+        """Ask the guest to let go of the volume until it does: a request that reaches a guest
+        still booting (its ACPI not up yet) is lost, so it is sent again every UNPLUG_RETRY
+        seconds, as Nova's libvirt driver retries, for at most DETACH_TIMEOUT seconds."""
+        dev = device_id(volume_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DETACH_TIMEOUT
+        while True:
+            try:
+                await q.execute("device_del", id=dev)
+            except QMPError as exc:
+                if "in the process" not in str(exc):  # an unplug already pending is fine
+                    raise RuntimeError(f"QEMU refused to unplug the volume: {exc}") from None
+            try:
+                await q.wait_event("DEVICE_DELETED", min(UNPLUG_RETRY, max(0.1, deadline - loop.time())),
+                                   device=dev)
+                return
+            except TimeoutError:
+                if loop.time() >= deadline:
+                    raise RuntimeError(f"the guest did not release the volume within {DETACH_TIMEOUT:g} s "
+                                       "(is it still using the disk?)") from None
+                LOG.info("the guest has not released volume %s yet: asking again", volume_id)
 
     async def instance_volumes(self, instance_id: str) -> list[str] | None:
         """The ids of the volumes the instance really has: the guest's devices while it runs,
