@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from cumulo.core.bus import Bus
+from cumulo.core.bus import Bus, RPCError, RPCTimeout
 from cumulo.core.format_inspector import ImageRefused, inspect_file, qemu_format
 from cumulo.volume.backup_agent import BackupAgentMixin, backup_engine
 from cumulo.volume.drivers.file import FileDriver
@@ -149,15 +149,23 @@ class VolumeAgent(BackupAgentMixin):
 
     async def _create_snapshot(self, args: dict[str, Any]) -> None:
         """An in-use volume (force) is copied by the QEMU of its server (compute's ``copy_volume``,
-        a point-in-time copy while the guest writes on); a volume no running server has, by qemu-img."""
+        a point-in-time copy while the guest writes on); a volume no running server of compute
+        has (attached by another consumer, or compute not running), by qemu-img with force-share."""
         copy = None
-        if args.get("force_share"):
+        if args.get("force_share") and await self._compute_copies(args["volume_id"]):
             async def copy(tmp: Path) -> None:
                 await self.bus.call("conductor", "copy_volume", {
                     "volume_id": args["volume_id"], "target": str(tmp), "format": "qcow2", "timeout": 3600},
                     timeout=3600)
         await self.driver.create_snapshot(args["snapshot_id"], args["volume_id"], bool(args.get("force_share")),
                                           copy)
+
+    async def _compute_copies(self, volume_id: str) -> bool:
+        try:
+            return bool(await self.bus.call("conductor", "copy_volume", {"volume_id": volume_id, "check": True},
+                                            timeout=10))
+        except (RPCError, RPCTimeout):
+            return False
 
     async def _delete_snapshot(self, args: dict[str, Any]) -> None:
         await self.driver.delete_snapshot(args["snapshot_id"])

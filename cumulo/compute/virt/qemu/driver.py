@@ -40,6 +40,7 @@ from cumulo.compute.virt.qemu.volumes import VolumeOps, boot_volume, root_ports,
 from cumulo.core.format_inspector import qemu_format
 
 LOG = logging.getLogger(__name__)
+POWERDOWN_RETRY = 5.0  # seconds between presses of the ACPI power button of a guest that is still up
 COPY_TIMEOUT = 3600.0  # whole-disk copies (snapshots, cold moves) of large disks take a while
 NOSTATE, RUNNING, PAUSED, SHUTDOWN, SUSPENDED = 0, 1, 3, 4, 7
 
@@ -330,17 +331,22 @@ class QemuDriver(VolumeOps):
             await asyncio.sleep(0.01)
 
     async def _shutdown(self, instance_id: str, timeout: float | None = None) -> None:
-        """ACPI power button, then the process is killed if the guest has not stopped in time."""
+        """ACPI power button, pressed again every POWERDOWN_RETRY seconds (a guest still booting
+        misses it, as Nova's libvirt driver knows), then the process is killed if the guest has not
+        stopped in time."""
         if self.pid(instance_id) is None:
             return
-        try:
-            await qmp(str(self.dir(instance_id) / "qmp.sock"), "system_powerdown", timeout=5)
-        except (TimeoutError, OSError, QMPError):
-            pass
         deadline = time.monotonic() + (self.shutdown_timeout if timeout is None else timeout)
+        press = 0.0
         while time.monotonic() < deadline:
             if self.pid(instance_id) is None:
                 return
+            if time.monotonic() >= press:
+                try:
+                    await qmp(str(self.dir(instance_id) / "qmp.sock"), "system_powerdown", timeout=5)
+                except (TimeoutError, OSError, QMPError):
+                    pass
+                press = time.monotonic() + POWERDOWN_RETRY
             await asyncio.sleep(0.1)
         LOG.info("instance %s did not power off in time: stopping it hard", instance_id)
         await self._kill(instance_id)
