@@ -342,8 +342,9 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin):
             growing = (await s.execute(select(Volume.size, Volume.task).where(
                 Volume.project_id == project_id, Volume.deleted.is_(False), Volume.status == "extending"))).all()
         pending = sum(max(0, int((task or {}).get("new_size", size)) - size) for size, task in growing)
+        backups, backup_gb = await self.backup_usage(project_id)
         return {"volumes": int(volumes), "snapshots": int(snaps), "gigabytes": int(vol_gb) + int(snap_gb) + pending,
-                "backups": 0, "backup_gigabytes": 0, "groups": 0}
+                "backups": backups, "backup_gigabytes": backup_gb, "groups": 0}
 
     async def set_quotas(self, project_id: str | None, values: dict[str, int]) -> None:
         await self.identity.set_limits(SERVICE_TYPE, project_id, values)

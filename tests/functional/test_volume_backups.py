@@ -401,3 +401,23 @@ def test_bad_requests_on_a_backup_are_400s_or_404s(admin_api: Api) -> None:
     assert admin_api("GET", "/backups/00000000-0000-0000-0000-000000000000").status_code == 404
     assert admin_api("DELETE", "/backups/nonesuch").status_code == 404
     assert httpx.get(f"{admin_api.cloud.volume_url}/backups", timeout=10).status_code == 401
+
+
+def test_a_volume_made_from_a_backup_and_the_quota_usage_counts_backups(vcloud: Cloud, admin_api: Api) -> None:
+    vid = new_volume(admin_api)
+    write(vcloud, vid, "write -P 0x5a 0 4M")
+    bid = create(admin_api, vid)
+    b = wait_backup(admin_api, bid)
+    usage = admin_api("GET", f"/os-quota-sets/{admin_api.project_id}?usage=true").json()["quota_set"]
+    assert usage["backups"]["in_use"] >= 1 and usage["backup_gigabytes"]["in_use"] >= b["size"]
+    # POST /volumes with backup_id (3.47) restores into a new volume
+    assert admin_api("POST", "/volumes", {"volume": {"backup_id": bid}}, version="3.46").status_code == 400
+    r = admin_api("POST", "/volumes", {"volume": {"backup_id": bid, "name": "from-backup"}}, version="3.47")
+    assert r.status_code == 202, r.text
+    made = admin_api.wait_status(r.json()["volume"]["id"], "available", timeout=60)
+    assert made["name"] == "from-backup" and made["size"] == b["size"]
+    check = subprocess.run(["qemu-io", "-f", "qcow2", "-c", "read -P 0x5a 0 4M", str(volume_file(vcloud, made["id"]))],
+                           capture_output=True, text=True, check=True)
+    assert "Pattern verification failed" not in check.stdout
+    assert admin_api("POST", "/volumes", {"volume": {"backup_id": str(uuid.uuid4())}},
+                     version="3.47").status_code == 404

@@ -175,8 +175,12 @@ def router(svc: VolumeService) -> Router:
     async def create_volume(request: Request) -> Response:
         authorize(request, "volume:create")
         body = (await json_body(request))["volume"]
-        if body.get("backup_id"):
-            raise BadRequest("Creating a volume from a backup is not supported by this cloud yet.")
+        if body.get("backup_id"):  # 3.47: a new volume restored from the backup
+            if not at_least(request, 47):
+                raise BadRequest("Creating a volume from a backup needs microversion 3.47 or later.")
+            restored = await svc.restore_backup(str(body["backup_id"]), caller(request), name=_text(body, "name"))
+            vol = await svc.volume(restored.volume_id, caller(request))
+            return JSON({"volume": volume_view(request, vol, extended=False)}, status_code=202)
         size = body.get("size")
         vol = await svc.create_volume(
             caller(request), int(size) if size is not None else None, name=_text(body, "name"),
