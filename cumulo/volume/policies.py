@@ -121,6 +121,8 @@ RULES: list[Rule] = [
     Rule("volume_extension:quotas:show", READER, "GET /os-quota-sets/{project_id}"),
     Rule("volume_extension:quotas:update", ADMIN, "PUT /os-quota-sets/{project_id}"),
     Rule("volume_extension:quotas:delete", ADMIN, "DELETE /os-quota-sets/{project_id}"),
+    Rule("volume_extension:quota_classes", ADMIN, "GET, PUT /os-quota-class-sets/{class_name}"),
+    Rule("volume_extension:hosts", ADMIN, "GET /os-hosts, /os-hosts/{host_name}"),
     Rule("limits_extension:used_limits", READER, "GET /limits"),
     Rule("volume_extension:availability_zone_list", ANY, "GET /os-availability-zone"),
     Rule("volume_extension:list", ANY, "GET /extensions"),

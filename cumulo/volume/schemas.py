@@ -139,6 +139,8 @@ BODIES: dict[tuple[str, str], Schema] = {
     ("PUT", "/snapshots/{snapshot_id}/metadata/{key}"): META_ITEM,
     ("POST", "/snapshots/{snapshot_id}/action"): SNAPSHOT_ACTION,
     ("PUT", "/os-quota-sets/{target}"): QUOTA_UPDATE,
+    ("PUT", "/os-quota-class-sets/{class_name}"): obj({"quota_class_set": QUOTA_UPDATE["properties"]["quota_set"]},
+                                                       required=("quota_class_set",)),
     ("PUT", "/os-services/{action}"): obj({"host": string(255, 1), "binary": string(255, 1)}, required=("host",),
                                           extra=True),
     ("POST", "/attachments"): ATTACHMENT_CREATE,

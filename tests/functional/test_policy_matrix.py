@@ -452,6 +452,13 @@ def volume_rows(add: Callable[[Row], None]) -> None:
         add(Row(b, "PUT", f"{prefix}/os-quota-sets/{{target}}", ADMIN,
                 {"quota_set": {"volumes": 100, "snapshots": 100}}, quota))
         add(Row(b, "DELETE", f"{prefix}/os-quota-sets/{{target}}", ADMIN, params={**pid, "target": "@Q"}))
+        qclass = {**pid, "class_name": "default"}
+        add(Row(b, "GET", f"{prefix}/os-quota-class-sets/{{class_name}}", ADMIN, params=qclass))
+        add(Row(b, "PUT", f"{prefix}/os-quota-class-sets/{{class_name}}", ADMIN,
+                {"quota_class_set": {"groups": 10}}, qclass))
+        add(Row(b, "GET", f"{prefix}/os-hosts", ADMIN, params=pid))
+        add(Row(b, "GET", f"{prefix}/os-hosts/{{host_name}}", ADMIN, params={**pid, "host_name": "nonesuch@file"}))
+        add(Row(b, "GET", f"{prefix}/volumes/summary", OWN_READER, params=pid, version="volume 3.12"))
         # the legacy attach actions, on a multiattach volume of their own (a 400 for its state is
         # still an allowed answer: the rule is checked first)
         legacy = {**pid, "volume_id": "@legacy_volume"}

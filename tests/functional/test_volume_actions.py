@@ -548,3 +548,35 @@ def test_bad_action_bodies_are_400s_never_500s(admin: Api) -> None:
         r = act(admin, vid, body, version="3.71")
         assert r.status_code == 400, (body, r.status_code, r.text)
     assert admin("DELETE", f"/volumes/{vid}").status_code == 202
+
+
+def test_hosts_quota_classes_summary_and_extensions(admin: Api, people: dict[str, Api]) -> None:
+    member = people["member"]
+    vid = new_volume(admin, metadata={"tier": "gold"})
+    # os-hosts: the services' hosts, and what a storage host holds (an admin's)
+    hosts = admin("GET", "/os-hosts").json()["hosts"]
+    storage = next(h["host_name"] for h in hosts if h["service"] == "cinder-volume")
+    assert all(h["service-status"] == "available" for h in hosts if h["host_name"] == storage)
+    shown = admin("GET", f"/os-hosts/{storage}").json()["host"]
+    assert shown[0]["resource"]["project"] == "(total)" and int(shown[0]["resource"]["volume_count"]) >= 1
+    assert admin("GET", "/os-hosts/nonesuch@file").status_code == 404
+    assert member("GET", "/os-hosts").status_code == 403
+    # the default quota class: every project's defaults
+    before = admin("GET", "/os-quota-class-sets/default").json()["quota_class_set"]
+    assert before["id"] == "default" and before["volumes"] == 10
+    r = admin("PUT", "/os-quota-class-sets/default", {"quota_class_set": {"backups": 12}})
+    assert r.status_code == 200 and r.json()["quota_class_set"]["backups"] == 12
+    assert admin("GET", f"/os-quota-sets/{member.project_id}/defaults").json()["quota_set"]["backups"] == 12
+    admin("PUT", "/os-quota-class-sets/default", {"quota_class_set": {"backups": before["backups"]}})
+    assert admin("PUT", "/os-quota-class-sets/default", {"quota_class_set": {"nonsense": 1}}).status_code == 400
+    assert admin("PUT", "/os-quota-class-sets/default", {"quota_class_set": {"volumes": "many"}}).status_code == 400
+    assert member("GET", "/os-quota-class-sets/default").status_code == 403
+    # the summary (3.12, metadata 3.36)
+    assert admin("GET", "/volumes/summary", version="3.11").status_code == 404
+    summary = admin("GET", "/volumes/summary", version="3.36").json()["volume-summary"]
+    assert summary["total_count"] >= 1 and summary["total_size"] >= 1 and "gold" in summary["metadata"]["tier"]
+    assert member("GET", "/volumes/summary", version="3.12").json()["volume-summary"]["total_count"] == len(
+        member("GET", "/volumes").json()["volumes"])
+    names = {x["name"] for x in admin("GET", "/extensions").json()["extensions"]}
+    assert {"Hosts", "QuotaClasses", "Backups"} <= names
+    admin("DELETE", f"/volumes/{vid}")

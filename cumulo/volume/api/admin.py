@@ -1,6 +1,7 @@
-"""The cloud's side of the Block Storage API: ``/os-services`` and ``/scheduler-stats/get_pools``
-(an admin's), and the user messages (``/messages``, 3.3: why an asynchronous request failed, in
-words; below 3.3 the resource does not exist, a 404 as Cinder answers).
+"""The cloud's side of the Block Storage API: ``/os-services``, ``/os-hosts`` and
+``/scheduler-stats/get_pools`` (an admin's), and the user messages (``/messages``, 3.3: why an
+asynchronous request failed, in words; below 3.3 the resource does not exist, a 404 as Cinder
+answers).
 
 Fields follow tempest's response schemas, which refuse extras: a service's ``cluster`` from 3.7,
 a cinder-volume's ``backend_state`` from 3.49."""
@@ -17,7 +18,7 @@ from cumulo.core.http.authz import authorize
 from cumulo.core.http.faults import BadRequest, NotFound
 from cumulo.core.http.paging import parse_bool
 from cumulo.volume.api.common import at_least, base_url, caller, route, stamp, version_of
-from cumulo.volume.service import POOL_CAPABILITIES, MessageInfo, ServiceInfo, VolumeService
+from cumulo.volume.service import POOL_CAPABILITIES, MessageInfo, ServiceInfo, VolumeFilters, VolumeService
 
 BACKEND = "file"  # the backend and pool name of every file agent
 
@@ -81,6 +82,43 @@ def router(svc: VolumeService) -> Router:
         if action == "enable":
             out["disabled_reason"] = None
         return JSON(out)
+
+    # -- os-hosts: the hosts of the services, and what a storage host holds ------------------------
+    @route(r, "GET", "/os-hosts")
+    async def list_hosts(request: Request) -> Response:
+        authorize(request, "volume_extension:hosts")
+        return JSON({"hosts": [{"zone": x.zone, "service-status": "available" if x.up else "unavailable",
+                                "service-state": "disabled" if x.disabled else "enabled", "host_name": x.host,
+                                "last-update": stamp(x.updated_at), "service": x.binary}
+                               for x in await svc.services()]})
+
+    @route(r, "GET", "/os-hosts/{host_name}")
+    async def show_host(request: Request) -> Response:
+        """A storage host's volumes and snapshots: the total, then each project's."""
+        authorize(request, "volume_extension:hosts")
+        name = request.path_params["host_name"]
+        if not any(x.host == name and x.binary == "cinder-volume" for x in await svc.services()):
+            raise NotFound(f"Host {name} could not be found.")
+        agent = name.split("@", 1)[0]
+        admin = caller(request)
+        projects: dict[str, list[int]] = {}
+        for v in await svc.volumes(admin, VolumeFilters(all_projects=True)):
+            if v.host == agent:
+                count = projects.setdefault(v.project_id, [0, 0, 0, 0])
+                count[0] += 1
+                count[1] += v.size
+        for snap in await svc.snapshots(admin, VolumeFilters(all_projects=True)):
+            if snap.project_id in projects:
+                projects[snap.project_id][2] += 1
+                projects[snap.project_id][3] += snap.size
+        total = [sum(c[i] for c in projects.values()) for i in range(4)]
+
+        def resource(project: str, c: list[int]) -> dict[str, Any]:
+            return {"resource": {"project": project, "host": name, "volume_count": str(c[0]),
+                                 "total_volume_gb": str(c[1]), "snapshot_count": str(c[2]),
+                                 "total_snapshot_gb": str(c[3])}}
+
+        return JSON({"host": [resource("(total)", total), *(resource(p, c) for p, c in sorted(projects.items()))]})
 
     @route(r, "GET", "/scheduler-stats/get_pools")
     async def get_pools(request: Request) -> Response:

@@ -25,6 +25,13 @@ EXTENSIONS = [
     ("os-types-manage", "TypesManage", "Types manage support."),
     ("os-quota-sets", "Quotas", "Quota management support."),
     ("os-availability-zone", "AvailabilityZones", "Describe Availability Zones."),
+    ("os-hosts", "Hosts", "Admin-only host administration."),
+    ("os-quota-class-sets", "QuotaClasses", "Quota classes management support."),
+    ("os-services", "Services", "Services support."),
+    ("scheduler-stats", "Scheduler_stats", "Scheduler stats support."),
+    ("backups", "Backups", "Backups support."),
+    ("os-volume-actions", "VolumeActions", "Enable volume actions."),
+    ("os-admin-actions", "AdminActions", "Enable admin actions."),
 ]
 
 
@@ -72,6 +79,29 @@ def router(svc: VolumeService) -> Router:
             await svc.set_quotas(target, values)
         return JSON({"quota_set": {k: v for k, v in quota_set(target, await svc.quotas(target)).items()
                                    if k != "id"}})
+
+    # -- quota classes: only ``default``, the registered defaults every project starts from -------
+    @route(r, "GET", "/os-quota-class-sets/{class_name}")
+    async def show_quota_class(request: Request) -> Response:
+        authorize(request, "volume_extension:quota_classes")
+        name = request.path_params["class_name"]
+        return JSON({"quota_class_set": {**quota_set(name, await svc.quotas(None)), "id": name}})
+
+    @route(r, "PUT", "/os-quota-class-sets/{class_name}")
+    async def update_quota_class(request: Request) -> Response:
+        authorize(request, "volume_extension:quota_classes")
+        if request.path_params["class_name"] != "default":
+            raise BadRequest("Only the default quota class can be changed here: its values are every project's "
+                             "defaults.")
+        body = (await json_body(request))["quota_class_set"]
+        bad = sorted(set(body) - set(DEFAULT_QUOTAS) - {f"{n}_{DEFAULT_TYPE}" for n in PER_TYPE_QUOTAS})
+        if bad:
+            raise BadRequest(f"Bad key(s) in quota class set: {', '.join(bad)}")
+        values = {name: int(value) for name, value in body.items() if name in DEFAULT_QUOTAS}
+        if values:
+            await svc.set_quotas(None, values)
+        return JSON({"quota_class_set": {k: v for k, v in quota_set("default", await svc.quotas(None)).items()
+                                         if k != "id"}})
 
     @route(r, "DELETE", "/os-quota-sets/{target}")
     async def delete_quotas(request: Request) -> Response:

@@ -171,6 +171,28 @@ def router(svc: VolumeService) -> Router:
     async def list_volumes_detail(request: Request) -> Response:
         return await listing(request, True)
 
+    @route(r, "GET", "/volumes/summary")
+    async def volume_summary(request: Request) -> Response:
+        """3.12: how many volumes the caller sees and their size (3.36: their metadata's values)."""
+        if not at_least(request, 12):
+            raise NotFound("Volume summary could not be found.")
+        authorize(request, "volume:get_all")
+        who = caller(request)
+        everyone = bool(request.query_params.get("all_tenants")
+                        and parse_bool("all_tenants", request.query_params["all_tenants"]))
+        if everyone:
+            authorize(request, "volume:get_all:all_tenants")
+        rows = await svc.volumes(who, VolumeFilters(all_projects=everyone))
+        out: dict[str, Any] = {"total_size": sum(v.size for v in rows), "total_count": len(rows)}
+        if at_least(request, 36):
+            meta: dict[str, list[str]] = {}
+            for v in rows:
+                for key, value in v.metadata.items():
+                    if value not in meta.setdefault(key, []):
+                        meta[key].append(value)
+            out["metadata"] = meta
+        return JSON({"volume-summary": out})
+
     @route(r, "POST", "/volumes")
     async def create_volume(request: Request) -> Response:
         authorize(request, "volume:create")
