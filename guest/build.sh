@@ -86,6 +86,11 @@ mkfs.ext4 -q -F -L cumulo-root -b 4096 -O ^64bit,^metadata_csum -E offset=104857
 MNT=$WORK/mnt
 mkdir -p "$MNT"
 mount -o loop,offset=1048576 "$RAW" "$MNT"
+# mkfs -d leaves an all-zero block as a hole, and syslinux cannot read holes ("Loading
+# /boot/initrd.img failed: I/O error" when the initrd's last byte happens to be 0): the files it
+# loads are written again with every block allocated
+for f in vmlinuz initrd.img; do cp --sparse=never "$D/boot/$f" "$MNT/boot/$f"; done
+sync
 extlinux --install "$MNT/boot/extlinux" >/dev/null
 umount "$MNT"
 MNT=""

@@ -53,9 +53,8 @@ def router(manager: ServerManager) -> Router:
             raise BadRequest(f"Invalid request body: it needs a {key!r} object.")
         return inner
 
-    async def listing(request: Request, kind: str, detail: bool) -> Response:
-        rule = "os_compute_api:os-volumes" + (":snapshots" if kind == "snapshots" else "")
-        block = service(request, f"{rule}:{'detail' if detail else 'list'}")
+    async def listing(request: Request, kind: str, rule: str) -> Response:
+        block = service(request, rule)
         who = volume_caller(auth_of(request))
         if kind == "volumes":
             rows = [volume_view(v) for v in await block.volumes(who)]
@@ -65,11 +64,11 @@ def router(manager: ServerManager) -> Router:
 
     @r.get("/v2.1/os-volumes")
     async def list_volumes(request: Request) -> Response:
-        return await listing(request, "volumes", False)
+        return await listing(request, "volumes", "os_compute_api:os-volumes:list")
 
     @r.get("/v2.1/os-volumes/detail")
     async def list_volumes_detail(request: Request) -> Response:
-        return await listing(request, "volumes", True)
+        return await listing(request, "volumes", "os_compute_api:os-volumes:detail")
 
     @r.post("/v2.1/os-volumes")
     async def create_volume(request: Request) -> Response:
@@ -105,11 +104,11 @@ def router(manager: ServerManager) -> Router:
 
     @r.get("/v2.1/os-snapshots")
     async def list_snapshots(request: Request) -> Response:
-        return await listing(request, "snapshots", False)
+        return await listing(request, "snapshots", "os_compute_api:os-volumes:snapshots:list")
 
     @r.get("/v2.1/os-snapshots/detail")
     async def list_snapshots_detail(request: Request) -> Response:
-        return await listing(request, "snapshots", True)
+        return await listing(request, "snapshots", "os_compute_api:os-volumes:snapshots:detail")
 
     @r.post("/v2.1/os-snapshots")
     async def create_snapshot(request: Request) -> Response:
