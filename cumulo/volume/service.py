@@ -38,6 +38,7 @@ from cumulo.image.service import ImageService
 from cumulo.volume.actions import ActionsMixin
 from cumulo.volume.attachments import AttachmentsMixin
 from cumulo.volume.backups import BackupsMixin
+from cumulo.volume.groups import GroupsMixin
 from cumulo.volume.info import (
     AttachmentInfo,
     Caller,
@@ -50,6 +51,8 @@ from cumulo.volume.info import (
     VolumeTypeInfo,
 )
 from cumulo.volume.models import Pool, Snapshot, Volume, VolumeType, VolumeTypeAccess
+from cumulo.volume.qos import QosMixin
+from cumulo.volume.transfers import TransfersMixin
 
 __all__ = ["CONTROLLER", "DEFAULT_QUOTAS", "DEFAULT_TYPE", "SERVICE_TYPE", "AttachmentInfo", "Caller", "MessageInfo",
            "PoolInfo", "ServiceInfo", "SnapshotInfo", "VolumeFilters", "VolumeInfo", "VolumeService",
@@ -95,7 +98,7 @@ def _snapshot_info(row: Snapshot) -> SnapshotInfo:
                         row.project_id, row.user_id, dict(row.meta or {}), row.created_at, row.updated_at)
 
 
-class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin):
+class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin, QosMixin, TransfersMixin, GroupsMixin):
     """Volumes, types, snapshots and quotas here; a volume's attachments in ``AttachmentsMixin``, its
     extend, upload, image metadata, the admin's actions and the user messages in ``ActionsMixin``."""
 

@@ -390,6 +390,9 @@ def rows() -> list[Row]:
     add(Row(p, "PUT", "/traits/{name}", ADMIN, params=trait))
     add(Row(p, "DELETE", "/traits/{name}", ADMIN, params={"name": "CUSTOM_NOT_THERE"}))
     volume_rows(add)
+    volume_qos_rows(add)
+    volume_transfer_rows(add)
+    volume_group_rows(add)
     return r
 
 
@@ -900,3 +903,15 @@ def test_policy_file_overrides_one_rule_per_service(world: World) -> None:
         world.policy_file.write_text("{}\n")
     wait_for(lambda: [status != 403 for status in answers()] == [default for *_, default in probes],
              10, "the services to go back to the defaults")
+
+
+def volume_qos_rows(add: Callable[[Row], None]) -> None:
+    """Block storage's QoS specs and volume type access."""
+
+
+def volume_transfer_rows(add: Callable[[Row], None]) -> None:
+    """Block storage's volume transfers and retype."""
+
+
+def volume_group_rows(add: Callable[[Row], None]) -> None:
+    """Block storage's group types, groups and group snapshots."""

@@ -11,7 +11,19 @@ from cumulo.core.http.app import create_app
 from cumulo.core.http.authz import ServicePolicy
 from cumulo.identity.service import IdentityService
 from cumulo.volume import policies
-from cumulo.volume.api import admin, attachments, backups, quotas, snapshots, types, versions, volumes
+from cumulo.volume.api import (
+    admin,
+    attachments,
+    backups,
+    groups,
+    qos,
+    quotas,
+    snapshots,
+    transfers,
+    types,
+    versions,
+    volumes,
+)
 from cumulo.volume.api.common import MICROVERSIONS, PREFIXES
 from cumulo.volume.schemas import BODIES
 from cumulo.volume.service import VolumeService
@@ -23,7 +35,8 @@ def build_app(svc: VolumeService, identity: IdentityService, max_body: int) -> A
     router = versions.router()
     for module in (volumes, types, snapshots, quotas, attachments, admin):
         router.include(module.router(svc))
-    router.include(backups.router(svc))
+    for module in (backups, qos, transfers, groups):
+        router.include(module.router(svc))
     schemas = {(method, prefix + path): body for (method, path), body in BODIES.items() for prefix in PREFIXES}
     policy = ServicePolicy.build("block-storage", policies.RULES, identity.cfg.policy.file, policies.MESSAGE)
     return policy.bind(create_app("block-storage", router, identity, max_body=max_body, microversions=MICROVERSIONS,

@@ -1,0 +1,10 @@
+"""The routes of ``cumulo/volume/groups.py`` (none yet)."""
+
+from __future__ import annotations
+
+from cumulo.core.http.app import Router
+from cumulo.volume.service import VolumeService
+
+
+def router(svc: VolumeService) -> Router:
+    return Router()
