@@ -154,7 +154,11 @@ class ComputeAgent:
         await self.upload(args)
 
     async def _shelve(self, args: dict[str, Any]) -> None:
-        await self.upload(args)
+        if args.get("image_id"):
+            await self.upload(args)
+        elif args["server_id"] in await self.driver.instances():
+            # volume-backed: no image; the guest shuts down cleanly so its volumes hold all it wrote
+            await self.driver.power(args["server_id"], "stop", {})
         await self.driver.destroy(args["server_id"])
 
     async def upload(self, args: dict[str, Any]) -> None:

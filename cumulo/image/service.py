@@ -85,6 +85,11 @@ class ImageInfo:
                    row.min_ram, row.size, dict(row.properties or {}), row.created_at, row.updated_at)
 
 
+async def _no_data() -> AsyncIterator[bytes]:
+    return
+    yield b""  # an async generator that yields nothing
+
+
 class ImageService:
     def __init__(self, cfg: Config, db: Database, identity: IdentityService) -> None:
         self.cfg, self.db, self.identity = cfg, db, identity
@@ -256,9 +261,20 @@ class ImageService:
         """The images ``who`` sees, filtered as the Image API's list is."""
         return [ImageInfo.of(row) for row in await self.list(who, filters)]
 
-    async def create_image(self, who: Caller, values: dict[str, Any]) -> ImageInfo:
-        """A new queued image (a snapshot's, for compute), within ``who``'s image quota."""
-        return ImageInfo.of(await self.create(who, values))
+    async def create_image(self, who: Caller, values: dict[str, Any], empty: bool = False) -> ImageInfo:
+        """A new queued image (a snapshot's, for compute), within ``who``'s image quota.  ``empty``:
+        active at once with no data (raw, bare, size 0), the image a volume-backed server's
+        snapshot is (its properties say which volume snapshots to boot from), as Glance makes it
+        when Nova uploads zero bytes."""
+        if not empty:
+            return ImageInfo.of(await self.create(who, values))
+        image = await self.create(who, {**values, "disk_format": "raw", "container_format": "bare"})
+        written = await self.store.write(image.id, _no_data())
+        async with self.db.session() as s:
+            await s.execute(update(Image).where(Image.id == image.id).values(
+                status="active", size=written.size, virtual_size=written.size, checksum=written.md5,
+                os_hash_algo="sha512", os_hash_value=written.sha512, updated_at=utcnow()))
+        return await self.image_info(image.id, Caller(None, True, ""))
 
     async def delete_image(self, image_id: str, who: Caller) -> None:
         """Delete the image: NotFound when ``who`` cannot see it, Forbidden when it is protected

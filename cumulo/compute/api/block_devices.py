@@ -5,11 +5,14 @@ A mapping whose destination is a volume is one of Nova's four pairs: an existing
 (``source_type`` volume), or a new volume made from an image, from a snapshot or blank, of
 ``volume_size`` GiB.  The one with ``boot_index`` 0 is the root disk: the server boots from
 that volume and needs no image.  An image with destination ``local`` and boot index 0 is the
-ordinary image boot; blank local disks are the flavor's ephemeral and swap disks.
+ordinary image boot; blank local disks are the flavor's ephemeral and swap disks.  An image
+may define block devices too (a volume-backed server's snapshot does): they join the request's,
+which win on the same device name, and a root volume among them makes the server volume-backed.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from cumulo.compute.servers.volumes import MAX_VOLUMES
@@ -73,6 +76,31 @@ def legacy(mappings: list[Any], has_image: bool) -> list[dict[str, Any]]:
     return out
 
 
+async def image_defined(image_ref: Any, images: Any, image_caller: Any) -> list[dict[str, Any]]:
+    """The block devices an image defines (its ``block_device_mapping`` property, in the v2 form
+    when ``bdm_v2`` says so, else the legacy one): a volume-backed server's snapshot names the
+    volume snapshots a server made from it boots from.  None for an image without them (or one
+    the caller cannot see: the create's image check says so)."""
+    if not isinstance(image_ref, str) or not image_ref or images is None:
+        return []
+    try:
+        image = await images.image_info(image_ref.rsplit("/", 1)[-1], image_caller)
+    except NotFound:
+        return []
+    value = (image.properties or {}).get("block_device_mapping")
+    if not value:
+        return []
+    try:
+        defined = json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        raise BadRequest(f"{INVALID}: the block_device_mapping of image {image.id} is not JSON.") from None
+    if not isinstance(defined, list) or not all(isinstance(m, dict) for m in defined):
+        raise BadRequest(f"{INVALID}: the block_device_mapping of image {image.id} must be a list of objects.")
+    if _truthy((image.properties or {}).get("bdm_v2")):
+        return [m for m in defined if not m.get("no_device")]
+    return legacy(defined, has_image=False)
+
+
 async def parse(data: dict[str, Any], manager: Any, who: Any, images: Any, image_caller: Any,
                 count: int) -> tuple[str | None, list[dict[str, Any]]]:
     """The image a server boots from (if any) and its volume mappings, each checked: the volume,
@@ -88,6 +116,13 @@ async def parse(data: dict[str, Any], manager: Any, who: Any, images: Any, image
     if mappings and old:
         raise BadRequest("Using different block_device_mapping syntaxes is not allowed.")
     mappings = mappings or legacy(old or [], bool(image_ref))
+    defined = await image_defined(image_ref, images, image_caller)
+    root_in_image = any(_boot_index(m.get("boot_index")) == 0 for m in defined)
+    if root_in_image:  # the image's root volume replaces the image's own mapping a client may add
+        mappings = [m for m in mappings if not (isinstance(m, dict) and m.get("source_type") == "image"
+                                                and _boot_index(m.get("boot_index")) == 0)]
+    names = {m.get("device_name") for m in mappings if isinstance(m, dict) and m.get("device_name")}
+    mappings = [*mappings, *(m for m in defined if m.get("device_name") not in names)]
     volumes: list[dict[str, Any]] = []
     for m in mappings:
         if not isinstance(m, dict):
@@ -123,7 +158,7 @@ async def parse(data: dict[str, Any], manager: Any, who: Any, images: Any, image
                          "boot from an image (imageRef).")
     if len(volumes) > MAX_VOLUMES:
         raise BadRequest(f"{INVALID}: a server holds at most {MAX_VOLUMES} volumes.")
-    if sum(1 for v in volumes if v["boot_index"] == 0) > 1 or (image_ref and any(
+    if sum(1 for v in volumes if v["boot_index"] == 0) > 1 or (image_ref and not root_in_image and any(
             v["boot_index"] == 0 for v in volumes)):
         raise BadRequest(f"{INVALID}: only one device can boot (boot_index 0).")
     for v in volumes:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -9,16 +11,20 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from cumulo.compute.api.block_devices import volume_caller
 from cumulo.compute.api.common import at_least
 from cumulo.compute.api.security_groups import add_to_server, remove_from_server
 from cumulo.compute.api.servers import Views, as_updated, check_ip, check_meta, check_name, check_user_data
 from cumulo.compute.models import Server
 from cumulo.compute.scheduler.scheduler import NoValidHost
 from cumulo.compute.servers import ServerManager
+from cumulo.compute.servers.volume_backed import ROOT_DEVICE
 from cumulo.core.http.app import JSON, Router, auth_of, json_body
 from cumulo.core.http.authz import allowed, authorize
 from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound
 from cumulo.image.service import Caller
+
+LOG = logging.getLogger(__name__)
 
 Action = Callable[[Request, Server, Any], Awaitable[Response]]
 SIMPLE = {"os-stop": "stop", "os-start": "start", "pause": "pause", "unpause": "unpause", "suspend": "suspend",
@@ -95,12 +101,17 @@ def router(manager: ServerManager, images: Any) -> Router:
         return request.headers.get("x-auth-token", "")
 
     async def new_image(request: Request, server: Server, name: str, metadata: dict[str, str],
-                        extra: dict[str, Any] | None = None) -> Any:
+                        extra: dict[str, Any] | None = None, volume_meta: dict[str, str] | None = None) -> Any:
+        """The image a snapshot goes to; ``volume_meta``: a volume-backed server's, whose image
+        holds no data (active at once) and inherits from its root volume's image metadata."""
         if images is None:
             raise Conflict("This cloud runs no image service: snapshots are not possible.")
         auth = auth_of(request)
         props: dict[str, Any] = {}
-        if server.image_id:
+        if volume_meta is not None:
+            props = {k: v for k, v in volume_meta.items() if k in INHERITED}
+            min_disk, min_ram = int(volume_meta.get("min_disk") or 0), int(volume_meta.get("min_ram") or 0)
+        elif server.image_id:
             try:
                 base_image = await images.image_info(server.image_id, Caller(None, True, ""))
                 props = {k: v for k, v in (base_image.properties or {}).items() if k in INHERITED}
@@ -113,9 +124,34 @@ def router(manager: ServerManager, images: Any) -> Router:
         props.update({"image_type": "snapshot", "instance_uuid": server.id, "user_id": auth.user_id,
                       "owner_project_name": None, **(extra or {}), **metadata})
         props = {k: v for k, v in props.items() if v is not None}
+        if volume_meta is None:
+            min_disk = max(min_disk or 0, server.flavor.get("disk", 0))
         return await images.create_image(Caller(server.project_id, auth.is_admin(), auth.user_id), {
-            "name": name, "visibility": "private", "min_disk": max(min_disk or 0, server.flavor.get("disk", 0)),
-            "min_ram": min_ram or 0, "properties": props})
+            "name": name, "visibility": "private", "min_disk": min_disk or 0, "min_ram": min_ram or 0,
+            "properties": props}, empty=volume_meta is not None)
+
+    async def snapshot_volume_backed(request: Request, server: Server, name: str, metadata: dict[str, str]) -> Any:
+        """createImage of a volume-backed server, as Nova does it: block storage snapshots each
+        volume, and the image (no data) records them in ``block_device_mapping``."""
+        if images is None:
+            raise Conflict("This cloud runs no image service: snapshots are not possible.")
+        auth = auth_of(request)
+        who = volume_caller(auth)
+        volume_meta = await manager.root_image_meta(server)
+        await manager.record(server.id, "createImage", server.project_id, auth.user_id)
+        mapping = await manager.snapshot_volumes(server, who, name)
+        extra = {"root_device_name": ROOT_DEVICE}
+        if mapping:
+            extra.update(block_device_mapping=json.dumps(mapping), bdm_v2="True")
+        try:
+            return await new_image(request, server, name, metadata, extra, volume_meta=volume_meta)
+        except Exception:
+            for m in mapping:
+                try:
+                    await manager.volumes.delete_snapshot(m["snapshot_id"], who)
+                except Exception as exc:
+                    LOG.warning("snapshot %s of a failed createImage not deleted: %s", m["snapshot_id"], exc)
+            raise
 
     # -- power and locking ------------------------------------------------------------------------
     for api_name, op in SIMPLE.items():
@@ -267,7 +303,11 @@ def router(manager: ServerManager, images: Any) -> Router:
         if server.vm_state not in ("active", "stopped", "paused", "suspended") or server.task_state:
             raise Conflict(f"Cannot 'createImage' instance {server.id} while it is in vm_state {server.vm_state}"
                            + (f" and task_state {server.task_state}" if server.task_state else ""))
-        manager.refuse_volume_backed(server, "snapshot")
+        if manager.volume_backed(server):
+            image = await snapshot_volume_backed(request, server, name, metadata)
+            if at_least(request, 45):
+                return JSON({"image_id": image.id}, status_code=202)
+            return Response(status_code=202, headers={"Location": f"{manager.image_url}/v2/images/{image.id}"})
         image = await new_image(request, server, name, metadata)
         try:
             await manager.snapshot(server, image.id, token_of(request))
@@ -282,7 +322,9 @@ def router(manager: ServerManager, images: Any) -> Router:
     async def shelve(request: Request, server: Server, arg: Any) -> Response:
         if server.vm_state not in ("active", "stopped", "paused", "suspended") or server.task_state:
             raise Conflict(f"Cannot 'shelve' instance {server.id} while it is in vm_state {server.vm_state}")
-        manager.refuse_volume_backed(server, "shelve")
+        if manager.volume_backed(server):  # no image: the volumes keep the disk
+            await manager.shelve(server, None, token_of(request))
+            return accepted()
         image = await new_image(request, server, f"{server.name}-shelved", {})
         try:
             await manager.shelve(server, image.id, token_of(request))

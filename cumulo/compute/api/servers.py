@@ -610,7 +610,7 @@ def router(manager: ServerManager, images: Any) -> Router:
                 raise BadRequest(f"Image {image_id} is not active.")
             if image.min_ram and flavor.ram < image.min_ram:
                 raise BadRequest(f"Flavor's memory is too small for requested image (min_ram {image.min_ram}).")
-            if image.min_disk and flavor.disk and flavor.disk < image.min_disk:
+            if image.min_disk and flavor.disk and flavor.disk < image.min_disk and not boot_volume:
                 raise BadRequest(f"Flavor's disk is too small for requested image (min_disk {image.min_disk}).")
             image_properties = dict(image.properties or {})
         networks = data.get("networks")

@@ -1,5 +1,6 @@
 """Snapshots and shelving: an image of the server's disk, shelve (snapshot, then free the host)
-and unshelve (schedule again and boot from that image)."""
+and unshelve (schedule again and boot from that image; a volume-backed server boots from its
+volumes, which stayed attached)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from sqlalchemy import update
 from cumulo.compute.models import Server
 from cumulo.compute.scheduler.scheduler import NoValidHost
 from cumulo.compute.servers.base import RUNNING, SHUTDOWN, SNAPSHOT_STATES, resources_of
-from cumulo.core.http.faults import Forbidden, NotFound
+from cumulo.core.http.faults import BadRequest, Forbidden, NotFound
 from cumulo.image.service import Caller
 
 LOG = logging.getLogger(__name__)
@@ -71,10 +72,14 @@ class Shelving:
         except Forbidden as exc:
             LOG.warning("image %s is kept: %s", image_id, exc.message)
 
-    async def shelve(self, server: Server, image_id: str, token: str) -> None:
-        self.refuse_volume_backed(server, "shelve")
-        action_id = await self.begin(server, "shelve", SNAPSHOT_STATES, "shelving",
-                                     {"system_meta": {**(server.system_meta or {}), "shelved_image_id": image_id}})
+    async def shelve(self, server: Server, image_id: str | None, token: str) -> None:
+        """Shelve: the agent snapshots the disk into ``image_id`` and removes the instance.  A
+        volume-backed server (no ``image_id``) makes no image: its guest is shut down and removed,
+        its volumes stay attached, and unshelve boots it from them again."""
+        if image_id is None and not self.volume_backed(server):
+            raise BadRequest(f"Cannot shelve server {server.id} without an image to keep its disk in.")
+        meta = {"system_meta": {**(server.system_meta or {}), "shelved_image_id": image_id}} if image_id else None
+        action_id = await self.begin(server, "shelve", SNAPSHOT_STATES, "shelving", meta)
         await self.cast(server.host or "", "shelve", {"server_id": server.id, "image_id": image_id,
                                                        "image_url": self.image_url, "token": token},
                         "shelve", server.id, action_id)
