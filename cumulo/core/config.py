@@ -156,6 +156,11 @@ class ComputeConfig:
     metadata_port: int = 8775
     # The secret the metadata proxy signs instance ids with (empty: generated and kept in the state dir).
     metadata_secret: str = ""
+    # How this cloud's compute nodes reach volumes (the connector tells the volume agent): "file"
+    # opens the volume's file (the storage node's own machine), "nbd" connects to an NBD export of
+    # qemu-storage-daemon on the storage node (a node on another machine), "auto" lets the agent
+    # pick: the file when the node's address is one of the storage node's own, else NBD.
+    volume_transport: str = "auto"
 
 
 @dataclass
@@ -206,6 +211,10 @@ class VolumeConfig:
     availability_zone: str = "nova"
     # The pool's capacity the agent reports (GiB); 0: the size of the file system it lives on.
     capacity_gb: int = 0
+    # The address the NBD exports (qemu-storage-daemon, one per volume a remote compute node
+    # attaches) listen on: an address of this storage node that compute nodes reach, or a directory
+    # (an absolute path) for unix sockets when the nodes share this machine.
+    export_host: str = "127.0.0.1"
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """The volume agent: one per storage node.  It never opens the database; it serves the RPC target
 ``volume.<host>`` (create, extend, upload to an image and delete volumes, create and delete
 snapshots; initialize_connection answers a call
-with a volume's connection info), reports each piece of work back to
+with a volume's connection info: its file, or for a compute node on another machine an NBD export
+of qemu-storage-daemon, ``drivers/nbd.py``), reports each piece of work back to
 ``volume.controller`` with the ``ctx`` it came with, and reports its pool (capacity, allocated,
 free) and the volumes and snapshots it holds every ``report_interval`` seconds; the controller
 agrees with that (``VolumeService.sync_host``), so a lost report or a file nobody owns is settled
@@ -23,18 +24,25 @@ from cumulo.core.bus import Bus, RPCError, RPCTimeout
 from cumulo.core.format_inspector import ImageRefused, inspect_file, qemu_format
 from cumulo.volume.backup_agent import BackupAgentMixin, backup_engine
 from cumulo.volume.drivers.file import FileDriver
+from cumulo.volume.drivers.nbd import NBDExports, is_local_address
 from cumulo.volume.service import CONTROLLER
 
 LOG = logging.getLogger(__name__)
 
+TRANSPORTS = ("auto", "file", "nbd")  # what a connector's cumulo_transport may ask for
+EXPORT_GRACE = 120.0  # seconds an export no attachment holds yet survives the sync (os-initialize_connection)
+
 
 class VolumeAgent(BackupAgentMixin):
-    def __init__(self, bus: Bus, host: str, driver: FileDriver, report_interval: float = 10.0) -> None:
+    def __init__(self, bus: Bus, host: str, driver: FileDriver, report_interval: float = 10.0,
+                 exports: NBDExports | None = None) -> None:
         self.bus, self.host, self.driver, self.report_interval = bus, host, driver, report_interval
+        self.exports = exports or NBDExports(driver.path)
         self.started_at = dt.datetime.now(dt.UTC).isoformat()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        await self.exports.adopt({vid: self.driver.volume_path(vid) for vid in self.driver.volumes()})
         await self.bus.serve(f"volume.{self.host}", self.handle)
         await self.report()
         self._task = asyncio.get_running_loop().create_task(self._heartbeat())
@@ -48,6 +56,7 @@ class VolumeAgent(BackupAgentMixin):
         await self.bus.cast(CONTROLLER, "report_pool", {"host": self.host, "pool": asdict(pool),
                                                         "volumes": sorted(self.driver.volumes()),
                                                         "snapshots": self.driver.snapshots(),
+                                                        "exports": self.exports.exported(),
                                                         "started_at": self.started_at})
 
     async def _heartbeat(self) -> None:
@@ -64,8 +73,14 @@ class VolumeAgent(BackupAgentMixin):
         if method == "ping":
             return {"host": self.host}
         if method == "initialize_connection":  # a call: the answer is the connection info itself
-            return self.driver.connection_info(args["volume_id"], args.get("access_mode") or "rw")
-        if method == "terminate_connection":  # a file needs no export to take down
+            return await self._connect(args["volume_id"], args.get("access_mode") or "rw", args.get("connector"))
+        if method == "terminate_connection":  # a file needs nothing; an export goes with its last attachment
+            if not args.get("held"):
+                await self.exports.stop(args["volume_id"])
+            return None
+        if method == "sync_exports":  # the controller's answer to a report: the exports attachments hold
+            await self.exports.stop_unheld(set(args.get("held") or ()), list(args.get("exported") or ()),
+                                           EXPORT_GRACE)
             return None
         work = getattr(self, f"_{method}", None)
         if work is None:
@@ -80,6 +95,30 @@ class VolumeAgent(BackupAgentMixin):
             return None
         await self.bus.cast(CONTROLLER, "volume_update", {"ctx": ctx, "error": None, "result": result})
         return None
+
+    async def _connect(self, volume_id: str, mode: str, connector: dict[str, Any] | None) -> dict[str, Any]:
+        """How the connector's node reaches the volume: the file (os-brick's ``file`` shape) or an
+        NBD export (``nbd``: host and port, or socket, and the export's name; raw over NBD, the
+        qcow2 is read by the daemon)."""
+        transport = self._transport(connector or {})
+        info = self.driver.connection_info(volume_id, mode)  # LookupError when the file is not here
+        if transport == "file":
+            return info
+        export = await self.exports.export(volume_id, self.driver.volume_path(volume_id), mode)
+        return {"driver_volume_type": "nbd",
+                "data": {**export.data(), "name": f"volume-{volume_id}", "volume_id": volume_id, "access_mode": mode}}
+
+    @staticmethod
+    def _transport(connector: dict[str, Any]) -> str:
+        """What the node asks for (``cumulo_transport``, its ``[compute] volume_transport``);
+        ``auto`` is the file when the node's address is one of this machine's, else NBD.  A
+        connector that says nothing (another client of the attachments API) gets the file."""
+        want = connector.get("cumulo_transport") or "file"
+        if want not in TRANSPORTS:
+            raise ValueError(f"the connector asks for the volume transport {want!r}; auto, file or nbd is known")
+        if want == "auto":
+            return "file" if is_local_address(connector.get("ip")) else "nbd"
+        return str(want)
 
     async def _create_volume(self, args: dict[str, Any]) -> dict[str, Any] | None:
         source = args.get("source") or {}
@@ -145,14 +184,20 @@ class VolumeAgent(BackupAgentMixin):
             path.unlink(missing_ok=True)
 
     async def _delete_volume(self, args: dict[str, Any]) -> None:
+        await self.exports.stop(args["volume_id"])
         await self.driver.delete_volume(args["volume_id"])
 
     async def _create_snapshot(self, args: dict[str, Any]) -> None:
         """An in-use volume (force) is copied by the QEMU of its server (compute's ``copy_volume``,
         a point-in-time copy while the guest writes on); a volume no running server of compute
-        has (attached by another consumer, or compute not running), by qemu-img with force-share."""
+        has (attached by another consumer, or compute not running), by qemu-img with force-share.
+        A volume this agent exports over NBD is read through its export (the daemon holds the
+        image and the writes of the remote guest): crash-consistent, not point-in-time."""
         copy = None
-        if args.get("force_share") and await self._compute_copies(args["volume_id"]):
+        if self.exports.get(args["volume_id"]) is not None:
+            async def copy(tmp: Path) -> None:
+                await self.exports.copy(args["volume_id"], tmp)
+        elif args.get("force_share") and await self._compute_copies(args["volume_id"]):
             async def copy(tmp: Path) -> None:
                 await self.bus.call("conductor", "copy_volume", {
                     "volume_id": args["volume_id"], "target": str(tmp), "format": "qcow2", "timeout": 3600},
@@ -176,6 +221,7 @@ def file_agent(cfg: Any, bus: Bus, host: str | None = None) -> VolumeAgent:
     v = cfg.volume
     host = host or v.host or socket.gethostname()
     path = Path(v.volumes_path or cfg.state_path / "volumes") / host
-    agent = VolumeAgent(bus, host, FileDriver(path, v.capacity_gb), v.report_interval)
+    agent = VolumeAgent(bus, host, FileDriver(path, v.capacity_gb), v.report_interval,
+                        NBDExports(path, v.export_host))
     agent.backups = backup_engine(cfg)
     return agent
