@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -313,7 +314,7 @@ def test_boot_from_volume_with_the_openstack_cli(admin: Clients) -> None:
     inst = cloud.state_dir / "instances" / "qnode" / sid
     assert not (inst / "disk").exists()  # no local root disk: it runs from the volume's file
     # what a volume-backed server cannot do yet says so
-    r = admin.compute("POST", f"/servers/{sid}/action", {"createImage": {"name": "snap"}})
+    r = admin.compute("POST", f"/servers/{sid}/action", {"migrate": None})
     assert r.status_code == 400 and "volume" in r.text, r.text
 
     extra = cli_json(cloud, "volume", "create", "--size", "1", "bfv-extra")
@@ -379,6 +380,9 @@ def test_the_os_volumes_proxy_up_to_2_35(admin: Clients, people: dict[str, Clien
     assert member.compute("POST", "/os-volumes", {"volume": {"size": 0}}, version="2.35").status_code == 400
     assert member.compute("POST", "/os-volumes", {"volume": "x"}, version="2.35").status_code == 400
     assert people["other"].compute("GET", f"/os-volumes/{vol['id']}", version="2.35").status_code == 404
+    # a path with no id names nothing (not the list it would redirect to)
+    assert member.compute("GET", "/os-volumes/", version="2.35").status_code == 404
+    assert member.compute("DELETE", "/os-snapshots/", version="2.35").status_code == 404
 
     r = member.compute("POST", "/os-snapshots", {"snapshot": {"volume_id": vol["id"], "display_name": "s"}},
                        version="2.35")
@@ -393,3 +397,182 @@ def test_the_os_volumes_proxy_up_to_2_35(admin: Clients, people: dict[str, Clien
     wait_for(lambda: member.compute("GET", f"/os-snapshots/{snap['id']}", version="2.35").status_code == 404, 30,
              "the snapshot to go")
     assert member.compute("DELETE", f"/os-volumes/{vol['id']}", version="2.35").status_code == 202
+
+
+# user-data for a volume-backed server: the 1 GiB disk (the root volume) has a token written past
+# its filesystem, after what that place held is printed (a server made from a snapshot reads it)
+ROOT_MARKER = """#!/bin/sh
+for b in /sys/block/vd*; do [ "$(cat $b/size)" = 2097152 ] && n=${b##*/}; done
+head=$(dd if=/dev/$n bs=512 skip=2000000 count=1 2>/dev/null | tr -d '\\000\\n')
+echo "root holds [$head]" > /dev/console
+echo "TOKEN" | dd of=/dev/$n bs=512 seek=2000000 count=1 conv=sync,fsync 2>/dev/null && \\
+  echo "root wrote TOKEN" > /dev/console
+"""
+
+
+def test_a_volume_backed_server_snapshots_shelves_and_boots_again(admin: Clients, people: dict[str, Clients]) -> None:
+    """createImage of a volume-backed server: block storage snapshots its root volume and the image
+    (no data) records the snapshot in block_device_mapping; a server made from that image boots
+    from a new volume holding what the first server wrote.  Shelving it makes no image (its volume
+    stays attached) and unshelve boots it from its volume again, with its data."""
+    member = people["member"]
+    token = f"mark-{uuid.uuid4().hex[:12]}"
+    user_data = base64.b64encode(ROOT_MARKER.replace("TOKEN", token).encode()).decode()
+    image = httpx.get(f"{member.cloud.image_url}/v2/images?name=cumulo-tiny",
+                      headers={"X-Auth-Token": member.token}).json()["images"][0]["id"]
+    r = member.volume("POST", "/volumes", {"volume": {"size": 1, "imageRef": image, "name": "bfv-snap-root"}})
+    assert r.status_code == 202, r.text
+    root = r.json()["volume"]["id"]
+    member.volume_status(root, "available", timeout=60)
+    r = member.compute("POST", "/servers", {"server": {
+        "name": "bfv-snap", "flavorRef": "10", "networks": "none", "config_drive": True, "user_data": user_data,
+        "block_device_mapping_v2": [{"boot_index": 0, "source_type": "volume", "destination_type": "volume",
+                                     "uuid": root, "delete_on_termination": True}]}})
+    assert r.status_code == 202, r.text
+    a = r.json()["server"]["id"]
+    member.server_status(a, "ACTIVE")
+    member.wait_console(a, f"root wrote {token}")
+    assert "root holds []" in member.console(a)
+
+    # createImage: an active image with no data whose properties name the snapshot of the root volume
+    r = member.compute("POST", f"/servers/{a}/action", {"createImage": {"name": "bfv-image", "metadata": {"k": "v"}}},
+                       version="2.45")
+    assert r.status_code == 202, r.text
+    image_id = r.json()["image_id"]
+    shown = httpx.get(f"{member.cloud.image_url}/v2/images/{image_id}", headers={"X-Auth-Token": member.token}).json()
+    assert (shown["status"], shown["size"], shown["container_format"], shown["disk_format"]) == (
+        "active", 0, "bare", "raw"), shown
+    assert shown["bdm_v2"] == "True" and shown["root_device_name"] == "/dev/vda" and shown["k"] == "v"
+    mapping = json.loads(shown["block_device_mapping"])
+    assert len(mapping) == 1, mapping
+    m = mapping[0]
+    assert (m["source_type"], m["destination_type"], m["boot_index"], m["volume_size"], m["delete_on_termination"],
+            m["volume_id"]) == ("snapshot", "volume", 0, 1, True, None), m
+    snap = member.volume("GET", f"/snapshots/{m['snapshot_id']}").json()["snapshot"]
+    assert snap["volume_id"] == root and snap["status"] == "available", snap
+    assert member.volume_status(root, "in-use")["attachments"][0]["server_id"] == a
+    assert member.server(a)["status"] == "ACTIVE"
+    actions = member.compute("GET", f"/servers/{a}/os-instance-actions").json()["instanceActions"]
+    assert "createImage" in [x["action"] for x in actions]
+
+    # shelve: no image, the guest gone from its host, the volume still attached
+    images_before = {i["id"] for i in httpx.get(f"{member.cloud.image_url}/v2/images",
+                                                headers={"X-Auth-Token": member.token}).json()["images"]}
+    assert member.compute("POST", f"/servers/{a}/action", {"shelve": None}).status_code == 202
+    member.server_status(a, "SHELVED_OFFLOADED")
+    wait_for(lambda: not (admin.cloud.state_dir / "instances" / "qnode" / a).exists(), 30, "the instance to go")
+    images_after = {i["id"] for i in httpx.get(f"{member.cloud.image_url}/v2/images",
+                                               headers={"X-Auth-Token": member.token}).json()["images"]}
+    assert images_after == images_before
+    assert member.volume_status(root, "in-use")["attachments"][0]["server_id"] == a
+
+    # a server from the image boots from a new volume made from the snapshot; A is unshelved meanwhile
+    r = member.compute("POST", "/servers", {"server": {
+        "name": "bfv-from-image", "flavorRef": "10", "networks": "none", "imageRef": image_id, "config_drive": True,
+        "user_data": user_data}})
+    assert r.status_code == 202, r.text
+    b = r.json()["server"]["id"]
+    assert member.compute("POST", f"/servers/{a}/action", {"unshelve": None}).status_code == 202
+    member.server_status(b, "ACTIVE")
+    attached = member.server(b)["os-extended-volumes:volumes_attached"]
+    assert len(attached) == 1 and attached[0]["id"] != root and attached[0]["delete_on_termination"] is True
+    copy = member.volume_status(attached[0]["id"], "in-use")
+    assert copy["snapshot_id"] == snap["id"] and copy["attachments"][0]["server_id"] == b
+    member.wait_console(b, f"root holds [{token}]")
+    member.server_status(a, "ACTIVE")
+    member.wait_console(a, f"root holds [{token}]")
+    assert member.volume_status(root, "in-use")["attachments"][0]["server_id"] == a
+
+    # deleting B takes its volume (delete_on_termination); A's root volume has a snapshot, so block
+    # storage keeps it (as Cinder does) until the snapshot is gone
+    for server in (a, b):
+        assert member.compute("DELETE", f"/servers/{server}").status_code == 204
+    wait_for(lambda: member.volume("GET", f"/volumes/{copy['id']}").status_code == 404, 60, "B's volume to go")
+    member.volume_status(root, "available")
+    assert member.volume("DELETE", f"/snapshots/{snap['id']}").status_code == 202
+    wait_for(lambda: member.volume("DELETE", f"/volumes/{root}").status_code == 202, 30, "the root to be deletable")
+    assert httpx.delete(f"{member.cloud.image_url}/v2/images/{image_id}",
+                        headers={"X-Auth-Token": member.token}).status_code == 204
+
+
+# user-data: for each serial in turn, wait for its disk, time 300 direct (uncached, one at a time)
+# 4 KiB writes with the guest's clock, and print the start and end (seconds since boot)
+IOPS_PROBE = """#!/bin/sh
+(for s in {serials}; do
+  n=""; while [ -z "$n" ]; do
+    for b in /sys/block/vd*; do [ "$(cat $b/serial 2>/dev/null)" = "$s" ] && n=${{b##*/}}; done; sleep 0.2
+  done
+  a=$(cut -d' ' -f1 /proc/uptime)
+  dd if=/dev/zero of=/dev/$n bs=4k count=300 oflag=direct 2>/dev/null
+  z=$(cut -d' ' -f1 /proc/uptime)
+  echo "iops-probe $s $a $z" > /dev/console
+done) &
+"""
+
+
+def qmp_query(sock: Path, command: str, **arguments: Any) -> Any:
+    """One QMP command on a guest's monitor, from the test (the driver connects per operation)."""
+    import asyncio
+
+    from cumulo.compute.virt.qemu.qmp import QMP
+
+    async def ask() -> Any:
+        async with QMP(str(sock), timeout=10) as q:
+            return await q.execute(command, **arguments)
+    return asyncio.run(ask())
+
+
+def test_a_qos_write_iops_limit_throttles_the_guests_writes(admin: Clients, people: dict[str, Clients]) -> None:
+    """write_iops_sec=100 (front-end) on the volume's type: the guest's direct 4 KiB writes run at
+    about 100 per second on that volume, and unthrottled on a volume of the default type."""
+    member = people["member"]
+    qos = admin.volume("POST", "/qos-specs", {"qos_specs": {"name": f"iops-{uuid.uuid4().hex[:8]}",
+                                                            "consumer": "front-end", "write_iops_sec": "100"}})
+    assert qos.status_code == 200, qos.text
+    vtype = admin.volume("POST", "/types", {"volume_type": {"name": f"slow-{uuid.uuid4().hex[:8]}"}})
+    assert vtype.status_code == 200, vtype.text
+    qid, tid = qos.json()["qos_specs"]["id"], vtype.json()["volume_type"]["id"]
+    assert admin.volume("GET", f"/qos-specs/{qid}/associate?vol_type_id={tid}").status_code == 202
+    slow = member.volume("POST", "/volumes", {"volume": {"size": 1, "volume_type": tid}}).json()["volume"]["id"]
+    fast = member.volume("POST", "/volumes", {"volume": {"size": 1}}).json()["volume"]["id"]
+    for vid in (slow, fast):
+        member.volume_status(vid, "available")
+    image = httpx.get(f"{member.cloud.image_url}/v2/images?name=cumulo-tiny", headers={"X-Auth-Token": member.token}
+                      ).json()["images"][0]["id"]
+    probe = IOPS_PROBE.format(serials=f"{slow[:20]} {fast[:20]}")
+    r = member.compute("POST", "/servers", {"server": {
+        "name": "iops", "flavorRef": "10", "imageRef": image, "networks": "none", "config_drive": True,
+        "user_data": base64.b64encode(probe.encode()).decode()}})
+    assert r.status_code == 202, r.text
+    server = r.json()["server"]["id"]
+    member.server_status(server, "ACTIVE")
+    member.wait_console(server, READY)
+
+    rates = {}
+    for vid in (slow, fast):
+        r = member.compute("POST", f"/servers/{server}/os-volume_attachments", {"volumeAttachment": {"volumeId": vid}})
+        assert r.status_code == 200, r.text
+        probe_line = rf"iops-probe {vid[:20]} ([0-9.]+) ([0-9.]+)"
+        found = wait_for(lambda pattern=probe_line: re.search(pattern, member.console(server)), 120,
+                         f"the probe of {vid}", every=0.5)
+        start, end = float(found.group(1)), float(found.group(2))  # type: ignore[union-attr]
+        rates[vid] = 300 / max(end - start, 0.01)
+        member.volume_status(vid, "in-use")
+    print(f"direct 4 KiB writes: {rates[slow]:.0f}/s throttled at 100, {rates[fast]:.0f}/s unthrottled")
+    assert 50 <= rates[slow] <= 150, rates
+    assert rates[fast] > 1.5 * rates[slow], rates  # the limit is the throttle's, not the machine's
+
+    # the throttle group is QEMU's while the volume is attached, and goes with it
+    sock = admin.cloud.state_dir / "instances" / "qnode" / server / "qmp.sock"
+    group = "tg" + slow.replace("-", "")[:28]
+    assert qmp_query(sock, "qom-get", path=f"/objects/{group}", property="limits")["iops-write"] == 100
+    assert member.compute("DELETE", f"/servers/{server}/os-volume_attachments/{slow}").status_code == 202
+    member.volume_status(slow, "available", timeout=90)
+    assert group not in [o["name"] for o in qmp_query(sock, "qom-list", path="/objects")]
+    nodes = [n["node-name"] for n in qmp_query(sock, "query-named-block-nodes")]
+    assert not [n for n in nodes if slow.replace("-", "")[:28] in n], nodes
+
+    assert member.compute("DELETE", f"/servers/{server}").status_code == 204
+    member.volume_status(fast, "available")
+    for vid in (slow, fast):
+        assert member.volume("DELETE", f"/volumes/{vid}").status_code == 202
