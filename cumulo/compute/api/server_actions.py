@@ -126,9 +126,12 @@ def router(manager: ServerManager, images: Any) -> Router:
         props = {k: v for k, v in props.items() if v is not None}
         if volume_meta is None:
             min_disk = max(min_disk or 0, server.flavor.get("disk", 0))
-        return await images.create_image(Caller(server.project_id, auth.is_admin(), auth.user_id), {
-            "name": name, "visibility": "private", "min_disk": min_disk or 0, "min_ram": min_ram or 0,
-            "properties": props}, empty=volume_meta is not None)
+        values = {"name": name, "visibility": "private", "min_disk": min_disk or 0, "min_ram": min_ram or 0,
+                  "properties": props}
+        who = Caller(server.project_id, auth.is_admin(), auth.user_id)
+        if volume_meta is not None:
+            return await images.create_image(who, values, empty=True)
+        return await images.create_image(who, values)
 
     async def snapshot_volume_backed(request: Request, server: Server, name: str, metadata: dict[str, str]) -> Any:
         """createImage of a volume-backed server, as Nova does it: block storage snapshots each
