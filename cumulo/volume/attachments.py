@@ -29,6 +29,7 @@ from cumulo.core.http.faults import BadRequest, Fault, NotFound
 from cumulo.core.http.paging import ListQuery, apply
 from cumulo.volume.info import AttachmentInfo, Caller
 from cumulo.volume.models import Attachment, Volume
+from cumulo.volume.qos import front_end_specs
 
 LOG = logging.getLogger(__name__)
 
@@ -342,6 +343,10 @@ class AttachmentsMixin:
         if not isinstance(info, dict):
             raise Fault(f"Unable to update the attachment: the volume service on {host} gave no connection info.",
                         code=500, kind="VolumeBackendAPIException")
+        async with self.db.session() as s:  # the front end's limits, as Cinder adds them (qos.py)
+            vol = await s.get(Volume, volume_id)
+            qos = await front_end_specs(s, vol) if vol is not None else None
+        info.setdefault("data", {})["qos_specs"] = qos
         return info
 
     async def _volume_row(self, s: Any, volume_id: str, who: Caller, lock: bool = False) -> Volume:

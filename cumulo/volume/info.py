@@ -55,6 +55,7 @@ class VolumeTypeInfo:
     description: str | None
     is_public: bool
     extra_specs: dict[str, str]
+    qos_specs_id: str | None = None  # the QoS specs associated with it (/qos-specs)
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,8 @@ class VolumeType(Base):
     extra_specs: Mapped[dict[str, str]] = mapped_column(JSONText, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # the QoS specs its volumes get (qos_models.QosSpecs, 0020); None: none
+    qos_specs_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
 
 
 class VolumeTypeAccess(Base):

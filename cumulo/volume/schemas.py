@@ -21,6 +21,7 @@ from cumulo.core.http.schema import (
     string,
     wrapped,
 )
+from cumulo.volume.qos import LIMIT_KEYS as QOS_LIMIT_KEYS
 
 SIZE: Schema = {"anyOf": [integer(1), {"type": "string", "pattern": r"^[1-9][0-9]{0,8}$"}],
                 "description": "GiB, at least 1"}
@@ -147,6 +148,27 @@ BODIES: dict[tuple[str, str], Schema] = {
     ("PUT", "/attachments/{attachment_id}"): ATTACHMENT_UPDATE,
     ("POST", "/attachments/{attachment_id}/action"): ATTACHMENT_ACTION,
 }
+
+# QoS specs: the limits a front end applies must be non-negative integers (or their decimal
+# strings: Cinder keeps every value as a string); other keys are a back-end's own, kept as given
+QOS_LIMIT: Schema = {"anyOf": [integer(0, 10**15), {"type": "string", "pattern": r"^\s*[0-9]{1,16}\s*$"}]}
+QOS_VALUE: Schema = {"anyOf": [string(255), integer(None, None)]}
+QOS_KEYS: Schema = {"type": "object", "maxProperties": 128,
+                    "propertyNames": {"type": "string", "minLength": 1, "maxLength": 255},
+                    "properties": {"consumer": {"type": "string", "enum": ["front-end", "back-end", "both"]},
+                                   **{key: QOS_LIMIT for key in sorted(QOS_LIMIT_KEYS)}},
+                    "additionalProperties": QOS_VALUE}
+QOS_CREATE = obj({"qos_specs": {**QOS_KEYS, "properties": {**QOS_KEYS["properties"], "name": name(255)},
+                                "required": ["name"]}}, required=("qos_specs",))
+PROJECT = obj({"project": string(255, 1)}, required=("project",))
+BODIES.update({
+    ("POST", "/qos-specs"): QOS_CREATE,
+    ("PUT", "/qos-specs/{qos_id}"): obj({"qos_specs": QOS_KEYS}, required=("qos_specs",)),
+    ("PUT", "/qos-specs/{qos_id}/delete_keys"): obj({"keys": {"type": "array", "uniqueItems": True, "maxItems": 128,
+                                                              "items": string(255, 1)}}, required=("keys",)),
+    ("POST", "/types/{type_id}/action"): {**obj({"addProjectAccess": PROJECT, "removeProjectAccess": PROJECT},
+                                                max_properties=1), "minProperties": 1},
+})
 
 # backups: the container is a name in the backup store (one path part); metadata from 3.43 and the
 # zone from 3.51, refused before by the handler

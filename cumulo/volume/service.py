@@ -90,7 +90,8 @@ def _volume_info(row: Volume, type_name: str | None, attachments: tuple[Attachme
 
 
 def _type_info(row: VolumeType) -> VolumeTypeInfo:
-    return VolumeTypeInfo(row.id, row.name, row.description, row.is_public, dict(row.extra_specs or {}))
+    return VolumeTypeInfo(row.id, row.name, row.description, row.is_public, dict(row.extra_specs or {}),
+                          row.qos_specs_id)
 
 
 def _snapshot_info(row: Snapshot) -> SnapshotInfo:

@@ -906,7 +906,29 @@ def test_policy_file_overrides_one_rule_per_service(world: World) -> None:
 
 
 def volume_qos_rows(add: Callable[[Row], None]) -> None:
-    """Block storage's QoS specs and volume type access."""
+    """Block storage's QoS specs and volume type access: all an admin's.  The ids are unknown ones
+    (an admin's 404 is an allowed answer), so no row changes what another row finds."""
+    b = "block-storage"
+    for prefix in ("/v3/{project_id}", "/v3"):
+        pid = {"project_id": "@P"} if "{project_id}" in prefix else {}
+        qos = {**pid, "qos_id": str(uuid.uuid4())}
+        add(Row(b, "GET", f"{prefix}/qos-specs", ADMIN, params=pid))
+        add(Row(b, "POST", f"{prefix}/qos-specs", ADMIN, {"qos_specs": {"name": "{unique}", "write_iops_sec": "10"}},
+                pid))
+        add(Row(b, "GET", f"{prefix}/qos-specs/{{qos_id}}", ADMIN, params=qos))
+        add(Row(b, "PUT", f"{prefix}/qos-specs/{{qos_id}}", ADMIN, {"qos_specs": {"k": "v"}}, qos))
+        add(Row(b, "DELETE", f"{prefix}/qos-specs/{{qos_id}}", ADMIN, params=qos))
+        add(Row(b, "PUT", f"{prefix}/qos-specs/{{qos_id}}/delete_keys", ADMIN, {"keys": ["k"]}, qos))
+        add(Row(b, "GET", f"{prefix}/qos-specs/{{qos_id}}/associations", ADMIN, params=qos))
+        for action in ("associate", "disassociate"):
+            add(Row(b, "GET", f"{prefix}/qos-specs/{{qos_id}}/{action}", ADMIN, params=qos,
+                    query="vol_type_id=" + str(uuid.uuid4())))
+        add(Row(b, "GET", f"{prefix}/qos-specs/{{qos_id}}/disassociate_all", ADMIN, params=qos))
+        vtype = {**pid, "type_id": "@volume_type"}  # public: an admin's 400 or 404 is still allowed
+        add(Row(b, "GET", f"{prefix}/types/{{type_id}}/os-volume-type-access", ADMIN, params=vtype))
+        for action in ("addProjectAccess", "removeProjectAccess"):
+            add(Row(b, "POST", f"{prefix}/types/{{type_id}}/action", ADMIN, {action: {"project": "@Q"}}, vtype))
+
 
 
 def volume_transfer_rows(add: Callable[[Row], None]) -> None:

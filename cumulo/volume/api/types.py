@@ -19,7 +19,7 @@ def type_view(t: VolumeTypeInfo, shape: str = "show") -> dict[str, Any]:
     """The type as a show or list gives it; a create's answer has no qos_specs_id, an update's
     neither that nor the access attribute (tempest's schemas refuse them)."""
     out = {"id": t.id, "name": t.name, "description": t.description, "is_public": t.is_public,
-           "os-volume-type-access:is_public": t.is_public, "extra_specs": t.extra_specs, "qos_specs_id": None}
+           "os-volume-type-access:is_public": t.is_public, "extra_specs": t.extra_specs, "qos_specs_id": t.qos_specs_id}
     if shape in ("create", "update"):
         del out["qos_specs_id"]
     if shape == "update":

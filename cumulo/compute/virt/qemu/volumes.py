@@ -62,6 +62,76 @@ def blockdev(volume: dict[str, Any]) -> dict[str, Any]:
             "file": {"driver": "file", "filename": data["path"]}}
 
 
+# block storage's front-end QoS keys (Cinder's, as Nova's libvirt driver reads them) -> QEMU's throttle limits
+THROTTLE_LIMITS = {"total_bytes_sec": "bps-total", "read_bytes_sec": "bps-read", "write_bytes_sec": "bps-write",
+                   "total_iops_sec": "iops-total", "read_iops_sec": "iops-read", "write_iops_sec": "iops-write"}
+THROTTLE_VALUE_MAX = 10**15  # QEMU refuses larger limits (and bursts whose rate x length exceed it)
+
+
+def throttle_group(volume_id: str) -> str:
+    """The id of a volume's ``throttle-group`` object."""
+    return "tg" + volume_id.replace("-", "")[:28]
+
+
+def format_node(volume_id: str) -> str:
+    """The node under a throttled volume's throttle filter (which keeps ``node_name``, so the
+    device, block_resize and blockdev-backup address the volume the same way throttled or not)."""
+    return "fmt" + volume_id.replace("-", "")[:28]
+
+
+def _count(value: Any) -> int:
+    try:
+        number = int(str(value).strip())
+    except (TypeError, ValueError):
+        return 0
+    return number if 0 < number <= THROTTLE_VALUE_MAX else 0
+
+
+def throttle_limits(volume: dict[str, Any]) -> dict[str, int]:
+    """QEMU's ``ThrottleLimits`` from the QoS specs in the volume's connection info
+    (``data.qos_specs``, the front-end ones block storage sends).  Only what QEMU accepts is kept,
+    so a volume always attaches: zeros and garbage are no limit, a burst (``_max``) only above its
+    rate, a burst length only with its burst, and a total limit wins over a read or write one of
+    the same kind (QEMU refuses both together)."""
+    qos = ((volume.get("connection_info") or {}).get("data") or {}).get("qos_specs") or {}
+    if not isinstance(qos, dict):
+        return {}
+    out: dict[str, int] = {}
+    for key, name in THROTTLE_LIMITS.items():
+        rate = _count(qos.get(key))
+        if not rate:
+            continue
+        out[name] = rate
+        burst = _count(qos.get(f"{key}_max"))
+        if burst > rate:
+            out[f"{name}-max"] = burst
+            length = _count(qos.get(f"{key}_max_length"))
+            if length and length * burst <= THROTTLE_VALUE_MAX:
+                out[f"{name}-max-length"] = length
+    for kind in ("bps", "iops"):
+        if f"{kind}-total" in out:
+            out = {k: v for k, v in out.items() if not k.startswith((f"{kind}-read", f"{kind}-write"))}
+    size = _count(qos.get("size_iops_sec"))
+    if size and any(k.startswith("iops") for k in out):
+        out["iops-size"] = size
+    return out
+
+
+def throttle_args(volume: dict[str, Any], node: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """(the ``throttle-group`` object to add first, or None, and the block node to add): a volume
+    with QoS limits gets a ``throttle`` filter node on top of ``node`` (whatever ``blockdev()``
+    made of it), in a group of its own; one without comes back as it was."""
+    limits = throttle_limits(volume)
+    if not limits:
+        return None, node
+    vid = volume["volume_id"]
+    group = {"qom-type": "throttle-group", "id": throttle_group(vid), "limits": limits}
+    top = {"driver": "throttle", "node-name": node["node-name"], "throttle-group": group["id"],
+           "read-only": node.get("read-only", False), "discard": "unmap",
+           "file": {**node, "node-name": format_node(vid)}}
+    return group, top
+
+
 def device(volume: dict[str, Any]) -> dict[str, Any]:
     """The ``device_add`` arguments for a volume on its root port (the boot volume boots first)."""
     out = {"driver": "virtio-blk-pci", "id": device_id(volume["volume_id"]), "bus": f"vp{volume['slot']}",
@@ -81,7 +151,10 @@ def volume_args(volumes: list[dict[str, Any]]) -> list[str]:
     out = []
     for v in sorted(volumes, key=lambda v: v["slot"]):
         dev = ",".join(f"{k}={val}" for k, val in device(v).items() if k != "driver")
-        out += ["-blockdev", json.dumps(blockdev(v)), "-device", f"virtio-blk-pci,{dev}"]
+        group, node = throttle_args(v, blockdev(v))
+        if group is not None:
+            out += ["-object", json.dumps(group)]
+        out += ["-blockdev", json.dumps(node), "-device", f"virtio-blk-pci,{dev}"]
     return out
 
 
@@ -133,15 +206,24 @@ class VolumeOps:
         async with QMP(sock, timeout=30) as q:
             if await self._plugged(q, volume["volume_id"]):
                 return
+            group, node = throttle_args(volume, blockdev(volume))
+            if group is not None:
+                try:
+                    await q.execute("object-add", **group)
+                except QMPError as exc:
+                    if "duplicate" not in str(exc).lower():  # a group left by an earlier try is reused
+                        raise RuntimeError(f"QEMU refused the volume's QoS limits: {exc}") from None
             try:
-                await q.execute("blockdev-add", **blockdev(volume))
+                await q.execute("blockdev-add", **node)
             except QMPError as exc:
                 if "Duplicate" not in str(exc):  # a node left by an earlier try is reused
+                    await _unthrottle(q, volume["volume_id"])
                     raise RuntimeError(f"QEMU refused the volume: {exc}") from None
             try:
                 await q.execute("device_add", **device(volume))
             except QMPError as exc:
                 await _quietly(q, "blockdev-del", **{"node-name": node_name(volume["volume_id"])})
+                await _unthrottle(q, volume["volume_id"])
                 raise RuntimeError(f"QEMU could not plug the volume in: {exc}") from None
 
     @staticmethod
@@ -168,6 +250,7 @@ class VolumeOps:
                                                "volume: unpause it first")
                         await self._unplug(q, volume_id)
                     await _quietly(q, "blockdev-del", **{"node-name": node_name(volume_id)})
+                    await _unthrottle(q, volume_id)
             stored["volumes"] = [v for v in stored.get("volumes") or [] if v["volume_id"] != volume_id]
             self._save(stored, d)  # type: ignore[attr-defined]
 
@@ -270,6 +353,11 @@ async def _qemu_img(*args: str) -> None:
     _, err = await proc.communicate()
     if proc.returncode != 0:
         raise RuntimeError(f"qemu-img {args[0]} failed: {err.decode(errors='replace').strip()[:300]}")
+
+
+async def _unthrottle(q: QMP, volume_id: str) -> None:
+    """Remove the volume's throttle group, once no node uses it (none: nothing happens)."""
+    await _quietly(q, "object-del", id=throttle_group(volume_id))
 
 
 async def _quietly(q: QMP, command: str, **arguments: Any) -> None:
