@@ -147,6 +147,9 @@ class ComputeAgent:
     async def _extend_volume(self, args: dict[str, Any]) -> None:
         await self.driver.extend_volume(args["server_id"], args["volume_id"], int(args["size"]))
 
+    async def _swap_volume(self, args: dict[str, Any]) -> None:
+        await self.driver.swap_volume(args["server_id"], args["old_volume_id"], args["volume"])
+
     async def _detach_volume(self, args: dict[str, Any]) -> None:
         await self.driver.detach_volume(args["server_id"], args["volume_id"])
 

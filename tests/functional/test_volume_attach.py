@@ -243,7 +243,7 @@ def test_a_volume_moves_between_guests_with_its_data(admin: Clients, people: dic
     wait_for(lambda: member.volume("DELETE", f"/volumes/{vid}").status_code == 202, 30, "the volume to be deletable")
 
 
-def test_attachment_faults_and_personas(admin: Clients, people: dict[str, Clients]) -> None:
+def test_attachment_faults_and_personas(admin: Clients, people: dict[str, Clients], tmp_path: Path) -> None:
     member, reader, other = people["member"], people["reader"], people["other"]
     sid = boot(member, "vol-faults")
     vid = member.volume("POST", "/volumes", {"volume": {"size": 1}}).json()["volume"]["id"]
@@ -283,9 +283,47 @@ def test_attachment_faults_and_personas(admin: Clients, people: dict[str, Client
     assert reader.compute("DELETE", f"{path}/{vid}").status_code == 403
     assert other.compute("DELETE", f"{path}/{vid}").status_code == 404
 
+    # swap (another volumeId): a service's (admin's) call, taken only while the old volume migrates;
+    # the running guest's disk is copied onto the new volume and pivoted there
+    member.wait_console(sid, f"volume {vid[:20]} on vd")  # the guest wrote the pattern to it
+    new = member.volume("POST", "/volumes", {"volume": {"size": 1, "name": "swap-target"}}).json()["volume"]["id"]
+    member.volume_status(new, "available")
+
+    def swap(c: Clients, old: str, to: str) -> httpx.Response:
+        return c.compute("PUT", f"{path}/{old}", {"volumeAttachment": {"volumeId": to}}, version="2.85")
+
+    assert swap(member, vid, new).status_code == 403
+    r = swap(admin, vid, new)
+    assert r.status_code == 409 and "not migrating" in r.text, r.text
+    assert swap(admin, str(uuid.uuid4()), new).status_code == 404
+    r = admin.volume("POST", f"/volumes/{vid}/action", {"os-reset_status": {"migration_status": "migrating"}})
+    assert r.status_code == 202, r.text
+    assert swap(admin, vid, str(uuid.uuid4())).status_code == 400
+    r = swap(admin, vid, new)
+    assert r.status_code == 202, r.text
+    wait_for(lambda: [a["volumeId"] for a in member.compute("GET", path).json()["volumeAttachments"]] == [new], 60,
+             "the swap to land")
+    member.volume_status(new, "in-use")
+    member.volume_status(vid, "available")
+    shown = member.compute("GET", f"{path}/{new}", version="2.89").json()["volumeAttachment"]
+    assert shown["tag"] == "data" and shown["delete_on_termination"] is True, shown
+    # the guest's device (still showing the first volume's serial) is the new volume's: detached with it
+    assert member.compute("DELETE", f"{path}/{new}").status_code == 202
+    member.wait_console(sid, f"volume {vid[:20]} gone")
+    member.volume_status(new, "available")
+    assert volume_bytes(admin.cloud, new, tmp_path).rstrip(b"\0") == b"PATTERN\n"
+    r = attach(member, new, delete_on_termination=True)
+    assert r.status_code == 200, r.text
+    member.wait_console(sid, f"volume {new[:20]} on vd")
+    assert f"volume {new[:20]} on vd" in member.console(sid) and "holds PATTERN" in member.console(sid)
+    member.volume_status(new, "in-use")
+
     # delete_on_termination: the server's delete takes the volume with it
     assert member.compute("DELETE", f"/servers/{sid}").status_code == 204
-    wait_for(lambda: member.volume("GET", f"/volumes/{vid}").status_code == 404, 30, "the volume to be deleted")
+    wait_for(lambda: member.volume("GET", f"/volumes/{new}").status_code == 404, 30, "the volume to be deleted")
+    assert admin.volume("POST", f"/volumes/{vid}/action", {"os-reset_status": {"migration_status": "none"}}
+                        ).status_code == 202
+    assert member.volume("DELETE", f"/volumes/{vid}").status_code == 202
     assert other.volume("DELETE", f"/volumes/{theirs}").status_code == 202
 
 

@@ -79,13 +79,21 @@ def router(manager: ServerManager) -> Router:
     @r.put(PATH + "/{volume_id}")
     async def update(request: Request) -> Response:
         """2.85: ``delete_on_termination`` and ``tag`` of the attachment may change; naming
-        another volume is a swap (an admin's, and not supported here yet)."""
+        another volume is a swap, which Nova takes only while the old volume migrates (block
+        storage asks for it; 409 otherwise), by its policy a service's."""
         volume_id = request.path_params["volume_id"]
         body = (await json_body(request))["volumeAttachment"]
         if body["volumeId"] != volume_id:
             server = await server_for(request, "os_compute_api:os-volumes-attachments:swap")
-            await manager.volume_attachment(server.id, volume_id)
-            raise BadRequest("Swapping the volume of an attachment is not supported by this cloud yet.")
+            who = volume_caller(auth_of(request))
+            old = await manager._block_storage().volume(volume_id, who)  # 404 for an unknown volume
+            if not old.migration_status:
+                raise Conflict(f"volume {volume_id} is not migrating; this API should only be called by block "
+                               "storage.")
+            if server.locked and not auth_of(request).is_admin():
+                raise Conflict(f"Instance {server.id} is locked.")
+            await manager.swap_volume(server, volume_id, body["volumeId"], who)
+            return Response(status_code=202)
         server = await server_for(request, "os_compute_api:os-volumes-attachments:update")
         if not at_least(request, 85):
             raise BadRequest("Updating a volume attachment needs microversion 2.85 or later.")

@@ -35,12 +35,13 @@ from cumulo.compute.servers.networking import Networking
 from cumulo.compute.servers.reconcile import Reconciler
 from cumulo.compute.servers.shelving import Shelving
 from cumulo.compute.servers.volume_backed import VolumeBacked
+from cumulo.compute.servers.volume_swap import VolumeSwap
 from cumulo.compute.servers.volumes import VolumeAttachment, Volumes
 
 __all__ = ["ACTION_NAMES", "POWER", "SNAPSHOT_STATES", "ServerManager", "VolumeAttachment", "flavor_snapshot",
            "request_id", "resources_of"]
 
 
-class ServerManager(Builds, Actions, Moves, Shelving, Deletion, Reconciler, Networking, VolumeBacked, Volumes,
-                    ServerBase):
+class ServerManager(Builds, Actions, Moves, Shelving, Deletion, Reconciler, Networking, VolumeBacked, VolumeSwap,
+                    Volumes, ServerBase):
     """Servers on the control plane, one mixin per area (see the package's modules)."""

@@ -95,6 +95,11 @@ class Driver(Protocol):
         """Grow an attached volume to ``size`` bytes, so the guest sees it."""
         ...
 
+    async def swap_volume(self, instance_id: str, old_volume_id: str, new_volume: dict[str, Any]) -> None:
+        """Copy the attached volume into ``new_volume`` while the guest runs and put it in its
+        place (the guest keeps its disk).  Idempotent."""
+        ...
+
     async def copy_volume(self, instance_id: str, volume_id: str, target: str, fmt: str = "qcow2") -> None:
         """A point-in-time copy of an attached volume into the file ``target`` while the guest runs."""
         ...

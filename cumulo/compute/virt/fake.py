@@ -148,6 +148,17 @@ class FakeDriver:
             self._log(instance_id, f"volume {volume_id} detached")
             self._save()
 
+    async def swap_volume(self, instance_id: str, old_volume_id: str, new_volume: dict[str, Any]) -> None:
+        inst = self._require(instance_id)
+        volumes = inst.get("volumes") or []
+        if not any(v["volume_id"] == old_volume_id for v in volumes):
+            if any(v["volume_id"] == new_volume["volume_id"] for v in volumes):
+                return
+            raise LookupError(f"volume {old_volume_id} is not attached to instance {instance_id}")
+        inst["volumes"] = [new_volume if v["volume_id"] == old_volume_id else v for v in volumes]
+        self._log(instance_id, f"volume {old_volume_id} swapped for {new_volume['volume_id']}")
+        self._save()
+
     async def extend_volume(self, instance_id: str, volume_id: str, size: int) -> None:
         inst = self._require(instance_id)
         if not any(v["volume_id"] == volume_id for v in inst.get("volumes") or []):

@@ -36,6 +36,7 @@ from cumulo.compute.metadata import config_drive_files
 from cumulo.compute.virt.driver import NodeInfo, Snapshot
 from cumulo.compute.virt.qemu.images import ImageCache, run_helper
 from cumulo.compute.virt.qemu.qmp import QMP, QMPError, qmp
+from cumulo.compute.virt.qemu.swap import SwapOps
 from cumulo.compute.virt.qemu.volumes import VolumeOps, boot_volume, root_ports, volume_args, with_slots
 from cumulo.core.format_inspector import qemu_format
 
@@ -67,7 +68,7 @@ async def run(*cmd: str, check: bool = True, timeout: float = 120.0) -> str:
     return out.decode(errors="replace")
 
 
-class QemuDriver(VolumeOps):
+class QemuDriver(VolumeOps, SwapOps):
     def __init__(self, hostname: str, instances_path: str | Path, *, shutdown_timeout: float = 60.0,
                  max_concurrent_builds: int = 0, tb_size: int = 32, binary: str = "qemu-system-x86_64",
                  vifs: Any = None) -> None:

@@ -27,6 +27,7 @@ VOLUME_PORTS = 8  # the PCIe root ports kept free for volumes: the most a server
 DETACH_TIMEOUT = 60.0  # how long a guest may take to release an unplugged volume
 UNPLUG_RETRY = 3.0  # seconds between requests to a guest that has not released it yet
 COPY_TIMEOUT = 3600.0  # a whole-volume copy of a large volume takes a while
+NBD_RECONNECT = 15  # seconds an NBD volume's requests wait for its export to come back
 
 
 def node_name(volume_id: str) -> str:
@@ -48,18 +49,50 @@ def root_ports() -> list[str]:
 
 def blockdev(volume: dict[str, Any]) -> dict[str, Any]:
     """The ``blockdev-add`` arguments for a volume from its connection info (block storage's
-    ``initialize_connection``); the file driver's volumes are qcow2 or raw files this node reads."""
+    ``initialize_connection``): a qcow2 or raw file this node reads, or an NBD export of the
+    storage node's qemu-storage-daemon (``nbd``: the daemon reads the qcow2, this QEMU sees raw)."""
     info = volume.get("connection_info") or {}
     kind, data = info.get("driver_volume_type"), info.get("data") or {}
+    if kind == "nbd":
+        return _nbd_blockdev(volume["volume_id"], data)
     if kind != "file" or not data.get("path"):
         raise RuntimeError(f"volume {volume['volume_id']} comes as {kind!r}, which this node cannot attach "
-                           "(it reaches file volumes only)")
+                           "(it reaches file and nbd volumes)")
     fmt = data.get("format") or "qcow2"
     if fmt not in ("qcow2", "raw"):
         raise RuntimeError(f"volume {volume['volume_id']} has the format {fmt!r}; qcow2 or raw is needed")
     return {"driver": fmt, "node-name": node_name(volume["volume_id"]), "discard": "unmap",
             "read-only": data.get("access_mode") == "ro", "cache": {"direct": False, "no-flush": False},
             "file": {"driver": "file", "filename": data["path"]}}
+
+
+def _nbd_blockdev(volume_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    """A raw node over QEMU's NBD client; it reconnects for ``NBD_RECONNECT`` seconds when the
+    export goes away (the storage node's agent restarts the daemon on the same address)."""
+    if data.get("socket"):
+        server: dict[str, Any] = {"type": "unix", "path": str(data["socket"])}
+    elif data.get("host") and data.get("port"):
+        server = {"type": "inet", "host": str(data["host"]), "port": str(data["port"])}
+    else:
+        raise RuntimeError(f"volume {volume_id} comes as nbd without a host and port or a socket")
+    if (data.get("format") or "raw") != "raw":
+        raise RuntimeError(f"volume {volume_id} is exported as {data.get('format')!r}; raw over NBD is needed")
+    return {"driver": "raw", "node-name": node_name(volume_id), "discard": "unmap",
+            "read-only": data.get("access_mode") == "ro", "cache": {"direct": False, "no-flush": False},
+            "file": {"driver": "nbd", "server": server, "export": str(data.get("export") or f"volume-{volume_id}"),
+                     "reconnect-delay": NBD_RECONNECT}}
+
+
+def local_file(volume: dict[str, Any], what: str) -> tuple[str, str]:
+    """(format, path) of a volume this node opens as a file; an NBD volume is refused in words
+    (``what`` says what cannot be done)."""
+    info = volume.get("connection_info") or {}
+    if info.get("driver_volume_type") == "nbd":
+        raise RuntimeError(f"volume {volume['volume_id']} is attached over NBD (its file is on the storage node): "
+                           f"{what}")
+    blockdev(volume)  # refuses what is not a file volume
+    data = info["data"]
+    return str(data.get("format") or "qcow2"), str(data["path"])
 
 
 # block storage's front-end QoS keys (Cinder's, as Nova's libvirt driver reads them) -> QEMU's throttle limits
@@ -229,8 +262,7 @@ class VolumeOps:
     @staticmethod
     async def _plugged(q: QMP, volume_id: str) -> bool:
         """Whether the guest has the volume's device (from QEMU, not from what was written down)."""
-        marker = f"/machine/peripheral/{device_id(volume_id)}/"
-        return any(marker in (b.get("qdev") or "") for b in await q.execute("query-block") or [])
+        return await guest_device(q, volume_id) is not None
 
     async def detach_volume(self, instance_id: str, volume_id: str) -> None:
         """Unplug the volume and close its image once the guest let go of it; an instance or a
@@ -263,6 +295,8 @@ class VolumeOps:
             volume = next((v for v in stored.get("volumes") or [] if v["volume_id"] == volume_id), None)
             if volume is None:
                 raise LookupError(f"volume {volume_id} is not attached to instance {instance_id}")
+            fmt, path = local_file(volume, "an NBD client keeps the size it connected with, so it cannot grow "
+                                           "while attached (detach it, extend it, attach it again)")
             if self.pid(instance_id) is not None:  # type: ignore[attr-defined]
                 async with QMP(str(d / "qmp.sock"), timeout=30) as q:
                     try:
@@ -270,8 +304,7 @@ class VolumeOps:
                     except QMPError as exc:
                         raise RuntimeError(f"QEMU could not grow the volume: {exc}") from None
                 return
-            await _qemu_img("resize", "-q", "-f", blockdev(volume)["driver"], blockdev(volume)["file"]["filename"],
-                            str(size))
+            await _qemu_img("resize", "-q", "-f", fmt, path, str(size))
 
     async def copy_volume(self, instance_id: str, volume_id: str, target: str, fmt: str = "qcow2") -> None:
         """A point-in-time copy of an attached volume into ``target`` (qcow2 or raw) while the
@@ -286,10 +319,9 @@ class VolumeOps:
             volume = next((v for v in stored.get("volumes") or [] if v["volume_id"] == volume_id), None)
             if volume is None:
                 raise LookupError(f"volume {volume_id} is not attached to instance {instance_id}")
-            source = blockdev(volume)
+            source_fmt, source = local_file(volume, "its storage node copies it through its export")
             if self.pid(instance_id) is None:  # type: ignore[attr-defined]
-                await _qemu_img("convert", "-q", "-f", source["driver"], "-O", fmt, source["file"]["filename"],
-                                target)
+                await _qemu_img("convert", "-q", "-f", source_fmt, "-O", fmt, source, target)
                 return
             node, job = "copy" + volume_id.replace("-", "")[:27], "copy-" + volume_id
             async with QMP(str(d / "qmp.sock"), timeout=30) as q:
@@ -312,7 +344,7 @@ class VolumeOps:
         """Ask the guest to let go of the volume until it does: a request that reaches a guest
         still booting (its ACPI not up yet) is lost, so it is sent again every UNPLUG_RETRY
         seconds, as Nova's libvirt driver retries, for at most DETACH_TIMEOUT seconds."""
-        dev = device_id(volume_id)
+        dev = await guest_device(q, volume_id) or device_id(volume_id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + DETACH_TIMEOUT
         while True:
@@ -344,7 +376,25 @@ class VolumeOps:
         async with QMP(str(d / "qmp.sock"), timeout=10) as q:
             blocks = await q.execute("query-block") or []
         prefix = "/machine/peripheral/volume-"
-        return [b["qdev"][len(prefix):].split("/", 1)[0] for b in blocks if (b.get("qdev") or "").startswith(prefix)]
+        nodes = {node_name(v["volume_id"]): v["volume_id"] for v in stored.get("volumes") or []}
+        return [nodes.get((b.get("inserted") or {}).get("node-name")) or b["qdev"][len(prefix):].split("/", 1)[0]
+                for b in blocks if (b.get("qdev") or "").startswith(prefix)]
+
+
+async def guest_device(q: QMP, volume_id: str) -> str | None:
+    """The id of the guest's device that has the volume: the one plugged with it (``volume-<id>``),
+    or the one its node sits under since a swap (the device keeps the id it was plugged with)."""
+    mine = device_id(volume_id)
+    found = None
+    for b in await q.execute("query-block") or []:
+        parts = (b.get("qdev") or "").split("/")
+        if len(parts) < 4 or parts[2] != "peripheral":
+            continue
+        if (b.get("inserted") or {}).get("node-name") == node_name(volume_id):
+            return parts[3]
+        if parts[3] == mine and not b.get("inserted"):  # its medium gone: still the volume's device
+            found = mine
+    return found
 
 
 async def _qemu_img(*args: str) -> None:
