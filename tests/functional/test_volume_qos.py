@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.functional.conftest import Cloud, personas, start_cloud, stop_cloud, unique
-from tests.functional.test_volumes import Api
+from tests.functional.test_volumes import Api, cli_json
 
 SERVICES = "identity,image,compute,placement,network,volume"
 
@@ -222,3 +222,20 @@ def test_every_route_is_an_admins(admin: Api, people: dict[str, Api]) -> None:
             assert r.status_code == 403 and "volume_extension:" in r.text, (name, method, path, r.text)
     assert ok(admin("GET", f"/qos-specs/{qid}"))["qos_specs"]["specs"] == {}  # nothing they asked happened
     assert ok(admin("GET", f"/types/{tid}/os-volume-type-access")) == {"volume_type_access": []}
+
+
+
+def test_the_openstack_cli_manages_qos_and_type_access(qcloud: Cloud, admin: Api, people: dict[str, Api]) -> None:
+    """A few commands only (each CLI start is slow); the rest of the API is covered above."""
+    name = unique("cli-qos")
+    made = cli_json(qcloud, "volume", "qos", "create", "--consumer", "front-end", "--property", "write_iops_sec=100",
+                    name)
+    assert made["consumer"] == "front-end" and made["name"] == name
+    vtype = new_type(admin, **{"os-volume-type-access:is_public": False})
+    qcloud.cli("volume", "qos", "associate", name, vtype["id"])
+    shown = cli_json(qcloud, "volume", "qos", "show", name)
+    assert vtype["name"] in str(shown["associations"]) and "write_iops_sec" in str(shown["properties"])
+    qcloud.cli("volume", "type", "set", "--project", people["member"].project_id, vtype["id"])
+    assert ok(admin("GET", f"/types/{vtype['id']}/os-volume-type-access"))["volume_type_access"] == [
+        {"volume_type_id": vtype["id"], "project_id": people["member"].project_id}]
+    ok(admin("DELETE", f"/qos-specs/{made['id']}?force=true"), 202)
