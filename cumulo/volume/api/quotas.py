@@ -21,6 +21,7 @@ EXTENSIONS = [
     ("os-vol-mig-status-attr", "VolumeMigStatusAttribute", "Expose migration_status as an attribute of a volume."),
     ("os-extended-snapshot-attributes", "ExtendedSnapshotAttributes", "Extended SnapshotAttributes support."),
     ("os-volume-type-access", "VolumeTypeAccess", "Volume type access support."),
+    ("qos-specs", "Qos_specs_manage", "QoS specs support."),
     ("os-types-extra-specs", "TypesExtraSpecs", "Type extra specs support."),
     ("os-types-manage", "TypesManage", "Types manage support."),
     ("os-quota-sets", "Quotas", "Quota management support."),
