@@ -109,7 +109,7 @@ def test_bad_bodies_and_unknown_specs(admin: Api) -> None:
         assert admin(method, f"/qos-specs/{nobody}{path}", body).status_code == 404, (method, path)
 
 
-def test_associations_and_the_types_qos_specs_id(admin: Api) -> None:
+def test_associations_and_the_types_qos_specs_id(admin: Api, people: dict[str, Api]) -> None:
     a, b = new_qos(admin, consumer="front-end"), new_qos(admin)
     t = new_type(admin)
     assert ok(admin("GET", f"/types/{t['id']}"))["volume_type"]["qos_specs_id"] is None
@@ -118,6 +118,9 @@ def test_associations_and_the_types_qos_specs_id(admin: Api) -> None:
     assert ok(admin("GET", f"/types/{t['id']}"))["volume_type"]["qos_specs_id"] == a["id"]
     listed = {x["id"]: x for x in ok(admin("GET", "/types"))["volume_types"]}
     assert listed[t["id"]]["qos_specs_id"] == a["id"]
+    # the id is an admin's to see (volume_extension:access_types_qos_specs_id), as in Cinder
+    assert "qos_specs_id" not in ok(people["member"]("GET", f"/types/{t['id']}"))["volume_type"]
+    assert all("qos_specs_id" not in x for x in ok(people["reader"]("GET", "/types"))["volume_types"])
     assert ok(admin("GET", f"/qos-specs/{a['id']}/associations")) == {"qos_associations": [
         {"association_type": "volume_type", "name": t["name"], "id": t["id"]}]}
     # a type has one QoS specs; unknown ids are 404, a missing type id 400

@@ -8,19 +8,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cumulo.core.http.app import JSON, Router, json_body
-from cumulo.core.http.authz import authorize
+from cumulo.core.http.authz import allowed, authorize
 from cumulo.core.http.faults import BadRequest, NotFound
 from cumulo.core.http.paging import parse_bool
 from cumulo.volume.api.common import caller, route
 from cumulo.volume.service import VolumeService, VolumeTypeInfo
 
 
-def type_view(t: VolumeTypeInfo, shape: str = "show") -> dict[str, Any]:
+def type_view(t: VolumeTypeInfo, shape: str = "show", qos: bool = False) -> dict[str, Any]:
     """The type as a show or list gives it; a create's answer has no qos_specs_id, an update's
-    neither that nor the access attribute (tempest's schemas refuse them)."""
+    neither that nor the access attribute (tempest's schemas refuse them).  ``qos``: the caller
+    may see the type's qos_specs_id (``volume_extension:access_types_qos_specs_id``, an admin's as
+    in Cinder: the QoS specs are an admin's)."""
     out = {"id": t.id, "name": t.name, "description": t.description, "is_public": t.is_public,
            "os-volume-type-access:is_public": t.is_public, "extra_specs": t.extra_specs, "qos_specs_id": t.qos_specs_id}
-    if shape in ("create", "update"):
+    if shape in ("create", "update") or not qos:
         del out["qos_specs_id"]
     if shape == "update":
         del out["os-volume-type-access:is_public"]
@@ -36,7 +38,9 @@ def router(svc: VolumeService) -> Router:
         raw = request.query_params.get("is_public")
         is_public = None if raw is not None and raw.lower() == "none" else (
             parse_bool("is_public", raw) if raw is not None else True)
-        return JSON({"volume_types": [type_view(t) for t in await svc.volume_types(caller(request), is_public)]})
+        qos = allowed(request, "volume_extension:access_types_qos_specs_id")
+        return JSON({"volume_types": [type_view(t, qos=qos) for t in await svc.volume_types(caller(request),
+                                                                                          is_public)]})
 
     @route(r, "POST", "/types")
     async def create_type(request: Request) -> Response:
@@ -50,8 +54,8 @@ def router(svc: VolumeService) -> Router:
     @route(r, "GET", "/types/{type_id}")
     async def show_type(request: Request) -> Response:
         authorize(request, "volume_extension:type_get")
-        return JSON({"volume_type": type_view(await svc.volume_type(request.path_params["type_id"],
-                                                                    caller(request)))})
+        t = await svc.volume_type(request.path_params["type_id"], caller(request))
+        return JSON({"volume_type": type_view(t, qos=allowed(request, "volume_extension:access_types_qos_specs_id"))})
 
     @route(r, "PUT", "/types/{type_id}")
     async def update_type(request: Request) -> Response:
