@@ -92,6 +92,7 @@ class ActionsMixin:
         async def _cast(self, host: str, method: str, op: str, args: dict[str, Any], **ctx: Any) -> None: ...
         async def _send_delete(self, volume_id: str, host: str | None) -> None: ...
         async def _send_snapshot_delete(self, snapshot_id: str, host: str | None) -> None: ...
+        async def _assert_not_frozen(self, host: str | None) -> None: ...
 
     # -- extend ----------------------------------------------------------------------------------
     async def extend_volume(self, who: Caller, volume_id: str, new_size: int, attached: bool = False) -> None:
@@ -99,6 +100,7 @@ class ActionsMixin:
         ``attached`` (3.42) allows an in-use volume: its server's QEMU grows it, through compute."""
         async with self.db.session() as s:
             row = await self._row(s, volume_id, who)
+        await self._assert_not_frozen(row.host)
         allowed = ("available", "in-use") if attached else ("available",)
         if row.status not in allowed:
             raise BadRequest(f"Invalid volume: Volume {volume_id} status must be {' or '.join(allowed)} to extend "

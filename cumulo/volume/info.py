@@ -83,6 +83,8 @@ class PoolInfo:
     up: bool
     disabled: bool
     reported_at: dt.datetime
+    frozen: bool = False  # os-services/freeze: its volumes refuse management operations
+    disabled_reason: str | None = None
 
 
 @dataclass
@@ -147,3 +149,5 @@ class ServiceInfo:
     up: bool
     disabled: bool
     updated_at: dt.datetime | None
+    disabled_reason: str | None = None
+    frozen: bool = False

@@ -109,6 +109,10 @@ class Pool(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     reported_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # why an admin disabled it (os-services/disable-log-reason), and whether it is frozen
+    # (os-services/freeze: its volumes refuse management operations) (0021)
+    disabled_reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    frozen: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class Attachment(Base):

@@ -82,7 +82,8 @@ RULES: list[Rule] = [
          "POST /snapshots/{snapshot_id}/action (os-update_snapshot_status)"),
     # the cloud's services and pools, and the user messages (3.3)
     Rule("volume_extension:services:index", ADMIN, "GET /os-services"),
-    Rule("volume_extension:services:update", ADMIN, "PUT /os-services/{enable,disable}"),
+    Rule("volume_extension:services:update", ADMIN,
+         "PUT /os-services/{enable,disable,disable-log-reason,freeze,thaw}"),
     Rule("scheduler_extension:scheduler_stats:get_pools", ADMIN, "GET /scheduler-stats/get_pools"),
     Rule("message:get_all", READER, "GET /messages"),
     Rule("message:get", READER, "GET /messages/{message_id}"),
@@ -155,4 +156,20 @@ RULES: list[Rule] = [
          "POST /backups/{backup_id}/action (os-reset_status)"),
     Rule("volume_extension:backup_admin_actions:force_delete", ADMIN,
          "POST /backups/{backup_id}/action (os-force_delete), DELETE /backups/{backup_id}?force=true"),
+    # volume transfers (os-volume-transfer, and /volume-transfers from 3.55): the accepting
+    # project's member accepts; the others act on a transfer of their project's volume
+    Rule("volume:create_transfer", MEMBER, "POST /os-volume-transfer, /volume-transfers"),
+    Rule("volume:get_transfer", READER, "GET /os-volume-transfer/{transfer_id}, /volume-transfers/{transfer_id}"),
+    Rule("volume:get_all_transfers", READER,
+         "GET /os-volume-transfer, /os-volume-transfer/detail, /volume-transfers, /volume-transfers/detail"),
+    Rule("volume:accept_transfer", MEMBER,
+         "POST /os-volume-transfer/{transfer_id}/accept, /volume-transfers/{transfer_id}/accept"),
+    Rule("volume:delete_transfer", MEMBER,
+         "DELETE /os-volume-transfer/{transfer_id}, /volume-transfers/{transfer_id}"),
+    # retype, migration, and freezing a storage backend
+    Rule("volume:retype", MEMBER, "POST /volumes/{volume_id}/action (os-retype)"),
+    Rule("volume_extension:volume_admin_actions:migrate_volume", ADMIN,
+         "POST /volumes/{volume_id}/action (os-migrate_volume)"),
+    Rule("volume:freeze_host", ADMIN, "PUT /os-services/freeze"),
+    Rule("volume:thaw_host", ADMIN, "PUT /os-services/thaw"),
 ]

@@ -79,6 +79,11 @@ VOLUME_ACTION = obj({
     "os-reset_status": obj({"status": string(32, 1), "attach_status": string(32, 1),
                             "migration_status": string(32, 1)}),
     "os-force_delete": NO_ARGS,
+    # retype and the admin's migration (the transfers' piece)
+    "os-retype": obj({"new_type": string(255, 1), "migration_policy": nullable(
+        {"type": "string", "enum": ["never", "on-demand"]})}, required=("new_type",)),
+    "os-migrate_volume": obj({"host": nullable(string(255)), "force_host_copy": BOOLEAN_LIKE,
+                              "lock_volume": BOOLEAN_LIKE, "cluster": nullable(string(255))}),
 }, extra=True, max_properties=1)
 SNAPSHOT_ACTION = obj({
     "os-reset_status": obj({"status": string(32, 1)}, required=("status",)),
@@ -142,8 +147,9 @@ BODIES: dict[tuple[str, str], Schema] = {
     ("PUT", "/os-quota-sets/{target}"): QUOTA_UPDATE,
     ("PUT", "/os-quota-class-sets/{class_name}"): obj({"quota_class_set": QUOTA_UPDATE["properties"]["quota_set"]},
                                                        required=("quota_class_set",)),
-    ("PUT", "/os-services/{action}"): obj({"host": string(255, 1), "binary": string(255, 1)}, required=("host",),
-                                          extra=True),
+    ("PUT", "/os-services/{action}"): obj({"host": string(255, 1), "binary": string(255, 1),
+                                           "disabled_reason": string(255, 1, r"^[^\x00-\x1f\x7f]*$")},
+                                          required=("host",), extra=True),
     ("POST", "/attachments"): ATTACHMENT_CREATE,
     ("PUT", "/attachments/{attachment_id}"): ATTACHMENT_UPDATE,
     ("POST", "/attachments/{attachment_id}/action"): ATTACHMENT_ACTION,
@@ -195,4 +201,19 @@ BODIES.update({
     ("POST", "/backups/{backup_id}/restore"): BACKUP_RESTORE,
     ("POST", "/backups/{backup_id}/action"): BACKUP_ACTION,
     ("POST", "/backups/import_record"): BACKUP_IMPORT,
+})
+
+# volume transfers: no_snapshots on /volume-transfers from 3.55 (the handler refuses it elsewhere);
+# the auth key a string or the integer some clients send, bounded
+TRANSFER_CREATE = wrapped("transfer", obj({
+    "volume_id": UUID, "name": NAME, "no_snapshots": BOOLEAN_LIKE,
+}, required=("volume_id",)))
+TRANSFER_ACCEPT = wrapped("accept", obj({
+    "auth_key": {"anyOf": [string(255, 1), integer(0, 10**18)]},
+}, required=("auth_key",)))
+BODIES.update({
+    ("POST", "/os-volume-transfer"): TRANSFER_CREATE,
+    ("POST", "/volume-transfers"): TRANSFER_CREATE,
+    ("POST", "/os-volume-transfer/{transfer_id}/accept"): TRANSFER_ACCEPT,
+    ("POST", "/volume-transfers/{transfer_id}/accept"): TRANSFER_ACCEPT,
 })

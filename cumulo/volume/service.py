@@ -187,7 +187,7 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin, QosMixin, Tran
         async with self.db.session() as s:
             rows = (await s.execute(select(Pool).order_by(Pool.host))).scalars().all()
         return [PoolInfo(r.host, r.capacity_gb, r.allocated_gb, r.free_gb, r.reported_at >= down, r.disabled,
-                         r.reported_at) for r in rows]
+                         r.reported_at, bool(r.frozen), r.disabled_reason) for r in rows]
 
     async def services(self) -> list[ServiceInfo]:
         """os-services: the scheduler (this controller, answering now), and per pool a
@@ -196,19 +196,28 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin, QosMixin, Tran
         zone = self.cfg.volume.availability_zone
         out = [ServiceInfo("cinder-scheduler", socket.gethostname(), zone, True, False, utcnow())]
         for p in await self.pools():
-            out.append(ServiceInfo("cinder-volume", f"{p.host}@file", zone, p.up, p.disabled, p.reported_at))
+            out.append(ServiceInfo("cinder-volume", f"{p.host}@file", zone, p.up, p.disabled, p.reported_at,
+                                   p.disabled_reason, p.frozen))
             out.append(ServiceInfo("cinder-backup", p.host, zone, p.up, False, p.reported_at))
         return out
 
-    async def set_service_disabled(self, host: str, binary: str, disabled: bool) -> ServiceInfo:
+    async def set_service_disabled(self, host: str, binary: str, disabled: bool,
+                                   reason: str | None = None) -> ServiceInfo:
         """Enable or disable a cinder-volume (``host@file`` or the bare host): the scheduler puts
-        no new volume on a disabled pool; what it holds stays served."""
+        no new volume on a disabled pool; what it holds stays served.  An enable forgets the
+        reason; a disable keeps it unless it gives one (disable-log-reason), as Cinder does.  A
+        service nobody runs (an unknown host or binary) is a 404."""
+        pool_host = host.removesuffix("@file")
+        if not any(x.binary == binary and x.host in (host, f"{pool_host}@file") for x in await self.services()):
+            raise NotFound(f"Service {binary} on host {host} could not be found.")
         if binary != "cinder-volume":
             raise BadRequest(f"Invalid input received: only cinder-volume services are enabled or disabled here, "
                              f"not {binary!r}.")
-        pool_host = host.removesuffix("@file")
+        values: dict[str, Any] = {"disabled": disabled}
+        if not disabled or reason is not None:
+            values["disabled_reason"] = reason
         async with self.db.session() as s:
-            moved = await s.execute(update(Pool).where(Pool.host == pool_host).values(disabled=disabled))
+            moved = await s.execute(update(Pool).where(Pool.host == pool_host).values(**values))
         if moved.rowcount != 1:
             raise NotFound(f"Host {host} could not be found.")
         return next(x for x in await self.services() if x.binary == binary and x.host == f"{pool_host}@file")
@@ -502,9 +511,14 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin, QosMixin, Tran
                      "min_ram": str(image.min_ram), "size": str(image.size or 0)})
         return size or need, meta
 
+    @staticmethod
+    def _unmet_capabilities(extra_specs: dict[str, str]) -> str:
+        """``unmet_capabilities`` for the mixins (which cannot import this module)."""
+        return unmet_capabilities(extra_specs)
+
     async def _pick_pool(self, size: int) -> str | None:
         """The up pool with most room for ``size`` GiB (a volume copied from another stays with it)."""
-        fits = [p for p in await self.pools() if p.up and not p.disabled and p.free_gb >= size]
+        fits = [p for p in await self.pools() if p.up and not p.disabled and not p.frozen and p.free_gb >= size]
         return max(fits, key=lambda p: p.free_gb).host if fits else None
 
     async def _send_create(self, row: Volume, host: str, token: str = "") -> None:
@@ -591,6 +605,7 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin, QosMixin, Tran
             row = await self._row(s, volume_id, who)
             snaps = list((await s.execute(select(Snapshot).where(
                 Snapshot.volume_id == volume_id, Snapshot.deleted.is_(False)))).scalars())
+        await self._assert_not_frozen(row.host)
         if row.attach_status != "detached" or row.status not in DELETABLE:
             raise BadRequest(f"Invalid volume: Volume status must be available or error or error_restoring or "
                              f"error_extending or error_managing and must not be migrating, attached, belong to "
@@ -671,6 +686,7 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin, QosMixin, Tran
                               description: str | None = None, metadata: dict[str, str] | None = None,
                               force: bool = False) -> SnapshotInfo:
         vol = await self.volume(volume_id, who)
+        await self._assert_not_frozen(vol.host)
         allowed = ("available", "in-use") if force else ("available",)
         if vol.status not in allowed:
             raise BadRequest(f"Invalid volume: Volume {volume_id} status must be available"
@@ -739,6 +755,7 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin, QosMixin, Tran
     async def delete_snapshot(self, snapshot_id: str, who: Caller) -> None:
         async with self.db.session() as s:
             row = await self._snapshot_row(s, snapshot_id, who)
+        await self._assert_not_frozen(row.host)
         if row.status not in ("available", "error", "error_deleting"):
             raise BadRequest(f"Invalid snapshot: Snapshot status must be available or error, but current status "
                              f"is: {row.status}.")

@@ -640,6 +640,8 @@ class World:
         self.counter += 1
         octet = f"{1 + self.counter // 250}.{self.counter % 250}"
         m = "member"
+        if kind.startswith("transfer"):
+            return self.make_transfer_resource(kind)
         if kind == "server":
             body = {"server": {"name": unique("matrix"), "flavorRef": "10", "imageRef": self.refs["image_public"],
                                "networks": "none"}}
@@ -726,6 +728,19 @@ class World:
                 "namespace": unique("matrix"), "visibility": "public"})["namespace"])
         raise AssertionError(f"no maker for {kind}")
 
+    def make_transfer_resource(self, kind: str) -> str:
+        """A volume of P (``transfer_volume``), or a transfer of a new volume of P (``transfer``)."""
+        b, m = "block-storage", "member"
+        vid = self.ok(m, b, "POST", "/v3/volumes", {"volume": {"size": 1, "name": unique("m")}})["volume"]["id"]
+        wait_for(lambda: self.ok(m, b, "GET", f"/v3/volumes/{vid}")["volume"]["status"] == "available", 30,
+                 f"volume {vid} available")
+        if kind == "transfer_volume":
+            return str(vid)
+        if kind == "transfer":
+            return str(self.ok(m, b, "POST", "/v3/os-volume-transfer", {"transfer": {"volume_id": vid}})[
+                "transfer"]["id"])
+        raise AssertionError(f"no maker for {kind}")
+
     def setup(self) -> None:
         self.make_personas()
         P = self.refs["P"]
@@ -754,7 +769,8 @@ class World:
         self.ok("admin", "block-storage", "PUT", f"/v3/os-quota-sets/{P}", {"quota_set": {
             "volumes": 100, "snapshots": 100, "gigabytes": -1, "backups": 100, "backup_gigabytes": -1}})
         for kind in ("volume", "volume_type", "volume_snapshot", "attach_volume", "legacy_volume", "attachment",
-                     "server_volume", "action_volume", "message", "backup_volume", "volume_backup"):
+                     "server_volume", "action_volume", "message", "backup_volume", "volume_backup",
+                     "transfer_volume", "transfer"):
             self.refs[kind] = self.make(kind)
         self.refs["volume_server"] = self.make("server")
         self.refs["active_image"] = self.make("image")
@@ -932,7 +948,31 @@ def volume_qos_rows(add: Callable[[Row], None]) -> None:
 
 
 def volume_transfer_rows(add: Callable[[Row], None]) -> None:
-    """Block storage's volume transfers and retype."""
+    """Block storage's volume transfers, retype, migration, and the services' disable-log-reason,
+    freeze and thaw (a 400 for a volume's state or a wrong key is still an allowed answer: the
+    rule is checked first)."""
+    b = "block-storage"
+    for prefix in ("/v3/{project_id}", "/v3"):
+        pid = {"project_id": "@P"} if "{project_id}" in prefix else {}
+        xfer = {**pid, "transfer_id": "@transfer"}
+        for coll in ("/os-volume-transfer", "/volume-transfers"):
+            add(Row(b, "GET", f"{prefix}{coll}", OWN_READER, params=pid))
+            add(Row(b, "GET", f"{prefix}{coll}/detail", OWN_READER, params=pid))
+            add(Row(b, "POST", f"{prefix}{coll}", MEMBER, {"transfer": {"volume_id": "@transfer_volume"}}, pid,
+                    hides=True))
+            add(Row(b, "GET", f"{prefix}{coll}/{{transfer_id}}", READER, params=xfer))
+            add(Row(b, "POST", f"{prefix}{coll}/{{transfer_id}}/accept", OWN_MEMBER,
+                    {"accept": {"auth_key": "not-the-key"}}, xfer))
+            add(Row(b, "DELETE", f"{prefix}{coll}/{{transfer_id}}", MEMBER, params=pid, fresh="transfer"))
+        acted = {**pid, "volume_id": "@action_volume"}
+        add(Row(b, "POST", f"{prefix}/volumes/{{volume_id}}/action", MEMBER,
+                {"os-retype": {"new_type": "@volume_type"}}, acted))
+        add(Row(b, "POST", f"{prefix}/volumes/{{volume_id}}/action", ADMIN,
+                {"os-migrate_volume": {"host": "nonesuch@file#file"}}, acted))
+        for action, body in (("disable-log-reason", {"host": "no-such-host@file", "binary": "cinder-volume",
+                                                     "disabled_reason": "matrix"}),
+                             ("freeze", {"host": "no-such-host@file"}), ("thaw", {"host": "no-such-host@file"})):
+            add(Row(b, "PUT", f"{prefix}/os-services/{{action}}", ADMIN, body, {**pid, "action": action}))
 
 
 def volume_group_rows(add: Callable[[Row], None]) -> None:

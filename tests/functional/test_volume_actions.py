@@ -463,9 +463,11 @@ def test_services_and_pools_are_an_admins_and_say_what_runs(admin: Api, people: 
         r = admin("PUT", "/os-services/enable", {"host": vol["host"], "binary": "cinder-volume"})
     assert r.status_code == 200 and r.json()["status"] == "enabled" and r.json()["disabled_reason"] is None
     for path, body, status in (("/os-services/enable", {"host": "nowhere@file"}, 404),
-                               ("/os-services/enable", {"host": vol["host"], "binary": "cinder-scheduler"}, 400),
+                               ("/os-services/enable", {"host": vol["host"], "binary": "cinder-scheduler"}, 404),
+                               ("/os-services/enable", {"host": binaries["cinder-scheduler"]["host"],
+                                                        "binary": "cinder-scheduler"}, 400),
                                ("/os-services/enable", {}, 400), ("/os-services/enable", {"host": 5}, 400),
-                               ("/os-services/freeze", {"host": vol["host"]}, 404)):
+                               ("/os-services/failover_host", {"host": vol["host"]}, 404)):
         assert admin("PUT", path, body).status_code == status, (path, body)
 
 

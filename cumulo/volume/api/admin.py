@@ -26,9 +26,9 @@ BACKEND = "file"  # the backend and pool name of every file agent
 def service_view(request: Request, s: ServiceInfo) -> dict[str, Any]:
     out: dict[str, Any] = {"binary": s.binary, "host": s.host, "zone": s.zone,
                            "status": "disabled" if s.disabled else "enabled", "state": "up" if s.up else "down",
-                           "updated_at": stamp(s.updated_at), "disabled_reason": None}
+                           "updated_at": stamp(s.updated_at), "disabled_reason": s.disabled_reason}
     if s.binary == "cinder-volume":
-        out.update({"frozen": False, "replication_status": "disabled", "active_backend_id": None})
+        out.update({"frozen": s.frozen, "replication_status": "disabled", "active_backend_id": None})
         if at_least(request, 49):
             out["backend_state"] = "up" if s.up else "down"
     if at_least(request, 7):
@@ -55,32 +55,47 @@ def router(svc: VolumeService) -> Router:
 
     @route(r, "GET", "/os-services")
     async def list_services(request: Request) -> Response:
-        """Filtered by ``host`` and ``binary`` as Cinder's is."""
+        """Filtered by ``binary`` and by ``host`` as Cinder's is: ``node`` also names its
+        ``node@file`` (the backend on that host)."""
         authorize(request, "volume_extension:services:index")
         params = request.query_params
+        host = params.get("host")
         rows = [s for s in await svc.services()
-                if params.get("host") in (None, s.host) and params.get("binary") in (None, s.binary)]
+                if host in (None, s.host, s.host.split("@", 1)[0]) and params.get("binary") in (None, s.binary)]
         return JSON({"services": [service_view(request, s) for s in rows]})
 
     @route(r, "PUT", "/os-services/{action}")
     async def update_service(request: Request) -> Response:
-        """``enable`` and ``disable`` a cinder-volume (``{"host", "binary"}``); 200 with what it is now."""
+        """``enable``, ``disable`` and ``disable-log-reason`` a cinder-volume (``{"host", "binary"}``,
+        the reason in ``disabled_reason``); 200 with what it is now.  ``freeze`` and ``thaw``
+        (``{"host"}``): 200 with no body, as Cinder answers."""
         authorize(request, "volume_extension:services:update")
         action = request.path_params["action"]
-        if action not in ("enable", "disable"):
-            raise NotFound(f"Unknown action {action!r}: enable or disable (disable-log-reason, freeze and thaw are "
-                           "not supported here).")
+        if action not in ("enable", "disable", "disable-log-reason", "freeze", "thaw"):
+            raise NotFound(f"Unknown action {action!r}: enable, disable, disable-log-reason, freeze or thaw "
+                           "(failover_host, get-log and set-log are not supported here).")
         body = await json_body(request)
+        if action in ("freeze", "thaw"):
+            authorize(request, f"volume:{action}_host")
+            host = body.get("host") if isinstance(body, dict) else None
+            if not isinstance(host, str) or not host:
+                raise BadRequest("Invalid input received: 'host' must be given as a string.")
+            await svc.set_service_frozen(host, action == "freeze")
+            return Response(status_code=200)
         if not isinstance(body, dict):
             raise BadRequest("Invalid input received: the body must be {\"host\": ..., \"binary\": ...}.")
         host, binary = body.get("host"), body.get("binary", "cinder-volume")
         if not isinstance(host, str) or not host or not isinstance(binary, str):
             raise BadRequest("Invalid input received: 'host' (and 'binary') must be given as strings.")
-        service = await svc.set_service_disabled(host, binary, action == "disable")
+        reason = body.get("disabled_reason")
+        if action == "disable-log-reason" and (not isinstance(reason, str) or not reason.strip()):
+            raise BadRequest("Invalid input received: disable-log-reason needs a disabled_reason.")
+        service = await svc.set_service_disabled(host, binary, action != "enable",
+                                                 reason.strip() if action == "disable-log-reason" else None)
         out: dict[str, Any] = {"disabled": service.disabled, "status": "disabled" if service.disabled else "enabled",
                                "host": service.host, "service": service.binary, "binary": service.binary}
-        if action == "enable":
-            out["disabled_reason"] = None
+        if action != "disable":
+            out["disabled_reason"] = service.disabled_reason
         return JSON(out)
 
     # -- os-hosts: the hosts of the services, and what a storage host holds ------------------------

@@ -21,6 +21,7 @@ from cumulo.core.http.app import JSON, Router, json_body
 from cumulo.core.http.authz import allowed, authorize
 from cumulo.core.http.faults import BadRequest, NotFound
 from cumulo.core.http.paging import next_link, parse_bool
+from cumulo.volume.api import transfers  # os-retype, os-migrate_volume
 from cumulo.volume.api.common import at_least, caller, links, list_params, metadata_param, offset_param, route, stamp
 from cumulo.volume.service import VOLUME_SORT_KEYS, Caller, VolumeFilters, VolumeInfo, VolumeService, VolumeTypeInfo
 
@@ -392,4 +393,4 @@ async def _force_delete(request: Request, svc: VolumeService, who: Caller, vol: 
 
 LONG_ACTIONS = {"os-extend": _extend, "os-volume_upload_image": _upload, "os-set_image_metadata": _set_image_metadata,
                 "os-unset_image_metadata": _unset_image_metadata, "os-show_image_metadata": _show_image_metadata,
-                "os-reset_status": _reset_status, "os-force_delete": _force_delete}
+                "os-reset_status": _reset_status, "os-force_delete": _force_delete, **transfers.ACTIONS}
