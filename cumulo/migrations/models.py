@@ -8,6 +8,7 @@ from cumulo.image import models as image  # noqa: F401
 from cumulo.network import models as network  # noqa: F401
 from cumulo.placement import models as placement  # noqa: F401
 from cumulo.volume import backup_models as volume_backups  # noqa: F401
+from cumulo.volume import group_models as volume_groups  # noqa: F401
 from cumulo.volume import models as volume  # noqa: F401
 from cumulo.volume import qos_models as volume_qos  # noqa: F401
 from cumulo.volume import transfer_models as volume_transfers  # noqa: F401

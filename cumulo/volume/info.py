@@ -46,6 +46,7 @@ class VolumeInfo:
     # the image it came from (Cinder's volume_image_metadata: strings), None when none
     image_meta: dict[str, str] | None = None
     migration_status: str | None = None
+    group_id: str | None = None  # its generic volume group (3.13)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class SnapshotInfo:
     metadata: dict[str, str]
     created_at: dt.datetime
     updated_at: dt.datetime
+    group_snapshot_id: str | None = None  # the group snapshot it was taken for (3.14)
 
 
 @dataclass(frozen=True)

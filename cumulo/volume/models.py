@@ -51,6 +51,8 @@ class Volume(Base):
     # the running transition's own data, for the reconciler when its lease ends: an upload's image
     # id and the status to go back to, an extend's new size
     task: Mapped[dict[str, Any] | None] = mapped_column(JSONText, nullable=True)
+    # the generic volume group it belongs to (group_models.Group, 0022)
+    group_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
 
 
 class VolumeType(Base):
@@ -96,6 +98,8 @@ class Snapshot(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # the group snapshot it was taken for (group_models.GroupSnapshot, 0022)
+    group_snapshot_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
 
 
 class Pool(Base):

@@ -173,3 +173,43 @@ RULES: list[Rule] = [
     Rule("volume:freeze_host", ADMIN, "PUT /os-services/freeze"),
     Rule("volume:thaw_host", ADMIN, "PUT /os-services/thaw"),
 ]
+
+# generic volume groups (Cinder's group_types, groups, group_actions, group_snapshots and
+# group_snapshot_actions policies).  Cinder's older names group:group_types_manage and
+# group:group_types_specs stay, and the newer per-action rules default to them, so a file that
+# overrides an older name still governs its routes.
+MANAGE_GROUP_TYPES = "rule:group:group_types_manage"
+GROUP_TYPE_SPECS = "rule:group:group_types_specs"
+RULES.extend([
+    Rule("group:group_types_manage", ADMIN, "POST, PUT, DELETE /group_types[/{group_type_id}] (the older name)"),
+    Rule("group:group_types:create", MANAGE_GROUP_TYPES, "POST /group_types (3.11)"),
+    Rule("group:group_types:update", MANAGE_GROUP_TYPES, "PUT /group_types/{group_type_id}"),
+    Rule("group:group_types:delete", MANAGE_GROUP_TYPES, "DELETE /group_types/{group_type_id}"),
+    Rule("group:access_group_types_specs", ADMIN, "Show group_specs in group types"),
+    Rule("group:group_types_specs", ADMIN, "The group specs of a group type (the older name)"),
+    Rule("group:group_types_specs:get", GROUP_TYPE_SPECS, "GET /group_types/{group_type_id}/group_specs/{key}"),
+    Rule("group:group_types_specs:get_all", GROUP_TYPE_SPECS, "GET /group_types/{group_type_id}/group_specs"),
+    Rule("group:group_types_specs:create", GROUP_TYPE_SPECS, "POST /group_types/{group_type_id}/group_specs"),
+    Rule("group:group_types_specs:update", GROUP_TYPE_SPECS, "PUT /group_types/{group_type_id}/group_specs/{key}"),
+    Rule("group:group_types_specs:delete", GROUP_TYPE_SPECS,
+         "DELETE /group_types/{group_type_id}/group_specs/{key}"),
+    Rule("group:get_all", READER, "GET /groups, /groups/detail (3.13)"),
+    Rule("group:create", MEMBER, "POST /groups, POST /groups/action (create-from-src, 3.14)"),
+    Rule("group:get", READER, "GET /groups/{group_id}"),
+    Rule("group:update", MEMBER, "PUT /groups/{group_id}"),
+    Rule("group:group_project_attribute", ADMIN, "Show project_id in groups (3.58)"),
+    Rule("group:delete", MEMBER, "POST /groups/{group_id}/action (delete)"),
+    Rule("group:reset_status", ADMIN, "POST /groups/{group_id}/action (reset_status, 3.20)"),
+    Rule("group:enable_replication", MEMBER, "POST /groups/{group_id}/action (enable_replication, 3.38)"),
+    Rule("group:disable_replication", MEMBER, "POST /groups/{group_id}/action (disable_replication, 3.38)"),
+    Rule("group:failover_replication", MEMBER, "POST /groups/{group_id}/action (failover_replication, 3.38)"),
+    Rule("group:list_replication_targets", MEMBER,
+         "POST /groups/{group_id}/action (list_replication_targets, 3.38)"),
+    Rule("group:get_all_group_snapshots", READER, "GET /group_snapshots, /group_snapshots/detail (3.14)"),
+    Rule("group:create_group_snapshot", MEMBER, "POST /group_snapshots"),
+    Rule("group:get_group_snapshot", READER, "GET /group_snapshots/{group_snapshot_id}"),
+    Rule("group:delete_group_snapshot", MEMBER, "DELETE /group_snapshots/{group_snapshot_id}"),
+    Rule("group:group_snapshot_project_attribute", ADMIN, "Show project_id in group snapshots (3.58)"),
+    Rule("group:reset_group_snapshot_status", ADMIN,
+         "POST /group_snapshots/{group_snapshot_id}/action (reset_status, 3.19)"),
+])

@@ -26,7 +26,8 @@ class Reconciler:
             self._task.cancel()
 
     async def reconcile(self) -> int:
-        ended = await self.volumes.end_expired() + await self.volumes.end_expired_backups()
+        ended = (await self.volumes.end_expired() + await self.volumes.end_expired_backups()
+                 + await self.volumes.end_expired_groups())
         if ended:
             LOG.info("ended %d volume and snapshot transitions past their lease", ended)
         return ended

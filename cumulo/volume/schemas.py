@@ -217,3 +217,56 @@ BODIES.update({
     ("POST", "/os-volume-transfer/{transfer_id}/accept"): TRANSFER_ACCEPT,
     ("POST", "/volume-transfers/{transfer_id}/accept"): TRANSFER_ACCEPT,
 })
+
+# generic volume groups (3.11-3.38), as Cinder's group_types, group_specs, groups and
+# group_snapshots schemas: a group spec's key is Cinder's character set, its value a string or
+# null; add_volumes and remove_volumes are comma-separated volume ids
+GROUP_SPECS: Schema = {"type": "object", "maxProperties": 128, "additionalProperties": False,
+                       "patternProperties": {r"^[a-zA-Z0-9-_:.]{1,255}$": nullable(string(255))}}
+GROUP_TYPE_CREATE = wrapped("group_type", obj({
+    "name": name(255), "description": DESCRIPTION, "is_public": BOOLEAN_LIKE, "group_specs": nullable(metadata()),
+}, required=("name",)))
+GROUP_TYPE_UPDATE = wrapped("group_type", obj({
+    "name": nullable(string(255, 0, r"^[^\x00-\x1f\x7f]*$")), "description": DESCRIPTION, "is_public": BOOLEAN_LIKE,
+}))
+VOLUME_IDS = nullable(string(4096, 0, r"^[0-9a-zA-Z, -]*$"))
+GROUP_CREATE = wrapped("group", obj({
+    "name": NAME, "description": DESCRIPTION, "group_type": string(255, 1),
+    "volume_types": {"type": "array", "minItems": 1, "maxItems": 64, "uniqueItems": True,
+                     "items": string(255, 1)},
+    "availability_zone": ID_OR_NULL,
+}, required=("group_type", "volume_types")))
+GROUP_UPDATE = wrapped("group", {**obj({
+    "name": NAME, "description": DESCRIPTION, "add_volumes": VOLUME_IDS, "remove_volumes": VOLUME_IDS,
+}), "minProperties": 1})
+GROUP_FROM_SRC = obj({"create-from-src": {**obj({
+    "name": NAME, "description": DESCRIPTION, "group_snapshot_id": UUID, "source_group_id": UUID,
+}), "oneOf": [{"required": ["group_snapshot_id"]}, {"required": ["source_group_id"]}]}},
+    required=("create-from-src",))
+GROUP_ACTION: Schema = {**obj({
+    "delete": obj({"delete-volumes": BOOLEAN_LIKE}),
+    "reset_status": obj({"status": string(32, 1)}, required=("status",)),
+    "enable_replication": {"type": "object"}, "disable_replication": {"type": "object"},
+    "failover_replication": obj({"allow_attached_volume": BOOLEAN_LIKE,
+                                 "secondary_backend_id": nullable(string(255))}),
+    "list_replication_targets": {"type": "object"},
+}, max_properties=1), "minProperties": 1}
+GROUP_SNAPSHOT_CREATE = wrapped("group_snapshot", obj({
+    "group_id": UUID, "name": NAME, "description": DESCRIPTION,
+}, required=("group_id",)))
+GROUP_SNAPSHOT_ACTION = obj({"reset_status": obj({"status": string(32, 1)}, required=("status",))},
+                            required=("reset_status",))
+BODIES.update({
+    ("POST", "/group_types"): GROUP_TYPE_CREATE,
+    ("PUT", "/group_types/{group_type_id}"): GROUP_TYPE_UPDATE,
+    ("POST", "/group_types/{group_type_id}/group_specs"): obj({"group_specs": GROUP_SPECS},
+                                                              required=("group_specs",)),
+    ("PUT", "/group_types/{group_type_id}/group_specs/{key}"): {**GROUP_SPECS, "minProperties": 1,
+                                                                "maxProperties": 1},
+    ("POST", "/groups"): GROUP_CREATE,
+    ("PUT", "/groups/{group_id}"): GROUP_UPDATE,
+    ("POST", "/groups/action"): GROUP_FROM_SRC,
+    ("POST", "/groups/{group_id}/action"): GROUP_ACTION,
+    ("POST", "/group_snapshots"): GROUP_SNAPSHOT_CREATE,
+    ("POST", "/group_snapshots/{group_snapshot_id}/action"): GROUP_SNAPSHOT_ACTION,
+})

@@ -86,7 +86,8 @@ def _volume_info(row: Volume, type_name: str | None, attachments: tuple[Attachme
                       row.user_id, row.availability_zone, type_name, row.volume_type_id, row.bootable,
                       row.multiattach, dict(row.meta or {}), row.snapshot_id, row.source_volid, row.image_id,
                       row.host, row.fault, row.created_at, row.updated_at, attachments,
-                      dict(row.image_meta) if row.image_meta is not None else None, row.migration_status)
+                      dict(row.image_meta) if row.image_meta is not None else None, row.migration_status,
+                      row.group_id)
 
 
 def _type_info(row: VolumeType) -> VolumeTypeInfo:
@@ -96,7 +97,8 @@ def _type_info(row: VolumeType) -> VolumeTypeInfo:
 
 def _snapshot_info(row: Snapshot) -> SnapshotInfo:
     return SnapshotInfo(row.id, row.volume_id, row.name, row.description, row.size, row.status, row.progress,
-                        row.project_id, row.user_id, dict(row.meta or {}), row.created_at, row.updated_at)
+                        row.project_id, row.user_id, dict(row.meta or {}), row.created_at, row.updated_at,
+                        row.group_snapshot_id)
 
 
 class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin, QosMixin, TransfersMixin, GroupsMixin):
@@ -230,6 +232,7 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin, QosMixin, Tran
             LOG.warning("volume report for an unknown operation %s", op)
             return
         await handler(ctx, error, result)
+        await self.group_member_reported(ctx)  # a group or group snapshot may wait for this member
 
     async def _cast(self, host: str, method: str, op: str, args: dict[str, Any], **ctx: Any) -> None:
         args["ctx"] = {"op": op, "host": host, "started": utcnow().isoformat(), "request_id": _request_id(), **ctx}
@@ -357,7 +360,7 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin, QosMixin, Tran
         pending = sum(max(0, int((task or {}).get("new_size", size)) - size) for size, task in growing)
         backups, backup_gb = await self.backup_usage(project_id)
         return {"volumes": int(volumes), "snapshots": int(snaps), "gigabytes": int(vol_gb) + int(snap_gb) + pending,
-                "backups": backups, "backup_gigabytes": backup_gb, "groups": 0}
+                "backups": backups, "backup_gigabytes": backup_gb, "groups": await self.group_usage(project_id)}
 
     async def set_quotas(self, project_id: str | None, values: dict[str, int]) -> None:
         await self.identity.set_limits(SERVICE_TYPE, project_id, values)
@@ -436,7 +439,8 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin, QosMixin, Tran
                             description: str | None = None, volume_type: str | None = None,
                             availability_zone: str | None = None, metadata: dict[str, str] | None = None,
                             snapshot_id: str | None = None, source_volid: str | None = None,
-                            image_id: str | None = None, token: str = "", multiattach: bool = False) -> VolumeInfo:
+                            image_id: str | None = None, token: str = "", multiattach: bool = False,
+                            group_id: str | None = None) -> VolumeInfo:
         """Write the volume in ``creating`` (within the project's quota, counted in its turn) and
         send its making to an agent; the agent's report makes it ``available``.  A volume from an
         image is downloaded by the agent with ``token`` (the caller's) and is bootable."""
@@ -468,16 +472,19 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin, QosMixin, Tran
             size, image_meta = await self._image_size(image_id, who, size)
         if not size or size < 1:
             raise BadRequest(f"Invalid input received: Volume size '{size}' must be an integer and greater than 0.")
+        if group_id and not volume_type:
+            raise BadRequest("Invalid input received: volume_type must be provided when creating a volume in a group.")
         vtype = await (self.volume_type(volume_type, who) if volume_type else self.default_type())
+        group_host = await self.group_host_for_volume(who, group_id, vtype.id) if group_id else None
         now = utcnow()
         row = Volume(id=str(uuid.uuid4()), name=name, description=description, size=size, status="creating",
                      attach_status="detached", project_id=who.project_id, user_id=who.user_id,
                      availability_zone=zone, volume_type_id=vtype.id, multiattach=multiattach,
                      meta=dict(metadata or {}), snapshot_id=snapshot_id, source_volid=source_volid,
                      image_id=image_id, image_meta=image_meta, bootable=bool(image_id), lease_owner=self.instance,
-                     lease_until=now + self.lease, created_at=now, updated_at=now)
+                     lease_until=now + self.lease, created_at=now, updated_at=now, group_id=group_id or None)
         unmet = unmet_capabilities(vtype.extra_specs)
-        row.host = None if unmet else source_host or await self._pick_pool(size)
+        row.host = None if unmet else source_host or group_host or await self._pick_pool(size)
         if row.host is None:  # Cinder's answer too: the volume exists, in error, saying why
             row.status, row.lease_owner, row.lease_until = "error", None, None
             row.fault = (f"No valid backend was found: volume type {vtype.name} asks for {unmet}, which no pool "
@@ -606,13 +613,15 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin, QosMixin, Tran
             snaps = list((await s.execute(select(Snapshot).where(
                 Snapshot.volume_id == volume_id, Snapshot.deleted.is_(False)))).scalars())
         await self._assert_not_frozen(row.host)
-        if row.attach_status != "detached" or row.status not in DELETABLE:
+        if row.attach_status != "detached" or row.status not in DELETABLE or row.group_id:
             raise BadRequest(f"Invalid volume: Volume status must be available or error or error_restoring or "
                              f"error_extending or error_managing and must not be migrating, attached, belong to "
                              f"a group, have snapshots or be disassociated from snapshots after volume transfer. "
                              f"(it is {row.status}).")
         if snaps and not cascade:
             raise BadRequest(f"Invalid volume: Volume {volume_id} still has {len(snaps)} dependent snapshots.")
+        if any(snap.group_snapshot_id for snap in snaps):
+            raise BadRequest(f"Invalid volume: Volume {volume_id} has snapshots of a group snapshot.")
         if any(snap.status not in ("available", "error") for snap in snaps):
             raise BadRequest(f"Invalid volume: a snapshot of volume {volume_id} is busy.")
         async with self.db.session() as s:
@@ -759,6 +768,8 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin, QosMixin, Tran
         if row.status not in ("available", "error", "error_deleting"):
             raise BadRequest(f"Invalid snapshot: Snapshot status must be available or error, but current status "
                              f"is: {row.status}.")
+        if row.group_snapshot_id:  # it goes with its group snapshot
+            raise BadRequest(f"Invalid snapshot: Snapshot {snapshot_id} must not be part of a group.")
         if not await self._begin_snapshot_delete(snapshot_id, row.host):
             raise BadRequest(f"Invalid snapshot: Snapshot {snapshot_id} is busy.")
 

@@ -640,6 +640,8 @@ class World:
         self.counter += 1
         octet = f"{1 + self.counter // 250}.{self.counter % 250}"
         m = "member"
+        if kind.startswith("group"):
+            return self.make_group_resource(kind)
         if kind.startswith("transfer"):
             return self.make_transfer_resource(kind)
         if kind == "server":
@@ -741,6 +743,21 @@ class World:
                 "transfer"]["id"])
         raise AssertionError(f"no maker for {kind}")
 
+    def make_group_resource(self, kind: str) -> str:
+        """A group type (the admin's, public), a group of P, or a group snapshot of that group."""
+        b, v = "block-storage", "volume 3.20"
+        if kind == "group_type":
+            return str(self.ok("admin", b, "POST", "/v3/group_types", {"group_type": {"name": unique("m")}},
+                               version=v)["group_type"]["id"])
+        if kind == "group":
+            return str(self.ok("member", b, "POST", "/v3/groups", {"group": {
+                "group_type": self.refs["group_type"], "volume_types": [self.refs["volume_type"]],
+                "name": unique("m")}}, version=v)["group"]["id"])
+        if kind == "group_snapshot":  # of an empty group: available at once
+            return str(self.ok("member", b, "POST", "/v3/group_snapshots", {"group_snapshot": {
+                "group_id": self.refs["group"]}}, version=v)["group_snapshot"]["id"])
+        raise AssertionError(f"no maker for {kind}")
+
     def setup(self) -> None:
         self.make_personas()
         P = self.refs["P"]
@@ -767,10 +784,11 @@ class World:
             self.refs[kind] = self.make(kind)
         self.ok("member", "image", "POST", f"/v2/images/{self.refs['image']}/members", {"member": self.refs["Q"]})
         self.ok("admin", "block-storage", "PUT", f"/v3/os-quota-sets/{P}", {"quota_set": {
-            "volumes": 100, "snapshots": 100, "gigabytes": -1, "backups": 100, "backup_gigabytes": -1}})
+            "volumes": 100, "snapshots": 100, "gigabytes": -1, "backups": 100, "backup_gigabytes": -1,
+            "groups": 100}})
         for kind in ("volume", "volume_type", "volume_snapshot", "attach_volume", "legacy_volume", "attachment",
                      "server_volume", "action_volume", "message", "backup_volume", "volume_backup",
-                     "transfer_volume", "transfer"):
+                     "group_type", "group", "group_snapshot", "transfer_volume", "transfer"):
             self.refs[kind] = self.make(kind)
         self.refs["volume_server"] = self.make("server")
         self.refs["active_image"] = self.make("image")
@@ -976,4 +994,51 @@ def volume_transfer_rows(add: Callable[[Row], None]) -> None:
 
 
 def volume_group_rows(add: Callable[[Row], None]) -> None:
-    """Block storage's group types, groups and group snapshots."""
+    """Block storage's group types, groups and group snapshots (3.11-3.38; a 400 for a group's
+    state is still an allowed answer: the rule is checked first)."""
+    b, v, v38 = "block-storage", "volume 3.20", "volume 3.38"
+    for prefix in ("/v3/{project_id}", "/v3"):
+        pid = {"project_id": "@P"} if "{project_id}" in prefix else {}
+        gt = {**pid, "group_type_id": "@group_type"}
+        add(Row(b, "GET", f"{prefix}/group_types", ANYONE, params=pid, version=v))
+        add(Row(b, "POST", f"{prefix}/group_types", ADMIN, {"group_type": {"name": "{unique}"}}, pid, version=v))
+        add(Row(b, "GET", f"{prefix}/group_types/{{group_type_id}}", ANYONE, params=gt, version=v))
+        add(Row(b, "PUT", f"{prefix}/group_types/{{group_type_id}}", ADMIN, {"group_type": {"description": "d"}}, gt,
+                version=v))
+        add(Row(b, "DELETE", f"{prefix}/group_types/{{group_type_id}}", ADMIN,
+                params={**pid, "group_type_id": str(uuid.uuid4())}, version=v))
+        add(Row(b, "GET", f"{prefix}/group_types/{{group_type_id}}/group_specs", ADMIN, params=gt, version=v))
+        add(Row(b, "POST", f"{prefix}/group_types/{{group_type_id}}/group_specs", ADMIN, {"group_specs": {"k": "v"}},
+                gt, version=v))
+        add(Row(b, "GET", f"{prefix}/group_types/{{group_type_id}}/group_specs/{{key}}", ADMIN,
+                params={**gt, "key": "k"}, version=v))
+        add(Row(b, "PUT", f"{prefix}/group_types/{{group_type_id}}/group_specs/{{key}}", ADMIN, {"k": "w"},
+                {**gt, "key": "k"}, version=v))
+        add(Row(b, "DELETE", f"{prefix}/group_types/{{group_type_id}}/group_specs/{{key}}", ADMIN,
+                params={**gt, "key": "nokey"}, version=v))
+        grp = {**pid, "group_id": "@group"}
+        add(Row(b, "GET", f"{prefix}/groups", OWN_READER, params=pid, version=v))
+        add(Row(b, "GET", f"{prefix}/groups/detail", OWN_READER, params=pid, version=v))
+        add(Row(b, "POST", f"{prefix}/groups", OWN_MEMBER, {"group": {
+            "group_type": "@group_type", "volume_types": ["@volume_type"], "name": "{unique}"}}, pid, version=v))
+        add(Row(b, "POST", f"{prefix}/groups/action", OWN_MEMBER, {"create-from-src": {"source_group_id": "@group"}},
+                pid, version=v, hides=True))
+        add(Row(b, "GET", f"{prefix}/groups/{{group_id}}", READER, params=grp, version=v))
+        add(Row(b, "PUT", f"{prefix}/groups/{{group_id}}", MEMBER, {"group": {"name": "{unique}"}}, grp, version=v))
+        add(Row(b, "POST", f"{prefix}/groups/{{group_id}}/action", MEMBER, {"delete": {}}, pid, fresh="group",
+                version=v))
+        add(Row(b, "POST", f"{prefix}/groups/{{group_id}}/action", ADMIN, {"reset_status": {"status": "available"}},
+                grp, version=v))
+        for action in ("enable_replication", "disable_replication", "failover_replication",
+                       "list_replication_targets"):
+            add(Row(b, "POST", f"{prefix}/groups/{{group_id}}/action", MEMBER, {action: {}}, grp, version=v38))
+        gs = {**pid, "group_snapshot_id": "@group_snapshot"}
+        add(Row(b, "GET", f"{prefix}/group_snapshots", OWN_READER, params=pid, version=v))
+        add(Row(b, "GET", f"{prefix}/group_snapshots/detail", OWN_READER, params=pid, version=v))
+        add(Row(b, "POST", f"{prefix}/group_snapshots", OWN_MEMBER, {"group_snapshot": {"group_id": "@group"}}, pid,
+                version=v, hides=True))
+        add(Row(b, "GET", f"{prefix}/group_snapshots/{{group_snapshot_id}}", READER, params=gs, version=v))
+        add(Row(b, "DELETE", f"{prefix}/group_snapshots/{{group_snapshot_id}}", MEMBER, params=pid,
+                fresh="group_snapshot", version=v))
+        add(Row(b, "POST", f"{prefix}/group_snapshots/{{group_snapshot_id}}/action", ADMIN,
+                {"reset_status": {"status": "available"}}, gs, version=v))

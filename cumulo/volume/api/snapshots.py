@@ -26,7 +26,7 @@ def snapshot_view(request: Request, s: SnapshotInfo, extended: bool = True) -> d
         out["os-extended-snapshot-attributes:project_id"] = s.project_id
         out["os-extended-snapshot-attributes:progress"] = s.progress
     if at_least(request, 14):
-        out["group_snapshot_id"] = None
+        out["group_snapshot_id"] = s.group_snapshot_id
     if at_least(request, 41):
         out["user_id"] = s.user_id
     if at_least(request, 65):

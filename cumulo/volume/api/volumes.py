@@ -53,7 +53,7 @@ def volume_view(request: Request, v: VolumeInfo, extended: bool = True) -> dict[
         out["os-vol-mig-status-attr:migstat"] = v.migration_status
         out["os-vol-mig-status-attr:name_id"] = None
     if at_least(request, 13):
-        out["group_id"] = None
+        out["group_id"] = v.group_id
     if at_least(request, 21) and allowed(request, "admin_api"):
         out["provider_id"] = None
     if at_least(request, 48):
@@ -211,7 +211,8 @@ def router(svc: VolumeService) -> Router:
             availability_zone=body.get("availability_zone"), metadata=body.get("metadata") or {},
             snapshot_id=body.get("snapshot_id"), source_volid=body.get("source_volid"),
             image_id=body.get("imageRef") or body.get("image_id"), token=request.headers.get("x-auth-token", ""),
-            multiattach=parse_bool("multiattach", str(body.get("multiattach", False))))
+            multiattach=parse_bool("multiattach", str(body.get("multiattach", False))),
+            group_id=body.get("group_id") if at_least(request, 13) else None)
         return JSON({"volume": volume_view(request, vol, extended=False)}, status_code=202)
 
     @route(r, "GET", "/volumes/{volume_id}")
