@@ -108,6 +108,10 @@ class ActionsMixin:
         if new_size <= row.size:
             raise BadRequest(f"Invalid input received: New size for extend must be greater than current size. "
                              f"(current: {row.size}, extended: {new_size}).")
+        if row.status == "in-use" and await self._attached_over_nbd(volume_id):
+            raise BadRequest(f"Invalid volume: volume {volume_id} is attached over an NBD export, whose client keeps "
+                             "the size it connected with, so it cannot grow while attached: detach it, extend it and "
+                             "attach it again.")
         async with turn(self.db, f"volume:{row.project_id}"):
             per_volume = await self.quota(row.project_id, "per_volume_gigabytes")
             if 0 <= per_volume < new_size:
@@ -134,6 +138,12 @@ class ActionsMixin:
                              volume_id=volume_id, new_size=new_size)
         except Exception as exc:  # the reconciler ends it when the lease runs out
             LOG.warning("sending the extend of volume %s to %s failed: %s", volume_id, row.host, exc)
+
+    async def _attached_over_nbd(self, volume_id: str) -> bool:
+        async with self.db.session() as s:
+            infos = (await s.execute(select(Attachment.connection_info).where(
+                Attachment.volume_id == volume_id))).scalars()
+            return any((info or {}).get("driver_volume_type") == "nbd" for info in infos)
 
     async def _extend_attached(self, row: Volume, new_size: int) -> None:
         """A file open in a running QEMU is grown by that QEMU (QMP block_resize): compute's

@@ -136,7 +136,7 @@ class AttachmentsMixin:
                              "attachment takes a connector.")
         if vol is None or vol.host is None:
             raise BadRequest(f"Invalid volume: volume {att.volume_id} has no host to connect to.")
-        info = await self._connection_info(vol.host, vol.id, att.attach_mode)
+        info = await self._connection_info(vol.host, vol.id, att.attach_mode, connector)
         mountpoint = mountpoint or connector.get("mountpoint")
         async with self.db.session() as s:
             await self._lock(s, att.volume_id)
@@ -170,9 +170,10 @@ class AttachmentsMixin:
             vol = await s.get(Volume, att.volume_id)
         await self._remove(attachment_id)
         if vol is not None and vol.host and att.connector is not None:
-            try:  # harmless for files; a block backend would drop its export here
+            try:  # harmless for files; the NBD export stops with the volume's last attachment
                 await self.bus.cast(f"volume.{vol.host}", "terminate_connection",
-                                    {"volume_id": vol.id, "connector": att.connector})
+                                    {"volume_id": vol.id, "connector": att.connector,
+                                     "held": await self._held(vol.id)})
             except Exception as exc:
                 LOG.warning("terminate_connection of volume %s on %s not sent: %s", vol.id, vol.host, exc)
 
@@ -264,7 +265,7 @@ class AttachmentsMixin:
             raise BadRequest(f"Invalid volume: volume {volume_id} has no host to connect to.")
         readonly = (vol.meta or {}).get("readonly") == "True"
         mode = "ro" if readonly or connector.get("mode") == "ro" else "rw"
-        return await self._connection_info(vol.host, vol.id, mode)
+        return await self._connection_info(vol.host, vol.id, mode, connector)
 
     async def terminate_connection(self, who: Caller, volume_id: str, connector: dict) -> None:
         async with self.db.session() as s:
@@ -272,9 +273,26 @@ class AttachmentsMixin:
         if vol.host:
             try:
                 await self.bus.cast(f"volume.{vol.host}", "terminate_connection",
-                                    {"volume_id": vol.id, "connector": connector})
+                                    {"volume_id": vol.id, "connector": connector, "held": await self._held(vol.id)})
             except Exception as exc:  # nothing to undo for a file: the answer stays a 202
                 LOG.warning("terminate_connection of volume %s on %s not sent: %s", vol.id, vol.host, exc)
+
+    async def sync_exports(self, host: str, exported: set[str]) -> None:
+        """Answer an agent's report of its NBD exports with the ones an attachment still holds:
+        it stops the others (a terminate_connection that never arrived, an agent that was down)."""
+        if not exported:
+            return
+        async with self.db.session() as s:
+            held = set((await s.execute(select(Attachment.volume_id).where(
+                Attachment.volume_id.in_(sorted(exported))))).scalars())
+        if exported - held:
+            await self.bus.cast(f"volume.{host}", "sync_exports", {"held": sorted(held), "exported": sorted(exported)})
+
+    async def _held(self, volume_id: str) -> bool:
+        """Whether any attachment of the volume is left (its export must stay)."""
+        async with self.db.session() as s:
+            return (await s.execute(select(Attachment.id).where(Attachment.volume_id == volume_id).limit(1))
+                    ).scalar() is not None
 
     # -- the steps -------------------------------------------------------------------------------
     async def _reserve(self, who: Caller, volume_id: str, instance_uuid: str | None, mode: str, *,
@@ -329,10 +347,12 @@ class AttachmentsMixin:
             await s.execute(update(Volume).where(Volume.id == volume_id, Volume.status == "detaching").values(
                 status=volume_status, attach_status=status, updated_at=utcnow()))
 
-    async def _connection_info(self, host: str, volume_id: str, mode: str) -> dict[str, Any]:
-        try:
+    async def _connection_info(self, host: str, volume_id: str, mode: str,
+                               connector: dict | None = None) -> dict[str, Any]:
+        try:  # the connector says how the node wants it (a file, or an NBD export: the agent's choice)
             info = await self.bus.call(f"volume.{host}", "initialize_connection",
-                                       {"volume_id": volume_id, "access_mode": mode}, timeout=CONNECT_TIMEOUT)
+                                       {"volume_id": volume_id, "access_mode": mode, "connector": connector},
+                                       timeout=CONNECT_TIMEOUT)
         except RPCTimeout:
             raise Fault(f"Unable to update the attachment: the volume service on {host} did not answer within "
                         f"{CONNECT_TIMEOUT:g} s; the attachment stays reserved, try again later.",

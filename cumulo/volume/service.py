@@ -128,6 +128,8 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin, QosMixin, Tran
             await self.report_pool(args["host"], args["pool"], args.get("started_at"))
             if "volumes" in args:
                 await self.sync_host(args["host"], set(args["volumes"]), set(args.get("snapshots") or ()))
+            if args.get("exports"):  # the NBD exports no attachment holds are stopped
+                await self.sync_exports(args["host"], set(args["exports"]))
             return None
         if method == "volume_update":
             await self.reported(args.get("ctx") or {}, args.get("error"), args.get("result"))

@@ -113,9 +113,11 @@ class Volumes:
                     **values))
 
     def _connector(self, server: Server) -> dict[str, Any]:
-        """The server's host as block storage sees it (os-brick's connector properties)."""
+        """The server's host as block storage sees it (os-brick's connector properties), and how
+        it wants volumes (``cumulo_transport``: ``[compute] volume_transport``, file or NBD)."""
         return {"host": server.host, "ip": "127.0.0.1", "platform": "x86_64", "os_type": "linux",
-                "multipath": False, "initiator": None}
+                "multipath": False, "initiator": None,
+                "cumulo_transport": getattr(self.cfg, "volume_transport", "auto") or "auto"}
 
     def _runs_somewhere(self, server: Server) -> bool:
         return bool(server.host) and server.vm_state != "shelved_offloaded"

@@ -5,7 +5,8 @@ per exported volume, started by the volume agent, serving the volume's qcow2 as 
 free port each), or, when it is an absolute path, a directory for unix sockets.
 
 What runs is written down under ``<volumes dir>/.exports/``: ``<volume id>.json`` (the address,
-the mode, when it started) and the daemon's own ``<volume id>.pid``.  A daemon is ours only while
+the mode, when it started), the daemon's own ``<volume id>.pid`` and its messages,
+``<volume id>.log``.  A daemon is ours only while
 its command line names that pid file, so a PID the system reused is never signalled.  A restarted
 agent adopts the daemons it finds alive and starts again, on the same address, the ones that
 died (the compute side's NBD client reconnects), so guests keep their disks across an agent
@@ -104,7 +105,8 @@ class NBDExports:
         volume files present, by volume id).  A live daemon with its record is kept; a dead one
         whose volume is still here is started again on its address; everything else is stopped
         and its record removed."""
-        ids = {p.stem for p in self.dir.glob("*.json")} | {p.stem for p in self.dir.glob("*.pid")}
+        ids = {p.stem for p in self.dir.glob("*.json")} | {p.stem for p in self.dir.glob("*.pid")} | {
+            p.stem for p in self.dir.glob("*.log")}
         for volume_id in sorted(ids):
             record = self._read(volume_id)
             alive = self._alive(volume_id)
@@ -158,11 +160,14 @@ class NBDExports:
         for _ in range(PORT_TRIES):
             e = self._address(volume_id, mode, previous)
             self._write(e)
-            proc = await asyncio.create_subprocess_exec(
-                *self._command(e, image), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE)
+            log = self.dir / f"{volume_id}.log"  # the daemon's own messages (not a pipe: it outlives us)
+            with open(log, "wb") as err_file:
+                proc = await asyncio.create_subprocess_exec(
+                    *self._command(e, image), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                    stderr=err_file)
             try:  # --daemonize: the parent exits once the export listens, the daemon goes on
-                _, err = await asyncio.wait_for(proc.communicate(), START_TIMEOUT)
+                await asyncio.wait_for(proc.wait(), START_TIMEOUT)
+                err = log.read_bytes()
             except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
@@ -208,14 +213,14 @@ class NBDExports:
         if pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + STOP_TIMEOUT
-            while self._alive(volume_id) and time.monotonic() < deadline:
+            deadline = time.monotonic() + STOP_TIMEOUT  # (it removes its pid file before it is gone)
+            while self._ours(pid, volume_id) and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
-            if self._alive(volume_id):
+            if self._ours(pid, volume_id):
                 LOG.warning("qemu-storage-daemon %s of volume %s ignored SIGTERM: killing it", pid, volume_id)
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                while self._alive(volume_id):
+                while self._ours(pid, volume_id):
                     await asyncio.sleep(0.05)
             LOG.info("the NBD export of volume %s stopped", volume_id)
         e = self.exports.get(volume_id)
@@ -227,8 +232,9 @@ class NBDExports:
         """Whether the volume's daemon runs: the pid file's process is a qemu-storage-daemon whose
         command line names that very pid file (a reused PID, or a zombie, is not)."""
         pid = self._pid(volume_id)
-        if pid is None:
-            return False
+        return pid is not None and self._ours(pid, volume_id)
+
+    def _ours(self, pid: int, volume_id: str) -> bool:
         try:
             args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
@@ -264,6 +270,7 @@ class NBDExports:
         self.exports.pop(volume_id, None)
         (self.dir / f"{volume_id}.json").unlink(missing_ok=True)
         self._pidfile(volume_id).unlink(missing_ok=True)
+        (self.dir / f"{volume_id}.log").unlink(missing_ok=True)
 
     def _lock(self, volume_id: str) -> asyncio.Lock:
         return self._locks.setdefault(volume_id, asyncio.Lock())
