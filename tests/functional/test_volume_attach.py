@@ -352,7 +352,8 @@ def test_boot_from_volume_with_the_openstack_cli(admin: Clients) -> None:
     inst = cloud.state_dir / "instances" / "qnode" / sid
     assert not (inst / "disk").exists()  # no local root disk: it runs from the volume's file
     # what a volume-backed server cannot do yet says so
-    r = admin.compute("POST", f"/servers/{sid}/action", {"migrate": None})
+    tiny = cli_json(cloud, "image", "show", "cumulo-tiny")["id"]
+    r = admin.compute("POST", f"/servers/{sid}/action", {"rebuild": {"imageRef": tiny}})
     assert r.status_code == 400 and "volume" in r.text, r.text
 
     extra = cli_json(cloud, "volume", "create", "--size", "1", "bfv-extra")
@@ -452,7 +453,7 @@ def test_a_volume_backed_server_snapshots_shelves_and_boots_again(admin: Clients
     """createImage of a volume-backed server: block storage snapshots its root volume and the image
     (no data) records the snapshot in block_device_mapping; a server made from that image boots
     from a new volume holding what the first server wrote.  Shelving it makes no image (its volume
-    stays attached) and unshelve boots it from its volume again, with its data."""
+    stays attached) and unshelve boots it from its volume again, with its data; a resize keeps it."""
     member = people["member"]
     token = f"mark-{uuid.uuid4().hex[:12]}"
     user_data = base64.b64encode(ROOT_MARKER.replace("TOKEN", token).encode()).decode()
@@ -519,6 +520,15 @@ def test_a_volume_backed_server_snapshots_shelves_and_boots_again(admin: Clients
     member.wait_console(b, f"root holds [{token}]")
     member.server_status(a, "ACTIVE")
     member.wait_console(a, f"root holds [{token}]")
+    assert member.volume_status(root, "in-use")["attachments"][0]["server_id"] == a
+
+    # resize: the root disk stays in its volume (no local disk claimed or copied); confirmed, it runs on it
+    r = member.compute("POST", f"/servers/{a}/action", {"resize": {"flavorRef": "11"}})
+    assert r.status_code == 202, r.text
+    member.server_status(a, "VERIFY_RESIZE")
+    assert member.compute("POST", f"/servers/{a}/action", {"confirmResize": None}).status_code in (202, 204)
+    assert member.server_status(a, "ACTIVE")["flavor"]["original_name"] == "cumulo.micro"
+    member.wait_console(a, f"root holds [{token}]", count=2)
     assert member.volume_status(root, "in-use")["attachments"][0]["server_id"] == a
 
     # deleting B takes its volume (delete_on_termination); A's root volume has a snapshot, so block

@@ -187,7 +187,7 @@ def router(manager: ServerManager, images: Any) -> Router:
         flavor = await flavor_from(request, arg.get("flavorRef"))
         if flavor.id == server.flavor["id"]:
             raise BadRequest("When resizing, instances must change flavor!")
-        if flavor.disk < server.flavor["disk"]:
+        if flavor.disk < server.flavor["disk"] and not manager.volume_backed(server):  # its root is a volume
             raise BadRequest("Resize error: Unable to resize disk down.")
         if flavor.disabled:
             raise BadRequest(f"Flavor {flavor.id} is disabled.")

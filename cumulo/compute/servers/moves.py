@@ -12,7 +12,7 @@ from sqlalchemy import update
 from cumulo.compute.models import Flavor, Migration, Server
 from cumulo.compute.scheduler.scheduler import NoValidHost
 from cumulo.compute.scheduler.state import HostState
-from cumulo.compute.servers.base import RUNNING, SHUTDOWN, flavor_snapshot, resources_of
+from cumulo.compute.servers.base import RUNNING, SHUTDOWN, flavor_snapshot
 from cumulo.core.http.faults import BadRequest, Conflict
 
 LOG = logging.getLogger(__name__)
@@ -48,11 +48,11 @@ class Moves:
             spec.ignore_hosts = spec.ignore_hosts | {server.host or ""}
         if host:
             spec.force_hosts = {host}
-        source_share = {migration.uuid: {"allocations": {server.node: resources_of(server.flavor)},
+        source_share = {migration.uuid: {"allocations": {server.node: self._local_resources(server, server.flavor)},
                                          "project_id": server.project_id, "user_id": server.user_id,
                                          "consumer_type": "MIGRATION"}} if server.node and keep_source_claim else {}
         try:
-            dest = await self.pick(spec, server, resources_of(flavor), source_share)
+            dest = await self.pick(spec, server, self._local_resources(server, flavor), source_share)
         except NoValidHost as exc:
             await self._migration_status(migration.uuid, "error")
             await self.settle(server.id)
@@ -62,10 +62,10 @@ class Moves:
         return migration.uuid, dest
 
     async def resize(self, server: Server, new_flavor: Flavor | None, host: str | None = None) -> None:
-        self.refuse_volume_backed(server, "resize or migrate")
         """Resize to a new flavor, or (new_flavor None) cold-migrate: schedule, claim the destination
         for the server and keep the source claimed by the migration, then the destination's agent
-        builds the instance there and the server waits in VERIFY_RESIZE."""
+        builds the instance there and the server waits in VERIFY_RESIZE.  A volume-backed server's
+        root disk stays in its volume (the flavor's disk is not claimed, nor copied)."""
         kind = "resize" if new_flavor is not None else "migration"
         flavor = flavor_snapshot(new_flavor) if new_flavor is not None else server.flavor
         old_vm_state = server.vm_state
@@ -124,7 +124,8 @@ class Moves:
         restart = restart and meta.get("old_vm_state") == "active" and bool(server.host)
         if server.node or meta.get("old_node"):
             await self.placement.set_allocations({
-                server.id: {"allocations": {meta.get("old_node") or server.node: resources_of(server.flavor)},
+                server.id: {"allocations": {meta.get("old_node") or server.node: self._local_resources(server,
+                                                                                                        server.flavor)},
                             "project_id": server.project_id, "user_id": server.user_id},
                 **({migration: {"allocations": {}, "project_id": None, "user_id": None}} if migration else {})})
         await self._migration_status(migration, "error")
@@ -169,7 +170,7 @@ class Moves:
         migration = meta.get("migration")
         old_flavor = meta.get("old_flavor") or server.flavor
         old_host, old_node = meta.get("old_host") or server.host, meta.get("old_node") or server.node
-        claims: dict[str, Any] = {server.id: {"allocations": {old_node: resources_of(old_flavor)},
+        claims: dict[str, Any] = {server.id: {"allocations": {old_node: self._local_resources(server, old_flavor)},
                                               "project_id": server.project_id, "user_id": server.user_id}}
         if migration:
             claims[migration] = {"allocations": {}, "project_id": None, "user_id": None}

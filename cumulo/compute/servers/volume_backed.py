@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import select
 
 from cumulo.compute.models import BlockDeviceMapping, Server
+from cumulo.compute.servers.base import resources_of
 from cumulo.compute.servers.volumes import _caller_for
 from cumulo.core.http.faults import BadRequest, Fault, NotFound
 
@@ -46,6 +47,10 @@ class VolumeBacked:
     def volume_backed(self, server: Server) -> bool:
         """Whether the server boots from a volume (its root disk is in block storage)."""
         return bool((server.request or {}).get("boot_volume"))
+
+    def _local_resources(self, server: Server, flavor: dict[str, Any]) -> dict[str, int]:
+        """What ``flavor`` takes of a host for this server: no root disk when it boots from a volume."""
+        return resources_of({**flavor, "disk": 0} if self.volume_backed(server) else flavor)
 
     async def _server_volumes(self, server_id: str) -> list[BlockDeviceMapping]:
         async with self.db.session() as s:

@@ -448,6 +448,11 @@ class QemuDriver(VolumeOps, SwapOps):
     async def _take_disk(self, instance: dict[str, Any], disk: dict[str, Any]) -> None:
         """Destination of a cold move: copy the source's overlay and put it on this node's cached
         copy of the same base (nodes of one machine, or sharing the instances filesystem)."""
+        d = self.dir(instance["id"])
+        if boot_volume(instance):  # the root disk is the volume: only the blank local disks are made again
+            d.mkdir(parents=True, exist_ok=True)
+            await self._prepare_disks(instance, d)
+            return
         source = Path(disk.get("path") or "")
         if not source.is_file():
             raise RuntimeError(f"the source's disk {source} is not reachable from node {self.hostname}: moving "
@@ -472,9 +477,10 @@ class QemuDriver(VolumeOps, SwapOps):
                     instance["volumes"] = with_slots(instance.get("volumes") or [])
                     await self._take_disk(instance, disk or {})
                     size_gb = instance["flavor"].get("disk") or 0
-                    info = json.loads(await run("qemu-img", "info", "--output=json", str(d / "disk")))
-                    if size_gb and size_gb * (1 << 30) > info.get("virtual-size", 0):
-                        await run("qemu-img", "resize", "-q", str(d / "disk"), f"{size_gb}G")
+                    if not boot_volume(instance):
+                        info = json.loads(await run("qemu-img", "info", "--output=json", str(d / "disk")))
+                        if size_gb and size_gb * (1 << 30) > info.get("virtual-size", 0):
+                            await run("qemu-img", "resize", "-q", str(d / "disk"), f"{size_gb}G")
                     self._save(instance, d)
                     if instance.get("power_on", True):
                         await self._launch(instance, d)
@@ -486,14 +492,15 @@ class QemuDriver(VolumeOps, SwapOps):
         async with self.lock(instance["id"]):
             stored = self._load(instance["id"])
             await self._shutdown(instance["id"])
-            await run("cp", "--reflink=auto", "--sparse=always", str(d / "disk"), str(d / "disk.backup"),
-                      timeout=COPY_TIMEOUT)
             stored["old_flavor"] = stored["flavor"]
             stored["flavor"] = instance["flavor"]
-            size_gb = instance["flavor"].get("disk") or 0
-            info = json.loads(await run("qemu-img", "info", "-U", "--output=json", str(d / "disk")))
-            if size_gb and size_gb * (1 << 30) > info.get("virtual-size", 0):
-                await run("qemu-img", "resize", "-q", str(d / "disk"), f"{size_gb}G")
+            if not boot_volume(stored):  # a volume-backed server's root stays in its volume as it is
+                await run("cp", "--reflink=auto", "--sparse=always", str(d / "disk"), str(d / "disk.backup"),
+                          timeout=COPY_TIMEOUT)
+                size_gb = instance["flavor"].get("disk") or 0
+                info = json.loads(await run("qemu-img", "info", "-U", "--output=json", str(d / "disk")))
+                if size_gb and size_gb * (1 << 30) > info.get("virtual-size", 0):
+                    await run("qemu-img", "resize", "-q", str(d / "disk"), f"{size_gb}G")
             self._save(stored, d)
             if instance.get("power_on", True):
                 await self._launch(stored, d)
