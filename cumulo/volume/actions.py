@@ -382,7 +382,7 @@ class ActionsMixin:
             if marker:
                 mark = await s.get(Message, marker)
                 if mark is None or (not who.admin and mark.project_id != who.project_id):
-                    raise BadRequest(f"Marker {marker} could not be found.")
+                    raise NotFound(f"Marker {marker} could not be found.")
                 after = (Message.created_at > mark.created_at) | (
                     (Message.created_at == mark.created_at) & (Message.id > mark.id))
                 before = (Message.created_at < mark.created_at) | (

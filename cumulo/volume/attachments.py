@@ -87,7 +87,7 @@ class AttachmentsMixin:
             if q.marker:
                 marker = await s.get(Attachment, q.marker)
                 if marker is None or (not who.admin and marker.project_id != who.project_id):
-                    raise BadRequest(f"Marker {q.marker} could not be found.")
+                    raise NotFound(f"Marker {q.marker} could not be found.")
             rows = (await s.execute(apply(stmt, Attachment, q, marker).offset(offset or None))).scalars()
             return [attachment_info(r) for r in rows]
 
@@ -250,10 +250,15 @@ class AttachmentsMixin:
             raise _unknown(attachment_id)
         for ident in [attachment_id] if attachment_id else ids:
             await self.attachment_delete(who, ident)
-        if not ids:  # a reservation without attachments (os-reserve) is undone too
-            async with self.db.session() as s:
-                await self._lock(s, volume_id)
-                await self._settle(s, volume_id)
+        async with self.db.session() as s:
+            await self._lock(s, volume_id)
+            await self._settle(s, volume_id)  # a reservation without attachments (os-reserve) is undone too
+            # an admin's reset to error is what a force-detach clears, as Cinder's detach does: with
+            # no attachment left the volume is available again
+            left = (await s.execute(select(Attachment.id).where(Attachment.volume_id == volume_id))).first()
+            if left is None:
+                await s.execute(update(Volume).where(Volume.id == volume_id, Volume.status == "error").values(
+                    status="available", attach_status="detached", updated_at=utcnow()))
 
     async def initialize_connection(self, who: Caller, volume_id: str, connector: dict) -> dict[str, Any]:
         """os-initialize_connection: the connection info alone, no attachment (the legacy flow)."""

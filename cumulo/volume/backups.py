@@ -156,7 +156,7 @@ class BackupsMixin:
             if q.marker:
                 marker = await s.get(Backup, q.marker)
                 if marker is None or marker.deleted or (not who.admin and marker.project_id != who.project_id):
-                    raise BadRequest(f"Marker {q.marker} could not be found.")
+                    raise NotFound(f"Marker {q.marker} could not be found.")
             if f.metadata:
                 rows = [r for r in (await s.execute(apply(stmt, Backup, ListQuery(sort=q.sort), marker))).scalars()
                         if all((r.meta or {}).get(k) == v for k, v in f.metadata.items())][offset:]

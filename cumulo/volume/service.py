@@ -67,7 +67,8 @@ CONTROLLER = "volume.controller"  # the bus target the agents report to
 # the Ops Guide's (and Cinder's) default quotas; -1 is unlimited
 DEFAULT_QUOTAS = {"volumes": 10, "snapshots": 10, "gigabytes": 1000, "backups": 10, "backup_gigabytes": 1000,
                   "per_volume_gigabytes": -1, "groups": 10}
-# the quotas Cinder also keeps per volume type (volumes___DEFAULT__, ...): unlimited here so far
+# the quotas Cinder also keeps per volume type (volumes_<type>, snapshots_<type>, gigabytes_<type>):
+# unlimited (-1) unless set; each type's own usage counts against them
 PER_TYPE_QUOTAS = ("volumes", "snapshots", "gigabytes")
 DELETABLE = ("available", "error", "error_restoring", "error_extending", "error_managing")
 # what every file pool offers, as Cinder's scheduler sees a backend (get_pools' capabilities); a
@@ -343,12 +344,23 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin, QosMixin, Tran
         value = await self.identity.limit(project_id, SERVICE_TYPE, name)
         return DEFAULT_QUOTAS[name] if value is None else value
 
+    async def quota_defaults(self) -> dict[str, int]:
+        """Every quota's name -> its default: Cinder's, then one per volume type and kind (-1)."""
+        async with self.db.session() as s:
+            names = (await s.execute(select(VolumeType.name).order_by(VolumeType.name))).scalars().all()
+        return {**DEFAULT_QUOTAS, **{f"{kind}_{name}": -1 for name in names for kind in PER_TYPE_QUOTAS}}
+
     async def quotas(self, project_id: str | None) -> dict[str, int]:
-        """The project's limits (None: the defaults), -1 meaning unlimited."""
+        """The project's limits (None: the defaults), -1 meaning unlimited; the per-type ones too."""
+        defaults = await self.quota_defaults()
+        registered = await self.identity.registered_limits(SERVICE_TYPE)
         if project_id is None:
-            registered = await self.identity.registered_limits(SERVICE_TYPE)
-            return {name: registered.get(name, value) for name, value in DEFAULT_QUOTAS.items()}
-        return {name: await self.quota(project_id, name) for name in DEFAULT_QUOTAS}
+            return {name: registered.get(name, value) for name, value in defaults.items()}
+        out = {name: await self.quota(project_id, name) for name in DEFAULT_QUOTAS}
+        for name in defaults.keys() - DEFAULT_QUOTAS.keys():
+            value = await self.identity.limit(project_id, SERVICE_TYPE, name)
+            out[name] = registered.get(name, -1) if value is None else value
+        return out
 
     async def usage(self, project_id: str) -> dict[str, int]:
         async with self.db.session() as s:
@@ -359,10 +371,24 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin, QosMixin, Tran
             # an extend counts its new size from its start, so racing creates and extends never overshoot
             growing = (await s.execute(select(Volume.size, Volume.task).where(
                 Volume.project_id == project_id, Volume.deleted.is_(False), Volume.status == "extending"))).all()
+            # and per volume type: its volumes, its volumes' snapshots, the gigabytes of both
+            by_type = (await s.execute(select(VolumeType.name, func.count(), func.coalesce(func.sum(Volume.size), 0))
+                                       .join(VolumeType, VolumeType.id == Volume.volume_type_id).where(
+                Volume.project_id == project_id, Volume.deleted.is_(False)).group_by(VolumeType.name))).all()
+            snaps_by_type = (await s.execute(
+                select(VolumeType.name, func.count(), func.coalesce(func.sum(Snapshot.size), 0))
+                .join(Volume, Volume.id == Snapshot.volume_id).join(VolumeType, VolumeType.id == Volume.volume_type_id)
+                .where(Snapshot.project_id == project_id, Snapshot.deleted.is_(False)).group_by(VolumeType.name))).all()
         pending = sum(max(0, int((task or {}).get("new_size", size)) - size) for size, task in growing)
         backups, backup_gb = await self.backup_usage(project_id)
-        return {"volumes": int(volumes), "snapshots": int(snaps), "gigabytes": int(vol_gb) + int(snap_gb) + pending,
-                "backups": backups, "backup_gigabytes": backup_gb, "groups": await self.group_usage(project_id)}
+        out = {"volumes": int(volumes), "snapshots": int(snaps), "gigabytes": int(vol_gb) + int(snap_gb) + pending,
+               "backups": backups, "backup_gigabytes": backup_gb, "groups": await self.group_usage(project_id)}
+        for name, count, gb in by_type:
+            out[f"volumes_{name}"], out[f"gigabytes_{name}"] = int(count), int(gb)
+        for name, count, gb in snaps_by_type:
+            out[f"snapshots_{name}"] = int(count)
+            out[f"gigabytes_{name}"] = out.get(f"gigabytes_{name}", 0) + int(gb)
+        return out
 
     async def set_quotas(self, project_id: str | None, values: dict[str, int]) -> None:
         await self.identity.set_limits(SERVICE_TYPE, project_id, values)
@@ -370,9 +396,10 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin, QosMixin, Tran
     async def reset_quotas(self, project_id: str) -> None:
         await self.identity.delete_project_limits(SERVICE_TYPE, project_id)
 
-    async def _check_quota(self, project_id: str, kind: str, size: int) -> None:
-        """Refuse (413) one more ``kind`` ("volumes" or "snapshots") of ``size`` GiB over the quota;
-        the caller holds the project's turn."""
+    async def _check_quota(self, project_id: str, kind: str, size: int, type_name: str | None = None) -> None:
+        """Refuse (413) one more ``kind`` ("volumes" or "snapshots") of ``size`` GiB over the quota,
+        and over the volume type's own quotas when ``type_name`` is given; the caller holds the
+        project's turn."""
         per_volume = await self.quota(project_id, "per_volume_gigabytes")
         if kind == "volumes" and 0 <= per_volume < size:
             raise PayloadTooLarge(f"Requested volume size {size}G is larger than maximum allowed limit {per_volume}G.")
@@ -385,6 +412,13 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin, QosMixin, Tran
         if 0 <= gigabytes < used["gigabytes"] + size:
             raise PayloadTooLarge(f"Requested volume or snapshot exceeds allowed gigabytes quota. Requested "
                                   f"{size}G, quota is {gigabytes}G and {used['gigabytes']}G has been consumed.")
+        if type_name is None:
+            return
+        for name, more in ((f"{kind}_{type_name}", 1), (f"gigabytes_{type_name}", size)):
+            value = await self.identity.limit(project_id, SERVICE_TYPE, name)
+            if value is not None and 0 <= value < used.get(name, 0) + more:
+                raise PayloadTooLarge(f"Quota exceeded for {name}: the volume type {type_name} allows {value} in "
+                                      f"this project and {used.get(name, 0)} is used.")
 
     # -- volumes ---------------------------------------------------------------------------------
     async def _row(self, s: Any, volume_id: str, who: Caller) -> Volume:
@@ -426,7 +460,7 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin, QosMixin, Tran
             if q.marker:
                 marker = await s.get(Volume, q.marker)
                 if marker is None or marker.deleted or (not who.admin and marker.project_id != who.project_id):
-                    raise BadRequest(f"Marker {q.marker} could not be found.")
+                    raise NotFound(f"Marker {q.marker} could not be found.")
             if f.metadata:  # few volumes per project: the JSON column is matched here, not in SQL
                 rows = [r for r in (await s.execute(apply(stmt, Volume, ListQuery(sort=q.sort), marker))).scalars()
                         if all((r.meta or {}).get(k) == v for k, v in f.metadata.items())][offset:]
@@ -450,6 +484,7 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin, QosMixin, Tran
         if zone != self.cfg.volume.availability_zone:
             raise BadRequest(f"Availability zone '{zone}' is invalid.")
         source_host: str | None = None
+        origin: VolumeInfo | None = None  # the volume copied (itself, or a snapshot's): its bootable flag carries over
         if snapshot_id:
             snap = await self.snapshot(snapshot_id, who)
             if snap.status != "available":
@@ -459,7 +494,8 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin, QosMixin, Tran
             if size < snap.size:
                 raise BadRequest(f"Volume size '{size}'GB cannot be smaller than the snapshot size {snap.size}GB. "
                                  "They must be >= original snapshot size.")
-            source_host = (await self.volume(snap.volume_id, Caller(who.project_id, who.user_id, True))).host
+            origin = await self.volume(snap.volume_id, Caller(who.project_id, who.user_id, True))
+            source_host = origin.host
         if source_volid:
             src = await self.volume(source_volid, who)
             if src.status not in ("available", "in-use"):
@@ -468,10 +504,12 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin, QosMixin, Tran
             if size < src.size:
                 raise BadRequest(f"Volume size '{size}'GB cannot be smaller than the source volume size "
                                  f"{src.size}GB. They must be >= original volume size.")
-            source_host = src.host
+            source_host, origin = src.host, src
         image_meta: dict[str, str] | None = None
         if image_id:
             size, image_meta = await self._image_size(image_id, who, size)
+        elif origin is not None and origin.image_meta:  # Cinder copies the image's metadata along
+            image_meta = dict(origin.image_meta)
         if not size or size < 1:
             raise BadRequest(f"Invalid input received: Volume size '{size}' must be an integer and greater than 0.")
         if group_id and not volume_type:
@@ -483,7 +521,8 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin, QosMixin, Tran
                      attach_status="detached", project_id=who.project_id, user_id=who.user_id,
                      availability_zone=zone, volume_type_id=vtype.id, multiattach=multiattach,
                      meta=dict(metadata or {}), snapshot_id=snapshot_id, source_volid=source_volid,
-                     image_id=image_id, image_meta=image_meta, bootable=bool(image_id), lease_owner=self.instance,
+                     image_id=image_id, image_meta=image_meta,
+                     bootable=bool(image_id) or bool(origin and origin.bootable), lease_owner=self.instance,
                      lease_until=now + self.lease, created_at=now, updated_at=now, group_id=group_id or None)
         unmet = unmet_capabilities(vtype.extra_specs)
         row.host = None if unmet else source_host or group_host or await self._pick_pool(size)
@@ -494,7 +533,7 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin, QosMixin, Tran
                          f"No valid backend was found: no volume pool that is up has room for {size} GiB.")
             LOG.warning("volume %s failed: %s", row.id, row.fault)
         async with turn(self.db, f"volume:{who.project_id}"):
-            await self._check_quota(who.project_id, "volumes", size)
+            await self._check_quota(who.project_id, "volumes", size, vtype.name)
             async with self.db.session() as s:
                 s.add(row)
                 if row.host is None:
@@ -689,7 +728,7 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin, QosMixin, Tran
             if q.marker:
                 marker = await s.get(Snapshot, q.marker)
                 if marker is None or marker.deleted or (not who.admin and marker.project_id != who.project_id):
-                    raise BadRequest(f"Marker {q.marker} could not be found.")
+                    raise NotFound(f"Marker {q.marker} could not be found.")
             rows = list((await s.execute(apply(stmt, Snapshot, q, marker).offset(offset or None))).scalars())
         return [_snapshot_info(r) for r in rows]
 
@@ -708,7 +747,7 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin, QosMixin, Tran
                        meta=dict(metadata or {}), host=vol.host, lease_owner=self.instance,
                        lease_until=now + self.lease, created_at=now, updated_at=now)
         async with turn(self.db, f"volume:{vol.project_id}"):
-            await self._check_quota(vol.project_id, "snapshots", vol.size)
+            await self._check_quota(vol.project_id, "snapshots", vol.size, vol.volume_type)
             async with self.db.session() as s:
                 s.add(row)
         if vol.host is None:

@@ -169,6 +169,8 @@ def rows() -> list[Row]:
         add(Row(c, "POST", f"/v2.1/{kind}", OWN_MEMBER, body, version=v235, hides=kind == "os-snapshots"))
         add(Row(c, "GET", f"/v2.1/{kind}/{{{key}}}", READER, params={key: item}, version=v235))
         add(Row(c, "DELETE", f"/v2.1/{kind}/{{{key}}}", MEMBER, fresh=item[1:], version=v235))
+        add(Row(c, "GET", f"/v2.1/{kind}/", OWN_READER, version=v235))  # no id: a 404 once allowed
+        add(Row(c, "DELETE", f"/v2.1/{kind}/", OWN_MEMBER, version=v235))
     actions: list[tuple[str, Any, frozenset[str]]] = [
         ("os-getConsoleOutput", {"length": 5}, MEMBER), ("reboot", {"type": "SOFT"}, MEMBER),
         ("os-stop", None, MEMBER), ("os-start", None, MEMBER), ("pause", None, MEMBER),
@@ -962,7 +964,6 @@ def volume_qos_rows(add: Callable[[Row], None]) -> None:
         add(Row(b, "GET", f"{prefix}/types/{{type_id}}/os-volume-type-access", ADMIN, params=vtype))
         for action in ("addProjectAccess", "removeProjectAccess"):
             add(Row(b, "POST", f"{prefix}/types/{{type_id}}/action", ADMIN, {action: {"project": "@Q"}}, vtype))
-
 
 
 def volume_transfer_rows(add: Callable[[Row], None]) -> None:

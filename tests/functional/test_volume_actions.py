@@ -353,6 +353,20 @@ def test_upload_refuses_bad_formats_busy_volumes_and_in_use_without_force(admin:
     assert admin("DELETE", f"/volumes/{vid}").status_code == 202
 
 
+def test_a_force_detach_of_a_volume_reset_to_error_makes_it_available(admin: Api) -> None:
+    """tempest's test_force_detach_volume: attached, reset to error by the admin, force-detached
+    -> available with no attachment (as Cinder's detach leaves it)."""
+    vid = new_volume(admin)
+    admin("POST", f"/volumes/{vid}/action", {"os-attach": {"host_name": "cn-1", "mountpoint": "/dev/vdb"}})
+    assert admin.volume(vid)["status"] == "in-use"
+    attachment = admin.volume(vid)["attachments"][0]["attachment_id"]
+    assert act(admin, vid, {"os-reset_status": {"status": "error"}}).status_code == 202
+    assert act(admin, vid, {"os-force_detach": {"attachment_id": attachment, "connector": None}}).status_code == 202
+    vol = admin.volume(vid)
+    assert (vol["status"], vol["attachments"]) == ("available", [])
+    assert admin("DELETE", f"/volumes/{vid}").status_code == 202
+
+
 def test_reset_status_and_force_delete_are_an_admins(admin: Api, people: dict[str, Api]) -> None:
     member, reader, other = people["member"], people["reader"], people["other"]
     admin("PUT", f"/os-quota-sets/{member.project_id}", {"quota_set": {"volumes": 20, "gigabytes": 100}})

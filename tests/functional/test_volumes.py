@@ -263,6 +263,35 @@ def test_quota_exceeded_is_a_413_and_writes_nothing(admin_api: Api, people: dict
     assert admin_api("PUT", f"/os-quota-sets/{member.project_id}", {"quota_set": {"bogus": 1}}).status_code == 400
 
 
+def test_a_volume_types_own_quotas_are_enforced(admin_api: Api, people: dict[str, Api]) -> None:
+    """Cinder's per-type quotas (volumes_<type>, gigabytes_<type>, snapshots_<type>): shown for
+    every type, settable per project and in the default class, and counted per type."""
+    other = people["other"]
+    tname = unique("qtype")
+    tid = admin_api("POST", "/types", {"volume_type": {"name": tname}}).json()["volume_type"]["id"]
+    shown = admin_api("GET", f"/os-quota-sets/{other.project_id}").json()["quota_set"]
+    assert (shown[f"volumes_{tname}"], shown[f"gigabytes_{tname}"], shown[f"snapshots_{tname}"]) == (-1, -1, -1)
+    r = admin_api("PUT", f"/os-quota-sets/{other.project_id}", {"quota_set": {f"volumes_{tname}": 1}})
+    assert r.status_code == 200 and r.json()["quota_set"][f"volumes_{tname}"] == 1
+    first = other("POST", "/volumes", {"volume": {"size": 1, "volume_type": tname}}).json()["volume"]["id"]
+    over = other("POST", "/volumes", {"volume": {"size": 1, "volume_type": tname}})
+    assert over.status_code == 413 and f"volumes_{tname}" in over.json()["overLimit"]["message"]
+    plain = other("POST", "/volumes", {"volume": {"size": 1}})  # the default type is not limited by it
+    assert plain.status_code == 202, plain.text
+    usage = other("GET", f"/os-quota-sets/{other.project_id}?usage=true").json()["quota_set"]
+    assert usage[f"volumes_{tname}"] == {"limit": 1, "in_use": 1, "reserved": 0, "allocated": 0}
+    r = admin_api("PUT", "/os-quota-class-sets/default", {"quota_class_set": {f"gigabytes_{tname}": 500}})
+    assert r.status_code == 200 and r.json()["quota_class_set"][f"gigabytes_{tname}"] == 500
+    r = admin_api("PUT", "/os-quota-class-sets/default", {"quota_class_set": {"gigabytes_nonesuch-type": 5}})
+    assert r.status_code == 400 and "gigabytes_nonesuch-type" in r.json()["badRequest"]["message"]
+    admin_api("PUT", "/os-quota-class-sets/default", {"quota_class_set": {f"gigabytes_{tname}": -1}})
+    admin_api("DELETE", f"/os-quota-sets/{other.project_id}")
+    for vid in (first, plain.json()["volume"]["id"]):
+        other.wait_status(vid, "available")
+        assert other("DELETE", f"/volumes/{vid}").status_code == 202
+    wait_for(lambda: admin_api("DELETE", f"/types/{tid}").status_code == 202, 20, "the type to be unused")
+
+
 # -- who may do what ----------------------------------------------------------------------------------
 def test_a_reader_cannot_create_and_another_project_cannot_see(people: dict[str, Api]) -> None:
     member, reader, other = people["member"], people["reader"], people["other"]
@@ -316,6 +345,10 @@ def test_bootable_and_readonly_flags_are_set_by_actions(vcloud: Cloud, admin_api
     admin_api.wait_status(vid, "available")
     assert admin_api("POST", f"/volumes/{vid}/action", {"os-set_bootable": {"bootable": True}}).status_code == 200
     assert admin_api.volume(vid)["bootable"] == "true"
+    clone = admin_api("POST", "/volumes", {"volume": {"source_volid": vid}}).json()["volume"]["id"]
+    assert admin_api.wait_status(clone, "available")
+    assert admin_api.volume(clone)["bootable"] == "true"  # a clone of a bootable volume boots too
+    assert admin_api("DELETE", f"/volumes/{clone}").status_code == 202
     vcloud.cli("volume", "set", "--non-bootable", vid)
     assert admin_api.volume(vid)["bootable"] == "false"
     r = admin_api("POST", f"/volumes/{vid}/action", {"os-update_readonly_flag": {"readonly": True}})
@@ -558,8 +591,10 @@ def test_bad_attachment_bodies_are_400s_and_old_versions_404s(admin_api: Api) ->
         assert r.status_code == 400, (action, r.status_code, r.text)
     for action in ({"os-attach": None}, {"os-initialize_connection": {"connector": {"host": 5}}}):
         assert admin_api("POST", f"/volumes/{vid}/action", action).status_code == 400, action
-    for query in ("marker=nope", "limit=x", "sort=nope:asc", "sort=created_at:sideways"):
+    for query in ("limit=x", "sort=nope:asc", "sort=created_at:sideways"):
         assert admin_api("GET", f"/attachments?{query}", version=ATT).status_code == 400, query
+    for path in ("/attachments", "/volumes", "/snapshots/detail"):  # Cinder's MarkerNotFound
+        assert admin_api("GET", f"{path}?marker={uuid.uuid4()}", version=ATT).status_code == 404, path
     other = admin_api("POST", "/attachments", {"attachment": {"volume_uuid": new_volume(admin_api, multiattach=True)}},
                       version=ATT).json()["attachment"]
     page = admin_api("GET", "/attachments?limit=1&sort=created_at:asc", version=ATT).json()

@@ -135,4 +135,16 @@ def router(manager: ServerManager) -> Router:
         await block.delete_snapshot(request.path_params["snapshot_id"], volume_caller(auth_of(request)))
         return Response(status_code=202)
 
+    def empty_id(kind: str, rule: str) -> Any:
+        """``/os-volumes/`` names no volume: a 404, as Nova answers (not the redirect to the list)."""
+        async def handler(request: Request) -> Response:
+            service(request, rule)
+            raise NotFound(f"No {kind[3:-1]} id was given in the path.")
+        handler.__name__ = f"{rule.rsplit(':', 1)[1]}_no_{kind[3:-1]}_id"
+        return handler
+
+    for kind, what in (("os-volumes", "os_compute_api:os-volumes"),
+                       ("os-snapshots", "os_compute_api:os-volumes:snapshots")):
+        r.route(f"/v2.1/{kind}/", ["GET", "HEAD"])(empty_id(kind, f"{what}:show"))
+        r.route(f"/v2.1/{kind}/", ["DELETE"])(empty_id(kind, f"{what}:delete"))
     return r

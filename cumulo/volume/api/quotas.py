@@ -12,7 +12,7 @@ from cumulo.core.http.authz import authorize
 from cumulo.core.http.faults import BadRequest
 from cumulo.core.http.paging import parse_bool
 from cumulo.volume.api.common import caller, route
-from cumulo.volume.service import DEFAULT_QUOTAS, DEFAULT_TYPE, PER_TYPE_QUOTAS, VolumeService
+from cumulo.volume.service import VolumeService
 
 # the extensions this API's answers carry (Cinder's names)
 EXTENSIONS = [
@@ -37,15 +37,22 @@ EXTENSIONS = [
 
 
 def quota_set(project_id: str, quotas: dict[str, int], usage: dict[str, int] | None = None) -> dict[str, Any]:
-    """Cinder's quota set: the limits, and the per-type ones of __DEFAULT__ (unlimited); with
-    ``usage``, each as ``{limit, in_use, reserved, allocated}``."""
+    """Cinder's quota set: the limits, the per-type ones included; with ``usage``, each as
+    ``{limit, in_use, reserved, allocated}``."""
     values: dict[str, Any] = dict(quotas)
-    for name in PER_TYPE_QUOTAS:
-        values[f"{name}_{DEFAULT_TYPE}"] = -1
     if usage is not None:
         values = {name: {"limit": limit, "in_use": usage.get(name, 0), "reserved": 0, "allocated": 0}
                   for name, limit in values.items()}
     return {"id": project_id, **values}
+
+
+async def quota_values(svc: VolumeService, body: dict[str, Any], what: str) -> dict[str, int]:
+    """The quotas a PUT sets: Cinder's names and the per-type ones of existing types; others are a 400."""
+    known = await svc.quota_defaults()
+    bad = sorted(set(body) - set(known))
+    if bad:
+        raise BadRequest(f"Bad key(s) in {what}: {', '.join(bad)}")
+    return {name: int(value) for name, value in body.items()}
 
 
 def router(svc: VolumeService) -> Router:
@@ -72,10 +79,7 @@ def router(svc: VolumeService) -> Router:
         authorize(request, "volume_extension:quotas:update", {"project_id": target})
         body = (await json_body(request))["quota_set"]
         body.pop("tenant_id", None)
-        bad = sorted(set(body) - set(DEFAULT_QUOTAS) - {f"{n}_{DEFAULT_TYPE}" for n in PER_TYPE_QUOTAS})
-        if bad:
-            raise BadRequest(f"Bad key(s) in quota set: {', '.join(bad)}")
-        values = {name: int(value) for name, value in body.items() if name in DEFAULT_QUOTAS}
+        values = await quota_values(svc, body, "quota set")
         if values:
             await svc.set_quotas(target, values)
         return JSON({"quota_set": {k: v for k, v in quota_set(target, await svc.quotas(target)).items()
@@ -95,10 +99,7 @@ def router(svc: VolumeService) -> Router:
             raise BadRequest("Only the default quota class can be changed here: its values are every project's "
                              "defaults.")
         body = (await json_body(request))["quota_class_set"]
-        bad = sorted(set(body) - set(DEFAULT_QUOTAS) - {f"{n}_{DEFAULT_TYPE}" for n in PER_TYPE_QUOTAS})
-        if bad:
-            raise BadRequest(f"Bad key(s) in quota class set: {', '.join(bad)}")
-        values = {name: int(value) for name, value in body.items() if name in DEFAULT_QUOTAS}
+        values = await quota_values(svc, body, "quota class set")
         if values:
             await svc.set_quotas(None, values)
         return JSON({"quota_class_set": {k: v for k, v in quota_set("default", await svc.quotas(None)).items()
