@@ -4,8 +4,8 @@ reset_status 3.20), group snapshots (3.14; reset_status 3.19) and volumes made i
 Two halves: VolumeService in process (SQLite, the in-process bus, a real file agent) for the data
 (a group snapshot of two volumes, a group made from it whose volumes hold the same bytes, read
 through the agent's driver), the leases and the rules that keep members together; then one cloud
-driven over HTTP by each persona, for the API's shapes per microversion, policies, quotas and bad
-input."""
+per backend (SQLite, PostgreSQL) driven over HTTP by each persona, for the API's shapes per
+microversion, policies, quotas and bad input."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from cumulo.volume.agent import VolumeAgent
 from cumulo.volume.drivers.file import FileDriver
 from cumulo.volume.reconcile import Reconciler
 from cumulo.volume.service import Caller, VolumeService
-from tests.functional.conftest import Cloud, personas, start_cloud, stop_cloud, unique, wait_for
+from tests.functional.conftest import Cloud, _drop_pg_database, personas, start_cloud, stop_cloud, unique, wait_for
 from tests.functional.test_volumes import SERVICES, Api
 from tests.unit.test_volume_service import Limits
 
@@ -244,12 +244,14 @@ async def test_members_stay_together_and_quotas_count_groups(world: Any) -> None
 
 
 # -- one cloud, over HTTP ---------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def gcloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    tmp = tmp_path_factory.mktemp("volume-groups")
-    c = start_cloud(tmp, "sqlite", {"CUMULO_SERVICES": SERVICES, "CUMULO_IMAGE__UPLOAD_GUEST_IMAGES": "false"})
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def gcloud(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+    tmp = tmp_path_factory.mktemp(f"volume-groups-{request.param}")
+    c = start_cloud(tmp, request.param, {"CUMULO_SERVICES": SERVICES, "CUMULO_IMAGE__UPLOAD_GUEST_IMAGES": "false"})
     yield c
     stop_cloud(c)
+    if request.param == "postgres":
+        _drop_pg_database(c.env["CUMULO_DATABASE__URL"].rsplit("/", 1)[1])
 
 
 @pytest.fixture(scope="module")
