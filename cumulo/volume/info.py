@@ -100,6 +100,7 @@ class VolumeFilters:
     availability_zone: str | None = None
     bootable: bool | None = None
     volume_id: str | None = None  # snapshots: those of one volume
+    group_id: str | None = None  # volumes: those of one group (3.10)
     metadata: dict[str, str] = field(default_factory=dict)
 
 

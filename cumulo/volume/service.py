@@ -452,7 +452,8 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin, QosMixin, Tran
         elif f.project_id:
             stmt = stmt.where(Volume.project_id == f.project_id)
         for column, value in ((Volume.name, f.name), (Volume.status, f.status),
-                              (Volume.availability_zone, f.availability_zone), (Volume.bootable, f.bootable)):
+                              (Volume.availability_zone, f.availability_zone), (Volume.bootable, f.bootable),
+                              (Volume.group_id, f.group_id)):
             if value is not None:
                 stmt = stmt.where(column == value)
         async with self.db.session() as s:

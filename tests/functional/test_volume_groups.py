@@ -368,6 +368,8 @@ def test_a_members_groups_volumes_and_group_snapshots(admin: Api, people: dict[s
     assert member("GET", f"/groups/{gid}", version="3.12").status_code == 404
     assert "group_id" not in member.volume(vols[0])  # the default microversion is below 3.13
     assert ok(member("GET", f"/volumes/{vols[0]}", version="3.13"))["volume"]["group_id"] == gid
+    in_group = ok(member("GET", f"/volumes/detail?group_id={gid}", version="3.10"))["volumes"]
+    assert sorted(v["id"] for v in in_group) == sorted(vols)  # the group_id filter (3.10)
     detail = ok(member("GET", "/groups/detail", version="3.14"))["groups"]
     assert [g["volume_types"] for g in detail if g["id"] == gid] == [[types["volume_type"]]]
     assert ok(member("GET", "/groups", version="3.13"))["groups"] == [{"id": gid, "name": shown["name"]}]

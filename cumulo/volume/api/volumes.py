@@ -150,7 +150,7 @@ def router(svc: VolumeService) -> Router:
             name=params.get("name"), status=params.get("status"),
             availability_zone=params.get("availability_zone"),
             bootable=parse_bool("bootable", params["bootable"]) if "bootable" in params else None,
-            metadata=metadata_param(request))
+            metadata=metadata_param(request), group_id=params.get("group_id") if at_least(request, 10) else None)
         q = list_params(request, VOLUME_SORT_KEYS)
         rows = await svc.volumes(who, filters, q, offset_param(request))
         if detail:
