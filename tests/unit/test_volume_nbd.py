@@ -6,6 +6,7 @@ attachment, at the sync, and at the volume's delete, leaving no process behind."
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from cumulo.compute.virt.qemu.volumes import NBD_RECONNECT, blockdev, local_file, node_name
+from cumulo.compute.virt.qemu.volumes import NBD_RECONNECT, blockdev, local_file, node_name, volume_args
 from cumulo.core.http.faults import BadRequest
 from cumulo.volume import agent as agent_module
 from cumulo.volume.agent import VolumeAgent
@@ -72,6 +73,7 @@ def test_an_nbd_volume_is_raw_over_qemus_nbd_client() -> None:
                  "export": "volume-v-1", "reconnect-delay": NBD_RECONNECT}}
     unix = {"volume_id": "v-1", "connection_info": {"driver_volume_type": "nbd", "data": {
         "socket": "/run/x.sock", "export": "volume-v-1", "access_mode": "ro"}}}
+    assert json.loads(volume_args([{**tcp, "slot": 0}])[1]) == blockdev(tcp)  # a start plugs it in the same way
     node = blockdev(unix)
     assert node["read-only"] is True and node["file"]["server"] == {"type": "unix", "path": "/run/x.sock"}
     with pytest.raises(RuntimeError, match="without a host"):
@@ -184,4 +186,24 @@ async def test_the_agent_exports_for_an_nbd_connector_and_stops_with_the_last_at
     await stopped(agent, pid)
     with pytest.raises(Exception, match="transport"):
         await agent.handle("initialize_connection", {"volume_id": "x", "connector": {"cumulo_transport": "iscsi"}})
+    await agent.stop()
+
+
+async def test_a_multiattach_volumes_export_stays_until_its_last_attachment_goes(
+        world: Any, exports: Any) -> None:  # noqa: F811
+    svc, bus, tmp = world
+    agent = VolumeAgent(bus, "node1", FileDriver(tmp / "volumes" / "node1"), report_interval=60)
+    await agent.start()
+    await asyncio.sleep(0.05)
+    vol = await svc.create_volume(WHO, 1, multiattach=True)
+    await wait_status(svc, vol.id, "available")
+    first = await svc.attachment_create(WHO, vol.id, "s1", NBD)
+    second = await svc.attachment_create(WHO, vol.id, "s2", {**NBD, "host": "cn3"})
+    assert (first.connection_info or {})["data"]["port"] == (second.connection_info or {})["data"]["port"]
+    pid = agent.exports.get(vol.id).pid  # type: ignore[union-attr]
+    await svc.attachment_delete(WHO, first.id)
+    await asyncio.sleep(0.2)  # the cast has landed: the other attachment holds it
+    assert alive(pid) and agent.exports.exported() == [vol.id]
+    await svc.attachment_delete(WHO, second.id)
+    await stopped(agent, pid)
     await agent.stop()
