@@ -504,6 +504,18 @@ def test_a_volume_backed_server_snapshots_shelves_and_boots_again(admin: Clients
                                                headers={"X-Auth-Token": member.token}).json()["images"]}
     assert images_after == images_before
     assert member.volume_status(root, "in-use")["attachments"][0]["server_id"] == a
+    # a shelved server's volumes change from 2.20 (409 before), at once since it runs nowhere
+    extra = member.volume("POST", "/volumes", {"volume": {"size": 1}}).json()["volume"]["id"]
+    member.volume_status(extra, "available")
+    attach = {"volumeAttachment": {"volumeId": extra}}
+    assert member.compute("POST", f"/servers/{a}/os-volume_attachments", attach, version="2.19").status_code == 409
+    r = member.compute("POST", f"/servers/{a}/os-volume_attachments", attach, version="2.20")
+    assert r.status_code == 200, r.text
+    member.volume_status(extra, "in-use")
+    assert member.compute("DELETE", f"/servers/{a}/os-volume_attachments/{extra}", version="2.19").status_code == 409
+    assert member.compute("DELETE", f"/servers/{a}/os-volume_attachments/{extra}", version="2.20").status_code == 202
+    member.volume_status(extra, "available")
+    assert member.volume("DELETE", f"/volumes/{extra}").status_code == 202
 
     # a server from the image boots from a new volume made from the snapshot; A is unshelved meanwhile
     r = member.compute("POST", "/servers", {"server": {

@@ -35,6 +35,12 @@ def view(request: Request, a: VolumeAttachment, listed: bool = True) -> dict[str
     return out
 
 
+def shelved_needs_2_20(request: Request, server: Server, method: str) -> None:
+    """A shelved server's volumes change from microversion 2.20 (409 before, as Nova answers)."""
+    if server.vm_state in ("shelved", "shelved_offloaded") and not at_least(request, 20):
+        raise Conflict(f"Cannot '{method}' instance {server.id} while it is in vm_state {server.vm_state}")
+
+
 def router(manager: ServerManager) -> Router:
     r = Router()
 
@@ -57,6 +63,7 @@ def router(manager: ServerManager) -> Router:
     async def attach(request: Request) -> Response:
         server = await server_for(request, "os_compute_api:os-volumes-attachments:create")
         body = (await json_body(request))["volumeAttachment"]
+        shelved_needs_2_20(request, server, "attach_volume")
         if "tag" in body and not at_least(request, 49):
             raise BadRequest("Invalid input for field/attribute volumeAttachment: tag is accepted from "
                              "microversion 2.49.")
@@ -109,6 +116,7 @@ def router(manager: ServerManager) -> Router:
     @r.delete(PATH + "/{volume_id}")
     async def detach(request: Request) -> Response:
         server = await server_for(request, "os_compute_api:os-volumes-attachments:delete")
+        shelved_needs_2_20(request, server, "detach_volume")
         if server.locked and not auth_of(request).is_admin():
             raise Conflict(f"Instance {server.id} is locked.")
         await manager.detach_volume(server, request.path_params["volume_id"], volume_caller(auth_of(request)))
