@@ -46,7 +46,7 @@ class Export:
     host: str | None = None
     port: int | None = None
     socket: str | None = None
-    started: float = 0.0  # time.time() of its start, for the sync's grace period
+    started: float = 0.0  # time.time() of its start or last request, for the sync's grace period
     pid: int | None = None
 
     @property
@@ -89,6 +89,7 @@ class NBDExports:
             current = self.exports.get(volume_id)
             if current is not None and self._alive(volume_id):
                 if mode == current.mode or current.mode == "rw":
+                    current.started = time.time()  # just asked for: the sync's grace starts again
                     return current
                 await self._stop(volume_id)
             elif current is not None:  # it died: start it again where the clients look for it
