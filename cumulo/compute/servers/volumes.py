@@ -451,6 +451,12 @@ class Volumes:
         if rows and self.volumes is None:
             raise RuntimeError("block storage does not run here")
         who = _caller_for(server)
+        swapping = (server.system_meta or {}).get("swap_volume") or {}
+        if swapping.get("attachment_id") and self.volumes is not None:  # a swap's new volume, not yet its
+            try:
+                await self.volumes.attachment_delete(who, swapping["attachment_id"])
+            except NotFound:
+                pass
         for row in rows:
             await self._drop_attachment(server, row.id, row.attachment_id)
             if row.delete_on_termination:
@@ -470,6 +476,8 @@ class Volumes:
             server = await self.get(bdm.server_id)
             if server is None or server.deleted_at is not None:
                 continue  # the delete's cleanup releases it
+            if bdm.status == "detaching" and await self.settle_swap(server, bdm):
+                continue  # a swap (volume_swap.py) settles by its own rule
             has: list[str] | None = None
             if self._runs_somewhere(server):
                 try:
