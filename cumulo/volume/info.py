@@ -57,6 +57,7 @@ class VolumeTypeInfo:
     is_public: bool
     extra_specs: dict[str, str]
     qos_specs_id: str | None = None  # the QoS specs associated with it (/qos-specs)
+    encrypted: bool = False  # it has an encryption spec (/types/{id}/encryption)
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,9 @@ class VolumeType(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     # the QoS specs its volumes get (qos_models.QosSpecs, 0020); None: none
     qos_specs_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    # its encryption spec (0023): {encryption_id, provider, cipher, key_size, control_location,
+    # created_at, updated_at}; None: its volumes are not encrypted
+    encryption: Mapped[dict[str, Any] | None] = mapped_column(JSONText, nullable=True)
 
 
 class VolumeTypeAccess(Base):

@@ -41,7 +41,8 @@ RULES: list[Rule] = [
     Rule("volume:update_volume_metadata", MEMBER, "PUT /volumes/{volume_id}/metadata[/{key}]"),
     Rule("volume:delete_volume_metadata", MEMBER, "DELETE /volumes/{volume_id}/metadata/{key}"),
     Rule("volume_extension:volume_host_attribute", ADMIN, "Show os-vol-host-attr:host in volumes"),
-    Rule("volume_extension:volume_tenant_attribute", ADMIN, "Show os-vol-tenant-attr:tenant_id in volumes"),
+    Rule("volume_extension:volume_tenant_attribute", READER, "Show os-vol-tenant-attr:tenant_id in volumes "
+         "(the project's readers too, as in Cinder: tempest's transfer test reads it as the new owner)"),
     Rule("volume_extension:volume_mig_status_attribute", ADMIN, "Show the migration status fields of volumes"),
     Rule("volume:get_all:all_tenants", ADMIN, "GET /volumes?all_tenants=1: every project's volumes"),
     # the legacy attach actions (Cinder's volume_actions policies)
@@ -85,6 +86,12 @@ RULES: list[Rule] = [
     Rule("volume_extension:services:update", ADMIN,
          "PUT /os-services/{enable,disable,disable-log-reason,freeze,thaw}"),
     Rule("scheduler_extension:scheduler_stats:get_pools", ADMIN, "GET /scheduler-stats/get_pools"),
+    Rule("volume_extension:capabilities", ADMIN, "GET /capabilities/{host_name}"),
+    Rule("volume_extension:volume_type_encryption:create", ADMIN, "POST /types/{type_id}/encryption"),
+    Rule("volume_extension:volume_type_encryption:get", ADMIN, "GET /types/{type_id}/encryption[/{key}]"),
+    Rule("volume_extension:volume_type_encryption:update", ADMIN, "PUT /types/{type_id}/encryption/{encryption_id}"),
+    Rule("volume_extension:volume_type_encryption:delete", ADMIN,
+         "DELETE /types/{type_id}/encryption/{encryption_id}"),
     Rule("message:get_all", READER, "GET /messages"),
     Rule("message:get", READER, "GET /messages/{message_id}"),
     Rule("message:delete", MEMBER, "DELETE /messages/{message_id}"),

@@ -270,3 +270,14 @@ BODIES.update({
     ("POST", "/group_snapshots"): GROUP_SNAPSHOT_CREATE,
     ("POST", "/group_snapshots/{group_snapshot_id}/action"): GROUP_SNAPSHOT_ACTION,
 })
+
+# a volume type's encryption spec (/types/{id}/encryption): Cinder's fields, bounded
+ENCRYPTION_FIELDS: dict[str, Schema] = {
+    "provider": string(255, 1), "cipher": nullable(string(255)),
+    "key_size": nullable(integer(0, 65536)), "control_location": {"enum": ["front-end", "back-end"]}}
+BODIES.update({
+    ("POST", "/types/{type_id}/encryption"): obj({"encryption": obj(ENCRYPTION_FIELDS, required=("provider",))},
+                                                 required=("encryption",)),
+    ("PUT", "/types/{type_id}/encryption/{encryption_id}"): obj({"encryption": obj(ENCRYPTION_FIELDS)},
+                                                                required=("encryption",)),
+})

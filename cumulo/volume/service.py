@@ -38,6 +38,7 @@ from cumulo.image.service import ImageService
 from cumulo.volume.actions import ActionsMixin
 from cumulo.volume.attachments import AttachmentsMixin
 from cumulo.volume.backups import BackupsMixin
+from cumulo.volume.encryption import EncryptionMixin
 from cumulo.volume.groups import GroupsMixin
 from cumulo.volume.info import (
     AttachmentInfo,
@@ -93,7 +94,7 @@ def _volume_info(row: Volume, type_name: str | None, attachments: tuple[Attachme
 
 def _type_info(row: VolumeType) -> VolumeTypeInfo:
     return VolumeTypeInfo(row.id, row.name, row.description, row.is_public, dict(row.extra_specs or {}),
-                          row.qos_specs_id)
+                          row.qos_specs_id, bool(row.encryption))
 
 
 def _snapshot_info(row: Snapshot) -> SnapshotInfo:
@@ -102,7 +103,8 @@ def _snapshot_info(row: Snapshot) -> SnapshotInfo:
                         row.group_snapshot_id)
 
 
-class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin, QosMixin, TransfersMixin, GroupsMixin):
+class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin, QosMixin, TransfersMixin, GroupsMixin,
+                    EncryptionMixin):
     """Volumes, types, snapshots and quotas here; a volume's attachments in ``AttachmentsMixin``, its
     extend, upload, image metadata, the admin's actions and the user messages in ``ActionsMixin``."""
 
@@ -516,6 +518,9 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin, QosMixin, Tran
         if group_id and not volume_type:
             raise BadRequest("Invalid input received: volume_type must be provided when creating a volume in a group.")
         vtype = await (self.volume_type(volume_type, who) if volume_type else self.default_type())
+        if vtype.encrypted:
+            raise BadRequest(f"Volume type {vtype.name} is encrypted, and this cloud runs no key manager to hold "
+                             "the volumes' keys: use an unencrypted type.")
         group_host = await self.group_host_for_volume(who, group_id, vtype.id) if group_id else None
         now = utcnow()
         row = Volume(id=str(uuid.uuid4()), name=name, description=description, size=size, status="creating",

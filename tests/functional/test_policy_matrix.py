@@ -512,6 +512,14 @@ def volume_rows(add: Callable[[Row], None]) -> None:
                                                                   "binary": "cinder-volume"},
                 {**pid, "action": "enable"}))
         add(Row(b, "GET", f"{prefix}/scheduler-stats/get_pools", ADMIN, params=pid))
+        add(Row(b, "GET", f"{prefix}/capabilities/{{host_name}}", ADMIN, params={**pid, "host_name": "nonesuch@file"}))
+        enc = {**pid, "type_id": "nonesuch", "encryption_id": "nonesuch"}  # an admin's 404, the rest's 403
+        add(Row(b, "GET", f"{prefix}/types/{{type_id}}/encryption", ADMIN, params=enc))
+        add(Row(b, "GET", f"{prefix}/types/{{type_id}}/encryption/{{key}}", ADMIN, params={**enc, "key": "cipher"}))
+        add(Row(b, "POST", f"{prefix}/types/{{type_id}}/encryption", ADMIN, {"encryption": {"provider": "p"}}, enc))
+        add(Row(b, "PUT", f"{prefix}/types/{{type_id}}/encryption/{{encryption_id}}", ADMIN,
+                {"encryption": {"cipher": "x"}}, enc))
+        add(Row(b, "DELETE", f"{prefix}/types/{{type_id}}/encryption/{{encryption_id}}", ADMIN, params=enc))
         v33 = "volume 3.3"
         add(Row(b, "GET", f"{prefix}/messages", OWN_READER, params=pid, version=v33))
         add(Row(b, "GET", f"{prefix}/messages/{{message_id}}", READER, params={**pid, "message_id": "@message"},

@@ -456,8 +456,15 @@ def test_services_and_pools_are_an_admins_and_say_what_runs(admin: Api, people: 
             caps["reserved_percentage"]) == ("file", "Cumulo", "file", 0)
     assert caps["total_capacity_gb"] >= caps["free_capacity_gb"] >= 0 and "allocated_capacity_gb" in caps
     assert admin("GET", "/scheduler-stats/get_pools?detail=perhaps").status_code == 400
+    # a backend's capabilities (by pool, backend or host name) say what get_pools says
+    for name in (pools[0]["name"], pools[0]["name"].split("#")[0]):
+        backend = admin("GET", f"/capabilities/{name}").json()
+        assert (backend["storage_protocol"], backend["vendor_name"], backend["volume_backend_name"]) == (
+            caps["storage_protocol"], caps["vendor_name"], caps["volume_backend_name"])
+        assert backend["namespace"].startswith("OS::Storage::Capabilities::")
+    assert admin("GET", "/capabilities/nonesuch@file").status_code == 404
     for persona in ("member", "reader", "other"):
-        for path in ("/os-services", "/scheduler-stats/get_pools"):
+        for path in ("/os-services", "/scheduler-stats/get_pools", f"/capabilities/{pools[0]['name']}"):
             r = people[persona]("GET", path)
             assert r.status_code == 403, (persona, path, r.status_code)
         r = people[persona]("PUT", "/os-services/disable", {"host": vol["host"], "binary": "cinder-volume"})
@@ -596,3 +603,37 @@ def test_hosts_quota_classes_summary_and_extensions(admin: Api, people: dict[str
     names = {x["name"] for x in admin("GET", "/extensions").json()["extensions"]}
     assert {"Hosts", "QuotaClasses", "Backups"} <= names
     admin("DELETE", f"/volumes/{vid}")
+
+
+def test_a_types_encryption_spec_is_an_admins_and_its_volumes_are_refused(admin: Api,
+                                                                          people: dict[str, Api]) -> None:
+    """/types/{id}/encryption: create, show (whole and one key), update, delete as Cinder answers;
+    a volume of an encrypted type is refused in words (no key manager runs), and the spec of a
+    type that volumes use cannot change."""
+    tid = admin("POST", "/types", {"volume_type": {"name": unique("enc")}}).json()["volume_type"]["id"]
+    assert admin("GET", f"/types/{tid}/encryption").json() == {}
+    spec = {"provider": "luks", "cipher": "aes-xts-plain64", "key_size": 256, "control_location": "front-end"}
+    for persona in ("member", "reader", "other"):
+        r = people[persona]("POST", f"/types/{tid}/encryption", {"encryption": spec})
+        assert r.status_code == 403 and "volume_type_encryption:create" in r.json()["forbidden"]["message"]
+    for bad in ({"key_size": -1, "provider": "luks"}, {"provider": "luks", "control_location": "middle"},
+                {"cipher": "x"}, {"provider": "luks", "colour": "red"}):
+        assert admin("POST", f"/types/{tid}/encryption", {"encryption": bad}).status_code == 400, bad
+    made = admin("POST", f"/types/{tid}/encryption", {"encryption": spec}).json()["encryption"]
+    assert {k: made[k] for k in spec} == spec and made["volume_type_id"] == tid
+    assert admin("POST", f"/types/{tid}/encryption", {"encryption": spec}).status_code == 400  # one per type
+    shown = admin("GET", f"/types/{tid}/encryption").json()
+    assert shown["encryption_id"] == made["encryption_id"] and shown["deleted"] is False
+    r = admin("PUT", f"/types/{tid}/encryption/{made['encryption_id']}", {"encryption": {"key_size": 128}})
+    assert r.status_code == 200 and r.json() == {"encryption": {"key_size": 128}}
+    assert admin("GET", f"/types/{tid}/encryption/key_size").json() == {"key_size": 128}
+    assert admin("GET", f"/types/{tid}/encryption/colour").status_code == 404
+    r = admin("POST", "/volumes", {"volume": {"size": 1, "volume_type": tid}})
+    assert r.status_code == 400 and "key manager" in r.json()["badRequest"]["message"]
+    assert admin("DELETE", f"/types/{tid}/encryption/{uuid.uuid4()}").status_code == 404
+    assert admin("DELETE", f"/types/{tid}/encryption/{made['encryption_id']}").status_code == 202
+    assert admin("GET", f"/types/{tid}/encryption").json() == {}
+    vid = new_volume(admin, volume_type=tid)  # unencrypted again: its volumes are made
+    r = admin("POST", f"/types/{tid}/encryption", {"encryption": spec})
+    assert r.status_code == 400 and "in use" in r.json()["badRequest"]["message"]
+    assert admin("DELETE", f"/volumes/{vid}").status_code == 202

@@ -15,6 +15,7 @@ from cumulo.volume.api import (
     admin,
     attachments,
     backups,
+    encryption,
     groups,
     qos,
     quotas,
@@ -35,7 +36,7 @@ def build_app(svc: VolumeService, identity: IdentityService, max_body: int) -> A
     router = versions.router()
     for module in (volumes, types, snapshots, quotas, attachments, admin):
         router.include(module.router(svc))
-    for module in (backups, qos, transfers, groups):
+    for module in (backups, qos, transfers, groups, encryption):
         router.include(module.router(svc))
     schemas = {(method, prefix + path): body for (method, path), body in BODIES.items() for prefix in PREFIXES}
     policy = ServicePolicy.build("block-storage", policies.RULES, identity.cfg.policy.file, policies.MESSAGE)

@@ -153,6 +153,29 @@ def router(svc: VolumeService) -> Router:
             pools.append(item)
         return JSON({"pools": pools})
 
+    @route(r, "GET", "/capabilities/{host_name}")
+    async def capabilities(request: Request) -> Response:
+        """What a backend offers (Cinder's get_capabilities): ``host``, ``host@file`` or the pool's
+        ``host@file#file``."""
+        authorize(request, "volume_extension:capabilities")
+        name = request.path_params["host_name"]
+        host = name.split("@", 1)[0]
+        backend = name.split("@", 1)[1].split("#", 1)[0] if "@" in name else BACKEND
+        pool = next((p for p in await svc.pools() if p.host == host), None)
+        if pool is None or backend != BACKEND:
+            raise NotFound(f"Service {name} could not be found.")
+        caps = POOL_CAPABILITIES
+        return JSON({
+            "namespace": f"OS::Storage::Capabilities::{host}@{BACKEND}", "volume_backend_name": BACKEND,
+            "pool_name": BACKEND, "vendor_name": caps["vendor_name"], "driver_version": caps["driver_version"],
+            "storage_protocol": caps["storage_protocol"], "visibility": None, "display_name": None,
+            "description": "qcow2 files in the volume agent's directory", "replication_targets": [],
+            "properties": {
+                "thin_provisioning": {"type": "boolean", "title": "Thin provisioning",
+                                      "description": "Volumes take disk space only as they are written."},
+                "multiattach": {"type": "boolean", "title": "Multi-attach",
+                                "description": "A multiattach volume can be attached to several servers."}}})
+
     @route(r, "GET", "/messages")
     async def list_messages(request: Request) -> Response:
         """Newest first (``sort=created_at:asc`` the other way), ``limit`` and ``marker`` (3.5)."""
