@@ -179,6 +179,9 @@ class TransfersMixin:
         if vol.status != "available":
             raise BadRequest(f"Invalid volume: the volume must be available to be transferred (it is "
                              f"{vol.status}).")
+        if vol.group_id:  # Cinder's accept refuses a grouped volume; refusing it here keeps it usable
+            raise BadRequest(f"Invalid volume: volume {volume_id} belongs to group {vol.group_id}; remove it from "
+                             "the group to transfer it.")
         if not no_snapshots:
             for snap_id, status in snaps:
                 if status != "available":
@@ -285,9 +288,10 @@ class TransfersMixin:
         if vtype.id == row.volume_type_id:
             raise BadRequest(f"Invalid volume: volume {volume_id} already has type {vtype.name}; a retype needs "
                              "another type.")
-        if row.status not in ("available", "in-use") or row.migration_status not in MIGRATION_IDLE:
-            raise BadRequest(f"Invalid volume: a retype needs the volume available or in-use and not migrating "
-                             f"(it is {row.status}, migration status {row.migration_status}).")
+        if row.status not in ("available", "in-use") or row.migration_status not in MIGRATION_IDLE or row.group_id:
+            raise BadRequest(f"Invalid volume: a retype needs the volume available or in-use, not migrating and in "
+                             f"no group (it is {row.status}, migration status {row.migration_status}"
+                             f"{', group ' + row.group_id if row.group_id else ''}).")
         multiattach = multiattach_of(vtype)
         if multiattach != row.multiattach and row.status != "available":
             raise BadRequest(f"Invalid input received: a retype that changes multiattach (type {vtype.name}) needs "
@@ -330,9 +334,9 @@ class TransfersMixin:
                              "enabled has that host).")
         await self._assert_not_frozen(row.host)
         if (row.status not in ("available", "in-use") or row.migration_status not in MIGRATION_IDLE or snapshots
-                or target.host == row.host):
+                or row.group_id or target.host == row.host):
             raise BadRequest(f"Invalid volume: volume {volume_id} must be available or in-use, not migrating, "
-                             f"without snapshots, and the destination must be another host than its own "
+                             f"without snapshots, in no group, and the destination must be another host than its own "
                              f"({row.host}@file).")
         raise BadRequest(f"Invalid volume: migrating volume {volume_id} from {row.host} to {target.host} would copy "
                          "its file between two storage nodes, which this cloud does not do yet; back it up and "

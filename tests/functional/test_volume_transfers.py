@@ -148,6 +148,19 @@ async def test_a_transfer_needs_an_available_volume_and_its_delete_gives_it_back
         await svc.transfer(made.id, DONOR)
 
 
+async def test_a_grouped_volume_is_neither_transferred_nor_retyped(world: Any) -> None:
+    svc: VolumeService = world
+    gtype = await svc.create_group_type(unique("gt"))
+    default, other = await svc.default_type(), await svc.create_volume_type(unique("other"))
+    group = await svc.create_group(DONOR, gtype.id, [default.id])
+    vol = await svc.create_volume(DONOR, 1, volume_type=default.id, group_id=group.id)
+    await settled(svc, vol.id, DONOR)
+    with pytest.raises(BadRequest, match="group"):
+        await svc.create_transfer(DONOR, vol.id)
+    with pytest.raises(BadRequest, match="group"):
+        await svc.retype_volume(DONOR, vol.id, other.id)
+
+
 async def test_retype_changes_only_the_type_and_refuses_what_no_pool_offers(world: Any) -> None:
     svc: VolumeService = world
     gold = await svc.create_volume_type(unique("gold"))
@@ -258,7 +271,7 @@ def test_create_show_list_accept_across_projects_as_tempest_does(admin: Api, peo
     assert r.status_code == 202, r.text
     assert set(r.json()["transfer"]) == {"id", "name", "volume_id", "links"}
     taken = other.wait_status(vid, "available")
-    assert taken["user_id"] != donor_user and admin.volume(vid)["os-vol-tenant-attr:tenant_id"] == other.project_id
+    assert taken["user_id"] != donor_user and taken["os-vol-tenant-attr:tenant_id"] == other.project_id
     assert member("GET", f"/volumes/{vid}").status_code == 404
     assert other("POST", f"/os-volume-transfer/{made['id']}/accept", {"accept": {"auth_key": made["auth_key"]}}
                  ).status_code == 404
