@@ -352,8 +352,7 @@ def test_boot_from_volume_with_the_openstack_cli(admin: Clients) -> None:
     inst = cloud.state_dir / "instances" / "qnode" / sid
     assert not (inst / "disk").exists()  # no local root disk: it runs from the volume's file
     # what a volume-backed server cannot do yet says so
-    tiny = cli_json(cloud, "image", "show", "cumulo-tiny")["id"]
-    r = admin.compute("POST", f"/servers/{sid}/action", {"rebuild": {"imageRef": tiny}})
+    r = admin.compute("POST", f"/servers/{sid}/action", {"evacuate": {}})
     assert r.status_code == 400 and "volume" in r.text, r.text
 
     extra = cli_json(cloud, "volume", "create", "--size", "1", "bfv-extra")
@@ -453,7 +452,8 @@ def test_a_volume_backed_server_snapshots_shelves_and_boots_again(admin: Clients
     """createImage of a volume-backed server: block storage snapshots its root volume and the image
     (no data) records the snapshot in block_device_mapping; a server made from that image boots
     from a new volume holding what the first server wrote.  Shelving it makes no image (its volume
-    stays attached) and unshelve boots it from its volume again, with its data; a resize keeps it."""
+    stays attached) and unshelve boots it from its volume again, with its data; so do a resize and a
+    rebuild (with the image its root volume holds)."""
     member = people["member"]
     token = f"mark-{uuid.uuid4().hex[:12]}"
     user_data = base64.b64encode(ROOT_MARKER.replace("TOKEN", token).encode()).decode()
@@ -541,6 +541,15 @@ def test_a_volume_backed_server_snapshots_shelves_and_boots_again(admin: Clients
     assert member.compute("POST", f"/servers/{a}/action", {"confirmResize": None}).status_code in (202, 204)
     assert member.server_status(a, "ACTIVE")["flavor"]["original_name"] == "cumulo.micro"
     member.wait_console(a, f"root holds [{token}]", count=2)
+    assert member.volume_status(root, "in-use")["attachments"][0]["server_id"] == a
+
+    # rebuild: only with the image its root volume holds (no reimage), and the guest starts again on it
+    r = member.compute("POST", f"/servers/{a}/action", {"rebuild": {"imageRef": image_id}})
+    assert r.status_code == 400 and "different image" in r.text, r.text
+    r = member.compute("POST", f"/servers/{a}/action", {"rebuild": {"imageRef": image, "name": "bfv-rebuilt"}})
+    assert r.status_code == 202 and r.json()["server"]["image"] == "", r.text
+    assert member.server_status(a, "ACTIVE")["name"] == "bfv-rebuilt"
+    member.wait_console(a, f"root holds [{token}]", count=3)
     assert member.volume_status(root, "in-use")["attachments"][0]["server_id"] == a
 
     # deleting B takes its volume (delete_on_termination); A's root volume has a snapshot, so block

@@ -59,9 +59,14 @@ class Actions:
 
     async def rebuild(self, server: Server, image_id: str, values: dict[str, Any],
                       image_properties: dict[str, Any]) -> None:
-        self.refuse_volume_backed(server, "rebuild")
-        stopped = server.vm_state == "stopped"
+        """Rebuild: the guest is made again from ``image_id``.  A volume-backed server keeps its
+        volumes as they are (no reimage): only the image its root volume holds is accepted, and the
+        guest is started again from it (Nova's behaviour before 2.93's reimage)."""
         request = {**(server.request or {}), "image_properties": image_properties}
+        if self.volume_backed(server):
+            await self.check_volume_backed_rebuild(server, image_id)
+            image_id, request = server.image_id, dict(server.request or {})
+        stopped = server.vm_state == "stopped"
         action_id = await self.begin(server, "rebuild", ("active", "stopped", "error"), "rebuilding",
                                      {"image_id": image_id, "request": request, **values})
         if not server.host:

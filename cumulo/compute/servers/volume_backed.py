@@ -71,6 +71,13 @@ class VolumeBacked:
             return {}
         return dict(vol.image_meta or {})
 
+    async def check_volume_backed_rebuild(self, server: Server, image_id: str) -> None:
+        """A volume-backed server is rebuilt only with the image its root volume was made from
+        (400 otherwise, in Nova's words): reimaging the volume (2.93) is not built here."""
+        if (await self.root_image_meta(server)).get("image_id") != image_id:
+            raise BadRequest(f"Image {image_id} is unacceptable: Unable to rebuild with a different image for a "
+                             "volume-backed server (reimaging its root volume is not supported by this cloud).")
+
     async def snapshot_volumes(self, server: Server, who: Any, name: str) -> list[dict[str, Any]]:
         """Snapshot each of the server's volumes (forced: they are in use) as ``who``, wait until
         block storage has them all, and answer their mappings for the image.  If one fails, the
