@@ -347,6 +347,9 @@ class ActionsMixin:
             raise BadRequest(f"Invalid volume: Volume {volume_id} is attached: detach it first.")
         if snaps is not None:
             raise BadRequest(f"Invalid volume: Volume {volume_id} still has dependent snapshots.")
+        if row.group_id:  # as Cinder: even forced, a member goes with its group (or leaves it first)
+            raise BadRequest(f"Invalid volume: Volume {volume_id} belongs to group {row.group_id}: remove it from "
+                             "the group or delete the group with its volumes.")
         async with self.db.session() as s:
             await s.execute(update(Volume).where(Volume.id == volume_id, Volume.deleted.is_(False)).values(
                 status="deleting", lease_owner=self.instance, lease_until=utcnow() + self.lease, task=None))
@@ -357,6 +360,8 @@ class ActionsMixin:
             row = await s.get(Snapshot, snapshot_id)
             if row is None or row.deleted:
                 raise NotFound(f"Snapshot {snapshot_id} could not be found.")
+            if row.group_snapshot_id:  # as Cinder: even forced, it goes with its group snapshot
+                raise BadRequest(f"Invalid snapshot: Snapshot {snapshot_id} must not be part of a group.")
             await s.execute(update(Snapshot).where(Snapshot.id == snapshot_id).values(
                 status="deleting", lease_owner=self.instance, lease_until=utcnow() + self.lease))
         await self._send_snapshot_delete(snapshot_id, row.host)

@@ -378,6 +378,7 @@ def test_a_members_groups_volumes_and_group_snapshots(admin: Api, people: dict[s
     assert other("GET", f"/groups/{gid}", version="3.13").status_code == 404
     assert reader("PUT", f"/groups/{gid}", {"group": {"name": "x"}}, "3.13").status_code == 403
     assert member("DELETE", f"/volumes/{vols[0]}").status_code == 400  # a member volume goes with its group
+    assert admin("POST", f"/volumes/{vols[0]}/action", {"os-force_delete": {}}).status_code == 400  # even forced
     # update: out and back in (202), then nothing to change (400)
     assert member("PUT", f"/groups/{gid}", {"group": {"name": "new", "description": "d",
                                                       "remove_volumes": vols[1]}}, "3.13").status_code == 202
@@ -396,6 +397,7 @@ def test_a_members_groups_volumes_and_group_snapshots(admin: Api, people: dict[s
              if s["group_snapshot_id"] == gsid]
     assert sorted(s["volume_id"] for s in snaps) == sorted(vols) and {s["status"] for s in snaps} == {"available"}
     assert member("DELETE", f"/snapshots/{snaps[0]['id']}").status_code == 400
+    assert admin("POST", f"/snapshots/{snaps[0]['id']}/action", {"os-force_delete": {}}).status_code == 400
     assert ok(member("GET", "/group_snapshots", version="3.14"))["group_snapshots"] == [{"id": gsid, "name": "gs"}]
     assert [x["id"] for x in ok(reader("GET", "/group_snapshots/detail", version="3.14"))["group_snapshots"]] == [gsid]
     assert other("GET", f"/group_snapshots/{gsid}", version="3.14").status_code == 404
