@@ -512,8 +512,9 @@ def test_a_failed_create_leaves_a_user_message_its_project_reads(admin: Api, peo
     assert msg["id"] not in {m["id"] for m in other("GET", "/messages", version="3.3").json()["messages"]}
     assert reader("DELETE", f"/messages/{msg['id']}", version="3.3").status_code == 403
     assert other("DELETE", f"/messages/{msg['id']}", version="3.3").status_code == 404
-    for query in ("limit=x", "marker=nope", "sort=created_at:sideways", "sort=name:asc"):
+    for query in ("limit=x", "sort=created_at:sideways", "sort=name:asc"):
         assert member("GET", f"/messages?{query}", version="3.5").status_code == 400, query
+    assert member("GET", "/messages?marker=nope", version="3.5").status_code == 404  # Cinder's MarkerNotFound
     assert len(member("GET", "/messages?limit=1&sort=created_at:asc", version="3.5").json()["messages"]) == 1
     assert member("DELETE", f"/messages/{msg['id']}", version="3.3").status_code == 204
     assert member("GET", f"/messages/{msg['id']}", version="3.3").status_code == 404
