@@ -239,10 +239,10 @@ GROUP_CREATE = wrapped("group", obj({
 GROUP_UPDATE = wrapped("group", {**obj({
     "name": NAME, "description": DESCRIPTION, "add_volumes": VOLUME_IDS, "remove_volumes": VOLUME_IDS,
 }), "minProperties": 1})
-GROUP_FROM_SRC = obj({"create-from-src": {**obj({
-    "name": NAME, "description": DESCRIPTION, "group_snapshot_id": UUID, "source_group_id": UUID,
-}), "oneOf": [{"required": ["group_snapshot_id"]}, {"required": ["source_group_id"]}]}},
-    required=("create-from-src",))
+# one of the two sources (the handler checks that exactly one is given: the SDK sends the other as null)
+GROUP_FROM_SRC = obj({"create-from-src": obj({
+    "name": NAME, "description": DESCRIPTION, "group_snapshot_id": nullable(UUID), "source_group_id": nullable(UUID),
+})}, required=("create-from-src",))
 GROUP_ACTION: Schema = {**obj({
     "delete": obj({"delete-volumes": BOOLEAN_LIKE}),
     "reset_status": obj({"status": string(32, 1)}, required=("status",)),

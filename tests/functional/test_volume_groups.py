@@ -27,7 +27,7 @@ from cumulo.volume.drivers.file import FileDriver
 from cumulo.volume.reconcile import Reconciler
 from cumulo.volume.service import Caller, VolumeService
 from tests.functional.conftest import Cloud, _drop_pg_database, personas, start_cloud, stop_cloud, unique, wait_for
-from tests.functional.test_volumes import SERVICES, Api
+from tests.functional.test_volumes import SERVICES, Api, cli_json
 from tests.unit.test_volume_service import Limits
 
 WHO = Caller("p1", "u1")
@@ -474,3 +474,37 @@ def test_bad_group_actions_and_updates(people: dict[str, Api], types: dict[str, 
     assert member("PUT", f"/groups/{gid}", {"group": {"add_volumes": "no-such-volume"}}, "3.13").status_code == 400
     assert member("POST", f"/groups/{gid}/action", {"delete": {}}, "3.13").status_code == 202
     wait_for(lambda: member("GET", f"/groups/{gid}", version="3.13").status_code == 404, 30, "the group gone")
+
+
+def test_the_openstack_cli_makes_groups_and_group_snapshots(gcloud: Cloud, admin: Api, types: dict[str, str]) -> None:
+    """``openstack volume group type / group / group snapshot``, as a user would type them."""
+    if gcloud.backend != "sqlite":
+        pytest.skip("the CLI's requests are the same on every backend: run once")
+    def cli(version: str, *args: str) -> Any:
+        return cli_json(gcloud, "--os-volume-api-version", version, *args)
+
+    gtype = cli("3.11", "volume", "group", "type", "create", unique("cli-gt"))
+    assert gtype["Is Public"] is True, gtype
+    group = cli("3.13", "volume", "group", "create", "--volume-group-type", gtype["ID"], "--volume-type",
+                types["volume_type"], "--name", unique("cli-g"))
+    wait_group(admin, group["ID"])
+    vol = cli("3.13", "volume", "create", "--size", "1", "--type", types["volume_type"], unique("cli-v"))
+    admin.wait_status(vol["id"], "available")
+    gcloud.cli("--os-volume-api-version", "3.13", "volume", "group", "add", "volume", group["ID"], vol["id"])
+    shown = cli("3.25", "volume", "group", "show", group["ID"])
+    assert shown["ID"] == group["ID"] and shown["Status"] == "available"
+    assert ok(admin("GET", f"/volumes/{vol['id']}", version="3.13"))["volume"]["group_id"] == group["ID"]
+    snap = cli("3.14", "volume", "group", "snapshot", "create", "--name", unique("cli-gs"), group["ID"])
+    wait_group_snapshot(admin, snap["ID"])
+    assert snap["ID"] in {x["ID"] for x in cli("3.14", "volume", "group", "snapshot", "list")}
+    copy = cli("3.14", "volume", "group", "create", "--group-snapshot", snap["ID"], "--name", unique("cli-copy"))
+    wait_group(admin, copy["ID"])
+    assert {group["ID"], copy["ID"]} <= {x["ID"] for x in cli("3.13", "volume", "group", "list")}
+    gcloud.cli("--os-volume-api-version", "3.13", "volume", "group", "delete", "--force", copy["ID"])
+    gcloud.cli("--os-volume-api-version", "3.14", "volume", "group", "snapshot", "delete", snap["ID"])
+    wait_for(lambda: admin("GET", f"/group_snapshots/{snap['ID']}", version="3.14").status_code == 404, 30,
+             "the group snapshot's delete")
+    gcloud.cli("--os-volume-api-version", "3.13", "volume", "group", "delete", "--force", group["ID"])
+    for g in (group["ID"], copy["ID"]):
+        wait_for(lambda g=g: admin("GET", f"/groups/{g}", version="3.13").status_code == 404, 30, f"group {g} gone")
+    gcloud.cli("--os-volume-api-version", "3.11", "volume", "group", "type", "delete", gtype["ID"])

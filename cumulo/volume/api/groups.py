@@ -228,6 +228,9 @@ def router(svc: VolumeService) -> Router:
         need(request, 14, "Creating a group from a source")
         authorize(request, "group:create")
         body = (await json_body(request))["create-from-src"]
+        if bool(body.get("group_snapshot_id")) == bool(body.get("source_group_id")):
+            raise BadRequest("Invalid input for field/attribute create-from-src: give either group_snapshot_id or "
+                             "source_group_id.")
         g = await svc.create_group_from_src(
             caller(request), name=_text(body.get("name")), description=_text(body.get("description")),
             group_snapshot_id=body.get("group_snapshot_id"), source_group_id=body.get("source_group_id"))
