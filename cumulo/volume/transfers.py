@@ -14,7 +14,8 @@ os-migrate_volume and os-services' freeze and thaw (it inherits ``TransfersMixin
 * **Retype** on the file backend moves no data: every file pool offers the same capabilities, so
   a type whose capability specs the volume's pool meets is simply written (with the multiattach
   flag its specs give), and one it does not meet is refused in words, for any migration_policy:
-  no other pool could meet it either.
+  no other pool could meet it either.  The new type's own quotas (``volumes_<type>``, ...) count
+  the volume and its snapshots from then on; a retype or an accept over them is a 413.
 * **Freeze** marks a cinder-volume (its pool): the scheduler puts nothing new on it and its
   volumes and snapshots refuse management operations (delete, extend, snapshot create and
   delete, retype, migrate) with a 400 until it is thawed.
@@ -41,7 +42,7 @@ from cumulo.core.http.faults import BadRequest, NotFound, PayloadTooLarge
 from cumulo.core.http.paging import ListQuery, apply
 from cumulo.core.quota import turn
 from cumulo.volume.info import Caller, PoolInfo, VolumeInfo, VolumeTypeInfo
-from cumulo.volume.models import Pool, Snapshot, Volume
+from cumulo.volume.models import Pool, Snapshot, Volume, VolumeType
 from cumulo.volume.transfer_models import VolumeTransfer
 
 KEY_BYTES = 8  # 16 hex digits, as long as Cinder's default auth key
@@ -50,6 +51,7 @@ SCRYPT = {"n": 2**14, "r": 8, "p": 1, "maxmem": 64 * 1024 * 1024, "dklen": 32}
 TRANSFER_SORT_KEYS = {"id", "created_at", "name", "volume_id"}
 # what a volume's migration_status may be for a retype or a migration to start (Cinder's)
 MIGRATION_IDLE = (None, "deleting", "error", "success", "none")
+QUOTA_SERVICE = "block-storage"  # the service type identity's limits name (service.SERVICE_TYPE)
 FROZEN = "Invalid input received: Modification operations are not allowed on frozen storage backends."
 
 
@@ -91,6 +93,7 @@ class TransfersMixin:
     """VolumeService's transfers, retype, freeze and migration checks (it inherits them)."""
 
     db: Database
+    identity: Any  # identity's unified limits (the per-type quotas are read there)
 
     if TYPE_CHECKING:  # VolumeService's, which inherits this
         async def _row(self, s: Any, volume_id: str, who: Caller) -> Volume: ...
@@ -237,6 +240,8 @@ class TransfersMixin:
         async with turn(self.db, f"volume:{who.project_id}"):
             if who.project_id != vol.project_id:  # the same project gains nothing
                 await self._check_transfer_quota(who.project_id, vol.size, [size for _, size, _ in snaps])
+                await self._check_type_quota(who.project_id, vol.volume_type_id, 1, len(snaps),
+                                             vol.size + sum(size for _, size, _ in snaps))
             async with self.db.session() as s:
                 taken = await s.execute(update(VolumeTransfer).where(
                     VolumeTransfer.id == row.id, VolumeTransfer.deleted.is_(False)).values(
@@ -276,6 +281,23 @@ class TransfersMixin:
             raise PayloadTooLarge(f"Requested volume or snapshot exceeds allowed gigabytes quota. Requested "
                                   f"{wanted}G, quota is {gigabytes}G and {used['gigabytes']}G has been consumed.")
 
+    async def _check_type_quota(self, project_id: str, type_id: str | None, volumes: int, snapshots: int,
+                                gigabytes: int) -> None:
+        """Refuse (413) what would take ``project_id`` over a volume type's own quotas
+        (``volumes_<type>``, ``snapshots_<type>``, ``gigabytes_<type>``: unlimited unless set); the
+        caller holds the project's turn."""
+        async with self.db.session() as s:
+            type_name = (await s.execute(select(VolumeType.name).where(VolumeType.id == type_id))).scalar()
+        if type_name is None:
+            return
+        used = await self.usage(project_id)
+        for name, more in ((f"volumes_{type_name}", volumes), (f"snapshots_{type_name}", snapshots),
+                           (f"gigabytes_{type_name}", gigabytes)):
+            limit = await self.identity.limit(project_id, QUOTA_SERVICE, name) if more else None
+            if limit is not None and 0 <= limit < used.get(name, 0) + more:
+                raise PayloadTooLarge(f"Quota exceeded for {name}: the volume type {type_name} allows {limit} in "
+                                      f"this project and {used.get(name, 0)} is used.")
+
     # -- retype ------------------------------------------------------------------------------------
     async def retype_volume(self, who: Caller, volume_id: str, new_type: str,
                             migration_policy: str | None = None) -> VolumeInfo:
@@ -300,14 +322,21 @@ class TransfersMixin:
         if unmet:
             raise BadRequest(f"Invalid volume: no storage pool offers {unmet}, which volume type {vtype.name} asks "
                              f"for (migration_policy {migration_policy or 'never'}); the volume keeps its type.")
-        # one conditional UPDATE: the volume must still be as it was checked (a retype that changes
-        # multiattach only while available), so a racing attach or retype is never overridden
+        # the new type's own quotas count the volume and its snapshots from now on (in the
+        # project's turn); one conditional UPDATE: the volume must still be as it was checked (a
+        # retype that changes multiattach only while available), so a racing attach or retype is
+        # never overridden
         statuses = ("available", "in-use") if multiattach == row.multiattach else ("available",)
-        async with self.db.session() as s:
-            moved = await s.execute(update(Volume).where(
-                Volume.id == volume_id, Volume.deleted.is_(False), Volume.status.in_(statuses),
-                Volume.multiattach == row.multiattach, func.coalesce(Volume.volume_type_id, "") != vtype.id).values(
-                volume_type_id=vtype.id, multiattach=multiattach, updated_at=utcnow()))
+        async with turn(self.db, f"volume:{row.project_id}"):
+            async with self.db.session() as s:
+                snaps = (await s.execute(select(func.count(), func.coalesce(func.sum(Snapshot.size), 0)).where(
+                    Snapshot.volume_id == volume_id, Snapshot.deleted.is_(False)))).one()
+            await self._check_type_quota(row.project_id, vtype.id, 1, int(snaps[0]), row.size + int(snaps[1]))
+            async with self.db.session() as s:
+                moved = await s.execute(update(Volume).where(
+                    Volume.id == volume_id, Volume.deleted.is_(False), Volume.status.in_(statuses),
+                    Volume.multiattach == row.multiattach, func.coalesce(Volume.volume_type_id, "") != vtype.id)
+                    .values(volume_type_id=vtype.id, multiattach=multiattach, updated_at=utcnow()))
         if moved.rowcount != 1:
             raise BadRequest(f"Invalid volume: volume {volume_id} changed while it was being retyped; try again.")
         return await self.volume(volume_id, who)

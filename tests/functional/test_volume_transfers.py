@@ -148,6 +148,25 @@ async def test_a_transfer_needs_an_available_volume_and_its_delete_gives_it_back
         await svc.transfer(made.id, DONOR)
 
 
+async def test_a_volume_types_own_quotas_bound_a_retype_and_an_accept(world: Any) -> None:
+    svc: VolumeService = world
+    gold = await svc.create_volume_type(unique("gold"))
+    vid, _ = await volume_with_snapshot(svc, 2)
+    await svc.set_quotas(DONOR.project_id, {f"gigabytes_{gold.name}": 3})  # the volume and its snapshot: 4
+    with pytest.raises(PayloadTooLarge, match=f"gigabytes_{gold.name}"):
+        await svc.retype_volume(DONOR, vid, gold.name)
+    await svc.set_quotas(DONOR.project_id, {f"gigabytes_{gold.name}": 4})
+    assert (await svc.retype_volume(DONOR, vid, gold.name)).volume_type == gold.name
+    assert (await svc.usage(DONOR.project_id))[f"gigabytes_{gold.name}"] == 4
+    made = await svc.create_transfer(DONOR, vid)
+    await svc.set_quotas(TAKER.project_id, {f"snapshots_{gold.name}": 0})
+    with pytest.raises(PayloadTooLarge, match=f"snapshots_{gold.name}"):
+        await svc.accept_transfer(made.id, TAKER, made.auth_key or "")
+    await svc.set_quotas(TAKER.project_id, {f"snapshots_{gold.name}": 1})
+    await svc.accept_transfer(made.id, TAKER, made.auth_key or "")
+    assert (await svc.usage(TAKER.project_id))[f"volumes_{gold.name}"] == 1
+
+
 async def test_a_grouped_volume_is_neither_transferred_nor_retyped(world: Any) -> None:
     svc: VolumeService = world
     gtype = await svc.create_group_type(unique("gt"))
