@@ -159,7 +159,7 @@ class GroupsMixin:
         async with self.db.session() as s:
             marker = await s.get(GroupType, q.marker) if q.marker else None
             if q.marker and marker is None:
-                raise BadRequest(f"Marker {q.marker} could not be found.")
+                raise NotFound(f"Marker {q.marker} could not be found.")  # Cinder's MarkerNotFound
             rows = (await s.execute(apply(stmt, GroupType, q, marker))).scalars().all()
         return [_type_info(r) for r in rows]
 
@@ -277,7 +277,7 @@ class GroupsMixin:
             if q.marker:
                 marker = await s.get(Group, q.marker)
                 if marker is None or marker.deleted or (not who.admin and marker.project_id != who.project_id):
-                    raise BadRequest(f"Marker {q.marker} could not be found.")
+                    raise NotFound(f"Marker {q.marker} could not be found.")  # Cinder's MarkerNotFound
             rows = list((await s.execute(apply(stmt, Group, q, marker).offset(offset or None))).scalars())
             members = await self._members(s, [r.id for r in rows])
         return [_group_info(r, [v.id for v in members.get(r.id, [])]) for r in rows]
@@ -310,7 +310,7 @@ class GroupsMixin:
             if q.marker:
                 marker = await s.get(GroupSnapshot, q.marker)
                 if marker is None or marker.deleted or (not who.admin and marker.project_id != who.project_id):
-                    raise BadRequest(f"Marker {q.marker} could not be found.")
+                    raise NotFound(f"Marker {q.marker} could not be found.")  # Cinder's MarkerNotFound
             rows = list((await s.execute(apply(stmt, GroupSnapshot, q, marker).offset(offset or None))).scalars())
         return [_snap_info(r) for r in rows]
 

@@ -373,6 +373,7 @@ def test_a_members_groups_volumes_and_group_snapshots(admin: Api, people: dict[s
     detail = ok(member("GET", "/groups/detail", version="3.14"))["groups"]
     assert [g["volume_types"] for g in detail if g["id"] == gid] == [[types["volume_type"]]]
     assert ok(member("GET", "/groups", version="3.13"))["groups"] == [{"id": gid, "name": shown["name"]}]
+    assert member("GET", "/groups?marker=nonesuch", version="3.13").status_code == 404  # Cinder's MarkerNotFound
     assert ok(reader("GET", "/groups", version="3.13"))["groups"][0]["id"] == gid
     assert ok(other("GET", "/groups", version="3.13"))["groups"] == []
     assert other("GET", f"/groups/{gid}", version="3.13").status_code == 404
