@@ -156,6 +156,9 @@ def rows() -> list[Row]:
     add(Row(c, "PUT", "/v2.1/servers/{server_id}/os-volume_attachments/{volume_id}", MEMBER,
             {"volumeAttachment": {"volumeId": "@server_volume", "delete_on_termination": False}}, vatt,
             version="compute 2.85"))
+    # naming another volume is a swap (a service's; the admin's is then a 409: the volume is not migrating)
+    add(Row(c, "PUT", "/v2.1/servers/{server_id}/os-volume_attachments/{volume_id}", ADMIN,
+            {"volumeAttachment": {"volumeId": "@volume"}}, vatt, version="compute 2.85"))
     add(Row(c, "DELETE", "/v2.1/servers/{server_id}/os-volume_attachments/{volume_id}", MEMBER, params=vatt))
     add(Row(c, "GET", "/v2.1/servers/{server_id}/ips", READER, params=srv))
     add(Row(c, "GET", "/v2.1/servers/{server_id}/ips/{network_label}", READER, params={**srv, "network_label": "x"}))
