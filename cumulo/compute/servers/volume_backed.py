@@ -20,7 +20,7 @@ from sqlalchemy import select
 from cumulo.compute.models import BlockDeviceMapping, Server
 from cumulo.compute.servers.base import resources_of
 from cumulo.compute.servers.volumes import _caller_for
-from cumulo.core.http.faults import BadRequest, Fault, NotFound
+from cumulo.core.http.faults import BadRequest, Fault, Forbidden, NotFound
 
 LOG = logging.getLogger(__name__)
 SNAPSHOT_TIMEOUT = 120.0  # seconds block storage has to finish the snapshots of a createImage
@@ -101,6 +101,8 @@ class VolumeBacked:
                     await block.delete_snapshot(snap.id, who)
                 except Exception as undo:  # the snapshot's own error is the one to report
                     LOG.warning("snapshot %s of failed createImage of %s not deleted: %s", snap.id, server.id, undo)
+            if isinstance(exc, Fault) and exc.code == 413:  # block storage's quota: Nova's OverQuota is a 403
+                raise Forbidden(f"Quota exceeded for resources: ['snapshots']: {exc.message}") from None
             if isinstance(exc, Fault) and exc.code < 500:
                 raise
             raise BadRequest(f"Invalid volume: snapshotting the volumes of server {server.id} failed: "
