@@ -87,6 +87,9 @@ class ComputeAgent:
             return await self.driver.console_output(args["server_id"])
         if method == "pre_live_migration":
             return await self.driver.pre_live_migration(args["server"])
+        if method == "post_live_migration":
+            await self.driver.post_live_migration(args["server_id"])
+            return None
         if method == "copy_volume":  # block storage's in-use snapshot: answered when the copy is whole
             await self.driver.copy_volume(args["server_id"], args["volume_id"], args["target"],
                                           args.get("format", "qcow2"))
@@ -136,10 +139,15 @@ class ComputeAgent:
         server = {**server, **await self.driver.migration_source_info(server["id"])}
         target = await self.bus.call(f"compute.{dest}", "pre_live_migration", {"server": server}, timeout=120)
         try:
-            return await self.driver.live_migrate(server["id"], target)
+            result = await self.driver.live_migrate(server["id"], target)
         except Exception:
             await self.bus.cast(f"compute.{dest}", "destroy", {"server_id": server["id"]})  # roll back
             raise
+        try:  # the guest runs there now: what it needed only to arrive (the disks' NBD server) goes
+            await self.bus.call(f"compute.{dest}", "post_live_migration", {"server_id": server["id"]}, timeout=30)
+        except Exception as exc:
+            LOG.warning("post_live_migration of %s on %s failed: %s", server["id"], dest, exc)
+        return result
 
     async def _attach_volume(self, args: dict[str, Any]) -> dict[str, Any]:
         return await self.driver.attach_volume(args["server_id"], args["volume"])

@@ -312,7 +312,7 @@ class AttachmentsMixin:
             moved = await s.execute(update(Volume).where(
                 Volume.id == volume_id, Volume.deleted.is_(False), Volume.status.in_(allowed)).values(
                 status="reserved", updated_at=utcnow()))
-            if moved.rowcount != 1:
+            if moved.rowcount != 1 and not await self._same_server(s, vol, instance_uuid):
                 await s.refresh(vol)
                 raise self._not_attachable(vol)
             if (vol.meta or {}).get("readonly") == "True":
@@ -326,6 +326,20 @@ class AttachmentsMixin:
             await s.flush()
             await self._settle(s, volume_id)
         return row
+
+    async def _same_server(self, s: Any, vol: Volume, instance_uuid: str | None) -> bool:
+        """Whether a volume taken already is the same server's only (held for this transaction):
+        a live migration connects it on the destination too before the source lets go, and
+        Cinder lets that second attachment be made."""
+        if not instance_uuid:
+            return False
+        await self._lock(s, vol.id)
+        await s.refresh(vol)
+        if vol.deleted or vol.status not in ("in-use", "reserved", "attaching"):
+            return False
+        owners = set((await s.execute(select(Attachment.instance_uuid).where(
+            Attachment.volume_id == vol.id))).scalars())
+        return owners == {instance_uuid}
 
     async def _remove(self, attachment_id: str) -> None:
         async with self.db.session() as s:

@@ -360,6 +360,127 @@ def test_live_migration_keeps_the_guest_running_and_cold_migration_moves_it(qclo
         time.sleep(0.2)
 
 
+# user-data: every half second the guest reads the head of each volume (its cache dropped, so the
+# read reaches the disk), writes the pattern there if it is blank, writes its round at 4 KiB, and
+# says both on the console
+VOLUME_PROBE = """#!/bin/sh
+(i=0; while true; do i=$((i+1))
+  for b in /sys/block/vd*; do
+    s=$(cat "$b/serial" 2>/dev/null); [ -n "$s" ] || continue
+    n=${b##*/}; sync; echo 3 > /proc/sys/vm/drop_caches
+    head=$(dd if=/dev/$n bs=64 count=1 2>/dev/null | tr -d '\\000\\n')
+    [ -n "$head" ] || { echo PATTERN | dd of=/dev/$n bs=64 count=1 conv=sync,fsync 2>/dev/null; head=new; }
+    echo "round $i" | dd of=/dev/$n bs=64 seek=64 count=1 conv=sync,fsync 2>/dev/null
+    echo "volume $s holds $head at $i" > /dev/console
+  done
+  sleep 0.5
+done) &
+"""
+
+
+def rounds(console: str, head: str) -> list[int]:
+    """The probe's rounds that read ``head`` from the volume, in order."""
+    return [int(line.rsplit(" ", 1)[1]) for line in console.splitlines()
+            if line.startswith("volume ") and f" holds {head} at " in line and line.rsplit(" ", 1)[1].isdigit()]
+
+
+def test_live_migration_of_a_server_with_a_volume_moves_its_attachment(qcloud: Cloud, tmp_path: Path) -> None:
+    """A server with a volume live-migrates: its local disk is mirrored, the volume is opened on
+    the destination where it is (not copied); the guest runs on, still reads what it wrote and
+    goes on writing; block storage's attachment is the destination's, the source's is gone.  A
+    volume-backed server live-migrates too."""
+    api = Api(qcloud)
+    project = qcloud.token()[1]["project"]["id"]
+
+    def volume(method: str, path: str, body: dict | None = None) -> httpx.Response:
+        return httpx.request(method, f"{qcloud.volume_url}/{project}{path}", json=body, timeout=30,
+                             headers={"X-Auth-Token": api.token, "OpenStack-API-Version": "volume 3.60"})
+
+    image = httpx.get(f"{qcloud.image_url}/v2/images?name=cumulo-tiny", headers={"X-Auth-Token": api.token}
+                      ).json()["images"][0]["id"]
+    r = httpx.post(f"{qcloud.compute_url}/servers", headers=h(api.token), json={"server": {
+        "name": "vol-mover", "flavorRef": "10", "imageRef": image, "networks": "none", "config_drive": True,
+        "user_data": base64.b64encode(VOLUME_PROBE.encode()).decode(), "availability_zone": "nova:qnode"}})
+    sid = r.json()["server"]["id"]
+    vid = volume("POST", "/volumes", {"volume": {"size": 1, "name": "moving-data"}}).json()["volume"]["id"]
+    wait_for(lambda: volume("GET", f"/volumes/{vid}").json()["volume"]["status"] == "available", 30, "the volume")
+    api.wait(sid, "ACTIVE")
+    api.wait_console(sid, READY)
+    r = httpx.post(f"{qcloud.compute_url}/servers/{sid}/os-volume_attachments", headers=h(api.token),
+                   json={"volumeAttachment": {"volumeId": vid}})
+    assert r.status_code == 200, r.text
+    api.wait_console(sid, "holds PATTERN at", 3)
+    (old,) = volume("GET", f"/volumes/{vid}").json()["volume"]["attachments"]
+    assert old["host_name"] == "qnode"
+    source = where(api, sid)
+
+    api.act(sid, {"os-migrateLive": {"host": None, "block_migration": "auto"}}, "2.30")
+    deadline = time.monotonic() + 180
+    while api.get(sid)["OS-EXT-SRV-ATTR:host"] == "qnode":
+        assert time.monotonic() < deadline, api.get(sid)
+        time.sleep(0.2)
+    moved = api.wait(sid, "ACTIVE")
+    assert moved["OS-EXT-SRV-ATTR:host"] == "qnode-2"
+    text = api.wait_console(sid, "holds PATTERN at", 3)  # the destination's console: only rounds since
+    after = rounds(text, "PATTERN")
+    assert READY not in text and after[0] > 3 and rounds(text, "new") == [], text[-2000:]
+    vol = volume("GET", f"/volumes/{vid}").json()["volume"]
+    (new,) = vol["attachments"]
+    assert vol["status"] == "in-use" and new["host_name"] == "qnode-2" and new["server_id"] == sid
+    assert new["attachment_id"] != old["attachment_id"]
+    assert volume("GET", f"/attachments/{old['attachment_id']}").status_code == 404
+    listed = httpx.get(f"{qcloud.compute_url}/servers/{sid}/os-volume_attachments", headers=h(api.token, "2.89")
+                       ).json()["volumeAttachments"]
+    assert [(x["volumeId"], x["attachment_id"]) for x in listed] == [(vid, new["attachment_id"])]
+    deadline = time.monotonic() + 15
+    while qemu_pids(source) or source.exists():
+        assert time.monotonic() < deadline, "the source's guest or files are left"
+        time.sleep(0.2)
+    migration = httpx.get(f"{qcloud.compute_url}/os-migrations?instance_uuid={sid}", headers=h(api.token)
+                          ).json()["migrations"][0]
+    assert migration["status"] == "completed"
+
+    # a server that boots from its volume moves the same way (nothing local but its config drive)
+    r = httpx.post(f"{qcloud.compute_url}/servers", headers=h(api.token), json={"server": {
+        "name": "bfv-mover", "flavorRef": "10", "networks": "none", "availability_zone": "nova:qnode",
+        "user_data": base64.b64encode(TICKER.encode()).decode(), "config_drive": True,
+        "block_device_mapping_v2": [{"boot_index": 0, "source_type": "image", "uuid": image,
+                                     "destination_type": "volume", "volume_size": 1,
+                                     "delete_on_termination": True}]}})
+    bfv = r.json()["server"]["id"]
+    api.wait(bfv, "ACTIVE")
+    api.wait_console(bfv, READY)
+    api.act(bfv, {"os-migrateLive": {"host": None, "block_migration": "auto"}}, "2.30")
+    deadline = time.monotonic() + 180
+    while api.get(bfv)["OS-EXT-SRV-ATTR:host"] == "qnode":
+        assert time.monotonic() < deadline, api.get(bfv)
+        time.sleep(0.2)
+    assert api.wait(bfv, "ACTIVE")["OS-EXT-SRV-ATTR:host"] == "qnode-2"
+    text = api.wait_console(bfv, "tick ")
+    assert READY not in text and min(ticks(text.encode())) > 1, text[-2000:]  # counting on, not booted again
+    (root,) = api.get(bfv)["os-extended-volumes:volumes_attached"]
+    (attachment,) = volume("GET", f"/volumes/{root['id']}").json()["volume"]["attachments"]
+    assert attachment["host_name"] == "qnode-2"
+    assert httpx.delete(f"{qcloud.compute_url}/servers/{bfv}", headers=h(api.token)).status_code == 204
+
+    # detached from its new host: the volume's file holds a round the guest wrote after the move
+    r = httpx.delete(f"{qcloud.compute_url}/servers/{sid}/os-volume_attachments/{vid}", headers=h(api.token))
+    assert r.status_code == 202, r.text
+    wait_for(lambda: volume("GET", f"/volumes/{vid}").json()["volume"]["status"] == "available", 90, "the detach")
+    path = next((qcloud.state_dir / "volumes").glob(f"*/volume-{vid}.qcow2"))
+    out = tmp_path / "round.raw"
+    subprocess.run(["qemu-img", "dd", "-f", "qcow2", "-O", "raw", "bs=64", "count=65", f"if={path}", f"of={out}"],
+                   check=True, capture_output=True)
+    data = out.read_bytes()
+    assert data[:8] == b"PATTERN\n" and int(data[4096:].rstrip(b"\0").split()[1]) >= after[0], data[4096:]
+    assert httpx.delete(f"{qcloud.compute_url}/servers/{sid}", headers=h(api.token)).status_code == 204
+    wait_for(lambda: volume("DELETE", f"/volumes/{vid}").status_code == 202, 30, "the volume to be deletable")
+    deadline = time.monotonic() + 20
+    while qemu_pids(qcloud.state_dir / "instances") or leftovers(qcloud):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+
 def test_crashed_guest_shows_shutoff_and_a_build_cut_short_completes(qcloud: Cloud) -> None:
     """A QEMU killed behind the agent's back is shown SHUTOFF by the node sync (and starts again);
     a controller killed -9 in the middle of a boot: after the restart the server ends ACTIVE (the

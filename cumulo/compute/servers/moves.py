@@ -7,13 +7,14 @@ import logging
 import uuid
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
-from cumulo.compute.models import Flavor, Migration, Server
+from cumulo.compute.models import BlockDeviceMapping, Flavor, Migration, Server
 from cumulo.compute.scheduler.scheduler import NoValidHost
 from cumulo.compute.scheduler.state import HostState
 from cumulo.compute.servers.base import RUNNING, SHUTDOWN, flavor_snapshot
-from cumulo.core.http.faults import BadRequest, Conflict
+from cumulo.compute.servers.volumes import _caller_for
+from cumulo.core.http.faults import Conflict
 
 LOG = logging.getLogger(__name__)
 
@@ -202,31 +203,98 @@ class Moves:
                           node=node, system_meta=meta, power_state=SHUTDOWN if vm_state == "stopped" else RUNNING)
 
     async def live_migrate(self, server: Server, host: str | None) -> None:
-        if await self.has_volumes(server.id):
-            # QEMU's block migration would copy the volumes too, onto the very files they live in
-            raise BadRequest(f"Migration pre-check error: server {server.id} has volumes attached, and live "
-                             "migration of a server with volumes is not supported yet: detach them, or move it "
-                             "with a cold migration.")
+        """Live migration: the scheduler picks a host (or checks ``host``), each of the server's
+        volumes gets a second attachment connected for that host (Nova's pre_live_migration),
+        and the source's agent moves the running guest there, its local disks copied and its
+        volumes opened where they are.  The report keeps one set of attachments and deletes
+        the other.  A server whose volumes are being attached, detached or swapped waits (409)."""
+        await self._refuse_moving_volumes(server)
         action_id = await self.begin(server, "live-migration", ("active", "paused"), "migrating")
         migration, dest = await self._start_move(server, action_id, "live-migration", "accepted", "running",
                                                  "conductor_live_migrate_instance", host=host)
+        meta = {**(server.system_meta or {}), "migration": migration, "old_node": server.node,
+                "old_host": server.host}
+        try:
+            volumes = await self._connect_volumes_at(server, dest.host)
+        except Exception as exc:  # the destination cannot reach a volume: the server stays where it is
+            error = f"a volume could not be connected on {dest.host}: {getattr(exc, 'message', None) or exc}"
+            await self.event(action_id, "compute_pre_live_migration", dest.host, None, error)
+            await self._rollback_move(server, meta, error)
+            return
         async with self.db.session() as s:
             await s.execute(update(Server).where(Server.id == server.id).values(
-                system_meta={**(server.system_meta or {}), "migration": migration, "old_node": server.node,
-                             "old_host": server.host}))
-        await self.cast(server.host or "", "live_migrate", {"server": await self.payload(server.id),
-                                                            "dest": dest.host},
+                system_meta={**meta, "live_migration_volumes": volumes}))
+        payload = await self.payload(server.id)
+        payload["volumes"] = [{**v, "connection_info": volumes[v["volume_id"]]["connection_info"]}
+                              for v in payload["volumes"] if v["volume_id"] in volumes]
+        await self.cast(server.host or "", "live_migrate", {"server": payload, "dest": dest.host},
                         "live_migrate", server.id, action_id, dest=dest.host)
+
+    async def _refuse_moving_volumes(self, server: Server) -> None:
+        async with self.db.session() as s:
+            busy = (await s.execute(select(BlockDeviceMapping.volume_id).where(
+                BlockDeviceMapping.server_id == server.id, BlockDeviceMapping.status != "attached"))).scalar()
+        if busy or (server.system_meta or {}).get("swap_volume"):
+            raise Conflict(f"Cannot 'os-migrateLive' instance {server.id} while volume {busy or 'swap'} of it is "
+                           "being attached, detached or swapped.")
+
+    async def _connect_volumes_at(self, server: Server, host: str) -> dict[str, dict[str, Any]]:
+        """A new attachment of each attached volume, connected with ``host``'s connector:
+        {volume id: {bdm_id, attachment_id, connection_info}}.  If one cannot be made, those
+        made are deleted and the error raised (the source's attachments are never touched)."""
+        async with self.db.session() as s:
+            rows = list((await s.execute(select(BlockDeviceMapping).where(
+                BlockDeviceMapping.server_id == server.id))).scalars())
+        if not rows:
+            return {}
+        block, who = self._block_storage(), _caller_for(server)
+        made: dict[str, dict[str, Any]] = {}
+        try:
+            for row in rows:
+                attachment = await block.attachment_create(who, row.volume_id, server.id)
+                made[row.volume_id] = {"bdm_id": row.id, "attachment_id": attachment.id}
+                attachment = await block.attachment_update(who, attachment.id, {**self._connector(server),
+                                                                                "host": host},
+                                                           mountpoint=row.device_name)
+                made[row.volume_id]["connection_info"] = attachment.connection_info
+        except Exception:
+            await self._delete_attachments(server, [v["attachment_id"] for v in made.values()])
+            raise
+        return made
+
+    async def _delete_attachments(self, server: Server, attachment_ids: list[str]) -> None:
+        for attachment_id in attachment_ids:
+            try:
+                await self._block_storage().attachment_delete(_caller_for(server), attachment_id)
+            except Exception as exc:  # gone already, or block storage away: the other ones still go
+                LOG.warning("deleting attachment %s of server %s: %s", attachment_id, server.id, exc)
 
     async def _done_live_migrate(self, server_id: str, ctx: dict[str, Any], args: dict[str, Any],
                                  error: str | None) -> None:
+        """The report of a live migration.  Done: the volumes' mappings take the destination's
+        attachments (completed first, so a volume stays in-use) and the source's are deleted.
+        Failed: the destination's attachments go, the server is where it was."""
         server = await self.get(server_id)
-        if server is None or server.deleted_at is not None:
+        if server is None:
             return
         meta = dict(server.system_meta or {})
-        if error:
-            await self._rollback_move(server, meta, error)
+        volumes = meta.pop("live_migration_volumes", None) or {}
+        if error or server.deleted_at is not None:
+            await self._delete_attachments(server, [v["attachment_id"] for v in volumes.values()])
+            if server.deleted_at is None:
+                await self._rollback_move(server, meta, error or "")
             return
+        async with self.db.session() as s:
+            rows = {r.id: r for r in (await s.execute(select(BlockDeviceMapping).where(
+                BlockDeviceMapping.server_id == server_id))).scalars()}
+        for new in volumes.values():
+            row = rows.get(new["bdm_id"])
+            await self._block_storage().attachment_complete(_caller_for(server), new["attachment_id"])
+            async with self.db.session() as s:
+                await s.execute(update(BlockDeviceMapping).where(BlockDeviceMapping.id == new["bdm_id"]).values(
+                    attachment_id=new["attachment_id"], connection_info=new["connection_info"]))
+            if row is not None and row.attachment_id:
+                await self._delete_attachments(server, [row.attachment_id])
         migration = meta.pop("migration", None)
         meta.pop("old_node", None)
         meta.pop("old_host", None)

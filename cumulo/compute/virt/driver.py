@@ -82,6 +82,10 @@ class Driver(Protocol):
         Returns figures of the move (total time, downtime)."""
         ...
 
+    async def post_live_migration(self, instance_id: str) -> None:
+        """Destination side, once the instance runs here: drop what only its arrival needed."""
+        ...
+
     async def attach_volume(self, instance_id: str, volume: dict[str, Any]) -> dict[str, Any]:
         """Give the instance ``volume`` ({volume_id, connection_info, device_name}): hot-plugged
         into a running guest, else from its next start.  Idempotent."""

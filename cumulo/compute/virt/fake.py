@@ -127,6 +127,9 @@ class FakeDriver:
     async def migration_source_info(self, instance_id: str) -> dict[str, Any]:
         return {}
 
+    async def post_live_migration(self, instance_id: str) -> None:
+        return None
+
     async def live_migrate(self, instance_id: str, target: dict[str, Any]) -> dict[str, Any]:
         self._require(instance_id)
         self.instances_.pop(instance_id)

@@ -37,13 +37,20 @@ from cumulo.compute.virt.driver import NodeInfo, Snapshot
 from cumulo.compute.virt.qemu.images import ImageCache, run_helper
 from cumulo.compute.virt.qemu.qmp import QMP, QMPError, qmp
 from cumulo.compute.virt.qemu.swap import SwapOps
-from cumulo.compute.virt.qemu.volumes import VolumeOps, boot_volume, root_ports, volume_args, with_slots
+from cumulo.compute.virt.qemu.volumes import VolumeOps, _quietly, boot_volume, root_ports, volume_args, with_slots
 from cumulo.core.format_inspector import qemu_format
 
 LOG = logging.getLogger(__name__)
 POWERDOWN_RETRY = 5.0  # seconds between presses of the ACPI power button of a guest that is still up
 COPY_TIMEOUT = 3600.0  # whole-disk copies (snapshots, cold moves) of large disks take a while
 NOSTATE, RUNNING, PAUSED, SHUTDOWN, SUSPENDED = 0, 1, 3, 4, 7
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (QEMU binds it a moment later)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def kvm_usable() -> bool:
@@ -527,44 +534,84 @@ class QemuDriver(VolumeOps, SwapOps):
                 await self._launch(stored, d)
 
     async def migration_source_info(self, instance_id: str) -> dict[str, Any]:
-        info = json.loads(await run("qemu-img", "info", "-U", "--output=json", str(self.dir(instance_id) / "disk")))
-        return {"disk_size": info["virtual-size"]}
+        """What the destination must match: the root disk's size (none when the server boots from
+        a volume) and the volumes with the root ports they sit on (a device may not move)."""
+        d = self.dir(instance_id)
+        out: dict[str, Any] = {"source_volumes": self._load(instance_id).get("volumes") or []}
+        if (d / "disk").exists():
+            info = json.loads(await run("qemu-img", "info", "-U", "--output=json", str(d / "disk")))
+            out["disk_size"] = info["virtual-size"]
+        return out
 
     async def pre_live_migration(self, instance: dict[str, Any]) -> dict[str, Any]:
-        """Destination: an empty overlay of the same size on the same base, and a QEMU waiting for
-        the source on a loopback port; the block migration fills the overlay."""
+        """Destination: empty local disks (the root an overlay of the same size on the same base)
+        exported over NBD on loopback for the source to mirror into, and a QEMU waiting for the
+        source's state on another port.  The volumes are shared storage: this QEMU opens them
+        from the connection info made for this host (inactive until the state arrives, so the
+        source's image locks permit it), on the ports they had on the source."""
         d = self.dir(instance["id"])
         async with self.lock(instance["id"]):
             d.mkdir(parents=True, exist_ok=True)
             try:
+                instance["volumes"] = with_slots(instance.get("volumes") or [], instance.pop("source_volumes", None))
                 await self._prepare_disks(instance, d, size=instance.get("disk_size"))
                 self._save(instance, d)
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", 0))
-                    port = probe.getsockname()[1]
-                uri = f"tcp:127.0.0.1:{port}"
-                await self._launch(instance, d, incoming=uri)
+                port, nbd_port = free_port(), free_port()
+                await self._launch(instance, d, incoming=f"tcp:127.0.0.1:{port}")
+                exports = self._local_drives(instance, d)
+                if exports:
+                    async with QMP(str(d / "qmp.sock"), timeout=30) as q:
+                        await q.execute("nbd-server-start", addr={"type": "inet", "data": {
+                            "host": "127.0.0.1", "port": str(nbd_port)}})
+                        for name in exports:
+                            await q.execute("nbd-server-add", device=name, writable=True)
             except BaseException:
                 await self._kill(instance["id"])
                 shutil.rmtree(d, ignore_errors=True)
                 raise
-        return {"uri": uri, "host": self.hostname}
+        return {"uri": f"tcp:127.0.0.1:{port}", "host": self.hostname,
+                "nbd": {"host": "127.0.0.1", "port": nbd_port, "exports": exports}}
+
+    def _local_drives(self, instance: dict[str, Any], d: Path) -> list[str]:
+        """The writable disks of this node's own (their ``-drive`` ids): what a live migration
+        copies.  The config drive is made again on the destination, the volumes are shared."""
+        names = [] if boot_volume(instance) else ["root"]
+        return names + [name[5:] for name in ("disk.eph0", "disk.swap") if (d / name).exists()]
+
+    async def post_live_migration(self, instance_id: str) -> None:
+        """Destination, once the guest runs here: the NBD server the source mirrored into stops."""
+        try:
+            await qmp(str(self.dir(instance_id) / "qmp.sock"), "nbd-server-stop", timeout=10)
+        except (QMPError, OSError, TimeoutError) as exc:
+            LOG.info("stopping the migration's NBD server of %s: %s", instance_id, exc)
 
     async def live_migrate(self, instance_id: str, target: dict[str, Any]) -> dict[str, Any]:
-        """Source: QEMU's own migration with the disk's top layer copied (block migration over the
-        shared base); when it completes the source stops and its files go."""
+        """Source: the local disks are mirrored into the destination's NBD exports (only the
+        overlay's own data, the base is on both nodes) until both sides agree, the writes then
+        reaching both before they complete (write-blocking); then QEMU's migration moves the
+        memory and devices.  The volumes are never copied: both QEMUs open the same storage.
+        When it completes the source stops and its files go; if it fails the mirrors are
+        cancelled and the guest runs on here, untouched."""
         d = self.dir(instance_id)
         async with self.lock(instance_id):
             async with QMP(str(d / "qmp.sock"), timeout=30) as q:
-                await q.execute("migrate", uri=target["uri"], blk=True, inc=True)
-                while True:
-                    info = await q.execute("query-migrate")
-                    status = info.get("status")
-                    if status == "completed":
-                        break
-                    if status in ("failed", "cancelled"):
-                        raise RuntimeError(f"live migration {status}: {info.get('error-desc', '')}")
-                    await asyncio.sleep(0.05)
+                nbd = target.get("nbd") or {}
+                try:
+                    await self._mirror_to(q, nbd)
+                    await q.execute("migrate", uri=target["uri"])
+                    while True:
+                        info = await q.execute("query-migrate")
+                        status = info.get("status")
+                        if status == "completed":
+                            break
+                        if status in ("failed", "cancelled"):
+                            raise RuntimeError(f"live migration {status}: {info.get('error-desc', '')}")
+                        await asyncio.sleep(0.05)
+                except BaseException:
+                    for name in nbd.get("exports") or []:
+                        await _quietly(q, "block-job-cancel", device=f"mig-{name}", force=True)
+                        await _quietly(q, "blockdev-del", **{"node-name": f"mig-{name}"})
+                    raise
                 try:
                     await q.execute("quit")
                 except (QMPError, ConnectionError, OSError):
@@ -578,6 +625,33 @@ class QemuDriver(VolumeOps, SwapOps):
         LOG.info("live migration of %s: %s ms in all, %s ms downtime", instance_id, info.get("total-time"),
                  info.get("downtime"))
         return {"total_ms": info.get("total-time"), "downtime_ms": info.get("downtime")}
+
+    @staticmethod
+    async def _mirror_to(q: QMP, nbd: dict[str, Any]) -> None:
+        """A ``blockdev-mirror`` of each local disk into its NBD export on the destination,
+        waited on until every one is ready (in sync)."""
+        jobs = []
+        for name in nbd.get("exports") or []:
+            node = f"mig-{name}"
+            await q.execute("blockdev-add", **{"driver": "nbd", "node-name": node, "export": name, "server": {
+                "type": "inet", "host": nbd["host"], "port": str(nbd["port"])}})
+            await q.execute("blockdev-mirror", **{"job-id": node, "device": name, "target": node, "sync": "top",
+                                                  "copy-mode": "write-blocking"})
+            jobs.append(node)
+        deadline = time.monotonic() + COPY_TIMEOUT
+        while jobs:
+            running = {j["device"]: j for j in await q.execute("query-block-jobs") or []}
+            gone = [j for j in jobs if j not in running]
+            if gone:
+                done = next((e for e in q.events if e["event"] == "BLOCK_JOB_COMPLETED"
+                             and (e.get("data") or {}).get("device") in gone), {})
+                raise RuntimeError(f"copying disk {gone[0][4:]} to the destination failed: "
+                                   f"{(done.get('data') or {}).get('error', 'the copy stopped')}")
+            if all(running[j].get("ready") for j in jobs):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the disks did not reach the destination within {COPY_TIMEOUT:g} s")
+            await asyncio.sleep(0.05)
 
     # -- snapshots and the console ------------------------------------------------------------------------
     async def snapshot(self, instance_id: str) -> Snapshot:
