@@ -388,7 +388,8 @@ def test_live_migration_of_a_server_with_a_volume_moves_its_attachment(qcloud: C
     """A server with a volume live-migrates: its local disk is mirrored, the volume is opened on
     the destination where it is (not copied); the guest runs on, still reads what it wrote and
     goes on writing; block storage's attachment is the destination's, the source's is gone.  A
-    volume-backed server live-migrates too."""
+    move the destination cannot take leaves it all on the source.  A volume-backed server
+    live-migrates too."""
     api = Api(qcloud)
     project = qcloud.token()[1]["project"]["id"]
 
@@ -413,6 +414,20 @@ def test_live_migration_of_a_server_with_a_volume_moves_its_attachment(qcloud: C
     (old,) = volume("GET", f"/volumes/{vid}").json()["volume"]["attachments"]
     assert old["host_name"] == "qnode"
     source = where(api, sid)
+
+    # a destination that cannot take it (its disk cannot be made there): the server stays on its
+    # source with its volume attached as it was, and the destination's attachment is gone
+    (instance_dir(qcloud, sid, "qnode-2") / "disk.part").mkdir(parents=True)
+    api.act(sid, {"os-migrateLive": {"host": None, "block_migration": "auto"}}, "2.30")
+    wait_for(lambda: httpx.get(f"{qcloud.compute_url}/os-migrations?instance_uuid={sid}", headers=h(api.token)
+                               ).json()["migrations"][0]["status"] == "error", 60, "the migration to fail")
+    assert api.wait(sid, "ACTIVE")["OS-EXT-SRV-ATTR:host"] == "qnode"
+    assert volume("GET", f"/volumes/{vid}").json()["volume"]["attachments"] == [old]
+    assert [a["id"] for a in volume("GET", f"/attachments?volume_id={vid}").json()["attachments"]] == [
+        old["attachment_id"]]
+    seen = len(rounds(api.console(sid), "PATTERN"))
+    api.wait_console(sid, "holds PATTERN at", seen + 2)  # the guest runs on, reading its volume
+    assert not instance_dir(qcloud, sid, "qnode-2").exists()
 
     api.act(sid, {"os-migrateLive": {"host": None, "block_migration": "auto"}}, "2.30")
     deadline = time.monotonic() + 180
