@@ -122,6 +122,8 @@ class Moves:
 
     async def _rollback_move(self, server: Server, meta: dict[str, Any], error: str, restart: bool = False) -> None:
         migration = meta.pop("migration", None)
+        moving = meta.pop("live_migration_volumes", None) or {}  # a live migration's attachments there
+        await self._delete_attachments(server, [v["attachment_id"] for v in moving.values()])
         restart = restart and meta.get("old_vm_state") == "active" and bool(server.host)
         if server.node or meta.get("old_node"):
             await self.placement.set_allocations({
@@ -278,12 +280,14 @@ class Moves:
         if server is None:
             return
         meta = dict(server.system_meta or {})
-        volumes = meta.pop("live_migration_volumes", None) or {}
-        if error or server.deleted_at is not None:
-            await self._delete_attachments(server, [v["attachment_id"] for v in volumes.values()])
-            if server.deleted_at is None:
-                await self._rollback_move(server, meta, error or "")
+        if server.deleted_at is not None:  # deleted meanwhile: its attachments there go too
+            moving = meta.get("live_migration_volumes") or {}
+            await self._delete_attachments(server, [v["attachment_id"] for v in moving.values()])
             return
+        if error:  # _rollback_move deletes the destination's attachments
+            await self._rollback_move(server, meta, error)
+            return
+        volumes = meta.pop("live_migration_volumes", None) or {}
         async with self.db.session() as s:
             rows = {r.id: r for r in (await s.execute(select(BlockDeviceMapping).where(
                 BlockDeviceMapping.server_id == server_id))).scalars()}
