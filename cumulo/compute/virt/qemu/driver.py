@@ -583,7 +583,8 @@ class QemuDriver(VolumeOps, SwapOps):
         try:
             await qmp(str(self.dir(instance_id) / "qmp.sock"), "nbd-server-stop", timeout=10)
         except (QMPError, OSError, TimeoutError) as exc:
-            LOG.info("stopping the migration's NBD server of %s: %s", instance_id, exc)
+            if "not running" not in str(exc):  # none was started: the server has no local disk
+                LOG.warning("stopping the migration's NBD server of %s: %s", instance_id, exc)
 
     async def live_migrate(self, instance_id: str, target: dict[str, Any]) -> dict[str, Any]:
         """Source: the local disks are mirrored into the destination's NBD exports (only the
