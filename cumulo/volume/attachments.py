@@ -231,8 +231,11 @@ class AttachmentsMixin:
             await self._volume_row(s, volume_id, who)
             ids = list((await s.execute(select(Attachment.id).where(Attachment.volume_id == volume_id))).scalars())
         if attachment_id is None:
-            if not ids:
-                raise BadRequest("Invalid volume: Volume must be attached in order to detach.")
+            if not ids:  # nothing to detach: Cinder's manager only makes sure the volume says so
+                async with self.db.session() as s:
+                    await self._lock(s, volume_id)
+                    await self._settle(s, volume_id)
+                return
             if len(ids) > 1:
                 raise BadRequest(f"Invalid volume: Volume {volume_id} has {len(ids)} attachments: name the "
                                  "attachment_id to detach.")

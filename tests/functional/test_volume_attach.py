@@ -202,6 +202,8 @@ def test_a_volume_moves_between_guests_with_its_data(admin: Clients, people: dic
     member.wait_console(b, f"volume {serial} size {2 * 1024**3 // 512}")
     vol = member.volume_status(vid, "in-use")
     assert vol["size"] == 2
+    actions = member.compute("GET", f"/servers/{b}/os-instance-actions").json()["instanceActions"]
+    assert "extend_volume" in [a["action"] for a in actions]  # as Nova's external event records it
     # an in-use snapshot (force), copied by B's QEMU while B runs: a volume made from it holds the pattern
     r = member.volume("POST", "/snapshots", {"snapshot": {"volume_id": vid, "force": True}})
     assert r.status_code == 202, r.text

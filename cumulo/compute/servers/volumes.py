@@ -389,9 +389,11 @@ class Volumes:
                    "its server runs on no compute host now (shelved?)")
             await self._extended(ctx, f"the in-use volume could not be extended: {why}")
             return
+        # the server's actions show it, as Nova's external event does (its report adds compute_extend_volume)
+        action_id = await self.record(server.id, "extend_volume", server.project_id, server.user_id)
         await self.cast(server.host, "extend_volume", {"server_id": server.id, "volume_id": volume_id,
-                                                       "size": size * 1024**3}, "extend_volume", server.id, None,
-                        volume_ctx=ctx)
+                                                       "size": size * 1024**3}, "extend_volume", server.id,
+                        action_id, volume_ctx=ctx)
 
     async def copy_attached_volume(self, args: dict[str, Any]) -> bool:
         """A volume agent asks for a point-in-time copy of an in-use volume into ``target`` (a
