@@ -207,6 +207,21 @@ def cloud(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         _drop_mariadb_database(c.env["CUMULO_DATABASE__URL"].rsplit("/", 1)[1])
 
 
+BLOCK_STORAGE_SERVICES = "identity,image,compute,placement,network,volume"
+
+
+def block_storage_cloud(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                        name: str) -> Iterator[Cloud]:
+    """For a module's fixture parametrized by backend (sqlite, postgres): a cloud with block
+    storage and no guest image upload; its PostgreSQL database is dropped after."""
+    c = start_cloud(tmp_path_factory.mktemp(f"{name}-{request.param}"), request.param, {
+        "CUMULO_SERVICES": BLOCK_STORAGE_SERVICES, "CUMULO_IMAGE__UPLOAD_GUEST_IMAGES": "false"})
+    yield c
+    stop_cloud(c)
+    if request.param == "postgres":
+        _drop_pg_database(c.env["CUMULO_DATABASE__URL"].rsplit("/", 1)[1])
+
+
 @pytest.fixture
 def admin(cloud: Cloud) -> tuple[str, dict]:
     return cloud.token()

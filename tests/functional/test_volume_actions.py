@@ -27,8 +27,13 @@ from cumulo.volume.agent import VolumeAgent
 from cumulo.volume.drivers.file import FileDriver, GiB, virtual_size
 from cumulo.volume.reconcile import Reconciler
 from cumulo.volume.service import Caller, VolumeService, unmet_capabilities
-from tests.functional.conftest import Cloud, _drop_pg_database, start_cloud, stop_cloud, unique, wait_for
-from tests.functional.test_volumes import SERVICES, Api, qemu_info, volume_files
+from tests.functional.conftest import (
+    Cloud,
+    block_storage_cloud,
+    unique,
+    wait_for,
+)
+from tests.functional.test_volumes import Api, qemu_info, volume_files
 from tests.unit.test_volume_service import Limits
 
 WHO = Caller("p1", "u1")
@@ -209,12 +214,7 @@ async def test_update_snapshot_status_moves_only_as_cinder_allows(world: Any) ->
 # -- one cloud, over HTTP ---------------------------------------------------------------------------
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def acloud(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    tmp = tmp_path_factory.mktemp(f"volume-actions-{request.param}")
-    c = start_cloud(tmp, request.param, {"CUMULO_SERVICES": SERVICES, "CUMULO_IMAGE__UPLOAD_GUEST_IMAGES": "false"})
-    yield c
-    stop_cloud(c)
-    if request.param == "postgres":
-        _drop_pg_database(c.env["CUMULO_DATABASE__URL"].rsplit("/", 1)[1])
+    yield from block_storage_cloud(request, tmp_path_factory, "volume-actions")
 
 
 @pytest.fixture(scope="module")

@@ -19,21 +19,20 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.functional.conftest import Cloud, _drop_pg_database, start_cloud, stop_cloud, unique, wait_for
+from tests.functional.conftest import (
+    Cloud,
+    block_storage_cloud,
+    unique,
+    wait_for,
+)
 from tests.functional.test_volumes import Api, cli_json, people  # noqa: F401  (a fixture)
 
-SERVICES = "identity,image,compute,placement,network,volume"
 MiB = 1024**2
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def vcloud(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    tmp = tmp_path_factory.mktemp(f"backups-{request.param}")
-    c = start_cloud(tmp, request.param, {"CUMULO_SERVICES": SERVICES, "CUMULO_IMAGE__UPLOAD_GUEST_IMAGES": "false"})
-    yield c
-    stop_cloud(c)
-    if request.param == "postgres":
-        _drop_pg_database(c.env["CUMULO_DATABASE__URL"].rsplit("/", 1)[1])
+    yield from block_storage_cloud(request, tmp_path_factory, "backups")
 
 
 @pytest.fixture(scope="module")

@@ -26,8 +26,14 @@ from cumulo.volume.agent import VolumeAgent
 from cumulo.volume.drivers.file import FileDriver
 from cumulo.volume.reconcile import Reconciler
 from cumulo.volume.service import Caller, VolumeService
-from tests.functional.conftest import Cloud, _drop_pg_database, personas, start_cloud, stop_cloud, unique, wait_for
-from tests.functional.test_volumes import SERVICES, Api, cli_json
+from tests.functional.conftest import (
+    Cloud,
+    block_storage_cloud,
+    personas,
+    unique,
+    wait_for,
+)
+from tests.functional.test_volumes import Api, cli_json
 from tests.unit.test_volume_service import Limits
 
 WHO = Caller("p1", "u1")
@@ -246,12 +252,7 @@ async def test_members_stay_together_and_quotas_count_groups(world: Any) -> None
 # -- one cloud, over HTTP ---------------------------------------------------------------------------
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def gcloud(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    tmp = tmp_path_factory.mktemp(f"volume-groups-{request.param}")
-    c = start_cloud(tmp, request.param, {"CUMULO_SERVICES": SERVICES, "CUMULO_IMAGE__UPLOAD_GUEST_IMAGES": "false"})
-    yield c
-    stop_cloud(c)
-    if request.param == "postgres":
-        _drop_pg_database(c.env["CUMULO_DATABASE__URL"].rsplit("/", 1)[1])
+    yield from block_storage_cloud(request, tmp_path_factory, "volume-groups")
 
 
 @pytest.fixture(scope="module")

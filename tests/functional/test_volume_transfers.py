@@ -24,8 +24,14 @@ from cumulo.volume.agent import VolumeAgent
 from cumulo.volume.drivers.file import FileDriver
 from cumulo.volume.service import Caller, VolumeService
 from cumulo.volume.transfer_models import VolumeTransfer
-from tests.functional.conftest import Cloud, _drop_pg_database, personas, start_cloud, stop_cloud, unique, wait_for
-from tests.functional.test_volumes import SERVICES, Api
+from tests.functional.conftest import (
+    Cloud,
+    block_storage_cloud,
+    personas,
+    unique,
+    wait_for,
+)
+from tests.functional.test_volumes import Api
 from tests.unit.test_volume_service import Limits
 
 DONOR, TAKER = Caller("p1", "u1"), Caller("p2", "u2")
@@ -228,12 +234,7 @@ async def test_a_frozen_pool_refuses_management_and_new_volumes_until_thawed(wor
 # -- one cloud per backend, over HTTP ------------------------------------------------------------------
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def tcloud(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    tmp = tmp_path_factory.mktemp(f"volume-transfers-{request.param}")
-    c = start_cloud(tmp, request.param, {"CUMULO_SERVICES": SERVICES, "CUMULO_IMAGE__UPLOAD_GUEST_IMAGES": "false"})
-    yield c
-    stop_cloud(c)
-    if request.param == "postgres":
-        _drop_pg_database(c.env["CUMULO_DATABASE__URL"].rsplit("/", 1)[1])
+    yield from block_storage_cloud(request, tmp_path_factory, "volume-transfers")
 
 
 @pytest.fixture(scope="module")
