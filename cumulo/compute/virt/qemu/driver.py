@@ -557,6 +557,8 @@ class QemuDriver(VolumeOps, SwapOps):
                 await self._prepare_disks(instance, d, size=instance.get("disk_size"))
                 self._save(instance, d)
                 port, nbd_port = free_port(), free_port()
+                while nbd_port == port:  # the kernel may hand the same free port out twice
+                    nbd_port = free_port()
                 await self._launch(instance, d, incoming=f"tcp:127.0.0.1:{port}")
                 exports = self._local_drives(instance, d)
                 if exports:
