@@ -90,10 +90,12 @@ class ComputeAgent:
         if method == "post_live_migration":
             await self.driver.post_live_migration(args["server_id"])
             return None
-        if method == "copy_volume":  # block storage's in-use snapshot: answered when the copy is whole
-            await self.driver.copy_volume(args["server_id"], args["volume_id"], args["target"],
-                                          args.get("format", "qcow2"))
-            return True
+        if method == "snapshot_volume":  # block storage's in-use snapshot: the guest goes on in the overlay
+            return await self.driver.snapshot_volume(args["server_id"], args["volume_id"], args["snapshot_id"],
+                                                     args["overlay"])
+        if method == "merge_volume":  # block storage's in-use snapshot delete: answered when merged
+            return await self.driver.merge_volume(args["server_id"], args["volume_id"], list(args["chain"]),
+                                                  args.get("base"))
         if method == "instance_volumes":
             return await self.driver.instance_volumes(args["server_id"])
         if method == "destroy":

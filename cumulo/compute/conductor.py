@@ -49,8 +49,8 @@ class Conductor:
             return node_id
         if method == "server_update" and self.servers is not None:
             return await self.servers.reported(args)
-        if method == "copy_volume" and self.servers is not None:  # an in-use snapshot, from a volume agent
-            return await self.servers.copy_attached_volume(args)
+        if method in ("snapshot_volume", "merge_volume") and self.servers is not None:  # a volume agent's chain
+            return await self.servers.attached_volume_chain(method, args)
         if method == "volume_extended" and self.servers is not None:  # block storage grew an in-use volume
             return await self.servers.volume_extended(args)
         raise ValueError(f"unknown conductor method {method}")

@@ -6,7 +6,10 @@ of qemu-storage-daemon, ``drivers/nbd.py``), reports each piece of work back to
 ``volume.controller`` with the ``ctx`` it came with, and reports its pool (capacity, allocated,
 free) and the volumes and snapshots it holds every ``report_interval`` seconds; the controller
 agrees with that (``VolumeService.sync_host``), so a lost report or a file nobody owns is settled
-at the next one, and a restarted agent adopts the files it finds."""
+at the next one, and a restarted agent adopts the files it finds.  Snapshots are qcow2 overlays in
+a chain (``drivers/file.py``); for an in-use volume the QEMU of its server does the chain's work
+(compute's ``snapshot_volume`` and ``merge_volume``, through the conductor), and each report first
+finishes a snapshot a crash cut between its steps (``FileDriver.repair``)."""
 
 from __future__ import annotations
 
@@ -52,6 +55,8 @@ class VolumeAgent(BackupAgentMixin):
             self._task.cancel()
 
     async def report(self) -> None:
+        for snapshot_id in await self.driver.repair():  # a crash cut a snapshot between its steps
+            LOG.warning("snapshot %s on %s was finished after an interruption", snapshot_id, self.host)
         pool = await asyncio.to_thread(self.driver.pool)
         await self.bus.cast(CONTROLLER, "report_pool", {"host": self.host, "pool": asdict(pool),
                                                         "volumes": sorted(self.driver.volumes()),
@@ -188,32 +193,46 @@ class VolumeAgent(BackupAgentMixin):
         await self.driver.delete_volume(args["volume_id"])
 
     async def _create_snapshot(self, args: dict[str, Any]) -> None:
-        """An in-use volume (force) is copied by the QEMU of its server (compute's ``copy_volume``,
-        a point-in-time copy while the guest writes on); a volume no running server of compute
-        has (attached by another consumer, or compute not running), by qemu-img with force-share.
-        A volume this agent exports over NBD is read through its export (the daemon holds the
-        image and the writes of the remote guest): crash-consistent, not point-in-time."""
-        copy = None
-        if self.exports.get(args["volume_id"]) is not None:
+        """The volume's active image is frozen as the snapshot and the volume goes on in an overlay
+        (``drivers/file.py``).  An in-use volume (force) that a running server of compute has is
+        switched onto the overlay by that server's QEMU first (compute's ``snapshot_volume``,
+        QMP ``blockdev-snapshot-sync``), as of one instant, while the guest runs.  A volume this
+        agent exports over NBD is copied through its export instead (the daemon holds the image
+        and the writes of the remote guest; crash-consistent, not point-in-time)."""
+        volume_id, snapshot_id = args["volume_id"], args["snapshot_id"]
+        if self.exports.get(volume_id) is not None:
             async def copy(tmp: Path) -> None:
-                await self.exports.copy(args["volume_id"], tmp)
-        elif args.get("force_share") and await self._compute_copies(args["volume_id"]):
-            async def copy(tmp: Path) -> None:
-                await self.bus.call("conductor", "copy_volume", {
-                    "volume_id": args["volume_id"], "target": str(tmp), "format": "qcow2", "timeout": 3600},
-                    timeout=3600)
-        await self.driver.create_snapshot(args["snapshot_id"], args["volume_id"], bool(args.get("force_share")),
-                                          copy)
+                await self.exports.copy(volume_id, tmp)
+            await self.driver.create_snapshot(snapshot_id, volume_id, copy=copy)
+            return
+        switch = None
+        if args.get("force_share") and await self._compute_has(volume_id):
+            async def switch(overlay: Path) -> bool:
+                return bool(await self.bus.call("conductor", "snapshot_volume", {
+                    "volume_id": volume_id, "snapshot_id": snapshot_id, "overlay": str(overlay)}, timeout=120))
+        await self.driver.create_snapshot(snapshot_id, volume_id, bool(args.get("force_share")), switch=switch)
 
-    async def _compute_copies(self, volume_id: str) -> bool:
+    async def _compute_has(self, volume_id: str) -> bool:
+        """Whether a running server of compute has the volume (its QEMU then does the chain's work)."""
         try:
-            return bool(await self.bus.call("conductor", "copy_volume", {"volume_id": volume_id, "check": True},
+            return bool(await self.bus.call("conductor", "snapshot_volume", {"volume_id": volume_id, "check": True},
                                             timeout=10))
         except (RPCError, RPCTimeout):
             return False
 
     async def _delete_snapshot(self, args: dict[str, Any]) -> None:
-        await self.driver.delete_snapshot(args["snapshot_id"])
+        """The snapshot's file is merged into the images it backs, then removed; a running guest's
+        chain is merged by its QEMU (compute's ``merge_volume``, QMP ``block-stream``).  A volume
+        exported over NBD is held by its daemon: a snapshot in its chain waits for the detach."""
+        async def merge(volume_id: str, chain: list[str], base: str | None) -> bool:
+            if self.exports.get(volume_id) is not None:
+                raise RuntimeError(f"volume {volume_id} is exported over NBD, whose daemon holds its snapshots' "
+                                   "chain: delete the snapshot once the volume is detached")
+            if not await self._compute_has(volume_id):
+                return False
+            return bool(await self.bus.call("conductor", "merge_volume", {
+                "volume_id": volume_id, "chain": chain, "base": base, "timeout": 3600}, timeout=3600))
+        await self.driver.delete_snapshot(args["snapshot_id"], merge)
 
 
 def file_agent(cfg: Any, bus: Bus, host: str | None = None) -> VolumeAgent:

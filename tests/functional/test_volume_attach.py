@@ -654,3 +654,158 @@ def test_a_qos_write_iops_limit_throttles_the_guests_writes(admin: Clients, peop
     member.volume_status(fast, "available")
     for vid in (slow, fast):
         assert member.volume("DELETE", f"/volumes/{vid}").status_code == 202
+
+
+# user-data: the guest writes "GEN <n>" to the first bytes of every volume it has, n counting up,
+# about three times a second, and says so on its console
+COUNTER = """#!/bin/sh
+(n=0; while true; do
+  for b in /sys/block/vd*; do
+    s=$(cat "$b/serial" 2>/dev/null); [ -n "$s" ] || continue
+    n=$((n+1)); echo "GEN $n" | dd of=/dev/${b##*/} bs=64 count=1 conv=sync,fsync 2>/dev/null &&
+      echo "gen $n" > /dev/console
+  done
+  sleep 0.3
+done) &
+"""
+
+
+def snapshot_gen(cloud: Cloud, path: Path, tmp: Path) -> int:
+    """The counter a qcow2 chain (a snapshot's or a volume's file) holds in its first bytes."""
+    out = tmp / "gen.raw"
+    subprocess.run(["qemu-img", "dd", "-U", "-f", "qcow2", "-O", "raw", "bs=64", "count=1", f"if={path}",
+                    f"of={out}"], check=True, capture_output=True)
+    found = re.match(rb"GEN (\d+)\n", out.read_bytes())
+    assert found, out.read_bytes()
+    return int(found.group(1))
+
+
+def test_in_use_snapshots_chain_and_merge_while_the_guest_writes(admin: Clients, people: dict[str, Clients],
+                                                                 tmp_path: Path) -> None:
+    """Snapshots of a volume a running guest keeps writing are overlays in a chain: the guest's
+    QEMU moves onto a new overlay (blockdev-snapshot-sync), and deleting a snapshot while it runs
+    merges it (block-stream); every remaining snapshot and the volume keep their bytes, and the
+    chain checks clean.  The volume also detaches and attaches again with its snapshots."""
+    in_use_snapshot_chain(admin, people["member"], tmp_path, None)
+
+
+def test_in_use_snapshots_chain_of_a_throttled_volume(admin: Clients, people: dict[str, Clients],
+                                                      tmp_path: Path) -> None:
+    """The same under a QoS throttle filter: the snapshot is taken on the format node below it, and
+    the filter stays the device's root with the volume's node name."""
+    qos = admin.volume("POST", "/qos-specs", {"qos_specs": {"name": f"chain-{uuid.uuid4().hex[:8]}",
+                                                            "consumer": "front-end", "write_iops_sec": "5000"}})
+    vtype = admin.volume("POST", "/types", {"volume_type": {"name": f"chain-{uuid.uuid4().hex[:8]}"}})
+    qid, tid = qos.json()["qos_specs"]["id"], vtype.json()["volume_type"]["id"]
+    assert admin.volume("GET", f"/qos-specs/{qid}/associate?vol_type_id={tid}").status_code == 202
+    in_use_snapshot_chain(admin, people["member"], tmp_path, tid)
+
+
+def in_use_snapshot_chain(admin: Clients, member: Clients, tmp_path: Path, volume_type: str | None) -> None:
+    image = httpx.get(f"{member.cloud.image_url}/v2/images?name=cumulo-tiny", headers={"X-Auth-Token": member.token}
+                      ).json()["images"][0]["id"]
+    r = member.compute("POST", "/servers", {"server": {
+        "name": "chain", "flavorRef": "10", "imageRef": image, "networks": "none", "config_drive": True,
+        "user_data": base64.b64encode(COUNTER.encode()).decode()}})
+    assert r.status_code == 202, r.text
+    server = r.json()["server"]["id"]
+    r = member.volume("POST", "/volumes", {"volume": {"size": 1, "name": "chain", **(
+        {"volume_type": volume_type} if volume_type else {})}})
+    vid = r.json()["volume"]["id"]
+    member.volume_status(vid, "available")
+    member.server_status(server, "ACTIVE")
+    member.wait_console(server, READY)
+    assert member.compute("POST", f"/servers/{server}/os-volume_attachments",
+                          {"volumeAttachment": {"volumeId": vid}}).status_code == 200
+    member.volume_status(vid, "in-use")
+    node = next((admin.cloud.state_dir / "volumes").glob(f"*/volume-{vid}.qcow2")).parent
+    active = node / f"volume-{vid}.qcow2"
+
+    def gen_on_console(after: int = 0) -> int:
+        def seen() -> int | None:
+            found = [int(n) for n in re.findall(r"gen (\d+)", member.console(server))]
+            return max(found) if found and max(found) > after else None
+        return wait_for(seen, 60, f"the guest to write past {after}", every=0.3)  # type: ignore[return-value]
+
+    def snapshot() -> str:
+        r = member.volume("POST", "/snapshots", {"snapshot": {"volume_id": vid, "force": True}})
+        assert r.status_code == 202, r.text
+        sid = str(r.json()["snapshot"]["id"])
+        wait_for(lambda: member.volume("GET", f"/snapshots/{sid}").json()["snapshot"]["status"] == "available",
+                 60, "the in-use snapshot")
+        return sid
+
+    def delete_snapshot(sid: str) -> None:
+        assert member.volume("DELETE", f"/snapshots/{sid}").status_code == 202
+        def gone() -> bool:
+            r = member.volume("GET", f"/snapshots/{sid}")
+            assert r.status_code == 404 or r.json()["snapshot"]["status"] != "error_deleting", r.text
+            return r.status_code == 404
+        wait_for(gone, 120, f"snapshot {sid} to go")
+
+    def check_chain() -> None:
+        for path in [active, *node.glob("snapshot-*.qcow2")]:
+            subprocess.run(["qemu-img", "check", "-q", "-U", "-f", "qcow2", str(path)], check=True)
+
+    # two snapshots while the guest writes: each froze the counter of its instant, the volume goes on
+    gen_on_console(3)
+    s1 = snapshot()
+    g1 = snapshot_gen(admin.cloud, node / f"snapshot-{s1}.qcow2", tmp_path)
+    gen_on_console(g1 + 3)
+    s2 = snapshot()
+    g2 = snapshot_gen(admin.cloud, node / f"snapshot-{s2}.qcow2", tmp_path)
+    assert 0 < g1 < g2
+    sock = admin.cloud.state_dir / "instances" / "qnode" / server / "qmp.sock"
+    chain = [(n["node-name"], n["backing_file_depth"]) for n in qmp_query(sock, "query-named-block-nodes")
+             if n["drv"] == "qcow2"]
+    assert max(depth for _, depth in chain) == 2, chain  # the guest's chain: volume <- s2 <- s1
+    root = next(b["inserted"] for b in qmp_query(sock, "query-block") if f"/volume-{vid}/" in b.get("qdev", ""))
+    if volume_type:  # the filter stays on top, under the volume's own node name
+        assert (root["node-name"], root["drv"]) == ("vol" + vid.replace("-", "")[:28], "throttle"), root
+    else:  # the newest overlay is the device's root
+        assert root["node-name"].startswith("sn" + vid.replace("-", "")[:14]) and root["drv"] == "qcow2", root
+    r = member.volume("POST", "/volumes", {"volume": {"snapshot_id": s2, "size": 1}})
+    before = r.json()["volume"]["id"]
+    member.volume_status(before, "available")
+    assert snapshot_gen(admin.cloud, node / f"volume-{before}.qcow2", tmp_path) == g2
+    check_chain()
+
+    # the older one deleted while the guest runs: merged by its QEMU; s2 and the volume keep their bytes
+    delete_snapshot(s1)
+    assert not (node / f"snapshot-{s1}.qcow2").exists()
+    later = gen_on_console(snapshot_gen(admin.cloud, active, tmp_path) + 2)
+    assert snapshot_gen(admin.cloud, active, tmp_path) >= later - 1  # the guest writes on, into the volume
+    r = member.volume("POST", "/volumes", {"volume": {"snapshot_id": s2, "size": 1}})
+    after = r.json()["volume"]["id"]
+    member.volume_status(after, "available")
+    compare = subprocess.run(["qemu-img", "compare", "-q", "-f", "qcow2", "-F", "qcow2",
+                              str(node / f"volume-{before}.qcow2"), str(node / f"volume-{after}.qcow2")])
+    assert compare.returncode == 0  # the same bytes from s2 before and after the merge
+    check_chain()
+
+    # a third snapshot, then a detach and an attach again: the guest finds the volume and writes on
+    s3 = snapshot()
+    g3 = snapshot_gen(admin.cloud, node / f"snapshot-{s3}.qcow2", tmp_path)
+    assert g3 > g2
+    assert member.compute("DELETE", f"/servers/{server}/os-volume_attachments/{vid}").status_code == 202
+    member.volume_status(vid, "available", timeout=90)
+    nodes = [n["node-name"] for n in qmp_query(sock, "query-named-block-nodes")]
+    assert not [n for n in nodes if vid.replace("-", "")[:14] in n], nodes  # no node of it is left in QEMU
+    stopped = snapshot_gen(admin.cloud, active, tmp_path)
+    assert stopped >= g3
+    assert member.compute("POST", f"/servers/{server}/os-volume_attachments",
+                          {"volumeAttachment": {"volumeId": vid}}).status_code == 200
+    member.volume_status(vid, "in-use")
+    gen_on_console(later + 3)
+    delete_snapshot(s3)  # the guest's chain again: merged while it runs
+    delete_snapshot(s2)  # out of the guest's chain since s1's merge: a file alone
+    check_chain()
+    assert sorted(p.name for p in node.glob(f"*{vid}*") if not p.name.startswith(".")) == [f"volume-{vid}.qcow2"]
+    # the name QEMU knew the last overlay by stays, as a second name of the volume, until a next freeze
+    assert all(os.path.samefile(p, active) for p in node.glob(f".overlay-{vid}.*"))
+    assert snapshot_gen(admin.cloud, active, tmp_path) > stopped
+
+    assert member.compute("DELETE", f"/servers/{server}").status_code == 204
+    member.volume_status(vid, "available")
+    for v in (vid, before, after):
+        assert member.volume("DELETE", f"/volumes/{v}").status_code == 202

@@ -395,11 +395,12 @@ class Volumes:
                                                        "size": size * 1024**3}, "extend_volume", server.id,
                         action_id, volume_ctx=ctx)
 
-    async def copy_attached_volume(self, args: dict[str, Any]) -> bool:
-        """A volume agent asks for a point-in-time copy of an in-use volume into ``target`` (a
-        path on this machine): the QEMU of the server that has it writes it without stopping the
-        guest.  Raises (the caller's call fails) when no running server has the volume; with
-        ``check`` only says whether one has."""
+    async def attached_volume_chain(self, method: str, args: dict[str, Any]) -> bool:
+        """A volume agent's snapshot chain work on an in-use volume, done by the QEMU of the
+        running server that has it, while the guest runs: ``snapshot_volume`` (the guest goes on
+        in the overlay ``overlay``) or ``merge_volume`` (block-stream of ``chain`` above ``base``
+        into the active image).  False when no running server has the volume (the agent then
+        works on the files itself); with ``check`` only says whether one has."""
         volume_id = args["volume_id"]
         async with self.db.session() as s:
             server_ids = list((await s.execute(select(BlockDeviceMapping.server_id).where(
@@ -407,16 +408,15 @@ class Volumes:
         for server_id in server_ids:
             server = await self.get(server_id)
             if server is not None and server.deleted_at is None and self._runs_somewhere(server):
-                if args.get("check"):  # only whether a server here can copy it
+                if args.get("check"):
                     return True
-                await self.bus.call(f"compute.{server.host}", "copy_volume", {
-                    "server_id": server.id, "volume_id": volume_id, "target": args["target"],
-                    "format": args.get("format", "qcow2")}, timeout=float(args.get("timeout") or 3600))
-                LOG.info("in-use volume %s copied by the QEMU of server %s on %s", volume_id, server.id, server.host)
-                return True
-        if args.get("check"):
-            return False
-        raise LookupError(f"no running server has volume {volume_id} attached")
+                done = await self.bus.call(f"compute.{server.host}", method, {
+                    **{k: v for k, v in args.items() if k != "timeout"}, "server_id": server.id},
+                    timeout=float(args.get("timeout") or 120))
+                LOG.info("%s of in-use volume %s by the QEMU of server %s on %s: %s", method, volume_id, server.id,
+                         server.host, "done" if done else "not running")
+                return bool(done)
+        return False
 
     async def _done_extend_volume(self, server_id: str, ctx: dict[str, Any], args: dict[str, Any],
                                   error: str | None) -> None:

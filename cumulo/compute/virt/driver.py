@@ -104,8 +104,16 @@ class Driver(Protocol):
         place (the guest keeps its disk).  Idempotent."""
         ...
 
-    async def copy_volume(self, instance_id: str, volume_id: str, target: str, fmt: str = "qcow2") -> None:
-        """A point-in-time copy of an attached volume into the file ``target`` while the guest runs."""
+    async def snapshot_volume(self, instance_id: str, volume_id: str, snapshot_id: str, overlay: str) -> bool:
+        """Block storage froze the attached volume's active image: the running guest goes on in
+        the qcow2 ``overlay`` (backed by that image) as of one instant.  False when the instance
+        does not run (nothing writes the volume then).  Idempotent."""
+        ...
+
+    async def merge_volume(self, instance_id: str, volume_id: str, chain: list[str], base: str | None) -> bool:
+        """Stream every image of the attached volume's ``chain`` (file names, active first) above
+        ``base`` (one of them, or None: all) into the active image while the guest runs, so those
+        images leave the guest's chain.  False when the instance does not run.  Idempotent."""
         ...
 
     async def instance_volumes(self, instance_id: str) -> list[str] | None:

@@ -5,7 +5,6 @@ real guests."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import os
@@ -168,19 +167,21 @@ class FakeDriver:
             raise LookupError(f"volume {volume_id} is not attached to instance {instance_id}")
         self._log(instance_id, f"volume {volume_id} grew to {size} bytes")
 
-    async def copy_volume(self, instance_id: str, volume_id: str, target: str, fmt: str = "qcow2") -> None:
-        """No guest writes here: the volume's file (block storage's, on this machine) is copied."""
+    async def snapshot_volume(self, instance_id: str, volume_id: str, snapshot_id: str, overlay: str) -> bool:
+        """No guest writes here: block storage moves the files itself."""
+        self._attached(instance_id, volume_id)
+        self._log(instance_id, f"volume {volume_id} snapshot {snapshot_id} left to the storage node")
+        return False
+
+    async def merge_volume(self, instance_id: str, volume_id: str, chain: list[str], base: str | None) -> bool:
+        """No guest holds the chain here: block storage merges the files itself."""
+        self._attached(instance_id, volume_id)
+        return False
+
+    def _attached(self, instance_id: str, volume_id: str) -> None:
         inst = self._require(instance_id)
-        volume = next((v for v in inst.get("volumes") or [] if v["volume_id"] == volume_id), None)
-        if volume is None:
+        if not any(v["volume_id"] == volume_id for v in inst.get("volumes") or []):
             raise LookupError(f"volume {volume_id} is not attached to instance {instance_id}")
-        data = (volume.get("connection_info") or {}).get("data") or {}
-        proc = await asyncio.create_subprocess_exec("qemu-img", "convert", "-q", "-U", "-f",
-                                                    data.get("format", "qcow2"), "-O", fmt, data["path"], target,
-                                                    stderr=asyncio.subprocess.PIPE)
-        _, err = await proc.communicate()
-        if proc.returncode != 0:
-            raise RuntimeError(f"copying the volume failed: {err.decode(errors='replace')[:300]}")
 
     async def instance_volumes(self, instance_id: str) -> list[str] | None:
         inst = self.instances_.get(instance_id)

@@ -19,7 +19,7 @@ import logging
 from typing import Any
 
 from cumulo.compute.virt.qemu.qmp import QMP, QMPError
-from cumulo.compute.virt.qemu.volumes import _quietly, _unthrottle, blockdev, node_name, throttle_args
+from cumulo.compute.virt.qemu.volumes import _quietly, _unthrottle, blockdev, node_name, root_node, throttle_args
 
 LOG = logging.getLogger(__name__)
 SWAP_TIMEOUT = 3600.0  # seconds a whole-volume copy may take before the swap gives up
@@ -47,7 +47,7 @@ async def mirror_onto(q: QMP, old_volume_id: str, new_volume: dict[str, Any]) ->
             raise RuntimeError(f"QEMU refused the new volume: {exc}") from None
     job = swap_job(old_volume_id)
     try:
-        await q.execute("blockdev-mirror", **{"job-id": job, "device": node_name(old_volume_id),
+        await q.execute("blockdev-mirror", **{"job-id": job, "device": await root_node(q, old_volume_id),
                                               "target": node_name(new_id), "sync": "full"})
         ready = await _job_event(q, job, "BLOCK_JOB_READY")
         if ready["event"] != "BLOCK_JOB_READY":

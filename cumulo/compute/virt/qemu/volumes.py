@@ -7,6 +7,12 @@ ports kept free for volumes (``vp0``..``vp7``), its serial the volume id (the gu
 (``device_del``); QEMU's ``DEVICE_DELETED`` event says it did, and only then is the image closed
 (``blockdev-del``), so a volume is never pulled from under a guest that still writes to it.
 
+Block storage's snapshots of an in-use volume are qcow2 overlays in a chain: ``snapshot_volume``
+moves the guest onto a new overlay (``blockdev-snapshot-sync``; its node, ``sn<volume><snapshot>``,
+becomes the device's root unless a QoS throttle filter is on top, which keeps the volume's node
+name) and ``merge_volume`` streams the images above a base into the active one (``block-stream``),
+so a deleted snapshot leaves the guest's chain while it runs.
+
 The instance's volumes live in its ``instance.json`` with the root port each sits on, so a
 guest started again (stop/start, reboot, resume, a cold move) finds every volume where it was.
 Every operation is idempotent: attaching what is attached, or detaching what is gone, is harmless.
@@ -33,6 +39,47 @@ NBD_RECONNECT = 15  # seconds an NBD volume's requests wait for its export to co
 def node_name(volume_id: str) -> str:
     """The QEMU block node of a volume (node names are at most 31 characters)."""
     return "vol" + volume_id.replace("-", "")[:28]
+
+
+def overlay_node(volume_id: str, snapshot_id: str) -> str:
+    """The node of the overlay a snapshot of the volume put on top (at most 31 characters): it
+    becomes the guest's device's root when the volume has no throttle filter."""
+    return "sn" + volume_id.replace("-", "")[:14] + snapshot_id.replace("-", "")[:14]
+
+
+def is_volume_root(name: str | None, volume_id: str) -> bool:
+    """Whether ``name`` is the root node of the volume's device: its own, or a snapshot's overlay."""
+    return bool(name) and (name == node_name(volume_id) or str(name).startswith("sn" + volume_id.replace("-", "")[:14]))
+
+
+async def root_node(q: QMP, volume_id: str) -> str:
+    """The root node of the guest's device that has the volume (where a resize addresses it)."""
+    for b in await q.execute("query-block") or []:
+        name = (b.get("inserted") or {}).get("node-name")
+        if is_volume_root(name, volume_id):
+            return str(name)
+    return node_name(volume_id)
+
+
+async def chain_nodes(q: QMP, volume_id: str) -> list[str]:
+    """The volume's format nodes in the guest, its active image first then each backing image
+    (the throttle filter, when there is one, is stepped through)."""
+    graph = await q.execute("x-debug-query-block-graph")
+    drivers = {n.get("node-name"): n.get("drv") for n in await q.execute("query-named-block-nodes") or []}
+    names = {n["id"]: n["name"] for n in graph["nodes"]}
+    ids = {name: ident for ident, name in names.items()}
+    edges = {(e["parent"], e["name"]): e["child"] for e in graph["edges"]}
+    root = await root_node(q, volume_id)
+    if root not in ids:
+        raise RuntimeError(f"volume {volume_id} has no block node in the guest")
+    at = ids[root]
+    while drivers.get(names[at]) == "throttle" and (at, "file") in edges:
+        at = edges[(at, "file")]
+    out = [names[at]]
+    while (at, "backing") in edges:
+        at = edges[(at, "backing")]
+        out.append(names[at])
+    return out
 
 
 def device_id(volume_id: str) -> str:
@@ -300,44 +347,78 @@ class VolumeOps:
             if self.pid(instance_id) is not None:  # type: ignore[attr-defined]
                 async with QMP(str(d / "qmp.sock"), timeout=30) as q:
                     try:
-                        await q.execute("block_resize", **{"node-name": node_name(volume_id), "size": size})
+                        await q.execute("block_resize", **{"node-name": await root_node(q, volume_id), "size": size})
                     except QMPError as exc:
                         raise RuntimeError(f"QEMU could not grow the volume: {exc}") from None
                 return
             await _qemu_img("resize", "-q", "-f", fmt, path, str(size))
 
-    async def copy_volume(self, instance_id: str, volume_id: str, target: str, fmt: str = "qcow2") -> None:
-        """A point-in-time copy of an attached volume into ``target`` (qcow2 or raw) while the
-        guest may keep writing: QEMU's ``blockdev-backup`` (sync full; copy-before-write keeps the
-        copy as of its start), the way block storage snapshots an in-use volume without pausing
-        the guest.  A guest that is not running has its file copied with qemu-img."""
-        if fmt not in ("qcow2", "raw"):
-            raise RuntimeError(f"a volume copy is qcow2 or raw, not {fmt!r}")
+    async def snapshot_volume(self, instance_id: str, volume_id: str, snapshot_id: str, overlay: str) -> bool:
+        """Block storage froze the volume's active image (it is about to take the snapshot's name):
+        the guest goes on in ``overlay``, a qcow2 backed by it, from this instant, with QMP
+        ``blockdev-snapshot-sync`` (mode existing) on the active format node (under the QoS
+        throttle filter when there is one).  QEMU reopens the frozen image read-only by the name
+        it knows it by, which still names it: block storage moves the names only after this.
+        The overlay's node is named for the snapshot, so asking again is harmless.  False when
+        the guest does not run (block storage then works on the files alone)."""
         d = self.dir(instance_id)  # type: ignore[attr-defined]
         async with self.lock(instance_id):  # type: ignore[attr-defined]
-            stored = self._load(instance_id)  # type: ignore[attr-defined]
-            volume = next((v for v in stored.get("volumes") or [] if v["volume_id"] == volume_id), None)
-            if volume is None:
-                raise LookupError(f"volume {volume_id} is not attached to instance {instance_id}")
-            source_fmt, source = local_file(volume, "its storage node copies it through its export")
+            volume = self._attached(instance_id, volume_id)
+            local_file(volume, "its storage node snapshots it through its export")
             if self.pid(instance_id) is None:  # type: ignore[attr-defined]
-                await _qemu_img("convert", "-q", "-f", source_fmt, "-O", fmt, source, target)
-                return
-            node, job = "copy" + volume_id.replace("-", "")[:27], "copy-" + volume_id
+                return False
+            node = overlay_node(volume_id, snapshot_id)
             async with QMP(str(d / "qmp.sock"), timeout=30) as q:
-                size = next(b["inserted"]["image"]["virtual-size"] for b in await q.execute("query-block") or []
-                            if (b.get("inserted") or {}).get("node-name") == node_name(volume_id))
-                await _qemu_img("create", "-q", "-f", fmt, target, str(size))
-                await q.execute("blockdev-add", **{"driver": fmt, "node-name": node,
-                                                   "file": {"driver": "file", "filename": target}})
+                if node in {n.get("node-name") for n in await q.execute("query-named-block-nodes") or []}:
+                    return True
+                chain = await chain_nodes(q, volume_id)
                 try:
-                    await q.execute("blockdev-backup", **{"job-id": job, "device": node_name(volume_id),
-                                                          "target": node, "sync": "full", "auto-dismiss": True})
-                    done = await q.wait_event("BLOCK_JOB_COMPLETED", COPY_TIMEOUT, device=job)
-                    if (done.get("data") or {}).get("error"):
-                        raise RuntimeError(f"copying the volume failed: {done['data']['error']}")
-                finally:
-                    await _quietly(q, "blockdev-del", **{"node-name": node})
+                    await q.execute("blockdev-snapshot-sync", **{
+                        "node-name": chain[0], "snapshot-file": overlay, "snapshot-node-name": node,
+                        "format": "qcow2", "mode": "existing"})
+                except QMPError as exc:
+                    raise RuntimeError(f"QEMU could not take the snapshot: {exc}") from None
+            return True
+
+    async def merge_volume(self, instance_id: str, volume_id: str, chain: list[str], base: str | None) -> bool:
+        """Take the images of ``chain`` (block storage's file names, active first) above ``base``
+        out of the running guest's chain: QMP ``block-stream`` into the active format node with
+        ``base``'s node as the base (the backing file string written is block storage's name for
+        it, not what QEMU remembers: frozen images were renamed).  QEMU's chain must be as long
+        as block storage's, else nothing is done.  A stream of an earlier try still running is
+        waited for.  False when the guest does not run."""
+        d = self.dir(instance_id)  # type: ignore[attr-defined]
+        async with self.lock(instance_id):  # type: ignore[attr-defined]
+            volume = self._attached(instance_id, volume_id)
+            local_file(volume, "its storage node's daemon holds it")
+            if self.pid(instance_id) is None:  # type: ignore[attr-defined]
+                return False
+            job = "merge-" + volume_id
+            async with QMP(str(d / "qmp.sock"), timeout=30) as q:
+                running = {j.get("device") for j in await q.execute("query-block-jobs") or []}
+                if job not in running:
+                    nodes = await chain_nodes(q, volume_id)
+                    if len(nodes) != len(chain) or (base is not None and base not in chain):
+                        raise RuntimeError(f"the guest's chain of volume {volume_id} has {len(nodes)} images, the "
+                                           f"storage node's {len(chain)}: not merged")
+                    stream: dict[str, Any] = {"job-id": job, "device": nodes[0], "auto-dismiss": True}
+                    if base is not None:
+                        stream.update({"base-node": nodes[chain.index(base)], "backing-file": base})
+                    try:
+                        await q.execute("block-stream", **stream)
+                    except QMPError as exc:
+                        raise RuntimeError(f"QEMU could not merge the snapshot: {exc}") from None
+                done = await q.wait_event("BLOCK_JOB_COMPLETED", COPY_TIMEOUT, device=job)
+                if (done.get("data") or {}).get("error"):
+                    raise RuntimeError(f"merging the snapshot failed: {done['data']['error']}")
+            return True
+
+    def _attached(self, instance_id: str, volume_id: str) -> dict[str, Any]:
+        stored = self._load(instance_id)  # type: ignore[attr-defined]
+        volume = next((v for v in stored.get("volumes") or [] if v["volume_id"] == volume_id), None)
+        if volume is None:
+            raise LookupError(f"volume {volume_id} is not attached to instance {instance_id}")
+        return volume  # type: ignore[no-any-return]
 
     @staticmethod
     async def _unplug(q: QMP, volume_id: str) -> None:
@@ -390,7 +471,7 @@ async def guest_device(q: QMP, volume_id: str) -> str | None:
         parts = (b.get("qdev") or "").split("/")
         if len(parts) < 4 or parts[2] != "peripheral":
             continue
-        if (b.get("inserted") or {}).get("node-name") == node_name(volume_id):
+        if is_volume_root((b.get("inserted") or {}).get("node-name"), volume_id):
             return parts[3]
         if parts[3] == mine and not b.get("inserted"):  # its medium gone: still the volume's device
             found = mine
