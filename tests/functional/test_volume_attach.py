@@ -462,6 +462,14 @@ def test_a_volume_backed_server_snapshots_shelves_and_boots_again(admin: Clients
     assert r.status_code == 202, r.text
     root = r.json()["volume"]["id"]
     member.volume_status(root, "available", timeout=60)
+    # a volume that is not bootable (a blank one) cannot be the root (Nova's 400)
+    blank = member.volume("POST", "/volumes", {"volume": {"size": 1, "name": "bfv-blank"}}).json()["volume"]["id"]
+    member.volume_status(blank, "available")
+    r = member.compute("POST", "/servers", {"server": {"name": "bfv-blank", "flavorRef": "10", "networks": "none",
+        "block_device_mapping_v2": [{"boot_index": 0, "source_type": "volume", "destination_type": "volume",
+                                     "uuid": blank}]}})
+    assert r.status_code == 400 and "not bootable" in r.json()["badRequest"]["message"], r.text
+    assert member.volume("DELETE", f"/volumes/{blank}").status_code == 202
     r = member.compute("POST", "/servers", {"server": {
         "name": "bfv-snap", "flavorRef": "10", "networks": "none", "config_drive": True, "user_data": user_data,
         "block_device_mapping_v2": [{"boot_index": 0, "source_type": "volume", "destination_type": "volume",
@@ -764,6 +772,13 @@ def in_use_snapshot_chain(admin: Clients, member: Clients, tmp_path: Path, volum
         assert (root["node-name"], root["drv"]) == ("vol" + vid.replace("-", "")[:28], "throttle"), root
     else:  # the newest overlay is the device's root
         assert root["node-name"].startswith("sn" + vid.replace("-", "")[:14]) and root["drv"] == "qcow2", root
+    # grown while in use: QEMU grows the overlay that is the active image now (the snapshots keep 1 GiB)
+    r = member.volume("POST", f"/volumes/{vid}/action", {"os-extend": {"new_size": 2}}, version="3.42")
+    assert r.status_code == 202, r.text
+    wait_for(lambda: member.volume("GET", f"/volumes/{vid}").json()["volume"]["size"] == 2, 60, "the extend")
+    member.volume_status(vid, "in-use")
+    assert next(b["inserted"]["image"]["virtual-size"] for b in qmp_query(sock, "query-block")
+                if f"/volume-{vid}/" in b.get("qdev", "")) == 2 * 1024**3
     r = member.volume("POST", "/volumes", {"volume": {"snapshot_id": s2, "size": 1}})
     before = r.json()["volume"]["id"]
     member.volume_status(before, "available")

@@ -400,23 +400,29 @@ class Volumes:
         running server that has it, while the guest runs: ``snapshot_volume`` (the guest goes on
         in the overlay ``overlay``) or ``merge_volume`` (block-stream of ``chain`` above ``base``
         into the active image).  False when no running server has the volume (the agent then
-        works on the files itself); with ``check`` only says whether one has."""
+        works on the files itself); with ``check`` only says whether one has.  A multiattach
+        volume that more than one running server writes is not chained (False): one guest moving
+        onto the overlay would leave the others writing the frozen image."""
         volume_id = args["volume_id"]
         async with self.db.session() as s:
             server_ids = list((await s.execute(select(BlockDeviceMapping.server_id).where(
                 BlockDeviceMapping.volume_id == volume_id, BlockDeviceMapping.status == "attached"))).scalars())
-        for server_id in server_ids:
+        running = []
+        for server_id in dict.fromkeys(server_ids):
             server = await self.get(server_id)
             if server is not None and server.deleted_at is None and self._runs_somewhere(server):
-                if args.get("check"):
-                    return True
-                done = await self.bus.call(f"compute.{server.host}", method, {
-                    **{k: v for k, v in args.items() if k != "timeout"}, "server_id": server.id},
-                    timeout=float(args.get("timeout") or 120))
-                LOG.info("%s of in-use volume %s by the QEMU of server %s on %s: %s", method, volume_id, server.id,
-                         server.host, "done" if done else "not running")
-                return bool(done)
-        return False
+                running.append(server)
+        if len(running) != 1:
+            return False
+        if args.get("check"):
+            return True
+        server = running[0]
+        done = await self.bus.call(f"compute.{server.host}", method, {
+            **{k: v for k, v in args.items() if k != "timeout"}, "server_id": server.id},
+            timeout=float(args.get("timeout") or 120))
+        LOG.info("%s of in-use volume %s by the QEMU of server %s on %s: %s", method, volume_id, server.id,
+                 server.host, "done" if done else "not running")
+        return bool(done)
 
     async def _done_extend_volume(self, server_id: str, ctx: dict[str, Any], args: dict[str, Any],
                                   error: str | None) -> None:
