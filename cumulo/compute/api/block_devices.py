@@ -171,6 +171,9 @@ async def parse(data: dict[str, Any], manager: Any, who: Any, images: Any, image
                 raise BadRequest(f"{INVALID}: failed to get volume {v['uuid']}.") from None
             if vol.status != "available":
                 raise BadRequest(f"{INVALID}: volume {vol.id} status must be available, not {vol.status}.")
+            if v["boot_index"] == 0 and not vol.bootable:  # Nova's InvalidBDMVolumeNotBootable
+                raise BadRequest(f"Block Device {vol.id} is not bootable: set it bootable "
+                                 "(openstack volume set --bootable) if it holds a bootable disk.")
             v["volume_size"] = vol.size
         elif v["source_type"] == "snapshot":
             try:
