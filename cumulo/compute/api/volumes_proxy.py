@@ -143,8 +143,9 @@ def router(manager: ServerManager) -> Router:
         handler.__name__ = f"{rule.rsplit(':', 1)[1]}_no_{kind[3:-1]}_id"
         return handler
 
-    for kind, what in (("os-volumes", "os_compute_api:os-volumes"),
-                       ("os-snapshots", "os_compute_api:os-volumes:snapshots")):
-        r.route(f"/v2.1/{kind}/", ["GET", "HEAD"])(empty_id(kind, f"{what}:show"))
-        r.route(f"/v2.1/{kind}/", ["DELETE"])(empty_id(kind, f"{what}:delete"))
+    for kind, show, delete in (
+            ("os-volumes", "os_compute_api:os-volumes:show", "os_compute_api:os-volumes:delete"),
+            ("os-snapshots", "os_compute_api:os-volumes:snapshots:show", "os_compute_api:os-volumes:snapshots:delete")):
+        r.route(f"/v2.1/{kind}/", ["GET", "HEAD"])(empty_id(kind, show))
+        r.route(f"/v2.1/{kind}/", ["DELETE"])(empty_id(kind, delete))
     return r
