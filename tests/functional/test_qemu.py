@@ -87,7 +87,9 @@ def restart(cloud: Cloud) -> Cloud:
             and not k.endswith("PORT")}
     again = start_cloud(cloud.state_dir, "sqlite", keep)
     cloud.proc, cloud.env = again.proc, again.env
-    cloud.url, cloud.compute_url, cloud.image_url = again.url, again.compute_url, again.image_url
+    for name, value in vars(again).items():  # every service's new address (the ports are new)
+        if name == "url" or name.endswith("_url"):
+            setattr(cloud, name, value)
     return again
 
 
