@@ -448,11 +448,17 @@ def test_a_failing_dnsmasq_is_logged_and_retried_while_the_rest_converges(dcloud
         return pid if str(pid) in netns("pids", ns).stdout.split() else None
 
     pid = wait_for("the network's dnsmasq", dnsmasq_pid, 45)
+    # its pid file lost while it runs: the agent finds it by its command line and leaves it be
+    # (it used to start a second one at every round, which failed on the taken DHCP port)
+    pid_file.unlink()
+    pid_file.mkdir()  # dnsmasq: "failed to open pidfile ...": it exits 3 at every start from now on
+    log = dcloud.state_dir / "cumulo.log"
+    probe = demo.net("POST", "/networks", {"network": {"name": "a-round-later"}})["network"]
+    wait_for("a round after the pid file went", lambda: bridge(probe["id"]) in raw_zones(prefix), 45)
+    assert Path(f"/proc/{pid}").exists()
+    assert not [line for line in log.read_text().splitlines() if "command failed" in line and ns in line]
     os.kill(pid, signal.SIGTERM)  # this test's cloud started it
     wait_for("dnsmasq to stop", lambda: not Path(f"/proc/{pid}").exists(), 30)
-    pid_file.unlink(missing_ok=True)
-    pid_file.mkdir()  # dnsmasq: "failed to open pidfile ...": it exits 3 at every start
-    log = dcloud.state_dir / "cumulo.log"
     wait_for("the failure in the log, with its command", lambda: "failed to open pidfile" in log.read_text() and
              "command failed (3): ip netns exec " + ns in log.read_text(), 45)
     other = demo.net("POST", "/networks", {"network": {"name": "meanwhile"}})["network"]
@@ -460,7 +466,7 @@ def test_a_failing_dnsmasq_is_logged_and_retried_while_the_rest_converges(dcloud
     assert dnsmasq_pid() is None
     pid_file.rmdir()
     wait_for("dnsmasq back on the next rounds", dnsmasq_pid, 45)
-    for n in (net, other):
+    for n in (net, other, probe):
         demo.net("DELETE", f"/networks/{n['id']}")
     wait_for("the networks' DHCP namespaces to go", lambda: not {f"{prefix}-dhcp-{n['id']}" for n in (net, other)}
              & set(namespaces(prefix)), 45)

@@ -197,7 +197,20 @@ class DhcpServer:
         self.dir = root / network_id
 
     def pid(self) -> int | None:
-        return pid_alive(self.dir / "pid", str(self.dir))
+        """Our dnsmasq: by its pid file, or, when the file is gone or unreadable, by its command
+        line among the namespace's processes (one whose pid file was lost is found and stopped,
+        not left holding the DHCP port while every new start fails)."""
+        pid = pid_alive(self.dir / "pid", str(self.dir))
+        if pid is not None:
+            return pid
+        marker = f"--pid-file={self.dir / 'pid'}".encode()
+        for candidate in pids_in(self.namespace):
+            try:
+                if marker in Path(f"/proc/{candidate}/cmdline").read_bytes().split(b"\0"):
+                    return candidate
+            except OSError:
+                continue
+        return None
 
     async def ensure(self, network: dict[str, Any], ports: list[dict[str, Any]], interface: str,
                      dhcp_ips: dict[str, str]) -> None:
