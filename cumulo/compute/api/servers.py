@@ -12,7 +12,7 @@ import ipaddress
 import re
 import secrets
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from sqlalchemy import and_, exists, or_, select, update
 from starlette.requests import Request
@@ -559,7 +559,7 @@ def router(manager: ServerManager, images: Any) -> Router:
         if name in have:
             return Response(status_code=204)
         await manager.set_tags(server.id, [name], replace=False)
-        url = f"{base(request)}/servers/{server.id}/tags/{name}"
+        url = f"{base(request)}/servers/{server.id}/tags/{quote(name, safe='')}"  # a header is ASCII
         return Response(status_code=201, headers={"Location": url})
 
     # -- create -----------------------------------------------------------------------------------
