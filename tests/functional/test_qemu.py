@@ -148,6 +148,30 @@ def leftovers(cloud: Cloud) -> list[Path]:
     return [p for node in (cloud.state_dir / "instances").iterdir() for p in node.iterdir() if p.name != "_base"]
 
 
+@pytest.fixture(autouse=True)
+def tidy(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that fails midway leaves its servers behind: they go after it, so that the tests
+    after it (which check that nothing is left on the nodes) start clean and fail only on their own."""
+    yield
+    if "qcloud" not in request.fixturenames:
+        return
+    cloud = request.getfixturevalue("qcloud")
+    token = cloud.token()[0]
+    left = httpx.get(f"{cloud.compute_url}/servers?all_tenants=1", headers=h(token)).json().get("servers", [])
+    for server in left:
+        httpx.delete(f"{cloud.compute_url}/servers/{server['id']}", headers=h(token))
+    deadline = time.monotonic() + 60
+    while left and (qemu_pids(cloud.state_dir / "instances") or leftovers(cloud)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def panic(text: str) -> str:
+    """What a failed check shows of a console: a kernel's report from its first line, and the end."""
+    starts = [i for i in (text.find(w) for w in ("Kernel panic", "BUG:", "Oops", "general protection")) if i >= 0]
+    report = text[max(0, min(starts) - 1500):min(starts) + 3000] + "\n[...]\n" if starts else ""
+    return report + text[-2000:]
+
+
 def test_qemu_node_registers_with_its_hypervisor_type(qcloud: Cloud) -> None:
     api = Api(qcloud)
     deadline = time.monotonic() + 30
@@ -336,7 +360,7 @@ def test_live_migration_keeps_the_guest_running_and_cold_migration_moves_it(qclo
                  if x.startswith("tick ") and x.split()[1].isdigit()) if source.exists() else 0
     text = api.wait_console(sid, "tick ")
     ticks = [int(x.split()[1]) for x in text.splitlines() if x.startswith("tick ") and x.split()[1].isdigit()]
-    assert ticks and max(ticks) > 3 and READY not in text, text[-2000:]  # counting on, never booted again
+    assert ticks and max(ticks) > 3 and READY not in text, panic(text)  # counting on, never booted again
     assert before == 0  # the source's files are gone
     deadline = time.monotonic() + 15
     while qemu_pids(source):
@@ -440,7 +464,7 @@ def test_live_migration_of_a_server_with_a_volume_moves_its_attachment(qcloud: C
     assert moved["OS-EXT-SRV-ATTR:host"] == "qnode-2"
     text = api.wait_console(sid, "holds PATTERN at", 3)  # the destination's console: only rounds since
     after = rounds(text, "PATTERN")
-    assert READY not in text and after[0] > 3 and rounds(text, "new") == [], text[-2000:]
+    assert READY not in text and after[0] > 3 and rounds(text, "new") == [], panic(text)
     vol = volume("GET", f"/volumes/{vid}").json()["volume"]
     (new,) = vol["attachments"]
     assert vol["status"] == "in-use" and new["host_name"] == "qnode-2" and new["server_id"] == sid
@@ -474,7 +498,7 @@ def test_live_migration_of_a_server_with_a_volume_moves_its_attachment(qcloud: C
         time.sleep(0.2)
     assert api.wait(bfv, "ACTIVE")["OS-EXT-SRV-ATTR:host"] == "qnode-2"
     text = api.wait_console(bfv, "tick ")
-    assert READY not in text and min(ticks(text.encode())) > 1, text[-2000:]  # counting on, not booted again
+    assert READY not in text and min(ticks(text.encode())) > 1, panic(text)  # counting on, not booted again
     (root,) = api.get(bfv)["os-extended-volumes:volumes_attached"]
     (attachment,) = volume("GET", f"/volumes/{root['id']}").json()["volume"]["attachments"]
     assert attachment["host_name"] == "qnode-2"
