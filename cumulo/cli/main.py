@@ -11,6 +11,7 @@
     cumulo network cleanup        remove every namespace, process and file of the dataplane
     cumulo agent                  run a compute agent for one node on its own
     cumulo volume agent           run a volume agent (qcow2 files) for one storage node on its own
+    cumulo object ring | status   the object storage ring, and this node's devices and replicas
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 
 import click
 
+from cumulo.cli.object import object_group
 from cumulo.core import bus as busmod
 from cumulo.core import config as configmod
 from cumulo.core import logging as logmod
@@ -470,6 +472,8 @@ def network_agent(ctx: click.Context) -> None:
 
     asyncio.run(run())
 
+
+main.add_command(object_group)
 
 if __name__ == "__main__":
     main()
