@@ -89,6 +89,7 @@ class Controller:
     servers: Any = None
     volumes: Any = None  # block storage's reconciler (a singleton), when "volume" runs
     volume_service: Any = None  # block storage's VolumeService, which compute calls too
+    object_node: Any = None  # object storage's replicator and auditor, when "object" runs here
     metadata_secret: str = ""
     listeners: list[Listener] = field(default_factory=list)
     _servers: list[_Server] = field(default_factory=list)
@@ -261,6 +262,8 @@ class Controller:
             await self.start_network()
         if "volume" in cfg.services:
             await self.start_volume()
+        if "object" in cfg.services:
+            await self.start_object()
         if "placement" in cfg.services:
             from cumulo.placement.api import build_app as placement_app
             from cumulo.placement.service import PlacementService
@@ -327,6 +330,26 @@ class Controller:
         self.listeners.append(Listener("volume", cfg.volume.port, volume_app(
             svc, self.identity, cfg.api.max_request_body_size)))
 
+    async def start_object(self) -> None:
+        """The Swift v1 API over this machine's ring of device directories, and (the leader's) the
+        replicator and auditor that keep its replicas whole."""
+        from cumulo.object.api import build_app as object_app
+        from cumulo.object.service import ObjectService
+        from cumulo.object.storage import ObjectStore
+
+        cfg = self.cfg
+        oc = cfg.object
+        store = ObjectStore.open(cfg.state_path, replicas=oc.replicas, part_power=oc.part_power, devices=oc.devices)
+        svc = ObjectService(cfg, self.db, store)
+        if self.leader:
+            from cumulo.object.storage.node import ObjectNode
+
+            self.object_node = ObjectNode(store, oc.replicator_interval)
+            await self.object_node.start()
+            self.agents.append(self.object_node)
+        self.listeners.append(Listener("object", oc.port,
+                                       object_app(svc, self.identity, cfg.api.max_request_body_size)))
+
     def catalog(self) -> list[CatalogEntry]:
         entries = []
         if "identity" in self.cfg.services:
@@ -343,6 +366,9 @@ class Controller:
             volume_url = self.cfg.endpoint(self.cfg.volume.port, "/v3")
             entries.append(CatalogEntry("block-storage", "cinder", volume_url))
             entries.append(CatalogEntry("volumev3", "cinderv3", volume_url))
+        if "object" in self.cfg.services:  # identity puts each token's project in the URL
+            entries.append(CatalogEntry("object-store", "swift",
+                                        self.cfg.endpoint(self.cfg.object.port, "/v1/AUTH_$(project_id)s")))
         return entries
 
     def openapi(self) -> dict[str, Any]:

@@ -218,6 +218,22 @@ class VolumeConfig:
 
 
 @dataclass
+class ObjectConfig:
+    """Object storage (Swift's twin, the v1 API); it runs when "object" is in services."""
+
+    port: int = 8080
+    # The ring of this machine: replicas of every object over device directories under
+    # <state_dir>/object (2**part_power partitions).
+    devices: int = 3
+    replicas: int = 3
+    part_power: int = 10
+    # The largest object one PUT stores (Swift's max_file_size, 5 GiB).
+    max_file_size: int = 5 * 1024**3
+    # Seconds between the replicator's and auditor's passes over the devices.
+    replicator_interval: float = 30.0
+
+
+@dataclass
 class BootstrapConfig:
     admin_user: str = "admin"
     admin_password: str = ""  # empty: generated once and kept in <state_dir>/admin-password
@@ -245,7 +261,7 @@ class LoggingConfig:
 class Config:
     state_dir: str = "/var/lib/cumulo"
     services: list[str] = field(default_factory=lambda: ["identity", "image", "compute", "placement", "network",
-                                                         "volume"])
+                                                         "volume", "object"])
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     bus: BusConfig = field(default_factory=BusConfig)
     api: APIConfig = field(default_factory=APIConfig)
@@ -258,6 +274,8 @@ class Config:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     # Block storage runs when "volume" is in services (it is by default).
     volume: VolumeConfig = field(default_factory=VolumeConfig)
+    # Object storage runs when "object" is in services (it is by default).
+    object: ObjectConfig = field(default_factory=ObjectConfig)
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)

@@ -60,6 +60,7 @@ class Cloud:
     metadata_url: str = ""
     network_url: str = ""
     volume_url: str = ""  # block storage v3, when a test's cloud runs "volume" (CUMULO_SERVICES)
+    object_url: str = ""  # the Swift v1 API's root (append /v1/AUTH_<project_id>), when it runs "object"
 
     def token(self, user: str = "admin", password: str | None = None, project: str | None = "admin",
               domain: str = "Default") -> tuple[str, dict]:
@@ -119,7 +120,7 @@ def _drop_pg_database(name: str) -> None:
 def start_cloud(tmp: Path, backend: str, extra_env: dict[str, str] | None = None) -> Cloud:
     port, metrics_port, image_port, compute_port = free_port(), free_port(), free_port(), free_port()
     placement_port, metadata_port, network_port = free_port(), free_port(), free_port()
-    volume_port = free_port()
+    volume_port, object_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CUMULO_", "OS_"))}
     env.update({
         "CUMULO_STATE_DIR": str(tmp),
@@ -132,6 +133,7 @@ def start_cloud(tmp: Path, backend: str, extra_env: dict[str, str] | None = None
         "CUMULO_NETWORK__PORT": str(network_port),
         "CUMULO_VOLUME__PORT": str(volume_port),  # used only where a test adds "volume" to the services
         "CUMULO_VOLUME__REPORT_INTERVAL": "1",
+        "CUMULO_OBJECT__PORT": str(object_port),  # used only where a test adds "object" to the services
         "CUMULO_IMAGE__UPLOAD_LEASE": "2",
         "CUMULO_IDENTITY__PASSWORD_HASH_ROUNDS": "4",
         "CUMULO_BOOTSTRAP__WRITE_USER_CLOUDS": "false",
@@ -181,7 +183,8 @@ def start_cloud(tmp: Path, backend: str, extra_env: dict[str, str] | None = None
                  data["cumulo-demo"]["auth"]["password"], clouds_yaml, proc, env, metrics_port,
                  f"http://127.0.0.1:{image_port}", f"http://127.0.0.1:{compute_port}/v2.1",
                  f"http://127.0.0.1:{placement_port}", f"http://127.0.0.1:{metadata_port}",
-                 f"http://127.0.0.1:{network_port}/v2.0", f"http://127.0.0.1:{volume_port}/v3")
+                 f"http://127.0.0.1:{network_port}/v2.0", f"http://127.0.0.1:{volume_port}/v3",
+                 f"http://127.0.0.1:{object_port}")
 
 
 def stop_cloud(cloud: Cloud, timeout: float = 15) -> int:

@@ -17,6 +17,28 @@ from cumulo.identity.api.common import IdentityAPI, collection, domain_view, pro
 from cumulo.identity.service.auth import TokenInvalid
 
 
+def token_catalog(catalog: list[dict[str, Any]], ctx: AuthContext) -> list[dict[str, Any]]:
+    """The catalog as one token sees it: ``$(project_id)s``/``%(project_id)s`` (and ``tenant_id``,
+    ``user_id``) in an endpoint's URL become the token's own, as Keystone substitutes them; an
+    endpoint that needs a project is left out of a token that has none."""
+    values = {"project_id": ctx.project_id or "", "tenant_id": ctx.project_id or "", "user_id": ctx.user_id or ""}
+    if not any("(" in ep["url"] for svc in catalog for ep in svc["endpoints"]):
+        return catalog
+    out = []
+    for svc in catalog:
+        endpoints = []
+        for ep in svc["endpoints"]:
+            url = ep["url"]
+            for key, value in values.items():
+                for form in (f"$({key})s", f"%({key})s"):
+                    if form in url:
+                        url = url.replace(form, value) if value else ""
+            if url:
+                endpoints.append({**ep, "url": url})
+        out.append({**svc, "endpoints": endpoints})
+    return out
+
+
 async def token_body(api: IdentityAPI, ctx: AuthContext, catalog: bool) -> dict[str, Any]:
     token: dict[str, Any] = {
         "methods": ctx.methods,
@@ -40,7 +62,7 @@ async def token_body(api: IdentityAPI, ctx: AuthContext, catalog: bool) -> dict[
     if ctx.scope != "unscoped":
         token["roles"] = [{"id": i, "name": n} for i, n in zip(ctx.role_ids, ctx.roles, strict=False)]
         if catalog:
-            token["catalog"] = await api.svc.catalog()
+            token["catalog"] = token_catalog(await api.svc.catalog(), ctx)
     if ctx.application_credential_id:
         cred = await api.svc.find(m.ApplicationCredential, ctx.application_credential_id)
         token["application_credential"] = {
@@ -106,7 +128,7 @@ def router(api: IdentityAPI) -> Router:
         auth = auth_of(request)
         if auth.scope == "unscoped":
             raise Unauthorized("The catalog is only available to a scoped token.")
-        return JSON({"catalog": await api.svc.catalog(),
+        return JSON({"catalog": token_catalog(await api.svc.catalog(), auth),
                      "links": {"self": str(request.url), "previous": None, "next": None}})
 
     @r.get("/v3/auth/projects")
