@@ -274,3 +274,22 @@ async def test_object_node_runs_passes_and_stops(tmp_path: Path) -> None:
             break
     await node.stop()
     assert "d1" in copies(store, "o")
+
+
+async def test_a_timestamp_not_in_swifts_form_is_refused_before_any_file(tmp_path: Path) -> None:
+    store = make_store(tmp_path)
+    for bad in ("../../x", "1700000000", "1700000000.1234/", ""):
+        with pytest.raises(ValueError):
+            await put(store, "o", b"abc", bad)
+        with pytest.raises(ValueError):
+            await store.delete("AUTH_a", "c", "o", timestamp=bad)
+    assert leftovers(store) == []
+
+
+async def test_concurrent_writes_of_one_object_leave_the_newest_everywhere(tmp_path: Path) -> None:
+    import asyncio
+
+    store = make_store(tmp_path)
+    await asyncio.gather(*(put(store, "o", f"v{i}".encode(), f"17000000{i:02d}.00000") for i in range(20)))
+    assert await read(store, "o") == b"v19"
+    assert set(map(tuple, copies(store, "o").values())) == {("1700000019.00000.data",)}

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import struct
 import uuid
@@ -26,6 +27,7 @@ MAGIC = b"CUMO"
 TAIL = struct.Struct(">I4s")
 MAX_TRAILER = 1 << 20  # the metadata of one object: names and user metadata are bounded far below this
 VERIFY_IN_GET = 1 << 20  # bodies up to this size are read and checked before get() returns them
+SMALL_READ = 128 * 1024  # copies up to this size are opened and checked on the event loop itself
 MAX_HANDOFFS = 8  # how many handoffs a write tries, and a read searches, beyond the primaries
 
 
@@ -54,6 +56,15 @@ class StoredObject:
     etag: str
     size: int
     timestamp: str
+
+
+TIMESTAMP = re.compile(r"\d{10}\.\d{5}")
+
+
+def check_timestamp(timestamp: str) -> None:
+    """Timestamps name files: only Swift's normalized form (10.5 digits) is taken."""
+    if not TIMESTAMP.fullmatch(timestamp):
+        raise ValueError(f"timestamp {timestamp!r} is not in the form 1700000000.12345")
 
 
 def quorum(replicas: int) -> int:
@@ -147,11 +158,11 @@ class ObjectReader:
 @dataclass
 class _Writer:
     device: Device
-    hash_dir: Path
-    tmp: Path
+    hash_dir: str
+    tmp: str
     fd: int
     ok: bool = True
-    final: Path | None = field(default=None)
+    final: str | None = field(default=None)
 
 
 class ObjectStore:
@@ -162,6 +173,7 @@ class ObjectStore:
         self.ring = ring
         self.fsync = fsync
         self.quorum = quorum(ring.replicas)
+        self._root = str(self.root)
 
     @classmethod
     def open(cls, state_dir: Path, *, replicas: int = 3, part_power: int = 10, devices: int = 3,
@@ -196,13 +208,24 @@ class ObjectStore:
     # ---- writes ----
 
     def _open_writer(self, device: Device, part: int, hash_hex: str) -> _Writer | None:
-        hash_dir = self.hash_dir(device, part, hash_hex)
-        tmp_dir = self.root / device.name / "tmp"
+        """A temp file on ``device`` and the object's directory made; None when the device fails."""
+        # plain strings: pathlib's joins cost as much as the syscalls of a 4 KiB write
+        dev_dir = f"{self._root}/{device.name}"
+        hash_dir = f"{dev_dir}/objects/{part}/{hash_hex[-3:]}/{hash_hex}"
+        tmp_dir = f"{dev_dir}/tmp"
         try:
-            hash_dir.mkdir(parents=True, exist_ok=True)
-            tmp_dir.mkdir(parents=True, exist_ok=True)
-            tmp = tmp_dir / uuid.uuid4().hex
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:  # the common cases in one syscall: the directory is there, or only it is missing
+                os.mkdir(hash_dir)
+            except FileExistsError:
+                pass
+            except FileNotFoundError:
+                os.makedirs(hash_dir, exist_ok=True)
+            tmp = f"{tmp_dir}/{uuid.uuid4().hex}"
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileNotFoundError:
+                os.makedirs(tmp_dir, exist_ok=True)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except OSError:
             return None
         return _Writer(device, hash_dir, tmp, fd)
@@ -243,7 +266,7 @@ class ObjectStore:
                 os.fsync(w.fd)
             os.close(w.fd)
             w.fd = -1
-            final = w.hash_dir / filename
+            final = f"{w.hash_dir}/{filename}"
             os.rename(w.tmp, final)
             w.final = final
             if self.fsync:
@@ -263,7 +286,7 @@ class ObjectStore:
                 with contextlib.suppress(OSError):
                     os.unlink(w.final)
                 with contextlib.suppress(OSError):
-                    w.hash_dir.rmdir()
+                    os.rmdir(w.hash_dir)
 
     async def _finish(self, writers: list[_Writer], filename: str) -> list[_Writer]:
         live = [w for w in writers if w.ok]
@@ -284,6 +307,7 @@ class ObjectStore:
     async def put(self, account: str, container: str, name: str, chunks: AsyncIterator[bytes], *,
                   timestamp: str, metadata: dict[str, str], max_size: int,
                   expected_etag: str | None = None, content_length: int | None = None) -> StoredObject:
+        check_timestamp(timestamp)
         hash_hex = self.ring.hash(account, container, name)
         part = self.ring.partition_of(hash_hex)
         writers = self._open_writers(part, hash_hex)
@@ -312,7 +336,10 @@ class ObjectStore:
                 raise EtagMismatch(f"the body's md5 is {etag}, not {expected_etag}")
             meta = {"name": f"/{account}/{container}/{name}", "etag": etag, "size": size,
                     "timestamp": timestamp, "metadata": dict(metadata)}
-            self._write_all(writers, encode_trailer(meta))
+            trailer = encode_trailer(meta)
+            if len(trailer) > MAX_TRAILER:
+                raise ValueError(f"the object's name and metadata take more than {MAX_TRAILER} bytes")
+            self._write_all(writers, trailer)
         except BaseException:
             self._discard(writers, committed_too=False)
             raise
@@ -320,6 +347,7 @@ class ObjectStore:
         return StoredObject(etag, size, timestamp)
 
     async def delete(self, account: str, container: str, name: str, *, timestamp: str) -> None:
+        check_timestamp(timestamp)
         hash_hex = self.ring.hash(account, container, name)
         part = self.ring.partition_of(hash_hex)
         writers = self._open_writers(part, hash_hex)
@@ -359,21 +387,21 @@ class ObjectStore:
         return found
 
     def _open_copy(self, dev: Device, path: Path) -> ObjectReader | None:
-        """The copy at ``path`` opened and (when small) checked; None when it is damaged (then
-        quarantined) or gone."""
+        """The copy at ``path`` opened and (up to VERIFY_IN_GET) checked; None when it is damaged
+        (then quarantined) or gone."""
         try:
             fd = os.open(path, os.O_RDONLY)
         except OSError:
             return None
         try:
             meta, size = read_trailer(fd, os.fstat(fd).st_size)
+            if meta.get("size") != size or not isinstance(meta.get("etag"), str):
+                raise ValueError("trailer disagrees with the file")
             body = None
             if size <= VERIFY_IN_GET:
                 body = os.pread(fd, size, 0)
                 if len(body) != size or hashlib.md5(body, usedforsecurity=False).hexdigest() != meta["etag"]:
                     raise ValueError("md5 mismatch")
-            if meta.get("size") != size:
-                raise ValueError("size mismatch")
             return ObjectReader(self, dev, path, fd, meta, size, body)
         except (ValueError, KeyError, TypeError, OSError):
             os.close(fd)
@@ -386,7 +414,12 @@ class ObjectStore:
         for _, dev, path in self._candidates(part, hash_hex):
             if path.name.endswith(".ts"):
                 return None
-            reader = self._open_copy(dev, path)
+            # a small copy is read and checked here at once; a bigger one in a thread
+            try:
+                small = os.stat(path).st_size <= SMALL_READ
+            except OSError:
+                continue
+            reader = self._open_copy(dev, path) if small else await asyncio.to_thread(self._open_copy, dev, path)
             if reader is not None:
                 return reader
         return None
@@ -446,7 +479,7 @@ def _write_fully(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-def cleanup_hash_dir(hash_dir: Path) -> str | None:
+def cleanup_hash_dir(hash_dir: Path | str) -> str | None:
     """Keep only the newest .data/.ts of an object (older versions and tombstones go)."""
     try:
         names = os.listdir(hash_dir)
@@ -456,7 +489,7 @@ def cleanup_hash_dir(hash_dir: Path) -> str | None:
     for n in names:
         if n != top and n.endswith((".data", ".ts")):
             with contextlib.suppress(OSError):
-                os.unlink(hash_dir / n)
+                os.unlink(os.path.join(hash_dir, n))
     return top
 
 
