@@ -293,3 +293,28 @@ async def test_concurrent_writes_of_one_object_leave_the_newest_everywhere(tmp_p
     await asyncio.gather(*(put(store, "o", f"v{i}".encode(), f"17000000{i:02d}.00000") for i in range(20)))
     assert await read(store, "o") == b"v19"
     assert set(map(tuple, copies(store, "o").values())) == {("1700000019.00000.data",)}
+
+
+async def test_after_a_rebalance_the_replicator_moves_objects_to_their_new_primaries(tmp_path: Path) -> None:
+    builder = RingBuilder(4, 3)
+    for i in range(1, 4):
+        builder.add_device(f"d{i}", zone=i)
+    builder.rebalance()
+    root = tmp_path / "devices"
+    store = ObjectStore(root, builder.get_ring(), fsync=False)
+    names = [f"o{i}" for i in range(30)]
+    for n in names:
+        await put(store, n, n.encode())
+    builder.add_device("d4", zone=4)
+    builder.rebalance()
+    moved = ObjectStore(root, builder.get_ring(), fsync=False)
+    stale = root / "d1" / "tmp" / "leftover"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_bytes(b"half a write")
+    os.utime(stale, (1, 1))
+    result = Replicator(moved).run_once()
+    assert result.copied > 0 and result.removed == result.copied and result.removed_tmp == 1
+    for n in names:
+        _, _, primaries = moved.locate("AUTH_a", "c", n)
+        assert set(copies(moved, n)) == {d.name for d in primaries}
+        assert await read(moved, n) == n.encode()

@@ -29,6 +29,7 @@ from cumulo.object.storage.store import (
 )
 
 COPY_CHUNK = 1 << 20
+TMP_MAX_AGE = 3600.0  # a temp file this old is the leftover of a write that died (a crash)
 
 
 @dataclass
@@ -38,6 +39,7 @@ class ReplicationPass:
     copied: int = 0
     removed: int = 0
     failed: int = 0
+    removed_tmp: int = 0
     complete: bool = True  # False when the time ran out before every partition was seen
     seconds: float = 0.0
 
@@ -64,6 +66,8 @@ class Replicator:
         started = time.monotonic()
         result = ReplicationPass()
         devices = self._local_devices()
+        for dev in devices:
+            result.removed_tmp += _remove_stale_tmp(self.store.device_path(dev) / "tmp")
         parts = self._partitions_present(devices)
         ordered = [p for p in parts if p >= self._resume_at] + [p for p in parts if p < self._resume_at]
         for part in ordered:
@@ -196,3 +200,18 @@ def _copy_checked(src: Path, dst: Path, fsync: bool) -> bool:
 def _remove_empty(path: Path) -> None:
     with contextlib.suppress(OSError):
         path.rmdir()
+
+
+def _remove_stale_tmp(tmp_dir: Path) -> int:
+    removed = 0
+    cutoff = time.time() - TMP_MAX_AGE
+    try:
+        entries = list(os.scandir(tmp_dir))
+    except OSError:
+        return 0
+    for entry in entries:
+        with contextlib.suppress(OSError):
+            if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed += 1
+    return removed
