@@ -17,6 +17,7 @@ from cumulo.core.http.authz import Rule, ServicePolicy, defaults
 from cumulo.core.policy import Enforcer, PolicyNotRegistered
 from cumulo.image import policies as image
 from cumulo.network import policies as network
+from cumulo.object import policies as object_store
 from cumulo.placement import policies as placement
 from cumulo.placement.api import METHOD_RULES, ONE_RULES
 
@@ -27,6 +28,7 @@ SERVICES: dict[str, tuple[list[Rule], list[Path]]] = {
                                 ("api", "routers", "security_groups", "subnetpools", "quotas", "tags")]),
     "image": (image.RULES, [ROOT / "image" / "api.py", ROOT / "image" / "metadefs.py"]),
     "placement": (placement.RULES, [ROOT / "placement" / "api.py"]),
+    "object": (object_store.RULES, sorted((ROOT / "object" / "api").glob("*.py"))),
 }
 REF = re.compile(r"rule:([\w:.\-]+)")
 METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
@@ -65,6 +67,7 @@ NAMED = {  # string literals in a service's API code that can only be rule names
     "network": re.compile(r"^$"),
     "image": re.compile(r"^((get|add|modify|delete|remove|list)_metadef_\w+|(get|modify|delete)_members?)$"),
     "placement": re.compile(r"^placement:[\w:]+$"),
+    "object": re.compile(r"^object_store:[\w:]+$"),
 }
 CALLED = re.compile(r'(?:authorize|allowed|policy_allows)\(\s*request,\s*"([^"{}]+)"')
 
@@ -221,6 +224,19 @@ def test_placement_is_the_admins_and_the_services() -> None:
         assert decide(placement.RULES, "placement:resource_providers:create", {}, creds(role)) is allowed
     assert decide(placement.RULES, "placement:usages", {"project_id": "p1"}, creds("reader"))
     assert not decide(placement.RULES, "placement:usages", {"project_id": "p2"}, creds("reader"))
+
+
+def test_object_store_defaults_are_keystoneauths_operator_roles() -> None:
+    decide_ = lambda rule, who, project="p1": decide(object_store.RULES, rule, {"project_id": project}, who)  # noqa: E731
+    for role, reads, writes in (("admin", True, True), ("member", True, True), ("reader", True, False),
+                                (None, False, False)):
+        assert decide_("object_store:object:get", creds(role)) is reads
+        assert decide_("object_store:container:put", creds(role)) is writes
+    # operator roles are the account's project's only: an admin elsewhere is refused (the ACLs decide)
+    assert not decide_("object_store:object:get", creds("admin"), "p2")
+    reseller = {"roles": ["ResellerAdmin"], "project_id": "p9", "user_id": "u9"}
+    assert decide_("object_store:account:post", reseller, "p2")
+    assert decide_("object_store:info", creds(None))
 
 
 def test_a_policy_file_overrides_one_rule_and_leaves_the_others(tmp_path: Path) -> None:

@@ -54,9 +54,9 @@ class Call:
         target = {"project_id": self.project_id}
         if self.auth is not None and self.policy.enforce(rule, target, self.auth):
             return
-        if container is not None and rule.split(":")[1] in ("container", "object"):
-            write = rule.endswith((":put", ":post", ":delete"))
-            if rule.startswith("object_store:container:") and write:
+        kind, write = rule.split(":")[1], rule.endswith((":put", ":post", ":delete"))
+        if container is not None and kind in ("container", "object"):
+            if kind == "container" and write:
                 pass  # containers are made, changed and deleted by their owners only
             else:
                 parsed = acl.parse(container.write_acl if write else container.read_acl)
@@ -82,6 +82,8 @@ def build_app(svc: ObjectService, identity: IdentityService, max_body: int) -> A
         if path in ("/info", "/info/"):
             if request.method not in ("GET", "HEAD", "OPTIONS"):
                 raise SwiftError(405)
+            if not policy.enforcer.enforce("object_store:info", {}, {}):
+                raise SwiftError(403)
             return info.answer(request, svc)
         if path == "/healthcheck":
             return Response(b"OK", media_type="text/plain")

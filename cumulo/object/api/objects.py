@@ -36,8 +36,9 @@ def _object_meta(call: Call) -> dict[str, str]:
 
 
 def _headers(info: ObjectInfo) -> dict[str, str]:
+    # Content-Type as stored (a media_type argument would gain a charset)
     headers = {"Etag": info.etag, "Last-Modified": c.http_date(info.timestamp), "X-Timestamp": info.timestamp,
-               "Accept-Ranges": "bytes"}
+               "Accept-Ranges": "bytes", "Content-Type": info.content_type}
     for key, value in info.meta.items():
         if key.startswith("x-object-meta-"):
             headers["X-Object-Meta-" + key[len("x-object-meta-"):].title()] = value
@@ -273,26 +274,24 @@ async def get(call: Call) -> Response:
                 raise c.SwiftError(416, headers={"Content-Range": f"bytes */{size}"})
         if call.request.method == "HEAD":
             reader.close()
-            return Response(status_code=200, headers={**headers, "Content-Length": str(size)},
-                            media_type=info.content_type)
+            return Response(status_code=200, headers={**headers, "Content-Length": str(size)})
     except BaseException:
         reader.close()
         raise
     if not ranges:
         return StreamingResponse(_stream(reader, [(0, size)]), status_code=200,
-                                 headers={**headers, "Content-Length": str(size)}, media_type=info.content_type)
+                                 headers={**headers, "Content-Length": str(size)})
     if len(ranges) == 1:
         start, end = ranges[0]
-        return StreamingResponse(_stream(reader, ranges), status_code=206, media_type=info.content_type, headers={
+        return StreamingResponse(_stream(reader, ranges), status_code=206, headers={
             **headers, "Content-Length": str(end - start), "Content-Range": f"bytes {start}-{end - 1}/{size}"})
     boundary = uuid.uuid4().hex
     parts = [(f"--{boundary}\r\nContent-Type: {info.content_type}\r\n"
               f"Content-Range: bytes {a}-{b - 1}/{size}\r\n\r\n").encode() for a, b in ranges]
     tail = f"\r\n--{boundary}--".encode()
     total = sum(len(p) for p in parts) + sum(b - a for a, b in ranges) + 2 * (len(ranges) - 1) + len(tail)
-    return StreamingResponse(_multipart(reader, ranges, parts, tail), status_code=206,
-                             media_type=f"multipart/byteranges;boundary={boundary}",
-                             headers={**headers, "Content-Length": str(total)})
+    return StreamingResponse(_multipart(reader, ranges, parts, tail), status_code=206, headers={
+        **headers, "Content-Length": str(total), "Content-Type": f"multipart/byteranges;boundary={boundary}"})
 
 
 async def _stream(reader: Any, ranges: list[tuple[int, int]]) -> AsyncIterator[bytes]:
