@@ -254,14 +254,16 @@ class ObjectService:
 
     async def put_object(self, container: ContainerInfo, name: str, chunks: AsyncIterator[bytes], *,
                          content_type: str, meta: dict[str, str], expected_etag: str | None,
-                         content_length: int | None, timestamp: str | None = None) -> ObjectInfo:
+                         content_length: int | None, timestamp: str | None = None,
+                         max_size: int | None = None) -> ObjectInfo:
         """Store the data at a quorum of replicas, then write the listing row (and the container's
         counts) in one transaction.  The store's errors (TooLarge, EtagMismatch, QuorumError,
         ShortBody) pass through to the API."""
         ts = timestamp or now_timestamp()
         stored = await self.store.put(container.account, container.name, name, chunks, timestamp=ts,
                                       metadata={"Content-Type": content_type, **meta},
-                                      max_size=self.cfg.object.max_file_size, expected_etag=expected_etag,
+                                      max_size=self.cfg.object.max_file_size if max_size is None else max_size,
+                                      expected_etag=expected_etag,
                                       content_length=content_length)
         info = ObjectInfo(name, stored.size, stored.etag, content_type, str(stored.timestamp), meta)
         await self._write_row(container, info)

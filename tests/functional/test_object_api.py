@@ -298,6 +298,7 @@ def test_bad_input_is_a_4xx(admin: Swift) -> None:
     assert admin("GET", c + "/o", headers={"Range": "bytes=9-1"}).status_code in (200, 404)
     assert admin("PATCH", c).status_code == 405
     assert admin("GET", "", account="NOTAUTH_x").status_code == 403
+    assert admin("GET", "", account="AUTH_" + uuid.uuid4().hex).status_code == 403  # another project's
     assert admin("PUT", c, headers={"X-Container-Read": ".r:"}).status_code == 400
     assert admin("PUT", c, headers={"X-Container-Read": ".bogus:x"}).status_code == 400
     assert admin("PUT", c, headers={"X-Container-Write": ".r:*"}).status_code == 400
@@ -349,22 +350,55 @@ def test_personas_and_acls(people: dict[str, Swift]) -> None:
     assert other("GET", c + "/o", account=acct).status_code == 403
 
 
-def test_an_admin_of_another_project_is_refused_but_a_reseller_admin_is_not(
-        ocloud: Cloud, admin: Swift, people: dict[str, Swift]) -> None:
-    acct = people["member"].base.rsplit("/", 1)[1]
-    assert admin("GET", "", account=acct).status_code == 403  # keystoneauth: operator roles are per project
-    token, _ = ocloud.token()
+@pytest.fixture(scope="module")
+def reseller(ocloud: Cloud) -> str:
+    """A token of the cloud's admin holding ResellerAdmin too (in its own project)."""
+    token, body = ocloud.token()
     h = {"X-Auth-Token": token}
-    role = httpx.post(f"{ocloud.url}/roles", json={"role": {"name": unique("ResellerAdmin")}}, headers=h)
-    assert role.status_code == 201
     roles = httpx.get(f"{ocloud.url}/roles", params={"name": "ResellerAdmin"}, headers=h).json()["roles"]
     if not roles:
         roles = [httpx.post(f"{ocloud.url}/roles", json={"role": {"name": "ResellerAdmin"}}, headers=h).json()["role"]]
-    _, body = ocloud.token()
     httpx.put(f"{ocloud.url}/projects/{body['project']['id']}/users/{body['user']['id']}/roles/{roles[0]['id']}",
               headers=h).raise_for_status()
-    token2, _ = ocloud.token()
-    assert Swift(ocloud, token2, admin.project_id)("GET", "", account=acct).status_code in (200, 204)
+    return ocloud.token()[0]
+
+
+def test_an_admin_of_another_project_is_refused_but_a_reseller_admin_is_not(
+        ocloud: Cloud, people: dict[str, Swift], reseller: str) -> None:
+    token, body = ocloud.token()
+    plain_admin = Swift(ocloud, token, body["project"]["id"])
+    acct = people["member"].base.rsplit("/", 1)[1]
+    if "ResellerAdmin" not in {r["name"] for r in body["roles"]}:
+        assert plain_admin("GET", "", account=acct).status_code == 403  # operator roles are per project
+    assert Swift(ocloud, reseller, body["project"]["id"])("GET", "", account=acct).status_code in (200, 204)
+
+
+def test_container_and_account_quotas(ocloud: Cloud, people: dict[str, Swift], reseller: str) -> None:
+    member = people["member"]
+    c = unique("/quota")
+    assert member("PUT", c, headers={"X-Container-Meta-Quota-Bytes": "x"}).status_code == 400
+    assert member("PUT", c, headers={"X-Container-Meta-Quota-Bytes": "10", "X-Container-Meta-Quota-Count": "2"}
+                  ).status_code == 201
+    assert member("PUT", c + "/a", content=b"123456").status_code == 201
+    r = member("PUT", c + "/b", content=b"123456")
+    assert r.status_code == 413 and "quota" in r.text
+    assert member("PUT", c + "/a", content=b"1234567890").status_code == 201  # an overwrite frees its bytes
+    member("POST", c, headers={"X-Container-Meta-Quota-Bytes": ""})
+    assert member("PUT", c + "/b", content=b"1").status_code == 201
+    assert member("PUT", c + "/c", content=b"1").status_code == 413  # the count quota
+    assert member("PUT", c + "/b", content=b"22").status_code == 201
+    def chunked() -> Iterator[bytes]:
+        yield b"x" * 100
+    member("POST", c, headers={"X-Container-Meta-Quota-Bytes": "50", "X-Container-Meta-Quota-Count": ""})
+    assert member("PUT", c + "/d", content=chunked()).status_code == 413
+    assert member("HEAD", c + "/d").status_code == 404
+    # the account's quota is a reseller's to set
+    assert member("POST", "", headers={"X-Account-Meta-Quota-Bytes": "1"}).status_code == 403
+    as_reseller = Swift(ocloud, reseller, member.project_id)
+    assert as_reseller("POST", "", headers={"X-Account-Meta-Quota-Bytes": "15"}).status_code == 204
+    assert member("PUT", c + "/e", content=b"x" * 10).status_code == 413
+    assert as_reseller("POST", "", headers={"X-Account-Meta-Quota-Bytes": ""}).status_code == 204
+    assert member("PUT", c + "/e", content=b"x" * 10).status_code == 201
 
 
 def test_data_survives_a_restart(tmp_path_factory: pytest.TempPathFactory) -> None:

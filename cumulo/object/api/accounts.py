@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from starlette.responses import Response
 
 from cumulo.object.api import common as c
+from cumulo.object.api import quotas
 
 if TYPE_CHECKING:
     from cumulo.object.api import Call
@@ -32,6 +33,7 @@ async def handle(call: Call) -> Response:
     if method == "POST":
         call.authorize("object_store:account:post")
         meta = c.metadata(call.request, "account")
+        quotas.check_account_meta(call, meta)
         acct = await call.svc.account(call.account)
         merged = {k: v for k, v in {**acct.meta, **meta}.items() if v}
         c.check_merged_meta(merged)

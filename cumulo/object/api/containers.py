@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from cumulo.object import acl
 from cumulo.object.api import common as c
+from cumulo.object.api import quotas
 from cumulo.object.service import ContainerInfo
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ async def handle(call: Call) -> Response:
     if method == "PUT":
         call.authorize("object_store:container:put")
         meta = c.metadata(call.request, "container")
+        quotas.check_container_meta(meta)
         read, write = acls(call)
         existing = await call.svc.container(call.account, call.container)
         c.check_merged_meta({k: v for k, v in {**(existing.meta if existing else {}), **meta}.items() if v})
@@ -76,6 +78,7 @@ async def handle(call: Call) -> Response:
         if info is None:
             raise c.SwiftError(404)
         meta = c.metadata(call.request, "container")
+        quotas.check_container_meta(meta)
         read, write = acls(call)
         c.check_merged_meta({k: v for k, v in {**info.meta, **meta}.items() if v})
         await call.svc.update_container(call.account, call.container, meta, read, write)

@@ -14,6 +14,7 @@ from urllib.parse import unquote
 from starlette.responses import Response, StreamingResponse
 
 from cumulo.object.api import common as c
+from cumulo.object.api import quotas
 from cumulo.object.service import ContainerInfo, ObjectInfo
 
 if TYPE_CHECKING:
@@ -123,20 +124,25 @@ async def put(call: Call) -> Response:
     ctype = request.headers.get("content-type") or "application/octet-stream"
     if len(ctype) > 256:
         raise c.SwiftError(400, "Content-Type is longer than 256 characters")
-    info = await _store(call, container, call.obj, request.stream(), ctype, meta, etag, length)
+    existing = await call.svc.object(container, call.obj)
+    left = await quotas.room(call, container, length, existing.size if existing else None)
+    info = await _store(call, container, call.obj, request.stream(), ctype, meta, etag, length, left)
     return Response(status_code=201, headers={"Etag": info.etag, "Last-Modified": c.http_date(info.timestamp),
                                               "X-Timestamp": info.timestamp, "Content-Length": "0"},
                     media_type="text/html; charset=UTF-8")
 
 
 async def _store(call: Call, container: ContainerInfo, name: str, chunks: AsyncIterator[bytes], ctype: str,
-                 meta: dict[str, str], etag: str | None, length: int | None) -> ObjectInfo:
+                 meta: dict[str, str], etag: str | None, length: int | None, quota_left: int | None) -> ObjectInfo:
     from cumulo.object.storage import EtagMismatch, QuorumError, TooLarge
 
+    limit = call.max_file_size if quota_left is None else min(call.max_file_size, quota_left)
     try:
         return await call.svc.put_object(container, name, chunks, content_type=ctype, meta=meta,
-                                         expected_etag=etag, content_length=length)
+                                         expected_etag=etag, content_length=length, max_size=limit)
     except TooLarge:
+        if quota_left is not None and quota_left < call.max_file_size:
+            raise c.SwiftError(413, quotas.EXCEEDED) from None
         raise c.SwiftError(413, "Your request is too large.") from None
     except EtagMismatch:
         raise c.SwiftError(422) from None
@@ -174,8 +180,10 @@ async def copy(call: Call, source: tuple[str, str], dest: tuple[str, str]) -> Re
     if call.request.method == "PUT" and call.request.headers.get("content-type"):
         ctype = call.request.headers.get("content-type")
     try:
+        existing = await call.svc.object(dest_info, dest[1])
+        left = await quotas.room(call, dest_info, info.size, existing.size if existing else None)
         new = await _store(call, dest_info, dest[1], _chunks(reader, 0, info.size), ctype or info.content_type, meta,
-                           None, info.size)
+                           None, info.size, left)
     finally:
         reader.close()
     return Response(status_code=201, headers={
