@@ -11,9 +11,31 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.dialects.mysql import VARCHAR as MYSQL_VARCHAR
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 from cumulo.core.db import Base, JSONText
+
+
+class ObjectName(TypeDecorator[str]):
+    """An object's name (at most 1,024 bytes of UTF-8).  On MariaDB/MySQL it is VARBINARY: a
+    utf8mb4 VARCHAR(1024) in the primary key is over InnoDB's 3,072-byte key limit, and binary
+    order is UTF-8 byte order, the order Swift lists in (SQLite's default too)."""
+
+    impl = String(1024)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        if dialect.name == "mysql":
+            return dialect.type_descriptor(MYSQL_VARCHAR(1024, charset="binary"))
+        return dialect.type_descriptor(String(1024))
+
+    # bound as text (the connection's utf8mb4 turns into the column's bytes): aiomysql cannot bind bytes
+    def process_result_value(self, value: Any, dialect: Any) -> Any:
+        if isinstance(value, bytes | bytearray):
+            return bytes(value).decode("utf-8", "surrogateescape")
+        return value
 
 
 class ObjectAccount(Base):
@@ -45,7 +67,7 @@ class ObjectEntry(Base):
     __tablename__ = "object_entry"
     container_id: Mapped[int] = mapped_column(Integer, ForeignKey("object_container.id", ondelete="CASCADE"),
                                               primary_key=True)
-    name: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    name: Mapped[str] = mapped_column(ObjectName(), primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
     etag: Mapped[str] = mapped_column(String(32))
     content_type: Mapped[str] = mapped_column(String(256))

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import cumulo.core.db
+from cumulo.object.models import ObjectName
 
 revision = '0024_object_storage'
 down_revision = '0023_volume_type_encryption'
@@ -37,7 +38,7 @@ def upgrade() -> None:
         'object_entry',
         sa.Column('container_id', sa.Integer(), sa.ForeignKey('object_container.id', ondelete='CASCADE'),
                   primary_key=True),
-        sa.Column('name', sa.String(1024), primary_key=True),
+        sa.Column('name', ObjectName(), primary_key=True),  # VARBINARY on MariaDB (key length)
         sa.Column('size', sa.BigInteger(), nullable=False),
         sa.Column('etag', sa.String(32), nullable=False),
         sa.Column('content_type', sa.String(256), nullable=False),
