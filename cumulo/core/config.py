@@ -231,6 +231,11 @@ class ObjectConfig:
     max_file_size: int = 5 * 1024**3
     # Seconds between the replicator's and auditor's passes over the devices.
     replicator_interval: float = 30.0
+    # Features of the pipeline (cumulo/object/middleware: tempurl, slo, versioned_writes, ...)
+    # to turn off; GET /info lists those that are on.
+    disabled_features: list[str] = field(default_factory=list)
+    # The S3 API over the same data, path-style (http://host:port/bucket/key); 0 turns it off.
+    s3_port: int = 8081
 
 
 @dataclass

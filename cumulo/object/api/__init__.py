@@ -23,6 +23,7 @@ from cumulo.identity.service import IdentityService
 from cumulo.object import acl, policies
 from cumulo.object.api import accounts, containers, info, objects
 from cumulo.object.api.common import MAX_HEADER_SIZE, SwiftError
+from cumulo.object.middleware import Pipeline
 from cumulo.object.service import ContainerInfo, ObjectError, ObjectService, now_timestamp
 
 LOG = logging.getLogger(__name__)
@@ -43,6 +44,9 @@ class Call:
     obj: str
     auth: AuthContext | None
     max_file_size: int
+    # set by a feature that authorized the request by other means than a token (tempurl, formpost):
+    # the policy and ACL checks let it through
+    granted: str = ""
 
     def is_owner(self) -> bool:
         return self.auth is not None and self.policy.enforce(
@@ -50,7 +54,9 @@ class Call:
 
     def authorize(self, rule: str, container: ContainerInfo | None = None, listing: bool = False) -> None:
         """The rule for the account's project, else the container's ACL (read or write, by the
-        rule), else 401 without a token and 403 with one."""
+        rule), else 401 without a token and 403 with one.  A call a feature granted passes."""
+        if self.granted:
+            return
         target = {"project_id": self.project_id}
         if self.auth is not None and self.policy.enforce(rule, target, self.auth):
             return
@@ -74,8 +80,18 @@ def trans_id() -> str:
     return f"tx{uuid.uuid4().hex[:21]}-{int(time.time()):010x}"
 
 
+async def dispatch(call: Call) -> Response:
+    """The end of the pipeline: the object, container or account handler."""
+    if call.obj:
+        return await objects.handle(call)
+    if call.container:
+        return await containers.handle(call)
+    return await accounts.handle(call)
+
+
 def build_app(svc: ObjectService, identity: IdentityService, max_body: int) -> ASGIApp:
     policy = ServicePolicy.build("object-store", policies.RULES, identity.cfg.policy.file, policies.MESSAGE)
+    pipeline = Pipeline(svc.cfg, dispatch)
 
     async def handle(request: Request) -> Response:
         path = request.url.path
@@ -84,7 +100,7 @@ def build_app(svc: ObjectService, identity: IdentityService, max_body: int) -> A
                 raise SwiftError(405)
             if not policy.enforcer.enforce("object_store:info", {}, {}):
                 raise SwiftError(403)
-            return info.answer(request, svc)
+            return info.answer(request, svc, pipeline.capabilities())
         if path == "/healthcheck":
             return Response(b"OK", media_type="text/plain")
         parts = path.split("/", 4)
@@ -111,11 +127,7 @@ def build_app(svc: ObjectService, identity: IdentityService, max_body: int) -> A
                 raise
         call = Call(request, svc, policy, account, account[len("AUTH_"):], container, obj, auth,
                     svc.cfg.object.max_file_size)
-        if obj:
-            return await objects.handle(call)
-        if container:
-            return await containers.handle(call)
-        return await accounts.handle(call)
+        return await pipeline(call)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -12,7 +12,7 @@ from cumulo.object.api import common as c
 from cumulo.object.service import ObjectService
 
 
-def answer(request: Request, svc: ObjectService) -> Response:
+def answer(request: Request, svc: ObjectService, features: dict[str, object]) -> Response:
     doc = {
         "swift": {
             "version": "2.38.0",
@@ -34,6 +34,7 @@ def answer(request: Request, svc: ObjectService) -> Response:
             "policies": [{"name": "Policy-0", "aliases": "Policy-0", "default": True}],
         },
         "keystoneauth": {},
+        **features,
     }
     body = json.dumps(doc).encode()
     return Response(b"" if request.method == "HEAD" else body, media_type="application/json; charset=utf-8",
