@@ -161,6 +161,11 @@ def start_cloud(tmp: Path, backend: str, extra_env: dict[str, str] | None = None
     elif backend == "mariadb":
         env["CUMULO_DATABASE__URL"] = f"mysql://root@127.0.0.1:3306/{_create_mariadb_database()}"
     env.update(extra_env or {})
+    # a restart passes its cloud's ports: the addresses are the environment's
+    port, metrics_port, image_port, compute_port, placement_port, metadata_port, network_port, volume_port, \
+        object_port = (int(env[f"CUMULO_{name}PORT"]) for name in (
+            "IDENTITY__", "METRICS__", "IMAGE__", "COMPUTE__", "PLACEMENT__", "COMPUTE__METADATA_", "NETWORK__",
+            "VOLUME__", "OBJECT__"))
     proc = subprocess.Popen([str(BIN / "cumulo"), "up"], env=env, stdout=subprocess.DEVNULL,
                             stderr=open(tmp / "stderr.log", "wb"), start_new_session=True)
     url = f"http://127.0.0.1:{port}/v3"

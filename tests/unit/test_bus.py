@@ -73,3 +73,31 @@ async def test_rpc_call_cast_errors_and_timeouts(url: str) -> None:
             await bus.call("nobody-serves-this", "add", {}, timeout=0.3)
     finally:
         await bus.stop()
+
+
+async def test_a_cast_sent_while_its_server_restarts_reaches_the_new_server() -> None:
+    """An agent's report cast while the conductor restarts is not lost: the RPC queue outlives its
+    consumer (RabbitMQ; the in-process bus has no such gap)."""
+    url = URLS[1]
+    target = f"test-restart-{id(url)}-{asyncio.get_running_loop().time()}"
+    old, sender = connect(url), connect(url)
+    await old.start()
+    await sender.start()
+    got: asyncio.Queue = asyncio.Queue()
+
+    async def handler(method, args):  # type: ignore[no-untyped-def]
+        await got.put((method, args))
+
+    try:
+        await old.serve(target, handler)
+        await old.stop()  # the server goes away...
+        await sender.cast(target, "server_update", {"n": 1})  # ...the report is sent meanwhile...
+        new = connect(url)
+        await new.start()
+        try:
+            await new.serve(target, handler)  # ...and the restarted server gets it
+            assert await asyncio.wait_for(got.get(), 5) == ("server_update", {"n": 1})
+        finally:
+            await new.stop()
+    finally:
+        await sender.stop()

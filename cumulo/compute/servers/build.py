@@ -33,6 +33,11 @@ from cumulo.core.quota import turn
 
 LOG = logging.getLogger(__name__)
 
+# A build between its host's choice and the spawn's cast is the controller's alone: if the
+# controller dies there, nobody will report it, so it ends (ERROR, claims released) after this
+# lease rather than the whole build lease.
+HANDOFF = dt.timedelta(seconds=30)
+
 
 class Builds:
     async def usage(self, project_id: str) -> dict[str, int]:
@@ -299,7 +304,7 @@ class Builds:
                 result = await s.execute(update(Server).where(Server.id == server.id, Server.deleted_at.is_(None))
                                          .values(host=host.host, node=host.node, task_state="spawning",
                                                  availability_zone=host.zone,
-                                                 lease_until=utcnow() + self.build_lease))
+                                                 lease_until=utcnow() + min(self.build_lease, HANDOFF)))
             if result.rowcount != 1:  # deleted while scheduling: delete wins
                 await self.release(server.id)
                 await self._remember_cleanup(server.id, await self._cleanup(server.id, ["ports"]))
@@ -315,6 +320,10 @@ class Builds:
                 return
             await self.cast(host.host, "spawn", {"server": await self.payload(server.id, image_id)},
                             op, server.id, action_id)
+            # in the agent's hands: the whole build lease from now
+            async with self.db.session() as s:
+                await s.execute(update(Server).where(Server.id == server.id, Server.task_state == "spawning")
+                                .values(lease_until=utcnow() + self.build_lease))
 
     async def payload(self, server_id: str, image_id: str | None = None) -> dict[str, Any]:
         """What an agent needs to create an instance.  The image comes from the image service as

@@ -27,6 +27,7 @@ from cumulo.core.bus.interface import EventHandler, RPCError, RPCHandler, RPCTim
 
 LOG = logging.getLogger(__name__)
 REPLY_TO = "amq.rabbitmq.reply-to"
+RPC_QUEUE_EXPIRES_MS = 10 * 60 * 1000  # an RPC queue outlives its servers' restarts, not a removed host
 # what a publish raises while the robust connection is away or its channel is being restored
 DOWN = (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError, ConnectionError)
 
@@ -107,7 +108,10 @@ class RabbitBus:
 
     async def serve(self, target: str, handler: RPCHandler) -> None:
         assert self._channel is not None, "bus not started"
-        queue = await self._channel.declare_queue(f"{self.prefix}.rpc.{target}", durable=False, auto_delete=True)
+        # not auto-deleted with its last consumer: a cast sent while the server restarts (an agent's
+        # report to a conductor being restarted) waits for it; a queue unused for RPC_QUEUE_EXPIRES is removed
+        queue = await self._channel.declare_queue(f"{self.prefix}.rpc.{target}", durable=False, auto_delete=False,
+                                                  arguments={"x-expires": RPC_QUEUE_EXPIRES_MS})
         channel = self._channel
 
         async def on_request(message: AbstractIncomingMessage) -> None:

@@ -28,6 +28,7 @@ import httpx
 from cumulo.core.format_inspector import ImageRefused, Inspection, inspect_file, qemu_format
 
 LOG = logging.getLogger(__name__)
+FETCH_RETRY_FOR = 60.0  # seconds a download is retried while the image service cannot be reached
 INSPECTED = 1  # the version of the checks a cached base passed (recorded in its .json)
 BATCH = 4 << 20  # bytes handed to the writer thread at a time
 QEMU_IMG_LIMITS = ["prlimit", "--as=1073741824", "--cpu=30", "--"]  # as Nova limits qemu-img info
@@ -145,10 +146,20 @@ class ImageCache:
                 raise RuntimeError(f"image {image_id} is not cached on this node and no image service credentials "
                                    "came with the request")
             part = target.with_suffix(".part")
-            try:
-                return await self._download(image_id, image_url, token, part, target, meta_file)
-            finally:
-                part.unlink(missing_ok=True)
+            deadline = time.monotonic() + FETCH_RETRY_FOR
+            while True:
+                try:
+                    return await self._download(image_id, image_url, token, part, target, meta_file)
+                except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                    # the image service is restarting (a controller restart mid-build): try again a while
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"image {image_id}: the image service at {image_url} cannot be "
+                                           f"reached ({exc or type(exc).__name__})") from None
+                    LOG.info("image %s: the image service is not answering (%s); trying again", image_id,
+                             exc or type(exc).__name__)
+                    await asyncio.sleep(1.0)
+                finally:
+                    part.unlink(missing_ok=True)
 
     async def _download(self, image_id: str, image_url: str, token: str, part: Path, target: Path,
                         meta_file: Path) -> tuple[Path, dict[str, Any]]:
