@@ -112,11 +112,13 @@ def metadata(request: Request, kind: str) -> dict[str, str]:
 
 
 def meta_headers(kind: str, meta: dict[str, str]) -> dict[str, str]:
-    return {f"X-{kind.capitalize()}-Meta-{name.title()}": value for name, value in meta.items()}
+    # a name with ':' is system metadata a feature keeps (no header can set it): never shown
+    return {f"X-{kind.capitalize()}-Meta-{name.title()}": value for name, value in meta.items() if ":" not in name}
 
 
 def check_merged_meta(meta: dict[str, str]) -> None:
-    """The stored metadata after an update must fit Swift's limits too."""
+    """The stored metadata after an update must fit Swift's limits too (system metadata aside)."""
+    meta = {k: v for k, v in meta.items() if ":" not in k}
     if len(meta) > MAX_META_COUNT:
         raise SwiftError(400, f"Too many metadata items; max {MAX_META_COUNT}")
     if sum(len(k) + len(v) for k, v in meta.items()) > MAX_META_OVERALL:
