@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -298,6 +299,22 @@ def test_long_and_non_ascii_names(owner: Swift) -> None:
     assert owner("PUT", f"/{cont}/{long_name}", content=b"1").status_code == 201
     assert owner("PUT", f"/{cont}/{long_name}", content=b"2").status_code == 412
     assert owner("GET", f"/{cont}/{long_name}").content == b"1"
+
+
+def test_an_archive_name_url_encoded_or_raw_utf8(owner: Swift) -> None:
+    archive = unique("arch\u00efve")
+    assert owner("PUT", f"/{archive}").status_code == 201
+    for value in (quote(archive), archive.encode()):
+        cont = unique("versioned")
+        assert owner("PUT", f"/{cont}", headers={"X-Versions-Location": value}).status_code == 201
+        shown = owner("HEAD", f"/{cont}").headers.raw
+        assert (b"x-versions-location", value.encode() if isinstance(value, str) else value) in [
+            (k.lower(), v) for k, v in shown]
+        owner("PUT", f"/{cont}/o", content=b"1")
+        assert owner("PUT", f"/{cont}/o", content=b"2").status_code == 201
+        assert owner("DELETE", f"/{cont}/o").status_code == 204
+        assert owner("GET", f"/{cont}/o").content == b"1"
+        assert owner("HEAD", f"/{archive}").headers["x-container-object-count"] == "0"
 
 
 def test_tempest_versioned_container(owner: Swift) -> None:

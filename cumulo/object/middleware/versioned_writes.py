@@ -153,7 +153,7 @@ def _requested_change(call: Call) -> tuple[str, str] | None:
             return "", ""
         if "/" in value:
             raise SwiftError(412, "Container name cannot contain slashes")
-        name = unquote(value).split("/")[0]
+        name = archive_name(value)
         if not name:
             raise SwiftError(412, "Container name cannot be empty")
         if len(name.encode()) > MAX_CONTAINER_NAME:
@@ -166,6 +166,16 @@ def _requested_change(call: Call) -> tuple[str, str] | None:
 
 
 # ---- objects ----
+
+def archive_name(location: str) -> str:
+    """The archive container a location header names: URL-decoded, up to a first slash.  A header
+    arrives as latin-1 text; one sent as raw UTF-8 is read as such."""
+    try:
+        location = location.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        pass
+    return unquote(location).split("/")[0]
+
 
 def _split(value: str) -> tuple[str, str] | None:
     container, _, obj = unquote(value).lstrip("/").partition("/")
@@ -193,7 +203,7 @@ async def _versioned(call: Call, container: str) -> tuple[ContainerInfo, str, st
     location, mode = _location_of(info)
     if not location:
         return None
-    return info, unquote(location).split("/")[0], mode
+    return info, archive_name(location), mode
 
 
 async def _archive_container(call: Call, name: str) -> ContainerInfo:
