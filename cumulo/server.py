@@ -90,6 +90,7 @@ class Controller:
     volumes: Any = None  # block storage's reconciler (a singleton), when "volume" runs
     volume_service: Any = None  # block storage's VolumeService, which compute calls too
     object_node: Any = None  # object storage's replicator and auditor, when "object" runs here
+    object_service: Any = None  # object storage, when it runs in this process (volume backups go there)
     metadata_secret: str = ""
     listeners: list[Listener] = field(default_factory=list)
     _servers: list[_Server] = field(default_factory=list)
@@ -260,10 +261,10 @@ class Controller:
                 compute, self.identity, cfg.api.max_request_body_size, self.servers, self.image)))
         if "network" in cfg.services:
             await self.start_network()
+        if "object" in cfg.services:  # before volume: volume backups go to object storage when it runs
+            await self.start_object()
         if "volume" in cfg.services:
             await self.start_volume()
-        if "object" in cfg.services:
-            await self.start_object()
         if "placement" in cfg.services:
             from cumulo.placement.api import build_app as placement_app
             from cumulo.placement.service import PlacementService
@@ -322,6 +323,7 @@ class Controller:
 
                 if shutil.which("qemu-img"):
                     agent = file_agent(cfg, self.bus)
+                    agent.objects = self.object_service
                     await agent.start()
                     self.agents.append(agent)
                     LOG.info("volume node %s keeps its volumes in %s", agent.host, agent.driver.path)
@@ -340,7 +342,7 @@ class Controller:
         cfg = self.cfg
         oc = cfg.object
         store = ObjectStore.open(cfg.state_path, replicas=oc.replicas, part_power=oc.part_power, devices=oc.devices)
-        svc = ObjectService(cfg, self.db, store)
+        svc = self.object_service = ObjectService(cfg, self.db, store)
         if self.leader:
             from cumulo.object.storage.node import ObjectNode
 

@@ -227,7 +227,7 @@ class BackupsMixin:
                 s.add(row)
         try:
             await self._cast(vol.host, "backup_volume", "backup", {  # type: ignore[attr-defined]
-                "backup_id": row.id, "volume_id": volume_id, "container": container,
+                "backup_id": row.id, "volume_id": volume_id, "container": container, "project_id": vol.project_id,
                 "parent_id": (parent.data_id or parent.id) if parent else None,
                 "parent_container": parent.container if parent else None,
                 "snapshot_id": snapshot_id, "force_share": vol.status != "available" and not snapshot_id},
@@ -283,7 +283,8 @@ class BackupsMixin:
                 row = await s.get(Backup, backup_id)
             if row is None or row.deleted or row.status in ("deleting", "error"):
                 await self._cast(ctx["host"], "delete_backup", "backup_delete", {  # type: ignore[attr-defined]
-                    "backup_id": backup_id, "container": row.container if row else DEFAULT_CONTAINER},
+                    "backup_id": backup_id, "container": row.container if row else DEFAULT_CONTAINER,
+                    "project_id": row.project_id if row else None},
                     backup_id=backup_id, cleanup=True)
 
     # -- update ------------------------------------------------------------------------------
@@ -348,7 +349,8 @@ class BackupsMixin:
                         raise BadRequest(f"Invalid volume: Volume {volume_id} is busy: try again.")
         try:
             await self._cast(host, "restore_backup", "restore", {  # type: ignore[attr-defined]
-                "backup_id": b.data_id, "container": b.container, "volume_id": volume_id, "size": size},
+                "backup_id": b.data_id, "container": b.container, "volume_id": volume_id, "size": size,
+                "project_id": b.project_id},
                 backup_id=backup_id, volume_id=volume_id)
         except Exception as exc:
             LOG.warning("sending the restore of backup %s to %s failed: %s", backup_id, host, exc)
@@ -411,7 +413,7 @@ class BackupsMixin:
             return
         try:
             await self._cast(host, "delete_backup", "backup_delete", {  # type: ignore[attr-defined]
-                "backup_id": data, "container": row.container}, backup_id=row.id)
+                "backup_id": data, "container": row.container, "project_id": row.project_id}, backup_id=row.id)
         except Exception as exc:  # the reconciler sends it again when the lease ends
             LOG.warning("sending the delete of backup %s to %s failed: %s", row.id, host, exc)
 
@@ -497,7 +499,7 @@ class BackupsMixin:
                          lease_until=now + self.lease, data_timestamp=stamp, created_at=now, updated_at=now))
         try:
             await self._cast(host, "import_backup", "backup_import", {  # type: ignore[attr-defined]
-                "backup_id": data_id, "container": container}, backup_id=backup_id)
+                "backup_id": data_id, "container": container, "project_id": who.project_id}, backup_id=backup_id)
         except Exception as exc:
             LOG.warning("sending the import of backup %s to %s failed: %s", backup_id, host, exc)
         return await self.backup(backup_id, who)
