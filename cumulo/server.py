@@ -349,6 +349,11 @@ class Controller:
             self.object_node = ObjectNode(store, oc.replicator_interval)
             await self.object_node.start()
             self.agents.append(self.object_node)
+            from cumulo.object.expirer import ObjectExpirer
+
+            expirer = ObjectExpirer(svc, oc.expirer_interval)
+            await expirer.start()
+            self.agents.append(expirer)
         self.listeners.append(Listener("object", oc.port,
                                        object_app(svc, self.identity, cfg.api.max_request_body_size)))
 

@@ -236,6 +236,8 @@ class ObjectConfig:
     disabled_features: list[str] = field(default_factory=list)
     # The S3 API over the same data, path-style (http://host:port/bucket/key); 0 turns it off.
     s3_port: int = 8081
+    # Seconds between the expirer's passes (deleting objects whose X-Delete-At has come).
+    expirer_interval: float = 30.0
 
 
 @dataclass

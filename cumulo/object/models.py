@@ -1,10 +1,12 @@
-"""The tables of object storage (migration ``0024``): accounts, containers and the object listing.
+"""The tables of object storage (migrations ``0024``, ``0025``): accounts, containers and the object listing.
 Private to the object service.  The data itself lives in ``storage``; a row is written only after
 the store's quorum put succeeded, and names the timestamp the store holds.
 
 Listings are one indexed range scan: the object table's primary key is (container_id, name), so
 marker/end_marker/prefix/limit walk the index in name order.  A container keeps its object count
-and bytes, updated in the same transaction as its object rows, so a HEAD reads one row."""
+and bytes, updated in the same transaction as its object rows, so a HEAD reads one row.
+An object's ``delete_at`` (its X-Delete-At, Unix seconds, or NULL) is indexed: the expirer reads
+the rows that are due in that order, a bounded batch at a time."""
 
 from __future__ import annotations
 
@@ -73,3 +75,4 @@ class ObjectEntry(Base):
     content_type: Mapped[str] = mapped_column(String(256))
     timestamp: Mapped[str] = mapped_column(String(16))  # the stored copy's (Swift's X-Timestamp)
     meta: Mapped[dict[str, Any]] = mapped_column(JSONText, default=dict)  # X-Object-Meta-* and the like
+    delete_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True, default=None, index=True)

@@ -1,6 +1,11 @@
 """The object service: accounts, containers and the object listing in the cloud's database, the
 data in the ring's store.  ``ObjectService`` is the only interface other code calls; what crosses
-it is plain data (``ContainerInfo``, ``ObjectInfo``, dicts)."""
+it is plain data (``ContainerInfo``, ``ObjectInfo``, dicts).
+
+Expiry (Swift's X-Delete-At): an object whose ``x-delete-at`` has come is gone for ``object``,
+``open_object`` and ``update_object`` at once (Swift's object server answers 404 for it), and a
+DELETE of it removes it but answers 404 too; it stays in the listing and the container's counts
+until the expirer (``expire_due``) deletes it, as Swift's object-expirer does."""
 
 from __future__ import annotations
 
@@ -17,6 +22,8 @@ from cumulo.object.models import ObjectAccount, ObjectContainer, ObjectEntry
 
 # a listing walks at most this many index pages to fill one answer when a delimiter folds entries
 MAX_DELIMITER_ROUNDS = 100
+# the most objects one expirer pass reads from the index and deletes
+EXPIRE_BATCH = 200
 
 
 class ObjectError(Exception):
@@ -95,6 +102,21 @@ def _container_info(row: ObjectContainer) -> ContainerInfo:
 
 def _object_info(row: ObjectEntry) -> ObjectInfo:
     return ObjectInfo(row.name, row.size, row.etag, row.content_type, row.timestamp, dict(row.meta or {}))
+
+
+def delete_at_of(meta: dict[str, str]) -> int | None:
+    """The object's X-Delete-At (Unix seconds) from its kept headers, None when it has none."""
+    value = meta.get("x-delete-at")
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _expired(row: ObjectEntry, now: float | None = None) -> bool:
+    return row.delete_at is not None and row.delete_at <= (time.time() if now is None else now)
 
 
 def _apply_meta(meta: dict[str, str], updates: dict[str, str]) -> dict[str, str]:
@@ -247,10 +269,13 @@ class ObjectService:
 
     # ---- objects ----
 
-    async def object(self, container: ContainerInfo, name: str) -> ObjectInfo | None:
+    async def object(self, container: ContainerInfo, name: str, *, expired: bool = False) -> ObjectInfo | None:
+        """The object's row; None when there is none, or (unless ``expired``) its X-Delete-At has come."""
         async with self.db.reader() as s:
             row = await s.get(ObjectEntry, (container.id, name))
-        return None if row is None else _object_info(row)
+        if row is None or (_expired(row) and not expired):
+            return None
+        return _object_info(row)
 
     async def put_object(self, container: ContainerInfo, name: str, chunks: AsyncIterator[bytes], *,
                          content_type: str, meta: dict[str, str], expected_etag: str | None,
@@ -281,11 +306,13 @@ class ObjectService:
                 crow.object_count += 1
                 crow.bytes_used += info.size
                 s.add(ObjectEntry(container_id=container.id, name=info.name, size=info.size, etag=info.etag,
-                                  content_type=info.content_type, timestamp=info.timestamp, meta=info.meta))
+                                  content_type=info.content_type, timestamp=info.timestamp, meta=info.meta,
+                                  delete_at=delete_at_of(info.meta)))
             else:
                 crow.bytes_used += info.size - row.size
                 row.size, row.etag, row.content_type = info.size, info.etag, info.content_type
                 row.timestamp, row.meta = info.timestamp, info.meta
+                row.delete_at = delete_at_of(info.meta)
 
     async def open_object(self, container: ContainerInfo, name: str) -> tuple[ObjectInfo, Any] | None:
         """The listing row and a reader of the stored copy, or None when either is missing."""
@@ -302,25 +329,55 @@ class ObjectService:
         """Swift's object POST: the user metadata is replaced whole (and Content-Type, if given)."""
         async with self.db.session() as s:
             row = await s.get(ObjectEntry, (container.id, name))
-            if row is None:
+            if row is None or _expired(row):
                 raise NotFound("The resource could not be found.")
             row.meta = dict(meta)
+            row.delete_at = delete_at_of(row.meta)
             if content_type:
                 row.content_type = content_type
             return _object_info(row)
 
-    async def delete_object(self, container: ContainerInfo, name: str) -> None:
+    async def delete_object(self, container: ContainerInfo, name: str, *, if_delete_at: int | None = None) -> None:
+        """Delete the row (and the container's counts) then tombstone the data.  An expired object
+        is deleted and NotFound raised after, as Swift answers.  With ``if_delete_at`` (the
+        expirer's, Swift's X-If-Delete-At) only a row still due at that time is deleted, so an
+        object written again since the expirer read the index stays; NotFound otherwise."""
         ts = now_timestamp()
         async with self.db.session() as s:
             row = await s.get(ObjectEntry, (container.id, name))
-            if row is None:
+            if row is None or (if_delete_at is not None and row.delete_at != if_delete_at):
                 raise NotFound("The resource could not be found.")
+            was_expired = if_delete_at is None and _expired(row)
             crow = await s.get(ObjectContainer, container.id)
             if crow is not None:
                 crow.object_count -= 1
                 crow.bytes_used -= row.size
             await s.delete(row)
         await self.store.delete(container.account, container.name, name, timestamp=ts)
+        if was_expired:
+            raise NotFound("The resource could not be found.")
+
+    async def expire_due(self, limit: int = EXPIRE_BATCH, now: float | None = None) -> int:
+        """The expirer's pass: delete (with ``delete_object``) at most ``limit`` objects whose
+        X-Delete-At has come, the longest due first; how many were deleted.  Each delete is whole
+        on its own, so a pass cut short leaves the rest for the next one."""
+        limit = max(1, min(limit, EXPIRE_BATCH))
+        cutoff = int(time.time() if now is None else now)
+        async with self.db.reader() as s:
+            rows = (await s.execute(
+                select(ObjectEntry.name, ObjectEntry.delete_at, ObjectContainer)
+                .join(ObjectContainer, ObjectContainer.id == ObjectEntry.container_id)
+                .where(ObjectEntry.delete_at.is_not(None), ObjectEntry.delete_at <= cutoff)
+                .order_by(ObjectEntry.delete_at).limit(limit))).all()
+            due = [(name, delete_at, _container_info(crow)) for name, delete_at, crow in rows]
+        done = 0
+        for name, delete_at, container in due:
+            try:
+                await self.delete_object(container, name, if_delete_at=delete_at)
+            except NotFound:
+                continue  # written again or deleted since the index was read
+            done += 1
+        return done
 
     def usage(self) -> dict[str, Any]:
         return dict(self.store.usage())
