@@ -341,7 +341,8 @@ class Controller:
 
         cfg = self.cfg
         oc = cfg.object
-        store = ObjectStore.open(cfg.state_path, replicas=oc.replicas, part_power=oc.part_power, devices=oc.devices)
+        store = ObjectStore.open(cfg.state_path, replicas=oc.replicas, part_power=oc.part_power, devices=oc.devices,
+                                 encryption=oc.encryption)
         svc = self.object_service = ObjectService(cfg, self.db, store)
         if self.leader:
             from cumulo.object.storage.node import ObjectNode

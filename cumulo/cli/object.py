@@ -7,6 +7,8 @@
     cumulo object ring rebalance  reassign partitions after a change
     cumulo object ring show       the ring: devices, their partitions, the balance
     cumulo object status          each device's fill, objects, quarantined copies; replica health
+    cumulo object key rotate      a new root secret for encryption at rest (old ones still decrypt)
+    cumulo object key show        the root secrets' ids and which one encrypts new writes
 
 The ring file is <state_dir>/object/object.ring.json; a running server reads it when it starts.
 """
@@ -217,3 +219,41 @@ def status(ctx: click.Context) -> None:
     click.echo(f"  objects and tombstones: {len(where)}; newest copy on N of {ring_.replicas} primaries: "
                + (", ".join(f"{n}: {health[n]}" for n in sorted(health, reverse=True)) or "none"))
     click.echo(f"  objects with copies on handoffs (replication moves them home): {on_handoffs}")
+
+
+@object_group.group()
+def key() -> None:
+    """The root secrets of encryption at rest (<state_dir>/object/root-secret)."""
+
+
+@key.command("rotate")
+@click.pass_context
+def key_rotate(ctx: click.Context) -> None:
+    """Add a new root secret and make it the one new writes use (a running server takes it at its
+    next restart); the older secrets stay and still decrypt what they encrypted."""
+    from cumulo.object.storage.crypto import CryptoError, KeyMaster
+
+    try:
+        new_id = KeyMaster.rotate(_state(ctx).parent)
+    except CryptoError as exc:
+        raise _fail(exc) from None
+    click.echo(f"root secret {new_id} is now active in {_state(ctx) / 'root-secret'}; "
+               "restart the server to encrypt new writes with it")
+
+
+@key.command("show")
+@click.pass_context
+def key_show(ctx: click.Context) -> None:
+    """The root secrets' ids (never the secrets) and which one is active."""
+    from cumulo.object.storage.crypto import CryptoError, KeyMaster
+
+    try:
+        km = KeyMaster.open(_state(ctx).parent, create=False)
+    except CryptoError as exc:
+        raise _fail(exc) from None
+    if km is None:
+        click.echo("no root secret yet (made at the first start with [object] encryption on)")
+        return
+    click.echo(f"{km.path}: {len(km.keys)} root secrets, active {km.active}")
+    for key_id in sorted(km.keys, key=lambda k: (len(k), k)):
+        click.echo(f"  {key_id}{'  (active)' if key_id == km.active else ''}")

@@ -238,6 +238,8 @@ class ObjectConfig:
     s3_port: int = 8081
     # Seconds between the expirer's passes (deleting objects whose X-Delete-At has come).
     expirer_interval: float = 30.0
+    # Object bodies encrypted at rest (AES-256-CTR, keys from <state_dir>/object/root-secret).
+    encryption: bool = True
 
 
 @dataclass

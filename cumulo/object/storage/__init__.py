@@ -66,6 +66,12 @@ Auditing and quarantine
     served, so a client never sees damaged bytes); a larger one is verified as it streams, and a
     copy that fails at the end is quarantined and the stream cut (ChecksumError), as Swift does.
 
+Encryption at rest
+    With ``[object] encryption`` (on by default) bodies are stored AES-256-CTR encrypted, each
+    with its own key wrapped by one derived from a root secret in ``<state_dir>/object/root-secret``
+    and the object's path; the trailer's ``etag`` is then the ciphertext's md5 and its ``crypto``
+    says how to decrypt.  See ``crypto.py`` (keys, rotation with ``cumulo object key rotate``).
+
 Status: ``cumulo object status`` shows each device's fill, objects, tombstones and quarantined
 copies, and how many partitions have all, some or none of their replicas.
 """

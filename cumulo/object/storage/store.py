@@ -3,6 +3,7 @@
 The on-disk format of a ``.data`` file is the body, then a JSON trailer with the object's
 metadata, then 8 bytes: the trailer's length (big-endian u32) and the magic ``CUMO``.  A ``.ts``
 (tombstone) file is the trailer alone.  See the package docstring for the layout and the rules.
+With a key master (``crypto``), bodies are written encrypted and the trailer says how to decrypt.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cumulo.object.storage.crypto import CryptoError, Decrypter, KeyMaster
 from cumulo.object.storage.ring import Device, Ring, RingBuilder, RingError
 
 MAGIC = b"CUMO"
@@ -117,7 +119,11 @@ class ObjectReader:
 
     def __init__(self, store: ObjectStore, device: Device, path: Path, fd: int, meta: dict[str, Any],
                  size: int, body: bytes | None) -> None:
-        self.etag: str = meta["etag"]
+        self.etag: str = meta["etag"]  # the plaintext's md5 once decrypt() is set
+        self.stored_etag: str = meta["etag"]  # the md5 of the bytes on disk
+        self.decrypt: Decrypter | None = None
+        self.name: str = str(meta.get("name", ""))
+        self.crypto_meta: Any = meta.get("crypto")  # how the body was encrypted, None for plain
         self.size = size
         self.timestamp: str = meta["timestamp"]
         self.metadata: dict[str, str] = dict(meta.get("metadata", {}))
@@ -126,9 +132,11 @@ class ObjectReader:
     async def iter_range(self, start: int = 0, end: int | None = None, chunk: int = 65536) -> AsyncIterator[bytes]:
         end = self.size if end is None else min(end, self.size)
         start = max(0, start)
+        plain = None if self.decrypt is None else self.decrypt.at(start)
         if self._body is not None:  # already read and checked in get()
             for offset in range(start, end, chunk):
-                yield self._body[offset:min(end, offset + chunk)]
+                data = self._body[offset:min(end, offset + chunk)]
+                yield data if plain is None else plain.update(data)
             return
         whole = start == 0 and end == self.size
         md5 = hashlib.md5(usedforsecurity=False) if whole else None
@@ -140,8 +148,8 @@ class ObjectReader:
             if md5 is not None:
                 md5.update(data)
             offset += len(data)
-            yield data
-        if md5 is not None and md5.hexdigest() != self.etag:
+            yield data if plain is None else plain.update(data)
+        if md5 is not None and md5.hexdigest() != self.stored_etag:
             self._store.quarantine(self._device, self._path.parent)
             raise ChecksumError(f"{self._path} failed its md5 while read; quarantined")
 
@@ -168,16 +176,19 @@ class _Writer:
 class ObjectStore:
     """The node's object files on the ring's devices under ``root``."""
 
-    def __init__(self, root: Path, ring: Ring, *, fsync: bool = True) -> None:
+    def __init__(self, root: Path, ring: Ring, *, fsync: bool = True, crypto: KeyMaster | None = None,
+                 encrypt: bool = False) -> None:
         self.root = Path(root)
         self.ring = ring
         self.fsync = fsync
+        # reads decrypt with crypto whenever a copy is encrypted; writes encrypt when encrypt is set
+        self.crypto, self.encrypt = crypto, encrypt and crypto is not None
         self.quorum = quorum(ring.replicas)
         self._root = str(self.root)
 
     @classmethod
     def open(cls, state_dir: Path, *, replicas: int = 3, part_power: int = 10, devices: int = 3,
-             fsync: bool = True) -> ObjectStore:
+             fsync: bool = True, encryption: bool = False) -> ObjectStore:
         base = Path(state_dir) / "object"
         ring_file = base / "object.ring.json"
         if not ring_file.exists():
@@ -190,7 +201,8 @@ class ObjectStore:
         root = base / "devices"
         for dev in ring.devices.values():
             (root / dev.name).mkdir(parents=True, exist_ok=True)
-        return cls(root, ring, fsync=fsync)
+        crypto = KeyMaster.open(Path(state_dir), create=encryption)
+        return cls(root, ring, fsync=fsync, crypto=crypto, encrypt=encryption)
 
     # ---- paths ----
 
@@ -315,6 +327,9 @@ class ObjectStore:
             self._discard(writers, committed_too=False)
             raise QuorumError(f"{len(writers)} of {self.ring.replicas} devices writable; {self.quorum} needed")
         md5 = hashlib.md5(usedforsecurity=False)
+        path = f"/{account}/{container}/{name}"
+        enc = self.crypto.encrypter(path) if self.encrypt and self.crypto is not None else None
+        stored_md5 = hashlib.md5(usedforsecurity=False) if enc is not None else md5
         size = 0
         try:
             async for data in chunks:
@@ -326,6 +341,9 @@ class ObjectStore:
                 if content_length is not None and size > content_length:
                     raise ShortBody(f"more than the {content_length} bytes announced")
                 md5.update(data)
+                if enc is not None:
+                    data = enc.update(data)
+                    stored_md5.update(data)
                 self._write_all(writers, data)
                 if sum(w.ok for w in writers) < self.quorum:
                     raise QuorumError(f"writes failed on {sum(not w.ok for w in writers)} devices")
@@ -334,8 +352,10 @@ class ObjectStore:
             etag = md5.hexdigest()
             if expected_etag is not None and expected_etag.lower() != etag:
                 raise EtagMismatch(f"the body's md5 is {etag}, not {expected_etag}")
-            meta = {"name": f"/{account}/{container}/{name}", "etag": etag, "size": size,
-                    "timestamp": timestamp, "metadata": dict(metadata)}
+            meta: dict[str, Any] = {"name": path, "etag": stored_md5.hexdigest(), "size": size,
+                                    "timestamp": timestamp, "metadata": dict(metadata)}
+            if enc is not None:
+                meta["crypto"] = enc.trailer(etag)
             trailer = encode_trailer(meta)
             if len(trailer) > MAX_TRAILER:
                 raise ValueError(f"the object's name and metadata take more than {MAX_TRAILER} bytes")
@@ -421,8 +441,21 @@ class ObjectStore:
                 continue
             reader = self._open_copy(dev, path) if small else await asyncio.to_thread(self._open_copy, dev, path)
             if reader is not None:
+                if reader.crypto_meta is not None:
+                    self._attach_decrypter(reader)
                 return reader
         return None
+
+    def _attach_decrypter(self, reader: ObjectReader) -> None:
+        """Set the reader to decrypt; CryptoError (the copy is sound, the key is not here)."""
+        try:
+            if self.crypto is None:
+                raise CryptoError("the object is encrypted and there is no root secret file")
+            reader.decrypt = self.crypto.decrypter(reader.name, reader.crypto_meta)
+        except BaseException:
+            reader.close()
+            raise
+        reader.etag = reader.decrypt.etag
 
     # ---- damage ----
 
