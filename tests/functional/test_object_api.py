@@ -433,3 +433,86 @@ def test_openstacksdk_object_store(ocloud: Cloud) -> None:
     conn.object_store.delete_object("o", container=name)
     conn.object_store.delete_container(name)
     assert name not in [c.name for c in conn.object_store.containers()]
+
+
+# ---- what tempest's object_storage tests check (issue 14, part 6) ----
+
+def test_every_answer_has_a_content_type(admin: Swift) -> None:
+    """tempest's header matcher wants Content-Type on every answer, a 204 too (Swift: text/html)."""
+    c = unique("/ctype")
+    answers = [admin("PUT", c), admin("POST", c, headers={"X-Container-Meta-A": "1"}), admin("HEAD", c),
+               admin("PUT", c + "/o", content=b"x"), admin("POST", c + "/o"), admin("DELETE", c + "/o"),
+               admin("DELETE", c), admin("POST", "", headers={"X-Account-Meta-A": "1"})]
+    assert [r.status_code for r in answers] == [201, 204, 204, 201, 202, 204, 204, 204]
+    assert all(r.headers.get("content-type") for r in answers), [dict(r.headers) for r in answers]
+
+
+def test_account_usage_per_storage_policy(admin: Swift) -> None:
+    c = unique("/policyusage")
+    admin("PUT", c)
+    admin("PUT", c + "/o", content=b"12345")
+    h = admin("HEAD").headers
+    prefix = "x-account-storage-policy-policy-0-"
+    assert int(h[prefix + "container-count"]) == int(h["x-account-container-count"]) >= 1
+    assert int(h[prefix + "object-count"]) == int(h["x-account-object-count"]) >= 1
+    assert int(h[prefix + "bytes-used"]) == int(h["x-account-bytes-used"]) >= 5
+
+
+def test_object_metadata_keeps_empty_values_and_ignores_removals(admin: Swift) -> None:
+    c = unique("/emptymeta")
+    admin("PUT", c)
+    admin("PUT", c + "/o", content=b"1", headers={"X-Object-Meta-Blank": "", "X-Object-Meta-Full": "v"})
+    h = admin("GET", c + "/o").headers
+    assert h["x-object-meta-blank"] == "" and h["x-object-meta-full"] == "v"
+    # a PUT replaces the metadata whole: X-Remove-Object-Meta-* names nothing to keep, empty or not
+    admin("PUT", c + "/o", content=b"1", headers={"X-Remove-Object-Meta-Full": "x"})
+    h = admin("HEAD", c + "/o").headers
+    assert not [k for k in h if k.startswith("x-object-meta-")]
+    assert admin("POST", c + "/o", headers={"X-Object-Meta-Blank": ""}).status_code == 202
+    assert admin("HEAD", c + "/o").headers["x-object-meta-blank"] == ""
+
+
+def test_a_copy_answers_with_the_new_objects_metadata(admin: Swift) -> None:
+    c = unique("/copymeta")
+    admin("PUT", c)
+    admin("PUT", c + "/src", content=b"data", headers={"X-Object-Meta-Src": "s"})
+    r = admin("COPY", c + "/src", headers={"Destination": f"{c[1:]}/dst", "X-Object-Meta-New": ""})
+    assert r.status_code == 201
+    assert r.headers["x-object-meta-src"] == "s" and r.headers["x-object-meta-new"] == ""
+    assert r.headers["x-copied-from"] == f"{c[1:]}/src" and r.headers["x-copied-from-account"] == admin.base.rsplit(
+        "/", 1)[1]
+    r = admin("PUT", c + "/dst2", headers={"X-Copy-From": f"{c[1:]}/src"}, content=b"body")
+    assert r.status_code == 400 and "zero byte" in r.text
+
+
+def test_account_quota_headers_count_and_bytes(ocloud: Cloud, people: dict[str, Swift], reseller: str) -> None:
+    member = people["member"]
+    as_reseller = Swift(ocloud, reseller, member.project_id)
+    c = unique("/aquota")
+    member("PUT", c)
+    for headers in ({"X-Account-Quota-Count": "1"}, {"X-Account-Quota-Bytes": "1"},
+                    {"X-Remove-Account-Quota-Count": "x"}):
+        assert member("POST", "", headers=headers).status_code == 403
+    assert as_reseller("POST", "", headers={"X-Account-Quota-Count": "nope"}).status_code == 400
+    before = int(member("HEAD").headers["x-account-object-count"])
+    assert as_reseller("POST", "", headers={"X-Account-Quota-Count": str(before)}).status_code == 204
+    h = member("HEAD").headers  # the account's users see their quota
+    assert h["x-account-quota-count"] == str(before) and "x-account-meta-sysmeta:quota-count" not in h
+    r = member("PUT", c + "/one-too-many", content=b"")
+    assert r.status_code == 413 and r.text == "Upload exceeds quota."
+    assert as_reseller("PUT", c + "/by-the-reseller", content=b"").status_code == 201  # not held to it
+    assert as_reseller("POST", "", headers={"X-Remove-Account-Quota-Count": "x",
+                                            "X-Account-Quota-Bytes": "3"}).status_code == 204
+    assert member("PUT", c + "/big", content=b"x" * 4).status_code == 413
+    assert as_reseller("POST", "", headers={"X-Account-Quota-Bytes": ""}).status_code == 204
+    assert "x-account-quota-bytes" not in member("HEAD").headers
+    assert member("PUT", c + "/big", content=b"x" * 4).status_code == 201
+
+
+def test_info_lists_the_quotas_and_crossdomain_answers(ocloud: Cloud) -> None:
+    info = httpx.get(f"{ocloud.object_url}/info").json()
+    assert info["container_quotas"] == {} and info["account_quotas"] == {} and info["crossdomain"] == {}
+    r = httpx.get(f"{ocloud.object_url}/crossdomain.xml")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/xml")
+    assert r.text.startswith('<?xml version="1.0"?>\n<!DOCTYPE cross-domain-policy SYSTEM ')
+    assert r.text.endswith("</cross-domain-policy>") and 'domain="*"' in r.text

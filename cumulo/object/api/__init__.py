@@ -101,6 +101,8 @@ def build_app(svc: ObjectService, identity: IdentityService, max_body: int) -> A
             if not policy.enforcer.enforce("object_store:info", {}, {}):
                 raise SwiftError(403)
             return info.answer(request, svc, pipeline.capabilities())
+        if path == "/crossdomain.xml":
+            return info.crossdomain(request, svc)
         if path == "/healthcheck":
             return Response(b"OK", media_type="text/plain")
         parts = path.split("/", 4)
@@ -147,6 +149,8 @@ def build_app(svc: ObjectService, identity: IdentityService, max_body: int) -> A
         response.headers["X-Openstack-Request-Id"] = txid
         if "x-timestamp" not in response.headers:
             response.headers["X-Timestamp"] = now_timestamp()
+        if "content-type" not in response.headers:  # Swift types every answer, a 204 too
+            response.headers["Content-Type"] = "text/html; charset=UTF-8"
         await response(scope, receive, send)
 
     del max_body  # object bodies are bounded by [object] max_file_size, not the JSON body limit

@@ -21,7 +21,12 @@ async def handle(call: Call) -> Response:
         headers = {"X-Account-Container-Count": str(acct.container_count),
                    "X-Account-Object-Count": str(acct.object_count),
                    "X-Account-Bytes-Used": str(acct.bytes_used), "X-Timestamp": acct.timestamp,
-                   **c.meta_headers("account", acct.meta)}
+                   **c.meta_headers("account", acct.meta), **quotas.account_headers(acct.meta)}
+        if acct.container_count:  # Swift's usage per storage policy; every container is in Policy-0
+            prefix = "X-Account-Storage-Policy-Policy-0-"
+            headers.update({prefix + "Container-Count": str(acct.container_count),
+                            prefix + "Object-Count": str(acct.object_count),
+                            prefix + "Bytes-Used": str(acct.bytes_used)})
         fmt = c.listing_format(call.request)
         q = c.listing_query(call.request)
         entries = [] if method == "HEAD" else await call.svc.containers(call.account, q)
@@ -33,10 +38,10 @@ async def handle(call: Call) -> Response:
     if method == "POST":
         call.authorize("object_store:account:post")
         meta = c.metadata(call.request, "account")
-        quotas.check_account_meta(call, meta)
+        system = quotas.account_updates(call, meta)
         acct = await call.svc.account(call.account)
         merged = {k: v for k, v in {**acct.meta, **meta}.items() if v}
         c.check_merged_meta(merged)
-        await call.svc.update_account(call.account, meta)
+        await call.svc.update_account(call.account, {**meta, **system})
         return Response(status_code=204)
     raise c.SwiftError(405, headers={"Allow": "GET, HEAD, POST"})

@@ -80,10 +80,11 @@ def parse_http_date(value: str) -> float | None:
         return None
 
 
-def metadata(request: Request, kind: str) -> dict[str, str]:
-    """``X-<kind>-Meta-*`` (and ``X-Remove-<kind>-Meta-*``, an empty value) of the request, checked
-    against Swift's limits (400 with Swift's words)."""
-    prefix, remove = f"x-{kind}-meta-", f"x-remove-{kind}-meta-"
+def metadata(request: Request, kind: str, removals: bool = True) -> dict[str, str]:
+    """``X-<kind>-Meta-*`` (and ``X-Remove-<kind>-Meta-*``, an empty value, unless not
+    ``removals``) of the request, checked against Swift's limits (400 with Swift's words)."""
+    prefix = f"x-{kind}-meta-"
+    remove = f"x-remove-{kind}-meta-" if removals else "\0"
     out: dict[str, str] = {}
     count = size = 0
     for raw_key, raw_value in request.headers.raw:
@@ -109,6 +110,10 @@ def metadata(request: Request, kind: str) -> dict[str, str]:
             raise SwiftError(400, f"Total metadata too large; max {MAX_META_OVERALL}")
         out[name] = value
     return out
+
+
+# the prefix of the system metadata the API itself keeps (account quotas); features use it too
+SYSMETA = "sysmeta:"
 
 
 def meta_headers(kind: str, meta: dict[str, str]) -> dict[str, str]:

@@ -52,7 +52,7 @@ async def handle(call: Call) -> Response:
     if method == "PUT":
         call.authorize("object_store:container:put")
         meta = c.metadata(call.request, "container")
-        quotas.check_container_meta(meta)
+        quotas.check_container_meta(meta, quotas.enabled(call, "container_quotas"))
         read, write = acls(call)
         existing = await call.svc.container(call.account, call.container)
         c.check_merged_meta({k: v for k, v in {**(existing.meta if existing else {}), **meta}.items() if v})
@@ -78,7 +78,7 @@ async def handle(call: Call) -> Response:
         if info is None:
             raise c.SwiftError(404)
         meta = c.metadata(call.request, "container")
-        quotas.check_container_meta(meta)
+        quotas.check_container_meta(meta, quotas.enabled(call, "container_quotas"))
         read, write = acls(call)
         c.check_merged_meta({k: v for k, v in {**info.meta, **meta}.items() if v})
         await call.svc.update_container(call.account, call.container, meta, read, write)

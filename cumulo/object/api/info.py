@@ -1,5 +1,7 @@
 """``GET /info``: Swift's capabilities document, listing only what runs here (no middleware
-section appears for a feature that is off)."""
+section appears for a feature that is off); and ``GET /crossdomain.xml``, the cross-domain policy
+Flash and Silverlight clients ask for (Swift's crossdomain middleware with its default policy:
+every domain may read; ``[object] disabled_features = ["crossdomain"]`` turns it off, a 404)."""
 
 from __future__ import annotations
 
@@ -36,6 +38,26 @@ def answer(request: Request, svc: ObjectService, features: dict[str, object]) ->
         "keystoneauth": {},
         **features,
     }
+    off = {name.strip() for name in svc.cfg.object.disabled_features}
+    # quotas.py and crossdomain below: sections without settings
+    for name in ("container_quotas", "account_quotas", "crossdomain"):
+        if name not in off:
+            doc[name] = {}
     body = json.dumps(doc).encode()
     return Response(b"" if request.method == "HEAD" else body, media_type="application/json; charset=utf-8",
+                    headers={"Content-Length": str(len(body))})
+
+
+CROSSDOMAIN = ('<?xml version="1.0"?>\n'
+               '<!DOCTYPE cross-domain-policy SYSTEM "http://www.adobe.com/xml/dtds/cross-domain-policy.dtd" >\n'
+               '<cross-domain-policy>\n<allow-access-from domain="*" secure="false" />\n</cross-domain-policy>')
+
+
+def crossdomain(request: Request, svc: ObjectService) -> Response:
+    if "crossdomain" in {name.strip() for name in svc.cfg.object.disabled_features}:
+        raise c.SwiftError(404)
+    if request.method not in ("GET", "HEAD"):
+        raise c.SwiftError(405, headers={"Allow": "GET, HEAD"})
+    body = CROSSDOMAIN.encode()
+    return Response(b"" if request.method == "HEAD" else body, media_type="application/xml; charset=utf-8",
                     headers={"Content-Length": str(len(body))})

@@ -9,7 +9,7 @@ import math
 import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from starlette.responses import Response, StreamingResponse
 
@@ -28,7 +28,9 @@ KEPT = ("content-disposition", "content-encoding", "x-delete-at", "x-object-mani
 
 
 def _object_meta(call: Call) -> dict[str, str]:
-    meta = {f"x-object-meta-{k}": v for k, v in c.metadata(call.request, "object").items() if v}
+    # an object keeps a metadata item with an empty value (Swift's object server does), and
+    # X-Remove-Object-Meta-* means nothing: a PUT or POST replaces the object's metadata whole
+    meta = {f"x-object-meta-{k}": v for k, v in c.metadata(call.request, "object", removals=False).items()}
     for name in KEPT:
         value = call.request.headers.get(name)
         if value:
@@ -97,6 +99,8 @@ async def put(call: Call) -> Response:
     request = call.request
     copy_from = request.headers.get("x-copy-from")
     if copy_from:
+        if request.headers.get("content-length", "0") not in ("", "0"):
+            raise c.SwiftError(400, "Copy requests require a zero byte body")
         return await copy(call, _split_target(copy_from, "X-Copy-From"), (call.container, call.obj))
     length_header = request.headers.get("content-length")
     chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
@@ -186,9 +190,13 @@ async def copy(call: Call, source: tuple[str, str], dest: tuple[str, str]) -> Re
                            None, info.size, left)
     finally:
         reader.close()
+    # as Swift's copy middleware: the new object's metadata (the source's and the request's) is
+    # in the answer, and where it came from, quoted
+    headers = {k: v for k, v in _headers(new).items() if k.startswith("X-Object-Meta-") or k.lower() in KEPT}
     return Response(status_code=201, headers={
-        "Etag": new.etag, "Last-Modified": c.http_date(new.timestamp), "X-Timestamp": new.timestamp,
-        "Content-Length": "0", "X-Copied-From": f"{source[0]}/{source[1]}",
+        **headers, "Etag": new.etag, "Last-Modified": c.http_date(new.timestamp), "X-Timestamp": new.timestamp,
+        "Content-Length": "0", "X-Copied-From": quote(f"{source[0]}/{source[1]}"),
+        "X-Copied-From-Account": quote(call.account),
         "X-Copied-From-Last-Modified": c.http_date(info.timestamp)}, media_type="text/html; charset=UTF-8")
 
 
