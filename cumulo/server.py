@@ -357,6 +357,10 @@ class Controller:
             self.agents.append(expirer)
         self.listeners.append(Listener("object", oc.port,
                                        object_app(svc, self.identity, cfg.api.max_request_body_size)))
+        if oc.s3_port:  # the S3 API over the same data (cumulo/object/s3)
+            from cumulo.object.s3 import build_app as s3_app
+
+            self.listeners.append(Listener("object-s3", oc.s3_port, s3_app(svc, self.identity)))
 
     def catalog(self) -> list[CatalogEntry]:
         entries = []

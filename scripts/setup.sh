@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PACKAGES=(python3 python3-venv python3-dev ca-certificates qemu-utils qemu-system-x86 genisoimage
-          iproute2 dnsmasq-base iptables ebtables conntrack openssh-client)
+          iproute2 dnsmasq-base iptables ebtables conntrack openssh-client rclone)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -130,6 +130,24 @@ class AuthMixin(AssignmentMixin):
                 self._validated.popitem(last=False)
         return ctx
 
+    async def ec2_context(self, access: str) -> tuple[str, AuthContext] | None:
+        """The secret of the EC2 credential with this access key and the context of its user in
+        its project (roles as a token scoped there would carry), or None when there is no such
+        credential or its user or project cannot act (S3's signatures are checked with these)."""
+        import hashlib
+        import json
+        cred = await self.cached(m.Credential, hashlib.sha256(access.encode()).hexdigest())
+        if cred is None or cred.type != "ec2" or not cred.project_id:
+            return None
+        now = utcnow()
+        try:
+            secret = json.loads(cred.blob)["secret"]
+            ctx = await self._context(TokenPayload(cred.user_id, ["ec2credential"], now + dt.timedelta(hours=1),
+                                                   now, [new_audit_id()], project_id=cred.project_id))
+        except (TokenInvalid, ValueError, KeyError, TypeError):
+            return None
+        return str(secret), ctx
+
     async def _context(self, p: TokenPayload) -> AuthContext:
         """What the token stands for now: every read goes through the per-generation memo."""
         user = await self.cached(m.User, p.user_id)
