@@ -61,6 +61,7 @@ class Cloud:
     network_url: str = ""
     volume_url: str = ""  # block storage v3, when a test's cloud runs "volume" (CUMULO_SERVICES)
     object_url: str = ""  # the Swift v1 API's root (append /v1/AUTH_<project_id>), when it runs "object"
+    s3_url: str = ""  # the S3 API's root (path-style), when it runs "object"
 
     def token(self, user: str = "admin", password: str | None = None, project: str | None = "admin",
               domain: str = "Default") -> tuple[str, dict]:
