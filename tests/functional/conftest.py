@@ -191,7 +191,7 @@ def start_cloud(tmp: Path, backend: str, extra_env: dict[str, str] | None = None
                  f"http://127.0.0.1:{image_port}", f"http://127.0.0.1:{compute_port}/v2.1",
                  f"http://127.0.0.1:{placement_port}", f"http://127.0.0.1:{metadata_port}",
                  f"http://127.0.0.1:{network_port}/v2.0", f"http://127.0.0.1:{volume_port}/v3",
-                 f"http://127.0.0.1:{object_port}")
+                 f"http://127.0.0.1:{object_port}", f"http://127.0.0.1:{env['CUMULO_OBJECT__S3_PORT']}")
 
 
 def stop_cloud(cloud: Cloud, timeout: float = 15) -> int:
