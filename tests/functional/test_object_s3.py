@@ -351,6 +351,15 @@ def test_bad_keys_secrets_and_foreign_requests_are_refused(people: dict[str, Per
     assert code(exc) == "BucketAlreadyExists"
     anonymous = httpx.get(f"{people['admin'].cloud.s3_url}/b-p/k")
     assert anonymous.status_code == 403 and "<Code>AccessDenied</Code>" in anonymous.text
+    # Swift's ACLs hold over S3 too: a read ACL naming Q lets Q's member read P's bucket, .r:* anyone
+    assert people["member"].swift("POST", "/b-p", headers={
+        "X-Container-Read": f"{people['other'].project_id}:*"}).status_code == 204
+    assert other.get_object(Bucket="b-p", Key="k")["Body"].read() == b"p's"
+    with pytest.raises(ClientError) as exc:
+        other.put_object(Bucket="b-p", Key="x", Body=b"x")
+    assert code(exc) == "AccessDenied"
+    assert people["member"].swift("POST", "/b-p", headers={"X-Container-Read": ".r:*"}).status_code == 204
+    assert httpx.get(f"{people['admin'].cloud.s3_url}/b-p/k").content == b"p's"
     garbage = httpx.get(f"{people['admin'].cloud.s3_url}/b-p", headers={"Authorization": "AWS4-HMAC-SHA256 x"})
     assert garbage.status_code == 400 and "<RequestId>" in garbage.text
 
@@ -435,3 +444,87 @@ def test_rclone_copies_lists_and_cats(people: dict[str, Person], tmp_path: Path)
     assert "up/one.txt" in listed and "70000 up/two.bin" in listed
     assert rclone("cat", "cumulo:rclone-bucket/up/one.txt") == "first file"
     rclone("check", str(src), "cumulo:rclone-bucket/up")
+
+
+def _signed(person: Person, method: str, path: str, payload_hash: str, headers: dict[str, str]) -> tuple[
+        dict[str, str], bytes, str, str]:
+    """A SigV4 Authorization header made here (not by botocore): the headers, the signing key,
+    the date and the credential scope, for the aws-chunked bodies below."""
+    import datetime as dt
+    import hmac
+    from urllib.parse import urlsplit
+    now = dt.datetime.now(dt.UTC)
+    amz_date, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
+    host = urlsplit(person.cloud.s3_url).netloc
+    headers = {**headers, "host": host, "x-amz-date": amz_date, "x-amz-content-sha256": payload_hash}
+    names = sorted(headers)
+    canonical = "\n".join([method, path, "", "".join(f"{n}:{headers[n]}\n" for n in names), ";".join(names),
+                           payload_hash])
+    scope = f"{day}/us-east-1/s3/aws4_request"
+    sts = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    key = ("AWS4" + person.secret).encode()
+    for part in (day, "us-east-1", "s3", "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    signature = hmac.new(key, sts.encode(), hashlib.sha256).hexdigest()
+    headers["authorization"] = (f"AWS4-HMAC-SHA256 Credential={person.access}/{scope}, "
+                                f"SignedHeaders={';'.join(names)}, Signature={signature}")
+    del headers["host"]
+    return headers, key, amz_date, scope
+
+
+def _signed_chunks(data: list[bytes], key: bytes, amz_date: str, scope: str, seed: str, corrupt: bool = False) -> bytes:
+    import hmac
+    out, previous = b"", seed
+    for chunk in [*data, b""]:
+        sts = "\n".join(["AWS4-HMAC-SHA256-PAYLOAD", amz_date, scope, previous, hashlib.sha256(b"").hexdigest(),
+                         hashlib.sha256(chunk).hexdigest()])
+        previous = hmac.new(key, sts.encode(), hashlib.sha256).hexdigest()
+        sig = "0" * 64 if corrupt and chunk else previous
+        out += f"{len(chunk):x};chunk-signature={sig}\r\n".encode() + chunk + b"\r\n"
+    return out
+
+
+def test_aws_chunked_bodies_with_chunk_signatures_and_trailing_checksums(s3: Any, people: dict[str, Person]) -> None:
+    import base64
+    import zlib
+    admin = people["admin"]
+    s3.create_bucket(Bucket="b-chunk")
+    data = [os.urandom(65536), os.urandom(65536), os.urandom(1000)]
+    whole = b"".join(data)
+    streaming = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+    for corrupt in (False, True):
+        base = {"content-encoding": "aws-chunked", "x-amz-decoded-content-length": str(len(whole))}
+        headers, key, amz_date, scope = _signed(admin, "PUT", "/b-chunk/signed", streaming, base)
+        seed = headers["authorization"].rsplit("Signature=", 1)[1]
+        r = httpx.put(f"{admin.cloud.s3_url}/b-chunk/signed", headers=headers,
+                      content=_signed_chunks(data, key, amz_date, scope, seed, corrupt))
+        if corrupt:
+            assert r.status_code == 403 and "<Code>SignatureDoesNotMatch</Code>" in r.text, r.text
+        else:
+            assert r.status_code == 200, r.text
+    got = s3.get_object(Bucket="b-chunk", Key="signed")
+    assert got["Body"].read() == whole and got["ContentLength"] == len(whole)
+    assert "aws-chunked" not in got.get("ContentEncoding", "")
+    # what boto3 sends over https: unsigned chunks, a CRC32 in the trailer
+    crc = base64.b64encode(zlib.crc32(whole).to_bytes(4, "big")).decode()
+    for value, status in ((crc, 200), ("AAAAAA==", 400)):
+        body = b"".join(f"{len(c):x}\r\n".encode() + c + b"\r\n" for c in data) + \
+            f"0\r\nx-amz-checksum-crc32:{value}\r\n\r\n".encode()
+        headers, *_ = _signed(admin, "PUT", "/b-chunk/trailer", "STREAMING-UNSIGNED-PAYLOAD-TRAILER", {
+            "content-encoding": "aws-chunked", "x-amz-decoded-content-length": str(len(whole)),
+            "x-amz-trailer": "x-amz-checksum-crc32", "x-amz-sdk-checksum-algorithm": "CRC32"})
+        r = httpx.put(f"{admin.cloud.s3_url}/b-chunk/trailer-{status}", headers=headers, content=body)
+        assert r.status_code == 403 and "SignatureDoesNotMatch" in r.text  # the path is signed
+        headers, *_ = _signed(admin, "PUT", f"/b-chunk/trailer-{status}", "STREAMING-UNSIGNED-PAYLOAD-TRAILER", {
+            "content-encoding": "aws-chunked", "x-amz-decoded-content-length": str(len(whole)),
+            "x-amz-trailer": "x-amz-checksum-crc32", "x-amz-sdk-checksum-algorithm": "CRC32"})
+        r = httpx.put(f"{admin.cloud.s3_url}/b-chunk/trailer-{status}", headers=headers, content=body)
+        assert r.status_code == status, r.text
+        if status == 400:
+            assert "<Code>BadDigest</Code>" in r.text
+    assert s3.get_object(Bucket="b-chunk", Key="trailer-200")["Body"].read() == whole
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="b-chunk")["Contents"]] == ["signed", "trailer-200"]
+    # a hex x-amz-content-sha256 that is not the body's
+    headers, *_ = _signed(admin, "PUT", "/b-chunk/liar", hashlib.sha256(b"other").hexdigest(), {})
+    r = httpx.put(f"{admin.cloud.s3_url}/b-chunk/liar", headers=headers, content=b"this body")
+    assert r.status_code == 400 and "XAmzContentSHA256Mismatch" in r.text
