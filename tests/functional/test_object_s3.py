@@ -528,3 +528,52 @@ def test_aws_chunked_bodies_with_chunk_signatures_and_trailing_checksums(s3: Any
     headers, *_ = _signed(admin, "PUT", "/b-chunk/liar", hashlib.sha256(b"other").hexdigest(), {})
     r = httpx.put(f"{admin.cloud.s3_url}/b-chunk/liar", headers=headers, content=b"this body")
     assert r.status_code == 400 and "XAmzContentSHA256Mismatch" in r.text
+
+
+def test_keys_with_awkward_characters_sign_and_round_trip(s3: Any, people: dict[str, Person]) -> None:
+    s3.create_bucket(Bucket="b-names")
+    v2 = people["admin"].client(signature_version="s3")
+    keys = ["a+b", "sp ace/x", "ünï/ßé", "q?x=y&z", "~tilde*()!'", "dir//double", "percent%20literal"]
+    for key in keys:
+        s3.put_object(Bucket="b-names", Key=key, Body=key.encode())
+        assert s3.get_object(Bucket="b-names", Key=key)["Body"].read() == key.encode()
+        assert v2.get_object(Bucket="b-names", Key=key)["Body"].read() == key.encode()
+        url = s3.generate_presigned_url("get_object", Params={"Bucket": "b-names", "Key": key})
+        assert httpx.get(url).content == key.encode(), key
+    listed = [o["Key"] for o in s3.list_objects_v2(Bucket="b-names")["Contents"]]
+    assert sorted(listed) == sorted(keys)
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="b-names", Prefix="ünï/")["Contents"]] == ["ünï/ßé"]
+
+
+def test_bad_requests_get_s3_errors_never_a_500(s3: Any, people: dict[str, Person]) -> None:
+    url = people["admin"].cloud.s3_url
+    s3.create_bucket(Bucket="b-bad")
+    s3.put_object(Bucket="b-bad", Key="k", Body=b"x")
+    cases: list[tuple[str, str, dict[str, str]]] = [
+        ("GET", "/b-bad", {"Authorization": "AWS4-HMAC-SHA256 Credential=x/y, SignedHeaders=host, Signature=0"}),
+        ("GET", "/b-bad", {"Authorization": "AWS nocolon"}),
+        ("GET", "/b-bad", {"Authorization": "Bearer abc"}),
+        ("GET", "/b-bad?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=zz", {}),
+        ("GET", "/b-bad?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=a%2Fb&X-Amz-Date=bad&X-Amz-Expires=5"
+         "&X-Amz-SignedHeaders=host&X-Amz-Signature=00", {}),
+        ("GET", "/b-bad?AWSAccessKeyId=x&Expires=notanumber&Signature=y", {}),
+        ("GET", "/b-bad/k?" + "&".join(f"p{i}=1" for i in range(100)), {}),
+        ("GET", "/" + "b" * 300, {}),
+        ("PATCH", "/b-bad/k", {}),
+    ]
+    for method, path, headers in cases:
+        r = httpx.request(method, url + path, headers=headers)
+        assert 400 <= r.status_code < 500, (method, path, r.status_code, r.text)
+        assert "<Error>" in r.text and "<RequestId>" in r.text, r.text
+    with pytest.raises(ClientError) as exc:
+        s3.upload_part(Bucket="b-bad", Key="k", UploadId="f" * 32, PartNumber=1, Body=b"x")
+    assert code(exc) == "NoSuchUpload"
+    with pytest.raises(ClientError) as exc:
+        s3.put_object(Bucket="b-bad", Key="k" * 1025, Body=b"x")
+    assert code(exc) == "KeyTooLongError"
+    with pytest.raises(ClientError) as exc:
+        s3.get_bucket_acl(Bucket="b-bad")
+    assert code(exc) == "NotImplemented"
+    with pytest.raises(ClientError) as exc:
+        s3.create_bucket(Bucket="Bad_Name")
+    assert code(exc) == "InvalidBucketName"

@@ -180,7 +180,7 @@ def build_app(svc: ObjectService, identity: IdentityService) -> ASGIApp:
     policy = ServicePolicy.build("object-store", policies.RULES, identity.cfg.policy.file, policies.MESSAGE)
 
     async def handle(request: Request, rid: str, holder: list[Any]) -> Response:
-        path = request.url.path
+        path = request.scope["path"]
         if path == "/healthcheck":
             return Response(b"OK", media_type="text/plain")
         bucket, _, key = path.lstrip("/").partition("/")
@@ -220,11 +220,11 @@ def build_app(svc: ObjectService, identity: IdentityService) -> ASGIApp:
                     raise S3Error("BucketNotEmpty", "The bucket you tried to delete is not empty") from None
                 raise S3Error("InvalidRequest", err.message or "Invalid request") from None
         except S3Error as err:
-            response = err.response(request.method, request.url.path, rid)
+            response = err.response(request.method, request.scope["path"], rid)
         except Exception:
-            LOG.exception("unexpected error in S3 %s %s", request.method, request.url.path)
+            LOG.exception("unexpected error in S3 %s %s", request.method, request.scope["path"])
             response = S3Error("InternalError", "We encountered an internal error. Please try again.").response(
-                request.method, request.url.path, rid)
+                request.method, request.scope["path"], rid)
         if response.status_code >= 300:
             await _drain(request, response)
         response.headers["x-amz-request-id"] = rid

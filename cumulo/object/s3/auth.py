@@ -64,7 +64,7 @@ def _raw_query_pairs(request: Request) -> list[tuple[str, str]]:
 
 def _raw_path(request: Request) -> str:
     raw = request.scope.get("raw_path")
-    return raw.decode("latin-1") if raw else quote(request.url.path)
+    return raw.decode("latin-1") if raw else quote(request.scope["path"])
 
 
 class Signer:
