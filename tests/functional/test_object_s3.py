@@ -318,8 +318,35 @@ def test_bucket_versioning_is_stored_and_reported(s3: Any) -> None:
     assert "Status" not in s3.get_bucket_versioning(Bucket="b-ver")
     s3.put_bucket_versioning(Bucket="b-ver", VersioningConfiguration={"Status": "Enabled"})
     assert s3.get_bucket_versioning(Bucket="b-ver")["Status"] == "Enabled"
+    v1 = s3.put_object(Bucket="b-ver", Key="k", Body=b"one")["VersionId"]
+    v2 = s3.put_object(Bucket="b-ver", Key="k", Body=b"two")["VersionId"]
+    assert v1 != v2
+    assert s3.get_object(Bucket="b-ver", Key="k")["Body"].read() == b"two"
+    assert s3.get_object(Bucket="b-ver", Key="k", VersionId=v1)["Body"].read() == b"one"
+    assert s3.head_object(Bucket="b-ver", Key="k")["VersionId"] == v2
+    gone = s3.delete_object(Bucket="b-ver", Key="k")
+    assert gone["DeleteMarker"] is True
+    with pytest.raises(ClientError) as exc:
+        s3.get_object(Bucket="b-ver", Key="k")
+    assert code(exc) == "NoSuchKey"
+    listed = s3.list_object_versions(Bucket="b-ver", Prefix="k")
+    assert [v["VersionId"] for v in listed["Versions"]] == [v2, v1]
+    assert [(m["VersionId"], m["IsLatest"]) for m in listed["DeleteMarkers"]] == [(gone["VersionId"], True)]
+    s3.delete_object(Bucket="b-ver", Key="k", VersionId=gone["VersionId"])  # the marker goes: v2 is back
+    assert s3.get_object(Bucket="b-ver", Key="k")["Body"].read() == b"two"
+    s3.delete_object(Bucket="b-ver", Key="k", VersionId=v2)  # v2 goes for good: v1 is current
+    assert s3.get_object(Bucket="b-ver", Key="k")["Body"].read() == b"one"
+    assert [v["VersionId"] for v in s3.list_object_versions(Bucket="b-ver")["Versions"]] == [v1]
+    with pytest.raises(ClientError) as exc:
+        s3.get_object(Bucket="b-ver", Key="k", VersionId="not-an-id")
+    assert code(exc) == "InvalidArgument"
     s3.put_bucket_versioning(Bucket="b-ver", VersioningConfiguration={"Status": "Suspended"})
     assert s3.get_bucket_versioning(Bucket="b-ver")["Status"] == "Suspended"
+    assert "VersionId" not in s3.put_object(Bucket="b-ver", Key="plain", Body=b"p")
+    with pytest.raises(ClientError) as exc:
+        s3.delete_bucket(Bucket="b-ver")
+    assert code(exc) == "BucketNotEmpty"
+    assert "b-ver+versions" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
 
 
 def test_bad_keys_secrets_and_foreign_requests_are_refused(people: dict[str, Person]) -> None:

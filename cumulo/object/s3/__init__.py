@@ -41,12 +41,12 @@ CopyObject (``x-amz-copy-source``, ``x-amz-metadata-directive`` COPY/REPLACE, ta
 DeleteObject, DeleteObjects (up to 1,000 keys, Quiet); multipart uploads (Create, UploadPart with
 part numbers 1-10,000, UploadPartCopy with a source range, ListParts, ListMultipartUploads,
 Complete, Abort; see ``cumulo.object.s3.multipart`` for how parts are kept and joined); bucket
-versioning configuration (Get/PutBucketVersioning: Enabled/Suspended kept and reported; objects
-are not versioned: there are no version ids, an overwrite replaces); object tagging
+versioning (Get/PutBucketVersioning Enabled/Suspended; version ids, kept versions, delete markers,
+``versionId`` on GET/HEAD/DELETE, ListObjectVersions: see ``cumulo.object.s3.versioning``); object tagging
 (Put/Get/DeleteObjectTagging, ``x-amz-tagging`` on PUT, at most 10 tags).
 
 **Not served** (``NotImplemented``): ACL, policy, lifecycle, CORS, website, replication, encryption,
-object lock, select, POST form uploads, ListObjectVersions.
+object lock, select, POST form uploads, bucket tagging.
 
 **Limits.** An object (and a completed multipart upload) up to ``[object] max_file_size``; every part
 but the last at least 5 MiB; keys up to 1,024 bytes; metadata as Swift's (90 items, 4 KiB); request
@@ -70,7 +70,7 @@ from cumulo.identity.service import IdentityService
 from cumulo.object import policies
 from cumulo.object.api import Call
 from cumulo.object.api.common import SwiftError
-from cumulo.object.s3 import auth, buckets, multipart, objects
+from cumulo.object.s3 import auth, buckets, multipart, objects, versioning
 from cumulo.object.s3.common import S3Error, S3Request, request_id
 from cumulo.object.service import ObjectError, ObjectService
 
@@ -79,7 +79,7 @@ LOG = logging.getLogger(__name__)
 __all__ = ["build_app"]
 
 UNSUPPORTED = ("acl", "policy", "lifecycle", "cors", "website", "replication", "encryption", "object-lock",
-               "select", "versions", "logging", "notification", "requestPayment", "accelerate", "analytics",
+               "select", "logging", "notification", "requestPayment", "accelerate", "analytics",
                "inventory", "metrics", "ownershipControls", "publicAccessBlock", "restore", "torrent",
                "legal-hold", "retention", "intelligent-tiering", "attributes")
 MAX_QUERY = 64  # query parameters a request may carry
@@ -101,6 +101,9 @@ async def route(s3: S3Request) -> Response:
                 return await buckets.get_versioning(s3)
             if method == "PUT":
                 return await buckets.put_versioning(s3)
+        elif "versions" in q and method == "GET":
+            return await versioning.list_versions(s3, await buckets.resolve(s3, "object_store:container:get",
+                                                                            listing=True))
         elif "location" in q and method == "GET":
             return await buckets.location(s3)
         elif "uploads" in q and method == "GET":

@@ -70,7 +70,7 @@ async def list_buckets(s3: S3Request) -> Response:
     for _ in range(10):  # an account's containers, 10,000 a page, at most 100,000
         page = await s3.svc.containers(s3.account, Listing(marker=marker, limit=10000))
         for entry in page:
-            if entry["name"].endswith(SEGMENTS):
+            if entry["name"].endswith((SEGMENTS, "+versions")):
                 continue
             b = element("Bucket")
             sub(b, "Name", entry["name"])
@@ -103,8 +103,11 @@ async def create(s3: S3Request) -> Response:
 
 async def delete(s3: S3Request) -> Response:
     info = await resolve(s3, "object_store:container:delete")
-    if info.object_count > 0:
+    versions = await s3.svc.container(s3.account, s3.bucket + "+versions")
+    if info.object_count > 0 or (versions is not None and versions.object_count > 0):
         raise S3Error("BucketNotEmpty", "The bucket you tried to delete is not empty")
+    if versions is not None:
+        await s3.svc.delete_container(s3.account, versions.name)
     segments = await s3.svc.container(s3.account, s3.bucket + SEGMENTS)
     if segments is not None:  # unfinished uploads go with their bucket
         for entry in await s3.svc.objects(segments, Listing(limit=MAX_DELETE_SWEEP)):

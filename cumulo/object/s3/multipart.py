@@ -17,7 +17,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from cumulo.object.s3 import buckets, objects
+from cumulo.object.s3 import buckets, objects, versioning
 from cumulo.object.s3.common import (
     MAX_KEYS,
     MAX_PART_NUMBER,
@@ -263,6 +263,9 @@ async def complete(s3: S3Request) -> Response:
     meta = {k: v for k, v in marker.meta.items() if k != CTYPE}
     etag = f"{hashlib.md5(md5s).hexdigest()}-{len(wanted)}"  # noqa: S324  (AWS's multipart ETag)
     meta[objects.S3_ETAG] = etag
+    vid = await versioning.before_write(s3, bucket, s3.key)
+    if vid:
+        meta[versioning.VERSION_ID] = vid
 
     async def joined() -> AsyncIterator[bytes]:
         for number, _ in wanted:
@@ -283,4 +286,4 @@ async def complete(s3: S3Request) -> Response:
     sub(out, "Bucket", bucket.name)
     sub(out, "Key", s3.key)
     sub(out, "ETag", f'"{etag}"')
-    return xml_response(out)
+    return xml_response(out, headers={"x-amz-version-id": vid} if vid else None)

@@ -13,7 +13,7 @@ from starlette.responses import Response, StreamingResponse
 
 from cumulo.object.api.common import check_merged_meta, parse_http_date
 from cumulo.object.api.objects import KEPT, parse_ranges
-from cumulo.object.s3 import buckets
+from cumulo.object.s3 import buckets, versioning
 from cumulo.object.s3.common import (
     MAX_KEY_BYTES,
     MAX_KEYS,
@@ -83,6 +83,8 @@ def headers_of(info: ObjectInfo) -> dict[str, str]:
     for key, value in info.meta.items():
         if key.startswith(USER_META):
             headers["x-amz-meta-" + key[len(USER_META):]] = value
+        elif key == versioning.VERSION_ID:
+            headers["x-amz-version-id"] = value
         elif key == TAGGING:
             headers["x-amz-tagging-count"] = str(len(parse_qsl(value, keep_blank_values=True)))
         elif key in KEPT:
@@ -132,8 +134,13 @@ async def put(s3: S3Request) -> Response:
     ctype = s3.request.headers.get("content-type") or "binary/octet-stream"
     if len(ctype) > 256:
         raise S3Error("InvalidArgument", "The Content-Type is too long.")
+    vid = await versioning.before_write(s3, info, s3.key)
+    if vid:
+        meta[versioning.VERSION_ID] = vid
     new = await store(s3, info, s3.key, s3.body.chunks(), ctype, meta, s3.body.length)
     headers = {"ETag": f'"{new.etag}"'}
+    if vid:
+        headers["x-amz-version-id"] = vid
     if s3.body.checksum is not None and s3.body.checksum.value():
         headers[f"x-amz-checksum-{s3.body.checksum.algorithm}"] = s3.body.checksum.value() or ""
     return Response(status_code=200, headers=headers)
@@ -183,14 +190,18 @@ async def copy(s3: S3Request) -> Response:
         elif TAGGING in info.meta:
             meta[TAGGING] = info.meta[TAGGING]
         meta.pop(S3_ETAG, None)
+        meta.pop(versioning.VERSION_ID, None)
         _copy_conditions(s3, info)
+        vid = await versioning.before_write(s3, dest, s3.key)
+        if vid:
+            meta[versioning.VERSION_ID] = vid
         new = await store(s3, dest, s3.key, _range(reader, 0, info.size), ctype, meta, info.size)
     finally:
         reader.close()
     root = element("CopyObjectResult")
     sub(root, "LastModified", iso8601(new.timestamp))
     sub(root, "ETag", f'"{new.etag}"')
-    return xml_response(root)
+    return xml_response(root, headers={"x-amz-version-id": vid} if vid else None)
 
 
 def _copy_conditions(s3: S3Request, info: ObjectInfo) -> None:
@@ -236,7 +247,10 @@ RESPONSE_OVERRIDES = {"response-content-type": "Content-Type", "response-content
 async def get(s3: S3Request) -> Response:
     check_key(s3.key)
     container = await buckets.resolve(s3, "object_store:object:get")
-    opened = await s3.svc.open_object(container, s3.key)
+    if s3.query.get("versionId"):
+        opened = await versioning.open_version(s3, container, s3.key, s3.query["versionId"])
+    else:
+        opened = await s3.svc.open_object(container, s3.key)
     if opened is None:
         raise S3Error("NoSuchKey", "The specified key does not exist.")
     info, reader = opened
@@ -278,6 +292,9 @@ async def get(s3: S3Request) -> Response:
 async def delete(s3: S3Request) -> Response:
     check_key(s3.key)
     container = await buckets.resolve(s3, "object_store:object:delete")
+    if versioning.state(container) or s3.query.get("versionId"):
+        headers = await versioning.delete(s3, container, s3.key, s3.query.get("versionId", ""))
+        return Response(status_code=204, headers=headers)
     try:
         await s3.svc.delete_object(container, s3.key)
     except Exception as exc:  # S3 answers 204 for a key that is not there
@@ -294,17 +311,23 @@ async def delete_many(s3: S3Request) -> Response:
                       "our published schema.")
     quiet = (root.findtext("Quiet") or "").strip().lower() == "true"
     keys = [el.findtext("Key") for el in root.findall("Object")]
+    vids = [el.findtext("VersionId") or "" for el in root.findall("Object")]
     if not keys or len(keys) > MAX_KEYS or any(k is None for k in keys):
         raise S3Error("MalformedXML", "A Delete carries 1 to 1,000 Object elements, each with a Key.")
     result = element("DeleteResult")
-    for key in keys:
+    for key, vid in zip(keys, vids, strict=True):
         assert key is not None
         code = ""
         if len(key.encode()) > MAX_KEY_BYTES:
             code = "KeyTooLongError"
         else:
             try:
-                await s3.svc.delete_object(container, key)
+                if versioning.state(container) or vid:
+                    await versioning.delete(s3, container, key, vid)
+                else:
+                    await s3.svc.delete_object(container, key)
+            except S3Error as exc:
+                code = exc.code
             except Exception as exc:  # noqa: BLE001  (one key's failure is reported, the others go on)
                 if getattr(exc, "status", 0) != 404:
                     code = "InternalError"
