@@ -604,3 +604,19 @@ def test_bad_requests_get_s3_errors_never_a_500(s3: Any, people: dict[str, Perso
     with pytest.raises(ClientError) as exc:
         s3.create_bucket(Bucket="Bad_Name")
     assert code(exc) == "InvalidBucketName"
+
+
+def test_a_deleted_ec2_credential_stops_signing_at_once(scloud: Cloud, people: dict[str, Person]) -> None:
+    token, body = scloud.token()
+    user_id, headers = body["user"]["id"], {"X-Auth-Token": token}
+    r = httpx.post(f"{scloud.url}/users/{user_id}/credentials/OS-EC2", headers=headers,
+                   json={"tenant_id": people["admin"].project_id})
+    assert r.status_code == 201, r.text
+    cred = r.json()["credential"]
+    client = people["admin"].client(access=cred["access"], secret=cred["secret"])
+    assert isinstance(client.list_buckets()["Buckets"], list)
+    r = httpx.delete(f"{scloud.url}/users/{user_id}/credentials/OS-EC2/{cred['access']}", headers=headers)
+    assert r.status_code == 204
+    with pytest.raises(ClientError) as exc:
+        client.list_buckets()
+    assert code(exc) == "InvalidAccessKeyId"
