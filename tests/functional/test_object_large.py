@@ -120,6 +120,25 @@ def test_slo_put_get_and_ranges(owner: Swift, segs: dict[str, Any]) -> None:
     assert owner("GET", "/big/slo1", headers={"If-None-Match": f'"{slo_etag}"'}).status_code == 304
     assert owner("GET", "/big/slo1", headers={"If-Match": md5(b"x")}).status_code == 412
     assert owner("GET", "/big/slo1", headers={"If-Match": slo_etag}).status_code == 200
+    # a POST changes the metadata only: still the large object
+    assert owner("POST", "/big/slo1", headers={"X-Object-Meta-Color": "red"}).status_code == 202
+    head = owner("HEAD", "/big/slo1")
+    assert head.headers["x-object-meta-color"] == "red" and head.headers["etag"] == f'"{slo_etag}"'
+    assert owner("GET", "/big/slo1").content == whole
+    assert owner("POST", "/segs/c", headers={"X-Static-Large-Object": "True"}).status_code == 202
+    assert owner("GET", "/segs/c").content == segs["c"]
+
+
+def test_slo_manifest_is_versioned(owner: Swift, segs: dict[str, Any]) -> None:
+    owner.put("/vslo-archive")
+    owner.put("/vslo", **{"X-Versions-Location": "vslo-archive"})
+    for names in ("ab", "c"):
+        r = owner("PUT", "/vslo/m?multipart-manifest=put", content=json.dumps(manifest(segs, names)))
+        assert r.status_code == 201, r.text
+    assert owner("GET", "/vslo/m").content == segs["c"]
+    archived = owner("GET", "/vslo-archive", params={"format": "json"}).json()
+    assert len(archived) == 1
+    assert owner("GET", f"/vslo-archive/{archived[0]['name']}").content == segs["a"] + segs["b"]
 
 
 def test_slo_sdk_read_and_manifest_get(lcloud: Cloud, owner: Swift, segs: dict[str, Any]) -> None:
@@ -264,6 +283,9 @@ def test_symlink_follow_and_get(owner: Swift, segs: dict[str, Any]) -> None:
     assert link.status_code == 200 and link.content == b""
     assert link.headers["x-symlink-target"] == "links/target"
     assert link.headers["content-type"] == "application/symlink"
+    assert owner("POST", "/links/soft", headers={"X-Object-Meta-K": "v"}).status_code == 202
+    assert owner("GET", "/links/soft").content == b"target data"
+    assert owner("HEAD", "/links/soft?symlink=get").headers["x-object-meta-k"] == "v"
     # a link to a large object serves the large object
     owner("PUT", "/links/toslo", content=b"", headers={"X-Symlink-Target": "big/slo1"})
     assert owner("GET", "/links/toslo").content == segs["a"] + segs["b"] + segs["c"]

@@ -35,6 +35,12 @@ Reading
     ``hash``, ``bytes``, ``content_type``, ``last_modified``, ``range``, ``sub_slo``); with
     ``&format=raw`` in the form it was uploaded in (``path``, ``etag``, ``size_bytes``).
 
+Changing and versioning
+    The manifest is written down the pipeline as an ordinary PUT of its JSON, so quotas count its
+    bytes (not the segments'), a versioned container archives the copy it replaces, and
+    X-Delete-At works.  A POST replaces the manifest's metadata and leaves it a large object;
+    ``X-Static-Large-Object`` in a POST is ignored.
+
 Deleting
     A plain DELETE removes the manifest only.  ``DELETE ...?multipart-manifest=delete`` removes
     every segment (nested manifests' too), then the manifest, with delete access to each
@@ -51,6 +57,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import json
 import math
@@ -59,12 +66,13 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from cumulo.core.config import Config
 from cumulo.object.api import common as c
-from cumulo.object.api.objects import KEPT, parse_ranges
-from cumulo.object.middleware import Handler
+from cumulo.object.api.objects import parse_ranges
+from cumulo.object.middleware import Handler, with_headers
 from cumulo.object.service import ContainerInfo, ObjectInfo
 
 if TYPE_CHECKING:
@@ -102,13 +110,17 @@ async def handle(call: Call, app: Handler) -> Response:
     method, mode = call.request.method, call.request.query_params.get("multipart-manifest", "")
     if method == "PUT":
         if mode == "put":
-            return await _put(call)
+            return await _put(call, app)
         if call.request.headers.get(SLO) is not None:
             raise c.SwiftError(400, "X-Static-Large-Object is a reserved header. To create a static large object "
                                     "add query param multipart-manifest=put.")
         return _hide(await app(call))
     if method == "DELETE" and mode == "delete":
         return await _delete(call)
+    if method == "POST":
+        # a POST replaces the user metadata only: a manifest stays one (and no POST makes one)
+        return _hide(await keep_on_post(with_headers(call, {SLO: None}), app,
+                                        lambda key: key == SLO or key in (ETAG_KEY, SIZE_KEY)))
     if method in ("GET", "HEAD"):
         container = await call.svc.container(call.account, call.container)
         info = await call.svc.object(container, call.obj) if container is not None else None
@@ -274,7 +286,7 @@ def seg_size(info: ObjectInfo) -> int:
     return int(info.meta.get(SIZE_KEY, info.size)) if is_slo(info) else info.size
 
 
-async def _put(call: Call) -> Response:
+async def _put(call: Call, app: Handler) -> Response:
     request = call.request
     if request.headers.get("x-copy-from"):
         raise c.SwiftError(405, "Multipart Manifest PUTs cannot be COPY requests")
@@ -348,39 +360,58 @@ async def _put(call: Call) -> Response:
         total += length_of
     if problems:
         return _problems(call, problems)
-    digest = hashlib.md5(usedforsecurity=False)
-    for entry in stored:
-        if "data" in entry:
-            digest.update(hashlib.md5(base64.b64decode(entry["data"]), usedforsecurity=False).hexdigest().encode())
-        elif entry.get("range"):
-            digest.update(f"{entry['hash']}:{entry['range']};".encode())
-        else:
-            digest.update(entry["hash"].encode())
-    slo_etag = digest.hexdigest()
+    slo_etag, _ = totals(stored)
     client_etag = request.headers.get("etag")
     if client_etag and client_etag.strip('"') != slo_etag:
         raise c.SwiftError(422)
-    meta = {f"x-object-meta-{k}": v for k, v in c.metadata(request, "object").items() if v}
-    for key in KEPT:
-        value = request.headers.get(key)
-        if value and key not in (SLO, "x-object-manifest"):
-            meta[key] = value
-    meta.update({SLO: "True", ETAG_KEY: slo_etag, SIZE_KEY: str(total)})
     data = json.dumps(stored).encode()
-    ctype = request.headers.get("content-type") or "application/octet-stream"
+    # the manifest goes down the pipeline as an ordinary PUT (quotas, versioning, expiry see it),
+    # then gets the large object's ETag and size as system metadata
+    inner = body_call(call, data, {SLO: "True", "etag": hashlib.md5(data, usedforsecurity=False).hexdigest(),
+                                   "x-object-manifest": None, "x-symlink-target": None,
+                                   "content-type": request.headers.get("content-type") or "application/octet-stream"})
+    response = await app(inner)
+    if response.status_code != 201:
+        return response
+    await add_sysmeta(call, container, call.obj, response.headers.get("etag", ""),
+                      {ETAG_KEY: slo_etag, SIZE_KEY: str(total)})
+    response.headers["Etag"] = f'"{slo_etag}"'
+    return response
 
-    async def one() -> AsyncIterator[bytes]:
-        yield data
 
-    from cumulo.object.storage import QuorumError
-    try:
-        info = await call.svc.put_object(container, call.obj, one(), content_type=ctype, meta=meta,
-                                         expected_etag=None, content_length=len(data))
-    except QuorumError:
-        raise c.SwiftError(503) from None
-    return Response(status_code=201, media_type="text/html; charset=UTF-8", headers={
-        "Etag": f'"{slo_etag}"', "Last-Modified": c.http_date(info.timestamp), "X-Timestamp": info.timestamp,
-        "Content-Length": "0"})
+async def keep_on_post(call: Call, app: Handler, kept: Any) -> Response:
+    """The object POST, the stored metadata keys ``kept(key)`` chooses put back after it."""
+    container = await call.svc.container(call.account, call.container)
+    before = await call.svc.object(container, call.obj) if container is not None else None
+    response = await app(call)
+    keep = {k: v for k, v in before.meta.items() if kept(k)} if before is not None else {}
+    if keep and response.status_code == 202 and container is not None:
+        after = await call.svc.object(container, call.obj)
+        if after is not None and after.etag == before.etag:  # type: ignore[union-attr]
+            await call.svc.update_object(container, call.obj, None, {**after.meta, **keep})
+    return response
+
+
+def body_call(call: Call, data: bytes, changes: dict[str, str | None]) -> Call:
+    """The call with another (small) body and some headers changed."""
+    changed = with_headers(call, {**changes, "content-length": str(len(data)), "transfer-encoding": None})
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": data, "more_body": False}
+
+    return dataclasses.replace(changed, request=Request(changed.request.scope, receive))
+
+
+async def add_sysmeta(call: Call, container: ContainerInfo, name: str, etag: str, sysmeta: dict[str, str]) -> None:
+    """Add system metadata to the object just written (unless another write replaced it since)."""
+    info = await call.svc.object(container, name)
+    if info is not None and info.etag == etag.strip('"'):
+        await call.svc.update_object(container, name, None, {**info.meta, **sysmeta})
 
 
 # ---- GET / HEAD ----
@@ -568,13 +599,37 @@ async def _body(seg: Segments, source: PieceSource, start: int, end: int) -> Asy
     return seg.stream(pieces, opened)
 
 
+def totals(items: list[dict[str, Any]]) -> tuple[str, int]:
+    """The large object's ETag and size from its stored manifest."""
+    digest, size = hashlib.md5(usedforsecurity=False), 0
+    for item in items:
+        if "data" in item:
+            raw = base64.b64decode(item["data"])
+            digest.update(hashlib.md5(raw, usedforsecurity=False).hexdigest().encode())
+            size += len(raw)
+        elif item.get("range"):
+            digest.update(f"{item['hash']}:{item['range']};".encode())
+            a, _, b = str(item["range"]).partition("-")
+            size += int(b) + 1 - int(a)
+        else:
+            digest.update(str(item["hash"]).encode())
+            size += int(item["bytes"])
+    return digest.hexdigest(), size
+
+
 async def serve(call: Call, container: ContainerInfo, info: ObjectInfo) -> Response:
-    etag, size = large_etag(info), seg_size(info)
+    items: list[dict[str, Any]] | None = None
+    if ETAG_KEY in info.meta and SIZE_KEY in info.meta:
+        etag, size = large_etag(info), seg_size(info)
+    else:  # written by a PUT whose system metadata is not there (yet)
+        items = await load_manifest(call, container, info.name)
+        etag, size = totals(items)
     headers = {**object_headers(info), "Etag": f'"{etag}"', "X-Static-Large-Object": "True"}
     early = conditions(call, etag, info, headers)
     if early is not None:
         return early
-    items = await load_manifest(call, container, info.name)
+    if items is None:
+        items = await load_manifest(call, container, info.name)
     seg = Segments(call, call.account)
     return await respond(call, seg, lambda a, b: slo_pieces(seg, items, a, b), size, headers, info.content_type)
 
