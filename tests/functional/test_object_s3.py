@@ -134,6 +134,9 @@ def test_objects_are_put_got_by_range_and_condition_copied_and_deleted(s3: Any) 
                    Metadata={"shape": "round"}, ContentType="text/plain")
     replaced = s3.head_object(Bucket="b-obj", Key="copy2.bin")
     assert replaced["Metadata"] == {"shape": "round"} and replaced["ContentType"] == "text/plain"
+    with pytest.raises(ClientError) as exc:
+        s3.put_object(Bucket="b-obj", Key="copy2.bin", Body=b"no", IfNoneMatch="*")
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
     s3.delete_object(Bucket="b-obj", Key="copy2.bin")
     s3.delete_object(Bucket="b-obj", Key="never-there")  # S3 answers 204 for a missing key
     with pytest.raises(ClientError) as exc:
@@ -337,6 +340,9 @@ def test_bucket_versioning_is_stored_and_reported(s3: Any) -> None:
     s3.delete_object(Bucket="b-ver", Key="k", VersionId=v2)  # v2 goes for good: v1 is current
     assert s3.get_object(Bucket="b-ver", Key="k")["Body"].read() == b"one"
     assert [v["VersionId"] for v in s3.list_object_versions(Bucket="b-ver")["Versions"]] == [v1]
+    s3.put_object(Bucket="b-ver", Key="k", Body=b"three")
+    s3.copy_object(Bucket="b-ver", Key="restored", CopySource={"Bucket": "b-ver", "Key": "k", "VersionId": v1})
+    assert s3.get_object(Bucket="b-ver", Key="restored")["Body"].read() == b"one"
     with pytest.raises(ClientError) as exc:
         s3.get_object(Bucket="b-ver", Key="k", VersionId="not-an-id")
     assert code(exc) == "InvalidArgument"

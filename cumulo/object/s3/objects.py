@@ -130,6 +130,8 @@ async def put(s3: S3Request) -> Response:
     if s3.body.length is None and "chunked" not in s3.request.headers.get("transfer-encoding", ""):
         raise S3Error("MissingContentLength", "You must provide the Content-Length HTTP header.")
     info = await buckets.resolve(s3, "object_store:object:put")
+    if s3.request.headers.get("if-none-match", "").strip() == "*" and await s3.svc.object(info, s3.key):
+        raise S3Error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold")
     meta = user_meta(s3)
     ctype = s3.request.headers.get("content-type") or "binary/octet-stream"
     if len(ctype) > 256:
@@ -146,22 +148,25 @@ async def put(s3: S3Request) -> Response:
     return Response(status_code=200, headers=headers)
 
 
-def _copy_source(s3: S3Request) -> tuple[str, str]:
-    source = unquote(s3.request.headers["x-amz-copy-source"]).partition("?")[0].lstrip("/")
-    bucket, _, key = source.partition("/")
+def _copy_source(s3: S3Request) -> tuple[str, str, str]:
+    raw, _, params = s3.request.headers["x-amz-copy-source"].partition("?")
+    version_id = dict(parse_qsl(params)).get("versionId", "")
+    bucket, _, key = unquote(raw).lstrip("/").partition("/")
     if not bucket or not key:
         raise S3Error("InvalidArgument", "Copy Source must mention the source bucket and key: sourcebucket/"
                       "sourcekey")
     check_key(key)
-    return bucket, key
+    return bucket, key, version_id
 
 
 async def open_source(s3: S3Request) -> tuple[ObjectInfo, Any]:
     """The object x-amz-copy-source names, read with the caller's read rights over it."""
     from dataclasses import replace
-    bucket, key = _copy_source(s3)
+    bucket, key, version_id = _copy_source(s3)
     src = replace(s3, bucket=bucket, key=key)
     container = await buckets.resolve(src, "object_store:object:get")
+    if version_id:
+        return await versioning.open_version(src, container, key, version_id)
     opened = await s3.svc.open_object(container, key)
     if opened is None:
         raise S3Error("NoSuchKey", "The specified key does not exist.")

@@ -25,6 +25,7 @@ VERSIONS = "+versions"
 VERSIONING = "x-s3-versioning"
 VERSION_ID = "x-s3-version-id"
 DELETE_MARKER = "x-s3-delete-marker"
+MODIFIED = "x-s3-modified"  # a kept version's own time (its copy here has the time it was kept)
 _CLOCK = 10**16
 
 
@@ -51,9 +52,9 @@ async def _container(s3: S3Request, bucket: ContainerInfo, create: bool) -> Cont
 
 
 async def _copy(s3: S3Request, src: ContainerInfo, src_name: str, dest: ContainerInfo, dest_name: str,
-                meta: dict[str, str] | None = None, keep_time: bool = True) -> ObjectInfo | None:
-    """A server-side copy; a kept version keeps its time (its LastModified), a version made current
-    again gets a new one (the current name's tombstone is newer than the kept time)."""
+                meta: dict[str, str] | None = None) -> ObjectInfo | None:
+    """A server-side copy with a new timestamp (a name a version left and comes back to has a
+    tombstone newer than the version's own time); the kept version's time is in its metadata."""
     opened = await s3.svc.open_object(src, src_name)
     if opened is None:
         return None
@@ -65,7 +66,7 @@ async def _copy(s3: S3Request, src: ContainerInfo, src_name: str, dest: Containe
     try:
         return await s3.svc.put_object(dest, dest_name, chunks(), content_type=info.content_type,
                                        meta=dict(info.meta if meta is None else meta), expected_etag=None,
-                                       content_length=info.size, timestamp=info.timestamp if keep_time else None,
+                                       content_length=info.size,
                                        max_size=max(info.size, 1))
     finally:
         reader.close()
@@ -82,7 +83,8 @@ async def before_write(s3: S3Request, bucket: ContainerInfo, key: str) -> str:
         vid = current.meta.get(VERSION_ID) or new_version_id(float(current.timestamp))
         versions = await _container(s3, bucket, True)
         assert versions is not None
-        await _copy(s3, bucket, key, versions, f"{key}/{vid}", {**current.meta, VERSION_ID: vid})
+        await _copy(s3, bucket, key, versions, f"{key}/{vid}", {**current.meta, VERSION_ID: vid,
+                                                               MODIFIED: current.timestamp})
     return new_version_id() if mode == "Enabled" else ""
 
 
@@ -138,7 +140,8 @@ async def _delete_version(s3: S3Request, bucket: ContainerInfo, key: str, versio
         if newest:
             entry = await s3.svc.object(versions, newest[0]["name"])
             if entry is not None and not entry.meta.get(DELETE_MARKER):
-                await _copy(s3, versions, entry.name, bucket, key, keep_time=False)
+                await _copy(s3, versions, entry.name, bucket, key,
+                            {k: v for k, v in entry.meta.items() if k != MODIFIED})
                 await _delete_current(s3, versions, entry.name)
     return headers
 
@@ -209,7 +212,7 @@ async def list_versions(s3: S3Request, bucket: ContainerInfo) -> Response:
         sub(el, "Key", key)
         sub(el, "VersionId", vid or "null")
         sub(el, "IsLatest", "true" if is_latest else "false")
-        sub(el, "LastModified", iso8601(entry["last_modified"]))
+        sub(el, "LastModified", iso8601((info.meta.get(MODIFIED) if info else None) or entry["last_modified"]))
         if not marker:
             sub(el, "ETag", f'"{s3_etag(info) if info else entry["hash"]}"')
             sub(el, "Size", entry["bytes"])
