@@ -556,7 +556,26 @@ def test_aws_chunked_bodies_with_chunk_signatures_and_trailing_checksums(s3: Any
         if status == 400:
             assert "<Code>BadDigest</Code>" in r.text
     assert s3.get_object(Bucket="b-chunk", Key="trailer-200")["Body"].read() == whole
-    assert [o["Key"] for o in s3.list_objects_v2(Bucket="b-chunk")["Contents"]] == ["signed", "trailer-200"]
+    # signed chunks and a signed trailer (STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER)
+    import hmac
+    for trailer_ok in (True, False):
+        headers, key, amz_date, scope = _signed(admin, "PUT", "/b-chunk/signed-trailer",
+                                                "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER", {
+                                                    "content-encoding": "aws-chunked",
+                                                    "x-amz-decoded-content-length": str(len(whole)),
+                                                    "x-amz-trailer": "x-amz-checksum-crc32"})
+        seed = headers["authorization"].rsplit("Signature=", 1)[1]
+        chunks = _signed_chunks(data, key, amz_date, scope, seed)
+        last = chunks.rsplit(b"chunk-signature=", 1)[1][:64].decode()
+        trailer = f"x-amz-checksum-crc32:{crc}\n".encode()
+        sts = "\n".join(["AWS4-HMAC-SHA256-TRAILER", amz_date, scope, last, hashlib.sha256(trailer).hexdigest()])
+        tsig = hmac.new(key, sts.encode(), hashlib.sha256).hexdigest() if trailer_ok else "0" * 64
+        body = chunks[:-2] + trailer.replace(b"\n", b"\r\n") + f"x-amz-trailer-signature:{tsig}\r\n\r\n".encode()
+        r = httpx.put(f"{admin.cloud.s3_url}/b-chunk/signed-trailer", headers=headers, content=body)
+        assert r.status_code == (200 if trailer_ok else 403), r.text
+    assert s3.get_object(Bucket="b-chunk", Key="signed-trailer")["Body"].read() == whole
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="b-chunk")["Contents"]] == [
+        "signed", "signed-trailer", "trailer-200"]
     # a hex x-amz-content-sha256 that is not the body's
     headers, *_ = _signed(admin, "PUT", "/b-chunk/liar", hashlib.sha256(b"other").hexdigest(), {})
     r = httpx.put(f"{admin.cloud.s3_url}/b-chunk/liar", headers=headers, content=b"this body")
