@@ -93,6 +93,16 @@ def test_bulk_delete_objects_json(sw: Swift) -> None:
     assert sw("HEAD", f"/{c}").status_code == 404
 
 
+def test_bulk_delete_objects_before_their_container(sw: Swift) -> None:
+    """Tempest's shape: paths without the leading slash, the container listed before its object."""
+    c = name("bdboth")
+    sw("PUT", f"/{c}")
+    sw("PUT", f"/{c}/o", content=b"x")
+    r = sw("DELETE", "?bulk-delete", content=f"{c}\n{c}/o", headers={"Accept": "application/json"})
+    assert r.json()["Number Deleted"] == 2 and r.json()["Errors"] == []
+    assert sw("HEAD", f"/{c}").status_code == 404
+
+
 def test_bulk_delete_non_empty_container_is_409(sw: Swift) -> None:
     c = name("bd409")
     sw("PUT", f"/{c}")
