@@ -75,8 +75,7 @@ async def handle(call: Call, app: Handler) -> Response:
         return await app(call)
     if method not in ("GET", "HEAD") or call.request.query_params.get("multipart-manifest") == "get":
         return await app(call)
-    container = await call.svc.container(call.account, call.container)
-    info = await call.svc.object(container, call.obj) if container is not None else None
+    container, info = await slo.lookup(call)
     if container is None or info is None or not info.meta.get(HEADER) or slo.is_slo(info):
         return await app(call)
     call.authorize("object_store:object:get", container)

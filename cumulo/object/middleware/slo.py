@@ -122,14 +122,27 @@ async def handle(call: Call, app: Handler) -> Response:
         return _hide(await keep_on_post(with_headers(call, {SLO: None}), app,
                                         lambda key: key == SLO or key in (ETAG_KEY, SIZE_KEY)))
     if method in ("GET", "HEAD"):
-        container = await call.svc.container(call.account, call.container)
-        info = await call.svc.object(container, call.obj) if container is not None else None
+        container, info = await lookup(call)
         if container is not None and info is not None and is_slo(info):
             call.authorize("object_store:object:get", container)
             if mode == "get":
                 return await _manifest_get(call, container, info)
             return await serve(call, container, info)
     return _hide(await app(call))
+
+
+_LOOKUP = "cumulo.object.lookup"
+
+
+async def lookup(call: Call) -> tuple[ContainerInfo | None, ObjectInfo | None]:
+    """The call's container and object rows, read once per request for the features that look
+    at them on a GET or HEAD (kept in the request's scope, which changed calls share)."""
+    cache = call.request.scope.setdefault(_LOOKUP, {})
+    key = (call.account, call.container, call.obj)
+    if key not in cache:
+        container = await call.svc.container(call.account, call.container)
+        cache[key] = (container, await call.svc.object(container, call.obj) if container is not None else None)
+    return cache[key]  # type: ignore[no-any-return]
 
 
 def _hide(response: Response) -> Response:

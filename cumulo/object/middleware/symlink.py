@@ -164,8 +164,7 @@ async def _put(call: Call, app: Handler) -> Response:
 
 async def _follow(call: Call, app: Handler) -> Response:
     current = call
-    container = await call.svc.container(call.account, call.container)
-    info = await call.svc.object(container, call.obj) if container is not None else None
+    container, info = await slo.lookup(call)
     if container is None or info is None or SYS_TARGET not in info.meta:
         return _show(await app(call))
     hops = 0
