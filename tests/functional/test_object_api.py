@@ -16,16 +16,20 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.functional.conftest import Cloud, start_cloud, stop_cloud, unique
+from tests.functional.conftest import Cloud, _drop_pg_database, start_cloud, stop_cloud, unique
 
 TX = r"^tx[0-9a-f]{21}-[0-9a-f]{10}$"
 
 
-@pytest.fixture(scope="module")
-def ocloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    c = start_cloud(tmp_path_factory.mktemp("object"), "sqlite", {"CUMULO_SERVICES": "identity,object"})
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def ocloud(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+    """One cloud per backend: SQLite, and PostgreSQL + RabbitMQ (its database dropped after)."""
+    c = start_cloud(tmp_path_factory.mktemp(f"object-{request.param}"), request.param,
+                    {"CUMULO_SERVICES": "identity,object"})
     yield c
     stop_cloud(c)
+    if request.param == "postgres":
+        _drop_pg_database(c.env["CUMULO_DATABASE__URL"].rsplit("/", 1)[1])
 
 
 class Swift:
