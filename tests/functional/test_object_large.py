@@ -245,6 +245,22 @@ def test_slo_segment_read_access(lcloud: Cloud, owner: Swift, other: Swift, segs
         owner("POST", "/segs", headers={"X-Container-Read": ""})
 
 
+def test_slo_segment_gone_is_409(owner: Swift) -> None:
+    owner.put("/gone")
+    owner.put("/gone/s1", b"1" * 10)
+    owner.put("/gone/s2", b"2" * 10)
+    items = [{"path": "/gone/s1"}, {"path": "/gone/s2"}]
+    assert owner("PUT", "/gone/m?multipart-manifest=put", content=json.dumps(items)).status_code == 201
+    owner.put("/gone/s1", b"changed!!!")
+    r = owner("GET", "/gone/m")
+    assert r.status_code == 409 and r.text == "Object segment no longer valid"
+    assert owner("GET", "/gone/m", headers={"Range": "bytes=12-15"}).content == b"2222"
+    r = owner("DELETE", "/gone/m?multipart-manifest=delete")
+    assert r.status_code == 200
+    assert r.text == ("Number Deleted: 3\nNumber Not Found: 0\nResponse Body: \nResponse Status: 200 OK\n"
+                      "Errors:\n")
+
+
 def test_dlo_concat_range_etag(owner: Swift) -> None:
     owner.put("/dlo")
     parts = {f"part/{i:03d}": bytes([65 + i]) * (100 + i) for i in range(5)}
@@ -266,6 +282,18 @@ def test_dlo_concat_range_etag(owner: Swift) -> None:
     r = owner("GET", "/dlo/manifest?multipart-manifest=get")
     assert r.status_code == 200 and r.content == b"" and r.headers["etag"].strip('"') == md5(b"")
     assert owner("PUT", "/dlo/bad", content=b"", headers={"X-Object-Manifest": "noslash"}).status_code == 400
+
+
+def test_dlo_segment_container_read_checked(lcloud: Cloud, owner: Swift, other: Swift) -> None:
+    owner.put("/dlo-segs")
+    owner.put("/dlo-segs/p1", b"one")
+    owner.put("/dlo-pub", **{"X-Container-Read": f"{other.account[5:]}:*"})
+    owner.put("/dlo-pub/m", b"", **{"X-Object-Manifest": "dlo-segs/p"})
+    theirs = Swift(lcloud, other.token, owner.account[5:])
+    assert owner("GET", "/dlo-pub/m").content == b"one"
+    assert theirs("GET", "/dlo-pub/m").status_code == 403
+    owner("POST", "/dlo-segs", headers={"X-Container-Read": f"{other.account[5:]}:*"})
+    assert theirs("GET", "/dlo-pub/m").content == b"one"
 
 
 def test_symlink_follow_and_get(owner: Swift, segs: dict[str, Any]) -> None:

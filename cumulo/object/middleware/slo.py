@@ -44,8 +44,9 @@ Changing and versioning
 Deleting
     A plain DELETE removes the manifest only.  ``DELETE ...?multipart-manifest=delete`` removes
     every segment (nested manifests' too), then the manifest, with delete access to each
-    segment's container; the answer is 200 with Swift's bulk-delete report (``Number Deleted``,
-    ``Number Not Found``, ``Response Status``, ``Errors``), plain text, or JSON when accepted.
+    segment's container, at most 10,000 objects in all; the answer is 200 with Swift's
+    bulk-delete report (``Number Deleted``, ``Number Not Found``, ``Response Status``,
+    ``Errors``), plain text, or JSON when accepted.
 
 Limits and what is not done
     The limits above are fixed.  Copying a large object (COPY, X-Copy-From) copies the manifest
@@ -88,6 +89,8 @@ MAX_DEPTH = 10
 SLO = "x-static-large-object"
 ETAG_KEY, SIZE_KEY = "x-object-sysmeta-slo-etag", "x-object-sysmeta-slo-size"
 PUT_KEYS = {"path", "etag", "size_bytes", "range"}
+MAX_DELETES = 10000  # objects one ?multipart-manifest=delete removes (nested manifests' segments included)
+TOO_MANY_DELETES = f"Too many objects to delete: more than {MAX_DELETES}"
 
 
 def capabilities(cfg: Config) -> dict[str, Any] | None:
@@ -684,6 +687,10 @@ async def _delete(call: Call) -> Response:
     async def remove(container_name: str, name: str, depth: int) -> None:
         nonlocal deleted, not_found
         path = quote(f"/{container_name}/{name}")
+        if deleted + not_found + len(errors) >= MAX_DELETES:
+            if not errors or errors[-1][1] != TOO_MANY_DELETES:
+                errors.append([path, TOO_MANY_DELETES])
+            return
         container = await container_for(container_name)
         try:
             call.authorize("object_store:object:delete", container)
