@@ -345,6 +345,9 @@ class Controller:
                                  encryption=oc.encryption)
         svc = self.object_service = ObjectService(cfg, self.db, store)
         if self.leader:
+            from cumulo.object.middleware import project_quota
+
+            await project_quota.register_defaults(self.identity)  # unified limits, -1 = none
             from cumulo.object.storage.node import ObjectNode
 
             self.object_node = ObjectNode(store, oc.replicator_interval)

@@ -47,6 +47,10 @@ class Call:
     # set by a feature that authorized the request by other means than a token (tempurl, formpost):
     # the policy and ACL checks let it through
     granted: str = ""
+    # the identity service (unified limits), and the most bytes a pipeline feature lets an upload
+    # carry (project_quota; None: no such bound) -- the object handlers' store honours it
+    identity: IdentityService | None = None
+    room: int | None = None
 
     def is_owner(self) -> bool:
         return self.auth is not None and self.policy.enforce(
@@ -128,7 +132,7 @@ def build_app(svc: ObjectService, identity: IdentityService, max_body: int) -> A
                     raise SwiftError(401) from None
                 raise
         call = Call(request, svc, policy, account, account[len("AUTH_"):], container, obj, auth,
-                    svc.cfg.object.max_file_size)
+                    svc.cfg.object.max_file_size, identity=identity)
         return await pipeline(call)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:

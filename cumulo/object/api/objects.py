@@ -140,6 +140,8 @@ async def _store(call: Call, container: ContainerInfo, name: str, chunks: AsyncI
                  meta: dict[str, str], etag: str | None, length: int | None, quota_left: int | None) -> ObjectInfo:
     from cumulo.object.storage import EtagMismatch, QuorumError, TooLarge
 
+    if call.room is not None:  # a pipeline feature's bound (project_quota)
+        quota_left = call.room if quota_left is None else min(quota_left, call.room)
     limit = call.max_file_size if quota_left is None else min(call.max_file_size, quota_left)
     try:
         return await call.svc.put_object(container, name, chunks, content_type=ctype, meta=meta,
