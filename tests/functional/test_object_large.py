@@ -245,6 +245,24 @@ def test_slo_segment_read_access(lcloud: Cloud, owner: Swift, other: Swift, segs
         owner("POST", "/segs", headers={"X-Container-Read": ""})
 
 
+def test_slo_larger_segments_stream(owner: Swift) -> None:
+    """Segments of several of the store's chunks each: the body and ranges inside and across them."""
+    owner.put("/bigsegs")
+    bodies = [bytes([i]) * 200_000 + bytes(range(256)) * 300 for i in range(3)]
+    for i, body in enumerate(bodies):
+        owner.put(f"/bigsegs/{i}", body)
+    items = [{"path": f"/bigsegs/{i}", "etag": md5(b), "size_bytes": len(b)} for i, b in enumerate(bodies)]
+    assert owner("PUT", "/bigsegs/m?multipart-manifest=put", content=json.dumps(items)).status_code == 201
+    whole = b"".join(bodies)
+    with owner.http.stream("GET", owner.base + "/bigsegs/m", headers={"X-Auth-Token": owner.token or ""}) as r:
+        assert r.status_code == 200 and r.headers["content-length"] == str(len(whole))
+        got = b"".join(r.iter_bytes())
+    assert hashlib.md5(got).hexdigest() == md5(whole)
+    start = len(bodies[0]) - 70_000
+    r = owner("GET", "/bigsegs/m", headers={"Range": f"bytes={start}-{start + 400_000}"})
+    assert r.content == whole[start:start + 400_001]
+
+
 def test_slo_segment_gone_is_409(owner: Swift) -> None:
     owner.put("/gone")
     owner.put("/gone/s1", b"1" * 10)
