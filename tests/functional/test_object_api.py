@@ -520,3 +520,13 @@ def test_info_lists_the_quotas_and_crossdomain_answers(ocloud: Cloud) -> None:
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/xml")
     assert r.text.startswith('<?xml version="1.0"?>\n<!DOCTYPE cross-domain-policy SYSTEM ')
     assert r.text.endswith("</cross-domain-policy>") and 'domain="*"' in r.text
+
+
+def test_names_with_encoded_question_marks_and_hashes_are_whole(admin: Swift) -> None:
+    c = unique("q")
+    assert admin("PUT", f"/{c}").status_code == 201
+    assert admin("PUT", f"/{c}/a%3Fb%23c%20d", content=b"odd").status_code == 201
+    r = admin("GET", f"/{c}/a%3Fb%23c%20d")
+    assert r.status_code == 200 and r.content == b"odd"
+    assert [o["name"] for o in admin("GET", f"/{c}?format=json").json()] == ["a?b#c d"]
+    assert admin("GET", f"/{c}/a").status_code == 404  # not cut at the "?"

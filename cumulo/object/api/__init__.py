@@ -98,7 +98,7 @@ def build_app(svc: ObjectService, identity: IdentityService, max_body: int) -> A
     pipeline = Pipeline(svc.cfg, dispatch)
 
     async def handle(request: Request) -> Response:
-        path = request.url.path
+        path = request.scope["path"]  # decoded once: request.url.path would cut a name at an encoded "?"
         if path in ("/info", "/info/"):
             if request.method not in ("GET", "HEAD", "OPTIONS"):
                 raise SwiftError(405)
