@@ -231,7 +231,7 @@ def parse_ranges(header: str, size: int) -> list[tuple[int, int]] | None:
                 out.append((max(0, size - n), size))
                 continue
             a = int(first)
-            b = int(last) if last else size - 1
+            b = int(last) if last else max(a, size - 1)  # "a-": to the end, unsatisfiable from past it
         except ValueError:
             return None
         if a < 0 or b < a:
