@@ -254,7 +254,7 @@ async def _upload(call: Call, app: Handler, fields: dict[str, str], parts: Parts
                   keys: list[str]) -> tuple[int, bytes]:
     """One file part as an object PUT through the rest of the pipeline: (status, body)."""
     _check(call, fields, keys)
-    max_size = int(fields.get("max_file_size") or 0)
+    max_size = max(0, int(fields.get("max_file_size") or 0))
     headers: dict[str, str | None] = {"content-length": None, "transfer-encoding": "chunked", "etag": None,
                                       "content-type": fields.get("content-type") or "application/octet-stream",
                                       "x-copy-from": None, "x-object-manifest": None, "x-symlink-target": None,

@@ -75,6 +75,7 @@ KEY_HEADERS = ("x-account-meta-temp-url-key", "x-account-meta-temp-url-key-2",
 MAX_PARAM = 1024  # longer signatures, ranges, prefixes or names are not a link's
 INVALID = b"401 Unauthorized: Temp URL invalid\n"
 ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+MAX_EXPIRES = 253402300799  # 9999-12-31T23:59:59Z: later is no date an Expires header can carry
 
 
 def capabilities(cfg: Any) -> dict[str, Any]:
@@ -129,7 +130,7 @@ def _expires(value: str | None) -> int | None:
             t = calendar.timegm(time.strptime(value, ISO_FORMAT))
         except ValueError:
             return 0
-    return 0 if t < time.time() else t
+    return 0 if t < time.time() or t > MAX_EXPIRES else t
 
 
 def invalid(method: str) -> Response:
