@@ -10,7 +10,8 @@
     cumulo object key rotate      a new root secret for encryption at rest (old ones still decrypt)
     cumulo object key show        the root secrets' ids and which one encrypts new writes
 
-The ring file is <state_dir>/object/object.ring.json; a running server reads it when it starts.
+The ring file is <state_dir>/object/object.ring.json; a running server takes a changed one within
+a second (no restart), and its replicator moves the data to the new assignment.
 """
 
 from __future__ import annotations

@@ -33,7 +33,16 @@ The ring
     device, set its weight to 0 (mark it out), rebalance, let replication empty it, then remove
     it.  Swift's min_part_hours is not kept: do not rebalance twice before replication settles.
     Change it with ``cumulo object ring create|add|set-weight|remove|rebalance|show``; a running
-    server reads the ring when it starts.
+    server takes a changed ring file within a second (``ObjectStore.ring`` looks at the file's
+    stat at most once a second), without a restart, and its replicator then moves the data.  A
+    ring file of another partition power or hash prefix/suffix is refused (logged; the ring in
+    use stays), since it would look for every object in the wrong partition.
+
+    Replacing a failed disk (Operations Guide, chapter 11): ``ring add`` the new device,
+    ``set-weight <failed> 0``, ``rebalance``, ``remove <failed>`` (it now holds no partition), and
+    the replicator fills the new device from the other replicas; ``cumulo object status`` shows
+    the replicas per object coming back to full.  A disk that is merely replaced by an empty one
+    under the same name needs no ring change: the replicator refills it.
 
 Writes and the quorum
     A PUT streams the body to one temp file per replica while computing its md5; when the body

@@ -12,10 +12,12 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
 import struct
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -27,6 +29,9 @@ from cumulo.object.storage.ring import Device, Ring, RingBuilder, RingError
 
 MAGIC = b"CUMO"
 TAIL = struct.Struct(">I4s")
+log = logging.getLogger(__name__)
+
+RING_CHECK_SECONDS = 1.0  # how often a store looks whether its ring file changed
 MAX_TRAILER = 1 << 20  # the metadata of one object: names and user metadata are bounded far below this
 VERIFY_IN_GET = 1 << 20  # bodies up to this size are read and checked before get() returns them
 SMALL_READ = 128 * 1024  # copies up to this size are opened and checked on the event loop itself
@@ -173,18 +178,72 @@ class _Writer:
     final: str | None = field(default=None)
 
 
+def _stat_key(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_ino, st.st_size
+
+
 class ObjectStore:
     """The node's object files on the ring's devices under ``root``."""
 
     def __init__(self, root: Path, ring: Ring, *, fsync: bool = True, crypto: KeyMaster | None = None,
-                 encrypt: bool = False) -> None:
+                 encrypt: bool = False, ring_file: Path | None = None) -> None:
         self.root = Path(root)
-        self.ring = ring
+        self._ring = ring
         self.fsync = fsync
         # reads decrypt with crypto whenever a copy is encrypted; writes encrypt when encrypt is set
         self.crypto, self.encrypt = crypto, encrypt and crypto is not None
         self.quorum = quorum(ring.replicas)
         self._root = str(self.root)
+        # the ring file this store follows: an operator's `cumulo object ring rebalance` (or any
+        # new ring file) is taken within RING_CHECK_SECONDS, without a restart
+        self.ring_file = ring_file
+        self._ring_stat = _stat_key(ring_file) if ring_file is not None else None
+        self._ring_checked = time.monotonic()
+
+    @property
+    def ring(self) -> Ring:
+        """The current ring; the ring file is looked at (one stat) at most once a second."""
+        if self.ring_file is not None and time.monotonic() - self._ring_checked >= RING_CHECK_SECONDS:
+            self._ring_checked = time.monotonic()
+            self.reload_ring()
+        return self._ring
+
+    @ring.setter
+    def ring(self, ring: Ring) -> None:
+        self._ring = ring
+        self.quorum = quorum(ring.replicas)
+
+    def reload_ring(self) -> bool:
+        """Take the ring file's ring if it changed since it was read (True when a new ring is in
+        use).  A ring that cannot be read, or places objects otherwise (another partition power or
+        hash prefix/suffix: every object would be looked for in the wrong partition), is refused
+        with an error in the log and the current ring is kept."""
+        if self.ring_file is None:
+            return False
+        key = _stat_key(self.ring_file)
+        if key is None or key == self._ring_stat:
+            return False
+        self._ring_stat = key
+        try:
+            new = Ring.load(self.ring_file)
+        except (RingError, OSError, ValueError, KeyError, TypeError) as exc:
+            log.error("object ring %s not taken: %s", self.ring_file, exc)
+            return False
+        old = self._ring
+        if (new.part_power, new.hash_prefix, new.hash_suffix) != (old.part_power, old.hash_prefix, old.hash_suffix):
+            log.error("object ring %s not taken: its partition power or hash prefix/suffix differs from the "
+                      "ring in use (restart with the old ring, or move the data first)", self.ring_file)
+            return False
+        for dev in new.devices.values():
+            if not dev.address:
+                (self.root / dev.name).mkdir(parents=True, exist_ok=True)
+        self.ring = new
+        log.info("object ring %s reloaded: %d devices, %d replicas", self.ring_file, len(new.devices), new.replicas)
+        return True
 
     @classmethod
     def open(cls, state_dir: Path, *, replicas: int = 3, part_power: int = 10, devices: int = 3,
@@ -202,7 +261,7 @@ class ObjectStore:
         for dev in ring.devices.values():
             (root / dev.name).mkdir(parents=True, exist_ok=True)
         crypto = KeyMaster.open(Path(state_dir), create=encryption)
-        return cls(root, ring, fsync=fsync, crypto=crypto, encrypt=encryption)
+        return cls(root, ring, fsync=fsync, crypto=crypto, encrypt=encryption, ring_file=ring_file)
 
     # ---- paths ----
 
