@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from sqlalchemy import func, select
 
@@ -42,6 +43,10 @@ class NotFound(ObjectError):
 
 class Conflict(ObjectError):
     status = 409
+
+
+# the system metadata cumulo.object.middleware.symlink keeps on a link (and its -account, -etag)
+SYMLINK_TARGET = "x-object-sysmeta-symlink-target"
 
 
 def now_timestamp() -> str:
@@ -235,8 +240,15 @@ class ObjectService:
             return list((await s.execute(stmt)).scalars())
 
         def entry(row: ObjectEntry) -> dict[str, Any]:
-            return {"name": row.name, "bytes": row.size, "hash": row.etag, "content_type": row.content_type,
-                    "last_modified": row.timestamp}
+            out = {"name": row.name, "bytes": row.size, "hash": row.etag, "content_type": row.content_type,
+                   "last_modified": row.timestamp}
+            meta = row.meta or {}
+            if SYMLINK_TARGET in meta:  # a symlink: JSON listings show where it points, as Swift's do
+                account = meta.get(SYMLINK_TARGET + "-account") or container.account
+                out["symlink_path"] = f"/v1/{account}/{unquote(meta[SYMLINK_TARGET])}"
+                if SYMLINK_TARGET + "-etag" in meta:
+                    out["symlink_etag"] = meta[SYMLINK_TARGET + "-etag"]
+            return out
         return await self._listing(q, page, entry)
 
     async def _listing(self, q: Listing, page: Any, entry: Any) -> list[dict[str, Any]]:

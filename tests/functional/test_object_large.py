@@ -343,6 +343,12 @@ def test_symlink_follow_and_get(owner: Swift, segs: dict[str, Any]) -> None:
     assert r.status_code == 400 and r.text == "Symlink cannot target itself"
     r = owner("PUT", "/links/body", content=b"data", headers={"X-Symlink-Target": "links/target"})
     assert r.status_code == 400
+    # a JSON listing says where each link points (only JSON, as in Swift)
+    listed = {o["name"]: o for o in owner("GET", "/links", params={"format": "json"}).json()}
+    assert listed["soft"]["symlink_path"] == f"/v1/{owner.account}/links/target"
+    assert listed["soft"]["content_type"] == "application/symlink"
+    assert "symlink_path" not in listed["target"]
+    assert b"symlink_path" not in owner("GET", "/links", params={"format": "xml"}).content
 
 
 def test_symlink_static_and_loops(owner: Swift) -> None:

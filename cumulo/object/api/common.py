@@ -177,6 +177,9 @@ _MEDIA = {"json": "application/json; charset=utf-8", "xml": "application/xml; ch
           "plain": "text/plain; charset=utf-8"}
 
 
+JSON_EXTRA = ("symlink_path", "symlink_etag")  # only JSON listings show them, and only on symlinks
+
+
 def render_listing(fmt: str, root: str, root_name: str, entry: str, entries: list[dict[str, Any]],
                    fields: tuple[str, ...]) -> tuple[bytes, str]:
     """A listing body in ``fmt`` and its Content-Type; ``last_modified`` becomes ISO time."""
@@ -187,8 +190,8 @@ def render_listing(fmt: str, root: str, root_name: str, entry: str, entries: lis
         else:
             rows.append({**e, "last_modified": iso_time(e["last_modified"])} if "last_modified" in e else e)
     if fmt == "json":
-        return json.dumps([{k: r[k] for k in (("subdir",) if "subdir" in r else fields)} for r in rows]).encode(), \
-            _MEDIA[fmt]
+        return json.dumps([{k: r[k] for k in (("subdir",) if "subdir" in r else fields + JSON_EXTRA) if k in r}
+                           for r in rows]).encode(), _MEDIA[fmt]
     if fmt == "xml":
         parts = ['<?xml version="1.0" encoding="UTF-8"?>', f"<{root} name={quoteattr(root_name)}>"]
         for r in rows:
