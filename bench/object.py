@@ -407,7 +407,18 @@ def main() -> int:
         if cumulo_proc is not None:
             stop(cumulo_proc)
         swift_peer.stop(swift_procs)
+        if "res" not in locals():
+            shutil.rmtree(work, ignore_errors=True)
+    try:
+        report(res, stores, args, begun)
+    finally:
+        progress(f"removing {work} (3 replicas of every object: this can take a while)")
         shutil.rmtree(work, ignore_errors=True)
+    return 1 if any(v.get("errors") for r in res.values() for p in r.values()
+                    for v in (p.values() if "put" in p else [p]) if isinstance(v, dict)) else 0
+
+
+def report(res: dict[str, Any], stores: list[Store], args: argparse.Namespace, begun: float) -> None:
     names = [s.name for s in stores]
     meta = {"swift_version": swift_peer.version() if "swift" in names else None, "cores": os.cpu_count(),
             "loadavg_at_end": os.getloadavg(), "args": {k: (str(v) if isinstance(v, Path) else v)
@@ -425,8 +436,7 @@ def main() -> int:
         print(f"# figures written to {args.json}")
     else:
         print(json.dumps(doc, indent=2))
-    return 1 if any(v.get("errors") for r in res.values() for p in r.values()
-                    for v in (p.values() if "put" in p else [p]) if isinstance(v, dict)) else 0
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":
