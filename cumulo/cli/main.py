@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import os
 import signal
 import sys
 import time
@@ -54,7 +55,41 @@ def install_uvloop() -> None:
     uvloop.install()
 
 
-@click.group(help=__doc__)
+# `cumulo --help`: the commands one a line (click's \b keeps a paragraph as written), each
+# command's own help then says what it does, shows an example and names the settings that matter
+HELP = """Start an OpenStack-compatible cloud on this machine, and look after it.
+
+\b
+  cumulo up                     start every service in the foreground (Ctrl-C stops it)
+  cumulo status                 what runs, where, and whether it answers
+  cumulo config show            the effective configuration (file + environment)
+  cumulo db sync | version      apply migrations / show the schema revision
+  cumulo identity rotate-keys   rotate the Fernet token keys
+  cumulo policy show            the effective policy rules, in oslo.policy YAML
+  cumulo network trace X        the dataplane path of a server's ports (or one port)
+  cumulo network agent          run this machine's network agent on its own
+  cumulo network cleanup        remove every namespace, process and file of the dataplane
+  cumulo agent                  run a compute agent for one node on its own
+  cumulo volume agent           run a volume agent (qcow2 files) for one storage node on its own
+  cumulo object ring | status   the object storage ring, and this node's devices and replicas
+
+Every command has its own help with an example: cumulo up --help, cumulo db sync --help.
+
+\b
+Settings come from one TOML file plus CUMULO_<SECTION>__<KEY> environment variables:
+  CUMULO_STATE_DIR=/srv/cumulo CUMULO_IDENTITY__PORT=15000 cumulo up
+  cumulo config show            shows what they add up to
+"""
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def example(*lines: str) -> str:
+    """A command's epilog: its examples, kept one a line."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+@click.group(help=HELP, context_settings=CONTEXT)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="TOML configuration file (default: $CUMULO_CONFIG, <state-dir>/cumulo.toml, "
                    "/etc/cumulo/cumulo.toml).")
@@ -65,26 +100,52 @@ def main(ctx: click.Context, config_file: str | None, state_dir: str | None) -> 
     ctx.obj = {"config": config_file, "state_dir": state_dir}
 
 
-@main.command()
+@main.command(short_help="Start every service in the foreground (Ctrl-C stops it).", epilog=example(
+    "cumulo up                                  # state in /var/lib/cumulo, SQLite, in-process bus",
+    "cumulo --state-dir /tmp/c up --quiet       # progress lines only; the log in /tmp/c/cumulo.log",
+    "CUMULO_SERVICES=identity,object cumulo up  # only some services",
+    "CUMULO_DATABASE__URL=postgresql://cumulo@db/cumulo CUMULO_BUS__URL=amqp://mq/ cumulo up"))
+@click.option("--quiet", "-q", is_flag=True,
+              help="Print progress lines only; the log goes to [logging] file, else <state-dir>/cumulo.log "
+                   "(its last lines are shown if the start fails).")
 @click.pass_context
-def up(ctx: click.Context) -> None:
-    """Start the cloud in the foreground: migrate, bootstrap, write clouds.yaml, serve.
+def up(ctx: click.Context, quiet: bool) -> None:
+    """Start the cloud in the foreground: migrate the database, bootstrap the admin and demo
+    projects, write <state-dir>/clouds.yaml, then serve every API in the services setting (identity,
+    image, compute, placement, network, volume, object).
 
     Restarting keeps every record.  Stop it with Ctrl-C (or SIGTERM): requests in flight finish,
-    then connections close.
+    then connections close.  The log goes to stderr unless [logging] file names a file (or
+    --quiet is given).
+
+    \b
+    Settings that matter (TOML [section] key, or CUMULO_SECTION__KEY):
+      [database] url    sqlite (default), postgresql:// or mysql://
+      [bus] url         memory:// (default, one machine) or amqp:// (RabbitMQ, several machines)
+      [identity] port   5000; every service has its own port ([image] port 9292, ...)
+      [compute] local_nodes, fake_nodes   QEMU nodes on this machine / fake nodes for scale
+      [network] namespace_prefix          the name of this cloud's network namespaces
     """
+    started = time.monotonic()
     cfg = load(ctx)
-    logmod.setup(cfg.logging.level, cfg.logging.file)
+    log_file = cfg.logging.file
+    if quiet and not log_file:
+        log_file = cfg.logging.file = str(cfg.state_path / "cumulo.log")
+        cfg.state_path.mkdir(parents=True, exist_ok=True)
+        os.environ["CUMULO_LOGGING__FILE"] = log_file  # the API workers log there too
+    logmod.setup(cfg.logging.level, log_file)
     logmod.add_config_secrets(cfg)
     install_uvloop()
     click.echo(f"cumulo: state in {cfg.state_dir}, database {logmod.mask_url(cfg.database_url)}, "
                f"bus {logmod.mask_url(cfg.bus.url)}", err=True)
+    if quiet:
+        click.echo(f"cumulo: starting {', '.join(cfg.services)} (log: {log_file})", err=True)
     ready = asyncio.Event()
 
     async def main_task() -> None:
         from cumulo.server import run  # heavy: every API of the services that run
 
-        watcher = asyncio.get_running_loop().create_task(announce(ready, cfg))
+        watcher = asyncio.get_running_loop().create_task(announce(ready, cfg, started))
         try:
             await run(cfg, ready)
         finally:
@@ -94,6 +155,16 @@ def up(ctx: click.Context) -> None:
         asyncio.run(main_task())
     except KeyboardInterrupt:
         pass
+    except Exception as exc:
+        if not quiet:
+            raise
+        import logging
+
+        logging.getLogger("cumulo.cli").exception("cumulo up failed")
+        click.echo(f"cumulo: FAILED: {type(exc).__name__}: {exc}\n  the last lines of {log_file}:", err=True)
+        with open(log_file, errors="replace") as f:
+            click.echo("".join(f"  | {line}" for line in f.readlines()[-20:]).rstrip(), err=True)
+        sys.exit(1)
 
 
 @main.command(hidden=True)
@@ -116,18 +187,24 @@ def worker(ctx: click.Context, index: int) -> None:
     asyncio.run(main_task())
 
 
-async def announce(ready: asyncio.Event, cfg: configmod.Config) -> None:
+async def announce(ready: asyncio.Event, cfg: configmod.Config, started: float) -> None:
     await ready.wait()
-    click.echo(f"cumulo is up. Identity: {cfg.endpoint(cfg.identity.port, '/v3')}\n"
+    click.echo(f"cumulo is up (ready in {time.monotonic() - started:.0f} s). "
+               f"Identity: {cfg.endpoint(cfg.identity.port, '/v3')}\n"
                f"  clouds.yaml: {cfg.state_path / 'clouds.yaml'} (clouds: cumulo = admin, cumulo-demo)\n"
                f"  try: openstack --os-cloud cumulo token issue\n"
                f"  Ctrl-C stops it.", err=True)
 
 
-@main.command()
+@main.command(epilog=example(
+    "cumulo status                       # exit status 0: all answer, 1: one fails, 3: not running",
+    "cumulo --state-dir /tmp/c status    # the cloud whose state is in /tmp/c"))
 @click.pass_context
 def status(ctx: click.Context) -> None:
-    """Tell what runs and where, and whether each API answers."""
+    """Tell what runs and where, and whether each API answers.
+
+    Reads <state-dir>/status.json, which a running `cumulo up` keeps, and asks each listener
+    (every API and the operator port with /metrics and /healthcheck) for an answer."""
     cfg = load(ctx)
     path = cfg.state_path / "status.json"
     if not path.exists():
@@ -157,7 +234,9 @@ def status(ctx: click.Context) -> None:
     sys.exit(1 if failing else 0)
 
 
-@main.command()
+@main.command(short_help="Run a compute agent for one node on its own (Ctrl-C stops it).", epilog=example(
+    "CUMULO_BUS__URL=amqp://guest:guest@mq:5672/ cumulo agent --host node-7          # a QEMU node",
+    "CUMULO_BUS__URL=amqp://guest:guest@mq:5672/ cumulo agent --host node-8 --fake   # no VMs"))
 @click.option("--host", default="", help="The name this node reports (os-services, os-hypervisors); "
               "default [compute] host, else the system's host name.")
 @click.option("--fake", is_flag=True, help="Use the fake driver (no VMs; for scale tests) instead of QEMU.")
@@ -222,12 +301,13 @@ def _run_agent(cfg: Any, make: Any, describe: Any) -> None:
     asyncio.run(run())
 
 
-@main.group()
+@main.group(short_help="Block storage on this machine: agent.")
 def volume() -> None:
     """Block storage on this machine."""
 
 
-@volume.command("agent")
+@volume.command("agent", short_help="Run a volume agent for one storage node on its own.", epilog=example(
+    "CUMULO_BUS__URL=amqp://guest:guest@mq:5672/ cumulo volume agent --host store-1"))
 @click.option("--host", default="", help="The name this storage node reports (its pool, host@file#file); "
               "default [volume] host, else the system's host name.")
 @click.pass_context
@@ -253,13 +333,17 @@ def volume_agent(ctx: click.Context, host: str) -> None:
 
 @main.group()
 def config() -> None:
-    """Inspect the configuration."""
+    """Inspect the configuration: show."""
 
 
-@config.command("show")
+@config.command("show", epilog=example(
+    "cumulo config show",
+    "CUMULO_IDENTITY__PORT=15000 cumulo --config ./cumulo.toml config show > effective.toml"))
 @click.pass_context
 def config_show(ctx: click.Context) -> None:
-    """Print the effective configuration as TOML (passwords masked)."""
+    """Print the effective configuration as TOML (passwords masked): the defaults, the file
+    (--config, $CUMULO_CONFIG, <state-dir>/cumulo.toml or /etc/cumulo/cumulo.toml) and the
+    CUMULO_<SECTION>__<KEY> environment variables on top."""
     cfg = load(ctx.parent.parent if ctx.parent and ctx.parent.parent else ctx)
     data = configmod.as_dict(cfg)
     for section, key in (("bootstrap", "admin_password"), ("bootstrap", "demo_password"),
@@ -274,13 +358,16 @@ def config_show(ctx: click.Context) -> None:
 
 @main.group()
 def db() -> None:
-    """Database schema management."""
+    """Database schema management: sync, version."""
 
 
-@db.command("sync")
+@db.command("sync", epilog=example(
+    "cumulo db sync",
+    "CUMULO_DATABASE__URL=postgresql://cumulo:secret@db/cumulo cumulo db sync"))
 @click.pass_context
 def db_sync(ctx: click.Context) -> None:
-    """Apply every pending migration (safe to repeat)."""
+    """Apply every pending migration to [database] url (safe to repeat).  `cumulo up` does it
+    too: run it to migrate before starting, e.g. when upgrading several controllers."""
     from cumulo.core.db import Database  # heavy: SQLAlchemy
 
     cfg = load(ctx.find_root())
@@ -296,7 +383,7 @@ def db_sync(ctx: click.Context) -> None:
     click.echo(f"schema at revision {asyncio.run(go())}")
 
 
-@db.command("version")
+@db.command("version", epilog=example("cumulo db version"))
 @click.pass_context
 def db_version(ctx: click.Context) -> None:
     """Show the schema revision of the database."""
@@ -316,10 +403,12 @@ def db_version(ctx: click.Context) -> None:
 
 @main.group()
 def identity() -> None:
-    """Identity maintenance."""
+    """Identity maintenance: rotate-keys."""
 
 
-@identity.command("rotate-keys")
+@identity.command("rotate-keys", short_help="Rotate the Fernet token keys.", epilog=example(
+    "cumulo identity rotate-keys                  # keys in <state-dir>/fernet-keys",
+    "CUMULO_IDENTITY__MAX_ACTIVE_KEYS=5 cumulo identity rotate-keys"))
 @click.pass_context
 def rotate_keys(ctx: click.Context) -> None:
     """Rotate the Fernet keys: the staged key becomes primary, a new key is staged, and the
@@ -337,13 +426,15 @@ def rotate_keys(ctx: click.Context) -> None:
 
 @main.group()
 def policy() -> None:
-    """Policy rules."""
+    """Policy rules: show."""
 
 
 POLICY_SERVICES = ("identity", "compute", "network", "image", "placement", "volume")
 
 
-@policy.command("show")
+@policy.command("show", epilog=example(
+    "cumulo policy show --service compute > compute-policy.yaml",
+    "CUMULO_POLICY__FILE=/etc/cumulo/policy.yaml cumulo policy show   # with the overrides applied"))
 @click.option("--service", type=click.Choice(POLICY_SERVICES), multiple=True,
               help="Only this service's rules (repeatable); all services by default.")
 @click.pass_context
@@ -373,12 +464,14 @@ def policy_show(ctx: click.Context, service: tuple[str, ...]) -> None:
                 click.echo(f"# {rule}")
 
 
-@main.group()
+@main.group(short_help="The network dataplane on this machine: trace, cleanup, agent.")
 def network() -> None:
     """The network dataplane on this machine (namespaces named [network] namespace_prefix-*)."""
 
 
-@network.command("trace")
+@network.command("trace", short_help="The dataplane path of a server's ports (or one port).", epilog=example(
+    "cumulo network trace vm1            # a server by name",
+    "cumulo network trace 3f2a9c1e       # a port by the first 8 characters of its id"))
 @click.argument("what")
 @click.pass_context
 def network_trace(ctx: click.Context, what: str) -> None:
@@ -406,7 +499,9 @@ def network_trace(ctx: click.Context, what: str) -> None:
     click.echo("\n".join(asyncio.run(go())).rstrip())
 
 
-@network.command("cleanup")
+@network.command("cleanup", short_help="Remove every namespace, process and file of the dataplane.",
+                 epilog=example("cumulo network cleanup",
+                                "CUMULO_NETWORK__NAMESPACE_PREFIX=cumulo-test cumulo network cleanup --yes"))
 @click.option("--yes", is_flag=True, help="Do not ask.")
 @click.pass_context
 def network_cleanup(ctx: click.Context, yes: bool) -> None:
@@ -432,7 +527,8 @@ def network_cleanup(ctx: click.Context, yes: bool) -> None:
     click.echo(f"removed {len(found)} namespaces")
 
 
-@network.command("agent")
+@network.command("agent", short_help="Run this machine's network agent on its own.", epilog=example(
+    "CUMULO_BUS__URL=amqp://guest:guest@mq:5672/ CUMULO_COMPUTE__METADATA_SECRET=s3cret cumulo network agent"))
 @click.pass_context
 def network_agent(ctx: click.Context) -> None:
     """Run this machine's network agent in the foreground (Ctrl-C stops it; the dataplane stays

@@ -24,6 +24,11 @@ import click
 from cumulo.core import config as configmod
 
 
+def example(*lines: str) -> str:
+    """A command's epilog: its examples, kept one a line (click's \\b)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
 def _state(ctx: click.Context) -> Path:
     root = ctx.find_root().obj or {}
     try:
@@ -60,7 +65,8 @@ def ring() -> None:
     """The object ring: which devices hold which partitions."""
 
 
-@ring.command("create")
+@ring.command("create", epilog=example('cumulo object ring create --part-power 12 --replicas 3 --devices 3',
+    'cumulo object ring create --replicas 1 --devices 1 --force   # a one-copy test ring'))
 @click.option("--part-power", default=10, show_default=True, help="2**N partitions (0..20).")
 @click.option("--replicas", default=3, show_default=True, help="Copies of each object (1..8).")
 @click.option("--devices", default=3, show_default=True,
@@ -89,7 +95,8 @@ def ring_create(ctx: click.Context, part_power: int, replicas: int, devices: int
                + ("" if devices >= replicas else "; add devices, then `cumulo object ring rebalance`"))
 
 
-@ring.command("add")
+@ring.command("add", epilog=example('cumulo object ring add d4 --zone 2 --weight 200 && cumulo object ring rebalance',
+    'cumulo object ring add d5 --address 10.0.0.12:8080   # a device on another node'))
 @click.argument("name")
 @click.option("--region", default=1, show_default=True)
 @click.option("--zone", default=1, show_default=True)
@@ -112,7 +119,8 @@ def ring_add(ctx: click.Context, name: str, region: int, zone: int, weight: floa
                "now `cumulo object ring rebalance`")
 
 
-@ring.command("set-weight")
+@ring.command("set-weight", epilog=example(
+    'cumulo object ring set-weight d2 0 && cumulo object ring rebalance   # drain d2'))
 @click.argument("name")
 @click.argument("weight", type=float)
 @click.pass_context
@@ -129,7 +137,7 @@ def ring_set_weight(ctx: click.Context, name: str, weight: float) -> None:
     click.echo(f"device {name} weight {weight:g}; now `cumulo object ring rebalance`")
 
 
-@ring.command("remove")
+@ring.command("remove", epilog=example('cumulo object ring remove d2 && cumulo object ring rebalance'))
 @click.argument("name")
 @click.pass_context
 def ring_remove(ctx: click.Context, name: str) -> None:
@@ -146,7 +154,7 @@ def ring_remove(ctx: click.Context, name: str) -> None:
     click.echo(message)
 
 
-@ring.command("rebalance")
+@ring.command("rebalance", epilog=example('cumulo object ring rebalance'))
 @click.pass_context
 def ring_rebalance(ctx: click.Context) -> None:
     """Reassign partitions to match the devices and weights; replication then moves the data."""
@@ -161,7 +169,7 @@ def ring_rebalance(ctx: click.Context) -> None:
     click.echo(f"{moved} partition replicas moved; balance within {builder.balance():.2f}%")
 
 
-@ring.command("show")
+@ring.command("show", epilog=example('cumulo object ring show'))
 @click.pass_context
 def ring_show(ctx: click.Context) -> None:
     """Print the ring's devices and how many partitions each holds."""
@@ -175,7 +183,8 @@ def ring_show(ctx: click.Context) -> None:
                    f"{held.get(dev.id, 0):>10}  {dev.address or '(this node)'}")
 
 
-@object_group.command("status")
+@object_group.command("status", short_help="Each device's fill and objects; the replicas' health",
+                      epilog=example('cumulo object status', 'cumulo --state-dir /srv/cumulo object status'))
 @click.pass_context
 def status(ctx: click.Context) -> None:
     """Each device's fill, objects and quarantined copies, and how many objects have all their
@@ -222,12 +231,12 @@ def status(ctx: click.Context) -> None:
     click.echo(f"  objects with copies on handoffs (replication moves them home): {on_handoffs}")
 
 
-@object_group.group()
+@object_group.group(short_help="The root secrets of encryption at rest: rotate, show.")
 def key() -> None:
     """The root secrets of encryption at rest (<state_dir>/object/root-secret)."""
 
 
-@key.command("rotate")
+@key.command("rotate", epilog=example('cumulo object key rotate && cumulo object key show'))
 @click.pass_context
 def key_rotate(ctx: click.Context) -> None:
     """Add a new root secret and make it the one new writes use (a running server takes it at its
@@ -242,7 +251,7 @@ def key_rotate(ctx: click.Context) -> None:
                "restart the server to encrypt new writes with it")
 
 
-@key.command("show")
+@key.command("show", epilog=example('cumulo object key show'))
 @click.pass_context
 def key_show(ctx: click.Context) -> None:
     """The root secrets' ids (never the secrets) and which one is active."""

@@ -126,6 +126,9 @@ def setup(level: str = "INFO", path: str = "") -> None:
     for noisy in ("aiormq", "aio_pika", "alembic.runtime.migration", "uvicorn.access", "uvicorn.error",
                   "aiosqlite", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Alembic's INFO lines at every start (its plugins, the migration context) belong in a log
+    # file, not on the terminal of `cumulo up`
+    logging.getLogger("alembic").setLevel(logging.NOTSET if path else logging.WARNING)
 
 
 def add_config_secrets(cfg: Any) -> None:
