@@ -146,6 +146,11 @@ def test_a_project_limit_refuses_uploads_over_it_and_an_overwrite_frees_room(
     lcloud.cli("limit", "set", "--resource-limit", "5000", limit["id"])
     settle()
     assert acct("PUT", "/c/more", content=b"m" * 3000).status_code == 201
+    # lowered below what the account holds: nothing more fits, an empty object neither; deletes go on
+    v3(lcloud, "PATCH", f"/limits/{limit['id']}", {"limit": {"resource_limit": 100}})
+    settle()
+    assert acct("PUT", "/c/empty", content=b"").status_code == 413
+    assert acct("DELETE", "/c/more").status_code == 204
     delete_limit(lcloud, limit["id"])
 
 

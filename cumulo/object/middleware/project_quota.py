@@ -28,6 +28,8 @@ The resources:
     that would take the account over it is refused with 413 "Upload exceeds quota." before
     anything is stored; the object it overwrites counts as freed.  A chunked upload without a
     length is bounded by the room left and refused (413, nothing kept) once it grows past it.
+    A limit lowered below what the account holds refuses every upload, empty ones too, until
+    deletes make room (nothing is taken away).
     Unified limits are integers up to 2**31 - 1, as in Keystone, so ``bytes`` cannot say more
     than 2 GiB: use ``gigabytes`` for larger quotas.
 ``gigabytes``
@@ -156,7 +158,9 @@ async def handle(call: Call, app: Handler) -> Response:
         return await app(call)  # 404 (or 401/403) from the handler
     existing = await svc.object(container, dest[1])
     account = await svc.account(call.account)
-    left = max(0, limit - account.bytes_used + (existing.size if existing else 0))
+    # negative when the limit was lowered below what the account holds: then nothing more fits,
+    # an empty object neither (as Swift's quotas: used + length must stay within the limit)
+    left = limit - account.bytes_used + (existing.size if existing else 0)
     length: int | None = None
     if source is not None:
         src_container = await svc.container(call.account, source[0])
@@ -164,7 +168,7 @@ async def handle(call: Call, app: Handler) -> Response:
         length = src.size if src is not None else None
     elif headers.get("content-length", "").isdigit():
         length = int(headers["content-length"])
-    if length is not None and length > left:
+    if left < 0 or (length is not None and length > left):
         call.authorize("object_store:object:put", container)  # a stranger learns nothing of the quota
         raise SwiftError(413, EXCEEDED)
     room = left if call.room is None else min(left, call.room)
