@@ -4,12 +4,15 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# what pip and apt-get print goes here (scripts/setup.sh writes it too); the terminal gets a line a step
+SETUP_LOG := $(VENV)/setup.log
 STAMP := $(VENV)/.stamp-$(shell cat pyproject.toml scripts/setup.sh 2>/dev/null | sha1sum | cut -c1-12)
 
 .PHONY: up test unit functional conformance bench fuzz faults lint deps test-deps guest clean
 
+# progress lines on the terminal; the cloud's log in <state_dir>/cumulo.log (or [logging] file)
 up: deps guest
-	$(VENV)/bin/cumulo up
+	@$(VENV)/bin/cumulo up --quiet
 
 # lint first: a broken import contract fails the run before the long part
 test: test-deps lint guest
@@ -17,7 +20,7 @@ test: test-deps lint guest
 
 # the cumulo-tiny guest images (cached: rebuilt only when guest/ or the Debian packages change)
 guest:
-	guest/build.sh
+	@guest/build.sh
 
 unit: test-deps
 	$(PY) -m pytest -q tests/unit
@@ -53,12 +56,15 @@ deps: $(STAMP)
 test-deps: $(STAMP).test
 
 $(STAMP):
-	scripts/setup.sh
+	@SETUP_LOG=$(SETUP_LOG) scripts/setup.sh
 	@rm -f $(VENV)/.stamp-*; touch $@
 
 $(STAMP).test: $(STAMP)
-	$(PY) -m pip install -q -e '.[test]'
-	touch $@
+	@echo "setup: installing the test packages (log: $(SETUP_LOG))"
+	@$(PY) -m pip install -e '.[test]' >>$(SETUP_LOG) 2>&1 || { \
+	  echo "setup: FAILED: installing the test packages; the last lines of $(SETUP_LOG):" >&2; \
+	  tail -n 20 $(SETUP_LOG) | sed 's/^/  | /' >&2; exit 1; }
+	@touch $@
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -19,16 +19,29 @@ if [ -f "$OUT/.stamp" ] && [ "$(cat "$OUT/.stamp")" = "$stamp" ]; then
   echo "guest: up to date in $OUT"
   exit 0
 fi
+# the tools' output goes to the log; the terminal (fd 3) gets a line per step, and the log's
+# last lines when a step fails
+mkdir -p "$OUT"
+LOG=${GUEST_LOG:-$OUT/build.log}
+LOG=$(realpath "$LOG")
+started=$SECONDS
+exec 3>&2 >"$LOG" 2>&1
+failed() {
+  echo "guest: FAILED (line $1); the last lines of $LOG:" >&3
+  tail -n 20 "$LOG" | sed 's/^/  | /' >&3
+}
+trap 'failed $LINENO' ERR
+echo "guest: building the cumulo-tiny guest into $(realpath "$OUT") (log: $LOG)" >&3
 
 missing=()
 for t in "${TOOLS[@]}"; do dpkg-query -W -f='${Status}' "$t" 2>/dev/null | grep -q "install ok installed" || missing+=("$t"); done
 if ((${#missing[@]})); then
-  echo "guest: installing build tools ${missing[*]}"
+  echo "guest: installing build tools ${missing[*]}" >&3
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 mkdir -p "$CACHE/debs" "$OUT"
-echo "guest: fetching ${PKGS[*]}"
+echo "guest: fetching ${PKGS[*]}" >&3
 (cd "$CACHE/debs" && apt-get download -qq "${PKGS[@]}" 2>/dev/null) || {
   apt-get update -qq && (cd "$CACHE/debs" && apt-get download -qq "${PKGS[@]}"); }
 
@@ -101,3 +114,4 @@ mv "$WORK/vmlinuz" "$WORK/initrd.img" "$WORK/cumulo-tiny.qcow2" "$OUT/"
 echo "$KVER" > "$OUT/kernel-version"
 echo "$stamp" > "$OUT/.stamp"
 ls -l "$OUT" | awk 'NR>1 {print "guest: " $9 " " $5 " bytes"}'
+echo "guest: built in $((SECONDS - started)) s: vmlinuz, initrd.img, cumulo-tiny.qcow2" >&3

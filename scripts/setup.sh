@@ -4,6 +4,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
+# apt-get's and pip's output goes to this file; the terminal gets one line per step, and the
+# log's last lines when a step fails
+LOG=${SETUP_LOG:-$VENV/setup.log}
+mkdir -p "$(dirname "$LOG")"
+step() {  # step WHAT COMMAND...
+  echo "setup: $1"
+  echo "=== $(date -u +%FT%TZ) $1" >>"$LOG"
+  if ! "${@:2}" >>"$LOG" 2>&1; then
+    echo "setup: FAILED: $1; the last lines of $LOG:" >&2
+    tail -n 20 "$LOG" | sed 's/^/  | /' >&2
+    exit 1
+  fi
+}
+apt_install() { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"; }
 PACKAGES=(python3 python3-venv python3-dev ca-certificates qemu-utils qemu-system-x86 genisoimage
           iproute2 dnsmasq-base iptables ebtables conntrack openssh-client rclone)
 missing=()
@@ -15,14 +29,10 @@ if ((${#missing[@]})); then
     echo "setup: missing Debian packages ${missing[*]}: run as root, or install them" >&2
     exit 1
   fi
-  echo "setup: installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  step "installing Debian packages ${missing[*]} (log: $LOG)" apt_install "${missing[@]}"
 fi
 if [ ! -x "$VENV/bin/python" ]; then
-  echo "setup: creating $VENV"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --upgrade pip
+  step "creating the virtualenv $VENV" python3 -m venv "$VENV"
+  step "upgrading pip" "$VENV/bin/pip" install --upgrade pip
 fi
-echo "setup: installing Python packages into $VENV"
-"$VENV/bin/pip" install -q -e .
+step "installing Python packages into $VENV (log: $LOG)" "$VENV/bin/pip" install -e .
