@@ -115,11 +115,22 @@ def test_a_wiped_device_is_refilled_by_the_replicator(ocloud: Cloud, objects: di
     assert counts == {2: COUNT} and devices["d1"]["objects"] == 0 and "MISSING" in out, out
     for name, data in list(objects.items())[:10]:  # reads go on from the other replicas
         assert get(ocloud, name).content == data
+    # writes go on at the quorum (2 of 3: no device is left for a handoff), and land home later
+    token, body = ocloud.token()
+    for i in range(5):
+        name, data = f"during-{i}", f"written while d1 is gone {i}".encode()
+        r = httpx.put(f"{ocloud.object_url}/v1/AUTH_{body['project']['id']}/ops/{name}", content=data,
+                      headers={"X-Auth-Token": token})
+        assert r.status_code == 201, r.text
+        objects[name] = data
+    assert health(ocloud)[0] == {2: len(objects)}
     d1.unlink()
     d1.mkdir()  # the replacement disk, empty
-    wait_for(lambda: health(ocloud)[0] == {3: COUNT}, "the replicator's refill of d1")
-    assert len(data_files(d1)) == COUNT
-    assert health(ocloud)[1]["d1"]["objects"] == COUNT
+    wait_for(lambda: health(ocloud)[0] == {3: len(objects)}, "the replicator's refill of d1")
+    assert len(data_files(d1)) == len(objects)
+    assert health(ocloud)[1]["d1"]["objects"] == len(objects)
+    for name in ("during-0", "during-4"):
+        assert get(ocloud, name).content == objects[name]
 
 
 def test_a_flipped_byte_is_never_served_and_the_copy_is_quarantined_and_repaired(
@@ -136,9 +147,9 @@ def test_a_flipped_byte_is_never_served_and_the_copy_is_quarantined_and_repaired
             r = get(ocloud, name)
             assert r.status_code == 200 and r.content == data, name
     wait_for(lambda: health(ocloud)[1]["d2"]["quarantined"] >= before + len(victims), "the quarantine")
-    wait_for(lambda: health(ocloud)[0] == {3: COUNT}, "the repair of the quarantined copies")
+    wait_for(lambda: health(ocloud)[0] == {3: len(objects)}, "the repair of the quarantined copies")
     files = data_files(d2)
-    assert len(files) == COUNT
+    assert len(files) == len(objects)
     # what d2 holds now is what the other devices hold, byte for byte
     d1 = devices_dir(ocloud) / "d1"
     for path in files:
@@ -156,10 +167,10 @@ def test_a_failed_device_is_replaced_in_the_running_cloud(ocloud: Cloud, objects
     shown = cumulo(ocloud, "object", "ring", "show")
     assert " d4 " in shown and " d1 " not in shown, shown
     d4 = devices_dir(ocloud) / "d4"
-    wait_for(lambda: health(ocloud)[0] == {3: COUNT}, "the refill of the new device d4")
-    assert len(data_files(d4)) == COUNT
+    wait_for(lambda: health(ocloud)[0] == {3: len(objects)}, "the refill of the new device d4")
+    assert len(data_files(d4)) == len(objects)
     counts, devices, out = health(ocloud)
-    assert set(devices) == {"d2", "d3", "d4"} and devices["d4"]["objects"] == COUNT, out
+    assert set(devices) == {"d2", "d3", "d4"} and devices["d4"]["objects"] == len(objects), out
     # the failed device can go: every object reads from the new ring, and new writes land on d4
     shutil.rmtree(devices_dir(ocloud) / "d1")
     for name, data in objects.items():
@@ -168,4 +179,4 @@ def test_a_failed_device_is_replaced_in_the_running_cloud(ocloud: Cloud, objects
     r = httpx.put(f"{ocloud.object_url}/v1/AUTH_{body['project']['id']}/ops/after", content=b"new ring",
                   headers={"X-Auth-Token": token})
     assert r.status_code == 201
-    assert len(data_files(d4)) == COUNT + 1
+    assert len(data_files(d4)) == len(objects) + 1
