@@ -385,6 +385,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="cumulo-bench-object-", dir=args.workdir))
     # SIGTERM ends the run as Ctrl-C does: the finally below stops what was started
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background
     cumulo_proc = None
     swift_procs: list[subprocess.Popen[bytes]] = []
     stores: list[Store] = []
