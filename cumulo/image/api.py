@@ -34,13 +34,22 @@ from cumulo.identity.service import IdentityService
 from cumulo.image import metadefs, policies
 from cumulo.image.models import Image, ImageMember, ImageTask
 from cumulo.image.schemas import REQUEST_SCHEMAS, SCHEMAS
-from cumulo.image.service import CONTAINER_FORMATS, DISK_FORMATS, IMPORT_METHODS, VISIBILITIES, Caller, ImageService
+from cumulo.image.service import (
+    CONTAINER_FORMATS,
+    DISK_FORMATS,
+    IMPORT_METHODS,
+    SORT_KEYS,
+    VISIBILITIES,
+    Caller,
+    ImageService,
+)
 
 READ_ONLY = {"id", "status", "size", "virtual_size", "checksum", "os_hash_algo", "os_hash_value", "created_at",
              "updated_at", "self", "file", "schema", "direct_url", "locations", "stores"}
 CORE = {"name", "visibility", "protected", "os_hidden", "disk_format", "container_format", "min_disk", "min_ram",
         "tags", "owner"}
 PATCH_TYPES = ("application/openstack-images-v2.1-json-patch", "application/openstack-images-v2.0-json-patch")
+MAX_IDS = 10_000  # values of one id=in: filter
 VERSIONS = [("v2.16", "CURRENT")] + [(f"v2.{n}", "SUPPORTED") for n in range(15, -1, -1)]
 
 
@@ -189,13 +198,20 @@ def list_filters(q: Any) -> dict[str, Any]:
         if key in q:
             f[key] = parse_bool(key, q[key])
     f["tags"] = q.getlist("tag")
+    if "id" in q:  # id=X or id=in:X,Y,... (Glance's "in" operator)
+        value = q["id"]
+        ids = [i.strip() for i in value[3:].split(",")] if value.startswith("in:") else [value]
+        if len(ids) > MAX_IDS:
+            raise BadRequest(f"Too many ids in the id filter: at most {MAX_IDS}.")
+        f["ids"] = ids
     for key, value in q.items():
         if key not in known:
             f["properties"][key] = value
     return f
 
 
-def sort_and_page(images: list[Image], q: Any) -> tuple[list[Image], str | None]:
+def sort_and_limit(q: Any) -> tuple[list[tuple[str, str]], int]:
+    """The sort keys and directions, and the page size, of a listing (400 for bad ones)."""
     keys: list[tuple[str, str]] = []
     if "sort" in q:
         for part in q["sort"].split(","):
@@ -204,37 +220,18 @@ def sort_and_page(images: list[Image], q: Any) -> tuple[list[Image], str | None]
     else:
         names, dirs = q.getlist("sort_key") or ["created_at"], q.getlist("sort_dir") or ["desc"]
         keys = [(k, dirs[i] if i < len(dirs) else dirs[-1]) for i, k in enumerate(names)]
-    sortable = {"name", "status", "container_format", "disk_format", "size", "id", "created_at", "updated_at",
-                "min_disk", "min_ram", "visibility", "owner"}
     for key, direction in keys:
-        if key not in sortable:
-            raise BadRequest(f"Invalid sort key: {key}. It should be one of {', '.join(sorted(sortable))}.")
+        if key not in SORT_KEYS:
+            raise BadRequest(f"Invalid sort key: {key}. It should be one of {', '.join(sorted(SORT_KEYS))}.")
         if direction not in ("asc", "desc"):
             raise BadRequest(f"Invalid sort direction: {direction}")
-    numeric = {"size", "min_disk", "min_ram"}
-    for key, direction in reversed([*keys, ("id", keys[-1][1])]):  # stable sorts, last key first
-        def sort_key(i: Image, k: str = key) -> tuple[bool, Any]:
-            value = getattr(i, k)
-            return (value is None, (value or 0) if k in numeric else str(value or ""))
-
-        images.sort(key=sort_key, reverse=direction == "desc")
-    if "marker" in q:
-        ids = [i.id for i in images]
-        if q["marker"] not in ids:
-            raise BadRequest(f"Invalid marker {q['marker']}: no such image in this listing.")
-        images = images[ids.index(q["marker"]) + 1:]
     try:
         limit = min(int(q.get("limit", 25)), 1000)
     except ValueError:
         raise BadRequest(f"Invalid limit {q['limit']!r}: an integer.") from None
     if limit < 0:
         raise BadRequest("limit must be zero or positive.")
-    page = images[:limit]
-    next_link = None
-    if len(images) > limit and page:
-        params = [(k, v) for k, v in q.multi_items() if k != "marker"]
-        next_link = f"/v2/images?{urlencode([*params, ('marker', page[-1].id)])}"
-    return page, next_link
+    return keys, limit
 
 
 def parse_range(header: str, size: int) -> tuple[int, int]:
@@ -314,8 +311,12 @@ def router(svc: ImageService) -> Router:
     async def list_images(request: Request) -> Response:
         authorize(request, "get_images")
         q = request.query_params
-        images = await svc.list(who(request), list_filters(q))
-        page, next_link = sort_and_page(images, q)
+        keys, limit = sort_and_limit(q)
+        images = await svc.list(who(request), list_filters(q), keys, q.get("marker"), limit + 1)
+        page, next_link = images[:limit], None
+        if len(images) > limit and page:
+            params = [(k, v) for k, v in q.multi_items() if k != "marker"]
+            next_link = f"/v2/images?{urlencode([*params, ('marker', page[-1].id)])}"
         body: dict[str, Any] = {"images": [image_view(i) for i in page], "first": "/v2/images",
                                 "schema": "/v2/schemas/images"}
         if next_link:

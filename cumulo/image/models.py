@@ -15,7 +15,9 @@ ID = String(64)
 
 class Image(Base):
     __tablename__ = "image_image"
-    __table_args__ = (Index("ix_image_image_owner_status", "owner", "status"),)
+    __table_args__ = (Index("ix_image_image_owner_status", "owner", "status"),
+                      Index("ix_image_image_created_at_id", "created_at", "id"),
+                      Index("ix_image_image_visibility", "visibility"), Index("ix_image_image_name", "name"))
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str | None] = mapped_column(String(255), nullable=True)
     # queued, saving, uploading, importing, active, deactivated, killed, deleted

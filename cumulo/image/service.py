@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Text, and_, bindparam, case, false, func, literal, or_, select, type_coerce, update
 
 from cumulo.core.config import Config
 from cumulo.core.context import AuthContext
@@ -48,6 +49,44 @@ MIB = 1 << 20
 DEFAULT_LIMITS = {"image_size_total": 1 << 20, "image_stage_total": 1 << 20, "image_count_total": 1000,
                   "image_count_uploading": 100}
 
+
+SORT_KEYS = {"name", "status", "container_format", "disk_format", "size", "id", "created_at", "updated_at",
+             "min_disk", "min_ram", "visibility", "owner"}
+NULLABLE = {"name", "container_format", "disk_format", "size", "owner"}
+MANY = 500  # an IN list longer than this is written into the SQL (PostgreSQL takes 32,767 parameters)
+
+
+def many(values: list[str]) -> Any:
+    """An IN list of any length: bound parameters for a few, literals (quoted by SQLAlchemy) for
+    many, so no query runs out of parameters."""
+    return bindparam(None, list(values), expanding=True, literal_execute=len(values) > MANY)
+
+
+def _like(text: str) -> str:
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+
+
+def _order(key: str, image: Image | None = None) -> list[tuple[Any, Any]]:
+    """What a sort key orders by, with ``image``'s values there: a nullable column as (is null,
+    value or a filler), so NULLs come last ascending and first descending on every database and
+    the marker's seek compares no NULLs."""
+    column = getattr(Image, key)
+    value = getattr(image, key) if image is not None else None
+    if key not in NULLABLE:
+        return [(column, value)]
+    filler = 0 if key == "size" else ""
+    return [(case((column.is_(None), 1), else_=0), int(value is None)),
+            (func.coalesce(column, literal(filler)), filler if value is None else value)]
+
+
+def _after(keys: list[tuple[str, str]], row: Image) -> Any:
+    """Rows after ``row`` in this order (the seek that replaces an offset)."""
+    flat = [(expr, value, direction) for key, direction in keys for expr, value in _order(key, row)]
+    clauses = []
+    for i, (expr, value, direction) in enumerate(flat):
+        prefix = [e == v for e, v, _ in flat[:i]]
+        clauses.append(and_(*prefix, expr < value if direction == "desc" else expr > value))
+    return or_(*clauses)
 
 @dataclass
 class Caller:
@@ -153,11 +192,14 @@ class ImageService:
             raise
         return image
 
-    async def list(self, who: Caller, filters: dict[str, Any]) -> list[Image]:
+    def _visible(self, who: Caller, filters: dict[str, Any]) -> Any:
+        """A select of the images ``who`` lists with ``filters`` (Glance's rules, all in SQL)."""
         stmt = select(Image).where(Image.status != "deleted")
         for column in ("name", "status", "disk_format", "container_format", "owner"):
             if filters.get(column) is not None:
                 stmt = stmt.where(getattr(Image, column) == filters[column])
+        if filters.get("ids") is not None:
+            stmt = stmt.where(Image.id.in_(many(filters["ids"])))
         if filters.get("protected") is not None:
             stmt = stmt.where(Image.protected.is_(filters["protected"]))
         stmt = stmt.where(Image.os_hidden.is_(bool(filters.get("os_hidden", False))))
@@ -168,29 +210,63 @@ class ImageService:
         visibility = filters.get("visibility")
         if visibility and visibility != "all":
             stmt = stmt.where(Image.visibility == visibility)
+        # tags and properties live in JSON text: a LIKE narrows the rows, Python checks them exactly
+        for tag in filters.get("tags") or []:
+            stmt = stmt.where(type_coerce(Image.tags, Text).like(f"%{_like(json.dumps(tag))}%", escape="!"))
+        for key in filters.get("properties") or {}:
+            stmt = stmt.where(type_coerce(Image.properties, Text).like(
+                f"%{_like(json.dumps(key))}:%", escape="!"))
+        if who.admin:  # an admin sees every image (community ones too)
+            return stmt
+        mine = Image.owner == who.project_id if who.project_id else false()
+        seen = [Image.visibility == "public", mine]
+        if visibility in ("community", "all"):
+            seen.append(Image.visibility == "community")
+        if who.project_id:
+            member = select(ImageMember.image_id).where(ImageMember.image_id == Image.id,
+                                                        ImageMember.member_id == who.project_id)
+            member_status = filters.get("member_status", "accepted")
+            if member_status != "all":
+                member = member.where(ImageMember.status == member_status)
+            seen.append(and_(Image.visibility == "shared", member.exists()))
+        return stmt.where(or_(*seen))
+
+    @staticmethod
+    def _exact(image: Image, filters: dict[str, Any]) -> bool:
+        tags, props = filters.get("tags") or [], filters.get("properties") or {}
+        return all(t in (image.tags or []) for t in tags) and all(
+            str((image.properties or {}).get(k)) == v for k, v in props.items())
+
+    async def list(self, who: Caller, filters: dict[str, Any], sort: list[tuple[str, str]] | None = None,
+                   marker: str | None = None, limit: int | None = None) -> list[Image]:
+        """The images ``who`` sees, filtered, in ``sort`` order (id last), after ``marker``, at most
+        ``limit`` of them: filtered, sorted and paged by the database (BadRequest for a marker
+        that is not in this listing)."""
+        stmt = self._visible(who, filters)
+        keys = [*(sort or [("created_at", "desc")])]
+        if not any(k == "id" for k, _ in keys):
+            keys.append(("id", keys[-1][1]))
+        for key, direction in keys:
+            stmt = stmt.order_by(*(e.desc() if direction == "desc" else e.asc() for e, _ in _order(key)))
+        exact = bool(filters.get("tags") or filters.get("properties"))
         async with self.db.session() as s:
-            rows = list((await s.execute(stmt)).scalars())
-            members: dict[str, str] = {}
-            if who.project_id:
-                members = {m.image_id: m.status for m in (await s.execute(select(ImageMember).where(
-                    ImageMember.member_id == who.project_id))).scalars()}
-        member_status = filters.get("member_status", "accepted")
-        out = []
-        for image in rows:
-            mine = image.owner == who.project_id
-            if image.visibility == "community" and not (visibility in ("community", "all") or mine or who.admin):
-                continue
-            if image.visibility == "private" and not (mine or who.admin):
-                continue
-            if image.visibility == "shared" and not (mine or who.admin):
-                status = members.get(image.id)
-                if status is None or (member_status != "all" and status != member_status):
-                    continue
-            out.append(image)
-        tags = filters.get("tags") or []
-        props = filters.get("properties") or {}
-        return [i for i in out if all(t in (i.tags or []) for t in tags)
-                and all(str((i.properties or {}).get(k)) == v for k, v in props.items())]
+            if marker is not None:
+                row = (await s.execute(self._visible(who, filters).where(Image.id == marker))).scalar()
+                if row is None or not self._exact(row, filters):
+                    raise BadRequest(f"Invalid marker {marker}: no such image in this listing.")
+                stmt = stmt.where(_after(keys, row))
+            if not exact:
+                return list((await s.execute(stmt.limit(limit) if limit is not None else stmt)).scalars())
+            out: list[Image] = []
+            batch = 500
+            offset = 0
+            while limit is None or len(out) < limit:
+                rows = list((await s.execute(stmt.limit(batch).offset(offset))).scalars())
+                out += [i for i in rows if self._exact(i, filters)]
+                if len(rows) < batch:
+                    break
+                offset += batch
+            return out if limit is None else out[:limit]
 
     async def update(self, image: Image, who: Caller, changes: dict[str, Any], props: dict[str, Any],
                      removed: set[str]) -> Image:
@@ -259,7 +335,7 @@ class ImageService:
 
     async def image_infos(self, who: Caller, filters: dict[str, Any]) -> list[ImageInfo]:
         """The images ``who`` sees, filtered as the Image API's list is."""
-        return [ImageInfo.of(row) for row in await self.list(who, filters)]
+        return [ImageInfo.of(row) for row in await self.list(who, filters, [("created_at", "desc")])]
 
     async def create_image(self, who: Caller, values: dict[str, Any], empty: bool = False) -> ImageInfo:
         """A new queued image (a snapshot's, for compute), within ``who``'s image quota.  ``empty``:

@@ -196,9 +196,12 @@ class NetworkAgent:
         if zones is not None:
             for version, tool, table in ((4, "iptables-restore", "filter"), (6, "ip6tables-restore", "filter6")):
                 async with self._step(f"security groups (IPv{version})"):
-                    await self._apply_rules(dp, tool, table, firewall.rules(state, version, zones))
+                    # computed in a worker thread: thousands of ports must not hold the event loop
+                    text = await asyncio.to_thread(firewall.rules, state, version, zones)
+                    await self._apply_rules(dp, tool, table, text)
         async with self._step("ARP protection"):
-            await self._apply_rules(dp, "ebtables-restore", "ebtables", firewall.arp_rules(state))
+            arp = await asyncio.to_thread(firewall.arp_rules, state)
+            await self._apply_rules(dp, "ebtables-restore", "ebtables", arp)
 
     async def _zones(self, nets: dict[str, Any]) -> dict[str, int]:
         """Each network's conntrack zone (``cumulo.network.dataplane.zones``); the entries of the

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 
 from cumulo.core.db import Database, IntegrityError, is_duplicate
 from cumulo.core.http.faults import BadRequest, Conflict, NotFound
@@ -24,6 +24,13 @@ from cumulo.network.models import FloatingIP, IPAllocation, Network, Port, Subne
 
 __all__ = ["Ipam", "pools_of"]
 SEGMENT_RANGE = (1, 16_000_000)
+CHUNK = 500  # ids per IN list: PostgreSQL takes at most 32,767 parameters in one statement
+
+
+def many(values: list[str]) -> Any:
+    """An IN list of any length: bound parameters for a few values, literals (quoted by
+    SQLAlchemy) for many, so no query runs out of parameters."""
+    return bindparam(None, list(values), expanding=True, literal_execute=len(values) > CHUNK)
 
 
 def pools_of(net: ipaddress.IPv4Network | ipaddress.IPv6Network, gateway: str | None) -> list[dict[str, str]]:
@@ -177,9 +184,11 @@ class Ipam:
         if not port_ids:
             return out
         async with self.db.session() as s:
-            rows = (await s.execute(select(IPAllocation).where(IPAllocation.port_id.in_(port_ids)))).scalars()
-            for a in rows:
-                out[a.port_id].append({"subnet_id": a.subnet_id, "ip_address": a.ip_address})
+            for start in range(0, len(port_ids), CHUNK):  # a bounded number of parameters per query
+                rows = (await s.execute(select(IPAllocation).where(
+                    IPAllocation.port_id.in_(port_ids[start:start + CHUNK])))).scalars()
+                for a in rows:
+                    out[a.port_id].append({"subnet_id": a.subnet_id, "ip_address": a.ip_address})
         return out
 
     async def _take(self, port: Port, subnet: Subnet, address: str | None) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Boolean, Integer, String, Text
+from sqlalchemy import Boolean, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cumulo.core.db import Base, JSONText, UTCDateTime, utcnow
@@ -61,6 +61,9 @@ class Subnet(Standard, Base):
 
 class Port(Standard, Base):
     __tablename__ = "network_port"
+    __table_args__ = (Index("ix_network_port_project_created", "project_id", "created_at", "id"),
+                      Index("ix_network_port_created_at_id", "created_at", "id"),
+                      Index("ix_network_port_device_owner", "device_owner"))
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     network_id: Mapped[str] = mapped_column(String(36), index=True)
     name: Mapped[str] = mapped_column(String(255), default="")
@@ -114,7 +117,7 @@ class SecurityGroupRule(Standard, Base):
     port_range_min: Mapped[int | None] = mapped_column(Integer, nullable=True)
     port_range_max: Mapped[int | None] = mapped_column(Integer, nullable=True)
     remote_ip_prefix: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    remote_group_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    remote_group_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
 
 
 class Router(Standard, Base):

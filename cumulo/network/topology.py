@@ -9,12 +9,14 @@ when an agent first asks for it (as Neutron's DHCP agent makes its own).
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import json
 import logging
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Text, select, type_coerce
 
 from cumulo.core.db import Database
 from cumulo.network.models import (
@@ -50,71 +52,21 @@ class Topology:
         async with self.db.session() as s:
             networks = list((await s.execute(select(Network))).scalars())
             subnets = list((await s.execute(select(Subnet))).scalars())
-            # plain rows, not ORM objects, for the two tables that grow with every server
+            # plain rows, not ORM objects, for the two tables that grow with every server; their
+            # JSON as text, decoded with the rest of the assembly in a worker thread
             ports = (await s.execute(select(
                 Port.id, Port.network_id, Port.mac_address, Port.device_owner, Port.device_id, Port.binding_host_id,
-                Port.admin_state_up, Port.port_security_enabled, Port.security_groups, Port.dns_name,
-                Port.allowed_address_pairs, Port.extra_dhcp_opts))).all()
+                Port.admin_state_up, Port.port_security_enabled, type_coerce(Port.security_groups, Text),
+                Port.dns_name, type_coerce(Port.allowed_address_pairs, Text),
+                type_coerce(Port.extra_dhcp_opts, Text)))).all()
             allocations = (await s.execute(select(IPAllocation.port_id, IPAllocation.subnet_id,
                                                   IPAllocation.ip_address))).all()
             groups = list((await s.execute(select(SecurityGroup))).scalars())
             rules = list((await s.execute(select(SecurityGroupRule))).scalars())
             routers = list((await s.execute(select(Router))).scalars())
             fips = list((await s.execute(select(FloatingIP))).scalars())
-        by_net: dict[str, list[Subnet]] = defaultdict(list)
-        cidrs = {}
-        for sub in subnets:
-            by_net[sub.network_id].append(sub)
-            cidrs[sub.id] = sub.cidr
-        prefixes = {sid: str(ipaddress.ip_network(cidr).prefixlen) for sid, cidr in cidrs.items()}
-        ips: dict[str, list[dict[str, str]]] = defaultdict(list)
-        for port_id, subnet_id, address in allocations:
-            ips[port_id].append({"subnet_id": subnet_id, "ip_address": address,
-                                 "prefixlen": prefixes.get(subnet_id, "32")})
-        port_views = [{"id": p.id, "network_id": p.network_id, "mac": p.mac_address, "ips": ips.get(p.id, []),
-                       "device_owner": p.device_owner, "device_id": p.device_id, "host": p.binding_host_id,
-                       "admin_state_up": p.admin_state_up, "port_security": p.port_security_enabled,
-                       "security_groups": p.security_groups or [], "dns_name": p.dns_name or "",
-                       "allowed_address_pairs": p.allowed_address_pairs or [],
-                       "extra_dhcp_opts": p.extra_dhcp_opts or []} for p in ports]
-        dhcp_port = {p["network_id"]: p for p in port_views if p["device_owner"] == DHCP_OWNER}
-        rules_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for r in rules:
-            rules_of[r.group_id].append({"id": r.id, "direction": r.direction, "ethertype": r.ethertype,
-                                         "protocol": r.protocol, "port_range_min": r.port_range_min,
-                                         "port_range_max": r.port_range_max, "remote_ip_prefix": r.remote_ip_prefix,
-                                         "remote_group_id": r.remote_group_id})
-        by_id = {p["id"]: p for p in port_views}
-        interfaces_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for p in port_views:
-            if p["device_owner"] == "network:router_interface":
-                interfaces_of[p["device_id"]].append(p)
-        router_views = []
-        for r in routers:
-            interfaces = interfaces_of.get(r.id, [])
-            gateway = by_id.get(r.gateway_port_id or "")
-            if gateway is not None:
-                gateway = {**gateway, "subnets": [{"id": x.id, "cidr": x.cidr, "gateway_ip": x.gateway_ip}
-                                                  for x in by_net.get(gateway["network_id"], [])]}
-            router_views.append({
-                "id": r.id, "admin_state_up": r.admin_state_up, "enable_snat": r.enable_snat,
-                "routes": r.routes or [], "interfaces": interfaces, "gateway": gateway,
-                "floating_ips": [{"id": f.id, "floating_ip_address": f.floating_ip_address,
-                                  "fixed_ip_address": f.fixed_ip_address, "port_id": f.port_id}
-                                 for f in fips if f.router_id == r.id and f.port_id and f.fixed_ip_address]})
-        return {
-            "networks": [{"id": n.id, "mtu": n.mtu, "segment_id": n.segment_id, "external": n.external,
-                          "admin_state_up": n.admin_state_up,
-                          "subnets": [{"id": x.id, "cidr": x.cidr, "ip_version": x.ip_version,
-                                       "gateway_ip": x.gateway_ip, "enable_dhcp": x.enable_dhcp,
-                                       "dns_nameservers": x.dns_nameservers or [], "host_routes": x.host_routes or [],
-                                       "ipv6_address_mode": x.ipv6_address_mode, "ipv6_ra_mode": x.ipv6_ra_mode}
-                                      for x in by_net.get(n.id, [])],
-                          "dhcp_port": dhcp_port.get(n.id)} for n in networks],
-            "ports": port_views,
-            "security_groups": {g.id: {"stateful": g.stateful, "rules": rules_of.get(g.id, [])} for g in groups},
-            "routers": router_views,
-        }
+        # thousands of ports: built off the event loop, which keeps serving the APIs meanwhile
+        return await asyncio.to_thread(_assemble, networks, subnets, ports, allocations, groups, rules, routers, fips)
 
     async def ensure_dhcp_ports(self) -> None:
         """Each network with a DHCP subnet has one DHCP port with an address on each such subnet."""
@@ -146,6 +98,69 @@ class Topology:
                         await self.network._take(port, sub, None)
             except Exception as exc:  # noqa: BLE001 - a full pool: that network runs without DHCP for now
                 LOG.warning("no DHCP port for network %s: %s", network_id, exc)
+
+
+def _json(text: str | None) -> Any:
+    return json.loads(text) if text else []
+
+
+def _assemble(networks: list[Network], subnets: list[Subnet], ports: Any, allocations: Any,
+              groups: list[SecurityGroup], rules: list[SecurityGroupRule], routers: list[Router],
+              fips: list[FloatingIP]) -> dict[str, Any]:
+    """The desired state from the tables' rows (a pure function, run in a worker thread)."""
+    by_net: dict[str, list[Subnet]] = defaultdict(list)
+    cidrs = {}
+    for sub in subnets:
+        by_net[sub.network_id].append(sub)
+        cidrs[sub.id] = sub.cidr
+    prefixes = {sid: str(ipaddress.ip_network(cidr).prefixlen) for sid, cidr in cidrs.items()}
+    ips: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for port_id, subnet_id, address in allocations:
+        ips[port_id].append({"subnet_id": subnet_id, "ip_address": address,
+                             "prefixlen": prefixes.get(subnet_id, "32")})
+    port_views = [{"id": p.id, "network_id": p.network_id, "mac": p.mac_address, "ips": ips.get(p.id, []),
+                   "device_owner": p.device_owner, "device_id": p.device_id, "host": p.binding_host_id,
+                   "admin_state_up": p.admin_state_up, "port_security": p.port_security_enabled,
+                   "security_groups": _json(p[8]), "dns_name": p.dns_name or "",
+                   "allowed_address_pairs": _json(p[10]), "extra_dhcp_opts": _json(p[11])} for p in ports]
+    dhcp_port = {p["network_id"]: p for p in port_views if p["device_owner"] == DHCP_OWNER}
+    rules_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rules:
+        rules_of[r.group_id].append({"id": r.id, "direction": r.direction, "ethertype": r.ethertype,
+                                     "protocol": r.protocol, "port_range_min": r.port_range_min,
+                                     "port_range_max": r.port_range_max, "remote_ip_prefix": r.remote_ip_prefix,
+                                     "remote_group_id": r.remote_group_id})
+    by_id = {p["id"]: p for p in port_views}
+    interfaces_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for p in port_views:
+        if p["device_owner"] == "network:router_interface":
+            interfaces_of[p["device_id"]].append(p)
+    router_views = []
+    for r in routers:
+        interfaces = interfaces_of.get(r.id, [])
+        gateway = by_id.get(r.gateway_port_id or "")
+        if gateway is not None:
+            gateway = {**gateway, "subnets": [{"id": x.id, "cidr": x.cidr, "gateway_ip": x.gateway_ip}
+                                              for x in by_net.get(gateway["network_id"], [])]}
+        router_views.append({
+            "id": r.id, "admin_state_up": r.admin_state_up, "enable_snat": r.enable_snat,
+            "routes": r.routes or [], "interfaces": interfaces, "gateway": gateway,
+            "floating_ips": [{"id": f.id, "floating_ip_address": f.floating_ip_address,
+                              "fixed_ip_address": f.fixed_ip_address, "port_id": f.port_id}
+                             for f in fips if f.router_id == r.id and f.port_id and f.fixed_ip_address]})
+    return {
+        "networks": [{"id": n.id, "mtu": n.mtu, "segment_id": n.segment_id, "external": n.external,
+                      "admin_state_up": n.admin_state_up,
+                      "subnets": [{"id": x.id, "cidr": x.cidr, "ip_version": x.ip_version,
+                                   "gateway_ip": x.gateway_ip, "enable_dhcp": x.enable_dhcp,
+                                   "dns_nameservers": x.dns_nameservers or [], "host_routes": x.host_routes or [],
+                                   "ipv6_address_mode": x.ipv6_address_mode, "ipv6_ra_mode": x.ipv6_ra_mode}
+                                  for x in by_net.get(n.id, [])],
+                      "dhcp_port": dhcp_port.get(n.id)} for n in networks],
+        "ports": port_views,
+        "security_groups": {g.id: {"stateful": g.stateful, "rules": rules_of.get(g.id, [])} for g in groups},
+        "routers": router_views,
+    }
 
 
 def notifying(app: Any, bus: Any) -> Any:

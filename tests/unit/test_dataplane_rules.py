@@ -54,9 +54,28 @@ def test_remote_group_rules_admit_each_member_address_and_nothing_else() -> None
     rules = firewall.rules(state(), 4, ZONES)
     ingress = lines_of(rules, "ci-aaaaaaaaaa")
     members = {"10.1.0.10", "10.1.0.11", "10.1.0.13"}  # the default group's ports (not the unsecured one)
-    assert {f"-A ci-aaaaaaaaaa -s {ip}/32 -j RETURN" for ip in members} <= set(ingress)
-    assert "-A ci-aaaaaaaaaa -s 10.1.0.12/32 -j RETURN" not in ingress
+    chain = firewall.member_chain(GROUP, "ingress")
+    # the port's rule asks the group's chain, which marks a member's packet; the mark admits it
+    assert ingress[ingress.index(f"-A ci-aaaaaaaaaa -j {chain}") + 1] == \
+        f"-A ci-aaaaaaaaaa -m mark --mark {firewall.MEMBER} -j RETURN"
+    marked = lines_of(rules, chain)
+    assert set(marked) == {f"-A {chain} -s {ip}/32 -j MARK --set-xmark {firewall.MEMBER}" for ip in members}
+    assert f":{chain} - [0:0]" in rules.splitlines()
+    assert f"-A cumulo-sg -j MARK --set-xmark 0x0/{firewall.MARKS}" in rules.splitlines()  # no stale mark
     assert ingress[-1] == "-A ci-aaaaaaaaaa -j DROP" and ingress[0].endswith("RELATED,ESTABLISHED -j RETURN")
+
+
+def test_remote_group_rules_grow_linearly_with_the_group() -> None:
+    """1,000 ports in a group that admits itself: one line per member in the group's chain and a
+    few per port, not 1,000 per port."""
+    big = state()
+    template = big["ports"][0]
+    big["ports"] = [{**template, "id": f"p{n:09d}-x", "mac": f"fa:16:3e:00:{n // 256:02x}:{n % 256:02x}",
+                     "ips": [{"subnet_id": "sub-1", "ip_address": f"10.2.{n // 256}.{n % 256}", "prefixlen": "16"}]}
+                    for n in range(1000)]
+    text = firewall.rules(big, 4, ZONES)
+    assert len(lines_of(text, firewall.member_chain(GROUP, "ingress"))) == 1000
+    assert len(text.splitlines()) < 40 * 1000
 
 
 def test_protocol_port_range_prefix_and_icmp_rules() -> None:

@@ -10,6 +10,12 @@ Stateful groups admit replies through conntrack; each network's bridge has its o
 zone (allocated by the agent, ``cumulo.network.dataplane.zones``), so overlapping addresses of
 different networks never share an entry; a network without one (all zones held) drops traffic.
 
+A rule whose remote is a group does not repeat the group's addresses in every port's chain
+(which made the rules grow with the square of the group's ports): each group has a chain of its
+members' addresses per direction — ``gs-<group>`` marks a packet from a member (the ingress
+chain returns on the mark), ``gd-<group>`` accepts a packet to a member — and a port's rule
+jumps there.  The rules grow with ports times rules plus members.
+
 ``rules(state)`` is a pure function: the agent applies its output with iptables-restore (and
 ip6tables-restore), atomically, and only when it changed.
 """
@@ -22,6 +28,8 @@ from typing import Any
 from cumulo.network.dataplane.names import bridge, port_chains, tap_prefix
 
 PASSED = "0x10000/0x10000"
+MEMBER = "0x20000/0x20000"  # the packet came from a member of the remote group just checked
+MARKS = "0x30000"  # the bits this module sets, cleared when a packet enters cumulo-sg
 PROTOCOLS = {"tcp": "tcp", "udp": "udp", "icmp": "icmp", "sctp": "sctp", "udplite": "udplite",
              "ipv6-icmp": "ipv6-icmp", "icmpv6": "ipv6-icmp", "6": "tcp", "17": "udp", "1": "icmp",
              "58": "ipv6-icmp", "132": "sctp"}
@@ -66,9 +74,8 @@ def rule_matches(rule: dict[str, Any], version: int, remote: dict[str, dict[int,
             parts.append(f"{flag} {low}" + (f"/{high}" if high is not None else ""))
     side = "-s" if direction == "ingress" else "-d"
     base = " ".join(parts)
-    if rule.get("remote_group_id"):
-        addrs = remote.get(rule["remote_group_id"], {}).get(version, [])
-        return [f"{side} {a}/{32 if version == 4 else 128} {base}".strip() for a in sorted(set(addrs))]
+    if rule.get("remote_group_id"):  # the group's chain of addresses decides (see group_chains)
+        return [f"{base} -j {member_chain(rule['remote_group_id'], direction)}".strip()]
     prefix = rule.get("remote_ip_prefix")
     if prefix:
         net = ipaddress.ip_network(prefix, strict=False)
@@ -86,10 +93,42 @@ def source_pairs(port: dict[str, Any]) -> list[tuple[str, str]]:
                     for p in port.get("allowed_address_pairs") or []]
 
 
+def member_chain(group_id: str, direction: str) -> str:
+    return f"{'gs' if direction == 'ingress' else 'gd'}-{group_id[:16]}"
+
+
 def group_rules(groups: list[dict[str, Any]], direction: str, chain: str, target: str, version: int,
                 remote: dict[str, dict[int, list[str]]]) -> list[str]:
-    return [f"-A {chain} {m} -j {target}".replace("  ", " ") for group in groups for rule in group.get("rules", [])
-            if rule.get("direction") == direction for m in rule_matches(rule, version, remote, direction)]
+    out = []
+    for group in groups:
+        for rule in group.get("rules", []):
+            if rule.get("direction") != direction:
+                continue
+            for m in rule_matches(rule, version, remote, direction):
+                if not rule.get("remote_group_id"):
+                    out.append(f"-A {chain} {m} -j {target}".replace("  ", " "))
+                elif direction == "ingress":  # the group's chain marks a member's packet
+                    out += [f"-A {chain} {m}".replace("  ", " "), f"-A {chain} -m mark --mark {MEMBER} -j {target}"]
+                else:  # the group's chain accepts a packet to a member
+                    out.append(f"-A {chain} {m}".replace("  ", " "))
+    return out
+
+
+def group_chains(state: dict[str, Any], version: int, remote: dict[str, dict[int, list[str]]]) -> tuple[
+        list[str], list[str]]:
+    """The chains of the groups that rules name as their remote: declarations, then rules (one
+    line per member address and direction)."""
+    named = sorted({r["remote_group_id"] for g in state.get("security_groups", {}).values()
+                    for r in g.get("rules", []) if r.get("remote_group_id")})
+    heads, lines = [], []
+    width = 32 if version == 4 else 128
+    for group_id in named:
+        src, dst = member_chain(group_id, "ingress"), member_chain(group_id, "egress")
+        heads += [f":{src} - [0:0]", f":{dst} - [0:0]"]
+        for address in sorted(set(remote.get(group_id, {}).get(version, []))):
+            lines += [f"-A {src} -s {address}/{width} -j MARK --set-xmark {MEMBER}",
+                      f"-A {dst} -d {address}/{width} -j ACCEPT"]
+    return heads, lines
 
 
 def rules(state: dict[str, Any], version: int, zones: dict[str, int]) -> str:
@@ -98,7 +137,9 @@ def rules(state: dict[str, Any], version: int, zones: dict[str, int]) -> str:
     groups: dict[str, Any] = state.get("security_groups", {})
     remote = members(state)
     filt = [":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]", ":cumulo-sg - [0:0]"]
-    jumps_in, jumps_out, chains = [], [], []
+    heads, chains = group_chains(state, version, remote)
+    filt += heads
+    jumps_in, jumps_out = [], []
     for port in sorted(server_ports(state), key=lambda p: p["id"]):
         ci, co, cs = port_chains(port["id"])
         tap = tap_prefix(port["id"])
@@ -151,7 +192,7 @@ def rules(state: dict[str, Any], version: int, zones: dict[str, int]) -> str:
         chains += group_rules(own, "egress", co, "ACCEPT", version, remote)
         chains.append(f"-A {co} -j DROP")
     body = ["*filter", *filt, "-A FORWARD -m physdev --physdev-is-bridged -j cumulo-sg",
-            f"-A cumulo-sg -j MARK --set-xmark 0x0/{PASSED.split('/')[1]}", *jumps_in,
+            f"-A cumulo-sg -j MARK --set-xmark 0x0/{MARKS}", *jumps_in,
             # a tap no port describes (yet) gets nothing
             f"-A cumulo-sg -m physdev --physdev-out tap+ --physdev-is-bridged -m mark ! --mark {PASSED} -j DROP",
             *jumps_out,
