@@ -341,3 +341,43 @@ def test_formpost_refuses_big_files_expired_forms_bad_signatures_and_extra_files
     assert owner.anon("POST", path, content=body, headers={"Content-Type": ctype}).status_code == 400
     for name in ("big.bin", "late.txt", "bad.txt", "forged.txt"):
         assert owner("GET", f"{c}/{name}").status_code == 404
+
+
+def test_a_link_reaches_no_further_than_its_key(owner: Owner, outsider: tuple[str, str]) -> None:
+    """A TempURL to a symlink (or a large object) does not lend the signer's key to the target:
+    an account key stays in its account, a container key in its container."""
+    project, token = outsider
+    other = f"/v1/AUTH_{project}"
+    secret = unique("/secret")
+    assert owner.anon("PUT", other + secret, headers={"X-Auth-Token": token}).status_code == 201
+    assert owner.anon("PUT", other + secret + "/s", content=b"not yours",
+                      headers={"X-Auth-Token": token}).status_code == 201
+    c = unique("/links")
+    assert owner("PUT", c).status_code == 201
+    assert owner("PUT", c + "/far", content=b"", headers={
+        "X-Symlink-Target": f"{secret[1:]}/s", "X-Symlink-Target-Account": f"AUTH_{project}"}).status_code == 201
+    expires = int(time.time()) + 300
+    url = owner.account + c + "/far"
+    r = owner.anon("GET", link(url, sig(KEY, "GET", expires, url), expires))
+    assert r.status_code in (401, 403) and b"not yours" not in r.content, r.status_code
+
+    # a container key: another container of the same account is out of its reach
+    private = unique("/private")
+    assert owner("PUT", private).status_code == 201
+    assert owner("PUT", private + "/p", content=b"private data").status_code == 201
+    keyed, ckey = unique("/keyed"), "container-key-" + uuid.uuid4().hex
+    assert owner("PUT", keyed, headers={"X-Container-Meta-Temp-URL-Key": ckey}).status_code == 201
+    assert owner("PUT", keyed + "/near", content=b"", headers={
+        "X-Symlink-Target": f"{private[1:]}/p"}).status_code == 201
+    assert owner("PUT", keyed + "/own", content=b"mine").status_code == 201
+    assert owner("PUT", keyed + "/mine", content=b"", headers={"X-Symlink-Target": f"{keyed[1:]}/own"}).status_code == 201
+    url = owner.account + keyed + "/near"
+    r = owner.anon("GET", link(url, sig(ckey, "GET", expires, url), expires))
+    assert r.status_code in (401, 403) and b"private data" not in r.content, r.status_code
+    url = owner.account + keyed + "/mine"  # within its container a link is followed
+    r = owner.anon("GET", link(url, sig(ckey, "GET", expires, url), expires))
+    assert r.status_code == 200 and r.content == b"mine"
+    # the account key reaches the other container of its own account
+    url = owner.account + keyed + "/near"
+    r = owner.anon("GET", link(url, sig(KEY, "GET", expires, url), expires))
+    assert r.status_code == 200 and r.content == b"private data"

@@ -47,6 +47,9 @@ class Call:
     # set by a feature that authorized the request by other means than a token (tempurl, formpost):
     # the policy and ACL checks let it through
     granted: str = ""
+    # what a grant reaches: (account, container), container "" for the whole account (an account
+    # key's link); a symlink or large object it leads to elsewhere is checked as any request is
+    grant: tuple[str, str] = ("", "")
     # the identity service (unified limits), and the most bytes a pipeline feature lets an upload
     # carry (project_quota; None: no such bound) -- the object handlers' store honours it
     identity: IdentityService | None = None
@@ -58,9 +61,13 @@ class Call:
 
     def authorize(self, rule: str, container: ContainerInfo | None = None, listing: bool = False) -> None:
         """The rule for the account's project, else the container's ACL (read or write, by the
-        rule), else 401 without a token and 403 with one.  A call a feature granted passes."""
+        rule), else 401 without a token and 403 with one.  A call a feature granted passes within
+        the grant's account or container."""
         if self.granted:
-            return
+            account, name = (container.account, container.name) if container is not None else \
+                (self.account, self.container)
+            if account == self.grant[0] and self.grant[1] in ("", name):
+                return
         target = {"project_id": self.project_id}
         if self.auth is not None and self.policy.enforce(rule, target, self.auth):
             return

@@ -287,6 +287,7 @@ async def _upload(call: Call, app: Handler, fields: dict[str, str], parts: Parts
     sub = with_headers(call, headers, method="PUT", path=path)
     sub.request.scope["query_string"] = b""
     sub = dataclasses.replace(sub, request=Request(sub.request.scope, receive), granted=NAME,
+                              grant=(call.account, call.container),
                               max_file_size=min(call.max_file_size, max_size))
     try:
         response = await app(sub)

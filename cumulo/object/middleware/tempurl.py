@@ -217,6 +217,7 @@ async def handle(call: Call, app: Handler) -> Response:
     granted = with_headers(call, {name: None for name in INCOMING_REMOVE})
     granted.request.scope["query_string"] = urlencode(kept).encode("latin-1")
     granted.granted = NAME
+    granted.grant = (call.account, call.container if scope == "container" else "")
     response = await app(granted)
     for name in [n for n in response.headers if n.startswith(OUTGOING_REMOVE_PREFIX)
                  and not n.startswith(OUTGOING_ALLOW_PREFIX)]:
