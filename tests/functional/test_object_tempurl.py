@@ -370,7 +370,8 @@ def test_a_link_reaches_no_further_than_its_key(owner: Owner, outsider: tuple[st
     assert owner("PUT", keyed + "/near", content=b"", headers={
         "X-Symlink-Target": f"{private[1:]}/p"}).status_code == 201
     assert owner("PUT", keyed + "/own", content=b"mine").status_code == 201
-    assert owner("PUT", keyed + "/mine", content=b"", headers={"X-Symlink-Target": f"{keyed[1:]}/own"}).status_code == 201
+    assert owner("PUT", keyed + "/mine", content=b"",
+                 headers={"X-Symlink-Target": f"{keyed[1:]}/own"}).status_code == 201
     url = owner.account + keyed + "/near"
     r = owner.anon("GET", link(url, sig(ckey, "GET", expires, url), expires))
     assert r.status_code in (401, 403) and b"private data" not in r.content, r.status_code
