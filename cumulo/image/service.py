@@ -13,6 +13,11 @@ queued again with nothing kept.
 Visibility: ``public`` (everyone, listed), ``community`` (everyone, listed only on request),
 ``shared`` (the owner, and projects it was shared with; listed for them once they accept),
 ``private`` (the owner).  Admins see everything.
+
+Lists: the database applies these rules, the filters, the sort keys and the marker (a seek, not
+an offset) and reads one page (at most 1,000 images), so a listing costs the same with 100 or
+100,000 images in the table; tag and property filters are narrowed in SQL and checked exactly
+on the rows read.
 """
 
 from __future__ import annotations

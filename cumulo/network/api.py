@@ -1,6 +1,8 @@
 """The Network API v2.0 (Neutron's twin): versions, extensions, networks, subnets and ports with
 IP address management, each made one at a time or in bulk (all or none); filters on any attribute
-and on tags, ``fields``, sorting and paging.  Security groups, routers, subnet pools, quotas and
+and on tags, ``fields``, sorting and paging (the port list does its filters on columns and
+fixed addresses, sorts, markers and limits in SQL and reads the page's addresses only; other
+filters are applied to the views).  Security groups, routers, subnet pools, quotas and
 tags have modules of their own, included by ``build_app``."""
 
 from __future__ import annotations

@@ -54,13 +54,13 @@ class Topology:
             subnets = list((await s.execute(select(Subnet))).scalars())
             # plain rows, not ORM objects, for the two tables that grow with every server; their
             # JSON as text, decoded with the rest of the assembly in a worker thread
-            ports = (await s.execute(select(
+            # ... read in partitions, so the loop serves others between them
+            ports = await _rows(s, select(
                 Port.id, Port.network_id, Port.mac_address, Port.device_owner, Port.device_id, Port.binding_host_id,
                 Port.admin_state_up, Port.port_security_enabled, type_coerce(Port.security_groups, Text),
                 Port.dns_name, type_coerce(Port.allowed_address_pairs, Text),
-                type_coerce(Port.extra_dhcp_opts, Text)))).all()
-            allocations = (await s.execute(select(IPAllocation.port_id, IPAllocation.subnet_id,
-                                                  IPAllocation.ip_address))).all()
+                type_coerce(Port.extra_dhcp_opts, Text)))
+            allocations = await _rows(s, select(IPAllocation.port_id, IPAllocation.subnet_id, IPAllocation.ip_address))
             groups = list((await s.execute(select(SecurityGroup))).scalars())
             rules = list((await s.execute(select(SecurityGroupRule))).scalars())
             routers = list((await s.execute(select(Router))).scalars())
@@ -98,6 +98,15 @@ class Topology:
                         await self.network._take(port, sub, None)
             except Exception as exc:  # noqa: BLE001 - a full pool: that network runs without DHCP for now
                 LOG.warning("no DHCP port for network %s: %s", network_id, exc)
+
+
+async def _rows(session: Any, stmt: Any, size: int = 5000) -> list[Any]:
+    out: list[Any] = []
+    result = await session.stream(stmt.execution_options(yield_per=size))
+    async for part in result.partitions(size):
+        out += part
+        await asyncio.sleep(0)
+    return out
 
 
 def _json(text: str | None) -> Any:
