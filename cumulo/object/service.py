@@ -188,6 +188,18 @@ class ObjectService:
                 ObjectContainer.account == account, ObjectContainer.name == name))).scalar_one_or_none()
         return None if row is None else _container_info(row)
 
+    async def container_and_object(self, account: str, container: str, name: str
+                                   ) -> tuple[ContainerInfo | None, ObjectInfo | None]:
+        """A GET's or HEAD's rows in one read: the container's (None when there is none) and the
+        object's (None when there is none or its X-Delete-At has come)."""
+        async with self.db.reader() as s:
+            crow = (await s.execute(select(ObjectContainer).where(
+                ObjectContainer.account == account, ObjectContainer.name == container))).scalar_one_or_none()
+            row = None if crow is None else await s.get(ObjectEntry, (crow.id, name))
+        if crow is None:
+            return None, None
+        return _container_info(crow), None if row is None or _expired(row) else _object_info(row)
+
     async def put_container(self, account: str, name: str, meta: dict[str, str], read_acl: str | None,
                             write_acl: str | None) -> bool:
         """Create the container, or update the metadata and ACLs of the one there; True if created."""
@@ -335,6 +347,10 @@ class ObjectService:
         if reader is None:
             return None
         return info, reader
+
+    async def reader(self, container: ContainerInfo, info: ObjectInfo) -> Any:
+        """A reader of the stored copy of the object ``info`` names, or None when it is missing."""
+        return await self.store.get(container.account, container.name, info.name)
 
     async def update_object(self, container: ContainerInfo, name: str, content_type: str | None,
                             meta: dict[str, str]) -> ObjectInfo:

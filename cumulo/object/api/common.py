@@ -7,13 +7,16 @@ import json
 import math
 import time
 from email.utils import formatdate
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape, quoteattr
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cumulo.object.service import Listing
+from cumulo.object.service import ContainerInfo, Listing, ObjectInfo
+
+if TYPE_CHECKING:
+    from cumulo.object.api import Call
 
 MAX_META_NAME = 128
 MAX_META_VALUE = 256
@@ -227,3 +230,17 @@ def check_object_name(name: str) -> None:
         raise SwiftError(400, f"Object name length of {len(name.encode())} longer than {MAX_OBJECT_NAME}")
     if "\x00" in name:
         raise SwiftError(400, "Object name contains a NUL byte")
+
+
+_LOOKUP = "cumulo.object.lookup"
+
+
+async def lookup(call: Call) -> tuple[ContainerInfo | None, ObjectInfo | None]:
+    """The call's container and object rows, read once per request by whatever looks at them on
+    a GET or HEAD (the features and the handler; kept in the request's scope, which changed calls
+    share)."""
+    cache = call.request.scope.setdefault(_LOOKUP, {})
+    key = (call.account, call.container, call.obj)
+    if key not in cache:
+        cache[key] = await call.svc.container_and_object(call.account, call.container, call.obj)
+    return cache[key]  # type: ignore[no-any-return]

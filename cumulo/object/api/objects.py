@@ -271,11 +271,14 @@ def _conditions(call: Call, info: ObjectInfo) -> Response | None:
 
 
 async def get(call: Call) -> Response:
-    container = await _container(call, "object_store:object:get")
-    opened = await call.svc.open_object(container, call.obj)
-    if opened is None:
+    container, info = await c.lookup(call)
+    if container is None:
+        call.authorize("object_store:object:get")
         raise c.SwiftError(404)
-    info, reader = opened
+    call.authorize("object_store:object:get", container)
+    reader = None if info is None else await call.svc.reader(container, info)
+    if info is None or reader is None:
+        raise c.SwiftError(404)
     try:
         early = _conditions(call, info)
         if early is not None:

@@ -134,18 +134,7 @@ async def handle(call: Call, app: Handler) -> Response:
     return _hide(await app(call))
 
 
-_LOOKUP = "cumulo.object.lookup"
-
-
-async def lookup(call: Call) -> tuple[ContainerInfo | None, ObjectInfo | None]:
-    """The call's container and object rows, read once per request for the features that look
-    at them on a GET or HEAD (kept in the request's scope, which changed calls share)."""
-    cache = call.request.scope.setdefault(_LOOKUP, {})
-    key = (call.account, call.container, call.obj)
-    if key not in cache:
-        container = await call.svc.container(call.account, call.container)
-        cache[key] = (container, await call.svc.object(container, call.obj) if container is not None else None)
-    return cache[key]  # type: ignore[no-any-return]
+lookup = c.lookup  # the call's container and object rows, read once per request
 
 
 def _hide(response: Response) -> Response:
