@@ -159,6 +159,7 @@ def test_listings_with_every_parameter(admin: Swift) -> None:
         return r.text.splitlines() if r.status_code == 200 else []
 
     assert plain() == names
+    assert plain(format="txt") == names  # an unknown format is plain text, as Swift answers
     assert plain(limit=2) == ["a", "b/1"]
     assert plain(marker="b/2") == ["b/3/x", "c", "d.txt", "e"]
     assert plain(end_marker="c") == ["a", "b/1", "b/2", "b/3/x"]

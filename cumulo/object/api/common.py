@@ -162,8 +162,8 @@ def listing_format(request: Request) -> str:
     fmt = request.query_params.get("format", "").lower()
     if fmt in ("json", "xml", "plain"):
         return fmt
-    if fmt:
-        raise SwiftError(400, f"Invalid format: {fmt}")
+    if fmt:  # any other format is plain text, as in Swift's listing_formats (tempest asks for "txt")
+        return "plain"
     accept = request.headers.get("accept", "")
     for part in accept.split(","):
         media = part.split(";")[0].strip().lower()
