@@ -189,7 +189,7 @@ def test_listings_with_every_parameter(admin: Swift) -> None:
     assert admin("GET", c, params={"limit": "x"}).status_code == 412
     assert admin("GET", c, params={"limit": 10000}).status_code == 200
     assert admin("GET", c, params={"delimiter": "ab"}).status_code == 412
-    assert admin("GET", c, params={"format": "yaml"}).status_code == 400
+    assert admin("GET", c, params={"format": "yaml"}).text.splitlines() == names  # plain, as Swift
 
 
 def test_put_checks_the_etag_and_takes_chunked_bodies(admin: Swift) -> None:
