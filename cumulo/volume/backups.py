@@ -110,6 +110,12 @@ def _info(row: Backup, dependents: int = 0) -> BackupInfo:
                       row.updated_at, row.data_id or row.id, row.snapshot_id)
 
 
+def data_project(row: Backup) -> str:
+    """The project whose object storage holds the backup's data: the one it was made in, which an
+    exported record carries to the project that imports it."""
+    return str((row.volume_meta or {}).get("data_project") or row.project_id)
+
+
 class BackupsMixin:
     """VolumeService's backup methods (they use its database, bus, quotas, pools and volumes)."""
 
@@ -208,7 +214,8 @@ class BackupsMixin:
                      name=name, description=description, container=container, status="creating", size=vol.size,
                      object_count=0, stored_bytes=0, availability_zone=vol.availability_zone, host=vol.host,
                      meta=dict(metadata or {}), task={"volume_status": vol.status, "claimed": not snapshot_id},
-                     snapshot_id=snapshot_id, volume_meta={"metadata": vol.metadata, "bootable": vol.bootable},
+                     snapshot_id=snapshot_id, volume_meta={"metadata": vol.metadata, "bootable": vol.bootable,
+                                  "data_project": vol.project_id},
                      lease_owner=self.instance, lease_until=self._backup_lease(vol.size), data_timestamp=now,
                      created_at=now, updated_at=now)
         async with turn(self.db, f"volume:{vol.project_id}"):
@@ -235,6 +242,11 @@ class BackupsMixin:
         except Exception as exc:  # the lease ends it if nobody answers
             LOG.warning("sending backup %s to %s failed: %s", row.id, vol.host, exc)
         return _info(row)
+
+    async def _data_project_of(self, backup_id: str) -> str | None:
+        async with self.db.session() as s:
+            row = await s.get(Backup, backup_id)
+        return None if row is None else data_project(row)
 
     async def _parent_of(self, volume_id: str) -> Backup | None:
         """The newest available backup of the volume: what an incremental one builds on."""
@@ -284,7 +296,7 @@ class BackupsMixin:
             if row is None or row.deleted or row.status in ("deleting", "error"):
                 await self._cast(ctx["host"], "delete_backup", "backup_delete", {  # type: ignore[attr-defined]
                     "backup_id": backup_id, "container": row.container if row else DEFAULT_CONTAINER,
-                    "project_id": row.project_id if row else None},
+                    "project_id": data_project(row) if row else None},
                     backup_id=backup_id, cleanup=True)
 
     # -- update ------------------------------------------------------------------------------
@@ -350,7 +362,7 @@ class BackupsMixin:
         try:
             await self._cast(host, "restore_backup", "restore", {  # type: ignore[attr-defined]
                 "backup_id": b.data_id, "container": b.container, "volume_id": volume_id, "size": size,
-                "project_id": b.project_id},
+                "project_id": await self._data_project_of(backup_id) or b.project_id},
                 backup_id=backup_id, volume_id=volume_id)
         except Exception as exc:
             LOG.warning("sending the restore of backup %s to %s failed: %s", backup_id, host, exc)
@@ -413,7 +425,7 @@ class BackupsMixin:
             return
         try:
             await self._cast(host, "delete_backup", "backup_delete", {  # type: ignore[attr-defined]
-                "backup_id": data, "container": row.container, "project_id": row.project_id}, backup_id=row.id)
+                "backup_id": data, "container": row.container, "project_id": data_project(row)}, backup_id=row.id)
         except Exception as exc:  # the reconciler sends it again when the lease ends
             LOG.warning("sending the delete of backup %s to %s failed: %s", row.id, host, exc)
 
@@ -499,7 +511,8 @@ class BackupsMixin:
                          lease_until=now + self.lease, data_timestamp=stamp, created_at=now, updated_at=now))
         try:
             await self._cast(host, "import_backup", "backup_import", {  # type: ignore[attr-defined]
-                "backup_id": data_id, "container": container, "project_id": who.project_id}, backup_id=backup_id)
+                "backup_id": data_id, "container": container,
+                "project_id": await self._data_project_of(backup_id) or who.project_id}, backup_id=backup_id)
         except Exception as exc:
             LOG.warning("sending the import of backup %s to %s failed: %s", backup_id, host, exc)
         return await self.backup(backup_id, who)

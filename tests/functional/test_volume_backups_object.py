@@ -5,14 +5,17 @@ bytes back and deleting the backup removes its objects."""
 
 from __future__ import annotations
 
+import base64
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.functional.conftest import Cloud, start_cloud, stop_cloud, wait_for
+from tests.functional.conftest import Cloud, start_cloud, stop_cloud, unique, wait_for
 from tests.functional.test_volume_backups import create, new_volume, raw_sha256, restore, wait_backup, write
 from tests.functional.test_volumes import Api
 
@@ -61,3 +64,37 @@ def test_a_backup_is_objects_of_the_project_and_restores_from_them(bcloud: Cloud
     assert r.status_code == 202, r.text
     wait_for(lambda: not [o for o in listing(bcloud, token, api.project_id) if o["name"].startswith(bid)], 60,
              "the backup's objects to be deleted")
+
+
+def test_a_record_imported_by_another_project_finds_its_objects(bcloud: Cloud, tmp_path: Path) -> None:
+    """As tempest's export/import: a backup made in one project, its record imported (under a new
+    id) by an admin of another project, is found in the object storage of the project that made
+    it, and restores."""
+    token, body = bcloud.token()
+    api = Api(bcloud, token, body["project"]["id"])
+    vid = new_volume(api)
+    write(bcloud, vid, "write -P 0x61 0 4M")
+    before = raw_sha256(bcloud, vid, tmp_path)
+    bid = create(api, vid)
+    wait_backup(api, bid, timeout=90)
+    record = api("GET", f"/backups/{bid}/export_record").json()["backup-record"]
+
+    def v3(method: str, path: str, doc: Any = None) -> Any:
+        r = httpx.request(method, f"{bcloud.url}{path}", json=doc, headers={"X-Auth-Token": token})
+        assert r.status_code < 300, r.text
+        return r.json() if r.content else None
+
+    other = v3("POST", "/projects", {"project": {"name": unique("importer"), "domain_id": "default"}})["project"]
+    admin_role = next(x["id"] for x in v3("GET", "/roles")["roles"] if x["name"] == "admin")
+    v3("PUT", f"/projects/{other['id']}/users/{body['user']['id']}/roles/{admin_role}")
+    other_token, _ = bcloud.token(project=other["name"])
+    importer = Api(bcloud, other_token, other["id"])
+    new_id = str(uuid.uuid4())
+    doc = json.loads(base64.b64decode(record["backup_url"]))
+    url = base64.b64encode(json.dumps({**doc, "id": new_id}).encode()).decode()
+    r = importer("POST", "/backups/import_record", {"backup-record": {**record, "backup_url": url}})
+    assert r.status_code == 201, r.text
+    wait_backup(importer, new_id, timeout=60)
+    out = restore(importer, new_id)
+    importer.wait_status(out["volume_id"], "available", timeout=90)
+    assert raw_sha256(bcloud, out["volume_id"], tmp_path) == before
