@@ -221,3 +221,30 @@ def test_a_member_cannot_change_limits(lcloud: Cloud, new_account: Callable[[], 
     r = httpx.get(f"{url}/limits", headers=head, params={"project_id": acct.project["id"]})
     assert r.status_code == 200 and [x["resource_limit"] for x in r.json()["limits"]] == [10]
     delete_limit(lcloud, limit["id"])
+
+
+def test_s3_uploads_are_held_to_the_project_limit_too(lcloud: Cloud) -> None:
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    project = v3(lcloud, "POST", "/projects", {"project": {"name": unique("lim-s3"),
+                                                           "domain_id": "default"}})["project"]
+    name, password = unique("lim-s3-user"), uuid.uuid4().hex
+    user = v3(lcloud, "POST", "/users", {"user": {"name": name, "password": password, "domain_id": "default"}})["user"]
+    member = [x["id"] for x in v3(lcloud, "GET", "/roles")["roles"] if x["name"] == "member"][0]
+    v3(lcloud, "PUT", f"/projects/{project['id']}/users/{user['id']}/roles/{member}")
+    cred = v3(lcloud, "POST", f"/users/{user['id']}/credentials/OS-EC2", {"tenant_id": project["id"]})["credential"]
+    s3 = boto3.client("s3", endpoint_url=lcloud.s3_url, region_name="us-east-1", aws_access_key_id=cred["access"],
+                      aws_secret_access_key=cred["secret"],
+                      config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+    bucket = f"lim-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="a", Body=b"a" * 600)
+    create_limit(lcloud, project["id"], 1000, "bytes")
+    settle()
+    with pytest.raises(ClientError) as err:
+        s3.put_object(Bucket=bucket, Key="big", Body=b"b" * 500)
+    assert err.value.response["Error"]["Code"] == "QuotaExceeded"
+    s3.put_object(Bucket=bucket, Key="fits", Body=b"c" * 400)  # exactly at the limit
+    assert sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]) == ["a", "fits"]

@@ -199,7 +199,7 @@ def build_app(svc: ObjectService, identity: IdentityService) -> ASGIApp:
         ctx, body = await auth.authenticate(request, identity)
         account = f"AUTH_{ctx.project_id}" if ctx is not None and ctx.project_id else ""
         call = Call(request, svc, policy, account, (ctx.project_id or "") if ctx else "", bucket, key, ctx,
-                    svc.cfg.object.max_file_size)
+                    svc.cfg.object.max_file_size, identity=identity)
         s3 = S3Request(request, svc, call, bucket, key, dict(pairs), body, rid)
         holder.append(s3)
         return await route(s3)

@@ -94,6 +94,19 @@ def headers_of(info: ObjectInfo) -> dict[str, str]:
     return headers
 
 
+async def _project_room(s3: S3Request, container: ContainerInfo, replaced: int) -> int | None:
+    """The bytes the bucket owner's unified limit leaves for an upload (the Swift API's
+    project_quota feature), None when no limit applies."""
+    from cumulo.object.middleware import project_quota
+
+    if s3.call.identity is None:
+        return None
+    limit = await project_quota.bytes_limit(s3.call.identity, container.account[len("AUTH_"):])
+    if limit is None:
+        return None
+    return limit - (await s3.svc.account(container.account)).bytes_used + replaced
+
+
 async def store(s3: S3Request, container: ContainerInfo, name: str, chunks: AsyncIterator[bytes], ctype: str,
                 meta: dict[str, str], length: int | None) -> ObjectInfo:
     """put_object with the store's refusals as S3 errors (the Swift quotas apply too)."""
@@ -107,6 +120,12 @@ async def store(s3: S3Request, container: ContainerInfo, name: str, chunks: Asyn
     left = await quotas.room(s3.call, container, length, existing.size if existing else None)
     if left is not None:
         limit = min(limit, left)
+    project_left = await _project_room(s3, container, existing.size if existing else 0)
+    if project_left is not None:
+        if project_left < 0 or (length is not None and length > project_left):
+            raise S3Error("QuotaExceeded", "The project's object storage quota (unified limits) has no room for "
+                          "this upload.", status=403)
+        limit = min(limit, project_left)
     try:
         return await s3.svc.put_object(container, name, chunks, content_type=ctype, meta=meta, expected_etag=None,
                                        content_length=length, max_size=limit)
