@@ -5,33 +5,23 @@ manual is ``cumulo.object.middleware.expiry``."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from cumulo.object.service import EXPIRE_BATCH, ObjectService
+from cumulo.object.storage.node import Periodic
 
 log = logging.getLogger(__name__)
 
 
-class ObjectExpirer:
+class ObjectExpirer(Periodic):
     """A pass every ``interval`` seconds; a full batch is followed by the next one at once."""
+
+    name = "object-expirer"
 
     def __init__(self, svc: ObjectService, interval: float = 30.0) -> None:
         self.svc = svc
         self.interval = max(0.1, interval)
         self.expired = 0  # objects deleted since start
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="object-expirer")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def run_once(self) -> int:
         """One batch; how many objects it deleted."""
@@ -41,14 +31,9 @@ class ObjectExpirer:
             log.info("object expirer: deleted %d expired objects", done)
         return done
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                # catch up after downtime, but give the loop back between batches
-                for _ in range(50):
-                    if await self.run_once() < EXPIRE_BATCH:
-                        break
-                    await asyncio.sleep(0)
-            except Exception:  # a failing pass must not end the loop; the next one tries again
-                log.exception("object expirer pass failed")
+    async def tick(self) -> None:
+        # catch up after downtime, but give the loop back between batches
+        for _ in range(50):
+            if await self.run_once() < EXPIRE_BATCH:
+                break
+            await asyncio.sleep(0)

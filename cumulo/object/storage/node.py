@@ -13,8 +13,41 @@ from cumulo.object.storage.store import ObjectStore
 log = logging.getLogger(__name__)
 
 
-class ObjectNode:
+class Periodic:
+    """A leader's background loop: ``tick()`` every ``interval`` seconds, a failing tick logged and
+    the loop going on; ``start()`` and ``stop()`` as the controller's agents have them."""
+
+    name = "periodic"
+    interval = 30.0
+    _task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def tick(self) -> None:
+        raise NotImplementedError
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.tick()
+            except Exception:  # a failing pass must not end the loop; the next one tries again
+                log.exception("%s pass failed", self.name)
+
+
+class ObjectNode(Periodic):
     """Runs the passes in a thread, one after the other, so they never overlap each other."""
+
+    name = "object-node"
 
     def __init__(self, store: ObjectStore, interval: float = 30.0) -> None:
         self.store = store
@@ -24,18 +57,6 @@ class ObjectNode:
         self.auditor = Auditor(store, max_seconds=max(1.0, interval))
         self.last_replication: ReplicationPass | None = None
         self.last_audit: AuditPass | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="object-node")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def run_once(self) -> None:
         self.last_replication = await asyncio.to_thread(self.replicator.run_once)
@@ -46,10 +67,5 @@ class ObjectNode:
                      "audited %d objects, quarantined %d", rep.copied, rep.removed, rep.failed,
                      aud.checked, aud.quarantined)
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.run_once()
-            except Exception:  # a failing pass must not end the loop; the next one tries again
-                log.exception("object node pass failed")
+    async def tick(self) -> None:
+        await self.run_once()
