@@ -565,7 +565,8 @@ def test_crashed_guest_shows_shutoff_and_a_build_cut_short_completes(qcloud: Clo
     # the spawn had reached the node: the build completes (the node waits for the image service
     # and its report waits in the broker for the new controller); or the kill came before the spawn
     # was sent: ERROR once the short hand-off lease runs out, not the whole build lease
-    assert final["status"] == "ACTIVE" or final["fault"]["message"] == "Build of instance timed out.", final
+    # (an admin is shown the fault's details as its message, as Nova does)
+    assert final["status"] == "ACTIVE" or "did not finish in time" in final["fault"]["message"], final
     for server_id in (sid, cut):
         assert httpx.delete(f"{again.compute_url}/servers/{server_id}", headers=h(api.token)).status_code == 204
     deadline = time.monotonic() + 20
