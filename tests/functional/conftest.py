@@ -253,23 +253,48 @@ def wait_for(check: Callable[[], object], timeout: float, what: str, every: floa
         time.sleep(every)
 
 
-def personas(cloud: Cloud, prefix: str) -> dict[str, tuple[str, str]]:
-    """A new project P with a ``member`` and a ``reader``, and the ``other``, a member of a new
-    project Q: each persona's (token, project id), made by the cloud's admin."""
+def identity_admin(cloud: Cloud) -> Callable[..., Any]:
+    """``v3(method, path, body=None)``: the cloud's identity API as its admin; a failure fails the test."""
     h = {"X-Auth-Token": cloud.token()[0]}
 
     def v3(method: str, path: str, body: Any = None) -> Any:
         r = httpx.request(method, f"{cloud.url}{path}", json=body, headers=h)
         assert r.status_code < 300, r.text
         return r.json() if r.content else None
+    return v3
 
-    roles = {x["name"]: x["id"] for x in v3("GET", "/roles")["roles"]}
+
+@dataclass
+class Persona:
+    token: str
+    project_id: str
+    user_id: str
+    project_name: str
+
+
+def make_project_member(cloud: Cloud, prefix: str, role: str = "member", project: dict[str, Any] | None = None,
+                        v3: Callable[..., Any] | None = None) -> Persona:
+    """A new user with ``role`` on ``project`` (a new project when none is given), with its token."""
+    v3 = v3 or identity_admin(cloud)
+    if project is None:
+        project = v3("POST", "/projects", {"project": {"name": unique(prefix), "domain_id": "default"}})["project"]
+    role_id = [x["id"] for x in v3("GET", f"/roles?name={role}")["roles"]][0]
+    user_name, password = unique(f"{prefix}-{role}"), uuid.uuid4().hex
+    user = v3("POST", "/users", {"user": {"name": user_name, "password": password, "domain_id": "default"}})["user"]
+    v3("PUT", f"/projects/{project['id']}/users/{user['id']}/roles/{role_id}")
+    return Persona(cloud.token(user_name, password, project["name"])[0], project["id"], user["id"], project["name"])
+
+
+def make_people(cloud: Cloud, prefix: str) -> dict[str, Persona]:
+    """A new project P with a ``member`` and a ``reader``, and the ``other``, a member of a new
+    project Q, made by the cloud's admin."""
+    v3 = identity_admin(cloud)
     projects = {key: v3("POST", "/projects", {"project": {"name": unique(f"{prefix}-{key}"), "domain_id": "default"}})[
         "project"] for key in ("P", "Q")}
-    out = {}
-    for name, key, role in (("member", "P", "member"), ("reader", "P", "reader"), ("other", "Q", "member")):
-        user_name, password = unique(f"{prefix}-{name}"), uuid.uuid4().hex
-        user = v3("POST", "/users", {"user": {"name": user_name, "password": password, "domain_id": "default"}})["user"]
-        v3("PUT", f"/projects/{projects[key]['id']}/users/{user['id']}/roles/{roles[role]}")
-        out[name] = (cloud.token(user_name, password, projects[key]["name"])[0], projects[key]["id"])
-    return out
+    return {name: make_project_member(cloud, prefix, role, projects[key], v3)
+            for name, key, role in (("member", "P", "member"), ("reader", "P", "reader"), ("other", "Q", "member"))}
+
+
+def personas(cloud: Cloud, prefix: str) -> dict[str, tuple[str, str]]:
+    """``make_people``, as each persona's (token, project id)."""
+    return {name: (p.token, p.project_id) for name, p in make_people(cloud, prefix).items()}

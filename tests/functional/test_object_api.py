@@ -16,69 +16,27 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.functional.conftest import Cloud, _drop_pg_database, start_cloud, stop_cloud, unique
+from tests.functional.conftest import Cloud, start_cloud, stop_cloud, unique
+from tests.functional.object_helpers import SERVICES, Swift, object_cloud, swift_admin, swift_people
 
 TX = r"^tx[0-9a-f]{21}-[0-9a-f]{10}$"
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def ocloud(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    """One cloud per backend: SQLite, and PostgreSQL + RabbitMQ (its database dropped after)."""
-    c = start_cloud(tmp_path_factory.mktemp(f"object-{request.param}"), request.param,
-                    {"CUMULO_SERVICES": "identity,object"})
-    yield c
-    stop_cloud(c)
-    if request.param == "postgres":
-        _drop_pg_database(c.env["CUMULO_DATABASE__URL"].rsplit("/", 1)[1])
-
-
-class Swift:
-    """A client of one account with one token (or none)."""
-
-    def __init__(self, cloud: Cloud, token: str | None, project_id: str) -> None:
-        self.base = f"{cloud.object_url}/v1/AUTH_{project_id}"
-        self.token, self.project_id = token, project_id
-        self.http = httpx.Client(timeout=30)
-
-    def __call__(self, method: str, path: str = "", account: str | None = None, **kw: Any) -> httpx.Response:
-        headers = dict(kw.pop("headers", {}) or {})
-        if self.token:
-            headers.setdefault("X-Auth-Token", self.token)
-        base = self.base if account is None else self.base.rsplit("/", 1)[0] + "/" + account
-        r = self.http.request(method, base + path, headers=headers, **kw)
-        assert r.status_code < 500, (method, path, r.status_code, r.text)
-        return r
+    """One cloud per backend: SQLite, and PostgreSQL + RabbitMQ."""
+    with object_cloud(tmp_path_factory, "object", request.param) as c:
+        yield c
 
 
 @pytest.fixture(scope="module")
 def admin(ocloud: Cloud) -> Swift:
-    token, body = ocloud.token()
-    return Swift(ocloud, token, body["project"]["id"])
+    return swift_admin(ocloud)
 
 
 @pytest.fixture(scope="module")
 def people(ocloud: Cloud) -> dict[str, Swift]:
-    """A project P with a member and a reader, a member of another project Q, and anonymous (on P)."""
-    token, _ = ocloud.token()
-
-    def v3(method: str, path: str, body: Any = None) -> Any:
-        r = httpx.request(method, f"{ocloud.url}{path}", json=body, headers={"X-Auth-Token": token})
-        assert r.status_code < 300, r.text
-        return r.json() if r.content else None
-
-    roles = {x["name"]: x["id"] for x in v3("GET", "/roles")["roles"]}
-    projects = {key: v3("POST", "/projects", {"project": {"name": unique(f"obj-{key}"), "domain_id": "default"}})[
-        "project"] for key in ("P", "Q")}
-    out = {}
-    for name, key, role in (("member", "P", "member"), ("reader", "P", "reader"), ("other", "Q", "member")):
-        user_name, password = unique(f"obj-{name}"), uuid.uuid4().hex
-        user = v3("POST", "/users", {"user": {"name": user_name, "password": password, "domain_id": "default"}})["user"]
-        v3("PUT", f"/projects/{projects[key]['id']}/users/{user['id']}/roles/{roles[role]}")
-        tok, body = ocloud.token(user_name, password, projects[key]["name"])
-        out[name] = Swift(ocloud, tok, projects[key]["id"])
-        out[name].user_id = body["user"]["id"]  # type: ignore[attr-defined]
-    out["anonymous"] = Swift(ocloud, None, projects["P"]["id"])
-    return out
+    return swift_people(ocloud, "obj")
 
 
 def test_the_catalog_names_the_tokens_own_account(ocloud: Cloud, admin: Swift) -> None:
@@ -337,7 +295,7 @@ def test_personas_and_acls(people: dict[str, Swift]) -> None:
     assert other("GET", c, account=acct).status_code == 200
     assert other("PUT", c + "/w", account=acct, content=b"1").status_code == 403
     assert other("POST", c, account=acct, headers={"X-Container-Meta-A": "1"}).status_code == 403
-    user_id = other.user_id  # type: ignore[attr-defined]
+    user_id = other.user_id
     member("POST", c, headers={"X-Container-Write": f"{other.project_id}:{user_id}"})
     assert other("PUT", c + "/w", account=acct, content=b"from-q").status_code == 201
     assert other("DELETE", c, account=acct).status_code == 403
@@ -411,7 +369,7 @@ def test_container_and_account_quotas(ocloud: Cloud, people: dict[str, Swift], r
 
 def test_data_survives_a_restart(tmp_path_factory: pytest.TempPathFactory) -> None:
     tmp = tmp_path_factory.mktemp("object-restart")
-    env = {"CUMULO_SERVICES": "identity,object"}
+    env = SERVICES
     first = start_cloud(tmp, "sqlite", env)
     try:
         token, body = first.token()

@@ -18,7 +18,7 @@ from tests.functional.conftest import (
     unique,
     wait_for,
 )
-from tests.functional.test_object_api import Swift
+from tests.functional.object_helpers import Swift, swift_admin
 
 FAST = {"CUMULO_SERVICES": "identity,object", "CUMULO_OBJECT__EXPIRER_INTERVAL": "1"}
 
@@ -32,8 +32,7 @@ def ecloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
 
 @pytest.fixture(scope="module")
 def swift(ecloud: Cloud) -> Swift:
-    token, body = ecloud.token()
-    return Swift(ecloud, token, body["project"]["id"])
+    return swift_admin(ecloud)
 
 
 def _container(swift: Swift) -> str:

@@ -7,42 +7,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.functional.conftest import Cloud, start_cloud, stop_cloud, unique
+from tests.functional.conftest import Cloud, make_project_member
+from tests.functional.object_helpers import Swift, object_cloud, swift_admin
 
 
 @pytest.fixture(scope="module")
 def lcloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    c = start_cloud(tmp_path_factory.mktemp("large"), "sqlite", {"CUMULO_SERVICES": "identity,object"})
-    yield c
-    stop_cloud(c)
-
-
-class Swift:
-    def __init__(self, cloud: Cloud, token: str | None, project_id: str) -> None:
-        self.account = f"AUTH_{project_id}"
-        self.base = f"{cloud.object_url}/v1/{self.account}"
-        self.token = token
-        self.http = httpx.Client(timeout=30)
-
-    def __call__(self, method: str, path: str = "", **kw: Any) -> httpx.Response:
-        headers = dict(kw.pop("headers", {}) or {})
-        if self.token:
-            headers.setdefault("X-Auth-Token", self.token)
-        r = self.http.request(method, self.base + path, headers=headers, **kw)
-        assert r.status_code < 500, (method, path, r.status_code, r.text)
-        return r
-
-    def put(self, path: str, data: bytes = b"", **headers: str) -> httpx.Response:
-        r = self("PUT", path, content=data, headers=headers)
-        assert r.status_code == 201, (path, r.status_code, r.text)
-        return r
+    with object_cloud(tmp_path_factory, "large") as c:
+        yield c
 
 
 def md5(data: bytes | str) -> str:
@@ -51,27 +29,14 @@ def md5(data: bytes | str) -> str:
 
 @pytest.fixture(scope="module")
 def owner(lcloud: Cloud) -> Swift:
-    token, body = lcloud.token()
-    return Swift(lcloud, token, body["project"]["id"])
+    return swift_admin(lcloud)
 
 
 @pytest.fixture(scope="module")
 def other(lcloud: Cloud) -> Swift:
     """A member of another project (aimed at its own account)."""
-    token, _ = lcloud.token()
-
-    def v3(method: str, path: str, body: Any = None) -> Any:
-        r = httpx.request(method, f"{lcloud.url}{path}", json=body, headers={"X-Auth-Token": token})
-        assert r.status_code < 300, r.text
-        return r.json() if r.content else None
-
-    roles = {x["name"]: x["id"] for x in v3("GET", "/roles")["roles"]}
-    project = v3("POST", "/projects", {"project": {"name": unique("large-q"), "domain_id": "default"}})["project"]
-    name, password = unique("large-other"), uuid.uuid4().hex
-    user = v3("POST", "/users", {"user": {"name": name, "password": password, "domain_id": "default"}})["user"]
-    v3("PUT", f"/projects/{project['id']}/users/{user['id']}/roles/{roles['member']}")
-    tok, _ = lcloud.token(name, password, project["name"])
-    return Swift(lcloud, tok, project["id"])
+    p = make_project_member(lcloud, "large-q")
+    return Swift(lcloud, p.token, p.project_id)
 
 
 @pytest.fixture(scope="module")
@@ -236,7 +201,7 @@ def test_slo_segment_read_access(lcloud: Cloud, owner: Swift, other: Swift, segs
     """Another project with a read ACL on the manifest's container but not on the segments'."""
     owner.put("/shared", **{"X-Container-Read": f"{other.account[5:]}:*"})
     owner("PUT", "/shared/slo?multipart-manifest=put", content=json.dumps(manifest(segs, "c")))
-    mine = Swift(lcloud, other.token, owner.account[5:])
+    mine = other.on(owner.project_id)
     assert mine("GET", "/shared/slo").status_code == 403
     owner("POST", "/segs", headers={"X-Container-Read": f"{other.account[5:]}:*"})
     try:
@@ -307,7 +272,7 @@ def test_dlo_segment_container_read_checked(lcloud: Cloud, owner: Swift, other: 
     owner.put("/dlo-segs/p1", b"one")
     owner.put("/dlo-pub", **{"X-Container-Read": f"{other.account[5:]}:*"})
     owner.put("/dlo-pub/m", b"", **{"X-Object-Manifest": "dlo-segs/p"})
-    theirs = Swift(lcloud, other.token, owner.account[5:])
+    theirs = other.on(owner.project_id)
     assert owner("GET", "/dlo-pub/m").content == b"one"
     assert theirs("GET", "/dlo-pub/m").status_code == 403
     owner("POST", "/dlo-segs", headers={"X-Container-Read": f"{other.account[5:]}:*"})

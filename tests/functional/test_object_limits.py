@@ -14,50 +14,24 @@ import httpx
 import pytest
 
 from cumulo.object.middleware.project_quota import CACHE_SECONDS
-from tests.functional.conftest import Cloud, start_cloud, stop_cloud, unique
+from tests.functional.conftest import Cloud, make_project_member
+from tests.functional.object_helpers import Swift, object_cloud
 
 SERVICE = "object-store"
 
 
 @pytest.fixture(scope="module")
 def lcloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    c = start_cloud(tmp_path_factory.mktemp("object-limits"), "sqlite", {"CUMULO_SERVICES": "identity,object"})
-    yield c
-    stop_cloud(c)
-
-
-class Account:
-    def __init__(self, cloud: Cloud, project: dict[str, Any], token: str) -> None:
-        self.project, self.token = project, token
-        self.base = f"{cloud.object_url}/v1/AUTH_{project['id']}"
-
-    def __call__(self, method: str, path: str = "", **kw: Any) -> httpx.Response:
-        headers = {"X-Auth-Token": self.token, **(kw.pop("headers", None) or {})}
-        r = httpx.request(method, self.base + path, headers=headers, timeout=30, **kw)
-        assert r.status_code < 500, (method, path, r.status_code, r.text)
-        return r
+    with object_cloud(tmp_path_factory, "limits") as c:
+        yield c
 
 
 @pytest.fixture(scope="module")
-def new_account(lcloud: Cloud) -> Callable[[], Account]:
-    """A fresh project with a member, as an Account of that member."""
-    admin_token, _ = lcloud.token()
-
-    def v3(method: str, path: str, body: Any = None) -> Any:
-        r = httpx.request(method, f"{lcloud.url}{path}", json=body, headers={"X-Auth-Token": admin_token})
-        assert r.status_code < 300, r.text
-        return r.json() if r.content else None
-
-    member_role = [x["id"] for x in v3("GET", "/roles")["roles"] if x["name"] == "member"][0]
-
-    def make() -> Account:
-        project = v3("POST", "/projects", {"project": {"name": unique("lim"), "domain_id": "default"}})["project"]
-        name, password = unique("lim-user"), uuid.uuid4().hex
-        user = v3("POST", "/users", {"user": {"name": name, "password": password, "domain_id": "default"}})["user"]
-        v3("PUT", f"/projects/{project['id']}/users/{user['id']}/roles/{member_role}")
-        token, _ = lcloud.token(name, password, project["name"])
-        return Account(lcloud, project, token)
-
+def new_account(lcloud: Cloud) -> Callable[[], Swift]:
+    """A fresh project with a member, as a Swift client of that member."""
+    def make() -> Swift:
+        p = make_project_member(lcloud, "lim")
+        return Swift(lcloud, p.token, p.project_id, p.user_id)
     return make
 
 
@@ -100,7 +74,7 @@ def delete_limit(cloud: Cloud, limit_id: str) -> None:
     v3(cloud, "DELETE", f"/limits/{limit_id}")
 
 
-def test_the_object_service_registers_unlimited_defaults(lcloud: Cloud, new_account: Callable[[], Account]) -> None:
+def test_the_object_service_registers_unlimited_defaults(lcloud: Cloud, new_account: Callable[[], Swift]) -> None:
     rows = {r["Resource Name"]: r for r in cli_json(lcloud, "registered", "limit", "list", "--service", SERVICE)}
     assert {name: int(rows[name]["Default Limit"]) for name in ("bytes", "gigabytes", "containers")} == {
         "bytes": -1, "gigabytes": -1, "containers": -1}
@@ -112,11 +86,11 @@ def test_the_object_service_registers_unlimited_defaults(lcloud: Cloud, new_acco
 
 
 def test_a_project_limit_refuses_uploads_over_it_and_an_overwrite_frees_room(
-        lcloud: Cloud, new_account: Callable[[], Account]) -> None:
+        lcloud: Cloud, new_account: Callable[[], Swift]) -> None:
     acct = new_account()
     assert acct("PUT", "/c").status_code == 201
     assert acct("PUT", "/c/a", content=b"a" * 600).status_code == 201
-    limit = create_limit(lcloud, acct.project["id"], 1000, "bytes", cli=True)
+    limit = create_limit(lcloud, acct.project_id, 1000, "bytes", cli=True)
     assert int(limit["resource_limit"]) == 1000
     settle()
     assert acct("PUT", "/c/b", content=b"b" * 500).status_code == 413
@@ -155,11 +129,11 @@ def test_a_project_limit_refuses_uploads_over_it_and_an_overwrite_frees_room(
 
 
 def test_the_registered_default_applies_to_projects_without_their_own_limit(
-        lcloud: Cloud, new_account: Callable[[], Account]) -> None:
+        lcloud: Cloud, new_account: Callable[[], Swift]) -> None:
     plain, favoured = new_account(), new_account()
     for acct in (plain, favoured):
         assert acct("PUT", "/c").status_code == 201
-    override = create_limit(lcloud, favoured.project["id"], -1, "bytes", cli=True)
+    override = create_limit(lcloud, favoured.project_id, -1, "bytes", cli=True)
     default_id = registered(lcloud)["bytes"]["id"]
     lcloud.cli("registered", "limit", "set", "--default-limit", "2000", default_id)
     try:
@@ -172,20 +146,20 @@ def test_the_registered_default_applies_to_projects_without_their_own_limit(
         delete_limit(lcloud, override["id"])
 
 
-def test_gigabytes_bounds_quotas_above_what_bytes_can_say(lcloud: Cloud, new_account: Callable[[], Account]) -> None:
+def test_gigabytes_bounds_quotas_above_what_bytes_can_say(lcloud: Cloud, new_account: Callable[[], Swift]) -> None:
     acct = new_account()
     assert acct("PUT", "/c").status_code == 201
-    limit = create_limit(lcloud, acct.project["id"], 0, "gigabytes")
+    limit = create_limit(lcloud, acct.project_id, 0, "gigabytes")
     settle()
     assert acct("PUT", "/c/o", content=b"g").status_code == 413
     assert acct("PUT", "/c/empty", content=b"").status_code == 201
     delete_limit(lcloud, limit["id"])
 
 
-def test_the_containers_limit(lcloud: Cloud, new_account: Callable[[], Account]) -> None:
+def test_the_containers_limit(lcloud: Cloud, new_account: Callable[[], Swift]) -> None:
     acct = new_account()
     assert acct("PUT", "/one").status_code == 201
-    limit = create_limit(lcloud, acct.project["id"], 2, "containers")
+    limit = create_limit(lcloud, acct.project_id, 2, "containers")
     assert acct("PUT", "/two").status_code == 201
     settle()
     assert acct("PUT", "/three").status_code == 403
@@ -199,13 +173,13 @@ def test_the_containers_limit(lcloud: Cloud, new_account: Callable[[], Account])
     delete_limit(lcloud, limit["id"])
 
 
-def test_a_member_cannot_change_limits(lcloud: Cloud, new_account: Callable[[], Account]) -> None:
+def test_a_member_cannot_change_limits(lcloud: Cloud, new_account: Callable[[], Swift]) -> None:
     acct = new_account()
     service_id = registered(lcloud)["bytes"]["service_id"]
     url = lcloud.url
     head = {"X-Auth-Token": acct.token}
     r = httpx.post(f"{url}/limits", headers=head, json={"limits": [{
-        "project_id": acct.project["id"], "service_id": service_id, "resource_name": "bytes",
+        "project_id": acct.project_id, "service_id": service_id, "resource_name": "bytes",
         "resource_limit": 10**9}]})
     assert r.status_code == 403, r.text
     default_id = registered(lcloud)["bytes"]["id"]
@@ -214,11 +188,11 @@ def test_a_member_cannot_change_limits(lcloud: Cloud, new_account: Callable[[], 
     assert r.status_code == 403, r.text
     assert registered(lcloud)["bytes"]["default_limit"] == -1
     # and an admin's limit on the member's project holds the member to it
-    limit = create_limit(lcloud, acct.project["id"], 10, "bytes")
+    limit = create_limit(lcloud, acct.project_id, 10, "bytes")
     assert acct("PUT", "/c").status_code == 201
     settle()
     assert acct("PUT", "/c/o", content=b"x" * 11).status_code == 413
-    r = httpx.get(f"{url}/limits", headers=head, params={"project_id": acct.project["id"]})
+    r = httpx.get(f"{url}/limits", headers=head, params={"project_id": acct.project_id})
     assert r.status_code == 200 and [x["resource_limit"] for x in r.json()["limits"]] == [10]
     delete_limit(lcloud, limit["id"])
 
@@ -228,20 +202,15 @@ def test_s3_uploads_are_held_to_the_project_limit_too(lcloud: Cloud) -> None:
     from botocore.config import Config
     from botocore.exceptions import ClientError
 
-    project = v3(lcloud, "POST", "/projects", {"project": {"name": unique("lim-s3"),
-                                                           "domain_id": "default"}})["project"]
-    name, password = unique("lim-s3-user"), uuid.uuid4().hex
-    user = v3(lcloud, "POST", "/users", {"user": {"name": name, "password": password, "domain_id": "default"}})["user"]
-    member = [x["id"] for x in v3(lcloud, "GET", "/roles")["roles"] if x["name"] == "member"][0]
-    v3(lcloud, "PUT", f"/projects/{project['id']}/users/{user['id']}/roles/{member}")
-    cred = v3(lcloud, "POST", f"/users/{user['id']}/credentials/OS-EC2", {"tenant_id": project["id"]})["credential"]
+    p = make_project_member(lcloud, "lim-s3")
+    cred = v3(lcloud, "POST", f"/users/{p.user_id}/credentials/OS-EC2", {"tenant_id": p.project_id})["credential"]
     s3 = boto3.client("s3", endpoint_url=lcloud.s3_url, region_name="us-east-1", aws_access_key_id=cred["access"],
                       aws_secret_access_key=cred["secret"],
                       config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
     bucket = f"lim-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket=bucket, Key="a", Body=b"a" * 600)
-    create_limit(lcloud, project["id"], 1000, "bytes")
+    create_limit(lcloud, p.project_id, 1000, "bytes")
     settle()
     with pytest.raises(ClientError) as err:
         s3.put_object(Bucket=bucket, Key="big", Body=b"b" * 500)

@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.functional.conftest import Cloud, start_cloud, stop_cloud, unique
+from tests.functional.conftest import Cloud, identity_admin, make_people
+from tests.functional.object_helpers import object_cloud
 
 boto3 = pytest.importorskip("boto3")
 from botocore.client import Config  # noqa: E402
@@ -29,9 +30,8 @@ MIB = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def scloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    c = start_cloud(tmp_path_factory.mktemp("s3"), "sqlite", {"CUMULO_SERVICES": "identity,object"})
-    yield c
-    stop_cloud(c)
+    with object_cloud(tmp_path_factory, "s3") as c:
+        yield c
 
 
 class Person:
@@ -56,20 +56,10 @@ def people(scloud: Cloud) -> dict[str, Person]:
     created = json.loads(scloud.cli("ec2", "credentials", "create", "-f", "json").stdout)
     out = {"admin": Person(scloud, token, body["project"]["id"], created["access"], created["secret"])}
 
-    def v3(method: str, path: str, payload: Any = None) -> Any:
-        r = httpx.request(method, f"{scloud.url}{path}", json=payload, headers={"X-Auth-Token": token})
-        assert r.status_code < 300, r.text
-        return r.json() if r.content else None
-    roles = {x["name"]: x["id"] for x in v3("GET", "/roles")["roles"]}
-    projects = {key: v3("POST", "/projects", {"project": {"name": unique(f"s3-{key}"), "domain_id": "default"}})[
-        "project"] for key in ("P", "Q")}
-    for name, key, role in (("member", "P", "member"), ("reader", "P", "reader"), ("other", "Q", "member")):
-        user_name, password = unique(f"s3-{name}"), uuid.uuid4().hex
-        user = v3("POST", "/users", {"user": {"name": user_name, "password": password, "domain_id": "default"}})["user"]
-        v3("PUT", f"/projects/{projects[key]['id']}/users/{user['id']}/roles/{roles[role]}")
-        cred = v3("POST", f"/users/{user['id']}/credentials/OS-EC2", {"tenant_id": projects[key]["id"]})["credential"]
-        tok, _ = scloud.token(user_name, password, projects[key]["name"])
-        out[name] = Person(scloud, tok, projects[key]["id"], cred["access"], cred["secret"])
+    v3 = identity_admin(scloud)
+    for name, p in make_people(scloud, "s3").items():
+        cred = v3("POST", f"/users/{p.user_id}/credentials/OS-EC2", {"tenant_id": p.project_id})["credential"]
+        out[name] = Person(scloud, p.token, p.project_id, cred["access"], cred["secret"])
     return out
 
 

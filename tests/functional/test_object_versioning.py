@@ -8,74 +8,35 @@ from __future__ import annotations
 import gzip
 import hashlib
 import time
-import uuid
 from collections.abc import Iterator
-from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
 
-from tests.functional.conftest import Cloud, start_cloud, stop_cloud, unique
+from tests.functional.conftest import Cloud, unique
+from tests.functional.object_helpers import Swift, object_cloud, swift_admin, swift_people
 
 MARKER = "application/x-deleted;swift_versions_deleted=1"
 
 
 @pytest.fixture(scope="module")
 def vcloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    c = start_cloud(tmp_path_factory.mktemp("versioning"), "sqlite", {"CUMULO_SERVICES": "identity,object"})
-    yield c
-    stop_cloud(c)
-
-
-class Swift:
-    def __init__(self, cloud: Cloud, token: str | None, project_id: str) -> None:
-        self.base = f"{cloud.object_url}/v1/AUTH_{project_id}"
-        self.token = token
-        self.http = httpx.Client(timeout=30)
-
-    def __call__(self, method: str, path: str = "", **kw: Any) -> httpx.Response:
-        headers = dict(kw.pop("headers", {}) or {})
-        if self.token:
-            headers.setdefault("X-Auth-Token", self.token)
-        r = self.http.request(method, self.base + path, headers=headers, **kw)
-        assert r.status_code < 500, (method, path, r.status_code, r.text)
-        return r
-
-    def listing(self, container: str, **params: str) -> list[dict[str, Any]]:
-        r = self("GET", f"/{container}", params={"format": "json", **params})
-        assert r.status_code == 200, r.text
-        return r.json()  # type: ignore[no-any-return]
+    with object_cloud(tmp_path_factory, "versioning") as c:
+        yield c
 
 
 @pytest.fixture(scope="module")
 def owner(vcloud: Cloud) -> Swift:
-    token, body = vcloud.token()
-    return Swift(vcloud, token, body["project"]["id"])
+    return swift_admin(vcloud)
 
 
 @pytest.fixture(scope="module")
 def people(vcloud: Cloud) -> dict[str, Swift]:
-    """A project with a member and a reader, and a member of another project (on the first's account)."""
-    token, _ = vcloud.token()
-
-    def v3(method: str, path: str, body: Any = None) -> Any:
-        r = httpx.request(method, f"{vcloud.url}{path}", json=body, headers={"X-Auth-Token": token})
-        assert r.status_code < 300, r.text
-        return r.json() if r.content else None
-
-    roles = {x["name"]: x["id"] for x in v3("GET", "/roles")["roles"]}
-    projects = {key: v3("POST", "/projects", {"project": {"name": unique(f"ver-{key}"), "domain_id": "default"}})[
-        "project"] for key in ("P", "Q")}
-    out = {}
-    for name, key, role in (("member", "P", "member"), ("reader", "P", "reader"), ("other", "Q", "member")):
-        user_name, password = unique(f"ver-{name}"), uuid.uuid4().hex
-        user = v3("POST", "/users", {"user": {"name": user_name, "password": password, "domain_id": "default"}})["user"]
-        v3("PUT", f"/projects/{projects[key]['id']}/users/{user['id']}/roles/{roles[role]}")
-        tok, _ = vcloud.token(user_name, password, projects[key]["name"])
-        out[name] = Swift(vcloud, tok, projects["P"]["id"])
-        out[name].project_id = projects[key]["id"]  # type: ignore[attr-defined]
-    return out
+    """A project with a member and a reader, and a member of another project, all aimed at the
+    first project's account."""
+    found = swift_people(vcloud, "ver")
+    return {name: found[name].on(found["member"].project_id) for name in ("member", "reader", "other")}
 
 
 def _pair(s: Swift, header: str = "X-Versions-Location") -> tuple[str, str]:
@@ -280,7 +241,7 @@ def test_who_may_enable_and_use_it(owner: Swift, people: dict[str, Swift]) -> No
     assert len(member.listing(archive)) == 1
     assert member("GET", f"/{cont}/o").content == b"bbbbb"
     # given write on the versioned container only, it versions (as in Swift) but can't read the archive
-    assert member("POST", f"/{cont}", headers={"X-Container-Write": f"{other.project_id}:*"}).status_code == 204  # type: ignore[attr-defined]
+    assert member("POST", f"/{cont}", headers={"X-Container-Write": f"{other.project_id}:*"}).status_code == 204
     assert other("PUT", f"/{cont}/o", content=b"from-other").status_code == 201
     assert len(member.listing(archive)) == 2
     assert other("GET", f"/{archive}").status_code == 403

@@ -10,41 +10,23 @@ import tarfile
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.functional.conftest import Cloud, start_cloud, stop_cloud
+from tests.functional.conftest import Cloud
+from tests.functional.object_helpers import Swift, object_cloud, swift_admin
 
 
 @pytest.fixture(scope="module")
 def wcloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    c = start_cloud(tmp_path_factory.mktemp("object-web"), "sqlite", {"CUMULO_SERVICES": "identity,object"})
-    yield c
-    stop_cloud(c)
-
-
-class Swift:
-    def __init__(self, cloud: Cloud, token: str | None, project_id: str) -> None:
-        self.root = cloud.object_url
-        self.base = f"{cloud.object_url}/v1/AUTH_{project_id}"
-        self.token = token
-        self.http = httpx.Client(timeout=60)
-
-    def __call__(self, method: str, path: str = "", anonymous: bool = False, **kw: Any) -> httpx.Response:
-        headers = dict(kw.pop("headers", {}) or {})
-        if self.token and not anonymous:
-            headers.setdefault("X-Auth-Token", self.token)
-        r = self.http.request(method, self.base + path, headers=headers, **kw)
-        assert r.status_code < 500, (method, path, r.status_code, r.text)
-        return r
+    with object_cloud(tmp_path_factory, "object-web") as c:
+        yield c
 
 
 @pytest.fixture(scope="module")
 def sw(wcloud: Cloud) -> Swift:
-    token, body = wcloud.token()
-    return Swift(wcloud, token, body["project"]["id"])
+    return swift_admin(wcloud)
 
 
 def name(prefix: str) -> str:
@@ -66,7 +48,7 @@ def tarball(files: dict[str, bytes], mode: str = "w:gz") -> bytes:
 
 
 def test_info_sections(sw: Swift) -> None:
-    info = httpx.get(f"{sw.root}/info").json()
+    info = httpx.get(f"{sw.cloud.object_url}/info").json()
     assert info["bulk_delete"] == {"max_deletes_per_request": 10000, "max_failed_deletes": 1000}
     assert info["bulk_upload"] == {"max_containers_per_extraction": 10000, "max_failed_extractions": 1000}
     assert "staticweb" in info and info["swift"]["strict_cors_mode"] is True
