@@ -635,3 +635,16 @@ def test_a_deleted_ec2_credential_stops_signing_at_once(scloud: Cloud, people: d
     with pytest.raises(ClientError) as exc:
         client.list_buckets()
     assert code(exc) == "InvalidAccessKeyId"
+
+
+def test_s3_requests_are_counted_in_the_metrics_by_shape(scloud: Cloud, s3: Any) -> None:
+    bucket = f"met-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="secret-name", Body=b"x")
+    s3.get_bucket_versioning(Bucket=bucket)
+    metrics = httpx.get(f"http://127.0.0.1:{scloud.metrics_port}/metrics").text
+    for route, method, status in (("/{bucket}", "PUT", 200), ("/{bucket}/{key}", "PUT", 200),
+                                  ("/{bucket}?versioning", "GET", 200)):
+        assert (f'cumulo_http_requests_total{{method="{method}",route="{route}",service="s3",status="{status}"}}'
+                in metrics), route
+    assert bucket not in metrics and "secret-name" not in metrics  # shapes, not names

@@ -66,6 +66,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cumulo.core.http.authz import ServicePolicy
+from cumulo.core.http.metrics import MetricsMiddleware
 from cumulo.identity.service import IdentityService
 from cumulo.object import policies
 from cumulo.object.api import Call
@@ -84,6 +85,10 @@ UNSUPPORTED = ("acl", "policy", "lifecycle", "cors", "website", "replication", "
                "legal-hold", "retention", "intelligent-tiering", "attributes")
 MAX_QUERY = 64  # query parameters a request may carry
 MAX_DRAIN = 1024 * 1024  # body bytes read after an error before the connection is closed instead
+
+
+# the query names that choose an operation, in the order route() tests them
+SUBRESOURCES = ("versioning", "versions", "location", "uploads", "delete", "tagging", "uploadId", "versionId")
 
 
 async def route(s3: S3Request) -> Response:
@@ -196,6 +201,7 @@ def build_app(svc: ObjectService, identity: IdentityService) -> ASGIApp:
         for name, value in request.headers.items():
             if len(name) + len(value) > 8192:
                 raise S3Error("InvalidArgument", "A header is too long.")
+        request.scope["cumulo.route"] = route_label(bucket, key, pairs)
         ctx, body = await auth.authenticate(request, identity)
         account = f"AUTH_{ctx.project_id}" if ctx is not None and ctx.project_id else ""
         call = Call(request, svc, policy, account, (ctx.project_id or "") if ctx else "", bucket, key, ctx,
@@ -234,4 +240,13 @@ def build_app(svc: ObjectService, identity: IdentityService) -> ASGIApp:
         response.headers["x-amz-id-2"] = rid
         await response(scope, receive, send)
 
-    return policy.bind(app)
+    return MetricsMiddleware(policy.bind(app), service="s3")
+
+
+def route_label(bucket: str, key: str, pairs: list[tuple[str, str]]) -> str:
+    """The request's shape for the metrics (never its names): ``/``, ``/{bucket}`` or
+    ``/{bucket}/{key}``, and the subresource that picks the operation."""
+    label = "/{bucket}/{key}" if key else "/{bucket}" if bucket else "/"
+    names = {name for name, _ in pairs}
+    sub = next((name for name in SUBRESOURCES if name in names), None)
+    return f"{label}?{sub}" if sub else label
