@@ -259,6 +259,7 @@ class Controller:
                 redirect_slashes=False)))
             self.listeners.append(Listener("compute", cfg.compute.port, compute_app(
                 compute, self.identity, cfg.api.max_request_body_size, self.servers, self.image)))
+            self.listeners += console_proxies(cfg, self.db)
         if "network" in cfg.services:
             await self.start_network()
         if "object" in cfg.services:  # before volume: volume backups go to object storage when it runs
@@ -507,6 +508,21 @@ class Controller:
         if self.leader:
             with contextlib.suppress(FileNotFoundError):
                 (self.cfg.state_path / "status.json").unlink()
+
+
+def console_proxies(cfg: Config, db: Database) -> list[Listener]:
+    """The serial console and noVNC proxies (``cumulo.compute.consoles.proxy``), each unless its port is 0."""
+    from cumulo.compute.consoles.proxy import ConsoleProxy
+    from cumulo.compute.consoles.tokens import ConsoleTokens
+
+    c = cfg.compute
+    tokens = ConsoleTokens(db, c.console_token_ttl)
+    out = []
+    if c.serial_proxy_port:
+        out.append(Listener("serial-proxy", c.serial_proxy_port, ConsoleProxy(tokens, "serial")))
+    if c.novnc_proxy_port:
+        out.append(Listener("novnc-proxy", c.novnc_proxy_port, ConsoleProxy(tokens, "novnc", c.novnc_web)))
+    return out
 
 
 # the fault format of each listener's 503 past its time budget

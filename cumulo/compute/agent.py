@@ -85,6 +85,11 @@ class ComputeAgent:
             return {"host": self.host}
         if method == "console":
             return await self.driver.console_output(args["server_id"])
+        if method == "console_endpoint":  # where the console proxy reaches a guest's serial port or VNC
+            endpoint = getattr(self.driver, "console_endpoint", None)
+            if endpoint is None:  # a driver without remote consoles (the fake one)
+                return {"available": False}
+            return await endpoint(args["server_id"], args["kind"])
         if method == "pre_live_migration":
             return await self.driver.pre_live_migration(args["server"])
         if method == "post_live_migration":

@@ -84,6 +84,9 @@ RULES: list[Rule] = [
          "GET /v2.1/os-availability-zone"),
     Rule("os_compute_api:os-console-output", MEMBER,
          "POST /v2.1/servers/{server_id}/action (os-getConsoleOutput)"),
+    Rule("os_compute_api:os-remote-consoles", MEMBER,
+         "POST /v2.1/servers/{server_id}/remote-consoles, and the actions it replaced (os-getSerialConsole, "
+         "os-getVNCConsole)"),
     Rule("os_compute_api:os-deferred-delete:force", MEMBER,
          "POST /v2.1/servers/{server_id}/action (forceDelete)"),
     Rule("os_compute_api:os-deferred-delete:restore", MEMBER,

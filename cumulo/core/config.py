@@ -156,6 +156,18 @@ class ComputeConfig:
     metadata_port: int = 8775
     # The secret the metadata proxy signs instance ids with (empty: generated and kept in the state dir).
     metadata_secret: str = ""
+    # The console proxies every controller serves (as nova-serialproxy and nova-novncproxy do): the
+    # serial console over a websocket, VNC for noVNC clients; 0 turns one off.
+    serial_proxy_port: int = 6083
+    novnc_proxy_port: int = 6080
+    # The URLs users reach them at (Nova's [serial_console] base_url, [vnc] novncproxy_base_url);
+    # empty: ws://<public_host>:<serial_proxy_port>/ and http://<public_host>:<novnc_proxy_port>/vnc_lite.html
+    serial_proxy_base_url: str = ""
+    novnc_proxy_base_url: str = ""
+    # noVNC's web client, served by the noVNC proxy (Debian's novnc package puts it here).
+    novnc_web: str = "/usr/share/novnc"
+    # Seconds a console URL's token stays valid (Nova's [consoleauth] token_ttl); it opens one connection.
+    console_token_ttl: int = 600
     # How this cloud's compute nodes reach volumes (the connector tells the volume agent): "file"
     # opens the volume's file (the storage node's own machine), "nbd" connects to an NBD export of
     # qemu-storage-daemon on the storage node (a node on another machine), "auto" lets the agent

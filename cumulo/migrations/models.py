@@ -2,6 +2,7 @@
 the controller, which configures every mapper at start.  Only the migrations import a service's
 models from outside it (the import-linter contracts in pyproject.toml)."""
 
+from cumulo.compute import console_models as compute_consoles  # noqa: F401
 from cumulo.compute import models as compute  # noqa: F401
 from cumulo.identity import models as identity  # noqa: F401
 from cumulo.image import models as image  # noqa: F401

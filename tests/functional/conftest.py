@@ -131,6 +131,8 @@ def start_cloud(tmp: Path, backend: str, extra_env: dict[str, str] | None = None
         "CUMULO_COMPUTE__PORT": str(compute_port),
         "CUMULO_PLACEMENT__PORT": str(placement_port),
         "CUMULO_COMPUTE__METADATA_PORT": str(metadata_port),
+        "CUMULO_COMPUTE__SERIAL_PROXY_PORT": str(free_port()),  # the console proxies (6083, 6080 by default)
+        "CUMULO_COMPUTE__NOVNC_PROXY_PORT": str(free_port()),
         "CUMULO_NETWORK__PORT": str(network_port),
         "CUMULO_VOLUME__PORT": str(volume_port),  # used only where a test adds "volume" to the services
         "CUMULO_VOLUME__REPORT_INTERVAL": "1",

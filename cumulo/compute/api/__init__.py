@@ -21,10 +21,12 @@ from cumulo.compute.api import (
     volume_attachments,
     volumes_proxy,
 )
+from cumulo.compute.api import consoles as consoles_api
 from cumulo.compute.api import images as images_proxy
 from cumulo.compute.api import servers as servers_api
 from cumulo.compute.api.common import MICROVERSIONS, at_least, version_of
 from cumulo.compute.api.versions import versions_router
+from cumulo.compute.consoles.service import remote_consoles
 from cumulo.compute.schemas import SCHEMAS
 from cumulo.compute.service import ComputeService
 from cumulo.core.http.app import create_app
@@ -41,7 +43,9 @@ def build_app(svc: ComputeService, identity: IdentityService, max_body: int, ser
         router.include(module.router(svc))
     if servers is not None:
         router.include(servers_api.router(servers, images))
-        router.include(server_actions.router(servers, images))
+        remote = remote_consoles(identity.cfg, servers.db, servers.bus)
+        router.include(server_actions.router(servers, images, consoles_api.legacy_actions(remote)))
+        router.include(consoles_api.router(servers, remote))
         router.include(server_extras.router(servers))
         router.include(security_groups.router(servers))
         router.include(volume_attachments.router(servers))

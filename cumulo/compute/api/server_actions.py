@@ -42,10 +42,13 @@ RULES = {
     "rebuild": "os_compute_api:servers:rebuild", "createImage": "os_compute_api:servers:create_image",
     "shelve": "os_compute_api:os-shelve:shelve", "shelveOffload": "os_compute_api:os-shelve:shelve_offload",
     "unshelve": "os_compute_api:os-shelve:unshelve", "os-getConsoleOutput": "os_compute_api:os-console-output",
+    "os-getSerialConsole": "os_compute_api:os-remote-consoles", "os-getVNCConsole": "os_compute_api:os-remote-consoles",
     "forceDelete": "os_compute_api:os-deferred-delete:force", "restore": "os_compute_api:os-deferred-delete:restore",
     "addSecurityGroup": "os_compute_api:os-security-groups:add",
     "removeSecurityGroup": "os_compute_api:os-security-groups:remove",
 }
+# what a locked server still gives its project, as Nova does (its consoles)
+UNLOCKED = {"os-getSerialConsole", "os-getVNCConsole"}
 # kept in a snapshot's properties from the image the server booted from
 INHERITED = {"kernel_id", "ramdisk_id", "kernel_args", "architecture", "hw_architecture", "os_distro", "os_type",
              "hypervisor_type", "img_hv_type", "hw_disk_bus", "hw_vif_model", "hw_machine_type", "hw_firmware_type",
@@ -60,10 +63,11 @@ def accepted() -> Response:
     return Response(status_code=202)
 
 
-def router(manager: ServerManager, images: Any) -> Router:
+def router(manager: ServerManager, images: Any, extra: dict[str, Action] | None = None) -> Router:
+    """``extra``: handlers of actions that live in their own modules (the remote consoles')."""
     r = Router()
     compute = manager.compute
-    handlers: dict[str, Action] = {}
+    handlers: dict[str, Action] = dict(extra or {})
 
     def action(name: str) -> Callable[[Action], Action]:
         def register(fn: Action) -> Action:
@@ -419,7 +423,7 @@ def router(manager: ServerManager, images: Any) -> Router:
         handler = handlers.get(name)
         if handler is None:
             raise BadRequest(f"The action {name!r} is not supported by this cloud.")
-        if server.locked and not admin:
+        if server.locked and not admin and name not in UNLOCKED:
             raise Conflict(f"Instance {server.id} is locked")
         return await handler(request, server, arg)
 
