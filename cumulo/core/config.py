@@ -113,6 +113,17 @@ class ImageConfig:
     # Refuse image data that is not the image's disk_format (Glance's require_image_format_match).
     # Unsafe data (a qcow2 backing or data file, VMDK extents elsewhere) is refused whatever this says.
     require_image_format_match: bool = True
+    # The filesystem stores (Glance's enabled_backends): the first is the default and keeps its data
+    # in <state_dir>/images, another NAME in <state_dir>/images-NAME.  Two or more make copy-image useful.
+    stores: list[str] = field(default_factory=lambda: ["file"])
+    # URL prefixes the web-download import may fetch from ("http://127.0.0.1:8000/",
+    # "https://cloud-images.example.org/"); empty turns web-download off.
+    web_download_allowed: list[str] = field(default_factory=list)
+    # The largest image in bytes (Glance's image_size_cap, 1 TiB): uploads and imports past it get 413.
+    image_size_cap: int = 1 << 40
+    # "raw" converts qcow2, vmdk, vhd, vhdx and vdi data to raw on import with qemu-img (Glance's
+    # image_conversion plugin, output_format); empty keeps the data as it came.
+    import_convert_to: str = ""
 
 
 @dataclass

@@ -31,7 +31,7 @@ from cumulo.core.http.faults import (
 )
 from cumulo.core.http.paging import parse_bool
 from cumulo.identity.service import IdentityService
-from cumulo.image import metadefs, policies
+from cumulo.image import cache, metadefs, policies
 from cumulo.image.models import Image, ImageMember, ImageTask
 from cumulo.image.schemas import REQUEST_SCHEMAS, SCHEMAS
 from cumulo.image.service import (
@@ -42,6 +42,7 @@ from cumulo.image.service import (
     VISIBILITIES,
     Caller,
     ImageService,
+    ImportRequest,
 )
 
 READ_ONLY = {"id", "status", "size", "virtual_size", "checksum", "os_hash_algo", "os_hash_value", "created_at",
@@ -50,6 +51,8 @@ CORE = {"name", "visibility", "protected", "os_hidden", "disk_format", "containe
         "tags", "owner"}
 PATCH_TYPES = ("application/openstack-images-v2.1-json-patch", "application/openstack-images-v2.0-json-patch")
 MAX_IDS = 10_000  # values of one id=in: filter
+TASK_SORT_KEYS = {"id", "type", "status", "owner", "created_at", "updated_at"}
+TASK_STATUSES = ("pending", "processing", "success", "failure")
 VERSIONS = [("v2.16", "CURRENT")] + [(f"v2.{n}", "SUPPORTED") for n in range(15, -1, -1)]
 
 
@@ -64,7 +67,8 @@ def image_view(i: Image) -> dict[str, Any]:
             "virtual_size": i.virtual_size, "min_ram": i.min_ram, "min_disk": i.min_disk,
             "disk_format": i.disk_format, "container_format": i.container_format, "created_at": when(i.created_at),
             "updated_at": when(i.updated_at), "tags": i.tags or [], "self": f"/v2/images/{i.id}",
-            "file": f"/v2/images/{i.id}/file", "schema": "/v2/schemas/image"}
+            "file": f"/v2/images/{i.id}/file", "schema": "/v2/schemas/image",
+            **({"stores": i.stores} if i.stores and i.status in ("active", "deactivated") else {})}
 
 
 def member_view(m: ImageMember) -> dict[str, Any]:
@@ -75,8 +79,45 @@ def member_view(m: ImageMember) -> dict[str, Any]:
 def task_view(t: ImageTask) -> dict[str, Any]:
     return {"id": t.id, "type": t.type, "status": t.status, "owner": t.owner, "input": t.input,
             "message": t.message, "image_id": t.image_id, "request_id": t.request_id, "user_id": t.user_id,
-            "created_at": when(t.created_at), "updated_at": when(t.updated_at), "result": None,
+            "created_at": when(t.created_at), "updated_at": when(t.updated_at), "result": t.result,
             "expires_at": None, "self": f"/v2/tasks/{t.id}", "schema": "/v2/schemas/task"}
+
+
+def task_stub(t: ImageTask) -> dict[str, Any]:
+    """A task as GET /v2/tasks lists it (Glance's stub: no input, result or message)."""
+    return {"id": t.id, "type": t.type, "status": t.status, "owner": t.owner, "created_at": when(t.created_at),
+            "updated_at": when(t.updated_at), "self": f"/v2/tasks/{t.id}", "schema": "/v2/schemas/task"}
+
+
+def import_request(body: Any, headers: Any) -> ImportRequest:
+    """POST /v2/images/{id}/import's body (and X-Image-Meta-Store), checked as Glance checks it."""
+    method = body.get("method") if isinstance(body, dict) else None
+    if not isinstance(method, dict) or not isinstance(method.get("name"), str):
+        raise BadRequest("The import request needs {\"method\": {\"name\": ...}}.")
+    name = method["name"]
+    if name not in IMPORT_METHODS:
+        raise BadRequest(f"Import method {name!r} is not known: one of {', '.join(IMPORT_METHODS)}.")
+    uri = method.get("uri")
+    if name == "web-download" and (not isinstance(uri, str) or not uri):
+        raise BadRequest("The web-download method needs {\"method\": {\"name\": \"web-download\", \"uri\": URL}}.")
+    stores, all_stores = body.get("stores"), body.get("all_stores", False)
+    header = headers.get("x-image-meta-store")
+    if not isinstance(all_stores, bool):
+        raise BadRequest("all_stores must be true or false.")
+    must = body.get("all_stores_must_succeed", True)
+    if not isinstance(must, bool):
+        raise BadRequest("all_stores_must_succeed must be true or false.")
+    if all_stores and (stores is not None or header):
+        raise BadRequest("All_stores parameter can't be used with x-image-meta-store header or stores parameter")
+    if stores is not None:
+        if header:
+            raise BadRequest("Stores parameter and x-image-meta-store header can't be both specified")
+        if not isinstance(stores, list) or not stores or len(stores) > 64 or not all(
+                isinstance(x, str) and 0 < len(x) <= 255 for x in stores):
+            raise BadRequest("stores must be a non-empty list of store ids (GET /v2/info/stores).")
+    elif header:
+        stores = [header.strip()]
+    return ImportRequest(name, uri if name == "web-download" else None, stores, all_stores, must)
 
 
 # -- checks of image attributes ----------------------------------------------------------
@@ -305,7 +346,9 @@ def router(svc: ImageService) -> Router:
             core["id"] = image_id
         core["properties"] = props
         image = await svc.create(caller, core)
-        return JSON(image_view(image), status_code=201, headers={"Location": f"/v2/images/{image.id}"})
+        return JSON(image_view(image), status_code=201, headers={
+            "Location": f"/v2/images/{image.id}", "OpenStack-image-import-methods": ",".join(svc.import_methods),
+            "OpenStack-image-store-ids": ",".join(svc.stores)})
 
     @r.get("/v2/images")
     async def list_images(request: Request) -> Response:
@@ -397,8 +440,9 @@ def router(svc: ImageService) -> Router:
     async def download(request: Request) -> Response:
         image, caller = await image_for(request, "download_image")
         svc.check_readable(image, caller)
-        size = svc.store.size(image.id)
-        if image.status not in ("active", "deactivated") or size is None:
+        store = await svc.cache.serving(image) or svc.data_store(image)  # the cache's copy first
+        size = store.size(image.id) if store is not None else None
+        if image.status not in ("active", "deactivated") or store is None or size is None:
             return Response(status_code=204)
         headers = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes"}
         if image.checksum:
@@ -407,25 +451,63 @@ def router(svc: ImageService) -> Router:
         if rng:
             start, end = parse_range(rng, size)
             headers.update({"Content-Range": f"bytes {start}-{end}/{size}", "Content-Length": str(end - start + 1)})
-            return StreamingResponse(svc.store.open(image.id, start, end), status_code=206, headers=headers)
+            return StreamingResponse(store.open(image.id, start, end), status_code=206, headers=headers)
         headers["Content-Length"] = str(size)
-        return StreamingResponse(svc.store.open(image.id), headers=headers)
+        return StreamingResponse(store.open(image.id), headers=headers)
 
     @r.post("/v2/images/{image_id}/import")
     async def import_image(request: Request) -> Response:
-        image, caller = await image_for(request, "modify_image")
-        body = await json_body(request)
-        method = body.get("method") if isinstance(body, dict) else None
-        if not isinstance(method, dict) or not isinstance(method.get("name"), str):
-            raise BadRequest("The import request needs {\"method\": {\"name\": ...}}.")
+        caller = who(request)
+        image = await svc.get(request.path_params["image_id"], caller)
+        wanted = import_request(await json_body(request), request.headers)
+        # copy-image has its own rule (an admin's by default), every other method changes the image
+        authorize(request, "copy_image" if wanted.method == "copy-image" else "modify_image",
+                  image_target(image, caller))
         ctx = context.current.get()
-        await svc.import_image(image, caller, method["name"], ctx.request_id if ctx else None)
+        await svc.import_image(image, caller, wanted, ctx.request_id if ctx else None)
         return Response(status_code=202)
 
     @r.get("/v2/images/{image_id}/tasks")
     async def tasks(request: Request) -> Response:
         image, _ = await image_for(request, "get_image")
         return JSON({"tasks": [task_view(t) for t in await svc.tasks(image)]})
+
+    @r.get("/v2/tasks")
+    async def list_tasks(request: Request) -> Response:
+        authorize(request, "tasks_api_access")
+        authorize(request, "get_tasks")
+        q = request.query_params
+        unknown = set(q) - {"limit", "marker", "sort_key", "sort_dir", "status", "type"}
+        if unknown:
+            raise BadRequest(f"Unknown filter {sorted(unknown)[0]!r}: tasks are filtered by status and type.")
+        if q.get("status") and q["status"] not in TASK_STATUSES:
+            raise BadRequest(f"Invalid status value: {q['status']}")
+        if q.get("type") and q["type"] not in ("import", "api_image_import", "location_import"):
+            raise BadRequest(f"Invalid type value: {q['type']}")
+        sort_key, sort_dir = q.get("sort_key", "created_at"), q.get("sort_dir", "desc")
+        if sort_key not in TASK_SORT_KEYS:
+            raise BadRequest(f"Invalid sort key: {sort_key}. It should be one of {', '.join(sorted(TASK_SORT_KEYS))}.")
+        if sort_dir not in ("asc", "desc"):
+            raise BadRequest(f"Invalid sort direction: {sort_dir}")
+        marker = q.get("marker")
+        if marker is not None and not re.fullmatch(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}", marker):
+            raise BadRequest("Invalid marker format")
+        try:
+            limit = int(q.get("limit", 25))
+        except ValueError:
+            raise BadRequest("limit param must be an integer") from None
+        if limit < 0:
+            raise BadRequest("limit param must be positive")
+        limit = min(limit, 1000)
+        rows = await svc.list_tasks(who(request), {"status": q.get("status", ""), "type": q.get("type", "")},
+                                    sort_key, sort_dir, marker, limit)
+        params = [(k, v) for k, v in q.multi_items() if k != "marker"]
+        body: dict[str, Any] = {"tasks": [task_stub(t) for t in rows],
+                                "first": "/v2/tasks" + (f"?{urlencode(params)}" if params else ""),
+                                "schema": "/v2/schemas/tasks"}
+        if rows and len(rows) == limit:
+            body["next"] = f"/v2/tasks?{urlencode([*params, ('marker', rows[-1].id)])}"
+        return JSON(body)
 
     @r.post("/v2/tasks")
     async def create_task(request: Request) -> Response:
@@ -445,12 +527,7 @@ def router(svc: ImageService) -> Router:
     async def show_task(request: Request) -> Response:
         authorize(request, "tasks_api_access")
         authorize(request, "get_task")
-        caller = who(request)
-        async with svc.db.session() as s:
-            task = await s.get(ImageTask, request.path_params["task_id"])
-        if task is None or not (caller.admin or task.owner == caller.project_id):
-            raise NotFound(f"Task {request.path_params['task_id']} not found.")
-        return JSON(task_view(task))
+        return JSON(task_view(await svc.task(request.path_params["task_id"], who(request))))
 
     # -- members ----------------------------------------------------------------------------
     @r.post("/v2/images/{image_id}/members")
@@ -502,13 +579,38 @@ def router(svc: ImageService) -> Router:
     async def info_import(request: Request) -> Response:
         authorize(request, "image:get_info")
         return JSON({"import-methods": {"description": "Import methods available.", "type": "array",
-                                        "value": list(IMPORT_METHODS)}})
+                                        "value": svc.import_methods}})
+
+    def stores_view() -> list[dict[str, Any]]:
+        return [{"id": name, "description": store.description,
+                 **({"default": "true"} if store is svc.store else {})} for name, store in svc.stores.items()]
 
     @r.get("/v2/info/stores")
     async def info_stores(request: Request) -> Response:
         authorize(request, "image:get_info")
-        return JSON({"stores": [{"id": svc.store.name, "default": True,
-                                 "description": "Local filesystem store"}]})
+        return JSON({"stores": stores_view()})
+
+    @r.get("/v2/info/stores/detail")
+    async def info_stores_detail(request: Request) -> Response:
+        authorize(request, "stores_info_detail")
+        return JSON({"stores": [{**view, "type": "file", "weight": 0, "properties": {
+            "data_dir": str(svc.stores[view["id"]].root), "chunk_size": 4 << 20, "thin_provisioning": False}}
+            for view in stores_view()]})
+
+    @r.delete("/v2/stores/{store_id}/{image_id}")
+    async def delete_from_store(request: Request) -> Response:
+        store_id = request.path_params["store_id"]
+        if store_id not in svc.stores:
+            raise Conflict(f"The selected store {store_id} is not available on this node.")
+        caller = who(request)
+        try:
+            image = await svc.get(request.path_params["image_id"], caller)
+        except NotFound:
+            raise NotFound(f"Failed to find image {request.path_params['image_id']}") from None
+        authorize(request, "get_image_location", image_target(image, caller))
+        authorize(request, "delete_image_location", image_target(image, caller))
+        await svc.delete_from_store(image, store_id)
+        return no_content()
 
     @r.get("/v2/info/usage")
     async def info_usage(request: Request) -> Response:
@@ -528,6 +630,7 @@ def build_app(svc: ImageService, identity: IdentityService, max_body: int) -> AS
 
     routes = router(svc)
     routes.include(metadefs.router(svc.db))
+    routes.include(cache.router(svc))
     policy = ServicePolicy.build("image", policies.RULES, identity.cfg.policy.file, policies.MESSAGE)
     # Glance answers 404 for /v2/images/ (an empty id), so no slash redirects here
     return policy.bind(create_app("image", routes, identity, max_body=max_body, unlimited=unlimited,

@@ -22,6 +22,7 @@ from cumulo.image.models import MetadefItem, MetadefNamespace
 
 RESOURCE_TYPES = ("OS::Glance::Image", "OS::Cinder::Volume", "OS::Nova::Flavor", "OS::Nova::Aggregate",
                   "OS::Nova::Server", "OS::Glance::Snapshot", "OS::Trove::Instance")
+MAX_TAGS = 1000  # tags in one create-tags request
 KINDS = {"objects": "object", "properties": "property", "tags": "tag", "resource_types": "resource_type"}
 
 
@@ -247,20 +248,34 @@ def router(db: Database) -> Router:
                                       "DELETE": "delete_metadef_tags"}[verb(request)])
         if request.method == "GET":
             return JSON({"tags": [tag_view(t) for t in await items(ns.namespace, "tag")]})
-        async with db.session() as s:
-            await s.execute(delete(MetadefItem).where(MetadefItem.namespace == ns.namespace,
-                                                      MetadefItem.kind == "tag"))
         if request.method == "DELETE":
+            await drop_tags(ns.namespace)
             return no_content()
         body = await json_body(request)
         tag_list = body.get("tags") if isinstance(body, dict) else None
         if not isinstance(tag_list, list):
             raise BadRequest("The request body needs {\"tags\": [{\"name\": ...}, ...]}.")
+        if len(tag_list) > MAX_TAGS:
+            raise BadRequest(f"At most {MAX_TAGS} tags in one request.")
         names = [name_of(t) for t in tag_list]
         if len(set(names)) != len(names):
             raise Conflict("Duplicate tag names in the request.")
+        # Glance replaces the namespace's tags, or adds to them with X-OpenStack-Append: true (a name
+        # that is there already is then a 409, and nothing is added)
+        append = request.headers.get("x-openstack-append", "").strip().lower() in ("1", "t", "true", "on", "y", "yes")
+        if append:
+            present = {t.name for t in await items(ns.namespace, "tag")} & set(names)
+            if present:
+                raise Conflict(f"A metadata tag with name={sorted(present)[0]} already exists in "
+                               f"namespace={ns.namespace}.")
+        else:
+            await drop_tags(ns.namespace)
         rows = [await put_item(ns.namespace, "tag", n, {}) for n in names]
         return JSON({"tags": [tag_view(t) for t in rows]}, status_code=201)
+
+    async def drop_tags(ns: str) -> None:
+        async with db.session() as s:
+            await s.execute(delete(MetadefItem).where(MetadefItem.namespace == ns, MetadefItem.kind == "tag"))
 
     @r.route(base + "/{namespace}/tags/{name}", ["GET", "POST", "PUT", "DELETE"])
     async def one_tag(request: Request) -> Response:

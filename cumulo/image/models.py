@@ -1,4 +1,5 @@
-"""The image tables: images (with their properties and tags) and image members."""
+"""The image tables: images (with their properties, tags and the stores holding their data), image
+members, import tasks, the image cache's entries and the metadata definitions."""
 
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ class Image(Base):
     os_hash_value: Mapped[str | None] = mapped_column(String(128), nullable=True)
     properties: Mapped[dict[str, Any]] = mapped_column(JSONText, default=dict)
     tags: Mapped[list[str]] = mapped_column(JSONText, default=list)
+    # the stores holding the data, comma-separated and sorted (Glance's "stores" field); NULL for
+    # an image whose data predates stores: it is in the default store
+    stores: Mapped[str | None] = mapped_column(String(255), nullable=True)
     # bytes waiting in the staging area (glance-direct import)
     staged_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # who is writing data now, and until when that claim holds (renewed while it works)
@@ -57,9 +61,10 @@ class ImageMember(Base):
 
 
 class ImageTask(Base):
-    """Import tasks, listed by /v2/images/{id}/tasks."""
+    """Import tasks, listed by /v2/images/{id}/tasks and /v2/tasks."""
 
     __tablename__ = "image_task"
+    __table_args__ = (Index("ix_image_task_owner_created_at", "owner", "created_at"),)
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     image_id: Mapped[str] = mapped_column(String(36), index=True)
     type: Mapped[str] = mapped_column(String(32), default="api_image_import")
@@ -69,8 +74,22 @@ class ImageTask(Base):
     message: Mapped[str] = mapped_column(String(1024), default="")
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     user_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONText, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ImageCacheEntry(Base):
+    """An image in the image cache (a copy of its data in ``<state_dir>/image-cache``) or queued
+    for it (Glance's cache API: cached_images and queued_images)."""
+
+    __tablename__ = "image_cache_entry"
+    image_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued, caching, cached
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    hits: Mapped[int] = mapped_column(Integer, default=0)
+    last_accessed: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_modified: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class MetadefNamespace(Base):

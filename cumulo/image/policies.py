@@ -2,7 +2,7 @@
 ships them: a project's reader lists and reads, its member creates, changes, uploads, downloads and
 shares, the project an image is shared with answers the invitation, an admin anywhere does
 everything; metadata definitions are changed by admins and read by everyone who sees them; the
-tasks API is an admin's).
+tasks API, copy-image, removing a store's copy and the image cache are an admin's).
 
 The target of an image rule is the image: ``project_id`` and ``owner`` are its owner, ``visibility``
 its visibility and ``member_id`` the caller's project when the image reaches it as another
@@ -61,8 +61,16 @@ RULES: list[Rule] = [
     Rule("modify_member", "rule:context_is_admin or (role:member and project_id:%(member_id)s)",
          "PUT /v2/images/{image_id}/members/{member_id} (the member answers)"),
     Rule("delete_member", ADMIN_OR_MEMBER, "DELETE /v2/images/{image_id}/members/{member_id}"),
-    Rule("tasks_api_access", ADMIN, "POST /v2/tasks, GET /v2/tasks/{task_id}: the tasks API at all"),
+    Rule("tasks_api_access", ADMIN, "POST /v2/tasks, GET /v2/tasks, GET /v2/tasks/{task_id}: the tasks API at all"),
     Rule("get_task", "rule:default", "GET /v2/tasks/{task_id}"),
+    Rule("get_tasks", "rule:default", "GET /v2/tasks"),
+    Rule("copy_image", ADMIN, "POST /v2/images/{image_id}/import with the copy-image method"),
+    Rule("get_image_location", ADMIN_OR_READER, "DELETE /v2/stores/{store_id}/{image_id} (seeing the copies)"),
+    Rule("delete_image_location", ADMIN, "DELETE /v2/stores/{store_id}/{image_id}: remove one store's copy"),
+    Rule("stores_info_detail", "rule:context_is_admin or rule:service_api", "GET /v2/info/stores/detail"),
+    Rule("cache_list", ADMIN, "GET /v2/cache"),
+    Rule("cache_image", ADMIN, "PUT /v2/cache/{image_id}"),
+    Rule("cache_delete", ADMIN, "DELETE /v2/cache, DELETE /v2/cache/{image_id}"),
     Rule("add_task", "rule:default", "POST /v2/tasks"),
     Rule("get_metadef_namespace", ADMIN_OR_READER_OR_PUBLIC, "GET /v2/metadefs/...: get metadef namespace"),
     Rule("get_metadef_namespaces", ADMIN_OR_READER, "GET /v2/metadefs/...: get metadef namespaces"),

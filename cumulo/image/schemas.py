@@ -38,6 +38,9 @@ IMAGE_PROPERTIES: dict[str, Any] = {
     "min_ram": {"type": "integer", "description": "Amount of ram (in MB) required to boot image."},
     "min_disk": {"type": "integer", "description": "Amount of disk space (in GB) required to boot image."},
     "self": {"type": "string", "readOnly": True, "description": "An image self url"},
+    "stores": {"type": "string", "readOnly": True,
+               "description": "Store in which image data resides. Only present when the operator has enabled "
+                              "multiple stores."},
     "file": {"type": "string", "readOnly": True, "description": "An image file url"},
     "schema": {"type": "string", "readOnly": True, "description": "An image schema url"},
     "kernel_id": {**_NULLABLE_STRING, "description": "ID of image stored in Glance that should be used as the "
@@ -56,7 +59,36 @@ MEMBER = {"name": "member", "properties": {
     "created_at": {"type": "string", "description": "Date and time of image member creation"},
     "updated_at": {"type": "string", "description": "Date and time of last modification of image member"},
     "schema": {"type": "string", "readOnly": True}}}
+_ID_PATTERN = "^([0-9a-fA-F]){8}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){12}$"
+TASK_PROPERTIES: dict[str, Any] = {
+    "id": {"type": "string", "pattern": _ID_PATTERN, "description": "An identifier for the task"},
+    "type": {"type": "string", "enum": ["import", "api_image_import", "location_import"],
+             "description": "The type of task represented by this content"},
+    "status": {"type": "string", "enum": ["pending", "processing", "success", "failure"],
+               "description": "The current status of this task"},
+    "input": {"type": ["null", "object"], "description": "The parameters required by task, JSON blob"},
+    "result": {"type": ["null", "object"], "description": "The result of current task, JSON blob"},
+    "owner": {"type": "string", "description": "An identifier for the owner of this task"},
+    "message": {"type": "string", "description": "Human-readable informative message only included when "
+                                                 "appropriate (usually on failure)"},
+    "image_id": {"type": "string", "description": "Image associated with the task"},
+    "request_id": {"type": "string", "description": "Human-readable informative request-id"},
+    "user_id": {"type": "string", "description": "User associated with the task"},
+    "expires_at": {"type": ["null", "string"], "description": "Datetime when this resource would be subject to "
+                                                              "removal"},
+    "created_at": {"type": "string", "description": "Datetime when this resource was created"},
+    "updated_at": {"type": "string", "description": "Datetime when this resource was updated"},
+    "self": {"type": "string"}, "schema": {"type": "string"},
+}
+TASK = {"name": "task", "properties": TASK_PROPERTIES,
+        "links": [{"href": "{self}", "rel": "self"}, {"href": "{schema}", "rel": "describedby"}]}
 SCHEMAS: dict[str, dict[str, Any]] = {
+    "task": TASK,
+    "tasks": {"name": "tasks", "properties": {"tasks": {"type": "array", "items": TASK},
+                                              "schema": {"type": "string"}, "first": {"type": "string"},
+                                              "next": {"type": "string"}},
+              "links": [{"href": "{schema}", "rel": "describedby"}, {"href": "{first}", "rel": "first"},
+                        {"href": "{next}", "rel": "next"}]},
     "image": IMAGE,
     "images": {"name": "images", "properties": {"images": {"type": "array", "items": IMAGE},
                                                 "schema": {"type": "string"}, "first": {"type": "string"},

@@ -26,6 +26,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -39,6 +40,9 @@ from cumulo.core.db import Database, new_id, utcnow
 from cumulo.core.format_inspector import ImageRefused, Inspection, Verdict
 from cumulo.core.http.faults import BadRequest, Conflict, Fault, Forbidden, NotFound, PayloadTooLarge
 from cumulo.identity.service import IdentityService
+from cumulo.image import importing
+from cumulo.image.cache import ImageCache
+from cumulo.image.importing import ImportRequest
 from cumulo.image.models import Image, ImageMember, ImageTask
 from cumulo.image.stores import StoreFull, Written
 from cumulo.image.stores.filesystem import FilesystemStore
@@ -48,7 +52,7 @@ DISK_FORMATS = ("ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi
 CONTAINER_FORMATS = ("ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed")
 VISIBILITIES = ("public", "private", "shared", "community")
 MEMBER_STATUSES = ("pending", "accepted", "rejected")
-IMPORT_METHODS = ("glance-direct",)
+IMPORT_METHODS = ("glance-direct", "web-download", "copy-image")
 MIB = 1 << 20
 # defaults registered in unified limits when the image service first starts (MiB / counts)
 DEFAULT_LIMITS = {"image_size_total": 1 << 20, "image_stage_total": 1 << 20, "image_count_total": 1000,
@@ -134,10 +138,27 @@ async def _no_data() -> AsyncIterator[bytes]:
     yield b""  # an async generator that yields nothing
 
 
+STORE_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}"
+
+
 class ImageService:
     def __init__(self, cfg: Config, db: Database, identity: IdentityService) -> None:
         self.cfg, self.db, self.identity = cfg, db, identity
-        self.store = FilesystemStore(cfg.state_path / "images")
+        names = list(dict.fromkeys(cfg.image.stores or ["file"]))
+        bad = [n for n in names if not re.fullmatch(STORE_NAME, n)]
+        if bad:
+            raise ValueError(f"[image] stores: {bad[0]!r} is not a store name (letters, digits, _ . -)")
+        # the default store keeps the layout of a cloud with one store (and the staging area)
+        self.stores = {name: FilesystemStore(cfg.state_path / ("images" if i == 0 else f"images-{name}"), name,
+                                             "The default filesystem store" if i == 0 else f"Filesystem store {name}")
+                       for i, name in enumerate(names)}
+        self.store = self.stores[names[0]]
+        self.cache = ImageCache(db, cfg.state_path / "image-cache", self)
+        self.size_cap = cfg.image.image_size_cap
+        self.web_download_allowed = list(cfg.image.web_download_allowed)
+        self.convert_to = cfg.image.import_convert_to
+        self._jobs: set[asyncio.Task[None]] = set()
+        self.importer = importing.Importer(self)
         self.instance = new_id()
         self._reconciler: asyncio.Task[None] | None = None
         self.member_quota = cfg.image.image_member_quota
@@ -152,6 +173,56 @@ class ImageService:
     async def stop(self) -> None:
         if self._reconciler:
             self._reconciler.cancel()
+        for job in list(self._jobs):
+            job.cancel()
+
+    def _spawn(self, coro: Any) -> None:
+        job = asyncio.get_running_loop().create_task(coro)
+        self._jobs.add(job)
+        job.add_done_callback(self._jobs.discard)
+
+    @staticmethod
+    def caller(auth: AuthContext) -> Caller:
+        return Caller.of(auth)
+
+    # -- stores -----------------------------------------------------------------------------
+    @property
+    def import_methods(self) -> list[str]:
+        """The enabled methods: web-download when some URL is allowed, copy-image with two stores."""
+        return [m for m in IMPORT_METHODS if (m != "web-download" or self.web_download_allowed)
+                and (m != "copy-image" or len(self.stores) > 1)]
+
+    def stores_of(self, image: Image) -> list[str]:
+        """The stores holding the image's data (default first)."""
+        names = [n for n in (image.stores or "").split(",") if n in self.stores]
+        return sorted(names, key=lambda n: (n != self.store.name, n))
+
+    def data_store(self, image: Image) -> FilesystemStore | None:
+        """A store that has the image's data, or None."""
+        for name in self.stores_of(image):
+            if self.stores[name].size(image.id) is not None:
+                return self.stores[name]
+        return None
+
+    def size_cap_for(self, room: int | None) -> int:
+        return self.size_cap if room is None else min(room, self.size_cap)
+
+    async def delete_from_store(self, image: Image, store_id: str) -> None:
+        """Remove the copy in one store (DELETE /v2/stores/{store}/{image}); never the last one."""
+        if image.status != "active":
+            raise Conflict("It's not allowed to remove image data from store if image status is not 'active'")
+        names = self.stores_of(image)
+        if store_id not in names:
+            raise NotFound(f"Image {image.id} is not stored in store {store_id}.")
+        if len(names) == 1:
+            raise Forbidden("Cannot delete image data from the only store containing it. Consider deleting the "
+                            "image instead.")
+        async with self.db.session() as s:
+            result = await s.execute(update(Image).where(Image.id == image.id, Image.stores == image.stores).values(
+                stores=",".join(sorted(n for n in names if n != store_id)), updated_at=utcnow()))
+        if result.rowcount != 1:
+            raise Conflict(f"Image {image.id} changed meanwhile (another operation on its stores): try again.")
+        await self.stores[store_id].delete(image.id)
 
     # -- access ---------------------------------------------------------------------------
     async def membership(self, image_id: str, project_id: str | None) -> ImageMember | None:
@@ -303,8 +374,10 @@ class ImageService:
             await s.execute(update(Image).where(Image.id == image.id).values(
                 status="deleted", deleted_at=utcnow(), lease_owner=None, lease_until=None))
             await s.execute(ImageMember.__table__.delete().where(ImageMember.image_id == image.id))
-        await self.store.delete(image.id)
+        for store in self.stores.values():
+            await store.delete(image.id)
         await self.store.delete(image.id, staging=True)
+        await self.cache.forget(image.id)
 
     async def set_status(self, image: Image, who: Caller, action: str) -> None:
         self.must_own(image, who)  # the owner or an admin (Glance's default policy)
@@ -353,9 +426,19 @@ class ImageService:
         written = await self.store.write(image.id, _no_data())
         async with self.db.session() as s:
             await s.execute(update(Image).where(Image.id == image.id).values(
-                status="active", size=written.size, virtual_size=written.size, checksum=written.md5,
+                status="active", stores=self.store.name, size=written.size, virtual_size=written.size,
+                checksum=written.md5,
                 os_hash_algo="sha512", os_hash_value=written.sha512, updated_at=utcnow()))
         return await self.image_info(image.id, Caller(None, True, ""))
+
+    async def set_image_properties(self, image_id: str, who: Caller, props: dict[str, str],
+                                   removed: set[str] | None = None, replace: bool = False) -> ImageInfo:
+        """Add or change the image's own properties (Compute's image-metadata proxy): ``removed``
+        drops keys, ``replace`` drops every property not in ``props``. NotFound when ``who``
+        cannot see the image, Forbidden when ``who`` does not own it."""
+        image = await self.get(image_id, who)
+        gone = set(image.properties or {}) - set(props) if replace else set(removed or ())
+        return ImageInfo.of(await self.update(image, who, {}, props, gone))
 
     async def delete_image(self, image_id: str, who: Caller) -> None:
         """Delete the image: NotFound when ``who`` cannot see it, Forbidden when it is protected
@@ -439,10 +522,13 @@ class ImageService:
         inspection = None if staging else self.inspection(image)  # staged data is inspected on import
         try:
             source = chunks if inspection is None else self._inspected(chunks, inspection)
-            written = await self.store.write(image.id, source, room, staging=staging)
+            written = await self.store.write(image.id, source, self.size_cap_for(room), staging=staging)
         except BaseException as exc:
             await self._release(image.id, "queued")
             if isinstance(exc, StoreFull):
+                if room is None or room > self.size_cap:
+                    raise PayloadTooLarge(f"The image data exceeds the image size cap of {self.size_cap} "
+                                          "bytes.") from None
                 limit = "image_stage_total" if staging else "image_size_total"
                 raise PayloadTooLarge(f"The image data exceeds the {limit} quota of project {image.owner}.") from None
             if isinstance(exc, ImageRefused):
@@ -478,60 +564,68 @@ class ImageService:
             await s.execute(update(Image).where(Image.id == image_id, Image.status != "deleted").values(
                 status=status, lease_owner=None, lease_until=None, staged_size=None, updated_at=utcnow()))
 
-    async def _activate(self, image: Image, written: Written, verdict: Verdict) -> None:
+    async def _activate(self, image: Image, written: Written, verdict: Verdict, stores: list[str] | None = None,
+                        extra: dict[str, Any] | None = None) -> None:
         # the virtual size as the inspection read it, when the data is what the image claims
         virtual = verdict.virtual_size if image.disk_format in ("raw", verdict.format) else None
+        names = sorted(stores or [self.store.name])
         async with self.db.session() as s:
             result = await s.execute(update(Image).where(Image.id == image.id, Image.status != "deleted").values(
                 status="active", size=written.size, virtual_size=virtual, checksum=written.md5,
                 os_hash_algo="sha512", os_hash_value=written.sha512, lease_owner=None, lease_until=None,
-                staged_size=None, updated_at=utcnow()))
+                staged_size=None, stores=",".join(names), updated_at=utcnow(), **(extra or {})))
         if result.rowcount != 1:  # deleted while the data arrived: delete wins
-            await self.store.delete(image.id)
+            for name in names:
+                await self.stores[name].delete(image.id)
 
-    async def import_image(self, image: Image, who: Caller, method: str, request_id: str | None) -> ImageTask:
-        self.must_own(image, who)
-        if method not in IMPORT_METHODS:
-            raise BadRequest(f"Import method {method!r} is not supported here: use {', '.join(IMPORT_METHODS)}.")
-        if image.status != "uploading" or self.store.size(image.id, staging=True) is None:
-            raise Conflict(f"Image {image.id} has no staged data (status {image.status}): stage it first.")
-        if not image.disk_format or not image.container_format:
-            raise BadRequest("Set disk_format and container_format before importing.")
-        room = await self.bytes_allowed(image.owner, "image_size_total", Image.size, image.id)
-        staged = self.store.size(image.id, staging=True) or 0
-        if room is not None and staged > room:
-            raise PayloadTooLarge(f"The image data exceeds the image_size_total quota of project {image.owner}.")
-        await self._claim(image, ("uploading",), "importing")
-        task = ImageTask(id=str(uuid.uuid4()), image_id=image.id, owner=image.owner, status="processing",
-                         input={"import_req": {"method": {"name": method}}}, request_id=request_id,
-                         user_id=who.user_id)
-        async with self.db.session() as s:
-            s.add(task)
-        asyncio.get_running_loop().create_task(self._run_import(image, task.id))
-        return task
-
-    async def _run_import(self, image: Image, task_id: str) -> None:
-        inspection = self.inspection(image)
-        try:
-            written = await self.store.promote(image.id, inspection)
-            assert inspection.verdict is not None
-            await self._activate(image, written, inspection.verdict)
-            status, message = "success", ""
-        except Exception as exc:  # a failed import returns the image to queued, its staged data gone
-            if isinstance(exc, ImageRefused):
-                LOG.warning("import of image %s refused: %s", image.id, exc)
-            else:
-                LOG.exception("import of image %s failed", image.id)
-            await self.store.delete(image.id, staging=True)
-            await self._release(image.id, "queued")
-            status, message = "failure", str(exc)
-        async with self.db.session() as s:
-            await s.execute(update(ImageTask).where(ImageTask.id == task_id).values(
-                status=status, message=message, updated_at=utcnow()))
+    async def import_image(self, image: Image, who: Caller, request: ImportRequest,
+                           request_id: str | None) -> ImageTask | None:
+        """Start an import (``importing.Importer``); the task, or None when copy-image finds the
+        data in every store asked for already."""
+        return await self.importer.start(image, who, request, request_id)
 
     async def tasks(self, image: Image) -> list[ImageTask]:
         async with self.db.session() as s:
-            return list((await s.execute(select(ImageTask).where(ImageTask.image_id == image.id))).scalars())
+            return list((await s.execute(select(ImageTask).where(ImageTask.image_id == image.id)
+                                         .order_by(ImageTask.created_at))).scalars())
+
+    async def task(self, task_id: str, who: Caller) -> ImageTask:
+        async with self.db.session() as s:
+            task = await s.get(ImageTask, task_id)
+        if task is None or not (who.admin or task.owner == who.project_id):
+            raise NotFound(f"Task with the given ID {task_id} not found")
+        return task
+
+    async def list_tasks(self, who: Caller, filters: dict[str, str], sort_key: str, sort_dir: str,
+                         marker: str | None, limit: int) -> list[ImageTask]:
+        """Tasks ``who`` sees (an admin all, others their project's), filtered by status and type,
+        sorted by ``sort_key`` then id, after ``marker``, at most ``limit``: all in SQL."""
+        stmt = select(ImageTask)
+        if not who.admin:
+            stmt = stmt.where(ImageTask.owner == who.project_id)
+        for key in ("status", "type"):
+            if filters.get(key):
+                stmt = stmt.where(getattr(ImageTask, key) == filters[key])
+        column = getattr(ImageTask, sort_key)
+        desc = sort_dir == "desc"
+        async with self.db.session() as s:
+            if marker is not None:
+                row = (await s.execute(stmt.where(ImageTask.id == marker))).scalar()
+                if row is None:
+                    raise BadRequest(f"Invalid marker {marker}: no such task in this listing.")
+                value = getattr(row, sort_key)
+                stmt = stmt.where(or_(column < value if desc else column > value,
+                                      and_(column == value, ImageTask.id < row.id if desc else ImageTask.id > row.id)))
+            stmt = stmt.order_by(column.desc() if desc else column.asc(),
+                                 ImageTask.id.desc() if desc else ImageTask.id.asc()).limit(limit)
+            return list((await s.execute(stmt)).scalars())
+
+    async def set_import_properties(self, image_id: str, **values: str) -> None:
+        """Glance's os_glance_importing_to_stores / os_glance_failed_import on the image."""
+        async with self.db.session() as s:
+            row = await s.get(Image, image_id)
+            if row is not None:
+                row.properties = {**(row.properties or {}), **values}
 
     def check_readable(self, image: Image, who: Caller) -> None:
         if image.status == "deactivated" and not who.admin:
@@ -601,6 +695,9 @@ class ImageService:
                 Image.status.in_(("saving", "importing", "uploading")), Image.lease_until.is_not(None),
                 Image.lease_until < now))).scalars())
             live = set((await s.execute(select(Image.id).where(Image.status != "deleted"))).scalars())
+            # data that predates stores is in the default store
+            await s.execute(update(Image).where(Image.stores.is_(None), Image.status.in_(("active", "deactivated")))
+                            .values(stores=self.store.name))
         for image in stale:
             LOG.warning("image %s was left %s by a writer that stopped; returning it to queued",
                         image.id, image.status)
@@ -608,11 +705,19 @@ class ImageService:
             if image.status == "saving":
                 await self.store.delete(image.id)
             await self._release(image.id, "queued")
+            async with self.db.session() as s:  # its import task ended with the writer
+                await s.execute(update(ImageTask).where(ImageTask.image_id == image.id, ImageTask.status.in_(
+                    ("pending", "processing"))).values(status="failure", updated_at=utcnow(),
+                                                       message="The import stopped: its image service went away."))
             fixed["stale_uploads"] += 1
-        for staging in (False, True):
-            for key in self.store.keys(staging) - live:
-                await self.store.delete(key, staging)
+        for key in self.store.keys(staging=True) - live:
+            await self.store.delete(key, staging=True)
+            fixed["orphan_files"] += 1
+        for store in self.stores.values():
+            for key in store.keys() - live:
+                await store.delete(key)
                 fixed["orphan_files"] += 1
+        fixed["orphan_files"] += await self.cache.reconcile(live)
         return fixed
 
     async def _reconcile_forever(self) -> None:
@@ -626,4 +731,4 @@ class ImageService:
                 LOG.warning("image reconcile failed", exc_info=True)
 
 
-__all__ = ["ImageService", "Caller", "Fault", "DISK_FORMATS", "CONTAINER_FORMATS", "VISIBILITIES"]
+__all__ = ["ImageService", "Caller", "ImportRequest", "Fault", "DISK_FORMATS", "CONTAINER_FORMATS", "VISIBILITIES"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,9 +24,9 @@ READ = 4 << 20
 
 
 class FilesystemStore:
-    name = "file"
-
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, name: str = "file", description: str = "") -> None:
+        self.name = name
+        self.description = description or f"Filesystem store {name}"
         self.root = Path(root)
         self.staging = self.root / "staging"
         self.root.mkdir(parents=True, exist_ok=True)
@@ -88,10 +89,12 @@ class FilesystemStore:
         os.fsync(fh.fileno())
         fh.close()
 
-    async def promote(self, key: str, watcher: Watcher | None = None) -> Written:
-        """Move staged data into the store proper, hashing it (and showing it to ``watcher``) on
-        the way; if the watcher refuses, the data stays staged and nothing enters the store."""
+    async def promote(self, key: str, watcher: Watcher | None = None, into: FilesystemStore | None = None) -> Written:
+        """Move staged data into the store proper (or into the store ``into``), hashing it (and
+        showing it to ``watcher``) on the way; if the watcher refuses, the data stays staged and
+        nothing enters the store."""
         src = self.path(key, staging=True)
+        target = into or self
 
         def run() -> Written:
             md5, sha512 = hashlib.md5(usedforsecurity=False), hashlib.sha512()
@@ -105,8 +108,17 @@ class FilesystemStore:
                     size += len(block)
             if watcher is not None:
                 watcher.finish()
-            final = self.path(key)
-            os.replace(src, final)
+            final = target.path(key)
+            if final.parent.stat().st_dev == src.parent.stat().st_dev:
+                os.replace(src, final)
+            else:  # another file system: copy under a hidden name, then rename into place
+                tmp = final.with_name(f".tmp-{key}-{uuid.uuid4().hex[:8]}")
+                try:
+                    shutil.copyfile(src, tmp)
+                    os.replace(tmp, final)
+                finally:
+                    tmp.unlink(missing_ok=True)
+                src.unlink()
             return Written(size, md5.hexdigest(), sha512.hexdigest(), str(final))
 
         return await asyncio.to_thread(run)
