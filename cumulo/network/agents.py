@@ -1,0 +1,306 @@
+"""The network agents as the Network API shows them (Neutron's ``agent``, ``dhcp_agent_scheduler``
+and ``l3_agent_scheduler``): each machine's network agent (``cumulo.network.agent``) does the work
+of Neutron's four, so it is listed as four agents on its host: the DHCP agent (dnsmasq per
+network), the L3 agent (a namespace per router), the metadata agent (the metadata proxy) and the
+Linux bridge agent (a bridge per network, security groups as iptables rules).
+
+The agent's heartbeat (a cast to ``network-agents`` every ``report_interval`` seconds and after
+every reconcile round) carries what it serves; the leader's ``Registry`` records it here: the
+agents' rows (``alive`` while a beat came within ``AGENT_DOWN_TIME`` seconds) and which networks
+each DHCP agent and which routers each L3 agent host.  Every agent converges the whole desired
+state, so hosting follows the dataplane: an admin's ``POST``/``DELETE`` of a network or router on
+an agent is recorded (409 when it is hosted already, or not hosted) and the next heartbeat
+replaces it with what the agent really serves.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy import delete, select
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cumulo.core.db import Database, IntegrityError, is_duplicate, utcnow
+from cumulo.core.http.app import JSON, Router, json_body
+from cumulo.core.http.authz import allowed, authorize
+from cumulo.core.http.faults import BadRequest, Conflict, NotFound
+from cumulo.network.models import Network
+from cumulo.network.models import Router as RouterRow
+from cumulo.network.rbac_models import AgentBinding, NetworkAgent
+from cumulo.network.requests import body
+from cumulo.network.views import shape, shape_one
+
+LOG = logging.getLogger(__name__)
+AGENT_DOWN_TIME = 75.0  # seconds without a heartbeat before an agent is not alive (Neutron's default)
+ZONE = "nova"
+DHCP, L3, METADATA, BRIDGE = "DHCP agent", "L3 agent", "Metadata agent", "Linux bridge agent"
+# agent_type -> (binary, topic, availability zone)
+KINDS = {DHCP: ("neutron-dhcp-agent", "dhcp_agent", ZONE), L3: ("neutron-l3-agent", "l3_agent", ZONE),
+         METADATA: ("neutron-metadata-agent", "N/A", None), BRIDGE: ("neutron-linuxbridge-agent", "N/A", None)}
+
+
+def when(value: dt.datetime | None) -> str | None:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else None
+
+
+def alive(row: NetworkAgent, now: dt.datetime | None = None) -> bool:
+    return ((now or utcnow()) - row.heartbeat_at).total_seconds() <= AGENT_DOWN_TIME
+
+
+def agent_view(row: NetworkAgent) -> dict[str, Any]:
+    return {"id": row.id, "agent_type": row.agent_type, "binary": row.binary, "topic": row.topic, "host": row.host,
+            "availability_zone": row.availability_zone, "admin_state_up": row.admin_state_up,
+            "description": row.description or None, "configurations": row.configurations or {},
+            "alive": alive(row), "heartbeat_timestamp": when(row.heartbeat_at), "started_at": when(row.started_at),
+            "created_at": when(row.created_at), "resources_synced": None}
+
+
+def configurations(kind: str, report: dict[str, Any]) -> dict[str, Any]:
+    """What Neutron's agent of ``kind`` tells in its ``configurations``, from the report's counts."""
+    counts = report.get("counts") or {}
+    if kind == DHCP:
+        return {"dhcp_driver": "dnsmasq", "networks": counts.get("networks", 0), "subnets": counts.get("subnets", 0),
+                "ports": counts.get("ports", 0), "notifies_port_ready": True, "log_agent_heartbeats": False,
+                "report_interval": report.get("report_interval")}
+    if kind == L3:
+        return {"agent_mode": "legacy", "routers": counts.get("router_count", 0),
+                "floating_ips": counts.get("floating_ips", 0), "interfaces": counts.get("interfaces", 0),
+                "ex_gw_ports": counts.get("gateways", 0), "interface_driver": "linuxbridge",
+                "handle_internal_only_routers": True, "log_agent_heartbeats": False,
+                "report_interval": report.get("report_interval")}
+    if kind == METADATA:
+        return {"metadata_proxy_socket": "namespaces", "nova_metadata_host": "127.0.0.1",
+                "log_agent_heartbeats": False, "report_interval": report.get("report_interval")}
+    return {"devices": counts.get("ports", 0), "bridges": counts.get("bridges", 0),
+            "interface_mappings": {}, "bridge_mappings": {}, "tunnel_types": ["vxlan"],
+            "namespace_prefix": report.get("namespace_prefix"), "l2_population": False,
+            "extensions": [], "firewall": "iptables", "log_agent_heartbeats": False,
+            "report_interval": report.get("report_interval")}
+
+
+class Registry:
+    """The leader's record of the agents' heartbeats (served on the bus as ``network-agents``)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def start(self, bus: Any) -> None:
+        async def handle(method: str, args: dict[str, Any]) -> Any:
+            if method == "report":
+                await self.report(args)
+                return None
+            raise ValueError(f"unknown network-agents method {method}")
+
+        await bus.serve("network-agents", handle)
+
+    async def report(self, report: dict[str, Any]) -> None:
+        host = str(report.get("host") or "")[:255]
+        if not host:
+            return
+        now = utcnow()
+        started = dt.datetime.fromtimestamp(float(report.get("started_at") or now.timestamp()), dt.UTC)
+        started = started.replace(tzinfo=None)
+        hosted = {DHCP: report.get("dhcp_networks"), L3: report.get("routers")}
+        for kind, (binary, topic, zone) in KINDS.items():
+            for _ in range(2):  # two controllers' first reports may race to make the row
+                try:
+                    async with self.db.session() as s:
+                        row = (await s.execute(select(NetworkAgent).where(
+                            NetworkAgent.agent_type == kind, NetworkAgent.host == host))).scalar()
+                        if row is None:
+                            row = NetworkAgent(id=str(uuid.uuid4()), agent_type=kind, binary=binary, topic=topic,
+                                               host=host, availability_zone=zone, created_at=now)
+                            s.add(row)
+                        row.heartbeat_at, row.started_at = now, started
+                        row.configurations = configurations(kind, report)
+                        ids = hosted.get(kind)
+                        if ids is not None:
+                            await s.flush()
+                            await s.execute(delete(AgentBinding).where(AgentBinding.agent_id == row.id))
+                            s.add_all(AgentBinding(agent_id=row.id, resource_id=str(i)) for i in dict.fromkeys(ids))
+                    break
+                except IntegrityError as exc:
+                    if not is_duplicate(exc):
+                        raise
+
+
+def router(db: Database, network_views: Callable[[list[Network]], Awaitable[list[dict[str, Any]]]],
+           router_views: Callable[[list[RouterRow]], Awaitable[list[dict[str, Any]]]]) -> Router:
+    """The agents API; ``network_views`` and ``router_views`` show networks and routers as their
+    own APIs do (for the hosted-resource lists)."""
+    r = Router()
+
+    async def get(agent_id: str) -> NetworkAgent:
+        async with db.session() as s:
+            row = await s.get(NetworkAgent, agent_id)
+        if row is None:
+            raise NotFound(f"Agent {agent_id} could not be found.", kind="AgentNotFound")
+        return row
+
+    async def hosted(agent_id: str) -> list[str]:
+        async with db.session() as s:
+            return list((await s.execute(select(AgentBinding.resource_id).where(
+                AgentBinding.agent_id == agent_id))).scalars())
+
+    async def hosts(resource_id: str, kind: str) -> list[NetworkAgent]:
+        async with db.session() as s:
+            return list((await s.execute(select(NetworkAgent).join(
+                AgentBinding, AgentBinding.agent_id == NetworkAgent.id).where(
+                AgentBinding.resource_id == resource_id, NetworkAgent.agent_type == kind).order_by(
+                NetworkAgent.host))).scalars())
+
+    async def of_kind(agent_id: str, kind: str) -> NetworkAgent:
+        row = await get(agent_id)
+        if row.agent_type != kind:
+            what = "DHCP" if kind == DHCP else "L3"
+            raise NotFound(f"Agent {agent_id} is not a valid {what} Agent or has been disabled",
+                           kind=f"Invalid{'DHCP' if kind == DHCP else 'L3'}Agent")
+        return row
+
+    async def bind(agent: NetworkAgent, resource_id: str, what: str) -> None:
+        try:
+            async with db.session() as s:
+                s.add(AgentBinding(agent_id=agent.id, resource_id=resource_id))
+        except IntegrityError as exc:
+            if not is_duplicate(exc):
+                raise
+            kind = "NetworkHostedByDHCPAgent" if what == "network" else "RouterHostedByL3Agent"
+            raise Conflict(f"The {what} {resource_id} has been already hosted by the "
+                           f"{'DHCP' if what == 'network' else 'L3'} Agent {agent.id}.", kind=kind) from None
+
+    async def unbind(agent: NetworkAgent, resource_id: str, what: str) -> None:
+        async with db.session() as s:
+            gone = (await s.execute(delete(AgentBinding).where(
+                AgentBinding.agent_id == agent.id, AgentBinding.resource_id == resource_id))).rowcount
+        if not gone:
+            agent_name = "DHCP agent" if what == "network" else "L3 agent"
+            raise Conflict(f"The {what} {resource_id} is not hosted by the {agent_name} {agent.id}.",
+                           kind="NetworkNotHostedByDhcpAgent" if what == "network" else "RouterNotHostedByL3Agent")
+
+    async def resource_id(request: Request, key: str, model: Any, label: str) -> str:
+        data = await json_body(request)
+        value = data.get(key) if isinstance(data, dict) else None
+        if not isinstance(value, str):
+            raise BadRequest(f"Invalid input for operation: '{key}' is required.")
+        async with db.session() as s:
+            if await s.get(model, value) is None:
+                raise NotFound(f"{label} {value} could not be found.", kind=f"{label}NotFound")
+        return value
+
+    @r.get("/v2.0/agents")
+    async def agents(request: Request) -> Response:
+        if not allowed(request, "get_agent"):  # Neutron shows an empty list to those it may not show any
+            return JSON(shape(request, [], "agents"))
+        async with db.session() as s:
+            rows = list((await s.execute(select(NetworkAgent).order_by(NetworkAgent.host, NetworkAgent.agent_type)))
+                        .scalars())
+        return JSON(shape(request, [agent_view(a) for a in rows], "agents"))
+
+    @r.route("/v2.0/agents/{agent_id}", ["GET", "PUT", "DELETE"])
+    async def agent(request: Request) -> Response:
+        rule = {"GET": "get_agent", "PUT": "update_agent", "DELETE": "delete_agent"}[request.method]
+        authorize(request, rule)
+        row = await get(request.path_params["agent_id"])
+        if request.method == "DELETE":
+            async with db.session() as s:
+                await s.execute(delete(AgentBinding).where(AgentBinding.agent_id == row.id))
+                await s.execute(delete(NetworkAgent).where(NetworkAgent.id == row.id))
+            return Response(status_code=204)
+        if request.method == "PUT":
+            item = await body(request, "agent")
+            values: dict[str, Any] = {}
+            for key in item:
+                if key not in ("admin_state_up", "description"):
+                    raise BadRequest(f"Cannot update read-only attribute {key}")
+            if "admin_state_up" in item:
+                if not isinstance(item["admin_state_up"], bool):
+                    raise BadRequest(f"Invalid input for admin_state_up. Reason: '{item['admin_state_up']}' is not "
+                                     "a valid boolean value.")
+                values["admin_state_up"] = item["admin_state_up"]
+            if "description" in item:
+                text = item["description"]
+                if text is not None and (not isinstance(text, str) or len(text) > 255):
+                    raise BadRequest("Invalid input for description. Reason: a string of at most 255 characters "
+                                     "is required.")
+                values["description"] = text or ""
+            async with db.session() as s:
+                live = await s.get(NetworkAgent, row.id)
+                if live is None:
+                    raise NotFound(f"Agent {row.id} could not be found.", kind="AgentNotFound")
+                for k, v in values.items():
+                    setattr(live, k, v)
+                row = live
+        return JSON(shape_one(request, agent_view(row), "agent"))
+
+    @r.route("/v2.0/agents/{agent_id}/dhcp-networks", ["GET", "POST"])
+    async def dhcp_networks(request: Request) -> Response:
+        if request.method == "POST":
+            authorize(request, "create_dhcp-network")
+            agent = await of_kind(request.path_params["agent_id"], DHCP)
+            network_id = await resource_id(request, "network_id", Network, "Network")
+            await bind(agent, network_id, "network")
+            return Response(b"null", status_code=201, media_type="application/json")
+        authorize(request, "get_dhcp-networks")
+        agent = await of_kind(request.path_params["agent_id"], DHCP)
+        ids = await hosted(agent.id)
+        async with db.session() as s:
+            nets = list((await s.execute(select(Network).where(Network.id.in_(ids)).order_by(
+                Network.created_at))).scalars()) if ids else []
+        return JSON(shape(request, await network_views(nets), "networks"))
+
+    @r.delete("/v2.0/agents/{agent_id}/dhcp-networks/{network_id}")
+    async def dhcp_network(request: Request) -> Response:
+        authorize(request, "delete_dhcp-network")
+        agent = await of_kind(request.path_params["agent_id"], DHCP)
+        await unbind(agent, request.path_params["network_id"], "network")
+        return Response(status_code=204)
+
+    @r.get("/v2.0/networks/{network_id}/dhcp-agents")
+    async def network_dhcp_agents(request: Request) -> Response:
+        authorize(request, "get_dhcp-agents")
+        async with db.session() as s:
+            if await s.get(Network, request.path_params["network_id"]) is None:
+                raise NotFound(f"Network {request.path_params['network_id']} could not be found.",
+                               kind="NetworkNotFound")
+        rows = await hosts(request.path_params["network_id"], DHCP)
+        return JSON(shape(request, [agent_view(a) for a in rows], "agents"))
+
+    @r.route("/v2.0/agents/{agent_id}/l3-routers", ["GET", "POST"])
+    async def l3_routers(request: Request) -> Response:
+        if request.method == "POST":
+            authorize(request, "create_l3-router")
+            agent = await of_kind(request.path_params["agent_id"], L3)
+            router_id = await resource_id(request, "router_id", RouterRow, "Router")
+            await bind(agent, router_id, "router")
+            return Response(b"null", status_code=201, media_type="application/json")
+        authorize(request, "get_l3-routers")
+        agent = await of_kind(request.path_params["agent_id"], L3)
+        ids = await hosted(agent.id)
+        async with db.session() as s:
+            rows = list((await s.execute(select(RouterRow).where(RouterRow.id.in_(ids)).order_by(
+                RouterRow.created_at))).scalars()) if ids else []
+        return JSON(shape(request, await router_views(rows), "routers"))
+
+    @r.delete("/v2.0/agents/{agent_id}/l3-routers/{router_id}")
+    async def l3_router(request: Request) -> Response:
+        authorize(request, "delete_l3-router")
+        agent = await of_kind(request.path_params["agent_id"], L3)
+        await unbind(agent, request.path_params["router_id"], "router")
+        return Response(status_code=204)
+
+    @r.get("/v2.0/routers/{router_id}/l3-agents")
+    async def router_l3_agents(request: Request) -> Response:
+        authorize(request, "get_l3-agents")
+        async with db.session() as s:
+            if await s.get(RouterRow, request.path_params["router_id"]) is None:
+                raise NotFound(f"Router {request.path_params['router_id']} could not be found",
+                               kind="RouterNotFound")
+        rows = await hosts(request.path_params["router_id"], L3)
+        return JSON(shape(request, [{**agent_view(a), "ha_state": None} for a in rows], "agents"))
+
+    return r
