@@ -286,7 +286,10 @@ class Controller:
         cfg = self.cfg
         svc = Ipam(self.db)
         if self.leader:
+            from cumulo.network.agents import Registry
+
             await Topology(self.db, svc).start(self.bus)
+            await Registry(self.db).start(self.bus)  # the network agents' heartbeats
         self.listeners.append(Listener("network", cfg.network.port, notifying(network_app(
             svc, self.identity, cfg.api.max_request_body_size), self.bus)))
         if self.leader and cfg.network.bootstrap:
@@ -299,7 +302,7 @@ class Controller:
             secret = self.metadata_secret or self.secret("metadata-secret", cfg.compute.metadata_secret)
             agent = NetworkAgent(self.bus, cfg.network.namespace_prefix, cfg.state_path,
                                  f"http://127.0.0.1:{cfg.compute.metadata_port}", secret,
-                                 cfg.network.reconcile_interval)
+                                 cfg.network.reconcile_interval, host=cfg.compute.host or socket.gethostname())
             await agent.start()
             self.agents.append(agent)
             LOG.info("network dataplane runs on this machine (namespaces %s-*)", cfg.network.namespace_prefix)

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -52,6 +53,7 @@ LOG = logging.getLogger(__name__)
 ROUTER_SYSCTLS = {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1"}
 RETRY = 5.0  # seconds before a round that left something undone is tried again
 RULES_TIMEOUT = 120.0  # iptables-restore of thousands of ports may take a while on a loaded machine
+REPORT_INTERVAL = 30.0  # seconds between heartbeats (Neutron's report_interval)
 STEP_FAILURES = Counter("cumulo_network_reconcile_failures_total",
                         "Steps of the network agent's reconcile that failed (retried by the next round)", ["step"])
 
@@ -79,8 +81,12 @@ def owned_links(nets: dict[str, Any], routers: list[dict[str, Any]]) -> set[str]
 
 class NetworkAgent:
     def __init__(self, bus: Any, prefix: str, state_dir: Path, metadata_url: str, metadata_secret: str,
-                 interval: float = 30.0) -> None:
+                 interval: float = 30.0, host: str | None = None, report_interval: float = REPORT_INTERVAL) -> None:
         self.bus, self.names, self.interval = bus, Names(prefix), interval
+        self.host, self.report_interval = host or socket.gethostname(), report_interval
+        self.started_at = time.time()
+        self.hosting: dict[str, Any] = {}  # what the last round served (the heartbeat reports it)
+        self._beat: asyncio.Task[None] | None = None
         self.dhcp_root = Path(state_dir) / "network" / "dhcp"
         self.zones = ConntrackZones(Path(state_dir) / "network" / "conntrack-zones.json")
         self.zones_unplaced = 0  # networks without a conntrack zone (all held)
@@ -103,11 +109,28 @@ class NetworkAgent:
         await self.bus.subscribe("network.changed", changed)
         self._kick.set()
         self._task = asyncio.get_running_loop().create_task(self._loop())
+        self._beat = asyncio.get_running_loop().create_task(self._heartbeat())
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
+        for task in (self._task, self._beat):
+            if task:
+                task.cancel()
         await self.proxy.close()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await self.report()
+            await asyncio.sleep(self.report_interval)
+
+    async def report(self) -> None:
+        """Tell the controller this agent is alive and what it serves (the Network API's agents,
+        ``cumulo.network.agents``); a controller that is away misses a beat, nothing more."""
+        try:
+            await self.bus.cast("network-agents", "report", {
+                "host": self.host, "started_at": self.started_at, "report_interval": self.report_interval,
+                "namespace_prefix": self.names.prefix, **self.hosting})
+        except Exception as exc:  # noqa: BLE001 - the next beat tries again
+            LOG.info("network agent heartbeat not sent: %s", exc or type(exc).__name__)
 
     async def _loop(self) -> None:
         while True:
@@ -139,6 +162,8 @@ class NetworkAgent:
             self.last = {"seconds": round(time.monotonic() - started, 3), "networks": len(state["networks"]),
                          "ports": len(state["ports"]), "routers": len(state["routers"]),
                          "failed": list(self._failed)}
+            self.hosting = served(state)
+        await self.report()
         if self._failed:
             LOG.warning("network reconcile left %d steps undone (retried in %ss): %s", len(self._failed),
                         min(self.interval, RETRY), "; ".join(self._failed[:5]))
@@ -409,6 +434,21 @@ class NetworkAgent:
         self._applied.clear()
         self.zones.clear()  # the zones lived in <prefix>-dp, gone with it
         self._flush.clear()
+
+
+def served(state: dict[str, Any]) -> dict[str, Any]:
+    """What a round converged, as the heartbeat reports it: the networks given DHCP, the routers,
+    and the counts Neutron's agents put in their ``configurations``."""
+    dhcp = [n for n in state["networks"] if n.get("dhcp_port") is not None
+            and any(s.get("enable_dhcp") for s in n["subnets"])]
+    routers = state["routers"]
+    return {"dhcp_networks": sorted(n["id"] for n in dhcp), "routers": sorted(r["id"] for r in routers),
+            "counts": {"networks": len(dhcp), "subnets": sum(len(n["subnets"]) for n in dhcp),
+                       "ports": len(state["ports"]), "bridges": len(state["networks"]),
+                       "router_count": len(routers),
+                       "floating_ips": sum(len(r.get("floating_ips") or []) for r in routers),
+                       "interfaces": sum(len(r.get("interfaces") or []) for r in routers),
+                       "gateways": sum(1 for r in routers if r.get("gateway"))}}
 
 
 def nat_rules(r: dict[str, Any]) -> str:

@@ -21,7 +21,19 @@ from cumulo.core.http.app import JSON, Router, create_app, json_body
 from cumulo.core.http.authz import ServicePolicy, allowed, authorize
 from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound
 from cumulo.identity.service import IdentityService
-from cumulo.network import policies, quotas, routers, security_groups, subnetpools, tags
+from cumulo.network import (
+    access,
+    address_scopes,
+    agents,
+    inventory,
+    policies,
+    quotas,
+    rbac,
+    routers,
+    security_groups,
+    subnetpools,
+    tags,
+)
 from cumulo.network.ipam import Ipam, many, pools_of
 from cumulo.network.models import IPAllocation, Network, Port, Subnet
 from cumulo.network.policies import VERB, network_target, port_target, subnet_target
@@ -53,7 +65,19 @@ EXTENSIONS = [("network", "Network", "Networks, subnets and ports"), ("external-
               ("tag", "Tag support", "tags on networks"),
               ("tag-ext", "Tag support for resources", "tags on subnets, ports, routers and subnet pools"),
               ("subnet_allocation", "Subnet Allocation", "Subnet pools and subnets allocated from them"),
-              ("default-subnetpools", "Default Subnetpools", "use_default_subnetpool on subnets")]
+              ("default-subnetpools", "Default Subnetpools", "use_default_subnetpool on subnets"),
+              ("rbac-policies", "RBAC Policies", "Networks shared with one project or every project"),
+              ("address-scope", "Address scope", "Address scopes of subnet pools"),
+              ("network-ip-availability", "Network IP Availability", "Used and total addresses per network"),
+              ("network-ip-availability-details", "Network IP Availability Details",
+               "Addresses in the subnets and in their allocation pools"),
+              ("availability_zone", "Availability Zone", "The availability zones of networks and routers"),
+              ("network_availability_zone", "Network Availability Zone", "availability_zones on networks"),
+              ("router_availability_zone", "Router Availability Zone", "availability_zones on routers"),
+              ("service-type", "Neutron Service Type Management", "Service providers of advanced services"),
+              ("agent", "agent", "The network agents"),
+              ("dhcp_agent_scheduler", "DHCP Agent Scheduler", "The networks each DHCP agent hosts"),
+              ("l3_agent_scheduler", "L3 Agent Scheduler", "The routers each L3 agent hosts")]
 MAC = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
 
 
@@ -67,13 +91,19 @@ def standard(row: Any) -> dict[str, Any]:
             "tenant_id": row.project_id, "project_id": row.project_id}
 
 
-def network_view(n: Network, subnets: list[str]) -> dict[str, Any]:
-    return {"id": n.id, "name": n.name, "admin_state_up": n.admin_state_up, "status": "ACTIVE", "shared": n.shared,
+def network_view(n: Network, subnets: list[str], shared: bool | None = None,
+                 scopes: dict[str, str | None] | None = None) -> dict[str, Any]:
+    """``shared`` as the caller sees it (an RBAC entry may share the network with its project alone),
+    ``scopes`` the address scopes of its subnets' pools by IP version."""
+    scopes = scopes or {}
+    return {"id": n.id, "name": n.name, "admin_state_up": n.admin_state_up, "status": "ACTIVE",
+            "shared": n.shared if shared is None else shared,
             "router:external": n.external, "mtu": n.mtu, "port_security_enabled": n.port_security_enabled,
             "subnets": subnets, "provider:network_type": n.network_type,
             "provider:physical_network": n.physical_network, "provider:segmentation_id": n.segment_id,
             "availability_zone_hints": n.availability_zone_hints or [], "availability_zones": ["nova"],
-            "ipv4_address_scope": None, "ipv6_address_scope": None, "is_default": False, **standard(n)}
+            "ipv4_address_scope": scopes.get("4"), "ipv6_address_scope": scopes.get("6"), "is_default": False,
+            **standard(n)}
 
 
 def subnet_view(s: Subnet) -> dict[str, Any]:
@@ -239,11 +269,14 @@ def router(svc: Ipam, groups: SecurityGroups) -> Router:
         authorize(request, "get_network")
         stmt = select(Network)
         if not admin:
-            stmt = stmt.where((Network.project_id == project) | Network.shared.is_(True) | Network.external.is_(True))
+            stmt = stmt.where(access.reaches(project))
         async with svc.db.session() as s:
             rows = list((await s.execute(stmt.order_by(Network.created_at))).scalars())
         subs = await net_subnets([n.id for n in rows])
-        return JSON(shape(request, [network_view(n, subs[n.id]) for n in rows], "networks"))
+        shared = await access.shared_with(svc.db, [n.id for n in rows if not n.shared], project)
+        scopes = await address_scopes.of_networks(svc.db, [n.id for n in rows])
+        return JSON(shape(request, [network_view(n, subs[n.id], n.shared or n.id in shared, scopes.get(n.id))
+                                    for n in rows], "networks"))
 
     @r.route("/v2.0/networks/{network_id}", ["GET", "PUT", "DELETE"])
     async def network(request: Request) -> Response:
@@ -260,11 +293,13 @@ def router(svc: Ipam, groups: SecurityGroups) -> Router:
             values.pop("segment_id", None)
             async with svc.db.session() as s:
                 row = await s.get(Network, row.id)
+                await access.set_flags(s, row, values)
                 for k, v in values.items():
                     setattr(row, k, v)
                 row.revision_number += 1
         subs = await net_subnets([row.id])
-        return JSON(shape_one(request, network_view(row, subs[row.id]), "network"))
+        scopes = await address_scopes.of_networks(svc.db, [row.id])
+        return JSON(shape_one(request, network_view(row, subs[row.id], row.shared, scopes.get(row.id)), "network"))
 
     # -- subnets ---------------------------------------------------------------------------------
     def subnet_values(item: dict[str, Any], cidr: Any) -> dict[str, Any]:
@@ -403,7 +438,7 @@ def router(svc: Ipam, groups: SecurityGroups) -> Router:
             # an external network's subnets stay the admin's unless it is shared (Neutron without
             # the subnet-external-network extension)
             visible_nets = None if admin else set((await s.execute(select(Network.id).where(
-                (Network.project_id == project) | Network.shared.is_(True)))).scalars())
+                (Network.project_id == project) | Network.shared.is_(True) | access.shared_here(project)))).scalars())
         rows = [x for x in rows if visible_nets is None or x.network_id in visible_nets]
         return JSON(shape(request, [subnet_view(x) for x in rows], "subnets"))
 
@@ -655,6 +690,23 @@ def _without(request: Request, key: str) -> Request:
     return Request(scope)
 
 
+async def networks_shown(svc: Ipam, nets: list[Network]) -> list[dict[str, Any]]:
+    """Networks as an admin sees them (for the lists of another API, as the agents')."""
+    ids = [n.id for n in nets]
+    out: dict[str, list[str]] = {i: [] for i in ids}
+    if ids:
+        async with svc.db.session() as s:
+            for sid, nid in (await s.execute(select(Subnet.id, Subnet.network_id).where(
+                    Subnet.network_id.in_(ids)))).all():
+                out[nid].append(sid)
+    scopes = await address_scopes.of_networks(svc.db, ids)
+    return [network_view(n, out[n.id], None, scopes.get(n.id)) for n in nets]
+
+
+async def routers_shown(svc: Ipam, rows: list[Any]) -> list[dict[str, Any]]:
+    return [await routers.show_router(svc, row) for row in rows]
+
+
 def build_app(svc: Ipam, identity: IdentityService, max_body: int) -> ASGIApp:
     groups = SecurityGroups(svc.db)
     r = router(svc, groups)
@@ -662,6 +714,11 @@ def build_app(svc: Ipam, identity: IdentityService, max_body: int) -> ASGIApp:
     r.include(routers.router(svc))
     r.include(subnetpools.router(svc.db))
     r.include(quotas.router(svc.db))
+    r.include(rbac.router(svc.db))
+    r.include(address_scopes.router(svc.db))
+    r.include(inventory.router(svc.db))
+    r.include(agents.router(svc.db, lambda nets: networks_shown(svc, nets),
+                            lambda rows: routers_shown(svc, rows)))
     r.include(tags.router(svc.db))  # last: its paths are patterns over every collection
     policy = ServicePolicy.build("network", policies.RULES, identity.cfg.policy.file, policies.MESSAGE)
     return policy.bind(create_app("network", r, identity, max_body=max_body, schemas=SCHEMAS))

@@ -19,7 +19,7 @@ from sqlalchemy import bindparam, delete, func, select, update
 
 from cumulo.core.db import Database, IntegrityError, is_duplicate
 from cumulo.core.http.faults import BadRequest, Conflict, NotFound
-from cumulo.network import quotas
+from cumulo.network import access, quotas
 from cumulo.network.models import FloatingIP, IPAllocation, Network, Port, Subnet
 
 __all__ = ["Ipam", "pools_of"]
@@ -85,8 +85,15 @@ class Ipam:
             raise NotFound(f"Network {network_id} could not be found.", kind="NetworkNotFound")
         async with self.db.session() as s:
             row = await s.get(Network, network_id)
-        if row is None or not (admin or row.shared or row.external or row.project_id == project):
+        if row is None:
             raise NotFound(f"Network {network_id} could not be found.", kind="NetworkNotFound")
+        if not admin and row.project_id != project:
+            granted = (await access.grants(self.db, [row.id], project or ""))[row.id]
+            if not granted and not row.shared:
+                raise NotFound(f"Network {network_id} could not be found.", kind="NetworkNotFound")
+            # the network as this project sees it: shared when an RBAC entry shares it with the
+            # project (as Neutron computes ``shared`` per caller); the row is detached, never saved
+            row.shared = row.shared or access.SHARED in granted
         return row
 
     async def subnet(self, subnet_id: str, project: str | None, admin: bool) -> Subnet:
@@ -130,6 +137,8 @@ class Ipam:
             try:
                 async with self.db.session() as s:
                     s.add(row)
+                    await s.flush()
+                    s.add_all(access.wildcard_entries(row))  # shared / router:external as RBAC entries
                 return row
             except IntegrityError as exc:
                 if not is_duplicate(exc):
@@ -151,6 +160,7 @@ class Ipam:
             await s.execute(delete(IPAllocation).where(IPAllocation.network_id == net.id))
             await s.execute(delete(Port).where(Port.id.in_(ports)))
             await s.execute(delete(Subnet).where(Subnet.network_id == net.id))
+            await access.forget(s, net.id)
             await s.execute(delete(Network).where(Network.id == net.id))
 
     # -- subnets -----------------------------------------------------------------------------------

@@ -32,6 +32,21 @@ def stamp(value: Any) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
 
 
+async def show_router(svc: Ipam, row: RouterRow) -> dict[str, Any]:
+    """A router as the API shows it."""
+    gateway = None
+    if row.gateway_network_id:
+        ips = (await svc.allocations([row.gateway_port_id]))[row.gateway_port_id] if row.gateway_port_id else []
+        gateway = {"network_id": row.gateway_network_id, "enable_snat": row.enable_snat,
+                   "external_fixed_ips": ips}
+    return {"id": row.id, "name": row.name, "admin_state_up": row.admin_state_up, "status": "ACTIVE",
+            "external_gateway_info": gateway, "routes": row.routes or [], "distributed": False, "ha": False,
+            "availability_zone_hints": [], "availability_zones": ["nova"], "flavor_id": None,
+            "description": row.description, "tags": row.tags or [], "revision_number": row.revision_number,
+            "created_at": stamp(row.created_at), "updated_at": stamp(row.updated_at),
+            "tenant_id": row.project_id, "project_id": row.project_id}
+
+
 def router(svc: Ipam) -> Router:
     r = Router()
     db = svc.db
@@ -48,17 +63,7 @@ def router(svc: Ipam) -> Router:
         return row
 
     async def router_view(row: RouterRow) -> dict[str, Any]:
-        gateway = None
-        if row.gateway_network_id:
-            ips = (await svc.allocations([row.gateway_port_id]))[row.gateway_port_id] if row.gateway_port_id else []
-            gateway = {"network_id": row.gateway_network_id, "enable_snat": row.enable_snat,
-                       "external_fixed_ips": ips}
-        return {"id": row.id, "name": row.name, "admin_state_up": row.admin_state_up, "status": "ACTIVE",
-                "external_gateway_info": gateway, "routes": row.routes or [], "distributed": False, "ha": False,
-                "availability_zone_hints": [], "availability_zones": ["nova"], "flavor_id": None,
-                "description": row.description, "tags": row.tags or [], "revision_number": row.revision_number,
-                "created_at": stamp(row.created_at), "updated_at": stamp(row.updated_at),
-                "tenant_id": row.project_id, "project_id": row.project_id}
+        return await show_router(svc, row)
 
     async def interface_subnets(router_id: str) -> list[Subnet]:
         async with db.session() as s:

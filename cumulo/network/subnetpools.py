@@ -22,7 +22,7 @@ from cumulo.core.db import Database
 from cumulo.core.http.app import JSON, Router
 from cumulo.core.http.authz import allowed, authorize
 from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound
-from cumulo.network import quotas, tags
+from cumulo.network import address_scopes, quotas, tags
 from cumulo.network.models import Subnet, SubnetPool
 from cumulo.network.policies import VERB
 from cumulo.network.requests import body, who
@@ -40,7 +40,7 @@ def pool_view(p: SubnetPool) -> dict[str, Any]:
     return {"id": p.id, "name": p.name, "prefixes": list(p.prefixes or []), "ip_version": p.ip_version,
             "default_prefixlen": p.default_prefixlen, "min_prefixlen": p.min_prefixlen,
             "max_prefixlen": p.max_prefixlen, "shared": p.shared, "is_default": p.is_default,
-            "address_scope_id": None, "default_quota": p.default_quota, "description": p.description,
+            "address_scope_id": p.address_scope_id, "default_quota": p.default_quota, "description": p.description,
             "tags": p.tags or [], "revision_number": p.revision_number, "created_at": stamp(p.created_at),
             "updated_at": stamp(p.updated_at), "tenant_id": p.project_id, "project_id": p.project_id}
 
@@ -206,11 +206,10 @@ def router(db: Database) -> Router:
                                      "value.")
                 if item.get(flag) and not allowed(request, f"create_subnetpool:{flag}"):
                     raise Forbidden(f"(rule:create_subnetpool:{flag}) is disallowed by policy")
-            if item.get("address_scope_id") is not None:
-                raise NotFound(f"Address scope {item['address_scope_id']} could not be found.",
-                               kind="AddressScopeNotFound")
             prefixes = check_prefixes(item.get("prefixes"))
             version = prefixes[0].version
+            scope_id = await address_scopes.check_pool_scope(db, item.get("address_scope_id"), None, version,
+                                                             [str(p) for p in prefixes], project, admin)
             low, high = BOUNDS[version]
             low = prefixlen_of(item.get("min_prefixlen", low), "min_prefixlen")
             high = prefixlen_of(item.get("max_prefixlen", high), "max_prefixlen")
@@ -226,7 +225,7 @@ def router(db: Database) -> Router:
             row = SubnetPool(id=str(uuid.uuid4()), project_id=owner, ip_version=version,
                              prefixes=[str(p) for p in prefixes], min_prefixlen=low, max_prefixlen=high,
                              default_prefixlen=default, shared=item.get("shared", False),
-                             is_default=item.get("is_default", False), **values)
+                             is_default=item.get("is_default", False), address_scope_id=scope_id, **values)
             async with db.session() as s:
                 s.add(row)
             return JSON({"subnetpool": pool_view(row)}, status_code=201)
@@ -277,6 +276,10 @@ def router(db: Database) -> Router:
             default = prefixlen_of(item.get("default_prefixlen", row.default_prefixlen), "default_prefixlen")
             check_bounds(row.ip_version, low, default, high)
             values.update(min_prefixlen=low, max_prefixlen=high, default_prefixlen=default)
+            if "address_scope_id" in item or ("prefixes" in values and row.address_scope_id):
+                values["address_scope_id"] = await address_scopes.check_pool_scope(
+                    db, item.get("address_scope_id", row.address_scope_id), row.id, row.ip_version,
+                    values.get("prefixes", row.prefixes), project, admin)
             if "is_default" in item:
                 if not isinstance(item["is_default"], bool):
                     raise BadRequest(f"Invalid input for is_default. Reason: '{item['is_default']}' is not a valid "

@@ -19,7 +19,7 @@ from cumulo.core.db import Database
 from cumulo.core.http.app import JSON, Router, auth_of, json_body
 from cumulo.core.http.authz import authorize
 from cumulo.core.http.faults import BadRequest, Forbidden, NotFound
-from cumulo.network import models
+from cumulo.network import access, models
 from cumulo.network.policies import SINGULAR, VERB, tag_target
 
 MAX_TAG_LEN = 255
@@ -67,7 +67,7 @@ async def visible(db: Database, row: Any, project: str, admin: bool) -> bool:
     if admin or row.project_id == project:
         return True
     if isinstance(row, models.Network):
-        return row.shared or row.external
+        return row.shared or bool((await access.grants(db, [row.id], project))[row.id])
     if isinstance(row, models.SubnetPool):
         return row.shared
     if isinstance(row, models.Subnet):
