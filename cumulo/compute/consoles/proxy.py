@@ -2,7 +2,7 @@
 nova-novncproxy are.
 
 * ``[compute] serial_proxy_port`` (6083, as Nova's): ``ws://HOST:6083/?token=...`` joins the
-  websocket to the guest's serial port (the unix socket QEMU serves it on, ``serial.sock`` in
+  websocket to the guest's serial port (the unix socket QEMU serves it on, ``tty.sock`` in
   the instance's directory): bytes both ways, binary frames.
 * ``[compute] novnc_proxy_port`` (6080): the websocket at ``/?token=...`` carries RFB between a
   noVNC client and the guest's VNC server (QEMU's, on ``vnc.sock``); the other paths serve noVNC's

@@ -8,9 +8,9 @@ Each instance lives in ``<instances_path>/<uuid>/``:
     disk.backup     the pre-resize disk until the resize is confirmed or reverted
     state.save      the saved machine state of a suspended instance (no process meanwhile)
     console.log     the serial console, appended across restarts
-    serial.sock     the serial console live (QEMU writes console.log too), for the console proxy
+    tty.sock        the serial console live (QEMU writes console.log too), for the console proxy
     vnc.sock        the VNC server of the guest's display, for the noVNC proxy
-    qmp.sock, qemu.pid
+    qmp.sock, qemu.pid  (the sockets' names are of one length: a unix socket's path is limited)
 
 QEMU runs daemonized in its own session, so it outlives the agent; a restarted agent finds its
 instances by their directories and their processes by pid file (checked against the uuid on the
@@ -84,7 +84,7 @@ class QemuDriver(VolumeOps, SwapOps):
         self.hostname = hostname
         self.vifs = vifs  # plugs ports into the network dataplane (cumulo.network.dataplane.vif)
         self.root = Path(instances_path)
-        longest = len(str(self.root.absolute())) + len("/00000000-0000-0000-0000-000000000000/serial.sock")
+        longest = len(str(self.root.absolute())) + len("/00000000-0000-0000-0000-000000000000/qmp.sock")
         if longest > 107:  # sun_path holds 108 bytes: QEMU cannot bind its monitor socket past that
             raise ValueError(f"instances path {self.root} is too long for QEMU's monitor sockets ({longest} > 107 "
                              "bytes): set a shorter [compute] instances_path")
@@ -222,7 +222,7 @@ class QemuDriver(VolumeOps, SwapOps):
                "-m", str(flavor["ram"]), "-smp", str(flavor["vcpus"]), "-display", "none",
                # the serial console on a socket the console proxy connects to; what the guest writes
                # goes to console.log as well, connected or not (the console-log API reads it)
-               "-chardev", f"socket,id=console,path={d / 'serial.sock'},server=on,wait=off,"
+               "-chardev", f"socket,id=console,path={d / 'tty.sock'},server=on,wait=off,"
                            f"logfile={d / 'console.log'},logappend=on", "-serial", "chardev:console",
                "-vnc", f"unix:{d / 'vnc.sock'}",
                "-qmp", f"unix:{d / 'qmp.sock'},server=on,wait=off", "-pidfile", str(d / "qemu.pid"), "-daemonize",
@@ -703,7 +703,7 @@ class QemuDriver(VolumeOps, SwapOps):
     async def console_endpoint(self, instance_id: str, kind: str) -> dict[str, Any]:
         """Where the console proxy reaches the running guest's ``serial`` console or ``vnc``
         server: its unix socket on this node (``available`` false for a guest started without one)."""
-        name = {"serial": "serial.sock", "vnc": "vnc.sock"}[kind]
+        name = {"serial": "tty.sock", "vnc": "vnc.sock"}[kind]
         if not (self.dir(instance_id) / "instance.json").exists():
             raise LookupError(f"instance {instance_id} is not on node {self.hostname}")
         if self.pid(instance_id) is None:
