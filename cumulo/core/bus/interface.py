@@ -1,13 +1,66 @@
 """The bus's interface, shared by its implementations: the ``Bus`` protocol, handler types, RPC
-errors and AMQP topic matching (``cumulo.core.bus`` re-exports them)."""
+errors and AMQP topic matching (``cumulo.core.bus`` re-exports them).
+
+Work carries the request that caused it: a message sent while a request is served (or by work
+that request set going) carries its id (``rid`` in the RPC envelope and in a socket frame, the
+``request_id`` header of an AMQP message; absent outside a request, and ignored by an older
+peer), and its handler runs with that id on every log line it writes.  The RPCs of a request
+are logged on the side that serves them (``cumulo.bus``: received, then done or failed, with
+the time the handler took), which is what ``cumulo trace`` shows as the bus hops.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol
+
+from cumulo.core import context
 
 EventHandler = Callable[[str, dict[str, Any]], Awaitable[None]]
 RPCHandler = Callable[[str, dict[str, Any]], Awaitable[Any]]
+HOPS = logging.getLogger("cumulo.bus")
+
+
+def request_id() -> str | None:
+    """The id of the request the message being sent belongs to (None outside a request)."""
+    ctx = context.current.get()
+    return ctx.request_id if ctx else None
+
+
+@contextlib.contextmanager
+def carrying(rid: str | None) -> Iterator[None]:
+    """Within: the request context of the message being handled (its id on every log line, and on
+    every message sent on)."""
+    ctx = context.current.get()
+    if not rid or not isinstance(rid, str) or (ctx is not None and ctx.request_id == rid):
+        yield
+        return
+    token = context.current.set(context.RequestContext(rid[:128]))
+    try:
+        yield
+    finally:
+        context.current.reset(token)
+
+
+async def handle_rpc(target: str, handler: RPCHandler, method: str, args: dict[str, Any], rid: str | None,
+                     kind: str) -> Any:
+    """Run an RPC's handler in the request it came from; a request's RPCs are logged (the hop)."""
+    with carrying(rid):
+        if not rid:
+            return await handler(method, args)
+        HOPS.info("%s %s received by %s", kind, method, target)
+        started = time.perf_counter()
+        try:
+            result = await handler(method, args)
+        except BaseException as exc:
+            HOPS.info("%s %s by %s failed after %.1f ms: %s", kind, method, target,
+                      (time.perf_counter() - started) * 1000, type(exc).__name__)
+            raise
+        HOPS.info("%s %s by %s done in %.1f ms", kind, method, target, (time.perf_counter() - started) * 1000)
+        return result
 
 
 class RPCError(Exception):

@@ -17,7 +17,8 @@ an RPC inside the leader costs what it did before; it needs no new daemon and no
 socket wakes the reader at once, where a table of events would be polled).  If the leader goes,
 the workers' connection drops and they stop: the leader is also their supervisor.
 
-Frames are a 4-byte big-endian length and an orjson document.
+Frames are a 4-byte big-endian length and an orjson document; a message sent within a request
+has its id in ``rid``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,16 @@ from typing import Any
 
 import orjson
 
-from cumulo.core.bus.interface import EventHandler, RPCError, RPCHandler, RPCTimeout, TopicPattern
+from cumulo.core.bus.interface import (
+    EventHandler,
+    RPCError,
+    RPCHandler,
+    RPCTimeout,
+    TopicPattern,
+    carrying,
+    handle_rpc,
+    request_id,
+)
 from cumulo.core.bus.memory import MemoryBus
 
 LOG = logging.getLogger(__name__)
@@ -121,7 +131,7 @@ class HubBus(MemoryBus):
         data: bytes | None = None
         for peer in list(self.peers):
             if any(p.match(topic) for p in peer.patterns):
-                data = data or frame({"op": "event", "topic": topic, "event": event})
+                data = data or frame({"op": "event", "topic": topic, "event": event, "rid": request_id()})
                 with contextlib.suppress(ConnectionError):
                     await peer.send(data)
 
@@ -141,7 +151,8 @@ class HubBus(MemoryBus):
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         peer.pending[rid] = fut
         try:
-            await peer.send(frame({"op": "request", "id": rid, "target": target, "method": method, "args": args}))
+            await peer.send(frame({"op": "request", "id": rid, "target": target, "method": method, "args": args,
+                                   "rid": request_id()}))
             reply = await asyncio.wait_for(fut, timeout)
         except (TimeoutError, ConnectionError):
             raise RPCTimeout(f"no reply from {target} to {method}") from None
@@ -157,7 +168,7 @@ class HubBus(MemoryBus):
         if peer is not None:
             with contextlib.suppress(ConnectionError):
                 await peer.send(frame({"op": "request", "id": None, "target": target, "method": method,
-                                       "args": args}))
+                                       "args": args, "rid": request_id()}))
 
     # -- a worker's connection ----------------------------------------------------------------
     async def _peer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -172,11 +183,13 @@ class HubBus(MemoryBus):
                 elif op == "serve":
                     peer.targets.add(msg["target"])
                 elif op == "pub":
-                    await self.publish(msg["topic"], msg["event"])
+                    with carrying(msg.get("rid")):
+                        await self.publish(msg["topic"], msg["event"])
                 elif op == "call":
                     self._spawn(self._call_for(peer, msg))
                 elif op == "cast":
-                    await self.cast(msg["target"], msg["method"], msg["args"])
+                    with carrying(msg.get("rid")):
+                        await self.cast(msg["target"], msg["method"], msg["args"])
                 elif op == "reply":
                     fut = peer.pending.pop(msg["id"], None)
                     if fut is not None and not fut.done():
@@ -194,7 +207,8 @@ class HubBus(MemoryBus):
 
     async def _call_for(self, peer: Peer, msg: dict[str, Any]) -> None:
         try:
-            value = await self.call(msg["target"], msg["method"], msg["args"], msg.get("timeout"))
+            with carrying(msg.get("rid")):
+                value = await self.call(msg["target"], msg["method"], msg["args"], msg.get("timeout"))
             reply = reply_of(None, value)
         except Exception as exc:  # noqa: BLE001  (sent back to the caller)
             reply = reply_of(exc)
@@ -241,7 +255,7 @@ class SocketBus:
         task.add_done_callback(self._tasks.discard)
 
     async def publish(self, topic: str, event: dict[str, Any]) -> None:
-        await self._send({"op": "pub", "topic": topic, "event": event})
+        await self._send({"op": "pub", "topic": topic, "event": event, "rid": request_id()})
 
     async def subscribe(self, pattern: str, handler: EventHandler) -> None:
         self._subs.append((TopicPattern(pattern), handler))
@@ -259,7 +273,7 @@ class SocketBus:
         self._pending[rid] = fut
         try:
             await self._send({"op": "call", "id": rid, "target": target, "method": method, "args": args,
-                              "timeout": timeout})
+                              "timeout": timeout, "rid": request_id()})
             # the hub answers "timeout" itself; the margin covers the hop
             reply = await asyncio.wait_for(fut, timeout + 1)
         except (TimeoutError, ConnectionError):
@@ -269,7 +283,7 @@ class SocketBus:
         return outcome_of(reply)
 
     async def cast(self, target: str, method: str, args: dict[str, Any]) -> None:
-        await self._send({"op": "cast", "target": target, "method": method, "args": args})
+        await self._send({"op": "cast", "target": target, "method": method, "args": args, "rid": request_id()})
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         try:
@@ -277,9 +291,10 @@ class SocketBus:
                 msg = await read_frame(reader)
                 op = msg.get("op")
                 if op == "event":
-                    for pattern, handler in self._subs:
-                        if pattern.match(msg["topic"]):
-                            self._spawn(self._deliver(handler, msg["topic"], msg["event"]))
+                    with carrying(msg.get("rid")):  # the tasks start in a copy of this context
+                        for pattern, handler in self._subs:
+                            if pattern.match(msg["topic"]):
+                                self._spawn(self._deliver(handler, msg["topic"], msg["event"]))
                 elif op == "request":
                     self._spawn(self._answer(msg))
                 elif op == "reply":
@@ -310,7 +325,8 @@ class SocketBus:
         if handler is None:
             return
         try:
-            reply = reply_of(None, await handler(msg["method"], msg["args"]))
+            reply = reply_of(None, await handle_rpc(msg["target"], handler, msg["method"], msg["args"], msg.get("rid"),
+                                                    "call" if msg["id"] is not None else "cast"))
         except Exception as exc:  # noqa: BLE001  (sent back to the caller)
             if msg["id"] is None:
                 LOG.exception("cast %s failed", msg["method"])

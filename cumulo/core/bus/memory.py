@@ -1,4 +1,5 @@
-"""The in-process bus: asyncio tasks deliver events and RPCs within one controller process."""
+"""The in-process bus: asyncio tasks deliver events and RPCs within one controller process (a
+task starts in a copy of the sender's context: the request id goes with it by itself)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,15 @@ import asyncio
 import logging
 from typing import Any
 
-from cumulo.core.bus.interface import EventHandler, RPCError, RPCHandler, RPCTimeout, TopicPattern
+from cumulo.core.bus.interface import (
+    EventHandler,
+    RPCError,
+    RPCHandler,
+    RPCTimeout,
+    TopicPattern,
+    handle_rpc,
+    request_id,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -57,7 +66,8 @@ class MemoryBus:
             await asyncio.sleep(timeout if timeout is not None else self.rpc_timeout)
             raise RPCTimeout(f"no reply from {target} to {method}")
         try:
-            return await asyncio.wait_for(handler(method, args), timeout or self.rpc_timeout)
+            return await asyncio.wait_for(handle_rpc(target, handler, method, args, request_id(), "call"),
+                                          timeout or self.rpc_timeout)
         except TimeoutError:
             raise RPCTimeout(f"no reply from {target} to {method}") from None
         except RPCError:
@@ -68,11 +78,11 @@ class MemoryBus:
     async def cast(self, target: str, method: str, args: dict[str, Any]) -> None:
         handler = self._servers.get(target)
         if handler is not None:
-            self._spawn(self._deliver_rpc(handler, method, args))
+            self._spawn(self._deliver_rpc(target, handler, method, args))
 
     @staticmethod
-    async def _deliver_rpc(handler: RPCHandler, method: str, args: dict[str, Any]) -> None:
+    async def _deliver_rpc(target: str, handler: RPCHandler, method: str, args: dict[str, Any]) -> None:
         try:
-            await handler(method, args)
+            await handle_rpc(target, handler, method, args, request_id(), "cast")
         except Exception:
             LOG.exception("cast %s failed", method)

@@ -9,6 +9,9 @@ The connection is aio-pika's robust one: after the broker restarts it reconnects
 queues and consumers again.  The direct reply-to consumer is not among them (it is no queue), so
 it is consumed again on every reconnect; a publish while the connection is down waits for it (up
 to the RPC timeout) instead of failing at once.
+
+A request's id travels in the RPC envelope (``{"method", "args", "rid"}``) and in an event's
+``request_id`` header; a message without one is handled outside any request, as before.
 """
 
 from __future__ import annotations
@@ -23,13 +26,19 @@ import aiormq
 import orjson
 from aio_pika.abc import AbstractIncomingMessage
 
-from cumulo.core.bus.interface import EventHandler, RPCError, RPCHandler, RPCTimeout
+from cumulo.core.bus.interface import EventHandler, RPCError, RPCHandler, RPCTimeout, carrying, handle_rpc, request_id
 
 LOG = logging.getLogger(__name__)
 REPLY_TO = "amq.rabbitmq.reply-to"
 RPC_QUEUE_EXPIRES_MS = 10 * 60 * 1000  # an RPC queue outlives its servers' restarts, not a removed host
 # what a publish raises while the robust connection is away or its channel is being restored
 DOWN = (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError, ConnectionError)
+
+
+def envelope(method: str, args: dict[str, Any]) -> dict[str, Any]:
+    """An RPC request's body: the method, its arguments and (within a request) its id."""
+    rid = request_id()
+    return {"method": method, "args": args, "rid": rid} if rid else {"method": method, "args": args}
 
 
 class RabbitBus:
@@ -89,7 +98,9 @@ class RabbitBus:
 
     async def publish(self, topic: str, event: dict[str, Any]) -> None:
         assert self._channel is not None and self._exchange is not None, "bus not started"
-        await self._publish(self._channel, aio_pika.Message(orjson.dumps(event), content_type="application/json"),
+        rid = request_id()
+        await self._publish(self._channel, aio_pika.Message(orjson.dumps(event), content_type="application/json",
+                                                            headers={"request_id": rid} if rid else None),
                             topic, self._exchange)
 
     async def subscribe(self, pattern: str, handler: EventHandler) -> None:
@@ -100,7 +111,9 @@ class RabbitBus:
         async def on_message(message: AbstractIncomingMessage) -> None:
             async with message.process(ignore_processed=True):
                 try:
-                    await handler(message.routing_key or "", orjson.loads(message.body))
+                    rid = (message.headers or {}).get("request_id")
+                    with carrying(rid if isinstance(rid, str) else None):
+                        await handler(message.routing_key or "", orjson.loads(message.body))
                 except Exception:
                     LOG.exception("event handler for %s failed", message.routing_key)
 
@@ -118,7 +131,8 @@ class RabbitBus:
             async with message.process(ignore_processed=True):
                 request = orjson.loads(message.body)
                 try:
-                    reply = {"ok": await handler(request["method"], request["args"])}
+                    reply = {"ok": await handle_rpc(target, handler, request["method"], request["args"],
+                                                    request.get("rid"), "call" if message.reply_to else "cast")}
                 except Exception as exc:
                     reply = {"error": [type(exc).__name__, str(exc)]}
                 if message.reply_to:
@@ -141,7 +155,7 @@ class RabbitBus:
         self._pending[corr] = fut
         try:
             await self._publish(self._reply_channel, aio_pika.Message(
-                orjson.dumps({"method": method, "args": args}), correlation_id=corr, reply_to=REPLY_TO,
+                orjson.dumps(envelope(method, args)), correlation_id=corr, reply_to=REPLY_TO,
                 expiration=timeout or self.rpc_timeout), f"{self.prefix}.rpc.{target}")
             reply = await asyncio.wait_for(fut, timeout or self.rpc_timeout)
         except TimeoutError:
@@ -154,5 +168,5 @@ class RabbitBus:
 
     async def cast(self, target: str, method: str, args: dict[str, Any]) -> None:
         assert self._channel is not None, "bus not started"
-        await self._publish(self._channel, aio_pika.Message(orjson.dumps({"method": method, "args": args})),
+        await self._publish(self._channel, aio_pika.Message(orjson.dumps(envelope(method, args))),
                             f"{self.prefix}.rpc.{target}")
