@@ -20,6 +20,8 @@ from cumulo.placement.schemas import SCHEMAS
 from cumulo.placement.service import PlacementService, Provider
 
 MICROVERSIONS = Microversions("placement", Version(1, 0), Version(1, 39))
+CONSUMER_TYPE = re.compile(r"^[A-Z0-9_]{1,255}$")
+CUSTOM_CLASS = re.compile(r"^CUSTOM_[A-Z0-9_]+$")
 UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
 INV_FIELDS = {"total", "reserved", "min_unit", "max_unit", "step_size", "allocation_ratio"}
 
@@ -277,11 +279,22 @@ def router(svc: PlacementService) -> Router:
 
     @r.get("/usages")
     async def project_usages(request: Request) -> Response:
-        authorize(request, "placement:usages", {"project_id": request.query_params.get("project_id")})
-        project = request.query_params.get("project_id")
+        q = request.query_params
+        authorize(request, "placement:usages", {"project_id": q.get("project_id")})
+        project = q.get("project_id")
         if not project:
             raise BadRequest("project_id is required.")
-        return JSON({"usages": await svc.project_usages(project, request.query_params.get("user_id"))})
+        if not at_least(request, 38):
+            if "consumer_type" in q:
+                raise BadRequest("Invalid query string parameters: 'consumer_type' needs microversion 1.38.")
+            return JSON({"usages": await svc.project_usages(project, q.get("user_id"))})
+        # 1.38: the usages by consumer type, each with its consumer_count; consumer_type=all sums
+        # every consumer under "all", unknown those with no type (which are "unknown" anyway)
+        wanted = q.get("consumer_type")
+        if wanted is not None and wanted not in ("all", "unknown") and not CONSUMER_TYPE.match(wanted):
+            raise BadRequest(f"Invalid query string parameters: {wanted!r} is not a consumer type "
+                             "(upper-case letters, digits and _, or all, or unknown).")
+        return JSON({"usages": await svc.usages_by_consumer_type(project, q.get("user_id"), wanted)})
 
     def parse_allocation_request(request: Request, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
@@ -306,7 +319,17 @@ def router(svc: PlacementService) -> Router:
                 if not isinstance(amount, int) or isinstance(amount, bool) or amount < 1:
                     raise BadRequest(f"Invalid amount {amount!r} of {rc} for {rp}: an integer >= 1.")
         req: dict[str, Any] = {"allocations": allocations, "project_id": body.get("project_id"),
-                               "user_id": body.get("user_id"), "consumer_type": body.get("consumer_type")}
+                               "user_id": body.get("user_id")}
+        if at_least(request, 38):  # a consumer's type is required from 1.38 (and unknown to earlier versions)
+            kind = body.get("consumer_type")
+            if kind is None:
+                raise BadRequest("'consumer_type' is a required property")
+            if not isinstance(kind, str) or not CONSUMER_TYPE.match(kind):
+                raise BadRequest(f"{kind!r} does not match '^[A-Z0-9_]+$'")
+            req["consumer_type"] = kind
+        elif "consumer_type" in body:
+            raise BadRequest("Additional properties are not allowed ('consumer_type' was unexpected): consumer "
+                             "types need microversion 1.38.")
         if allocations and (not isinstance(req["project_id"], str) or not isinstance(req["user_id"], str)):
             raise BadRequest("project_id and user_id are required with allocations.")
         if at_least(request, 28):
@@ -331,6 +354,8 @@ def router(svc: PlacementService) -> Router:
                 out.update(project_id=row.project_id, user_id=row.user_id)
             if row is not None and at_least(request, 28):
                 out["consumer_generation"] = row.generation
+            if row is not None and at_least(request, 38):
+                out["consumer_type"] = row.consumer_type or "unknown"
             return JSON(out)
         if request.method == "DELETE":
             row, allocs = await svc.allocations(consumer)
@@ -385,6 +410,22 @@ def router(svc: PlacementService) -> Router:
         authorize(request, "placement:resource_classes:list")
         return JSON({"resource_classes": [{"name": n, "links": [{"rel": "self", "href": f"/resource_classes/{n}"}]}
                                           for n in await svc.resource_classes()]})
+
+    @r.post("/resource_classes")
+    async def create_class(request: Request) -> Response:
+        authorize(request, "placement:resource_classes:create")
+        if not at_least(request, 2):
+            raise NotFound("The resource classes API needs microversion 1.2.")
+        body = await json_body(request)
+        name = body.get("name") if isinstance(body, dict) else None
+        if not isinstance(body, dict) or set(body) != {"name"} or not isinstance(name, str):
+            raise BadRequest("The body must be {\"name\": \"CUSTOM_...\"}.")
+        if len(name) > 255 or not CUSTOM_CLASS.match(name):
+            raise BadRequest(f"Invalid resource class name {name!r}: 'CUSTOM_' followed by upper-case letters, "
+                             "digits and _ (at most 255 characters).")
+        if name in await svc.resource_classes() or not await svc.add_custom("class", name):
+            raise Conflict(f"Conflicting resource class already exists: {name}", kind="placement.duplicate_name")
+        return Response(status_code=201, headers={"Location": f"/resource_classes/{name}"})
 
     @r.route("/resource_classes/{name}", ["GET", "PUT", "DELETE"])
     async def resource_class(request: Request) -> Response:

@@ -43,6 +43,7 @@ RULES: list[Rule] = [
     Rule("placement:resource_providers:inventories:delete", ADMIN_OR_SERVICE,
          "DELETE /resource_providers/{uuid}/inventories"),
     Rule("placement:resource_classes:list", ADMIN_OR_SERVICE, "GET /resource_classes"),
+    Rule("placement:resource_classes:create", ADMIN_OR_SERVICE, "POST /resource_classes"),
     Rule("placement:resource_classes:show", ADMIN_OR_SERVICE, "GET /resource_classes/{name}"),
     Rule("placement:resource_classes:update", ADMIN_OR_SERVICE, "PUT /resource_classes/{name}"),
     Rule("placement:resource_classes:delete", ADMIN_OR_SERVICE, "DELETE /resource_classes/{name}"),

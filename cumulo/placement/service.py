@@ -17,7 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, literal_column, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -362,6 +362,42 @@ class PlacementService:
         async with self.db.session() as s:
             return {rc: int(n) for rc, n in (await s.execute(stmt.group_by(Allocation.resource_class))).all()}
 
+    async def usages_by_consumer_type(self, project_id: str, user_id: str | None,
+                                      consumer_type: str | None) -> dict[str, dict[str, int]]:
+        """Placement 1.38's usages: {type: {rc: used, "consumer_count": n}}, consumers with no type
+        under "unknown"; ``consumer_type`` "all" sums everyone under "all", another value keeps that
+        type only (summed and counted in SQL)."""
+        # the constant inline, so SELECT and GROUP BY hold the same SQL (PostgreSQL compares them)
+        kind = func.coalesce(Consumer.consumer_type, literal_column("'unknown'"))
+        together = consumer_type == "all"
+
+        def scoped(stmt: Any) -> Any:
+            stmt = stmt.select_from(Allocation).join(Consumer, Consumer.uuid == Allocation.consumer_uuid).where(
+                Consumer.project_id == project_id)
+            if user_id:
+                stmt = stmt.where(Consumer.user_id == user_id)
+            if consumer_type is not None and not together:
+                stmt = stmt.where(kind == consumer_type)
+            return stmt
+
+        used = func.sum(Allocation.used)
+        consumers = func.count(func.distinct(Allocation.consumer_uuid))
+        out: dict[str, dict[str, int]] = defaultdict(dict)
+        async with self.db.session() as s:
+            if together:
+                for rc, n in (await s.execute(scoped(select(Allocation.resource_class, used))
+                                              .group_by(Allocation.resource_class))).all():
+                    out["all"][rc] = int(n)
+                if out:
+                    out["all"]["consumer_count"] = int((await s.execute(scoped(select(consumers)))).scalar() or 0)
+                return dict(out)
+            for name, rc, n in (await s.execute(scoped(select(kind, Allocation.resource_class, used))
+                                                .group_by(kind, Allocation.resource_class))).all():
+                out[name][rc] = int(n)
+            for name, count in (await s.execute(scoped(select(kind, consumers)).group_by(kind))).all():
+                out[name]["consumer_count"] = int(count)
+        return dict(out)
+
     async def allocations(self, consumer: str) -> tuple[Consumer | None, dict[str, dict[str, int]]]:
         async with self.db.session() as s:
             row = await s.get(Consumer, consumer)
@@ -433,6 +469,8 @@ class PlacementService:
             else:
                 row.generation += 1
                 row.project_id, row.user_id = req["project_id"], req["user_id"]
+                if req.get("consumer_type"):  # 1.38 sets (or changes) the type; earlier versions keep it
+                    row.consumer_type = req["consumer_type"]
             for rp, resources in req["allocations"].items():
                 for rc, amount in resources.items():
                     inv = inventories.get((rp, rc))
