@@ -117,7 +117,9 @@ SERVER_ACTION: Schema = {"type": "object", "minProperties": 1, "maxProperties": 
 
 FLAVOR_CREATE = wrapped("flavor", obj({
     "name": name(),
-    "id": nullable(string(255, 1, r"^[\w. -]*$")),
+    # a string or a number, as Nova takes it (the handler checks the characters of either)
+    "id": {"type": ["string", "number", "null"], "minLength": 1, "maxLength": 255,
+           "pattern": r"^(?! )[a-zA-Z0-9. _-]+(?<! )$"},
     "ram": integer(1, as_string=True),
     "vcpus": integer(1, as_string=True),
     "disk": integer(0, as_string=True),

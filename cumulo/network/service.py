@@ -31,10 +31,12 @@ from cumulo.network.models import (
     Port,
     SecurityGroup,
     SecurityGroupRule,
+    Subnet,
 )
+from cumulo.network.models import Router as RouterRow
 from cumulo.network.security_groups import SecurityGroups, check_rule
 
-__all__ = ["FixedAddress", "NetworkInfo", "NetworkService", "OverQuota", "PortClaim", "PortInfo",
+__all__ = ["FixedAddress", "FloatingIPInfo", "NetworkInfo", "NetworkService", "OverQuota", "PortClaim", "PortInfo",
            "SecurityGroupInfo", "SecurityGroupRuleInfo", "ServerAddresses"]
 LOG = logging.getLogger(__name__)
 SERVER_PORTS = "compute:%"  # the device owner of every port a server has ("compute:<zone>")
@@ -464,3 +466,160 @@ class NetworkService:
             await quotas.check(self.db, resource, project)
         except Conflict:
             raise OverQuota(resource) from None
+
+    # -- what Compute's deprecated network proxies show (os-tenant-networks, os-networks,
+    # os-floating-ips, os-floating-ip-pools, addFloatingIp/removeFloatingIp) ----------------------
+    async def visible_networks(self, project: str | None, admin: bool) -> list[NetworkInfo]:
+        """The networks the caller sees (an admin every one; else its own and the shared ones),
+        with the CIDR of each one's first IPv4 subnet."""
+        stmt = select(Network).order_by(Network.created_at)
+        if not admin:
+            stmt = stmt.where((Network.project_id == (project or "")) | Network.shared.is_(True))
+        async with self.db.session() as s:
+            return [_network(n) for n in (await s.execute(stmt)).scalars()]
+
+    async def network_cidrs(self, network_ids: list[str]) -> dict[str, str]:
+        """Each network's first IPv4 subnet CIDR (the one Nova's proxies show)."""
+        if not network_ids:
+            return {}
+        async with self.db.session() as s:
+            rows = (await s.execute(select(Subnet.network_id, Subnet.cidr).where(
+                Subnet.network_id.in_(network_ids), Subnet.ip_version == 4).order_by(Subnet.created_at))).all()
+        out: dict[str, str] = {}
+        for network_id, cidr in rows:
+            out.setdefault(network_id, cidr)
+        return out
+
+    async def floating_pools(self) -> list[NetworkInfo]:
+        """The external networks: where floating IPs come from."""
+        async with self.db.session() as s:
+            rows = (await s.execute(select(Network).where(Network.external.is_(True))
+                                    .order_by(Network.created_at))).scalars()
+            return [_network(n) for n in rows]
+
+    async def _fip_infos(self, rows: list[FloatingIP]) -> list[FloatingIPInfo]:
+        async with self.db.session() as s:
+            nets = {n.id: n.name for n in (await s.execute(select(Network).where(
+                Network.id.in_({r.floating_network_id for r in rows})))).scalars()} if rows else {}
+            devices = dict((await s.execute(select(Port.id, Port.device_id).where(
+                Port.id.in_({r.port_id for r in rows if r.port_id})))).all()) if rows else {}
+        return [FloatingIPInfo(id=r.id, address=r.floating_ip_address, network_id=r.floating_network_id,
+                               pool=nets.get(r.floating_network_id) or r.floating_network_id,
+                               project_id=r.project_id, port_id=r.port_id, fixed_address=r.fixed_ip_address,
+                               server_id=devices.get(r.port_id) if r.port_id else None) for r in rows]
+
+    async def floating_ips(self, project: str) -> list[FloatingIPInfo]:
+        """The project's floating IPs, oldest first."""
+        async with self.db.session() as s:
+            rows = list((await s.execute(select(FloatingIP).where(FloatingIP.project_id == project)
+                                         .order_by(FloatingIP.created_at))).scalars())
+        return await self._fip_infos(rows)
+
+    async def floating_ip(self, key: str, project: str | None, admin: bool, by_address: bool = False
+                          ) -> FloatingIPInfo:
+        """A floating IP of the project's (any, for an admin) by id or address; 404 otherwise."""
+        column = FloatingIP.floating_ip_address if by_address else FloatingIP.id
+        async with self.db.session() as s:
+            row = (await s.execute(select(FloatingIP).where(column == key))).scalars().first()
+        if row is None or not (admin or row.project_id == project):
+            raise NotFound(f"Floating IP {key} could not be found.", kind="FloatingIPNotFound")
+        return (await self._fip_infos([row]))[0]
+
+    async def allocate_floating_ip(self, project: str, pool: str | None) -> FloatingIPInfo:
+        """A floating IP for the project from ``pool`` (an external network's name or id; when
+        none is named, the only external network, or the one called "public").  404 when there
+        is no such pool or no address left in it, OverQuota past the project's quota."""
+        pools = await self.floating_pools()
+        if pool is not None:
+            chosen = [p for p in pools if pool in (p.id, p.name)]
+        else:
+            chosen = pools if len(pools) == 1 else [p for p in pools if p.name == "public"]
+        if not chosen:
+            raise NotFound(f"Floating IP pool not found: {pool}." if pool else "No floating IP pool available.",
+                           kind="FloatingIpPoolNotFound")
+        net = chosen[0]
+        async with quotas.turn(self.db, "floatingip", project):
+            await self._within_quota("floatingip", project)
+            try:
+                fport = await self.ipam.create_port({"network_id": net.id, "project_id": "", "device_owner":
+                                                     "network:floatingip", "port_security_enabled": False},
+                                                    None, project, True)
+            except Conflict:
+                raise NotFound(f"No more floating IPs in pool {net.name or net.id}.",
+                               kind="NoMoreFloatingIps") from None
+            addresses = [x["ip_address"] for x in (await self.ipam.allocations([fport.id]))[fport.id]]
+            v4 = [a for a in addresses if ipaddress.ip_address(a).version == 4] or addresses
+            if not v4:
+                await self.ipam.delete_port(fport)
+                raise NotFound(f"No more floating IPs in pool {net.name or net.id}.", kind="NoMoreFloatingIps")
+            row = FloatingIP(id=str(uuid.uuid4()), project_id=project, floating_network_id=net.id,
+                             floating_ip_address=v4[0], floating_port_id=fport.id, description="", tags=[])
+            async with self.db.session() as s:
+                s.add(row)
+                await s.execute(update(Port).where(Port.id == fport.id).values(device_id=row.id))
+        await self._changed(floating_ip_id=row.id)
+        return (await self._fip_infos([row]))[0]
+
+    async def release_floating_ip(self, fip: FloatingIPInfo) -> None:
+        """The floating IP goes back to its pool (disassociated first)."""
+        async with self.db.session() as s:
+            row = await s.get(FloatingIP, fip.id)
+            port = await s.get(Port, row.floating_port_id) if row is not None else None
+            if row is not None:
+                await s.delete(row)
+        if port is not None:
+            await self.ipam.delete_port(port)
+        await self._changed(floating_ip_id=fip.id)
+
+    async def associate_floating_ip(self, fip: FloatingIPInfo, server_id: str, fixed: str | None) -> FloatingIPInfo:
+        """Bind the floating IP to the server's port holding ``fixed`` (its first IPv4 address when
+        None), through a router with an interface on that port's subnet and its gateway on the
+        floating IP's network.  400 when the server has no such address, the address already has
+        a floating IP or no router reaches it."""
+        ports = await self.server_ports(server_id)
+        ips = await self.ipam.allocations([p.id for p in ports])
+        choices = [(p, x) for p in ports for x in ips[p.id] if ipaddress.ip_address(x["ip_address"]).version == 4
+                   and (fixed is None or x["ip_address"] == fixed)]
+        if not choices:
+            raise BadRequest(f"Server {server_id} has no fixed IPv4 address {fixed or ''}".strip() + ".")
+        port, address = choices[0]
+        async with self.db.session() as s:
+            taken = (await s.execute(select(FloatingIP.floating_ip_address).where(
+                FloatingIP.port_id == port.id, FloatingIP.fixed_ip_address == address["ip_address"],
+                FloatingIP.id != fip.id))).scalars().first()
+            routers = list((await s.execute(select(RouterRow.id).where(
+                RouterRow.gateway_network_id == fip.network_id))).scalars())
+            reaching = (await s.execute(select(Port.device_id).join(
+                IPAllocation, IPAllocation.port_id == Port.id).where(
+                Port.device_id.in_(routers), Port.device_owner == "network:router_interface",
+                IPAllocation.subnet_id == address["subnet_id"]))).scalars().first() if routers else None
+        if taken:
+            raise BadRequest(f"Fixed IP {address['ip_address']} of server {server_id} already has floating IP "
+                             f"{taken}.")
+        if reaching is None:
+            raise BadRequest(f"External network {fip.network_id} is not reachable from subnet "
+                             f"{address['subnet_id']}: no router joins them.")
+        async with self.db.session() as s:
+            await s.execute(update(FloatingIP).where(FloatingIP.id == fip.id).values(
+                port_id=port.id, fixed_ip_address=address["ip_address"], router_id=reaching,
+                revision_number=FloatingIP.revision_number + 1))
+        await self._changed(floating_ip_id=fip.id, server_id=server_id)
+        return await self.floating_ip(fip.id, None, True)
+
+    async def disassociate_floating_ip(self, fip: FloatingIPInfo) -> None:
+        async with self.db.session() as s:
+            await s.execute(update(FloatingIP).where(FloatingIP.id == fip.id).values(
+                port_id=None, fixed_ip_address=None, router_id=None, revision_number=FloatingIP.revision_number + 1))
+        await self._changed(floating_ip_id=fip.id)
+
+
+@dataclass(frozen=True)
+class FloatingIPInfo:
+    id: str
+    address: str
+    network_id: str
+    pool: str  # the floating network's name (its id when it has none)
+    project_id: str
+    port_id: str | None
+    fixed_address: str | None
+    server_id: str | None

@@ -9,9 +9,11 @@ from starlette.types import ASGIApp
 from cumulo.compute import policies
 from cumulo.compute.api import (
     aggregates,
+    external_events,
     flavors,
     hosts,
     keypairs,
+    legacy,
     network_proxy,
     quotas,
     security_groups,
@@ -44,15 +46,18 @@ def build_app(svc: ComputeService, identity: IdentityService, max_body: int, ser
     if servers is not None:
         router.include(servers_api.router(servers, images))
         remote = remote_consoles(identity.cfg, servers.db, servers.bus)
-        router.include(server_actions.router(servers, images, consoles_api.legacy_actions(remote)))
+        router.include(server_actions.router(servers, images, {**consoles_api.legacy_actions(remote),
+                                                               **network_proxy.actions(servers)}))
+        router.include(external_events.router(servers))
         router.include(consoles_api.router(servers, remote))
         router.include(server_extras.router(servers))
         router.include(security_groups.router(servers))
         router.include(volume_attachments.router(servers))
         router.include(volumes_proxy.router(servers))
-    router.include(network_proxy.router())
+    router.include(network_proxy.router(servers))
+    router.include(legacy.router())
     if images is not None:
-        router.include(images_proxy.router(images))
+        router.include(images_proxy.router(images, svc))
     known = {(m, ep.path) for ep in router.endpoints for m in ep.methods}
     policy = ServicePolicy.build("compute", policies.RULES, identity.cfg.policy.file, policies.MESSAGE)
     return policy.bind(create_app("compute", router, identity, max_body=max_body, microversions=MICROVERSIONS,

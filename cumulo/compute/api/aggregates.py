@@ -4,6 +4,8 @@ mirrored into placement as provider aggregates, which scheduling filters on."""
 
 from __future__ import annotations
 
+import datetime as dt
+import socket
 import uuid
 from typing import Any
 
@@ -21,6 +23,7 @@ from cumulo.core.http.faults import BadRequest, Conflict, NotFound
 from cumulo.placement.service import PlacementService
 
 DEFAULT_ZONE = "nova"
+INTERNAL_ZONE = "internal"  # where Nova lists the services that are not compute hosts
 
 
 def when(value: Any) -> str | None:
@@ -51,9 +54,12 @@ def router(svc: ComputeService) -> Router:
         return out
 
     async def get(agg_id: str) -> Aggregate:
-        if not agg_id.isdigit():
+        # as Nova: an id that is not an integer is a bad request, any integer (negative or past
+        # the column's range) names an aggregate that does not exist
+        digits = agg_id[1:] if agg_id[:1] in ("-", "+") else agg_id
+        if not digits.isdigit():
             raise BadRequest(f"Invalid aggregate id {agg_id!r}: an integer.")
-        if len(agg_id) > 10 or int(agg_id) > 2**31 - 1:  # past the column's range: no such aggregate
+        if len(digits) > 10 or not 0 < int(agg_id) <= 2**31 - 1:
             raise NotFound(f"Aggregate {agg_id} could not be found.")
         async with svc.db.session() as s:
             row = await s.get(Aggregate, int(agg_id))
@@ -228,7 +234,11 @@ def router(svc: ComputeService) -> Router:
 
 
 async def zone_info(svc: ComputeService, detail: bool) -> list[dict[str, Any]]:
-    """Zones from aggregates; hosts in no zone are in the default zone ``nova``."""
+    """Zones from aggregates; hosts in no zone are in the default zone ``nova``.  The detail, as
+    Nova's: the enabled services of each zone with whether they are up, the ``internal`` zone of
+    the controller's own services (conductor, scheduler), and zones whose services are all
+    disabled listed as not available."""
+    down_after = dt.timedelta(seconds=svc.cfg.compute.service_down_time)
     async with svc.db.session() as s:
         services = list((await s.execute(select(ServiceRecord))).scalars())
         pairs = (await s.execute(select(AggregateHost.host, Aggregate.meta).join(
@@ -238,13 +248,27 @@ async def zone_info(svc: ComputeService, detail: bool) -> list[dict[str, Any]]:
     by_zone: dict[str, list[ServiceRecord]] = {}
     for srv in services:
         by_zone.setdefault(zone_of.get(srv.host, DEFAULT_ZONE), []).append(srv)
-    names = sorted({*(z for z in zone_names if z), *by_zone} or {DEFAULT_ZONE})
-    out = []
-    for zone in names:
-        entry: dict[str, Any] = {"zoneName": zone, "zoneState": {"available": True}, "hosts": None}
-        if detail:
-            entry["hosts"] = {srv.host: {srv.binary: {"available": not srv.forced_down, "active": not srv.disabled,
-                                                      "updated_at": when(srv.last_seen_at)}}
-                              for srv in by_zone.get(zone, [])}
-        out.append(entry)
-    return out
+    if not detail:
+        names = sorted({*(z for z in zone_names if z), *by_zone} or {DEFAULT_ZONE})
+        return [{"zoneName": zone, "zoneState": {"available": True}, "hosts": None} for zone in names]
+    now = utcnow()
+
+    def up(srv: ServiceRecord) -> bool:
+        return not srv.forced_down and srv.last_seen_at is not None and now - srv.last_seen_at <= down_after
+
+    controller = svc.cfg.compute.host or socket.gethostname()
+    out: list[dict[str, Any]] = [{"zoneName": INTERNAL_ZONE, "zoneState": {"available": True}, "hosts": {
+        controller: {binary: {"available": True, "active": True, "updated_at": when(now)}
+                     for binary in ("nova-conductor", "nova-scheduler")}}}]
+    unavailable = []
+    for zone in sorted(by_zone):
+        enabled = [srv for srv in by_zone[zone] if not srv.disabled]
+        if not enabled:
+            unavailable.append({"zoneName": zone, "zoneState": {"available": False}, "hosts": None})
+            continue
+        hosts: dict[str, Any] = {}
+        for srv in enabled:
+            hosts.setdefault(srv.host, {})[srv.binary] = {"available": up(srv), "active": True,
+                                                          "updated_at": when(srv.last_seen_at)}
+        out.append({"zoneName": zone, "zoneState": {"available": True}, "hosts": hosts})
+    return out + unavailable

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Any
 
 from starlette.requests import Request
@@ -14,10 +15,47 @@ from cumulo.compute.service import ComputeService
 from cumulo.core.http.app import JSON, Router, json_body
 from cumulo.core.http.authz import authorize, verb
 from cumulo.core.http.faults import BadRequest, NotFound
-from cumulo.core.http.paging import parse_bool
 
 NAME = re.compile(r"^[\w.\- ]{1,255}$", re.UNICODE)
 SPEC_KEY = re.compile(r"^[\w.\-:]{1,255}$")
+
+
+# The extra specs Nova 2.86+ checks in the ``hw`` namespace (the one Cumulo's guests honour): each
+# known key with the values it takes (None: any text); a key of the namespace not listed is refused.
+POSITIVE = re.compile(r"^[1-9][0-9]{0,8}$")
+HW_SPECS: dict[str, set[str] | re.Pattern[str] | None] = {
+    "hw:cpu_policy": {"dedicated", "shared", "mixed"},
+    "hw:cpu_thread_policy": {"prefer", "isolate", "require"},
+    "hw:emulator_threads_policy": {"share", "isolate"},
+    "hw:cpu_sockets": POSITIVE, "hw:cpu_cores": POSITIVE, "hw:cpu_threads": POSITIVE,
+    "hw:cpu_max_sockets": POSITIVE, "hw:cpu_max_cores": POSITIVE, "hw:cpu_max_threads": POSITIVE,
+    "hw:numa_nodes": POSITIVE,
+    "hw:mem_page_size": re.compile(r"^(small|large|any|[0-9]+([kKmMgG][bB]?)?)$"),
+    "hw:watchdog_action": {"none", "pause", "poweroff", "reset", "disabled"},
+    "hw:serial_port_count": re.compile(r"^[0-9]{1,3}$"),
+    "hw:pci_numa_affinity_policy": {"required", "preferred", "legacy", "socket"},
+    "hw:boot_menu": None, "hw:cpu_realtime": None, "hw:cpu_realtime_mask": None, "hw:cpu_dedicated_mask": None,
+    "hw:hide_hypervisor_id": None, "hw:locked_memory": None, "hw:mem_encryption": None,
+    "hw:mem_encryption_model": None, "hw:pmem": None, "hw:pmu": None, "hw:vif_multiqueue_enabled": None,
+    "hw:virtio_packed_ring": None, "hw:tpm_model": {"tpm-tis", "tpm-crb"}, "hw:tpm_version": {"1.2", "2.0"},
+    "hw:tpm_secret_security": None, "hw:ephemeral_encryption": None, "hw:ephemeral_encryption_format": None,
+    "hw:sound_model": None, "hw:usb_model": None, "hw:redirected_usb_ports": None, "hw:viommu_model": None,
+}
+HW_NUMA = re.compile(r"^hw:numa_(cpus|mem)\.[0-9]+$")
+
+
+def check_extra_spec(key: str, value: str) -> None:
+    """Nova's extra-spec validation (2.86): a known key takes only its values; an unknown key of
+    a known namespace is a mistake; other namespaces are the operator's own."""
+    if key in HW_SPECS:
+        allowed = HW_SPECS[key]
+        if isinstance(allowed, set) and value not in allowed:
+            raise BadRequest(f"Validation failed; {value!r} is not one of {sorted(allowed)} for extra spec {key}.")
+        if isinstance(allowed, re.Pattern) and not allowed.match(value):
+            raise BadRequest(f"Validation failed; {value!r} is not a valid value for extra spec {key}.")
+        return
+    if key.split(":", 1)[0] == "hw" and ":" in key and not HW_NUMA.match(key):
+        raise BadRequest(f"Validation failed; extra spec '{key}' does not appear to be a valid extra spec.")
 
 
 def base(request: Request) -> str:
@@ -52,6 +90,46 @@ def integer(data: dict[str, Any], key: str, minimum: int, default: int | None = 
 
 
 MAX_LIMIT = 1000  # Nova's [api] max_limit
+# Nova's boolean parameter type (the strings it takes for true and false)
+TRUE_WORDS = {"true", "1", "on", "yes"}
+FALSE_WORDS = {"false", "0", "off", "no"}
+# the strict words oslo's bool_from_string knows, for the list's is_public filter
+STRICT_TRUE = TRUE_WORDS | {"t", "y"}
+STRICT_FALSE = FALSE_WORDS | {"f", "n"}
+FLAVOR_ID = re.compile(r"^(?! )[a-zA-Z0-9. _-]{1,255}(?<! )$")
+
+
+def public_filter(raw: str) -> bool | None:
+    """An admin's ``is_public`` filter as Nova reads it: ``none`` (any case) lists public and
+    private flavors, a strict boolean word one kind, anything else is refused."""
+    word = raw.strip().lower()
+    if word == "none":
+        return None
+    if word in STRICT_TRUE:
+        return True
+    if word in STRICT_FALSE:
+        return False
+    raise BadRequest(f"Invalid is_public filter [{raw}]")
+
+
+def boolean(value: Any, field: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in TRUE_WORDS | FALSE_WORDS:
+        return value.lower() in TRUE_WORDS
+    raise BadRequest(f"Invalid input for field/attribute {field}. Value: {value!r}. It is not a boolean.")
+
+
+def flavor_id(value: Any) -> str:
+    """The id asked for: Nova takes a string or a number (kept as its text), 1-255 letters,
+    digits, '.', '-', '_' and inner spaces."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise BadRequest(f"Invalid input for field/attribute id. Value: {value!r}. It must be a string or a number.")
+    text = str(value)
+    if not FLAVOR_ID.match(text):
+        raise BadRequest(f"Invalid input for field/attribute id. Value: {text!r}. 1-255 letters, digits, '.', '-', "
+                         "'_' or inner spaces.")
+    return text
 
 
 def router(svc: ComputeService) -> Router:
@@ -64,7 +142,7 @@ def router(svc: ComputeService) -> Router:
         # else sees the public ones and the private ones shared with the project
         is_public: bool | None = True if auth.is_admin() else None
         if "is_public" in q and auth.is_admin():
-            is_public = None if q["is_public"].lower() == "none" else parse_bool("is_public", q["is_public"])
+            is_public = public_filter(q["is_public"])
         rows = await svc.flavors(auth.project_id, auth.is_admin(), is_public)
         for key, attr in (("minRam", "ram"), ("minDisk", "disk")):
             if key in q:
@@ -118,17 +196,14 @@ def router(svc: ComputeService) -> Router:
                                   "ram": integer(data, "ram", 1), "disk": integer(data, "disk", 0),
                                   "ephemeral": integer(data, "OS-FLV-EXT-DATA:ephemeral", 0, 0),
                                   "swap": integer(data, "swap", 0, 0) if data.get("swap") != "" else 0,
-                                  "is_public": data.get("os-flavor-access:is_public", True)}
-        if not isinstance(values["is_public"], bool):
-            raise BadRequest("os-flavor-access:is_public must be true or false.")
+                                  "is_public": boolean(data.get("os-flavor-access:is_public", True),
+                                                       "os-flavor-access:is_public")}
         rxtx = data.get("rxtx_factor", 1.0)
         if not isinstance(rxtx, (int, float)) or isinstance(rxtx, bool) or rxtx <= 0:
             raise BadRequest("rxtx_factor must be a positive number.")
         values["rxtx_factor"] = float(rxtx)
-        if data.get("id") not in (None, "auto"):
-            if not isinstance(data["id"], str) or not NAME.match(data["id"]):
-                raise BadRequest("Invalid flavor id: 1-255 letters, digits, '.', '-', '_'.")
-            values["id"] = data["id"]
+        # Nova makes the id of a flavor created without one a UUID (in its dashed form)
+        values["id"] = flavor_id(data["id"]) if data.get("id") is not None else str(uuid.uuid4())
         if "description" in data:
             if not at_least(request, 55):
                 raise BadRequest("Additional properties are not allowed ('description' was unexpected).")
@@ -182,6 +257,8 @@ def router(svc: ComputeService) -> Router:
                 raise BadRequest(f"Invalid extra spec key {key!r}.")
             if not isinstance(value, (str, int, float, bool)) or len(str(value)) > 255:
                 raise BadRequest(f"Invalid value for extra spec {key}: a string of at most 255 characters.")
+            if at_least(request, 86):
+                check_extra_spec(key, str(value))
         merged = {**(flavor.extra_specs or {}), **{k: str(v) for k, v in specs.items()}}
         await svc.update_flavor(flavor.id, {"extra_specs": merged})
         return JSON({"extra_specs": {k: str(v) for k, v in specs.items()}})
@@ -207,6 +284,8 @@ def router(svc: ComputeService) -> Router:
         body = await json_body(request)
         if not isinstance(body, dict) or list(body) != [key]:
             raise BadRequest("The request body must hold exactly the key named in the URL.")
+        if at_least(request, 86):
+            check_extra_spec(key, str(body[key]))
         specs[key] = str(body[key])
         await svc.update_flavor(flavor.id, {"extra_specs": specs})
         return JSON({key: specs[key]})

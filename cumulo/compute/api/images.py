@@ -1,5 +1,6 @@
 """/v2.1/images: Nova's proxy to the image service (removed at microversion 2.36), which older
-clients and tempest still use to follow snapshots: list, detail, show, delete and metadata."""
+clients and tempest still use to follow snapshots: list, detail, show, delete; and the image's
+metadata (its properties: read, add, replace, set and delete one; removed at 2.39)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cumulo.compute.api.common import at_least
-from cumulo.core.http.app import JSON, Router, auth_of
+from cumulo.compute.service import ComputeService
+from cumulo.core.http.app import JSON, Router, auth_of, json_body
 from cumulo.core.http.authz import authorize
-from cumulo.core.http.faults import NotFound
+from cumulo.core.http.faults import BadRequest, Forbidden, NotFound
 from cumulo.image.service import Caller, ImageInfo, ImageService
 
 STATUS = {"active": "ACTIVE", "queued": "SAVING", "saving": "SAVING", "uploading": "SAVING", "importing": "SAVING",
@@ -19,7 +21,7 @@ STATUS = {"active": "ACTIVE", "queued": "SAVING", "saving": "SAVING", "uploading
 PROGRESS = {"queued": 25, "uploading": 25, "saving": 50, "importing": 50, "active": 100}
 
 
-def router(images: ImageService) -> Router:
+def router(images: ImageService, compute: ComputeService | None = None) -> Router:
     r = Router()
 
     def gone(request: Request) -> None:
@@ -88,17 +90,69 @@ def router(images: ImageService) -> Router:
             return Response(status_code=204)
         return JSON({"image": view(request, row, True)})
 
-    @r.get("/v2.1/images/{image_id}/metadata")
-    async def metadata(request: Request) -> Response:
-        row = await one(request, "compute:images:show")
-        return JSON({"metadata": {k: str(v) for k, v in (row.properties or {}).items()}})
+    # -- metadata (until 2.38): the image's own properties ------------------------------------
+    def meta_gone(request: Request) -> None:
+        if at_least(request, 39):
+            raise NotFound("The image-metadata proxy API was removed in microversion 2.39: use the Image API.")
 
-    @r.get("/v2.1/images/{image_id}/metadata/{key}")
+    async def owned(request: Request, rule: str) -> ImageInfo:
+        meta_gone(request)
+        try:
+            row = await images.image_info(request.path_params["image_id"], Caller.of(auth_of(request)))
+        except NotFound:
+            raise NotFound("Image not found.") from None
+        authorize(request, rule, {"project_id": row.owner, "owner": row.owner, "visibility": row.visibility,
+                                  "member_id": auth_of(request).project_id})
+        return row
+
+    def items(body: Any, key: str) -> dict[str, str]:
+        data = body.get(key) if isinstance(body, dict) else None
+        if not isinstance(data, dict):
+            raise BadRequest(f"Malformed request body: it needs a '{key}' object.")
+        for name, value in data.items():
+            if not 0 < len(name) <= 255 or not isinstance(value, str) or len(value) > 255:
+                raise BadRequest(f"Invalid metadata item {name[:40]!r}: keys and values are strings of 1-255 "
+                                 "characters.")
+        return data
+
+    async def save(request: Request, row: ImageInfo, props: dict[str, str], removed: set[str] | None = None,
+                   replace: bool = False) -> dict[str, str]:
+        kept = set() if replace else set(row.properties or {}) - (removed or set())
+        limit = await compute.quota(auth_of(request).project_id, "metadata_items") if compute else None
+        if limit is not None and len(kept | set(props)) > limit:
+            raise Forbidden(f"Quota exceeded for metadata_items: the limit is {limit}.")
+        saved = await images.set_image_properties(row.id, Caller.of(auth_of(request)), props, removed, replace)
+        return {k: str(v) for k, v in (saved.properties or {}).items()}
+
+    @r.route("/v2.1/images/{image_id}/metadata", ["GET", "POST", "PUT"])
+    async def metadata(request: Request) -> Response:
+        if request.method in ("GET", "HEAD"):
+            row = await owned(request, "compute:images:show")
+            return JSON({"metadata": {k: str(v) for k, v in (row.properties or {}).items()}})
+        row = await owned(request, "compute:images:update")
+        props = items(await json_body(request), "metadata")
+        return JSON({"metadata": await save(request, row, props, replace=request.method == "PUT")})
+
+    @r.route("/v2.1/images/{image_id}/metadata/{key}", ["GET", "PUT", "DELETE"])
     async def metadata_item(request: Request) -> Response:
-        row = await one(request, "compute:images:show")
         key = request.path_params["key"]
-        if key not in (row.properties or {}):
-            raise NotFound(f"Image metadata item {key} not found.")
-        return JSON({"meta": {key: str(row.properties[key])}})
+        if request.method in ("GET", "HEAD"):
+            row = await owned(request, "compute:images:show")
+            if key not in (row.properties or {}):
+                raise NotFound(f"Image metadata item {key} not found.")
+            return JSON({"meta": {key: str(row.properties[key])}})
+        row = await owned(request, "compute:images:update")
+        if request.method == "DELETE":
+            if key not in (row.properties or {}):
+                raise NotFound(f"Image metadata item {key} not found.")
+            await save(request, row, {}, {key})
+            return Response(status_code=204)
+        meta = items(await json_body(request), "meta")
+        if key not in meta:
+            raise BadRequest("Request body and URI mismatch")
+        if len(meta) > 1:
+            raise BadRequest("Request body contains too many items")
+        await save(request, row, meta)
+        return JSON({"meta": meta})
 
     return r

@@ -18,10 +18,13 @@ NETWORK_QUOTAS = {"floating_ips": -1, "fixed_ips": -1, "security_groups": -1, "s
 FILE_QUOTAS = {"injected_files", "injected_file_content_bytes", "injected_file_path_bytes"}
 
 
-def shaped(request: Request, quotas: dict[str, Any]) -> dict[str, Any]:
+def shaped(request: Request, quotas: dict[str, Any], legacy: dict[str, int] | None = None) -> dict[str, Any]:
+    """The quota document at the request's microversion; ``legacy`` holds the network quotas
+    (before 2.36) a caller has set, which nothing enforces: the Network API has its own."""
     out = dict(quotas)
     if not at_least(request, 36):
         out.update(NETWORK_QUOTAS)
+        out.update(legacy or {})
     if at_least(request, 57):
         for name in FILE_QUOTAS:
             out.pop(name, None)
@@ -53,15 +56,38 @@ def router(svc: ComputeService) -> Router:
                             totalFloatingIpsUsed=0, totalSecurityGroupsUsed=0)
         return JSON({"limits": {"rate": [], "absolute": absolute}})
 
-    def check_values(body: Any, key: str) -> dict[str, int]:
+    async def legacy(project: str | None) -> dict[str, int]:
+        """The network quotas set through this API (kept as compute limits of their Nova names)."""
+        if project is None:
+            registered = await svc.identity.registered_limits("compute")
+            return {name: registered[name] for name in NETWORK_QUOTAS if name in registered}
+        out = {}
+        for name in NETWORK_QUOTAS:
+            value = await svc.identity.limit(project, "compute", name)
+            if value is not None:
+                out[name] = value
+        return out
+
+    async def save(request: Request, project: str | None, values: dict[str, int]) -> None:
+        await svc.set_limits(project, {k: v for k, v in values.items() if k not in NETWORK_QUOTAS})
+        network = {k: v for k, v in values.items() if k in NETWORK_QUOTAS}
+        if network:
+            await svc.identity.set_limits("compute", project, network)
+
+    def check_values(request: Request, body: Any, key: str) -> dict[str, int]:
         data = body.get(key) if isinstance(body, dict) else None
         if not isinstance(data, dict):
             raise BadRequest(f"The request body needs a '{key}' object.")
+        known = set(DEFAULT_QUOTAS)
+        if not at_least(request, 36):  # Nova takes the network quotas until 2.36 (and ignores them)
+            known |= set(NETWORK_QUOTAS)
+        if at_least(request, 57):
+            known -= FILE_QUOTAS
         values = {}
         for name, value in data.items():
             if name == "force" or name == "id":
                 continue
-            if name not in DEFAULT_QUOTAS:
+            if name not in known:
                 raise BadRequest(f"Bad key(s) {name} in quota_set.")
             if isinstance(value, str) and value.lstrip("-").isdigit():
                 value = int(value)
@@ -74,19 +100,19 @@ def router(svc: ComputeService) -> Router:
     async def quota_set(request: Request) -> Response:
         project = request.path_params["project_id"]
         authorize(request, "os_compute_api:os-quota-sets:show", {"project_id": project})
-        return JSON({"quota_set": {"id": project, **shaped(request, await svc.quotas(project))}})
+        return JSON({"quota_set": {"id": project, **shaped(request, await svc.quotas(project), await legacy(project))}})
 
     @r.get("/v2.1/os-quota-sets/{project_id}/defaults")
     async def quota_defaults(request: Request) -> Response:
         authorize(request, "os_compute_api:os-quota-sets:defaults")
         return JSON({"quota_set": {"id": request.path_params["project_id"],
-                                   **shaped(request, await svc.defaults())}})
+                                   **shaped(request, await svc.defaults(), await legacy(None))}})
 
     @r.get("/v2.1/os-quota-sets/{project_id}/detail")
     async def quota_detail(request: Request) -> Response:
         project = request.path_params["project_id"]
         auth = authorize(request, "os_compute_api:os-quota-sets:detail", {"project_id": project})
-        quotas = shaped(request, await svc.quotas(project))
+        quotas = shaped(request, await svc.quotas(project), await legacy(project))
         in_use = {"key_pairs": await svc.key_pair_count(auth.user_id), **await svc.usage(project)}
         return JSON({"quota_set": {"id": project, **{k: {"limit": v, "in_use": in_use.get(k, 0), "reserved": 0}
                                                      for k, v in quotas.items()}}})
@@ -95,8 +121,8 @@ def router(svc: ComputeService) -> Router:
     async def update_quota_set(request: Request) -> Response:
         project = request.path_params["project_id"]
         authorize(request, "os_compute_api:os-quota-sets:update", {"project_id": project})
-        await svc.set_limits(project, check_values(await json_body(request), "quota_set"))
-        return JSON({"quota_set": shaped(request, await svc.quotas(project))})
+        await save(request, project, check_values(request, await json_body(request), "quota_set"))
+        return JSON({"quota_set": shaped(request, await svc.quotas(project), await legacy(project))})
 
     @r.delete("/v2.1/os-quota-sets/{project_id}")
     async def reset_quota_set(request: Request) -> Response:
@@ -107,14 +133,15 @@ def router(svc: ComputeService) -> Router:
     @r.get("/v2.1/os-quota-class-sets/{name}")
     async def quota_class(request: Request) -> Response:
         authorize(request, "os_compute_api:os-quota-class-sets:show")
-        return JSON({"quota_class_set": {"id": request.path_params["name"], **shaped(request, await svc.defaults())}})
+        return JSON({"quota_class_set": {"id": request.path_params["name"],
+                                         **shaped(request, await svc.defaults(), await legacy(None))}})
 
     @r.put("/v2.1/os-quota-class-sets/{name}")
     async def update_quota_class(request: Request) -> Response:
         authorize(request, "os_compute_api:os-quota-class-sets:update")
         if request.path_params["name"] != "default":
             raise BadRequest("Only the 'default' quota class exists.")
-        await svc.set_limits(None, check_values(await json_body(request), "quota_class_set"))
-        return JSON({"quota_class_set": shaped(request, await svc.defaults())})
+        await save(request, None, check_values(request, await json_body(request), "quota_class_set"))
+        return JSON({"quota_class_set": shaped(request, await svc.defaults(), await legacy(None))})
 
     return r

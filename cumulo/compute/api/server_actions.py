@@ -44,6 +44,7 @@ RULES = {
     "unshelve": "os_compute_api:os-shelve:unshelve", "os-getConsoleOutput": "os_compute_api:os-console-output",
     "os-getSerialConsole": "os_compute_api:os-remote-consoles", "os-getVNCConsole": "os_compute_api:os-remote-consoles",
     "forceDelete": "os_compute_api:os-deferred-delete:force", "restore": "os_compute_api:os-deferred-delete:restore",
+    "addFloatingIp": "os_compute_api:os-floating-ips:add", "removeFloatingIp": "os_compute_api:os-floating-ips:remove",
     "addSecurityGroup": "os_compute_api:os-security-groups:add",
     "removeSecurityGroup": "os_compute_api:os-security-groups:remove",
 }

@@ -84,6 +84,28 @@ def parse_time(name: str, value: str) -> dt.datetime:
     return parsed.astimezone(dt.UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
 
 
+def whole_second_ceiling(value: dt.datetime) -> dt.datetime:
+    """The first whole second at or after ``value``."""
+    whole = value.replace(microsecond=0)
+    return whole if whole == value else whole + dt.timedelta(seconds=1)
+
+
+STRICT_WORDS = {"true": True, "t": True, "yes": True, "y": True, "on": True, "1": True,
+                "false": False, "f": False, "no": False, "n": False, "off": False, "0": False}
+
+
+def all_tenants(q: Any) -> bool:
+    """Nova's all_tenants: present and empty means yes, else a strict boolean word."""
+    if "all_tenants" not in q:
+        return False
+    raw = q["all_tenants"]
+    if raw == "":
+        return True
+    if raw.strip().lower() not in STRICT_WORDS:
+        raise BadRequest(f"Invalid input for query parameter all_tenants: {raw!r} is not a boolean.")
+    return STRICT_WORDS[raw.strip().lower()]
+
+
 def check_name(value: Any, field: str = "name") -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > 255:
         raise BadRequest(f"Invalid input for field/attribute {field}: a string of 1 to 255 characters that is "
@@ -163,6 +185,11 @@ def check_int(value: Any, field: str, minimum: int = 1, maximum: int = 2**31 - 1
     return value
 
 
+def port_order(rows: list[Server]) -> dict[str, list[str]]:
+    """Each server's ports in the order its create asked for the networks."""
+    return {s.id: list((s.request or {}).get("ports") or []) for s in rows}
+
+
 class Views:
     """Renders servers the way Nova does at the request's microversion."""
 
@@ -188,7 +215,7 @@ class Views:
             return [{"id": s.id, "name": s.name, "links": links(request, "servers", s.id)} for s in rows]
         tags = await self.manager.tags([s.id for s in rows]) if at_least(request, 26) else {}
         hosts = await self.host_status() if at_least(request, 16) and auth_of(request).is_admin() else {}
-        addresses = await self.manager.addresses([s.id for s in rows])
+        addresses = await self.manager.addresses([s.id for s in rows], port_order(rows))
         volumes = await self.manager.volume_attachments([s.id for s in rows])
         return [self.one(request, s, tags.get(s.id, []), hosts, addresses=addresses.get(s.id),
                          volumes=volumes.get(s.id)) for s in rows]
@@ -288,12 +315,13 @@ def router(manager: ServerManager, images: Any) -> Router:
         admin = allowed(request, rule + ":get_all_tenants")
         q = request.query_params
         conds: list[Any] = []
-        everyone = admin and "all_tenants" in q and q.get("all_tenants", "").lower() not in ("0", "false", "no")
-        project = q.get("project_id") or q.get("tenant_id")
-        if everyone or (admin and project):
+        everyone = all_tenants(q)
+        if everyone:  # as Nova: asking for every project is refused to whom the policy does not allow it
+            authorize(request, rule + ":get_all_tenants")
+            project = q.get("project_id") or q.get("tenant_id")
             if project:
                 conds.append(Server.project_id == project)
-        else:
+        else:  # and without all_tenants a project filter is ignored (Nova's lp:#1185290)
             conds.append(Server.project_id == (auth.project_id or ""))
         since = parse_time("changes-since", q["changes-since"]) if "changes-since" in q else None
         before = parse_time("changes-before", q["changes-before"]) if "changes-before" in q else None
@@ -301,10 +329,12 @@ def router(manager: ServerManager, images: Any) -> Router:
             raise BadRequest("changes-since must not be later than changes-before.")
         deleted = admin and q.get("deleted", "").lower() in ("true", "1", "yes")
         if since or before:  # Nova lists deleted servers too when asked what changed
+            # both bounds are inclusive at the precision ``updated`` is shown in (whole seconds):
+            # a server shown as updated at the bound itself is in the list
             if since:
-                conds.append(Server.updated_at >= since)
+                conds.append(Server.updated_at >= whole_second_ceiling(since))
             if before:
-                conds.append(Server.updated_at <= before)
+                conds.append(Server.updated_at < before.replace(microsecond=0) + dt.timedelta(seconds=1))
         elif deleted:
             conds.append(Server.deleted_at.is_not(None))
         else:
@@ -417,7 +447,7 @@ def router(manager: ServerManager, images: Any) -> Router:
             async with manager.db.session() as s:
                 groups = list((await s.execute(select(ServerGroupMember.group_id).where(
                     ServerGroupMember.server_id == server.id))).scalars())
-        addresses = (await manager.addresses([server.id])).get(server.id)
+        addresses = (await manager.addresses([server.id], port_order([server]))).get(server.id)
         volumes = (await manager.volume_attachments([server.id]))[server.id]
         return views.one(request, server, tags, hosts, groups, addresses, volumes)
 
@@ -429,13 +459,13 @@ def router(manager: ServerManager, images: Any) -> Router:
     @r.get("/v2.1/servers/{server_id}/ips")
     async def list_ips(request: Request) -> Response:
         server = await visible(request, request.path_params["server_id"], "os_compute_api:ips:index")
-        return JSON({"addresses": (await manager.addresses([server.id])).get(server.id) or {}})
+        return JSON({"addresses": (await manager.addresses([server.id], port_order([server]))).get(server.id) or {}})
 
     @r.get("/v2.1/servers/{server_id}/ips/{network_label}")
     async def show_ips(request: Request) -> Response:
         server = await visible(request, request.path_params["server_id"], "os_compute_api:ips:show")
         label = request.path_params["network_label"]
-        addresses = (await manager.addresses([server.id])).get(server.id) or {}
+        addresses = (await manager.addresses([server.id], port_order([server]))).get(server.id) or {}
         if label not in addresses:
             raise NotFound(f"Instance {server.id} has no addresses on network {label}.")
         return JSON({label: addresses[label]})
@@ -569,6 +599,17 @@ def router(manager: ServerManager, images: Any) -> Router:
         return {compute.cfg.compute.default_availability_zone} | {
             m["availability_zone"] for m in metas if m and m.get("availability_zone")}
 
+    async def group_names(ids: list[str], asked: list[str]) -> list[str]:
+        """The groups a create named (by name or id) by their names, each once, as Nova shows
+        them; if two of them share a name, they stay as they were asked (a name would not tell
+        them apart when the ports are made)."""
+        assert manager.network is not None
+        found = await manager.network.security_groups_by_id(ids)
+        names = [found[i].name for i in ids if i in found]
+        if len(set(names)) < len(ids):
+            return list(dict.fromkeys(asked))
+        return names
+
     @r.post("/v2.1/servers")
     async def create(request: Request) -> Response:
         auth = authorize(request, "os_compute_api:servers:create")
@@ -683,7 +724,8 @@ def router(manager: ServerManager, images: Any) -> Router:
                 raise BadRequest("security_groups must be a list of {\"name\": ...} objects.")
             request_spec["security_groups"] = [g["name"] for g in security_groups] or ["default"]
             if manager.network is not None:  # unknown groups are the caller's mistake: 400 now, not ERROR later
-                await manager.security_group_ids(request_spec["security_groups"], auth.project_id or "")
+                ids = await manager.security_group_ids(request_spec["security_groups"], auth.project_id or "")
+                request_spec["security_groups"] = await group_names(ids, request_spec["security_groups"])
         extra: dict[str, Any] = {"user_data": check_user_data(data.get("user_data")),
                                  "access_ipv4": check_ip(data.get("accessIPv4"), 4, "accessIPv4"),
                                  "access_ipv6": check_ip(data.get("accessIPv6"), 6, "accessIPv6")}

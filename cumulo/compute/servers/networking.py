@@ -107,14 +107,19 @@ class Networking:
             return []
         return await self.network.ports_for_server(server_id)
 
-    async def addresses(self, server_ids: list[str]) -> dict[str, dict[str, list[dict[str, Any]]]]:
-        """Nova's "addresses": per network name, the fixed and floating addresses of each port."""
+    async def addresses(self, server_ids: list[str], order: dict[str, list[str]] | None = None
+                        ) -> dict[str, dict[str, list[dict[str, Any]]]]:
+        """Nova's "addresses": per network name, the fixed and floating addresses of each port;
+        ``order`` (server -> its port ids in the order the create asked for the networks) puts
+        the networks in that order, whatever the ports' creation times say (ports attached later
+        come after, oldest first)."""
         if self.network is None or not server_ids:
             return {}
         found = await self.network.server_addresses(server_ids)
         floating = dict(found.floating)
         out: dict[str, dict[str, list[dict[str, Any]]]] = {}
-        for a in found.fixed:
+        rank = {port: i for ports in (order or {}).values() for i, port in enumerate(ports or [])}
+        for a in sorted(found.fixed, key=lambda a: rank.get(a.port_id, len(rank))):
             entries = out.setdefault(a.server_id, {}).setdefault(a.network_name or "network", [])
             version = ipaddress.ip_address(a.ip_address).version
             entries.append({"version": version, "addr": a.ip_address, "OS-EXT-IPS:type": "fixed",
