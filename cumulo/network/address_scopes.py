@@ -105,7 +105,7 @@ def router(db: Database) -> Router:
     @r.route("/v2.0/address-scopes", ["GET", "POST"])
     async def scopes(request: Request) -> Response:
         project, admin = who(request)
-        if request.method == "GET":
+        if request.method != "POST":
             authorize(request, "get_address_scope")
             stmt = select(AddressScope).order_by(AddressScope.created_at, AddressScope.id)
             if not admin:

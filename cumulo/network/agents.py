@@ -203,7 +203,7 @@ def router(db: Database, network_views: Callable[[list[Network]], Awaitable[list
 
     @r.route("/v2.0/agents/{agent_id}", ["GET", "PUT", "DELETE"])
     async def agent(request: Request) -> Response:
-        rule = {"GET": "get_agent", "PUT": "update_agent", "DELETE": "delete_agent"}[request.method]
+        rule = {"PUT": "update_agent", "DELETE": "delete_agent"}.get(request.method, "get_agent")
         authorize(request, rule)
         row = await get(request.path_params["agent_id"])
         if request.method == "DELETE":

@@ -85,7 +85,7 @@ def router(db: Database) -> Router:
     @r.route("/v2.0/rbac-policies", ["GET", "POST"])
     async def policies(request: Request) -> Response:
         project, admin = who(request)
-        if request.method == "GET":
+        if request.method != "POST":
             authorize(request, "get_rbac_policy")
             stmt = select(RBACPolicy).order_by(RBACPolicy.created_at, RBACPolicy.id)
             if not admin:
@@ -131,7 +131,7 @@ def router(db: Database) -> Router:
     async def policy(request: Request) -> Response:
         project, admin = who(request)
         row = await get(request.path_params["policy_id"], project, admin)
-        if request.method == "GET":
+        if request.method in ("GET", "HEAD"):
             authorize(request, "get_rbac_policy", policy_target(row, row.project_id, row.target_project))
             return JSON(shape_one(request, policy_view(row), "rbac_policy"))
         if request.method == "PUT":
@@ -156,6 +156,7 @@ def router(db: Database) -> Router:
                                    kind="DuplicateRbacPolicy") from None
                 row = await get(row.id, project, True)
             return JSON(shape_one(request, policy_view(row), "rbac_policy"))
+        assert request.method == "DELETE"
         authorize(request, "delete_rbac_policy", policy_target(row, row.project_id, row.target_project))
         async with db.session() as s:
             await _losing(s, row)

@@ -106,6 +106,8 @@ def test_rbac_policies_by_a_member_and_who_may_not(rcloud: Cloud, who: dict[str,
     policy = member.ok("POST", "/rbac-policies", body)["rbac_policy"]
     assert policy["target_tenant"] == q and policy["project_id"] == who["member"][1]
     assert policy["action"] == "access_as_shared" and policy["object_type"] == "network"
+    assert member("HEAD", f"/rbac-policies/{policy['id']}").status_code == 200  # a HEAD reads, never deletes
+    assert member("HEAD", "/rbac-policies").status_code == 200
     r = member("POST", "/rbac-policies", body)
     assert r.status_code == 409 and r.json()["NeutronError"]["type"] == "DuplicateRbacPolicy"
     # P's reader reads P's policies; Q, whose network it is not, may not make policies on it
