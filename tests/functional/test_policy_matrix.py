@@ -285,6 +285,41 @@ def rows() -> list[Row]:
     add(Row(n, "GET", "/v2.0/{collection}/{resource_id}/tags/{tag}", READER, params={**tagged, "tag": "nope"}))
     add(Row(n, "PUT", "/v2.0/{collection}/{resource_id}/tags/{tag}", MEMBER, params={**tagged, "tag": "t"}))
     add(Row(n, "DELETE", "/v2.0/{collection}/{resource_id}/tags/{tag}", MEMBER, params={**tagged, "tag": "nope"}))
+    # RBAC policies (on P's network, for a project that does not exist, so no persona gains access),
+    # address scopes, IP availability, zones, service providers, and the agents (none run here)
+    add(Row(n, "GET", "/v2.0/rbac-policies", OWN_READER))
+    add(Row(n, "POST", "/v2.0/rbac-policies", MEMBER, {"rbac_policy": {
+        "object_type": "network", "object_id": "@network", "action": "access_as_shared",
+        "target_tenant": "{unique}"}}, hides=True))
+    add(Row(n, "GET", "/v2.0/rbac-policies/{policy_id}", READER, params={"policy_id": "@rbac"}))
+    add(Row(n, "PUT", "/v2.0/rbac-policies/{policy_id}", MEMBER, {"rbac_policy": {"target_tenant": "{unique}"}},
+            {"policy_id": "@rbac"}))
+    add(Row(n, "DELETE", "/v2.0/rbac-policies/{policy_id}", MEMBER, fresh="rbac"))
+    add(Row(n, "GET", "/v2.0/address-scopes", OWN_READER))
+    add(Row(n, "POST", "/v2.0/address-scopes", OWN_MEMBER, {"address_scope": {"name": "{unique}", "ip_version": 4}}))
+    add(Row(n, "GET", "/v2.0/address-scopes/{scope_id}", READER, params={"scope_id": "@address_scope"}))
+    add(Row(n, "PUT", "/v2.0/address-scopes/{scope_id}", MEMBER, {"address_scope": {"name": "{unique}"}},
+            {"scope_id": "@address_scope"}))
+    add(Row(n, "DELETE", "/v2.0/address-scopes/{scope_id}", MEMBER, fresh="address_scope"))
+    add(Row(n, "GET", "/v2.0/network-ip-availabilities", ADMIN))
+    add(Row(n, "GET", "/v2.0/network-ip-availabilities/{network_id}", ADMIN, params={"network_id": "@network"}))
+    add(Row(n, "GET", "/v2.0/availability_zones", OWN_READER))
+    add(Row(n, "GET", "/v2.0/service-providers", OWN_READER))
+    add(Row(n, "GET", "/v2.0/agents", ANYONE))  # others are shown an empty list, as Neutron shows it
+    agent = {"agent_id": bogus}
+    for method in ("GET", "PUT", "DELETE"):
+        add(Row(n, method, "/v2.0/agents/{agent_id}", ADMIN, {"agent": {"description": "d"}} if method == "PUT"
+                else None, agent))
+    add(Row(n, "GET", "/v2.0/agents/{agent_id}/dhcp-networks", ADMIN, params=agent))
+    add(Row(n, "POST", "/v2.0/agents/{agent_id}/dhcp-networks", ADMIN, {"network_id": "@network"}, agent))
+    add(Row(n, "DELETE", "/v2.0/agents/{agent_id}/dhcp-networks/{network_id}", ADMIN,
+            params={**agent, "network_id": "@network"}))
+    add(Row(n, "GET", "/v2.0/networks/{network_id}/dhcp-agents", ADMIN, params={"network_id": "@network"}))
+    add(Row(n, "GET", "/v2.0/agents/{agent_id}/l3-routers", ADMIN, params=agent))
+    add(Row(n, "POST", "/v2.0/agents/{agent_id}/l3-routers", ADMIN, {"router_id": "@router"}, agent))
+    add(Row(n, "DELETE", "/v2.0/agents/{agent_id}/l3-routers/{router_id}", ADMIN,
+            params={**agent, "router_id": "@router"}))
+    add(Row(n, "GET", "/v2.0/routers/{router_id}/l3-agents", ADMIN, params={"router_id": "@router"}))
 
     # -- image -------------------------------------------------------------------------------------
     img = {"image_id": "@image"}  # P's image, shared with Q (Q is a pending member)
@@ -734,6 +769,13 @@ class World:
         if kind == "fip":
             return str(self.ok(m, "network", "POST", "/v2.0/floatingips", {"floatingip": {
                 "floating_network_id": self.refs["external"]}})["floatingip"]["id"])
+        if kind == "rbac":
+            return str(self.ok(m, "network", "POST", "/v2.0/rbac-policies", {"rbac_policy": {
+                "object_type": "network", "object_id": self.refs["network"], "action": "access_as_shared",
+                "target_tenant": unique("nobody")}})["rbac_policy"]["id"])
+        if kind == "address_scope":
+            return str(self.ok(m, "network", "POST", "/v2.0/address-scopes", {"address_scope": {
+                "name": unique("m"), "ip_version": 4}})["address_scope"]["id"])
         if kind == "image":
             return str(self.ok(m, "image", "POST", "/v2/images", {"name": unique("m"), "visibility": "shared",
                                                                   "disk_format": "raw",
@@ -794,6 +836,8 @@ class World:
             self.refs[kind] = self.make(kind)
         self.refs["action_server"] = self.make("server")
         for kind in ("subnet", "port", "sg_rule", "fip"):
+            self.refs[kind] = self.make(kind)
+        for kind in ("rbac", "address_scope"):
             self.refs[kind] = self.make(kind)
         self.ok("member", "image", "POST", f"/v2/images/{self.refs['image']}/members", {"member": self.refs["Q"]})
         self.ok("admin", "block-storage", "PUT", f"/v3/os-quota-sets/{P}", {"quota_set": {
