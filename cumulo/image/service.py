@@ -440,15 +440,6 @@ class ImageService:
         gone = set(image.properties or {}) - set(props) if replace else set(removed or ())
         return ImageInfo.of(await self.update(image, who, {}, props, gone))
 
-    async def set_image_properties(self, image_id: str, who: Caller, props: dict[str, str],
-                                   removed: set[str] | None = None, replace: bool = False) -> ImageInfo:
-        """Add or change the image's own properties (Compute's image-metadata proxy): ``removed``
-        drops keys, ``replace`` drops every property not in ``props``. NotFound when ``who``
-        cannot see the image, Forbidden when ``who`` does not own it."""
-        image = await self.get(image_id, who)
-        gone = set(image.properties or {}) - set(props) if replace else set(removed or ())
-        return ImageInfo.of(await self.update(image, who, {}, props, gone))
-
     async def delete_image(self, image_id: str, who: Caller) -> None:
         """Delete the image: NotFound when ``who`` cannot see it, Forbidden when it is protected
         or ``who`` does not own it."""
