@@ -133,7 +133,7 @@ def up(ctx: click.Context, quiet: bool) -> None:
         log_file = cfg.logging.file = str(cfg.state_path / "cumulo.log")
         cfg.state_path.mkdir(parents=True, exist_ok=True)
         os.environ["CUMULO_LOGGING__FILE"] = log_file  # the API workers log there too
-    logmod.setup(cfg.logging.level, log_file)
+    logmod.configure(cfg.logging, log_file)
     logmod.add_config_secrets(cfg)
     install_uvloop()
     click.echo(f"cumulo: state in {cfg.state_dir}, database {logmod.mask_url(cfg.database_url)}, "
@@ -175,7 +175,7 @@ def worker(ctx: click.Context, index: int) -> None:
     workers.die_with_leader()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the leader, which stops us
     cfg = load(ctx)
-    logmod.setup(cfg.logging.level, cfg.logging.file)
+    logmod.configure(cfg.logging)
     logmod.add_config_secrets(cfg)
     install_uvloop()
 
@@ -275,7 +275,7 @@ def agent(ctx: click.Context, host: str, fake: bool, vcpus: int, memory_mb: int,
 def _agent_config(ctx: click.Context, alternative: str) -> Any:
     """The configuration of an agent process, which needs a bus shared with the controllers."""
     cfg = load(ctx)
-    logmod.setup(cfg.logging.level, cfg.logging.file)
+    logmod.configure(cfg.logging)
     logmod.add_config_secrets(cfg)
     if cfg.bus.url.startswith("memory:"):
         raise click.ClickException(f"a separate agent needs a shared bus: set CUMULO_BUS__URL=amqp://... {alternative}")
@@ -538,7 +538,7 @@ def network_agent(ctx: click.Context) -> None:
     API with [compute] metadata_secret (or <state_dir>/metadata-secret): give it the controllers'
     secret, and [api] public_host where their metadata API answers."""
     cfg = load(ctx.find_root())
-    logmod.setup(cfg.logging.level, cfg.logging.file)
+    logmod.configure(cfg.logging)
     logmod.add_config_secrets(cfg)
     if cfg.bus.url.startswith("memory:"):
         raise click.ClickException("a separate agent needs a shared bus: set CUMULO_BUS__URL=amqp://...")

@@ -287,6 +287,17 @@ class PolicyConfig:
 class LoggingConfig:
     level: str = "INFO"
     file: str = ""
+    # "text": `TIME LEVEL LOGGER [req-... USER PROJECT] MESSAGE`; "json": one object a line (time,
+    # level, logger, request_id, user_id, project_id, process, message, exception, extra fields).
+    format: str = "text"
+    # The file is renamed to FILE.1 (FILE.1 to FILE.2, ...) when it passes max_bytes, keeping
+    # backup_count old files; 0 never rotates (an external logrotate may rename it: it is reopened).
+    max_bytes: int = 100 * 1024 * 1024
+    backup_count: int = 5
+    # Also send every line to syslog: "/dev/log" (journald or rsyslog), another unix socket, or
+    # "host:port" (UDP); empty: no syslog.  syslog_facility: user, daemon, local0..local7, ...
+    syslog: str = ""
+    syslog_facility: str = "user"
 
 
 @dataclass
@@ -412,6 +423,8 @@ def load(path: str | os.PathLike[str] | None = None,
             raise ConfigError(f"config file {path} does not exist")
     _apply(cfg, env_data, "")
     _apply(cfg, {k: v for k, v in overrides.items() if v is not None}, "")
+    if cfg.logging.format not in ("text", "json"):
+        raise ConfigError(f"logging.format: expected text or json, got {cfg.logging.format!r}")
     return cfg
 
 

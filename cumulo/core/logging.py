@@ -13,11 +13,16 @@ this is the net under it.
 
 from __future__ import annotations
 
+import datetime as dt
+import fcntl
+import json
 import logging
+import logging.handlers
 import os
 import re
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -98,6 +103,9 @@ class RequestTagFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         ctx = context.current.get()
         record.req = ctx.log_tag() if ctx else "[-]"
+        record.request_id = ctx.request_id if ctx else None
+        if ctx and ctx.auth:
+            record.user_id, record.project_id = ctx.auth.user_id, ctx.auth.project_id or ctx.auth.domain_id
         return True
 
 
@@ -108,19 +116,156 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
+# what every LogRecord has (and what RequestTagFilter adds): the rest came with ``extra=``
+_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message", "asctime", "req", "request_id", "user_id", "project_id", "taskName"}
+
+
+def _plain(value: Any, key: str = "") -> Any:
+    """An extra field's value for JSON, its secrets masked."""
+    if key and is_secret_name(key) and value is not None:
+        return MASK
+    if isinstance(value, str):
+        return redact(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(v) for v in value]
+    return redact(str(value))
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object a line, for log shippers (Fluent Bit, Vector, Loki's promtail, journald's
+    structured fields): ``time`` (ISO 8601 UTC), ``level``, ``logger``, ``request_id``,
+    ``user_id``, ``project_id``, ``process``, ``message``, ``exception`` (a traceback, when there
+    is one) and whatever the call passed with ``extra=``.  Secrets are masked field by field, so
+    the line stays valid JSON."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = dt.datetime.fromtimestamp(record.created, dt.UTC)
+        doc: dict[str, Any] = {
+            "time": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname, "logger": record.name,
+            "request_id": getattr(record, "request_id", None),
+            "message": redact(record.getMessage()),
+        }
+        for key in ("user_id", "project_id"):
+            if getattr(record, key, None):
+                doc[key] = getattr(record, key)
+        doc["process"] = record.process
+        if record.exc_info:
+            doc["exception"] = redact(self.formatException(record.exc_info))
+        elif record.exc_text:
+            doc["exception"] = redact(record.exc_text)
+        if record.stack_info:
+            doc["stack"] = redact(self.formatStack(record.stack_info))
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and key not in doc and not key.startswith("_"):
+                doc[key] = _plain(value, key)
+        return json.dumps(doc, ensure_ascii=False, default=str)
+
+
+class RotatingLogFile(logging.handlers.WatchedFileHandler):
+    """The log file, rotated by size, safely for several processes writing it (the API workers of
+    one ``cumulo up`` share ``cumulo.log``).
+
+    When the file passes ``max_bytes``, the process that notices takes a lock (``<file>.lock``),
+    checks the size again (another may have just rotated), renames ``cumulo.log`` to
+    ``cumulo.log.1`` (``.1`` to ``.2`` ..., the oldest past ``backup_count`` is removed) and opens
+    a new file; every other process sees that the name now points to another file and reopens it,
+    as a ``WatchedFileHandler`` does.  The same watch lets an external ``logrotate`` rename the
+    file (no ``copytruncate`` needed).  ``max_bytes = 0`` never rotates.  New files are 0640."""
+
+    def __init__(self, path: str, max_bytes: int = 0, backup_count: int = 0) -> None:
+        self.max_bytes, self.backup_count = max_bytes, backup_count
+        super().__init__(path, encoding="utf-8")
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        return open(fd, "a", encoding=self.encoding, errors=self.errors)  # noqa: SIM115 (the handler's stream)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if self.max_bytes and self.stream is not None and os.fstat(self.stream.fileno()).st_size >= self.max_bytes:
+                self.rotate()
+        except OSError:
+            self.handleError(record)
+        super().emit(record)
+
+    def rotate(self) -> None:
+        lock = os.open(f"{self.baseFilename}.lock", os.O_WRONLY | os.O_CREAT, 0o640)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if os.stat(self.baseFilename).st_size >= self.max_bytes:  # nobody rotated it meanwhile
+                    for i in range(self.backup_count - 1, 0, -1):
+                        older = f"{self.baseFilename}.{i}"
+                        if os.path.exists(older):
+                            os.replace(older, f"{self.baseFilename}.{i + 1}")
+                    if self.backup_count > 0:
+                        os.replace(self.baseFilename, f"{self.baseFilename}.1")
+                    else:
+                        os.unlink(self.baseFilename)
+            except FileNotFoundError:
+                pass
+            self.reopenIfNeeded()
+        finally:
+            os.close(lock)  # and with it the lock
+
+
+def rotated_files(path: str | Path) -> list[Path]:
+    """The log file and its rotated copies, oldest first (``cumulo.log.5`` ... ``cumulo.log``)."""
+    base = Path(path)
+    olds = []
+    for other in base.parent.glob(f"{base.name}.*"):
+        suffix = other.name[len(base.name) + 1:]
+        if suffix.isdigit():
+            olds.append((int(suffix), other))
+    return [p for _, p in sorted(olds, reverse=True)] + ([base] if base.exists() else [])
+
+
 FORMAT = "%(asctime)s %(levelname)s %(name)s %(req)s %(message)s"
+SYSLOG_FORMAT = "cumulo[%(process)d]: %(levelname)s %(name)s %(req)s %(message)s"
+FORMATS = ("text", "json")
 
 
-def setup(level: str = "INFO", path: str = "") -> None:
+def _syslog_handler(address: str, facility: str) -> logging.Handler:
+    """``/dev/log`` (journald and rsyslog listen there) or another unix socket, or ``host:port`` (UDP)."""
+    where: str | tuple[str, int] = address
+    if not address.startswith("/"):
+        host, _, port = address.rpartition(":")
+        where = (host or "localhost", int(port or 514))
+    return logging.handlers.SysLogHandler(where, logging.handlers.SysLogHandler.facility_names[facility])
+
+
+def setup(level: str = "INFO", path: str = "", *, fmt: str = "text", max_bytes: int = 0, backup_count: int = 0,
+          syslog: str = "", syslog_facility: str = "user") -> None:
+    """Send every log line to ``path`` (else stderr), as text or JSON (``fmt``), rotating the file
+    past ``max_bytes``; and to syslog/journald at ``syslog`` when it is set."""
+    if fmt not in FORMATS:
+        raise ValueError(f"[logging] format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     if path:  # request ids, users and projects: for the operator (and the adm group), not every local user
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640))
-    handler: logging.Handler = logging.FileHandler(path) if path else logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingFormatter(FORMAT))
-    handler.addFilter(RequestTagFilter())
+    handler: logging.Handler = RotatingLogFile(path, max_bytes, backup_count) if path \
+        else logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JSONFormatter() if fmt == "json" else RedactingFormatter(FORMAT))
+    handlers = [handler]
+    if syslog:
+        try:
+            extra = _syslog_handler(syslog, syslog_facility)
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"cumulo: syslog {syslog!r} is not usable ({exc}); logging without it", file=sys.stderr)
+        else:
+            extra.setFormatter(JSONFormatter() if fmt == "json" else RedactingFormatter(SYSLOG_FORMAT))
+            handlers.append(extra)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
-    root.addHandler(handler)
+    for h in handlers:
+        h.addFilter(RequestTagFilter())
+        root.addHandler(h)
     root.setLevel(level.upper())
     # aiosqlite logs every statement with its parameters at DEBUG
     for noisy in ("aiormq", "aio_pika", "alembic.runtime.migration", "uvicorn.access", "uvicorn.error",
@@ -129,6 +274,12 @@ def setup(level: str = "INFO", path: str = "") -> None:
     # Alembic's INFO lines at every start (its plugins, the migration context) belong in a log
     # file, not on the terminal of `cumulo up`
     logging.getLogger("alembic").setLevel(logging.NOTSET if path else logging.WARNING)
+
+
+def configure(cfg: Any, path: str | None = None) -> None:
+    """``setup`` from a ``[logging]`` section (``path`` instead of its ``file`` when given)."""
+    setup(cfg.level, cfg.file if path is None else path, fmt=cfg.format, max_bytes=cfg.max_bytes,
+          backup_count=cfg.backup_count, syslog=cfg.syslog, syslog_facility=cfg.syslog_facility)
 
 
 def add_config_secrets(cfg: Any) -> None:

@@ -113,3 +113,131 @@ def test_config_has_secrets() -> None:
                                                  state_dir="/nonexistent"))
     assert logmod.config_has_secrets(config.load(env={"CUMULO_COMPUTE__METADATA_SECRET": "x" * 20},
                                                  state_dir="/nonexistent"))
+
+
+# ---- structured output and rotation ---------------------------------------------------------
+
+@pytest.fixture
+def restore_root():  # type: ignore[no-untyped-def]
+    root = logging.getLogger()
+    saved, level = list(root.handlers), root.level
+    yield
+    for h in list(root.handlers):
+        root.removeHandler(h)
+        h.close()
+    for h in saved:
+        root.addHandler(h)
+    root.setLevel(level)
+
+
+def test_json_format_is_one_object_a_line_with_the_request_and_extra_fields(tmp_path: Path, restore_root) -> None:  # type: ignore[no-untyped-def]
+    from cumulo.core import context
+
+    path = tmp_path / "cumulo.log"
+    logmod.setup("DEBUG", str(path), fmt="json")
+    log = logging.getLogger("cumulo.compute.agent")
+    log.info("outside")
+    token = context.current.set(context.RequestContext("req-11111111-2222-3333-4444-555555555555",
+                                                       auth=context.AuthContext("u1", project_id="p1")))
+    try:
+        log.warning("spawn of %s\nsecond line", "vm-1", extra={"server_id": "vm-1", "password": "hunter2-pw",
+                                                                "took_ms": 12.5})
+        try:
+            raise ValueError("token=gAAAAABpK3xY0aVv1lL8q9Qw-Zt_4c2bYyB7o0JdHk3x")
+        except ValueError:
+            log.exception("failed")
+    finally:
+        context.current.reset(token)
+    lines(path)
+    docs = [json.loads(line) for line in path.read_text().splitlines()]  # every line parses on its own
+    assert len(docs) == 3
+    assert docs[0]["request_id"] is None and docs[0]["message"] == "outside" and docs[0]["level"] == "INFO"
+    second = docs[1]
+    assert second["logger"] == "cumulo.compute.agent" and second["level"] == "WARNING"
+    assert second["request_id"] == "req-11111111-2222-3333-4444-555555555555"
+    assert (second["user_id"], second["project_id"]) == ("u1", "p1")
+    assert second["message"] == "spawn of vm-1\nsecond line"
+    assert second["server_id"] == "vm-1" and second["took_ms"] == 12.5 and second["password"] == "***"
+    assert second["time"].endswith("Z") and "T" in second["time"]
+    assert "ValueError" in docs[2]["exception"] and "gAAAAA" not in docs[2]["exception"]
+    assert "hunter2-pw" not in path.read_text()
+
+
+def test_text_stays_the_default(tmp_path: Path, restore_root) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "cumulo.log"
+    logmod.setup("INFO", str(path))
+    logging.getLogger("cumulo.test").info("plain line")
+    text = lines(path)
+    assert " INFO cumulo.test [-] plain line" in text and not text.startswith("{")
+
+
+def test_unknown_format_is_refused() -> None:
+    from cumulo.core import config
+
+    with pytest.raises(config.ConfigError, match="logging.format"):
+        config.load(env={"CUMULO_LOGGING__FORMAT": "xml"}, state_dir="/nonexistent")
+    assert config.load(env={}, state_dir="/nonexistent").logging.format == "text"
+
+
+def test_the_file_rotates_by_size_keeping_backup_count(tmp_path: Path, restore_root) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "cumulo.log"
+    logmod.setup("INFO", str(path), max_bytes=2000, backup_count=2)
+    log = logging.getLogger("cumulo.test")
+    for i in range(200):
+        log.info("line %03d %s", i, "x" * 50)
+    lines(path)
+    names = sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock"))
+    assert names == ["cumulo.log", "cumulo.log.1", "cumulo.log.2"], names
+    for p in tmp_path.glob("cumulo.log*"):
+        if not p.name.endswith(".lock"):
+            assert p.stat().st_size < 2000 + 200
+            assert p.stat().st_mode & 0o777 == 0o640
+    # the newest lines are in cumulo.log, the ones before in .1, then .2; older ones are gone
+    files = logmod.rotated_files(path)
+    assert [p.name for p in files] == ["cumulo.log.2", "cumulo.log.1", "cumulo.log"]
+    numbers = [int(line.split("line ")[1][:3]) for p in files for line in p.read_text().splitlines()]
+    assert numbers == sorted(numbers) and numbers[-1] == 199 and numbers[0] > 0
+
+
+def test_two_handlers_on_one_file_rotate_it_once(tmp_path: Path) -> None:
+    """Two processes (API workers) writing one file: the second sees the rename and reopens."""
+    path = tmp_path / "cumulo.log"
+    a = logmod.RotatingLogFile(str(path), max_bytes=1000, backup_count=3)
+    b = logmod.RotatingLogFile(str(path), max_bytes=1000, backup_count=3)
+    for h in (a, b):
+        h.setFormatter(logging.Formatter("%(message)s"))
+    try:
+        for i in range(60):
+            (a if i % 2 else b).emit(logging.LogRecord("t", logging.INFO, "", 0, f"n{i:02d} " + "y" * 40, (), None))
+    finally:
+        a.close()
+        b.close()
+    every = [line[:3] for p in logmod.rotated_files(path) for line in p.read_text().splitlines()]
+    assert every == [f"n{i:02d}" for i in range(60 - len(every), 60)]  # none lost, none out of order
+    assert len(every) > 40
+
+
+def test_an_external_logrotate_rename_is_followed(tmp_path: Path, restore_root) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "cumulo.log"
+    logmod.setup("INFO", str(path), max_bytes=0)
+    logging.getLogger("cumulo.test").info("before")
+    path.rename(tmp_path / "cumulo.log.1")
+    logging.getLogger("cumulo.test").info("after")
+    assert "after" in lines(path) and "after" not in (tmp_path / "cumulo.log.1").read_text()
+
+
+def test_syslog_output(tmp_path: Path, restore_root) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    sock_path = str(tmp_path / "log.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(sock_path)
+    server.settimeout(5)
+    try:
+        logmod.setup("INFO", str(tmp_path / "cumulo.log"), syslog=sock_path, syslog_facility="daemon")
+        logging.getLogger("cumulo.test").warning("to syslog password=hunter2-pw")
+        got = server.recv(4096).decode()
+    finally:
+        server.close()
+    # <PRI>: daemon (3) * 8 + warning (4) = 28
+    assert got.startswith("<28>cumulo[") and "WARNING cumulo.test [-] to syslog password=***" in got, got
