@@ -9,6 +9,7 @@ import asyncio
 import datetime as dt
 import logging
 import socket
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -110,13 +111,18 @@ class ComputeAgent:
         if work is None:
             raise ValueError(f"unknown method {method}")
         ctx = args.get("ctx") or {}
+        server_id = ctx.get("server_id") or args.get("server_id") or (args.get("server") or {}).get("id")
+        LOG.info("%s of server %s on %s: started", method, server_id, self.host)
+        started = time.monotonic()
         try:
             result = await work(args)
         except Exception as exc:  # the controller turns this into the server's fault or a rollback
-            LOG.warning("%s of %s on %s failed: %s", method, ctx.get("server_id"), self.host, exc,
+            LOG.warning("%s of %s on %s failed: %s", method, server_id, self.host, exc,
                         exc_info=not isinstance(exc, (LookupError, RuntimeError)))
             await self._done(ctx, str(exc) or type(exc).__name__)
             return None
+        LOG.info("%s of server %s on %s: done in %.0f ms", method, server_id, self.host,
+                 (time.monotonic() - started) * 1000)
         await self._done(ctx, result=result)
         return None
 

@@ -257,6 +257,8 @@ class Builds:
             host.vcpus_free -= resources.get("VCPU", 0)
             host.ram_mb_free -= resources.get("MEMORY_MB", 0)
             host.disk_gb_free -= resources.get("DISK_GB", 0)
+            LOG.info("scheduled server %s to %s (node %s) out of %d candidate hosts; claimed %s in placement",
+                     server.id, host.host, host.node, len(hosts), resources)
             return host
         raise NoValidHost(len(hosts), [("claimed by other builds", len(hosts))])
 

@@ -321,11 +321,15 @@ class QemuDriver(VolumeOps, SwapOps):
             if self.pid(instance["id"]) is not None:
                 return  # already running: a repeated request
             d.mkdir(parents=True, exist_ok=True)
+            started = time.monotonic()
             try:
                 instance["volumes"] = with_slots(instance.get("volumes") or [])
                 await self._prepare_disks(instance, d)
+                LOG.info("instance %s: disks ready in %.0f ms", instance["id"], (time.monotonic() - started) * 1000)
                 self._save(instance, d)
                 await self._launch(instance, d)
+                LOG.info("instance %s: QEMU running (pid %s, %s), %.0f ms after the spawn began", instance["id"],
+                         self.pid(instance["id"]), "kvm" if self.kvm else "tcg", (time.monotonic() - started) * 1000)
             except BaseException:
                 await self._kill(instance["id"])
                 shutil.rmtree(d, ignore_errors=True)
