@@ -7,7 +7,9 @@ from cumulo.compute import models as compute  # noqa: F401
 from cumulo.identity import models as identity  # noqa: F401
 from cumulo.image import models as image  # noqa: F401
 from cumulo.network import models as network  # noqa: F401
+from cumulo.network import qos_models as network_qos  # noqa: F401
 from cumulo.network import rbac_models as network_rbac  # noqa: F401
+from cumulo.network import trunk_models as network_trunks  # noqa: F401
 from cumulo.object import models as object_storage  # noqa: F401
 from cumulo.placement import models as placement  # noqa: F401
 from cumulo.volume import backup_models as volume_backups  # noqa: F401

@@ -47,6 +47,7 @@ from cumulo.network.dataplane.linux import (
 )
 from cumulo.network.dataplane.metadata_proxy import MetadataProxy
 from cumulo.network.dataplane.names import DP_SYSCTLS, Names, bridge, bridge_end, dhcp_end, ext_ends, router_end
+from cumulo.network.dataplane.qos import Shaper
 from cumulo.network.dataplane.zones import ConntrackZones
 
 LOG = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ class NetworkAgent:
         self._failed: list[str] = []  # what this round left undone
         self._retry = False
         self.proxy = MetadataProxy(metadata_url, metadata_secret, self.instance_of)
+        self.shaper = Shaper()  # the taps' bandwidth limits towards their servers
         self._addresses: dict[tuple[str, str], str] = {}
         self._applied: dict[str, str] = {}  # namespace+table -> the rules text last applied
         self._kick = asyncio.Event()
@@ -227,6 +229,8 @@ class NetworkAgent:
         async with self._step("ARP protection"):
             arp = await asyncio.to_thread(firewall.arp_rules, state)
             await self._apply_rules(dp, "ebtables-restore", "ebtables", arp)
+        async with self._step("QoS bandwidth limits (tc)"):
+            await self.shaper.converge(dp, state)
 
     async def _zones(self, nets: dict[str, Any]) -> dict[str, int]:
         """Each network's conntrack zone (``cumulo.network.dataplane.zones``); the entries of the

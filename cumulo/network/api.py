@@ -37,9 +37,13 @@ from cumulo.network import (
 from cumulo.network.ipam import Ipam, many, pools_of
 from cumulo.network.models import IPAllocation, Network, Port, Subnet
 from cumulo.network.policies import VERB, network_target, port_target, subnet_target
+from cumulo.network.qos import bind_policy, default_policy, unbind_policies, wanted_policy, with_policies
+from cumulo.network.qos import router as qos_router
 from cumulo.network.requests import body_of, who
 from cumulo.network.schemas import SCHEMAS
 from cumulo.network.security_groups import SecurityGroups
+from cumulo.network.trunks import check_port_deletable, with_trunk_details
+from cumulo.network.trunks import router as trunk_router
 from cumulo.network.views import shape, shape_one
 
 EXTENSIONS = [("network", "Network", "Networks, subnets and ports"), ("external-net", "Neutron external network",
@@ -65,6 +69,13 @@ EXTENSIONS = [("network", "Network", "Networks, subnets and ports"), ("external-
               ("tag", "Tag support", "tags on networks"),
               ("tag-ext", "Tag support for resources", "tags on subnets, ports, routers and subnet pools"),
               ("subnet_allocation", "Subnet Allocation", "Subnet pools and subnets allocated from them"),
+              ("qos", "Quality of Service", "QoS policies and their rules on networks and ports"),
+              ("qos-bw-limit-direction", "Direction for QoS bandwidth limit rule",
+               "direction (ingress or egress) on bandwidth limit rules"),
+              ("qos-default", "QoS default policy", "is_default on QoS policies: a project's new networks get it"),
+              ("qos-rule-type-details", "Details of QoS rule types", "The parameters each QoS rule type takes"),
+              ("trunk", "Trunk Extension", "Trunks: a parent port carrying subports told apart by VLAN ids"),
+              ("trunk-details", "Trunk port details", "trunk_details on the parent port of a trunk"),
               ("default-subnetpools", "Default Subnetpools", "use_default_subnetpool on subnets"),
               ("rbac-policies", "RBAC Policies", "Networks shared with one project or every project"),
               ("address-scope", "Address scope", "Address scopes of subnet pools"),
@@ -122,6 +133,11 @@ def port_view(p: Port, fixed_ips: list[dict[str, str]]) -> dict[str, Any]:
             "binding:vif_details": {}, "binding:profile": {}, "port_security_enabled": p.port_security_enabled,
             "security_groups": p.security_groups or [], "allowed_address_pairs": p.allowed_address_pairs or [],
             "extra_dhcp_opts": p.extra_dhcp_opts or [], "dns_name": p.dns_name or "", **standard(p)}
+
+
+async def port_extras(db: Any, views: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Port views with their QoS policy and, on a trunk's parent, ``trunk_details``."""
+    return await with_trunk_details(db, await with_policies(db, views))
 
 
 
@@ -255,11 +271,16 @@ def router(svc: Ipam, groups: SecurityGroups) -> Router:
         authorize(request, "create_network", {"project_id": owner})
         values = network_values(request, item, True)
         values["project_id"] = owner
+        # the policy named (None: none), else the project's default one (qos-default)
+        policy = (await wanted_policy(svc.db, item, *who(request)) if "qos_policy_id" in item
+                  else await default_policy(svc.db, owner))
         async with svc.quota_turn("network", values["project_id"]):
             await svc.check_quota("network", values["project_id"])
             row = await svc.create_network(values)
             await within_quota("network", row, svc.delete_network)
-        return row, network_view(row, [])
+        if policy is not None:
+            await bind_policy(svc.db, "network", row.id, policy)
+        return row, (await with_policies(svc.db, [network_view(row, [])]))[0]
 
     @r.route("/v2.0/networks", ["GET", "POST"])
     async def networks(request: Request) -> Response:
@@ -275,8 +296,8 @@ def router(svc: Ipam, groups: SecurityGroups) -> Router:
         subs = await net_subnets([n.id for n in rows])
         shared = await access.shared_with(svc.db, [n.id for n in rows if not n.shared], project)
         scopes = await address_scopes.of_networks(svc.db, [n.id for n in rows])
-        return JSON(shape(request, [network_view(n, subs[n.id], n.shared or n.id in shared, scopes.get(n.id))
-                                    for n in rows], "networks"))
+        return JSON(shape(request, await with_policies(svc.db, [
+            network_view(n, subs[n.id], n.shared or n.id in shared, scopes.get(n.id)) for n in rows]), "networks"))
 
     @r.route("/v2.0/networks/{network_id}", ["GET", "PUT", "DELETE"])
     async def network(request: Request) -> Response:
@@ -287,10 +308,14 @@ def router(svc: Ipam, groups: SecurityGroups) -> Router:
         authorize(request, f"{VERB[request.method]}_network", network_target(row))
         if request.method == "DELETE":
             await svc.delete_network(row)
+            await unbind_policies(svc.db, [row.id])
             return Response(status_code=204)
         if request.method == "PUT":
-            values = network_values(request, body_of(await json_body(request), "network"), False)
+            item = body_of(await json_body(request), "network")
+            values = network_values(request, item, False)
             values.pop("segment_id", None)
+            if "qos_policy_id" in item:
+                await bind_policy(svc.db, "network", row.id, await wanted_policy(svc.db, item, project, admin))
             async with svc.db.session() as s:
                 row = await s.get(Network, row.id)
                 await access.set_flags(s, row, values)
@@ -299,7 +324,8 @@ def router(svc: Ipam, groups: SecurityGroups) -> Router:
                 row.revision_number += 1
         subs = await net_subnets([row.id])
         scopes = await address_scopes.of_networks(svc.db, [row.id])
-        return JSON(shape_one(request, network_view(row, subs[row.id], row.shared, scopes.get(row.id)), "network"))
+        view = network_view(row, subs[row.id], row.shared, scopes.get(row.id))
+        return JSON(shape_one(request, (await with_policies(svc.db, [view]))[0], "network"))
 
     # -- subnets ---------------------------------------------------------------------------------
     def subnet_values(item: dict[str, Any], cidr: Any) -> dict[str, Any]:
@@ -526,6 +552,7 @@ def router(svc: Ipam, groups: SecurityGroups) -> Router:
                             "project.")
         authorize(request, "create_port", port_target(net, owner_of(request, item)))
         values = port_values(request, item, True)
+        policy = await wanted_policy(svc.db, item, project, admin)
         if "tags" in item:
             values["tags"] = tags.check_tags(item["tags"])
         if "mac_address" in item:
@@ -547,8 +574,10 @@ def router(svc: Ipam, groups: SecurityGroups) -> Router:
             await svc.check_quota("port", values["project_id"])
             row = await svc.create_port(values, fixed_ips_of(item), project, admin)
             await within_quota("port", row, svc.delete_port)
+        if policy is not None:
+            await bind_policy(svc.db, "port", row.id, policy)
         ips = await svc.allocations([row.id])
-        return row, port_view(row, ips[row.id])
+        return row, (await port_extras(svc.db, [port_view(row, ips[row.id])]))[0]
 
     @r.route("/v2.0/ports", ["GET", "POST"])
     async def ports(request: Request) -> Response:
@@ -565,7 +594,7 @@ def router(svc: Ipam, groups: SecurityGroups) -> Router:
         async with svc.db.session() as s:
             rows = list((await s.execute(stmt)).scalars())
         ips = await svc.allocations([p.id for p in rows])
-        items = [port_view(p, ips[p.id]) for p in rows]
+        items = await port_extras(svc.db, [port_view(p, ips[p.id]) for p in rows])
         q = request.query_params
         if "fixed_ips" in q:  # fixed_ips=ip_address=X or subnet_id=Y
             wanted = dict(part.split("=", 1) for part in q.getlist("fixed_ips") if "=" in part)
@@ -580,7 +609,9 @@ def router(svc: Ipam, groups: SecurityGroups) -> Router:
         authorize(request, f"{VERB[request.method]}_port",
                   port_target(await svc.network(row.network_id, None, True), row.project_id))
         if request.method == "DELETE":
+            await check_port_deletable(svc.db, row.id)
             await svc.delete_port(row)
+            await unbind_policies(svc.db, [row.id])
             return Response(status_code=204)
         if request.method == "PUT":
             item = body_of(await json_body(request), "port")
@@ -588,6 +619,8 @@ def router(svc: Ipam, groups: SecurityGroups) -> Router:
                 if fixed in item:
                     raise BadRequest(f"Cannot update read-only attribute {fixed}")
             values = port_values(request, item, False)
+            if "qos_policy_id" in item:
+                await bind_policy(svc.db, "port", row.id, await wanted_policy(svc.db, item, project, admin))
             fixed_ips = fixed_ips_of(item)
             if fixed_ips is not None:
                 old = await svc.allocations([row.id])
@@ -603,7 +636,7 @@ def router(svc: Ipam, groups: SecurityGroups) -> Router:
                     setattr(row, k, v)
                 row.revision_number += 1
         ips = await svc.allocations([row.id])
-        return JSON(shape_one(request, port_view(row, ips[row.id]), "port"))
+        return JSON(shape_one(request, (await port_extras(svc.db, [port_view(row, ips[row.id])]))[0], "port"))
 
     return r
 
@@ -676,7 +709,7 @@ async def list_ports(svc: Ipam, request: Request, stmt: Any) -> dict[str, Any] |
         body["ports_links"] = [{"rel": "next", "href": f"{request.url.remove_query_params('marker')}"
                                                         f"&marker={rows[-1].id}"}]
     ips = await svc.allocations([p.id for p in rows])
-    items = [port_view(p, ips[p.id]) for p in rows]
+    items = await port_extras(svc.db, [port_view(p, ips[p.id]) for p in rows])
     fields = q.getlist("fields")
     if fields:
         items = [{k: v for k, v in i.items() if k in fields} for i in items]
@@ -719,6 +752,8 @@ def build_app(svc: Ipam, identity: IdentityService, max_body: int) -> ASGIApp:
     r.include(inventory.router(svc.db))
     r.include(agents.router(svc.db, lambda nets: networks_shown(svc, nets),
                             lambda rows: routers_shown(svc, rows)))
+    r.include(qos_router(svc.db))
+    r.include(trunk_router(svc.db))
     r.include(tags.router(svc.db))  # last: its paths are patterns over every collection
     policy = ServicePolicy.build("network", policies.RULES, identity.cfg.policy.file, policies.MESSAGE)
     return policy.bind(create_app("network", r, identity, max_body=max_body, schemas=SCHEMAS))

@@ -21,6 +21,9 @@ ADMIN = "rule:admin_only"
 ADMIN_OR_MEMBER = "(rule:admin_only) or (role:member and project_id:%(project_id)s)"
 ADMIN_OR_READER = "(rule:admin_only) or (role:reader and project_id:%(project_id)s)"
 ADMIN_OR_SERVICE = "(rule:admin_only) or (rule:service_api)"
+ADMIN_OR_MANAGER = "(rule:admin_only) or (role:manager and project_id:%(project_id)s)"
+PARENT_READER = "(rule:admin_only) or (role:reader and rule:ext_parent_owner)"  # a QoS rule: its policy's owner
+PARENT_MANAGER = "(rule:admin_only) or (role:manager and rule:ext_parent_owner)"
 
 MESSAGE = "({rule}) is disallowed by policy"
 VERB = {"GET": "get", "HEAD": "get", "PUT": "update", "DELETE": "delete", "POST": "create"}
@@ -137,6 +140,25 @@ RULES: list[Rule] = [
          "GET /v2.0/subnetpools/{id} (and listing)"),
     Rule("update_subnetpool", ADMIN_OR_MEMBER, "PUT /v2.0/subnetpools/{id}"),
     Rule("delete_subnetpool", ADMIN_OR_MEMBER, "DELETE /v2.0/subnetpools/{id}"),
+    Rule("shared_qos_policy", "'True':%(shared)s", "The target QoS policy is shared"),
+    Rule("ext_parent_owner", "project_id:%(ext_parent:tenant_id)s", "The project that owns the target's parent"),
+    Rule("get_policy", "(rule:admin_only) or (role:reader and project_id:%(project_id)s) or rule:shared_qos_policy",
+         "GET /v2.0/qos/policies[/{id}]"),
+    Rule("create_policy", ADMIN_OR_MANAGER, "POST /v2.0/qos/policies"),
+    Rule("update_policy", ADMIN_OR_MANAGER, "PUT /v2.0/qos/policies/{id}"),
+    Rule("delete_policy", ADMIN_OR_MANAGER, "DELETE /v2.0/qos/policies/{id}"),
+    Rule("get_rule_type", "role:reader", "GET /v2.0/qos/rule-types[/{rule_type}] (no project owns a rule type)"),
+    *[Rule(f"{verb}_policy_{kind}_rule", PARENT_READER if verb == "get" else PARENT_MANAGER,
+           f"{method} /v2.0/qos/policies/{{policy_id}}/{kind}_rules{'' if verb == 'create' else '[/{rule_id}]'}")
+      for kind in ("bandwidth_limit", "dscp_marking", "minimum_bandwidth")
+      for verb, method in (("get", "GET"), ("create", "POST"), ("update", "PUT"), ("delete", "DELETE"))],
+    Rule("create_trunk", ADMIN_OR_MEMBER, "POST /v2.0/trunks"),
+    Rule("get_trunk", ADMIN_OR_READER, "GET /v2.0/trunks[/{id}]"),
+    Rule("update_trunk", ADMIN_OR_MEMBER, "PUT /v2.0/trunks/{id}"),
+    Rule("delete_trunk", ADMIN_OR_MEMBER, "DELETE /v2.0/trunks/{id}"),
+    Rule("get_subports", ADMIN_OR_READER, "GET /v2.0/trunks/{id}/get_subports"),
+    Rule("add_subports", ADMIN_OR_MEMBER, "PUT /v2.0/trunks/{id}/add_subports"),
+    Rule("remove_subports", ADMIN_OR_MEMBER, "PUT /v2.0/trunks/{id}/remove_subports"),
     Rule("create_network:shared", ADMIN, "POST /v2.0/networks: setting shared"),
     Rule("create_network:router:external", ADMIN, "POST /v2.0/networks: setting router:external"),
     Rule("create_network:provider:network_type", ADMIN, "POST /v2.0/networks: setting provider:network_type"),

@@ -34,6 +34,7 @@ NETWORK = {
     "provider:network_type": ANY, "provider:physical_network": ANY, "provider:segmentation_id": ANY,
     "segments": array({"type": "object"}, 16), "availability_zone_hints": array(string(255), 16),
     "is_default": ANY, "tags": TAGS,
+    "qos_policy_id": ANY,
 }
 SUBNET = {
     "network_id": ANY, "ip_version": ANY, "cidr": ANY, "gateway_ip": ANY,
@@ -48,6 +49,7 @@ PORT = {
     "allowed_address_pairs": nullable(array(ANY, 100)), "extra_dhcp_opts": nullable(array(ANY, 100)),
     "port_security_enabled": ANY, "binding:host_id": ANY, "binding:vnic_type": ANY, "binding:profile": ANY,
     "dns_name": ANY, "tags": TAGS,
+    "qos_policy_id": ANY,
 }
 ROUTER = {
     "admin_state_up": ANY, "external_gateway_info": ANY, "routes": nullable(array(ANY, 100)), "distributed": ANY,

@@ -29,6 +29,7 @@ from cumulo.network.models import (
     SecurityGroupRule,
     Subnet,
 )
+from cumulo.network.qos import effective, port_rules
 
 LOG = logging.getLogger(__name__)
 DHCP_OWNER = "network:dhcp"
@@ -65,8 +66,12 @@ class Topology:
             rules = list((await s.execute(select(SecurityGroupRule))).scalars())
             routers = list((await s.execute(select(Router))).scalars())
             fips = list((await s.execute(select(FloatingIP))).scalars())
+        bindings, qos_rules = await port_rules(self.db)
         # thousands of ports: built off the event loop, which keeps serving the APIs meanwhile
-        return await asyncio.to_thread(_assemble, networks, subnets, ports, allocations, groups, rules, routers, fips)
+        state = await asyncio.to_thread(_assemble, networks, subnets, ports, allocations, groups, rules, routers, fips)
+        for port in state["ports"]:  # what cumulo.network.dataplane.qos enforces on it
+            port["qos"] = effective(port, bindings, qos_rules)
+        return state
 
     async def ensure_dhcp_ports(self) -> None:
         """Each network with a DHCP subnet has one DHCP port with an address on each such subnet."""

@@ -30,6 +30,7 @@ SERVICES: dict[str, tuple[list[Rule], list[Path]]] = {
     "placement": (placement.RULES, [ROOT / "placement" / "api.py"]),
     "object": (object_store.RULES, sorted((ROOT / "object" / "api").glob("*.py"))),
 }
+SERVICES["network"][1].extend(ROOT / "network" / f"{m}.py" for m in ("qos", "trunks"))  # QoS and trunks
 REF = re.compile(r"rule:([\w:.\-]+)")
 METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 
@@ -51,6 +52,9 @@ def generated(service: str) -> set[str]:
         names |= {f"{verb}_network:{key}" for verb in ("create", "update")
                   for key in ("shared", "router:external", "provider:network_type")}
         names |= {f"create_subnetpool:{key}" for key in ("shared", "is_default")}
+        names |= {f"{verb}_{kind}" for verb in ("get", "update", "delete") for kind in ("policy", "trunk")}
+        names |= {f"{verb}_policy_{kind}_rule" for verb in ("get", "create", "update", "delete")
+                  for kind in ("bandwidth_limit", "dscp_marking", "minimum_bandwidth")}
         return names - {"update_security_group_rule"}
     if service == "placement":
         return ({f"placement:resource_providers:{part}:{action}" for part in ("inventories", "traits")

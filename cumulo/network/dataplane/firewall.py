@@ -17,7 +17,8 @@ chain returns on the mark), ``gd-<group>`` accepts a packet to a member — and 
 jumps there.  The rules grow with ports times rules plus members.
 
 ``rules(state)`` is a pure function: the agent applies its output with iptables-restore (and
-ip6tables-restore), atomically, and only when it changed.
+ip6tables-restore), atomically, and only when it changed.  It carries the mangle table of QoS
+(``cumulo.network.dataplane.qos``: egress bandwidth limits and DSCP marks) too.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from cumulo.network.dataplane import qos
 from cumulo.network.dataplane.names import bridge, port_chains, tap_prefix
 
 PASSED = "0x10000/0x10000"
@@ -206,7 +208,7 @@ def rules(state: dict[str, Any], version: int, zones: dict[str, int]) -> str:
         else:
             raw.append(f"-A PREROUTING -i {bridge(network['id'])} -j CT --zone {zone}")
     raw.append("COMMIT")
-    return "\n".join(body + raw) + "\n"
+    return "\n".join(body + raw) + "\n" + qos.mangle(state, version)  # bandwidth limits and DSCP marks
 
 
 def link_local(mac: str) -> ipaddress.IPv6Address:
