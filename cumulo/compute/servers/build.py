@@ -32,6 +32,7 @@ from cumulo.core.http.faults import Conflict, Forbidden
 from cumulo.core.quota import turn
 
 LOG = logging.getLogger(__name__)
+SCHEDULER = logging.getLogger("cumulo.compute.scheduler")  # its pick, beside the filters' lines
 
 # A build between its host's choice and the spawn's cast is the controller's alone: if the
 # controller dies there, nobody will report it, so it ends (ERROR, claims released) after this
@@ -257,8 +258,8 @@ class Builds:
             host.vcpus_free -= resources.get("VCPU", 0)
             host.ram_mb_free -= resources.get("MEMORY_MB", 0)
             host.disk_gb_free -= resources.get("DISK_GB", 0)
-            LOG.info("scheduled server %s to %s (node %s) out of %d candidate hosts; claimed %s in placement",
-                     server.id, host.host, host.node, len(hosts), resources)
+            SCHEDULER.info("scheduled server %s to %s (node %s) out of %d candidate hosts; claimed %s in placement",
+                           server.id, host.host, host.node, len(hosts), resources)
             return host
         raise NoValidHost(len(hosts), [("claimed by other builds", len(hosts))])
 
