@@ -162,6 +162,12 @@ def rows() -> list[Row]:
     add(Row(c, "DELETE", "/v2.1/servers/{server_id}/os-volume_attachments/{volume_id}", MEMBER, params=vatt))
     add(Row(c, "GET", "/v2.1/servers/{server_id}/ips", READER, params=srv))
     add(Row(c, "GET", "/v2.1/servers/{server_id}/ips/{network_label}", READER, params={**srv, "network_label": "x"}))
+    # remote consoles (a fake node has none: a 400 once allowed), and the actions they replaced (up to 2.5)
+    add(Row(c, "POST", "/v2.1/servers/{server_id}/remote-consoles", MEMBER,
+            {"remote_console": {"protocol": "serial", "type": "serial"}}, srv, version="compute 2.6"))
+    for action, kind in (("os-getSerialConsole", "serial"), ("os-getVNCConsole", "novnc")):
+        add(Row(c, "POST", "/v2.1/servers/{server_id}/action", MEMBER, {action: {"type": kind}}, srv,
+                version="compute 2.5"))
     # Nova's proxies of block storage (up to 2.35), on P's volume and snapshot
     v235 = "compute 2.35"
     for kind, key, item, body in (
