@@ -220,7 +220,8 @@ class RegisteredLimit(Base):
     __tablename__ = "identity_registered_limit"
     __table_args__ = (UniqueConstraint("service_id", "region_id", "resource_name"),)
     id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
-    service_id: Mapped[str] = mapped_column(ID, ForeignKey("identity_service.id"))
+    # no foreign key: a registered limit outlives its service, as in Keystone
+    service_id: Mapped[str] = mapped_column(ID)
     region_id: Mapped[str] = mapped_column(NAME, default="")
     resource_name: Mapped[str] = mapped_column(NAME)
     default_limit: Mapped[int] = mapped_column(Integer)
@@ -234,7 +235,7 @@ class Limit(Base):
     id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
     project_id: Mapped[str] = mapped_column(ID, default="")
     domain_id: Mapped[str] = mapped_column(ID, default="")
-    service_id: Mapped[str] = mapped_column(ID, ForeignKey("identity_service.id"))
+    service_id: Mapped[str] = mapped_column(ID)  # no foreign key: kept when the service is deleted
     region_id: Mapped[str] = mapped_column(NAME, default="")
     resource_name: Mapped[str] = mapped_column(NAME)
     resource_limit: Mapped[int] = mapped_column(Integer)

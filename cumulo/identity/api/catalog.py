@@ -171,9 +171,8 @@ def router(api: IdentityAPI) -> Router:
         api.authorize(request, "identity:catalog_write")
         service_id = request.path_params["service_id"]
         await svc.get(m.Service, service_id)
+        # its endpoints go with it; its registered and project limits stay, as Keystone keeps them
         await svc.delete_where(m.Endpoint, m.Endpoint.service_id == service_id)
-        await svc.delete_where(m.RegisteredLimit, m.RegisteredLimit.service_id == service_id)
-        await svc.delete_where(m.Limit, m.Limit.service_id == service_id)
         await svc.remove(m.Service, service_id)
         await svc.changed("service")
         return no_content()

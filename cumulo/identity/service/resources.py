@@ -121,6 +121,7 @@ class ResourceMixin(ServiceBase):
                                 "hierarchy. Delete its child projects first.")
             await s.execute(delete(m.Assignment).where(m.Assignment.target_id == project_id))
             await s.execute(delete(m.ProjectEndpoint).where(m.ProjectEndpoint.project_id == project_id))
+            await s.execute(delete(m.Limit).where(m.Limit.project_id == project_id))  # as Keystone does
             await s.delete(project)
         await self.changed("project")
 

@@ -1,4 +1,6 @@
-"""image_tasks_stores: the stores holding an image's data, task results, the image cache
+"""image_tasks_stores: the stores holding an image's data, task results, the image cache; and
+identity's limits no longer tied to their service by a foreign key (Keystone keeps a deleted
+service's registered and project limits)
 
 Revision ID: 0030_image_tasks_stores
 Revises: 0029_compute_consoles
@@ -30,9 +32,19 @@ def upgrade() -> None:
         sa.Column('last_accessed', cumulo.core.db.UTCDateTime(), nullable=False),
         sa.Column('last_modified', cumulo.core.db.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint('image_id', name=op.f('pk_image_cache_entry')))
+    with op.batch_alter_table('identity_registered_limit', schema=None) as batch_op:
+        batch_op.drop_constraint('fk_identity_registered_limit_service_id_identity_service', type_='foreignkey')
+    with op.batch_alter_table('identity_limit', schema=None) as batch_op:
+        batch_op.drop_constraint('fk_identity_limit_service_id_identity_service', type_='foreignkey')
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('identity_limit', schema=None) as batch_op:
+        batch_op.create_foreign_key('fk_identity_limit_service_id_identity_service', 'identity_service',
+                                    ['service_id'], ['id'])
+    with op.batch_alter_table('identity_registered_limit', schema=None) as batch_op:
+        batch_op.create_foreign_key('fk_identity_registered_limit_service_id_identity_service', 'identity_service',
+                                    ['service_id'], ['id'])
     op.drop_table('image_cache_entry')
     with op.batch_alter_table('image_task', schema=None) as batch_op:
         batch_op.drop_index('ix_image_task_owner_created_at')
