@@ -8,9 +8,10 @@ The agent's heartbeat (a cast to ``network-agents`` every ``report_interval`` se
 every reconcile round) carries what it serves; the leader's ``Registry`` records it here: the
 agents' rows (``alive`` while a beat came within ``AGENT_DOWN_TIME`` seconds) and which networks
 each DHCP agent and which routers each L3 agent host.  Every agent converges the whole desired
-state, so hosting follows the dataplane: an admin's ``POST``/``DELETE`` of a network or router on
-an agent is recorded (409 when it is hosted already, or not hosted) and the next heartbeat
-replaces it with what the agent really serves.
+state, so hosting follows the dataplane: each heartbeat's list replaces what the previous one
+reported.  An admin may schedule a network or router on an agent (``POST``; 409 when it is hosted
+already), which stays until the admin removes it (``DELETE``; 409 when it is not hosted); a
+network or router the agent really serves comes back with its next heartbeat.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from sqlalchemy import delete, select
 from starlette.requests import Request
@@ -42,6 +44,13 @@ DHCP, L3, METADATA, BRIDGE = "DHCP agent", "L3 agent", "Metadata agent", "Linux 
 # agent_type -> (binary, topic, availability zone)
 KINDS = {DHCP: ("neutron-dhcp-agent", "dhcp_agent", ZONE), L3: ("neutron-l3-agent", "l3_agent", ZONE),
          METADATA: ("neutron-metadata-agent", "N/A", None), BRIDGE: ("neutron-linuxbridge-agent", "N/A", None)}
+
+
+def without(request: Request, keys: tuple[str, ...]) -> Request:
+    scope = dict(request.scope)
+    scope["query_string"] = urlencode([(k, v) for k, v in request.query_params.multi_items()
+                                       if k not in keys]).encode()
+    return Request(scope)
 
 
 def when(value: dt.datetime | None) -> str | None:
@@ -119,10 +128,14 @@ class Registry:
                         row.heartbeat_at, row.started_at = now, started
                         row.configurations = configurations(kind, report)
                         ids = hosted.get(kind)
-                        if ids is not None:
+                        if ids is not None:  # what it hosts now, besides what an admin scheduled
                             await s.flush()
-                            await s.execute(delete(AgentBinding).where(AgentBinding.agent_id == row.id))
-                            s.add_all(AgentBinding(agent_id=row.id, resource_id=str(i)) for i in dict.fromkeys(ids))
+                            await s.execute(delete(AgentBinding).where(AgentBinding.agent_id == row.id,
+                                                                       AgentBinding.manual.is_(False)))
+                            manual = set((await s.execute(select(AgentBinding.resource_id).where(
+                                AgentBinding.agent_id == row.id))).scalars())
+                            s.add_all(AgentBinding(agent_id=row.id, resource_id=str(i), manual=False)
+                                      for i in dict.fromkeys(ids) if str(i) not in manual)
                     break
                 except IntegrityError as exc:
                     if not is_duplicate(exc):
@@ -165,7 +178,7 @@ def router(db: Database, network_views: Callable[[list[Network]], Awaitable[list
     async def bind(agent: NetworkAgent, resource_id: str, what: str) -> None:
         try:
             async with db.session() as s:
-                s.add(AgentBinding(agent_id=agent.id, resource_id=resource_id))
+                s.add(AgentBinding(agent_id=agent.id, resource_id=resource_id, manual=True))
         except IntegrityError as exc:
             if not is_duplicate(exc):
                 raise
@@ -199,6 +212,12 @@ def router(db: Database, network_views: Callable[[list[Network]], Awaitable[list
         async with db.session() as s:
             rows = list((await s.execute(select(NetworkAgent).order_by(NetworkAgent.host, NetworkAgent.agent_type)))
                         .scalars())
+        q = request.query_params
+        for key in ("agent_type", "host", "binary"):  # regardless of case, as Neutron on MySQL matches them
+            if key in q:  # (tempest asks for agent_type "DHCP Agent")
+                wanted = {w.lower() for w in q.getlist(key)}
+                rows = [a for a in rows if getattr(a, key).lower() in wanted]
+        request = without(request, ("agent_type", "host", "binary"))
         return JSON(shape(request, [agent_view(a) for a in rows], "agents"))
 
     @r.route("/v2.0/agents/{agent_id}", ["GET", "PUT", "DELETE"])

@@ -63,8 +63,10 @@ class NetworkAgent(Base):
 
 
 class AgentBinding(Base):
-    """A network a DHCP agent serves, or a router an L3 agent runs (one row each)."""
+    """A network a DHCP agent hosts, or a router an L3 agent hosts (one row each): as its
+    heartbeat reported, or (``manual``) as an admin scheduled it."""
 
     __tablename__ = "network_agent_binding"
     agent_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     resource_id: Mapped[str] = mapped_column(String(36), primary_key=True, index=True)
+    manual: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -262,6 +262,9 @@ def test_agents_report_what_the_dataplane_hosts(rcloud: Cloud, who: dict[str, tu
 
     wait_for(lambda: len(agents()) == 4, 30, "the four agents of rbac-node")
     by_type = agents()
+    # the type filter matches regardless of case, as Neutron's does on MySQL (tempest asks for "DHCP Agent")
+    assert [a["id"] for a in admin.ok("GET", "/agents?agent_type=DHCP Agent&host=rbac-node")["agents"]] == [
+        by_type["DHCP agent"]["id"]]
     assert set(by_type) == {"DHCP agent", "L3 agent", "Metadata agent", "Linux bridge agent"}
     dhcp, l3 = by_type["DHCP agent"], by_type["L3 agent"]
     assert all(a["alive"] and a["admin_state_up"] and a["host"] == "rbac-node" for a in by_type.values())
@@ -281,6 +284,13 @@ def test_agents_report_what_the_dataplane_hosts(rcloud: Cloud, who: dict[str, tu
     r = admin("POST", f"/agents/{dhcp['id']}/dhcp-networks", {"network_id": bare["id"]})
     assert r.status_code == 409 and r.json()["NeutronError"]["type"] == "NetworkHostedByDHCPAgent"
     assert admin("POST", f"/agents/{l3['id']}/dhcp-networks", {"network_id": bare["id"]}).status_code == 404
+    # what an admin scheduled outlives the agent's next heartbeat (which reports what it serves)
+    beat = admin.ok("GET", f"/agents/{dhcp['id']}")["agent"]["heartbeat_timestamp"]
+    admin.ok("PUT", f"/networks/{net['id']}", {"network": {"name": unique("beat")}})
+    wait_for(lambda: admin.ok("GET", f"/agents/{dhcp['id']}")["agent"]["heartbeat_timestamp"] != beat, 30,
+             "the DHCP agent's next heartbeat")
+    hosted = [n["id"] for n in admin.ok("GET", f"/agents/{dhcp['id']}/dhcp-networks")["networks"]]
+    assert bare["id"] in hosted and net["id"] in hosted
     assert admin("DELETE", f"/agents/{dhcp['id']}/dhcp-networks/{bare['id']}").status_code == 204
     assert admin("DELETE", f"/agents/{dhcp['id']}/dhcp-networks/{bare['id']}").status_code == 409
     # the admin describes and disables an agent (the CLI's set)

@@ -66,6 +66,7 @@ def upgrade() -> None:
     op.create_table('network_agent_binding',
     sa.Column('agent_id', sa.String(length=36), nullable=False),
     sa.Column('resource_id', sa.String(length=36), nullable=False),
+    sa.Column('manual', sa.Boolean(), nullable=False),
     sa.PrimaryKeyConstraint('agent_id', 'resource_id', name=op.f('pk_network_agent_binding'))
     )
     with op.batch_alter_table('network_agent_binding', schema=None) as batch_op:
