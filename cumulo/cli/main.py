@@ -6,6 +6,8 @@
     cumulo db sync | version      apply migrations / show the schema revision
     cumulo identity rotate-keys   rotate the Fernet token keys
     cumulo policy show            the effective policy rules, in oslo.policy YAML
+    cumulo trace req-ID           one request's log lines across the services, in time order
+    cumulo logs [-s S] [-f]       the cloud's log, filtered by service or level; --follow
     cumulo network trace X        the dataplane path of a server's ports (or one port)
     cumulo network agent          run this machine's network agent on its own
     cumulo network cleanup        remove every namespace, process and file of the dataplane
@@ -30,6 +32,7 @@ from typing import Any
 import click
 
 from cumulo.cli.object import object_group
+from cumulo.cli.trace import logs_command, trace_command
 from cumulo.core import bus as busmod
 from cumulo.core import config as configmod
 from cumulo.core import logging as logmod
@@ -66,6 +69,8 @@ HELP = """Start an OpenStack-compatible cloud on this machine, and look after it
   cumulo db sync | version      apply migrations / show the schema revision
   cumulo identity rotate-keys   rotate the Fernet token keys
   cumulo policy show            the effective policy rules, in oslo.policy YAML
+  cumulo trace req-ID           one request's log lines across the services, in time order
+  cumulo logs [-s S] [-f]       the cloud's log, filtered by service or level; --follow
   cumulo network trace X        the dataplane path of a server's ports (or one port)
   cumulo network agent          run this machine's network agent on its own
   cumulo network cleanup        remove every namespace, process and file of the dataplane
@@ -570,6 +575,8 @@ def network_agent(ctx: click.Context) -> None:
 
 
 main.add_command(object_group)
+main.add_command(trace_command)
+main.add_command(logs_command)
 
 if __name__ == "__main__":
     main()
