@@ -24,7 +24,7 @@ from sqlalchemy import delete, select, update
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cumulo.core.db import Database, IntegrityError
+from cumulo.core.db import Database, IntegrityError, is_duplicate
 from cumulo.core.http.app import JSON, Router
 from cumulo.core.http.authz import authorize
 from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound
@@ -365,7 +365,9 @@ def add_rule_routes(r: Router, db: Database, collection: str, kind: str, fields:
             try:
                 async with db.session() as s:
                     s.add(rule)
-            except IntegrityError:  # a racing create of the same type and direction won
+            except IntegrityError as exc:  # a racing create of the same type and direction won
+                if not is_duplicate(exc):
+                    raise
                 raise Conflict(f"Rule {kind} already exists in QoS Policy {policy.id}.",
                                kind="QoSRulesConflict") from None
             await touched(policy)
@@ -394,7 +396,9 @@ def add_rule_routes(r: Router, db: Database, collection: str, kind: str, fields:
                     row = await s.get(QosRule, row.id)
                     for k, v in values.items():
                         setattr(row, k, v)
-            except IntegrityError:
+            except IntegrityError as exc:
+                if not is_duplicate(exc):
+                    raise
                 raise Conflict(f"Rule {kind} already exists in QoS Policy {policy.id}.",
                                kind="QoSRulesConflict") from None
             await touched(policy)

@@ -19,7 +19,7 @@ from sqlalchemy import delete, select, update
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cumulo.core.db import Database, IntegrityError
+from cumulo.core.db import Database, IntegrityError, is_duplicate
 from cumulo.core.http.app import JSON, Router, json_body
 from cumulo.core.http.authz import authorize
 from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound
@@ -182,7 +182,9 @@ def router(db: Database) -> Router:
                 await s.flush()
                 await s.execute(update(Port).where(Port.id.in_([x.port_id for x in subports])).values(
                     device_owner=SUBPORT_OWNER, device_id=trunk_id))
-        except IntegrityError:
+        except IntegrityError as exc:
+            if not is_duplicate(exc):
+                raise
             raise Conflict(f"A port or segmentation id of the request is in use on a trunk meanwhile (trunk "
                            f"{trunk_id}).", kind="TrunkPortInUse") from None
 
@@ -221,11 +223,13 @@ def router(db: Database) -> Router:
             try:
                 async with db.session() as s:
                     s.add(row)
-            except IntegrityError:
+            except IntegrityError as exc:
+                if not is_duplicate(exc):
+                    raise
                 raise Conflict(f"Port {parent.id} is in use by another trunk.", kind="TrunkPortInUse") from None
             try:
                 await attach(row.id, subports)
-            except Conflict:
+            except BaseException:  # no trunk without the subports asked for
                 async with db.session() as s:
                     await s.execute(delete(Trunk).where(Trunk.id == row.id))
                 raise

@@ -439,6 +439,7 @@ def rows() -> list[Row]:
     volume_qos_rows(add)
     volume_transfer_rows(add)
     volume_group_rows(add)
+    network_qos_trunk_rows(add)
     return r
 
 
@@ -698,6 +699,8 @@ class World:
             return self.make_group_resource(kind)
         if kind.startswith("transfer"):
             return self.make_transfer_resource(kind)
+        if kind.startswith(("qos_", "trunk")):
+            return make_qos_trunk_resource(self, kind)
         if kind == "server":
             body = {"server": {"name": unique("matrix"), "flavorRef": "10", "imageRef": self.refs["image_public"],
                                "networks": "none"}}
@@ -844,6 +847,8 @@ class World:
         for kind in ("subnet", "port", "sg_rule", "fip"):
             self.refs[kind] = self.make(kind)
         for kind in ("rbac", "address_scope"):
+            self.refs[kind] = self.make(kind)
+        for kind in ("qos_policy", "trunk", "trunk_port"):
             self.refs[kind] = self.make(kind)
         self.ok("member", "image", "POST", f"/v2/images/{self.refs['image']}/members", {"member": self.refs["Q"]})
         self.ok("admin", "block-storage", "PUT", f"/v3/os-quota-sets/{P}", {"quota_set": {
@@ -1104,3 +1109,49 @@ def volume_group_rows(add: Callable[[Row], None]) -> None:
                 fresh="group_snapshot", version=v))
         add(Row(b, "POST", f"{prefix}/group_snapshots/{{group_snapshot_id}}/action", ADMIN,
                 {"reset_status": {"status": "available"}}, gs, version=v))
+
+
+def network_qos_trunk_rows(add: Callable[[Row], None]) -> None:
+    """The Network API's QoS policies and rules (a project's manager writes them, as Neutron's
+    defaults say) and trunks (its member does).  Rules are asked for by unknown ids: an allowed
+    caller's 404 is an allowed answer, so no row changes what another finds."""
+    n = "network"
+    pol = {"policy_id": "@qos_policy"}
+    add(Row(n, "GET", "/v2.0/qos/policies", OWN_READER))
+    add(Row(n, "POST", "/v2.0/qos/policies", MANAGER, {"policy": {"name": "{unique}"}}))
+    add(Row(n, "GET", "/v2.0/qos/policies/{policy_id}", READER, params=pol))
+    add(Row(n, "PUT", "/v2.0/qos/policies/{policy_id}", MANAGER, {"policy": {"description": "{unique}"}}, pol))
+    add(Row(n, "DELETE", "/v2.0/qos/policies/{policy_id}", MANAGER, fresh="qos_policy"))
+    for kind, body in (("bandwidth_limit", {"max_kbps": 1000, "direction": "ingress"}),
+                       ("dscp_marking", {"dscp_mark": 26}), ("minimum_bandwidth", {"min_kbps": 10})):
+        rules, rule = f"/v2.0/qos/policies/{{policy_id}}/{kind}_rules", {**pol, "rule_id": str(uuid.uuid4())}
+        add(Row(n, "GET", rules, READER, params=pol))
+        add(Row(n, "POST", rules, MANAGER, {f"{kind}_rule": body}, pol))  # the second maker's 409 is allowed
+        add(Row(n, "GET", rules + "/{rule_id}", READER, params=rule))
+        add(Row(n, "PUT", rules + "/{rule_id}", MANAGER, {f"{kind}_rule": {}}, rule))
+        add(Row(n, "DELETE", rules + "/{rule_id}", MANAGER, params=rule))
+    add(Row(n, "GET", "/v2.0/qos/rule-types", OWN_READER))
+    add(Row(n, "GET", "/v2.0/qos/rule-types/{rule_type}", OWN_READER, params={"rule_type": "dscp_marking"}))
+    trunk = {"trunk_id": "@trunk"}
+    add(Row(n, "GET", "/v2.0/trunks", OWN_READER))
+    add(Row(n, "POST", "/v2.0/trunks", MEMBER, {"trunk": {"port_id": "@trunk_port"}}, hides=True))
+    add(Row(n, "GET", "/v2.0/trunks/{trunk_id}", READER, params=trunk))
+    add(Row(n, "PUT", "/v2.0/trunks/{trunk_id}", MEMBER, {"trunk": {"name": "{unique}"}}, trunk))
+    add(Row(n, "DELETE", "/v2.0/trunks/{trunk_id}", MEMBER, fresh="trunk"))
+    for action in ("add_subports", "remove_subports"):
+        add(Row(n, "PUT", f"/v2.0/trunks/{{trunk_id}}/{action}", MEMBER, {"sub_ports": []}, trunk))
+    add(Row(n, "GET", "/v2.0/trunks/{trunk_id}/get_subports", READER, params=trunk))
+
+
+def make_qos_trunk_resource(world: World, kind: str) -> str:
+    """A QoS policy of P (by P's manager), a port of P for a trunk, or a trunk of P on a port of its own."""
+    if kind == "qos_policy":
+        return str(world.ok("manager", "network", "POST", "/v2.0/qos/policies", {"policy": {
+            "name": unique("m")}})["policy"]["id"])
+    port = str(world.ok("member", "network", "POST", "/v2.0/ports", {"port": {"network_id": world.refs["network"]}})[
+        "port"]["id"])
+    if kind == "trunk_port":
+        return port
+    if kind == "trunk":
+        return str(world.ok("member", "network", "POST", "/v2.0/trunks", {"trunk": {"port_id": port}})["trunk"]["id"])
+    raise AssertionError(f"no maker for {kind}")
