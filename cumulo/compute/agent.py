@@ -104,6 +104,10 @@ class ComputeAgent:
                                                   args.get("base"))
         if method == "instance_volumes":
             return await self.driver.instance_volumes(args["server_id"])
+        if method == "attach_interface":  # answered once the guest has the NIC (Nova's attach is a call)
+            return await self.driver.attach_interface(args["server_id"], args["port"])
+        if method == "diagnostics":
+            return await self.driver.diagnostics(args["server_id"])
         if method == "destroy":
             await self.driver.destroy(args["server_id"])  # idempotent: unknown ids are fine
             return None
@@ -173,6 +177,16 @@ class ComputeAgent:
 
     async def _detach_volume(self, args: dict[str, Any]) -> None:
         await self.driver.detach_volume(args["server_id"], args["volume_id"])
+
+    async def _detach_interface(self, args: dict[str, Any]) -> None:
+        await self.driver.detach_interface(args["server_id"], args["port_id"])
+
+    async def _rescue(self, args: dict[str, Any]) -> None:
+        await self.driver.rescue(args["server"], args["image_id"], args.get("properties") or {},
+                                 bool(args.get("stable")))
+
+    async def _unrescue(self, args: dict[str, Any]) -> None:
+        await self.driver.unrescue(args["server_id"])
 
     async def _snapshot(self, args: dict[str, Any]) -> None:
         await self.upload(args)

@@ -270,7 +270,19 @@ class NetworkService:
                 Port.device_id == server_id, Port.device_owner.like(SERVER_PORTS)).order_by(Port.created_at))).all()
         ips = await self.ipam.allocations([p.id for p, _ in rows])
         return [{"id": p.id, "mac_address": p.mac_address, "network_id": n.id, "network_name": n.name,
-                 "segment_id": n.segment_id, "mtu": n.mtu, "fixed_ips": ips[p.id]} for p, n in rows]
+                 "segment_id": n.segment_id, "mtu": n.mtu, "fixed_ips": ips[p.id], "status": p.status}
+                for p, n in rows]
+
+    async def detach_port(self, server_id: str, port_id: str, keep: bool) -> None:
+        """An interface detached from the server: a port made for it is deleted, one it was given
+        (``keep``) handed back unbound."""
+        if keep:
+            async with self.db.session() as s:
+                await s.execute(update(Port).where(Port.id == port_id, Port.device_id == server_id).values(
+                    device_id="", device_owner="", binding_host_id="", status="DOWN"))
+        else:
+            await self._drop_port(port_id)
+        await self._changed(server_id=server_id)
 
     async def server_addresses(self, server_ids: list[str]) -> ServerAddresses:
         """The fixed addresses of the servers' ports and the floating addresses bound to them."""

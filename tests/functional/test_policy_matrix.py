@@ -162,6 +162,14 @@ def rows() -> list[Row]:
     add(Row(c, "DELETE", "/v2.1/servers/{server_id}/os-volume_attachments/{volume_id}", MEMBER, params=vatt))
     add(Row(c, "GET", "/v2.1/servers/{server_id}/ips", READER, params=srv))
     add(Row(c, "GET", "/v2.1/servers/{server_id}/ips/{network_label}", READER, params={**srv, "network_label": "x"}))
+    # a server's interfaces (the fake node takes a NIC on P's network) and its diagnostics
+    add(Row(c, "GET", "/v2.1/servers/{server_id}/os-interface", READER, params=srv))
+    add(Row(c, "GET", "/v2.1/servers/{server_id}/os-interface/{port_id}", READER, params={**srv, "port_id": bogus}))
+    add(Row(c, "POST", "/v2.1/servers/{server_id}/os-interface", MEMBER, {"interfaceAttachment": {
+        "net_id": "@network"}}, srv))
+    add(Row(c, "DELETE", "/v2.1/servers/{server_id}/os-interface/{port_id}", MEMBER,
+            params={**srv, "port_id": bogus}))
+    add(Row(c, "GET", "/v2.1/servers/{server_id}/diagnostics", ADMIN, params=srv, version="compute 2.48"))
     # remote consoles (a fake node has none: a 400 once allowed), and the actions they replaced (up to 2.5)
     add(Row(c, "POST", "/v2.1/servers/{server_id}/remote-consoles", MEMBER,
             {"remote_console": {"protocol": "serial", "type": "serial"}}, srv, version="compute 2.6"))
@@ -192,7 +200,9 @@ def rows() -> list[Row]:
         ("migrate", None, MANAGER), ("os-migrateLive", {"host": None, "block_migration": False}, MANAGER),
         ("os-resetState", {"state": "active"}, ADMIN), ("evacuate", {}, ADMIN),
         ("shelve", None, MEMBER), ("shelveOffload", None, ADMIN), ("unshelve", None, MEMBER),
-        ("forceDelete", None, MEMBER), ("restore", None, MEMBER)]
+        ("forceDelete", None, MEMBER), ("restore", None, MEMBER),
+        ("createBackup", {"name": "{unique}", "backup_type": "daily", "rotation": 1}, MEMBER),
+        ("injectNetworkInfo", None, ADMIN), ("rescue", None, MEMBER), ("unrescue", None, MEMBER)]
     for action, arg, who in actions:
         add(Row(c, "POST", "/v2.1/servers/{server_id}/action", who, {action: arg},
                 {"server_id": "@action_server"}))

@@ -12,6 +12,7 @@ from cumulo.compute.api import (
     external_events,
     flavors,
     hosts,
+    interfaces,
     keypairs,
     legacy,
     network_proxy,
@@ -51,6 +52,7 @@ def build_app(svc: ComputeService, identity: IdentityService, max_body: int, ser
         router.include(external_events.router(servers))
         router.include(consoles_api.router(servers, remote))
         router.include(server_extras.router(servers))
+        router.include(interfaces.router(servers))
         router.include(security_groups.router(servers))
         router.include(volume_attachments.router(servers))
         router.include(volumes_proxy.router(servers))

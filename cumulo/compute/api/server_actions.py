@@ -47,6 +47,9 @@ RULES = {
     "addFloatingIp": "os_compute_api:os-floating-ips:add", "removeFloatingIp": "os_compute_api:os-floating-ips:remove",
     "addSecurityGroup": "os_compute_api:os-security-groups:add",
     "removeSecurityGroup": "os_compute_api:os-security-groups:remove",
+    "rescue": "os_compute_api:os-rescue", "unrescue": "os_compute_api:os-unrescue",
+    "createBackup": "os_compute_api:os-create-backup",
+    "injectNetworkInfo": "os_compute_api:os-admin-actions:inject_network_info",
 }
 # what a locked server still gives its project, as Nova does (its consoles)
 UNLOCKED = {"os-getSerialConsole", "os-getVNCConsole"}
@@ -325,6 +328,97 @@ def router(manager: ServerManager, images: Any, extra: dict[str, Action] | None 
         if at_least(request, 45):
             return JSON({"image_id": image.id}, status_code=202)
         return Response(status_code=202, headers={"Location": f"{manager.image_url}/v2/images/{image.id}"})
+
+    @action("createBackup")
+    async def create_backup(request: Request, server: Server, arg: Any) -> Response:
+        if not isinstance(arg, dict):
+            raise BadRequest("createBackup needs {\"name\": ..., \"backup_type\": ..., \"rotation\": ...}.")
+        extra = set(arg) - {"name", "backup_type", "rotation", "metadata"}
+        if extra:
+            raise BadRequest(f"Additional properties are not allowed ({', '.join(sorted(extra))} was unexpected)")
+        missing = [k for k in ("name", "backup_type", "rotation") if k not in arg]
+        if missing:
+            raise BadRequest(f"'{missing[0]}' is a required property")
+        name, backup_type, rotation = arg["name"], arg["backup_type"], arg["rotation"]
+        if not isinstance(name, str) or not name.strip() or len(name) > 255:
+            raise BadRequest("Invalid input for field/attribute name: 1 to 255 characters.")
+        if not isinstance(backup_type, str):
+            raise BadRequest("Invalid input for field/attribute backup_type: it must be a string.")
+        if isinstance(rotation, str) and rotation.isdigit():
+            rotation = int(rotation)
+        if not isinstance(rotation, int) or isinstance(rotation, bool) or rotation < 0:
+            raise BadRequest("Invalid input for field/attribute rotation: a non-negative integer is required.")
+        metadata = check_meta(arg.get("metadata") or {})
+        if server.vm_state not in ("active", "stopped", "paused", "suspended") or server.task_state:
+            raise Conflict(f"Cannot 'createBackup' instance {server.id} while it is in vm_state {server.vm_state}"
+                           + (f" and task_state {server.task_state}" if server.task_state else ""))
+        if manager.volume_backed(server):
+            raise BadRequest("Backup is not supported for volume-backed instances.")
+        image = await new_image(request, server, name.strip(), metadata,
+                                {"image_type": "backup", "backup_type": backup_type})
+        try:
+            await manager.backup(server, image.id, token_of(request), backup_type, rotation)
+        except Exception:
+            await manager._drop_image(image.id)
+            raise
+        if at_least(request, 45):
+            return JSON({"image_id": image.id}, status_code=202)
+        headers = {"Location": f"{manager.image_url}/v2/images/{image.id}"} if rotation > 0 else {}
+        return Response(status_code=202, headers=headers)
+
+    # -- rescue ---------------------------------------------------------------------------------
+    @action("rescue")
+    async def rescue(request: Request, server: Server, arg: Any) -> Response:
+        if arg is not None and not isinstance(arg, dict):
+            raise BadRequest("rescue takes null or an object.")
+        arg = arg or {}
+        extra = set(arg) - {"adminPass", "rescue_image_ref"}
+        if extra:
+            raise BadRequest(f"Additional properties are not allowed ({', '.join(sorted(extra))} was unexpected)")
+        password = arg.get("adminPass")
+        if password is not None and not isinstance(password, str):
+            raise BadRequest("adminPass must be a string.")
+        ref = arg.get("rescue_image_ref")
+        if ref is not None and (not isinstance(ref, str) or not ref):
+            raise BadRequest("rescue_image_ref must be an image id.")
+        image_id = ref.rsplit("/", 1)[-1] if ref else (server.image_id or "")
+        if not image_id and manager.volume_backed(server):
+            image_id = (await manager.root_image_meta(server)).get("image_id", "")
+        props: dict[str, Any] = {}
+        if images is not None and image_id:
+            try:
+                image = await images.image_info(image_id, Caller.of(auth_of(request)))
+            except NotFound:
+                raise BadRequest(f"Image {image_id} is unacceptable: it cannot be used to rescue "
+                                 f"instance {server.id}.") from None
+            props = image.properties or {}
+            if props.get("img_block_device_mapping") or props.get("block_device_mapping"):
+                raise BadRequest(f"Image {image_id} is unacceptable: a volume snapshot image cannot rescue.")
+        if not image_id:
+            raise BadRequest(f"Instance {server.id} cannot be rescued: it has no image to rescue it with.")
+        # stable-device rescue (the server's disks stay where they are): asked by the image's
+        # hw_rescue_device/hw_rescue_bus; a volume-backed server needs it and 2.87
+        stable = "hw_rescue_device" in props and "hw_rescue_bus" in props
+        if manager.volume_backed(server) and not (stable and at_least(request, 87)):
+            raise BadRequest(f"Instance {server.id} cannot be rescued: Cannot rescue a volume-backed instance")
+        if server.vm_state not in ("active", "stopped", "error") or server.task_state:
+            raise Conflict(f"Cannot 'rescue' instance {server.id} while it is in vm_state {server.vm_state}"
+                           + (f" and task_state {server.task_state}" if server.task_state else ""))
+        boot_props = {k: v for k, v in props.items() if k in ("kernel_id", "ramdisk_id", "kernel_args")}
+        await manager.rescue(server, image_id, boot_props, stable)
+        return JSON({"adminPass": password or secrets.token_urlsafe(12)})
+
+    @action("unrescue")
+    async def unrescue(request: Request, server: Server, arg: Any) -> Response:
+        await manager.unrescue(server)
+        return accepted()
+
+    @action("injectNetworkInfo")
+    async def inject_network_info(request: Request, server: Server, arg: Any) -> Response:
+        # the guests here take their network from DHCP and the metadata service, both current:
+        # there is nothing to push into them, as with Nova's libvirt driver
+        await manager.record(server.id, "injectNetworkInfo", server.project_id, auth_of(request).user_id)
+        return accepted()
 
     @action("shelve")
     async def shelve(request: Request, server: Server, arg: Any) -> Response:

@@ -30,6 +30,7 @@ from cumulo.compute.servers.base import (
 )
 from cumulo.compute.servers.build import Builds
 from cumulo.compute.servers.deletion import Deletion
+from cumulo.compute.servers.extras import Extras
 from cumulo.compute.servers.moves import Moves
 from cumulo.compute.servers.networking import Networking
 from cumulo.compute.servers.reconcile import Reconciler
@@ -43,5 +44,5 @@ __all__ = ["ACTION_NAMES", "POWER", "SNAPSHOT_STATES", "ServerManager", "VolumeA
 
 
 class ServerManager(Builds, Actions, Moves, Shelving, Deletion, Reconciler, Networking, VolumeBacked, VolumeSwap,
-                    Volumes, ServerBase):
+                    Volumes, Extras, ServerBase):
     """Servers on the control plane, one mixin per area (see the package's modules)."""

@@ -120,6 +120,28 @@ class Driver(Protocol):
         """The ids of the volumes the instance really has; None if it is not on this node."""
         ...
 
+    async def attach_interface(self, instance_id: str, port: dict[str, Any]) -> dict[str, Any]:
+        """Give the instance a NIC on ``port`` (id, mac_address, network_id, mtu): hot-plugged into
+        a running guest, else from its next start.  Idempotent."""
+        ...
+
+    async def detach_interface(self, instance_id: str, port_id: str) -> None:
+        """Take the port's NIC from the instance once the guest released it.  Idempotent."""
+        ...
+
+    async def rescue(self, instance: dict[str, Any], image_id: str, properties: dict[str, Any],
+                     stable: bool) -> None:
+        """Start the instance from a disk made of ``image_id`` (its own disks kept attached)."""
+        ...
+
+    async def unrescue(self, instance_id: str) -> None:
+        """Start the instance from its own disks again."""
+        ...
+
+    async def diagnostics(self, instance_id: str) -> dict[str, Any]:
+        """``{"standard": Nova's 2.48 diagnostics, "flat": the older form}``."""
+        ...
+
     async def snapshot(self, instance_id: str) -> Snapshot: ...
 
     async def console_output(self, instance_id: str) -> str: ...

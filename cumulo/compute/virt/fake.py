@@ -196,5 +196,40 @@ class FakeDriver:
 
         return Snapshot("raw", chunks())
 
+    async def attach_interface(self, instance_id: str, port: dict[str, Any]) -> dict[str, Any]:
+        inst = self._require(instance_id)
+        inst["ports"] = [*(p for p in inst.get("ports") or [] if p["id"] != port["id"]), port]
+        self._log(instance_id, f"interface {port['id']} attached")
+        self._save()
+        return port
+
+    async def detach_interface(self, instance_id: str, port_id: str) -> None:
+        inst = self.instances_.get(instance_id)
+        if inst is not None:
+            inst["ports"] = [p for p in inst.get("ports") or [] if p["id"] != port_id]
+            self._save()
+
+    async def rescue(self, instance: dict[str, Any], image_id: str, properties: dict[str, Any],
+                     stable: bool) -> None:
+        self._require(instance["id"])["rescue"] = {"image_id": image_id, "stable": stable}
+        self._log(instance["id"], f"rescued from image {image_id}")
+        self._save()
+
+    async def unrescue(self, instance_id: str) -> None:
+        self._require(instance_id).pop("rescue", None)
+        self._save()
+
+    async def diagnostics(self, instance_id: str) -> dict[str, Any]:
+        inst = self._require(instance_id)
+        flavor = inst.get("flavor") or {}
+        cpus = [{"id": n, "time": 0, "utilisation": None} for n in range(int(flavor.get("vcpus", 1)))]
+        ram = int(flavor.get("ram", 0))
+        standard = {"state": {1: "running", 3: "paused", 4: "shutdown"}.get(inst.get("power", 1), "pending"),
+                    "driver": "libvirt", "hypervisor": "fake", "hypervisor_os": "linux", "uptime": 0,
+                    "config_drive": bool(inst.get("config_drive")), "num_cpus": len(cpus), "num_nics": 0,
+                    "num_disks": 0, "memory_details": {"maximum": ram, "used": ram}, "cpu_details": cpus,
+                    "disk_details": [], "nic_details": []}
+        return {"standard": standard, "flat": {"memory": ram * 1024, **{f"cpu{c['id']}_time": 0 for c in cpus}}}
+
     async def console_output(self, instance_id: str) -> str:
         return "".join(line + "\n" for line in self._require(instance_id).get("console", []))

@@ -9,6 +9,7 @@ This is the one host-side module of the network that a compute agent uses (as No
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from typing import Any
 
@@ -42,3 +43,20 @@ class Vifs:
             os.close(fd)
             raise
         return fd, name
+
+    async def counters(self, port_id: str) -> dict[str, Any] | None:
+        """The traffic counters of the port's tap (the host's side: its rx is what the guest
+        sent) and the tap's name; None when the port has no tap on this machine."""
+        try:
+            out = await run("ip", "-n", self.names.dp, "-s", "-j", "link", "show", check=False)
+            found = {link.get("ifname"): link for link in json.loads(out or "[]")}
+        except ValueError:
+            return None
+        for name in taps(port_id):
+            link = found.get(name)
+            if link is not None:
+                stats = link.get("stats64") or link.get("stats") or {}
+                rx, tx = stats.get("rx") or {}, stats.get("tx") or {}
+                return {"name": name, **{f"rx_{k}": rx.get(k) for k in ("bytes", "packets", "errors", "dropped")},
+                        **{f"tx_{k}": tx.get(k) for k in ("bytes", "packets", "errors", "dropped")}}
+        return None

@@ -36,6 +36,7 @@ from typing import Any
 
 from cumulo.compute.metadata import config_drive_files
 from cumulo.compute.virt.driver import NodeInfo, Snapshot
+from cumulo.compute.virt.qemu.extras import ExtraOps, nic_args, nic_ports, nic_slots
 from cumulo.compute.virt.qemu.images import ImageCache, run_helper
 from cumulo.compute.virt.qemu.qmp import QMP, QMPError, qmp
 from cumulo.compute.virt.qemu.swap import SwapOps
@@ -77,7 +78,7 @@ async def run(*cmd: str, check: bool = True, timeout: float = 120.0) -> str:
     return out.decode(errors="replace")
 
 
-class QemuDriver(VolumeOps, SwapOps):
+class QemuDriver(VolumeOps, SwapOps, ExtraOps):
     def __init__(self, hostname: str, instances_path: str | Path, *, shutdown_timeout: float = 60.0,
                  max_concurrent_builds: int = 0, tb_size: int = 32, binary: str = "qemu-system-x86_64",
                  vifs: Any = None) -> None:
@@ -191,8 +192,13 @@ class QemuDriver(VolumeOps, SwapOps):
         image_url, token = instance.get("image_url", ""), instance.get("token", "")
         base, meta = await self.images.fetch(instance["image_id"], image_url, token)
         fmt = qemu_format(meta.get("disk_format"))  # as checked in the cache: QEMU never probes
-        boot: dict[str, Any] = {}
         props = {**(meta.get("properties") or {}), **(instance.get("image_properties") or {})}
+        instance["boot"] = await self._image_boot(instance["image_id"], props, image_url, token)
+        return base, fmt, meta
+
+    async def _image_boot(self, image_id: str, props: dict[str, Any], image_url: str, token: str) -> dict[str, Any]:
+        """How an image boots: its kernel and ramdisk (fetched) for direct boot, else its own disk."""
+        boot: dict[str, Any] = {}
         if props.get("kernel_id"):
             kernel, _ = await self.images.fetch(props["kernel_id"], image_url, token)
             boot["kernel"] = str(kernel)
@@ -200,9 +206,8 @@ class QemuDriver(VolumeOps, SwapOps):
                 ramdisk, _ = await self.images.fetch(props["ramdisk_id"], image_url, token)
                 boot["initrd"] = str(ramdisk)
             boot["append"] = props.get("kernel_args") or "console=ttyS0 root=/dev/vda1 panic=5"
-        boot["base_images"] = [x for x in (instance["image_id"], props.get("kernel_id"), props.get("ramdisk_id")) if x]
-        instance["boot"] = boot
-        return base, fmt, meta
+        boot["base_images"] = [x for x in (image_id, props.get("kernel_id"), props.get("ramdisk_id")) if x]
+        return boot
 
     async def _config_drive(self, instance: dict[str, Any], d: Path) -> None:
         """ISO 9660 labelled config-2, in the layout cloud-init's OpenStack datasource reads."""
@@ -228,10 +233,18 @@ class QemuDriver(VolumeOps, SwapOps):
                "-qmp", f"unix:{d / 'qmp.sock'},server=on,wait=off", "-pidfile", str(d / "qemu.pid"), "-daemonize",
                "-device", "pcie-root-port,id=rp1,bus=pcie.0,chassis=1,slot=1",
                "-device", "pcie-root-port,id=rp2,bus=pcie.0,chassis=2,slot=2",
-               "-device", "virtio-rng-pci", *root_ports()]
+               "-device", "virtio-rng-pci", *root_ports(), *nic_ports()]
+        rescue = instance.get("rescue")
+        # a rescue disk boots first (the root's boot index moves to 2): classic rescue puts it first
+        # among the disks too, stable-device rescue after every disk the server has
+        root_boot = "bootindex=2" if rescue else "bootindex=1"
+        rescue_disk = ["-drive", f"file={d / 'disk.rescue'},if=none,id=rescue,format=qcow2,cache=writeback",
+                       "-device", "virtio-blk-pci,drive=rescue,bootindex=1"] if rescue else []
+        if rescue and not rescue.get("stable"):
+            cmd += rescue_disk
         if not boot_volume(instance):
             cmd += ["-drive", f"file={d / 'disk'},if=none,id=root,format=qcow2,cache=writeback,discard=unmap",
-                    "-device", "virtio-blk-pci,drive=root,bootindex=1"]
+                    "-device", f"virtio-blk-pci,drive=root,{root_boot}"]
         for name in ("disk.eph0", "disk.swap"):
             if (d / name).exists():
                 cmd += ["-drive", f"file={d / name},if=none,id={name[5:]},format=qcow2,cache=writeback",
@@ -239,11 +252,13 @@ class QemuDriver(VolumeOps, SwapOps):
         if (d / "disk.config").exists():
             cmd += ["-drive", f"file={d / 'disk.config'},if=none,id=config,format=raw,readonly=on",
                     "-device", "virtio-blk-pci,drive=config"]
-        cmd += volume_args(instance.get("volumes") or [])
-        for n, (port, fd) in enumerate(zip(instance.get("ports") or [], taps or [], strict=False)):
-            cmd += ["-netdev", f"tap,id=net{n},fd={fd},vhost=off",
-                    "-device", f"virtio-net-pci,netdev=net{n},mac={port['mac_address']},id=nic{n}"]
-        boot = instance.get("boot") or {}
+        cmd += [a.replace("bootindex=1", root_boot) for a in volume_args(instance.get("volumes") or [])]
+        if rescue and rescue.get("stable"):
+            cmd += rescue_disk
+        ports = instance.get("ports") or []
+        for port, fd, slot in zip(ports, taps or [], nic_slots(ports), strict=False):
+            cmd += nic_args(port, fd, slot)
+        boot = (rescue["boot"] if rescue else instance.get("boot")) or {}
         if boot.get("kernel"):
             cmd += ["-kernel", boot["kernel"], "-append", boot.get("append", "console=ttyS0")]
             if boot.get("initrd"):
@@ -449,7 +464,7 @@ class QemuDriver(VolumeOps, SwapOps):
             previous = self._load(instance["id"]).get("volumes") if (d / "instance.json").exists() else None
             instance["volumes"] = with_slots(instance.get("volumes") or [], previous)
             await self._kill(instance["id"])
-            for name in ("disk", "disk.config", "state.save", "disk.backup", "disk.eph0", "disk.swap"):
+            for name in ("disk", "disk.config", "state.save", "disk.backup", "disk.eph0", "disk.swap", "disk.rescue"):
                 (d / name).unlink(missing_ok=True)
             await self._prepare_disks(instance, d)
             self._save(instance, d)
