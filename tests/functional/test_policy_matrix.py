@@ -244,6 +244,40 @@ def rows() -> list[Row]:
             version=old))
     add(Row(c, "GET", "/v2.1/images/{image_id}/metadata/{key}", OWN_READER,
             params={"image_id": "@image_public", "key": "nokey"}, version=old))
+    # -- the legacy routes: image metadata writes, extensions, os-hosts, the network proxies, ... --
+    meta = {"image_id": "@image"}
+    add(Row(c, "POST", "/v2.1/images/{image_id}/metadata", MEMBER, {"metadata": {"k": "v"}}, meta, version=old))
+    add(Row(c, "PUT", "/v2.1/images/{image_id}/metadata", MEMBER, {"metadata": {"k": "v"}}, meta, version=old))
+    add(Row(c, "PUT", "/v2.1/images/{image_id}/metadata/{key}", MEMBER, {"meta": {"k": "v"}},
+            {**meta, "key": "k"}, version=old))
+    add(Row(c, "DELETE", "/v2.1/images/{image_id}/metadata/{key}", MEMBER, params={**meta, "key": "nokey"},
+            version=old))
+    add(Row(c, "GET", "/v2.1/extensions", ANYONE))
+    add(Row(c, "GET", "/v2.1/extensions/{alias}", ANYONE, params={"alias": "os-hosts"}))
+    add(Row(c, "GET", "/v2.1/os-hosts", ADMIN, version=old))
+    add(Row(c, "GET", "/v2.1/os-hosts/{host_name}", ADMIN, params={"host_name": "fake-0"}, version=old))
+    add(Row(c, "PUT", "/v2.1/os-hosts/{host_name}", ADMIN, {"status": "enable"}, {"host_name": "fake-0"},
+            version=old))
+    for verb_path in ("reboot", "shutdown", "startup"):
+        add(Row(c, "GET", f"/v2.1/os-hosts/{{host_name}}/{verb_path}", ADMIN, params={"host_name": "no-such-host"},
+                version=old))
+    add(Row(c, "GET", "/v2.1/os-hypervisors/{node_id}/uptime", ADMIN, params={"node_id": bogus},
+            version="compute 2.53"))
+    add(Row(c, "GET", "/v2.1/os-hypervisors/{pattern}/search", ADMIN, params={"pattern": "fake"}, version=old))
+    add(Row(c, "GET", "/v2.1/os-hypervisors/{pattern}/servers", ADMIN, params={"pattern": "fake"}, version=old))
+    add(Row(c, "GET", "/v2.1/os-instance_usage_audit_log", ADMIN))
+    add(Row(c, "GET", "/v2.1/os-instance_usage_audit_log/{before}", ADMIN,
+            params={"before": "2020-01-01 00:00:00"}))
+    add(Row(c, "POST", "/v2.1/os-server-external-events", frozenset(),  # a service user's only
+            {"events": [{"name": "network-changed", "server_uuid": bogus}]}))
+    add(Row(c, "GET", "/v2.1/os-tenant-networks", OWN_READER, version=old))
+    add(Row(c, "GET", "/v2.1/os-tenant-networks/{network_id}", OWN_READER, params={"network_id": bogus},
+            version=old))
+    add(Row(c, "GET", "/v2.1/os-floating-ip-pools", ANYONE, version=old))
+    add(Row(c, "GET", "/v2.1/os-floating-ips", OWN_READER, version=old))
+    add(Row(c, "POST", "/v2.1/os-floating-ips", OWN_MEMBER, {"pool": "@external"}, version=old))
+    add(Row(c, "GET", "/v2.1/os-floating-ips/{fip_id}", READER, params={"fip_id": "@fip"}, version=old))
+    add(Row(c, "DELETE", "/v2.1/os-floating-ips/{fip_id}", MEMBER, fresh="fip", version=old))
 
     # -- network ---------------------------------------------------------------------------------
     add(Row(n, "GET", "/v2.0/extensions", ANYONE))
