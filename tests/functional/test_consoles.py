@@ -126,6 +126,11 @@ def test_serial_console_from_the_cli_reaches_the_guest_shell_once(ccloud: Cloud,
     # what went over the live console is in the console log too
     wait_for(lambda: "console-42-works" in console_output(ccloud, server), 10, "the answer in the console log")
     assert refused(url) == 403  # used once: gone
+    # the guest's serial port takes the next session once the first has closed
+    again = json.loads(ccloud.cli("console", "url", "show", "--serial", server, "-f", "json").stdout)["url"]
+    with connect(again, open_timeout=10) as ws:
+        ws.send(b"echo second-$((2*3))\n")
+        read_until(ws, b"second-6")
 
 
 def test_serial_console_token_expired_or_forged_is_refused(ccloud: Cloud, people: dict, server: str) -> None:
