@@ -37,6 +37,8 @@ ACCESS = re.compile(r'^(?P<service>\S+) "(?P<method>\S+) (?P<path>\S+)" (?P<stat
 API_LINE = re.compile(r'^(?P<service>[\w-]+) "')  # an access line, or the moment its request came in
 REQUEST_ID = re.compile(r"^req-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# an API's name in its access lines, for the service its code lives in
+API_SERVICES = {"block-storage": "volume", "object-store": "object", "s3": "object", "metadata": "compute"}
 SERVICES = ("identity", "image", "compute", "placement", "network", "volume", "object", "bus", "server")
 MAX_LINE = 1 << 20  # a longer line is cut when read (a runaway message must not take the reader's memory)
 
@@ -152,7 +154,7 @@ def service_of(entry: Entry) -> str:
     network, volume, image, identity, placement, object, or bus."""
     if entry.logger == "cumulo.access":
         m = API_LINE.match(entry.message)
-        return m["service"] if m else "api"
+        return API_SERVICES.get(m["service"], m["service"]) if m else "api"
     if entry.logger in ("cumulo.bus",) or entry.logger.startswith("cumulo.core.bus"):
         return "bus"
     parts = entry.logger.split(".")
@@ -166,7 +168,7 @@ def matches_service(entry: Entry, services: Iterable[str]) -> bool:
         if "." in s:
             if entry.logger == s or entry.logger.startswith(s + "."):
                 return True
-        elif s in (entry.service, entry.component):
+        elif API_SERVICES.get(s, s) == entry.service or s in (entry.component, entry.component.removesuffix("-api")):
             return True
     return False
 

@@ -17,6 +17,7 @@ import asyncio
 import datetime as dt
 import logging
 import socket
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,9 @@ class VolumeAgent(BackupAgentMixin):
         if work is None:
             raise ValueError(f"unknown volume agent method {method}")
         ctx = args.get("ctx") or {}
+        what = next((args[k] for k in ("snapshot_id", "backup_id", "volume_id") if args.get(k)), None)
+        LOG.info("%s %s on %s: started", method, what, self.host)
+        started = time.monotonic()
         try:
             result = await work(args)
         except Exception as exc:  # the controller puts it in the volume's fault
@@ -98,6 +102,7 @@ class VolumeAgent(BackupAgentMixin):
                         exc_info=not isinstance(exc, (LookupError, RuntimeError)))
             await self.bus.cast(CONTROLLER, "volume_update", {"ctx": ctx, "error": str(exc) or type(exc).__name__})
             return None
+        LOG.info("%s %s on %s: done in %.0f ms", method, what, self.host, (time.monotonic() - started) * 1000)
         await self.bus.cast(CONTROLLER, "volume_update", {"ctx": ctx, "error": None, "result": result})
         return None
 
