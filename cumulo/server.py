@@ -32,7 +32,7 @@ from typing import Any
 
 import uvicorn
 import yaml
-from sqlalchemy import text
+from sqlalchemy import column, select, table, text
 from sqlalchemy.orm import configure_mappers
 from starlette.types import ASGIApp
 
@@ -41,7 +41,7 @@ from cumulo.core import logging as logmod
 from cumulo.core import workers
 from cumulo.core.bus.local import HubBus
 from cumulo.core.config import Config
-from cumulo.core.db import Database
+from cumulo.core.db import Database, UTCDateTime, utcnow
 from cumulo.core.http import workermetrics
 from cumulo.core.http.admin import create_admin_app
 from cumulo.core.http.app import create_app
@@ -172,6 +172,8 @@ class Controller:
             await self.lease.start(self.take_singletons, lambda _held: self.refresh_status())
         self.bus = self.connect_bus()
         await self.bus.start()
+        if self.leader:  # the round trip /readyz and `cumulo doctor` make over the bus
+            await self.bus.serve(HEALTH_TARGET, self._ping)
         self.identity = IdentityService(cfg, self.db, self.bus)
         await self.identity.start()
         admin_pw = self.secret("admin-password", cfg.bootstrap.admin_password)
@@ -412,12 +414,74 @@ class Controller:
             status[listener.name] = "ok"
         return status
 
+    async def _ping(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+        if method != "ping":
+            raise ValueError(f"unknown {HEALTH_TARGET} method {method}")
+        return {"pid": os.getpid(), "host": socket.gethostname(), "leader_lease": bool(self.lease and self.lease.held)}
+
+    async def readiness(self) -> dict[str, str]:
+        """``/readyz``: the database answers, a bus round trip comes back, and every agent this
+        controller runs has heartbeated within its service_down_time (compute nodes, volume nodes)."""
+        status = {"database": "ok", "bus": "ok", "agents": "ok"}
+
+        async def select_one() -> None:
+            assert self.db is not None
+            async with self.db.session() as s:
+                await s.execute(text("SELECT 1"))
+
+        # not wait_for: a cancelled session may wait for SQLite's turn before it ends, so a query
+        # that does not answer in time is left to finish in the background
+        probe = asyncio.ensure_future(select_one())
+        probe.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved, even when late
+        done, _ = await asyncio.wait([probe], timeout=3)
+        failed = probe.exception() if done else TimeoutError("no answer within 3 s")
+        if failed is not None:
+            status["database"] = f"failing: {type(failed).__name__}: {failed}"[:300]
+            status["agents"] = "unknown: the database does not answer"
+        try:
+            await self.bus.call(HEALTH_TARGET, "ping", {}, timeout=3)
+        except Exception as exc:  # noqa: BLE001
+            status["bus"] = f"failing: no round trip ({type(exc).__name__}: {exc})"[:300]
+        if status["database"] == "ok":
+            try:
+                silent = await self._silent_agents()
+            except Exception as exc:  # noqa: BLE001
+                silent = [f"heartbeats unreadable ({exc})"]
+            if silent:
+                status["agents"] = "failing: " + "; ".join(silent)
+        return status
+
+    async def _silent_agents(self) -> list[str]:
+        """This controller's compute and volume agents whose last heartbeat is older than allowed."""
+        from cumulo.compute.agent import ComputeAgent
+        from cumulo.volume.agent import VolumeAgent
+
+        kinds = [("compute", ComputeAgent, "compute_service", "last_seen_at", self.cfg.compute.service_down_time),
+                 ("volume", VolumeAgent, "volume_pool", "reported_at", self.cfg.volume.service_down_time)]
+        now, out = utcnow(), []
+        assert self.db is not None
+        async with self.db.reader() as s:
+            for kind, cls, name, stamp, down_time in kinds:
+                hosts = [a.host for a in self.agents if isinstance(a, cls)]
+                if not hosts:
+                    continue
+                t = table(name, column("host"), column(stamp, UTCDateTime))
+                seen = dict((await s.execute(select(t.c.host, t.c[stamp]).where(t.c.host.in_(hosts)))).all())
+                for host in hosts:
+                    at = seen.get(host)
+                    if at is None:
+                        out.append(f"{kind} agent {host} has not reported yet")
+                    elif (now - at).total_seconds() > down_time:
+                        out.append(f"{kind} agent {host} silent for {(now - at).total_seconds():.0f} s")
+        return out
+
     async def serve(self, ready: asyncio.Event | None = None) -> None:
         cfg = self.cfg
         specs = [(lst.name, lst.port, Deadline(lst.app, FAULT_FORMAT.get(lst.name, lst.name), cfg.api.request_timeout,
                                                self.worker)) for lst in self.listeners]
         if cfg.metrics.enabled and self.leader:
-            specs.append(("operator", cfg.metrics.port, create_admin_app(self.health, self.openapi)))
+            specs.append(("operator", cfg.metrics.port, create_admin_app(
+                self.health, self.openapi, self.readiness, cfg.metrics.disable_by_file_path)))
         sockets = workers.inherited_sockets() if not self.leader else {}
         if cfg.metrics.enabled:
             if self.leader:  # the operator port's /metrics tells every process's figures
@@ -528,6 +592,8 @@ def console_proxies(cfg: Config, db: Database) -> list[Listener]:
     return out
 
 
+# the bus target every leader serves for a round trip (method "ping")
+HEALTH_TARGET = "controller-health"
 # the fault format of each listener's 503 past its time budget
 FAULT_FORMAT = {"metadata": "compute", "volume": "block-storage"}
 

@@ -2,6 +2,7 @@
 
     cumulo up                     start every service in the foreground (Ctrl-C stops it)
     cumulo status                 what runs, where, and whether it answers
+    cumulo doctor                 the operator's checklist: what is broken, and the fix
     cumulo config show            the effective configuration (file + environment)
     cumulo db sync | version      apply migrations / show the schema revision
     cumulo identity rotate-keys   rotate the Fernet token keys
@@ -65,6 +66,7 @@ HELP = """Start an OpenStack-compatible cloud on this machine, and look after it
 \b
   cumulo up                     start every service in the foreground (Ctrl-C stops it)
   cumulo status                 what runs, where, and whether it answers
+  cumulo doctor                 the operator's checklist: what is broken, and the fix
   cumulo config show            the effective configuration (file + environment)
   cumulo db sync | version      apply migrations / show the schema revision
   cumulo identity rotate-keys   rotate the Fernet token keys
@@ -334,6 +336,47 @@ def volume_agent(ctx: click.Context, host: str) -> None:
         return file_agent(cfg, bus, host or None)
 
     _run_agent(cfg, make, lambda node: f"volume agent {node.host} is up (file driver in {node.driver.path})")
+
+
+@main.command(short_help="The operator's checklist: what is broken, and the fix.", epilog=example(
+    "cumulo doctor                        # exit status 0: all ok, 1: a warning, 2: a failure",
+    "cumulo doctor --json | jq '.checks[] | select(.verdict != \"ok\")'",
+    "CUMULO_DOCTOR__DISK_WARNING_PERCENT=70 cumulo --state-dir /srv/cumulo doctor"))
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as one JSON document (for scripts).")
+@click.pass_context
+def doctor(ctx: click.Context, as_json: bool) -> None:
+    """Run the Operations Guide's hourly, daily, weekly and monthly checks against this cloud and
+    tell, for each, what was looked at, the verdict (ok, warning, failure), the broken component
+    and the fix.  It only reads: nothing is changed.
+
+    \b
+    Checks: the controller answers; the database answers and is migrated to the newest revision;
+    a round trip over the bus; the clocks of this machine and the database server agree; every
+    compute, volume and network agent heartbeats; disk use of the state directory, instances,
+    volumes, backups and object devices; the Fernet keys rotated recently and private; no server,
+    volume, snapshot, backup, attachment or image in a transitional state past its lease; no
+    QEMU, namespace, tap, dnsmasq or volume file without its owner; objects with all their
+    replicas; usage within quotas; passwords and application credentials near expiry.
+
+    \b
+    Exit status (as nova-status upgrade check): 0 all ok, 1 a warning, 2 a failure, 255 doctor
+    could not run.  Thresholds: [doctor] disk_warning_percent (80), disk_failure_percent (90),
+    lease_grace (60 s), stuck_after (3600 s), key_max_age_days (30), expiry_warning_days (14).
+    Run it as the user `cumulo up` runs as (root, for the namespaces and processes).
+    """
+    from cumulo.cli import doctor as doctormod  # heavy: SQLAlchemy, the services' modules
+
+    cfg = load(ctx)
+    try:
+        findings = doctormod.diagnose(cfg)
+    except Exception as exc:  # noqa: BLE001
+        click.echo(f"cumulo doctor could not run: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(255)
+    if as_json:
+        click.echo(json.dumps(doctormod.report(findings), indent=2, default=str))
+    else:
+        click.echo(doctormod.render(findings))
+    sys.exit(doctormod.EXIT[doctormod.worst(findings)])
 
 
 @main.group()

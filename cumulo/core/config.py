@@ -69,6 +69,28 @@ class MetricsConfig:
     # /metrics and /healthcheck for every service, on an operator-only port.
     enabled: bool = True
     port: int = 9180
+    # While this file exists /healthcheck answers 503 "DISABLED BY FILE" (oslo.middleware's
+    # disable_by_file_path): touch it to drain a controller from its load balancer before maintenance.
+    disable_by_file_path: str = ""
+
+
+@dataclass
+class DoctorConfig:
+    """What `cumulo doctor` calls a warning or a failure."""
+
+    # Disk use of the state directory, instances, volumes and object devices (percent of the file system).
+    disk_warning_percent: float = 80.0
+    disk_failure_percent: float = 90.0
+    # Seconds a transition may stay past its lease before it counts as stuck (the reconcilers end
+    # expired leases every 5-10 s, so a minute means they are not running or fail on it).
+    lease_grace: float = 60.0
+    # Seconds a transitional state without any lease may last (nothing will ever end it).
+    stuck_after: float = 3600.0
+    # Days since the last Fernet key rotation (`cumulo identity rotate-keys`) before a warning.
+    key_max_age_days: float = 30.0
+    # Days before a password (or application credential) expires that it is reported.
+    expiry_warning_days: float = 14.0
+
 
 
 @dataclass
@@ -309,6 +331,7 @@ class Config:
     bus: BusConfig = field(default_factory=BusConfig)
     api: APIConfig = field(default_factory=APIConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    doctor: DoctorConfig = field(default_factory=DoctorConfig)
     identity: IdentityConfig = field(default_factory=IdentityConfig)
     image: ImageConfig = field(default_factory=ImageConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
