@@ -92,7 +92,6 @@ class DoctorConfig:
     expiry_warning_days: float = 14.0
 
 
-
 @dataclass
 class SecurityComplianceConfig:
     # 0 disables the lockout.
