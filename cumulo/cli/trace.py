@@ -284,6 +284,29 @@ def trace_command(ctx: click.Context, request_id: str, extra: tuple[str, ...], a
         ctx.exit(1)
 
 
+def tail(path: Path, count: int, wanted: Any, hint: str | None = None, window: int = 1 << 20) -> list[Entry]:
+    """The last ``count`` entries of ``path`` that ``wanted`` keeps, reading back from the end
+    (a window that doubles until it holds enough of them, or the whole file)."""
+    size = path.stat().st_size
+    while True:
+        start = max(0, size - window)
+        with path.open("rb") as f:
+            f.seek(start)
+            data = f.read(size - start).decode("utf-8", errors="replace")
+        lines = data.splitlines(keepends=True)
+        if start and lines:
+            lines = lines[1:]  # most likely cut
+            while lines and not starts_entry(lines[0]):
+                lines = lines[1:]  # the end of an entry that began before the window
+        last: collections.deque[Entry] = collections.deque(maxlen=count)
+        for entry in read_entries(lines, hint):
+            if wanted(entry):
+                last.append(entry)
+        if len(last) >= count or start == 0:
+            return list(last)
+        window *= 4
+
+
 def _follow(path: Path, wanted: Any, raw: bool, poll: float = 0.5) -> None:
     """Print what is appended to ``path`` as it comes, reopening it when it is rotated."""
     f = _open(path)
@@ -349,12 +372,7 @@ def logs_command(ctx: click.Context, services: tuple[str, ...], level: str | Non
     if not path.exists():
         raise click.ClickException(f"{path} does not exist: set [logging] file, or start with cumulo up --quiet")
     if count:
-        last: collections.deque[Entry] = collections.deque(maxlen=count)
-        with _open(path) as f:
-            for entry in read_entries(f, request_id):
-                if wanted(entry):
-                    last.append(entry)
-        for entry in last:
+        for entry in tail(path, count, wanted, request_id):
             click.echo(entry.raw if raw else entry.text())
     if follow:
         try:

@@ -118,7 +118,7 @@ class RedactingFormatter(logging.Formatter):
 
 # what every LogRecord has (and what RequestTagFilter adds): the rest came with ``extra=``
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
-    "message", "asctime", "req", "request_id", "user_id", "project_id", "taskName"}
+    "message", "asctime", "req", "request_id", "user_id", "project_id", "taskName", "color_message"}
 
 
 def _plain(value: Any, key: str = "") -> Any:

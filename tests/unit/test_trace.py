@@ -128,3 +128,17 @@ def test_text_parser_reads_request_user_and_project() -> None:
     e = trace.parse_line("2026-12-03 17:05:01,123 INFO cumulo.bus [-] hop [with brackets]")
     assert e is not None and e.request_id is None and e.message == "hop [with brackets]"
     assert trace.parse_line("  File \"x.py\", line 1") is None and trace.parse_line("{not json") is None
+
+
+def test_tail_reads_back_from_the_end_of_a_big_file(tmp_path: Path) -> None:
+    log = tmp_path / "cumulo.log"
+    t = time.time() - 600
+    write(log, "text", [(RID if i % 100 == 0 else None, "cumulo.compute.agent" if i % 100 == 0 else "cumulo.bus",
+                         logging.INFO, f"line {i:05d} " + "z" * 80, t + i / 1000, i == 9900) for i in range(10000)])
+    wanted = lambda e: e.logger == "cumulo.compute.agent"  # noqa: E731
+    got = trace.tail(log, 3, wanted, window=4096)
+    assert [e.message.split()[1] for e in got] == ["09700", "09800", "09900"]
+    assert "Traceback" in got[-1].message
+    every = trace.tail(log, 1000, wanted, window=4096)  # fewer than asked: the whole file
+    assert len(every) == 100 and every[0].message.startswith("line 00000")
+    assert [e.message[:10] for e in trace.tail(log, 2, lambda e: True, window=300)] == ["line 09998", "line 09999"]
