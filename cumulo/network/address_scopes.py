@@ -20,10 +20,12 @@ from cumulo.core.http.app import JSON, Router
 from cumulo.core.http.authz import allowed, authorize
 from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound
 from cumulo.network.models import Subnet, SubnetPool
-from cumulo.network.policies import VERB
 from cumulo.network.rbac_models import AddressScope
 from cumulo.network.requests import body, who
 from cumulo.network.views import shape, shape_one
+
+RULES = {"GET": "get_address_scope", "HEAD": "get_address_scope", "PUT": "update_address_scope",
+         "DELETE": "delete_address_scope"}
 
 
 def scope_view(a: AddressScope) -> dict[str, Any]:
@@ -96,7 +98,7 @@ def router(db: Database) -> Router:
         if "shared" in item:
             if not isinstance(item["shared"], bool):
                 raise BadRequest(f"Invalid input for shared. Reason: '{item['shared']}' is not a valid boolean value.")
-            rule = f"{'create' if create else 'update'}_address_scope:shared"
+            rule = "create_address_scope:shared" if create else "update_address_scope:shared"
             if not allowed(request, rule):
                 raise Forbidden(f"({rule}) is disallowed by policy")
             values["shared"] = item["shared"]
@@ -136,7 +138,7 @@ def router(db: Database) -> Router:
         row = await get_scope(db, request.path_params["scope_id"], project, admin)
         if request.method != "GET" and row.project_id != project and not admin:
             raise NotFound(f"Address scope {row.id} could not be found.", kind="AddressScopeNotFound")
-        authorize(request, f"{VERB[request.method]}_address_scope", scope_target(row))
+        authorize(request, RULES[request.method], scope_target(row))
         if request.method == "DELETE":
             async with db.session() as s:
                 used = (await s.execute(select(func.count()).select_from(SubnetPool).where(
