@@ -31,6 +31,7 @@ SERVICES: dict[str, tuple[list[Rule], list[Path]]] = {
     "object": (object_store.RULES, sorted((ROOT / "object" / "api").glob("*.py"))),
 }
 SERVICES["network"][1].extend(ROOT / "network" / f"{m}.py" for m in ("qos", "trunks"))  # QoS and trunks
+SERVICES["network"][1].extend(ROOT / "network" / f"{m}.py" for m in ("rbac", "address_scopes", "inventory", "agents"))
 REF = re.compile(r"rule:([\w:.\-]+)")
 METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 
