@@ -393,6 +393,15 @@ def rows() -> list[Row]:
     add(Row(i, "GET", "/v2/images/{image_id}/tasks", shared_reader, params=img))
     add(Row(i, "POST", "/v2/tasks", ADMIN, {"type": "import", "input": {"import_from": "http://example.com/x"}}))
     add(Row(i, "GET", "/v2/tasks/{task_id}", ADMIN, params={"task_id": bogus}))
+    add(Row(i, "GET", "/v2/tasks", ADMIN))
+    # a store that does not hold P's active image: an admin's 404, the rest denied
+    add(Row(i, "DELETE", "/v2/stores/{store_id}/{image_id}", ADMIN,
+            params={"image_id": "@active_image", "store_id": "second"}))
+    add(Row(i, "GET", "/v2/info/stores/detail", ADMIN))
+    add(Row(i, "GET", "/v2/cache", ADMIN))
+    add(Row(i, "PUT", "/v2/cache/{image_id}", ADMIN, params=img))  # queued: an admin's 400
+    add(Row(i, "DELETE", "/v2/cache/{image_id}", ADMIN, params=img))
+    add(Row(i, "DELETE", "/v2/cache", ADMIN))
     add(Row(i, "POST", "/v2/images/{image_id}/members", MEMBER, {"member": "@Q"}, img))
     add(Row(i, "GET", "/v2/images/{image_id}/members", shared_reader, params=img))
     members = {**img, "member_id": "@Q"}
@@ -465,11 +474,13 @@ def rows() -> list[Row]:
     consumer = {"consumer": bogus}
     add(Row(p, "GET", "/allocations/{consumer}", ADMIN, params=consumer))
     add(Row(p, "PUT", "/allocations/{consumer}", ADMIN, {"allocations": {}, "project_id": "@P", "user_id": "u",
-                                                         "consumer_generation": None}, consumer))
+                                                         "consumer_generation": None, "consumer_type": "INSTANCE"},
+            consumer))
     add(Row(p, "DELETE", "/allocations/{consumer}", ADMIN, params=consumer))
     add(Row(p, "POST", "/allocations", ADMIN, {}))
     add(Row(p, "GET", "/allocation_candidates", ADMIN, query="resources=VCPU:1"))
     add(Row(p, "GET", "/resource_classes", ADMIN))
+    add(Row(p, "POST", "/resource_classes", ADMIN, {"name": "CUSTOM_POLICY_MATRIX_POST"}))
     rc = {"name": "CUSTOM_POLICY_MATRIX"}
     add(Row(p, "GET", "/resource_classes/{name}", ADMIN, params=rc))
     add(Row(p, "PUT", "/resource_classes/{name}", ADMIN, params=rc))
@@ -957,7 +968,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     policy_file.write_text("{}\n")  # no overrides: the defaults rule (test_policy_file_overrides_... edits it)
     (tmp / "state").mkdir()
     cloud = start_cloud(tmp / "state", "sqlite", {"CUMULO_SERVICES": "identity,image,compute,placement,network,volume",
-                                                  "CUMULO_POLICY__FILE": str(policy_file)})
+                                                  "CUMULO_POLICY__FILE": str(policy_file),
+                                                  "CUMULO_IMAGE__STORES": "file,second"})
     try:
         w = World(cloud)
         w.policy_file = policy_file
