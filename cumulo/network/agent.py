@@ -10,7 +10,9 @@ the desired state (``network.dataplane_state`` on the bus) and converges the mac
 
 ``reconcile()`` is level-triggered and safe at any moment: it makes what is missing and removes
 what nothing owns (after a restart it finds everything by name).  ``network.changed`` events
-make it run at once; it also runs every ``interval`` seconds.
+make it run at once; it also runs every ``interval`` seconds.  A heartbeat (every
+``report_interval`` seconds and after each round) tells the controller the agent is alive on its
+host and what it serves (the Network API's agents, ``cumulo.network.agents``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
+from cumulo.core.bus.interface import carrying, request_id
 from cumulo.network.dataplane import firewall
 from cumulo.network.dataplane.dhcp import METADATA_IP, DhcpServer
 from cumulo.network.dataplane.linux import (
@@ -51,6 +54,7 @@ from cumulo.network.dataplane.qos import Shaper
 from cumulo.network.dataplane.zones import ConntrackZones
 
 LOG = logging.getLogger(__name__)
+MAX_KICKED_BY = 20  # requests named by one round's lines (a burst of changes is one round)
 ROUTER_SYSCTLS = {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1"}
 RETRY = 5.0  # seconds before a round that left something undone is tried again
 RULES_TIMEOUT = 120.0  # iptables-restore of thousands of ports may take a while on a loaded machine
@@ -99,6 +103,7 @@ class NetworkAgent:
         self._addresses: dict[tuple[str, str], str] = {}
         self._applied: dict[str, str] = {}  # namespace+table -> the rules text last applied
         self._kick = asyncio.Event()
+        self._kicked_by: set[str] = set()  # the requests whose changes the next round applies
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self.last: dict[str, Any] = {}
@@ -106,6 +111,9 @@ class NetworkAgent:
     # -- running ----------------------------------------------------------------------------------
     async def start(self) -> None:
         async def changed(topic: str, event: dict[str, Any]) -> None:
+            rid = request_id()
+            if rid and len(self._kicked_by) < MAX_KICKED_BY:
+                self._kicked_by.add(rid)
             self._kick.set()
 
         await self.bus.subscribe("network.changed", changed)
@@ -142,10 +150,17 @@ class NetworkAgent:
                 pass
             await asyncio.sleep(0.05)  # a burst of changes becomes one reconcile
             self._kick.clear()
+            kicked, self._kicked_by = sorted(self._kicked_by), set()
             started = time.monotonic()
-            try:
-                last = await self.reconcile()
+            try:  # the round one request's change caused is that request's work (its id on the lines)
+                with carrying(kicked[0] if len(kicked) == 1 else None):
+                    last = await self.reconcile()
                 self._retry = bool(last.get("failed"))
+                for rid in kicked:  # and each request whose change it applied hears when it was
+                    with carrying(rid):
+                        LOG.info("network reconcile applied this request's change (%d requests in the round): "
+                                 "%s networks, %s ports, %s routers in %s s", len(kicked), last.get("networks"),
+                                 last.get("ports"), last.get("routers"), last.get("seconds"))
             except asyncio.CancelledError:
                 raise
             except Exception:  # the controller may be away for a while: the next round retries

@@ -104,3 +104,65 @@ async def test_an_envelope_without_an_id_is_handled_as_before(tmp_path: Path) ->
     finally:
         writer.close()
         await hub.stop()
+
+
+class Tagged(logging.Handler):
+    """The lines of a logger with the request id in effect when each was written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[tuple[str | None, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        ctx = context.current.get()
+        self.lines.append((ctx.request_id if ctx else None, record.getMessage()))
+
+
+async def test_the_network_agents_round_carries_the_requests_that_kicked_it(tmp_path: Path) -> None:
+    """The network agent is level-triggered (a change kicks a reconcile round): a round one
+    request caused runs in that request's context; each request of a burst hears of the round."""
+    from cumulo.network.agent import NetworkAgent
+
+    bus = connect("memory://")
+    agent = NetworkAgent(bus, f"cumulo-test-{uuid.uuid4().hex[:6]}", tmp_path, "http://127.0.0.1:1", "s" * 20,
+                         interval=30)
+    rounds: asyncio.Queue = asyncio.Queue()
+
+    async def reconcile() -> dict:
+        ctx = context.current.get()
+        await rounds.put(ctx.request_id if ctx else None)
+        return {"networks": 1, "ports": 2, "routers": 0, "seconds": 0.01, "failed": []}
+
+    async def report() -> None:
+        pass
+
+    async def change(rid: str) -> None:
+        token = context.current.set(context.RequestContext(rid))
+        try:
+            await bus.publish("network.changed", {"what": "port"})
+        finally:
+            context.current.reset(token)
+
+    agent.reconcile, agent.report = reconcile, report  # type: ignore[method-assign]
+    log, handler = logging.getLogger("cumulo.network.agent"), Tagged()
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    await agent.start()
+    try:
+        assert await asyncio.wait_for(rounds.get(), 5) is None  # the first round, at start: no request
+        one, two, three = (f"req-{uuid.uuid4()}" for _ in range(3))
+        await change(one)
+        assert await asyncio.wait_for(rounds.get(), 5) == one
+        await asyncio.sleep(0.2)  # the agent rests after a round
+        await change(two)
+        await change(three)  # a burst: one round for both, in neither's context
+        assert await asyncio.wait_for(rounds.get(), 5) is None
+        await asyncio.sleep(0.1)
+    finally:
+        await agent.stop()
+        await bus.stop()
+        log.removeHandler(handler)
+        log.setLevel(logging.NOTSET)
+    applied = [(rid, line) for rid, line in handler.lines if "applied this request's change" in line]
+    assert [rid for rid, _ in applied] == [one, *sorted((two, three))], applied
+    assert "(1 requests in the round)" in applied[0][1] and "(2 requests in the round)" in applied[1][1]
