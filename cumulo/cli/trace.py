@@ -256,7 +256,7 @@ def example(*lines: str) -> str:
 @click.option("--log-file", "extra", multiple=True, type=click.Path(dir_okay=False),
               help="Another log file to read as well (a node's own log); its rotated copies are read too.")
 @click.option("--json", "as_json", is_flag=True, help="Print each line as a JSON object (time, since_start, "
-              "component, service, level, logger, message).")
+              "component, service, level, logger, message, process: a JSON log's process id).")
 @click.pass_context
 def trace_command(ctx: click.Context, request_id: str, extra: tuple[str, ...], as_json: bool) -> None:
     """Print every log line of one request (the x-openstack-request-id a response carried) in time
@@ -277,7 +277,8 @@ def trace_command(ctx: click.Context, request_id: str, extra: tuple[str, ...], a
             click.echo(json.dumps({"time": e.time.isoformat(timespec="milliseconds"),
                                    "since_start": round((e.time - start).total_seconds(), 6) if start else 0,
                                    "component": e.component, "service": e.service, "level": e.level,
-                                   "logger": e.logger, "message": e.message, "derived": e.derived}))
+                                   "logger": e.logger, "message": e.message, "derived": e.derived,
+                                   "process": e.fields.get("process")}))
     else:
         click.echo(render_trace(request_id, entries))
     if not entries:
