@@ -6,8 +6,9 @@ and a subport of one trunk at most; neither can be deleted while it is (409).  A
 
 A trunk's status is ``ACTIVE`` while its parent port is (bound to a running server) and ``DOWN``
 otherwise.  This is the API's state only: the machines this cloud runs on have no 802.1Q
-support in their kernel (``ip link add ... type vlan`` is refused), so no VLAN subinterface is
-made on the parent's tap and a guest's tagged frames reach no subport's network.
+support in their kernel (``ip link add ... type vlan`` is refused, and so is a bridge with
+``vlan_filtering``), so no VLAN subinterface is made on the parent's tap and a guest's tagged
+frames reach no subport's network.
 """
 
 from __future__ import annotations
