@@ -15,6 +15,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -145,24 +146,49 @@ def test_an_old_fernet_key_is_a_warning(cloud: Cloud) -> None:
         os.utime(staged, ns=(before.st_atime_ns, before.st_mtime_ns))
 
 
-def test_an_orphan_namespace_and_tap_are_warnings(cloud: Cloud) -> None:
+def idle_process(name: str, *args: str) -> subprocess.Popen[bytes]:
+    """A process whose command line reads ``name args...`` (a Python that sleeps), standing in
+    for a QEMU or dnsmasq left behind."""
+    return subprocess.Popen([name, "-c", "import time; time.sleep(120)", *args], executable=sys.executable)
+
+
+def test_orphans_are_warnings_naming_each(cloud: Cloud) -> None:
     prefix = cloud.env["CUMULO_NETWORK__NAMESPACE_PREFIX"]
     assert prefix.startswith("cumulo-test-")
     router_ns, dp = f"{prefix}-router-{uuid.uuid4()}", f"{prefix}-dp"
     tap = f"tap{uuid.uuid4().hex[:10]}0"
+    server_id, network_id = str(uuid.uuid4()), str(uuid.uuid4())
+    instances, dhcp = cloud.state_dir / "instances", cloud.state_dir / "network" / "dhcp"
+    leftovers = [idle_process("qemu-system-x86_64", "-uuid", server_id, "-pidfile",
+                              f"{instances}/fake-0/{server_id}/qemu.pid"),
+                 idle_process("dnsmasq", f"--pid-file={dhcp}/{network_id}/pid")]
     try:
         subprocess.run(["ip", "netns", "add", router_ns], check=True)
         subprocess.run(["ip", "netns", "add", dp], check=True)
         subprocess.run(["ip", "-n", dp, "tuntap", "add", "dev", tap, "mode", "tap"], check=True)
         rc, doc = doctor(cloud)
-        assert rc == 1 and set(doc["broken"]) == {"network (namespaces)", "network (taps)"}, not_ok(doc)
+        assert rc == 1 and set(doc["broken"]) == {"network (namespaces)", "network (taps)", "compute (QEMU)",
+                                                  "network (dnsmasq)"}, not_ok(doc)
         found = {c["component"]: c for c in not_ok(doc)}
         assert router_ns in found["network (namespaces)"]["detail"]
         assert dp not in found["network (namespaces)"]["detail"]  # the dataplane's own namespace is no orphan
         assert tap in found["network (taps)"]["detail"] and "ip -n" in found["network (taps)"]["fix"]
+        assert f"pid {leftovers[0].pid} (uuid {server_id})" in found["compute (QEMU)"]["detail"]
+        assert f"pid {leftovers[1].pid} (network {network_id})" in found["network (dnsmasq)"]["detail"]
     finally:
+        for proc in leftovers:
+            proc.kill()
+            proc.wait()
         for ns in (router_ns, dp):
             subprocess.run(["ip", "netns", "delete", ns], check=False)
+
+
+def test_a_cloud_that_is_not_running_is_said_so(cloud: Cloud, tmp_path: Path) -> None:
+    rc, doc = doctor(cloud, CUMULO_STATE_DIR=str(tmp_path))  # an empty state directory: never started
+    assert rc == 2 and {"controller", "database"} <= set(doc["broken"])
+    controller = next(c for c in doc["checks"] if c["check"] == "controller")
+    assert "not running" in controller["detail"] and "cumulo up" in controller["fix"]
+    assert list(tmp_path.iterdir()) == []  # doctor made nothing: no database, no keys
 
 
 def test_a_volume_past_its_lease_is_a_failure_naming_it(cloud: Cloud) -> None:
