@@ -172,8 +172,9 @@ class Controller:
             await self.lease.start(self.take_singletons, lambda _held: self.refresh_status())
         self.bus = self.connect_bus()
         await self.bus.start()
-        if self.leader:  # the round trip /readyz and `cumulo doctor` make over the bus
+        if self.leader:  # the round trips over the bus: any controller's (`cumulo doctor`), this one's (/readyz)
             await self.bus.serve(HEALTH_TARGET, self._ping)
+            await self.bus.serve(own_health_target(), self._ping)
         self.identity = IdentityService(cfg, self.db, self.bus)
         await self.identity.start()
         admin_pw = self.secret("admin-password", cfg.bootstrap.admin_password)
@@ -439,7 +440,7 @@ class Controller:
             status["database"] = f"failing: {type(failed).__name__}: {failed}"[:300]
             status["agents"] = "unknown: the database does not answer"
         try:
-            await self.bus.call(HEALTH_TARGET, "ping", {}, timeout=3)
+            await self.bus.call(own_health_target(), "ping", {}, timeout=3)
         except Exception as exc:  # noqa: BLE001
             status["bus"] = f"failing: no round trip ({type(exc).__name__}: {exc})"[:300]
         if status["database"] == "ok":
@@ -592,8 +593,14 @@ def console_proxies(cfg: Config, db: Database) -> list[Listener]:
     return out
 
 
-# the bus target every leader serves for a round trip (method "ping")
+# the bus target every leader serves for a round trip (method "ping"), and the one of this process
 HEALTH_TARGET = "controller-health"
+
+
+def own_health_target() -> str:
+    return f"{HEALTH_TARGET}.{socket.gethostname()}-{os.getpid()}"
+
+
 # the fault format of each listener's 503 past its time budget
 FAULT_FORMAT = {"metadata": "compute", "volume": "block-storage"}
 
