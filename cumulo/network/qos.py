@@ -148,11 +148,10 @@ async def unbind_policies(db: Database, object_ids: list[str]) -> None:
 async def with_policies(db: Database, views: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Network or port views with their ``qos_policy_id`` (None when unbound)."""
     ids = [v["id"] for v in views]
-    found: dict[str, str] = {}
-    async with db.session() as s:
-        for start in range(0, len(ids), 500):
-            found.update((await s.execute(select(QosBinding.object_id, QosBinding.policy_id).where(
-                QosBinding.object_id.in_(ids[start:start + 500])))).tuples().all())
+    stmt = select(QosBinding.object_id, QosBinding.policy_id)
+    async with db.session() as s:  # a long listing reads every binding (far fewer than ports) at once
+        found = dict((await s.execute(stmt if len(ids) > 500 else stmt.where(QosBinding.object_id.in_(ids))))
+                     .tuples().all())
     for v in views:
         v["qos_policy_id"] = found.get(v["id"])
     return views

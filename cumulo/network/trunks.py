@@ -24,6 +24,7 @@ from cumulo.core.db import Database, IntegrityError, is_duplicate
 from cumulo.core.http.app import JSON, Router, json_body
 from cumulo.core.http.authz import authorize
 from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound
+from cumulo.network.ipam import many
 from cumulo.network.models import Port
 from cumulo.network.policies import VERB
 from cumulo.network.requests import body, who
@@ -80,17 +81,17 @@ async def with_trunk_details(db: Database, views: list[dict[str, Any]]) -> list[
     ids = [v["id"] for v in views]
     if not ids:
         return views
-    async with db.session() as s:
-        trunks: dict[str, str] = {}
-        for start in range(0, len(ids), 500):
-            trunks.update((await s.execute(select(Trunk.port_id, Trunk.id).where(
-                Trunk.port_id.in_(ids[start:start + 500])))).tuples().all())
+    stmt = select(Trunk.port_id, Trunk.id)
+    async with db.session() as s:  # a long listing reads every trunk (far fewer than ports) at once
+        trunks = dict((await s.execute(stmt if len(ids) > 500 else stmt.where(Trunk.port_id.in_(ids)))).tuples().all())
+        wanted = set(ids)
+        trunks = {port: trunk for port, trunk in trunks.items() if port in wanted}
         if not trunks:
             return views
-        subs = list((await s.execute(select(SubPort).where(SubPort.trunk_id.in_(list(trunks.values()))).order_by(
-            SubPort.segmentation_id))).scalars())
+        subs = list((await s.execute(select(SubPort).where(SubPort.trunk_id.in_(many(list(trunks.values()))))
+                                     .order_by(SubPort.segmentation_id))).scalars())
         macs = dict((await s.execute(select(Port.id, Port.mac_address).where(
-            Port.id.in_([x.port_id for x in subs])))).tuples().all()) if subs else {}
+            Port.id.in_(many([x.port_id for x in subs]))))).tuples().all()) if subs else {}
     for v in views:
         trunk_id = trunks.get(v["id"])
         if trunk_id is not None:

@@ -178,6 +178,9 @@ def test_qos_with_the_openstack_cli_and_sdk(qcloud: Cloud) -> None:
 
 def test_trunks_follow_neutron(qcloud: Cloud, people: dict[str, Any]) -> None:
     admin, member, reader, other = (people[k] for k in ("admin", "member", "reader", "other"))
+    aliases = {e["alias"] for e in reader("GET", "/extensions")["extensions"]}
+    assert {"qos", "qos-bw-limit-direction", "qos-default", "qos-rule-type-details", "trunk",
+            "trunk-details"} <= aliases
     net = member("POST", "/networks", {"network": {"name": unique("tn")}})["network"]
     sub_net = member("POST", "/networks", {"network": {"name": unique("ts")}})["network"]
     parent, s1, s2, s3 = (member("POST", "/ports", {"port": {"network_id": n["id"]}})["port"]
