@@ -4,8 +4,10 @@ untagged traffic, that of subports, each told apart by a VLAN id (``segmentation
 and a subport of one trunk at most; neither can be deleted while it is (409).  A subport's
 ``device_owner`` becomes ``trunk:subport`` and its ``device_id`` the trunk's id, as in Neutron.
 
-A trunk's status is ``ACTIVE`` while its parent port is (bound to a running server) and ``DOWN``
-otherwise.  This is the API's state only: the machines this cloud runs on have no 802.1Q
+A trunk's status is ``DOWN`` while its parent port is not ``ACTIVE`` (bound to a running
+server); with an active parent it is ``ACTIVE`` when it has no subports and ``DEGRADED`` (Neutron's
+"some subports could not be wired") when it has some, because none is wired: the trunk is API
+state only.  The machines this cloud runs on have no 802.1Q
 support in their kernel (``ip link add ... type vlan`` is refused, and so is a bridge with
 ``vlan_filtering``), so no VLAN subinterface is made on the parent's tap and a guest's tagged
 frames reach no subport's network.
@@ -44,9 +46,15 @@ def subport_view(s: SubPort) -> dict[str, Any]:
     return {"port_id": s.port_id, "segmentation_type": s.segmentation_type, "segmentation_id": s.segmentation_id}
 
 
+def status_of(parent_status: str | None, subports: list[SubPort]) -> str:
+    if parent_status != "ACTIVE":
+        return "DOWN"
+    return "DEGRADED" if subports else "ACTIVE"  # no subport is wired (see the module's docstring)
+
+
 def trunk_view(t: Trunk, subports: list[SubPort], parent_status: str | None) -> dict[str, Any]:
     return {"id": t.id, "name": t.name, "description": t.description, "port_id": t.port_id,
-            "admin_state_up": t.admin_state_up, "status": "ACTIVE" if parent_status == "ACTIVE" else "DOWN",
+            "admin_state_up": t.admin_state_up, "status": status_of(parent_status, subports),
             "sub_ports": [subport_view(s) for s in subports], "tags": t.tags or [],
             "revision_number": t.revision_number, "created_at": stamp(t.created_at), "updated_at": stamp(t.updated_at),
             "project_id": t.project_id, "tenant_id": t.project_id}

@@ -1,4 +1,4 @@
-"""QoS's pure parts: which rules reach a port of the desired state (its own policy wins over its
+"""QoS's pure parts (and a trunk's status): which rules reach a port of the desired state (its own policy wins over its
 network's, which reaches server ports only), and the mangle table and token buckets the agent
 applies (the functional test measures them on real links)."""
 
@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from cumulo.network.dataplane import firewall
 from cumulo.network.dataplane.qos import burst_bytes, mangle, police_of, tbf_of
 from cumulo.network.qos import effective
+from cumulo.network.trunks import status_of
 
 
 def rule(kind: str, **fields: object) -> SimpleNamespace:
@@ -57,3 +58,9 @@ def test_the_firewall_carries_the_mangle_table() -> None:
             "ips": [], "port_security": True, "security_groups": [], "qos": {"dscp_mark": 46}}
     text = firewall.rules({"networks": [], "ports": [port], "security_groups": {}}, 4, {})
     assert "*filter" in text and "*raw" in text and "-j DSCP --set-dscp 46" in text.split("*mangle")[1]
+
+
+def test_a_trunk_is_down_until_its_parent_is_active_and_degraded_with_subports_nothing_wires() -> None:
+    assert status_of("DOWN", []) == "DOWN" and status_of(None, []) == "DOWN"
+    assert status_of("ACTIVE", []) == "ACTIVE"
+    assert status_of("ACTIVE", [SimpleNamespace(port_id="s")]) == "DEGRADED"  # type: ignore[list-item]
