@@ -39,7 +39,9 @@ def meta_data(instance: dict[str, Any]) -> dict[str, Any]:
             "availability_zone": instance.get("availability_zone") or "nova",
             "project_id": instance.get("project_id"), "meta": instance.get("metadata") or {},
             "public_keys": keys, "keys": [{"name": k, "type": "ssh", "data": v} for k, v in keys.items()],
-            "devices": [], "random_seed": base64.b64encode(hashlib.sha512(instance["id"].encode()).digest()).decode()}
+            "devices": [], "random_seed": base64.b64encode(hashlib.sha512(instance["id"].encode()).digest()).decode(),
+            **({"files": [{"path": f["path"], "content_path": f"/content/{n:04d}"}
+                          for n, f in enumerate(instance["files"])]} if instance.get("files") else {})}
 
 
 def network_data(instance: dict[str, Any]) -> dict[str, Any]:
@@ -70,6 +72,8 @@ def config_drive_files(instance: dict[str, Any]) -> dict[str, bytes]:
     data = user_data(instance)
     if data is not None:
         files["openstack/latest/user_data"] = data
+    for n, f in enumerate(instance.get("files") or []):  # personality files, named in meta_data.json
+        files[f"openstack/content/{n:04d}"] = base64.b64decode(f.get("contents") or "")
     return files
 
 
@@ -109,6 +113,16 @@ def router(manager: Any, secret: str) -> Router:
         instance = await instance_of(request)
         check_version(request.path_params["version"], OPENSTACK_VERSIONS)
         return listing([f for f in OPENSTACK_FILES if f != "user_data" or instance.get("user_data")])
+
+    @r.get("/openstack/content/{name}", auth=False)
+    async def openstack_content(request: Request) -> Response:
+        instance = await instance_of(request)
+        name = request.path_params["name"]
+        files = instance.get("files") or []
+        if not (name.isdigit() and int(name) < len(files)):
+            raise NotFound(f"No content {name}.")
+        return Response(base64.b64decode(files[int(name)].get("contents") or ""),
+                        media_type="application/octet-stream")
 
     @r.route("/openstack/{version}/{item}", ["GET", "POST"], auth=False)
     async def openstack_item(request: Request) -> Response:

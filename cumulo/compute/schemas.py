@@ -49,7 +49,7 @@ SERVER_CREATE = obj({
         "OS-DCF:diskConfig": DISK_CONFIG,
         "accessIPv4": ACCESS_IP,
         "accessIPv6": ACCESS_IP,
-        "personality": array({"type": "object"}, 5),
+        "personality": array({"type": "object"}, 100),  # held to the injected_files quota: a 403 past it
         "availability_zone": name(),
         "block_device_mapping": array({"type": "object"}, 64),
         "block_device_mapping_v2": array(obj({
@@ -92,7 +92,7 @@ ACTIONS: dict[str, Schema] = {
                   required=("flavorRef",)),
     "rebuild": obj({"imageRef": string(2048, 1), "name": name(), "adminPass": string(255, 0),
                     "metadata": metadata(), "preserve_ephemeral": BOOLEAN, "OS-DCF:diskConfig": DISK_CONFIG,
-                    "accessIPv4": ACCESS_IP, "accessIPv6": ACCESS_IP, "personality": array({"type": "object"}, 5),
+                    "accessIPv4": ACCESS_IP, "accessIPv6": ACCESS_IP, "personality": array({"type": "object"}, 100),
                     "key_name": nullable(name()), "user_data": nullable(string(90000, 0)),
                     "description": DESCRIPTION, "trusted_image_certificates": nullable(array(string(255), 50)),
                     "hostname": string(255, 1)}, required=("imageRef",)),

@@ -26,6 +26,7 @@ from tests.functional.test_qemu import Api, h, qemu_pids
 
 SECRET = "extras-metadata-secret"
 REPORT = """#!/bin/sh
+echo "personality: $(cat /mnt/config/openstack/content/0000)" > /dev/console
 echo "disks: $(cd /sys/block && for b in vd*; do printf '%s=%s ' $b $(cat $b/size); done)" > /dev/console
 (last=""; while true; do n=$(ls /sys/class/net | tr '\\n' ' ')
  [ "$n" != "$last" ] && echo "nics: $n" > /dev/console; last=$n; sleep 1; done) &
@@ -132,9 +133,13 @@ def guest(xcloud: Cloud) -> Iterator[tuple[X, dict[str, Any]]]:
     image = api.call("GET", f"{xcloud.image_url}/v2/images?name=cumulo-tiny").json()["images"][0]["id"]
     server = api.compute("POST", "/servers", {"server": {
         "name": "xguest", "flavorRef": "10", "imageRef": image, "networks": [{"uuid": net1["id"]}],
-        "config_drive": True, "user_data": base64.b64encode(REPORT.encode()).decode()}})["server"]
+        "config_drive": True, "user_data": base64.b64encode(REPORT.encode()).decode(),
+        "personality": [{"path": "/etc/motd", "contents": base64.b64encode(b"hello-from-personality").decode()}]}},
+        version="2.56")["server"]
     api.wait(server["id"], "ACTIVE")
     api.wait_console(server["id"], "cumulo-guest ready")
+    # the personality file is on the config drive the guest mounted
+    assert api.console_lines(server["id"], "personality:")[-1] == "personality: hello-from-personality"
     yield api, {"server": server["id"], "net1": net1["id"], "net2": net2["id"], "sub2": sub2["id"],
                 "image": image}
     api.compute("DELETE", f"/servers/{server['id']}")

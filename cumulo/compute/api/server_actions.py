@@ -14,7 +14,17 @@ from starlette.responses import Response
 from cumulo.compute.api.block_devices import volume_caller
 from cumulo.compute.api.common import at_least
 from cumulo.compute.api.security_groups import add_to_server, remove_from_server
-from cumulo.compute.api.servers import Views, as_updated, check_ip, check_meta, check_name, check_user_data
+from cumulo.compute.api.servers import (
+    Views,
+    as_updated,
+    check_disk_config,
+    check_ip,
+    check_meta,
+    check_name,
+    check_personality,
+    check_user_data,
+    personality_limits,
+)
 from cumulo.compute.models import Server
 from cumulo.compute.scheduler.scheduler import NoValidHost
 from cumulo.compute.servers import ServerManager
@@ -211,6 +221,8 @@ def router(manager: ServerManager, images: Any, extra: dict[str, Action] | None 
             await manager.resize(server, flavor)
         except NoValidHost as exc:
             raise await no_valid_host(request, exc) from None
+        if arg.get("OS-DCF:diskConfig") is not None:
+            await manager.set_request(server.id, disk_config=check_disk_config(arg["OS-DCF:diskConfig"]))
         return accepted()
 
     @action("confirmResize")
@@ -296,6 +308,13 @@ def router(manager: ServerManager, images: Any, extra: dict[str, Action] | None 
         if password is not None and not isinstance(password, str):
             raise BadRequest("adminPass must be a string.")
         props = dict(image.properties or {}) if image is not None else {}
+        asked = dict(server.request or {})  # the rebuild keeps (or changes) the disk config and files
+        if arg.get("OS-DCF:diskConfig") is not None:
+            asked["disk_config"] = check_disk_config(arg["OS-DCF:diskConfig"])
+        if "personality" in arg:
+            asked["personality"] = check_personality(request, arg["personality"],
+                                                     await personality_limits(compute, server.project_id))
+        server.request = asked
         await manager.rebuild(server, image_id, values, props)
         fresh = await manager.get(server.id)
         assert fresh is not None

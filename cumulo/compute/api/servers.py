@@ -154,6 +154,53 @@ def check_meta(items: Any, key_in_url: str | None = None) -> dict[str, str]:
     return items
 
 
+def disk_config_of(server: Server) -> str:
+    """OS-DCF:diskConfig as the server was last asked for it (create, update, rebuild, resize)."""
+    return str((server.request or {}).get("disk_config") or "MANUAL")
+
+
+def check_disk_config(value: Any) -> str:
+    if value not in ("AUTO", "MANUAL"):
+        raise BadRequest(f"Invalid input for field/attribute OS-DCF:diskConfig: {value!r} is not one of "
+                         "['AUTO', 'MANUAL'].")
+    return str(value)
+
+
+def check_personality(request: Request, files: Any, limits: dict[str, int | None]) -> list[dict[str, str]]:
+    """Personality files (up to 2.56): ``[{"path", "contents" (base64)}]``, held to the
+    injected_files quotas as Nova does (403 past them, 400 for what is not base64)."""
+    if files is None:
+        return []
+    if at_least(request, 57):
+        raise BadRequest("Additional properties are not allowed ('personality' was unexpected): personality "
+                         "files were removed in microversion 2.57 (use user_data).")
+    if not isinstance(files, list) or not all(isinstance(f, dict) and set(f) <= {"path", "contents"}
+                                              and isinstance(f.get("path"), str)
+                                              and isinstance(f.get("contents", ""), str) for f in files):
+        raise BadRequest("personality must be a list of {\"path\": ..., \"contents\": base64} objects.")
+    count, path_bytes, content_bytes = (limits.get(k) for k in (
+        "injected_files", "injected_file_path_bytes", "injected_file_content_bytes"))
+    if count is not None and len(files) > count:
+        raise Forbidden("Personality file limit exceeded")
+    out = []
+    for f in files:
+        try:
+            data = base64.b64decode(f.get("contents", ""), validate=True)
+        except ValueError:
+            raise BadRequest(f"Personality content for {f['path']} cannot be decoded") from None
+        if path_bytes is not None and len(f["path"].encode()) > path_bytes:
+            raise Forbidden(f"Personality file path exceeds maximum {path_bytes}")
+        if content_bytes is not None and len(data) > content_bytes:
+            raise Forbidden(f"Personality file content exceeds maximum {content_bytes}")
+        out.append({"path": f["path"], "contents": base64.b64encode(data).decode()})
+    return out
+
+
+async def personality_limits(compute: Any, project_id: str | None) -> dict[str, int | None]:
+    return {k: await compute.quota(project_id, k) for k in (
+        "injected_files", "injected_file_path_bytes", "injected_file_content_bytes")}
+
+
 def check_tags(tags: Any) -> list[str]:
     if not isinstance(tags, list) or not all(isinstance(t, str) and TAG.match(t) for t in tags):
         raise BadRequest("tags must be a list of strings of 1-60 characters without '/' or ','.")
@@ -239,7 +286,7 @@ class Views:
             "image": {"id": s.image_id, "links": links(request, "images", s.image_id)} if s.image_id else "",
             "created": when(s.created_at), "updated": when(s.updated_at), "addresses": addresses or {},
             "accessIPv4": s.access_ipv4 or "", "accessIPv6": s.access_ipv6 or "", "key_name": s.key_name,
-            "config_drive": "True" if s.config_drive else "", "OS-DCF:diskConfig": "MANUAL",
+            "config_drive": "True" if s.config_drive else "", "OS-DCF:diskConfig": disk_config_of(s),
             "OS-EXT-STS:vm_state": s.vm_state, "OS-EXT-STS:task_state": s.task_state,
             "OS-EXT-STS:power_state": s.power_state, "OS-EXT-AZ:availability_zone": s.availability_zone or "",
             "OS-SRV-USG:launched_at": s.launched_at.strftime("%Y-%m-%dT%H:%M:%S.%f") if s.launched_at else None,
@@ -501,6 +548,8 @@ def router(manager: ServerManager, images: Any) -> Router:
             if not isinstance(data["hostname"], str) or not HOSTNAME.match(data["hostname"]):
                 raise BadRequest("hostname must be a valid host name (RFC 1123 label).")
             values["hostname"] = data["hostname"]
+        if "OS-DCF:diskConfig" in data:
+            values["request"] = {**(server.request or {}), "disk_config": check_disk_config(data["OS-DCF:diskConfig"])}
         if values:
             async with manager.db.session() as s:
                 await s.execute(update(Server).where(Server.id == server.id).values(**values))
@@ -678,6 +727,12 @@ def router(manager: ServerManager, images: Any) -> Router:
         if limit is not None and len(metadata) > limit:
             raise Forbidden(f"Quota exceeded for metadata_items: the limit is {limit}.")
         request_spec: dict[str, Any] = {"image_properties": image_properties, "networks": requested}
+        if data.get("OS-DCF:diskConfig") is not None:
+            request_spec["disk_config"] = check_disk_config(data["OS-DCF:diskConfig"])
+        files = check_personality(request, data.get("personality"),
+                                  await personality_limits(compute, auth.project_id))
+        if files:
+            request_spec["personality"] = files
         if block_devices:
             request_spec.update(block_devices=block_devices, boot_volume=boot_volume)
         zone = data.get("availability_zone")
@@ -763,7 +818,8 @@ def router(manager: ServerManager, images: Any) -> Router:
         if data.get("return_reservation_id") in (True, "true", "True"):
             return JSON({"reservation_id": rows[0].request["reservation_id"]}, status_code=202)
         first = rows[0]
-        out = {"id": first.id, "links": links(request, "servers", first.id), "OS-DCF:diskConfig": "MANUAL",
+        out = {"id": first.id, "links": links(request, "servers", first.id),
+               "OS-DCF:diskConfig": request_spec.get("disk_config", "MANUAL"),
                "security_groups": [{"name": n} for n in request_spec.get("security_groups", ["default"])],
                "adminPass": password or secrets.token_urlsafe(12)}
         return JSON({"server": out}, status_code=202,

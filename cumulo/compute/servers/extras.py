@@ -191,3 +191,10 @@ class Extras:
         except Exception as exc:
             raise Conflict(f"The compute host {server.host} did not return the diagnostics: {exc}") from None
         return out
+
+    # -- the request's settings -----------------------------------------------------------------------
+    async def set_request(self, server_id: str, **values: Any) -> None:
+        """Keep settings the server was asked for (OS-DCF:diskConfig, ...) in its request."""
+        server = await self.get(server_id)
+        if server is not None:
+            await self._set_request(server_id, {**(server.request or {}), **values})
