@@ -220,6 +220,16 @@ def test_trunks_follow_neutron(qcloud: Cloud, people: dict[str, Any]) -> None:
     assert [s["segmentation_id"] for s in grown["sub_ports"]] == [100, 200] and grown["revision_number"] == 1
     assert [s["port_id"] for s in reader("GET", f"/trunks/{trunk['id']}/get_subports")["sub_ports"]] == [
         s1["id"], s2["id"]]
+    # on a running server's port the trunk is DEGRADED: its subports are not wired (no VLAN devices here)
+    compute = {"X-Auth-Token": member.headers["X-Auth-Token"]}
+    image = httpx.get(f"{qcloud.image_url}/v2/images?name=cumulo-tiny", headers=compute).json()["images"][0]["id"]
+    server = httpx.post(f"{qcloud.compute_url}/servers", headers=compute, json={"server": {
+        "name": unique("trunk-vm"), "flavorRef": "10", "imageRef": image, "networks": [{"port": parent["id"]}]}})
+    assert server.status_code == 202, server.text
+    sid = server.json()["server"]["id"]
+    wait("the trunk DEGRADED", lambda: reader("GET", f"/trunks/{trunk['id']}")["trunk"]["status"] == "DEGRADED")
+    assert httpx.delete(f"{qcloud.compute_url}/servers/{sid}", headers=compute).status_code == 204
+    wait("the trunk DOWN", lambda: reader("GET", f"/trunks/{trunk['id']}")["trunk"]["status"] == "DOWN")
     # in a trunk, neither the parent nor a subport can be deleted
     for port, kind in ((parent, "PortInUseAsTrunkParent"), (s1, "PortInUseAsSubPort")):
         r = httpx.delete(f"{member.url}/ports/{port['id']}", headers=member.headers)
