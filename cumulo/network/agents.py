@@ -8,10 +8,11 @@ The agent's heartbeat (a cast to ``network-agents`` every ``report_interval`` se
 every reconcile round) carries what it serves; the leader's ``Registry`` records it here: the
 agents' rows (``alive`` while a beat came within ``AGENT_DOWN_TIME`` seconds) and which networks
 each DHCP agent and which routers each L3 agent host.  Every agent converges the whole desired
-state, so hosting follows the dataplane: each heartbeat's list replaces what the previous one
-reported.  An admin may schedule a network or router on an agent (``POST``; 409 when it is hosted
-already), which stays until the admin removes it (``DELETE``; 409 when it is not hosted); a
-network or router the agent really serves comes back with its next heartbeat.
+state, a live DHCP agent hosts every network with a DHCP subnet and a live L3 agent every router
+(at once, as Neutron schedules them when the subnet or router is made; the dataplane follows
+within a round), besides what its heartbeats reported.  An admin may schedule another network or
+router on an agent (``POST``; 409 when it is hosted already), which stays until the admin
+removes it (``DELETE``; 409 when it is not hosted, or hosted because every agent serves it).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -31,7 +32,7 @@ from cumulo.core.db import Database, IntegrityError, is_duplicate, utcnow
 from cumulo.core.http.app import JSON, Router, json_body
 from cumulo.core.http.authz import allowed, authorize
 from cumulo.core.http.faults import BadRequest, Conflict, NotFound
-from cumulo.network.models import Network
+from cumulo.network.models import Network, Subnet
 from cumulo.network.models import Router as RouterRow
 from cumulo.network.rbac_models import AgentBinding, NetworkAgent
 from cumulo.network.requests import body
@@ -155,17 +156,40 @@ def router(db: Database, network_views: Callable[[list[Network]], Awaitable[list
             raise NotFound(f"Agent {agent_id} could not be found.", kind="AgentNotFound")
         return row
 
-    async def hosted(agent_id: str) -> list[str]:
+    async def due(kind: str, resource_id: str | None = None) -> list[str]:
+        """What every live agent of ``kind`` is to host, as it converges the whole desired state:
+        each network with a subnet it gives addresses to (DHCP), each router (L3)."""
+        if kind == DHCP:
+            stmt = select(Subnet.network_id).where(Subnet.enable_dhcp.is_(True), or_(
+                Subnet.ip_version == 4, Subnet.ipv6_address_mode.in_(("dhcpv6-stateful", "dhcpv6-stateless"))))
+            if resource_id is not None:
+                stmt = stmt.where(Subnet.network_id == resource_id)
+        else:
+            stmt = select(RouterRow.id)
+            if resource_id is not None:
+                stmt = stmt.where(RouterRow.id == resource_id)
         async with db.session() as s:
-            return list((await s.execute(select(AgentBinding.resource_id).where(
-                AgentBinding.agent_id == agent_id))).scalars())
+            return list(dict.fromkeys((await s.execute(stmt)).scalars()))
+
+    async def hosted(agent: NetworkAgent) -> list[str]:
+        """What the agent hosts: what its heartbeats reported or an admin scheduled, and (while it
+        is alive) what it is due to host, which it serves within a round."""
+        async with db.session() as s:
+            ids = list((await s.execute(select(AgentBinding.resource_id).where(
+                AgentBinding.agent_id == agent.id))).scalars())
+        if alive(agent):
+            ids += await due(agent.agent_type)
+        return list(dict.fromkeys(ids))
 
     async def hosts(resource_id: str, kind: str) -> list[NetworkAgent]:
         async with db.session() as s:
-            return list((await s.execute(select(NetworkAgent).join(
+            rows = {a.id: a for a in (await s.execute(select(NetworkAgent).join(
                 AgentBinding, AgentBinding.agent_id == NetworkAgent.id).where(
-                AgentBinding.resource_id == resource_id, NetworkAgent.agent_type == kind).order_by(
-                NetworkAgent.host))).scalars())
+                AgentBinding.resource_id == resource_id, NetworkAgent.agent_type == kind))).scalars()}
+            if await due(kind, resource_id):
+                rows.update({a.id: a for a in (await s.execute(select(NetworkAgent).where(
+                    NetworkAgent.agent_type == kind))).scalars() if alive(a)})
+        return sorted(rows.values(), key=lambda a: a.host)
 
     async def of_kind(agent_id: str, kind: str) -> NetworkAgent:
         row = await get(agent_id)
@@ -176,6 +200,10 @@ def router(db: Database, network_views: Callable[[list[Network]], Awaitable[list
         return row
 
     async def bind(agent: NetworkAgent, resource_id: str, what: str) -> None:
+        if alive(agent) and await due(agent.agent_type, resource_id):
+            raise Conflict(f"The {what} {resource_id} has been already hosted by the "
+                           f"{'DHCP' if what == 'network' else 'L3'} Agent {agent.id}.",
+                           kind="NetworkHostedByDHCPAgent" if what == "network" else "RouterHostedByL3Agent")
         try:
             async with db.session() as s:
                 s.add(AgentBinding(agent_id=agent.id, resource_id=resource_id, manual=True))
@@ -187,6 +215,10 @@ def router(db: Database, network_views: Callable[[list[Network]], Awaitable[list
                            f"{'DHCP' if what == 'network' else 'L3'} Agent {agent.id}.", kind=kind) from None
 
     async def unbind(agent: NetworkAgent, resource_id: str, what: str) -> None:
+        if alive(agent) and await due(agent.agent_type, resource_id):
+            raise Conflict(f"The {what} {resource_id} stays on the {agent.agent_type} {agent.id}: every agent "
+                           f"serves every {'network with DHCP' if what == 'network' else 'router'}.",
+                           kind="NetworkHostedByDHCPAgent" if what == "network" else "RouterHostedByL3Agent")
         async with db.session() as s:
             gone = (await s.execute(delete(AgentBinding).where(
                 AgentBinding.agent_id == agent.id, AgentBinding.resource_id == resource_id))).rowcount
@@ -266,7 +298,7 @@ def router(db: Database, network_views: Callable[[list[Network]], Awaitable[list
             return Response(b"null", status_code=201, media_type="application/json")
         authorize(request, "get_dhcp-networks")
         agent = await of_kind(request.path_params["agent_id"], DHCP)
-        ids = await hosted(agent.id)
+        ids = await hosted(agent)
         async with db.session() as s:
             nets = list((await s.execute(select(Network).where(Network.id.in_(ids)).order_by(
                 Network.created_at))).scalars()) if ids else []
@@ -299,7 +331,7 @@ def router(db: Database, network_views: Callable[[list[Network]], Awaitable[list
             return Response(b"null", status_code=201, media_type="application/json")
         authorize(request, "get_l3-routers")
         agent = await of_kind(request.path_params["agent_id"], L3)
-        ids = await hosted(agent.id)
+        ids = await hosted(agent)
         async with db.session() as s:
             rows = list((await s.execute(select(RouterRow).where(RouterRow.id.in_(ids)).order_by(
                 RouterRow.created_at))).scalars()) if ids else []

@@ -278,6 +278,12 @@ def test_agents_report_what_the_dataplane_hosts(rcloud: Cloud, who: dict[str, tu
     wait_for(lambda: router["id"] in [x["id"] for x in admin.ok("GET", f"/agents/{l3['id']}/l3-routers")[
         "routers"]], 30, "the L3 agent hosting the router")
     assert [a["id"] for a in admin.ok("GET", f"/routers/{router['id']}/l3-agents")["agents"]] == [l3["id"]]
+    # a new network with a DHCP subnet is hosted at once (every DHCP agent serves every such network)
+    fresh = network_with_subnet(admin, "10.65.0.0/24")
+    assert [a["id"] for a in admin.ok("GET", f"/networks/{fresh['id']}/dhcp-agents")["agents"]] == [dhcp["id"]]
+    r = admin("POST", f"/agents/{dhcp['id']}/dhcp-networks", {"network_id": fresh["id"]})
+    assert r.status_code == 409 and r.json()["NeutronError"]["type"] == "NetworkHostedByDHCPAgent"
+    assert admin("DELETE", f"/agents/{dhcp['id']}/dhcp-networks/{fresh['id']}").status_code == 409
     # scheduling by hand: a network without subnets is not hosted until the admin adds it
     bare = admin.ok("POST", "/networks", {"network": {"name": unique("bare")}})["network"]
     assert admin("POST", f"/agents/{dhcp['id']}/dhcp-networks", {"network_id": bare["id"]}).status_code == 201
