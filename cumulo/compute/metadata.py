@@ -39,7 +39,8 @@ def meta_data(instance: dict[str, Any]) -> dict[str, Any]:
             "availability_zone": instance.get("availability_zone") or "nova",
             "project_id": instance.get("project_id"), "meta": instance.get("metadata") or {},
             "public_keys": keys, "keys": [{"name": k, "type": "ssh", "data": v} for k, v in keys.items()],
-            "devices": [], "random_seed": base64.b64encode(hashlib.sha512(instance["id"].encode()).digest()).decode(),
+            "devices": instance.get("devices") or [],
+            "random_seed": base64.b64encode(hashlib.sha512(instance["id"].encode()).digest()).decode(),
             **({"files": [{"path": f["path"], "content_path": f"/content/{n:04d}"}
                           for n, f in enumerate(instance["files"])]} if instance.get("files") else {})}
 

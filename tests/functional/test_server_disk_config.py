@@ -115,3 +115,29 @@ def test_inject_network_info_is_an_admin_action(dcloud: Cloud) -> None:
     actions = C(dcloud)("GET", f"/servers/{sid}/os-instance-actions")["instanceActions"]
     assert "injectNetworkInfo" in [a["action"] for a in actions]
     member("DELETE", f"/servers/{sid}")
+
+
+def test_device_tags_reach_the_metadata_devices(dcloud: Cloud) -> None:
+    api = C(dcloud)
+    net_headers = {"X-Auth-Token": api.token}
+    net = httpx.post(f"{dcloud.network_url}/networks", json={"network": {"name": "tagged"}},
+                     headers=net_headers).json()["network"]
+    httpx.post(f"{dcloud.network_url}/subnets", headers=net_headers, json={"subnet": {
+        "network_id": net["id"], "cidr": "10.77.0.0/24", "ip_version": 4}}).raise_for_status()
+    tagged = [{"uuid": net["id"], "tag": "data-nic"}]
+    api.boot(version="2.37", ok=(400,), networks=tagged)  # 2.33-2.41 have no device tags
+    api.boot(version="2.42", ok=(400,), networks=[{"uuid": net["id"], "tag": "a/b"}])
+    sid = api.boot(version="2.42", networks=tagged)["server"]["id"]
+    api.wait(sid, "ACTIVE")
+    # an interface attached with a tag (2.49) is listed too
+    added = api("POST", f"/servers/{sid}/os-interface", {"interfaceAttachment": {"net_id": net["id"],
+                                                                                 "tag": "late"}},
+                version="2.49")["interfaceAttachment"]
+    signed = {"X-Instance-ID": sid, "X-Instance-ID-Signature": instance_signature.sign(SECRET, sid)}
+    devices = httpx.get(f"{dcloud.metadata_url}/openstack/latest/meta_data.json", headers=signed).json()["devices"]
+    macs = {i["port_id"]: i["mac_addr"] for i in api("GET", f"/servers/{sid}/os-interface")["interfaceAttachments"]}
+    first = next(p for p in macs if p != added["port_id"])
+    assert sorted(devices, key=lambda d: d["tags"]) == [
+        {"type": "nic", "bus": "pci", "mac": macs[first], "tags": ["data-nic"]},
+        {"type": "nic", "bus": "pci", "mac": macs[added["port_id"]], "tags": ["late"]}]
+    api("DELETE", f"/servers/{sid}")

@@ -201,6 +201,19 @@ async def personality_limits(compute: Any, project_id: str | None) -> dict[str, 
         "injected_files", "injected_file_path_bytes", "injected_file_content_bytes")}
 
 
+def check_device_tags(request: Request, entries: list[Any], what: str) -> None:
+    """Device tags on networks and block devices: microversion 2.32, and 2.42 on (2.33-2.41
+    lost them in Nova, so there they are refused as Nova's schemas refuse them)."""
+    for entry in entries:
+        if not isinstance(entry, dict) or "tag" not in entry:
+            continue
+        if not (at_least(request, 32) and (at_least(request, 42) or not at_least(request, 33))):
+            raise BadRequest(f"Invalid input for field/attribute {what}: 'tag' needs microversion 2.32 or 2.42+.")
+        if not isinstance(entry["tag"], str) or not TAG.match(entry["tag"]):
+            raise BadRequest(f"Invalid input for field/attribute tag: {entry['tag']!r} (1-60 characters without "
+                             "'/' or ',').")
+
+
 def check_tags(tags: Any) -> list[str]:
     if not isinstance(tags, list) or not all(isinstance(t, str) and TAG.match(t) for t in tags):
         raise BadRequest("tags must be a list of strings of 1-60 characters without '/' or ','.")
@@ -680,6 +693,8 @@ def router(manager: ServerManager, images: Any) -> Router:
         high = check_int(data.get("max_count", low), "max_count", maximum=MAX_SERVERS_PER_REQUEST)
         if low > high:
             raise BadRequest("min_count must be <= max_count.")
+        if isinstance(data.get("block_device_mapping_v2"), list):
+            check_device_tags(request, data["block_device_mapping_v2"], "block_device_mapping_v2")
         image_ref, block_devices = await block_devices_of(data, manager, volume_caller(auth), images,
                                                           Caller.of(auth), high)
         boot_volume = any(v["boot_index"] == 0 for v in block_devices)
@@ -710,6 +725,7 @@ def router(manager: ServerManager, images: Any) -> Router:
             raise BadRequest(f"Invalid networks value {networks!r}: \"auto\", \"none\" or a list.")
         requested: list[dict[str, Any]] | str = networks if isinstance(networks, str) else "auto"
         if isinstance(networks, list):
+            check_device_tags(request, networks, "networks")
             requested = await manager.requested_networks(networks, auth.project_id or "", auth.is_admin())
         elif networks is not None and not isinstance(networks, str):
             raise BadRequest(f"Invalid networks value {networks!r}.")

@@ -351,7 +351,7 @@ class Builds:
                                      if k in ("kernel_id", "ramdisk_id", "kernel_args") and not image_id},
                 "image_url": self.image_url, "token": ctx.auth.token if ctx and ctx.auth else "",
                 "ports": await self.ports_of(server.id), "volumes": await self.volumes_payload(server.id),
-                "files": request.get("personality") or []}
+                "files": request.get("personality") or [], "devices": await self.device_metadata(server)}
 
     def local_flavor(self, server: Server) -> dict[str, Any]:
         """What the server's flavor takes of its host: no root disk when it boots from a volume."""

@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
-from cumulo.compute.models import Server
+from cumulo.compute.models import BlockDeviceMapping, Server
 from cumulo.compute.servers.base import RUNNING, SNAPSHOT_STATES
 from cumulo.core import context
 from cumulo.core.http.faults import BadRequest, Conflict, Fault, Forbidden, NotFound
@@ -198,3 +198,24 @@ class Extras:
         server = await self.get(server_id)
         if server is not None:
             await self._set_request(server_id, {**(server.request or {}), **values})
+
+    # -- device tags ----------------------------------------------------------------------------------
+    async def device_metadata(self, server: Server) -> list[dict[str, Any]]:
+        """The metadata's ``devices``: each tagged NIC (tagged in the create's networks, 2.32/2.42,
+        or in an interface attach, 2.49) and each tagged volume, as Nova lists them.  The PCI
+        address Nova adds is left out: the guest's firmware numbers the buses behind the root ports."""
+        request = server.request or {}
+        tags = {**(request.get("port_tags") or {}), **((server.system_meta or {}).get("interface_tags") or {})}
+        out: list[dict[str, Any]] = []
+        if tags:
+            for port in await self.ports_of(server.id):
+                if tags.get(port["id"]):
+                    out.append({"type": "nic", "bus": "pci", "mac": port["mac_address"], "tags": [tags[port["id"]]]})
+        async with self.db.session() as s:
+            rows = (await s.execute(select(BlockDeviceMapping).where(
+                BlockDeviceMapping.server_id == server.id, BlockDeviceMapping.tag.is_not(None),
+                BlockDeviceMapping.status == "attached"))).scalars()
+            for row in rows:
+                out.append({"type": "disk", "bus": "virtio", "serial": row.volume_id, "path": row.device_name,
+                            "tags": [row.tag]})
+        return out

@@ -34,7 +34,7 @@ class Networking:
                     raise BadRequest(f"Port {entry['port']} not found.") from None
                 if port.device_id:
                     raise Conflict(f"Port {port.id} is still in use.")
-                out.append({"port": port.id})
+                out.append({"port": port.id, **({"tag": entry["tag"]} if entry.get("tag") else {})})
                 continue
             try:
                 net = await self.network.network(str(entry.get("uuid", "")), project, admin)
@@ -45,6 +45,8 @@ class Networking:
             item: dict[str, Any] = {"uuid": net.id}
             if entry.get("fixed_ip"):
                 item["fixed_ip"] = str(entry["fixed_ip"])
+            if entry.get("tag"):
+                item["tag"] = entry["tag"]
             out.append(item)
         return out
 
@@ -79,8 +81,11 @@ class Networking:
                                                   request.get("security_groups") or ["default"])
         try:
             async with self.db.session() as s:
+                # device tags (2.32, 2.42+): each tagged entry's port, for the metadata's devices
+                tags = {port: e["tag"] for e, port in zip(wanted, claim.ports, strict=False)
+                        if isinstance(e, dict) and e.get("tag")}
                 await s.execute(update(Server).where(Server.id == server.id).values(
-                    request={**request, "ports": claim.ports}))
+                    request={**request, "ports": claim.ports, **({"port_tags": tags} if tags else {})}))
         except Exception:
             await self.network.drop_ports(server.id, claim.made)
             raise
