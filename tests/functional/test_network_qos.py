@@ -401,6 +401,10 @@ def test_bandwidth_limits_and_dscp_marks_are_enforced(qcloud: Cloud) -> None:
         assert f"q{ports[1]['id'][:10]}" in mangle()  # B is on the network too
         policed = measure("tcp", a, b, b_ip)["rate"]
         assert policed < 1.3 * LIMIT_KBPS * 125, f"A sent {policed:.0f} B/s"
+        trace = subprocess.run([str(BIN / "cumulo"), "network", "trace", ports[0]["id"]], env=qcloud.env,
+                               capture_output=True, text=True, timeout=60).stdout
+        assert f"qos       egress {LIMIT_KBPS} kbit/s, DSCP mark 10" in trace, trace
+        assert "--hashlimit-above 1000000b/s" in trace and "--set-dscp 0x0a" in trace, trace
         assert measure("udp", a, b, b_ip)["tos"] == 10 << 2
         own = admin("POST", "/qos/policies", {"policy": {"name": unique("own")}})["policy"]
         admin("POST", f"/qos/policies/{own['id']}/dscp_marking_rules", {"dscp_marking_rule": {"dscp_mark": 40}},

@@ -124,3 +124,24 @@ class Shaper:
                 self.applied[tap] = spec
         for tap in set(self.applied) - set(wanted):  # taps that went away
             self.applied.pop(tap, None)
+
+
+async def trace_lines(ns: str, port: dict[str, Any], found: list[str]) -> list[str]:
+    """What ``cumulo network trace`` shows of a server port's QoS: the rules that reach it, each
+    tap's root qdisc, and the port's mangle rules with their packet counters."""
+    qos = port.get("qos") or {}
+    if not qos:
+        return []
+    wanted = [f"{direction} {r['max_kbps']} kbit/s" for direction, r in sorted(qos.get("bandwidth_limit", {}).items())]
+    if qos.get("dscp_mark") is not None:
+        wanted.append(f"DSCP mark {qos['dscp_mark']}")
+    lines = [f"  qos       {', '.join(wanted)}"]
+    for tap in found:
+        shown = await run("ip", "netns", "exec", ns, "tc", "qdisc", "show", "dev", tap, "root", check=False)
+        lines.append(f"            {tap} root qdisc: {shown.strip() or 'none'}")
+    rules = await run("ip", "netns", "exec", ns, "iptables-save", "-c", "-t", "mangle", check=False)
+    for line in rules.splitlines():
+        if f"--physdev-in {tap_prefix(port['id'])} " in line:
+            counters, _, rule = line.partition(" ")
+            lines.append(f"            {counters.strip('[]').split(':')[0]:>8} pkts  {rule[3:]}")
+    return lines

@@ -14,6 +14,7 @@ from typing import Any
 from cumulo.network.dataplane.dhcp import DhcpServer
 from cumulo.network.dataplane.linux import addresses, links, ns_exists, run
 from cumulo.network.dataplane.names import Names, bridge, bridge_end, port_chains, router_end, taps
+from cumulo.network.dataplane.qos import trace_lines as qos_lines
 
 
 async def counted_rules(ns: str, tool: str, table: str, chains: set[str] | None = None,
@@ -89,6 +90,7 @@ async def trace(state: dict[str, Any], what: str, prefix: str, state_dir: Path,
             lines.append(f"  security  groups {groups}; chains {ci} (in), {co} (out), {cs} (source check)")
             for rule in await counted_rules(names.dp, "iptables-save", "filter", {ci, co, cs}):
                 lines.append(f"            {rule}")
+            lines += await qos_lines(names.dp, port, found)
         for r in state["routers"]:
             legs = [p for p in r["interfaces"] if p["network_id"] == net["id"]]
             if not legs:
