@@ -1,7 +1,7 @@
 """`cumulo doctor` against a running cloud: all ok when healthy, then each fault injected on
 purpose (a transition past its lease, orphan namespaces, taps, QEMU and dnsmasq processes, a
-stopped agent, a full disk, an old key) is named with its component and the exit status 1 or 2; the operator port's
-``/livez``, ``/readyz`` and the ``/healthcheck`` drain file.
+stopped agent, a full disk, an old key, usage over a limit) is named with its component and the
+exit status 1 or 2; the operator port's ``/livez``, ``/readyz`` and the ``/healthcheck`` drain file.
 
 One cloud (SQLite, in-process bus, two fake compute nodes, the file volume node) serves the module.
 """
@@ -200,36 +200,65 @@ def test_a_cloud_that_is_not_running_is_said_so(cloud: Cloud, tmp_path: Path) ->
     assert list(tmp_path.iterdir()) == []  # doctor made nothing: no database, no keys
 
 
-def test_a_volume_past_its_lease_is_a_failure_naming_it(cloud: Cloud) -> None:
+@pytest.fixture(scope="module")
+def volume(cloud: Cloud) -> Iterator[dict[str, Any]]:
+    """An available volume of the admin project: {id, url (its volumes), headers, project}."""
     token, body = cloud.token()
     headers = {"X-Auth-Token": token}
     url = f"{cloud.volume_url}/{body['project']['id']}/volumes"
-    r = httpx.post(url, json={"volume": {"size": 1, "name": "doctor-stuck"}}, headers=headers, timeout=30)
+    r = httpx.post(url, json={"volume": {"size": 1, "name": "doctor"}}, headers=headers, timeout=30)
     assert r.status_code == 202, r.text
     volume_id = r.json()["volume"]["id"]
     wait_for(lambda: httpx.get(f"{url}/{volume_id}", headers=headers).json()["volume"]["status"] == "available",
              20, "the volume to be available")
+    yield {"id": volume_id, "url": url, "headers": headers, "project": body["project"]}
+    httpx.delete(f"{url}/{volume_id}", headers=headers, timeout=30)
+
+
+def test_a_volume_past_its_lease_is_a_failure_naming_it(cloud: Cloud, volume: dict[str, Any]) -> None:
     # the leader's reconciler ends an expired lease within seconds: a controller that hangs (stopped
     # here) is what leaves one behind, and what doctor must tell
     os.kill(cloud.proc.pid, signal.SIGSTOP)
     try:
         with db(cloud) as conn:
             conn.execute("UPDATE volume_volume SET status = 'extending', lease_owner = 'gone', lease_until = ? "
-                         "WHERE id = ?", (stamp(utcnow() - dt.timedelta(minutes=10)), volume_id))
+                         "WHERE id = ?", (stamp(utcnow() - dt.timedelta(minutes=10)), volume["id"]))
         rc, doc = doctor(cloud)
         with db(cloud) as conn:
             conn.execute("UPDATE volume_volume SET status = 'available', lease_owner = NULL, lease_until = NULL "
-                         "WHERE id = ?", (volume_id,))
+                         "WHERE id = ?", (volume["id"],))
     finally:
         os.kill(cloud.proc.pid, signal.SIGCONT)
     assert rc == 2
     stuck = next(c for c in doc["checks"] if c["check"] == "leases" and c["verdict"] == "failure")
-    assert volume_id in stuck["detail"] and "extending" in stuck["detail"] and "lease ended" in stuck["detail"]
+    assert volume["id"] in stuck["detail"] and "extending" in stuck["detail"] and "lease ended" in stuck["detail"]
     assert stuck["component"] == "block-storage reconciler" and "--state error" in stuck["fix"]
     # and the hung controller itself is named
     assert "controller" in doc["broken"]
     wait_for(lambda: operator(cloud, "/readyz").status_code == 200, 20, "the cloud to answer again")
-    httpx.delete(f"{url}/{volume_id}", headers=headers, timeout=30)
+
+
+def test_usage_over_a_lowered_limit_is_a_warning(cloud: Cloud, volume: dict[str, Any]) -> None:
+    token, _ = cloud.token()
+    h = {"X-Auth-Token": token}
+    service = next(s for s in httpx.get(f"{cloud.url}/services", headers=h).json()["services"]
+                   if s["type"] == "block-storage")
+    registered = httpx.get(f"{cloud.url}/registered_limits", headers=h,
+                           params={"service_id": service["id"], "resource_name": "volumes"}).json()
+    region = registered["registered_limits"][0].get("region_id")
+    # an admin lowers the project's volume limit below what it holds (unified limits allow it)
+    r = httpx.post(f"{cloud.url}/limits", headers=h, json={"limits": [{
+        "project_id": volume["project"]["id"], "service_id": service["id"], "region_id": region,
+        "resource_name": "volumes", "resource_limit": 0}]})
+    assert r.status_code == 201, r.text
+    try:
+        rc, doc = doctor(cloud)
+    finally:
+        httpx.delete(f"{cloud.url}/limits/{r.json()['limits'][0]['id']}", headers=h)
+    assert rc == 1 and doc["broken"] == ["quotas"], not_ok(doc)
+    over = not_ok(doc)[0]
+    assert f"{volume['project']['name']} ({volume['project']['id']}) block-storage volumes: 1 used, limit 0" \
+        in over["detail"] and "openstack quota set" in over["fix"]
 
 
 def test_readyz_is_503_naming_the_database_when_it_does_not_answer(cloud: Cloud) -> None:
