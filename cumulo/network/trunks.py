@@ -315,7 +315,7 @@ def router(db: Database) -> Router:
         ids = []
         for item in data:
             port_id = item.get("port_id") if isinstance(item, dict) else None
-            if port_id not in mine:
+            if not isinstance(port_id, str) or port_id not in mine:
                 raise NotFound(f"SubPort {port_id} on trunk {row.id} could not be found.", kind="SubPortNotFound")
             ids.append(str(port_id))
         await detach(ids)

@@ -425,3 +425,33 @@ def test_bandwidth_limits_and_dscp_marks_are_enforced(qcloud: Cloud) -> None:
             admin("DELETE", f"/ports/{p['id']}")
         admin("DELETE", f"/networks/{net['id']}")
 
+
+
+def test_bad_bodies_get_neutron_faults_not_errors(people: dict[str, Any]) -> None:
+    admin, member = people["admin"], people["member"]
+    pol = admin("POST", "/qos/policies", {"policy": {"name": unique("bad")}}, status=201)["policy"]
+    net = member("POST", "/networks", {"network": {"name": unique("bad")}})["network"]
+    port = member("POST", "/ports", {"port": {"network_id": net["id"]}})["port"]
+    trunk = member("POST", "/trunks", {"trunk": {"port_id": port["id"]}}, status=201)["trunk"]
+    junk: list[Any] = [None, [], "x", 5, {}, {"policy": []}, {"policy": {"name": 5}}, {"policy": {"shared": "maybe"}},
+                       {"trunk": {"port_id": 5}}, {"trunk": {"port_id": port["id"], "sub_ports": "x"}},
+                       {"trunk": {"sub_ports": [None]}}, {"sub_ports": [1]}, {"sub_ports": [{"port_id": [1]}]},
+                       {"sub_ports": [{"port_id": port["id"], "segmentation_type": "vlan", "segmentation_id": True}]},
+                       {"bandwidth_limit_rule": {"max_kbps": 2**40}}, {"bandwidth_limit_rule": {"max_kbps": None}},
+                       {"dscp_marking_rule": {"dscp_mark": [26]}}, {"minimum_bandwidth_rule": {"min_kbps": 1.5}},
+                       {"port": {"qos_policy_id": 7}}, {"network": {"qos_policy_id": ["x"]}}]
+    paths = [("POST", "/qos/policies"), ("PUT", f"/qos/policies/{pol['id']}"), ("POST", "/trunks"),
+             ("PUT", f"/trunks/{trunk['id']}"), ("PUT", f"/trunks/{trunk['id']}/add_subports"),
+             ("PUT", f"/trunks/{trunk['id']}/remove_subports"), ("PUT", f"/ports/{port['id']}"),
+             ("PUT", f"/networks/{net['id']}"),
+             *[("POST", f"/qos/policies/{pol['id']}/{kind}") for kind in
+               ("bandwidth_limit_rules", "dscp_marking_rules", "minimum_bandwidth_rules")]]
+    for method, path in paths:
+        for body in junk:
+            r = httpx.request(method, admin.url + path, json=body, headers=admin.headers, timeout=30)
+            assert r.status_code < 500 and (r.status_code < 400 or "NeutronError" in r.json()), (
+                method, path, body, r.status_code, r.text)
+    member("DELETE", f"/trunks/{trunk['id']}", status=204)
+    member("DELETE", f"/ports/{port['id']}", status=204)
+    member("DELETE", f"/networks/{net['id']}", status=204)
+    admin("DELETE", f"/qos/policies/{pol['id']}", status=204)
