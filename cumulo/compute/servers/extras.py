@@ -45,9 +45,11 @@ class Extras:
         else:
             if not net_id:
                 choice = await self.network.auto_network_candidates(server.project_id)
-                if len(choice) != 1:
-                    raise BadRequest("Unable to choose a network for the interface: name net_id or port_id."
-                                     if choice else "No network is available to attach an interface to.")
+                if len(choice) > 1:
+                    raise BadRequest("Multiple possible networks found, use a Network ID to be more specific.")
+                if not choice:
+                    raise BadRequest("No specific network was requested and none are available for project "
+                                     f"'{server.project_id}'.")
                 net_id = choice[0]
             net = await self.network.network(net_id, server.project_id, admin)  # 404 NetworkNotFound
             if net.external and not admin:
@@ -163,12 +165,15 @@ class Extras:
 
     async def _done_backup(self, server_id: str, ctx: dict[str, Any], args: dict[str, Any],
                            error: str | None) -> None:
-        await self.settle(server_id)
         if error:
+            await self.settle(server_id)
             if ctx.get("image_id"):
                 await self._drop_image(ctx["image_id"], server_id)
             return
-        await self.rotate_backups(server_id, str(ctx.get("backup_type")), int(ctx.get("rotation") or 0))
+        try:  # rotated before the server is idle again, so whoever waits for that sees the result
+            await self.rotate_backups(server_id, str(ctx.get("backup_type")), int(ctx.get("rotation") or 0))
+        finally:
+            await self.settle(server_id)
 
     async def rotate_backups(self, server_id: str, backup_type: str, rotation: int) -> None:
         if self.images is None:
