@@ -145,14 +145,23 @@ def router(db: Database) -> Router:
         out: list[SubPort] = []
         seen_ports: set[str] = set()
         seen_ids: set[int] = set()
+        # what the checks need, read once for the whole request (up to MAX_SUBPORTS of them)
+        wanted = [i.get("port_id") for i in items if isinstance(i.get("port_id"), str)]
         async with db.session() as s:
             taken = set((await s.execute(select(SubPort.segmentation_id).where(
                 SubPort.trunk_id == trunk_id))).scalars())
+            ports = {p.id: p for p in (await s.execute(select(Port).where(Port.id.in_(many(wanted))))).scalars()}
+            in_trunks = set((await s.execute(select(SubPort.port_id).where(SubPort.port_id.in_(many(wanted)))))
+                            .scalars()) | set((await s.execute(select(Trunk.port_id).where(
+                                Trunk.port_id.in_(many(wanted))))).scalars())
         for item in items:
             extra = sorted(set(item) - {"port_id", "segmentation_type", "segmentation_id"})
             if extra:
                 raise BadRequest(f"Unrecognized attribute(s) '{', '.join(extra)}'")
-            port = await visible_port(item.get("port_id"), project, admin)
+            port_id = item.get("port_id")
+            port = ports.get(port_id) if isinstance(port_id, str) else None
+            if port is None or not (admin or port.project_id == project):
+                raise NotFound(f"Port {port_id} could not be found.", kind="PortNotFound")
             kind, seg = item.get("segmentation_type"), item.get("segmentation_id")
             if kind is None or seg is None:
                 raise BadRequest(f"Invalid input for operation: Invalid subport details '{item}': missing "
@@ -172,10 +181,7 @@ def router(db: Database) -> Router:
             if seg in seen_ids or seg in taken:
                 raise Conflict(f"segmentation_type vlan and segmentation_id {seg} already in use on trunk "
                                f"{trunk_id}.", kind="DuplicateSubPort")
-            async with db.session() as s:
-                elsewhere = (await s.execute(select(SubPort.trunk_id).where(SubPort.port_id == port.id))).scalar()
-                parents = (await s.execute(select(Trunk.id).where(Trunk.port_id == port.id))).scalar()
-            if elsewhere or parents:
+            if port.id in in_trunks:
                 raise Conflict(f"Port {port.id} is in use by another trunk.", kind="TrunkPortInUse")
             seen_ports.add(port.id)
             seen_ids.add(seg)
