@@ -421,8 +421,11 @@ def router(svc: ImageService) -> Router:
         authorize(request, "modify_image" if staging else "upload_image", image_target(image, caller))
         if not staging and (not image.disk_format or not image.container_format):
             raise BadRequest("Set disk_format and container_format before uploading data.")
+        store = request.headers.get("x-image-meta-store", "").strip() or None
+        if store is not None and not staging and store not in svc.stores:
+            raise BadRequest(f"Store '{store}' does not exist: this cloud's stores are {', '.join(svc.stores)}.")
         try:
-            await svc.upload(image, caller, body_chunks(request), staging=staging)
+            await svc.upload(image, caller, body_chunks(request), staging=staging, store=None if staging else store)
         except ClientDisconnect:
             raise BadRequest("The client disconnected before all image data arrived; the image is queued "
                              "again.") from None

@@ -11,6 +11,7 @@ no network trip; it is what a remote store would sit behind.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from cumulo.image.models import Image, ImageCacheEntry
 from cumulo.image.stores.filesystem import FilesystemStore
 
 LOG = logging.getLogger(__name__)
+STALE = dt.timedelta(minutes=10)
 
 
 class ImageCache:
@@ -35,6 +37,7 @@ class ImageCache:
         self.db, self.svc = db, svc
         self.store = FilesystemStore(root, "cache", "The image cache")
         self._filling: set[str] = set()
+        self._started = False  # the first reconcile of this process restarts every unfinished copy
 
     async def entries(self) -> tuple[list[ImageCacheEntry], list[str]]:
         """The cached images, and the ids still queued (or being copied)."""
@@ -65,7 +68,7 @@ class ImageCache:
                 image = await s.get(Image, image_id)
                 if entry is None or entry.status == "cached":
                     return
-                entry.status = "caching"
+                entry.status, entry.last_modified = "caching", utcnow()
             source = self.svc.data_store(image) if image is not None and image.status == "active" else None
             if source is None:
                 raise RuntimeError("the image is not active or has no data")
@@ -114,11 +117,13 @@ class ImageCache:
         return out
 
     async def reconcile(self, live: set[str]) -> int:
-        """Remove cached files of no cached entry (or of deleted images), restart queued copies
-        that no one is making (the process that started them stopped)."""
+        """Remove cached files of no cached entry (or of deleted images); restart the copies that
+        no one is making: all of them when this process starts, later those untouched for
+        ``STALE`` (their process stopped; another API worker may be making a younger one)."""
         async with self.db.session() as s:
             rows = list((await s.execute(select(ImageCacheEntry))).scalars())
-        removed = 0
+        removed, now, starting = 0, utcnow(), not self._started
+        self._started = True
         known = {r.image_id for r in rows if r.image_id in live}
         for key in self.store.keys() - known:
             await self.store.delete(key)
@@ -126,7 +131,8 @@ class ImageCache:
         for row in rows:
             if row.image_id not in live:
                 await self.forget(row.image_id)
-            elif row.status != "cached" and row.image_id not in self._filling:
+            elif row.status != "cached" and row.image_id not in self._filling and (
+                    starting or row.last_modified < now - STALE):
                 self._start(row.image_id)
         return removed
 

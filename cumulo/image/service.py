@@ -507,8 +507,11 @@ class ImageService:
                     await s.execute(update(Image).where(Image.id == image_id, Image.lease_owner == self.instance)
                                     .values(lease_until=utcnow() + self.lease))
 
-    async def upload(self, image: Image, who: Caller, chunks: AsyncIterator[bytes], staging: bool = False) -> Image:
+    async def upload(self, image: Image, who: Caller, chunks: AsyncIterator[bytes], staging: bool = False,
+                     store: str | None = None) -> Image:
+        """The data of PUT .../file (into ``store``, the default store unless named) or of PUT .../stage."""
         self.must_own(image, who)
+        target = self.stores[store] if store else self.store
         if staging:
             await self.check_uploading_quota(image.owner)
             room = await self.bytes_allowed(image.owner, "image_stage_total", Image.staged_size, image.id)
@@ -522,7 +525,8 @@ class ImageService:
         inspection = None if staging else self.inspection(image)  # staged data is inspected on import
         try:
             source = chunks if inspection is None else self._inspected(chunks, inspection)
-            written = await self.store.write(image.id, source, self.size_cap_for(room), staging=staging)
+            written = await (self.store if staging else target).write(image.id, source, self.size_cap_for(room),
+                                                                      staging=staging)
         except BaseException as exc:
             await self._release(image.id, "queued")
             if isinstance(exc, StoreFull):
@@ -544,7 +548,7 @@ class ImageService:
                     staged_size=written.size, lease_owner=None, lease_until=None, updated_at=utcnow()))
         else:
             assert inspection is not None and inspection.verdict is not None
-            await self._activate(image, written, inspection.verdict)
+            await self._activate(image, written, inspection.verdict, [target.name])
         return await self.get(image.id, Caller(None, True, ""))
 
     def inspection(self, image: Image) -> Inspection:

@@ -276,6 +276,17 @@ def test_glance_direct_into_a_chosen_store(cloud: Cloud, people) -> None:  # typ
         assert after["stores"] == stores and after["status"] == "active"
         assert all(in_store(cloud, s, img["id"]) for s in stores.split(","))
         assert httpx.get(f"{cloud.image_url}/v2/images/{img['id']}/file", headers=h(token)).content == data
+    # a plain upload goes to the store X-Image-Meta-Store names (a store that does not exist: 400)
+    img = create(cloud, token)
+    upload = {"Content-Type": "application/octet-stream"}
+    r = httpx.put(f"{cloud.image_url}/v2/images/{img['id']}/file", content=b"u" * 999,
+                  headers=h(token, **upload, **{"X-Image-Meta-Store": "nowhere"}))
+    assert r.status_code == 400 and show(cloud, token, img["id"])["status"] == "queued"
+    r = httpx.put(f"{cloud.image_url}/v2/images/{img['id']}/file", content=b"u" * 999,
+                  headers=h(token, **upload, **{"X-Image-Meta-Store": "cheap"}))
+    assert r.status_code == 204 and show(cloud, token, img["id"])["stores"] == "cheap"
+    assert in_store(cloud, "cheap", img["id"]) and not in_store(cloud, "file", img["id"])
+    assert httpx.get(f"{cloud.image_url}/v2/images/{img['id']}/file", headers=h(token)).content == b"u" * 999
 
 
 def test_tasks_list_for_admins_with_filters_paging_and_the_cli(cloud: Cloud, admin: str, people) -> None:  # type: ignore[no-untyped-def]
