@@ -514,8 +514,8 @@ def router(svc: ImageService) -> Router:
 
     @r.post("/v2/tasks")
     async def create_task(request: Request) -> Response:
-        """The legacy tasks API: only its import-from-URL form exists, and this cloud does not fetch
-        from URLs (it has no way out), so a task is refused up front rather than failing later."""
+        """The legacy tasks API (deprecated in Glance): refused up front, pointing at the image
+        import API, whose web-download does what its import-from-URL did."""
         authorize(request, "tasks_api_access")
         authorize(request, "add_task")
         body = await json_body(request)
@@ -523,8 +523,9 @@ def router(svc: ImageService) -> Router:
         if not isinstance(body, dict) or body.get("type") != "import" or not isinstance(task_input, dict):
             raise BadRequest("A task needs {\"type\": \"import\", \"input\": {...}}.")
         source = task_input.get("import_from")
-        raise BadRequest(f"Import from {source!r} is not available: this cloud does not download images from "
-                         "URLs. Upload the data (PUT /v2/images/ID/file) or stage it and use glance-direct.")
+        raise BadRequest(f"Import from {source!r} through the tasks API is not offered here: create an image and "
+                         "import it (POST /v2/images/ID/import) with the web-download method, from a URL the "
+                         "operator allows (GET /v2/info/import lists the methods).")
 
     @r.get("/v2/tasks/{task_id}")
     async def show_task(request: Request) -> Response:
