@@ -143,6 +143,10 @@ class Doctor:
                          f"chmod 600 {path}")
                 return
         db = Database(url, pool_size=2)
+        if db.read_engine is not None:
+            # SQLite: every session doctor opens (the services' too) is a read-only one (query_only),
+            # which never takes the writers' turn: doctor cannot write, nor wait for a writer
+            db.session = db.reader  # type: ignore[method-assign]
         started = time.monotonic()
         try:
             async with db.reader() as s:
@@ -526,32 +530,48 @@ class Doctor:
     async def quotas(self) -> None:
         if self.cfg.key_repository.is_dir() is False or not (self.cfg.key_repository / "0").exists():
             return  # the identity service cannot be opened read-only without its keys (reported above)
-        from sqlalchemy import column, select, table
+        from sqlalchemy import Boolean, column, select, table
 
-        from cumulo.identity.service import IdentityService
+        from cumulo.core.db import UTCDateTime
 
-        identity = IdentityService(self.cfg, self.db, None)
-        t = table("identity_project", column("id"), column("name"))
+        # a project that holds nothing is within any limit: only those holding servers or volumes are read
+        holders: dict[str, set[str]] = {"compute": set(), "block-storage": set()}
         async with self.db.reader() as s:
-            projects = (await s.execute(select(t.c.id, t.c.name))).all()
-        services: list[tuple[str, Any]] = []
-        if "compute" in self.cfg.services:
+            if "compute" in self.cfg.services and "compute_server" in self.tables:
+                t = table("compute_server", column("project_id"), column("deleted_at", UTCDateTime))
+                holders["compute"] = set((await s.execute(select(t.c.project_id).where(
+                    t.c.deleted_at.is_(None)).distinct())).scalars())
+            if "volume" in self.cfg.services:
+                for name in ("volume_volume", "volume_snapshot", "volume_backup"):
+                    if name in self.tables:
+                        t = table(name, column("project_id"), column("deleted", Boolean))
+                        holders["block-storage"] |= set((await s.execute(select(t.c.project_id).where(
+                            t.c.deleted.is_(False)).distinct())).scalars())
+            p = table("identity_project", column("id"), column("name"))
+            names = dict((await s.execute(select(p.c.id, p.c.name))).all())
+        over = []
+        if any(holders.values()):
+            # heavy (the services' modules): only when some project holds something
             from cumulo.compute.service import ComputeService
-
-            services.append(("compute", ComputeService(self.cfg, self.db, identity)))
-        if "volume" in self.cfg.services:
+            from cumulo.identity.service import IdentityService
             from cumulo.volume.service import VolumeService
 
-            services.append(("block-storage", VolumeService(self.cfg, self.db, None, identity)))  # type: ignore[arg-type]
-        over = []
-        for project_id, project_name in projects:
-            for kind, svc in services:
-                limits, usage = await svc.quotas(project_id), await svc.usage(project_id)
-                for name, used in usage.items():
-                    limit = limits.get(name)
-                    if isinstance(limit, int) and limit >= 0 and isinstance(used, int) and used > limit:
-                        over.append(f"{project_name} ({project_id}) {kind} {name}: {used} used, limit {limit}")
-        self.add("quotas", "quotas", f"{len(projects)} projects' usage against their limits", WARNING if over else OK,
+            identity = IdentityService(self.cfg, self.db, None)  # type: ignore[arg-type]  (no bus: reads only)
+            services = {"compute": ComputeService(self.cfg, self.db, identity),
+                        "block-storage": VolumeService(self.cfg, self.db, None, identity)}  # type: ignore[arg-type]
+            for kind, projects in holders.items():
+                for project_id in sorted(projects):
+                    svc = services[kind]
+                    usage = await svc.usage(project_id)
+                    limits = await svc.quotas(project_id)
+                    for name, used in usage.items():
+                        limit = limits.get(name)
+                        if isinstance(limit, int) and limit >= 0 and isinstance(used, int) and used > limit:
+                            over.append(f"{names.get(project_id, '?')} ({project_id}) {kind} {name}: {used} used, "
+                                        f"limit {limit}")
+        held = len(holders["compute"] | holders["block-storage"])
+        self.add("quotas", "quotas", f"usage against limits of the {held} projects holding servers or volumes",
+                 WARNING if over else OK,
                  "usage over the limit: " + "; ".join(over[:10]) if over
                  else "every project's usage is within its limits",
                  "raise the limit (`openstack quota set`) or ask the project to free resources; new requests "
@@ -620,14 +640,28 @@ def utcnow() -> dt.datetime:
 
 
 def migrations_head() -> str | None:
-    from alembic.config import Config as AlembicConfig
-    from alembic.script import ScriptDirectory
+    """The newest revision of the migration history: the one no other revision follows.  Read from
+    the files' ``revision``/``down_revision`` assignments (Alembic's script directory imports every
+    migration, half a second)."""
+    import ast
 
     from cumulo.core.db import MIGRATIONS
 
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    return ScriptDirectory.from_config(cfg).get_current_head()
+    revisions, parents = set(), set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Assign | ast.AnnAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names = {t.id for t in targets if isinstance(t, ast.Name)} & {"revision", "down_revision"}
+                if not names or node.value is None:
+                    continue
+                value = ast.literal_eval(node.value)
+                if "revision" in names and isinstance(value, str):
+                    revisions.add(value)
+                elif "down_revision" in names and value:
+                    parents |= {value} if isinstance(value, str) else set(value)
+    heads = sorted(revisions - parents)
+    return heads[0] if len(heads) == 1 else ", ".join(heads) or None
 
 
 def probe(url: str, timeout: float = 5.0) -> tuple[Any, int]:

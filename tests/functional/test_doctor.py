@@ -217,7 +217,10 @@ def volume(cloud: Cloud) -> Iterator[dict[str, Any]]:
 
 def test_a_volume_past_its_lease_is_a_failure_naming_it(cloud: Cloud, volume: dict[str, Any]) -> None:
     # the leader's reconciler ends an expired lease within seconds: a controller that hangs (stopped
-    # here) is what leaves one behind, and what doctor must tell
+    # here) is what leaves one behind, and what doctor must tell.  It is stopped while this test
+    # holds SQLite's writer turn, so never in the middle of a write of its own.
+    turn = os.open(cloud.state_dir / "cumulo.db.turn", os.O_RDWR)
+    fcntl.flock(turn, fcntl.LOCK_EX)
     os.kill(cloud.proc.pid, signal.SIGSTOP)
     try:
         with db(cloud) as conn:
@@ -228,6 +231,8 @@ def test_a_volume_past_its_lease_is_a_failure_naming_it(cloud: Cloud, volume: di
             conn.execute("UPDATE volume_volume SET status = 'available', lease_owner = NULL, lease_until = NULL "
                          "WHERE id = ?", (volume["id"],))
     finally:
+        fcntl.flock(turn, fcntl.LOCK_UN)
+        os.close(turn)
         os.kill(cloud.proc.pid, signal.SIGCONT)
     assert rc == 2
     stuck = next(c for c in doc["checks"] if c["check"] == "leases" and c["verdict"] == "failure")
