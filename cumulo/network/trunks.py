@@ -16,6 +16,7 @@ frames reach no subport's network.
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -100,11 +101,14 @@ async def with_trunk_details(db: Database, views: list[dict[str, Any]]) -> list[
                                      .order_by(SubPort.segmentation_id))).scalars())
         macs = dict((await s.execute(select(Port.id, Port.mac_address).where(
             Port.id.in_(many([x.port_id for x in subs]))))).tuples().all()) if subs else {}
+    of: dict[str, list[SubPort]] = defaultdict(list)
+    for x in subs:
+        of[x.trunk_id].append(x)
     for v in views:
         trunk_id = trunks.get(v["id"])
         if trunk_id is not None:
             v["trunk_details"] = {"trunk_id": trunk_id, "sub_ports": [
-                {**subport_view(x), "mac_address": macs.get(x.port_id)} for x in subs if x.trunk_id == trunk_id]}
+                {**subport_view(x), "mac_address": macs.get(x.port_id)} for x in of[trunk_id]]}
     return views
 
 
@@ -128,12 +132,20 @@ def router(db: Database) -> Router:
             raise NotFound(f"Trunk {trunk_id} could not be found.", kind="TrunkNotFound")
         return row
 
-    async def view(t: Trunk) -> dict[str, Any]:
+    async def views(rows: list[Trunk]) -> list[dict[str, Any]]:
+        """The trunks' views: their subports and their parents' status in two queries."""
         async with db.session() as s:
-            subs = list((await s.execute(select(SubPort).where(SubPort.trunk_id == t.id).order_by(
-                SubPort.segmentation_id))).scalars())
-            status = (await s.execute(select(Port.status).where(Port.id == t.port_id))).scalar()
-        return trunk_view(t, subs, status)
+            subs = list((await s.execute(select(SubPort).where(SubPort.trunk_id.in_(many([t.id for t in rows])))
+                                         .order_by(SubPort.segmentation_id))).scalars())
+            status = dict((await s.execute(select(Port.id, Port.status).where(
+                Port.id.in_(many([t.port_id for t in rows]))))).tuples().all())
+        of: dict[str, list[SubPort]] = defaultdict(list)
+        for x in subs:
+            of[x.trunk_id].append(x)
+        return [trunk_view(t, of[t.id], status.get(t.port_id)) for t in rows]
+
+    async def view(t: Trunk) -> dict[str, Any]:
+        return (await views([t]))[0]
 
     async def checked_subports(trunk_id: str, parent_id: str, items: Any, project: str, admin: bool) -> list[SubPort]:
         """New subports of the trunk from a request's ``sub_ports``, each checked as Neutron does."""
@@ -256,7 +268,7 @@ def router(db: Database) -> Router:
             stmt = stmt.where(Trunk.project_id == project)
         async with db.session() as s:
             rows = list((await s.execute(stmt)).scalars())
-        return JSON(shape(request, [await view(t) for t in rows], "trunks"))
+        return JSON(shape(request, await views(rows), "trunks"))
 
     @r.route("/v2.0/trunks/{trunk_id}", ["GET", "PUT", "DELETE"])
     async def trunk(request: Request) -> Response:
