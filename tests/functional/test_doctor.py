@@ -1,6 +1,6 @@
 """`cumulo doctor` against a running cloud: all ok when healthy, then each fault injected on
 purpose (a transition past its lease, orphan namespaces, taps, QEMU and dnsmasq processes, a
-stopped agent, a full disk, an old key, usage over a limit) is named with its component and the
+stopped agent, a full disk, an old key, usage over a limit, a password near expiry) is named with its component and the
 exit status 1 or 2; the operator port's ``/livez``, ``/readyz`` and the ``/healthcheck`` drain file.
 
 One cloud (SQLite, in-process bus, two fake compute nodes, the file volume node) serves the module.
@@ -153,6 +153,22 @@ def test_an_old_fernet_key_is_a_warning(cloud: Cloud) -> None:
         assert "45.0 days" in key["detail"] and "cumulo identity rotate-keys" in key["fix"]
     finally:
         os.utime(staged, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def test_a_password_near_expiry_is_a_warning(cloud: Cloud) -> None:
+    soon = utcnow() + dt.timedelta(days=3)
+    with db(cloud) as conn:  # as [security_compliance] password_expires_days would have set it
+        conn.execute("UPDATE identity_password SET expires_at = ? WHERE id = (SELECT max(p.id) FROM "
+                     "identity_password p JOIN identity_user u ON u.id = p.user_id WHERE u.name = 'demo')",
+                     (stamp(soon),))
+    try:
+        rc, doc = doctor(cloud)
+    finally:
+        with db(cloud) as conn:
+            conn.execute("UPDATE identity_password SET expires_at = NULL WHERE user_id = "
+                         "(SELECT id FROM identity_user WHERE name = 'demo')")
+    assert rc == 1 and doc["broken"] == ["identity (credentials)"], not_ok(doc)
+    assert f"user demo's password expires {soon:%Y-%m-%d %H:%M}" in not_ok(doc)[0]["detail"]
 
 
 def idle_process(name: str, *args: str) -> subprocess.Popen[bytes]:
