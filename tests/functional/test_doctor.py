@@ -1,7 +1,8 @@
 """`cumulo doctor` against a running cloud: all ok when healthy, then each fault injected on
-purpose (a transition past its lease, orphan namespaces, taps, QEMU and dnsmasq processes, a
-stopped agent, a full disk, an old key, usage over a limit, a password near expiry) is named with its component and the
-exit status 1 or 2; the operator port's ``/livez``, ``/readyz`` and the ``/healthcheck`` drain file.
+purpose is named with its component and the exit status 1 or 2: a transition past its lease,
+orphan namespaces, taps, QEMU and dnsmasq processes, a stopped agent, a full disk, an old key,
+usage over a limit, a password near expiry; and the operator port's ``/livez``, ``/readyz`` and
+the ``/healthcheck`` drain file.
 
 One cloud (SQLite, in-process bus, two fake compute nodes, the file volume node) serves the module.
 """
