@@ -93,15 +93,7 @@ class Doctor:
             return
         self.status = json.loads(path.read_text())
         pid = int(self.status.get("pid") or 0)
-        alive = pid > 0
-        try:
-            if alive:
-                os.kill(pid, 0)
-        except ProcessLookupError:
-            alive = False
-        except PermissionError:  # another user's process: it exists
-            pass
-        if not alive:
+        if not pid_alive(pid):
             self.add("controller", "controller", str(path), FAILURE,
                      f"status.json names controller pid {pid}, which is gone: cumulo stopped without cleaning up",
                      "start it again: `cumulo up`")
@@ -115,6 +107,12 @@ class Doctor:
                          "look at its log (<state-dir>/cumulo.log or [logging] file); restart it if it hangs")
                 return
         self.running = True
+        gone = [f"{index} (pid {wpid})" for index, wpid in sorted(self.status.get("workers", {}).items())
+                if not pid_alive(int(wpid))]
+        if gone:
+            self.add("controller", "controller (API workers)", str(path), WARNING,
+                     f"API workers gone: {', '.join(gone)}; the controller restarts a worker that dies, so one "
+                     "that stays gone means it fails at its start", "look at the log for the worker's last lines")
         lease = self.status.get("leader_lease", True)
         self.add("controller", "controller", str(path), OK if lease else WARNING,
                  f"controller pid {pid} on {self.status.get('host')} answers"
@@ -677,6 +675,18 @@ def probe(url: str, timeout: float = 5.0) -> tuple[Any, int]:
         return json.loads(body), code
     except ValueError:
         return body.decode(errors="replace"), code
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        pass
+    return True
 
 
 def processes(name: bytes) -> list[tuple[list[bytes], int]]:
