@@ -251,6 +251,7 @@ class Doctor:
                     cols.append(column("disabled", Boolean))
                 if name == "compute_service":
                     cols.append(column("binary"))  # a reserved word in MySQL: the construct quotes it
+                    cols.append(column("forced_down", Boolean))
                 t = table(name, *cols)
                 query = select(*t.c)
                 if name == "compute_service":
@@ -266,7 +267,13 @@ class Doctor:
                     disabled = bool(getattr(row, "disabled", False))
                     age = (now - at).total_seconds() if at else None
                     where = f"{name} {host}"
-                    if age is not None and age <= down_time:
+                    if getattr(row, "forced_down", False):
+                        self.add("agents", f"{kind} agent {host}", where, WARNING,
+                                 f"the {kind} agent on {host} is forced down by an admin (heartbeat "
+                                 f"{'never' if age is None else f'{age:.0f} s ago'}): nothing is scheduled there",
+                                 f"once the node is fenced or back: `openstack compute service set --up {host} "
+                                 "nova-compute`")
+                    elif age is not None and age <= down_time:
                         self.add("agents", f"{kind} agent {host}", where, OK,
                                  f"heartbeat {age:.0f} s ago" + (" (disabled by an admin)" if disabled else ""))
                     else:

@@ -108,15 +108,25 @@ def test_a_stopped_agent_is_a_failure_naming_it(cloud: Cloud) -> None:
                      (str(uuid.uuid4()), old, old, old))
         conn.execute("INSERT INTO volume_pool (host, capacity_gb, allocated_gb, free_gb, disabled, reported_at, "
                      "frozen) VALUES ('cumulo-test-gone-store', 10, 0, 10, 0, ?, 0)", (old,))
+        # and one an admin forced down (Nova's os-services force-down): a warning, not a failure
+        conn.execute("INSERT INTO compute_service (id, host, binary, disabled, forced_down, last_seen_at, "
+                     "created_at, updated_at) VALUES (?, 'cumulo-test-fenced', 'nova-compute', 0, 1, ?, ?, ?)",
+                     (str(uuid.uuid4()), old, old, old))
     try:
         rc, doc = doctor(cloud)
         assert rc == 2 and doc["verdict"] == "failure"
-        assert {"compute agent cumulo-test-gone", "volume agent cumulo-test-gone-store"} == set(doc["broken"])
-        gone = next(c for c in doc["checks"] if c["component"] == "compute agent cumulo-test-gone")
-        assert "down" in gone["detail"] and "cumulo agent --host cumulo-test-gone" in gone["fix"]
+        assert {"compute agent cumulo-test-gone", "volume agent cumulo-test-gone-store",
+                "compute agent cumulo-test-fenced"} == set(doc["broken"])
+        by = {c["component"]: c for c in not_ok(doc)}
+        gone = by["compute agent cumulo-test-gone"]
+        assert gone["verdict"] == "failure" and "down" in gone["detail"]
+        assert "cumulo agent --host cumulo-test-gone" in gone["fix"]
+        assert by["volume agent cumulo-test-gone-store"]["verdict"] == "failure"
+        fenced = by["compute agent cumulo-test-fenced"]
+        assert fenced["verdict"] == "warning" and "forced down" in fenced["detail"]
     finally:
         with db(cloud) as conn:
-            conn.execute("DELETE FROM compute_service WHERE host = 'cumulo-test-gone'")
+            conn.execute("DELETE FROM compute_service WHERE host IN ('cumulo-test-gone', 'cumulo-test-fenced')")
             conn.execute("DELETE FROM volume_pool WHERE host = 'cumulo-test-gone-store'")
 
 
