@@ -36,6 +36,9 @@ TAG = string(60, 1, r"^[^,/\x00-\x1f]*$")
 DISK_CONFIG: Schema = {"type": "string", "enum": ["AUTO", "MANUAL"]}
 DESCRIPTION = nullable(string(255, 0, r"^[^\x00]*$"))
 HOST = string(255, 1, r"^[^\x00-\x1f]*$")
+# server and snapshot metadata: bounded far past the default quota (128), so that going past the
+# quota is the 403 Nova answers, not a schema error
+SERVER_METADATA = metadata(1024)
 
 NETWORK = obj({"uuid": string(255), "port": nullable(string(255)), "fixed_ip": IP, "tag": TAG})
 SERVER_CREATE = obj({
@@ -44,7 +47,7 @@ SERVER_CREATE = obj({
         "imageRef": {"type": ["string", "null"], "maxLength": 2048},
         "flavorRef": {"anyOf": [string(2048, 1), integer(0)]},
         "adminPass": string(255, 0),
-        "metadata": metadata(),
+        "metadata": SERVER_METADATA,
         "networks": {"anyOf": [{"type": "string", "enum": ["auto", "none"]}, array(NETWORK, 100)]},
         "OS-DCF:diskConfig": DISK_CONFIG,
         "accessIPv4": ACCESS_IP,
@@ -91,12 +94,12 @@ ACTIONS: dict[str, Schema] = {
     "resize": obj({"flavorRef": {"anyOf": [string(255, 1), integer(0)]}, "OS-DCF:diskConfig": DISK_CONFIG},
                   required=("flavorRef",)),
     "rebuild": obj({"imageRef": string(2048, 1), "name": name(), "adminPass": string(255, 0),
-                    "metadata": metadata(), "preserve_ephemeral": BOOLEAN, "OS-DCF:diskConfig": DISK_CONFIG,
+                    "metadata": SERVER_METADATA, "preserve_ephemeral": BOOLEAN, "OS-DCF:diskConfig": DISK_CONFIG,
                     "accessIPv4": ACCESS_IP, "accessIPv6": ACCESS_IP, "personality": array({"type": "object"}, 100),
                     "key_name": nullable(name()), "user_data": nullable(string(90000, 0)),
                     "description": DESCRIPTION, "trusted_image_certificates": nullable(array(string(255), 50)),
                     "hostname": string(255, 1)}, required=("imageRef",)),
-    "createImage": obj({"name": name(), "metadata": metadata()}, required=("name",)),
+    "createImage": obj({"name": name(), "metadata": SERVER_METADATA}, required=("name",)),
     "os-getConsoleOutput": obj({"length": {"type": ["integer", "string", "null"], "maxLength": 12,
                                            "minimum": -1, "maximum": 2**31 - 1}}),
     "os-resetState": obj({"state": {"type": "string", "enum": ["active", "error"]}}, required=("state",)),
@@ -190,8 +193,8 @@ SCHEMAS: dict[tuple[str, str], Schema] = {
     ("POST", f"{V}/servers"): SERVER_CREATE,
     ("PUT", f"{V}/servers/{{server_id}}"): SERVER_UPDATE,
     ("POST", f"{V}/servers/{{server_id}}/action"): SERVER_ACTION,
-    ("POST", f"{V}/servers/{{server_id}}/metadata"): obj({"metadata": metadata()}, required=("metadata",)),
-    ("PUT", f"{V}/servers/{{server_id}}/metadata"): obj({"metadata": metadata()}, required=("metadata",)),
+    ("POST", f"{V}/servers/{{server_id}}/metadata"): obj({"metadata": SERVER_METADATA}, required=("metadata",)),
+    ("PUT", f"{V}/servers/{{server_id}}/metadata"): obj({"metadata": SERVER_METADATA}, required=("metadata",)),
     ("PUT", f"{V}/servers/{{server_id}}/metadata/{{key}}"): obj({"meta": {**metadata(1), "minProperties": 1}},
                                                                 required=("meta",)),
     ("PUT", f"{V}/servers/{{server_id}}/tags"): obj({"tags": array(TAG, 50)}, required=("tags",)),

@@ -395,3 +395,33 @@ def test_multi_nic_order_and_security_groups_by_name(lcloud: Cloud, who) -> None
     for net in nets:
         conn.network.delete_network(net)
     conn.network.delete_security_group(group)
+
+
+def test_image_proxy_filters_fqdn_hostnames_and_metadata_quota(lcloud: Cloud, who) -> None:  # type: ignore[no-untyped-def]
+    member = who["member"][0]
+    made = []
+    for kind in ("snapshot", "backup"):
+        image = httpx.post(f"{lcloud.image_url}/v2/images", headers={"X-Auth-Token": member}, json={
+            "name": unique(kind), "disk_format": "raw", "container_format": "bare", "image_type": kind,
+            "min_ram": 64 if kind == "backup" else 0}).json()
+        made.append(image["id"])
+    by_type = {i["id"] for i in call(lcloud, "GET", "/images", member, type="snapshot").json()["images"]}
+    assert made[0] in by_type and made[1] not in by_type
+    by_property = {i["id"] for i in call(lcloud, "GET", "/images/detail", member,
+                                         **{"property-image_type": "backup"}).json()["images"]}
+    assert by_property & set(made) == {made[1]}
+    assert {i["id"] for i in call(lcloud, "GET", "/images", member, minRam="64").json()["images"]} & set(made) == {
+        made[1]}
+    assert call(lcloud, "DELETE", "/images/", member).status_code == 404
+    assert call(lcloud, "DELETE", "/images/", who["reader"][0]).status_code == 403
+    # 2.94 takes a fully qualified host name; 2.90 only a label
+    server = boot(lcloud, member, unique("fqdn"))
+    r = call(lcloud, "PUT", f"/servers/{server['id']}", member, "2.94", {"server": {"hostname": "web.example.org"}})
+    assert r.status_code == 200 and r.json()["server"]["OS-EXT-SRV-ATTR:hostname"] == "web.example.org"
+    r = call(lcloud, "PUT", f"/servers/{server['id']}", member, "2.90", {"server": {"hostname": "web.example.org"}})
+    assert r.status_code == 400
+    # past the metadata_items quota (128) is Nova's 403, not a schema error
+    r = call(lcloud, "POST", f"/servers/{server['id']}/metadata", member,
+             body={"metadata": {f"k{i}": "v" for i in range(129)}})
+    assert r.status_code == 403, r.text
+    call(lcloud, "DELETE", f"/servers/{server['id']}", member)

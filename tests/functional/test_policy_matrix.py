@@ -252,6 +252,7 @@ def rows() -> list[Row]:
             {**meta, "key": "k"}, version=old))
     add(Row(c, "DELETE", "/v2.1/images/{image_id}/metadata/{key}", MEMBER, params={**meta, "key": "nokey"},
             version=old))
+    add(Row(c, "DELETE", "/v2.1/images/", OWN_MEMBER, version=old))  # no id: a 404 once allowed
     add(Row(c, "GET", "/v2.1/extensions", ANYONE))
     add(Row(c, "GET", "/v2.1/extensions/{alias}", ANYONE, params={"alias": "os-hosts"}))
     add(Row(c, "GET", "/v2.1/os-hosts", ADMIN, version=old))

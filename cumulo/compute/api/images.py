@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cumulo.compute.api.common import at_least
+from cumulo.compute.api.servers import parse_time
 from cumulo.compute.service import ComputeService
 from cumulo.core.http.app import JSON, Router, auth_of, json_body
 from cumulo.core.http.authz import authorize
@@ -55,8 +56,22 @@ def router(images: ImageService, compute: ComputeService | None = None) -> Route
         rows = await images.image_infos(Caller.of(auth_of(request)), {"name": q.get("name")})
         if "status" in q:
             rows = [i for i in rows if STATUS.get(i.status) == q["status"].upper()]
+        # Nova's filters: server and type are the instance_uuid and image_type properties, property-X
+        # any property; minRam/minDisk lower bounds; changes-since the last update
+        wanted = {k.removeprefix("property-"): v for k, v in q.items() if k.startswith("property-")}
         if "server" in q:
-            rows = [i for i in rows if (i.properties or {}).get("instance_uuid") == q["server"].rsplit("/", 1)[-1]]
+            wanted["instance_uuid"] = q["server"].rsplit("/", 1)[-1]
+        if "type" in q:
+            wanted["image_type"] = q["type"]
+        rows = [i for i in rows if all(str((i.properties or {}).get(k)) == v for k, v in wanted.items())]
+        for key, attr in (("minRam", "min_ram"), ("minDisk", "min_disk")):
+            if key in q:
+                if not q[key].isdigit():
+                    raise BadRequest(f"Invalid {key} filter [{q[key]}]")
+                rows = [i for i in rows if (getattr(i, attr) or 0) >= int(q[key])]
+        if "changes-since" in q:
+            since = parse_time("changes-since", q["changes-since"])
+            rows = [i for i in rows if i.updated_at >= since]
         if "marker" in q:
             ids = [i.id for i in rows]
             rows = rows[ids.index(q["marker"]) + 1:] if q["marker"] in ids else []
@@ -81,6 +96,12 @@ def router(images: ImageService, compute: ComputeService | None = None) -> Route
         authorize(request, rule, {"project_id": row.owner, "owner": row.owner, "visibility": row.visibility,
                                   "member_id": auth_of(request).project_id})
         return row
+
+    @r.delete("/v2.1/images/")
+    async def delete_no_image(request: Request) -> Response:
+        gone(request)
+        authorize(request, "compute:images:delete", {"project_id": auth_of(request).project_id})
+        raise NotFound("Image not found.")  # as Nova: a blank id names no image
 
     @r.route("/v2.1/images/{image_id}", ["GET", "DELETE"])
     async def image(request: Request) -> Response:

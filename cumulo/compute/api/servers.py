@@ -47,6 +47,11 @@ SORT_KEYS = {"created_at": Server.created_at, "updated_at": Server.updated_at, "
              "image_ref": Server.image_id, "instance_type_id": Server.flavor_id, "hostname": Server.hostname}
 TAG = re.compile(r"^[^,/]{1,60}$")
 HOSTNAME = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
+FQDN = re.compile(r"^[a-zA-Z0-9-._]{1,255}$")  # what 2.94 takes: a fully qualified name (Nova's fqdn type)
+
+
+def hostname_ok(request: Request, value: Any) -> bool:
+    return isinstance(value, str) and bool((FQDN if at_least(request, 94) else HOSTNAME).match(value))
 
 
 def base(request: Request) -> str:
@@ -558,8 +563,9 @@ def router(manager: ServerManager, images: Any) -> Router:
                 raise BadRequest("description must be a string of at most 255 characters, or null.")
             values["description"] = data["description"]
         if "hostname" in data:
-            if not isinstance(data["hostname"], str) or not HOSTNAME.match(data["hostname"]):
-                raise BadRequest("hostname must be a valid host name (RFC 1123 label).")
+            if not hostname_ok(request, data["hostname"]):
+                raise BadRequest("hostname must be a valid host name (RFC 1123 label; from 2.94 a fully qualified "
+                                 "name).")
             values["hostname"] = data["hostname"]
         if "OS-DCF:diskConfig" in data:
             values["request"] = {**(server.request or {}), "disk_config": check_disk_config(data["OS-DCF:diskConfig"])}
@@ -814,8 +820,9 @@ def router(manager: ServerManager, images: Any) -> Router:
             extra["description"] = description
         hostname = data.get("hostname")
         if hostname is not None:
-            if not at_least(request, 90) or not isinstance(hostname, str) or not HOSTNAME.match(hostname):
-                raise BadRequest("hostname (microversion 2.90) must be a valid host name (RFC 1123 label).")
+            if not at_least(request, 90) or not hostname_ok(request, hostname):
+                raise BadRequest("hostname (microversion 2.90) must be a valid host name (RFC 1123 label; from "
+                                 "2.94 a fully qualified name).")
             extra["hostname"] = hostname
         else:
             extra["hostname"] = default_hostname(name)
