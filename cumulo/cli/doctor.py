@@ -59,7 +59,6 @@ class Doctor:
         self.tables: set[str] = set()
         self.running = False
         self.status: dict[str, Any] = {}
-        self.now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
     def add(self, check: str, component: str, looked_at: str, verdict: str, detail: str, fix: str = "") -> None:
         self.findings.append(Finding(check, component, looked_at, verdict, detail, fix))
@@ -394,10 +393,14 @@ class Doctor:
 
     # -- orphans -------------------------------------------------------------------------------
     async def orphans(self) -> None:
-        await self._qemu_orphans()
-        await self._network_orphans()
-        await self._volume_file_orphans()
-        await asyncio.to_thread(self._object_replicas)
+        for what, look in (("compute (QEMU)", self._qemu_orphans), ("network", self._network_orphans),
+                           ("block-storage (files)", self._volume_file_orphans),
+                           ("object-store (replicas)", lambda: asyncio.to_thread(self._object_replicas))):
+            try:
+                await look()
+            except Exception as exc:  # noqa: BLE001  (one look failing must not hide the others)
+                self.add("orphans", what, "(the check itself)", WARNING, f"could not look: {type(exc).__name__}: "
+                         f"{exc}"[:300], "run doctor as the user `cumulo up` runs as (root, for namespaces)")
 
     async def ids(self, name: str, live: str = "") -> set[str]:
         from sqlalchemy import Boolean, column, select, table
