@@ -22,11 +22,17 @@ from cumulo.placement import policies as placement
 from cumulo.placement.api import METHOD_RULES, ONE_RULES
 
 ROOT = Path(__file__).resolve().parents[2] / "cumulo"
+
+
+def api_modules(service: str) -> list[Path]:
+    """The service's modules that ask for rules (every one but the rules' own)."""
+    return [p for p in sorted((ROOT / service).glob("*.py")) if p.name != "policies.py"]
+
+
 SERVICES: dict[str, tuple[list[Rule], list[Path]]] = {
     "compute": (compute.RULES, sorted((ROOT / "compute" / "api").glob("*.py"))),
-    "network": (network.RULES, [ROOT / "network" / f"{m}.py" for m in
-                                ("api", "routers", "security_groups", "subnetpools", "quotas", "tags")]),
-    "image": (image.RULES, [ROOT / "image" / "api.py", ROOT / "image" / "metadefs.py"]),
+    "network": (network.RULES, api_modules("network")),
+    "image": (image.RULES, api_modules("image")),
     "placement": (placement.RULES, [ROOT / "placement" / "api.py"]),
     "object": (object_store.RULES, sorted((ROOT / "object" / "api").glob("*.py"))),
 }
