@@ -36,7 +36,7 @@ from typing import Any
 
 from cumulo.compute.metadata import config_drive_files
 from cumulo.compute.virt.driver import NodeInfo, Snapshot
-from cumulo.compute.virt.qemu.extras import ExtraOps, nic_args, nic_ports, nic_slots
+from cumulo.compute.virt.qemu.extras import ExtraOps, keep_slots, nic_args, nic_ports, nic_slots
 from cumulo.compute.virt.qemu.images import ImageCache, run_helper
 from cumulo.compute.virt.qemu.qmp import QMP, QMPError, qmp
 from cumulo.compute.virt.qemu.swap import SwapOps
@@ -562,7 +562,11 @@ class QemuDriver(VolumeOps, SwapOps, ExtraOps):
         """What the destination must match: the root disk's size (none when the server boots from
         a volume) and the volumes with the root ports they sit on (a device may not move)."""
         d = self.dir(instance_id)
-        out: dict[str, Any] = {"source_volumes": self._load(instance_id).get("volumes") or []}
+        stored = self._load(instance_id)
+        ports = stored.get("ports") or []
+        out: dict[str, Any] = {"source_volumes": stored.get("volumes") or [],
+                               "source_ports": [{"id": p["id"], "slot": s} for p, s in zip(ports, nic_slots(ports),
+                                                                                         strict=True)]}
         if (d / "disk").exists():
             info = json.loads(await run("qemu-img", "info", "-U", "--output=json", str(d / "disk")))
             out["disk_size"] = info["virtual-size"]
@@ -579,6 +583,7 @@ class QemuDriver(VolumeOps, SwapOps, ExtraOps):
             d.mkdir(parents=True, exist_ok=True)
             try:
                 instance["volumes"] = with_slots(instance.get("volumes") or [], instance.pop("source_volumes", None))
+                instance["ports"] = keep_slots(instance.get("ports") or [], instance.pop("source_ports", None))
                 await self._prepare_disks(instance, d, size=instance.get("disk_size"))
                 self._save(instance, d)
                 port, nbd_port = free_port(), free_port()

@@ -64,6 +64,13 @@ def nic_slots(ports: list[dict[str, Any]]) -> list[int | None]:
     return out
 
 
+def keep_slots(ports: list[dict[str, Any]], source: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """A live migration's destination: each port on the root port it has on the source (the
+    guest's devices may not move), whatever order the controller lists them in."""
+    slots = {p["id"]: p.get("slot") for p in source or []}
+    return [{**p, "slot": slots[p["id"]]} if p["id"] in slots else dict(p) for p in ports]
+
+
 def nic_args(port: dict[str, Any], fd: int, slot: int | None) -> list[str]:
     bus = f",bus=np{slot}" if slot is not None else ""
     return ["-netdev", f"tap,id=net-{port['id']},fd={fd},vhost=off",
