@@ -273,6 +273,37 @@ class NetworkService:
                  "segment_id": n.segment_id, "mtu": n.mtu, "fixed_ips": ips[p.id], "status": p.status}
                 for p, n in rows]
 
+    async def add_fixed_ip(self, server_id: str, network_id: str) -> str | None:
+        """Nova's addFixedIp: one more address for the server's port on ``network_id``, from the
+        first of the network's subnets with room; None when it has no port there or none has room."""
+        async with self.db.session() as s:
+            ports = list((await s.execute(select(Port).where(
+                Port.device_id == server_id, Port.device_owner.like(SERVER_PORTS), Port.network_id == network_id)
+                .order_by(Port.created_at))).scalars())
+            subnets = list((await s.execute(select(Subnet).where(Subnet.network_id == network_id).order_by(
+                Subnet.created_at))).scalars())
+        for port in ports:
+            for subnet in subnets:
+                try:
+                    address = await self.ipam._take(port, subnet, None)
+                except Conflict:
+                    continue
+                await self._changed(server_id=server_id)
+                return address
+        return None
+
+    async def remove_fixed_ip(self, server_id: str, address: str) -> bool:
+        """Nova's removeFixedIp: the address leaves the server's port that holds it (False: none does)."""
+        async with self.db.session() as s:
+            row = (await s.execute(select(IPAllocation).join(Port, Port.id == IPAllocation.port_id).where(
+                Port.device_id == server_id, Port.device_owner.like(SERVER_PORTS),
+                IPAllocation.ip_address == address))).scalar()
+        if row is None:
+            return False
+        await self.ipam.release(row.port_id, [(row.subnet_id, row.ip_address)])
+        await self._changed(server_id=server_id)
+        return True
+
     async def detach_port(self, server_id: str, port_id: str, keep: bool) -> None:
         """An interface detached from the server: a port made for it is deleted, one it was given
         (``keep``) handed back unbound."""

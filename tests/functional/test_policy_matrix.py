@@ -202,7 +202,8 @@ def rows() -> list[Row]:
         ("shelve", None, MEMBER), ("shelveOffload", None, ADMIN), ("unshelve", None, MEMBER),
         ("forceDelete", None, MEMBER), ("restore", None, MEMBER),
         ("createBackup", {"name": "{unique}", "backup_type": "daily", "rotation": 1}, MEMBER),
-        ("injectNetworkInfo", None, ADMIN), ("rescue", None, MEMBER), ("unrescue", None, MEMBER)]
+        ("injectNetworkInfo", None, ADMIN), ("rescue", None, MEMBER), ("unrescue", None, MEMBER),
+        ("addFixedIp", {"networkId": "@network"}, MEMBER), ("removeFixedIp", {"address": "10.0.0.250"}, MEMBER)]
     for action, arg, who in actions:
         add(Row(c, "POST", "/v2.1/servers/{server_id}/action", who, {action: arg},
                 {"server_id": "@action_server"}))

@@ -141,3 +141,28 @@ def test_device_tags_reach_the_metadata_devices(dcloud: Cloud) -> None:
         {"type": "nic", "bus": "pci", "mac": macs[first], "tags": ["data-nic"]},
         {"type": "nic", "bus": "pci", "mac": macs[added["port_id"]], "tags": ["late"]}]
     api("DELETE", f"/servers/{sid}")
+
+
+def test_add_and_remove_fixed_ip_up_to_2_43(dcloud: Cloud) -> None:
+    api = C(dcloud)
+    headers = {"X-Auth-Token": api.token}
+    net = httpx.post(f"{dcloud.network_url}/networks", json={"network": {"name": "multinic"}},
+                     headers=headers).json()["network"]
+    httpx.post(f"{dcloud.network_url}/subnets", headers=headers, json={"subnet": {
+        "network_id": net["id"], "cidr": "10.78.0.0/24", "ip_version": 4}}).raise_for_status()
+    sid = api.boot(networks=[{"uuid": net["id"]}])["server"]["id"]
+    api.wait(sid, "ACTIVE")
+
+    def ips() -> list[str]:
+        return [a["addr"] for a in api("GET", f"/servers/{sid}/ips")["addresses"]["multinic"]]
+
+    first = ips()
+    assert len(first) == 1
+    api("POST", f"/servers/{sid}/action", {"addFixedIp": {"networkId": net["id"]}}, version="2.43")
+    added = [ip for ip in ips() if ip not in first]
+    assert len(added) == 1 and added[0].startswith("10.78.0.")
+    api("POST", f"/servers/{sid}/action", {"addFixedIp": {"networkId": net["id"]}}, version="2.44", ok=(400,))
+    api("POST", f"/servers/{sid}/action", {"removeFixedIp": {"address": "10.9.9.9"}}, version="2.43", ok=(400,))
+    api("POST", f"/servers/{sid}/action", {"removeFixedIp": {"address": added[0]}}, version="2.43")
+    assert ips() == first
+    api("DELETE", f"/servers/{sid}")

@@ -60,6 +60,7 @@ RULES = {
     "rescue": "os_compute_api:os-rescue", "unrescue": "os_compute_api:os-unrescue",
     "createBackup": "os_compute_api:os-create-backup",
     "injectNetworkInfo": "os_compute_api:os-admin-actions:inject_network_info",
+    "addFixedIp": "os_compute_api:os-multinic:add", "removeFixedIp": "os_compute_api:os-multinic:remove",
 }
 # what a locked server still gives its project, as Nova does (its consoles)
 UNLOCKED = {"os-getSerialConsole", "os-getVNCConsole"}
@@ -430,6 +431,27 @@ def router(manager: ServerManager, images: Any, extra: dict[str, Action] | None 
     @action("unrescue")
     async def unrescue(request: Request, server: Server, arg: Any) -> Response:
         await manager.unrescue(server)
+        return accepted()
+
+    # -- multinic (up to 2.43) --------------------------------------------------------------------
+    @action("addFixedIp")
+    async def add_fixed_ip(request: Request, server: Server, arg: Any) -> Response:
+        if at_least(request, 44):
+            raise BadRequest("There is no such action: addFixedIp (removed in microversion 2.44).")
+        network_id = arg.get("networkId") if isinstance(arg, dict) else None
+        if not isinstance(network_id, (str, int)) or isinstance(network_id, bool) or not str(network_id):
+            raise BadRequest("addFixedIp needs {\"networkId\": ...}.")
+        await manager.add_fixed_ip(server, str(network_id))
+        return accepted()
+
+    @action("removeFixedIp")
+    async def remove_fixed_ip(request: Request, server: Server, arg: Any) -> Response:
+        if at_least(request, 44):
+            raise BadRequest("There is no such action: removeFixedIp (removed in microversion 2.44).")
+        address = arg.get("address") if isinstance(arg, dict) else None
+        if not isinstance(address, str) or not address:
+            raise BadRequest("removeFixedIp needs {\"address\": ...}.")
+        await manager.remove_fixed_ip(server, address)
         return accepted()
 
     @action("injectNetworkInfo")

@@ -224,3 +224,18 @@ class Extras:
                 out.append({"type": "disk", "bus": "virtio", "serial": row.volume_id, "path": row.device_name,
                             "tags": [row.tag]})
         return out
+
+    # -- multinic (up to 2.43) ------------------------------------------------------------------------
+    async def add_fixed_ip(self, server: Server, network_id: str) -> None:
+        if self.network is None:
+            raise BadRequest("This cloud runs no network service.")
+        await self.record(server.id, "addFixedIp", server.project_id, await self._user(server))
+        if await self.network.add_fixed_ip(server.id, network_id) is None:
+            raise BadRequest(f"No fixed IP addresses available for network: {network_id}")
+
+    async def remove_fixed_ip(self, server: Server, address: str) -> None:
+        if self.network is None:
+            raise BadRequest("This cloud runs no network service.")
+        await self.record(server.id, "removeFixedIp", server.project_id, await self._user(server))
+        if not await self.network.remove_fixed_ip(server.id, address):
+            raise BadRequest(f"Instance {server.id} does not have fixed IP '{address}'.")
