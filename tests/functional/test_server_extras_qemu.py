@@ -115,6 +115,10 @@ def qmp(sock: Path, command: str, **arguments: Any) -> Any:
         return out
 
 
+def ports_mac(api: X, port_id: str) -> str:
+    return str(api.net("GET", f"/ports/{port_id}")["port"]["mac_address"])
+
+
 def pci_nics(path: Path) -> list[str]:
     """The MAC-bearing virtio NICs QEMU has: their device ids, from the QOM tree."""
     return sorted(p["name"] for p in qmp(path, "qom-list", path="/machine/peripheral")
@@ -138,10 +142,11 @@ def guest(xcloud: Cloud) -> Iterator[tuple[X, dict[str, Any]]]:
         version="2.56")["server"]
     api.wait(server["id"], "ACTIVE")
     api.wait_console(server["id"], "cumulo-guest ready")
+    boot_port = api.net("GET", f"/ports?device_id={server['id']}")["ports"][0]["id"]
     # the personality file is on the config drive the guest mounted
     assert api.console_lines(server["id"], "personality:")[-1] == "personality: hello-from-personality"
     yield api, {"server": server["id"], "net1": net1["id"], "net2": net2["id"], "sub2": sub2["id"],
-                "image": image}
+                "image": image, "boot_port": boot_port}
     api.compute("DELETE", f"/servers/{server['id']}")
 
 
@@ -202,6 +207,18 @@ def test_interfaces_hot_plug_into_the_running_guest_and_out_again(guest: tuple[X
         time.sleep(0.3)
     assert len(api.compute("GET", f"/servers/{sid}/os-interface")["interfaceAttachments"]) == 1
 
+    # attached while the server is stopped: on its command line from the next start
+    api.act(sid, {"os-stop": None})
+    api.wait(sid, "SHUTOFF")
+    later = api.compute("POST", f"/servers/{sid}/os-interface", {"interfaceAttachment": {
+        "net_id": g["net2"]}})["interfaceAttachment"]
+    boots = len(api.console_lines(sid, "cumulo-guest ready"))
+    api.act(sid, {"os-start": None})
+    api.wait(sid, "ACTIVE")
+    api.wait_console(sid, "cumulo-guest ready", boots + 1)
+    assert api.wait_line(sid, "nics:", lambda line: "eth1" in line).split()[1:] == ["eth0", "eth1", "lo"]
+    assert f"nic-{later['port_id']}" in pci_nics(qmp_sock)
+
 
 def test_diagnostics_from_qmp_and_the_tap(guest: tuple[X, dict[str, Any]]) -> None:
     api, g = guest
@@ -209,13 +226,16 @@ def test_diagnostics_from_qmp_and_the_tap(guest: tuple[X, dict[str, Any]]) -> No
     d = api.compute("GET", f"/servers/{sid}/diagnostics", version="2.48")
     assert set(d) == {"state", "driver", "hypervisor", "hypervisor_os", "uptime", "config_drive", "num_cpus",
                       "num_nics", "num_disks", "memory_details", "cpu_details", "nic_details", "disk_details"}
-    assert d["state"] == "running" and d["config_drive"] is True and d["num_cpus"] == 1 and d["num_nics"] == 1
+    ports = api.net("GET", f"/ports?device_id={sid}")["ports"]
+    assert d["state"] == "running" and d["config_drive"] is True and d["num_cpus"] == 1
+    assert d["num_nics"] == len(ports) == 2  # the boot port and the one attached while stopped
     assert d["uptime"] > 0 and d["memory_details"]["maximum"] == 128
     assert d["cpu_details"][0]["id"] == 0 and d["cpu_details"][0]["time"] > 0
     assert d["num_disks"] == len(d["disk_details"]) >= 2 and d["disk_details"][0]["read_bytes"] > 0
-    port = api.net("GET", f"/ports?device_id={sid}")["ports"][0]
-    nic = d["nic_details"][0]
-    assert nic["mac_address"] == port["mac_address"] and nic["rx_packets"] > 0 and nic["tx_packets"] > 0
+    assert {n["mac_address"] for n in d["nic_details"]} == {p["mac_address"] for p in ports}
+    assert all(isinstance(n[k], int) for n in d["nic_details"] for k in ("rx_octets", "tx_octets", "rx_drop"))
+    boot = next(n for n in d["nic_details"] if n["mac_address"] == ports_mac(api, g["boot_port"]))
+    assert boot["rx_packets"] > 0 and boot["tx_packets"] > 0  # its DHCP went both ways (the guest up only eth0)
     flat = api.compute("GET", f"/servers/{sid}/diagnostics", version="2.47")
     assert flat["cpu0_time"] > 0 and flat["vda_read"] > 0 and flat["memory"] == 128 * 1024
     assert any(k.endswith("_rx_packets") for k in flat)
