@@ -305,3 +305,34 @@ def test_create_backup_rotates_the_oldest_out(guest: tuple[X, dict[str, Any]]) -
     for bad in ({"name": "x", "backup_type": "daily"}, {"name": "x", "backup_type": "daily", "rotation": -1},
                 {"name": "x", "backup_type": "daily", "rotation": 1, "extra": 1}):
         api.call("POST", f"{api.cloud.compute_url}/servers/{sid}/action", {"createBackup": bad}, ok=(400,))
+
+
+def test_a_volume_backed_server_is_rescued_on_its_stable_devices_from_2_87(guest: tuple[X, dict[str, Any]]) -> None:
+    api, g = guest
+    r = api.compute("POST", "/servers", {"server": {
+        "name": "xbfv", "flavorRef": "10", "networks": "none", "config_drive": True,
+        "user_data": base64.b64encode(REPORT.encode()).decode(),
+        "block_device_mapping_v2": [{"boot_index": 0, "source_type": "image", "uuid": g["image"],
+                                     "destination_type": "volume", "volume_size": 1,
+                                     "delete_on_termination": True}]}})
+    sid = r["server"]["id"]
+    api.wait(sid, "ACTIVE")
+    api.wait_console(sid, "cumulo-guest ready")
+    before = disks(api.console_lines(sid, "disks:")[-1])
+    stable = next(i["id"] for i in api.call("GET", f"{api.cloud.image_url}/v2/images?name=xrescue-stable").json()[
+        "images"])
+    classic = next(i["id"] for i in api.call("GET", f"{api.cloud.image_url}/v2/images?name=xrescue").json()["images"])
+    rescue = f"/servers/{sid}/action"
+    api.compute("POST", rescue, {"rescue": {"rescue_image_ref": stable}}, version="2.86", ok=(400,))
+    api.compute("POST", rescue, {"rescue": {"rescue_image_ref": classic}}, version="2.87", ok=(400,))
+    api.compute("POST", rescue, {"rescue": {"rescue_image_ref": stable}}, version="2.87")
+    api.wait(sid, "RESCUE")
+    api.wait_console(sid, "cumulo-guest ready", 2)
+    seen = disks(api.console_lines(sid, "disks:")[-1])
+    last = sorted(seen)[-1]
+    assert {k: v for k, v in seen.items() if k != last} == before and seen[last] == 64 << 11, seen
+    api.act(sid, {"unrescue": None})
+    api.wait(sid, "ACTIVE")
+    api.wait_console(sid, "cumulo-guest ready", 3)
+    assert disks(api.console_lines(sid, "disks:")[-1]) == before
+    api.compute("DELETE", f"/servers/{sid}")

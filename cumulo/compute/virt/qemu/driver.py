@@ -253,11 +253,12 @@ class QemuDriver(VolumeOps, SwapOps, ExtraOps):
             cmd += ["-drive", f"file={d / 'disk.config'},if=none,id=config,format=raw,readonly=on",
                     "-device", "virtio-blk-pci,drive=config"]
         cmd += [a.replace("bootindex=1", root_boot) for a in volume_args(instance.get("volumes") or [])]
-        if rescue and rescue.get("stable"):
-            cmd += rescue_disk
         ports = instance.get("ports") or []
         for port, fd, slot in zip(ports, taps or [], nic_slots(ports), strict=False):
             cmd += nic_args(port, fd, slot)
+        if rescue and rescue.get("stable"):  # on a root port of its own, last: the guest finds it after every disk
+            cmd += ["-device", "pcie-root-port,id=rescue-port,bus=pcie.0,chassis=40,slot=40,io-reserve=0",
+                    *rescue_disk[:3], f"{rescue_disk[3]},bus=rescue-port"]
         boot = (rescue["boot"] if rescue else instance.get("boot")) or {}
         if boot.get("kernel"):
             cmd += ["-kernel", boot["kernel"], "-append", boot.get("append", "console=ttyS0")]
