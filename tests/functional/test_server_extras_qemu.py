@@ -272,6 +272,19 @@ def test_rescue_classic_and_stable_device_then_unrescue(guest: tuple[X, dict[str
     api.wait(sid, "ACTIVE")
     api.wait_console(sid, "cumulo-guest ready", boots + 4)
     assert not (Path(api.cloud.state_dir) / "instances" / "xnode" / sid / "disk.rescue").exists()
+    # the bus the image asks for: scsi puts the rescue disk behind a virtio-scsi controller (the
+    # guest's virtio disks are as they were)
+    scsi = api.image("xrescue-scsi", "16M", {"hw_rescue_device": "disk", "hw_rescue_bus": "scsi"})
+    api.compute("POST", f"/servers/{sid}/action", {"rescue": {"rescue_image_ref": scsi}})
+    api.wait(sid, "RESCUE")
+    api.wait_console(sid, "cumulo-guest ready", boots + 5)
+    assert disks(api.console_lines(sid, "disks:")[-1]) == before
+    qmp_sock = Path(api.cloud.state_dir) / "instances" / "xnode" / sid / "qmp.sock"
+    devices = {p["name"] for p in qmp(qmp_sock, "qom-list", path="/machine/peripheral")}
+    assert {"rescue-port", "rescue-scsi"} <= devices
+    api.act(sid, {"unrescue": None})
+    api.wait(sid, "ACTIVE")
+    api.wait_console(sid, "cumulo-guest ready", boots + 6)
 
 
 def test_create_backup_rotates_the_oldest_out(guest: tuple[X, dict[str, Any]]) -> None:

@@ -424,7 +424,8 @@ def router(manager: ServerManager, images: Any, extra: dict[str, Action] | None 
         if server.vm_state not in ("active", "stopped", "error") or server.task_state:
             raise Conflict(f"Cannot 'rescue' instance {server.id} while it is in vm_state {server.vm_state}"
                            + (f" and task_state {server.task_state}" if server.task_state else ""))
-        boot_props = {k: v for k, v in props.items() if k in ("kernel_id", "ramdisk_id", "kernel_args")}
+        boot_props = {k: v for k, v in props.items() if k in ("kernel_id", "ramdisk_id", "kernel_args",
+                                                                "hw_rescue_bus", "hw_rescue_device")}
         await manager.rescue(server, image_id, boot_props, stable)
         return JSON({"adminPass": password or secrets.token_urlsafe(12)})
 

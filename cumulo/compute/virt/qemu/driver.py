@@ -36,7 +36,7 @@ from typing import Any
 
 from cumulo.compute.metadata import config_drive_files
 from cumulo.compute.virt.driver import NodeInfo, Snapshot
-from cumulo.compute.virt.qemu.extras import ExtraOps, keep_slots, nic_args, nic_ports, nic_slots
+from cumulo.compute.virt.qemu.extras import ExtraOps, keep_slots, nic_args, nic_ports, nic_slots, stable_rescue_args
 from cumulo.compute.virt.qemu.images import ImageCache, run_helper
 from cumulo.compute.virt.qemu.qmp import QMP, QMPError, qmp
 from cumulo.compute.virt.qemu.swap import SwapOps
@@ -256,9 +256,8 @@ class QemuDriver(VolumeOps, SwapOps, ExtraOps):
         ports = instance.get("ports") or []
         for port, fd, slot in zip(ports, taps or [], nic_slots(ports), strict=False):
             cmd += nic_args(port, fd, slot)
-        if rescue and rescue.get("stable"):  # on a root port of its own, last: the guest finds it after every disk
-            cmd += ["-device", "pcie-root-port,id=rescue-port,bus=pcie.0,chassis=40,slot=40,io-reserve=0",
-                    *rescue_disk[:3], f"{rescue_disk[3]},bus=rescue-port"]
+        if rescue and rescue.get("stable"):
+            cmd += stable_rescue_args(d / "disk.rescue", rescue.get("bus"), rescue.get("device"))
         boot = (rescue["boot"] if rescue else instance.get("boot")) or {}
         if boot.get("kernel"):
             cmd += ["-kernel", boot["kernel"], "-append", boot.get("append", "console=ttyS0")]

@@ -77,6 +77,22 @@ def nic_args(port: dict[str, Any], fd: int, slot: int | None) -> list[str]:
             "-device", f"virtio-net-pci,netdev=net-{port['id']},mac={port['mac_address']},id=nic-{port['id']}{bus}"]
 
 
+def stable_rescue_args(path: Path, bus: str | None, device: str | None) -> list[str]:
+    """A stable-device rescue's disk: on a root port of its own, last (so the guest finds every
+    other disk where it was), on the bus the image asks for: virtio (also for ide and sata, which
+    q35 here does not offer), scsi (a virtio-scsi controller) or usb (an xHCI controller)."""
+    cdrom = device == "cdrom"
+    out = ["-device", "pcie-root-port,id=rescue-port,bus=pcie.0,chassis=40,slot=40,io-reserve=0",
+           "-drive", f"file={path},if=none,id=rescue,format=qcow2,cache=writeback" + (",readonly=on" if cdrom else "")]
+    if bus == "scsi":
+        return out + ["-device", "virtio-scsi-pci,id=rescue-scsi,bus=rescue-port",
+                      "-device", f"scsi-{'cd' if cdrom else 'hd'},drive=rescue,bus=rescue-scsi.0,bootindex=1"]
+    if bus == "usb":
+        return out + ["-device", "qemu-xhci,id=rescue-usb,bus=rescue-port",
+                      "-device", "usb-storage,drive=rescue,bus=rescue-usb.0,bootindex=1"]
+    return out + ["-device", "virtio-blk-pci,drive=rescue,bus=rescue-port,bootindex=1"]
+
+
 def _exchange(f: Any, s: socket.socket, msg: dict[str, Any], fds: list[int] | None = None) -> Any:
     data = json.dumps(msg).encode() + b"\n"
     if fds:
@@ -224,8 +240,8 @@ class ExtraOps:
             stored = self._load(instance["id"])  # type: ignore[attr-defined]
             url, token = instance.get("image_url", ""), instance.get("token", "")
             base, meta = await self.images.fetch(image_id, url, token)  # type: ignore[attr-defined]
-            boot = await self._image_boot(image_id, {**(meta.get("properties") or {}), **properties},  # type: ignore[attr-defined]
-                                          url, token)
+            props = {**(meta.get("properties") or {}), **properties}
+            boot = await self._image_boot(image_id, props, url, token)  # type: ignore[attr-defined]
             await self._shutdown(instance["id"])  # type: ignore[attr-defined]
             tmp = d / "disk.rescue.part"
             code, _, err = await run_helper(["qemu-img", "create", "-q", "-f", "qcow2", "-F",
@@ -233,7 +249,8 @@ class ExtraOps:
             if code != 0:
                 raise RuntimeError(f"qemu-img failed ({code}): {err.decode(errors='replace').strip()[-300:]}")
             os.replace(tmp, d / "disk.rescue")
-            stored["rescue"] = {"image_id": image_id, "stable": stable, "boot": boot}
+            stored["rescue"] = {"image_id": image_id, "stable": stable, "boot": boot,
+                                "bus": props.get("hw_rescue_bus"), "device": props.get("hw_rescue_device")}
             self._save(stored, d)  # type: ignore[attr-defined]
             await self._launch(stored, d)  # type: ignore[attr-defined]
 
