@@ -288,70 +288,50 @@ def router(db: Database, network_views: Callable[[list[Network]], Awaitable[list
                 row = live
         return JSON(shape_one(request, agent_view(row), "agent"))
 
-    @r.route("/v2.0/agents/{agent_id}/dhcp-networks", ["GET", "POST"])
-    async def dhcp_networks(request: Request) -> Response:
-        if request.method == "POST":
-            authorize(request, "create_dhcp-network")
-            agent = await of_kind(request.path_params["agent_id"], DHCP)
-            network_id = await resource_id(request, "network_id", Network, "Network")
-            await bind(agent, network_id, "network")
-            return Response(b"null", status_code=201, media_type="application/json")
-        authorize(request, "get_dhcp-networks")
-        agent = await of_kind(request.path_params["agent_id"], DHCP)
-        ids = await hosted(agent)
-        async with db.session() as s:
-            nets = list((await s.execute(select(Network).where(Network.id.in_(ids)).order_by(
-                Network.created_at))).scalars()) if ids else []
-        return JSON(shape(request, await network_views(nets), "networks"))
+    def scheduling(kind: str, hosted_path: str, owner_path: str, model: Any, what: str, label: str,
+                   views: Callable[[list[Any]], Awaitable[list[dict[str, Any]]]], missing: str,
+                   rules: tuple[str, str, str, str], extra: dict[str, Any]) -> None:
+        """An agent's hosted networks or routers (list, schedule one, remove one) and the agents
+        hosting one of them; ``rules`` are the create, list, delete and agents-list rules."""
+        create_rule, list_rule, delete_rule, agents_rule = rules
+        key = f"{what}_id"
 
-    @r.delete("/v2.0/agents/{agent_id}/dhcp-networks/{network_id}")
-    async def dhcp_network(request: Request) -> Response:
-        authorize(request, "delete_dhcp-network")
-        agent = await of_kind(request.path_params["agent_id"], DHCP)
-        await unbind(agent, request.path_params["network_id"], "network")
-        return Response(status_code=204)
+        @r.route(f"/v2.0/agents/{{agent_id}}/{hosted_path}", ["GET", "POST"])
+        async def hosted_list(request: Request) -> Response:
+            if request.method == "POST":
+                authorize(request, create_rule)
+                agent = await of_kind(request.path_params["agent_id"], kind)
+                await bind(agent, await resource_id(request, key, model, label), what)
+                return Response(b"null", status_code=201, media_type="application/json")
+            authorize(request, list_rule)
+            ids = await hosted(await of_kind(request.path_params["agent_id"], kind))
+            async with db.session() as s:
+                rows = list((await s.execute(select(model).where(model.id.in_(ids)).order_by(
+                    model.created_at))).scalars()) if ids else []
+            return JSON(shape(request, await views(rows), f"{what}s"))
 
-    @r.get("/v2.0/networks/{network_id}/dhcp-agents")
-    async def network_dhcp_agents(request: Request) -> Response:
-        authorize(request, "get_dhcp-agents")
-        async with db.session() as s:
-            if await s.get(Network, request.path_params["network_id"]) is None:
-                raise NotFound(f"Network {request.path_params['network_id']} could not be found.",
-                               kind="NetworkNotFound")
-        rows = await hosts(request.path_params["network_id"], DHCP)
-        return JSON(shape(request, [agent_view(a) for a in rows], "agents"))
+        @r.delete(f"/v2.0/agents/{{agent_id}}/{hosted_path}/{{{key}}}")
+        async def hosted_one(request: Request) -> Response:
+            authorize(request, delete_rule)
+            agent = await of_kind(request.path_params["agent_id"], kind)
+            await unbind(agent, request.path_params[key], what)
+            return Response(status_code=204)
 
-    @r.route("/v2.0/agents/{agent_id}/l3-routers", ["GET", "POST"])
-    async def l3_routers(request: Request) -> Response:
-        if request.method == "POST":
-            authorize(request, "create_l3-router")
-            agent = await of_kind(request.path_params["agent_id"], L3)
-            router_id = await resource_id(request, "router_id", RouterRow, "Router")
-            await bind(agent, router_id, "router")
-            return Response(b"null", status_code=201, media_type="application/json")
-        authorize(request, "get_l3-routers")
-        agent = await of_kind(request.path_params["agent_id"], L3)
-        ids = await hosted(agent)
-        async with db.session() as s:
-            rows = list((await s.execute(select(RouterRow).where(RouterRow.id.in_(ids)).order_by(
-                RouterRow.created_at))).scalars()) if ids else []
-        return JSON(shape(request, await router_views(rows), "routers"))
+        @r.get(f"/v2.0/{what}s/{{{key}}}/{owner_path}")
+        async def hosting_agents(request: Request) -> Response:
+            authorize(request, agents_rule)
+            async with db.session() as s:
+                if await s.get(model, request.path_params[key]) is None:
+                    raise NotFound(missing.format(request.path_params[key]), kind=f"{label}NotFound")
+            rows = await hosts(request.path_params[key], kind)
+            return JSON(shape(request, [{**agent_view(a), **extra} for a in rows], "agents"))
 
-    @r.delete("/v2.0/agents/{agent_id}/l3-routers/{router_id}")
-    async def l3_router(request: Request) -> Response:
-        authorize(request, "delete_l3-router")
-        agent = await of_kind(request.path_params["agent_id"], L3)
-        await unbind(agent, request.path_params["router_id"], "router")
-        return Response(status_code=204)
-
-    @r.get("/v2.0/routers/{router_id}/l3-agents")
-    async def router_l3_agents(request: Request) -> Response:
-        authorize(request, "get_l3-agents")
-        async with db.session() as s:
-            if await s.get(RouterRow, request.path_params["router_id"]) is None:
-                raise NotFound(f"Router {request.path_params['router_id']} could not be found",
-                               kind="RouterNotFound")
-        rows = await hosts(request.path_params["router_id"], L3)
-        return JSON(shape(request, [{**agent_view(a), "ha_state": None} for a in rows], "agents"))
+    # Neutron's texts differ by a full stop
+    scheduling(DHCP, "dhcp-networks", "dhcp-agents", Network, "network", "Network", network_views,
+               "Network {} could not be found.",
+               ("create_dhcp-network", "get_dhcp-networks", "delete_dhcp-network", "get_dhcp-agents"), {})
+    scheduling(L3, "l3-routers", "l3-agents", RouterRow, "router", "Router", router_views,
+               "Router {} could not be found",
+               ("create_l3-router", "get_l3-routers", "delete_l3-router", "get_l3-agents"), {"ha_state": None})
 
     return r
