@@ -6,6 +6,7 @@ from cumulo.compute import console_models as compute_consoles  # noqa: F401
 from cumulo.compute import models as compute  # noqa: F401
 from cumulo.identity import models as identity  # noqa: F401
 from cumulo.image import models as image  # noqa: F401
+from cumulo.network import metering_models as network_metering  # noqa: F401
 from cumulo.network import models as network  # noqa: F401
 from cumulo.network import qos_models as network_qos  # noqa: F401
 from cumulo.network import rbac_models as network_rbac  # noqa: F401

@@ -26,6 +26,7 @@ from cumulo.network import (
     address_scopes,
     agents,
     inventory,
+    metering,
     policies,
     quotas,
     rbac,
@@ -88,7 +89,10 @@ EXTENSIONS = [("network", "Network", "Networks, subnets and ports"), ("external-
               ("service-type", "Neutron Service Type Management", "Service providers of advanced services"),
               ("agent", "agent", "The network agents"),
               ("dhcp_agent_scheduler", "DHCP Agent Scheduler", "The networks each DHCP agent hosts"),
-              ("l3_agent_scheduler", "L3 Agent Scheduler", "The routers each L3 agent hosts")]
+              ("l3_agent_scheduler", "L3 Agent Scheduler", "The routers each L3 agent hosts"),
+              ("metering", "Neutron Metering", "L3 metering labels and their rules"),
+              ("metering_source_and_destination_fields", "Neutron Metering source and destination filters",
+               "source_ip_prefix and destination_ip_prefix on metering label rules")]
 MAC = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
 
 
@@ -754,6 +758,7 @@ def build_app(svc: Ipam, identity: IdentityService, max_body: int) -> ASGIApp:
                             lambda rows: routers_shown(svc, rows)))
     r.include(qos_router(svc.db))
     r.include(trunk_router(svc.db))
+    r.include(metering.router(svc.db))
     r.include(tags.router(svc.db))  # last: its paths are patterns over every collection
     policy = ServicePolicy.build("network", policies.RULES, identity.cfg.policy.file, policies.MESSAGE)
     return policy.bind(create_app("network", r, identity, max_body=max_body, schemas=SCHEMAS))

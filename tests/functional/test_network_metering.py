@@ -1,0 +1,162 @@
+"""L3 metering labels and rules of the Network API (Neutron's ``metering`` and
+``metering_source_and_destination_fields``) with each persona as Neutron's defaults say (an admin
+or the project's manager makes and deletes, the project's reader reads, another project sees
+nothing), Neutron's 400s and 409 for bad rules, and the ``openstack network meter`` commands.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.functional.conftest import Cloud, make_people, make_project_member, start_cloud, stop_cloud, unique
+
+
+@pytest.fixture(scope="module")
+def mcloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+    c = start_cloud(tmp_path_factory.mktemp("metering"), "sqlite", {"CUMULO_SERVICES": "identity,network"})
+    yield c
+    stop_cloud(c)
+
+
+class Api:
+    def __init__(self, cloud: Cloud, token: str) -> None:
+        self.url, self.headers = cloud.network_url, {"X-Auth-Token": token}
+
+    def __call__(self, method: str, path: str, body: Any = None, status: int | None = None) -> Any:
+        r = httpx.request(method, self.url + "/metering" + path, json=body, headers=self.headers, timeout=30)
+        if status is not None:
+            assert r.status_code == status, (method, path, r.status_code, r.text)
+            if status >= 400:
+                assert "NeutronError" in r.json(), r.text
+        else:
+            assert r.status_code < 300, (method, path, r.status_code, r.text)
+        return r.json() if r.content else None
+
+
+@pytest.fixture(scope="module")
+def people(mcloud: Cloud) -> dict[str, Any]:
+    """admin; P's manager, member and reader; other (a member of Q)."""
+    made = make_people(mcloud, "meter")
+    p = made["member"]
+    manager = make_project_member(mcloud, "meter", "manager", {"id": p.project_id, "name": p.project_name})
+    out: dict[str, Any] = {name: Api(mcloud, x.token) for name, x in made.items()}
+    out["manager"] = Api(mcloud, manager.token)
+    out["admin"] = Api(mcloud, mcloud.token()[0])
+    out["P"], out["Q"] = p.project_id, made["other"].project_id
+    return out
+
+
+def ids(items: list[dict[str, Any]]) -> set[str]:
+    return {x["id"] for x in items}
+
+
+def test_extensions_are_listed(mcloud: Cloud, people: dict[str, Any]) -> None:
+    r = httpx.get(mcloud.network_url + "/extensions", headers=people["admin"].headers)
+    aliases = {e["alias"] for e in r.json()["extensions"]}
+    assert {"metering", "metering_source_and_destination_fields"} <= aliases
+
+
+def test_labels_follow_neutrons_defaults(people: dict[str, Any]) -> None:
+    admin, manager, member, reader, other = (people[k] for k in ("admin", "manager", "member", "reader", "other"))
+    body = {"metering_label": {"name": unique("lbl"), "description": "web traffic"}}
+    for who in (member, reader, other):  # Neutron: admin or the project's manager
+        who("POST", "/metering-labels", body, status=403)
+    label = manager("POST", "/metering-labels", body, status=201)["metering_label"]
+    assert label["project_id"] == label["tenant_id"] == people["P"]
+    assert label["shared"] is False and label["name"] == body["metering_label"]["name"]
+    assert reader("GET", f"/metering-labels/{label['id']}")["metering_label"]["description"] == "web traffic"
+    assert label["id"] in ids(reader("GET", "/metering-labels")["metering_labels"])
+    other("GET", f"/metering-labels/{label['id']}", status=404)
+    assert label["id"] not in ids(other("GET", "/metering-labels")["metering_labels"])
+    # the admin makes one for Q, shared; P's people do not see it, filters find it
+    q_label = admin("POST", "/metering-labels", {"metering_label": {
+        "name": unique("q"), "tenant_id": people["Q"], "shared": True}}, status=201)["metering_label"]
+    assert q_label["project_id"] == people["Q"] and q_label["shared"] is True
+    assert q_label["id"] not in ids(reader("GET", "/metering-labels")["metering_labels"])
+    assert ids(admin("GET", f"/metering-labels?id={q_label['id']}")["metering_labels"]) == {q_label["id"]}
+    assert admin("GET", "/metering-labels?id=33")["metering_labels"] == []
+    assert ids(admin("GET", "/metering-labels?shared=true")["metering_labels"]) >= {q_label["id"]}
+    manager("POST", "/metering-labels", {"metering_label": {"tenant_id": people["Q"]}}, status=403)
+    # no update in Neutron; bad input
+    manager("PUT", f"/metering-labels/{label['id']}", {"metering_label": {"name": "x"}}, status=405)
+    manager("POST", "/metering-labels", {"metering_label": {"name": "x" * 256}}, status=400)
+    manager("POST", "/metering-labels", {"metering_label": {"shared": "maybe"}}, status=400)
+    manager("POST", "/metering-labels", {"metering_label": {"colour": "red"}}, status=400)
+    manager("POST", "/metering-labels", {"label": {}}, status=400)
+    # delete: the member and reader may not, another project is told it does not exist
+    member("DELETE", f"/metering-labels/{label['id']}", status=403)
+    reader("DELETE", f"/metering-labels/{label['id']}", status=403)
+    other("DELETE", f"/metering-labels/{label['id']}", status=404)
+    manager("DELETE", f"/metering-labels/{label['id']}", status=204)
+    manager("GET", f"/metering-labels/{label['id']}", status=404)
+    admin("DELETE", f"/metering-labels/{q_label['id']}", status=204)
+
+
+def test_rules_follow_neutrons_defaults_and_checks(people: dict[str, Any]) -> None:
+    admin, manager, member, reader, other = (people[k] for k in ("admin", "manager", "member", "reader", "other"))
+    label = manager("POST", "/metering-labels", {"metering_label": {"name": unique("r")}})["metering_label"]
+
+    def rule(**kw: Any) -> dict[str, Any]:
+        return {"metering_label_rule": {"metering_label_id": label["id"], "direction": "ingress", **kw}}
+
+    for who in (member, reader):
+        who("POST", "/metering-label-rules", rule(remote_ip_prefix="10.0.0.0/24"), status=403)
+    other("POST", "/metering-label-rules", rule(remote_ip_prefix="10.0.0.0/24"), status=404)
+    old = manager("POST", "/metering-label-rules", rule(remote_ip_prefix="10.0.0.0/24"),
+                  status=201)["metering_label_rule"]
+    assert old == {"id": old["id"], "metering_label_id": label["id"], "direction": "ingress", "excluded": False,
+                   "remote_ip_prefix": "10.0.0.0/24", "source_ip_prefix": None, "destination_ip_prefix": None}
+    new = manager("POST", "/metering-label-rules", rule(
+        direction="egress", excluded=True, source_ip_prefix="fd02::/64",
+        destination_ip_prefix="0.0.0.0/0"), status=201)["metering_label_rule"]
+    assert (new["excluded"], new["source_ip_prefix"], new["destination_ip_prefix"], new["remote_ip_prefix"]) == (
+        True, "fd02::/64", "0.0.0.0/0", None)
+    assert reader("GET", f"/metering-label-rules/{old['id']}")["metering_label_rule"] == old
+    assert ids(reader("GET", "/metering-label-rules")["metering_label_rules"]) >= {old["id"], new["id"]}
+    assert ids(reader("GET", "/metering-label-rules?direction=egress")["metering_label_rules"]) == {new["id"]}
+    assert ids(admin("GET", f"/metering-label-rules?id={new['id']}")["metering_label_rules"]) == {new["id"]}
+    other("GET", f"/metering-label-rules/{old['id']}", status=404)
+    assert other("GET", "/metering-label-rules")["metering_label_rules"] == []
+    # Neutron's checks
+    manager("POST", "/metering-label-rules", rule(remote_ip_prefix="10.0.0.128/25"), status=409)
+    manager("POST", "/metering-label-rules", rule(), status=400)  # no prefix at all
+    manager("POST", "/metering-label-rules", rule(remote_ip_prefix="10.1.0.0/24",
+                                                 source_ip_prefix="10.2.0.0/24"), status=400)
+    manager("POST", "/metering-label-rules", rule(remote_ip_prefix="10.1.0.1/24"), status=400)  # host bits
+    manager("POST", "/metering-label-rules", rule(remote_ip_prefix="not-a-cidr"), status=400)
+    manager("POST", "/metering-label-rules", rule(direction="sideways", remote_ip_prefix="10.1.0.0/24"), status=400)
+    manager("POST", "/metering-label-rules", {"metering_label_rule": {"remote_ip_prefix": "10.1.0.0/24",
+                                                                      "direction": "ingress"}}, status=400)
+    manager("POST", "/metering-label-rules", {"metering_label_rule": {
+        "metering_label_id": "no-such-label", "direction": "ingress", "remote_ip_prefix": "10.1.0.0/24"}}, status=404)
+    member("DELETE", f"/metering-label-rules/{old['id']}", status=403)
+    other("DELETE", f"/metering-label-rules/{old['id']}", status=404)
+    manager("DELETE", f"/metering-label-rules/{old['id']}", status=204)
+    manager("GET", f"/metering-label-rules/{old['id']}", status=404)
+    # deleting the label deletes its rules
+    manager("DELETE", f"/metering-labels/{label['id']}", status=204)
+    admin("GET", f"/metering-label-rules/{new['id']}", status=404)
+
+
+def test_openstack_cli_meters(mcloud: Cloud) -> None:
+    name = unique("cli-meter")
+    meter = json.loads(mcloud.cli("network", "meter", "create", "--description", "by the CLI", name,
+                                  "-f", "json").stdout)
+    assert meter["name"] == name and meter["description"] == "by the CLI"
+    made = json.loads(mcloud.cli("network", "meter", "rule", "create", "--egress", "--exclude",
+                                 "--source-ip-prefix", "192.0.2.0/24", "--destination-ip-prefix", "198.51.100.0/24",
+                                 name, "-f", "json").stdout)
+    assert (made["direction"], made["is_excluded"], made["source_ip_prefix"], made["destination_ip_prefix"]) == (
+        "egress", True, "192.0.2.0/24", "198.51.100.0/24")
+    listed = json.loads(mcloud.cli("network", "meter", "rule", "list", "-f", "json").stdout)
+    assert made["id"] in {x["ID"] for x in listed}
+    shown = json.loads(mcloud.cli("network", "meter", "show", name, "-f", "json").stdout)
+    assert shown["id"] == meter["id"]
+    mcloud.cli("network", "meter", "rule", "delete", made["id"])
+    mcloud.cli("network", "meter", "delete", name)
+    assert name not in {x["Name"] for x in json.loads(mcloud.cli("network", "meter", "list", "-f", "json").stdout)}
