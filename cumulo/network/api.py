@@ -63,6 +63,8 @@ EXTENSIONS = [("network", "Network", "Networks, subnets and ports"), ("external-
               ("router", "Neutron L3 Router", "Routers, interfaces and floating IPs"),
               ("ext-gw-mode", "Neutron L3 Configurable external gateway mode", "enable_snat on gateways"),
               ("extraroute", "Neutron Extra Route", "Static routes on routers"),
+              ("dvr", "Distributed Virtual Router", "distributed on routers (admin only; every router here is "
+               "centralized, so it is false)"),
               ("extraroute-atomic", "Atomically add/remove extra routes", "add_extraroutes/remove_extraroutes"),
               ("quota_details", "Quota details management support", "Used, limit and reserved per resource"),
               ("quota-check-limit", "Quota engine limit check", "check_limit when quotas are set"),
@@ -93,6 +95,7 @@ EXTENSIONS = [("network", "Network", "Networks, subnets and ports"), ("external-
               ("metering", "Neutron Metering", "L3 metering labels and their rules"),
               ("metering_source_and_destination_fields", "Neutron Metering source and destination filters",
                "source_ip_prefix and destination_ip_prefix on metering label rules")]
+CORE_RESOURCES = [("network", "networks"), ("subnet", "subnets"), ("subnetpool", "subnetpools"), ("port", "ports")]
 MAC = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
 
 
@@ -172,6 +175,15 @@ def router(svc: Ipam, groups: SecurityGroups) -> Router:
     async def versions(request: Request) -> Response:
         base = f"{request.url.scheme}://{request.url.netloc}/v2.0/"
         return JSON({"versions": [{"id": "v2.0", "status": "CURRENT", "links": [{"rel": "self", "href": base}]}]})
+
+    @r.get("/v2.0/")
+    async def version_details(request: Request) -> Response:
+        """The v2.0 document: Neutron's core resources, each with its collection's link."""
+        authorize(request, "get_api_resources")
+        base = f"{request.url.scheme}://{request.url.netloc}/v2.0/"
+        return JSON({"resources": [{"name": name, "collection": collection,
+                                    "links": [{"rel": "self", "href": base + collection}]}
+                                   for name, collection in CORE_RESOURCES]})
 
     @r.get("/v2.0/extensions")
     async def extensions(request: Request) -> Response:
@@ -592,6 +604,8 @@ def router(svc: Ipam, groups: SecurityGroups) -> Router:
         stmt = select(Port).order_by(Port.created_at)
         if not admin:
             stmt = stmt.where(Port.project_id == project)
+        if "fixed_ips" in request.query_params:  # in SQL on either path below
+            stmt = stmt.where(*fixed_ip_filters(request.query_params.getlist("fixed_ips")))
         fast = await list_ports(svc, request, stmt.order_by(None))
         if fast is not None:
             return JSON(fast)
@@ -599,12 +613,7 @@ def router(svc: Ipam, groups: SecurityGroups) -> Router:
             rows = list((await s.execute(stmt)).scalars())
         ips = await svc.allocations([p.id for p in rows])
         items = await port_extras(svc.db, [port_view(p, ips[p.id]) for p in rows])
-        q = request.query_params
-        if "fixed_ips" in q:  # fixed_ips=ip_address=X or subnet_id=Y
-            wanted = dict(part.split("=", 1) for part in q.getlist("fixed_ips") if "=" in part)
-            items = [i for i in items if any(all(f.get(k) == v for k, v in wanted.items()) for f in i["fixed_ips"])]
-            request = _without(request, "fixed_ips")
-        return JSON(shape(request, items, "ports"))
+        return JSON(shape(_without(request, "fixed_ips"), items, "ports"))
 
     @r.route("/v2.0/ports/{port_id}", ["GET", "PUT", "DELETE"])
     async def port(request: Request) -> Response:
@@ -676,14 +685,6 @@ async def list_ports(svc: Ipam, request: Request, stmt: Any) -> dict[str, Any] |
                                   *([column.is_(False)] if "false" in truth else [])))
         else:
             stmt = stmt.where(column.in_(many(wanted)))
-    if "fixed_ips" in q:  # fixed_ips=ip_address=X or subnet_id=Y: one address of the port has them all
-        wanted_ip = dict(part.split("=", 1) for part in q.getlist("fixed_ips") if "=" in part)
-        address = select(IPAllocation.port_id).where(IPAllocation.port_id == Port.id)
-        for key, value in wanted_ip.items():
-            if key not in ("ip_address", "subnet_id"):
-                return None
-            address = address.where(getattr(IPAllocation, key) == value)
-        stmt = stmt.where(address.exists())
     dirs = q.getlist("sort_dir")
     order = [(PORT_SORTS[k], (dirs[n] if n < len(dirs) else "asc") == "desc") for n, k in enumerate(keys)]
     order += [(Port.created_at, False), (Port.id, False)]
@@ -719,6 +720,30 @@ async def list_ports(svc: Ipam, request: Request, stmt: Any) -> dict[str, Any] |
         items = [{k: v for k, v in i.items() if k in fields} for i in items]
     body["ports"] = items
     return body
+
+
+FIXED_IP_KEYS = ("ip_address", "subnet_id", "ip_address_substr")
+
+
+def fixed_ip_filters(parts: list[str]) -> list[Any]:
+    """The SQL conditions of ``fixed_ips=KEY=VALUE`` filters, as Neutron reads them: each key
+    given (repeated: any of its values) must hold for some address of the port, not necessarily
+    the same one; ``ip_address_substr`` matches part of an address (``10.0.0.1`` finds 10.0.0.1x)."""
+    wanted: dict[str, list[str]] = {}
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if not sep or key not in FIXED_IP_KEYS or len(value) > 255:
+            raise BadRequest(f"Invalid input for fixed_ips. Reason: '{part}' is not KEY=VALUE with KEY one of "
+                             f"{', '.join(FIXED_IP_KEYS)}.", kind="InvalidInput")
+        wanted.setdefault(key, []).append(value)
+    conditions = []
+    for key, values in wanted.items():
+        if key == "ip_address_substr":  # addresses are stored in lower case; % and _ are literal here
+            match = or_(*(IPAllocation.ip_address.contains(v.lower(), autoescape=True) for v in values))
+        else:
+            match = getattr(IPAllocation, key).in_(many(values))
+        conditions.append(select(IPAllocation.port_id).where(IPAllocation.port_id == Port.id, match).exists())
+    return conditions
 
 
 def _without(request: Request, key: str) -> Request:

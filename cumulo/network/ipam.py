@@ -61,6 +61,10 @@ def _ends(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> Iterator[Any]:
     return iter((first, last))
 
 
+ROUTER_INTERFACE_OWNERS = ("network:router_interface", "network:router_interface_distributed",
+                           "network:ha_router_replicated_interface")
+
+
 def auto_addressed(subnet: Subnet) -> bool:
     return subnet.ip_version == 6 and subnet.ipv6_address_mode in ("slaac", "dhcpv6-stateless")
 
@@ -150,12 +154,20 @@ class Ipam:
         raise Conflict("No free segment id could be allocated for the network.")
 
     async def delete_network(self, net: Network) -> None:
+        """The network with its subnets and DHCP ports and, on an external network, the floating
+        IPs no port uses (as Neutron); a port of any other kind (an associated floating IP's too)
+        keeps it: 409 NetworkInUse."""
         async with self.db.session() as s:
+            idle = list((await s.execute(select(FloatingIP.id, FloatingIP.floating_port_id).where(
+                FloatingIP.floating_network_id == net.id, FloatingIP.port_id.is_(None)))).all())
+            idle_ports = [port_id for _, port_id in idle]
             in_use = (await s.execute(select(func.count()).select_from(Port).where(
-                Port.network_id == net.id, Port.device_owner != "network:dhcp"))).scalar()
+                Port.network_id == net.id, Port.device_owner != "network:dhcp",
+                Port.id.not_in(many(idle_ports))))).scalar()
             if in_use:
                 raise Conflict(f"Unable to complete operation on network {net.id}. There are one or more ports "
                                "still in use on the network.", kind="NetworkInUse")
+            await s.execute(delete(FloatingIP).where(FloatingIP.id.in_(many([fip_id for fip_id, _ in idle]))))
             ports = list((await s.execute(select(Port.id).where(Port.network_id == net.id))).scalars())
             await s.execute(delete(IPAllocation).where(IPAllocation.network_id == net.id))
             await s.execute(delete(Port).where(Port.id.in_(ports)))
@@ -179,9 +191,16 @@ class Ipam:
         return row
 
     async def delete_subnet(self, subnet: Subnet) -> None:
+        """The subnet and every address from it, as Neutron: refused (409 SubnetInUse) while a
+        router has an interface on it, or while a port other than DHCP's holds an address from it
+        -- except on a SLAAC or DHCPv6-stateless subnet, whose addresses the hosts form themselves:
+        those ports simply lose that address."""
         async with self.db.session() as s:
-            used = (await s.execute(select(IPAllocation.port_id).join(Port, Port.id == IPAllocation.port_id).where(
-                IPAllocation.subnet_id == subnet.id, Port.device_owner != "network:dhcp").limit(1))).first()
+            users = select(IPAllocation.port_id).join(Port, Port.id == IPAllocation.port_id).where(
+                IPAllocation.subnet_id == subnet.id, Port.device_owner != "network:dhcp")
+            if auto_addressed(subnet):
+                users = users.where(Port.device_owner.in_(ROUTER_INTERFACE_OWNERS))
+            used = (await s.execute(users.limit(1))).first()
             if used:
                 raise Conflict(f"Unable to complete operation on subnet {subnet.id}: One or more ports have an IP "
                                "allocation from this subnet.", kind="SubnetInUse")

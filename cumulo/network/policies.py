@@ -78,6 +78,7 @@ RULES: list[Rule] = [
          "The target of an RBAC policy is not every project ('*'), or the caller is an admin"),
 
     Rule("get_extension", "", "GET /v2.0/extensions[/{alias}] (Neutron checks no rule: any authenticated user)"),
+    Rule("get_api_resources", "", "GET /v2.0/ (Neutron checks no rule: any authenticated user)"),
     Rule("get_quota", ADMIN_OR_READER, "GET /v2.0/quotas[/{project_id}[/default|/details]]"),
     Rule("create_network", ADMIN_OR_MEMBER, "POST /v2.0/networks"),
     Rule("get_network",
@@ -115,6 +116,10 @@ RULES: list[Rule] = [
     Rule("get_router", ADMIN_OR_READER, "GET /v2.0/routers/{id} (and listing)"),
     Rule("update_router", ADMIN_OR_MEMBER, "PUT /v2.0/routers/{id}"),
     Rule("delete_router", ADMIN_OR_MEMBER, "DELETE /v2.0/routers/{id}"),
+    *[Rule(f"{verb}_router:{attribute}", ADMIN, f"{method} /v2.0/routers{path}: {what} {attribute}")
+      for attribute in ("distributed", "ha")
+      for verb, method, path, what in (("create", "POST", "", "setting"), ("get", "GET", "[/{id}]", "seeing"),
+                                       ("update", "PUT", "/{id}", "setting"))],
     Rule("create_floatingip", ADMIN_OR_MEMBER, "POST /v2.0/floatingips"),
     Rule("get_floatingip", ADMIN_OR_READER, "GET /v2.0/floatingips/{id} (and listing)"),
     Rule("update_floatingip", ADMIN_OR_MEMBER, "PUT /v2.0/floatingips/{id}"),

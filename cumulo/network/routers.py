@@ -4,6 +4,12 @@ API sees them; the dataplane agent turns them into router namespaces with NAT.
 Gateway, interface and floating-IP addresses are ports like any other (device owners
 ``network:router_gateway``, ``network:router_interface``, ``network:floatingip``), so the same
 IPAM rules hold: no address is ever handed out twice.
+
+``distributed`` (the ``dvr`` extension) and ``ha`` are Neutron's admin-only router attributes: only
+an admin may give them (a member's attempt is 403) and only an admin sees them.  Every router here
+is centralized and single: the dataplane runs it in one namespace on the network node and does not
+distribute it to compute hosts, nor keep standby copies, so ``true`` for either is refused (400)
+rather than stored as a promise the dataplane would not keep.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cumulo.core.http.app import JSON, Router, json_body
-from cumulo.core.http.authz import authorize
+from cumulo.core.http.authz import allowed, authorize
 from cumulo.core.http.faults import BadRequest, Conflict, NotFound
 from cumulo.network import tags
 from cumulo.network.ipam import Ipam
@@ -47,6 +53,30 @@ async def show_router(svc: Ipam, row: RouterRow) -> dict[str, Any]:
             "tenant_id": row.project_id, "project_id": row.project_id}
 
 
+# the admin-only attributes (policies create_/get_/update_router:<name>) and what this cloud cannot do
+ADMIN_ATTRIBUTES = {"distributed": "distributed (DVR) routers: the dataplane runs every router centralized",
+                    "ha": "HA routers: the dataplane runs one copy of every router"}
+
+
+def admin_attributes(request: Request, item: dict[str, Any], verb: str, owner: str) -> None:
+    """Check ``distributed`` and ``ha`` in a create or update body: 403 unless the policy lets the
+    caller give them at all (as Neutron, even ``false``), 400 for a non-boolean or ``true``."""
+    for key, missing in ADMIN_ATTRIBUTES.items():
+        if key not in item:
+            continue
+        authorize(request, f"{verb}_router:{key}", {"project_id": owner})
+        if not isinstance(item[key], bool):
+            raise BadRequest(f"Invalid input for {key}. Reason: '{item[key]}' is not a valid boolean value.")
+        if item[key]:
+            raise BadRequest(f"Bad router request: {key}=true is not supported here; this cloud has no {missing}.")
+
+
+def visible(request: Request, view: dict[str, Any]) -> dict[str, Any]:
+    """The router view without the admin-only attributes the caller may not see."""
+    return {k: v for k, v in view.items() if k not in ADMIN_ATTRIBUTES
+            or allowed(request, f"get_router:{k}", {"project_id": view["project_id"]})}
+
+
 def router(svc: Ipam) -> Router:
     r = Router()
     db = svc.db
@@ -62,8 +92,8 @@ def router(svc: Ipam) -> Router:
             authorize(request, rule, {"project_id": row.project_id})
         return row
 
-    async def router_view(row: RouterRow) -> dict[str, Any]:
-        return await show_router(svc, row)
+    async def router_view(row: RouterRow, request: Request) -> dict[str, Any]:
+        return visible(request, await show_router(svc, row))
 
     async def interface_subnets(router_id: str) -> list[Subnet]:
         async with db.session() as s:
@@ -139,6 +169,7 @@ def router(svc: Ipam) -> Router:
             if owner != project and not admin:
                 raise BadRequest("Only an admin may create routers for another project.")
             authorize(request, "create_router", {"project_id": owner})
+            admin_attributes(request, item, "create", owner)
             await svc.check_quota("router", owner)
             name = item.get("name", "")
             if not isinstance(name, str) or len(name) > 255:
@@ -158,14 +189,15 @@ def router(svc: Ipam) -> Router:
                 async with db.session() as s:
                     await s.delete(await s.get(RouterRow, row.id))
                 raise
-            return JSON({"router": await router_view(await get_router(row.id, project, True))}, status_code=201)
+            made = await get_router(row.id, project, True)
+            return JSON({"router": await router_view(made, request)}, status_code=201)
         authorize(request, "get_router")
         stmt = select(RouterRow).order_by(RouterRow.created_at)
         if not admin:
             stmt = stmt.where(RouterRow.project_id == project)
         async with db.session() as s:
             rows = list((await s.execute(stmt)).scalars())
-        return JSON(shape(request, [await router_view(x) for x in rows], "routers"))
+        return JSON(shape(request, [await router_view(x, request) for x in rows], "routers"))
 
     @r.route("/v2.0/routers/{router_id}", ["GET", "PUT", "DELETE"])
     async def one(request: Request) -> Response:
@@ -183,6 +215,7 @@ def router(svc: Ipam) -> Router:
             return Response(status_code=204)
         if request.method == "PUT":
             item = await body(request, "router")
+            admin_attributes(request, item, "update", row.project_id)
             values: dict[str, Any] = {}
             if "routes" in item:
                 values["routes"] = await check_routes(row, item["routes"])
@@ -202,7 +235,7 @@ def router(svc: Ipam) -> Router:
                 await s.execute(update(RouterRow).where(RouterRow.id == row.id).values(
                     revision_number=RouterRow.revision_number + 1, **values))
             row = await get_router(row.id, project, True)
-        return JSON(shape_one(request, await router_view(row), "router"))
+        return JSON(shape_one(request, await router_view(row, request), "router"))
 
     @r.put("/v2.0/routers/{router_id}/add_extraroutes")
     async def add_extraroutes(request: Request) -> Response:
@@ -212,7 +245,7 @@ def router(svc: Ipam) -> Router:
         wanted = await check_routes(row, (await body(request, "router")).get("routes"))
         routes = list(row.routes or [])
         await set_routes(row, routes + [x for x in wanted if x not in routes])
-        return JSON({"router": await router_view(await get_router(row.id, project, True))})
+        return JSON({"router": await router_view(await get_router(row.id, project, True), request)})
 
     @r.put("/v2.0/routers/{router_id}/remove_extraroutes")
     async def remove_extraroutes(request: Request) -> Response:
@@ -228,7 +261,7 @@ def router(svc: Ipam) -> Router:
         except (ValueError, TypeError, KeyError):
             raise BadRequest("Invalid input for routes: destination (CIDR) and nexthop (address).") from None
         await set_routes(row, [x for x in row.routes or [] if x not in gone])
-        return JSON({"router": await router_view(await get_router(row.id, project, True))})
+        return JSON({"router": await router_view(await get_router(row.id, project, True), request)})
 
     @r.put("/v2.0/routers/{router_id}/add_router_interface")
     async def add_interface(request: Request) -> Response:

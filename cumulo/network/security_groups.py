@@ -157,6 +157,12 @@ def check_rule(item: dict[str, Any]) -> dict[str, Any]:
             "description": str(item.get("description") or "")}
 
 
+def refuse_default_name(name: Any) -> None:
+    """``default`` (in any case) names only the group every project gets: 409 as Neutron."""
+    if isinstance(name, str) and name.lower() == "default":
+        raise Conflict("Default security group already exists.", kind="SecurityGroupDefaultAlreadyExists")
+
+
 def router(groups: SecurityGroups) -> Router:
     r = Router()
     db = groups.db
@@ -176,8 +182,7 @@ def router(groups: SecurityGroups) -> Router:
             name = item.get("name", "")
             if not isinstance(name, str) or len(name) > 255:
                 raise BadRequest("Invalid input for name: a string of at most 255 characters.")
-            if name == "default":
-                raise Conflict("Default security group already exists.", kind="SecurityGroupDefaultAlreadyExists")
+            refuse_default_name(name)
             owner = item.get("project_id") or item.get("tenant_id") or project
             if owner != project and not admin:
                 raise BadRequest("Only an admin may create security groups for another project.")
@@ -228,8 +233,12 @@ def router(groups: SecurityGroups) -> Router:
             return Response(status_code=204)
         if request.method == "PUT":
             item = await body(request, "security_group")
-            if group.is_default and item.get("name", "default") != "default":
-                raise Conflict("Updating default security group not allowed.", kind="SecurityGroupCannotUpdateDefault")
+            if "name" in item:
+                # as Neutron: no other group may take the name, and the default group keeps its own
+                refuse_default_name(item["name"])
+                if group.is_default:
+                    raise Conflict("Updating default security group not allowed.",
+                                   kind="SecurityGroupCannotUpdateDefault")
             async with db.session() as s:
                 row = await s.get(SecurityGroup, group.id)
                 assert row is not None

@@ -284,6 +284,7 @@ def rows() -> list[Row]:
     # -- network ---------------------------------------------------------------------------------
     add(Row(n, "GET", "/v2.0/extensions", ANYONE))
     add(Row(n, "GET", "/v2.0/extensions/{alias}", ANYONE, params={"alias": "router"}))
+    add(Row(n, "GET", "/v2.0/", ANYONE))
     for plural, kind, body, fresh_kind, target in (
             ("networks", "network", {"network": {"name": "{unique}"}}, "network", "@network"),
             ("routers", "router", {"router": {"name": "{unique}"}}, "router", "@router"),
