@@ -34,7 +34,7 @@ from typing import Any
 from prometheus_client import Counter
 
 from cumulo.core.bus.interface import carrying, request_id
-from cumulo.network.dataplane import firewall
+from cumulo.network.dataplane import firewall, metering
 from cumulo.network.dataplane.dhcp import METADATA_IP, DhcpServer
 from cumulo.network.dataplane.linux import (
     GONE_LINK,
@@ -102,6 +102,7 @@ class NetworkAgent:
         self.shaper = Shaper()  # the taps' bandwidth limits towards their servers
         self._addresses: dict[tuple[str, str], str] = {}
         self._applied: dict[str, str] = {}  # namespace+table -> the rules text last applied
+        self._metered: set[tuple[str, ...]] = set()  # the metering series this round showed
         self._kick = asyncio.Event()
         self._kicked_by: set[str] = set()  # the requests whose changes the next round applies
         self._lock = asyncio.Lock()
@@ -369,16 +370,19 @@ class NetworkAgent:
 
     async def _routers(self, routers: list[dict[str, Any]], nets: dict[str, Any], present: dict[str, Any]) -> None:
         keep = set()
+        self._metered = set()
         for r in routers:
             ns = self.names.router(r["id"])
             keep.add(ns)
             async with self._step(f"router {r['id']}"):
                 await self._router(r, ns, nets, present)
+        metering.keep_only(self._metered)
         prefix = f"{self.names.prefix}-router-"
         for ns in namespaces(self.names.prefix):
             if ns.startswith(prefix) and ns not in keep:
                 LOG.info("removing router namespace %s: the router is gone", ns)
-                self._applied.pop(f"{ns}/nat", None)
+                for table in ("nat", "filter4", "filter6"):
+                    self._applied.pop(f"{ns}/{table}", None)
                 async with self._step(f"removing router namespace {ns}"):
                     await delete_ns(ns)
 
@@ -403,6 +407,23 @@ class NetworkAgent:
                 await run("ip", "-n", ns, "link", "del", name, ok_if=GONE_LINK)
         await self._routes(ns, r)
         await self._apply_rules(ns, "iptables-restore", "nat", nat_rules(r))
+        await self._meter(r, ns)
+
+    async def _meter(self, r: dict[str, Any], ns: str) -> None:
+        """The router's metering labels as iptables counters on its gateway, and their counts."""
+        labels = (r.get("metering") or []) if r.get("admin_state_up", True) else []
+        qg = router_end(r["gateway"]["id"], True) if r.get("gateway") else None
+        by_chain: dict[str, tuple[int, int]] = {}
+        for version, tool in ((4, "iptables"), (6, "ip6tables")):
+            await self._apply_rules(ns, f"{tool}-restore", f"filter{version}",
+                                    metering.filter_rules(labels, qg, version))
+            if labels and qg:
+                for name, (packets, octets) in metering.counts(await run(
+                        "ip", "netns", "exec", ns, f"{tool}-save", "-c", "-t", "filter")).items():
+                    was = by_chain.get(name, (0, 0))
+                    by_chain[name] = (was[0] + packets, was[1] + octets)
+        if qg:
+            self._metered |= metering.report(r["id"], labels, by_chain)
 
     async def _routes(self, ns: str, r: dict[str, Any]) -> None:
         wanted: dict[str, str] = {}

@@ -109,7 +109,7 @@ def router(db: Database) -> Router:
     @r.route("/v2.0/metering/metering-labels", ["GET", "POST"])
     async def labels(request: Request) -> Response:
         project, admin = who(request)
-        if request.method == "GET":
+        if request.method in ("GET", "HEAD"):
             authorize(request, "get_metering_label", owner_target(project))
             stmt = select(MeteringLabel).order_by(MeteringLabel.created_at, MeteringLabel.id)
             if not admin:
@@ -133,7 +133,7 @@ def router(db: Database) -> Router:
     async def label(request: Request) -> Response:
         project, admin = who(request)
         row = await visible_label(request.path_params["label_id"], project, admin)
-        if request.method == "GET":
+        if request.method in ("GET", "HEAD"):
             authorize(request, "get_metering_label", owner_target(row.project_id))
             return JSON(shape_one(request, label_view(row), "metering_label"))
         authorize(request, "delete_metering_label", owner_target(row.project_id))
@@ -145,7 +145,7 @@ def router(db: Database) -> Router:
     @r.route("/v2.0/metering/metering-label-rules", ["GET", "POST"])
     async def rules(request: Request) -> Response:
         project, admin = who(request)
-        if request.method == "GET":
+        if request.method in ("GET", "HEAD"):
             authorize(request, "get_metering_label_rule", owner_target(project))
             stmt = select(MeteringLabelRule).order_by(MeteringLabelRule.created_at, MeteringLabelRule.id)
             if not admin:
@@ -195,7 +195,7 @@ def router(db: Database) -> Router:
     async def rule(request: Request) -> Response:
         project, admin = who(request)
         row, parent = await visible_rule(request.path_params["rule_id"], project, admin)
-        if request.method == "GET":
+        if request.method in ("GET", "HEAD"):
             authorize(request, "get_metering_label_rule", owner_target(parent.project_id))
             return JSON(shape_one(request, rule_view(row), "metering_label_rule"))
         authorize(request, "delete_metering_label_rule", owner_target(parent.project_id))

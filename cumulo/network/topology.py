@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Text, select, type_coerce
 
 from cumulo.core.db import Database
+from cumulo.network.metering_models import MeteringLabel, MeteringLabelRule
 from cumulo.network.models import (
     FloatingIP,
     IPAllocation,
@@ -66,11 +67,17 @@ class Topology:
             rules = list((await s.execute(select(SecurityGroupRule))).scalars())
             routers = list((await s.execute(select(Router))).scalars())
             fips = list((await s.execute(select(FloatingIP))).scalars())
+            labels = list((await s.execute(select(MeteringLabel))).scalars())
+            label_rules = list((await s.execute(select(MeteringLabelRule))).scalars())
         bindings, qos_rules = await port_rules(self.db)
         # thousands of ports: built off the event loop, which keeps serving the APIs meanwhile
         state = await asyncio.to_thread(_assemble, networks, subnets, ports, allocations, groups, rules, routers, fips)
         for port in state["ports"]:  # what cumulo.network.dataplane.qos enforces on it
             port["qos"] = effective(port, bindings, qos_rules)
+        meters = metering_of(labels, label_rules)
+        owners = {r.id: r.project_id for r in routers}
+        for view in state["routers"]:  # a label meters its project's routers; a shared one every router
+            view["metering"] = [m for m in meters if m["shared"] or m["project_id"] == owners.get(view["id"])]
         return state
 
     async def ensure_dhcp_ports(self) -> None:
@@ -175,6 +182,17 @@ def _assemble(networks: list[Network], subnets: list[Subnet], ports: Any, alloca
         "security_groups": {g.id: {"stateful": g.stateful, "rules": rules_of.get(g.id, [])} for g in groups},
         "routers": router_views,
     }
+
+
+def metering_of(labels: list[MeteringLabel], rules: list[MeteringLabelRule]) -> list[dict[str, Any]]:
+    """Each metering label with its rules, as the agent counts them on a router's gateway."""
+    rules_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rules:
+        rules_of[r.label_id].append({"id": r.id, "direction": r.direction, "excluded": r.excluded,
+                                     "remote_ip_prefix": r.remote_ip_prefix, "source_ip_prefix": r.source_ip_prefix,
+                                     "destination_ip_prefix": r.destination_ip_prefix})
+    return [{"id": m.id, "project_id": m.project_id, "shared": m.shared,
+             "rules": sorted(rules_of.get(m.id, []), key=lambda r: r["id"])} for m in labels]
 
 
 def notifying(app: Any, bus: Any) -> Any:

@@ -1,26 +1,36 @@
 """L3 metering labels and rules of the Network API (Neutron's ``metering`` and
 ``metering_source_and_destination_fields``) with each persona as Neutron's defaults say (an admin
 or the project's manager makes and deletes, the project's reader reads, another project sees
-nothing), Neutron's 400s and 409 for bad rules, and the ``openstack network meter`` commands.
+nothing), Neutron's 400s and 409 for bad rules, and the ``openstack network meter`` commands; and
+the counting on the real dataplane: pings from a "server" (a ``cumulo-test-*`` namespace on the
+port's tap, as in test_network_qos) out through a router's gateway are counted by the labels of
+the router's project, as ``openstack_neutron_metering_bytes``.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.functional.conftest import Cloud, make_people, make_project_member, start_cloud, stop_cloud, unique
+from tests.functional.conftest import BIN, Cloud, make_people, make_project_member, start_cloud, stop_cloud, unique
 
 
 @pytest.fixture(scope="module")
 def mcloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    c = start_cloud(tmp_path_factory.mktemp("metering"), "sqlite", {"CUMULO_SERVICES": "identity,network"})
+    c = start_cloud(tmp_path_factory.mktemp("metering"), "sqlite", {
+        "CUMULO_SERVICES": "identity,network", "CUMULO_NETWORK__DATAPLANE": "true",
+        "CUMULO_NETWORK__RECONCILE_INTERVAL": "2"})
     yield c
     stop_cloud(c)
+    subprocess.run([str(BIN / "cumulo"), "network", "cleanup", "--yes"], env=c.env, capture_output=True, timeout=60)
 
 
 class Api:
@@ -72,6 +82,9 @@ def test_labels_follow_neutrons_defaults(people: dict[str, Any]) -> None:
     assert reader("GET", f"/metering-labels/{label['id']}")["metering_label"]["description"] == "web traffic"
     assert label["id"] in ids(reader("GET", "/metering-labels")["metering_labels"])
     other("GET", f"/metering-labels/{label['id']}", status=404)
+    admin("HEAD", f"/metering-labels/{label['id']}", status=200)  # a HEAD asks, as a GET does
+    admin("HEAD", "/metering-labels", status=200)
+    assert reader("GET", f"/metering-labels/{label['id']}")["metering_label"]["id"] == label["id"]
     assert label["id"] not in ids(other("GET", "/metering-labels")["metering_labels"])
     # the admin makes one for Q, shared; P's people do not see it, filters find it
     q_label = admin("POST", "/metering-labels", {"metering_label": {
@@ -160,3 +173,99 @@ def test_openstack_cli_meters(mcloud: Cloud) -> None:
     mcloud.cli("network", "meter", "rule", "delete", made["id"])
     mcloud.cli("network", "meter", "delete", name)
     assert name not in {x["Name"] for x in json.loads(mcloud.cli("network", "meter", "list", "-f", "json").stdout)}
+
+
+def sh(*cmd: str) -> str:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=True).stdout
+
+
+def wait(what: str, check: Any, timeout: float = 30) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
+
+
+def metered(cloud: Cloud, label_id: str, router_id: str, direction: str) -> int | None:
+    text = httpx.get(f"http://127.0.0.1:{cloud.metrics_port}/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith("openstack_neutron_metering_bytes{") and f'label_id="{label_id}"' in line and \
+                f'router_id="{router_id}"' in line and f'direction="{direction}"' in line:
+            return int(float(line.rsplit(" ", 1)[1]))
+    return None
+
+
+def test_a_labels_rules_count_the_routers_gateway_traffic(mcloud: Cloud, people: dict[str, Any]) -> None:
+    admin = Api(mcloud, mcloud.token()[0])
+
+    def n(method: str, path: str, body: Any = None) -> Any:
+        r = httpx.request(method, mcloud.network_url + path, json=body, headers=admin.headers, timeout=30)
+        assert r.status_code < 300, (method, path, r.status_code, r.text)
+        return r.json() if r.content else None
+
+    prefix = mcloud.env["CUMULO_NETWORK__NAMESPACE_PREFIX"]
+    dp = f"{prefix}-dp"
+    ext = n("POST", "/networks", {"network": {"name": unique("ext"), "router:external": True}})["network"]
+    n("POST", "/subnets", {"subnet": {"network_id": ext["id"], "ip_version": 4, "cidr": "203.0.113.0/24",
+                                      "enable_dhcp": False}})
+    net = n("POST", "/networks", {"network": {"name": unique("in")}})["network"]
+    sub = n("POST", "/subnets", {"subnet": {"network_id": net["id"], "ip_version": 4, "cidr": "10.91.0.0/24",
+                                            "enable_dhcp": False}})["subnet"]
+    router = n("POST", "/routers", {"router": {"name": unique("r"), "external_gateway_info": {
+        "network_id": ext["id"]}}})["router"]
+    n("PUT", f"/routers/{router['id']}/add_router_interface", {"subnet_id": sub["id"]})
+    port = n("POST", "/ports", {"port": {"network_id": net["id"], "device_owner": "compute:nova",
+                                         "device_id": str(uuid.uuid4())}})["port"]
+    # the admin project's labels: one counts what goes out to the outside, one counts the subnet's
+    # egress but excludes the outside's gateway; another project's (unshared) label is not on the router
+    out = admin("POST", "/metering-labels", {"metering_label": {"name": unique("out")}})["metering_label"]
+    admin("POST", "/metering-label-rules", {"metering_label_rule": {
+        "metering_label_id": out["id"], "direction": "egress", "remote_ip_prefix": "203.0.113.0/24"}})
+    but = admin("POST", "/metering-labels", {"metering_label": {"name": unique("but")}})["metering_label"]
+    for rule in ({"source_ip_prefix": "10.91.0.0/24"},
+                 {"destination_ip_prefix": "203.0.113.1/32", "excluded": True}):
+        admin("POST", "/metering-label-rules", {"metering_label_rule": {
+            "metering_label_id": but["id"], "direction": "egress", **rule}})
+    theirs = admin("POST", "/metering-labels", {"metering_label": {"name": unique("q"),
+                                                                   "tenant_id": people["Q"]}})["metering_label"]
+    admin("POST", "/metering-label-rules", {"metering_label_rule": {
+        "metering_label_id": theirs["id"], "direction": "egress", "remote_ip_prefix": "0.0.0.0/0"}})
+    wait("the counters on the router", lambda: metered(mcloud, out["id"], router["id"], "egress") == 0)
+    assert metered(mcloud, theirs["id"], router["id"], "egress") is None
+    ns, tap = f"cumulo-test-m{uuid.uuid4().hex[:6]}", f"tap{port['id'][:10]}0"
+    bridge = f"brq{net['id'][:11]}"
+    wait("the network's bridge", lambda: bridge in sh("ip", "-n", dp, "link", "show"))
+    try:
+        sh("ip", "netns", "add", ns)
+        sh("ip", "-n", dp, "link", "add", tap, "type", "veth", "peer", "name", "eth0", "netns", ns)
+        sh("ip", "-n", dp, "link", "set", tap, "master", bridge, "up")
+        sh("ip", "-n", ns, "link", "set", "eth0", "address", port["mac_address"], "up")
+        sh("ip", "-n", ns, "addr", "add", f"{port['fixed_ips'][0]['ip_address']}/24", "dev", "eth0")
+        sh("ip", "-n", ns, "route", "add", "default", "via", "10.91.0.1")
+        send = ("import socket, sys; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                "for _ in range(5): s.sendto(b'x' * 972, ('203.0.113.1', 9))")
+        sent = 0
+
+        def counted() -> int | None:  # 1000-byte IP packets (972 of payload, 8 of UDP, 20 of IP)
+            nonlocal sent
+            subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", send], check=True, timeout=30)
+            sent += 5
+            time.sleep(1)
+            got = metered(mcloud, out["id"], router["id"], "egress") or 0
+            return got if got >= 5 * 1000 else None
+        total = wait("the datagrams counted", counted, timeout=40)
+        assert total % 1000 == 0 and total <= sent * 1000, (total, sent)
+        assert metered(mcloud, out["id"], router["id"], "ingress") == 0  # no rule for ingress
+        assert metered(mcloud, but["id"], router["id"], "egress") == 0  # excluded: the outside's gateway
+        # the rules are in the router's namespace as iptables counters
+        saved = sh("ip", "netns", "exec", f"{prefix}-router-{router['id']}", "iptables-save", "-c", "-t", "filter")
+        assert "-d 203.0.113.0/24 -m comment --comment cumulo-metering -j RETURN" in saved, saved
+        # a deleted label leaves the router and the metrics
+        admin("DELETE", f"/metering-labels/{out['id']}", status=204)
+        wait("the label gone", lambda: metered(mcloud, out["id"], router["id"], "egress") is None)
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        subprocess.run(["ip", "-n", dp, "link", "del", tap], capture_output=True)
