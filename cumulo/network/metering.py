@@ -6,7 +6,8 @@ admin or the project's manager makes and deletes them and the project's reader r
 project's caller is told they do not exist.  A rule's owner is its label's project.  Two rules of a
 label with the same direction and ``excluded`` may not have overlapping remote prefixes (409).
 
-This is the API only: no dataplane counts the traffic a label's rules match.
+The network agent counts what a label's rules match on the gateways of the label's project's
+routers (every router's, for a shared label): ``cumulo.network.dataplane.metering``.
 """
 
 from __future__ import annotations
