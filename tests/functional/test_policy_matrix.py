@@ -354,6 +354,17 @@ def rows() -> list[Row]:
     add(Row(n, "PUT", "/v2.0/address-scopes/{scope_id}", MEMBER, {"address_scope": {"name": "{unique}"}},
             {"scope_id": "@address_scope"}))
     add(Row(n, "DELETE", "/v2.0/address-scopes/{scope_id}", MEMBER, fresh="address_scope"))
+    # metering: an admin or P's manager makes and deletes labels and rules, P's reader reads them
+    add(Row(n, "GET", "/v2.0/metering/metering-labels", OWN_READER))
+    add(Row(n, "POST", "/v2.0/metering/metering-labels", MANAGER, {"metering_label": {"name": "{unique}"}}))
+    add(Row(n, "GET", "/v2.0/metering/metering-labels/{label_id}", READER, params={"label_id": "@metering_label"}))
+    add(Row(n, "DELETE", "/v2.0/metering/metering-labels/{label_id}", MANAGER, fresh="metering_label"))
+    add(Row(n, "GET", "/v2.0/metering/metering-label-rules", OWN_READER))
+    add(Row(n, "POST", "/v2.0/metering/metering-label-rules", MANAGER, {"metering_label_rule": {
+        "metering_label_id": "@metering_label", "direction": "egress", "source_ip_prefix": "10.{octet}.0/24"}},
+        hides=True))
+    add(Row(n, "GET", "/v2.0/metering/metering-label-rules/{rule_id}", READER, params={"rule_id": "@metering_rule"}))
+    add(Row(n, "DELETE", "/v2.0/metering/metering-label-rules/{rule_id}", MANAGER, fresh="metering_rule"))
     add(Row(n, "GET", "/v2.0/network-ip-availabilities", ADMIN))
     add(Row(n, "GET", "/v2.0/network-ip-availabilities/{network_id}", ADMIN, params={"network_id": "@network"}))
     add(Row(n, "GET", "/v2.0/availability_zones", OWN_READER))
@@ -843,6 +854,13 @@ class World:
         if kind == "address_scope":
             return str(self.ok(m, "network", "POST", "/v2.0/address-scopes", {"address_scope": {
                 "name": unique("m"), "ip_version": 4}})["address_scope"]["id"])
+        if kind == "metering_label":
+            return str(self.ok("manager", "network", "POST", "/v2.0/metering/metering-labels", {"metering_label": {
+                "name": unique("m")}})["metering_label"]["id"])
+        if kind == "metering_rule":
+            return str(self.ok("manager", "network", "POST", "/v2.0/metering/metering-label-rules", {
+                "metering_label_rule": {"metering_label_id": self.refs["metering_label"], "direction": "ingress",
+                                        "remote_ip_prefix": f"10.{octet}.0/24"}})["metering_label_rule"]["id"])
         if kind == "image":
             return str(self.ok(m, "image", "POST", "/v2/images", {"name": unique("m"), "visibility": "shared",
                                                                   "disk_format": "raw",
@@ -904,7 +922,7 @@ class World:
         self.refs["action_server"] = self.make("server")
         for kind in ("subnet", "port", "sg_rule", "fip"):
             self.refs[kind] = self.make(kind)
-        for kind in ("rbac", "address_scope"):
+        for kind in ("rbac", "address_scope", "metering_label", "metering_rule"):
             self.refs[kind] = self.make(kind)
         for kind in ("qos_policy", "trunk", "trunk_port"):
             self.refs[kind] = self.make(kind)
