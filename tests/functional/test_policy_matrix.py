@@ -214,6 +214,9 @@ def rows() -> list[Row]:
     add(Row(c, "GET", "/v2.1/servers/{server_id}/migrations", MANAGER, params=srv))
     add(Row(c, "GET", "/v2.1/os-simple-tenant-usage", ADMIN))
     add(Row(c, "GET", "/v2.1/os-simple-tenant-usage/{project_id}", READER, params={"project_id": "@P"}))
+    add(Row(c, "GET", "/v2.1/os-simple-tenant-usage/", 404))
+    add(Row(c, "GET", "/v2.1/servers/{server_id}/os-server-password", READER, params=srv))
+    add(Row(c, "DELETE", "/v2.1/servers/{server_id}/os-server-password", MEMBER, params=srv))
     # -- the network and image proxies -------------------------------------------------------------
     old = "compute 2.1"  # the proxies went away at 2.36
     add(Row(c, "GET", "/v2.1/os-security-groups", OWN_READER, version=old))

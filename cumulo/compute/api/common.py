@@ -10,7 +10,7 @@ from starlette.requests import Request
 from cumulo.core.http.faults import BadRequest
 from cumulo.core.http.microversion import Microversions, Version
 
-MICROVERSIONS = Microversions("compute", Version(2, 1), Version(2, 96), "x-openstack-nova-api-version")
+MICROVERSIONS = Microversions("compute", Version(2, 1), Version(2, 100), "x-openstack-nova-api-version")
 
 
 def version_of(request: Request) -> Version:

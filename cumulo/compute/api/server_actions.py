@@ -319,7 +319,13 @@ def router(manager: ServerManager, images: Any, extra: dict[str, Action] | None 
         await manager.rebuild(server, image_id, values, props)
         fresh = await manager.get(server.id)
         assert fresh is not None
-        body = as_updated(request, Views(manager).one(request, fresh, (await manager.tags([fresh.id]))[fresh.id], {}))
+        # Nova's rebuild view: the key name from 2.54, the user data (under its own name) from 2.57,
+        # everything GET shows from 2.75 but the extended user_data attribute
+        body = as_updated(request, await Views(manager).show(request, fresh),
+                          keep=("key_name",) if at_least(request, 54) else ())
+        body.pop("OS-EXT-SRV-ATTR:user_data", None)
+        if at_least(request, 57):
+            body["user_data"] = fresh.user_data
         body["adminPass"] = password or secrets.token_urlsafe(12)
         return JSON({"server": body}, status_code=202)
 

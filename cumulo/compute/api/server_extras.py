@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import zlib
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -23,6 +24,12 @@ from cumulo.core.http.faults import BadRequest, NotFound
 
 def stamp(value: dt.datetime | None) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%S.%f") if value else None
+
+
+def internal_flavor_id(flavor_id: str | None) -> int | None:
+    """Nova's migrations show a flavor by its internal integer key, which no other API exposes; a
+    flavor here has only its (string) flavorid, so this is a stable 31-bit number derived from it."""
+    return None if flavor_id is None else zlib.crc32(flavor_id.encode()) & 0x7FFFFFFF
 
 
 def router(manager: ServerManager) -> Router:
@@ -101,13 +108,30 @@ def router(manager: ServerManager) -> Router:
                 out["events"].append(ev)
         return JSON({"instanceAction": out})
 
+    # -- the password the guest stored through the metadata service ----------------------------
+    @r.get("/v2.1/servers/{server_id}/os-server-password")
+    async def show_password(request: Request) -> Response:
+        server = await server_for(request, False, "os_compute_api:os-server-password:show")
+        return JSON({"password": (server.system_meta or {}).get("password") or ""})
+
+    @r.delete("/v2.1/servers/{server_id}/os-server-password")
+    async def clear_password(request: Request) -> Response:
+        # forgets the stored (encrypted) password, so the guest may post a new one; the guest's own
+        # password does not change
+        server = await server_for(request, False, "os_compute_api:os-server-password:clear")
+        kept = {k: v for k, v in (server.system_meta or {}).items() if k != "password"}
+        async with manager.db.session() as s:
+            await s.execute(update(Server).where(Server.id == server.id).values(system_meta=kept))
+        return Response(status_code=204)
+
     # -- migrations -----------------------------------------------------------------------------
     def migration_view(request: Request, m: Migration) -> dict[str, Any]:
         out: dict[str, Any] = {
             "id": m.id, "instance_uuid": m.server_id, "status": m.status, "source_compute": m.source_compute,
             "source_node": m.source_node, "dest_compute": m.dest_compute, "dest_node": m.dest_node,
-            "dest_host": "127.0.0.1" if m.dest_compute else None, "old_instance_type_id": m.old_flavor_id,
-            "new_instance_type_id": m.new_flavor_id, "created_at": stamp(m.created_at),
+            "dest_host": "127.0.0.1" if m.dest_compute else None,
+            "old_instance_type_id": internal_flavor_id(m.old_flavor_id),
+            "new_instance_type_id": internal_flavor_id(m.new_flavor_id), "created_at": stamp(m.created_at),
             "updated_at": stamp(m.updated_at)}
         if at_least(request, 23):
             out["migration_type"] = m.migration_type
@@ -214,6 +238,11 @@ def router(manager: ServerManager) -> Router:
     async def all_usage(request: Request) -> Response:
         authorize(request, "os_compute_api:os-simple-tenant-usage:list")
         return JSON({"tenant_usages": await usage_of(request, None)})
+
+    @r.get("/v2.1/os-simple-tenant-usage/")
+    async def no_usage(request: Request) -> Response:
+        # Nova routes no empty project id (the slash is not dropped): a 404, not the list
+        raise NotFound("The resource could not be found: no project id was given.")
 
     @r.get("/v2.1/os-simple-tenant-usage/{project_id}")
     async def one_usage(request: Request) -> Response:

@@ -141,10 +141,26 @@ EXTENDED = ("OS-EXT-", "OS-SRV-USG:", "config_drive", "key_name", "security_grou
             "os-extended-volumes:volumes_attached", "host_status")
 
 
-def as_updated(request: Request, server: dict[str, Any]) -> dict[str, Any]:
+def as_updated(request: Request, server: dict[str, Any], keep: tuple[str, ...] = ()) -> dict[str, Any]:
+    """An update's (or rebuild's) view: before 2.75 without the extended attributes, but ``keep``."""
     if at_least(request, 75):
         return server
-    return {k: v for k, v in server.items() if not k.startswith(EXTENDED)}
+    out = {k: v for k, v in server.items() if k in keep or not k.startswith(EXTENDED)}
+    if isinstance(out.get("addresses"), dict):  # nor the addresses' OS-EXT-IPS keys (Nova's extend_address)
+        out["addresses"] = {net: [{k: v for k, v in a.items() if not k.startswith("OS-EXT-IPS")} for a in items]
+                            for net, items in out["addresses"].items()}
+    return out
+
+
+# the image properties Nova's ImageMetaProps knows (2.98 shows only those): its prefixed families
+# and the legacy names it still maps
+IMAGE_PROP_PREFIXES = ("hw_", "img_", "os_", "traits_required")
+IMAGE_PROP_NAMES = {"architecture", "hypervisor_type", "vm_mode", "auto_disk_config", "ipxe_boot", "trait"}
+
+
+def shown_image_properties(props: dict[str, Any]) -> dict[str, str]:
+    return {k: str(v)[:255] for k, v in props.items() if v is not None and len(k) <= 255
+            and (k.startswith(IMAGE_PROP_PREFIXES) or k in IMAGE_PROP_NAMES)}
 
 
 def check_meta(items: Any, key_in_url: str | None = None) -> dict[str, str]:
@@ -255,6 +271,15 @@ def port_order(rows: list[Server]) -> dict[str, list[str]]:
     return {s.id: list((s.request or {}).get("ports") or []) for s in rows}
 
 
+def image_view(request: Request, s: Server) -> dict[str, Any] | str:
+    if not s.image_id:
+        return ""
+    out: dict[str, Any] = {"id": s.image_id, "links": links(request, "images", s.image_id)}
+    if at_least(request, 98):  # the properties the server was (re)built with
+        out["properties"] = shown_image_properties((s.request or {}).get("image_properties") or {})
+    return out
+
+
 class Views:
     """Renders servers the way Nova does at the request's microversion."""
 
@@ -274,6 +299,20 @@ class Views:
             else:
                 out[r.host] = "MAINTENANCE" if r.disabled else "UP"
         return out
+
+    async def show(self, request: Request, server: Server) -> dict[str, Any]:
+        """One server as GET /servers/{id} shows it (update and rebuild trim it with as_updated)."""
+        manager = self.manager
+        tags = (await manager.tags([server.id]))[server.id]
+        hosts = await self.host_status() if at_least(request, 16) and auth_of(request).is_admin() else {}
+        groups = None
+        if at_least(request, 71):
+            async with manager.db.session() as s:
+                groups = list((await s.execute(select(ServerGroupMember.group_id).where(
+                    ServerGroupMember.server_id == server.id))).scalars())
+        addresses = (await manager.addresses([server.id], port_order([server]))).get(server.id)
+        volumes = (await manager.volume_attachments([server.id]))[server.id]
+        return self.one(request, server, tags, hosts, groups, addresses, volumes)
 
     async def render(self, request: Request, rows: list[Server], detail: bool) -> list[dict[str, Any]]:
         if not detail:
@@ -301,7 +340,7 @@ class Views:
             "id": s.id, "name": s.name, "links": links(request, "servers", s.id),
             "status": status_of(s), "tenant_id": s.project_id, "user_id": s.user_id,
             "metadata": s.meta or {}, "hostId": "", "flavor": flavor,
-            "image": {"id": s.image_id, "links": links(request, "images", s.image_id)} if s.image_id else "",
+            "image": image_view(request, s),
             "created": when(s.created_at), "updated": when(s.updated_at), "addresses": addresses or {},
             "accessIPv4": s.access_ipv4 or "", "accessIPv6": s.access_ipv6 or "", "key_name": s.key_name,
             "config_drive": "True" if s.config_drive else "", "OS-DCF:diskConfig": disk_config_of(s),
@@ -351,6 +390,8 @@ class Views:
             out["OS-EXT-SRV-ATTR:hostname"] = s.hostname or default_hostname(s.name)
         if at_least(request, 96):
             out["pinned_availability_zone"] = (s.request or {}).get("requested_zone")
+        if at_least(request, 100):  # as the create asked for them
+            out["scheduler_hints"] = (s.request or {}).get("hints") or {}
         if s.fault and s.vm_state in ("error", "deleted"):
             out["fault"] = {"code": s.fault["code"], "created": s.fault.get("created"),
                             "message": s.fault["details"] if admin else s.fault["message"]}
@@ -505,16 +546,7 @@ def router(manager: ServerManager, images: Any) -> Router:
         return await listing(request, True)
 
     async def show_body(request: Request, server: Server) -> dict[str, Any]:
-        tags = (await manager.tags([server.id]))[server.id]
-        hosts = await views.host_status() if at_least(request, 16) and auth_of(request).is_admin() else {}
-        groups = None
-        if at_least(request, 71):
-            async with manager.db.session() as s:
-                groups = list((await s.execute(select(ServerGroupMember.group_id).where(
-                    ServerGroupMember.server_id == server.id))).scalars())
-        addresses = (await manager.addresses([server.id], port_order([server]))).get(server.id)
-        volumes = (await manager.volume_attachments([server.id]))[server.id]
-        return views.one(request, server, tags, hosts, groups, addresses, volumes)
+        return await views.show(request, server)
 
     @r.get("/v2.1/servers/{server_id}")
     async def show(request: Request) -> Response:

@@ -83,9 +83,8 @@ class Actions:
                                            timeout=15)
         except Exception as exc:
             raise Conflict(f"The compute host {server.host} did not return the console: {exc}") from None
-        if length is not None:
-            lines = out.splitlines(keepends=True)
-            out = "".join(lines[-length:]) if length else ""
+        if length is not None:  # Nova's tail: the last ``length`` pieces of the text split at newlines
+            out = "\n".join(out.split("\n")[-length:]) if length else ""
         return out
 
     async def tags(self, server_ids: list[str]) -> dict[str, list[str]]:

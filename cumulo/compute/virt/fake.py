@@ -41,6 +41,16 @@ class FakeDriver:
             stamp = dt.datetime.now(dt.UTC).strftime("%H:%M:%S")
             inst.setdefault("console", []).append(f"[{stamp}] {line}")
 
+    def _boot_lines(self, instance: dict[str, Any]) -> None:
+        """What a small guest prints on its serial console while it boots (no guest runs here)."""
+        flavor = instance.get("flavor") or {}
+        for line in (f"fake instance {instance.get('name')} booted from image {instance.get('image_id')}",
+                     f"Memory: {flavor.get('ram', 0)} MB, {flavor.get('vcpus', 1)} vCPU(s)",
+                     "Mounting the root filesystem",
+                     f"Hostname: {instance.get('hostname') or instance.get('name')}",
+                     "cumulo-tiny ready"):
+            self._log(instance["id"], line)
+
     def node_info(self) -> NodeInfo:
         return NodeInfo(hypervisor_hostname=self.hostname, hypervisor_type="fake", hypervisor_version=1000,
                         vcpus=self.vcpus, memory_mb=self.memory_mb, local_gb=self.local_gb,
@@ -60,8 +70,7 @@ class FakeDriver:
         if instance.get("flavor", {}).get("extra_specs", {}).get("fake:fail_spawn"):
             raise RuntimeError("the flavor asks the fake driver to fail (fake:fail_spawn)")
         self.instances_[instance["id"]] = {**instance, "power": 1, "console": []}
-        self._log(instance["id"], f"fake instance {instance.get('name')} booted from image {instance.get('image_id')}")
-        self._log(instance["id"], "cumulo-tiny ready")
+        self._boot_lines(instance)
         self._save()
 
     async def destroy(self, instance_id: str) -> None:
@@ -77,6 +86,8 @@ class FakeDriver:
             inst = self.instances_[instance_id] = {**instance, "console": []}  # started again from its disk
         inst["power"] = POWER[action]
         self._log(instance_id, f"power action {action}")
+        if action in ("start", "reboot-soft", "reboot-hard"):  # the guest boots again
+            self._boot_lines(inst)
         self._save()
 
     async def rebuild(self, instance: dict[str, Any]) -> None:
@@ -232,4 +243,7 @@ class FakeDriver:
         return {"standard": standard, "flat": {"memory": ram * 1024, **{f"cpu{c['id']}_time": 0 for c in cpus}}}
 
     async def console_output(self, instance_id: str) -> str:
-        return "".join(line + "\n" for line in self._require(instance_id).get("console", []))
+        # as a guest's serial log reads: its lines, then the login prompt it waits at (no newline)
+        inst = self._require(instance_id)
+        prompt = f"{inst.get('hostname') or inst.get('name') or 'guest'} login: " if inst.get("power", 1) == 1 else ""
+        return "".join(line + "\n" for line in inst.get("console", [])) + prompt
