@@ -28,7 +28,7 @@ def shape(request: Request, items: list[dict[str, Any]], kind: str) -> dict[str,
             desc = (dirs[n] if n < len(dirs) else "asc") == "desc"
             items.sort(key=lambda i: (i[key] is None, str(i[key])), reverse=desc)
     if "marker" in q:
-        ids = [i["id"] for i in items]
+        ids = [i.get("id") for i in items]  # a list of things without ids (rule types) has no marker
         if q["marker"] not in ids:
             raise NotFound(f"Marker {q['marker']} could not be found.")
         items = items[ids.index(q["marker"]) + 1:]
@@ -40,8 +40,9 @@ def shape(request: Request, items: list[dict[str, Any]], kind: str) -> dict[str,
             raise BadRequest(f"Bad limit request: limit must be an integer, not {q['limit']!r}.") from None
         if limit > 0 and len(items) > limit:
             items = items[:limit]
-            body[f"{kind}_links"] = [{"rel": "next", "href": f"{request.url.remove_query_params('marker')}"
-                                                                f"&marker={items[-1]['id']}"}]
+            if "id" in items[-1]:
+                body[f"{kind}_links"] = [{"rel": "next", "href": f"{request.url.remove_query_params('marker')}"
+                                                                    f"&marker={items[-1]['id']}"}]
     fields = q.getlist("fields")
     if fields:
         items = [{k: v for k, v in i.items() if k in fields} for i in items]

@@ -117,6 +117,8 @@ def test_qos_policies_and_rules_follow_neutrons_defaults(people: dict[str, Any])
     assert params["direction"]["parameter_values"] == ["egress", "ingress"]
     assert params["max_kbps"]["parameter_values"] == {"start": 0, "end": 2**31 - 1}
     reader("GET", "/qos/rule-types/no_such_type", status=404)
+    reader("GET", "/qos/rule-types?marker=%00", status=404)  # rule types have no ids to page by
+    assert len(reader("GET", "/qos/rule-types?limit=1")["rule_types"]) == 1
     # a port of P's member takes the policy; another project cannot name it; in use: no delete
     net = member("POST", "/networks", {"network": {"name": unique("qn")}})["network"]
     port = member("POST", "/ports", {"port": {"network_id": net["id"], "qos_policy_id": pol["id"]}})["port"]
