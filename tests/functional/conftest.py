@@ -16,6 +16,7 @@ user would; ``wait_for`` waits on state with a deadline (never a fixed sleep).
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -37,10 +38,29 @@ PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 RABBIT = "amqp://guest:guest@127.0.0.1:5672/"
 
 
+# Listening ports come from below the kernel's ephemeral range (32768-60999), where no outgoing
+# connection can take one between this choice and the cloud's bind, and each xdist worker has a
+# slice of its own, so two workers starting clouds at once never pick the same one.
+PORT_SLICE = 3000
+_next_port: list[int] = []
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) % 4 if worker[2:].isdigit() else 0
+    low = 20000 + index * PORT_SLICE
+    if not _next_port:  # a random start: separate test runs side by side rarely meet
+        _next_port.append(low + random.randrange(PORT_SLICE))
+    for _ in range(PORT_SLICE):
+        port = _next_port[0]
+        _next_port[0] = low + (port + 1 - low) % PORT_SLICE
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use (or lingering): the next one
+            return port
+    raise RuntimeError(f"no free port in {low}-{low + PORT_SLICE - 1}")
 
 
 @dataclass
