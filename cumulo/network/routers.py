@@ -56,6 +56,9 @@ async def show_router(svc: Ipam, row: RouterRow) -> dict[str, Any]:
 # the admin-only attributes (policies create_/get_/update_router:<name>) and what this cloud cannot do
 ADMIN_ATTRIBUTES = {"distributed": "distributed (DVR) routers: the dataplane runs every router centralized",
                     "ha": "HA routers: the dataplane runs one copy of every router"}
+ATTRIBUTE_RULES = {"distributed": {"create": "create_router:distributed", "update": "update_router:distributed",
+                                   "get": "get_router:distributed"},
+                   "ha": {"create": "create_router:ha", "update": "update_router:ha", "get": "get_router:ha"}}
 
 
 def admin_attributes(request: Request, item: dict[str, Any], verb: str, owner: str) -> None:
@@ -64,7 +67,7 @@ def admin_attributes(request: Request, item: dict[str, Any], verb: str, owner: s
     for key, missing in ADMIN_ATTRIBUTES.items():
         if key not in item:
             continue
-        authorize(request, f"{verb}_router:{key}", {"project_id": owner})
+        authorize(request, ATTRIBUTE_RULES[key][verb], {"project_id": owner})
         if not isinstance(item[key], bool):
             raise BadRequest(f"Invalid input for {key}. Reason: '{item[key]}' is not a valid boolean value.")
         if item[key]:
@@ -74,7 +77,7 @@ def admin_attributes(request: Request, item: dict[str, Any], verb: str, owner: s
 def visible(request: Request, view: dict[str, Any]) -> dict[str, Any]:
     """The router view without the admin-only attributes the caller may not see."""
     return {k: v for k, v in view.items() if k not in ADMIN_ATTRIBUTES
-            or allowed(request, f"get_router:{k}", {"project_id": view["project_id"]})}
+            or allowed(request, ATTRIBUTE_RULES[k]["get"], {"project_id": view["project_id"]})}
 
 
 def router(svc: Ipam) -> Router:
