@@ -20,7 +20,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.functional.conftest import BIN, Cloud, make_people, make_project_member, start_cloud, stop_cloud, unique
+from tests.functional.conftest import BIN, Cloud, start_cloud, stop_cloud, unique
+from tests.functional.network_helpers import NeutronApi as Api
+from tests.functional.network_helpers import network_people
 
 
 @pytest.fixture(scope="module")
@@ -33,32 +35,9 @@ def mcloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     subprocess.run([str(BIN / "cumulo"), "network", "cleanup", "--yes"], env=c.env, capture_output=True, timeout=60)
 
 
-class Api:
-    def __init__(self, cloud: Cloud, token: str) -> None:
-        self.url, self.headers = cloud.network_url, {"X-Auth-Token": token}
-
-    def __call__(self, method: str, path: str, body: Any = None, status: int | None = None) -> Any:
-        r = httpx.request(method, self.url + "/metering" + path, json=body, headers=self.headers, timeout=30)
-        if status is not None:
-            assert r.status_code == status, (method, path, r.status_code, r.text)
-            if status >= 400:
-                assert "NeutronError" in r.json(), r.text
-        else:
-            assert r.status_code < 300, (method, path, r.status_code, r.text)
-        return r.json() if r.content else None
-
-
 @pytest.fixture(scope="module")
 def people(mcloud: Cloud) -> dict[str, Any]:
-    """admin; P's manager, member and reader; other (a member of Q)."""
-    made = make_people(mcloud, "meter")
-    p = made["member"]
-    manager = make_project_member(mcloud, "meter", "manager", {"id": p.project_id, "name": p.project_name})
-    out: dict[str, Any] = {name: Api(mcloud, x.token) for name, x in made.items()}
-    out["manager"] = Api(mcloud, manager.token)
-    out["admin"] = Api(mcloud, mcloud.token()[0])
-    out["P"], out["Q"] = p.project_id, made["other"].project_id
-    return out
+    return network_people(mcloud, "meter", "/metering")
 
 
 def ids(items: list[dict[str, Any]]) -> set[str]:
@@ -199,12 +178,8 @@ def metered(cloud: Cloud, label_id: str, router_id: str, direction: str) -> int 
 
 
 def test_a_labels_rules_count_the_routers_gateway_traffic(mcloud: Cloud, people: dict[str, Any]) -> None:
-    admin = Api(mcloud, mcloud.token()[0])
-
-    def n(method: str, path: str, body: Any = None) -> Any:
-        r = httpx.request(method, mcloud.network_url + path, json=body, headers=admin.headers, timeout=30)
-        assert r.status_code < 300, (method, path, r.status_code, r.text)
-        return r.json() if r.content else None
+    token = mcloud.token()[0]
+    admin, n = Api(mcloud, token, "/metering"), Api(mcloud, token)
 
     prefix = mcloud.env["CUMULO_NETWORK__NAMESPACE_PREFIX"]
     dp = f"{prefix}-dp"

@@ -21,7 +21,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.functional.conftest import BIN, Cloud, make_people, make_project_member, start_cloud, stop_cloud, unique
+from tests.functional.conftest import BIN, Cloud, start_cloud, stop_cloud, unique
+from tests.functional.network_helpers import NeutronApi as Api
+from tests.functional.network_helpers import network_people
 
 LIMIT_KBPS = 8000  # 1,000,000 bytes per second
 
@@ -36,32 +38,9 @@ def qcloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     subprocess.run([str(BIN / "cumulo"), "network", "cleanup", "--yes"], env=c.env, capture_output=True, timeout=60)
 
 
-class Api:
-    def __init__(self, cloud: Cloud, token: str) -> None:
-        self.url, self.headers = cloud.network_url, {"X-Auth-Token": token}
-
-    def __call__(self, method: str, path: str, body: Any = None, status: int | None = None) -> Any:
-        r = httpx.request(method, self.url + path, json=body, headers=self.headers, timeout=30)
-        if status is not None:
-            assert r.status_code == status, (method, path, r.status_code, r.text)
-            if status >= 400:
-                assert "NeutronError" in r.json(), r.text
-        else:
-            assert r.status_code < 300, (method, path, r.status_code, r.text)
-        return r.json() if r.content else None
-
-
 @pytest.fixture(scope="module")
-def people(qcloud: Cloud) -> dict[str, Api]:
-    """admin; P's manager, member and reader; other (a member of Q)."""
-    made = make_people(qcloud, "qos")
-    p = made["member"]
-    manager = make_project_member(qcloud, "qos", "manager", {"id": p.project_id, "name": p.project_name})
-    out = {name: Api(qcloud, x.token) for name, x in made.items()}
-    out["manager"] = Api(qcloud, manager.token)
-    out["admin"] = Api(qcloud, qcloud.token()[0])
-    out["P"] = p.project_id  # type: ignore[assignment]
-    return out
+def people(qcloud: Cloud) -> dict[str, Any]:
+    return network_people(qcloud, "qos")
 
 
 def test_qos_policies_and_rules_follow_neutrons_defaults(people: dict[str, Any]) -> None:
