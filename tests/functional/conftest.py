@@ -178,12 +178,21 @@ def start_cloud(tmp: Path, backend: str, extra_env: dict[str, str] | None = None
         # tests/functional/test_workers.py starts clouds with API workers
         "CUMULO_API__WORKERS": "1",
     })
+    # a new database unless the caller names one (a restart passes its cloud's); dropped again if
+    # the cloud does not come up (otherwise its fixture's teardown drops it)
+    made: Callable[[], None] = lambda: None  # noqa: E731
+    fresh = "CUMULO_DATABASE__URL" not in (extra_env or {})
     if backend == "postgres":
-        env["CUMULO_DATABASE__URL"] = f"postgresql://postgres@127.0.0.1:5432/{_create_pg_database()}"
+        if fresh:
+            name = _create_pg_database()
+            env["CUMULO_DATABASE__URL"] = f"postgresql://postgres@127.0.0.1:5432/{name}"
+            made = lambda: _drop_pg_database(name)  # noqa: E731
         env["CUMULO_BUS__URL"] = RABBIT
         env["CUMULO_BUS__PREFIX"] = f"cumulo-test-{uuid.uuid4().hex[:8]}"  # clouds share the broker
-    elif backend == "mariadb":
-        env["CUMULO_DATABASE__URL"] = f"mysql://root@127.0.0.1:3306/{_create_mariadb_database()}"
+    elif backend == "mariadb" and fresh:
+        name = _create_mariadb_database()
+        env["CUMULO_DATABASE__URL"] = f"mysql://root@127.0.0.1:3306/{name}"
+        made = lambda: _drop_mariadb_database(name)  # noqa: E731
     env.update(extra_env or {})
     # a restart passes its cloud's ports: the addresses are the environment's
     port, metrics_port, image_port, compute_port, placement_port, metadata_port, network_port, volume_port, \
@@ -196,6 +205,7 @@ def start_cloud(tmp: Path, backend: str, extra_env: dict[str, str] | None = None
     deadline = time.monotonic() + 60
     while True:
         if proc.poll() is not None:
+            made()
             raise RuntimeError(f"cumulo up exited {proc.returncode}:\n{(tmp / 'stderr.log').read_text()}")
         try:
             if httpx.get(url, timeout=1).status_code == 200 and (tmp / "status.json").exists():
@@ -203,7 +213,9 @@ def start_cloud(tmp: Path, backend: str, extra_env: dict[str, str] | None = None
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            made()
             raise RuntimeError(f"cumulo up did not answer in 60 s:\n{(tmp / 'stderr.log').read_text()}")
         time.sleep(0.1)
     clouds_yaml = tmp / "clouds.yaml"
