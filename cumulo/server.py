@@ -275,6 +275,12 @@ class Controller:
 
             self.listeners.append(Listener("placement", cfg.placement.port, placement_app(
                 PlacementService(self.db), self.identity, cfg.api.max_request_body_size)))
+        if "dashboard" in cfg.services:
+            from cumulo.dashboard.app import build_app as dashboard_app
+
+            self.listeners.append(Listener("dashboard", cfg.dashboard.port, dashboard_app(
+                cfg.endpoint(cfg.identity.port, "/v3"), self.secret("dashboard-secret", ""), cfg.api.region,
+                cfg.policy.file or None, bus=self.bus)))
         if self.leader:
             write_clouds(cfg, admin_pw, demo_pw)
 
@@ -391,6 +397,8 @@ class Controller:
         if "object" in self.cfg.services:  # identity puts each token's project in the URL
             entries.append(CatalogEntry("object-store", "swift",
                                         self.cfg.endpoint(self.cfg.object.port, "/v1/AUTH_$(project_id)s")))
+        if "dashboard" in self.cfg.services:
+            entries.append(CatalogEntry("dashboard", "dashboard", self.cfg.endpoint(self.cfg.dashboard.port, "/")))
         return entries
 
     def openapi(self) -> dict[str, Any]:

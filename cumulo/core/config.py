@@ -287,6 +287,13 @@ class ObjectConfig:
 
 
 @dataclass
+class DashboardConfig:
+    """The web console (Horizon's twin); it runs when "dashboard" is in services."""
+
+    port: int = 8000
+
+
+@dataclass
 class BootstrapConfig:
     admin_user: str = "admin"
     admin_password: str = ""  # empty: generated once and kept in <state_dir>/admin-password
@@ -325,7 +332,7 @@ class LoggingConfig:
 class Config:
     state_dir: str = "/var/lib/cumulo"
     services: list[str] = field(default_factory=lambda: ["identity", "image", "compute", "placement", "network",
-                                                         "volume", "object"])
+                                                         "volume", "object", "dashboard"])
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     bus: BusConfig = field(default_factory=BusConfig)
     api: APIConfig = field(default_factory=APIConfig)
@@ -341,6 +348,8 @@ class Config:
     volume: VolumeConfig = field(default_factory=VolumeConfig)
     # Object storage runs when "object" is in services (it is by default).
     object: ObjectConfig = field(default_factory=ObjectConfig)
+    # The dashboard runs when "dashboard" is in services (it is by default).
+    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)

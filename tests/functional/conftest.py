@@ -158,6 +158,7 @@ def start_cloud(tmp: Path, backend: str, extra_env: dict[str, str] | None = None
         "CUMULO_VOLUME__REPORT_INTERVAL": "1",
         "CUMULO_OBJECT__PORT": str(object_port),  # used only where a test adds "object" to the services
         "CUMULO_OBJECT__S3_PORT": str(free_port()),
+        "CUMULO_DASHBOARD__PORT": str(free_port()),
         "CUMULO_IMAGE__UPLOAD_LEASE": "2",
         "CUMULO_IDENTITY__PASSWORD_HASH_ROUNDS": "4",
         "CUMULO_BOOTSTRAP__WRITE_USER_CLOUDS": "false",

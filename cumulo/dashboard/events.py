@@ -1,0 +1,66 @@
+"""The dashboard's event stream: ``GET /events`` as server-sent events, from the bus's resource events.
+
+One subscription per process (``resource.#``, see ``cumulo.core.events``) fans out to every open
+stream through a bounded queue each (a slow browser loses its oldest events, never the
+process's memory).  A stream gets only the events of the project its session is scoped to, or
+every project's when the session is an admin's; an event names a resource and its new status,
+and the page fetches what it shows through the API with the user's token.  A comment line every
+15 s keeps proxies from closing an idle stream; the stream ends when the session's token expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+QUEUE = 256
+KEEPALIVE = 15.0
+MAX_STREAMS = 1000
+
+
+class EventStream:
+    def __init__(self, bus: Any) -> None:
+        self.bus = bus
+        self.queues: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._subscribed = False
+        self._lock = asyncio.Lock()
+        self.delivered = 0
+
+    async def _ensure(self) -> None:
+        async with self._lock:
+            if not self._subscribed:
+                await self.bus.subscribe("resource.#", self._on_event)
+                self._subscribed = True
+
+    async def _on_event(self, topic: str, event: dict[str, Any]) -> None:
+        for q in list(self.queues):
+            if q.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    q.get_nowait()
+            q.put_nowait(event)
+
+    async def stream(self, project_id: str, everything: bool, expires_at: float) -> AsyncIterator[bytes]:
+        if len(self.queues) >= MAX_STREAMS:
+            yield b"retry: 30000\n: too many open streams\n\n"
+            return
+        await self._ensure()
+        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE)
+        self.queues.add(q)
+        try:
+            yield b"retry: 3000\n: connected\n\n"
+            while time.time() < expires_at:
+                try:
+                    event = await asyncio.wait_for(q.get(), KEEPALIVE)
+                except TimeoutError:
+                    yield b": keepalive\n\n"
+                    continue
+                if everything or event.get("project_id") == project_id:
+                    self.delivered += 1
+                    yield b"data: " + orjson.dumps(event) + b"\n\n"
+        finally:
+            self.queues.discard(q)
