@@ -32,7 +32,6 @@ from typing import Any
 
 import click
 
-from cumulo.cli.backup import backup_group, restore_command
 from cumulo.cli.object import object_group
 from cumulo.cli.trace import logs_command, trace_command
 from cumulo.core import bus as busmod
@@ -621,8 +620,6 @@ def network_agent(ctx: click.Context) -> None:
 main.add_command(object_group)
 main.add_command(trace_command)
 main.add_command(logs_command)
-main.add_command(backup_group)
-main.add_command(restore_command)
 
 if __name__ == "__main__":
     main()
