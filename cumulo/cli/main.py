@@ -15,6 +15,8 @@
     cumulo agent                  run a compute agent for one node on its own
     cumulo volume agent           run a volume agent (qcow2 files) for one storage node on its own
     cumulo object ring | status   the object storage ring, and this node's devices and replicas
+    cumulo backup [--to DIR]      back the running cloud up (incremental, secrets encrypted)
+    cumulo restore BACKUP         restore a backup; then `cumulo up`
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 
 import click
 
+from cumulo.cli.backup import backup_group, restore_command
 from cumulo.cli.object import object_group
 from cumulo.cli.trace import logs_command, trace_command
 from cumulo.core import bus as busmod
@@ -79,6 +82,8 @@ HELP = """Start an OpenStack-compatible cloud on this machine, and look after it
   cumulo agent                  run a compute agent for one node on its own
   cumulo volume agent           run a volume agent (qcow2 files) for one storage node on its own
   cumulo object ring | status   the object storage ring, and this node's devices and replicas
+  cumulo backup [--to DIR]      back the running cloud up (incremental, secrets encrypted)
+  cumulo restore BACKUP         restore a backup; then `cumulo up`
 
 Every command has its own help with an example: cumulo up --help, cumulo db sync --help.
 
@@ -620,6 +625,8 @@ def network_agent(ctx: click.Context) -> None:
 main.add_command(object_group)
 main.add_command(trace_command)
 main.add_command(logs_command)
+main.add_command(backup_group)
+main.add_command(restore_command)
 
 if __name__ == "__main__":
     main()

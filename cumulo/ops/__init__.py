@@ -1,0 +1,1 @@
+"""Operations on a whole cloud rather than on one service: backup and restore (``backup.py``)."""
