@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # what pip and apt-get print goes here (scripts/setup.sh writes it too); the terminal gets a line a step
 SETUP_LOG := $(VENV)/setup.log
-STAMP := $(VENV)/.stamp-$(shell cat pyproject.toml scripts/setup.sh 2>/dev/null | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.stamp-$(shell cat pyproject.toml scripts/setup.sh cumulo/dashboard/package-lock.json 2>/dev/null | sha1sum | cut -c1-12)
 
 .PHONY: up test unit functional conformance bench fuzz faults lint deps test-deps guest clean
 

@@ -20,6 +20,8 @@ step() {  # step WHAT COMMAND...
 apt_install() { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"; }
 PACKAGES=(python3 python3-venv python3-dev ca-certificates qemu-utils qemu-system-x86 genisoimage
           iproute2 dnsmasq-base iptables ebtables conntrack openssh-client rclone)
+# npm for the dashboard's browser libraries, unless a Node.js with npm is already there
+command -v npm >/dev/null || PACKAGES+=(nodejs npm)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -36,3 +38,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   step "upgrading pip" "$VENV/bin/pip" install --upgrade pip
 fi
 step "installing Python packages into $VENV (log: $LOG)" "$VENV/bin/pip" install -e .
+# the dashboard's browser libraries (xterm.js for the serial console), from the npm registry into
+# cumulo/dashboard/node_modules, which the dashboard serves at /vendor: nothing from a CDN at run time
+step "installing the dashboard's browser libraries (npm ci)" \
+  npm ci --prefix cumulo/dashboard --omit=dev --no-audit --no-fund --loglevel=error
