@@ -9,7 +9,19 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from cumulo.dashboard.pages import auth, instances, live, overview
+from cumulo.dashboard.pages import (
+    access,
+    admin,
+    auth,
+    containers,
+    images,
+    instances,
+    live,
+    network,
+    overview,
+    tasks,
+    volumes,
+)
 
 
 def when(value: Any) -> str:
@@ -43,4 +55,5 @@ def short(value: Any) -> str:
 
 
 FILTERS = {"when": when, "size": size, "short": short}
-MODULES: list[Any] = [auth, live, overview, instances]
+# the order of the side menu
+MODULES: list[Any] = [auth, live, overview, instances, volumes, images, access, network, containers, tasks, admin]
