@@ -205,7 +205,15 @@ async def announce(ready: asyncio.Event, cfg: configmod.Config, started: float) 
                f"Identity: {cfg.endpoint(cfg.identity.port, '/v3')}\n"
                f"  clouds.yaml: {cfg.state_path / 'clouds.yaml'} (clouds: cumulo = admin, cumulo-demo)\n"
                f"  try: openstack --os-cloud cumulo token issue\n"
+               f"{dashboard_line(cfg)}"
                f"  Ctrl-C stops it.", err=True)
+
+
+def dashboard_line(cfg: configmod.Config) -> str:
+    if "dashboard" not in cfg.services:
+        return ""
+    return (f"  dashboard: {cfg.endpoint(cfg.dashboard.port, '/')} (sign in as admin or demo; the passwords are in "
+            f"{cfg.state_path / 'admin-password'} and demo-password)\n")
 
 
 @main.command(epilog=example(

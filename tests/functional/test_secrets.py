@@ -41,8 +41,8 @@ def h(token: str) -> dict[str, str]:
 def assert_private_state(cloud: Cloud) -> None:
     state = cloud.state_dir
     assert mode(state) == 0o700
-    names = ["admin-password", "demo-password", "metadata-secret", "clouds.yaml", "openrc", "openrc-demo",
-             "status.json"]
+    names = ["admin-password", "demo-password", "metadata-secret", "dashboard-secret", "clouds.yaml", "openrc",
+             "openrc-demo", "status.json"]
     if cloud.backend == "sqlite":
         names += [p.name for p in state.glob("cumulo.db*")]
         assert "cumulo.db" in names
