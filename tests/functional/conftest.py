@@ -317,7 +317,8 @@ def make_project_member(cloud: Cloud, prefix: str, role: str = "member", project
     user_name, password = unique(f"{prefix}-{role}"), uuid.uuid4().hex
     user = v3("POST", "/users", {"user": {"name": user_name, "password": password, "domain_id": "default"}})["user"]
     v3("PUT", f"/projects/{project['id']}/users/{user['id']}/roles/{role_id}")
-    return Persona(cloud.token(user_name, password, project["name"])[0], project["id"], user["id"], project["name"])
+    return Persona(cloud.token(user_name, password, project["name"])[0], project["id"], user["id"], project["name"],
+                   user_name, password)
 
 
 def make_people(cloud: Cloud, prefix: str) -> dict[str, Persona]:
