@@ -305,6 +305,8 @@ class Persona:
     project_id: str
     user_id: str
     project_name: str
+    user_name: str = ""  # and the password: what a login form takes (the dashboard's tests)
+    password: str = ""
 
 
 def make_project_member(cloud: Cloud, prefix: str, role: str = "member", project: dict[str, Any] | None = None,
