@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # what pip and apt-get print goes here (scripts/setup.sh writes it too); the terminal gets a line a step
 SETUP_LOG := $(VENV)/setup.log
-STAMP := $(VENV)/.stamp-$(shell cat pyproject.toml scripts/setup.sh cumulo/dashboard/package-lock.json 2>/dev/null | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.stamp-$(shell cat pyproject.toml scripts/setup.sh scripts/setup-test.sh cumulo/dashboard/package-lock.json 2>/dev/null | sha1sum | cut -c1-12)
 
 .PHONY: up test unit functional conformance bench fuzz faults lint deps test-deps guest clean
 
@@ -64,6 +64,7 @@ $(STAMP).test: $(STAMP)
 	@$(PY) -m pip install -e '.[test]' >>$(SETUP_LOG) 2>&1 || { \
 	  echo "setup: FAILED: installing the test packages; the last lines of $(SETUP_LOG):" >&2; \
 	  tail -n 20 $(SETUP_LOG) | sed 's/^/  | /' >&2; exit 1; }
+	@SETUP_LOG=$(SETUP_LOG) scripts/setup-test.sh
 	@touch $@
 
 clean:
