@@ -225,7 +225,7 @@ def test_a_damaged_file_is_refused_by_name(world: World, tmp_path: Path) -> None
     proc = world.cumulo("restore", str(copy), "--key-file", str(world.key_file), state_dir=scratch)
     assert proc.returncode != 0 and str(damaged) in proc.stderr and "corrupted" in proc.stderr, proc.stderr
     assert not (scratch / "cumulo.db").exists()  # nothing written
-    proc = world.cumulo("backup", "verify", str(copy), "-q")
+    proc = world.cumulo("backup", "verify", "--checksums-only", str(copy), "-q")
     assert proc.returncode == 1 and str(damaged) in proc.stderr
 
 
@@ -246,8 +246,20 @@ def test_a_second_backup_copies_only_what_changed(world: World) -> None:
     assert os.path.samefile(first / image["path"], second / image["path"])
     assert manifest["linked"]["bytes"] >= len(IMAGE_BYTES) + len(OBJECT_BYTES)
     assert manifest["copied"]["files"] < len(manifest["files"])
-    proc = w.cumulo("backup", "verify", str(w.backups), "-q")
+    proc = w.cumulo("backup", "verify", "--checksums-only", str(w.backups), "-q")
     assert proc.returncode == 0 and second.name in proc.stdout, proc.stderr
+
+
+def test_backup_verify_restores_into_scratch_and_compares_through_the_apis(world: World) -> None:
+    assert world.first is not None
+    proc = world.cumulo("backup", "verify", "--key-file", str(world.key_file), "--json", "-q", str(world.first))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["identical"] and not Path(report["scratch"]).exists()
+    resources = report["resources"]
+    for kind in ("projects", "users", "images", "flavors", "servers", "networks", "ports", "volumes"):
+        assert resources[kind]["restored"] == resources[kind]["backup"] > 0, (kind, resources[kind])
+    assert world.cloud.proc.poll() is None  # the live cloud ran on, untouched
 
 
 def test_restore_into_a_wiped_state_dir_brings_everything_back(world: World) -> None:
