@@ -677,6 +677,21 @@ def holds_cloud(cfg: Config) -> list[str]:
     for path in (where["keys"], cfg.state_path / "images", where["volumes"], cfg.state_path / "object"):
         if path.is_dir() and any(path.iterdir()):
             found.append(str(path))
+    backend = database_backend(cfg.database_url)
+    if backend == "postgresql" and shutil.which("psql"):
+        args, env = _pg_args(cfg.database_url)
+        proc = subprocess.run(["psql", "-XAtq", *args, "-c", "SELECT to_regclass('public.alembic_version')"],
+                              capture_output=True, text=True, env=env)
+        if proc.returncode == 0 and proc.stdout.strip():
+            found.append(f"the PostgreSQL database {_plain_url(cfg.database_url).database}")
+    elif backend == "mysql" and (shutil.which("mariadb") or shutil.which("mysql")):
+        args, env = _mysql_args(cfg.database_url)
+        name = env.pop("_DB")
+        proc = subprocess.run([shutil.which("mariadb") or "mysql", *args, "-N", "-e",
+                               f"SHOW TABLES FROM `{name}` LIKE 'alembic_version'"], capture_output=True, text=True,
+                              env=env)
+        if proc.returncode == 0 and proc.stdout.strip():
+            found.append(f"the database {name}")
     return found
 
 

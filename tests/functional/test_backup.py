@@ -304,3 +304,55 @@ def test_restore_into_a_wiped_state_dir_brings_everything_back(world: World) -> 
     sid = server.json()["server"]["id"]
     wait_for(lambda: httpx.get(f"{w.cloud.compute_url}/servers/{sid}", headers=nova).json()["server"]["status"]
              == "ACTIVE", 30, "a server on the restored cloud")
+
+
+def test_postgresql_backup_and_restore_through_pg_dump(tmp_path: Path) -> None:
+    from tests.functional.conftest import _drop_pg_database
+
+    state = tmp_path / "state"
+    state.mkdir()
+    cloud = start_cloud(state, "postgres", {"CUMULO_SERVICES": "identity,image,compute,placement,network",
+                                            "CUMULO_IMAGE__UPLOAD_GUEST_IMAGES": "false"})
+    database = cloud.env["CUMULO_DATABASE__URL"].rsplit("/", 1)[1]
+    w = World(cloud, tmp_path)
+    try:
+        w.token, body = cloud.token()
+        project = httpx.post(f"{cloud.url}/projects", headers=w.h(), json={"project": {"name": unique("pg-proj")}})
+        assert project.status_code == 201
+        image = httpx.post(f"{cloud.image_url}/v2/images", headers=w.h(), json={
+            "name": unique("pg-img"), "disk_format": "raw", "container_format": "bare"}).json()
+        assert httpx.put(f"{cloud.image_url}/v2/images/{image['id']}/file", content=IMAGE_BYTES,
+                         headers={**w.h(), "Content-Type": "application/octet-stream"}).status_code == 204
+        net = httpx.post(f"{cloud.network_url}/networks", headers=w.h(), json={"network": {"name": unique("pg")}})
+        assert net.status_code == 201
+        before = {kind: httpx.get(url, headers=w.h()).json()[kind] for kind, url in (
+            ("projects", f"{cloud.url}/projects"), ("images", f"{cloud.image_url}/v2/images"),
+            ("networks", f"{cloud.network_url}/networks"))}
+        proc = w.cumulo("backup", "--to", str(w.backups), "--key-file", str(w.key_file), "-q")
+        assert proc.returncode == 0, proc.stderr
+        (backup,) = w.backups.glob("cumulo-backup-*")
+        manifest = json.loads((backup / "manifest.json").read_text())
+        assert manifest["database"]["backend"] == "postgresql" and manifest["schema_revision"]
+        assert any(f["target"] == "cumulo.pgdump" for f in manifest["files"])
+        proc = w.cumulo("restore", str(backup), "--key-file", str(w.key_file), "--force")
+        assert proc.returncode != 0 and "running" in proc.stderr, proc.stderr
+        stop_cloud(cloud)
+        shutil.rmtree(state)
+        state.mkdir()
+        proc = w.cumulo("restore", str(backup), "--key-file", str(w.key_file))  # the database still holds it
+        assert proc.returncode != 0 and f"PostgreSQL database {database}" in proc.stderr, proc.stderr
+        proc = w.cumulo("restore", str(backup), "--key-file", str(w.key_file), "--force")
+        assert proc.returncode == 0, proc.stderr
+        cloud = w.cloud = start_cloud(state, "postgres", {k: v for k, v in cloud.env.items()
+                                                          if k.startswith("CUMULO_")})
+        r = httpx.get(f"{cloud.url}/auth/tokens", headers={"X-Auth-Token": w.token, "X-Subject-Token": w.token})
+        assert r.status_code == 200, r.text
+        after = {kind: httpx.get(url, headers=w.h()).json()[kind] for kind, url in (
+            ("projects", f"{cloud.url}/projects"), ("images", f"{cloud.image_url}/v2/images"),
+            ("networks", f"{cloud.network_url}/networks"))}
+        assert after == before
+        data = httpx.get(f"{cloud.image_url}/v2/images/{image['id']}/file", headers=w.h())
+        assert data.content == IMAGE_BYTES
+    finally:
+        stop_cloud(w.cloud)
+        _drop_pg_database(database)
