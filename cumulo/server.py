@@ -191,7 +191,7 @@ class Controller:
             from cumulo.image.api import build_app as image_app
             from cumulo.image.service import ImageService
 
-            self.image = ImageService(cfg, self.db, self.identity)
+            self.image = ImageService(cfg, self.db, self.identity, self.bus)
             await self.run_singleton("image")
             if self.leader and cfg.image.upload_guest_images:
                 from cumulo.image.guest import upload_guest

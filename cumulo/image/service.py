@@ -39,6 +39,7 @@ from cumulo.core.context import AuthContext
 from cumulo.core.db import Database, new_id, utcnow
 from cumulo.core.format_inspector import ImageRefused, Inspection, Verdict
 from cumulo.core.http.faults import BadRequest, Conflict, Fault, Forbidden, NotFound, PayloadTooLarge
+from cumulo.core.watch import watch
 from cumulo.identity.service import IdentityService
 from cumulo.image import importing
 from cumulo.image.cache import ImageCache
@@ -142,8 +143,11 @@ STORE_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}"
 
 
 class ImageService:
-    def __init__(self, cfg: Config, db: Database, identity: IdentityService) -> None:
+    def __init__(self, cfg: Config, db: Database, identity: IdentityService, bus: Any = None) -> None:
         self.cfg, self.db, self.identity = cfg, db, identity
+        # every committed write of an image publishes resource.image.* on ``bus`` (cumulo.core.watch)
+        watch(db, bus, Image, "image", lambda row: row["status"], project="owner",
+              gone=lambda row: row.get("status") == "deleted")
         names = list(dict.fromkeys(cfg.image.stores or ["file"]))
         bad = [n for n in names if not re.fullmatch(STORE_NAME, n)]
         if bad:

@@ -21,6 +21,7 @@ from sqlalchemy import Text, cast, delete, select, update
 from cumulo.core.bus import Bus
 from cumulo.core.db import Database
 from cumulo.core.http.faults import BadRequest, Conflict, NotFound
+from cumulo.core.watch import watch
 from cumulo.network import quotas
 from cumulo.network.ipam import Ipam
 from cumulo.network.models import (
@@ -152,6 +153,13 @@ def _rule(row: SecurityGroupRule) -> SecurityGroupRuleInfo:
 class NetworkService:
     def __init__(self, db: Database, bus: Bus) -> None:
         self.db, self.bus = db, bus
+        # every committed write of these publishes resource.<kind>.* (cumulo.core.watch), with the
+        # status the API shows
+        watch(db, bus, Port, "port", lambda row: row["status"])
+        watch(db, bus, Network, "network", lambda row: "ACTIVE", fields=())
+        watch(db, bus, RouterRow, "router", lambda row: "ACTIVE", fields=())
+        watch(db, bus, FloatingIP, "floatingip", lambda row: "ACTIVE" if row.get("port_id") else "DOWN",
+              fields=("port_id",))
         self.ipam = Ipam(db)
         self.groups = SecurityGroups(db)
 

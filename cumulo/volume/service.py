@@ -32,11 +32,13 @@ from cumulo.core.db import Database, IntegrityError, is_duplicate, new_id, utcno
 from cumulo.core.http.faults import BadRequest, Conflict, NotFound, PayloadTooLarge
 from cumulo.core.http.paging import ListQuery, apply
 from cumulo.core.quota import turn
+from cumulo.core.watch import watch
 from cumulo.identity.service import IdentityService
 from cumulo.image.service import Caller as ImageCaller
 from cumulo.image.service import ImageService
 from cumulo.volume.actions import ActionsMixin
 from cumulo.volume.attachments import AttachmentsMixin
+from cumulo.volume.backup_models import Backup
 from cumulo.volume.backups import BackupsMixin
 from cumulo.volume.encryption import EncryptionMixin
 from cumulo.volume.groups import GroupsMixin
@@ -114,6 +116,9 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin, QosMixin, Tran
         self.images, self.image_url = images, image_url  # the Image API, when this controller runs it
         self.instance = new_id()  # this controller, as the owner of the leases it takes
         self.lease = dt.timedelta(seconds=cfg.volume.operation_timeout)
+        # every committed write of a volume, snapshot or backup publishes resource.<kind>.* (cumulo.core.watch)
+        for model, kind in ((Volume, "volume"), (Snapshot, "snapshot"), (Backup, "backup")):
+            watch(db, bus, model, kind, lambda row: row["status"], gone=lambda row: row.get("status") == "deleted")
 
     async def start(self) -> None:
         """The leader's part: the default type, the default limits, and the agents' reports."""

@@ -24,19 +24,13 @@ from cumulo.compute.api.common import at_least
 from cumulo.compute.models import Aggregate, Server, ServerGroup, ServerGroupMember, ServerTag, ServiceRecord
 from cumulo.compute.schemas import MAX_SERVERS_PER_REQUEST
 from cumulo.compute.servers import ServerManager
+from cumulo.compute.servers.status import STATUS, TASK_STATUS, status_of
 from cumulo.core.db import utcnow
 from cumulo.core.http.app import JSON, Router, auth_of, json_body
 from cumulo.core.http.authz import allowed, authorize, verb
 from cumulo.core.http.faults import BadRequest, Conflict, Forbidden, NotFound
 from cumulo.image.service import Caller
 
-STATUS = {"building": "BUILD", "active": "ACTIVE", "error": "ERROR", "deleted": "DELETED", "stopped": "SHUTOFF",
-          "paused": "PAUSED", "suspended": "SUSPENDED", "resized": "VERIFY_RESIZE", "soft-delete": "SOFT_DELETED",
-          "shelved": "SHELVED", "shelved_offloaded": "SHELVED_OFFLOADED", "rescued": "RESCUE"}
-# task states that change the status Nova shows
-TASK_STATUS = {"rebuilding": "REBUILD", "resize_prep": "RESIZE", "resize_migrating": "RESIZE",
-               "resize_reverting": "REVERT_RESIZE", "migrating": "MIGRATING", "reboot_started": "REBOOT",
-               "reboot_started_hard": "HARD_REBOOT"}
 PROGRESSING = ("ACTIVE", "BUILD", "REBUILD", "RESIZE", "VERIFY_RESIZE", "MIGRATING")
 SORT_KEYS = {"created_at": Server.created_at, "updated_at": Server.updated_at, "display_name": Server.name,
              "name": Server.name, "uuid": Server.id, "id": Server.id, "vm_state": Server.vm_state,
@@ -65,14 +59,6 @@ def links(request: Request, kind: str, ident: str) -> list[dict[str, str]]:
 
 def when(value: Any) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
-
-
-def status_of(s: Server) -> str:
-    if s.deleted_at is not None:
-        return "DELETED"
-    if s.task_state in TASK_STATUS and s.vm_state in ("active", "stopped", "error", "resized", "paused"):
-        return TASK_STATUS[s.task_state]
-    return STATUS.get(s.vm_state, s.vm_state.upper())
 
 
 def default_hostname(name: str) -> str:

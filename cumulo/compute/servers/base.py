@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import logging
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -14,11 +15,13 @@ from sqlalchemy import func, select, update
 from cumulo.compute.models import ComputeNode, Flavor, InstanceAction, InstanceActionEvent, Migration, Server
 from cumulo.compute.scheduler.scheduler import Scheduler
 from cumulo.compute.scheduler.state import HostState
+from cumulo.compute.servers.status import status_of
 from cumulo.compute.service import ComputeService
 from cumulo.core import context
 from cumulo.core.bus import Bus
 from cumulo.core.db import Database, new_id, utcnow
 from cumulo.core.http.faults import Conflict
+from cumulo.core.watch import watch
 from cumulo.placement.service import PlacementService
 
 LOG = logging.getLogger(__name__)
@@ -52,6 +55,11 @@ def resources_of(flavor: dict[str, Any]) -> dict[str, int]:
     return out
 
 
+def server_status(row: Any) -> str:
+    """The status the API shows for a row's vm_state, task_state and deleted_at."""
+    return status_of(SimpleNamespace(**row))
+
+
 def request_id() -> str:
     ctx = context.current.get()
     return ctx.request_id if ctx else f"req-{uuid.uuid4()}"
@@ -73,6 +81,9 @@ class ServerBase:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reconciler: asyncio.Task[None] | None = None
         self._view: tuple[float, list[HostState]] | None = None
+        # every committed write of a server publishes resource.server.* (cumulo.core.watch)
+        watch(db, bus, Server, "server", server_status, fields=("vm_state", "task_state", "deleted_at"),
+              gone=lambda row: row.get("deleted_at") is not None)
 
     async def start(self) -> None:
         await self.reconcile()

@@ -1,0 +1,233 @@
+"""Resource events from the database: when a transaction that wrote a watched row commits, the bus
+hears ``resource.<kind>.<action>`` (``cumulo.core.events``) for each row it wrote.
+
+A service names its models once, where it is built::
+
+    watch(db, bus, Volume, "volume", status=lambda row: row["status"])
+
+and from then on every committed write of a ``Volume`` in this process publishes an event, however
+it was written: ``session.add`` (create), a changed attribute or ``update(Volume).where(Volume.id
+== ...)`` / ``.in_(...)`` (update), ``session.delete`` or ``delete(Volume).where(...)`` (delete).
+No write path can forget its event, and none has to remember one.  Three SQLAlchemy session
+events do it: ``do_orm_execute`` notes the ids and new values of an UPDATE or DELETE,
+``after_flush`` the rows a flush adds, changes or deletes, and ``after_commit`` hands what the
+transaction did to a task that publishes (a rollback drops it).
+
+What an event says (the row's project and the status the API shows) comes from the write and
+from the row's values this process last saw (kept from every load of the model, ``SEEN`` rows
+per model); only a row this process has not seen is read back, by its primary key, after the
+commit and off the caller's path.  A statement that picks rows by anything but their id (a bulk
+sweep) publishes nothing for them: their next write by id does.  Publishing never fails or
+delays the caller: the events leave from a task of their own, in the order of the commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import event, inspect
+from sqlalchemy.orm import ORMExecuteState, Session
+from sqlalchemy.sql import operators, visitors
+from sqlalchemy.sql.elements import BinaryExpression, BindParameter, ClauseElement
+
+from cumulo.core import events
+
+LOG = logging.getLogger(__name__)
+KEY = "cumulo.watch"
+SEEN = 4096
+
+Row = Mapping[str, Any]
+
+
+@dataclass(eq=False)
+class Watch:
+    """One model's events: its kind, how its status reads, which columns say so."""
+
+    db: Any
+    bus: Any
+    model: Any
+    kind: str
+    status: Callable[[Row], str]
+    fields: tuple[str, ...]
+    project: str = "project_id"
+    gone: Callable[[Row], bool] | None = None  # a soft delete: the update that makes it true is a "delete"
+    engines: set[Any] = field(default_factory=set)
+    seen: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
+
+    @property
+    def pk(self) -> str:
+        return str(inspect(self.model).primary_key[0].key)
+
+    def remember(self, ident: str, row: Row) -> None:
+        self.seen[ident] = {k: row[k] for k in self.fields if k in row}
+        self.seen.move_to_end(ident)
+        while len(self.seen) > SEEN:
+            self.seen.popitem(last=False)
+
+    async def describe(self, ident: str, values: Row, action: str) -> dict[str, Any]:
+        row = {**self.seen.get(ident, {}), **values}
+        if action != "delete" and any(k not in row for k in self.fields):
+            async with self.db.reader() as s:
+                obj = await s.get(self.model, ident)
+            if obj is not None:
+                row = {**{k: getattr(obj, k) for k in self.fields}, **values}
+        if action == "delete":
+            self.seen.pop(ident, None)
+        else:
+            self.remember(ident, row)
+        return row
+
+    def status_of(self, row: Row) -> str:
+        try:
+            return str(self.status(row) or "")
+        except Exception:  # noqa: BLE001  (a row we know too little of: the event goes without a status)
+            return ""
+
+
+_WATCHES: dict[str, list[Watch]] = {}
+_last: asyncio.Task[None] | None = None  # the newest publishing task: each waits for the one before
+_installed = False
+
+
+def watch(db: Any, bus: Any, model: Any, kind: str, status: Callable[[Row], str], fields: tuple[str, ...] = ("status",),
+          project: str = "project_id", gone: Callable[[Row], bool] | None = None) -> Watch | None:
+    """Publish ``kind`` events for every committed write of ``model`` through ``db`` in this process.
+
+    ``status(row)`` gets a mapping of ``fields`` (and ``project``) and returns what the API shows."""
+    if bus is None:
+        return None
+    _install()
+    cols = tuple(dict.fromkeys((*fields, project)))
+    w = Watch(db, bus, model, kind, status, cols, project, gone)
+    w.engines = {e.sync_engine for e in (db.engine, getattr(db, "read_engine", None)) if e is not None}
+    table = model.__table__.name
+    _WATCHES[table] = [x for x in _WATCHES.get(table, []) if x.db is not db] + [w]
+    if not event.contains(model, "load", _on_load):
+        event.listen(model, "load", _on_load)
+    return w
+
+
+def _lookup(session: Any, table: str | None) -> Watch | None:
+    if not table or table not in _WATCHES:
+        return None
+    bind = getattr(session, "bind", None)
+    for w in _WATCHES[table]:
+        if bind in w.engines:
+            return w
+    return None
+
+
+def _on_load(target: Any, context: Any) -> None:
+    w = _lookup(context.session, target.__table__.name)
+    if w is not None:
+        state = inspect(target).dict
+        ident = state.get(w.pk)
+        if ident is not None:
+            w.remember(str(ident), state)
+
+
+def _ids(where: ClauseElement | None, table: str, pk: str) -> list[str]:
+    out: list[Any] = []
+    if where is None:
+        return []
+    for el in visitors.iterate(where):
+        if not (isinstance(el, BinaryExpression) and isinstance(el.right, BindParameter)):
+            continue
+        left = el.left
+        if getattr(left, "key", None) != pk or getattr(getattr(left, "table", None), "name", None) != table:
+            continue
+        if el.operator is operators.eq:
+            out.append(el.right.effective_value)
+        elif el.operator is operators.in_op:
+            out.extend(el.right.effective_value or [])
+    return [str(i) for i in out if i is not None]
+
+
+def _values(stmt: Any, w: Watch) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in (getattr(stmt, "_values", None) or {}).items():
+        name = key if isinstance(key, str) else getattr(key, "key", None)
+        if name not in w.fields:
+            continue
+        if isinstance(value, BindParameter):
+            value = value.effective_value
+        elif isinstance(value, ClauseElement):  # an SQL expression: its value is the database's
+            continue
+        out[name] = value
+    return out
+
+
+def _on_execute(state: ORMExecuteState) -> None:
+    if not (state.is_update or state.is_delete):
+        return
+    stmt = state.statement
+    table = getattr(getattr(stmt, "table", None), "name", None)
+    w = _lookup(state.session, table)
+    if w is None:
+        return
+    ids = _ids(getattr(stmt, "whereclause", None), table or "", w.pk)
+    if not ids:
+        return
+    values = {} if state.is_delete else _values(stmt, w)
+    action = "delete" if state.is_delete or (w.gone is not None and w.gone(values)) else "update"
+    state.session.info.setdefault(KEY, []).append((w, ids, values, action))
+
+
+def _after_flush(session: Session, _flush: Any) -> None:
+    for objects, action in ((session.new, "create"), (session.dirty, "update"), (session.deleted, "delete")):
+        for obj in objects:
+            w = _lookup(session, getattr(getattr(obj, "__table__", None), "name", None))
+            if w is None or (action == "update" and not session.is_modified(obj, include_collections=False)):
+                continue
+            state = inspect(obj).dict  # what is loaded: reading an unloaded attribute here would be I/O
+            ident = state.get(w.pk)
+            if ident is None:
+                continue
+            values = {k: state[k] for k in w.fields if k in state}
+            if action == "update" and w.gone is not None and w.gone(values):
+                action = "delete"
+            session.info.setdefault(KEY, []).append((w, [str(ident)], values, action))
+
+
+def _after_commit(session: Session) -> None:
+    changes = session.info.pop(KEY, None)
+    if not changes:
+        return
+    global _last
+    try:
+        _last = asyncio.get_running_loop().create_task(_publish(changes, _last))
+    except RuntimeError:  # no loop (a synchronous tool's session): nobody is listening here
+        return
+
+
+def _after_rollback(session: Session) -> None:
+    session.info.pop(KEY, None)
+
+
+async def _publish(changes: list[tuple[Watch, list[str], dict[str, Any], str]],
+                   before: asyncio.Task[None] | None) -> None:
+    if before is not None and not before.done() and before.get_loop() is asyncio.get_running_loop():
+        await asyncio.wait([before])
+    for w, ids, values, action in changes:
+        for ident in ids:
+            try:
+                row = await w.describe(ident, values, action)
+                await events.changed(w.bus, w.kind, ident, row.get(w.project), action, status=w.status_of(row))
+            except Exception as exc:  # noqa: BLE001  (the write has committed; the event is a courtesy)
+                LOG.warning("no %s event for %s %s: %s", action, w.kind, ident, exc)
+
+
+def _install() -> None:
+    global _installed
+    if _installed:
+        return
+    event.listen(Session, "do_orm_execute", _on_execute)
+    event.listen(Session, "after_flush", _after_flush)
+    event.listen(Session, "after_commit", _after_commit)
+    event.listen(Session, "after_soft_rollback", lambda session, _previous: _after_rollback(session))
+    _installed = True
