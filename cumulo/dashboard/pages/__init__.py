@@ -12,6 +12,12 @@ from typing import Any
 from cumulo.dashboard.pages import (
     access,
     admin,
+    admin_compute,
+    admin_flavors,
+    admin_identity,
+    admin_network,
+    admin_storage,
+    admin_system,
     auth,
     containers,
     images,
@@ -56,4 +62,5 @@ def short(value: Any) -> str:
 
 FILTERS = {"when": when, "size": size, "short": short}
 # the order of the side menu
-MODULES: list[Any] = [auth, live, overview, instances, volumes, images, access, network, containers, tasks, admin]
+MODULES: list[Any] = [auth, live, overview, instances, volumes, images, access, network, containers, tasks, admin,
+                     admin_compute, admin_flavors, admin_storage, admin_network, admin_system, admin_identity]
