@@ -521,3 +521,25 @@ def test_a_form_without_the_csrf_token_changes_nothing(browsers: dict[str, Brows
     assert r.status_code == 403 and apis["member"]("HEAD", "object", f"/{name}").status_code == 404
     r = b.http.post("/project/images/create", data={"name": name})
     assert r.status_code == 403
+
+
+def test_each_session_sees_its_own_projects_object_store_account(
+        scloud: Cloud, browsers: dict[str, Browser], people: dict[str, Persona]) -> None:
+    """The catalog is cached per process; Swift's URL names a project: each session gets its own."""
+    for name in ("member", "other", "member"):
+        page = browsers[name].page("/project/access/api").text
+        assert f"{scloud.object_url}/v1/AUTH_{people[name].project_id}" in page
+
+
+def test_the_clouds_admin_opens_every_storage_page_of_its_project(scloud: Cloud) -> None:
+    b = Browser(scloud)
+    try:
+        b.login("admin", scloud.admin_password, "admin")
+        for path, words in (("/project/volumes", "Create volume"), ("/project/volumes/snapshots", "Volume snapshots"),
+                            ("/project/volumes/backups", "Volume backups"), ("/project/images", "Create image"),
+                            ("/project/access/keypairs", "Create key pair"), ("/project/access/api", "clouds.yaml"),
+                            ("/project/containers", "Create a container")):
+            r = b.page(path)
+            assert r.status_code == 200 and words in r.text, path
+    finally:
+        b.close()

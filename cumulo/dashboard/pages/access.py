@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from cumulo.dashboard.app import Dashboard, view
 from cumulo.dashboard.client import Api, ApiError
-from cumulo.dashboard.pages.forms import beside, fields, form_refusal, one_page, paging
+from cumulo.dashboard.pages.forms import account, beside, fields, form_refusal, one_page, paging
 from cumulo.dashboard.session import Session
 
 NAV = [("project", "Compute", "Key pairs", "/project/access/keypairs"),
@@ -128,8 +128,9 @@ def routes(d: Dashboard) -> list[Route]:
     async def api_page(request: Request, session: Session, api: Api, form: dict[str, str] | None = None,
                        errors: dict[str, str] | None = None, status: int = 200) -> Response:
         creds = await api.get("identity", f"/users/{session.user_id}/application_credentials")
-        await api.catalog.url("identity", api.token)  # the catalog is fresh
-        endpoints = sorted(d.catalog.urls.items())
+        mine = account(api, session).catalog
+        await mine.url("identity", api.token)  # the catalog is fresh
+        endpoints = [(service, await mine.url(service, api.token)) for service in sorted(d.catalog.urls)]
         return d.render(request, "access_api.html", status, title="API access", endpoints=endpoints,
                         credentials=creds.get("application_credentials", []), form=form or {}, errors=errors or {})
 

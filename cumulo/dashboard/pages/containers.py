@@ -9,7 +9,6 @@ pass through the dashboard as streams with the user's token (``forms.upload``/``
 
 from __future__ import annotations
 
-import re
 from typing import Any
 from urllib.parse import quote
 
@@ -19,7 +18,16 @@ from starlette.routing import Route
 
 from cumulo.dashboard.app import Dashboard, view
 from cumulo.dashboard.client import Api, ApiError
-from cumulo.dashboard.pages.forms import PAGE_SIZES, download, fields, form_refusal, one_page, paging, upload
+from cumulo.dashboard.pages.forms import (
+    PAGE_SIZES,
+    account,
+    download,
+    fields,
+    form_refusal,
+    one_page,
+    paging,
+    upload,
+)
 from cumulo.dashboard.session import Session
 
 NAV = [("project", "Object Store", "Containers", "/project/containers")]
@@ -42,29 +50,6 @@ def parents(prefix: str) -> list[tuple[str, str]]:
         acc += part + "/"
         out.append((part, acc))
     return out
-
-
-class AccountCatalog:
-    """The catalog with object-store's URL aimed at the session's own account.
-
-    Swift's endpoint carries the project (``/v1/AUTH_<project>``), while the dashboard's catalog is
-    shared by every session of the process: the account is taken from the session, not the cache.
-    """
-
-    def __init__(self, catalog: Any, project_id: str) -> None:
-        self.catalog, self.project_id, self.region = catalog, project_id, catalog.region
-
-    async def url(self, service: str, token: str) -> str:
-        url: str = await self.catalog.url(service, token)
-        if service == "object-store":
-            url = re.sub(r"/AUTH_[^/]*$", "/AUTH_" + self.project_id, url)
-        return url
-
-
-def account(api: Api, session: Session) -> Api:
-    """``api`` with the session's own Swift account."""
-    return Api(api.http, AccountCatalog(api.catalog, session.project_id), api.token,  # type: ignore[arg-type]
-               api.request_id)
 
 
 def on_account(fn: Any) -> Any:

@@ -7,10 +7,12 @@ page, and the last shown item's id (or name, for Swift) is its marker.  A form's
 the field it names, status 400; any other fault (403, 404) is the error page, as every view does.
 Uploads and downloads go through the dashboard as streams (``upload``, ``download``): the
 request's body is handed to the service chunk by chunk and never held whole in memory.
+``account`` aims object storage's URL (which names a project) at the session's own account.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from cumulo.dashboard.client import HEADERS, Api, ApiError, Unauthorized, fault_message
+from cumulo.dashboard.session import Session
 
 PAGE_SIZES = (20, 50, 100)
 MAX_FIELD = 255
@@ -112,3 +115,26 @@ async def download(api: Api, service: str, path: str, filename: str,
     out["Cache-Control"] = "no-store"
     out["X-Content-Type-Options"] = "nosniff"
     return StreamingResponse(chunks(), status_code=200, headers=out)
+
+
+class AccountCatalog:
+    """The catalog with object-store's URL aimed at the session's own account.
+
+    Swift's endpoint carries the project (``/v1/AUTH_<project>``), while the dashboard's catalog is
+    shared by every session of the process: the account is taken from the session, not the cache.
+    """
+
+    def __init__(self, catalog: Any, project_id: str) -> None:
+        self.catalog, self.project_id, self.region = catalog, project_id, catalog.region
+
+    async def url(self, service: str, token: str) -> str:
+        url: str = await self.catalog.url(service, token)
+        if service == "object-store":
+            url = re.sub(r"/AUTH_[^/]*$", "/AUTH_" + self.project_id, url)
+        return url
+
+
+def account(api: Api, session: Session) -> Api:
+    """``api`` with the session's own Swift account."""
+    return Api(api.http, AccountCatalog(api.catalog, session.project_id), api.token,  # type: ignore[arg-type]
+               api.request_id)

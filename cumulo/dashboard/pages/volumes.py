@@ -171,8 +171,8 @@ def routes(d: Dashboard) -> list[Route]:
                 r = await api.post("block-storage", "/snapshots", {"snapshot": {
                     "volume_id": volume_id, "name": form["name"] or None, "description": form["description"] or None,
                     "force": form["force"] == "on"}})
-                return d.redirect(here, ("info", f"Taking snapshot {r.data['snapshot'].get('name') or ''}.".replace(
-                    "  ", " ")))
+                snapshot = r.data["snapshot"]
+                return d.redirect(here, ("info", f"Taking snapshot {snapshot.get('name') or snapshot['id']}."))
             if what == "backup":
                 await api.post("block-storage", "/backups", {"backup": {
                     "volume_id": volume_id, "name": form["name"] or None, "description": form["description"] or None,
