@@ -24,10 +24,16 @@ function replaceWith(el, html) {
 
 // The fragments of a resource: elements with data-kind, data-id and data-fragment; a list of that
 // kind (data-live-kind with data-fragment-template) takes a row for a resource it has not shown.
+// Two events of one resource close together (a stop: powering-off, then SHUTOFF) fetch its fragment
+// twice at once; the answers may come back in either order, and only the newest fetch's is shown.
+const newest = new Map();
 async function refresh(ev) {
+  const key = ev.kind + " " + ev.id, n = (newest.get(key) || 0) + 1;
+  newest.set(key, n);
   const els = document.querySelectorAll(`[data-kind="${CSS.escape(ev.kind)}"][data-id="${CSS.escape(ev.id)}"][data-fragment]`);
   for (const el of els) {
     const html = await fetchFragment(el.dataset.fragment);
+    if (newest.get(key) !== n) return;  // a later event's fetch is under way: its answer is newer
     if (html !== null) replaceWith(el, html);
   }
   if (!els.length && ev.action === "create") {
@@ -41,6 +47,8 @@ async function refresh(ev) {
       t.innerHTML = html.trim();
       if (t.content.firstElementChild) body.prepend(t.content.firstElementChild);
     }
+    // the resource changed again while its new row was on the way: that change's fetch found no row
+    if (newest.get(key) !== n) refresh({kind: ev.kind, id: ev.id, action: "update"});
   }
 }
 
