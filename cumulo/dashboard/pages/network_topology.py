@@ -13,12 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-COLUMN = 190  # between two network bars
+COLUMN = 300  # between two network bars
 LEFT = 30
 TOP = 56  # where the bars start (their labels above)
 ROW = 54
-BOX_W, BOX_H = 132, 34
-GAP = 24  # from a bar to the box right of it
+BOX_W, BOX_H = 116, 34
+GAP = 96  # from a bar to the box right of it: room for an address
 MAX_DEVICES = 400
 # ports a router or nothing at all stands for (their device is drawn, or there is none to draw)
 NOT_DRAWN = ("network:dhcp", "network:router_gateway", "network:router_interface", "network:floatingip",
@@ -41,7 +41,8 @@ class Link:
     x2: float
     y: float
     bar_x: float
-    label: str
+    label: str  # the first address (and how many more)
+    addresses: str  # all of them, for the tooltip
 
 
 @dataclass
@@ -130,10 +131,10 @@ def draw(project: str, networks: list[dict[str, Any]], subnets: list[dict[str, A
             if net_id not in column:
                 continue
             bx = column[net_id].x
-            label = ", ".join(addresses)[:40]
+            label = (addresses[0] + (f" +{len(addresses) - 1}" if len(addresses) > 1 else "")) if addresses else ""
             if bx < box.x:
-                box.links.append(Link(bx, box.x, mid, bx, label))
+                box.links.append(Link(bx, box.x, mid, bx, label, ", ".join(addresses)))
             else:
-                box.links.append(Link(box.x + BOX_W, bx, mid, bx, label))
+                box.links.append(Link(box.x + BOX_W, bx, mid, bx, label, ", ".join(addresses)))
     bar_height = 30 + max(len(rows), 1) * ROW + 10
     return Picture(bars, drawn, right + LEFT + 40, TOP + bar_height + 20, bar_height, left_out)
