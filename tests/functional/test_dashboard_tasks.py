@@ -170,3 +170,21 @@ def test_a_member_gets_the_apis_403_in_words_for_metrics(
         assert r.status_code == 403 and r.json()["error"] == direct.json()["forbidden"]["message"], r.text
     r = browser(tcloud, people["other"]).page(f"/project/metrics/servers/{story['server']}")
     assert r.status_code in (403, 404) and r.json()["error"]
+
+
+def test_a_volume_that_found_no_backend_shows_cinders_user_message(
+        tcloud: Cloud, people: dict[str, Persona]) -> None:
+    member = people["member"]
+    base = f"{tcloud.volume_url}/{member.project_id}"
+    h = {"X-Auth-Token": member.token, "OpenStack-API-Version": "volume 3.60"}
+    r = httpx.post(f"{base}/volumes", headers=h, json={"volume": {"name": unique("too-big"), "size": 900}})
+    assert r.status_code == 202, r.text
+    volume = r.json()["volume"]["id"]
+    wait_for(lambda: httpx.get(f"{base}/volumes/{volume}", headers=h).json()["volume"]["status"] == "error", 20,
+             "the volume in error")
+    said = [m for m in httpx.get(f"{base}/messages", headers=h).json()["messages"] if m["resource_uuid"] == volume]
+    assert said, "Cinder kept no user message"
+    rows = task_rows(browser(tcloud, member).page("/project/tasks").text)
+    row = next(x for x in rows if volume[:8] in x or "too-big" in x)
+    assert "Error" in row and said[0]["user_message"] in row and said[0]["request_id"] in row, row
+    assert all(volume not in x for x in task_rows(browser(tcloud, people["other"]).page("/project/tasks").text))
