@@ -15,6 +15,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -44,6 +45,12 @@ def cut(items: list[Any], limit: int, key: str = "id") -> tuple[list[Any], str]:
     more = len(items) > limit
     items = items[:limit]
     return items, str(items[-1][key]) if more and items else ""
+
+
+def seg(value: Any) -> str:
+    """A value as one segment of an API path (a form's id or a key may hold ``/``, ``?`` or ``..``)."""
+    text = str(value)
+    return "%2E" * len(text) if text in (".", "..") else quote(text, safe="")
 
 
 def query_of(request: Request, *names: str) -> dict[str, str]:

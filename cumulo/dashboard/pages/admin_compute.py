@@ -1,5 +1,6 @@
 """Admin compute pages: hypervisors and compute services (disable with a reason, enable, force
-down, evacuate a down host), host aggregates and availability zones, and every project's instances.
+down, evacuate a down host), host aggregates and availability zones, and every project's instances
+(migrate, live-migrate, confirm, hard reboot, delete).
 
 Each page is one or two calls: ``os-hypervisors/detail`` (paged) with ``os-services``; the
 aggregates with ``os-availability-zone/detail``; ``/servers/detail?all_tenants=1`` (paged,
@@ -37,6 +38,16 @@ from cumulo.dashboard.session import Session
 NAV = [("admin", "Compute", "Hypervisors", "/admin/hypervisors"),
        ("admin", "Compute", "Host aggregates", "/admin/aggregates"),
        ("admin", "Compute", "Instances", "/admin/instances")]
+
+
+# the actions an admin applies to any project's instance: name -> (body of POST /servers/{id}/action, words)
+ACTIONS: dict[str, tuple[dict[str, Any], str]] = {
+    "live_migrate": ({"os-migrateLive": {"block_migration": "auto", "host": None}}, "Live-migrating"),
+    "migrate": ({"migrate": None}, "Migrating"),
+    "confirm_resize": ({"confirmResize": None}, "Confirming the migration of"),
+    "revert_resize": ({"revertResize": None}, "Reverting the migration of"),
+    "hard_reboot": ({"reboot": {"type": "HARD"}}, "Hard rebooting"),
+}
 
 
 def percent(used: Any, total: Any) -> int:
@@ -184,7 +195,19 @@ def routes(d: Dashboard) -> list[Route]:
             project_names(api))
         servers, next_marker = cut(data["servers"], limit)
         return d.render(request, "admin_instances.html", title="All instances", servers=servers, names=names,
-                        query=query, limit=limit, marker=marker(request), next_marker=next_marker)
+                        query=query, limit=limit, marker=marker(request), next_marker=next_marker,
+                        actions=ACTIONS)
+
+    async def instance_action(request: Request, session: Session, api: Api) -> Response:
+        server_id = request.path_params["server_id"]
+        name = (await form_of(request)).get("action", "")
+        back = "/admin/instances"
+        if name == "delete":
+            return await act(d, back, api.delete("compute", f"/servers/{server_id}"), "Deleting the instance.")
+        if name not in ACTIONS:
+            return d.redirect(back, ("error", f"There is no action {name[:40]!r}."))
+        body, words = ACTIONS[name]
+        return await act(d, back, api.post("compute", f"/servers/{server_id}/action", body), f"{words} the instance.")
 
     def admin(fn: Any) -> Any:
         return view(d, fn, panel="admin")
@@ -197,4 +220,5 @@ def routes(d: Dashboard) -> list[Route]:
             Route("/admin/aggregates/{agg_id}", admin(aggregate), methods=["GET", "POST"]),
             Route("/admin/aggregates/{agg_id}/hosts/{action}", admin(aggregate_hosts), methods=["POST"]),
             Route("/admin/aggregates/{agg_id}/delete", admin(aggregate_delete), methods=["POST"]),
-            Route("/admin/instances", admin(instances), methods=["GET"])]
+            Route("/admin/instances", admin(instances), methods=["GET"]),
+            Route("/admin/instances/{server_id}/action", admin(instance_action), methods=["POST"])]

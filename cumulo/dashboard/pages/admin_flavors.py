@@ -29,6 +29,7 @@ from cumulo.dashboard.pages.admin import (
     page_size,
     project_names,
     quietly,
+    seg,
 )
 from cumulo.dashboard.session import Session
 
@@ -93,7 +94,7 @@ def routes(d: Dashboard) -> list[Route]:
             wanted = key_values(values["metadata"])
             for key in specs:
                 if key not in wanted:
-                    await api.delete("compute", f"/flavors/{flavor_id}/os-extra_specs/{key}")
+                    await api.delete("compute", f"/flavors/{flavor_id}/os-extra_specs/{seg(key)}")
             change = {k: v for k, v in wanted.items() if specs.get(k) != v}
             if change:
                 await api.post("compute", f"/flavors/{flavor_id}/os-extra_specs", {"extra_specs": change})

@@ -28,6 +28,7 @@ from cumulo.dashboard.pages.admin import (
     number,
     query_of,
     quietly,
+    seg,
 )
 from cumulo.dashboard.session import Session
 
@@ -171,7 +172,8 @@ def routes(d: Dashboard) -> list[Route]:
                 body["default_project_id"] = values["project"]
             user = (await api.post("identity", "/users", {"user": body})).data["user"]
             if values["project"] and values["role"]:
-                await api.put("identity", f"/projects/{values['project']}/users/{user['id']}/roles/{values['role']}")
+                project, role = seg(values["project"]), seg(values["role"])
+                await api.put("identity", f"/projects/{project}/users/{user['id']}/roles/{role}")
             return d.redirect("/admin/users", ("info", f"Created the user {user['name']}."))
 
         member = next((rid for rid, name in role_opts if name == "member"), "")
@@ -229,7 +231,7 @@ def routes(d: Dashboard) -> list[Route]:
         fields = [Field("project", "Project", "select", project_opts), Field("role", "Role", "select", role_opts)]
 
         async def submit(values: dict[str, Any]) -> Response:
-            await api.put("identity", f"/projects/{values['project']}/users/{user_id}/roles/{values['role']}")
+            await api.put("identity", f"/projects/{seg(values['project'])}/users/{user_id}/roles/{seg(values['role'])}")
             return d.redirect(f"/admin/users/{user_id}/roles", ("info", "Assigned the role."))
 
         return await form_page(d, request, title=f"Roles of {user['name']}", fields=fields, submit=submit,
@@ -241,7 +243,7 @@ def routes(d: Dashboard) -> list[Route]:
         form = await form_of(request)
         project, role = form.get("project", "")[:64], form.get("role", "")[:64]
         return await act(d, f"/admin/users/{user_id}/roles",
-                         api.delete("identity", f"/projects/{project}/users/{user_id}/roles/{role}"),
+                         api.delete("identity", f"/projects/{seg(project)}/users/{user_id}/roles/{seg(role)}"),
                          "Removed the role assignment.")
 
     # -- groups ---------------------------------------------------------------------------------
@@ -274,7 +276,7 @@ def routes(d: Dashboard) -> list[Route]:
                                key=lambda x: x[1].lower()))]
 
         async def submit(values: dict[str, Any]) -> Response:
-            await api.put("identity", f"/groups/{group_id}/users/{values['user']}")
+            await api.put("identity", f"/groups/{group_id}/users/{seg(values['user'])}")
             return d.redirect(f"/admin/groups/{group_id}", ("info", "Added the member."))
 
         return await form_page(d, request, title=f"Group {group_['group']['name']}", fields=fields, submit=submit,
@@ -288,8 +290,8 @@ def routes(d: Dashboard) -> list[Route]:
         if name == "delete":
             return await act(d, "/admin/groups", api.delete("identity", f"/groups/{group_id}"), "Deleted the group.")
         user = (await form_of(request)).get("user", "")[:64]
-        return await act(d, f"/admin/groups/{group_id}", api.delete("identity", f"/groups/{group_id}/users/{user}"),
-                         "Removed the member.")
+        return await act(d, f"/admin/groups/{group_id}",
+                         api.delete("identity", f"/groups/{group_id}/users/{seg(user)}"), "Removed the member.")
 
     # -- roles ----------------------------------------------------------------------------------
     async def roles(request: Request, session: Session, api: Api) -> Response:

@@ -27,6 +27,7 @@ from cumulo.dashboard.pages.admin import (
     page_size,
     project_names,
     query_of,
+    seg,
 )
 from cumulo.dashboard.session import Session
 
@@ -91,7 +92,7 @@ def routes(d: Dashboard) -> list[Route]:
             wanted = key_values(values["metadata"])
             for key in specs:
                 if key not in wanted:
-                    await api.delete("block-storage", f"/types/{type_id}/extra_specs/{key}")
+                    await api.delete("block-storage", f"/types/{type_id}/extra_specs/{seg(key)}")
             change = {k: v for k, v in wanted.items() if specs.get(k) != v}
             if change:
                 await api.post("block-storage", f"/types/{type_id}/extra_specs", {"extra_specs": change})
