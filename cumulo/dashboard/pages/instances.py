@@ -1,5 +1,7 @@
 """Instances: the list (one API call a page: Nova filters, sorts and pages), a row as a fragment
-for live updates, and the row and bulk actions.
+for live updates, and the row and bulk actions; the routes of the launch wizard
+(``instance_launch``), an instance's page and its action forms (``instance_detail``) and its
+consoles in the browser (``instance_consoles``).
 
 The list asks ``GET /servers/detail`` with ``limit`` and ``marker`` and the filters the user
 chose; flavors come embedded in each server (2.47), so no other call is needed to show a page.
@@ -17,6 +19,7 @@ from starlette.routing import Route
 
 from cumulo.dashboard.app import Dashboard, view
 from cumulo.dashboard.client import Api, ApiError
+from cumulo.dashboard.pages import instance_consoles, instance_detail, instance_launch
 from cumulo.dashboard.session import Session
 
 NAV = [("project", "Compute", "Instances", "/project/instances")]
@@ -42,6 +45,15 @@ ACTIONS: dict[str, tuple[dict[str, Any], str]] = {
     "confirm_resize": ({"confirmResize": None}, "Confirming the resize of"),
     "revert_resize": ({"revertResize": None}, "Reverting the resize of"),
 }
+# offered to admins only (the API's rule is admin-only too): a cold migration to another node
+ADMIN_ACTIONS: dict[str, tuple[dict[str, Any], str]] = {"migrate": ({"migrate": None}, "Migrating")}
+
+
+def back_to(value: Any) -> str:
+    """Where an action's form goes back to: an instances page of this dashboard, or the list."""
+    target = str(value or "")
+    return target if target.startswith("/project/instances") and "//" not in target and len(target) < 200 \
+        else "/project/instances"
 
 
 def page_params(request: Request) -> dict[str, Any]:
@@ -74,7 +86,8 @@ def routes(d: Dashboard) -> list[Route]:
         params = page_params(request)
         servers, next_marker = await server_page(api, params)
         return d.render(request, "instances.html", title="Instances", servers=servers, params=params,
-                        next_marker=next_marker, statuses=STATUSES, page_sizes=PAGE_SIZES, actions=ACTIONS)
+                        next_marker=next_marker, statuses=STATUSES, page_sizes=PAGE_SIZES, actions=ACTIONS,
+                        admin_actions=ADMIN_ACTIONS)
 
     async def row(request: Request, session: Session, api: Api) -> Response:
         try:
@@ -83,17 +96,28 @@ def routes(d: Dashboard) -> list[Route]:
             if exc.status == 404:
                 return Response(status_code=404)
             raise
-        return d.render(request, "instance_row.html", server=server, actions=ACTIONS)
+        return d.render(request, "instance_row.html", server=server, actions=ACTIONS, admin_actions=ADMIN_ACTIONS)
+
+    async def status(request: Request, session: Session, api: Api) -> Response:
+        """The status, fault and buttons of an instance's page, as a fragment (404: it is gone)."""
+        try:
+            server = (await api.get("compute", f"/servers/{request.path_params['server_id']}"))["server"]
+        except ApiError as exc:
+            if exc.status == 404:
+                return Response(status_code=404)
+            raise
+        return d.render(request, "instance_status.html", server=server)
 
     async def action(request: Request, session: Session, api: Api) -> Response:
         form = await request.form()
         name = str(form.get("action", ""))
         ids = [request.path_params["server_id"]] if "server_id" in request.path_params else \
             [str(v)[:64] for v in form.getlist("server_id")][:1000]
-        back = "/project/instances"
+        back = back_to(form.get("next"))
+        known = {**ACTIONS, **ADMIN_ACTIONS}
         if not ids:
             return d.redirect(back, ("error", "Choose at least one instance."))
-        if name != "delete" and name not in ACTIONS:
+        if name != "delete" and name not in known:
             return d.redirect(back, ("error", f"There is no action {name[:40]!r}."))
         failed = []
         for server_id in ids:
@@ -101,15 +125,30 @@ def routes(d: Dashboard) -> list[Route]:
                 if name == "delete":
                     await api.delete("compute", f"/servers/{server_id}")
                 else:
-                    await api.post("compute", f"/servers/{server_id}/action", ACTIONS[name][0])
+                    await api.post("compute", f"/servers/{server_id}/action", known[name][0])
             except ApiError as exc:
                 failed.append(f"{server_id[:8]}: {exc.message}")
         if failed:
             return d.redirect(back, ("error", "; ".join(failed)[:480]))
-        words = "Deleting" if name == "delete" else ACTIONS[name][1]
+        if name == "delete" and back != "/project/instances" and len(ids) == 1:
+            back = "/project/instances"  # the instance's own page is going away
+        words = "Deleting" if name == "delete" else known[name][1]
         return d.redirect(back, ("info", f"{words} {len(ids)} instance{'s' if len(ids) != 1 else ''}."))
 
+    launch = instance_launch.views(d)
+    detail = instance_detail.views(d)
+    consoles = instance_consoles.views(d)
+    one = "/project/instances/{server_id}"
     return [Route("/project/instances", view(d, index), methods=["GET"]),
+            Route("/project/instances/launch", view(d, launch["page"]), methods=["GET"]),
+            Route("/project/instances/launch", view(d, launch["launch"]), methods=["POST"]),
             Route("/project/instances/bulk", view(d, action), methods=["POST"]),
-            Route("/project/instances/{server_id}/row", view(d, row), methods=["GET"]),
-            Route("/project/instances/{server_id}/action", view(d, action), methods=["POST"])]
+            Route(one, view(d, detail["detail"]), methods=["GET"]),
+            Route(f"{one}/row", view(d, row), methods=["GET"]),
+            Route(f"{one}/status", view(d, status), methods=["GET"]),
+            Route(f"{one}/action", view(d, action), methods=["POST"]),
+            Route(f"{one}/console", view(d, consoles["console"]), methods=["GET"]),
+            Route(f"{one}/vnc", view(d, consoles["vnc"]), methods=["GET"]),
+            *[Route(f"{one}/{name}", view(d, detail["form"](name)), methods=["GET", "POST"])
+              for name in instance_detail.FORMS],
+            Route(f"{one}/{{what:str}}/{{item_id}}/detach", view(d, detail["undo"]), methods=["POST"])]
