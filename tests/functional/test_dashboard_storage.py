@@ -283,8 +283,13 @@ def test_an_image_upload_streams_the_file_and_the_image_becomes_active_with_its_
     assert r.json()["upload"] == f"/project/images/{image_id}/upload"
     data = os.urandom(5 * MiB + 123)
 
-    def chunks() -> Iterator[bytes]:  # sent as it is made: the dashboard must stream it on
-        for i in range(0, len(data), 256 * 1024):
+    def chunks() -> Iterator[bytes]:
+        """The rest is sent only once Glance is taking the data: a dashboard that held the whole
+        body before passing it on would never see the rest (and the wait would time out)."""
+        yield data[:MiB]
+        wait_for(lambda: api("GET", "image", f"/v2/images/{image_id}").json()["status"] == "saving", 20,
+                 "Glance to be receiving the data while the browser still sends it")
+        for i in range(MiB, len(data), 256 * 1024):
             yield data[i:i + 256 * 1024]
 
     r = b.http.post(r.json()["upload"], content=chunks(), headers={
