@@ -161,6 +161,29 @@ def test_a_volume_create_is_an_event_with_cinders_status(
     assert all(s.about(volume) == [] for s in streams["other"])
 
 
+def test_an_image_and_a_network_are_events_with_their_apis_status(
+        ecloud: Cloud, people: dict[str, Persona], streams: dict[str, list[Stream]]) -> None:
+    member = people["member"]
+    h = {"X-Auth-Token": member.token}
+    r = httpx.post(f"{ecloud.image_url}/v2/images", headers=h, json={
+        "name": unique("live-img"), "disk_format": "raw", "container_format": "bare"})
+    assert r.status_code == 201, r.text
+    image = r.json()["id"]
+    r = httpx.post(f"{ecloud.network_url}/networks", headers=h, json={"network": {"name": unique("live-net")}})
+    assert r.status_code == 201, r.text
+    network = r.json()["network"]["id"]
+    for s in streams["member"]:
+        e = s.wait(lambda e: e["id"] == image, 10, "image event")
+        assert (e["kind"], e["action"], e["status"]) == ("image", "create", "queued")
+        assert e["project_id"] == member.project_id
+        e = s.wait(lambda e: e["id"] == network, 10, "network event")
+        assert (e["kind"], e["action"], e["status"]) == ("network", "create", "ACTIVE")
+    assert httpx.delete(f"{ecloud.image_url}/v2/images/{image}", headers=h).status_code == 204
+    for s in streams["member"]:
+        s.wait(lambda e: e["id"] == image and e["action"] == "delete", 10, "image delete event")
+    assert all(s.about(image) == [] and s.about(network) == [] for s in streams["other"])
+
+
 def test_a_deleted_server_is_a_delete_event(
         ecloud: Cloud, people: dict[str, Persona], streams: dict[str, list[Stream]], server: str) -> None:
     streams["member"][0].wait(lambda e: e["id"] == server and e["status"] == "ACTIVE", 30, "ACTIVE event")
