@@ -40,6 +40,7 @@ from cumulo.core import events
 LOG = logging.getLogger(__name__)
 KEY = "cumulo.watch"
 SEEN = 4096
+PATIENCE = 10.0  # seconds one event may take (a read back, the bus): a stuck bus holds up no queue for long
 
 Row = Mapping[str, Any]
 
@@ -216,10 +217,11 @@ async def _publish(changes: list[tuple[Watch, list[str], dict[str, Any], str]],
     for w, ids, values, action in changes:
         for ident in ids:
             try:
-                row = await w.describe(ident, values, action)
-                await events.changed(w.bus, w.kind, ident, row.get(w.project), action, status=w.status_of(row))
+                async with asyncio.timeout(PATIENCE):
+                    row = await w.describe(ident, values, action)
+                    await events.changed(w.bus, w.kind, ident, row.get(w.project), action, status=w.status_of(row))
             except Exception as exc:  # noqa: BLE001  (the write has committed; the event is a courtesy)
-                LOG.warning("no %s event for %s %s: %s", action, w.kind, ident, exc)
+                LOG.warning("no %s event for %s %s: %s", action, w.kind, ident, exc or type(exc).__name__)
 
 
 def _install() -> None:
