@@ -316,6 +316,27 @@ def test_flavor_create_specs_access_delete_and_bad_values(browser: Browser, worl
 
 
 # -- storage ---------------------------------------------------------------------------------------
+def test_volume_and_image_actions_on_another_projects(browser: Browser, world: SimpleNamespace,
+                                                      cloud: Cloud) -> None:
+    pa = Apis(cloud, world.member.token)
+    volume = pa.volume("POST", "/volumes", {"volume": {"name": unique("p-vol"), "size": 1}})["volume"]
+    image = pa.image("POST", "/v2/images", {"name": unique("p-img"), "disk_format": "raw",
+                                            "container_format": "bare"})
+    wait_for(lambda: pa.volume("GET", f"/volumes/{volume['id']}")["volume"]["status"] == "available", 60,
+             "P's volume available")
+    assert volume["name"] in ok_page(browser, "/admin/volumes", project_id=world.p["id"])
+    base = f"/admin/volumes/{volume['id']}/action"
+    assert "error" in browser.flash(browser.post(base, {"action": "reset_to_error"}))
+    assert world.admin.volume("GET", f"/volumes/{volume['id']}")["volume"]["status"] == "error"
+    assert "available" in browser.flash(browser.post(base, {"action": "reset_to_available"}))
+    assert world.admin.volume("GET", f"/volumes/{volume['id']}")["volume"]["status"] == "available"
+    assert "Deleting" in browser.flash(browser.post(base, {"action": "delete"}))
+    wait_for(lambda: world.admin.status("GET", f"{cloud.volume_url}/volumes/{volume['id']}") == 404, 60,
+             "the volume deleted")
+    assert "Deleted" in browser.flash(browser.post(f"/admin/images/{image['id']}/delete"))
+    assert world.admin.status("GET", f"{cloud.image_url}/v2/images/{image['id']}") == 404
+
+
 def test_volume_type_create_specs_delete(browser: Browser, world: SimpleNamespace) -> None:
     name = unique("vtype")
     browser.page("/admin/volume-types/create")

@@ -1,5 +1,5 @@
-"""Admin storage pages: the images of every project, the volumes of every project, and volume types
-(create, extra specs, delete).
+"""Admin storage pages: the images of every project (delete), the volumes of every project (reset
+status, force delete, delete), and volume types (create, extra specs, delete).
 
 Glance lists every image to an admin; Cinder lists every project's volumes with ``all_tenants=1``.
 Both lists are paged by the services (limit and marker) and show each owner's project name (one
@@ -20,6 +20,7 @@ from cumulo.dashboard.pages.admin import (
     Field,
     act,
     cut,
+    form_of,
     form_page,
     gather,
     key_values,
@@ -34,6 +35,13 @@ from cumulo.dashboard.session import Session
 NAV = [("admin", "Storage", "Images", "/admin/images"),
        ("admin", "Storage", "Volumes", "/admin/volumes"),
        ("admin", "Storage", "Volume types", "/admin/volume-types")]
+
+# what an admin does to any project's volume: name -> (body of POST /volumes/{id}/action, words)
+VOLUME_ACTIONS: dict[str, tuple[dict[str, Any], str]] = {
+    "reset_to_available": ({"os-reset_status": {"status": "available"}}, "Set the volume's status to available."),
+    "reset_to_error": ({"os-reset_status": {"status": "error"}}, "Set the volume's status to error."),
+    "force_delete": ({"os-force_delete": None}, "Force-deleting the volume."),
+}
 
 TYPE_FIELDS = [Field("name", "Name", required=True), Field("description", "Description"),
                Field("is_public", "Public", "checkbox"),
@@ -60,7 +68,23 @@ def routes(d: Dashboard) -> list[Route]:
             project_names(api))
         rows, next_marker = cut(data["volumes"], limit)
         return d.render(request, "admin_volumes.html", title="Volumes of every project", volumes=rows, names=names,
-                        query=query, limit=limit, marker=marker(request), next_marker=next_marker)
+                        query=query, limit=limit, marker=marker(request), next_marker=next_marker,
+                        actions=VOLUME_ACTIONS)
+
+    async def volume_action(request: Request, session: Session, api: Api) -> Response:
+        volume_id = request.path_params["volume_id"]
+        name = (await form_of(request)).get("action", "")
+        if name == "delete":
+            return await act(d, "/admin/volumes", api.delete("block-storage", f"/volumes/{volume_id}"),
+                             "Deleting the volume.")
+        if name not in VOLUME_ACTIONS:
+            return d.redirect("/admin/volumes", ("error", f"There is no volume action {name[:40]!r}."))
+        body, words = VOLUME_ACTIONS[name]
+        return await act(d, "/admin/volumes", api.post("block-storage", f"/volumes/{volume_id}/action", body), words)
+
+    async def image_delete(request: Request, session: Session, api: Api) -> Response:
+        image_id = request.path_params["image_id"]
+        return await act(d, "/admin/images", api.delete("image", f"/v2/images/{image_id}"), "Deleted the image.")
 
     async def types(request: Request, session: Session, api: Api) -> Response:
         data = await api.get("block-storage", "/types", is_public="none")
@@ -111,7 +135,9 @@ def routes(d: Dashboard) -> list[Route]:
         return view(d, fn, panel="admin")
 
     return [Route("/admin/images", admin(images), methods=["GET"]),
+            Route("/admin/images/{image_id}/delete", admin(image_delete), methods=["POST"]),
             Route("/admin/volumes", admin(volumes), methods=["GET"]),
+            Route("/admin/volumes/{volume_id}/action", admin(volume_action), methods=["POST"]),
             Route("/admin/volume-types", admin(types), methods=["GET"]),
             Route("/admin/volume-types/create", admin(type_create), methods=["GET", "POST"]),
             Route("/admin/volume-types/{type_id}", admin(type_specs), methods=["GET", "POST"]),
