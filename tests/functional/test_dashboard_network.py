@@ -377,9 +377,12 @@ def test_reader_sees_without_write_forms_and_is_refused_in_neutrons_words(
 
 
 def test_other_project_sees_nothing_and_admin_sees_everything(
-        cloud: Cloud, people: dict[str, User], browsers: dict[str, Browser], member_network: dict[str, Any]) -> None:
-    net = member_network
+        cloud: Cloud, people: dict[str, User], browsers: dict[str, Browser], member_network: dict[str, Any],
+        server: dict[str, Any]) -> None:
+    net, router = member_network, server["router"]
     other = browsers["other"]
+    assert router["name"] not in other.page("/project/routers").text
+    assert other.page(f"/project/routers/{router['id']}").status_code == 404
     assert net["name"] not in other.page("/project/networks").text
     for path in (f"/project/networks/{net['id']}", f"/project/networks/{net['id']}/row"):
         assert other.page(path).status_code == 404, path
@@ -391,6 +394,9 @@ def test_other_project_sees_nothing_and_admin_sees_everything(
     assert net["name"] in listing and people["member"].project_id[:8] in listing
     assert "10.60.0.0/24" in admin.page(f"/project/networks/{net['id']}").text
     assert ">default</a>" in admin.page("/project/security-groups").text
+    assert router["name"] in admin.page("/project/routers").text
+    detail = admin.page(f"/project/routers/{router['id']}").text
+    assert "10.60.0.1" in detail and 'id="gateway-form"' in detail
 
 
 def test_network_list_pages(cloud: Cloud, people: dict[str, User], browsers: dict[str, Browser]) -> None:

@@ -297,12 +297,14 @@ def routes(d: Dashboard) -> list[Route]:
             api.get("network", f"/v2.0/routers/{router_id}"),
             api.get("network", "/v2.0/ports", device_id=router_id, device_owner="network:router_interface"),
             api.get("network", "/v2.0/subnets", fields=["id", "name", "cidr", "network_id"]),
-            api.get("network", "/v2.0/networks", fields=["id", "name", "router:external"]))
+            api.get("network", "/v2.0/networks", fields=["id", "name", "router:external", "shared", "project_id"]))
         router = data["router"]
         attached = {ip["subnet_id"] for p in interfaces["ports"] for ip in p["fixed_ips"]}
         externals = [n for n in nets["networks"] if n.get("router:external")]
-        external_ids = {n["id"] for n in externals}
-        choices = [s for s in subnets["subnets"] if s["id"] not in attached and s["network_id"] not in external_ids]
+        # an interface goes on a subnet of the router's project or of a shared network (an admin sees all)
+        usable = {n["id"] for n in nets["networks"] if not n.get("router:external")
+                  and (n.get("shared") or n.get("project_id") == router["project_id"])}
+        choices = [s for s in subnets["subnets"] if s["id"] not in attached and s["network_id"] in usable]
         return d.render(request, "network_router_detail.html", status, title=f"Router {router['name'] or router['id']}",
                         router=router, interfaces=interfaces["ports"], subnets=ids(subnets["subnets"]),
                         choices=choices, externals=externals, net_names={n["id"]: n["name"] for n in nets["networks"]},
