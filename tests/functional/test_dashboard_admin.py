@@ -238,10 +238,15 @@ def test_instance_actions_on_any_project(browser: Browser, world: SimpleNamespac
     mine = world.admin.compute("POST", "/servers", {"server": {"name": unique("adm-vm"), "flavorRef": "1",
                                                                "imageRef": world.image["id"], "networks": "none"}})
     server_id = mine["server"]["id"]
+    # the row the page's script fetches when the event stream says a server changed
+    row = browser.page(f"/admin/instances/{world.server['id']}/row")
+    assert row.status_code == 200 and row.text.startswith(f'<tr id="row-server-{world.server["id"]}"')
+    assert world.names.server in row.text and world.q["name"] in row.text and "ACTIVE" in row.text
     r = browser.post(f"/admin/instances/{server_id}/action", {"action": "delete"})
     assert "Deleting" in browser.flash(r)
     wait_for(lambda: world.admin.status("GET", f"{world.admin.cloud.compute_url}/servers/{server_id}") == 404, 60,
              "the server deleted")
+    assert browser.page(f"/admin/instances/{server_id}/row").status_code == 404
 
 
 def test_host_aggregate_create_hosts_metadata_zone_delete(browser: Browser, world: SimpleNamespace) -> None:
@@ -328,11 +333,14 @@ def test_volume_and_image_actions_on_another_projects(browser: Browser, world: S
     base = f"/admin/volumes/{volume['id']}/action"
     assert "error" in browser.flash(browser.post(base, {"action": "reset_to_error"}))
     assert world.admin.volume("GET", f"/volumes/{volume['id']}")["volume"]["status"] == "error"
+    row = browser.page(f"/admin/volumes/{volume['id']}/row")
+    assert row.status_code == 200 and ">error<" in row.text and world.p["name"] in row.text
     assert "available" in browser.flash(browser.post(base, {"action": "reset_to_available"}))
     assert world.admin.volume("GET", f"/volumes/{volume['id']}")["volume"]["status"] == "available"
     assert "Deleting" in browser.flash(browser.post(base, {"action": "delete"}))
     wait_for(lambda: world.admin.status("GET", f"{cloud.volume_url}/volumes/{volume['id']}") == 404, 60,
              "the volume deleted")
+    assert browser.page(f"/admin/volumes/{volume['id']}/row").status_code == 404
     assert "Deleted" in browser.flash(browser.post(f"/admin/images/{image['id']}/delete"))
     assert world.admin.status("GET", f"{cloud.image_url}/v2/images/{image['id']}") == 404
 

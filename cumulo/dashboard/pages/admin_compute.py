@@ -198,6 +198,18 @@ def routes(d: Dashboard) -> list[Route]:
                         query=query, limit=limit, marker=marker(request), next_marker=next_marker,
                         actions=ACTIONS)
 
+    async def instance_row(request: Request, session: Session, api: Api) -> Response:
+        """One row, for the page's script when the event stream says the server changed (404: gone)."""
+        try:
+            server = (await api.get("compute", f"/servers/{request.path_params['server_id']}"))["server"]
+        except ApiError as exc:
+            if exc.status == 404:
+                return Response(status_code=404)
+            raise
+        project = await quietly(api.get("identity", f"/projects/{server['tenant_id']}"))
+        return d.render(request, "admin_instance_row.html", s=server, actions=ACTIONS,
+                        pname=(project or {}).get("project", {}).get("name", server["tenant_id"]))
+
     async def instance_action(request: Request, session: Session, api: Api) -> Response:
         server_id = request.path_params["server_id"]
         name = (await form_of(request)).get("action", "")
@@ -221,4 +233,5 @@ def routes(d: Dashboard) -> list[Route]:
             Route("/admin/aggregates/{agg_id}/hosts/{action}", admin(aggregate_hosts), methods=["POST"]),
             Route("/admin/aggregates/{agg_id}/delete", admin(aggregate_delete), methods=["POST"]),
             Route("/admin/instances", admin(instances), methods=["GET"]),
+            Route("/admin/instances/{server_id}/row", admin(instance_row), methods=["GET"]),
             Route("/admin/instances/{server_id}/action", admin(instance_action), methods=["POST"])]

@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cumulo.dashboard.app import Dashboard, view
-from cumulo.dashboard.client import Api
+from cumulo.dashboard.client import Api, ApiError
 from cumulo.dashboard.pages.admin import (
     Field,
     act,
@@ -28,6 +28,7 @@ from cumulo.dashboard.pages.admin import (
     page_size,
     project_names,
     query_of,
+    quietly,
     seg,
 )
 from cumulo.dashboard.session import Session
@@ -70,6 +71,19 @@ def routes(d: Dashboard) -> list[Route]:
         return d.render(request, "admin_volumes.html", title="Volumes of every project", volumes=rows, names=names,
                         query=query, limit=limit, marker=marker(request), next_marker=next_marker,
                         actions=VOLUME_ACTIONS)
+
+    async def volume_row(request: Request, session: Session, api: Api) -> Response:
+        """One row, for the page's script when the event stream says the volume changed (404: gone)."""
+        try:
+            volume = (await api.get("block-storage", f"/volumes/{request.path_params['volume_id']}"))["volume"]
+        except ApiError as exc:
+            if exc.status == 404:
+                return Response(status_code=404)
+            raise
+        owner = volume.get("os-vol-tenant-attr:tenant_id") or ""
+        project = await quietly(api.get("identity", f"/projects/{owner}")) if owner else None
+        return d.render(request, "admin_volume_row.html", v=volume, actions=VOLUME_ACTIONS,
+                        pname=(project or {}).get("project", {}).get("name", owner))
 
     async def volume_action(request: Request, session: Session, api: Api) -> Response:
         volume_id = request.path_params["volume_id"]
@@ -137,6 +151,7 @@ def routes(d: Dashboard) -> list[Route]:
     return [Route("/admin/images", admin(images), methods=["GET"]),
             Route("/admin/images/{image_id}/delete", admin(image_delete), methods=["POST"]),
             Route("/admin/volumes", admin(volumes), methods=["GET"]),
+            Route("/admin/volumes/{volume_id}/row", admin(volume_row), methods=["GET"]),
             Route("/admin/volumes/{volume_id}/action", admin(volume_action), methods=["POST"]),
             Route("/admin/volume-types", admin(types), methods=["GET"]),
             Route("/admin/volume-types/create", admin(type_create), methods=["GET", "POST"]),
