@@ -520,9 +520,8 @@ def _cumulo_version() -> str:
 
 def backup(cfg: Config, root: Path, include: tuple[str, ...] = INCLUDE_DEFAULT, key: bytes | None = None,
            keep: int | None = None, full: bool = False, progress: Progress | None = None) -> dict[str, Any]:
-    """Back the running (or stopped) cloud up into a new directory in ``root``; returns its manifest."""
-    from cryptography.fernet import Fernet
-
+    """Back the running (or stopped) cloud up into a new directory in ``root``; returns its manifest.
+    ``key`` (a Fernet key) encrypts the secrets; None stores them in the clear (``--no-encrypt``)."""
     progress = progress or Progress()
     started = time.monotonic()
     now = dt.datetime.now(dt.UTC)
@@ -541,57 +540,70 @@ def backup(cfg: Config, root: Path, include: tuple[str, ...] = INCLUDE_DEFAULT, 
         name = PREFIX + now.strftime("%Y%m%dT%H%M%S%fZ")
         partial = root / f"{name}.partial"
         partial.mkdir(mode=0o700)
-        fernet = Fernet(key) if key is not None else None
-        writer = Writer(partial, base, base_files, fernet, progress)
-        before, _after = sources(cfg, include)
-        progress.total(sum(_size(s.path) for s in before))
-        for src in before:  # the first pass
-            writer.add(src)
-        progress.say("database snapshot")
-        db_file, db_info = dump_database(cfg, partial / "files" / "database")
-        os.chmod(db_file, 0o400)
-        progress.total(db_file.stat().st_size)
-        digest, size = _sha256(db_file, progress, "database")
-        writer.files.append({"path": db_file.relative_to(partial).as_posix(), "area": "database",
-                             "target": db_file.name, "kind": "database", "mode": 0o600, "encrypted": False,
-                             "size": size, "sha256": digest, "from": None})
-        writer.copied[0] += 1
-        writer.copied[1] += size
-        revision, counts, ids = (None, {}, {})
-        if db_info["backend"] == "sqlite":
-            revision, counts, ids = sqlite_contents(db_file)
-        else:
-            revision = live_revision(cfg)
-        # the second pass: what appeared during the first (images, objects, volumes made meanwhile),
-        # and the state that follows the database
-        again, after = sources(cfg, include)
-        late = [s for s in again if s.key not in writer.done and not s.secret] + after
-        progress.total(sum(_size(s.path) for s in late))
-        for src in late:
-            writer.add(src)
-        manifest: dict[str, Any] = {
-            "format": FORMAT, "name": name, "cumulo_version": _cumulo_version(), "schema_revision": revision,
-            "created": now.isoformat().replace("+00:00", "Z"), "host": socket.gethostname(),
-            "state_dir": str(cfg.state_path), "config_file": cfg.source or None, "database": db_info,
-            "include": list(include), "incremental": base is not None, "base": base.name if base else None,
-            "copied": {"files": writer.copied[0], "bytes": writer.copied[1]},
-            "linked": {"files": writer.linked[0], "bytes": writer.linked[1]},
-            "encryption": ({"cipher": "fernet", "key_id": key_id(key)} if key is not None else
-                           {"cipher": None, "note": "secrets stored in the clear (--no-encrypt)"}),
-            "tables": counts, "resources": ids, "files": writer.files,
-            "seconds": round(time.monotonic() - started, 3),
-        }
-        raw = json.dumps(manifest, indent=1, sort_keys=False).encode()
-        (partial / MANIFEST).write_bytes(raw)
-        (partial / (MANIFEST + ".sha256")).write_text(f"{hashlib.sha256(raw).hexdigest()}  {MANIFEST}\n")
-        _fsync_dir(partial)
-        os.rename(partial, root / name)
-        _fsync_dir(root)
-        if keep:
-            for old in backups_in(root)[:-keep]:
-                shutil.rmtree(old)
-                progress.say(f"removed {old.name} (--keep {keep})")
-        return manifest
+        try:
+            return _write_backup(cfg, root, partial, name, now, started, include, key, keep, base, base_files,
+                                 progress)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)  # nothing half-written stays behind
+            raise
+
+
+def _write_backup(cfg: Config, root: Path, partial: Path, name: str, now: dt.datetime, started: float,
+                  include: tuple[str, ...], key: bytes | None, keep: int | None, base: Path | None,
+                  base_files: dict[str, dict[str, Any]], progress: Progress) -> dict[str, Any]:
+    from cryptography.fernet import Fernet
+
+    fernet = Fernet(key) if key is not None else None
+    writer = Writer(partial, base, base_files, fernet, progress)
+    before, _after = sources(cfg, include)
+    progress.total(sum(_size(s.path) for s in before))
+    for src in before:  # the first pass
+        writer.add(src)
+    progress.say("database snapshot")
+    db_file, db_info = dump_database(cfg, partial / "files" / "database")
+    os.chmod(db_file, 0o400)
+    progress.total(db_file.stat().st_size)
+    digest, size = _sha256(db_file, progress, "database")
+    writer.files.append({"path": db_file.relative_to(partial).as_posix(), "area": "database",
+                         "target": db_file.name, "kind": "database", "mode": 0o600, "encrypted": False,
+                         "size": size, "sha256": digest, "from": None})
+    writer.copied[0] += 1
+    writer.copied[1] += size
+    revision, counts, ids = (None, {}, {})
+    if db_info["backend"] == "sqlite":
+        revision, counts, ids = sqlite_contents(db_file)
+    else:
+        revision = live_revision(cfg)
+    # the second pass: what appeared during the first (images, objects, volumes made meanwhile),
+    # and the state that follows the database
+    again, after = sources(cfg, include)
+    late = [s for s in again if s.key not in writer.done and not s.secret] + after
+    progress.total(sum(_size(s.path) for s in late))
+    for src in late:
+        writer.add(src)
+    manifest: dict[str, Any] = {
+        "format": FORMAT, "name": name, "cumulo_version": _cumulo_version(), "schema_revision": revision,
+        "created": now.isoformat().replace("+00:00", "Z"), "host": socket.gethostname(),
+        "state_dir": str(cfg.state_path), "config_file": cfg.source or None, "database": db_info,
+        "include": list(include), "incremental": base is not None, "base": base.name if base else None,
+        "copied": {"files": writer.copied[0], "bytes": writer.copied[1]},
+        "linked": {"files": writer.linked[0], "bytes": writer.linked[1]},
+        "encryption": ({"cipher": "fernet", "key_id": key_id(key)} if key is not None else
+                       {"cipher": None, "note": "secrets stored in the clear (--no-encrypt)"}),
+        "tables": counts, "resources": ids, "files": writer.files,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    raw = json.dumps(manifest, indent=1, sort_keys=False).encode()
+    (partial / MANIFEST).write_bytes(raw)
+    (partial / (MANIFEST + ".sha256")).write_text(f"{hashlib.sha256(raw).hexdigest()}  {MANIFEST}\n")
+    _fsync_dir(partial)
+    os.rename(partial, root / name)
+    _fsync_dir(root)
+    if keep:
+        for old in backups_in(root)[:-keep]:
+            shutil.rmtree(old)
+            progress.say(f"removed {old.name} (--keep {keep})")
+    return manifest
 
 
 def _size(path: Path) -> int:
@@ -733,8 +745,8 @@ def restore(backup: Path, cfg: Config, key: bytes | None = None, force: bool = F
     check(backup, manifest, progress)
     there = holds_cloud(cfg)
     if there and not force:
-        raise BackupError(f"{cfg.state_path} holds a cloud ({', '.join(there)}): restore into an empty state "
-                          f"directory, or --force to replace it")
+        raise BackupError(f"a cloud is already there ({', '.join(there)}): restore into an empty state "
+                          f"directory and database, or --force to replace it")
     where = {**areas(cfg), "config": cfg.state_path}
     if force:
         for path in (where["keys"], where["volumes"], where["volume-backups"], cfg.state_path / "fake",

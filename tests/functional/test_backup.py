@@ -356,3 +356,29 @@ def test_postgresql_backup_and_restore_through_pg_dump(tmp_path: Path) -> None:
     finally:
         stop_cloud(w.cloud)
         _drop_pg_database(database)
+
+
+@pytest.mark.skipif(not shutil.which("qemu-storage-daemon"), reason="needs qemu-storage-daemon")
+def test_a_volume_file_a_process_writes_is_read_through_qemu_img(tmp_path: Path) -> None:
+    from cumulo.ops.backup import Progress, Source, Writer
+
+    volume = tmp_path / "volume-x.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(volume), "64M"], check=True)
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0xab 0 1M", str(volume)], check=True,
+                   capture_output=True)
+    daemon = subprocess.Popen(["qemu-storage-daemon", "--nbd-server", f"addr.type=unix,addr.path={tmp_path}/nbd.sock",
+                               "--blockdev", f"driver=file,node-name=f,filename={volume}",
+                               "--blockdev", "driver=qcow2,node-name=q,file=f",
+                               "--export", "type=nbd,id=e,node-name=q,writable=on"], stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: (tmp_path / "nbd.sock").exists(), 10, "the storage daemon")
+        writer = Writer(tmp_path / "backup", None, {}, None, Progress())
+        writer.add(Source(volume, "volumes", "host/volume-x.qcow2", "volumes"))
+    finally:
+        daemon.terminate()
+        daemon.wait(10)
+    (entry,) = writer.files
+    assert entry["method"].startswith("qemu-img convert -U")  # a plain copy of a file being written could tear
+    compared = subprocess.run(["qemu-img", "compare", str(volume), str(tmp_path / "backup" / entry["path"])],
+                              capture_output=True, text=True)
+    assert compared.returncode == 0, compared.stdout + compared.stderr
