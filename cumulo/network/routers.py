@@ -105,10 +105,8 @@ def router(svc: Ipam) -> Router:
                 Port.device_id == router_id, Port.device_owner == "network:router_interface"))).scalars())
 
     async def set_gateway(row: RouterRow, info: dict[str, Any] | None, project: str, admin: bool) -> None:
-        if row.gateway_port_id:
-            old = await svc.port(row.gateway_port_id, project, True)
-            await svc.delete_port(old)
-        values: dict[str, Any] = {"gateway_network_id": None, "gateway_port_id": None, "enable_snat": True}
+        # the new gateway is checked before the old one goes: a refused request changes nothing
+        net = None
         if info:
             if not isinstance(info, dict) or "network_id" not in info:
                 raise BadRequest("Invalid input for external_gateway_info: a network_id is required.")
@@ -118,6 +116,13 @@ def router(svc: Ipam) -> Router:
                                  f"this router: network {net.id} is not external (router:external).")
             if "enable_snat" in info and not isinstance(info["enable_snat"], bool):
                 raise BadRequest("Invalid input for enable_snat: a boolean.")
+        values: dict[str, Any] = {"gateway_network_id": None, "gateway_port_id": None, "enable_snat": True}
+        if row.gateway_port_id:
+            old = await svc.port(row.gateway_port_id, project, True)
+            await svc.delete_port(old)
+            async with db.session() as s:  # never a router that names a port that is gone
+                await s.execute(update(RouterRow).where(RouterRow.id == row.id).values(**values))
+        if info and net is not None:
             port = await svc.create_port({"network_id": net.id, "project_id": "", "device_id": row.id,
                                           "device_owner": "network:router_gateway", "port_security_enabled": False},
                                          info.get("external_fixed_ips"), project, True)

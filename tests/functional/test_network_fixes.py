@@ -227,3 +227,20 @@ def test_version_details_name_the_core_resources(fcloud: Cloud, people: dict[str
     assert resources["port"]["collection"] == "ports"
     assert resources["port"]["links"] == [{"rel": "self", "href": f"{fcloud.network_url}/ports"}]
     assert httpx.get(f"{fcloud.network_url}/").status_code == 401
+
+
+def test_a_refused_gateway_change_leaves_the_routers_gateway_as_it_was(fcloud: Cloud) -> None:
+    admin = fcloud.token()[0]
+    ext = made(fcloud, admin, "network", {"name": unique("gw-ext"), "router:external": True})
+    made(fcloud, admin, "subnet", {"network_id": ext["id"], "ip_version": 4, "cidr": "10.33.0.0/24"})
+    inner = made(fcloud, admin, "network", {"name": unique("gw-inner")})
+    router = made(fcloud, admin, "router", {"name": unique("gw"), "external_gateway_info": {"network_id": ext["id"]}})
+    before = router["external_gateway_info"]
+    r = call(fcloud, admin, "PUT", f"/routers/{router['id']}",
+             {"router": {"external_gateway_info": {"network_id": inner["id"]}}})
+    assert r.status_code == 400 and "not external" in r.json()["NeutronError"]["message"], r.text
+    after = call(fcloud, admin, "GET", f"/routers/{router['id']}").json()["router"]["external_gateway_info"]
+    assert after == before
+    gw_ports = call(fcloud, admin, "GET", f"/ports?device_id={router['id']}&device_owner=network:router_gateway")
+    assert [p["network_id"] for p in gw_ports.json()["ports"]] == [ext["id"]]
+    assert call(fcloud, admin, "DELETE", f"/routers/{router['id']}").status_code == 204
