@@ -364,6 +364,28 @@ def test_volume_type_create_specs_delete(browser: Browser, world: SimpleNamespac
     assert all(t["id"] != vtype["id"] for t in world.admin.volume("GET", "/types")["volume_types"])
 
 
+def test_network_create_for_a_project_and_delete_networks_and_routers(browser: Browser, world: SimpleNamespace,
+                                                                      cloud: Cloud) -> None:
+    name = unique("ext-net")
+    browser.page("/admin/networks/create")
+    form = {"name": name, "project_id": world.p["id"], "network_type": "vxlan", "physical_network": "",
+            "segmentation_id": "lots", "shared": "on", "external": "on", "admin_state_up": "on"}
+    r = browser.post("/admin/networks/create", form)
+    assert r.status_code == 400 and "segmentation_id" in field_error(r.text, "segmentation_id"), r.text[-1500:]
+    assert "Created" in browser.flash(browser.post("/admin/networks/create", {**form, "segmentation_id": "4242"}))
+    net = world.admin.network("GET", f"/networks?name={name}")["networks"][0]
+    assert (net["project_id"], net["shared"], net["router:external"], net["provider:segmentation_id"]) == (
+        world.p["id"], True, True, 4242)
+    assert name in ok_page(browser, "/admin/networks", project_id=world.p["id"])
+    assert "Deleted" in browser.flash(browser.post(f"/admin/networks/{net['id']}/delete"))
+    assert world.admin.network("GET", f"/networks?name={name}")["networks"] == []
+    router = Apis(cloud, world.member.token).network("POST", "/routers", {"router": {"name": unique("p-rtr")}})[
+        "router"]
+    assert router["name"] in ok_page(browser, "/admin/routers")
+    assert "Deleted" in browser.flash(browser.post(f"/admin/routers/{router['id']}/delete"))
+    assert world.admin.status("GET", f"{cloud.network_url}/routers/{router['id']}") == 404
+
+
 # -- identity --------------------------------------------------------------------------------------
 def test_project_create_duplicate_edit_disable_quotas_delete(browser: Browser, world: SimpleNamespace) -> None:
     name = unique("proj")

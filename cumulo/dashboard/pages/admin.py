@@ -119,8 +119,9 @@ def field_for(message: str, names: Iterable[str], default: str) -> str:
     lowered = message.lower()
     for name in sorted(names, key=len, reverse=True):
         short = name.rsplit(".", 1)[-1].lower()
-        if re.search(rf"(?<![a-z_]){re.escape(short)}(?![a-z_])", lowered):
-            return name
+        for words in {short, short.replace("_", " ")}:  # network_type is "network type" in some faults
+            if re.search(rf"(?<![a-z_]){re.escape(words)}(?![a-z_])", lowered):
+                return name
     return default
 
 
