@@ -23,8 +23,8 @@ from cumulo.dashboard.client import Api, ApiError
 from cumulo.dashboard.pages.forms import account, beside, fields, form_refusal, one_page, paging
 from cumulo.dashboard.session import Session
 
-NAV = [("project", "Compute", "Key pairs", "/project/access/keypairs"),
-       ("project", "Project", "API access", "/project/access/api")]
+NAV = [("project", "Access", "Key pairs", "/project/access/keypairs"),
+       ("project", "Access", "API access", "/project/access/api")]
 KEY_TYPES = ("ssh", "x509")
 
 

@@ -21,7 +21,7 @@ from cumulo.dashboard.client import Api, ApiError
 from cumulo.dashboard.pages.forms import PAGE_SIZES, beside, fields, form_refusal, one_page, paging, upload
 from cumulo.dashboard.session import Session
 
-NAV = [("project", "Compute", "Images", "/project/images")]
+NAV = [("project", "Images", "Images", "/project/images")]
 DISK_FORMATS = ("qcow2", "raw", "vmdk", "vdi", "vhd", "vhdx", "iso", "ploop", "aki", "ari", "ami")
 CONTAINER_FORMATS = ("bare", "ovf", "ova", "aki", "ari", "ami", "docker", "compressed")
 VISIBILITIES = ("private", "shared", "community", "public")
