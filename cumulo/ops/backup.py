@@ -97,6 +97,8 @@ RESOURCE_TABLES = {
     "volumes": "volume_volume", "snapshots": "volume_snapshot", "containers": "object_container",
 }
 CHUNK = 1 << 20
+# in the state directory while a restore writes it: a restore run again replaces what it finds
+RESTORING = ".restore-incomplete"
 
 
 class BackupError(Exception):
@@ -744,6 +746,10 @@ def restore(backup: Path, cfg: Config, key: bytes | None = None, force: bool = F
         raise BackupError(why)
     check(backup, manifest, progress)
     there = holds_cloud(cfg)
+    marker = cfg.state_path / RESTORING
+    if there and marker.exists() and not force:  # what an interrupted restore left: replaced, as it was meant to be
+        progress.say(f"a restore into {cfg.state_path} did not finish ({marker}): replacing what it left")
+        force = True
     if there and not force:
         raise BackupError(f"a cloud is already there ({', '.join(there)}): restore into an empty state "
                           f"directory and database, or --force to replace it")
@@ -754,6 +760,7 @@ def restore(backup: Path, cfg: Config, key: bytes | None = None, force: bool = F
             shutil.rmtree(path, ignore_errors=True)
     cfg.state_path.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(cfg.state_path, 0o700)
+    marker.write_text(f"{manifest['name']}\n")
     order = ["keys", "secrets", "config", "rings", "images", "objects", "volumes", "compute", "database"]
     restored: dict[str, int] = {}
     config_note = None
@@ -787,6 +794,8 @@ def restore(backup: Path, cfg: Config, key: bytes | None = None, force: bool = F
                     os.replace(tmp, target)
             progress.advance(0, f"restored {f['target']}")
             restored[kind] = restored.get(kind, 0) + 1
+    marker.unlink()
+    _fsync_dir(cfg.state_path)
     if config_note:
         progress.say(config_note)
     return {"backup": manifest["name"], "restored": restored, "schema_revision": revision,

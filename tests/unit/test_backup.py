@@ -125,3 +125,21 @@ def test_a_state_dir_holding_a_cloud_needs_force(cfg: configmod.Config, tmp_path
     con.close()
     assert json.loads((tmp_path / "b" / manifest["name"] / "manifest.json").read_text())["resources"]["projects"] \
         == ["p1", "p2"]
+
+
+def test_a_restore_run_again_after_an_interruption_needs_no_force(cfg: configmod.Config, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    manifest = ops.backup(cfg, tmp_path / "b", key=None)
+    backup = tmp_path / "b" / manifest["name"]
+    target = configmod.load(None, env={"CUMULO_STATE_DIR": str(tmp_path / "new")})
+
+    def killed(*_args: object) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(ops, "_restore_database", killed)
+        with pytest.raises(KeyboardInterrupt):
+            ops.restore(backup, target)
+    assert (tmp_path / "new" / ops.RESTORING).exists() and not (tmp_path / "new" / "cumulo.db").exists()
+    ops.restore(backup, target)  # the images it left do not count as a cloud
+    assert (tmp_path / "new" / "cumulo.db").exists() and not (tmp_path / "new" / ops.RESTORING).exists()
