@@ -1,29 +1,41 @@
-"""The dashboard's instances pages on one cloud (fake nodes, SQLite, block storage): the launch
+"""The dashboard's instances pages on one cloud (two fake nodes and one QEMU node, SQLite, block
+storage): the launch
 wizard boots a server the API then shows ACTIVE, and shows Nova's refusals beside the field they
 are about; an instance's page shows what the API has (addresses, volumes, security groups,
 console log, instance actions with their request ids); each action form does what it says
 (stop/start, resize + confirm, snapshot, rebuild, attach and detach a volume and an interface,
-floating IPs, lock, migrate for an admin, delete); the console pages ask Nova for a console (a
-fake node has none: its words are shown); and each persona sees and may do what the API lets it.
+floating IPs, lock, migrate for an admin, delete); the console pages ask Nova for a console: for
+a guest on the QEMU node the page's websocket URL opens its serial shell (or its VNC server)
+once, with the dashboard's Origin; a fake node has none, and Nova's words are shown; and each
+persona sees and may do what the API lets it.  The scheduler's spreading weighers keep every
+server but the one guest (placed by host) on the fake nodes, which have more of everything.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import os
 import re
+import signal
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import ClientConnection, connect
 
 from tests.functional.conftest import Cloud, identity_admin, start_cloud, stop_cloud, unique, wait_for
-from tests.functional.dashboard_helpers import Browser
+from tests.functional.dashboard_helpers import Browser, dashboard_url
 
 SERVICES = "identity,image,compute,placement,network,volume,dashboard"
+QEMU_HOST = "dqnode"
+READY = "cumulo-guest ready"
 
 
 @dataclass
@@ -37,12 +49,37 @@ class Person:
     token: str
 
 
+def qemu_pids(root: Path) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"qemu-system" in cmd and str(root).encode() in cmd:
+                out.append(int(entry.name))
+    return out
+
+
 @pytest.fixture(scope="module")
 def dcloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    c = start_cloud(tmp_path_factory.mktemp("dash-instances"), "sqlite", {
-        "CUMULO_SERVICES": SERVICES, "CUMULO_IMAGE__UPLOAD_GUEST_IMAGES": "true"})
+    tmp = tmp_path_factory.mktemp("dqi")  # short: QEMU's monitor socket paths are limited to 107 bytes
+    c = start_cloud(tmp, "sqlite", {
+        "CUMULO_SERVICES": SERVICES, "CUMULO_COMPUTE__LOCAL_NODE": "true", "CUMULO_COMPUTE__HOST": QEMU_HOST,
+        "CUMULO_COMPUTE__SHUTDOWN_TIMEOUT": "5", "CUMULO_COMPUTE__BUILD_TIMEOUT": "120"})
     yield c
+    admin = c.token()[0]
+    servers = nova(c, admin, "GET", "/servers", all_tenants="1")["servers"]
+    for s in servers:
+        nova(c, admin, "DELETE", f"/servers/{s['id']}", ok=(204, 404))
+    deadline = time.monotonic() + 30
+    while servers and time.monotonic() < deadline:
+        servers = nova(c, admin, "GET", "/servers", all_tenants="1")["servers"]
+        time.sleep(0.3)
     stop_cloud(c)
+    for pid in qemu_pids(tmp):  # a failed test must not leave guests running
+        os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +150,11 @@ def text(page: str) -> str:
     return html.unescape(page)
 
 
+def alerts(page: str) -> list[str]:
+    """What a page says went wrong (its alerts), for a failed assertion's message."""
+    return [html.unescape(m) for m in re.findall(r'role="alert"[^>]*>(.*?)</', page, re.S)]
+
+
 @pytest.fixture(scope="module")
 def world(dcloud: Cloud, people: dict[str, Person]) -> dict[str, Any]:
     """P's network (with a router to an external network, for floating IPs) and the guest image."""
@@ -129,7 +171,12 @@ def world(dcloud: Cloud, people: dict[str, Person]) -> dict[str, Any]:
     neutron(dcloud, member, "PUT", f"/routers/{router['id']}/add_router_interface", {"subnet_id": subnet["id"]})
     images = httpx.get(f"{dcloud.image_url}/v2/images", params={"name": "cumulo-tiny"},
                        headers={"X-Auth-Token": member}).json()["images"]
-    return {"net": net, "ext": ext, "image": images[0]["id"]}
+    # a real guest on the QEMU node (the admin names the host), for the console pages; it boots
+    # while the other tests run
+    guest = nova(dcloud, admin, "POST", "/servers", {"server": {
+        "name": unique("guest"), "flavorRef": "10", "imageRef": images[0]["id"], "networks": "none",
+        "availability_zone": f"nova:{QEMU_HOST}"}})["server"]["id"]
+    return {"net": net, "ext": ext, "image": images[0]["id"], "guest": guest}
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +189,7 @@ def launched(dcloud: Cloud, people: dict[str, Person], world: dict[str, Any]) ->
     r = b.post("/project/instances/launch", {
         "name": name, "count": "1", "source": "image", "image_id": world["image"], "flavor": "10",
         "networks": world["net"]["id"], "security_groups": "default", "user_data": "#!/bin/sh\necho wizard\n"})
-    assert r.status_code == 303, text(r.text)[:2000]
+    assert r.status_code == 303, alerts(r.text)
     sid = r.headers["location"].rsplit("/", 1)[1]
     assert b.flash(r) == f"Launching {name}."
     s = wait_status(dcloud, people["member"].token, sid, "ACTIVE")
@@ -216,7 +263,7 @@ def test_a_volume_boots_a_server_through_the_wizard(dcloud: Cloud, people: dict[
     name = unique("bfv")
     r = b.post("/project/instances/launch", {"name": name, "count": "1", "source": "volume", "volume_id": vol["id"],
                                              "flavor": "10", "delete_volume": "on"})
-    assert r.status_code == 303, text(r.text)[:2000]
+    assert r.status_code == 303, alerts(r.text)
     sid = r.headers["location"].rsplit("/", 1)[1]
     s = wait_status(dcloud, member, sid, "ACTIVE", 30)
     assert not s["image"] and [v["id"] for v in s["os-extended-volumes:volumes_attached"]] == [vol["id"]]
@@ -247,6 +294,26 @@ def test_the_instance_page_shows_what_the_api_has(dcloud: Cloud, people: dict[st
     assert actions and all(a["request_id"] in page for a in actions) and "<td>create</td>" in page
     # the interfaces from Neutron
     assert re.search(r'<table class="list" id="interfaces">.*?' + re.escape(addr), page, re.S)
+    b.close()
+
+
+def test_an_instance_in_error_shows_its_fault_in_words(dcloud: Cloud, people: dict[str, Person],
+                                                       world: dict[str, Any]) -> None:
+    # a flavor no node has the disk for: the scheduler finds no host and the server ends in ERROR
+    flavor = nova(dcloud, people["admin"].token, "POST", "/flavors", {"flavor": {
+        "name": unique("vast"), "vcpus": 1, "ram": 128, "disk": 100000}})["flavor"]
+    b = browser(dcloud, people["member"])
+    b.page("/project/instances/launch")
+    r = b.post("/project/instances/launch", {"name": unique("doomed"), "count": "1", "source": "image",
+                                             "image_id": world["image"], "flavor": flavor["id"]})
+    assert r.status_code == 303, alerts(r.text)
+    sid = r.headers["location"].rsplit("/", 1)[1]
+    s = wait_status(dcloud, people["member"].token, sid, "ERROR")
+    page = text(b.page(f"/project/instances/{sid}").text)
+    assert s["fault"]["message"] and f"Fault: {s['fault']['message']}" in page
+    assert '<b class="status s-error">ERROR</b>' in page
+    nova(dcloud, people["member"].token, "DELETE", f"/servers/{sid}")
+    nova(dcloud, people["admin"].token, "DELETE", f"/flavors/{flavor['id']}")
     b.close()
 
 
@@ -366,7 +433,7 @@ def test_interfaces_and_floating_ips(dcloud: Cloud, people: dict[str, Person], l
     form = text(b.page(f"{here}/floating-ip").text)
     assert f'value="new:{world["ext"]["id"]}"' in form and f"allocate a new one from {world['ext']['name']}" in form
     r = b.post(f"{here}/floating-ip", {"address": f"new:{world['ext']['id']}", "port": ports[0]["id"]})
-    assert r.status_code == 303, text(r.text)[:2000]
+    assert r.status_code == 303, alerts(r.text)
     (fip,) = neutron(dcloud, member, "GET", "/floatingips", port_id=ports[0]["id"])["floatingips"]
     assert b.flash(r) == f"Floating IP {fip['floating_ip_address']} now points at {launched['name']}."
     page = b.page(here).text
@@ -404,6 +471,73 @@ def test_console_pages_ask_nova_and_show_its_words_on_a_fake_node(dcloud: Cloud,
     for path in ("/static/console.js", "/static/vnc.js", "/vendor/@novnc/novnc/core/rfb.js",
                  "/vendor/@xterm/addon-fit/lib/addon-fit.js", "/vendor/@xterm/xterm/css/xterm.css"):
         assert b.http.get(path).status_code == 200, path
+    b.close()
+
+
+def read_until(ws: ClientConnection, marker: bytes, timeout: float = 20) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while marker not in seen:
+        left = deadline - time.monotonic()
+        assert left > 0, f"{marker!r} never came over the console; got {seen[-500:]!r}"
+        try:
+            seen += ws.recv(timeout=left)
+        except TimeoutError:
+            continue
+    return seen
+
+
+def refused(url: str, **kwargs: Any) -> int:
+    try:
+        with connect(url, open_timeout=10, **kwargs):
+            pass
+    except InvalidStatus as exc:
+        return exc.response.status_code
+    raise AssertionError(f"{url} opened a console")
+
+
+def page_url(page: str) -> str:
+    m = re.search(r'data-url="([^"]+)"', page)
+    assert m, page[-1500:]
+    return html.unescape(m.group(1))
+
+
+def test_the_console_pages_open_a_qemu_guests_serial_shell_and_vnc_once(dcloud: Cloud, people: dict[str, Person],
+                                                                        world: dict[str, Any]) -> None:
+    sid, admin = world["guest"], people["admin"].token
+
+    def ready() -> bool:
+        s = server(dcloud, admin, sid)
+        assert s["status"] != "ERROR", s.get("fault")
+        return s["status"] == "ACTIVE" and READY in nova(dcloud, admin, "POST", f"/servers/{sid}/action",
+                                                          {"os-getConsoleOutput": {}})["output"]
+
+    wait_for(ready, 120, "the guest's ready marker on its console")
+    assert server(dcloud, admin, sid)["OS-EXT-SRV-ATTR:host"] == QEMU_HOST
+    b = browser(dcloud, people["admin"])
+    here = f"/project/instances/{sid}"
+    page = b.page(f"{here}/console")
+    assert page.status_code == 200 and 'id="console-error"' not in page.text
+    url = page_url(page.text)
+    assert url.startswith(f"ws://127.0.0.1:{dcloud.env['CUMULO_COMPUTE__SERIAL_PROXY_PORT']}/?token=")
+    # what the page's script does: the dashboard's Origin (the proxy checks the host name), binary frames
+    with connect(url, origin=dashboard_url(dcloud), subprotocols=["binary"], open_timeout=10) as ws:  # type: ignore[list-item]
+        ws.send(b"\n")
+        read_until(ws, b"cumulo-guest:/# ")
+        ws.send(b"echo dashboard-$((6*7))\n")
+        read_until(ws, b"dashboard-42")
+    assert refused(url) == 403  # the page's token opened one session
+    again = page_url(b.page(f"{here}/console").text)
+    assert again != url  # a new page view, a new token
+    # the VNC page: the websocket in the path noVNC's URL names
+    page = b.page(f"{here}/vnc")
+    url = page_url(page.text)
+    assert url.startswith(f"ws://127.0.0.1:{dcloud.env['CUMULO_COMPUTE__NOVNC_PROXY_PORT']}/?token=")
+    with connect(url, origin=dashboard_url(dcloud), subprotocols=["binary"], open_timeout=10) as ws:  # type: ignore[list-item]
+        assert ws.subprotocol == "binary"
+        version = ws.recv(timeout=10)
+        assert isinstance(version, bytes) and version.startswith(b"RFB 003.00")
+    assert refused(url) == 403
     b.close()
 
 
