@@ -548,3 +548,44 @@ def test_the_clouds_admin_opens_every_storage_page_of_its_project(scloud: Cloud)
             assert r.status_code == 200 and words in r.text, path
     finally:
         b.close()
+
+
+def test_a_volume_row_links_to_the_instance_it_is_attached_to(browsers: dict[str, Browser],
+                                                              apis: dict[str, Apis]) -> None:
+    b, api = browsers["member"], apis["member"]
+    flavors = api("GET", "compute", "/flavors/detail").json()["flavors"]
+    flavor = min(flavors, key=lambda f: (f["ram"], f["disk"]))["id"]
+    r = api("POST", "compute", "/servers", json={"server": {
+        "name": unique("vm"), "flavorRef": flavor, "imageRef": active_image(api, b"\0" * 4096), "networks": "none"}})
+    assert r.status_code == 202, r.text
+    server_id = r.json()["server"]["id"]
+    wait_for(lambda: api("GET", "compute", f"/servers/{server_id}").json()["server"]["status"] == "ACTIVE", 60,
+             "the server active")
+    vol = api("POST", "volume", "/volumes", json={"volume": {"name": unique("att"), "size": 1}}).json()["volume"]
+    api.wait("volume", vol["id"], "available")
+    r = api("POST", "compute", f"/servers/{server_id}/os-volume_attachments",
+            json={"volumeAttachment": {"volumeId": vol["id"]}})
+    assert r.status_code == 200, r.text
+    api.wait("volume", vol["id"], "in-use", 60)
+    row = b.page(f"/project/volumes/{vol['id']}/row").text
+    assert f'href="/project/instances/{server_id}"' in row
+    assert f'href="/project/instances/{server_id}"' in b.page(f"/project/volumes/{vol['id']}").text
+    assert f'href="/project/instances/{server_id}"' in b.page("/project/volumes").text
+    api("DELETE", "compute", f"/servers/{server_id}")
+    api.wait("volume", vol["id"], "available", 60)
+    assert "/project/instances/" not in b.page(f"/project/volumes/{vol['id']}/row").text
+
+
+def test_the_image_list_pages_by_marker(browsers: dict[str, Browser], apis: dict[str, Apis]) -> None:
+    b, api = browsers["member"], apis["member"]
+    names = [unique("pg") for _ in range(21)]
+    ids = [api("POST", "image", "/v2/images", json={"name": n, "disk_format": "raw", "container_format": "bare"}
+               ).json()["id"] for n in names]
+    first = b.page("/project/images")  # Glance's default visibility: shared
+    assert [n for n in names if n in first.text] == names[1:]  # newest first, 20 a page
+    m = re.search(r'visibility=&marker=([0-9a-f-]+)">Next page', first.text)
+    assert m and m.group(1) == ids[1]
+    second = b.page("/project/images", marker=m.group(1))
+    assert names[0] in second.text and not [n for n in names[1:] if n in second.text]
+    for image_id in ids:
+        api("DELETE", "image", f"/v2/images/{image_id}")
