@@ -180,6 +180,8 @@ def sources(cfg: Config, include: tuple[str, ...]) -> tuple[list[Source], list[S
     if "volumes" in include:
         for area in ("volumes", "volume-backups"):
             for path in _walk(where[area]):
+                if path.name.startswith(".overlay-"):
+                    continue  # a second name of an active image, for its running QEMU only (drivers/file.py)
                 before.append(Source(path, area, path.relative_to(where[area]).as_posix(), "volumes"))
     after: list[Source] = []
     for path in sorted((state / "object").glob("*.ring.json")):
