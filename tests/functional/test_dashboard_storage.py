@@ -471,6 +471,7 @@ def test_containers_folders_paging_upload_download_public_and_delete(
     got = b.http.get(f"/project/containers/{name}/object/docs/report.bin")
     assert got.status_code == 200 and got.content == data
     assert got.headers["content-disposition"] == 'attachment; filename="report.bin"'
+    assert got.headers["content-security-policy"] == "default-src 'none'; sandbox"
     assert b.http.get(f"/project/containers/{name}/object/missing").status_code == 404
 
     assert "private" in top.text and "Make public" in top.text

@@ -114,6 +114,7 @@ async def download(api: Api, service: str, path: str, filename: str,
     out["Content-Disposition"] = f'attachment; filename="{safe}"'
     out["Cache-Control"] = "no-store"
     out["X-Content-Type-Options"] = "nosniff"
+    out["Content-Security-Policy"] = "default-src 'none'; sandbox"  # a user's bytes never run as this site's page
     return StreamingResponse(chunks(), status_code=200, headers=out)
 
 
