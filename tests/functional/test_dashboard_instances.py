@@ -102,7 +102,7 @@ def people(dcloud: Cloud) -> dict[str, Person]:
     return out
 
 
-def nova(cloud: Cloud, token: str, method: str, path: str, body: Any = None, ok: tuple[int, ...] = (200, 202, 204),
+def nova(cloud: Cloud, token: str, method: str, path: str, body: Any = None, ok: tuple[int, ...] = (200, 201, 202, 204),
          **params: Any) -> Any:
     r = httpx.request(method, f"{cloud.compute_url}{path}", json=body, params=params or None, timeout=30,
                       headers={"X-Auth-Token": token, "OpenStack-API-Version": "compute 2.79"})
@@ -359,6 +359,13 @@ def test_resize_then_confirm(dcloud: Cloud, people: dict[str, Person], launched:
     assert b.flash(r) == "Confirming the resize of 1 instance."
     s = wait_status(dcloud, member, sid, "ACTIVE")
     assert s["flavor"]["original_name"] == "cumulo.micro"
+    # and a resize reverted keeps the flavor it had
+    r = b.post(f"{here}/resize", {"flavor": "1"})
+    wait_status(dcloud, member, sid, "VERIFY_RESIZE")
+    r = b.post(f"{here}/action", {"action": "revert_resize", "next": here})
+    assert b.flash(r) == "Reverting the resize of 1 instance."
+    s = wait_status(dcloud, member, sid, "ACTIVE")
+    assert s["flavor"]["original_name"] == "cumulo.micro"
     b.close()
 
 
@@ -600,15 +607,21 @@ def test_an_admin_sees_and_uses_migrate(dcloud: Cloud, people: dict[str, Person]
 
 def test_delete_from_the_instance_page(dcloud: Cloud, people: dict[str, Person], world: dict[str, Any]) -> None:
     member = people["member"].token
+    key = nova(dcloud, member, "POST", "/os-keypairs", {"keypair": {"name": unique("key")}})["keypair"]
+    group = nova(dcloud, member, "POST", "/os-server-groups", {"server_group": {
+        "name": unique("spread"), "policy": "soft-anti-affinity"}})["server_group"]
     b = browser(dcloud, people["member"])
-    b.page("/project/instances/launch")
+    page = b.page("/project/instances/launch").text
+    assert f"<option>{key['name']}</option>" in page and f'<option value="{group["id"]}">{group["name"]}' in page
     name = unique("gone")
-    r = b.post("/project/instances/launch", {"name": name, "count": "2", "source": "image",
-                                             "image_id": world["image"], "flavor": "10"})
-    assert r.status_code == 303 and r.headers["location"] == "/project/instances"
+    r = b.post("/project/instances/launch", {"name": name, "count": "2", "source": "image", "image_id": world["image"],
+                                             "flavor": "10", "key_name": key["name"], "server_group": group["id"]})
+    assert r.status_code == 303 and r.headers["location"] == "/project/instances", alerts(r.text)
     assert b.flash(r) == f"Launching {name} (2 instances)."
-    made = nova(dcloud, member, "GET", "/servers", name=name)["servers"]
-    assert len(made) == 2
+    made = nova(dcloud, member, "GET", "/servers/detail", name=name)["servers"]
+    assert len(made) == 2 and {s["key_name"] for s in made} == {key["name"]}
+    members = nova(dcloud, member, "GET", f"/os-server-groups/{group['id']}")["server_group"]["members"]
+    assert sorted(members) == sorted(s["id"] for s in made)
     sid = made[0]["id"]
     page = b.page(f"/project/instances/{sid}").text
     assert f'data-confirm="Delete {name}' in page
