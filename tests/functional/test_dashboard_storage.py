@@ -251,6 +251,18 @@ def test_a_reader_sees_volumes_without_forms_and_a_forced_post_gets_the_apis_403
     assert api_words(direct) in html.unescape(r.text)
     r = rb.post(f"/project/volumes/{vol['id']}/delete")
     assert r.status_code == 403 and member.volume(vol["id"])["status"] == "available"
+    snap = member("POST", "volume", "/snapshots", json={"snapshot": {"volume_id": vol["id"], "name": unique("rs")}})
+    snap_id = snap.json()["snapshot"]["id"]
+    member.wait("snapshot", snap_id, "available")
+    page = rb.page("/project/volumes/snapshots")
+    assert snap.json()["snapshot"]["name"] in page.text
+    assert f"/project/volumes/snapshots/{snap_id}/delete" not in page.text
+    r = rb.post(f"/project/volumes/snapshots/{snap_id}/delete")
+    direct = reader("DELETE", "volume", f"/snapshots/{snap_id}")
+    assert r.status_code == direct.status_code == 403 and api_words(direct) in html.unescape(r.text)
+    member.wait("snapshot", snap_id, "available")
+    assert browsers["other"].page(f"/project/volumes/snapshots/{snap_id}/row").status_code == 404
+    assert snap.json()["snapshot"]["name"] not in browsers["other"].page("/project/volumes/snapshots").text
 
 
 def test_another_projects_member_gets_nothing_of_this_projects_volumes(
