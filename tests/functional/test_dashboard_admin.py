@@ -425,6 +425,19 @@ def test_project_create_duplicate_edit_disable_quotas_delete(browser: Browser, w
                                         "block-storage.gigabytes": "44", "compute.ram": "plenty"})
     assert r.status_code == 400 and field_error(r.text, "compute.ram"), r.text[-1500:]
 
+    roles = {r["name"]: r["id"] for r in world.admin.identity("GET", "/roles")["roles"]}
+    ok_page(browser, f"{base}/members", "Nobody has a role", world.other.name)
+    r = browser.post(f"{base}/members", {"user": world.other.id, "role": roles["reader"]})
+    assert "Assigned" in browser.flash(r)
+    assignments = world.admin.identity("GET", f"/role_assignments?scope.project.id={project['id']}")[
+        "role_assignments"]
+    assert [(a["user"]["id"], a["role"]["id"]) for a in assignments] == [(world.other.id, roles["reader"])]
+    assert world.other.name in ok_page(browser, f"{base}/members", "reader")
+    r = browser.post(f"{base}/members/remove", {"user": world.other.id, "role": roles["reader"]})
+    assert "Removed" in browser.flash(r)
+    assert world.admin.identity("GET", f"/role_assignments?scope.project.id={project['id']}")[
+        "role_assignments"] == []
+
     assert "Deleted" in browser.flash(browser.post(f"{base}/delete"))
     assert world.admin.identity("GET", f"/projects?name={name}")["projects"] == []
 

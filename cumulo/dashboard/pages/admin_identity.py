@@ -1,5 +1,5 @@
-"""Admin identity pages: projects (create, edit, enable or disable, delete, and their quotas in
-compute, network and block storage), users (create, edit, password, enable or disable, delete,
+"""Admin identity pages: projects (create, edit, enable or disable, delete, their members' roles,
+and their quotas in compute, network and block storage), users (create, edit, password, enable or disable, delete,
 role assignments on projects), groups and their members, and roles.
 
 Keystone does not page its lists; each list page is one call (filtered by name on Keystone's side).
@@ -138,6 +138,36 @@ def routes(d: Dashboard) -> list[Route]:
         return await form_page(d, request, title=f"Quotas of {project['name']}", fields=fields, submit=submit,
                                initial=initial, back="/admin/projects", main=fields[0].name if fields else "",
                                intro="-1 means no limit.")
+
+    async def project_members(request: Request, session: Session, api: Api) -> Response:
+        project_id = request.path_params["project_id"]
+        project, assignments, users_, roles_ = await gather(
+            api.get("identity", f"/projects/{project_id}"),
+            api.get("identity", "/role_assignments", **{"scope.project.id": project_id, "include_names": "true"}),
+            api.get("identity", "/users"), api.get("identity", "/roles"))
+        project = project["project"]
+        role_opts = sorted(((r["id"], r["name"]) for r in roles_["roles"]), key=lambda x: x[1])
+        fields = [Field("user", "User", "select", sorted(((u["id"], u["name"]) for u in users_["users"]),
+                                                         key=lambda x: x[1].lower())),
+                  Field("role", "Role", "select", role_opts)]
+
+        async def submit(values: dict[str, Any]) -> Response:
+            await api.put("identity", f"/projects/{project_id}/users/{seg(values['user'])}/roles/{seg(values['role'])}")
+            return d.redirect(f"/admin/projects/{project_id}/members", ("info", "Assigned the role."))
+
+        member = next((rid for rid, name in role_opts if name == "member"), "")
+        return await form_page(d, request, title=f"Members of {project['name']}", fields=fields, submit=submit,
+                               button="Assign", back="/admin/projects", main="role", initial={"role": member},
+                               template="admin_project_members.html", project=project,
+                               assignments=assignments["role_assignments"])
+
+    async def project_member_remove(request: Request, session: Session, api: Api) -> Response:
+        project_id = request.path_params["project_id"]
+        form = await form_of(request)
+        user, role = seg(form.get("user", "")[:64]), seg(form.get("role", "")[:64])
+        return await act(d, f"/admin/projects/{project_id}/members",
+                         api.delete("identity", f"/projects/{project_id}/users/{user}/roles/{role}"),
+                         "Removed the role assignment.")
 
     # -- users ----------------------------------------------------------------------------------
     async def users(request: Request, session: Session, api: Api) -> Response:
@@ -317,6 +347,8 @@ def routes(d: Dashboard) -> list[Route]:
             Route("/admin/projects/create", admin(project_create), methods=["GET", "POST"]),
             Route("/admin/projects/{project_id}/edit", admin(project_edit), methods=["GET", "POST"]),
             Route("/admin/projects/{project_id}/quotas", admin(project_quotas), methods=["GET", "POST"]),
+            Route("/admin/projects/{project_id}/members", admin(project_members), methods=["GET", "POST"]),
+            Route("/admin/projects/{project_id}/members/remove", admin(project_member_remove), methods=["POST"]),
             Route("/admin/projects/{project_id}/{action:str}", admin(project_state), methods=["POST"]),
             Route("/admin/users", admin(users), methods=["GET"]),
             Route("/admin/users/create", admin(user_create), methods=["GET", "POST"]),
