@@ -5,7 +5,8 @@ page is a ``View``: it gets the signed-in user's session and an ``Api`` bound to
 and returns a rendered template or a redirect.  What every view shares is done here once:
 
 * no session (or an expired one) -> the login page, then back to where the user was going;
-* a POST without the session's CSRF token, or from another origin -> 403, nothing done;
+* any method but GET (a POST, and a HEAD too) without the session's CSRF token, or from another
+  origin -> 403, nothing done; a posted form over MAX_FORM bytes -> 413 (``Guard``);
 * the panel's rule (``dashboard:project_panel``, ``dashboard:admin_panel``) -> a 403 page with no data;
 * the API says 401 -> the session is over: the login page says so;
 * any other API fault -> the page (or the form) shows the service's own message.
@@ -25,10 +26,14 @@ from urllib.parse import quote, urlsplit
 import httpx
 import jinja2
 from starlette.applications import Starlette
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cumulo.core.http import authz
 from cumulo.core.policy import Enforcer
@@ -40,6 +45,8 @@ LOG = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 VENDOR = HERE / "node_modules"  # what scripts/setup.sh installs with npm (package.json)
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+MAX_FORM = 1024 * 1024  # a posted form (urlencoded or multipart): uploads are raw bodies, streamed
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 class Forbidden(Exception):
@@ -100,6 +107,52 @@ SECURITY_HEADERS = {
 ViewFn = Callable[[Request, Session, Api], Awaitable[Response]]
 
 
+class Guard:
+    """Around the whole app: every answer (a redirect, a fragment, a CSV, Starlette's own 404 and
+    405, a static file) gets the framing and sniffing headers it lacks, and a posted form is at
+    most MAX_FORM bytes (413 before the view reads it: an urlencoded form is held whole in memory).
+    Raw bodies (an image's or an object's upload) are other content types and pass as streams."""
+
+    def __init__(self, app: ASGIApp, max_form: int = MAX_FORM) -> None:
+        self.app, self.max_form = app, max_form
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        static = str(scope.get("path", "")).startswith(("/static/", "/vendor/"))
+
+        async def send_guarded(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    if name.lower() not in headers and (name != "Cache-Control" or not static):
+                        headers[name] = value
+            await send(message)
+
+        request_headers = Headers(scope=scope)
+        kind = request_headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind not in FORM_TYPES:
+            await self.app(scope, receive, send_guarded)
+            return
+        length = request_headers.get("content-length", "")
+        if length and (not length.isdigit() or int(length) > self.max_form):
+            await PlainTextResponse(f"A form is at most {self.max_form} bytes.", status_code=413)(
+                scope, receive, send_guarded)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_form:  # a chunked body that said no length
+                raise HTTPException(413, f"A form is at most {self.max_form} bytes.")
+            return message
+
+        await self.app(scope, counted, send_guarded)
+
+
 def view(d: Dashboard, fn: ViewFn, panel: str = "project") -> Callable[[Request], Awaitable[Response]]:
     """A page or form handler behind the session, CSRF and panel checks (see the module's docstring)."""
     rule = "dashboard:admin_panel" if panel == "admin" else "dashboard:project_panel"
@@ -113,7 +166,9 @@ def view(d: Dashboard, fn: ViewFn, panel: str = "project") -> Callable[[Request]
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/auth/login?next={quote(target)}", status_code=303)
         request.scope["dashboard.session"] = session
-        if request.method in WRITE_METHODS:
+        # every method but GET needs the token: a HEAD (which Starlette lets into any GET route, and
+        # which a page of another origin can send with the cookie) must not reach a view's POST branch
+        if request.method != "GET":
             offered = request.headers.get("x-csrf-token")
             if offered is None:
                 form = await request.form()
@@ -178,7 +233,8 @@ def build_app(identity_url: str, secret: str, region: str = "RegionOne", policy_
         return HTMLResponse("<!DOCTYPE html><title>Error</title><p>The dashboard failed to build this page; the "
                             "operator finds why in the cloud's log (logger cumulo.dashboard).</p>", status_code=500)
 
-    app = Starlette(routes=routes, on_shutdown=[http.aclose], exception_handlers={Exception: unexpected})
+    app = Starlette(routes=routes, on_shutdown=[http.aclose], exception_handlers={Exception: unexpected},
+                    middleware=[Middleware(Guard)])
     app.state.dashboard = d
     app.state.started = time.time()
     return app

@@ -9,6 +9,7 @@ service's own words, which the pages show beside the form that caused it.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,18 @@ HEADERS = {
     "placement": {"OpenStack-API-Version": "placement 1.39"},
 }
 CATALOG_TTL = 60.0
+# what a value put into an API path (an id from a form or the page's URL) may not do there: end the
+# path (? #), climb out of it (a . or .. segment, which httpx resolves), or break the request line
+_UNSAFE = re.compile(r"[?#\\\s\x00-\x1f\x7f]")
+
+
+def safe_path(path: str) -> str:
+    """``path`` as the literal path it names: ``?``, ``#``, ``\\``, spaces and control characters
+    percent-encoded and a ``.`` or ``..`` segment as ``%2E``s, so an id like ``../../v3/users`` or
+    ``x?all_tenants=1`` stays inside the one resource path the page meant (the service answers 404)
+    instead of reaching another route.  ``/`` stays: object names hold it."""
+    path = _UNSAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), path)
+    return "/".join("%2E" * len(part) if part in (".", "..") else part for part in path.split("/"))
 
 
 class ApiError(Exception):
@@ -122,6 +135,7 @@ class Api:
     async def call(self, method: str, service: str, path: str, *, json: Any = None, params: Any = None,
                    headers: dict[str, str] | None = None, content: Any = None, ok: tuple[int, ...] = ()) -> Response:
         base = await self.catalog.url(service, self.token)
+        path = safe_path(path)
         h = {"X-Auth-Token": self.token, "Accept": "application/json", **HEADERS.get(service, {})}
         if self.request_id:
             h["X-OpenStack-Request-ID"] = self.request_id

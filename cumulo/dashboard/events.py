@@ -5,7 +5,9 @@ stream through a bounded queue each (a slow browser loses its oldest events, nev
 process's memory).  A stream gets only the events of the project its session is scoped to, or
 every project's when the session is an admin's; an event names a resource and its new status,
 and the page fetches what it shows through the API with the user's token.  A comment line every
-15 s keeps proxies from closing an idle stream; the stream ends when the session's token expires.
+15 s keeps proxies from closing an idle stream; the stream ends when the session's token expires,
+or when ``still_valid`` (asked every REVALIDATE seconds: identity's answer for the token) says
+the token was revoked, so a sign-out (or a copied cookie's token revoked) stops its streams too.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -21,6 +23,7 @@ import orjson
 QUEUE = 256
 KEEPALIVE = 15.0
 MAX_STREAMS = 1000
+REVALIDATE = 60.0
 
 
 class EventStream:
@@ -44,7 +47,9 @@ class EventStream:
                     q.get_nowait()
             q.put_nowait(event)
 
-    async def stream(self, project_id: str, everything: bool, expires_at: float) -> AsyncIterator[bytes]:
+    async def stream(self, project_id: str, everything: bool, expires_at: float,
+                     still_valid: Callable[[], Awaitable[bool]] | None = None,
+                     revalidate: float = REVALIDATE) -> AsyncIterator[bytes]:
         if len(self.queues) >= MAX_STREAMS:
             yield b"retry: 30000\n: too many open streams\n\n"
             return
@@ -53,9 +58,15 @@ class EventStream:
         self.queues.add(q)
         try:
             yield b"retry: 3000\n: connected\n\n"
+            checked = time.monotonic()
             while time.time() < expires_at:
+                if still_valid is not None and time.monotonic() - checked >= revalidate:
+                    checked = time.monotonic()
+                    if not await still_valid():
+                        yield b": the session has ended\n\n"
+                        return
                 try:
-                    event = await asyncio.wait_for(q.get(), KEEPALIVE)
+                    event = await asyncio.wait_for(q.get(), min(KEEPALIVE, revalidate))
                 except TimeoutError:
                     yield b": keepalive\n\n"
                     continue

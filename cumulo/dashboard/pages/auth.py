@@ -23,6 +23,7 @@ from cumulo.dashboard.session import COOKIE, Session
 
 NAV: list[tuple[str, str, str, str]] = []
 MAX_FIELD = 255
+MAX_COOKIE = 4000  # what Sealer.open takes (4096) less the cookie's name and attributes
 
 
 def safe_next(value: str | None) -> str:
@@ -58,10 +59,15 @@ def session_of(token: str, body: dict[str, Any]) -> Session:
                    expires_at=expires)
 
 
-def signed_in(d: Dashboard, session: Session, to: str) -> Response:
+def signed_in(d: Dashboard, request: Request, session: Session, to: str) -> Response:
+    """The new session's cookie (Secure when the dashboard is reached over HTTPS) and the way on."""
+    sealed = d.sealer.seal(session)
+    if len(sealed) > MAX_COOKIE:  # a browser drops a larger cookie: the user would loop on the login page
+        raise ApiError(400, "This sign-in's session is too large for a cookie (too many roles?): ask an "
+                            "administrator.")
     response = RedirectResponse(to, status_code=303)
-    response.set_cookie(COOKIE, d.sealer.seal(session), httponly=True, samesite="lax", path="/",
-                        max_age=max(1, int(session.expires_at - time.time())))
+    response.set_cookie(COOKIE, sealed, httponly=True, samesite="lax", path="/",
+                        secure=request.url.scheme == "https", max_age=max(1, int(session.expires_at - time.time())))
     return response
 
 
@@ -114,10 +120,14 @@ def routes(d: Dashboard) -> list[Route]:
                         "id": unscoped}}, "scope": {"project": {"id": projects[0]["id"]}}})
                 finally:
                     await revoke(d, unscoped)
+            response = signed_in(d, request, session_of(token, body), to)
         except ApiError as exc:
             return d.render(request, "login.html", 401 if exc.status == 401 else 400, error=exc.message, next=to,
                             form={**fields, "password": ""})
-        return signed_in(d, session_of(token, body), to)
+        previous = d.sealer.open(request.cookies.get(COOKIE))
+        if previous is not None and previous.token != token:  # signing in again ends the session before
+            await revoke(d, previous.token)
+        return response
 
     async def logout(request: Request, session: Session, api: Api) -> Response:
         await revoke(d, session.token)
@@ -136,10 +146,11 @@ def routes(d: Dashboard) -> list[Route]:
         try:
             token, body = await token_request(d, {"identity": {"methods": ["token"], "token": {"id": session.token}},
                                                   "scope": {"project": {"id": project_id}}})
+            response = signed_in(d, request, session_of(token, body), "/project/")
         except ApiError as exc:
             return d.redirect("/auth/projects", ("error", exc.message))
         await revoke(d, session.token)
-        return signed_in(d, session_of(token, body), "/project/")
+        return response
 
     return [
         Route("/auth/login", login_page, methods=["GET"]),

@@ -1,23 +1,63 @@
-"""``GET /events``: the signed-in user's event stream (``cumulo.dashboard.events``)."""
+"""``GET /events``: the signed-in user's event stream (``cumulo.dashboard.events``).
+
+The stream makes no API call of its own, so before it opens (and every ``REVALIDATE`` seconds
+while it runs) identity is asked about the session's token: a revoked token (a sign-out, an
+administrator's revocation, a copied cookie of a session that ended) gets 401, not a stream.
+Whether the stream carries every project's events is decided from the roles identity gives for
+the token now (the ``dashboard:admin_panel`` rule), not from the roles the cookie remembers.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+import httpx
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from cumulo.dashboard import events as stream_module
 from cumulo.dashboard.app import Dashboard, view
 from cumulo.dashboard.client import Api
-from cumulo.dashboard.session import Session
+from cumulo.dashboard.session import COOKIE, Session
 
 NAV: list[tuple[str, str, str, str]] = []
+
+
+async def token_now(d: Dashboard, token: str) -> dict[str, Any] | None:
+    """Identity's body for ``token`` (its roles as they are now), None when it is no longer valid.
+    An identity that does not answer is not a revocation: the session's cookie is trusted then."""
+    try:
+        r = await d.http.get(d.catalog.identity_url + "/auth/tokens",
+                             headers={"X-Auth-Token": token, "X-Subject-Token": token})
+    except httpx.HTTPError:
+        return {}
+    if r.status_code in (401, 403, 404):
+        return None
+    if r.status_code != 200:
+        return {}
+    body: dict[str, Any] = r.json().get("token") or {}
+    return body
 
 
 def routes(d: Dashboard) -> list[Route]:
     async def events(request: Request, session: Session, api: Api) -> Response:
         if d.events is None:
             return Response("retry: 60000\n\n", media_type="text/event-stream")
-        return StreamingResponse(d.events.stream(session.project_id, session.is_admin, session.expires_at),
+        body = await token_now(d, session.token)
+        if body is None:
+            response = Response("Your session has ended: sign in again.", status_code=401,
+                                headers={"X-Login": "/auth/login"})
+            response.delete_cookie(COOKIE, path="/")
+            return response
+        roles = sorted(r["name"] for r in body["roles"]) if "roles" in body else session.roles
+        everything = d.allowed(Session(**{**session.__dict__, "roles": roles}), "dashboard:admin_panel")
+
+        async def still_valid() -> bool:
+            return await token_now(d, session.token) is not None
+
+        return StreamingResponse(d.events.stream(session.project_id, everything, session.expires_at, still_valid,
+                                                 stream_module.REVALIDATE),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 

@@ -12,6 +12,7 @@ import csv
 import datetime as dt
 import io
 from typing import Any
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -83,6 +84,22 @@ async def usage(api: Api, project_id: str, start: dt.date, end: dt.date) -> dict
     return data.get("tenant_usage") or {}
 
 
+def attachment(filename: str) -> str:
+    """A Content-Disposition naming ``filename``: an ASCII name with no quote, ``;`` or line break
+    (a project's name may hold any of them, or letters a latin-1 header cannot carry), and the
+    whole name in UTF-8 as ``filename*``."""
+    plain = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in filename)[:200]
+    return f"attachment; filename=\"{plain or 'download'}\"; filename*=UTF-8''{quote(filename[:200], safe='')}"
+
+
+def cell(value: Any) -> Any:
+    """A CSV cell that a spreadsheet shows as text: a tenant's name like ``=HYPERLINK(...)`` (or one
+    starting with + - @ or a tab) gets a leading ``'`` instead of becoming a formula."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 def routes(d: Dashboard) -> list[Route]:
     async def overview(request: Request, session: Session, api: Api) -> Response:
         start, end, error = period(request)
@@ -99,12 +116,12 @@ def routes(d: Dashboard) -> list[Route]:
         w.writerow(["name", "instance_id", "flavor", "vcpus", "memory_mb", "local_gb", "hours", "state",
                     "started_at", "ended_at"])
         for s in report.get("server_usages", []):
-            w.writerow([s.get("name"), s.get("instance_id"), s.get("flavor"), s.get("vcpus"), s.get("memory_mb"),
+            w.writerow([cell(s.get("name")), s.get("instance_id"), s.get("flavor"), s.get("vcpus"), s.get("memory_mb"),
                         s.get("local_gb"), round(s.get("hours", 0), 2), s.get("state"), s.get("started_at"),
                         s.get("ended_at") or ""])
         name = f"usage-{session.project_name or session.project_id}-{start}-{end}.csv"
         return Response(out.getvalue(), media_type="text/csv",
-                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+                        headers={"Content-Disposition": attachment(name)})
 
     return [Route("/project/", view(d, overview), methods=["GET"]),
             Route("/project/usage.csv", view(d, usage_csv), methods=["GET"])]
