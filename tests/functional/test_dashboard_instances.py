@@ -270,6 +270,17 @@ def test_a_volume_boots_a_server_through_the_wizard(dcloud: Cloud, people: dict[
     detail = text(b.page(f"/project/instances/{sid}").text)
     assert "booted from a volume" in detail and vol["id"] in detail
     nova(dcloud, member, "DELETE", f"/servers/{sid}")
+    # an image onto a new volume: Nova makes the volume, of the size asked, and boots from it
+    r = b.post("/project/instances/launch", {"name": unique("newvol"), "count": "1", "source": "image",
+                                             "image_id": world["image"], "volume_size": "1", "flavor": "10",
+                                             "delete_new_volume": "on"})
+    assert r.status_code == 303, alerts(r.text)
+    sid = r.headers["location"].rsplit("/", 1)[1]
+    s = wait_status(dcloud, member, sid, "ACTIVE", 30)
+    (attached,) = s["os-extended-volumes:volumes_attached"]
+    made = cinder(dcloud, member, "GET", f"/volumes/{attached['id']}")["volume"]
+    assert not s["image"] and made["size"] == 1 and made["bootable"] == "true" and attached["delete_on_termination"]
+    nova(dcloud, member, "DELETE", f"/servers/{sid}")
     b.close()
 
 

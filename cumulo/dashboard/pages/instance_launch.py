@@ -126,6 +126,13 @@ def server_body(form: FormData) -> tuple[dict[str, Any], dict[str, str]]:
         server["block_device_mapping_v2"] = [{
             "boot_index": 0, "uuid": chosen, "source_type": "volume", "destination_type": "volume",
             "delete_on_termination": form.get("delete_volume") == "on"}]
+    elif source == "image" and str(form.get("volume_size", "")).strip():
+        # the image copied onto a new volume the server boots from (Horizon's "Create New Volume")
+        size = str(form.get("volume_size")).strip()
+        server["block_device_mapping_v2"] = [{
+            "boot_index": 0, "uuid": chosen, "source_type": "image", "destination_type": "volume",
+            "volume_size": int(size) if size.isdigit() else size,
+            "delete_on_termination": form.get("delete_new_volume") == "on"}]
     else:
         server["imageRef"] = chosen
     nets = [str(n) for n in form.getlist("networks") if n]
