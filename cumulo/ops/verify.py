@@ -13,6 +13,7 @@ its API and compared.  The scratch cloud is stopped and its directory removed af
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal
@@ -45,9 +46,6 @@ LISTS: dict[str, tuple[str, str, str]] = {
     "volumes": ("volume", "/v3/{project}/volumes?all_tenants=1&limit=1000", "volumes"),
     "snapshots": ("volume", "/v3/{project}/snapshots?all_tenants=1&limit=1000", "snapshots"),
 }
-PORT_KEYS = ("IDENTITY__PORT", "METRICS__PORT", "IMAGE__PORT", "COMPUTE__PORT", "PLACEMENT__PORT",
-             "COMPUTE__METADATA_PORT", "COMPUTE__SERIAL_PROXY_PORT", "COMPUTE__NOVNC_PROXY_PORT", "NETWORK__PORT",
-             "VOLUME__PORT", "OBJECT__PORT", "OBJECT__S3_PORT")
 
 
 def _free_port() -> int:
@@ -56,11 +54,24 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def scratch_env(scratch: Path, database_url: str) -> dict[str, str]:
+def port_settings(cfg: configmod.Config) -> dict[str, int]:
+    """Every listening port of the configuration (``[section] port`` and ``*_port``), by its
+    CUMULO_ variable, whatever services there are: 0 where one is turned off."""
+    out = {}
+    for section in dataclasses.fields(cfg):
+        value = getattr(cfg, section.name)
+        if dataclasses.is_dataclass(value):
+            for f in dataclasses.fields(value):
+                if f.name == "port" or f.name.endswith("_port"):
+                    out[f"CUMULO_{section.name.upper()}__{f.name.upper()}"] = int(getattr(value, f.name))
+    return out
+
+
+def scratch_env(scratch: Path, database_url: str, cfg: configmod.Config) -> dict[str, str]:
     """The environment of the scratch cloud: the operator's settings (CUMULO_SERVICES, fake nodes,
     ...) with every one that could reach the live cloud replaced."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
-    env.update({f"CUMULO_{key}": str(_free_port()) for key in PORT_KEYS})
+    env.update({name: str(_free_port() if port else 0) for name, port in port_settings(cfg).items()})
     env.update({
         "CUMULO_STATE_DIR": str(scratch), "CUMULO_DATABASE__URL": database_url, "CUMULO_BUS__URL": "memory://",
         "CUMULO_API__BIND_HOST": "127.0.0.1", "CUMULO_API__PUBLIC_HOST": "127.0.0.1", "CUMULO_API__WORKERS": "1",
@@ -196,7 +207,7 @@ def verify(backup: Path, cfg: configmod.Config, key: bytes | None, keep_scratch:
     proc = None
     try:
         database_url, drop = _scratch_database(backend, cfg.database_url, scratch)
-        env = scratch_env(scratch, database_url)
+        env = scratch_env(scratch, database_url, cfg)
         scfg = configmod.load(None, env=env)
         progress.say(f"restoring into {scratch}")
         restore(backup, scfg, key=key, progress=progress)
