@@ -18,6 +18,7 @@ import httpx
 
 from cumulo.compute.virt.driver import Driver
 from cumulo.compute.virt.qemu.driver import QemuDriver
+from cumulo.core.version import code_version
 from cumulo.network.dataplane.vif import Vifs, enabled
 
 LOG = logging.getLogger(__name__)
@@ -49,7 +50,8 @@ class ComputeAgent:
         await self.bus.cast("conductor", "report_node", {"host": self.host, "node": asdict(info), "taken_at": taken_at,
                                                           "instances": await self.driver.instances(),
                                                           "first": not self._reported,
-                                                          "started_at": self.started_at})
+                                                          "started_at": self.started_at,
+                                                          "version": code_version()})
         self._reported = True
 
     async def _heartbeat(self) -> None:

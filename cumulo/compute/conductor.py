@@ -41,7 +41,7 @@ class Conductor:
 
     async def handle(self, method: str, args: dict[str, Any]) -> Any:
         if method == "report_node":
-            node_id = await self.report_node(args["host"], args["node"])
+            node_id = await self.report_node(args["host"], args["node"], args.get("version"))
             if self.servers is not None and "instances" in args:
                 taken = args.get("taken_at")
                 await self.servers.sync_host(args["host"], args["instances"], naive(taken), bool(args.get("first")),
@@ -55,7 +55,7 @@ class Conductor:
             return await self.servers.volume_extended(args)
         raise ValueError(f"unknown conductor method {method}")
 
-    async def report_node(self, host: str, node: dict[str, Any]) -> str:
+    async def report_node(self, host: str, node: dict[str, Any], version: str | None = None) -> str:
         now = utcnow()
         async with self.db.session() as s:
             service = (await s.execute(select(ServiceRecord).where(
@@ -65,6 +65,7 @@ class Conductor:
                 service = ServiceRecord(id=str(uuid.uuid4()), host=host, binary="nova-compute")
                 s.add(service)
             service.last_seen_at = now
+            service.version = str(version)[:32] if version else None  # an older agent sends none
             row = (await s.execute(select(ComputeNode).where(
                 ComputeNode.hypervisor_hostname == node["hypervisor_hostname"]))).scalar()
             if row is None:

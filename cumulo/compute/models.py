@@ -80,6 +80,8 @@ class ServiceRecord(Base):
     last_seen_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # the code version the agent last reported (None: an agent from before versioned reports) (0032)
+    version: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class ComputeNode(Base):

@@ -34,6 +34,7 @@ from typing import Any
 from prometheus_client import Counter
 
 from cumulo.core.bus.interface import carrying, request_id
+from cumulo.core.version import code_version
 from cumulo.network.dataplane import firewall, metering
 from cumulo.network.dataplane.dhcp import METADATA_IP, DhcpServer
 from cumulo.network.dataplane.linux import (
@@ -139,7 +140,7 @@ class NetworkAgent:
         try:
             await self.bus.cast("network-agents", "report", {
                 "host": self.host, "started_at": self.started_at, "report_interval": self.report_interval,
-                "namespace_prefix": self.names.prefix, **self.hosting})
+                "namespace_prefix": self.names.prefix, "version": code_version(), **self.hosting})
         except Exception as exc:  # noqa: BLE001 - the next beat tries again
             LOG.info("network agent heartbeat not sent: %s", exc or type(exc).__name__)
 

@@ -128,6 +128,8 @@ class Registry:
                             s.add(row)
                         row.heartbeat_at, row.started_at = now, started
                         row.configurations = configurations(kind, report)
+                        version = report.get("version")  # an older agent sends none
+                        row.version = str(version)[:32] if version else None
                         ids = hosted.get(kind)
                         if ids is not None:  # what it hosts now, besides what an admin scheduled
                             await s.flush()

@@ -60,6 +60,8 @@ class NetworkAgent(Base):
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     heartbeat_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # the code version the agent last reported (None: an agent from before versioned reports) (0032)
+    version: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class AgentBinding(Base):

@@ -26,6 +26,7 @@ import httpx
 
 from cumulo.core.bus import Bus, RPCError, RPCTimeout
 from cumulo.core.format_inspector import ImageRefused, inspect_file, qemu_format
+from cumulo.core.version import code_version
 from cumulo.volume.backup_agent import BackupAgentMixin, backup_engine
 from cumulo.volume.drivers.file import FileDriver
 from cumulo.volume.drivers.nbd import NBDExports, is_local_address
@@ -63,7 +64,8 @@ class VolumeAgent(BackupAgentMixin):
                                                         "volumes": sorted(self.driver.volumes()),
                                                         "snapshots": self.driver.snapshots(),
                                                         "exports": self.exports.exported(),
-                                                        "started_at": self.started_at})
+                                                        "started_at": self.started_at,
+                                                        "version": code_version()})
 
     async def _heartbeat(self) -> None:
         while True:

@@ -120,6 +120,8 @@ class Pool(Base):
     # (os-services/freeze: its volumes refuse management operations) (0021)
     disabled_reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
     frozen: Mapped[bool] = mapped_column(Boolean, default=False)
+    # the code version the agent last reported (None: an agent from before versioned reports) (0032)
+    version: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class Attachment(Base):

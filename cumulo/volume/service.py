@@ -133,7 +133,7 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin, QosMixin, Tran
     # -- the agents' side of the bus ---------------------------------------------------------
     async def handle(self, method: str, args: dict[str, Any]) -> Any:
         if method == "report_pool":
-            await self.report_pool(args["host"], args["pool"], args.get("started_at"))
+            await self.report_pool(args["host"], args["pool"], args.get("started_at"), args.get("version"))
             if "volumes" in args:
                 await self.sync_host(args["host"], set(args["volumes"]), set(args.get("snapshots") or ()))
             if args.get("exports"):  # the NBD exports no attachment holds are stopped
@@ -144,7 +144,8 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin, QosMixin, Tran
             return None
         raise ValueError(f"unknown volume controller method {method}")
 
-    async def report_pool(self, host: str, pool: dict[str, Any], started_at: str | None = None) -> None:
+    async def report_pool(self, host: str, pool: dict[str, Any], started_at: str | None = None,
+                          version: str | None = None) -> None:
         started = _naive(started_at)
         async with self.db.session() as s:
             row = await s.get(Pool, host)
@@ -154,6 +155,7 @@ class VolumeService(ActionsMixin, AttachmentsMixin, BackupsMixin, QosMixin, Tran
                 s.add(row)
             row.capacity_gb, row.allocated_gb = int(pool["capacity_gb"]), int(pool["allocated_gb"])
             row.free_gb, row.started_at, row.reported_at = int(pool["free_gb"]), started, utcnow()
+            row.version = str(version)[:32] if version else None  # an older agent sends none
             try:
                 await s.flush()
             except IntegrityError as exc:  # another controller inserted it first: its row is as good

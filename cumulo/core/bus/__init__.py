@@ -15,11 +15,21 @@ Payloads are JSON-serialisable dicts.
 
 from __future__ import annotations
 
-from cumulo.core.bus.interface import Bus, EventHandler, RPCError, RPCHandler, RPCTimeout, TopicPattern
+from cumulo.core.bus.interface import (
+    BUS_VERSION,
+    Bus,
+    EventHandler,
+    IncompatibleMessage,
+    RPCError,
+    RPCHandler,
+    RPCTimeout,
+    TopicPattern,
+)
 from cumulo.core.bus.local import SocketBus
 from cumulo.core.bus.memory import MemoryBus
 
-__all__ = ["Bus", "EventHandler", "RPCError", "RPCHandler", "RPCTimeout", "TopicPattern", "connect"]
+__all__ = ["BUS_VERSION", "Bus", "EventHandler", "IncompatibleMessage", "RPCError",
+           "RPCHandler", "RPCTimeout", "TopicPattern", "connect"]
 
 
 def connect(url: str, rpc_timeout: float = 30.0, prefix: str = "cumulo") -> Bus:

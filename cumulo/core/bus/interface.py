@@ -7,6 +7,25 @@ that request set going) carries its id (``rid`` in the RPC envelope and in a soc
 peer), and its handler runs with that id on every log line it writes.  The RPCs of a request
 are logged on the side that serves them (``cumulo.bus``: received, then done or failed, with
 the time the handler took), which is what ``cumulo trace`` shows as the bus hops.
+
+Versioned messages (so controllers and agents of two releases run side by side during an
+upgrade): an RPC or cast envelope carries ``v``, the message format version (``BUS_VERSION``);
+an envelope without ``v`` is version 1 (every release before 0.2).  The rule:
+
+* a sender writes ``BUS_VERSION``;
+* a receiver handles versions ``BUS_VERSION - 1`` to ``BUS_VERSION + 1``: the previous release's
+  messages, and the next one's, since a new version may only *add* fields (a reader ignores a
+  field it does not know, and a handler takes a field the previous version did not send as
+  optional);
+* a change that removes, renames or changes the meaning of a field takes two versions: N+1
+  sends the new field beside the old one, N+2 stops sending the old one;
+* a message outside the window is refused: a call gets ``RPCError`` of kind
+  ``IncompatibleMessage``, a cast is logged and dropped (``cumulo upgrade check`` fails on
+  agents that far apart before it comes to that).
+
+Version 2: ``v`` itself, and agents' reports (``report_node``, ``report_pool``, the network
+agents' ``report``) carry ``version``, the code version the agent runs.  Events carry no ``v``
+(their payloads only ever gain fields).
 """
 
 from __future__ import annotations
@@ -19,6 +38,8 @@ from typing import Any, Protocol
 
 from cumulo.core import context
 
+# the message format version this code writes (see the module's docstring); 1: no "v" in the envelope
+BUS_VERSION = 2
 EventHandler = Callable[[str, dict[str, Any]], Awaitable[None]]
 RPCHandler = Callable[[str, dict[str, Any]], Awaitable[Any]]
 HOPS = logging.getLogger("cumulo.bus")
@@ -45,9 +66,35 @@ def carrying(rid: str | None) -> Iterator[None]:
         context.current.reset(token)
 
 
+class IncompatibleMessage(Exception):
+    """A bus message of a format version this code does not read (more than one version apart)."""
+
+
+def stamped(envelope: dict[str, Any]) -> dict[str, Any]:
+    """An RPC envelope with this code's message format version in it."""
+    envelope["v"] = BUS_VERSION
+    return envelope
+
+
+def message_version(envelope: dict[str, Any]) -> int:
+    """The format version of a received envelope (1 when it carries none), or
+    ``IncompatibleMessage`` when this code does not read it."""
+    v = envelope.get("v", 1)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise IncompatibleMessage(f"bus message version {v!r} is not a number")
+    if abs(v - BUS_VERSION) > 1:
+        raise IncompatibleMessage(f"bus message version {v}: this side (version {BUS_VERSION}) reads "
+                                  f"{BUS_VERSION - 1} to {BUS_VERSION + 1}; upgrade the older side "
+                                  f"(`cumulo upgrade check`)")
+    return v
+
+
 async def handle_rpc(target: str, handler: RPCHandler, method: str, args: dict[str, Any], rid: str | None,
-                     kind: str) -> Any:
-    """Run an RPC's handler in the request it came from; a request's RPCs are logged (the hop)."""
+                     kind: str, envelope: dict[str, Any] | None = None) -> Any:
+    """Run an RPC's handler in the request it came from; a request's RPCs are logged (the hop).
+    ``envelope`` (the received message, when it crossed a process) is checked for its version."""
+    if envelope is not None:
+        message_version(envelope)
     with carrying(rid):
         if not rid:
             return await handler(method, args)

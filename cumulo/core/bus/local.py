@@ -18,7 +18,8 @@ socket wakes the reader at once, where a table of events would be polled).  If t
 the workers' connection drops and they stop: the leader is also their supervisor.
 
 Frames are a 4-byte big-endian length and an orjson document; a message sent within a request
-has its id in ``rid``.
+has its id in ``rid``; an RPC's frames (``call``, ``cast``, ``request``) carry the message format
+version ``v`` as RPC envelopes do (``interface``).
 """
 
 from __future__ import annotations
@@ -36,13 +37,16 @@ import orjson
 
 from cumulo.core.bus.interface import (
     EventHandler,
+    IncompatibleMessage,
     RPCError,
     RPCHandler,
     RPCTimeout,
     TopicPattern,
     carrying,
     handle_rpc,
+    message_version,
     request_id,
+    stamped,
 )
 from cumulo.core.bus.memory import MemoryBus
 
@@ -151,8 +155,8 @@ class HubBus(MemoryBus):
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         peer.pending[rid] = fut
         try:
-            await peer.send(frame({"op": "request", "id": rid, "target": target, "method": method, "args": args,
-                                   "rid": request_id()}))
+            await peer.send(frame(stamped({"op": "request", "id": rid, "target": target, "method": method,
+                                           "args": args, "rid": request_id()})))
             reply = await asyncio.wait_for(fut, timeout)
         except (TimeoutError, ConnectionError):
             raise RPCTimeout(f"no reply from {target} to {method}") from None
@@ -167,8 +171,8 @@ class HubBus(MemoryBus):
         peer = self._peer_serving(target)
         if peer is not None:
             with contextlib.suppress(ConnectionError):
-                await peer.send(frame({"op": "request", "id": None, "target": target, "method": method,
-                                       "args": args, "rid": request_id()}))
+                await peer.send(frame(stamped({"op": "request", "id": None, "target": target, "method": method,
+                                               "args": args, "rid": request_id()})))
 
     # -- a worker's connection ----------------------------------------------------------------
     async def _peer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -188,6 +192,11 @@ class HubBus(MemoryBus):
                 elif op == "call":
                     self._spawn(self._call_for(peer, msg))
                 elif op == "cast":
+                    try:
+                        message_version(msg)
+                    except IncompatibleMessage as exc:
+                        LOG.error("cast %s to %s dropped: %s", msg.get("method"), msg.get("target"), exc)
+                        continue
                     with carrying(msg.get("rid")):
                         await self.cast(msg["target"], msg["method"], msg["args"])
                 elif op == "reply":
@@ -207,6 +216,7 @@ class HubBus(MemoryBus):
 
     async def _call_for(self, peer: Peer, msg: dict[str, Any]) -> None:
         try:
+            message_version(msg)
             with carrying(msg.get("rid")):
                 value = await self.call(msg["target"], msg["method"], msg["args"], msg.get("timeout"))
             reply = reply_of(None, value)
@@ -272,8 +282,8 @@ class SocketBus:
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
         try:
-            await self._send({"op": "call", "id": rid, "target": target, "method": method, "args": args,
-                              "timeout": timeout, "rid": request_id()})
+            await self._send(stamped({"op": "call", "id": rid, "target": target, "method": method, "args": args,
+                                      "timeout": timeout, "rid": request_id()}))
             # the hub answers "timeout" itself; the margin covers the hop
             reply = await asyncio.wait_for(fut, timeout + 1)
         except (TimeoutError, ConnectionError):
@@ -283,7 +293,8 @@ class SocketBus:
         return outcome_of(reply)
 
     async def cast(self, target: str, method: str, args: dict[str, Any]) -> None:
-        await self._send({"op": "cast", "target": target, "method": method, "args": args, "rid": request_id()})
+        await self._send(stamped({"op": "cast", "target": target, "method": method, "args": args,
+                                  "rid": request_id()}))
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         try:
@@ -326,7 +337,7 @@ class SocketBus:
             return
         try:
             reply = reply_of(None, await handle_rpc(msg["target"], handler, msg["method"], msg["args"], msg.get("rid"),
-                                                    "call" if msg["id"] is not None else "cast"))
+                                                    "call" if msg["id"] is not None else "cast", msg))
         except Exception as exc:  # noqa: BLE001  (sent back to the caller)
             if msg["id"] is None:
                 LOG.exception("cast %s failed", msg["method"])

@@ -10,7 +10,8 @@ queues and consumers again.  The direct reply-to consumer is not among them (it 
 it is consumed again on every reconnect; a publish while the connection is down waits for it (up
 to the RPC timeout) instead of failing at once.
 
-A request's id travels in the RPC envelope (``{"method", "args", "rid"}``) and in an event's
+A request's id travels in the RPC envelope (``{"method", "args", "rid", "v"}``; ``v`` is the
+message format version, see ``interface``) and in an event's
 ``request_id`` header; a message without one is handled outside any request, as before.
 """
 
@@ -26,7 +27,17 @@ import aiormq
 import orjson
 from aio_pika.abc import AbstractIncomingMessage
 
-from cumulo.core.bus.interface import EventHandler, RPCError, RPCHandler, RPCTimeout, carrying, handle_rpc, request_id
+from cumulo.core.bus.interface import (
+    EventHandler,
+    IncompatibleMessage,
+    RPCError,
+    RPCHandler,
+    RPCTimeout,
+    carrying,
+    handle_rpc,
+    request_id,
+    stamped,
+)
 
 LOG = logging.getLogger(__name__)
 REPLY_TO = "amq.rabbitmq.reply-to"
@@ -36,9 +47,10 @@ DOWN = (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError,
 
 
 def envelope(method: str, args: dict[str, Any]) -> dict[str, Any]:
-    """An RPC request's body: the method, its arguments and (within a request) its id."""
+    """An RPC request's body: the method, its arguments, (within a request) its id, and the
+    message format version."""
     rid = request_id()
-    return {"method": method, "args": args, "rid": rid} if rid else {"method": method, "args": args}
+    return stamped({"method": method, "args": args, "rid": rid} if rid else {"method": method, "args": args})
 
 
 class RabbitBus:
@@ -132,8 +144,11 @@ class RabbitBus:
                 request = orjson.loads(message.body)
                 try:
                     reply = {"ok": await handle_rpc(target, handler, request["method"], request["args"],
-                                                    request.get("rid"), "call" if message.reply_to else "cast")}
+                                                    request.get("rid"), "call" if message.reply_to else "cast",
+                                                    request)}
                 except Exception as exc:
+                    if isinstance(exc, IncompatibleMessage) and not message.reply_to:
+                        LOG.error("cast %s to %s dropped: %s", request.get("method"), target, exc)
                     reply = {"error": [type(exc).__name__, str(exc)]}
                 if message.reply_to:
                     await channel.default_exchange.publish(
