@@ -207,6 +207,7 @@ def test_the_wizard_lists_each_choice_with_the_quota_a_flavor_would_use(launched
     row = re.search(r"<label for=\"flavor-5\".*?</tr>", page, re.S)
     assert row and "2 more" in row.group(0)  # 20 vCPUs / 8
     assert world["ext"]["name"] not in page  # an external network is not offered for a NIC
+    assert "cumulo-tiny-kernel" not in page  # nor a kernel image
 
 
 def test_the_wizard_launches_a_server_with_what_was_chosen(dcloud: Cloud, people: dict[str, Person],

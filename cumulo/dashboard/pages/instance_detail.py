@@ -27,6 +27,7 @@ from starlette.responses import Response
 
 from cumulo.dashboard.app import Dashboard
 from cumulo.dashboard.client import Api, ApiError
+from cumulo.dashboard.pages.instance_launch import bootable
 from cumulo.dashboard.session import Session
 
 CONSOLE_LINES = (20, 50, 200, 1000)
@@ -99,7 +100,8 @@ async def resize(api: Api, session: Session, server: dict[str, Any], form: FormD
 
 
 async def image_choices(api: Api, session: Session, server: dict[str, Any]) -> dict[str, Any]:
-    return {"images": (await api.get("image", "/v2/images", status="active", sort="name:asc", limit=1000))["images"]}
+    images = (await api.get("image", "/v2/images", status="active", sort="name:asc", limit=1000))["images"]
+    return {"images": [i for i in images if bootable(i)]}
 
 
 async def rebuild(api: Api, session: Session, server: dict[str, Any], form: FormData) -> str:

@@ -76,6 +76,11 @@ def flavor_fit(flavor: dict[str, Any], left: dict[str, int | None]) -> dict[str,
     return {"flavor": flavor, "fits": min(fits) if fits else None}
 
 
+def bootable(image: dict[str, Any]) -> bool:
+    """Not a kernel or ramdisk image (those are a bootable image's parts), as Horizon leaves them out."""
+    return image.get("disk_format") not in ("aki", "ari") and image.get("container_format") not in ("aki", "ari")
+
+
 async def choices(api: Api, session: Session) -> dict[str, Any]:
     """Every select list of the form: one call each, all at once."""
     has_volume = api.catalog.has("block-storage")
@@ -97,7 +102,7 @@ async def choices(api: Api, session: Session) -> dict[str, Any]:
     return {
         "limits": limits["limits"]["absolute"], "left": left,
         "flavors": [flavor_fit(f, left) for f in flavors.get("flavors", [])],
-        "images": [i for i in all_images if i.get("image_type") != "snapshot"],
+        "images": [i for i in all_images if i.get("image_type") != "snapshot" and bootable(i)],
         "snapshots": [i for i in all_images if i.get("image_type") == "snapshot"],
         "volumes": volumes.get("volumes", []),
         # an admin's list holds every project's: offer this project's and the shared ones only
