@@ -23,6 +23,7 @@ import orjson
 QUEUE = 256
 KEEPALIVE = 15.0
 MAX_STREAMS = 1000
+MAX_PER_USER = 16  # one user's tabs; without it one tenant's script could take all MAX_STREAMS
 REVALIDATE = 60.0
 
 
@@ -30,6 +31,7 @@ class EventStream:
     def __init__(self, bus: Any) -> None:
         self.bus = bus
         self.queues: set[asyncio.Queue[dict[str, Any]]] = set()
+        self.per_user: dict[str, int] = {}
         self._subscribed = False
         self._lock = asyncio.Lock()
         self.delivered = 0
@@ -49,14 +51,15 @@ class EventStream:
 
     async def stream(self, project_id: str, everything: bool, expires_at: float,
                      still_valid: Callable[[], Awaitable[bool]] | None = None,
-                     revalidate: float = REVALIDATE) -> AsyncIterator[bytes]:
-        if len(self.queues) >= MAX_STREAMS:
+                     revalidate: float = REVALIDATE, user: str = "") -> AsyncIterator[bytes]:
+        if len(self.queues) >= MAX_STREAMS or self.per_user.get(user, 0) >= MAX_PER_USER:
             yield b"retry: 30000\n: too many open streams\n\n"
             return
-        await self._ensure()
         q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE)
         self.queues.add(q)
+        self.per_user[user] = self.per_user.get(user, 0) + 1
         try:
+            await self._ensure()
             yield b"retry: 3000\n: connected\n\n"
             checked = time.monotonic()
             while time.time() < expires_at:
@@ -75,3 +78,6 @@ class EventStream:
                     yield b"data: " + orjson.dumps(event) + b"\n\n"
         finally:
             self.queues.discard(q)
+            self.per_user[user] -= 1
+            if not self.per_user[user]:
+                del self.per_user[user]

@@ -411,3 +411,20 @@ def test_a_stream_ends_when_its_token_is_revoked() -> None:
     assert orjson.loads(got[1][6:])["id"] == "s1"
     assert not any(b"s2" in g for g in got)
     assert got[-1].startswith(b": the session has ended")
+
+
+def test_one_user_cannot_take_every_stream() -> None:
+    from cumulo.dashboard.events import MAX_PER_USER
+
+    async def scenario() -> tuple[list[bytes], bytes, bytes]:
+        streams = EventStream(Bus())
+        gens = [streams.stream("p1", False, time.time() + 60, user="u1") for _ in range(MAX_PER_USER + 1)]
+        first = [await g.__anext__() for g in gens]
+        other = await streams.stream("p2", False, time.time() + 60, user="u2").__anext__()
+        await gens[0].aclose()  # a tab closed: its place is free again
+        again = await streams.stream("p1", False, time.time() + 60, user="u1").__anext__()
+        return first, other, again
+
+    first, other, again = asyncio.run(scenario())
+    assert all(b"connected" in f for f in first[:-1]) and b"too many" in first[-1]
+    assert b"connected" in other and b"connected" in again

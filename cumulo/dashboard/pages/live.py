@@ -57,7 +57,7 @@ def routes(d: Dashboard) -> list[Route]:
             return await token_now(d, session.token) is not None
 
         return StreamingResponse(d.events.stream(session.project_id, everything, session.expires_at, still_valid,
-                                                 stream_module.REVALIDATE),
+                                                 stream_module.REVALIDATE, session.user_id),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
