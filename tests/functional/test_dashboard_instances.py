@@ -304,8 +304,10 @@ def test_the_instance_page_shows_what_the_api_has(dcloud: Cloud, people: dict[st
     # the instance actions with their request ids
     actions = nova(dcloud, member, "GET", f"/servers/{sid}/os-instance-actions")["instanceActions"]
     assert actions and all(a["request_id"] in page for a in actions) and "<td>create</td>" in page
-    # the interfaces from Neutron
-    assert re.search(r'<table class="list" id="interfaces">.*?' + re.escape(addr), page, re.S)
+    # the interfaces from Neutron, with their network's name; the image by its name
+    assert re.search(r'<table class="list" id="interfaces">.*?' + re.escape(next(iter(s["addresses"]))) + ".*?"
+                     + re.escape(addr), page, re.S)
+    assert re.search(r"<dt>Image</dt><dd>cumulo-tiny <code>", page)
     b.close()
 
 
@@ -607,6 +609,7 @@ def test_an_admin_sees_and_uses_migrate(dcloud: Cloud, people: dict[str, Person]
     b = browser(dcloud, people["admin"])
     here = f"/project/instances/{sid}"
     assert 'value="migrate">Migrate (admin)</button>' in b.page(here).text
+    assert '<option value="migrate">migrate</option>' in b.page("/project/instances").text  # the bulk form's
     before = server(dcloud, admin, sid)["OS-EXT-SRV-ATTR:host"]
     r = b.post(f"{here}/action", {"action": "migrate", "next": here})
     assert b.flash(r) == "Migrating 1 instance."

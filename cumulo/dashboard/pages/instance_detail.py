@@ -3,8 +3,9 @@
 The page shows the server as ``GET /servers/{id}`` has it (flavor embedded, addresses, security
 groups, the fault in words when it is in ERROR), then, asked side by side: its volume attachments,
 its instance actions (with their request ids), the tail of its console log (``length`` lines),
-and its ports with their floating IPs (Neutron: ``GET /v2.0/ports?device_id=`` and one
-``GET /v2.0/floatingips`` for those ports).
+the image it booted from, and its ports with their networks and floating IPs (Neutron:
+``GET /v2.0/ports?device_id=``, then one ``GET /v2.0/floatingips`` and one ``GET /v2.0/networks``
+for those ports).
 
 Each action that needs a choice has a form page of its own (``/project/instances/{id}/<form>``):
 resize, rebuild, snapshot, attach a volume, attach an interface, associate a floating IP.  Its GET
@@ -47,14 +48,24 @@ async def server_of(api: Api, server_id: str) -> dict[str, Any]:
 
 
 async def ports_with_floating_ips(api: Api, server_id: str) -> list[dict[str, Any]]:
-    """The server's ports, each with the floating IPs that point at it."""
+    """The server's ports, each with its network's name and the floating IPs that point at it."""
     ports = (await api.get("network", "/v2.0/ports", device_id=server_id))["ports"]
     if not ports:
         return []
-    fips = (await api.get("network", "/v2.0/floatingips", port_id=[p["id"] for p in ports]))["floatingips"]
+    fips, networks = await asyncio.gather(
+        api.get("network", "/v2.0/floatingips", port_id=[p["id"] for p in ports]),
+        api.get("network", "/v2.0/networks", id=sorted({p["network_id"] for p in ports}), fields=["id", "name"]))
+    names = {n["id"]: n.get("name") for n in networks["networks"]}
     for port in ports:
-        port["floating_ips"] = [f for f in fips if f.get("port_id") == port["id"]]
+        port["floating_ips"] = [f for f in fips["floatingips"] if f.get("port_id") == port["id"]]
+        port["network_name"] = names.get(port["network_id"]) or ""
     return ports
+
+
+async def image_of(api: Api, server: dict[str, Any]) -> dict[str, Any] | None:
+    """The image the server booted from, when it still exists and the user may see it."""
+    image_id = (server.get("image") or {}).get("id")
+    return await api.get("image", f"/v2/images/{image_id}") if image_id else None
 
 
 def console_length(request: Request) -> int:
@@ -179,18 +190,19 @@ def views(d: Dashboard) -> dict[str, Any]:
         server = await server_of(api, server_id)
         length = console_length(request)
         log_request = {"os-getConsoleOutput": {"length": length}}
-        (attachments, attachments_error), (actions, actions_error), (log, log_error), (ports, ports_error) = \
-            await asyncio.gather(
+        (attachments, attachments_error), (actions, actions_error), (log, log_error), (ports, ports_error), \
+            (image, _) = await asyncio.gather(
                 quietly(api.get("compute", f"/servers/{server_id}/os-volume_attachments")),
                 quietly(api.get("compute", f"/servers/{server_id}/os-instance-actions")),
                 quietly(api.post("compute", f"/servers/{server_id}/action", log_request)),
-                quietly(ports_with_floating_ips(api, server_id)))
+                quietly(ports_with_floating_ips(api, server_id)),
+                quietly(image_of(api, server)))
         return d.render(
             request, "instance_detail.html", title=f"Instance {server['name']}", server=server,
             attachments=(attachments or {}).get("volumeAttachments", []), attachments_error=attachments_error,
             actions_log=(actions or {}).get("instanceActions", []), actions_error=actions_error,
             console=((log.data if log else None) or {}).get("output", ""), console_error=log_error,
-            length=length, lengths=CONSOLE_LINES, ports=ports or [], ports_error=ports_error)
+            length=length, lengths=CONSOLE_LINES, ports=ports or [], ports_error=ports_error, image=image)
 
     async def show_form(request: Request, session: Session, api: Api, server: dict[str, Any], name: str,
                         form: FormData | None = None, error: tuple[str, str] | None = None,
