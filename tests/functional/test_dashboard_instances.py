@@ -176,7 +176,12 @@ def world(dcloud: Cloud, people: dict[str, Person]) -> dict[str, Any]:
     guest = nova(dcloud, admin, "POST", "/servers", {"server": {
         "name": unique("guest"), "flavorRef": "10", "imageRef": images[0]["id"], "networks": "none",
         "availability_zone": f"nova:{QEMU_HOST}"}})["server"]["id"]
-    return {"net": net, "ext": ext, "image": images[0]["id"], "guest": guest}
+    # P's volumes, made now so that they are ready when their tests come: one from the image, one blank
+    boot_volume = cinder(dcloud, member, "POST", "/volumes", {"volume": {
+        "size": 1, "imageRef": images[0]["id"], "name": unique("bootvol")}})["volume"]
+    data_volume = cinder(dcloud, member, "POST", "/volumes", {"volume": {"size": 1, "name": unique("data")}})["volume"]
+    return {"net": net, "ext": ext, "image": images[0]["id"], "guest": guest, "boot_volume": boot_volume,
+            "data_volume": data_volume}
 
 
 @pytest.fixture(scope="module")
@@ -254,8 +259,7 @@ def test_refusals_come_back_beside_the_field_in_novas_words(dcloud: Cloud, peopl
 def test_a_volume_boots_a_server_through_the_wizard(dcloud: Cloud, people: dict[str, Person],
                                                     world: dict[str, Any]) -> None:
     member = people["member"].token
-    vol = cinder(dcloud, member, "POST", "/volumes", {"volume": {"size": 1, "imageRef": world["image"],
-                                                                 "name": unique("bootvol")}})["volume"]
+    vol = world["boot_volume"]
     wait_for(lambda: cinder(dcloud, member, "GET", f"/volumes/{vol['id']}")["volume"]["status"] == "available",
              30, "the boot volume")
     b = browser(dcloud, people["member"])
@@ -412,9 +416,10 @@ def test_snapshot_then_boot_from_it_and_rebuild(dcloud: Cloud, people: dict[str,
     b.close()
 
 
-def test_attach_and_detach_a_volume(dcloud: Cloud, people: dict[str, Person], launched: dict[str, Any]) -> None:
+def test_attach_and_detach_a_volume(dcloud: Cloud, people: dict[str, Person], launched: dict[str, Any],
+                                    world: dict[str, Any]) -> None:
     sid, member = launched["id"], people["member"].token
-    vol = cinder(dcloud, member, "POST", "/volumes", {"volume": {"size": 1, "name": unique("data")}})["volume"]
+    vol = world["data_volume"]
     wait_for(lambda: cinder(dcloud, member, "GET", f"/volumes/{vol['id']}")["volume"]["status"] == "available",
              20, "the volume")
     b = browser(dcloud, people["member"])
