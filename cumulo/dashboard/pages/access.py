@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shlex
 from typing import Any
+from urllib.parse import quote
 
 import yaml
 from starlette.requests import Request
@@ -116,12 +117,12 @@ def routes(d: Dashboard) -> list[Route]:
         return d.redirect("/project/access/keypairs", ("info", f"Imported key pair {kp['name']}."))
 
     async def keypair_show(request: Request, session: Session, api: Api) -> Response:
-        kp = (await api.get("compute", f"/os-keypairs/{request.path_params['name']}"))["keypair"]
+        kp = (await api.get("compute", f"/os-keypairs/{quote(request.path_params['name'], safe='')}"))["keypair"]
         return d.render(request, "access_keypair.html", title=f"Key pair {kp['name']}", keypair=kp)
 
     async def keypair_delete(request: Request, session: Session, api: Api) -> Response:
         name = request.path_params["name"]
-        await api.delete("compute", f"/os-keypairs/{name}")
+        await api.delete("compute", f"/os-keypairs/{quote(name, safe='')}")
         return d.redirect("/project/access/keypairs", ("info", f"Deleted key pair {name}."))
 
     # API access

@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from cumulo.dashboard.app import Dashboard, view
 from cumulo.dashboard.client import Api, ApiError, Unauthorized
-from cumulo.dashboard.pages.overview import period
+from cumulo.dashboard.pages.overview import cell, period
 from cumulo.dashboard.session import Session
 
 NAV = [("admin", "Overview", "Usage", "/admin/")]
@@ -209,7 +209,7 @@ def routes(d: Dashboard) -> list[Route]:
         w.writerow(["project_id", "project_name", "servers", "vcpu_hours", "ram_mb_hours", "disk_gb_hours",
                     "total_hours"])
         for row in rows:
-            w.writerow([row.get("tenant_id"), row["project_name"], len(row.get("server_usages") or []),
+            w.writerow([row.get("tenant_id"), cell(row["project_name"]), len(row.get("server_usages") or []),
                         round(row.get("total_vcpus_usage") or 0, 2), round(row.get("total_memory_mb_usage") or 0, 2),
                         round(row.get("total_local_gb_usage") or 0, 2), round(row.get("total_hours") or 0, 2)])
         return Response(out.getvalue(), media_type="text/csv",

@@ -20,7 +20,7 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from cumulo.dashboard.client import HEADERS, Api, ApiError, Unauthorized, fault_message
+from cumulo.dashboard.client import HEADERS, Api, ApiError, Unauthorized, fault_message, safe_path
 from cumulo.dashboard.session import Session
 
 PAGE_SIZES = (20, 50, 100)
@@ -74,7 +74,7 @@ async def upload(api: Api, method: str, service: str, path: str, request: Reques
     if request.headers.get("content-length"):
         h["Content-Length"] = request.headers["content-length"]
     try:
-        r = await api.http.request(method, base + path, content=request.stream(), headers=h,
+        r = await api.http.request(method, base + safe_path(path), content=request.stream(), headers=h,
                                    timeout=httpx.Timeout(timeout, connect=5.0))
     except httpx.HTTPError as exc:
         raise ApiError(503, f"The {service} service did not take the data ({type(exc).__name__}).") from None
@@ -92,7 +92,7 @@ async def download(api: Api, service: str, path: str, filename: str,
     base = await api.catalog.url(service, api.token)
     h = {"X-Auth-Token": api.token, **HEADERS.get(service, {})}
     try:
-        r = await api.http.send(api.http.build_request("GET", base + path, headers=h), stream=True)
+        r = await api.http.send(api.http.build_request("GET", base + safe_path(path), headers=h), stream=True)
     except httpx.HTTPError as exc:
         raise ApiError(503, f"The {service} service did not answer ({type(exc).__name__}).") from None
     if r.status_code >= 400:

@@ -135,6 +135,9 @@ async def list_page(api: Api, request: Request, path: str, kind: str,
     return items, paging, items[-1]["id"] if more and items else ""
 
 
+PORTS_SHOWN = 200  # a network's page lists its first ports; the API has them all
+
+
 def routes(d: Dashboard) -> list[Route]:
     # -- networks and subnets ------------------------------------------------------------------------
     async def networks(request: Request, session: Session, api: Api) -> Response:
@@ -186,10 +189,11 @@ def routes(d: Dashboard) -> list[Route]:
         net_data, subnets, ports = await asyncio.gather(
             api.get("network", f"/v2.0/networks/{network_id}"),
             api.get("network", "/v2.0/subnets", network_id=network_id),
-            api.get("network", "/v2.0/ports", network_id=network_id))
+            api.get("network", "/v2.0/ports", network_id=network_id, limit=PORTS_SHOWN + 1))
         net = net_data["network"]
         return d.render(request, "network_network_detail.html", status, title=f"Network {net['name'] or net['id']}",
-                        net=net, subnets=subnets["subnets"], ports=ports["ports"], can_edit=owns(session, net),
+                        net=net, subnets=subnets["subnets"], ports=ports["ports"][:PORTS_SHOWN],
+                        more_ports=len(ports["ports"]) > PORTS_SHOWN, can_edit=owns(session, net),
                         form=form or {"enable_dhcp": "on", "ip_version": "4"}, errors=errors or {},
                         subnet_names={s["id"]: s["name"] or s["cidr"] for s in subnets["subnets"]})
 
@@ -247,11 +251,11 @@ def routes(d: Dashboard) -> list[Route]:
 
     # -- routers -----------------------------------------------------------------------------------
     async def routers(request: Request, session: Session, api: Api) -> Response:
-        items, externals = await asyncio.gather(
-            api.get("network", "/v2.0/routers"),
+        (items, paging, next_marker), externals = await asyncio.gather(
+            list_page(api, request, "/v2.0/routers", "routers"),
             quietly(api.get("network", "/v2.0/networks", fields=["id", "name"], **EXTERNAL), {"networks": []}))
-        return d.render(request, "network_routers.html", title="Routers", routers=items["routers"],
-                        net_names={n["id"]: n["name"] for n in externals["networks"]})
+        return d.render(request, "network_routers.html", title="Routers", routers=items, paging=paging,
+                        next_marker=next_marker, net_names={n["id"]: n["name"] for n in externals["networks"]})
 
     async def router_row(request: Request, session: Session, api: Api) -> Response:
         try:
