@@ -185,7 +185,11 @@ def view(d: Dashboard, fn: ViewFn, panel: str = "project") -> Callable[[Request]
         try:
             return await fn(request, session, api)
         except Unauthorized:
-            response = RedirectResponse("/auth/login?expired=1&next=" + quote(request.url.path), status_code=303)
+            if request.headers.get("x-requested-with") == "cumulo":  # the page's script: it goes to the login
+                response: Response = Response("Your session has ended: sign in again.", status_code=401,
+                                              headers={"X-Login": "/auth/login?expired=1"})
+            else:
+                response = RedirectResponse("/auth/login?expired=1&next=" + quote(request.url.path), status_code=303)
             response.delete_cookie(COOKIE, path="/")
             return response
         except ApiError as exc:
