@@ -51,6 +51,7 @@ from cumulo.core.http.slowclients import protocol
 from cumulo.core.http.watchdog import Watchdog
 from cumulo.core.lease import LeaderLease
 from cumulo.core.policy import Enforcer
+from cumulo.core.version import code_version
 from cumulo.identity import policies as identity_policies
 from cumulo.identity.api import build_app as identity_app
 from cumulo.identity.service import IdentityService
@@ -618,7 +619,8 @@ def write_status(cfg: Config, specs: list[tuple[str, int, Any]], worker_pids: di
     status = {"pid": os.getpid(), "started": started or time.time(), "host": socket.gethostname(),
               "workers": {str(i): pid for i, pid in sorted((worker_pids or {}).items())}, "leader_lease": lease,
               "listeners": {name: f"http://{cfg.public_host}:{port}" for name, port, _ in specs},
-              "database": logmod.mask_url(cfg.database_url), "bus": logmod.mask_url(cfg.bus.url)}
+              "database": logmod.mask_url(cfg.database_url), "bus": logmod.mask_url(cfg.bus.url),
+              "version": code_version()}  # `cumulo upgrade check` compares it with the installed code
     _write_private(cfg.state_path / "status.json", json.dumps(status, indent=2))
 
 

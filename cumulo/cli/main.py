@@ -17,6 +17,8 @@
     cumulo object ring | status   the object storage ring, and this node's devices and replicas
     cumulo backup [--to DIR]      back the running cloud up (incremental, secrets encrypted)
     cumulo restore BACKUP         restore a backup; then `cumulo up`
+    cumulo upgrade check          is this cloud ready for the code installed here (exit 0/1/2)
+    cumulo upgrade                back up, migrate the schema, print the restart order
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import click
 from cumulo.cli.backup import backup_group, restore_command
 from cumulo.cli.object import object_group
 from cumulo.cli.trace import logs_command, trace_command
+from cumulo.cli.upgrade import upgrade_group
 from cumulo.core import bus as busmod
 from cumulo.core import config as configmod
 from cumulo.core import logging as logmod
@@ -84,6 +87,8 @@ HELP = """Start an OpenStack-compatible cloud on this machine, and look after it
   cumulo object ring | status   the object storage ring, and this node's devices and replicas
   cumulo backup [--to DIR]      back the running cloud up (incremental, secrets encrypted)
   cumulo restore BACKUP         restore a backup; then `cumulo up`
+  cumulo upgrade check          is this cloud ready for the code installed here (exit 0/1/2)
+  cumulo upgrade                back up, migrate the schema, print the restart order
 
 Every command has its own help with an example: cumulo up --help, cumulo db sync --help.
 
@@ -635,6 +640,7 @@ main.add_command(trace_command)
 main.add_command(logs_command)
 main.add_command(backup_group)
 main.add_command(restore_command)
+main.add_command(upgrade_group)
 
 if __name__ == "__main__":
     main()
