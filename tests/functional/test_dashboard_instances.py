@@ -250,6 +250,9 @@ def test_refusals_come_back_beside_the_field_in_novas_words(dcloud: Cloud, peopl
     assert f'value="{name}"' in r.text and 'value="5" id="flavor-5" checked' in r.text
     # nothing was made
     assert not nova(dcloud, people["member"].token, "GET", "/servers", name=name)["servers"]
+    # a zone that is not there: Nova's words beside the zone
+    r = b.post("/project/instances/launch", {**base, "name": name, "availability_zone": "atlantis"})
+    assert r.status_code == 400 and "atlantis" in field_error(r.text, "availability_zone")
     # a missing choice is said before Nova is asked
     r = b.post("/project/instances/launch", {**base, "name": name, "image_id": ""})
     assert r.status_code == 400 and field_error(r.text, "source") == "Choose the image to boot from."
@@ -633,13 +636,16 @@ def test_delete_from_the_instance_page(dcloud: Cloud, people: dict[str, Person],
     b = browser(dcloud, people["member"])
     page = b.page("/project/instances/launch").text
     assert f"<option>{key['name']}</option>" in page and f'<option value="{group["id"]}">{group["name"]}' in page
+    assert '<select name="availability_zone">' in page and "<option>nova</option>" in page
     name = unique("gone")
     r = b.post("/project/instances/launch", {"name": name, "count": "2", "source": "image", "image_id": world["image"],
-                                             "flavor": "10", "key_name": key["name"], "server_group": group["id"]})
+                                             "flavor": "10", "key_name": key["name"], "server_group": group["id"],
+                                             "availability_zone": "nova"})
     assert r.status_code == 303 and r.headers["location"] == "/project/instances", alerts(r.text)
     assert b.flash(r) == f"Launching {name} (2 instances)."
     made = nova(dcloud, member, "GET", "/servers/detail", name=name)["servers"]
-    assert len(made) == 2 and {s["key_name"] for s in made} == {key["name"]}
+    assert len(made) == 2
+    assert {(s["key_name"], s["OS-EXT-AZ:availability_zone"]) for s in made} == {(key["name"], "nova")}
     members = nova(dcloud, member, "GET", f"/os-server-groups/{group['id']}")["server_group"]["members"]
     assert sorted(members) == sorted(s["id"] for s in made)
     sid = made[0]["id"]

@@ -4,7 +4,7 @@ Its select lists each come from one API call, made side by side: compute's limit
 flavor would use of the quota left), flavors, images (an instance snapshot is an image with
 ``image_type=snapshot``), the project's available volumes (boot from volume through
 ``block_device_mapping_v2``), networks (the project's and the shared ones), security groups, key
-pairs and server groups.  When Nova refuses, the form comes back (400) with Nova's words beside
+pairs, server groups and availability zones.  When Nova refuses, the form comes back (400) with Nova's words beside
 the field they are about, and what the user had typed.
 """
 
@@ -32,6 +32,7 @@ FIELD_OF_FAULT: list[tuple[str, re.Pattern[str]]] = [
     ("flavor", re.compile(r"flavor|Quota exceeded for (cores|ram)", re.I)),
     ("server_group", re.compile(r"server group|scheduler_hints", re.I)),
     ("key_name", re.compile(r"key_name|key ?pair", re.I)),
+    ("availability_zone", re.compile(r"availability.?zone", re.I)),
     ("security_groups", re.compile(r"security.?group", re.I)),
     ("user_data", re.compile(r"user_data", re.I)),
     ("networks", re.compile(r"network|port|fixed ip|address", re.I)),
@@ -84,7 +85,7 @@ def bootable(image: dict[str, Any]) -> bool:
 async def choices(api: Api, session: Session) -> dict[str, Any]:
     """Every select list of the form: one call each, all at once."""
     has_volume = api.catalog.has("block-storage")
-    (limits, flavors, images, volumes, networks, groups, keypairs, server_groups) = await asyncio.gather(
+    (limits, flavors, images, volumes, networks, groups, keypairs, server_groups, zones) = await asyncio.gather(
         quietly(api.get("compute", "/limits"), {"limits": {"absolute": {}}}),
         api.get("compute", "/flavors/detail", sort_key="memory_mb", sort_dir="asc"),
         quietly(api.get("image", "/v2/images", status="active", sort="name:asc", limit=1000), {"images": []}),
@@ -95,7 +96,8 @@ async def choices(api: Api, session: Session) -> dict[str, Any]:
         quietly(api.get("network", "/v2.0/security-groups", fields=["id", "name", "project_id", "description"]),
                 {"security_groups": []}),
         quietly(api.get("compute", "/os-keypairs"), {"keypairs": []}),
-        quietly(api.get("compute", "/os-server-groups"), {"server_groups": []}))
+        quietly(api.get("compute", "/os-server-groups"), {"server_groups": []}),
+        quietly(api.get("compute", "/os-availability-zone"), {"availabilityZoneInfo": []}))
     left = room(limits["limits"]["absolute"])
     own = session.project_id
     all_images = images.get("images", [])
@@ -111,6 +113,8 @@ async def choices(api: Api, session: Session) -> dict[str, Any]:
         "keypairs": [k["keypair"] for k in keypairs.get("keypairs", [])],
         "server_groups": [g for g in server_groups.get("server_groups", [])
                           if g.get("project_id") in (own, None)],
+        "zones": [z["zoneName"] for z in zones.get("availabilityZoneInfo", [])
+                  if (z.get("zoneState") or {}).get("available", True)],
         "has_volume": has_volume,
     }
 
@@ -147,6 +151,8 @@ def server_body(form: FormData) -> tuple[dict[str, Any], dict[str, str]]:
         server["security_groups"] = [{"name": g} for g in groups]
     if form.get("key_name"):
         server["key_name"] = str(form.get("key_name"))
+    if form.get("availability_zone"):
+        server["availability_zone"] = str(form.get("availability_zone"))
     user_data = str(form.get("user_data", ""))
     if user_data:
         raw = user_data.replace("\r\n", "\n").encode()
