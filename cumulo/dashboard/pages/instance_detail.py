@@ -220,7 +220,7 @@ def views(d: Dashboard) -> dict[str, Any]:
     def form_view(name: str) -> Callable[[Request, Session, Api], Awaitable[Response]]:
         async def handle(request: Request, session: Session, api: Api) -> Response:
             server = await server_of(api, request.path_params["server_id"])
-            if request.method == "GET":
+            if request.method != "POST":  # GET, and the HEAD Starlette lets in with it, only show the form
                 return await show_form(request, session, api, server, name)
             form = await request.form()
             try:
