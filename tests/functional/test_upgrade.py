@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from cumulo.core.version import code_version
-from cumulo.ops.upgrade import known_revisions, run_checks
+from cumulo.ops.upgrade import exit_code, known_revisions, run_checks
 
 from .conftest import BIN, Cloud, start_cloud, stop_cloud, wait_for
 
@@ -151,10 +151,10 @@ def test_agents_of_older_releases_are_named(cloud: Cloud) -> None:
     con.execute("UPDATE compute_service SET version = '9.0.0' WHERE host = 'older-node'")
     con.commit()
     con.close()
-    out = cumulo(cloud, "upgrade", "check", "--json")
-    assert out.returncode == 2, out.stdout
-    agents = next(c for c in json.loads(out.stdout)["checks"] if c["check"] == "Agent versions")
-    assert "older-node runs 9.0.0, newer than this controller code" in agents["details"]
+    results, _cfg = run_checks(None, str(cloud.state_dir))  # in-process: the same checks, no CLI start
+    assert exit_code(results) == 2
+    agents = next(r for r in results if r.check == "Agent versions")
+    assert agents.result == "Failure" and "older-node runs 9.0.0, newer than this controller code" in agents.details
     con = sqlite3.connect(db)
     con.execute("DELETE FROM compute_service WHERE host IN ('old-node', 'older-node')")
     con.commit()
@@ -207,11 +207,10 @@ def test_upgrade_backs_up_migrates_and_rolls_back(cloud: Cloud, tmp_path: Path) 
     assert record["schema_before"] == PREVIOUS and record["schema_after"] == HEAD
     assert Path(record["backup"]).is_dir() and Path(record["backup"]).parent == tmp_path / "backups"
     assert rows(state / "cumulo.db", "SELECT version_num FROM alembic_version") == [(HEAD,)]
-    after = json.loads(cumulo(cloud, "upgrade", "check", "--json", **env).stdout)
-    found = {c["check"]: c for c in after["checks"]}
-    assert found["Database schema"]["result"] == "Success" and found["Running cloud"]["result"] == "Success"
+    found = {r.check: r for r in run_checks(None, str(state))[0]}
+    assert found["Database schema"].result == "Success" and found["Running cloud"].result == "Success"
     # the copied nodes' rows lost their versions with the downgrade: named until they report again
-    assert found["Agent versions"]["result"] == "Warning" and "reports no version" in found["Agent versions"]["details"]
+    assert found["Agent versions"].result == "Warning" and "reports no version" in found["Agent versions"].details
     # the rollback
     out = cumulo(cloud, "restore", "--force", "-q", record["backup"], **env)
     assert out.returncode == 0, out.stdout + out.stderr
