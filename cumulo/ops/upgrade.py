@@ -126,7 +126,8 @@ def translated(data: dict[str, Any], renamed: dict[str, str | None] | None = Non
     renamed = RENAMED if renamed is None else renamed
     defaults = configmod.as_dict(configmod.Config())
     out: dict[str, Any] = {}
-    for name, value in _keys(data):
+    # the options under their current names first: one also set under its old name keeps its value
+    for name, value in sorted(_keys(data), key=lambda item: item[0] in renamed):
         name = renamed.get(name, name) or ""
         if not name or not _known(name, defaults):
             continue
