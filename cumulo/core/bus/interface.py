@@ -19,6 +19,9 @@ an envelope without ``v`` is version 1 (every release before 0.2).  The rule:
   optional);
 * a change that removes, renames or changes the meaning of a field takes two versions: N+1
   sends the new field beside the old one, N+2 stops sending the old one;
+* ``BUS_VERSION`` goes up at most once per minor release, so an agent one minor release behind
+  the controllers (what ``cumulo upgrade check`` lets through with a warning) always speaks a
+  version they read, and reads theirs;
 * a message outside the window is refused: a call gets ``RPCError`` of kind
   ``IncompatibleMessage``, a cast is logged and dropped (``cumulo upgrade check`` fails on
   agents that far apart before it comes to that).
