@@ -62,5 +62,5 @@ def short(value: Any) -> str:
 
 FILTERS = {"when": when, "size": size, "short": short}
 # the order of the side menu
-MODULES: list[Any] = [auth, live, overview, instances, volumes, images, access, network, containers, tasks, admin,
+MODULES: list[Any] = [auth, live, overview, instances, tasks, volumes, images, access, network, containers, admin,
                      admin_compute, admin_flavors, admin_storage, admin_network, admin_system, admin_identity]

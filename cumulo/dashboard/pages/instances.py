@@ -23,6 +23,7 @@ from cumulo.dashboard.pages import instance_consoles, instance_detail, instance_
 from cumulo.dashboard.session import Session
 
 NAV = [("project", "Compute", "Instances", "/project/instances")]
+MAX_BULK = 100
 PAGE_SIZES = (20, 50, 100, 1000)
 FILTERS = ("name", "status", "image", "flavor", "ip")
 STATUSES = ("ACTIVE", "BUILD", "ERROR", "SHUTOFF", "PAUSED", "SUSPENDED", "SHELVED_OFFLOADED", "RESIZE",
@@ -112,11 +113,13 @@ def routes(d: Dashboard) -> list[Route]:
         form = await request.form()
         name = str(form.get("action", ""))
         ids = [request.path_params["server_id"]] if "server_id" in request.path_params else \
-            [str(v)[:64] for v in form.getlist("server_id")][:1000]
+            [str(v)[:64] for v in form.getlist("server_id")]
         back = back_to(form.get("next"))
         known = {**ACTIONS, **ADMIN_ACTIONS}
         if not ids:
             return d.redirect(back, ("error", "Choose at least one instance."))
+        if len(ids) > MAX_BULK:  # each is one API call, made in turn
+            return d.redirect(back, ("error", f"Choose at most {MAX_BULK} instances at once ({len(ids)} chosen)."))
         if name != "delete" and name not in known:
             return d.redirect(back, ("error", f"There is no action {name[:40]!r}."))
         failed = []

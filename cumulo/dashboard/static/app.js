@@ -71,7 +71,9 @@ window.cumuloPost = async (url, data) => fetch(url, {
 
 document.addEventListener("DOMContentLoaded", () => {
   listen();
-  for (const el of document.querySelectorAll("[data-confirm]")) {
-    el.addEventListener("submit", (e) => { if (!confirm(el.dataset.confirm)) e.preventDefault(); });
-  }
 });
+// a form that asks first (data-confirm): also one in a fragment swapped in after the page loaded
+document.addEventListener("submit", (e) => {
+  const form = e.target.closest ? e.target.closest("[data-confirm]") : null;
+  if (form && !confirm(form.dataset.confirm)) e.preventDefault();
+}, true);
