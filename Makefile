@@ -37,6 +37,7 @@ bench: test-deps
 	$(PY) bench/compute_scale.py
 	$(PY) bench/volume.py
 	$(PY) bench/volume_attach.py
+	$(PY) bench/dashboard.py
 
 # the schema-driven fuzzer at length (make test sends 20,000 requests; FUZZ_SEED=N replays a run)
 fuzz: test-deps
