@@ -302,6 +302,8 @@ def test_the_instance_page_shows_what_the_api_has(dcloud: Cloud, people: dict[st
     assert f"Instance {launched['name']}" in page and "cumulo.nano (1 vCPUs, 128 MiB RAM, 1 GiB disk)" in page
     assert addr in page and '<span class="tag">default</span>' in page
     assert s["OS-EXT-STS:power_state"] == 1 and "<dd>running</dd>" in page
+    # the graphs' place, which static/graphs.js fills from /project/metrics/servers/{id}
+    assert f'<div id="graphs" data-server="{sid}"></div>' in page and "/static/graphs.js" in page
     # the console log, the tail asked for
     log = nova(dcloud, member, "POST", f"/servers/{sid}/action", {"os-getConsoleOutput": {"length": 20}})["output"]
     shown = re.search(r'<pre class="console" id="console-log">(.*?)</pre>', page, re.S)
