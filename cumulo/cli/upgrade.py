@@ -53,7 +53,7 @@ def upgrade_group(ctx: click.Context, to: str | None, include: str, key_file: st
     if ctx.invoked_subcommand is not None:
         return
     from cumulo.ops.backup import INCLUDE_CHOICES, BackupError
-    from cumulo.ops.upgrade import RESTART_ORDER, UpgradeRefused, upgrade
+    from cumulo.ops.upgrade import RESTART_ORDER, UpgradeRefused, preflight, upgrade
 
     parts = tuple(p.strip() for p in include.split(",") if p.strip())
     unknown = [p for p in parts if p not in INCLUDE_CHOICES]
@@ -61,6 +61,10 @@ def upgrade_group(ctx: click.Context, to: str | None, include: str, key_file: st
         raise click.BadParameter(f"unknown {', '.join(unknown)} (choose from {', '.join(INCLUDE_CHOICES)})",
                                  param_hint="--include")
     results, cfg = _checks(ctx)
+    try:
+        preflight(cfg, results, force)  # before a backup key is made for an upgrade that cannot run
+    except UpgradeRefused as exc:
+        raise click.ClickException(str(exc)) from None
     root = Path(to) if to else default_backup_dir(cfg)
     key, _path = _key(key_file, create=True, no_encrypt=no_encrypt)
     try:

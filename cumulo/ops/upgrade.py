@@ -360,11 +360,8 @@ RESTART_ORDER = (
 )
 
 
-def upgrade(cfg: configmod.Config, results: list[Result], backup_root: Path, key: bytes | None,
-            include: tuple[str, ...], force: bool = False, progress: Any = None,
-            say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Back up, migrate, record; ``results`` are the checks' (run just before)."""
-    from cumulo.core.db import Database
+def preflight(cfg: configmod.Config, results: list[Result], force: bool = False) -> None:
+    """``UpgradeRefused`` while a cloud runs here, or when a check failed (unless ``force``)."""
     from cumulo.ops import backup as backupmod
 
     why = backupmod.running(cfg)
@@ -375,6 +372,16 @@ def upgrade(cfg: configmod.Config, results: list[Result], backup_root: Path, key
     if blocking and not force:
         raise UpgradeRefused("the upgrade check failed: " + "; ".join(f"{r.check}: {r.details}" for r in blocking)
                              + " (fix it, or --force)")
+
+
+def upgrade(cfg: configmod.Config, results: list[Result], backup_root: Path, key: bytes | None,
+            include: tuple[str, ...], force: bool = False, progress: Any = None,
+            say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Back up, migrate, record; ``results`` are the checks' (run just before)."""
+    from cumulo.core.db import Database
+    from cumulo.ops import backup as backupmod
+
+    preflight(cfg, results, force)  # again: the cloud may have started since
     before = asyncio.run(_read_database(cfg.database_url, agents=False))[0]
     say(f"backing up to {backup_root} first")
     manifest = backupmod.backup(cfg, backup_root, include, key=key, progress=progress)

@@ -3,16 +3,23 @@ configuration file's renamed, removed and unknown options, the exit code, the ta
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
+from cumulo.core import config as configmod
 from cumulo.ops.upgrade import (
     FAILURE,
     SUCCESS,
     WARNING,
     Result,
+    UpgradeRefused,
     check_agents,
     check_schema,
     config_findings,
     exit_code,
     known_revisions,
+    preflight,
     table,
     translated,
 )
@@ -81,3 +88,12 @@ def test_the_worst_result_is_the_exit_code_and_the_table_shows_each() -> None:
     text = table(results)
     assert "Check: B" in text and "Result: Warning" in text and "Details: None" in text
     assert all(len(line) == 100 for line in text.splitlines())
+
+
+def test_upgrade_refuses_a_failed_check_unless_forced(tmp_path: Path) -> None:
+    cfg = configmod.load(None, env={}, state_dir=str(tmp_path))
+    failed = [Result("Agent versions", FAILURE, "compute agent on n1 runs 0.0.1"), Result("Database schema", WARNING)]
+    with pytest.raises(UpgradeRefused, match="compute agent on n1 runs 0.0.1.*--force"):
+        preflight(cfg, failed)
+    preflight(cfg, failed, force=True)
+    preflight(cfg, [Result("Database schema", WARNING, "1 migration(s) behind")])  # what the upgrade is for
