@@ -69,3 +69,12 @@ async def test_an_agent_is_alive_until_its_beats_stop(db: Database) -> None:
     await Registry(db).report(report([], []))
     async with db.session() as s:
         assert all(agent_view(a)["alive"] for a in (await s.execute(select(NetworkAgent))).scalars())
+
+
+async def test_a_heartbeat_records_the_agents_code_version(db: Database) -> None:
+    await Registry(db).report({**report([], []), "version": "0.1.4"})
+    async with db.session() as s:
+        assert set((await s.execute(select(NetworkAgent.version))).scalars()) == {"0.1.4"}
+    await Registry(db).report(report([], []))  # an agent of a release before versioned reports sends none
+    async with db.session() as s:
+        assert set((await s.execute(select(NetworkAgent.version))).scalars()) == {None}
