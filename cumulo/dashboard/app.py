@@ -71,7 +71,8 @@ class Dashboard:
         flash = self.sealer.read_flash(request.cookies.get(FLASH))
         page = self.templates.get_template(template).render(
             request=request, session=session, csrf=self.sealer.csrf(session) if session else "",
-            nav=self.nav_for(session), flash=flash, path=request.url.path, **context)
+            nav=self.nav_for(session), flash=flash, path=request.url.path,
+            events_since=request.scope.get("dashboard.since", time.time()), **context)
         response = HTMLResponse(page, status_code=status, headers=SECURITY_HEADERS)
         if flash:
             response.delete_cookie(FLASH, path="/")
@@ -158,6 +159,7 @@ def view(d: Dashboard, fn: ViewFn, panel: str = "project") -> Callable[[Request]
     rule = "dashboard:admin_panel" if panel == "admin" else "dashboard:project_panel"
 
     async def endpoint(request: Request) -> Response:
+        request.scope["dashboard.since"] = time.time()  # before the page reads: its stream replays from here
         session = d.sealer.open(request.cookies.get(COOKIE))
         if session is None:
             if request.method in WRITE_METHODS or request.headers.get("x-requested-with") == "cumulo":
@@ -237,8 +239,15 @@ def build_app(identity_url: str, secret: str, region: str = "RegionOne", policy_
         return HTMLResponse("<!DOCTYPE html><title>Error</title><p>The dashboard failed to build this page; the "
                             "operator finds why in the cloud's log (logger cumulo.dashboard).</p>", status_code=500)
 
-    app = Starlette(routes=routes, on_shutdown=[http.aclose], exception_handlers={Exception: unexpected},
-                    middleware=[Middleware(Guard)])
+    async def subscribe() -> None:  # early, so a page's stream can be sent what changed after its render
+        if d.events is not None:
+            try:
+                await d.events.start()
+            except Exception as exc:  # noqa: BLE001  (the first stream subscribes again)
+                LOG.warning("the dashboard's event subscription failed at start: %s", exc)
+
+    app = Starlette(routes=routes, on_startup=[subscribe], on_shutdown=[http.aclose],
+                    exception_handlers={Exception: unexpected}, middleware=[Middleware(Guard)])
     app.state.dashboard = d
     app.state.started = time.time()
     return app

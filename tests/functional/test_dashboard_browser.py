@@ -306,9 +306,13 @@ def test_a_volume_made_on_its_page_is_attached_on_the_instance_page(bcloud: Clou
     member.page.wait_for_url(re.compile(r"/project/volumes$"))
     row = member.page.locator("tr[data-kind=volume]", has_text=name)
     volume_id = row.get_attribute("data-id")
-    # (not waited for on this page: a change made between its render and its event stream's start
-    # is not replayed, and an empty volume may be available by then)
     wait_for(lambda: volume(bcloud, demo, volume_id)["status"] == "available", 60, "the volume available")
+    # the row turns available without a reload, even when that happened before the page's stream
+    # opened (the stream replays what changed since the page's request)
+    try:
+        playwright.expect(row.locator("td.status")).to_have_text(re.compile("available"), timeout=10000)
+    except AssertionError as exc:
+        raise AssertionError(f"the page's events: {member.events()}") from exc
     member.goto(f"/project/instances/{server_id}/attach-volume")
     member.page.select_option("select[name=volume]", volume_id)
     member.page.click("form.action-form button[type=submit]")

@@ -9,6 +9,7 @@ the token now (the ``dashboard:admin_panel`` rule), not from the roles the cooki
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import httpx
@@ -40,6 +41,16 @@ async def token_now(d: Dashboard, token: str) -> dict[str, Any] | None:
     return body
 
 
+def since_of(value: str | None) -> float:
+    """The page's ``since`` (when its request began, seconds since the epoch), a second early for
+    another process's clock; 0 (nothing to replay) when absent or not a time."""
+    try:
+        since = float(value or 0)
+    except ValueError:
+        return 0.0
+    return since - 1.0 if math.isfinite(since) and since > 0 else 0.0
+
+
 def routes(d: Dashboard) -> list[Route]:
     async def events(request: Request, session: Session, api: Api) -> Response:
         if d.events is None:
@@ -57,7 +68,8 @@ def routes(d: Dashboard) -> list[Route]:
             return await token_now(d, session.token) is not None
 
         return StreamingResponse(d.events.stream(session.project_id, everything, session.expires_at, still_valid,
-                                                 stream_module.REVALIDATE, session.user_id),
+                                                 stream_module.REVALIDATE, session.user_id,
+                                                 since_of(request.query_params.get("since"))),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 

@@ -54,7 +54,9 @@ async function refresh(ev) {
 
 function listen() {
   if (!document.body.dataset.live || !window.EventSource) return;
-  const source = new EventSource("/events");
+  // since: when this page's request began; the stream first sends what changed after that
+  const since = document.body.dataset.eventsSince;
+  const source = new EventSource("/events" + (since ? "?since=" + encodeURIComponent(since) : ""));
   source.onmessage = (m) => {
     let ev;
     try { ev = JSON.parse(m.data); } catch (e) { return; }
