@@ -26,13 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import playwright.sync_api as playwright  # the [test] extra; a missing one fails the module, never skips it
 import pytest
 
 from cumulo.dashboard.session import Sealer, Session
 from tests.functional.conftest import BIN, Cloud, start_cloud, stop_cloud, unique, wait_for
 from tests.functional.dashboard_helpers import dashboard_url
-
-playwright = pytest.importorskip("playwright.sync_api", reason="the [test] extra (pyproject.toml) installs playwright")
 
 CHROMIUM = "/usr/bin/chromium"
 # what the machine needs for a headless Chromium that makes no connection of its own
