@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -58,20 +59,34 @@ class Watch:
     project: str = "project_id"
     gone: Callable[[Row], bool] | None = None  # a soft delete: the update that makes it true is a "delete"
     engines: set[Any] = field(default_factory=set)
-    seen: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
+    # a row's fields as last seen: a tuple in the order of fields (a dict when some were not loaded)
+    seen: OrderedDict[str, tuple[Any, ...] | dict[str, Any]] = field(default_factory=OrderedDict)
+    pk: str = ""  # the primary key's attribute (set once: inspecting the mapper per row costs)
 
-    @property
-    def pk(self) -> str:
-        return str(inspect(self.model).primary_key[0].key)
+    def __post_init__(self) -> None:
+        self.pk = self.pk or str(inspect(self.model).primary_key[0].key)
+        pick = operator.itemgetter(*self.fields)
+        self._pick: Callable[[Row], tuple[Any, ...]] = pick if len(self.fields) > 1 else lambda row: (pick(row),)
+
+    def known(self, ident: str) -> dict[str, Any]:
+        values = self.seen.get(ident)
+        if values is None:
+            return {}
+        return dict(zip(self.fields, values, strict=True)) if isinstance(values, tuple) else values
 
     def remember(self, ident: str, row: Row) -> None:
-        self.seen[ident] = {k: row[k] for k in self.fields if k in row}
-        self.seen.move_to_end(ident)
-        while len(self.seen) > SEEN:
-            self.seen.popitem(last=False)
+        """Called for every loaded row, hence a tuple from itemgetter (C) and no dict built."""
+        seen = self.seen
+        try:
+            seen[ident] = self._pick(row)
+        except KeyError:  # a column this query did not load (deferred): what it did load
+            seen[ident] = {k: row[k] for k in self.fields if k in row}
+        seen.move_to_end(ident)
+        if len(seen) > SEEN:
+            seen.popitem(last=False)
 
     async def describe(self, ident: str, values: Row, action: str) -> dict[str, Any]:
-        row = {**self.seen.get(ident, {}), **values}
+        row = {**self.known(ident), **values}
         if action != "delete" and any(k not in row for k in self.fields):
             async with self.db.reader() as s:
                 obj = await s.get(self.model, ident)
@@ -109,7 +124,7 @@ def watch(db: Any, bus: Any, model: Any, kind: str, status: Callable[[Row], str]
     table = model.__table__.name
     _WATCHES[table] = [x for x in _WATCHES.get(table, []) if x.db is not db] + [w]
     if not event.contains(model, "load", _on_load):
-        event.listen(model, "load", _on_load)
+        event.listen(model, "load", _on_load, raw=True)  # raw: the InstanceState, no wrapper per row
     return w
 
 
@@ -123,13 +138,22 @@ def _lookup(session: Any, table: str | None) -> Watch | None:
     return None
 
 
-def _on_load(target: Any, context: Any) -> None:
-    w = _lookup(context.session, target.__table__.name)
-    if w is not None:
-        state = inspect(target).dict
-        ident = state.get(w.pk)
-        if ident is not None:
-            w.remember(str(ident), state)
+def _on_load(state: Any, context: Any) -> None:
+    """Runs for every row of a watched model that a query loads (a list of 1,000 servers: 1,000
+    times), so it does as little as it can: no inspect(), the identity from the state's key."""
+    watches = _WATCHES.get(state.class_.__table__.name)
+    if not watches:
+        return
+    bind = getattr(context.session, "bind", None)
+    for w in watches:
+        if bind in w.engines:
+            break
+    else:
+        return
+    key = state.key  # (class, (primary key values...), token), set before "load" fires
+    ident = key[1][0] if key is not None and len(key[1]) == 1 else state.dict.get(w.pk)
+    if ident is not None:
+        w.remember(str(ident), state.dict)
 
 
 def _ids(where: ClauseElement | None, table: str, pk: str) -> list[str]:
@@ -164,9 +188,9 @@ def _values(stmt: Any, w: Watch) -> dict[str, Any]:
 
 
 def _on_execute(state: ORMExecuteState) -> None:
-    if not (state.is_update or state.is_delete):
-        return
     stmt = state.statement
+    if not getattr(stmt, "is_dml", False) or not (state.is_update or state.is_delete):  # a SELECT: at once
+        return
     table = getattr(getattr(stmt, "table", None), "name", None)
     w = _lookup(state.session, table)
     if w is None:
