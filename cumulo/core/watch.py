@@ -64,7 +64,13 @@ class Watch:
     pk: str = ""  # the primary key's attribute (set once: inspecting the mapper per row costs)
 
     def __post_init__(self) -> None:
-        self.pk = self.pk or str(inspect(self.model).primary_key[0].key)
+        mapper = inspect(self.model)
+        self.pk = self.pk or str(mapper.primary_key[0].key)
+        # fields a new row holds as NULL when its writer left them unset (no default of any kind):
+        # a create knows them without reading the row back
+        columns = {prop.key: prop.columns[0] for prop in mapper.column_attrs}
+        self.null_when_unset = tuple(k for k in self.fields if k in columns and columns[k].nullable
+                                     and columns[k].default is None and columns[k].server_default is None)
         pick = operator.itemgetter(*self.fields)
         self._pick: Callable[[Row], tuple[Any, ...]] = pick if len(self.fields) > 1 else lambda row: (pick(row),)
 
@@ -214,9 +220,11 @@ def _after_flush(session: Session, _flush: Any) -> None:
             if ident is None:
                 continue
             values = {k: state[k] for k in w.fields if k in state}
-            if action == "update" and w.gone is not None and w.gone(values):
-                action = "delete"
-            session.info.setdefault(KEY, []).append((w, [str(ident)], values, action))
+            if action == "create":
+                for k in w.null_when_unset:
+                    values.setdefault(k, None)
+            act = "delete" if action == "update" and w.gone is not None and w.gone(values) else action
+            session.info.setdefault(KEY, []).append((w, [str(ident)], values, act))
 
 
 def _after_commit(session: Session) -> None:
