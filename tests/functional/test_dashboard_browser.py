@@ -466,6 +466,7 @@ def test_a_form_with_a_stale_csrf_token_is_refused(bcloud: Cloud, chromium: Any,
         tab.page.wait_for_url(re.compile(r"/auth/login"))
         sign_in(tab, demo["user"], demo["password"])
         assert tab.page.get_attribute("meta[name=csrf-token]", "content") != stale
+        tab.page.click(f"#row-server-{server_id} button.row-menu")  # the row's form appears
         form = f"#row-server-{server_id} form"
         tab.page.select_option(f"{form} select[name=action]", "stop")
         tab.page.eval_on_selector(f"{form} input[name=csrf_token]", "(el, v) => { el.value = v; }", stale)
