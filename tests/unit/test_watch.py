@@ -119,3 +119,21 @@ async def test_a_rollback_publishes_nothing_and_a_broken_bus_fails_no_write(db: 
     await asyncio.sleep(0.05)
     async with db.reader() as s:
         assert (await s.get(Gadget, "y")) is not None
+
+
+async def test_one_soft_delete_in_a_flush_leaves_the_other_rows_updates(db: Database) -> None:
+    bus = Bus()
+    watch(db, bus, Gadget, "gadget", upper, gone=lambda row: row.get("status") == "gone")
+    async with db.session() as s:
+        s.add_all([Gadget(id=f"r{i}", project_id="p") for i in range(4)])
+    await settled(bus, 4)
+    bus.events.clear()
+    async with db.session() as s:
+        rows = {g.id: g for g in [await s.get(Gadget, f"r{i}") for i in range(4)] if g is not None}
+        rows["r0"].status = "gone"
+        for i in (1, 2, 3):
+            rows[f"r{i}"].status = "stopped"
+    events = await settled(bus, 4)
+    assert sorted((e["id"], e["action"], e["status"]) for _, e in events) == [
+        ("r0", "delete", "GONE"), ("r1", "update", "STOPPED"), ("r2", "update", "STOPPED"),
+        ("r3", "update", "STOPPED")]
