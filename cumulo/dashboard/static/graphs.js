@@ -76,7 +76,7 @@
         let words = `The cloud answered ${r.status}.`;
         try { words = (await r.json()).error || words; } catch (e) { /* not JSON */ }
         const p = document.createElement("p");
-        p.className = "error";
+        p.className = r.status === 403 ? "muted" : "error";  // a policy that keeps diagnostics to admins is no fault
         p.textContent = `No graphs: ${words}`;
         root.replaceChildren(p);
         clearInterval(timer);
