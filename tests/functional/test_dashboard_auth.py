@@ -24,9 +24,7 @@ from tests.functional.conftest import (
     unique,
     wait_for,
 )
-from tests.functional.dashboard_helpers import Browser, dashboard_url
-
-FLAVOR = {"flavor": {"name": "dash.tiny", "ram": 128, "vcpus": 1, "disk": 1}}
+from tests.functional.dashboard_helpers import Browser, boot, compute, dashboard_url
 
 
 @pytest.fixture(scope="module")
@@ -39,27 +37,6 @@ def dcloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
 @pytest.fixture(scope="module")
 def people(dcloud: Cloud) -> dict[str, Persona]:
     return make_people(dcloud, "dash")
-
-
-def compute(cloud: Cloud, token: str, method: str, path: str, body: object = None) -> httpx.Response:
-    return httpx.request(method, cloud.compute_url + path, json=body, timeout=30,
-                         headers={"X-Auth-Token": token, "OpenStack-API-Version": "compute 2.79"})
-
-
-def boot(cloud: Cloud, member: Persona, name: str) -> str:
-    admin = cloud.token()[0]
-    flavors = compute(cloud, admin, "GET", "/flavors?is_public=None").json()["flavors"]
-    flavor = next((f["id"] for f in flavors if f["name"] == FLAVOR["flavor"]["name"]), None)
-    if flavor is None:
-        flavor = compute(cloud, admin, "POST", "/flavors", FLAVOR).json()["flavor"]["id"]
-    image = httpx.get(f"{cloud.image_url}/v2/images", headers={"X-Auth-Token": member.token}).json()["images"][0]["id"]
-    r = compute(cloud, member.token, "POST", "/servers", {"server": {
-        "name": name, "flavorRef": flavor, "imageRef": image, "networks": "none"}})
-    assert r.status_code == 202, r.text
-    server_id = r.json()["server"]["id"]
-    wait_for(lambda: compute(cloud, member.token, "GET", f"/servers/{server_id}").json()["server"]["status"]
-             == "ACTIVE", 30, "the server ACTIVE")
-    return server_id
 
 
 def test_the_catalog_lists_the_dashboard_and_policy_show_its_rules(dcloud: Cloud) -> None:

@@ -31,7 +31,7 @@ import pytest
 
 from cumulo.dashboard.session import Sealer, Session
 from tests.functional.conftest import BIN, Cloud, start_cloud, stop_cloud, unique, wait_for
-from tests.functional.dashboard_helpers import dashboard_url
+from tests.functional.dashboard_helpers import dashboard_url, qemu_pids
 
 CHROMIUM = "/usr/bin/chromium"
 # what the machine needs for a headless Chromium that makes no connection of its own
@@ -40,19 +40,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 SERVICES = "identity,image,compute,placement,network,volume,dashboard"
 READY = "cumulo-guest ready"
 SHOTS = os.environ.get("CUMULO_SCREENSHOTS", "")
-
-
-def qemu_pids(root: Path) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmd = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"qemu-system" in cmd and str(root).encode() in cmd:
-                out.append(int(entry.name))
-    return out
 
 
 @pytest.fixture(scope="module")

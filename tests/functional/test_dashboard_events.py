@@ -19,9 +19,8 @@ import orjson
 import pytest
 
 from tests.functional.conftest import Cloud, Persona, make_people, start_cloud, stop_cloud, unique
-from tests.functional.dashboard_helpers import Browser, dashboard_url
+from tests.functional.dashboard_helpers import Browser, boot, compute, dashboard_url
 
-FLAVOR = {"flavor": {"name": "events.tiny", "ram": 128, "vcpus": 1, "disk": 1}}
 STREAMS_PER_USER = 3  # two processes accept connections: three streams are served by both most of the time
 
 
@@ -100,27 +99,9 @@ def streams(ecloud: Cloud, people: dict[str, Persona]) -> Iterator[dict[str, lis
         b.close()
 
 
-def compute(cloud: Cloud, token: str, method: str, path: str, body: object = None) -> httpx.Response:
-    return httpx.request(method, cloud.compute_url + path, json=body, timeout=30,
-                         headers={"X-Auth-Token": token, "OpenStack-API-Version": "compute 2.79"})
-
-
-def boot(cloud: Cloud, member: Persona, name: str) -> str:
-    admin = cloud.token()[0]
-    flavors = compute(cloud, admin, "GET", "/flavors?is_public=None").json()["flavors"]
-    flavor = next((f["id"] for f in flavors if f["name"] == FLAVOR["flavor"]["name"]), None)
-    if flavor is None:
-        flavor = compute(cloud, admin, "POST", "/flavors", FLAVOR).json()["flavor"]["id"]
-    image = httpx.get(f"{cloud.image_url}/v2/images", headers={"X-Auth-Token": member.token}).json()["images"][0]["id"]
-    r = compute(cloud, member.token, "POST", "/servers", {"server": {
-        "name": name, "flavorRef": flavor, "imageRef": image, "networks": "none"}})
-    assert r.status_code == 202, r.text
-    return str(r.json()["server"]["id"])
-
-
 @pytest.fixture(scope="module")
 def server(ecloud: Cloud, people: dict[str, Persona], streams: dict[str, list[Stream]]) -> str:
-    return boot(ecloud, people["member"], unique("live"))
+    return boot(ecloud, people["member"], unique("live"), active=False)
 
 
 def test_a_member_sees_the_boot_of_a_server_created_then_active(

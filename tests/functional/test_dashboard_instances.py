@@ -22,7 +22,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,7 +30,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from tests.functional.conftest import Cloud, identity_admin, start_cloud, stop_cloud, unique, wait_for
-from tests.functional.dashboard_helpers import Browser, dashboard_url
+from tests.functional.dashboard_helpers import Browser, dashboard_url, qemu_pids
 
 SERVICES = "identity,image,compute,placement,network,volume,dashboard"
 QEMU_HOST = "dqnode"
@@ -47,19 +46,6 @@ class Person:
     project: str
     project_id: str
     token: str
-
-
-def qemu_pids(root: Path) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmd = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"qemu-system" in cmd and str(root).encode() in cmd:
-                out.append(int(entry.name))
-    return out
 
 
 @pytest.fixture(scope="module")
