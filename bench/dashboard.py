@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import os
 import random
+import shutil
 import socket
 import statistics
 import sys
@@ -301,6 +302,7 @@ def main() -> int:
             browser.close()
     finally:
         stop(proc)
+        shutil.rmtree(work, ignore_errors=True)  # the cloud's state and the page saved to a file
     return 0
 
 
