@@ -159,6 +159,11 @@ class Api:
     async def get(self, service: str, path: str, **params: Any) -> Any:
         return (await self.call("GET", service, path, params=params)).data
 
+    async def find(self, service: str, path: str, **params: Any) -> Any:
+        """``get``, but None where the service answers 404 (a row's resource that is gone, or hidden)."""
+        r = await self.call("GET", service, path, params=params, ok=(404,))
+        return None if r.status == 404 else r.data
+
     async def post(self, service: str, path: str, body: Any = None, **kw: Any) -> Response:
         return await self.call("POST", service, path, json=body, **kw)
 

@@ -200,12 +200,10 @@ def routes(d: Dashboard) -> list[Route]:
 
     async def instance_row(request: Request, session: Session, api: Api) -> Response:
         """One row, for the page's script when the event stream says the server changed (404: gone)."""
-        try:
-            server = (await api.get("compute", f"/servers/{request.path_params['server_id']}"))["server"]
-        except ApiError as exc:
-            if exc.status == 404:
-                return Response(status_code=404)
-            raise
+        data = await api.find("compute", f"/servers/{request.path_params['server_id']}")
+        if data is None:
+            return Response(status_code=404)
+        server = data["server"]
         project = await quietly(api.get("identity", f"/projects/{server['tenant_id']}"))
         return d.render(request, "admin_instance_row.html", s=server, actions=ACTIONS,
                         pname=(project or {}).get("project", {}).get("name", server["tenant_id"]))

@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cumulo.dashboard.app import Dashboard, view
-from cumulo.dashboard.client import Api, ApiError
+from cumulo.dashboard.client import Api
 from cumulo.dashboard.pages.admin import (
     Field,
     act,
@@ -74,12 +74,10 @@ def routes(d: Dashboard) -> list[Route]:
 
     async def volume_row(request: Request, session: Session, api: Api) -> Response:
         """One row, for the page's script when the event stream says the volume changed (404: gone)."""
-        try:
-            volume = (await api.get("block-storage", f"/volumes/{request.path_params['volume_id']}"))["volume"]
-        except ApiError as exc:
-            if exc.status == 404:
-                return Response(status_code=404)
-            raise
+        data = await api.find("block-storage", f"/volumes/{request.path_params['volume_id']}")
+        if data is None:
+            return Response(status_code=404)
+        volume = data["volume"]
         owner = volume.get("os-vol-tenant-attr:tenant_id") or ""
         project = await quietly(api.get("identity", f"/projects/{owner}")) if owner else None
         return d.render(request, "admin_volume_row.html", v=volume, actions=VOLUME_ACTIONS,

@@ -62,12 +62,9 @@ def routes(d: Dashboard) -> list[Route]:
                         params=params, page_sizes=PAGE_SIZES, visibilities=VISIBILITIES)
 
     async def row(request: Request, session: Session, api: Api) -> Response:
-        try:
-            image = await api.get("image", f"/v2/images/{request.path_params['image_id']}")
-        except ApiError as exc:
-            if exc.status == 404:
-                return Response(status_code=404)
-            raise
+        image = await api.find("image", f"/v2/images/{request.path_params['image_id']}")
+        if image is None:
+            return Response(status_code=404)
         return d.render(request, "images_row.html", image=image)
 
     def create_form(request: Request, form: dict[str, str], errors: dict[str, str], status: int = 200) -> Response:

@@ -91,22 +91,18 @@ def routes(d: Dashboard) -> list[Route]:
                         admin_actions=ADMIN_ACTIONS)
 
     async def row(request: Request, session: Session, api: Api) -> Response:
-        try:
-            server = (await api.get("compute", f"/servers/{request.path_params['server_id']}"))["server"]
-        except ApiError as exc:
-            if exc.status == 404:
-                return Response(status_code=404)
-            raise
+        data = await api.find("compute", f"/servers/{request.path_params['server_id']}")
+        if data is None:
+            return Response(status_code=404)
+        server = data["server"]
         return d.render(request, "instance_row.html", server=server, actions=ACTIONS, admin_actions=ADMIN_ACTIONS)
 
     async def status(request: Request, session: Session, api: Api) -> Response:
         """The status, fault and buttons of an instance's page, as a fragment (404: it is gone)."""
-        try:
-            server = (await api.get("compute", f"/servers/{request.path_params['server_id']}"))["server"]
-        except ApiError as exc:
-            if exc.status == 404:
-                return Response(status_code=404)
-            raise
+        data = await api.find("compute", f"/servers/{request.path_params['server_id']}")
+        if data is None:
+            return Response(status_code=404)
+        server = data["server"]
         return d.render(request, "instance_status.html", server=server)
 
     async def action(request: Request, session: Session, api: Api) -> Response:

@@ -146,12 +146,10 @@ def routes(d: Dashboard) -> list[Route]:
                         next_marker=next_marker, page_sizes=PAGE_SIZES)
 
     async def network_row(request: Request, session: Session, api: Api) -> Response:
-        try:
-            net = (await api.get("network", f"/v2.0/networks/{request.path_params['network_id']}"))["network"]
-        except ApiError as exc:
-            if exc.status == 404:
-                return Response(status_code=404)
-            raise
+        data = await api.find("network", f"/v2.0/networks/{request.path_params['network_id']}")
+        if data is None:
+            return Response(status_code=404)
+        net = data["network"]
         return d.render(request, "network_network_row.html", net=net)
 
     async def network_form(request: Request, session: Session, api: Api) -> Response:
@@ -228,12 +226,10 @@ def routes(d: Dashboard) -> list[Route]:
 
     async def port_row(request: Request, session: Session, api: Api) -> Response:
         p = request.path_params
-        try:
-            port = (await api.get("network", f"/v2.0/ports/{p['port_id']}"))["port"]
-        except ApiError as exc:
-            if exc.status == 404:
-                return Response(status_code=404)
-            raise
+        data = await api.find("network", f"/v2.0/ports/{p['port_id']}")
+        if data is None:
+            return Response(status_code=404)
+        port = data["port"]
         if port["network_id"] != p["network_id"]:
             return Response(status_code=404)
         return d.render(request, "network_port_row.html", port=port, net={"id": p["network_id"]}, subnet_names={})
@@ -258,12 +254,10 @@ def routes(d: Dashboard) -> list[Route]:
                         next_marker=next_marker, net_names={n["id"]: n["name"] for n in externals["networks"]})
 
     async def router_row(request: Request, session: Session, api: Api) -> Response:
-        try:
-            router = (await api.get("network", f"/v2.0/routers/{request.path_params['router_id']}"))["router"]
-        except ApiError as exc:
-            if exc.status == 404:
-                return Response(status_code=404)
-            raise
+        data = await api.find("network", f"/v2.0/routers/{request.path_params['router_id']}")
+        if data is None:
+            return Response(status_code=404)
+        router = data["router"]
         gateway = (router.get("external_gateway_info") or {}).get("network_id")
         names = {}
         if gateway:
@@ -442,12 +436,10 @@ def routes(d: Dashboard) -> list[Route]:
         return await fips_page(request, session, api)
 
     async def fip_row(request: Request, session: Session, api: Api) -> Response:
-        try:
-            fip = (await api.get("network", f"/v2.0/floatingips/{request.path_params['fip_id']}"))["floatingip"]
-        except ApiError as exc:
-            if exc.status == 404:
-                return Response(status_code=404)
-            raise
+        data = await api.find("network", f"/v2.0/floatingips/{request.path_params['fip_id']}")
+        if data is None:
+            return Response(status_code=404)
+        fip = data["floatingip"]
         net = await quietly(api.get("network", f"/v2.0/networks/{fip['floating_network_id']}"), None)
         names = {fip["floating_network_id"]: net["network"]["name"]} if net else {}
         return d.render(request, "network_floating_ip_row.html", fip=fip, net_names=names)

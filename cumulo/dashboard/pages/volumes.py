@@ -94,12 +94,10 @@ def routes(d: Dashboard) -> list[Route]:
     async def fragment(request: Request, api: Api, kind: str, template: str) -> Response:
         """One row, or 404 when the resource is gone (the page's script removes the row)."""
         item_id = request.path_params["item_id"]
-        try:
-            item = (await api.get("block-storage", f"/{KINDS[kind]}/{item_id}"))[kind]
-        except ApiError as exc:
-            if exc.status == 404:
-                return Response(status_code=404)
-            raise
+        data = await api.find("block-storage", f"/{KINDS[kind]}/{item_id}")
+        if data is None:
+            return Response(status_code=404)
+        item = data[kind]
         return d.render(request, template, **{kind: item})
 
     # volumes
