@@ -225,6 +225,11 @@ class NetworkConfig:
     bootstrap: bool = True
     public_cidr: str = "172.24.4.0/24"
     private_cidr: str = "10.0.0.0/24"
+    # This host's management address that carries VXLAN tenant networks to the other hosts
+    # (Neutron's [vxlan] local_ip).  Empty: a single host, every network built here, no tunnels.
+    # The agent looks for the address in <prefix>-dp first, else in the root namespace; nothing
+    # else about the host's interfaces is touched.
+    tunnel_address: str = ""
 
 
 @dataclass
