@@ -101,6 +101,21 @@ CHUNK = 1 << 20
 RESTORING = ".restore-incomplete"
 
 
+def restore_incomplete(state_path: Path) -> str | None:
+    """Why a cloud must not start on ``state_path``: a restore into it was cut short (its marker
+    is there), so it holds part of a backup beside what was there before; or None."""
+    marker = state_path / RESTORING
+    if not marker.is_file():
+        return None
+    lines = ["?"]
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        lines = marker.read_text().split("\n")
+    source = lines[1].strip() if len(lines) > 1 and lines[1].strip() else f"<the backup {lines[0].strip()}>"
+    return (f"a restore into {state_path} did not finish ({marker} is there): the state directory holds "
+            f"part of a backup and must not start. Run the restore again: `cumulo --state-dir {state_path} "
+            f"restore {source}` (add --key-file if the backup's secrets are encrypted), then `cumulo up`")
+
+
 class BackupError(Exception):
     """The backup or restore cannot go on; the message says why (a file, a running cloud, ...)."""
 
@@ -762,7 +777,7 @@ def restore(backup: Path, cfg: Config, key: bytes | None = None, force: bool = F
             shutil.rmtree(path, ignore_errors=True)
     cfg.state_path.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(cfg.state_path, 0o700)
-    marker.write_text(f"{manifest['name']}\n")
+    marker.write_text(f"{manifest['name']}\n{backup.resolve()}\n")  # restore_incomplete() names it
     order = ["keys", "secrets", "config", "rings", "images", "objects", "volumes", "compute", "database"]
     restored: dict[str, int] = {}
     config_note = None
