@@ -64,6 +64,7 @@ class Doctor:
         self.findings.append(Finding(check, component, looked_at, verdict, detail, fix))
 
     async def run(self) -> list[Finding]:
+        self.restore()
         self.controller()
         await self.database()
         steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
@@ -80,6 +81,16 @@ class Doctor:
         if self.db is not None:
             await self.db.close()
         return self.findings
+
+    # -- a restore cut short -------------------------------------------------------------------
+    def restore(self) -> None:
+        from cumulo.ops.backup import RESTORING, restore_incomplete
+
+        why = restore_incomplete(self.cfg.state_path)
+        if why:
+            fix = why.split("Run the restore again: ", 1)[-1]
+            self.add("restore", "state directory", str(self.cfg.state_path / RESTORING), FAILURE,
+                     why.split(". Run the restore again")[0], f"run the restore again: {fix}")
 
     # -- is the cloud running? -----------------------------------------------------------------
     def controller(self) -> None:

@@ -145,6 +145,11 @@ def up(ctx: click.Context, quiet: bool) -> None:
     """
     started = time.monotonic()
     cfg = load(ctx)
+    from cumulo.ops.backup import restore_incomplete
+
+    cut_short = restore_incomplete(cfg.state_path)
+    if cut_short:
+        raise click.ClickException(cut_short)
     log_file = cfg.logging.file
     if quiet and not log_file:
         log_file = cfg.logging.file = str(cfg.state_path / "cumulo.log")
