@@ -132,9 +132,10 @@ def _key(key_file: str | None, create: bool, no_encrypt: bool = False) -> tuple[
                  "cumulo backup verify /mnt/backup/cumulo        # check the newest one's files"))
 @click.option("--to", "to", type=click.Path(file_okay=False), help="The directory of backups (default: "
               "<state-dir>-backups beside the state directory); each backup is a directory in it.")
-@click.option("--include", default="images,volumes", show_default=True,
+@click.option("--include", default="images,volumes,instances", show_default=True,
               help="What besides the database, keys, secrets, configuration and ring: any of images, "
-                   "volumes, objects (comma-separated; '' for none).")
+                   "volumes, instances (the QEMU nodes' server disks and definitions), objects "
+                   "(comma-separated; '' for none).")
 @click.option("--keep", type=click.IntRange(min=1), help="Keep the newest N backups in the directory, remove older.")
 @click.option("--key-file", type=click.Path(dir_okay=False), help="The key the secrets are encrypted with "
               "(made there when missing; default $CUMULO_BACKUP_KEY_FILE or ~/.config/cumulo/backup.key).")
@@ -146,9 +147,14 @@ def backup_group(ctx: click.Context, to: str | None, include: str, keep: int | N
                  no_encrypt: bool, full: bool, quiet: bool) -> None:
     """Back the cloud up while it runs: the database (a consistent snapshot: SQLite's online
     backup, pg_dump, mariadb-dump --single-transaction), the Fernet token keys, the generated
-    secrets, the configuration file, the image stores, the object ring, volume data, and objects
-    when asked, with a manifest of every file's sha256.  After the first backup in a directory
-    each backup is incremental: files unchanged since the newest one are hard links to its copy.
+    secrets, the configuration file, the image stores, the object ring, volume data, the QEMU
+    nodes' instances (definitions, disks, cached bases), and objects when asked, with a manifest
+    of every file's sha256.  After the first backup in a directory each backup is incremental:
+    files unchanged since the newest one are hard links to its copy.
+
+    A disk a running guest writes (volume or instance disk) is read with `qemu-img convert -U`:
+    each disk crash-consistent on its own (as after a power cut), not one instant across disks.
+    Not in a backup: console logs and logs, caches, sockets, pid and status files.
 
     Secrets, keys and the configuration are encrypted with the key in --key-file; keep that key
     apart from the backups.  Restore with `cumulo restore DIR`."""
@@ -255,9 +261,11 @@ def restore_command(ctx: click.Context, backup_dir: str, state_dir: str | None, 
     First checks the manifest and every file's sha256 (a damaged file is named and nothing is
     written), refuses while a cloud runs on the state directory or database, and refuses a state
     directory that already holds a cloud unless --force.  Then restores the token keys and
-    secrets, the configuration, the image stores, ring and objects, the volumes, the fake nodes'
-    state, and the database last.  `cumulo up` then brings the cloud back as it was (it migrates
-    the schema first when the backup's is older): tokens issued before the backup still validate."""
+    secrets, the configuration, the image stores, ring and objects, the volumes, the instances,
+    the fake nodes' state, and the database last.  `cumulo up` then brings the cloud back as it
+    was (it migrates the schema first when the backup's is older): tokens issued before the
+    backup still validate.  Servers whose guests ran come back SHUTOFF (start them), or running
+    when [compute] resume_guests_state_on_host_boot is true."""
     from cumulo.ops.backup import BackupError, resolve, restore
 
     cfg = _load(ctx, state_dir)

@@ -7,10 +7,12 @@ What a backup holds
     (admin-password, demo-password, metadata-secret, object/root-secret), the configuration file,
     the image stores, the object ring, the fake nodes' hypervisor state, and, as ``--include``
     says: volume data (``volumes``: the volume nodes' qcow2 files with their snapshot chains, and
-    the volume backups' chunks), objects (``objects``: the devices' object files).  Default
-    ``images,volumes``.  Not held: instances' ephemeral disks (the Operations Guide leaves
-    /var/lib/nova/instances out too), logs, caches (image-cache), clouds.yaml and openrc (``cumulo
-    up`` writes them again), status and lock files.
+    the volume backups' chunks), the QEMU nodes' instances (``instances``: each server's
+    instance.json, root overlay, ephemeral, swap and config-drive disks and a suspended guest's
+    saved state, with the cached bases the overlays sit on), objects (``objects``: the devices'
+    object files).  Default ``images,volumes,instances``.  Not held: console logs and other logs,
+    caches (image-cache), clouds.yaml and openrc (``cumulo up`` writes them again), sockets,
+    status, pid and lock files.
 
 Layout
     ``<DIR>/cumulo-backup-<UTC time>/manifest.json`` (+ ``manifest.json.sha256``) and
@@ -30,7 +32,9 @@ Consistency on a running cloud
     as they are; a volume file a running guest writes (QEMU holds its lock) is read with ``qemu-img
     convert -U`` into a standalone qcow2: crash-consistent at best, as after a power cut, not a
     point-in-time snapshot of the guest's disk (a volume snapshot through the Block Storage API
-    first, then a backup, gives one).
+    first, then a backup, gives one).  An instance's disk a running guest writes is read the same
+    way, each disk on its own; its root overlay stays an overlay on the same cached base (``-B``:
+    only its own clusters are stored).
 
 Incremental
     After the first backup in a DIR, a file whose sha256 and size are those of the newest backup's
@@ -54,8 +58,12 @@ Restore
     is named), refuses while a cloud runs on the state directory or database (status.json of a
     live process, the SQLite leader lock, PostgreSQL's advisory lock), refuses a state directory
     that holds a cloud unless forced, then restores: keys and secrets, configuration, the image
-    stores, objects and ring, volumes, the fake nodes' state, and the database last.  ``cumulo up``
-    then migrates the schema if the backup's is older and starts everything as it was.
+    stores, objects and ring, volumes, instances, the fake nodes' state, and the database last.
+    A guest still running on the target's instances is refused too (QEMU outlives ``cumulo up``).
+    Restored under another instances path, an overlay is rebased onto its base there (``qemu-img
+    rebase -u``).  ``cumulo up`` then migrates the schema if the backup's is older and starts
+    everything as it was; the guests that ran come back stopped (SHUTOFF), or started again with
+    ``[compute] resume_guests_state_on_host_boot = true``.
 """
 
 from __future__ import annotations
@@ -83,8 +91,12 @@ from cumulo.core.config import Config
 FORMAT = 1
 PREFIX = "cumulo-backup-"
 MANIFEST = "manifest.json"
-INCLUDE_CHOICES = ("images", "volumes", "objects")
-INCLUDE_DEFAULT = ("images", "volumes")
+INCLUDE_CHOICES = ("images", "volumes", "instances", "objects")
+INCLUDE_DEFAULT = ("images", "volumes", "instances")
+# what of an instance's directory (cumulo/compute/virt/qemu/driver.py) a backup holds: its definition,
+# its disks and a suspended guest's saved state; not the console log, sockets or the pid file
+INSTANCE_FILES = ("instance.json", "disk", "disk.config", "disk.eph0", "disk.swap", "disk.rescue",
+                  "disk.backup", "state.save")
 # the secrets `cumulo up` generates once (Controller.secret) and keeps in the state directory
 SECRET_FILES = ("admin-password", "demo-password", "metadata-secret")
 # tables whose ids the manifest records, by the resource the APIs show them as
@@ -138,9 +150,9 @@ class Source:
     """One live file to back up, and where it goes back."""
 
     path: Path
-    area: str  # state, keys, volumes, volume-backups, config, database
+    area: str  # state, keys, volumes, volume-backups, instances, config, database
     target: str  # its path inside the area
-    kind: str  # database, keys, secrets, config, images, objects, rings, volumes, compute
+    kind: str  # database, keys, secrets, config, images, objects, rings, volumes, instances, compute
     secret: bool = False
     immutable: bool = False  # never changes once written: size and mtime tell it unchanged
 
@@ -153,7 +165,8 @@ def areas(cfg: Config) -> dict[str, Path]:
     """Where each area of a backup lives in this configuration."""
     return {"state": cfg.state_path, "keys": cfg.key_repository,
             "volumes": Path(cfg.volume.volumes_path or cfg.state_path / "volumes"),
-            "volume-backups": Path(cfg.volume.backups_path or cfg.state_path / "backups")}
+            "volume-backups": Path(cfg.volume.backups_path or cfg.state_path / "backups"),
+            "instances": Path(cfg.compute.instances_path or cfg.state_path / "instances")}
 
 
 def _walk(root: Path, skip_dirs: tuple[str, ...] = ()) -> Iterator[Path]:
@@ -198,6 +211,8 @@ def sources(cfg: Config, include: tuple[str, ...]) -> tuple[list[Source], list[S
                 if path.name.startswith(".overlay-"):
                     continue  # a second name of an active image, for its running QEMU only (drivers/file.py)
                 before.append(Source(path, area, path.relative_to(where[area]).as_posix(), "volumes"))
+    if "instances" in include:
+        before.extend(instance_sources(where["instances"]))
     after: list[Source] = []
     for path in sorted((state / "object").glob("*.ring.json")):
         after.append(Source(path, "state", path.relative_to(state).as_posix(), "rings"))
@@ -205,6 +220,23 @@ def sources(cfg: Config, include: tuple[str, ...]) -> tuple[list[Source], list[S
         if path.suffix == ".json":
             after.append(Source(path, "state", path.relative_to(state).as_posix(), "compute"))
     return before, after
+
+
+def instance_sources(root: Path) -> list[Source]:
+    """The QEMU nodes' instances under ``root`` (``<host>/<uuid>/``: definition, disks, saved
+    state) and their cached bases (``<host>/_base/``, which the root disks are overlays on)."""
+    out: list[Source] = []
+    for path in _walk(root):
+        parts = path.relative_to(root).parts
+        if len(parts) != 3:
+            continue
+        target = "/".join(parts)
+        if parts[1] == "_base":  # downloaded once, never written again
+            if not path.name.endswith(".part"):
+                out.append(Source(path, "instances", target, "instances", immutable=True))
+        elif parts[2] in INSTANCE_FILES:
+            out.append(Source(path, "instances", target, "instances"))
+    return out
 
 
 # ---- the key ----
@@ -265,8 +297,9 @@ def _copy(src: Path, dest: Path, progress: Progress | None = None, what: str = "
 
 
 def _held_by_qemu(path: Path) -> bool:
-    """Whether a running QEMU writes this qcow2 file (qemu-img then cannot take its shared lock)."""
-    if path.suffix != ".qcow2" or not shutil.which("qemu-img"):
+    """Whether a running QEMU writes this qcow2 file (qemu-img then cannot take its shared lock):
+    a volume's ``*.qcow2``, or an instance's ``disk*``."""
+    if not (path.suffix == ".qcow2" or path.name.startswith("disk")) or not shutil.which("qemu-img"):
         return False
     proc = subprocess.run(["qemu-img", "info", "-f", "qcow2", str(path)], capture_output=True, text=True)
     return proc.returncode != 0 and "lock" in proc.stderr
@@ -339,11 +372,12 @@ class Writer:
                 self.linked[0] += 1
                 self.linked[1] += prev["size"]
                 return {**entry, "size": prev["size"], "sha256": same, "from": prev.get("from") or self.base.name}
-        if src.kind == "volumes" and _held_by_qemu(src.path):
-            # a running guest writes it: a standalone, crash-consistent copy through QEMU's own reader
+        if src.kind in ("volumes", "instances") and _held_by_qemu(src.path):
+            # a running guest writes it: a crash-consistent copy through QEMU's own reader, standalone
+            # for a volume, and for an instance's overlay one on the same base (only its own clusters)
             tmp = dest.with_name(f".convert-{dest.name}")
-            proc = subprocess.run(["qemu-img", "convert", "-q", "-U", "-O", "qcow2", str(src.path), str(tmp)],
-                                  capture_output=True, text=True)
+            proc = subprocess.run(["qemu-img", "convert", "-q", "-U", "-O", "qcow2", *_backing_args(src.path),
+                                   str(src.path), str(tmp)], capture_output=True, text=True)
             if proc.returncode != 0:
                 raise BackupError(f"qemu-img convert of {src.path} failed: {proc.stderr.strip()[:300]}")
             digest, size = _copy(tmp, dest)
@@ -355,6 +389,22 @@ class Writer:
         self.copied[0] += 1
         self.copied[1] += size
         return {**entry, "size": size, "sha256": digest, "from": None}
+
+
+def _backing(path: Path) -> tuple[str, str] | None:
+    """The backing file of a qcow2 file (as recorded in it) and its format, or None."""
+    proc = subprocess.run(["qemu-img", "info", "-U", "--output=json", str(path)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return None
+    info = json.loads(proc.stdout)
+    if info.get("format") != "qcow2" or not info.get("backing-filename"):
+        return None
+    return str(info["backing-filename"]), str(info.get("backing-filename-format") or "raw")
+
+
+def _backing_args(path: Path) -> list[str]:
+    found = _backing(path) if path.suffix != ".qcow2" else None  # a volume is copied standalone
+    return ["-B", found[0], "-F", found[1]] if found else []
 
 
 # ---- the database ----
@@ -604,6 +654,7 @@ def _write_backup(cfg: Config, root: Path, partial: Path, name: str, now: dt.dat
         "format": FORMAT, "name": name, "cumulo_version": _cumulo_version(), "schema_revision": revision,
         "created": now.isoformat().replace("+00:00", "Z"), "host": socket.gethostname(),
         "state_dir": str(cfg.state_path), "config_file": cfg.source or None, "database": db_info,
+        "areas": {area: str(path) for area, path in areas(cfg).items()},
         "include": list(include), "incremental": base is not None, "base": base.name if base else None,
         "copied": {"files": writer.copied[0], "bytes": writer.copied[1]},
         "linked": {"files": writer.linked[0], "bytes": writer.linked[1]},
@@ -705,7 +756,8 @@ def holds_cloud(cfg: Config) -> list[str]:
     db = _plain_url(cfg.database_url).database if database_backend(cfg.database_url) == "sqlite" else None
     if db and Path(db).exists():
         found.append(db)
-    for path in (where["keys"], cfg.state_path / "images", where["volumes"], cfg.state_path / "object"):
+    for path in (where["keys"], cfg.state_path / "images", where["volumes"], cfg.state_path / "object",
+                 where["instances"]):
         if path.is_dir() and any(path.iterdir()):
             found.append(str(path))
     backend = database_backend(cfg.database_url)
@@ -758,7 +810,7 @@ def restore(backup: Path, cfg: Config, key: bytes | None = None, force: bool = F
     if backend != manifest["database"]["backend"]:
         raise BackupError(f"the backup holds a {manifest['database']['backend']} database and this cloud is "
                           f"configured for {backend} ([database] url)")
-    why = running(cfg)
+    why = running(cfg) or guests_running(areas(cfg)["instances"])
     if why:
         raise BackupError(why)
     check(backup, manifest, progress)
@@ -772,13 +824,16 @@ def restore(backup: Path, cfg: Config, key: bytes | None = None, force: bool = F
                           f"directory and database, or --force to replace it")
     where = {**areas(cfg), "config": cfg.state_path}
     if force:
-        for path in (where["keys"], where["volumes"], where["volume-backups"], cfg.state_path / "fake",
+        for path in (where["keys"], where["volumes"], where["volume-backups"], where["instances"],
+                     cfg.state_path / "fake",
                      cfg.state_path / "object", *cfg.state_path.glob("images*")):
             shutil.rmtree(path, ignore_errors=True)
     cfg.state_path.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(cfg.state_path, 0o700)
     marker.write_text(f"{manifest['name']}\n{backup.resolve()}\n")  # restore_incomplete() names it
-    order = ["keys", "secrets", "config", "rings", "images", "objects", "volumes", "compute", "database"]
+    order = ["keys", "secrets", "config", "rings", "images", "objects", "volumes", "instances", "compute",
+             "database"]
+    old_instances = (manifest.get("areas") or {}).get("instances")
     restored: dict[str, int] = {}
     config_note = None
     for kind in order:
@@ -808,6 +863,8 @@ def restore(backup: Path, cfg: Config, key: bytes | None = None, force: bool = F
                     tmp.unlink(missing_ok=True)
                     _copy(src, tmp)
                     os.chmod(tmp, f.get("mode", 0o600) & 0o777 | 0o200)
+                    if kind == "instances" and old_instances and Path(old_instances) != where["instances"]:
+                        _rebase(tmp, Path(old_instances), where["instances"])
                     os.replace(tmp, target)
             progress.advance(0, f"restored {f['target']}")
             restored[kind] = restored.get(kind, 0) + 1
@@ -817,6 +874,37 @@ def restore(backup: Path, cfg: Config, key: bytes | None = None, force: bool = F
         progress.say(config_note)
     return {"backup": manifest["name"], "restored": restored, "schema_revision": revision,
             "state_dir": str(cfg.state_path)}
+
+
+def guests_running(instances: Path) -> str | None:
+    """Why the instances directory is not free to replace: a QEMU process of it still runs (they
+    outlive ``cumulo up`` and its agents), or None."""
+    alive = []
+    for pid_file in sorted(instances.glob("*/*/qemu.pid")):
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(pid_file.read_text().split()[0])
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if pid_file.parent.name.encode() in cmdline:
+                alive.append(f"{pid_file.parent.name} (pid {pid})")
+    if alive:
+        return (f"guests of {instances} still run: {', '.join(alive[:5])}{' ...' if len(alive) > 5 else ''}; "
+                f"stop them first (`openstack server stop`, before stopping the cloud)")
+    return None
+
+
+def _rebase(disk: Path, old_root: Path, new_root: Path) -> None:
+    """An instance's overlay restored under another instances path: its backing file (a cached
+    base under the old path) is named again under the new one (the same bytes: no data moves)."""
+    if not disk.name.startswith(".tmp-restore-disk") or not shutil.which("qemu-img"):
+        return
+    found = _backing(disk)
+    if found is None or not found[0].startswith(f"{old_root}/"):
+        return
+    moved = new_root / Path(found[0]).relative_to(old_root)
+    proc = subprocess.run(["qemu-img", "rebase", "-q", "-u", "-F", found[1], "-b", str(moved), str(disk)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BackupError(f"qemu-img rebase of {disk} onto {moved} failed: {proc.stderr.strip()[:300]}")
 
 
 def _write_atomic(path: Path, data: bytes, mode: int) -> None:
