@@ -6,7 +6,13 @@ the desired state (``network.dataplane_state`` on the bus) and converges the mac
 * per network with DHCP, a namespace with the DHCP port, dnsmasq and the metadata proxy;
 * per router, a namespace with its interfaces, gateway, static routes, SNAT and floating IPs;
 * external networks reach ``<prefix>-ext``, the outside world by default (nothing touches a
-  host interface).
+  host interface);
+* with a tunnel address (``[network] tunnel_address``, several hosts), only what this host needs
+  (``cumulo.network.topology.for_host``), and per VXLAN network a ``vxlan-<vni>`` device on its
+  bridge (UDP port 4789, learning off, one all-zeros FDB entry per peer host: head-end
+  replication) whose underlay is the tunnel address: in ``<prefix>-dp`` when the address is there,
+  else made in the root namespace (``local ADDR``; its socket stays there) and moved into
+  ``<prefix>-dp``.  No interface but that address's is used, and none is changed.
 
 ``reconcile()`` is level-triggered and safe at any moment: it makes what is missing and removes
 what nothing owns (after a restart it finds everything by name).  ``network.changed`` events
@@ -50,7 +56,16 @@ from cumulo.network.dataplane.linux import (
     run,
 )
 from cumulo.network.dataplane.metadata_proxy import MetadataProxy
-from cumulo.network.dataplane.names import DP_SYSCTLS, Names, bridge, bridge_end, dhcp_end, ext_ends, router_end
+from cumulo.network.dataplane.names import (
+    DP_SYSCTLS,
+    Names,
+    bridge,
+    bridge_end,
+    dhcp_end,
+    ext_ends,
+    router_end,
+    vxlan,
+)
 from cumulo.network.dataplane.qos import Shaper
 from cumulo.network.dataplane.zones import ConntrackZones
 
@@ -60,6 +75,9 @@ ROUTER_SYSCTLS = {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1
 RETRY = 5.0  # seconds before a round that left something undone is tried again
 RULES_TIMEOUT = 120.0  # iptables-restore of thousands of ports may take a while on a loaded machine
 REPORT_INTERVAL = 30.0  # seconds between heartbeats (Neutron's report_interval)
+VXLAN_PORT = 4789  # IANA's VXLAN port (Neutron's linuxbridge agent's default udp_dstport is the kernel's)
+ZERO_MAC = "00:00:00:00:00:00"  # the FDB entry that floods broadcast and unknown unicast to a peer
+OURS = ("brq", "ve", "vx", "tap", "lo")  # the links of <prefix>-dp the dataplane makes
 STEP_FAILURES = Counter("cumulo_network_reconcile_failures_total",
                         "Steps of the network agent's reconcile that failed (retried by the next round)", ["step"])
 
@@ -69,10 +87,12 @@ def with_prefix(ip: dict[str, str]) -> str:
 
 
 def owned_links(nets: dict[str, Any], routers: list[dict[str, Any]]) -> set[str]:
-    """The links of ``<prefix>-dp`` the desired state owns: each network's bridge, the bridge ends
-    of DHCP ports, of router legs and of external networks."""
+    """The links of ``<prefix>-dp`` the desired state owns: each network's bridge and VXLAN
+    device, the bridge ends of DHCP ports, of router legs and of external networks."""
     out = {bridge(n) for n in nets}
     for net in nets.values():
+        if net.get("tunnel"):
+            out.add(vxlan(net["tunnel"]["vni"]))
         if net["external"]:
             out.add(ext_ends(net["id"])[0])
         port = net.get("dhcp_port")
@@ -87,8 +107,10 @@ def owned_links(nets: dict[str, Any], routers: list[dict[str, Any]]) -> set[str]
 
 class NetworkAgent:
     def __init__(self, bus: Any, prefix: str, state_dir: Path, metadata_url: str, metadata_secret: str,
-                 interval: float = 30.0, host: str | None = None, report_interval: float = REPORT_INTERVAL) -> None:
+                 interval: float = 30.0, host: str | None = None, report_interval: float = REPORT_INTERVAL,
+                 tunnel_address: str = "") -> None:
         self.bus, self.names, self.interval = bus, Names(prefix), interval
+        self.tunnel_address = tunnel_address  # '' : a single host, which builds everything
         self.host, self.report_interval = host or socket.gethostname(), report_interval
         self.started_at = time.time()
         self.hosting: dict[str, Any] = {}  # what the last round served (the heartbeat reports it)
@@ -140,7 +162,8 @@ class NetworkAgent:
         try:
             await self.bus.cast("network-agents", "report", {
                 "host": self.host, "started_at": self.started_at, "report_interval": self.report_interval,
-                "namespace_prefix": self.names.prefix, "version": code_version(), **self.hosting})
+                "namespace_prefix": self.names.prefix, "version": code_version(),
+                **({"tunnel_address": self.tunnel_address} if self.tunnel_address else {}), **self.hosting})
         except Exception as exc:  # noqa: BLE001 - the next beat tries again
             LOG.info("network agent heartbeat not sent: %s", exc or type(exc).__name__)
 
@@ -173,7 +196,9 @@ class NetworkAgent:
             await asyncio.sleep(min(2.0, time.monotonic() - started))
 
     async def reconcile(self) -> dict[str, Any]:
-        state = await self.bus.call("network", "dataplane_state", {}, timeout=60)
+        # several hosts: this host's part of the desired state
+        mine = {"host": self.host, "tunnel_address": self.tunnel_address} if self.tunnel_address else {}
+        state = await self.bus.call("network", "dataplane_state", mine, timeout=60)
         async with self._lock:
             started = time.monotonic()
             self._failed = []
@@ -222,6 +247,9 @@ class NetworkAgent:
             br = bridge(net["id"])
             async with self._step(f"bridge {br}"):
                 await ensure_bridge(dp, br, net["mtu"], present.get(br))
+        if any(n.get("tunnel") for n in nets.values()):
+            async with self._step("VXLAN tunnels"):
+                await self._tunnels(nets, present)
         ports_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for port in state["ports"]:
             ports_of[port["network_id"]].append(port)
@@ -248,6 +276,69 @@ class NetworkAgent:
             await self._apply_rules(dp, "ebtables-restore", "ebtables", arp)
         async with self._step("QoS bandwidth limits (tc)"):
             await self.shaper.converge(dp, state)
+
+    async def _tunnels(self, nets: dict[str, Any], present: dict[str, Any]) -> None:
+        """Each VXLAN network's ``vxlan-<vni>`` on its bridge, with one FDB entry per peer host."""
+        dp = self.names.dp
+        if not self.tunnel_address:
+            raise RuntimeError("VXLAN networks but no [network] tunnel_address")
+        made = {item["ifname"]: (item.get("linkinfo") or {}).get("info_data") or {} for item in json.loads(
+            await run("ip", "-n", dp, "-j", "-d", "link", "show", "type", "vxlan") or "[]")}
+        underlay_in_dp: bool | None = None
+        for net in nets.values():
+            tunnel = net.get("tunnel")
+            if not tunnel:
+                continue
+            name, br, vni = vxlan(tunnel["vni"]), bridge(net["id"]), int(tunnel["vni"])
+            async with self._step(f"VXLAN {name} of network {net['id']}"):
+                info = made.get(name)
+                if info is not None and (info.get("id") != vni or info.get("local") != self.tunnel_address
+                                         or info.get("port") != VXLAN_PORT):
+                    LOG.info("%s in %s is not the tunnel it should be (%s): made again", name, dp, info)
+                    await run("ip", "-n", dp, "link", "del", name, ok_if=GONE_LINK)
+                    present.pop(name, None)
+                    info = None
+                if info is None or name not in present:
+                    if underlay_in_dp is None:
+                        underlay_in_dp = any(a.split("/")[0] == self.tunnel_address
+                                             for addrs in (await addresses(dp)).values() for a in addrs)
+                    await self._make_vxlan(name, vni, int(net["mtu"]), underlay_in_dp)
+                    present[name] = {"name": name, "master": None, "up": False, "mtu": net["mtu"]}
+                if present[name].get("mtu") != net["mtu"]:
+                    await run("ip", "-n", dp, "link", "set", name, "mtu", str(net["mtu"]))
+                if present[name].get("master") != br or not present[name].get("up"):
+                    await run("ip", "-n", dp, "link", "set", name, "master", br, "up")
+                await self._fdb(name, tunnel.get("peers") or [])
+
+    async def _make_vxlan(self, name: str, vni: int, mtu: int, underlay_in_dp: bool) -> None:
+        dp = self.names.dp
+        spec = ["mtu", str(mtu), "type", "vxlan", "id", str(vni), "local", self.tunnel_address,
+                "dstport", str(VXLAN_PORT), "nolearning"]
+        if underlay_in_dp:  # the management interface was put in -dp (as the tests do)
+            await run("ip", "-n", dp, "link", "add", name, *spec)
+            return
+        # made in the root namespace, whose socket it keeps, under a name no host device has; then
+        # moved into -dp and named there
+        temp = f"cvx{os.urandom(4).hex()}"
+        await run("ip", "link", "add", temp, *spec)
+        try:
+            await run("ip", "link", "set", temp, "netns", dp)
+        except BaseException:
+            await run("ip", "link", "del", temp, check=False)
+            raise
+        await run("ip", "-n", dp, "link", "set", temp, "name", name)
+        LOG.info("VXLAN %s (VNI %s) made on %s in the root namespace, moved into %s", name, vni,
+                 self.tunnel_address, dp)
+
+    async def _fdb(self, name: str, peers: list[str]) -> None:
+        """The device floods to exactly ``peers`` (all-zeros entries, head-end replication)."""
+        dp = self.names.dp
+        have = {e.get("dst") for e in json.loads(await run("bridge", "-n", dp, "-j", "fdb", "show", "dev", name)
+                                                 or "[]") if e.get("mac") == ZERO_MAC and e.get("dst")}
+        for peer in sorted(have - set(peers)):
+            await run("bridge", "-n", dp, "fdb", "del", ZERO_MAC, "dev", name, "dst", peer, ok_if=GONE_LINK)
+        for peer in sorted(set(peers) - have):
+            await run("bridge", "-n", dp, "fdb", "append", ZERO_MAC, "dev", name, "dst", peer)
 
     async def _zones(self, nets: dict[str, Any]) -> dict[str, int]:
         """Each network's conntrack zone (``cumulo.network.dataplane.zones``); the entries of the
@@ -467,6 +558,16 @@ class NetworkAgent:
             rest = ns[len(self.names.prefix) + 1:]
             if rest.startswith("dhcp-"):
                 await DhcpServer(self.dhcp_root, rest[5:], ns).remove()
+            if rest == "dp":
+                found = await links(ns)
+                foreign = [link["name"] for link in found if not link["name"].startswith(OURS)]
+                if foreign:  # an interface it was given (the management one): -dp stays, ours go
+                    LOG.info("%s holds %s, which the dataplane did not make: only its own links are removed",
+                             ns, ", ".join(foreign))
+                    for link in found:
+                        if link["name"].startswith(("brq", "ve", "vx")):
+                            await run("ip", "-n", ns, "link", "del", link["name"], ok_if=GONE_LINK)
+                    continue
             if rest in ("dp", "ext") or rest.startswith(("dhcp-", "router-")):
                 await delete_ns(ns)
         if self.dhcp_root.exists():
@@ -485,6 +586,7 @@ def served(state: dict[str, Any]) -> dict[str, Any]:
     routers = state["routers"]
     return {"dhcp_networks": sorted(n["id"] for n in dhcp), "routers": sorted(r["id"] for r in routers),
             "counts": {"networks": len(dhcp), "subnets": sum(len(n["subnets"]) for n in dhcp),
+                       "tunnels": sum(1 for n in state["networks"] if n.get("tunnel")),
                        "ports": len(state["ports"]), "bridges": len(state["networks"]),
                        "router_count": len(routers),
                        "floating_ips": sum(len(r.get("floating_ips") or []) for r in routers),

@@ -4,6 +4,8 @@ of Neutron's four, so it is listed as four agents on its host: the DHCP agent (d
 network), the L3 agent (a namespace per router), the metadata agent (the metadata proxy) and the
 Linux bridge agent (a bridge per network, security groups as iptables rules).
 
+A single host (agents without a tunnel address, ``[network] tunnel_address`` empty):
+
 The agent's heartbeat (a cast to ``network-agents`` every ``report_interval`` seconds and after
 every reconcile round) carries what it serves; the leader's ``Registry`` records it here: the
 agents' rows (``alive`` while a beat came within ``AGENT_DOWN_TIME`` seconds) and which networks
@@ -13,6 +15,16 @@ state, a live DHCP agent hosts every network with a DHCP subnet and a live L3 ag
 within a round), besides what its heartbeats reported.  An admin may schedule another network or
 router on an agent (``POST``; 409 when it is hosted already), which stays until the admin
 removes it (``DELETE``; 409 when it is not hosted, or hosted because every agent serves it).
+
+Several hosts: an agent that reports a tunnel address (its Linux bridge agent shows it as
+``configurations.tunneling_ip``, Neutron's linuxbridge agent's ``[vxlan] local_ip``) builds only
+what its host needs (``cumulo.network.topology.for_host``), and each network with DHCP and each
+router is scheduled (``schedule``) on one such agent, as Neutron's schedulers do with
+``dhcp_agents_per_network`` = 1: the live agent (admin_state_up) hosting the fewest, the
+binding kept as an admin's is.  A resource none of whose agents is alive any more is rescheduled
+on a live one (and taken off the dead one), as Neutron's ``allow_automatic_dhcp_failover`` and
+``allow_automatic_l3agent_failover`` do.  An admin may add an agent (``POST``) or remove one
+(``DELETE``; the next round schedules it again when no live agent is left).
 """
 
 from __future__ import annotations
@@ -20,6 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -43,6 +56,7 @@ AGENT_DOWN_TIME = 75.0  # seconds without a heartbeat before an agent is not ali
 ZONE = "nova"
 DHCP, L3, METADATA, BRIDGE = "DHCP agent", "L3 agent", "Metadata agent", "Linux bridge agent"
 # agent_type -> (binary, topic, availability zone)
+DHCP_AGENTS_PER_NETWORK = 1  # Neutron's default: one DHCP agent per network (and one L3 agent per router)
 KINDS = {DHCP: ("neutron-dhcp-agent", "dhcp_agent", ZONE), L3: ("neutron-l3-agent", "l3_agent", ZONE),
          METADATA: ("neutron-metadata-agent", "N/A", None), BRIDGE: ("neutron-linuxbridge-agent", "N/A", None)}
 
@@ -86,11 +100,85 @@ def configurations(kind: str, report: dict[str, Any]) -> dict[str, Any]:
     if kind == METADATA:
         return {"metadata_proxy_socket": "namespaces", "nova_metadata_host": "127.0.0.1",
                 "log_agent_heartbeats": False, "report_interval": report.get("report_interval")}
-    return {"devices": counts.get("ports", 0), "bridges": counts.get("bridges", 0),
-            "interface_mappings": {}, "bridge_mappings": {}, "tunnel_types": ["vxlan"],
-            "namespace_prefix": report.get("namespace_prefix"), "l2_population": False,
-            "extensions": [], "firewall": "iptables", "log_agent_heartbeats": False,
-            "report_interval": report.get("report_interval")}
+    out = {"devices": counts.get("ports", 0), "bridges": counts.get("bridges", 0),
+           "interface_mappings": {}, "bridge_mappings": {}, "tunnel_types": ["vxlan"],
+           "namespace_prefix": report.get("namespace_prefix"), "l2_population": False,
+           "extensions": [], "firewall": "iptables", "log_agent_heartbeats": False,
+           "report_interval": report.get("report_interval")}
+    if report.get("tunnel_address"):  # this host carries VXLAN to the others from that address
+        out["tunneling_ip"] = str(report["tunnel_address"])[:64]
+        out["tunnels"] = counts.get("tunnels", 0)
+    return out
+
+
+def tunnel_of(row: NetworkAgent) -> str:
+    """The tunnel address a Linux bridge agent reported ('' for a single host's agent)."""
+    return str((row.configurations or {}).get("tunneling_ip") or "") if row.agent_type == BRIDGE else ""
+
+
+async def tunnel_hosts(db: Database) -> dict[str, str]:
+    """Host -> tunnel address, of every host whose agent reported one (alive or not: its
+    servers may still run while its agent is away)."""
+    async with db.session() as s:
+        rows = (await s.execute(select(NetworkAgent).where(NetworkAgent.agent_type == BRIDGE))).scalars()
+        return {r.host: ip for r in rows if (ip := tunnel_of(r))}
+
+
+def dhcp_networks_stmt() -> Any:
+    """The networks a DHCP agent serves: each with a subnet it gives addresses to."""
+    return select(Subnet.network_id).where(Subnet.enable_dhcp.is_(True), or_(
+        Subnet.ip_version == 4, Subnet.ipv6_address_mode.in_(("dhcpv6-stateful", "dhcpv6-stateless"))))
+
+
+async def schedule(db: Database, tunnels: dict[str, str]) -> dict[str, dict[str, set[str]]]:
+    """Each network with DHCP and each router on a live agent of a host with a tunnel address
+    (``tunnels``), rescheduled off agents that are not alive; returns, per kind, the hosts each
+    resource is bound to (after this round's changes)."""
+    now = utcnow()
+    async with db.session() as s:
+        agents = list((await s.execute(select(NetworkAgent).where(
+            NetworkAgent.agent_type.in_((DHCP, L3))))).scalars())
+        wanted = {DHCP: list(dict.fromkeys((await s.execute(dhcp_networks_stmt())).scalars())),
+                  L3: list((await s.execute(select(RouterRow.id))).scalars())}
+        bindings = list((await s.execute(select(AgentBinding).where(AgentBinding.manual.is_(True)))).scalars())
+    out: dict[str, dict[str, set[str]]] = {}
+    add: list[tuple[str, str]] = []
+    drop: list[tuple[str, str]] = []
+    for kind, ids in wanted.items():
+        pool = {a.id: a for a in agents if a.agent_type == kind and a.host in tunnels}
+        bound: dict[str, list[NetworkAgent]] = defaultdict(list)
+        load: Counter[str] = Counter()
+        for b in bindings:
+            if b.agent_id in pool:
+                bound[b.resource_id].append(pool[b.agent_id])
+                load[b.agent_id] += 1
+        live = [a for a in pool.values() if a.admin_state_up and alive(a, now)]
+        for rid in ids:
+            have = bound.get(rid, [])
+            if sum(1 for a in have if alive(a, now)) >= DHCP_AGENTS_PER_NETWORK or not live:
+                continue
+            choice = min((a for a in live if a not in have), key=lambda a: (load[a.id], a.host), default=None)
+            if choice is None:
+                continue
+            dead = [a for a in have if not alive(a, now)]
+            if dead:
+                LOG.warning("%s %s: its %s on %s is not alive; rescheduled on %s", "network" if kind == DHCP
+                            else "router", rid, kind, ", ".join(a.host for a in dead), choice.host)
+            drop += [(a.id, rid) for a in dead]
+            add.append((choice.id, rid))
+            load[choice.id] += 1
+            bound[rid] = [a for a in have if a not in dead] + [choice]
+        out[kind] = {rid: {a.host for a in bound.get(rid, [])} for rid in ids}
+    if add or drop:
+        async with db.session() as s:
+            for agent_id, rid in drop:
+                await s.execute(delete(AgentBinding).where(AgentBinding.agent_id == agent_id,
+                                                           AgentBinding.resource_id == rid))
+            for agent_id, rid in add:  # a report may have recorded it meanwhile: made a binding
+                await s.execute(delete(AgentBinding).where(AgentBinding.agent_id == agent_id,
+                                                           AgentBinding.resource_id == rid))
+                s.add(AgentBinding(agent_id=agent_id, resource_id=rid, manual=True))
+    return out
 
 
 class Registry:
@@ -162,8 +250,7 @@ def router(db: Database, network_views: Callable[[list[Network]], Awaitable[list
         """What every live agent of ``kind`` is to host, as it converges the whole desired state:
         each network with a subnet it gives addresses to (DHCP), each router (L3)."""
         if kind == DHCP:
-            stmt = select(Subnet.network_id).where(Subnet.enable_dhcp.is_(True), or_(
-                Subnet.ip_version == 4, Subnet.ipv6_address_mode.in_(("dhcpv6-stateful", "dhcpv6-stateless"))))
+            stmt = dhcp_networks_stmt()
             if resource_id is not None:
                 stmt = stmt.where(Subnet.network_id == resource_id)
         else:
@@ -173,13 +260,19 @@ def router(db: Database, network_views: Callable[[list[Network]], Awaitable[list
         async with db.session() as s:
             return list(dict.fromkeys((await s.execute(stmt)).scalars()))
 
+    async def everything(agent: NetworkAgent) -> bool:
+        """Whether the agent serves the whole desired state: it is alive on a single host (no
+        tunnel address); an agent of several hosts serves what it is scheduled."""
+        return alive(agent) and agent.host not in await tunnel_hosts(db)
+
     async def hosted(agent: NetworkAgent) -> list[str]:
-        """What the agent hosts: what its heartbeats reported or an admin scheduled, and (while it
-        is alive) what it is due to host, which it serves within a round."""
+        """What the agent hosts: what its heartbeats reported or an admin or the scheduler bound,
+        and (while it is alive on a single host) what it is due to host, which it serves within a
+        round."""
         async with db.session() as s:
             ids = list((await s.execute(select(AgentBinding.resource_id).where(
                 AgentBinding.agent_id == agent.id))).scalars())
-        if alive(agent):
+        if await everything(agent):
             ids += await due(agent.agent_type)
         return list(dict.fromkeys(ids))
 
@@ -189,8 +282,9 @@ def router(db: Database, network_views: Callable[[list[Network]], Awaitable[list
                 AgentBinding, AgentBinding.agent_id == NetworkAgent.id).where(
                 AgentBinding.resource_id == resource_id, NetworkAgent.agent_type == kind))).scalars()}
             if await due(kind, resource_id):
+                tunnels = await tunnel_hosts(db)
                 rows.update({a.id: a for a in (await s.execute(select(NetworkAgent).where(
-                    NetworkAgent.agent_type == kind))).scalars() if alive(a)})
+                    NetworkAgent.agent_type == kind))).scalars() if alive(a) and a.host not in tunnels})
         return sorted(rows.values(), key=lambda a: a.host)
 
     async def of_kind(agent_id: str, kind: str) -> NetworkAgent:
@@ -202,7 +296,7 @@ def router(db: Database, network_views: Callable[[list[Network]], Awaitable[list
         return row
 
     async def bind(agent: NetworkAgent, resource_id: str, what: str) -> None:
-        if alive(agent) and await due(agent.agent_type, resource_id):
+        if await everything(agent) and await due(agent.agent_type, resource_id):
             raise Conflict(f"The {what} {resource_id} has been already hosted by the "
                            f"{'DHCP' if what == 'network' else 'L3'} Agent {agent.id}.",
                            kind="NetworkHostedByDHCPAgent" if what == "network" else "RouterHostedByL3Agent")
@@ -217,7 +311,7 @@ def router(db: Database, network_views: Callable[[list[Network]], Awaitable[list
                            f"{'DHCP' if what == 'network' else 'L3'} Agent {agent.id}.", kind=kind) from None
 
     async def unbind(agent: NetworkAgent, resource_id: str, what: str) -> None:
-        if alive(agent) and await due(agent.agent_type, resource_id):
+        if await everything(agent) and await due(agent.agent_type, resource_id):
             raise Conflict(f"The {what} {resource_id} stays on the {agent.agent_type} {agent.id}: every agent "
                            f"serves every {'network with DHCP' if what == 'network' else 'router'}.",
                            kind="NetworkHostedByDHCPAgent" if what == "network" else "RouterHostedByL3Agent")

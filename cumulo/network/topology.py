@@ -5,6 +5,12 @@ and floating IPs.  One read of each table, so a reconcile costs the same few que
 
 Served on the bus as ``network.dataplane_state``.  A network with DHCP gets its DHCP port here,
 when an agent first asks for it (as Neutron's DHCP agent makes its own).
+
+An agent that names its host and tunnel address (several hosts) is given only what its host
+needs (``for_host``): the networks of the ports bound there (``binding:host_id``) and of the DHCP
+servers and routers scheduled there (``cumulo.network.agents.schedule``), the ports of those
+networks, the routers scheduled there, the security groups those ports use; and for each VXLAN
+network the VNI and the tunnel addresses of the other hosts that have it (head-end replication).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any
 from sqlalchemy import Text, select, type_coerce
 
 from cumulo.core.db import Database
+from cumulo.network.agents import DHCP, L3, schedule, tunnel_hosts
 from cumulo.network.metering_models import MeteringLabel, MeteringLabelRule
 from cumulo.network.models import (
     FloatingIP,
@@ -43,12 +50,16 @@ class Topology:
     async def start(self, bus: Any) -> None:
         async def handle(method: str, args: dict[str, Any]) -> Any:
             if method == "dataplane_state":
+                if args.get("host") and args.get("tunnel_address"):  # one of several hosts
+                    return await self.state(host=str(args["host"]), tunnel_address=str(args["tunnel_address"]))
                 return await self.state()
             raise ValueError(f"unknown network method {method}")
 
         await bus.serve("network", handle)
 
-    async def state(self, ensure: bool = True) -> dict[str, Any]:
+    async def state(self, ensure: bool = True, host: str | None = None,
+                    tunnel_address: str | None = None) -> dict[str, Any]:
+        """The whole desired state, or (``host`` and its ``tunnel_address`` given) that host's part."""
         if ensure:
             await self.ensure_dhcp_ports()
         async with self.db.session() as s:
@@ -78,6 +89,11 @@ class Topology:
         owners = {r.id: r.project_id for r in routers}
         for view in state["routers"]:  # a label meters its project's routers; a shared one every router
             view["metering"] = [m for m in meters if m["shared"] or m["project_id"] == owners.get(view["id"])]
+        if host and tunnel_address:
+            tunnels = await tunnel_hosts(self.db)
+            tunnels[host] = tunnel_address  # before its first heartbeat is recorded
+            placed = await schedule(self.db, tunnels)
+            state = await asyncio.to_thread(for_host, state, host, tunnels, placed)
         return state
 
     async def ensure_dhcp_ports(self) -> None:
@@ -171,6 +187,7 @@ def _assemble(networks: list[Network], subnets: list[Subnet], ports: Any, alloca
                              for f in fips if f.router_id == r.id and f.port_id and f.fixed_ip_address]})
     return {
         "networks": [{"id": n.id, "mtu": n.mtu, "segment_id": n.segment_id, "external": n.external,
+                      "network_type": n.network_type,
                       "admin_state_up": n.admin_state_up,
                       "subnets": [{"id": x.id, "cidr": x.cidr, "ip_version": x.ip_version,
                                    "gateway_ip": x.gateway_ip, "enable_dhcp": x.enable_dhcp,
@@ -182,6 +199,46 @@ def _assemble(networks: list[Network], subnets: list[Subnet], ports: Any, alloca
         "security_groups": {g.id: {"stateful": g.stateful, "rules": rules_of.get(g.id, [])} for g in groups},
         "routers": router_views,
     }
+
+
+def for_host(state: dict[str, Any], host: str, tunnels: dict[str, str],
+             placed: dict[str, dict[str, set[str]]]) -> dict[str, Any]:
+    """What ``host`` builds of the desired ``state``: the networks that have a port bound there or
+    a DHCP server or router scheduled there (``placed``: kind -> resource -> hosts), their ports,
+    its routers, its ports' security groups; a VXLAN network carries ``tunnel``: its VNI, this
+    host's address and the other hosts' that have the network (``tunnels``: host -> address)."""
+    dhcp_on, routers_on = placed.get(DHCP, {}), placed.get(L3, {})
+    hosts_of: dict[str, set[str]] = defaultdict(set)
+    for p in state["ports"]:
+        if p.get("host"):
+            hosts_of[p["network_id"]].add(p["host"])
+    for network_id, where in dhcp_on.items():
+        hosts_of[network_id] |= where
+    for r in state["routers"]:
+        where = routers_on.get(r["id"], set())
+        for port in [*r["interfaces"], *([r["gateway"]] if r.get("gateway") else [])]:
+            hosts_of[port["network_id"]] |= where
+    mine = {n for n, where in hosts_of.items() if host in where}
+    local = tunnels.get(host, "")
+    networks = []
+    for net in state["networks"]:
+        if net["id"] not in mine:
+            continue
+        net = dict(net)
+        if host not in dhcp_on.get(net["id"], ()):
+            net["dhcp_port"] = None  # its DHCP runs on another host
+        if net.get("network_type") == "vxlan" and net.get("segment_id"):
+            peers = {tunnels[h] for h in hosts_of[net["id"]] if h != host and h in tunnels} - {local}
+            net["tunnel"] = {"vni": net["segment_id"], "local": local, "peers": sorted(peers)}
+        networks.append(net)
+    ports = [p for p in state["ports"] if p["network_id"] in mine]
+    groups = state["security_groups"]
+    used = {g for p in ports for g in p.get("security_groups") or []}
+    used |= {r["remote_group_id"] for g in list(used) for r in groups.get(g, {}).get("rules", [])
+             if r.get("remote_group_id")}
+    return {**state, "networks": networks, "ports": ports,
+            "routers": [r for r in state["routers"] if host in routers_on.get(r["id"], ())],
+            "security_groups": {g: v for g, v in groups.items() if g in used}}
 
 
 def metering_of(labels: list[MeteringLabel], rules: list[MeteringLabelRule]) -> list[dict[str, Any]]:

@@ -11,6 +11,8 @@ network trace`` find the same things (Linux limits interface names to 15 charact
     ve<port:11>              bridge end of a DHCP or router port's veth; ns-/qr-/qg-<port:11>
                              is the other end, in the DHCP or router namespace
     vx<net:11>, ex-<net:11>  an external network's link to the outside namespace
+    vxlan-<vni>              a VXLAN network's tunnel to the other hosts (in -dp, on its bridge;
+                             Neutron's linuxbridge agent's name)
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ class Names:
 
 def bridge(network_id: str) -> str:
     return f"brq{network_id[:11]}"
+
+
+def vxlan(vni: int) -> str:
+    return f"vxlan-{vni}"
 
 
 def taps(port_id: str) -> tuple[str, str]:
