@@ -312,7 +312,8 @@ class Controller:
             secret = self.metadata_secret or self.secret("metadata-secret", cfg.compute.metadata_secret)
             agent = NetworkAgent(self.bus, cfg.network.namespace_prefix, cfg.state_path,
                                  f"http://127.0.0.1:{cfg.compute.metadata_port}", secret,
-                                 cfg.network.reconcile_interval, host=cfg.compute.host or socket.gethostname())
+                                 cfg.network.reconcile_interval, host=cfg.compute.host or socket.gethostname(),
+                                 tunnel_address=cfg.network.tunnel_address)
             await agent.start()
             self.agents.append(agent)
             LOG.info("network dataplane runs on this machine (namespaces %s-*)", cfg.network.namespace_prefix)

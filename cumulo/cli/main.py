@@ -626,7 +626,8 @@ def network_agent(ctx: click.Context) -> None:
         secret = cfg.compute.metadata_secret or (secret_file.read_text().strip() if secret_file.exists() else "")
         agent = NetworkAgent(bus, cfg.network.namespace_prefix, cfg.state_path,
                              f"http://{cfg.public_host}:{cfg.compute.metadata_port}", secret,
-                             cfg.network.reconcile_interval, host=cfg.compute.host or None)
+                             cfg.network.reconcile_interval, host=cfg.compute.host or None,
+                             tunnel_address=cfg.network.tunnel_address)
         await agent.start()
         click.echo(f"network agent is up (namespaces {cfg.network.namespace_prefix}-*); Ctrl-C stops it", err=True)
         stop = asyncio.Event()
