@@ -46,6 +46,7 @@ from cumulo.core.http import workermetrics
 from cumulo.core.http.admin import create_admin_app
 from cumulo.core.http.app import create_app
 from cumulo.core.http.deadline import Deadline
+from cumulo.core.http.healthcheck import Healthcheck, HealthState
 from cumulo.core.http.schema import find_openapi
 from cumulo.core.http.slowclients import protocol
 from cumulo.core.http.watchdog import Watchdog
@@ -425,6 +426,11 @@ class Controller:
             status[listener.name] = "ok"
         return status
 
+    async def _select_one(self) -> None:
+        assert self.db is not None
+        async with self.db.session() as s:
+            await s.execute(text("SELECT 1"))
+
     async def _ping(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         if method != "ping":
             raise ValueError(f"unknown {HEALTH_TARGET} method {method}")
@@ -488,8 +494,10 @@ class Controller:
 
     async def serve(self, ready: asyncio.Event | None = None) -> None:
         cfg = self.cfg
-        specs = [(lst.name, lst.port, Deadline(lst.app, FAULT_FORMAT.get(lst.name, lst.name), cfg.api.request_timeout,
-                                               self.worker)) for lst in self.listeners]
+        # every API port answers GET /healthcheck for load balancers (cumulo.core.http.healthcheck)
+        health = HealthState(self._select_one, cfg.metrics.disable_by_file_path)
+        specs = [(lst.name, lst.port, Deadline(Healthcheck(lst.app, health), FAULT_FORMAT.get(lst.name, lst.name),
+                                               cfg.api.request_timeout, self.worker)) for lst in self.listeners]
         if cfg.metrics.enabled and self.leader:
             specs.append(("operator", cfg.metrics.port, create_admin_app(
                 self.health, self.openapi, self.readiness, cfg.metrics.disable_by_file_path)))
@@ -552,6 +560,7 @@ class Controller:
         if ready is not None:
             ready.set()
         await asyncio.wait([*waiters, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        health.draining = True  # /healthcheck says 503 DRAINING to any check still answered
         LOG.info("shutting down%s", "" if self.leader else f" API worker {self.worker}")
         if self.supervisor is not None:
             await self.supervisor.stop()
