@@ -46,6 +46,11 @@ class APIConfig:
     bind_host: str = "127.0.0.1"
     # The host name put in catalog URLs; defaults to bind_host.
     public_host: str = ""
+    # Base URLs the catalog and clouds.yaml name instead of http://<public_host>:<port>, by service
+    # (identity, image, compute, placement, network, volume, object, dashboard): a load balancer's,
+    # as ["identity=http://lb.example:5000", "compute=http://lb.example:8774"] (Keystone's
+    # public_endpoint, per service). The path (/v3, /v2.1) is added to it.
+    public_endpoints: list[str] = field(default_factory=list)
     region: str = "RegionOne"
     # Upper bound of a request body in bytes (Keystone's default is 114688).
     max_request_body_size: int = 114688
@@ -377,7 +382,30 @@ class Config:
     def public_host(self) -> str:
         return self.api.public_host or self.api.bind_host
 
+    def service_ports(self) -> dict[str, int]:
+        return {"identity": self.identity.port, "image": self.image.port, "compute": self.compute.port,
+                "placement": self.placement.port, "network": self.network.port, "volume": self.volume.port,
+                "object": self.object.port, "dashboard": self.dashboard.port}
+
+    def public_endpoint_bases(self) -> dict[str, str]:
+        """``[api] public_endpoints`` by service name (checked by ``load``)."""
+        out = {}
+        for entry in self.api.public_endpoints:
+            name, sep, base = entry.partition("=")
+            if not sep or name.strip() not in self.service_ports() or not base.strip().startswith(("http://",
+                                                                                                   "https://")):
+                raise ConfigError(f"api.public_endpoints: expected SERVICE=http(s)://HOST:PORT with SERVICE one of "
+                                  f"{', '.join(self.service_ports())}, got {entry!r}")
+            out[name.strip()] = base.strip().rstrip("/")
+        return out
+
     def endpoint(self, port: int, path: str = "") -> str:
+        """The public URL of the API on ``port`` (a load balancer's when ``[api] public_endpoints`` names it)."""
+        if self.api.public_endpoints:
+            bases = self.public_endpoint_bases()
+            for name, service_port in self.service_ports().items():
+                if service_port == port and name in bases:
+                    return bases[name] + path
         return f"http://{self.public_host}:{port}{path}"
 
 
@@ -461,6 +489,7 @@ def load(path: str | os.PathLike[str] | None = None,
     _apply(cfg, {k: v for k, v in overrides.items() if v is not None}, "")
     if cfg.logging.format not in ("text", "json"):
         raise ConfigError(f"logging.format: expected text or json, got {cfg.logging.format!r}")
+    cfg.public_endpoint_bases()  # a wrong entry fails here, not when the catalog is written
     return cfg
 
 
