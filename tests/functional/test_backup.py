@@ -382,3 +382,108 @@ def test_a_volume_file_a_process_writes_is_read_through_qemu_img(tmp_path: Path)
     compared = subprocess.run(["qemu-img", "compare", str(volume), str(tmp_path / "backup" / entry["path"])],
                               capture_output=True, text=True)
     assert compared.returncode == 0, compared.stdout + compared.stderr
+
+
+# counts on the guest's disk: the first boot writes a mark in the disk's last sector (past the root
+# partition), each boot after it prints the mark it finds there
+DISK_MARK = """#!/bin/sh
+last=$(( $(cat /sys/block/vda/size) - 1 ))
+m=$(dd if=/dev/vda bs=512 skip=$last count=1 2>/dev/null | tr -dc 'a-z0-9-')
+if [ -z "$m" ]; then
+  m="mark-$(cat /proc/sys/kernel/random/uuid)"
+  echo "$m" | dd of=/dev/vda bs=512 seek=$last conv=fsync 2>/dev/null
+  echo "disk-mark written: $m" > /dev/console
+else
+  echo "disk-mark found: $m" > /dev/console
+fi
+"""
+
+
+def guest_pids(root: Path) -> list[int]:
+    """QEMU processes whose command line names a path under ``root``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"qemu-system" in cmdline and str(root).encode() in cmdline:
+                found.append(int(proc.name))
+    return found
+
+
+@pytest.mark.skipif(not shutil.which("qemu-system-x86_64") or not (Path(__file__).parents[2] / "guest" / "out" /
+                    "cumulo-tiny.qcow2").exists(), reason="needs QEMU and the cumulo-tiny guest (guest/build.sh)")
+def test_a_running_guest_is_backed_up_and_boots_from_its_restored_disk(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    import base64
+    import signal
+
+    tmp_path = tmp_path_factory.mktemp("qbk")  # short: QEMU's socket paths are limited to 107 bytes
+    state = tmp_path / "s"
+    state.mkdir()
+    env = {"CUMULO_SERVICES": "identity,image,compute,placement,network", "CUMULO_COMPUTE__FAKE_NODES": "0",
+           "CUMULO_COMPUTE__LOCAL_NODE": "true", "CUMULO_COMPUTE__HOST": "bknode",
+           "CUMULO_COMPUTE__SHUTDOWN_TIMEOUT": "10", "CUMULO_COMPUTE__BUILD_TIMEOUT": "120"}
+    cloud = start_cloud(state, "sqlite", env)
+    w = World(cloud, tmp_path)
+    try:
+        w.token = cloud.token()[0]
+        nova = w.h("compute 2.79")
+
+        def tiny() -> str | None:
+            images = httpx.get(f"{cloud.image_url}/v2/images?name=cumulo-tiny", headers=w.h()).json()["images"]
+            return images[0]["id"] if images and images[0]["status"] == "active" else None
+
+        image = wait_for(tiny, 60, "the cumulo-tiny image")
+        r = httpx.post(f"{cloud.compute_url}/servers", headers=nova, json={"server": {
+            "name": unique("bk-guest"), "flavorRef": "10", "imageRef": image, "networks": "none",
+            "config_drive": True, "user_data": base64.b64encode(DISK_MARK.encode()).decode()}})
+        assert r.status_code == 202, r.text
+        sid = r.json()["server"]["id"]
+
+        def console(c: Cloud) -> str:
+            r = httpx.post(f"{c.compute_url}/servers/{sid}/action", headers=nova, json={"os-getConsoleOutput": {}})
+            return str(r.json().get("output", "")) if r.status_code == 200 else ""
+
+        written = wait_for(lambda: [line for line in console(cloud).splitlines() if "disk-mark written:" in line],
+                           180, "the guest writing its disk mark")
+        mark = written[0].split("disk-mark written: ", 1)[1].strip()  # type: ignore[index]
+        assert mark.startswith("mark-"), written
+        before = httpx.get(f"{cloud.compute_url}/servers/{sid}", headers=nova).json()["server"]
+        assert before["status"] == "ACTIVE" and len(guest_pids(state)) == 1
+        proc = w.cumulo("backup", "--to", str(w.backups), "--key-file", str(w.key_file), "-q")
+        assert proc.returncode == 0, proc.stderr
+        (backup,) = w.backups.glob("cumulo-backup-*")
+        manifest = json.loads((backup / "manifest.json").read_text())
+        held = {f["target"]: f for f in manifest["files"] if f["kind"] == "instances"}
+        disk = held[f"bknode/{sid}/disk"]
+        assert disk["method"].startswith("qemu-img convert -U"), disk  # the guest was writing it
+        assert f"bknode/{sid}/instance.json" in held and f"bknode/{sid}/disk.config" in held
+        assert any("/_base/" in target for target in held)  # the base the overlay sits on
+        assert disk["size"] < 32 << 20  # the overlay's own clusters, not the whole image again
+        stop_cloud(cloud)
+        proc = w.cumulo("restore", str(backup), "--key-file", str(w.key_file), "--force")
+        assert proc.returncode != 0 and "still run" in proc.stderr and sid in proc.stderr, proc.stderr
+        for pid in guest_pids(state):  # the machine is lost: its guest with it
+            os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not guest_pids(state), 20, "the guest gone")
+        for entry in state.iterdir():
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+        proc = w.cumulo("restore", str(backup), "--key-file", str(w.key_file))
+        assert proc.returncode == 0, proc.stderr
+        again = {k: v for k, v in cloud.env.items() if k.startswith("CUMULO_")}
+        cloud = w.cloud = start_cloud(state, "sqlite", {**again, "CUMULO_COMPUTE__RESUME_GUESTS_STATE_ON_HOST_BOOT":
+                                                        "true"})
+        found = wait_for(lambda: [line for line in console(cloud).splitlines() if "disk-mark found:" in line],
+                         180, "the restored guest booting from its restored disk")
+        assert found[0].split("disk-mark found: ", 1)[1].strip() == mark  # type: ignore[index]
+        after = httpx.get(f"{cloud.compute_url}/servers/{sid}", headers=nova).json()["server"]
+        assert after["status"] == "ACTIVE" and len(guest_pids(state)) == 1
+        assert {k: after[k] for k in ("id", "name", "flavor", "image", "metadata", "OS-EXT-SRV-ATTR:host")} == \
+            {k: before[k] for k in ("id", "name", "flavor", "image", "metadata", "OS-EXT-SRV-ATTR:host")}
+    finally:
+        stop_cloud(w.cloud)
+        for pid in guest_pids(state):
+            os.kill(pid, signal.SIGKILL)
