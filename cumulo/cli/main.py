@@ -37,6 +37,7 @@ from typing import Any
 import click
 
 from cumulo.cli.backup import backup_group, restore_command
+from cumulo.cli.node import node_group
 from cumulo.cli.object import object_group
 from cumulo.cli.trace import logs_command, trace_command
 from cumulo.cli.upgrade import upgrade_group
@@ -647,6 +648,7 @@ main.add_command(logs_command)
 main.add_command(backup_group)
 main.add_command(restore_command)
 main.add_command(upgrade_group)
+main.add_command(node_group)
 
 if __name__ == "__main__":
     main()

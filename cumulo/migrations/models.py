@@ -5,6 +5,7 @@ models from outside it (the import-linter contracts in pyproject.toml)."""
 from cumulo.compute import console_models as compute_consoles  # noqa: F401
 from cumulo.compute import models as compute  # noqa: F401
 from cumulo.identity import models as identity  # noqa: F401
+from cumulo.identity import node_models as identity_nodes  # noqa: F401
 from cumulo.image import models as image  # noqa: F401
 from cumulo.network import metering_models as network_metering  # noqa: F401
 from cumulo.network import models as network  # noqa: F401

@@ -6,6 +6,7 @@ from starlette.types import ASGIApp
 
 from cumulo.core.http.app import Router, create_app
 from cumulo.core.policy import Enforcer
+from cumulo.identity import nodes
 from cumulo.identity.api import (
     appcreds,
     auth,
@@ -28,7 +29,7 @@ from cumulo.identity.schemas import SCHEMAS
 from cumulo.identity.service import IdentityService
 
 MODULES = [auth, projects, users, roles, catalog, appcreds, credentials, policies, endpoint_filter,
-           domain_config, consumers, trusts, limits, ec2]
+           domain_config, consumers, trusts, limits, ec2, nodes]
 
 
 def build_app(svc: IdentityService, policy: Enforcer, max_body: int) -> ASGIApp:
