@@ -41,6 +41,7 @@ from cumulo.cli.node import node_group
 from cumulo.cli.object import object_group
 from cumulo.cli.trace import logs_command, trace_command
 from cumulo.cli.upgrade import upgrade_group
+from cumulo.cli.usage import usage_group
 from cumulo.core import bus as busmod
 from cumulo.core import config as configmod
 from cumulo.core import logging as logmod
@@ -648,6 +649,7 @@ main.add_command(logs_command)
 main.add_command(backup_group)
 main.add_command(restore_command)
 main.add_command(upgrade_group)
+main.add_command(usage_group)
 main.add_command(node_group)
 
 if __name__ == "__main__":
