@@ -210,8 +210,12 @@ def run_node(cfg: configmod.Config, saved: dict[str, Any]) -> None:
         agents: list[Any] = []
         try:
             for role in roles:
-                agent, what = make_agent(cfg, bus, role, host, saved.get("fake"))
-                await agent.start()
+                try:
+                    agent, what = make_agent(cfg, bus, role, host, saved.get("fake"))
+                    await agent.start()
+                except Exception as exc:  # noqa: BLE001  (a missing binary, a path too long, no root)
+                    raise click.ClickException(f"the {role} agent of {host} could not start: "
+                                               f"{type(exc).__name__}: {logmod.redact(str(exc))}") from None
                 agents.append(agent)
                 step(f"{role} agent of {host} is up ({what})")
             step(f"{host} runs {', '.join(roles)}; Ctrl-C stops it (log: {cfg.logging.file})")

@@ -18,6 +18,7 @@ import signal
 import sqlite3
 import stat
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -284,19 +285,25 @@ def test_join_route_takes_no_keystone_token(ncloud: Cloud) -> None:
 
 @pytest.mark.skipif(not shutil.which("qemu-system-x86_64") or not (Path(__file__).parents[2] / "guest/out").exists(),
                     reason="needs QEMU and the cumulo-tiny guest (guest/build.sh)")
-def test_qemu_node_boots_a_guest(ncloud: Cloud, nodes: list[Node], tmp_path: Path) -> None:
-    host = unique("qnode")
-    node = Node(tmp_path / "q")
+def test_qemu_node_boots_a_guest(ncloud: Cloud, nodes: list[Node]) -> None:
+    host = unique("q")
+    short = Path(tempfile.mkdtemp(prefix="cj", dir="/tmp"))  # QEMU's monitor sockets: paths under 107 bytes
+    node = Node(short / "q")
     nodes.append(node)
-    node.start("--controller", ncloud.url.removesuffix("/v3"), "--token", token(ncloud, "--roles", "compute"),
-               "--role", "compute", "--host", host)
-    node.wait_up()
-    assert "QEMU driver" in node.output()
-    wait_for(lambda: compute_services(ncloud).get(host, {}).get("state") == "up", 30, "the QEMU node up")
-    sid = boot(ncloud, host)
-    s = wait_status(ncloud, sid, "ACTIVE", timeout=180)
-    assert s["OS-EXT-SRV-ATTR:host"] == host
-    assert list((node.state / "instances" / host / sid).glob("*")), "the instance's files on the node"
-    delete_server(ncloud, sid)
-    node.stop()
-    ctl(ncloud, "node", "remove", host, "--force")
+    sid = ""
+    try:
+        node.start("--controller", ncloud.url.removesuffix("/v3"), "--token", token(ncloud, "--roles", "compute"),
+                   "--role", "compute", "--host", host)
+        node.wait_up()
+        assert "QEMU driver" in node.output()
+        wait_for(lambda: compute_services(ncloud).get(host, {}).get("state") == "up", 30, "the QEMU node up")
+        sid = boot(ncloud, host)
+        s = wait_status(ncloud, sid, "ACTIVE", timeout=180)
+        assert s["OS-EXT-SRV-ATTR:host"] == host
+        assert list((node.state / "instances" / host / sid).glob("*")), "the instance's files on the node"
+    finally:
+        if sid:  # its QEMU goes with it (a stopped agent would leave the guest running)
+            delete_server(ncloud, sid)
+        node.stop()
+        ctl(ncloud, "node", "remove", host, "--force", check=False)
+        shutil.rmtree(short, ignore_errors=True)
