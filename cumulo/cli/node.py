@@ -247,6 +247,12 @@ def make_agent(cfg: configmod.Config, bus: Any, role: str, host: str, fake: dict
         return ComputeAgent(bus, host, driver, cfg.compute.report_interval), "fake driver"
     if role == "network":
         from cumulo.network.agent import NetworkAgent
+        from cumulo.network.dataplane.linux import missing_tools
+
+        lacking = missing_tools()
+        if lacking:
+            raise RuntimeError(f"the dataplane needs {', '.join(lacking)} (scripts/setup.sh installs dnsmasq-base, "
+                               "iproute2 and iptables; run as root)")
 
         kwargs: dict[str, Any] = {"host": host}
         if "tunnel_address" in inspect.signature(NetworkAgent).parameters:

@@ -307,3 +307,44 @@ def test_qemu_node_boots_a_guest(ncloud: Cloud, nodes: list[Node]) -> None:
         node.stop()
         ctl(ncloud, "node", "remove", host, "--force", check=False)
         shutil.rmtree(short, ignore_errors=True)
+
+
+def network_agents(cloud: Cloud) -> list[dict]:
+    r = httpx.get(f"{cloud.network_url}/agents", headers={"X-Auth-Token": cloud.token()[0]}, timeout=30)
+    assert r.status_code == 200, r.text
+    return list(r.json()["agents"])
+
+
+def _no_dataplane() -> list[str]:
+    from cumulo.network.dataplane.linux import missing_tools
+
+    return missing_tools()
+
+
+@pytest.mark.skipif(bool(_no_dataplane()), reason="the network role needs the dataplane (root, iproute2, dnsmasq)")
+def test_network_role(ncloud: Cloud, nodes: list[Node], tmp_path: Path) -> None:
+    """A host joined with the network role runs the network agent: its agents in GET /v2.0/agents
+    and `node list`, gone from both after `node remove`."""
+    host = unique("net")
+    node = Node(tmp_path / "net")
+    nodes.append(node)
+    try:
+        node.start("--controller", ncloud.url.removesuffix("/v3"), "--token", token(ncloud), "--role",
+                   "compute,network", "--host", host, "--management-address", "127.0.0.1", "--fake")
+        node.wait_up()
+        assert "network agent of" in node.output() and "tunnels on 127.0.0.1" in node.output()
+        wait_for(lambda: {a["agent_type"] for a in network_agents(ncloud) if a["host"] == host and a["alive"]}
+                 >= {"DHCP agent", "L3 agent", "Linux bridge agent"}, 60, "the host's network agents")
+        line = next(x for x in ctl(ncloud, "node", "list").stdout.splitlines() if x.startswith(host))
+        assert "compute,network" in line
+        refused = ctl(ncloud, "node", "remove", host, check=False)
+        assert refused.returncode == 1 and "still report" in refused.stderr
+        assert node.stop() == 0
+        assert "network agents" in ctl(ncloud, "node", "remove", host, "--force").stdout
+        assert not [a for a in network_agents(ncloud) if a["host"] == host]
+        assert host not in compute_services(ncloud)
+    finally:
+        node.stop()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CUMULO_", "OS_"))}
+        subprocess.run([str(BIN / "cumulo"), "--state-dir", str(node.state), "network", "cleanup", "--yes"],
+                       env=env, capture_output=True, timeout=120)
