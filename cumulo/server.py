@@ -99,6 +99,7 @@ class Controller:
     worker: int = 0  # 0: the leader (cumulo up); 1..: an API worker it started
     supervisor: Any = None
     watchdog: Any = None
+    exporter: Any = None  # the cloud-level gauges on the leader's /metrics (cumulo.ops.exporter)
 
     lease: Any = None
     _singletons: set[str] = field(default_factory=set)
@@ -283,6 +284,15 @@ class Controller:
             self.listeners.append(Listener("dashboard", cfg.dashboard.port, dashboard_app(
                 cfg.endpoint(cfg.identity.port, "/v3"), self.secret("dashboard-secret", ""), cfg.api.region,
                 cfg.policy.file or None, bus=self.bus)))
+        if self.leader and cfg.metrics.enabled:
+            from cumulo.ops.exporter import CloudExporter
+
+            self.exporter = CloudExporter(
+                self.db, self.bus, cfg.services, cfg.metrics.cloud_interval, cfg.metrics.meter_interval,
+                held=lambda: bool(self.lease and self.lease.held), compute_down_time=cfg.compute.service_down_time,
+                volume_down_time=cfg.volume.service_down_time,
+                default_zone=cfg.compute.default_availability_zone)
+            await self.exporter.start()
         if self.leader:
             write_clouds(cfg, admin_pw, demo_pw)
 
@@ -576,6 +586,8 @@ class Controller:
         await self.close()
 
     async def close(self) -> None:
+        if self.exporter is not None:
+            await self.exporter.stop()
         for agent in self.agents:
             await agent.stop()
         if self.servers is not None:

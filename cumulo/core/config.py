@@ -77,6 +77,10 @@ class MetricsConfig:
     # While this file exists /healthcheck answers 503 "DISABLED BY FILE" (oslo.middleware's
     # disable_by_file_path): touch it to drain a controller from its load balancer before maintenance.
     disable_by_file_path: str = ""
+    # Seconds between the leader's refreshes of the cloud-level gauges (openstack_nova_*, ...; a
+    # scrape serves the last figures) and of the per-instance meters (ceilometer_*, 0: none).
+    cloud_interval: float = 30.0
+    meter_interval: float = 60.0
 
 
 @dataclass
