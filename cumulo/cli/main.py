@@ -14,6 +14,7 @@
     cumulo network cleanup        remove every namespace, process and file of the dataplane
     cumulo agent                  run a compute agent for one node on its own
     cumulo volume agent           run a volume agent (qcow2 files) for one storage node on its own
+    cumulo node join | list       a host joins the cloud and runs its agents; the hosts (token create, remove)
     cumulo object ring | status   the object storage ring, and this node's devices and replicas
     cumulo backup [--to DIR]      back the running cloud up (incremental, secrets encrypted)
     cumulo restore BACKUP         restore a backup; then `cumulo up`
@@ -86,6 +87,7 @@ HELP = """Start an OpenStack-compatible cloud on this machine, and look after it
   cumulo network cleanup        remove every namespace, process and file of the dataplane
   cumulo agent                  run a compute agent for one node on its own
   cumulo volume agent           run a volume agent (qcow2 files) for one storage node on its own
+  cumulo node join | list       a host joins the cloud and runs its agents; the hosts (token create, remove)
   cumulo object ring | status   the object storage ring, and this node's devices and replicas
   cumulo backup [--to DIR]      back the running cloud up (incremental, secrets encrypted)
   cumulo restore BACKUP         restore a backup; then `cumulo up`
