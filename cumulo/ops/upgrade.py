@@ -9,6 +9,9 @@ command exits with the worst of them: 0 all succeeded, 1 a warning (look before 
 * **Database schema**: the database's Alembic revision against this code's newest migration.
   Behind is a warning (``cumulo db sync``, or ``cumulo upgrade``, migrates it); a revision this
   code does not know means the database was migrated by newer code: a failure.
+* **Data migrations**: rows still in the old place of an expand -> migrate -> contract change
+  (``DATA_MIGRATIONS``): a warning while the contract step is a later release's, a failure when
+  this code's pending migrations hold the contract (``cumulo db sync`` would drop their data).
 * **Agent versions**: the code version compute nodes, volume nodes and network agents last
   reported (over the bus, since migration 0032).  One minor release behind the controller is a
   warning (it keeps working: the bus reads the previous message version), more is a failure, an
@@ -52,6 +55,26 @@ AGENT_VERSIONS_REVISION = "0032_agent_versions"  # the migration that gave agent
 # no option was renamed or removed (git log -p cumulo/core/config.py); each change adds a row
 # here in the commit that makes it.
 RENAMED: dict[str, str | None] = {}
+
+
+@dataclass(frozen=True)
+class DataMigration:
+    """One online data migration of an expand -> migrate -> contract schema change: ``expand``
+    (a migration) adds the new place, the running code moves rows there (or the operator's
+    ``fix`` does, online), and ``contract`` (a migration of a later release; None until it is
+    written) removes the old place, which needs ``pending`` to count 0 first."""
+
+    name: str  # what moves, in words
+    expand: str  # the revision that added the new place: the check counts once the schema has it
+    pending: str  # SQL: SELECT COUNT(*) of the rows still to migrate
+    fix: str  # the command that migrates them, online
+    contract: str | None = None
+
+
+# The online data migrations this code knows.  Up to 0.2.0 every schema change was expand only
+# (new tables, nullable columns that the old code leaves NULL, e.g. 0032's agents' versions): no
+# row waits for a migration.  A change that moves data adds a row here in the commit that expands.
+DATA_MIGRATIONS: tuple[DataMigration, ...] = ()
 
 
 @dataclass
@@ -274,6 +297,47 @@ def check_agents(rows: list[dict[str, Any]] | None, controller: str | None = Non
     return Result(name, SUCCESS, f"{len(rows)} agent(s), all on {controller}'s minor release")
 
 
+async def _count_pending(url: str, migrations: list[DataMigration]) -> list[int]:
+    from sqlalchemy import text
+
+    from cumulo.core.db import Database
+
+    database = Database(url)
+    try:
+        async with database.engine.connect() as conn:
+            return [int((await conn.execute(text(m.pending))).scalar() or 0) for m in migrations]
+    finally:
+        await database.close()
+
+
+def check_data_migrations(cfg: configmod.Config, revision: str | None,
+                          migrations: tuple[DataMigration, ...] | None = None) -> Result:
+    """Rows an online data migration has not moved yet (see ``DataMigration``)."""
+    name, order = "Data migrations", known_revisions()
+    migrations = DATA_MIGRATIONS if migrations is None else migrations
+    if revision not in order:
+        return Result(name, WARNING, "not checked: the schema revision is not one of this code's (see the "
+                                     "schema check)")
+    done = order[:order.index(revision) + 1]
+    applicable = [m for m in migrations if m.expand in done and m.contract not in done]  # contracted: gone
+    if not applicable:
+        return Result(name, SUCCESS, f"no online data migration waits at {revision} ({len(migrations)} known)")
+    counts = asyncio.run(_count_pending(cfg.database_url, applicable))
+    failures, warnings = [], []
+    for m, n in zip(applicable, counts, strict=True):
+        if not n:
+            continue
+        if m.contract and m.contract in order and m.contract not in done:
+            failures.append(f"{m.name}: {n} row(s) not migrated, and this code's migration {m.contract} removes "
+                            f"their old place: run `{m.fix}` with the old code first, then upgrade")
+        else:
+            warnings.append(f"{m.name}: {n} row(s) not migrated yet: run `{m.fix}` before the release that "
+                            f"contracts them")
+    if failures or warnings:
+        return Result(name, FAILURE if failures else WARNING, "; ".join(failures + warnings))
+    return Result(name, SUCCESS, f"{len(applicable)} online data migration(s), every row migrated")
+
+
 # ---- a running cloud ----
 
 def _pid_alive(pid: int) -> bool:
@@ -311,8 +375,8 @@ def check_running(cfg: configmod.Config) -> Result:
 
 # ---- all of them ----
 
-def run_checks(path: str | None, state_dir: str | None,
-               renamed: dict[str, str | None] | None = None) -> tuple[list[Result], configmod.Config]:
+def run_checks(path: str | None, state_dir: str | None, renamed: dict[str, str | None] | None = None,
+               migrations: tuple[DataMigration, ...] | None = None) -> tuple[list[Result], configmod.Config]:
     """Every check, in order; a check that raises raises (the caller exits 255)."""
     cfg, source, raw = load_config(path, state_dir, renamed)
     results = [check_config(source, raw, renamed)]
@@ -320,9 +384,15 @@ def run_checks(path: str | None, state_dir: str | None,
         revision, rows = read_database(cfg)
     except Exception as exc:  # noqa: BLE001 - an unreachable database is a finding, not a crash
         detail = f"cannot read the database ({type(exc).__name__}: {exc})"
-        results += [Result("Database schema", FAILURE, detail), Result("Agent versions", FAILURE, detail)]
+        results += [Result("Database schema", FAILURE, detail), Result("Data migrations", FAILURE, detail),
+                    Result("Agent versions", FAILURE, detail)]
     else:
-        results += [check_schema(revision), check_agents(rows)]
+        results += [check_schema(revision)]
+        if revision is None:
+            results.append(Result("Data migrations", FAILURE, "the database is empty"))
+        else:
+            results.append(check_data_migrations(cfg, revision, migrations))
+        results.append(check_agents(rows))
     results.append(check_running(cfg))
     return results, cfg
 

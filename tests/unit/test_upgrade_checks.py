@@ -9,12 +9,16 @@ import pytest
 
 from cumulo.core import config as configmod
 from cumulo.ops.upgrade import (
+    DATA_MIGRATIONS,
     FAILURE,
+    RENAMED,
     SUCCESS,
     WARNING,
+    DataMigration,
     Result,
     UpgradeRefused,
     check_agents,
+    check_data_migrations,
     check_schema,
     config_findings,
     exit_code,
@@ -97,3 +101,77 @@ def test_upgrade_refuses_a_failed_check_unless_forced(tmp_path: Path) -> None:
         preflight(cfg, failed)
     preflight(cfg, failed, force=True)
     preflight(cfg, [Result("Database schema", WARNING, "1 migration(s) behind")])  # what the upgrade is for
+
+
+# ---- data migrations, and the table of renamed options ----
+
+def data_db(tmp_path: Path, revision: str, rows: list[tuple[str, str | None]]) -> configmod.Config:
+    import sqlite3
+
+    db = tmp_path / "cumulo.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+    con.execute("INSERT INTO alembic_version VALUES (?)", (revision,))
+    con.execute("CREATE TABLE thing (id TEXT PRIMARY KEY, old_blob TEXT, new_blob TEXT)")
+    con.executemany("INSERT INTO thing VALUES (?, 'x', ?)", rows)
+    con.commit()
+    con.close()
+    return configmod.load(None, env={"CUMULO_STATE_DIR": str(tmp_path), "CUMULO_DATABASE__URL": f"sqlite:///{db}"})
+
+
+def migration(contract: str | None = None) -> DataMigration:
+    return DataMigration("thing.old_blob -> thing.new_blob", expand=known_revisions()[-2],
+                         pending="SELECT COUNT(*) FROM thing WHERE new_blob IS NULL",
+                         fix="cumulo db migrate-data", contract=contract)
+
+
+def test_no_registered_data_migration_is_a_success(tmp_path: Path) -> None:
+    head = known_revisions()[-1]
+    cfg = data_db(tmp_path, head, [("a", None)])
+    assert DATA_MIGRATIONS == ()  # up to 0.2.0 every change was expand only
+    found = check_data_migrations(cfg, head)
+    assert found.result == SUCCESS and "no online data migration waits" in found.details
+
+
+def test_rows_left_to_migrate_warn_until_the_contract_is_this_codes(tmp_path: Path) -> None:
+    previous, head = known_revisions()[-2:]
+    cfg = data_db(tmp_path, previous, [("a", None), ("b", None), ("c", "moved")])
+    later = check_data_migrations(cfg, previous, (migration(contract=None),))
+    assert later.result == WARNING
+    assert "thing.old_blob -> thing.new_blob: 2 row(s) not migrated yet: run `cumulo db migrate-data`" \
+        in later.details
+    now = check_data_migrations(cfg, previous, (migration(contract=head),))
+    assert now.result == FAILURE and f"this code's migration {head} removes their old place" in now.details
+    # not expanded yet (the schema is older than the migration that adds the new place): nothing to count
+    older = check_data_migrations(cfg, known_revisions()[-3], (migration(contract=head),))
+    assert older.result == SUCCESS
+
+
+def test_every_row_migrated_is_a_success_and_a_contracted_one_is_not_counted(tmp_path: Path) -> None:
+    previous, head = known_revisions()[-2:]
+    cfg = data_db(tmp_path, previous, [("a", "moved")])
+    assert check_data_migrations(cfg, previous, (migration(contract=head),)).result == SUCCESS
+    (tmp_path / "h").mkdir()
+    cfg = data_db(tmp_path / "h", head, [])
+    gone = check_data_migrations(cfg, head, (DataMigration("x", known_revisions()[-2], "SELECT no_such_column",
+                                                            "fix", contract=head),))
+    assert gone.result == SUCCESS  # contracted: the old place is gone, its query is not run
+
+
+def test_the_renamed_table_names_only_old_options_and_current_targets() -> None:
+    """RENAMED is empty up to 0.2.0; any row added later must name an option this code no longer
+    has, and a new name this code has (or None: removed)."""
+    defaults = configmod.as_dict(configmod.Config())
+
+    def known(name: str) -> bool:
+        node: object = defaults
+        for part in name.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return False
+            node = node[part]
+        return not isinstance(node, dict)
+
+    for old, new in RENAMED.items():
+        assert not known(old), f"{old} is renamed but is still an option"
+        assert new is None or known(new), f"{old} is renamed to {new}, which is not an option"
+    assert config_findings({"compute": {"fake_nodes": 2}}) == []  # a current option is never named
