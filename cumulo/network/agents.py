@@ -68,6 +68,12 @@ def without(request: Request, keys: tuple[str, ...]) -> Request:
     return Request(scope)
 
 
+def configure(down_time: float) -> None:
+    """Seconds without a heartbeat before an agent is not alive (``[network] agent_down_time``)."""
+    global AGENT_DOWN_TIME
+    AGENT_DOWN_TIME = float(down_time)
+
+
 def when(value: dt.datetime | None) -> str | None:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else None
 

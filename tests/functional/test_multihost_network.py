@@ -10,7 +10,10 @@ host only) and reach each other over VXLAN (VNI = the network's segmentation id,
 end); a guest of another tenant's network with the same CIDR reaches neither; ``/v2.0/agents``
 shows both hosts with their tunneling_ip; the router (on one host) gives the guest on the other
 its floating IP, reached from ``<prefix>-ext``; when everything is deleted, host A keeps only
-``<prefix>-dp``, which holds the management interface it was given.
+``<prefix>-dp``, which holds the management interface it was given.  Then host B's network agent,
+which hosts a network's DHCP and a router, is killed -9: once it is not alive both are
+rescheduled on host A, where the guest's floating IP answers again; host B's agent, started
+again, removes the namespaces it no longer hosts.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from tests.functional.test_qemu import qemu_pids
 
 EXT_CIDR, EXT_GW = "172.31.19.0/24", "172.31.19.1"
 CIDR = "10.50.0.0/24"
+DOWN_TIME = 20  # [network] agent_down_time of this cloud (Neutron's 75 s would make the test long)
 
 
 @dataclass
@@ -102,7 +106,7 @@ def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosts]:
         common = {"CUMULO_BUS__URL": RABBIT, "CUMULO_BUS__PREFIX": f"cumulo-test-{uuid.uuid4().hex[:8]}",
                   "CUMULO_COMPUTE__FAKE_NODES": "0", "CUMULO_COMPUTE__SHUTDOWN_TIMEOUT": "10",
                   "CUMULO_COMPUTE__BUILD_TIMEOUT": "180", "CUMULO_NETWORK__DATAPLANE": "true",
-                  "CUMULO_NETWORK__RECONCILE_INTERVAL": "5"}
+                  "CUMULO_NETWORK__RECONCILE_INTERVAL": "5", "CUMULO_NETWORK__AGENT_DOWN_TIME": str(DOWN_TIME)}
         (tmp / "a").mkdir()
         cloud = start_cloud(tmp / "a", "sqlite", {
             **common, "CUMULO_COMPUTE__LOCAL_NODE": "true", "CUMULO_COMPUTE__HOST": "hostA",
@@ -276,3 +280,79 @@ def test_a_tenant_network_spans_two_hosts_over_vxlan(hosts: Hosts) -> None:
     # host A's agent removes all it made, but keeps -dp, which holds the management interface
     wait_for("host A's namespaces to go but -dp", lambda: namespaces(hosts.prefix_a) == [f"{hosts.prefix_a}-dp"], 60)
     assert "mgmt0" in sh("ip", "-n", f"{hosts.prefix_a}-dp", "-o", "link", "show")
+
+
+def test_dhcp_and_a_router_of_a_dead_network_host_are_rescheduled(hosts: Hosts) -> None:
+    c = hosts.cloud
+    admin = Api(c)
+    agents = {(a["host"], a["agent_type"]): a for a in admin.net("GET", "/agents")["agents"]}
+    ext = admin.net("POST", "/networks", {"network": {"name": "ext2", "router:external": True}})["network"]
+    admin.net("POST", "/subnets", {"subnet": {"network_id": ext["id"], "cidr": EXT_CIDR, "ip_version": 4,
+                                              "gateway_ip": EXT_GW, "enable_dhcp": False}})
+    net = admin.net("POST", "/networks", {"network": {"name": "moves"}})["network"]
+    # an admin schedules its DHCP and its router on host B (before the scheduler would)
+    dhcp_b, l3_b = agents[("hostB", "DHCP agent")], agents[("hostB", "L3 agent")]
+    admin.net("POST", f"/agents/{dhcp_b['id']}/dhcp-networks", {"network_id": net["id"]}, ok=201)
+    sub = admin.net("POST", "/subnets", {"subnet": {"network_id": net["id"], "cidr": "10.51.0.0/24",
+                                                    "ip_version": 4}})["subnet"]
+    router = admin.net("POST", "/routers", {"router": {"name": "moves-r"}})["router"]
+    admin.net("POST", f"/agents/{l3_b['id']}/l3-routers", {"router_id": router["id"]}, ok=201)
+    # the scheduler may have bound it on A meanwhile (a round ran between the two calls): then off A
+    on = {a["host"] for a in admin.net("GET", f"/routers/{router['id']}/l3-agents")["agents"]}
+    if "hostA" in on:
+        admin.net("DELETE", f"/agents/{agents[('hostA', 'L3 agent')]['id']}/l3-routers/{router['id']}")
+    admin.net("PUT", f"/routers/{router['id']}", {"router": {"external_gateway_info": {"network_id": ext["id"]}}})
+    admin.net("PUT", f"/routers/{router['id']}/add_router_interface", {"subnet_id": sub["id"]})
+    # (what host A's last heartbeat reported it served shows until its next round)
+    wait_for("the network's DHCP on host B alone", lambda: [a["host"] for a in admin.net(
+        "GET", f"/networks/{net['id']}/dhcp-agents")["agents"]] == ["hostB"], 30)
+    wait_for("the router on host B alone", lambda: [a["host"] for a in admin.net(
+        "GET", f"/routers/{router['id']}/l3-agents")["agents"]] == ["hostB"], 30)
+    p = admin.net("POST", "/ports", {"port": {"network_id": net["id"], "fixed_ips": [
+        {"subnet_id": sub["id"], "ip_address": "10.51.0.10"}]}})["port"]
+    image = next(i["id"] for i in admin("GET", f"{c.image_url}/v2/images?name=cumulo-tiny")["images"])
+    server = admin.compute("POST", "/servers", {"server": {
+        "name": "mh-moves", "flavorRef": "10", "imageRef": image, "networks": [{"port": p["id"]}],
+        "availability_zone": "nova:hostA"}})["server"]["id"]
+    wait_for("the guest on host A to get its address from host B's DHCP",
+             lambda: "cumulo-guest ready ip=10.51.0.10 " in admin.console(server), 240)
+    fip = admin.net("POST", "/floatingips", {"floatingip": {"floating_network_id": ext["id"],
+                                                            "port_id": p["id"]}})["floatingip"]
+    address = fip["floating_ip_address"]
+    ext_b, ext_a = f"{hosts.prefix_b}-ext", f"{hosts.prefix_a}-ext"
+    # the security group of the first test admits HTTP from anywhere
+    assert wait_for("HTTP through the router on host B", lambda: outside_get(ext_b, f"http://{address}/"),
+                    60) == "mh-moves"
+    assert f"{hosts.prefix_a}-router-{router['id']}" not in namespaces(hosts.prefix_a)
+
+    hosts.procs["network"].kill()
+    hosts.procs["network"].wait()
+    killed = time.monotonic()
+    wait_for("host B's agents not alive", lambda: not any(
+        a["alive"] for a in admin.net("GET", "/agents?host=hostB")["agents"]), DOWN_TIME + 30)
+    wait_for("the network's DHCP rescheduled on host A", lambda: [a["host"] for a in admin.net(
+        "GET", f"/networks/{net['id']}/dhcp-agents")["agents"]] == ["hostA"], 30)
+    wait_for("the router rescheduled on host A", lambda: [a["host"] for a in admin.net(
+        "GET", f"/routers/{router['id']}/l3-agents")["agents"]] == ["hostA"], 30)
+    wait_for("host A's router and DHCP namespaces", lambda: {f"{hosts.prefix_a}-router-{router['id']}",
+             f"{hosts.prefix_a}-dhcp-{net['id']}"} <= set(namespaces(hosts.prefix_a)), 45)
+    assert wait_for("HTTP through the router, now on host A", lambda: outside_get(ext_a, f"http://{address}/"),
+                    60) == "mh-moves"
+    print(f"\nfloating IP answering through host A {time.monotonic() - killed:.1f} s after host B's network "
+          f"agent was killed (agent_down_time {DOWN_TIME} s)")
+
+    hosts.start_b("network")  # back: it no longer hosts them, and removes what it had
+    wait_for("host B's stale namespaces to go", lambda: not {
+        f"{hosts.prefix_b}-router-{router['id']}", f"{hosts.prefix_b}-dhcp-{net['id']}"} & set(
+        namespaces(hosts.prefix_b)), 60)
+    assert [a["host"] for a in admin.net("GET", f"/routers/{router['id']}/l3-agents")["agents"]] == ["hostA"]
+    assert outside_get(ext_a, f"http://{address}/") == "mh-moves"
+
+    admin.compute("DELETE", f"/servers/{server}")
+    admin.net("DELETE", f"/floatingips/{fip['id']}")
+    admin.net("PUT", f"/routers/{router['id']}/remove_router_interface", {"subnet_id": sub["id"]})
+    admin.net("DELETE", f"/routers/{router['id']}")
+    wait_for("the server to go", lambda: not admin.compute("GET", "/servers?all_tenants=1")["servers"], 90)
+    admin.net("DELETE", f"/ports/{p['id']}", ok=(204, 404))
+    admin.net("DELETE", f"/networks/{net['id']}")
+    admin.net("DELETE", f"/networks/{ext['id']}")
