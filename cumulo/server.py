@@ -306,6 +306,9 @@ class Controller:
 
         cfg = self.cfg
         svc = Ipam(self.db)
+        from cumulo.network import agents as network_agents
+
+        network_agents.configure(cfg.network.agent_down_time)
         if self.leader:
             from cumulo.network.agents import Registry
 

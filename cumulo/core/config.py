@@ -239,6 +239,9 @@ class NetworkConfig:
     # The agent looks for the address in <prefix>-dp first, else in the root namespace; nothing
     # else about the host's interfaces is touched.
     tunnel_address: str = ""
+    # Seconds without a heartbeat before a network agent is not alive (Neutron's agent_down_time):
+    # its DHCP and routers are then rescheduled on a live agent of another host.
+    agent_down_time: float = 75.0
 
 
 @dataclass
