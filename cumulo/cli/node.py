@@ -150,6 +150,8 @@ def join(ctx: click.Context, controller: str, token: str, roles: str, host: str,
     if token:
         if not controller:
             raise click.UsageError("--token needs --controller URL (the cloud's identity URL)")
+        if not controller.startswith(("http://", "https://")):
+            raise click.UsageError(f"--controller {controller}: the cloud's identity URL, e.g. http://controller:5000")
         wanted = wanted or ["compute"]
         host = host or (saved or {}).get("host") or nodeops.default_host()
         logmod.add_secret(token.partition(".")[2])
