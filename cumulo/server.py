@@ -572,7 +572,17 @@ class Controller:
             workers.tell_ready()
         if ready is not None:
             ready.set()
+        canary = None
+        if self.leader and cfg.canary.interval > 0:  # its gauges go on this process's /metrics
+            from cumulo.ops.canary import periodic
+
+            canary = loop.create_task(periodic(
+                cfg.state_path / "clouds.yaml", cfg.network.namespace_prefix, cfg.canary.interval,
+                cfg.canary.delay, held=lambda: self.lease is None or bool(self.lease.held)), name="canary")
         await asyncio.wait([*waiters, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        if canary is not None:  # a run cut short still deletes what it made
+            canary.cancel()
+            await asyncio.wait([canary], timeout=150)
         health.draining = True  # /healthcheck says 503 DRAINING to any check still answered
         LOG.info("shutting down%s", "" if self.leader else f" API worker {self.worker}")
         if self.supervisor is not None:

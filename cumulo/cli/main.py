@@ -20,6 +20,8 @@
     cumulo restore BACKUP         restore a backup; then `cumulo up`
     cumulo upgrade check          is this cloud ready for the code installed here (exit 0/1/2)
     cumulo upgrade                back up, migrate the schema, print the restart order
+    cumulo canary                 boot a server, reach it, store an object, attach a volume (exit 0/2)
+    cumulo uninstall              remove what `make up` made: processes, guests, dataplane, state
 """
 
 from __future__ import annotations
@@ -38,9 +40,11 @@ from typing import Any
 import click
 
 from cumulo.cli.backup import backup_group, restore_command
+from cumulo.cli.canary import canary_command
 from cumulo.cli.node import node_group
 from cumulo.cli.object import object_group
 from cumulo.cli.trace import logs_command, trace_command
+from cumulo.cli.uninstall import uninstall_command
 from cumulo.cli.upgrade import upgrade_group
 from cumulo.cli.usage import usage_group
 from cumulo.core import bus as busmod
@@ -93,6 +97,8 @@ HELP = """Start an OpenStack-compatible cloud on this machine, and look after it
   cumulo restore BACKUP         restore a backup; then `cumulo up`
   cumulo upgrade check          is this cloud ready for the code installed here (exit 0/1/2)
   cumulo upgrade                back up, migrate the schema, print the restart order
+  cumulo canary                 boot a server, reach it, store an object, attach a volume (exit 0/2)
+  cumulo uninstall              remove what `make up` made: processes, guests, dataplane, state
 
 Every command has its own help with an example: cumulo up --help, cumulo db sync --help.
 
@@ -651,6 +657,8 @@ main.add_command(logs_command)
 main.add_command(backup_group)
 main.add_command(restore_command)
 main.add_command(upgrade_group)
+main.add_command(canary_command)
+main.add_command(uninstall_command)
 main.add_command(usage_group)
 main.add_command(node_group)
 

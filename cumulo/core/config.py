@@ -346,6 +346,18 @@ class LoggingConfig:
 
 
 @dataclass
+class CanaryConfig:
+    """The canary inside `cumulo up` (`cumulo canary` runs it once): boots a server, reaches it
+    through a floating IP, stores an object, attaches a volume, deletes it all, and serves each
+    step's success and seconds on the operator port's /metrics (cumulo_canary_*)."""
+
+    # Seconds between runs; 0 (the default) turns the periodic canary off.
+    interval: float = 0.0
+    # Seconds after the start before the first run (the agents report in first).
+    delay: float = 60.0
+
+
+@dataclass
 class Config:
     state_dir: str = "/var/lib/cumulo"
     services: list[str] = field(default_factory=lambda: ["identity", "image", "compute", "placement", "network",
@@ -370,6 +382,7 @@ class Config:
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    canary: CanaryConfig = field(default_factory=CanaryConfig)
     # Where the file came from, for `cumulo config show`.
     source: str = ""
 
