@@ -205,6 +205,16 @@ def test_a_deleted_server_leaves_the_gauges(mcloud: Cloud, world: dict[str, Any]
     assert value(s, "openstack_nova_limits_instances_used", tenant="admin") == 2
 
 
+def test_stuck_resources_and_disks_for_the_alert_rules(mcloud: Cloud, world: dict[str, Any]) -> None:
+    s = scrape(mcloud)
+    for kind in ("server", "volume", "snapshot"):
+        assert value(s, "cumulo_resources_stuck", kind=kind) == 0, kind
+        assert value(s, "cumulo_resources_transitional", kind=kind) == 0, kind
+    state = value(s, "cumulo_filesystem_size_bytes", place="state", path=str(mcloud.state_dir))
+    free = value(s, "cumulo_filesystem_avail_bytes", place="state", path=str(mcloud.state_dir))
+    assert state and free is not None and 0 < free <= state
+
+
 def test_a_scrape_runs_no_query(mcloud: Cloud, world: dict[str, Any]) -> None:
     # the figures come from the leader's cache: 20 scrapes cost little whatever the cloud's size
     started = time.perf_counter()
