@@ -287,11 +287,16 @@ class Controller:
         if self.leader and cfg.metrics.enabled:
             from cumulo.ops.exporter import CloudExporter
 
+            state = cfg.state_path
             self.exporter = CloudExporter(
                 self.db, self.bus, cfg.services, cfg.metrics.cloud_interval, cfg.metrics.meter_interval,
                 held=lambda: bool(self.lease and self.lease.held), compute_down_time=cfg.compute.service_down_time,
                 volume_down_time=cfg.volume.service_down_time,
-                default_zone=cfg.compute.default_availability_zone)
+                default_zone=cfg.compute.default_availability_zone, lease_grace=cfg.doctor.lease_grace,
+                stuck_after=cfg.doctor.stuck_after,
+                disks={"state": str(state), "instances": cfg.compute.instances_path or str(state / "instances"),
+                       "volumes": cfg.volume.volumes_path or str(state / "volumes"),
+                       "backups": cfg.volume.backups_path or str(state / "backups")})
             await self.exporter.start()
         if self.leader:
             write_clouds(cfg, admin_pw, demo_pw)
@@ -520,6 +525,8 @@ class Controller:
                 name, port, app = specs[-1]
                 specs[-1] = (name, port, workermetrics.AllProcessesMetrics(
                     app, cfg.state_path, lambda: list(self.supervisor.pids) if self.supervisor else []))
+                if self.exporter is not None:  # the cloud-level series, rendered once per refresh
+                    specs[-1] = (name, port, self.exporter.wrap(specs[-1][2]))
             else:  # this worker's figures, for the leader's scrapes
                 specs.append(("metrics", 0, workermetrics.metrics_only))
                 sockets["metrics"] = workermetrics.listen_unix(workermetrics.socket_path(cfg.state_path, self.worker))
