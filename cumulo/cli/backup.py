@@ -29,6 +29,14 @@ def _load(ctx: click.Context, state_dir: str | None = None) -> configmod.Config:
         raise click.ClickException(f"configuration: {exc}") from None
 
 
+def _existing_dir(path: str | None) -> str:
+    if not path:
+        raise click.UsageError("give BACKUP_DIR (a backup, or a directory of backups), or --from-container NAME")
+    if not Path(path).is_dir():
+        raise click.BadParameter(f"directory {path!r} does not exist", param_hint="BACKUP_DIR")
+    return path
+
+
 def default_key_file() -> Path:
     """The backup key when --key-file is not given: $CUMULO_BACKUP_KEY_FILE, else
     ~/.config/cumulo/backup.key (away from both the state directory and the backups)."""
@@ -105,6 +113,37 @@ class Bar:
             self._bar.stop()
 
 
+CONTAINER_OPTIONS = (
+    click.option("--os-cloud", "os_cloud", default="cumulo", show_default=True,
+                 help="The clouds.yaml entry whose object storage holds the container (the usual clouds.yaml "
+                      "places, then <state-dir>/clouds.yaml: `cumulo` is this cloud's own admin)."),
+)
+
+
+def _container(cfg: configmod.Config, os_cloud: str, name: str) -> Any:
+    from cumulo.ops.remote import Container, cloud_entry
+
+    return Container(cloud_entry(os_cloud, cfg.state_path), name)
+
+
+def _pulled(cfg: configmod.Config, os_cloud: str, container: str, name: str | None, progress: Any) -> Path:
+    """The backup downloaded from the container into a scratch directory (the caller removes it)."""
+    from cumulo.ops.backup import scratch_dir
+    from cumulo.ops.remote import pull
+
+    box = _container(cfg, os_cloud, container)
+    scratch = scratch_dir("cumulo-download-")
+    try:
+        return pull(box, scratch, name, progress)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    finally:
+        box.close()
+
+
 def _key(key_file: str | None, create: bool, no_encrypt: bool = False) -> tuple[bytes | None, Path | None]:
     from cumulo.ops.backup import BackupError, load_key
 
@@ -129,6 +168,7 @@ def _key(key_file: str | None, create: bool, no_encrypt: bool = False) -> tuple[
                  "~/.config/cumulo/backup.key",
                  "cumulo backup --to /mnt/backup/cumulo --keep 7 --key-file /root/cumulo-backup.key",
                  "cumulo backup --include images,volumes,objects --quiet",
+                 "cumulo backup --to-container cumulo-backups --os-cloud offsite --keep 14",
                  "cumulo backup verify /mnt/backup/cumulo        # check the newest one's files"))
 @click.option("--to", "to", type=click.Path(file_okay=False), help="The directory of backups (default: "
               "<state-dir>-backups beside the state directory); each backup is a directory in it.")
@@ -141,10 +181,13 @@ def _key(key_file: str | None, create: bool, no_encrypt: bool = False) -> tuple[
               "(made there when missing; default $CUMULO_BACKUP_KEY_FILE or ~/.config/cumulo/backup.key).")
 @click.option("--no-encrypt", is_flag=True, help="Store the secrets and token keys in the clear (not advised).")
 @click.option("--full", is_flag=True, help="Copy every file, even those unchanged since the last backup.")
+@click.option("--to-container", "to_container", metavar="NAME", help="Also copy the backup into this container "
+              "of an object store (--os-cloud); unchanged files are copied inside the store.")
+@CONTAINER_OPTIONS[0]
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; only the summary line.")
 @click.pass_context
 def backup_group(ctx: click.Context, to: str | None, include: str, keep: int | None, key_file: str | None,
-                 no_encrypt: bool, full: bool, quiet: bool) -> None:
+                 no_encrypt: bool, full: bool, to_container: str | None, os_cloud: str, quiet: bool) -> None:
     """Back the cloud up while it runs: the database (a consistent snapshot: SQLite's online
     backup, pg_dump, mariadb-dump --single-transaction), the Fernet token keys, the generated
     secrets, the configuration file, the image stores, the object ring, volume data, the QEMU
@@ -157,7 +200,12 @@ def backup_group(ctx: click.Context, to: str | None, include: str, keep: int | N
     Not in a backup: console logs and logs, caches, sockets, pid and status files.
 
     Secrets, keys and the configuration are encrypted with the key in --key-file; keep that key
-    apart from the backups.  Restore with `cumulo restore DIR`."""
+    apart from the backups.  Restore with `cumulo restore DIR`.
+
+    --to-container NAME copies the backup, once written in the directory of backups, into that
+    container of the object storage of --os-cloud (another cloud's, for a copy away from this
+    one); `cumulo restore --from-container NAME` and `cumulo backup verify --from-container NAME`
+    read it back."""
     if ctx.invoked_subcommand is not None:
         return
     from cumulo.ops.backup import INCLUDE_CHOICES, BackupError, backup
@@ -172,9 +220,18 @@ def backup_group(ctx: click.Context, to: str | None, include: str, keep: int | N
     key, _path = _key(key_file, create=True, no_encrypt=no_encrypt)
     if no_encrypt:
         click.echo("cumulo: --no-encrypt: the secrets and token keys are stored in the clear", err=True)
+    pushed = None
     with Bar("backup", quiet) as progress:
         try:
+            box = _container(cfg, os_cloud, to_container) if to_container else None  # credentials first
             manifest = backup(cfg, root, parts, key=key, keep=keep, full=full, progress=progress)
+            if box is not None:
+                from cumulo.ops.remote import push
+
+                try:
+                    pushed = push(root / manifest["name"], box, keep=keep, progress=progress)
+                finally:
+                    box.close()
         except BackupError as exc:
             raise click.ClickException(str(exc)) from None
     copied, linked = manifest["copied"], manifest["linked"]
@@ -182,13 +239,22 @@ def backup_group(ctx: click.Context, to: str | None, include: str, keep: int | N
     click.echo(f"backup {root / manifest['name']} ({kind}): {len(manifest['files'])} files, copied "
                f"{copied['files']} ({_human(copied['bytes'])}), linked {linked['files']} "
                f"({_human(linked['bytes'])}); schema {manifest['schema_revision']}; {manifest['seconds']:.1f} s")
+    if pushed is not None:
+        up, inside = pushed["uploaded"], pushed["copied_in_store"]
+        click.echo(f"container {pushed['container']} ({os_cloud}): {pushed['backup']}: uploaded {up['files']} files "
+                   f"({_human(up['bytes'])}), copied in the store {inside['files']} ({_human(inside['bytes'])})"
+                   + (f"; removed {', '.join(pushed['removed'])}" if pushed["removed"] else ""))
 
 
 @backup_group.command("verify", epilog=example(
     "cumulo backup verify /var/lib/cumulo-backups                  # the newest backup there",
     "cumulo backup verify --key-file /root/cumulo-backup.key /mnt/b/cumulo-backup-2026...",
-    "cumulo backup verify --checksums-only /var/lib/cumulo-backups  # only the files' sha256"))
-@click.argument("backup_dir", type=click.Path(exists=True, file_okay=False))
+    "cumulo backup verify --checksums-only /var/lib/cumulo-backups  # only the files' sha256",
+    "cumulo backup verify --from-container cumulo-backups --os-cloud offsite  # the newest there"))
+@click.argument("backup_dir", required=False)
+@click.option("--from-container", "from_container", metavar="NAME", help="Verify a backup of this container "
+              "(BACKUP_DIR: its name there; default the newest), downloaded into a scratch directory first.")
+@CONTAINER_OPTIONS[0]
 @click.option("--key-file", type=click.Path(dir_okay=False), help="The key the backup's secrets were "
               "encrypted with (default $CUMULO_BACKUP_KEY_FILE or ~/.config/cumulo/backup.key).")
 @click.option("--checksums-only", is_flag=True, help="Check the manifest and the files' sha256; restore nothing.")
@@ -196,8 +262,9 @@ def backup_group(ctx: click.Context, to: str | None, include: str, keep: int | N
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as one JSON document.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
-def backup_verify(ctx: click.Context, backup_dir: str, key_file: str | None, checksums_only: bool,
-                  keep_scratch: bool, as_json: bool, quiet: bool) -> None:
+def backup_verify(ctx: click.Context, backup_dir: str | None, from_container: str | None, os_cloud: str,
+                  key_file: str | None, checksums_only: bool, keep_scratch: bool, as_json: bool,
+                  quiet: bool) -> None:
     """Prove that BACKUP (a backup, or the newest in a directory of backups) restores: check the
     manifest and every file's sha256, restore it into a scratch directory, start that cloud on
     spare ports (its own database, in-process bus, no dataplane, no QEMU: nothing reaches the live
@@ -209,8 +276,13 @@ def backup_verify(ctx: click.Context, backup_dir: str, key_file: str | None, che
     from cumulo.ops.backup import BackupError, check, read_manifest, resolve
     from cumulo.ops.verify import verify
 
+    downloaded = None
     try:
-        path = resolve(Path(backup_dir))
+        if from_container:
+            with Bar("download", quiet) as progress:
+                path = downloaded = _pulled(_load(ctx), os_cloud, from_container, backup_dir, progress)
+        else:
+            path = resolve(Path(_existing_dir(backup_dir)))
         manifest = read_manifest(path)
         if checksums_only:
             with Bar("verify", quiet) as progress:
@@ -225,6 +297,11 @@ def backup_verify(ctx: click.Context, backup_dir: str, key_file: str | None, che
     except BackupError as exc:
         click.echo(f"cumulo backup verify: {exc}", err=True)
         sys.exit(1)
+    finally:
+        if downloaded is not None:
+            import shutil
+
+            shutil.rmtree(downloaded.parent, ignore_errors=True)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
@@ -244,8 +321,12 @@ def backup_verify(ctx: click.Context, backup_dir: str, key_file: str | None, che
 @click.command("restore", short_help="Restore a backup into a stopped (or new) state directory.", epilog=example(
     "cumulo restore /var/lib/cumulo-backups                 # the newest backup there",
     "cumulo restore --state-dir /srv/cumulo --key-file /root/cumulo-backup.key /mnt/b/cumulo-backup-2026...",
-    "cumulo restore --force /var/lib/cumulo-backups && cumulo up"))
-@click.argument("backup_dir", type=click.Path(exists=True, file_okay=False))
+    "cumulo restore --force /var/lib/cumulo-backups && cumulo up",
+    "cumulo restore --from-container cumulo-backups --os-cloud offsite --state-dir /srv/cumulo"))
+@click.argument("backup_dir", required=False)
+@click.option("--from-container", "from_container", metavar="NAME", help="Restore a backup of this container "
+              "(BACKUP_DIR: its name there; default the newest), downloaded into a scratch directory first.")
+@CONTAINER_OPTIONS[0]
 @click.option("--state-dir", type=click.Path(file_okay=False),
               help="Restore into this state directory (default: the configured one).")
 @click.option("--key-file", type=click.Path(dir_okay=False), help="The key the backup's secrets were "
@@ -254,8 +335,8 @@ def backup_verify(ctx: click.Context, backup_dir: str, key_file: str | None, che
               "keys, images, volumes, objects).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
-def restore_command(ctx: click.Context, backup_dir: str, state_dir: str | None, key_file: str | None,
-                    force: bool, quiet: bool) -> None:
+def restore_command(ctx: click.Context, backup_dir: str | None, from_container: str | None, os_cloud: str,
+                    state_dir: str | None, key_file: str | None, force: bool, quiet: bool) -> None:
     """Restore BACKUP (a backup directory, or the newest backup in a directory of backups).
 
     First checks the manifest and every file's sha256 (a damaged file is named and nothing is
@@ -270,14 +351,25 @@ def restore_command(ctx: click.Context, backup_dir: str, state_dir: str | None, 
 
     cfg = _load(ctx, state_dir)
     key, path = _key(key_file, create=False)
+    downloaded = None
     try:
-        backup_path = resolve(Path(backup_dir))
         with Bar("restore", quiet) as progress:
-            result = restore(backup_path, cfg, key=key, force=force, progress=progress)
+            if from_container:
+                backup_path = downloaded = _pulled(cfg, os_cloud, from_container, backup_dir, progress)
+            else:
+                backup_path = resolve(Path(_existing_dir(backup_dir)))
+            source = (f"--from-container {from_container} --os-cloud {os_cloud} {backup_path.name}"
+                      if from_container else None)  # what a restore cut short names to run again
+            result = restore(backup_path, cfg, key=key, force=force, progress=progress, source=source)
     except BackupError as exc:
         if key is None and path is not None and "encrypted" in str(exc):
             exc = BackupError(f"{exc} ({path} does not exist)")
         raise click.ClickException(str(exc)) from None
+    finally:
+        if downloaded is not None:
+            import shutil
+
+            shutil.rmtree(downloaded.parent, ignore_errors=True)
     counts = ", ".join(f"{n} {kind}" for kind, n in result["restored"].items())
     click.echo(f"restored {result['backup']} into {result['state_dir']} ({counts}); schema "
                f"{result['schema_revision']}. Start it with `cumulo up`.")

@@ -787,7 +787,7 @@ def _known_revisions() -> set[str]:
 
 
 def restore(backup: Path, cfg: Config, key: bytes | None = None, force: bool = False,
-            progress: Progress | None = None) -> dict[str, Any]:
+            progress: Progress | None = None, source: str | None = None) -> dict[str, Any]:
     """Restore ``backup`` into the state directory and database of ``cfg`` (see the module's docstring)."""
     from cryptography.fernet import Fernet, InvalidToken
 
@@ -830,7 +830,7 @@ def restore(backup: Path, cfg: Config, key: bytes | None = None, force: bool = F
             shutil.rmtree(path, ignore_errors=True)
     cfg.state_path.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(cfg.state_path, 0o700)
-    marker.write_text(f"{manifest['name']}\n{backup.resolve()}\n")  # restore_incomplete() names it
+    marker.write_text(f"{manifest['name']}\n{source or backup.resolve()}\n")  # restore_incomplete() names it
     order = ["keys", "secrets", "config", "rings", "images", "objects", "volumes", "instances", "compute",
              "database"]
     old_instances = (manifest.get("areas") or {}).get("instances")

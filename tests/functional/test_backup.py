@@ -262,6 +262,51 @@ def test_backup_verify_restores_into_scratch_and_compares_through_the_apis(world
     assert world.cloud.proc.poll() is None  # the live cloud ran on, untouched
 
 
+def test_backups_in_a_container_of_the_clouds_object_storage(world: World, tmp_path: Path) -> None:
+    """--to-container: the backup's objects in the cloud's own object storage (clouds.yaml entry
+    `cumulo`), the second one's unchanged files copied inside the store; verify and restore read
+    them back."""
+    w = world
+    clouds = {"OS_CLIENT_CONFIG_FILE": str(w.cloud.state_dir / "clouds.yaml")}
+
+    def run(*args: str, state_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
+        env = {**w.cloud.env, **clouds}
+        if state_dir is not None:
+            env["CUMULO_STATE_DIR"] = str(state_dir)
+            env.pop("CUMULO_LOGGING__FILE", None)
+        return subprocess.run([str(BIN / "cumulo"), *args], env=env, capture_output=True, text=True, timeout=180)
+
+    local = tmp_path / "local"
+    first = run("backup", "--to", str(local), "--to-container", "bk-remote", "--key-file", str(w.key_file), "-q")
+    assert first.returncode == 0, first.stderr
+    assert "container bk-remote (cumulo): " in first.stdout and "copied in the store 0 " in first.stdout, first.stdout
+    second = run("backup", "--to", str(local), "--to-container", "bk-remote", "--key-file", str(w.key_file),
+                 "-q", "--keep", "1")
+    assert second.returncode == 0, second.stderr
+    inside = second.stdout.split("copied in the store ", 1)[1]
+    assert int(inside.split()[0]) > 0, second.stdout  # the unchanged files never crossed the network again
+    older, newer = Path(first.stdout.split()[1]).name, Path(second.stdout.split()[1]).name
+    assert [p.name for p in local.glob("cumulo-backup-*")] == [newer]  # --keep 1 here and in the container
+    assert f"removed {older}" in second.stdout
+    listing = httpx.get(f"{w.cloud.object_url}/v1/AUTH_{w.ids['admin_project']}/bk-remote?format=json",
+                        headers=w.h()).json()
+    names = {o["name"] for o in listing}
+    assert f"{newer}/manifest.json" in names and not any(n.startswith(older) for n in names)
+    manifest = json.loads((local / newer / "manifest.json").read_text())
+    assert {f"{newer}/{f['path']}" for f in manifest["files"]} <= names
+    proc = run("backup", "verify", "--from-container", "bk-remote", "--checksums-only", "-q")
+    assert proc.returncode == 0 and newer in proc.stdout, proc.stdout + proc.stderr
+    scratch = tmp_path / "scratch"
+    proc = run("restore", "--from-container", "bk-remote", "--key-file", str(w.key_file), "-q", state_dir=scratch)
+    assert proc.returncode == 0, proc.stderr
+    assert (scratch / "cumulo.db").exists() and not (scratch / ".restore-incomplete").exists()
+    image = next(f for f in manifest["files"] if f["kind"] == "images" and w.ids["image"] in f["target"])
+    assert hashlib.sha256((scratch / image["target"]).read_bytes()).hexdigest() == image["sha256"]
+    proc = run("restore", "--from-container", "no-such-container", "-q", state_dir=tmp_path / "other")
+    assert proc.returncode != 0 and "no complete backup in container no-such-container" in proc.stderr, proc.stderr
+    assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("cumulo-download-*/" + newer))  # scratch removed
+
+
 def test_restore_into_a_wiped_state_dir_brings_everything_back(world: World) -> None:
     w = world
     assert w.first is not None
