@@ -86,6 +86,7 @@ HELP = """Start an OpenStack-compatible cloud on this machine, and look after it
   cumulo policy show            the effective policy rules, in oslo.policy YAML
   cumulo trace req-ID           one request's log lines across the services, in time order
   cumulo logs [-s S] [-f]       the cloud's log, filtered by service or level; --follow
+  cumulo usage report -p P      a project's vCPU-, RAM-, disk-, volume-, floating-IP-hours (--csv)
   cumulo network trace X        the dataplane path of a server's ports (or one port)
   cumulo network agent          run this machine's network agent on its own
   cumulo network cleanup        remove every namespace, process and file of the dataplane
