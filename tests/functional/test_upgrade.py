@@ -287,3 +287,110 @@ def test_check_upgrade_and_rollback_on_postgresql(tmp_path: Path) -> None:
     finally:
         stop_cloud(c)
         _drop_pg_database(url.rsplit("/", 1)[1])
+
+
+# the last commit of main before versioned bus messages and agents' versions (8026fce): its agents
+# send envelopes without `v` (version 1) and report no version, as a 0.1 agent does (no release
+# was tagged before 0.2.0: CHANGELOG.md)
+OLD_COMMIT = "162776a"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def old_code(dest: Path) -> Path | None:
+    """The old commit's cumulo package in ``dest`` (git archive: the shared repository is not touched)."""
+    if subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{OLD_COMMIT}^{{commit}}"],
+                      capture_output=True).returncode != 0:
+        return None
+    dest.mkdir()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", OLD_COMMIT, "cumulo"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    return dest
+
+
+def test_an_agent_of_the_previous_code_serves_the_new_controller_until_it_is_upgraded(tmp_path: Path) -> None:
+    """A HEAD controller over RabbitMQ with one compute agent still on the old code: it is named by
+    the check, a server is built on it, and once that agent is upgraded (stopped, started on the new
+    code) the server is still ACTIVE and the agent reports this version."""
+    import signal
+    import uuid
+
+    import httpx
+
+    from .conftest import RABBIT, unique
+
+    old = old_code(tmp_path / "old")
+    if old is None:
+        pytest.skip(f"the repository has no commit {OLD_COMMIT} (a shallow clone)")
+    state = tmp_path / "state"
+    state.mkdir()
+    c = start_cloud(state, "sqlite", {"CUMULO_SERVICES": "identity,image,compute,placement,network",
+                                      "CUMULO_IMAGE__UPLOAD_GUEST_IMAGES": "false", "CUMULO_COMPUTE__FAKE_NODES": "0",
+                                      "CUMULO_BUS__URL": RABBIT,
+                                      "CUMULO_BUS__PREFIX": f"cumulo-test-{uuid.uuid4().hex[:8]}"})
+    agents: list[subprocess.Popen[bytes]] = []
+
+    def agent(code: Path | None, log: str) -> subprocess.Popen[bytes]:
+        env = {k: v for k, v in c.env.items() if k != "CUMULO_LOGGING__FILE"}
+        if code is None:
+            cmd = [str(BIN / "cumulo"), "agent", "--host", "old-node", "--fake"]
+        else:
+            env["PYTHONPATH"] = str(code)
+            cmd = [str(BIN / "python"), "-c", "from cumulo.cli.main import main; main()", "agent", "--host",
+                   "old-node", "--fake"]
+        p = subprocess.Popen(cmd, env=env, cwd=code or REPO, stdout=subprocess.DEVNULL,
+                             stderr=open(tmp_path / log, "wb"), start_new_session=True)
+        agents.append(p)
+        return p
+
+    def stop(p: subprocess.Popen[bytes]) -> None:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    try:
+        token = c.token()[0]
+        h = {"X-Auth-Token": token}
+        nova = {**h, "OpenStack-API-Version": "compute 2.79"}
+        first = agent(old, "old-agent.log")
+
+        def node_up() -> bool:
+            hv = httpx.get(f"{c.compute_url}/os-hypervisors/detail", headers=nova).json()["hypervisors"]
+            return any(x["hypervisor_hostname"] == "old-node" and x["state"] == "up" for x in hv)
+
+        wait_for(node_up, 40, f"the old agent's node up ({(tmp_path / 'old-agent.log').read_text()[-2000:]})")
+        doc = json.loads(cumulo(c, "upgrade", "check", "--json").stdout)
+        agents_check = next(x for x in doc["checks"] if x["check"] == "Agent versions")
+        assert agents_check["result"] == "Warning", agents_check
+        assert "compute agent on old-node reports no version" in agents_check["details"]
+        image = httpx.post(f"{c.image_url}/v2/images", headers=h, json={
+            "name": unique("old-img"), "disk_format": "raw", "container_format": "bare"}).json()
+        assert httpx.put(f"{c.image_url}/v2/images/{image['id']}/file", content=b"\0" * 4096,
+                         headers={**h, "Content-Type": "application/octet-stream"}).status_code == 204
+        r = httpx.post(f"{c.compute_url}/servers", headers=nova, json={"server": {
+            "name": unique("on-old"), "flavorRef": "10", "imageRef": image["id"], "networks": "none"}})
+        assert r.status_code == 202, r.text
+        sid = r.json()["server"]["id"]
+
+        def server() -> dict[str, Any]:
+            return dict(httpx.get(f"{c.compute_url}/servers/{sid}", headers=nova).json()["server"])
+
+        wait_for(lambda: server()["status"] == "ACTIVE", 40, "the server built by the old agent")
+        assert server()["OS-EXT-SRV-ATTR:host"] == "old-node" and first.poll() is None
+        # the node's upgrade: the old agent stops, the new code starts on the same node
+        stop(first)
+        agent(None, "new-agent.log")
+        db = state / "cumulo.db"
+        wait_for(lambda: rows(db, "SELECT version FROM compute_service WHERE host = 'old-node'") == [(code_version(),)],
+                 40, "the upgraded agent reporting this version")
+        wait_for(node_up, 20, "the node up on the new code")
+        assert server()["status"] == "ACTIVE"  # the server was never lost or stopped
+        doc = json.loads(cumulo(c, "upgrade", "check", "--json").stdout)
+        assert next(x for x in doc["checks"] if x["check"] == "Agent versions")["result"] == "Success"
+    finally:
+        for p in agents:
+            stop(p)
+        stop_cloud(c)
