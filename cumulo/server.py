@@ -84,6 +84,7 @@ class Listener:
 class Controller:
     cfg: Config
     db: Database | None = None
+    identity_db: Database | None = None  # [identity] database_url: another region's identity
     bus: Any = None
     identity: IdentityService | None = None
     image: Any = None
@@ -178,7 +179,10 @@ class Controller:
         if self.leader:  # the round trips over the bus: any controller's (`cumulo doctor`), this one's (/readyz)
             await self.bus.serve(HEALTH_TARGET, self._ping)
             await self.bus.serve(own_health_target(), self._ping)
-        self.identity = IdentityService(cfg, self.db, self.bus)
+        if cfg.identity.database_url:  # another region's identity (its region runs the migrations)
+            logmod.add_url_secret(cfg.identity.database_url)
+            self.identity_db = Database(cfg.identity.database_url, cfg.database.pool_size, cfg.database.echo)
+        self.identity = IdentityService(cfg, self.identity_db or self.db, self.bus)
         await self.identity.start()
         admin_pw = self.secret("admin-password", cfg.bootstrap.admin_password)
         demo_pw = self.secret("demo-password", cfg.bootstrap.demo_password)
@@ -624,6 +628,8 @@ class Controller:
             if self.lease is not None:
                 await self.lease.close()
             await self.db.close()
+        if self.identity_db is not None:
+            await self.identity_db.close()
         if self.leader:
             with contextlib.suppress(FileNotFoundError):
                 (self.cfg.state_path / "status.json").unlink()

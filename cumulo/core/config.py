@@ -124,6 +124,10 @@ class IdentityConfig:
     password_hash_rounds: int = 12
     # Directory of Fernet keys; empty means <state_dir>/fernet-keys.
     key_repository: str = ""
+    # A second region sharing identity: the database of the region that runs identity (its users,
+    # projects, catalog, limits); empty: [database] url. Compute, network, volume, image and
+    # placement stay in [database] url (docs/operations.md, "Regions").
+    database_url: str = ""
     max_active_keys: int = 3
     default_domain_id: str = "default"
     list_limit: int = 0
