@@ -188,7 +188,9 @@ class ComputeConfig:
     instances_path: str = ""
     # Seconds a guest gets to power off on the ACPI button before it is stopped hard.
     shutdown_timeout: float = 60.0
-    # Concurrent QEMU starts per node (0: two per core).
+    # Guests booting at once on this machine, shared by the QEMU nodes of one process (0: one per
+    # core and one more): a QEMU starts once a slot is free, and its slot is free again when the
+    # guest's boot has settled (its CPU demand below a third of a core) or after 20 s.
     max_concurrent_builds: int = 0
     # When a node's agent starts and finds servers that should run but do not (the machine
     # rebooted), start them (true) or show them SHUTOFF (false), as Nova's option of this name.
