@@ -8,19 +8,26 @@ PY := $(VENV)/bin/python
 SETUP_LOG := $(VENV)/setup.log
 STAMP := $(VENV)/.stamp-$(shell cat pyproject.toml scripts/setup.sh scripts/setup-test.sh cumulo/dashboard/package-lock.json 2>/dev/null | sha1sum | cut -c1-12)
 
-.PHONY: up test unit functional conformance bench fuzz faults lint deps test-deps guest clean
+.PHONY: up test unit functional conformance bench fuzz faults lint deps test-deps guest guest-test clean
 
 # progress lines on the terminal; the cloud's log in <state_dir>/cumulo.log (or [logging] file)
 up: deps guest
 	@$(VENV)/bin/cumulo up --quiet
 
 # lint first: a broken import contract fails the run before the long part
-test: test-deps lint guest
+test: test-deps lint guest-test
 	scripts/run-tests
 
-# the cumulo-tiny guest images (cached: rebuilt only when guest/ or the Debian packages change)
+# the cumulo-tiny guest images (cached: rebuilt only when guest/ or the Debian packages change);
+# the small kernel of cumulo-tiny-fast (minutes, once per input: guest/build-kernel.sh) builds in
+# the background here, and the running cloud registers it when it is ready
 guest:
 	@guest/build.sh
+	@guest/build-kernel.sh --background
+
+# the tests boot both kernels: they wait for the small one
+guest-test: guest
+	@guest/build-kernel.sh
 
 unit: test-deps
 	$(PY) -m pytest -q tests/unit
