@@ -1,9 +1,10 @@
-"""``cumulo node``: hosts join the cloud, are listed, and are removed.
+"""``cumulo node``: hosts join the cloud, are listed, are removed, and go into maintenance.
 
     cumulo node token create      (on a controller) a single-use join token, printed once
     cumulo node join              (on the new host) fetch its settings, write its config, run its agents
     cumulo node list              (on a controller) every host, its roles and each agent's state
     cumulo node remove HOST       (on a controller) delete a host's services and agents
+    cumulo node maintenance start|stop HOST   (anywhere, as an admin) disable it and move its servers away
 
 The controller's side of the join is ``POST /v3/OS-CUMULO/nodes/join`` on the identity API
 (``cumulo.identity.nodes``); the rest is in ``cumulo.ops.node``.
@@ -304,3 +305,110 @@ def node_remove(ctx: click.Context, host: str, force: bool) -> None:
     except nodeops.Refused as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"removed host {host}: {', '.join(done) or 'nothing was left'}")
+
+
+@node_group.group("maintenance")
+def maintenance_group() -> None:
+    """Planned maintenance of a compute node: start (disable it, move its servers away), stop."""
+
+
+def _compute(ctx: click.Context, cloud_name: str, timeout: float) -> Any:
+    from cumulo.ops import canary
+    from cumulo.ops import maintenance as maint
+
+    cfg = _load(ctx)
+    try:
+        if cloud_name:
+            cloud = canary.find_cloud(cloud_name, canary.clouds_files(cfg.state_path))
+        else:
+            cloud = canary.find_cloud("cumulo", [cfg.state_path / "clouds.yaml"])
+    except LookupError as exc:
+        raise click.ClickException(f"{exc} (give --cloud NAME of a clouds.yaml with an admin's credentials)") from None
+    try:
+        return maint.Compute(cloud, timeout)
+    except maint.MaintenanceError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+_cloud_option = click.option(
+    "--cloud", "cloud_name", default="", help="A cloud of clouds.yaml ($OS_CLIENT_CONFIG_FILE, ./clouds.yaml, "
+    "~/.config/openstack, /etc/openstack) with an admin's credentials; default: the admin cloud `cumulo` of "
+    "<state-dir>/clouds.yaml.")
+
+
+@maintenance_group.command("start", epilog=example(
+    "cumulo node maintenance start compute-7 --reason 'RAM replacement, ticket 4711'",
+    "cumulo node maintenance start compute-7 --max-servers 2 --json",
+    "cumulo node maintenance start compute-7 --no-wait     # ask for the moves, do not wait for them"))
+@click.argument("host")
+@click.option("--reason", default="maintenance", show_default=True,
+              help="The disabled_reason os-services shows (`openstack compute service list --long`).")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Wait for each move (and confirm the cold ones), or only ask for them.")
+@click.option("--max-servers", default=1, show_default=True,
+              help="Servers moved at the same time (Nova's max_concurrent_live_migrations is 1).")
+@click.option("--timeout", default=300.0, show_default=True, help="Seconds one server's move may take.")
+@click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
+@_cloud_option
+@click.pass_context
+def maintenance_start(ctx: click.Context, host: str, reason: str, wait: bool, max_servers: int, timeout: float,
+                      as_json: bool, cloud_name: str) -> None:
+    """Take compute node HOST out for maintenance: disable its compute service with --reason, so the
+    scheduler sends nothing new there, then move every server on it to other hosts the scheduler
+    picks: ACTIVE and PAUSED ones by live migration (they go on running), SHUTOFF ones by cold
+    migration, confirmed (they stay SHUTOFF).  One line a server; a server that stayed is named with
+    the reason (the API's refusal, "No valid host" with what each filter eliminated, or the move's
+    failed event).  It talks to the Compute API as an admin of a clouds.yaml (--cloud), as the
+    `openstack` CLI does, so it runs from anywhere.
+
+    \b
+    Exit status: 0 when HOST holds no server at the end (with --no-wait: every move was accepted),
+    1 when some stayed.  `cumulo node maintenance stop HOST` enables it again.
+    """
+    from cumulo.ops import maintenance as maint
+
+    compute = _compute(ctx, cloud_name, timeout)
+
+    def progress(m: maint.Move) -> None:
+        if not as_json:
+            click.echo(m.line())
+
+    try:
+        report = maint.start(compute, host, reason, wait, max_servers, progress)
+    except maint.MaintenanceError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    moved = sum(m.moved for m in report.moves)
+    refused = [m for m in report.moves if not m.moved and m.dest != "?"]
+    ok = report.empty if wait else not refused
+    if not as_json:
+        if not report.moves:
+            click.echo(f"{host} is disabled ({reason}) and holds no server")
+        elif wait:
+            click.echo(f"{host} is disabled ({reason}): {moved} of {len(report.moves)} servers moved in "
+                       f"{report.seconds:.1f} s" + ("; it is empty" if report.empty else
+                                                    f"; {len(report.left)} still on it: "
+                                                    + ", ".join(s["name"] or s["id"] for s in report.left)))
+        else:
+            click.echo(f"{host} is disabled ({reason}): {len(report.moves) - len(refused)} moves asked for, "
+                       f"{len(refused)} refused; `openstack server list --host {host} --all-projects` follows them")
+    ctx.exit(0 if ok else 1)
+
+
+@maintenance_group.command("stop", epilog=example("cumulo node maintenance stop compute-7"))
+@click.argument("host")
+@click.option("--json", "as_json", is_flag=True, help="The result as JSON.")
+@_cloud_option
+@click.pass_context
+def maintenance_stop(ctx: click.Context, host: str, as_json: bool, cloud_name: str) -> None:
+    """End HOST's maintenance: enable its compute service again (disabled_reason cleared), so the
+    scheduler places servers there again.  The servers moved away stay where they went."""
+    from cumulo.ops import maintenance as maint
+
+    compute = _compute(ctx, cloud_name, 60.0)
+    try:
+        out = maint.stop(compute, host)
+    except maint.MaintenanceError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(out) if as_json else f"{host} is enabled ({out['servers']} servers on it)")
