@@ -39,6 +39,9 @@ def main() -> int:
     ap.add_argument("--single", type=int, default=5)
     ap.add_argument("--batch", type=int, default=20)
     ap.add_argument("--port", type=int, default=5022)
+    ap.add_argument("--image", action="append", metavar="NAME",
+                    help="(a) with this image (again for more, each in turn; default cumulo-tiny, and "
+                         "cumulo-tiny-fast is the small kernel); the rest always use cumulo-tiny")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="cumulo-bench-qemu-"))
     compute_port, image_port = args.port + 1, args.port + 3
@@ -62,11 +65,11 @@ def main() -> int:
             time.sleep(0.3)
         hv = httpx.get(f"{compute}/os-hypervisors/detail", headers=headers).json()["hypervisors"][0]
 
-        def boot(name: str, zone: str | None = None) -> tuple[str, float, float]:
+        def boot(name: str, zone: str | None = None, ref: str | None = None) -> tuple[str, float, float]:
             with httpx.Client(timeout=60) as c:
                 t0 = time.perf_counter()
                 r = c.post(f"{compute}/servers", headers=headers, json={"server": {
-                    "name": name, "flavorRef": "10", "imageRef": image, "networks": "none",
+                    "name": name, "flavorRef": "10", "imageRef": ref or image, "networks": "none",
                     **({"availability_zone": zone} if zone else {})}})
                 r.raise_for_status()
                 sid = r.json()["server"]["id"]
@@ -90,12 +93,30 @@ def main() -> int:
                 httpx.delete(f"{compute}/servers/{s['id']}", headers=headers)
             time.sleep(1)
 
-        singles = [boot(f"single-{i}") for i in range(args.single)]
-        delete_all()
-        actives, readies = [x[1] for x in singles], [x[2] for x in singles]
-        print(f"(a) {hv['hypervisor_type']}: POST -> ACTIVE mean {statistics.mean(actives):.2f} s "
-              f"(min {min(actives):.2f}); POST -> ready mean {statistics.mean(readies):.2f} s "
-              f"(min {min(readies):.2f}, max {max(readies):.2f}) over {len(singles)}", flush=True)
+        def resident_mib() -> float:
+            """The resident memory of this run's QEMU processes."""
+            kib = 0
+            for entry in Path("/proc").iterdir():
+                try:
+                    if entry.name.isdigit() and str(work).encode() in (entry / "cmdline").read_bytes():
+                        kib += next(int(x.split()[1]) for x in (entry / "status").read_text().splitlines()
+                                    if x.startswith("VmRSS:"))
+                except (OSError, StopIteration):
+                    continue
+            return kib / 1024
+
+        for name in args.image or ["cumulo-tiny"]:  # one after the other, each left running
+            ref = httpx.get(f"http://127.0.0.1:{image_port}/v2/images?name={name}",
+                            headers=headers).json()["images"][0]["id"]
+            singles = [boot(f"single-{i}", ref=ref) for i in range(args.single)]
+            time.sleep(5)  # idle
+            rss = resident_mib() / len(singles)
+            delete_all()
+            actives, readies = [x[1] for x in singles], [x[2] for x in singles]
+            print(f"(a) {name}, {hv['hypervisor_type']}: POST -> ACTIVE mean {statistics.mean(actives):.2f} s "
+                  f"(min {min(actives):.2f}); POST -> ready mean {statistics.mean(readies):.2f} s "
+                  f"(min {min(readies):.2f}, max {max(readies):.2f}) over {len(singles)}; "
+                  f"{rss:.0f} MiB resident per idle guest", flush=True)
         sid = boot("mover", "nova:bench-node")[0]
         t0 = time.perf_counter()
         httpx.post(f"{compute}/servers/{sid}/action", headers=headers, json={
