@@ -60,7 +60,7 @@ async def _with_db(cfg: configmod.Config, work: Any) -> Any:
         await database.close()
 
 
-@click.group("node", short_help="Hosts of the cloud: token create, join, list, remove.")
+@click.group("node", short_help="Hosts of the cloud: token create, join, list, remove, maintenance.")
 def node_group() -> None:
     """Hosts join the cloud (compute, network and volume nodes on other machines), are listed and
     removed.  A controller makes a join token; the new host presents it with `cumulo node join`,
