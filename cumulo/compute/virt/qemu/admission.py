@@ -10,8 +10,8 @@ A slot is taken just before a QEMU starts and given back once that guest's boot 
 QEMU's threads together want less than ``IDLE_DEMAND`` of a core (running or waiting to run,
 from ``/proc/<pid>/task/*/schedstat``, so a guest starved by the machine's other work still counts
 as busy), or the process has gone, or ``hold_max`` seconds have passed (a guest that computes
-from its first second on must not hold the gate).  The gate is one per event loop and slot count,
-so the QEMU nodes one ``cumulo up`` runs on this machine share it.
+from its first second on, or a settle this check misses, must not hold the gate).  The gate is
+one per event loop and slot count, so the QEMU nodes one ``cumulo up`` runs on this machine share it.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def demand_ns(pid: int) -> int | None:
 class BootGate:
     _gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, BootGate]] = weakref.WeakKeyDictionary()
 
-    def __init__(self, slots: int, hold_max: float = 20.0) -> None:
+    def __init__(self, slots: int, hold_max: float = 5.0) -> None:
         self.slots = max(1, slots)
         self.hold_max = hold_max
         self._free = asyncio.Semaphore(self.slots)
