@@ -345,8 +345,8 @@ def restore_command(ctx: click.Context, backup_dir: str | None, from_container: 
     secrets, the configuration, the image stores, ring and objects, the volumes, the instances,
     the fake nodes' state, and the database last.  `cumulo up` then brings the cloud back as it
     was (it migrates the schema first when the backup's is older): tokens issued before the
-    backup still validate.  Servers whose guests ran come back SHUTOFF (start them), or running
-    when [compute] resume_guests_state_on_host_boot is true."""
+    backup still validate.  Servers whose guests ran are started again as their compute nodes
+    first report; the others stay SHUTOFF."""
     from cumulo.ops.backup import BackupError, resolve, restore
 
     cfg = _load(ctx, state_dir)

@@ -62,8 +62,8 @@ Restore
     A guest still running on the target's instances is refused too (QEMU outlives ``cumulo up``).
     Restored under another instances path, an overlay is rebased onto its base there (``qemu-img
     rebase -u``).  ``cumulo up`` then migrates the schema if the backup's is older and starts
-    everything as it was; the guests that ran come back stopped (SHUTOFF), or started again with
-    ``[compute] resume_guests_state_on_host_boot = true``.
+    everything as it was; the guests that ran are started again as their hosts first report (a
+    marker the restore leaves, taken once by compute's reconciler), the others stay SHUTOFF.
 """
 
 from __future__ import annotations
@@ -111,6 +111,9 @@ RESOURCE_TABLES = {
 CHUNK = 1 << 20
 # in the state directory while a restore writes it: a restore run again replaces what it finds
 RESTORING = ".restore-incomplete"
+# what compute's reconciler takes to start again the guests that ran (its RESUME_AFTER_RESTORE;
+# ops may not import a service)
+RESUME_AFTER_RESTORE = ".resume-guests"
 
 
 def restore_incomplete(state_path: Path) -> str | None:
@@ -868,6 +871,8 @@ def restore(backup: Path, cfg: Config, key: bytes | None = None, force: bool = F
                     os.replace(tmp, target)
             progress.advance(0, f"restored {f['target']}")
             restored[kind] = restored.get(kind, 0) + 1
+    # the guests that ran start again when their hosts first report (compute's reconciler takes it)
+    (cfg.state_path / RESUME_AFTER_RESTORE).write_text(f"restored from {manifest['name']}\n")
     marker.unlink()
     _fsync_dir(cfg.state_path)
     if config_note:

@@ -27,7 +27,16 @@ from typing import Any
 from urllib.parse import urljoin
 
 from cumulo.core import config as configmod
-from cumulo.ops.backup import BackupError, Progress, _pg_args, _plain_url, check, read_manifest, restore
+from cumulo.ops.backup import (
+    RESUME_AFTER_RESTORE,
+    BackupError,
+    Progress,
+    _pg_args,
+    _plain_url,
+    check,
+    read_manifest,
+    restore,
+)
 
 # resource -> (service, path, key in the answer); the ids compared with the manifest's
 LISTS: dict[str, tuple[str, str, str]] = {
@@ -211,6 +220,7 @@ def verify(backup: Path, cfg: configmod.Config, key: bytes | None, keep_scratch:
         scfg = configmod.load(None, env=env)
         progress.say(f"restoring into {scratch}")
         restore(backup, scfg, key=key, progress=progress)
+        (scratch / RESUME_AFTER_RESTORE).unlink(missing_ok=True)  # the scratch cloud shows the backup as it is
         config = scratch / "cumulo.toml"
         if not config.exists():
             restored = next(scratch.glob("restored-*"), None)

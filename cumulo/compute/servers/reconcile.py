@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from pathlib import Path
 
 from sqlalchemy import select, update
 
@@ -14,16 +15,40 @@ from cumulo.compute.servers.base import RUNNING, SHUTDOWN, SUSPENDED
 from cumulo.core.db import utcnow
 
 LOG = logging.getLogger(__name__)
+# left in the state directory by `cumulo restore`: the guests that ran when the backup was taken
+# start again on their hosts' first reports, as if resume_guests_state_on_host_boot were on
+RESUME_AFTER_RESTORE = ".resume-guests"
 
 
 class Reconciler:
+    # hosts whose first report after a restore is still to come (None: not looked yet)
+    _restored_hosts_done: set[str] | None = None
+    _restored: bool = False
+
+    def _resume_after_restore(self, host: str) -> bool:
+        """Whether ``host``'s first report is the first since a restore: the marker is taken (read
+        and removed) the first time this process reconciles; each host is resumed once."""
+        if self._restored_hosts_done is None:
+            self._restored_hosts_done = set()
+            marker = Path(self.compute.cfg.state_path) / RESUME_AFTER_RESTORE
+            if marker.exists():
+                self._restored = True
+                LOG.warning("the cloud was restored (%s): the servers that ran start again as their hosts report",
+                            marker.read_text().strip() or marker)
+                marker.unlink(missing_ok=True)
+        if not self._restored or host in self._restored_hosts_done:
+            return False
+        self._restored_hosts_done.add(host)
+        return True
+
     async def sync_host(self, host: str, instances: dict[str, int], taken_at: dt.datetime | None = None,
                         first: bool = False, agent_started: dt.datetime | None = None) -> None:
         """Reconcile what a node runs with what the database says it should (Nova's power-state
         sync): instances nothing owns are destroyed (a delete the agent missed); a build whose
         report was lost (its controller died) completes when the node runs it; servers the node
         lost or that powered themselves off are shown SHUTOFF, or, on the first report after the
-        agent started and with [compute] resume_guests_state_on_host_boot, started again."""
+        agent started and with [compute] resume_guests_state_on_host_boot (or after a restore), started
+        again."""
         async with self.db.session() as s:
             rows = (await s.execute(select(Server.id, Server.host, Server.vm_state, Server.task_state,
                                            Server.deleted_at, Server.system_meta, Server.updated_at).where(
@@ -52,7 +77,8 @@ class Reconciler:
         down = [r.id for r in mine if r.task_state is None and r.vm_state in ("active", "paused", "suspended")
                 and instances.get(r.id, SHUTDOWN) == SHUTDOWN
                 and not (r.vm_state == "suspended" and instances.get(r.id) == SUSPENDED)]
-        if down and first and self.cfg.resume_guests_state_on_host_boot:
+        resume = first and (self._resume_after_restore(host) or self.cfg.resume_guests_state_on_host_boot)
+        if down and resume:
             LOG.warning("%d servers of %s are not running after it started: starting them", len(down), host)
             for server_id in down:
                 await self.cast(host, "power", {"server_id": server_id, "action": "start",
