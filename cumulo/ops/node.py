@@ -26,7 +26,6 @@ from sqlalchemy import Boolean, String, column, delete, func, select, table, upd
 from cumulo.core.db import UTCDateTime, utcnow
 
 JOIN_PATH = "/v3/OS-CUMULO/nodes/join"  # cumulo.identity.nodes.JOIN_PATH
-NETWORK_DOWN_TIME = 75.0  # cumulo.network.agents.AGENT_DOWN_TIME (Neutron's agent_down_time)
 NODE_FILE = "node.json"  # the roles and controller of a joined node (no secret)
 
 COMPUTE_SERVICE = table("compute_service", column("id", String), column("host", String), column("binary", String),
@@ -88,8 +87,8 @@ async def hosts(db: Any, cfg: Any) -> list[Host]:
             up = not row.forced_down and _up(row.last_seen_at, cfg.compute.service_down_time, now)
             host(row.host).agents.append(Agent("compute", row.binary, up, bool(row.disabled), row.last_seen_at))
         for row in (await s.execute(select(NETWORK_AGENT).order_by(NETWORK_AGENT.c.agent_type))).all():
-            host(row.host).agents.append(Agent("network", row.agent_type, _up(row.heartbeat_at, NETWORK_DOWN_TIME, now),
-                                               not row.admin_state_up, row.heartbeat_at))
+            up = _up(row.heartbeat_at, cfg.network.agent_down_time, now)  # as the Network API tells it
+            host(row.host).agents.append(Agent("network", row.agent_type, up, not row.admin_state_up, row.heartbeat_at))
         for row in (await s.execute(select(VOLUME_POOL))).all():
             host(row.host).agents.append(Agent("volume", "cinder-volume",
                                                _up(row.reported_at, cfg.volume.service_down_time, now),
