@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from cumulo.core.version import code_version
+from cumulo.core.version import code_version, parse
 from cumulo.ops.upgrade import AGENT_VERSIONS_REVISION, exit_code, known_revisions, run_checks
 
 from .conftest import BIN, Cloud, start_cloud, stop_cloud, wait_for
@@ -122,13 +122,20 @@ def test_a_database_newer_than_the_code_fails(cloud: Cloud, tmp_path: Path) -> N
     assert "this code is older than the database" in " ".join(out.stdout.replace("|", " ").split())
 
 
+def previous_minor() -> str:
+    """A patch release of the minor release before this code's (0.2.0 -> 0.1.9)."""
+    major, minor, _ = parse(code_version()) or (0, 0, 0)
+    assert minor > 0, code_version()
+    return f"{major}.{minor - 1}.9"
+
+
 def add_old_agents(db: Path) -> None:
     """Two compute services of earlier releases, as the conductor records their heartbeats: one
-    of 0.0.9, one from before versioned reports (no version; its envelope had no v either, which
+    of the previous minor release, one from before versioned reports (no version; its envelope had no v either, which
     tests/unit/test_bus_versions.py sends through the hub)."""
     con = sqlite3.connect(db)
     try:
-        for host, version in (("old-node", "0.0.9"), ("older-node", None)):
+        for host, version in (("old-node", previous_minor()), ("older-node", None)):
             con.execute("INSERT INTO compute_service (id, host, \"binary\", disabled, forced_down, last_seen_at, "
                         "created_at, updated_at, version) VALUES (?, ?, 'nova-compute', 0, 0, "
                         "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, ?)", (f"id-{host}", host, version))
@@ -144,7 +151,7 @@ def test_agents_of_older_releases_are_named(cloud: Cloud) -> None:
     assert out.returncode == 1, out.stdout + out.stderr
     agents = next(c for c in json.loads(out.stdout)["checks"] if c["check"] == "Agent versions")
     assert agents["result"] == "Warning"
-    assert "compute agent on old-node runs 0.0.9, one minor release behind" in agents["details"]
+    assert f"compute agent on old-node runs {previous_minor()}, one minor release behind" in agents["details"]
     assert "compute agent on older-node reports no version" in agents["details"]
     # an agent of a later release than the controllers is a failure: controllers go first
     con = sqlite3.connect(db)
