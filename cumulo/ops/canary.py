@@ -37,6 +37,8 @@ from typing import Any
 import httpx
 import yaml
 
+from cumulo.ops.clouds import fault_text
+
 # the steps in their order, and what each needs to have passed
 STEPS = ("auth", "image", "network", "server", "guest", "floating-ip", "object", "volume", "cleanup")
 NEEDS = {"image": ("auth",), "network": ("auth",), "server": ("image", "network"), "guest": ("server",),
@@ -504,21 +506,6 @@ async def file_chunks(path: Path) -> Any:
     with open(path, "rb") as fh:
         while block := fh.read(1 << 20):
             yield block
-
-
-def fault_text(r: httpx.Response) -> str:
-    """The message of an OpenStack fault body (any service's shape), else the body's start."""
-    try:
-        body = r.json()
-    except ValueError:
-        return r.text[:300]
-    if isinstance(body, dict):
-        for value in body.values():
-            if isinstance(value, dict) and "message" in value:
-                return str(value["message"])[:300]
-        if "message" in body:
-            return str(body["message"])[:300]
-    return r.text[:300]
 
 
 # ---- metrics ----

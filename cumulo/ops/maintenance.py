@@ -27,6 +27,8 @@ from typing import Any
 
 import httpx
 
+from cumulo.ops.clouds import fault_text, token_and_endpoint
+
 TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 LIVE = ("ACTIVE", "PAUSED")
 COLD = ("SHUTOFF",)
@@ -73,55 +75,14 @@ class Report:
                 "left": self.left}
 
 
-def fault_text(r: httpx.Response) -> str:
-    """The message of an OpenStack fault body ({"badRequest": {"message": ...}}), else the text."""
-    try:
-        body = r.json()
-    except ValueError:
-        return r.text[:300]
-    if isinstance(body, dict):
-        for value in body.values():
-            if isinstance(value, dict) and value.get("message"):
-                return str(value["message"])
-    return r.text[:300]
-
-
 class Compute:
     """The Compute API as one clouds.yaml entry's user (password auth, project scope)."""
 
     def __init__(self, cloud: dict[str, Any], timeout: float = 300.0) -> None:
         self.http = httpx.Client(timeout=TIMEOUT, verify=cloud.get("verify", True))
         self.timeout = timeout
-        self.token, self.url = self._auth(cloud)
-
-    def _auth(self, cloud: dict[str, Any]) -> tuple[str, str]:
-        auth = cloud.get("auth") or {}
-        if not auth.get("auth_url"):
-            raise MaintenanceError("the cloud's clouds.yaml entry has no auth.auth_url")
-        url = auth["auth_url"].rstrip("/")
-        url = url if url.endswith("/v3") else url + "/v3"
-        scope: dict[str, Any] = {"project": {"name": auth.get("project_name"), "domain": {
-            "name": auth.get("project_domain_name") or "Default"}}}
-        if auth.get("project_id"):
-            scope = {"project": {"id": auth["project_id"]}}
-        body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
-            "name": auth.get("username"), "password": auth.get("password"),
-            "domain": {"name": auth.get("user_domain_name") or "Default"}}}}, "scope": scope}}
-        try:
-            r = self.http.post(f"{url}/auth/tokens", json=body)
-        except httpx.HTTPError as exc:
-            raise MaintenanceError(f"identity at {url}: {type(exc).__name__}: {exc}") from None
-        if r.status_code != 201:
-            raise MaintenanceError(f"identity at {url} refused the clouds.yaml credentials: {r.status_code} "
-                                   f"{fault_text(r)}")
-        region, interface = cloud.get("region_name"), cloud.get("interface") or "public"
-        for entry in r.json()["token"].get("catalog", []):
-            if entry.get("type") != "compute":
-                continue
-            for ep in entry.get("endpoints", []):
-                if ep.get("interface") == interface and (not region or ep.get("region") in (region, None)):
-                    return r.headers["X-Subject-Token"], str(ep["url"]).rstrip("/")
-        raise MaintenanceError("the cloud's catalog has no compute endpoint")
+        self.token, url = token_and_endpoint(self.http, cloud, "compute", MaintenanceError)
+        self.url = url.rstrip("/")
 
     def call(self, method: str, path: str, body: Any = None, version: str = "2.53") -> httpx.Response:
         headers = {"X-Auth-Token": self.token, "OpenStack-API-Version": f"compute {version}",

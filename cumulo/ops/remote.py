@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 
 from cumulo.ops.backup import CHUNK, MANIFEST, PREFIX, BackupError, Progress, read_manifest
+from cumulo.ops.clouds import token_and_endpoint
 
 TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 
@@ -52,36 +53,8 @@ class Container:
             raise BackupError(f"{name!r} is not a container name")
         self.name = name
         self.http = httpx.Client(timeout=TIMEOUT, verify=cloud.get("verify", True))
-        self.token, endpoint = self._auth(cloud)
+        self.token, endpoint = token_and_endpoint(self.http, cloud, "object-store", BackupError)
         self.url = f"{endpoint.rstrip('/')}/{urllib.parse.quote(name)}"
-
-    def _auth(self, cloud: dict[str, Any]) -> tuple[str, str]:
-        auth = cloud.get("auth") or {}
-        if not auth.get("auth_url"):
-            raise BackupError("the cloud's clouds.yaml entry has no auth.auth_url")
-        url = auth["auth_url"].rstrip("/")
-        url = url if url.endswith("/v3") else url + "/v3"
-        scope: dict[str, Any] = {"project": {"name": auth.get("project_name"), "domain": {
-            "name": auth.get("project_domain_name") or "Default"}}}
-        if auth.get("project_id"):
-            scope = {"project": {"id": auth["project_id"]}}
-        body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
-            "name": auth.get("username"), "password": auth.get("password"),
-            "domain": {"name": auth.get("user_domain_name") or "Default"}}}}, "scope": scope}}
-        try:
-            r = self.http.post(f"{url}/auth/tokens", json=body)
-        except httpx.HTTPError as exc:
-            raise BackupError(f"identity at {url}: {type(exc).__name__}: {exc}") from None
-        if r.status_code != 201:
-            raise BackupError(f"identity at {url} refused the clouds.yaml credentials: {r.status_code} {r.text[:200]}")
-        region, interface = cloud.get("region_name"), cloud.get("interface") or "public"
-        for entry in r.json()["token"].get("catalog", []):
-            if entry.get("type") != "object-store":
-                continue
-            for ep in entry.get("endpoints", []):
-                if ep.get("interface") == interface and (not region or ep.get("region") in (region, None)):
-                    return r.headers["X-Subject-Token"], str(ep["url"])
-        raise BackupError("the cloud's catalog has no object-store endpoint")
 
     def _call(self, method: str, path: str = "", ok: tuple[int, ...] = (200, 201, 202, 204), **kw: Any) -> Any:
         headers = {"X-Auth-Token": self.token, **kw.pop("headers", {})}
