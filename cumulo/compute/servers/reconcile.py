@@ -64,7 +64,10 @@ class Reconciler:
                 await self.bus.cast(f"compute.{host}", "destroy", {"server_id": instance_id})
         # only servers last changed before the node looked: a report overtaken by a spawn proves nothing
         before = (taken_at or utcnow()) - dt.timedelta(seconds=2)
-        mine = [r for r in rows if r.host == host and r.deleted_at is None and r.updated_at < before]
+        # (a row last changed before this agent started is not one a spawn of it overtook: after a
+        # fast restart the rows the old agent's last report touched still count on the first report)
+        mine = [r for r in rows if r.host == host and r.deleted_at is None and (
+            r.updated_at < before or (agent_started is not None and r.updated_at < agent_started))]
         for r in rows:
             if r.host != host or r.deleted_at is not None or r.vm_state != "building" or r.task_state != "spawning":
                 continue
