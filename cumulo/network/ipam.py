@@ -321,29 +321,34 @@ class Ipam:
 
     async def create_port(self, values: dict[str, Any], fixed_ips: list[dict[str, Any]] | None, project: str | None,
                           admin: bool) -> Port:
+        """The port and its addresses.  The addresses are taken first (an allocation names its port
+        by id, no foreign key) and the port row goes in last, so whoever reads the database (an API
+        list, a backup's snapshot) sees a port only with its addresses."""
         mac = values.pop("mac_address", None)
         for _ in range(10):
             generated = "fa:16:3e:" + ":".join(f"{random.randint(0, 255):02x}" for _ in range(3))
             port = Port(id=str(uuid.uuid4()), mac_address=mac or generated, **values)
+            if mac:
+                async with self.db.session() as s:  # a MAC asked for: refused before any address is taken
+                    if (await s.execute(select(Port.id).where(Port.mac_address == mac))).first():
+                        raise Conflict(f"Unable to complete operation for network {values['network_id']}. The mac "
+                                       f"address {mac} is in use.", kind="MacAddressInUse")
+            await self.assign(port, fixed_ips, project, admin)
             try:
                 async with self.db.session() as s:
                     s.add(port)
-                break
+                return port
             except IntegrityError as exc:
+                await self.release(port.id)
                 if not is_duplicate(exc):
                     raise
                 if mac:
                     raise Conflict(f"Unable to complete operation for network {values['network_id']}. The mac "
                                    f"address {mac} is in use.", kind="MacAddressInUse") from None
-        else:
-            raise Conflict("No free MAC address could be generated.")
-        try:
-            await self.assign(port, fixed_ips, project, admin)
-        except Exception:
-            async with self.db.session() as s:
-                await s.execute(delete(Port).where(Port.id == port.id))
-            raise
-        return port
+            except BaseException:
+                await self.release(port.id)
+                raise
+        raise Conflict("No free MAC address could be generated.")
 
     async def delete_port(self, port: Port) -> None:
         async with self.db.session() as s:

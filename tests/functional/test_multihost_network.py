@@ -296,11 +296,15 @@ def test_dhcp_and_a_router_of_a_dead_network_host_are_rescheduled(hosts: Hosts) 
     sub = admin.net("POST", "/subnets", {"subnet": {"network_id": net["id"], "cidr": "10.51.0.0/24",
                                                     "ip_version": 4}})["subnet"]
     router = admin.net("POST", "/routers", {"router": {"name": "moves-r"}})["router"]
-    admin.net("POST", f"/agents/{l3_b['id']}/l3-routers", {"router_id": router["id"]}, ok=201)
-    # the scheduler may have bound it on A meanwhile (a round ran between the two calls): then off A
+    # the scheduler may have bound it meanwhile (a round ran between the two calls): on B already
+    # (409 RouterHostedByL3Agent), or on A: then off A and onto B
+    admin.net("POST", f"/agents/{l3_b['id']}/l3-routers", {"router_id": router["id"]}, ok=(201, 409))
     on = {a["host"] for a in admin.net("GET", f"/routers/{router['id']}/l3-agents")["agents"]}
     if "hostA" in on:
         admin.net("DELETE", f"/agents/{agents[('hostA', 'L3 agent')]['id']}/l3-routers/{router['id']}")
+        admin.net("POST", f"/agents/{l3_b['id']}/l3-routers", {"router_id": router["id"]}, ok=(201, 409))
+    on = {a["host"] for a in admin.net("GET", f"/routers/{router['id']}/l3-agents")["agents"]}
+    assert "hostB" in on, on
     admin.net("PUT", f"/routers/{router['id']}", {"router": {"external_gateway_info": {"network_id": ext["id"]}}})
     admin.net("PUT", f"/routers/{router['id']}/add_router_interface", {"subnet_id": sub["id"]})
     # (what host A's last heartbeat reported it served shows until its next round)
